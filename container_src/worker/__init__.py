@@ -1,0 +1,1 @@
+"""The queue worker: long-polls a lane's SQS queue and runs jobs through the shared core."""

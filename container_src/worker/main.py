@@ -1,0 +1,44 @@
+"""The worker process: ``python -m worker.main``. Settings → clients → poll loop, until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from jobadapters.settings import WorkerSettings
+from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
+from jobcore.tasks import RunContext
+from worker.poller import Poller
+from worker.protection import TaskProtection
+
+log = logging.getLogger("worker")
+
+
+def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
+    # Webhooks go out from their own small pool: a slow receiver never holds a job slot.
+    runner = build_runner(clients, settings.results_bucket, settings.webhooks, executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"))
+    model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
+    return Poller(
+        sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,
+        ctx=RunContext(llm=model, model_id=settings.claude.model_id, concurrency=settings.concurrency),
+        concurrency=settings.concurrency, max_receives=settings.max_receives,
+        visibility_timeout_s=settings.visibility_timeout_s, protection=TaskProtection(settings.ecs_agent_uri),
+        wait_time_s=settings.poll_wait_s,
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = WorkerSettings.from_env(os.environ)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
+    build_poller(settings, AwsClients.create(settings.jobs_table)).run(stop)
+
+
+if __name__ == "__main__":
+    main()

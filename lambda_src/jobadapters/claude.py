@@ -1,0 +1,93 @@
+"""LanguageModel over the anthropic SDK, and the one table that maps its errors onto the domain's.
+
+The SDK is imported on first use: importing it costs about a second of CPU, which a cold router
+answering ``GET /v1/jobs/{id}`` should not pay.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jobcore.errors import ModelRequestError, ModelUnavailableError
+
+# The offline stand-in accepts any key; the SDK insists on having one.
+STANDIN_API_KEY = "local-standin"
+
+
+class AnthropicModel:
+    """One SDK client, built lazily, rebuilt when the API key changes (secret rotation)."""
+
+    def __init__(self, *, api_key: Callable[[], str | None], base_url: str | None = None, timeout_s: float = 600.0, max_retries: int = 2):
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+        self._client: Any = None
+        self._client_key: str | None = None
+        self._lock = threading.Lock()
+
+    def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        client = self._current_client()
+        try:
+            message = client.messages.create(**params, timeout=timeout_s or self._timeout_s)
+        except Exception as error:  # noqa: BLE001 - the SDK's errors become the domain's
+            translated = translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+        return message.model_dump(mode="json", exclude_none=True)
+
+    def _current_client(self) -> Any:
+        key = self._api_key()
+        with self._lock:
+            if self._client is None or key != self._client_key:
+                import anthropic
+
+                self._client = anthropic.Anthropic(api_key=key, base_url=self._base_url, timeout=self._timeout_s, max_retries=self._max_retries)
+                self._client_key = key
+            return self._client
+
+
+def translate(error: Exception) -> Exception:
+    """The domain error for an SDK exception; anything else is returned unchanged."""
+    import anthropic
+
+    if isinstance(error, anthropic.APITimeoutError):
+        return ModelUnavailableError("the model did not answer in time")
+    if isinstance(error, anthropic.APIConnectionError):
+        return ModelUnavailableError(f"could not reach the model: {error}")
+    if not isinstance(error, anthropic.APIStatusError):
+        return error
+    status = error.status_code
+    message = f"model answered {status}: {_message(error)}"
+    if status == 429 or status >= 500:
+        return ModelUnavailableError(message, retry_after_s=_retry_after(error))
+    return ModelRequestError(message)
+
+
+def _message(error: Any) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        return str((body.get("error") or {}).get("message") or body)
+    return str(error)
+
+
+def _retry_after(error: Any) -> float | None:
+    try:
+        return float(error.response.headers.get("retry-after"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def api_key_source(*, base_url: str | None, secret_arn: str | None, env: Mapping[str, str]) -> Callable[[], str | None]:
+    """Where the key comes from: the stand-in, Secrets Manager (cached 5 min), or ANTHROPIC_API_KEY."""
+    if base_url:
+        return lambda: STANDIN_API_KEY
+    if secret_arn:
+        from aws_lambda_powertools.utilities import parameters
+
+        return lambda: parameters.get_secret(secret_arn, max_age=300)
+    return lambda: env.get("ANTHROPIC_API_KEY")
+

@@ -1,0 +1,42 @@
+"""JobQueue over one SQS queue per lane. The message is a claim check: the job id, nothing more."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobcore.errors import EnqueueError
+from jobcore.model import Job, Route
+
+
+class SqsJobQueue:
+    def __init__(self, client: Any, urls: Mapping[Route, str | None]):
+        self._client = client
+        self._urls = dict(urls)
+
+    def enqueue(self, job: Job, route: Route) -> None:
+        url = self._urls.get(route)
+        if not url:
+            raise EnqueueError(f"no queue for the {route.value} lane in this deployment")
+        try:
+            self._client.send_message(QueueUrl=url, MessageBody=encode(job))
+        except (ClientError, BotoCoreError) as error:
+            raise EnqueueError(f"the {route.value} queue refused the job: {error}") from None
+
+
+def encode(job: Job) -> str:
+    return json.dumps({"job_id": job.job_id, "task": job.task})
+
+
+def decode(body: str) -> str:
+    """The job id of a message; ValueError for a message that is not ours."""
+    try:
+        job_id = json.loads(body)["job_id"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"not a job message: {body[:80]!r}") from None
+    if not isinstance(job_id, str):
+        raise ValueError("job_id is not a string")
+    return job_id

@@ -1,0 +1,90 @@
+"""Settings → clients → core: the one place the router, the worker and the local runtime wire up."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from jobadapters.claude import AnthropicModel, api_key_source
+from jobadapters.dynamo import DynamoJobStore
+from jobadapters.s3 import S3BlobStore
+from jobadapters.settings import ClaudeSettings, RouterSettings, WebhookSettings
+from jobadapters.sqs import SqsJobQueue
+from jobadapters.webhook_sender import HttpWebhookNotifier
+from jobcore.model import Route
+from jobcore.routing import RoutingPolicy
+from jobcore.runner import JobRunner
+from jobcore.service import JobService, render
+
+# The inline path retries within its own deadline (jobcore.deadline); workers let the SDK retry.
+INLINE_SDK_RETRIES = 0
+WORKER_SDK_RETRIES = 3
+WORKER_CALL_TIMEOUT_S = 300.0
+
+
+def clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_job_id() -> str:
+    return f"job_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """boto3 clients, made once per process; AWS_ENDPOINT_URL points them at moto locally."""
+
+    table: Any
+    sqs: Any
+    s3: Any
+
+    @classmethod
+    def create(cls, table_name: str) -> AwsClients:
+        return cls(boto3.resource("dynamodb").Table(table_name), boto3.client("sqs"), boto3.client("s3"))
+
+
+def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ) -> AnthropicModel:
+    key = api_key_source(base_url=settings.base_url, secret_arn=settings.secret_arn, env=env)
+    return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
+
+
+def build_runner(clients: AwsClients, bucket: str, webhooks: WebhookSettings, *, executor: Executor | None) -> JobRunner:
+    blobs = S3BlobStore(clients.s3, bucket)
+    notifier = HttpWebhookNotifier(
+        render=lambda job: render(job, blobs), secret=_webhook_secret(webhooks), clock_ms=clock_ms,
+        executor=executor, allow_private_targets=webhooks.allow_private_targets,
+    )
+    return JobRunner(store=DynamoJobStore(clients.table), blobs=blobs, notifier=notifier, clock_ms=clock_ms)
+
+
+def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:
+    # Lambda freezes between invocations, so the router delivers webhooks before it returns.
+    runner = build_runner(clients, settings.results_bucket, settings.webhooks, executor=None)
+    queue = SqsJobQueue(clients.sqs, {Route.CPU: settings.cpu_queue_url, Route.GPU: settings.gpu_queue_url})
+    policy = RoutingPolicy(
+        inline_budget_s=settings.inline_budget_s, router_memory_mb=settings.router_memory_mb,
+        worker_memory_mb=settings.worker_memory_mb, gpu_memory_mb=settings.gpu_memory_mb,
+        gpu_enabled=bool(settings.gpu_queue_url),
+    )
+    return JobService(
+        runner=runner, queue=queue, policy=policy, model_id=settings.claude.model_id,
+        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=settings.inline_budget_s, env=env),
+        new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
+        allow_http_webhooks=settings.webhooks.allow_private_targets,
+    )
+
+
+def _webhook_secret(settings: WebhookSettings) -> Callable[[], str | None]:
+    """The signing secret: from Secrets Manager, cached 5 min (router), or as ECS injected it (worker)."""
+    if settings.secret_arn:
+        from aws_lambda_powertools.utilities import parameters
+
+        return lambda: parameters.get_secret(settings.secret_arn, max_age=300)
+    return lambda: settings.secret

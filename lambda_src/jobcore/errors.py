@@ -1,0 +1,94 @@
+"""The domain's errors. Each maps to one HTTP status (router) and one SQS outcome (worker)."""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    type = "internal_error"
+
+
+class BadRequestError(JobError):
+    """The request body is not what the API accepts (not JSON, not an object)."""
+
+    type = "bad_request"
+
+
+class InvalidInputError(JobError):
+    """A field of the request or of the task input is wrong; ``field`` names it (dotted path)."""
+
+    type = "invalid_input"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class UnknownTaskError(JobError):
+    type = "unknown_task"
+
+
+class JobNotFoundError(JobError):
+    type = "not_found"
+
+
+class UnroutableError(JobError):
+    """The request is valid but no lane can run it (sync + GPU, memory beyond every lane...)."""
+
+    type = "unroutable"
+
+
+class ConflictError(JobError):
+    """A conditional write lost: the job changed since it was read (or already exists)."""
+
+    type = "conflict"
+
+
+class InvalidTransitionError(ConflictError):
+    """The lifecycle forbids this move (e.g. a finished job cannot start again)."""
+
+
+class EnqueueError(JobError):
+    """The queue refused the job; the job is marked failed and the client told to retry."""
+
+    type = "unavailable"
+
+
+# --- model (Claude) errors: the adapter maps SDK exceptions onto these -------------------------
+
+
+class ModelError(JobError):
+    """Claude could not answer. ``retryable`` decides between backing off and failing the job."""
+
+    type = "model_error"
+    retryable = False
+
+
+class ModelUnavailableError(ModelError):
+    """Timed out, rate limited (429), overloaded (529) or a 5xx: try later, elsewhere."""
+
+    type = "model_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelRequestError(ModelError):
+    """Claude refused the request itself (400, 401, 403, 404...): retrying cannot help."""
+
+    type = "model_rejected"
+
+
+class TaskOutputError(JobError):
+    """The model answered, but not with what the task promises (e.g. an invalid invoice)."""
+
+    type = "invalid_output"
+
+
+class TaskTimeoutError(JobError):
+    """The job ran past its task's time limit."""
+
+    type = "timed_out"

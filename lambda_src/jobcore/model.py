@@ -1,0 +1,136 @@
+"""The job, its states and the moves between them.
+
+Every change of a job is a *transition*: a pure function from the job as read to the job to write,
+which the store persists with a condition on the version it read. Two workers that receive the same
+message (SQS delivers at least once) therefore cannot both finish the job: the second write loses.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from jobcore.errors import InvalidTransitionError
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({
+    JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED, JobStatus.TIMED_OUT,
+})
+
+# running → running: a redelivered message re-claims a job whose worker died mid-run.
+# running → queued: an inline run fell back to the queue, or a worker released the job on shutdown.
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.EXPIRED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({
+        JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED, JobStatus.FAILED,
+        JobStatus.CANCELED, JobStatus.TIMED_OUT,
+    }),
+}
+
+
+class Route(str, enum.Enum):
+    INLINE = "inline"
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class Mode(str, enum.Enum):
+    AUTO = "auto"
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_calls: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.model_calls + other.model_calls,
+        )
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    events: tuple[str, ...] = ("completed",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    job_id: str
+    tenant_id: str
+    task: str
+    status: JobStatus
+    route: Route
+    route_reason: str
+    mode: Mode = Mode.AUTO
+    created_at: int  # epoch milliseconds, like every timestamp here
+    updated_at: int
+    input: dict[str, Any] | None = None
+    input_ref: str | None = None  # S3 key when the input is too big for the item
+    hints: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook: Webhook | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    attempts: int = 0
+    result_ref: str | None = None
+    result_bytes: int | None = None
+    error: dict[str, str] | None = None
+    usage: Usage = Usage()
+    cost: dict[str, Any] = field(default_factory=dict)
+    expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
+    version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["route"] = self.route.value
+        data["mode"] = self.mode.value
+        if self.webhook is not None:
+            data["webhook"] = {"url": self.webhook.url, "events": list(self.webhook.events)}
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        fields = dict(data)
+        fields["status"] = JobStatus(fields["status"])
+        fields["route"] = Route(fields["route"])
+        fields["mode"] = Mode(fields.get("mode", "auto"))
+        if fields.get("webhook"):
+            fields["webhook"] = Webhook(fields["webhook"]["url"], tuple(fields["webhook"].get("events", ())))
+        fields["usage"] = Usage(**fields.get("usage", {}))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+def transition(job: Job, to: JobStatus, *, now_ms: int, **changes: Any) -> Job:
+    """The job after moving to ``to``; raises if the lifecycle forbids that move."""
+    if to not in ALLOWED.get(job.status, frozenset()):
+        raise InvalidTransitionError(f"job {job.job_id} cannot go from {job.status.value} to {to.value}")
+    if to is JobStatus.RUNNING:
+        changes.setdefault("started_at", now_ms)
+        changes["attempts"] = job.attempts + 1
+    if to.terminal:
+        changes.setdefault("finished_at", now_ms)
+    return replace(job, status=to, updated_at=now_ms, version=job.version + 1, **changes)

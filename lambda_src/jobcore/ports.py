@@ -1,0 +1,49 @@
+"""The ports: what the core needs from the outside world, as Protocols.
+
+Adapters in :mod:`jobadapters` implement them over DynamoDB, SQS, S3, the anthropic SDK and HTTP;
+tests implement them in memory (``tests/fakes.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from jobcore.model import Job, Route
+
+
+class JobStore(Protocol):
+    def create(self, job: Job) -> None:
+        """Persist a new job; ConflictError if the id exists."""
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def save(self, job: Job, *, expected_version: int) -> None:
+        """Persist ``job`` only if the stored version is still ``expected_version``, else ConflictError."""
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job: Job, route: Route) -> None:
+        """Hand the job id to the lane's queue; EnqueueError if that lane has no queue or SQS refuses."""
+
+
+class BlobStore(Protocol):
+    """Result and large-input documents, addressed by key."""
+
+    def put_json(self, key: str, document: Any) -> int:
+        """Store the document; returns its size in bytes."""
+
+    def get_json(self, key: str) -> Any: ...
+
+    def url_for(self, key: str) -> str | None:
+        """A URL the client can GET the document from (presigned), or None where there is none."""
+
+
+class LanguageModel(Protocol):
+    def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        """One Messages API call; the response as a plain dict. Raises jobcore.errors.ModelError."""
+
+
+class WebhookNotifier(Protocol):
+    def notify(self, job: Job) -> None:
+        """Tell the job's webhook that it reached a terminal state. Never raises, never blocks long."""

@@ -1,0 +1,102 @@
+"""The ``POST /v1/jobs`` body, checked field by field into a SubmitRequest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from jobcore.errors import BadRequestError, InvalidInputError
+from jobcore.model import Mode, Webhook
+from jobcore.routing import Hints
+from jobcore.validation import expect_object, get, in_range, reject_unknown
+
+WEBHOOK_EVENTS = frozenset({"completed", "succeeded", "failed", "canceled", "expired", "timed_out"})
+_MAX_METADATA = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitRequest:
+    task: str
+    input: Any
+    mode: Mode = Mode.AUTO
+    hints: Hints = Hints()
+    webhook: Webhook | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def parse_json(body: str | None) -> Any:
+    if not body:
+        raise BadRequestError("the request body is empty; send a JSON object")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        raise BadRequestError(f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitRequest:
+    body = expect_object(body, "body")
+    reject_unknown(body, {"task", "input", "mode", "hints", "webhook", "metadata"}, "")
+    task = get(body, "task", str, "")
+    if "input" not in body:
+        raise InvalidInputError("input", "is required")
+    return SubmitRequest(
+        task=task,
+        input=body["input"],
+        mode=_mode(body),
+        hints=_hints(body.get("hints")),
+        webhook=_webhook(body.get("webhook"), allow_http=allow_http_webhooks),
+        metadata=_metadata(body.get("metadata")),
+    )
+
+
+def _mode(body: dict[str, Any]) -> Mode:
+    raw = get(body, "mode", str, "", required=False, default="auto")
+    try:
+        return Mode(raw)
+    except ValueError:
+        raise InvalidInputError("mode", "must be one of auto, sync, async") from None
+
+
+def _hints(raw: Any) -> Hints:
+    if raw is None:
+        return Hints()
+    hints = expect_object(raw, "hints")
+    reject_unknown(hints, {"expected_duration_s", "memory_mb"}, "hints")
+    duration = get(hints, "expected_duration_s", float, "hints", required=False)
+    memory = get(hints, "memory_mb", int, "hints", required=False)
+    if duration is not None:
+        in_range(duration, "hints.expected_duration_s", 0, 7 * 24 * 3600)
+    if memory is not None:
+        in_range(memory, "hints.memory_mb", 128, 1_048_576)
+    return Hints(expected_duration_s=duration, memory_mb=memory)
+
+
+def _webhook(raw: Any, *, allow_http: bool) -> Webhook | None:
+    if raw is None:
+        return None
+    hook = expect_object(raw, "webhook")
+    reject_unknown(hook, {"url", "events"}, "webhook")
+    url = get(hook, "url", str, "webhook")
+    parts = urlsplit(url)
+    schemes = {"https", "http"} if allow_http else {"https"}
+    if parts.scheme not in schemes or not parts.hostname:
+        raise InvalidInputError("webhook.url", f"must be an absolute {' or '.join(sorted(schemes))} URL")
+    events = get(hook, "events", list, "webhook", required=False, default=["completed"])
+    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
+    if not events or unknown:
+        raise InvalidInputError("webhook.events", f"must be a non-empty list of {', '.join(sorted(WEBHOOK_EVENTS))}")
+    return Webhook(url, tuple(events))
+
+
+def _metadata(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    metadata = expect_object(raw, "metadata")
+    if len(metadata) > _MAX_METADATA:
+        raise InvalidInputError("metadata", f"at most {_MAX_METADATA} keys")
+    for key, value in metadata.items():
+        if not isinstance(value, str) or len(value) > 512:
+            raise InvalidInputError(f"metadata.{key}", "must be a string of at most 512 characters")
+    return dict(metadata)

@@ -1,0 +1,174 @@
+"""Running a job: claim it, run its task, store the result, record the outcome.
+
+Shared by the inline path (router) and the worker. Every state change is a conditional write
+(:func:`jobcore.model.transition` + ``JobStore.save(expected_version=...)``), so a duplicate or
+redelivered message can neither run a finished job again nor write a second result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jobcore import webhooks
+from jobcore.errors import ConflictError, JobError, ModelError, TaskTimeoutError
+from jobcore.model import Job, JobStatus, Route, Usage, transition
+from jobcore.ports import BlobStore, JobStore, WebhookNotifier
+from jobcore.schema_keys import result_key
+from jobcore.tasks import CATALOGUE, RunContext, Task, TaskResult, lookup
+
+log = logging.getLogger(__name__)
+
+# Seconds before a failed attempt is retried: doubles per attempt, capped (SQS visibility ≤ 12 h).
+RETRY_BASE_S = 15
+RETRY_CAP_S = 900
+
+
+@dataclass(frozen=True)
+class Executed:
+    """A job run to its terminal state, with the task's output when it succeeded."""
+
+    job: Job
+    output: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """What the worker does with the message: delete it, or make it visible again after a delay."""
+
+    delete: bool
+    job: Job | None = None
+    retry_in_s: int = 0
+    note: str = ""
+
+
+class CostModel(Protocol):
+    """What the runner needs of :class:`jobcore.costing.CostModel` (None: no cost recorded)."""
+
+    def actual(self, *, route: Route, model_id: str, usage: Usage, duration_s: float) -> dict[str, Any]: ...
+
+
+@dataclass(kw_only=True)
+class JobRunner:
+    store: JobStore
+    blobs: BlobStore
+    notifier: WebhookNotifier
+    clock_ms: Callable[[], int]
+    catalogue: dict[str, Task] = None  # type: ignore[assignment]
+    cost_model: CostModel | None = None
+
+    def __post_init__(self) -> None:
+        self.catalogue = self.catalogue or CATALOGUE
+
+    # --- the worker's entry point ------------------------------------------------------------
+
+    def process(self, job_id: str, *, ctx: RunContext, receive_count: int, max_receives: int) -> Disposition:
+        job = self.store.get(job_id)
+        if job is None:
+            return Disposition(True, note=f"job {job_id} does not exist")
+        if job.status.terminal:
+            return Disposition(True, job, note=f"already {job.status.value}")
+        try:
+            job = self.save(job, transition(job, JobStatus.RUNNING, now_ms=self.clock_ms()))
+        except ConflictError as error:
+            # Another worker holds the job; see it again later, by when it will have finished.
+            return Disposition(False, job, retry_in_s=RETRY_BASE_S, note=str(error))
+        try:
+            return Disposition(True, self.execute(job, ctx, timeout_s=self._task(job).profile.timeout_s).job)
+        except ConflictError as error:
+            return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
+        except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
+            return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
+
+    # --- shared with the inline path ----------------------------------------------------------
+
+    def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None) -> Executed:
+        """Run a RUNNING job to a terminal state. Retryable errors propagate to the caller."""
+        task = self._task(job)
+        payload = self.load_input(job)
+        try:
+            result = _run(task, payload, ctx, timeout_s)
+        except ModelError as error:
+            if error.retryable:
+                raise
+            return Executed(self.fail(job, error))
+        except TaskTimeoutError as error:
+            return Executed(self.finish(job, JobStatus.TIMED_OUT, error=_error(error)))
+        except JobError as error:
+            if isinstance(error, ConflictError):
+                raise
+            return Executed(self.fail(job, error))
+        return Executed(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id), result.output)
+
+    def load_input(self, job: Job) -> dict[str, Any]:
+        return job.input if job.input_ref is None else self.blobs.get_json(job.input_ref)
+
+    def succeed(self, job: Job, result: TaskResult, *, model_id: str) -> Job:
+        key = result_key(job.job_id)
+        size = self.blobs.put_json(key, result.output)
+        now = self.clock_ms()
+        cost = dict(job.cost)
+        if self.cost_model is not None:
+            duration_s = (now - (job.started_at or now)) / 1000
+            cost["actual"] = self.cost_model.actual(route=job.route, model_id=model_id, usage=result.usage, duration_s=duration_s)
+        return self.finish(job, JobStatus.SUCCEEDED, result_ref=key, result_bytes=size, usage=result.usage, cost=cost)
+
+    def fail(self, job: Job, error: Exception) -> Job:
+        return self.finish(job, JobStatus.FAILED, error=_error(error))
+
+    def finish(self, job: Job, status: JobStatus, **changes: Any) -> Job:
+        done = self.save(job, transition(job, status, now_ms=self.clock_ms(), **changes))
+        if webhooks.wants(done):
+            self.notifier.notify(done)
+        return done
+
+    def save(self, old: Job, new: Job) -> Job:
+        self.store.save(new, expected_version=old.version)
+        return new
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _task(self, job: Job) -> Task:
+        return lookup(job.task, self.catalogue)
+
+    def _retry_or_fail(self, job: Job, error: Exception, *, receive_count: int, max_receives: int) -> Disposition:
+        retryable = getattr(error, "retryable", not isinstance(error, JobError))
+        if not retryable or receive_count >= max_receives:
+            why = f"gave up after {receive_count} attempts: {error}" if retryable else str(error)
+            log.warning("job %s failed: %s", job.job_id, why)
+            return Disposition(True, self.fail(job, _Reason(error, why)))
+        if not isinstance(error, JobError):
+            log.exception("job %s attempt %d crashed; will retry", job.job_id, receive_count, exc_info=error)
+        delay = getattr(error, "retry_after_s", None) or min(RETRY_BASE_S * 2 ** (receive_count - 1), RETRY_CAP_S)
+        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=_error(error)))
+        return Disposition(False, queued, retry_in_s=int(delay), note=f"retrying in {int(delay)} s: {error}")
+
+
+class _Reason(Exception):
+    """An error re-worded for the job record, keeping the original's type."""
+
+    def __init__(self, original: Exception, message: str):
+        super().__init__(message)
+        self.type = getattr(original, "type", "internal_error")
+
+
+def _error(error: Exception) -> dict[str, str]:
+    return {"type": getattr(error, "type", "internal_error"), "message": str(error) or type(error).__name__}
+
+
+def _run(task: Task, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None) -> TaskResult:
+    if timeout_s is None:
+        return task.run(payload, ctx)
+    # A thread cannot be killed: past the limit the job is recorded as timed out and the thread's
+    # late answer is dropped (the conditional write refuses it).
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"task-{task.name}")
+    try:
+        return pool.submit(task.run, payload, ctx).result(timeout=timeout_s)
+    except FutureTimeout:
+        raise TaskTimeoutError(f"ran past the task's limit of {timeout_s:g} s") from None
+    finally:
+        pool.shutdown(wait=False)

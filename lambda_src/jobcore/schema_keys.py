@@ -1,0 +1,12 @@
+"""Where a job's documents live in the blob store (S3 keys)."""
+
+RESULTS_PREFIX = "results/"
+INPUTS_PREFIX = "inputs/"
+
+
+def result_key(job_id: str) -> str:
+    return f"{RESULTS_PREFIX}{job_id}.json"
+
+
+def input_key(job_id: str) -> str:
+    return f"{INPUTS_PREFIX}{job_id}.json"

@@ -1,0 +1,155 @@
+"""The job service: what ``POST /v1/jobs`` and ``GET /v1/jobs/{id}`` do, over the ports.
+
+Submitting validates the request, routes it (:mod:`jobcore.routing`), records the job, and then
+either runs it inline under a deadline or enqueues it for a worker lane. An inline run that the model
+cannot finish in time (timeout, 429, 529) becomes a queued job: the client gets 202, never a 504,
+and the job is not lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from jobcore.deadline import DeadlineModel
+from jobcore.errors import EnqueueError, JobNotFoundError, ModelUnavailableError
+from jobcore.model import Job, JobStatus, Route, transition
+from jobcore.ports import BlobStore, JobQueue, LanguageModel
+from jobcore.requests import SubmitRequest
+from jobcore.routing import Decision, RoutingPolicy, decide
+from jobcore.runner import JobRunner
+from jobcore.schema_keys import input_key
+from jobcore.tasks import RunContext, Task, lookup
+from jobcore.views import job_view
+
+log = logging.getLogger(__name__)
+
+# Results up to this size are returned in the job itself; larger ones only through result_url.
+INLINE_RESULT_LIMIT = 256 * 1024
+# Inputs above this many bytes go to the blob store (a DynamoDB item holds at most 400 KB).
+INLINE_INPUT_LIMIT = 64 * 1024
+DAY_S = 86_400
+
+
+class CostEstimator(Protocol):
+    def estimate(self, *, route: Route, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    output: dict[str, Any] | None = None  # the result, when the job ran inline and succeeded
+
+
+@dataclass(kw_only=True)
+class JobService:
+    runner: JobRunner
+    queue: JobQueue
+    llm: LanguageModel
+    policy: RoutingPolicy
+    model_id: str
+    new_id: Callable[[], str]
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], None]
+    job_ttl_days: int = 30
+    cost_model: CostEstimator | None = None
+    # Plain-http webhook URLs: only for the local runtime, whose receivers listen on 127.0.0.1.
+    allow_http_webhooks: bool = False
+    # Requests per minute by task, as the operator declares them (the frequency question).
+    arrival_rates_per_min: dict[str, float] | None = None
+
+    def submit(self, request: SubmitRequest, *, tenant_id: str) -> Submission:
+        task = lookup(request.task, self.runner.catalogue)
+        payload = task.validate(request.input)
+        expected_s = task.expected_duration_s(payload)
+        decision = decide(
+            task.profile, expected_duration_s=expected_s, hints=request.hints, mode=request.mode,
+            policy=self.policy, arrival_rate_per_min=(self.arrival_rates_per_min or {}).get(task.name, 0.0),
+        )
+        job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
+        if decision.route is Route.INLINE:
+            return self._run_inline(job)
+        self.runner.store.create(job)
+        return Submission(self._enqueue(job))
+
+    def get(self, job_id: str, *, tenant_id: str) -> Job:
+        job = self.runner.store.get(job_id)
+        # Another tenant's job is reported as missing, not forbidden: ids must not leak.
+        if job is None or job.tenant_id != tenant_id:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        return job
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _new_job(self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: Task, expected_s: float) -> Job:
+        now = self.runner.clock_ms()
+        job_id = self.new_id()
+        job = Job(
+            job_id=job_id, tenant_id=tenant_id, task=task.name,
+            status=JobStatus.RUNNING if decision.route is Route.INLINE else JobStatus.QUEUED,
+            route=decision.route, route_reason=decision.reason, mode=request.mode,
+            created_at=now, updated_at=now, hints=_hints_dict(request), metadata=request.metadata,
+            webhook=request.webhook, expires_at=now // 1000 + self.job_ttl_days * DAY_S,
+            started_at=now if decision.route is Route.INLINE else None,
+            attempts=1 if decision.route is Route.INLINE else 0,
+            cost=self._estimate(task, payload, decision.route, expected_s),
+        )
+        if len(json.dumps(payload)) <= INLINE_INPUT_LIMIT:
+            return replace(job, input=payload)
+        key = input_key(job_id)
+        self.runner.blobs.put_json(key, payload)
+        return replace(job, input_ref=key)
+
+    def _estimate(self, task: Task, payload: dict[str, Any], route: Route, expected_s: float) -> dict[str, Any]:
+        if self.cost_model is None:
+            return {}
+        estimate = self.cost_model.estimate(
+            route=route, model_id=payload.get("model") or self.model_id, expected_duration_s=expected_s,
+            input_tokens=task.profile.typical_input_tokens, output_tokens=task.profile.typical_output_tokens,
+        )
+        return {"estimate": estimate}
+
+    def _run_inline(self, job: Job) -> Submission:
+        self.runner.store.create(job)
+        deadline = self.monotonic() + self.policy.inline_budget_s
+        llm = DeadlineModel(self.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
+        ctx = RunContext(llm=llm, model_id=self.model_id)
+        try:
+            done = self.runner.execute(job, ctx)
+        except ModelUnavailableError as error:
+            return Submission(self._fall_back(job, error))
+        return Submission(done.job, done.output)
+
+    def _fall_back(self, job: Job, error: ModelUnavailableError) -> Job:
+        log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
+        reason = f"cpu: inline fallback, {error} ({job.route_reason})"
+        queued = self.runner.save(job, transition(
+            job, JobStatus.QUEUED, now_ms=self.runner.clock_ms(), route=Route.CPU, route_reason=reason,
+            error={"type": error.type, "message": str(error)},
+        ))
+        return self._enqueue(queued)
+
+    def _enqueue(self, job: Job) -> Job:
+        try:
+            self.queue.enqueue(job, job.route)
+        except EnqueueError as error:
+            # The client gets a 503 and resubmits; the record says why this attempt never ran.
+            self.runner.fail(job, error)
+            raise
+        return job
+
+
+def render(job: Job, blobs: BlobStore) -> dict[str, Any]:
+    """The job as the API returns it, with its result when small enough and a link to it always."""
+    if job.result_ref is None:
+        return job_view(job)
+    result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
+    return job_view(job, result=result, result_url=blobs.url_for(job.result_ref))
+
+
+def _hints_dict(request: SubmitRequest) -> dict[str, Any]:
+    hints = {"expected_duration_s": request.hints.expected_duration_s, "memory_mb": request.hints.memory_mb}
+    return {k: v for k, v in hints.items() if v is not None}

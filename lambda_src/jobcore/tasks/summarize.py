@@ -1,0 +1,70 @@
+"""``documents.summarize``: a long job. One Claude call per document, run concurrently, combined.
+
+A batch task: nobody waits on it, so the router queues it for the worker, whose threads make the
+calls side by side (Claude work is I/O-bound).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jobcore.errors import InvalidInputError
+from jobcore.model import Usage
+from jobcore.routing import TaskProfile
+from jobcore.tasks.base import RunContext, TaskResult, call, text_of, usage_of
+from jobcore.validation import expect_object, get, in_range, non_empty, reject_unknown
+
+MAX_DOCUMENTS = 500
+_SECONDS_PER_DOCUMENT = 8.0
+_ASSUMED_CONCURRENCY = 8
+
+
+class SummarizeTask:
+    name = "documents.summarize"
+    description = "Many documents in; one summary each (one Claude call each, concurrently) and a digest out."
+    profile = TaskProfile(
+        expected_duration_s=60.0, memory_mb=1024, trigger="batch", typical_input_tokens=20_000,
+        typical_output_tokens=2_000, timeout_s=3_600.0,
+    )
+
+    def validate(self, payload: Any) -> dict[str, Any]:
+        body = expect_object(payload, "input")
+        reject_unknown(body, {"documents", "max_words", "instructions"}, "input")
+        documents = get(body, "documents", list, "input")
+        in_range(len(documents), "input.documents", 1, MAX_DOCUMENTS)
+        normalised = []
+        for i, doc in enumerate(documents):
+            path = f"input.documents[{i}]"
+            expect_object(doc, path)
+            reject_unknown(doc, {"id", "text"}, path)
+            text = non_empty(get(doc, "text", str, path), f"{path}.text", max_chars=400_000)
+            normalised.append({"id": get(doc, "id", str, path, required=False, default=str(i + 1)), "text": text})
+        if len({d["id"] for d in normalised}) != len(normalised):
+            raise InvalidInputError("input.documents", "ids must be unique")
+        max_words = in_range(get(body, "max_words", int, "input", required=False, default=80), "input.max_words", 5, 1000)
+        instructions = get(body, "instructions", str, "input", required=False, default="")
+        return {"documents": normalised, "max_words": max_words, "instructions": instructions}
+
+    def expected_duration_s(self, payload: dict[str, Any]) -> float:
+        waves = math.ceil(len(payload["documents"]) / _ASSUMED_CONCURRENCY)
+        return waves * _SECONDS_PER_DOCUMENT
+
+    def run(self, payload: dict[str, Any], ctx: RunContext) -> TaskResult:
+        def summarize(doc: dict[str, str]) -> tuple[dict[str, str], Usage]:
+            prompt = f"Summarize in at most {payload['max_words']} words. {payload['instructions']}".strip()
+            response = call(ctx, {
+                "model": ctx.model_id,
+                "max_tokens": payload["max_words"] * 2 + 50,
+                "system": prompt,
+                "messages": [{"role": "user", "content": doc["text"]}],
+            })
+            return {"id": doc["id"], "summary": text_of(response).strip()}, usage_of(response)
+
+        with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency), thread_name_prefix="summarize") as pool:
+            done = list(pool.map(summarize, payload["documents"]))
+        summaries = [summary for summary, _ in done]
+        usage = sum((u for _, u in done), Usage())
+        digest = "\n".join(f"[{s['id']}] {s['summary']}" for s in summaries)
+        return TaskResult({"documents": len(summaries), "summaries": summaries, "digest": digest}, usage)

@@ -1,0 +1,1 @@
+"""The router Lambda: API Gateway REST proxy events in, jobs routed, run or queued."""

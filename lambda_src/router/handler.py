@@ -1,0 +1,117 @@
+"""The router Lambda's entry point: HTTP in, the job service, HTTP out.
+
+Routes (API Gateway REST proxy integration):
+  POST /v1/jobs        submit; 200 with the finished job when it ran inline, 202 + Location when queued
+  GET  /v1/jobs/{id}   the job: status, route and reason, result or result_url, usage, cost
+  GET  /v1/tasks       the catalogue, each task's profile and where it would run
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import asdict
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+from jobadapters.settings import RouterSettings
+from jobadapters.wiring import AwsClients, build_service
+from jobcore import errors
+from jobcore.requests import parse_json, parse_submit
+from jobcore.routing import decide
+from jobcore.service import JobService, render
+from jobcore.tasks import CATALOGUE
+from jobcore.views import job_view
+
+logger = Logger(service="router")
+app = APIGatewayRestResolver()
+
+# One table from domain errors to HTTP statuses; the most specific class wins.
+STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
+    (errors.BadRequestError, 400),
+    (errors.InvalidInputError, 422),
+    (errors.UnknownTaskError, 422),
+    (errors.UnroutableError, 422),
+    (errors.JobNotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.EnqueueError, 503),
+]
+
+
+@functools.cache
+def service() -> JobService:
+    """Settings read once and clients made once per execution environment, on first use."""
+    settings = RouterSettings.from_env(os.environ)
+    return build_service(settings, AwsClients.create(settings.jobs_table))
+
+
+def tenant_id() -> str:
+    """The caller's tenant: the API key API Gateway identified (the local gateway fills it in too)."""
+    identity = app.current_event.request_context.identity
+    return identity.api_key_id or identity.api_key or "anonymous"
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers or {})
+
+
+@app.post("/v1/jobs")
+def submit_job() -> Response:
+    jobs = service()
+    request = parse_submit(parse_json(app.current_event.body), allow_http_webhooks=jobs.allow_http_webhooks)
+    submission = jobs.submit(request, tenant_id=tenant_id())
+    job = submission.job
+    view = render(job, jobs.runner.blobs) if submission.output is None else job_view(job, result=submission.output)
+    if job.status.terminal:
+        return json_response(HTTPStatus.OK, view)
+    return json_response(HTTPStatus.ACCEPTED, view, {"Location": f"/v1/jobs/{job.job_id}"})
+
+
+@app.get("/v1/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    jobs = service()
+    return json_response(HTTPStatus.OK, render(jobs.get(job_id, tenant_id=tenant_id()), jobs.runner.blobs))
+
+
+@app.get("/v1/tasks")
+def list_tasks() -> Response:
+    policy = service().policy
+    tasks = []
+    for task in CATALOGUE.values():
+        try:
+            where = decide(task.profile, expected_duration_s=task.profile.expected_duration_s, policy=policy)
+            route = {"lane": where.route.value, "reason": where.reason}
+        except errors.UnroutableError as error:
+            route = {"lane": None, "reason": str(error)}
+        tasks.append({"name": task.name, "description": task.description, "profile": asdict(task.profile), "route": route})
+    return json_response(HTTPStatus.OK, {"tasks": tasks})
+
+
+@app.exception_handler(errors.JobError)
+def job_error(error: errors.JobError) -> Response:
+    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(error, kind)), 500)
+    body: dict[str, Any] = {"type": error.type, "message": str(error)}
+    if isinstance(error, errors.InvalidInputError):
+        body["field"] = error.field
+    return json_response(status, {"error": body})
+
+
+@app.exception_handler(Exception)
+def unexpected_error(error: Exception) -> Response:
+    logger.exception("unhandled error")
+    return json_response(500, {"error": {"type": "internal_error", "message": "internal error; the request id is in the logs"}})
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    return json_response(404, {"error": {"type": "not_found", "message": f"no route {app.current_event.http_method} {app.current_event.path}"}})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)
+

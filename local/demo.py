@@ -1,0 +1,124 @@
+"""The demo: the whole job path on one machine, over real HTTP, in about ten seconds.
+
+1. Starts the local pipeline (moto server, Claude stand-in, router behind a local API Gateway,
+   worker process, webhook receiver).
+2. Submits a short job (``invoice.extract``): it runs inline and the response carries the result (200).
+3. Submits a long job (``documents.summarize``): it is queued (202), polled by id until it
+   succeeds, and its result is read back through the presigned ``result_url``.
+4. Waits for both signed webhooks, and shows how many Messages API calls Claude (or the stand-in) got.
+
+Exits 0 only if every step did what it should. ``python -m local.demo``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from local.gateway import LOCAL_API_KEY
+from local.pipeline import LocalPipeline, Options
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+POLL_TIMEOUT_S = 120.0
+
+
+class DemoFailure(Exception):
+    pass
+
+
+def call(method: str, url: str, body: Any = None, *, key: str = LOCAL_API_KEY) -> tuple[int, dict[str, str], Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"x-api-key": key, "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise DemoFailure(message)
+
+
+def short_job(api: str, webhook_url: str) -> str:
+    text = (SAMPLES / "invoice_acme.txt").read_text()
+    started = time.perf_counter()
+    status, _, job = call("POST", f"{api}/v1/jobs", {"task": "invoice.extract", "input": {"text": text}, "webhook": {"url": webhook_url}})
+    elapsed = (time.perf_counter() - started) * 1000
+    expect(status == 200 and job.get("status") == "succeeded", f"short job: expected 200 succeeded, got {status} {job}")
+    invoice = job["result"]["invoice"]
+    print(f"[short] POST /v1/jobs invoice.extract -> {status} {job['status']} in {elapsed:.0f} ms")
+    print(f"        route: {job['route']['lane']} ({job['route']['reason']})")
+    print(f"        vendor={invoice['vendor']!r} number={invoice['invoice_number']} total={invoice['total']} {invoice['currency']}, "
+          f"{len(invoice['line_items'])} lines, checks={job['result']['checks']}")
+    return job["id"]
+
+
+def long_job(api: str, webhook_url: str) -> str:
+    documents = json.loads((SAMPLES / "documents.json").read_text())
+    started = time.perf_counter()
+    status, headers, job = call("POST", f"{api}/v1/jobs", {"task": "documents.summarize", "input": {"documents": documents}, "webhook": {"url": webhook_url}})
+    expect(status == 202 and job.get("status") == "queued", f"long job: expected 202 queued, got {status} {job}")
+    location = headers.get("Location") or headers.get("location")
+    expect(location == f"/v1/jobs/{job['id']}", f"long job: Location header {location!r}")
+    print(f"[long]  POST /v1/jobs documents.summarize ({len(documents)} documents) -> {status} {job['status']}, Location: {location}")
+    print(f"        route: {job['route']['lane']} ({job['route']['reason']})")
+    job = poll(api, location, started)
+    expect(job["status"] == "succeeded", f"long job ended {job['status']}: {job.get('error')}")
+    with urllib.request.urlopen(job["result_url"], timeout=30) as response:
+        stored = json.loads(response.read())
+    expect(stored == job["result"], "the stored result differs from the one the API returned")
+    print(f"        result read back from S3 via result_url: {stored['documents']} summaries, e.g. {stored['summaries'][0]['summary']!r}")
+    print(f"        usage: {job['usage']}")
+    return job["id"]
+
+
+def poll(api: str, location: str, started: float) -> dict[str, Any]:
+    seen = None
+    while time.perf_counter() - started < POLL_TIMEOUT_S:
+        status, _, job = call("GET", f"{api}{location}")
+        expect(status == 200, f"GET {location} -> {status} {job}")
+        if job["status"] != seen:
+            seen = job["status"]
+            print(f"        poll +{(time.perf_counter() - started) * 1000:.0f} ms: {seen} (attempts {job['attempts']})")
+        if seen not in {"queued", "running"}:
+            return job
+        time.sleep(0.25)
+    raise DemoFailure(f"{location} did not finish in {POLL_TIMEOUT_S:g} s")
+
+
+def webhooks(pipeline: LocalPipeline, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        event = pipeline.webhooks.wait_for(job_id, timeout_s=30)
+        expect(event is not None, f"no webhook for {job_id}")
+        print(f"[hook]  {event['type']} for {job_id}: signature verified, webhook-id {event['id']}")
+    expect(not pipeline.webhooks.rejected, f"webhooks with bad signatures: {pipeline.webhooks.rejected}")
+
+
+def main() -> int:
+    use_standin = not os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("USE_STANDIN") == "1"
+    pipeline = LocalPipeline(Options(use_standin=use_standin))
+    with pipeline as endpoints:
+        print(f"local pipeline up: API {endpoints.api_url}, AWS (moto) {endpoints.aws_endpoint}, "
+              f"Claude {'stand-in ' + endpoints.standin_url if endpoints.standin_url else 'API (ANTHROPIC_API_KEY)'}")
+        try:
+            ids = [short_job(endpoints.api_url, endpoints.webhook_url), long_job(endpoints.api_url, endpoints.webhook_url)]
+            webhooks(pipeline, ids)
+        except DemoFailure as failure:
+            print(f"DEMO FAILED: {failure}\n(worker log: {endpoints.worker_log})", file=sys.stderr)
+            return 1
+        if pipeline.standin is not None:
+            print(f"[claude] the stand-in answered {pipeline.standin.stats()['requests']} Messages API requests from the anthropic SDK")
+    print("demo succeeded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

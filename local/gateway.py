@@ -1,0 +1,156 @@
+"""A local stand-in for API Gateway (REST, proxy integration) in front of the router handler.
+
+It turns each HTTP request into the event API Gateway would send, calls the handler in-process and
+turns its answer back into HTTP, enforcing what the real gateway enforces: the routes, an API key
+(it identifies the tenant), the 10 MB payload limit and the 29 s integration timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs/{id}"), ("GET", "/v1/tasks")]
+INTEGRATION_TIMEOUT_S = 29.0
+MAX_PAYLOAD = 10 * 1024 * 1024
+LOCAL_API_KEY = "local-dev-key"
+
+
+def match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """The route template (API Gateway's ``resource``) and path parameters, or None."""
+    for route_method, template in ROUTES:
+        pattern = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
+        found = re.match(pattern, path)
+        if found and route_method == method:
+            return template, found.groupdict()
+    return None
+
+
+def api_key_id(key: str) -> str:
+    """A stable id per key, as API Gateway gives one: the tenant."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def to_event(method: str, raw_path: str, headers: dict[str, str], body: str | None, *, stage: str = "local") -> dict[str, Any] | None:
+    url = urlsplit(raw_path)
+    found = match(method, url.path)
+    if found is None:
+        return None
+    resource, params = found
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()} or None
+    key = headers.get("x-api-key", "")
+    now = time.time()
+    return {
+        "resource": resource, "path": url.path, "httpMethod": method,
+        "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query, "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
+        "pathParameters": params or None, "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource, "httpMethod": method, "path": f"/{stage}{url.path}", "stage": stage,
+            "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(now * 1000), "accountId": "000000000000", "apiId": "local",
+            "identity": {"apiKey": key, "apiKeyId": api_key_id(key), "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
+        },
+        "body": body, "isBase64Encoded": False,
+    }
+
+
+class LambdaContext:
+    """Enough of the Lambda context object for Powertools."""
+
+    function_name = "router-local"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:router-local"
+    memory_limit_in_mb = 1024
+
+    def __init__(self, timeout_s: float):
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class Gateway:
+    def __init__(self, handler: Callable[[dict, Any], dict], *, host: str = "127.0.0.1", port: int = 0, require_key: bool = True):
+        self._handler = handler
+        self._require_key = require_key
+        self._server = ThreadingHTTPServer((host, port), self._request_handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def invoke(self, method: str, path: str, headers: dict[str, str], body: str | None) -> tuple[int, dict[str, str], bytes]:
+        if len(body or "") > MAX_PAYLOAD:
+            return _error(413, "payload larger than API Gateway's 10 MB")
+        if self._require_key and not headers.get("x-api-key"):
+            return _error(403, "Forbidden: send your API key in the x-api-key header")
+        event = to_event(method, path, headers, body)
+        if event is None:
+            return _error(404, f"no route {method} {urlsplit(path).path}")
+        answer: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: answer.update(self._handler(event, LambdaContext(60.0))), daemon=True)
+        worker.start()
+        worker.join(INTEGRATION_TIMEOUT_S)
+        if worker.is_alive():
+            return _error(504, "Endpoint request timed out (API Gateway's 29 s integration timeout)")
+        if not answer:
+            return _error(502, "Internal server error (the handler raised)")
+        return answer["statusCode"], response_headers(answer), (answer.get("body") or "").encode()
+
+    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length).decode() if length else None
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, out_headers, payload = gateway.invoke(self.command, self.path, headers, body)
+                self.send_response(status)
+                for key, value in out_headers.items():
+                    if key.lower() != "content-length":
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+def response_headers(answer: dict[str, Any]) -> dict[str, str]:
+    """Headers of a proxy response, as API Gateway merges ``headers`` and ``multiValueHeaders``."""
+    headers = dict(answer.get("headers") or {})
+    for key, values in (answer.get("multiValueHeaders") or {}).items():
+        headers[key] = ", ".join(values)
+    return headers
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"content-type": "application/json"}, json.dumps({"message": message}).encode()

@@ -1,0 +1,165 @@
+"""The whole job path on one machine: moto server, the Claude stand-in, the router behind a local
+API Gateway, a worker process and a webhook receiver — the same code that runs in AWS.
+
+AWS is moto in server mode (boto3 reaches it through AWS_ENDPOINT_URL, in this process and in the
+worker's); Claude is the offline stand-in unless ANTHROPIC_API_KEY is set and no stand-in is asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from local import resources
+from local.claude_standin import ClaudeStandIn
+from local.gateway import Gateway
+from local.webhook_receiver import WebhookReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
+REGION = "us-east-1"
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@dataclass
+class Options:
+    api_port: int = 0
+    inline_budget_s: float = 20.0
+    worker_concurrency: int = 4
+    standin_latency_s: float = 0.0
+    use_standin: bool = True
+    webhook_secret: str = field(default_factory=new_webhook_secret)
+    log_dir: Path | None = None
+
+
+@dataclass
+class Endpoints:
+    api_url: str
+    aws_endpoint: str
+    standin_url: str | None
+    webhook_url: str
+    worker_log: str
+    resources: resources.LocalResources
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "api_url": self.api_url, "aws_endpoint": self.aws_endpoint, "standin_url": self.standin_url,
+            "webhook_url": self.webhook_url, "worker_log": self.worker_log, "table": self.resources.table,
+            "bucket": self.resources.bucket, "queues": self.resources.queue_urls,
+        }
+
+
+class LocalPipeline:
+    """Start with ``with LocalPipeline(Options()) as endpoints:``; everything stops on exit."""
+
+    def __init__(self, options: Options | None = None):
+        self.options = options or Options()
+        self.standin: ClaudeStandIn | None = None
+        self.webhooks = WebhookReceiver(self.options.webhook_secret)
+        self._moto: ThreadedMotoServer | None = None
+        self._gateway: Gateway | None = None
+        self._worker: subprocess.Popen | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def __enter__(self) -> Endpoints:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> Endpoints:
+        aws_endpoint = self._start_moto()
+        made = resources.create(boto3.Session(region_name=REGION), lanes=("cpu",))
+        standin_url = self._start_standin()
+        self._set_env(self._router_env(made, standin_url))
+        self.webhooks.start()
+        self._gateway = Gateway(_router_handler(), port=self.options.api_port).start()
+        log_path = self._start_worker(made)
+        return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(log_path), made)
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.terminate()
+            try:
+                self._worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._worker.kill()
+        for part in (self._gateway, self.webhooks, self.standin, self._moto):
+            if part is not None:
+                part.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    # --- parts ----------------------------------------------------------------------------------
+
+    def _start_moto(self) -> str:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        self._set_env({
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        })
+        return endpoint
+
+    def _start_standin(self) -> str | None:
+        if not self.options.use_standin:
+            return None
+        self.standin = ClaudeStandIn(latency_s=self.options.standin_latency_s).start()
+        return self.standin.base_url
+
+    def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:
+        env = {
+            "STAGE": "local", "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
+            "CPU_QUEUE_URL": made.queue_urls["cpu"], "GPU_QUEUE_URL": "",
+            "INLINE_BUDGET_S": str(self.options.inline_budget_s), "WEBHOOK_SECRET": self.options.webhook_secret,
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+        if standin_url:
+            env["ANTHROPIC_BASE_URL"] = standin_url
+        return env
+
+    def _start_worker(self, made: resources.LocalResources) -> Path:
+        log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / "worker.log"
+        env = {
+            **os.environ, "PYTHONPATH": PYTHONPATH, "LANE": "cpu", "QUEUE_URL": made.queue_urls["cpu"],
+            "WORKER_CONCURRENCY": str(self.options.worker_concurrency), "MAX_RECEIVES": str(resources.MAX_RECEIVES),
+            "VISIBILITY_TIMEOUT_S": "300", "POLL_WAIT_S": "1",
+        }
+        log = log_path.open("ab")
+        self._worker = subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        return log_path
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+
+def _router_handler():
+    """The router Lambda's handler, imported now that its environment is set, settings re-read."""
+    from router import handler
+
+    handler.service.cache_clear()
+    return handler.handler

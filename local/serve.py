@@ -1,0 +1,50 @@
+"""Keep the local pipeline running for curl: ``python -m local.serve [--port 8080]``.
+
+Prints one JSON line with the endpoints once everything is up (tests read it), then serves until
+Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from local.pipeline import LocalPipeline, Options
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--inline-budget", type=float, default=20.0, help="seconds an inline run may take")
+    parser.add_argument("--standin-latency", type=float, default=0.0, help="seconds the Claude stand-in waits per answer")
+    parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--log-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    options = Options(
+        api_port=args.port, inline_budget_s=args.inline_budget, standin_latency_s=args.standin_latency,
+        worker_concurrency=args.worker_concurrency, log_dir=args.log_dir,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pipeline = LocalPipeline(options)
+    try:
+        endpoints = pipeline.start()
+        print(json.dumps({"ready": True, **endpoints.as_dict(), "webhook_secret": options.webhook_secret}), flush=True)
+        print(f"API at {endpoints.api_url} (header x-api-key: local-dev-key); Ctrl-C stops.", file=sys.stderr, flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pipeline.stop()
+
+
+if __name__ == "__main__":
+    main()

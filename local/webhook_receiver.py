@@ -1,0 +1,73 @@
+"""A webhook receiver on 127.0.0.1 that verifies Standard Webhooks signatures, for the demo and tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks import Webhook, WebhookVerificationError
+
+
+class WebhookReceiver:
+    def __init__(self, secret: str, *, host: str = "127.0.0.1", port: int = 0, status: int = 204):
+        self._verifier = Webhook(secret)
+        self._status = status
+        self.events: list[dict[str, Any]] = []
+        self.rejected: list[str] = []
+        self._changed = threading.Condition()
+        self._server = ThreadingHTTPServer((host, port), self._request_handler())
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/hooks"
+
+    def start(self) -> WebhookReceiver:
+        threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(self, job_id: str, timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """The verified event for ``job_id``, waiting up to ``timeout_s``; None if none came."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                found = next((e for e in self.events if e["data"]["id"] == job_id), None)
+                left = deadline - time.monotonic()
+                if found is not None or left <= 0:
+                    return found
+                self._changed.wait(left)
+
+    def _record(self, headers: dict[str, str], body: bytes) -> bool:
+        try:
+            event = self._verifier.verify(body.decode(), headers)
+        except WebhookVerificationError as error:
+            self.rejected.append(str(error))
+            return False
+        with self._changed:
+            self.events.append(event if isinstance(event, dict) else json.loads(body))
+            self._changed.notify_all()
+        return True
+
+    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                ok = receiver._record({k.lower(): v for k, v in self.headers.items()}, body)
+                self.send_response(receiver._status if ok else 401)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
