@@ -1,0 +1,240 @@
+"""Prices: one dated data file (``prices.json``), read once, overridable by configuration.
+
+Every figure the cost model multiplies by comes from that file, so a price change is a reviewed data
+change in one place, and a deployment in another region (or with a negotiated discount) passes
+overrides instead of editing code. Limits that decide whether a lane can run a job at all (Lambda's
+900 s, Fargate's largest task) live beside the prices they qualify.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+# Maps keyed by a name rather than by a field: overrides may add entries (a new model, an instance type).
+_OPEN_MAPS = frozenset({("ec2", "instances"), ("claude", "models")})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LambdaPrices:
+    request_per_million: float
+    gb_second: Mapping[str, float]  # by architecture: "arm64", "x86_64"
+    max_duration_s: float
+    max_memory_mb: int
+    mb_per_vcpu: int  # Lambda allocates CPU in proportion to memory
+    max_vcpu: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FargateRate:
+    vcpu_hour: float
+    gb_hour: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FargatePrices:
+    rates: Mapping[str, FargateRate]  # by architecture
+    spot_discount: float  # fraction off the x86_64 on-demand rate
+    min_billed_s: float
+    max_vcpu: float
+    max_memory_gb: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Instance:
+    name: str
+    hour: float
+    vcpu: float
+    memory_gib: float
+    gpus: int = 0
+    gpu_model: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ec2Prices:
+    instances: Mapping[str, Instance]
+    min_billed_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenPrices:
+    input_per_million: float
+    output_per_million: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaudePrices:
+    models: Mapping[str, TokenPrices]
+    default_model: str
+
+    def for_model(self, model_id: str | None) -> tuple[TokenPrices, bool]:
+        """The model's prices and whether it was known; unknown models cost what the default costs."""
+        if model_id in self.models:
+            return self.models[model_id], True
+        return self.models[self.default_model], False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestPrices:
+    api_gateway_rest_per_million: float
+    api_gateway_http_per_million: float
+    sqs_per_million: float
+    sqs_chunk_kb: int
+    dynamodb_write_per_million: float
+    dynamodb_read_per_million: float
+    s3_put_per_thousand: float
+    s3_get_per_thousand: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prices:
+    as_of: str
+    region: str
+    currency: str
+    hours_per_month: float
+    lambda_: LambdaPrices
+    fargate: FargatePrices
+    ec2: Ec2Prices
+    claude: ClaudePrices
+    requests: RequestPrices
+    data: Mapping[str, Any] = field(repr=False, compare=False)  # the source, for with_overrides
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Prices:
+        """Prices from the file's shape; ValueError naming the first missing or malformed key."""
+        root = _Reader(data, "")
+        return cls(
+            as_of=root.text("as_of"), region=root.text("region"), currency=root.text("currency"),
+            hours_per_month=root.num("hours_per_month"),
+            lambda_=_lambda(root.group("lambda")), fargate=_fargate(root.group("fargate")),
+            ec2=_ec2(root.group("ec2")), claude=_claude(root.group("claude")), requests=_requests(root),
+            data=copy.deepcopy(dict(data)),
+        )
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Prices:
+        """These prices with ``overrides`` deep-merged in; ValueError naming any key the file lacks."""
+        return Prices.from_dict(_merge(self.data, overrides, ()))
+
+
+@functools.cache
+def default_prices() -> Prices:
+    """The packaged price file, parsed once per process (the Lambda reuses it across invocations)."""
+    text = resources.files("jobcore").joinpath("prices.json").read_text(encoding="utf-8")
+    return Prices.from_dict(json.loads(text))
+
+
+class _Reader:
+    """Typed access to one group of the price file, with the dotted path for error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"prices: {path or 'the file'} must be an object")
+        self._data, self._path = data, path
+
+    def _get(self, key: str) -> Any:
+        if key not in self._data:
+            raise ValueError(f"prices: missing {self._where(key)}")
+        return self._data[key]
+
+    def _where(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def num(self, key: str) -> float:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"prices: {self._where(key)} must be a non-negative number, not {value!r}")
+        return value
+
+    def text(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"prices: {self._where(key)} must be a non-empty string")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        return self.text(key) if key in self._data else None
+
+    def group(self, key: str) -> _Reader:
+        return _Reader(self._get(key), self._where(key))
+
+    def groups(self) -> Iterator[tuple[str, _Reader]]:
+        return ((key, _Reader(value, self._where(key))) for key, value in self._data.items())
+
+
+def _lambda(r: _Reader) -> LambdaPrices:
+    gb_second = r.group("gb_second")
+    return LambdaPrices(
+        request_per_million=r.num("request_per_million"),
+        gb_second={arch: gb_second.num(arch) for arch in ("arm64", "x86_64")},
+        max_duration_s=r.num("max_duration_s"), max_memory_mb=int(r.num("max_memory_mb")),
+        mb_per_vcpu=int(r.num("mb_per_vcpu")), max_vcpu=r.num("max_vcpu"),
+    )
+
+
+def _fargate(r: _Reader) -> FargatePrices:
+    rates = {}
+    for arch in ("x86_64", "arm64"):
+        rate = r.group(arch)
+        rates[arch] = FargateRate(vcpu_hour=rate.num("vcpu_hour"), gb_hour=rate.num("gb_hour"))
+    discount = r.num("spot_discount")
+    if discount >= 1:
+        raise ValueError("prices: fargate.spot_discount is a fraction below 1")
+    return FargatePrices(
+        rates=rates, spot_discount=discount, min_billed_s=r.num("min_billed_s"),
+        max_vcpu=r.num("max_vcpu"), max_memory_gb=r.num("max_memory_gb"),
+    )
+
+
+def _ec2(r: _Reader) -> Ec2Prices:
+    instances = {
+        name: Instance(
+            name=name, hour=spec.num("hour"), vcpu=spec.num("vcpu"), memory_gib=spec.num("memory_gib"),
+            gpus=int(spec.num("gpus")), gpu_model=spec.optional_text("gpu_model"),
+        )
+        for name, spec in r.group("instances").groups()
+    }
+    return Ec2Prices(instances=instances, min_billed_s=r.num("min_billed_s"))
+
+
+def _claude(r: _Reader) -> ClaudePrices:
+    models = {
+        name: TokenPrices(input_per_million=spec.num("input_per_million"), output_per_million=spec.num("output_per_million"))
+        for name, spec in r.group("models").groups()
+    }
+    default = r.text("default_model")
+    if default not in models:
+        raise ValueError(f"prices: claude.default_model {default!r} is not in claude.models")
+    return ClaudePrices(models=models, default_model=default)
+
+
+def _requests(root: _Reader) -> RequestPrices:
+    api, sqs, ddb, s3 = (root.group(k) for k in ("api_gateway", "sqs", "dynamodb", "s3"))
+    return RequestPrices(
+        api_gateway_rest_per_million=api.num("rest_request_per_million"),
+        api_gateway_http_per_million=api.num("http_request_per_million"),
+        sqs_per_million=sqs.num("request_per_million"), sqs_chunk_kb=int(sqs.num("chunk_kb")),
+        dynamodb_write_per_million=ddb.num("write_request_per_million"),
+        dynamodb_read_per_million=ddb.num("read_request_per_million"),
+        s3_put_per_thousand=s3.num("put_per_thousand"), s3_get_per_thousand=s3.num("get_per_thousand"),
+    )
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, key by key; a typo fails loudly instead of being ignored."""
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"price overrides: {'.'.join(path) or 'the overrides'} must be an object")
+    merged = dict(base)
+    for key, value in overrides.items():
+        where = (*path, key)
+        if key not in base and path not in _OPEN_MAPS:
+            raise ValueError(f"price overrides: unknown key {'.'.join(where)!r}")
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            merged[key] = _merge(base[key], value, where)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -1,0 +1,1 @@
+"""The CDK app: configuration, the two stacks (stateful data, stateless service) and their constructs."""

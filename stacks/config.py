@@ -1,0 +1,205 @@
+"""The deployment's configuration: one typed, validated object read once from the CDK context.
+
+Every key lives flat in ``cdk.json`` → ``context`` (so ``cdk deploy -c key=value`` can override it; values
+given with ``-c`` arrive as strings and are parsed here). A bad value fails synth with a message naming the key.
+Constructs never read the context themselves: ``app.py`` builds one :class:`PipelineConfig` and hands its
+fields to the stacks as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = frozenset({
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+})
+
+# Fargate's valid task sizes: CPU units → allowed memory (MiB).
+FARGATE_SIZES: dict[int, range] = {
+    256: range(512, 2048 + 1, 512),
+    512: range(1024, 4096 + 1, 1024),
+    1024: range(2048, 8192 + 1, 1024),
+    2048: range(4096, 16384 + 1, 1024),
+    4096: range(8192, 30720 + 1, 1024),
+    8192: range(16384, 61440 + 1, 4096),
+    16384: range(32768, 122880 + 1, 8192),
+}
+
+# API Gateway REST cuts an integration at 29 s: the router must answer (200, or 202 after falling back to
+# the queue) before that, so its budget plus a margin for the fallback must fit under this.
+API_GATEWAY_TIMEOUT_S = 29
+INLINE_FALLBACK_MARGIN_S = 3
+# Step scaling allows 20 step adjustments per policy; one step per task count.
+MAX_SCALING_STEPS = 20
+# SQS caps a message's visibility timeout at 12 hours.
+SQS_MAX_VISIBILITY_S = 12 * 3600
+
+_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9.:@_-]{2,99}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# GPU families that ECS can expose to a task as a GPU resource (x86: the worker image is linux/amd64).
+_GPU_INSTANCE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
+# A release of the ECS-optimized AL2023 GPU AMI, e.g. al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs.
+_GPU_AMI_RELEASE = re.compile(r"^al2023-ami-ecs-gpu-hvm-2023\.\d+\.\d{8}-kernel-\d+\.\d+-x86_64-ebs$")
+
+
+class ConfigError(ValueError):
+    """A context value is missing, of the wrong type or out of range; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Everything a deployment may vary. Defaults equal the values in ``cdk.json`` (a test keeps them in sync)."""
+
+    stage: str = "dev"
+    model_id: str = "claude-sonnet-4-5"  # the router's inline calls
+    worker_model_id: str = "claude-sonnet-4-5"  # queued jobs (both lanes)
+    inline_budget_s: int = 20
+    router_memory_mb: int = 1024
+    router_timeout_s: int = 28
+    router_reserved_concurrency: int | None = None  # None: draw from the account's unreserved pool
+    worker_cpu: int = 1024
+    worker_memory_mb: int = 2048
+    worker_concurrency: int = 8
+    worker_min_tasks: int = 0
+    worker_max_tasks: int = 4
+    worker_on_demand_base: int = 0  # tasks kept on regular Fargate before Spot takes the rest
+    cpu_job_timeout_s: int = 900
+    max_receives: int = 5
+    gpu_enabled: bool = False
+    gpu_instance_type: str = "g5.xlarge"
+    gpu_ami_release: str = "al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs"
+    gpu_cpu: int = 2048
+    gpu_memory_mb: int = 14336
+    gpu_concurrency: int = 2
+    gpu_max_tasks: int = 1
+    gpu_job_timeout_s: int = 1800
+    alarm_email: str = ""
+    log_retention_days: int = 30
+    job_ttl_days: int = 30
+    result_retention_days: int = 30
+    api_rate_limit: int = 50
+    api_burst_limit: int = 100
+
+    def __post_init__(self) -> None:
+        for key, (check, expected) in _RULES.items():
+            value = getattr(self, key)
+            if not check(value):
+                raise ConfigError(f"context key {key!r} = {value!r}: expected {expected}")
+        for keys, check, expected in _CROSS_RULES:
+            if not check(self):
+                shown = ", ".join(f"{key}={getattr(self, key)!r}" for key in keys)
+                raise ConfigError(f"context keys {' and '.join(repr(k) for k in keys)} ({shown}): expected {expected}")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> PipelineConfig:
+        """Reads each key with ``get`` (e.g. ``app.node.try_get_context``); a missing key keeps its default."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key in cls.keys():
+            raw = get(key)
+            if raw is not None:
+                values[key] = _coerce(key, raw, hints[key])
+        return cls(**values)
+
+    @classmethod
+    def from_mapping(cls, context: Mapping[str, Any]) -> PipelineConfig:
+        return cls.from_context(context.get)
+
+
+def _coerce(key: str, raw: Any, hint: Any) -> Any:
+    """Turns a JSON value or a ``-c key=value`` string into the field's type, or raises naming the key."""
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    base = next(t for t in typing.get_args(hint) if t is not type(None)) if optional else hint
+    if optional and (raw is None or (isinstance(raw, str) and raw.strip().lower() in {"", "none", "null"})):
+        return None
+    if base is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in {"true", "false"}:
+            return raw.strip().lower() == "true"
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected true or false")
+    if base is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and re.fullmatch(r"\s*-?\d+\s*", raw):
+            return int(raw)
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected a whole number")
+    if base is str:
+        if isinstance(raw, str):
+            return raw.strip()
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected a string")
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a programming error, not a user's
+
+
+def _between(low: int, high: int) -> tuple[Callable[[int], bool], str]:
+    return (lambda v: low <= v <= high), f"a whole number from {low} to {high}"
+
+
+def _matches(pattern: re.Pattern[str], expected: str) -> tuple[Callable[[str], bool], str]:
+    return (lambda v: bool(pattern.fullmatch(v))), expected
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stage": _matches(_STAGE, "lower-case letters, digits and '-', starting with a letter, at most 16 characters"),
+    "model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
+    "worker_model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
+    "inline_budget_s": _between(1, API_GATEWAY_TIMEOUT_S - INLINE_FALLBACK_MARGIN_S - 1),
+    "router_memory_mb": _between(128, 10240),
+    "router_timeout_s": _between(4, API_GATEWAY_TIMEOUT_S),
+    "router_reserved_concurrency": ((lambda v: v is None or 1 <= v <= 10000), "null (unreserved) or 1 to 10000"),
+    "worker_cpu": ((lambda v: v in FARGATE_SIZES), f"a Fargate CPU size, one of {sorted(FARGATE_SIZES)}"),
+    "worker_memory_mb": _between(512, 122880),
+    "worker_concurrency": _between(1, 100),
+    "worker_min_tasks": _between(0, 100),
+    "worker_max_tasks": _between(1, MAX_SCALING_STEPS),
+    "worker_on_demand_base": _between(0, 100),
+    "cpu_job_timeout_s": _between(60, SQS_MAX_VISIBILITY_S),
+    "max_receives": _between(1, 1000),
+    "gpu_enabled": ((lambda v: isinstance(v, bool)), "true or false"),
+    "gpu_instance_type": _matches(_GPU_INSTANCE, "a GPU instance type such as 'g5.xlarge' (g4dn, g5, g6, g6e, p3-p5)"),
+    "gpu_ami_release": _matches(
+        _GPU_AMI_RELEASE, "an ECS-optimized AL2023 GPU AMI release such as "
+        "'al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs'"),
+    "gpu_cpu": _between(128, 192 * 1024),
+    "gpu_memory_mb": _between(512, 2048 * 1024),
+    "gpu_concurrency": _between(1, 100),
+    "gpu_max_tasks": _between(1, MAX_SCALING_STEPS),
+    "gpu_job_timeout_s": _between(60, SQS_MAX_VISIBILITY_S),
+    "alarm_email": ((lambda v: v == "" or bool(_EMAIL.fullmatch(v))), "an e-mail address, or '' for none"),
+    "log_retention_days": ((lambda v: v in LOG_RETENTION_DAYS), f"one of {sorted(LOG_RETENTION_DAYS)}"),
+    "job_ttl_days": _between(1, 3650),
+    "result_retention_days": _between(1, 3650),
+    "api_rate_limit": _between(1, 10000),
+    "api_burst_limit": _between(1, 5000),
+}
+
+_CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]] = [
+    (("worker_cpu", "worker_memory_mb"),
+     lambda c: c.worker_memory_mb in FARGATE_SIZES[c.worker_cpu],
+     "a memory size Fargate allows for that CPU size"),
+    (("inline_budget_s", "router_timeout_s"),
+     lambda c: c.inline_budget_s + INLINE_FALLBACK_MARGIN_S <= c.router_timeout_s,
+     f"the router timeout at least {INLINE_FALLBACK_MARGIN_S} s above the inline budget, so a slow inline "
+     "call can still fall back to the queue and answer 202"),
+    (("worker_min_tasks", "worker_max_tasks"),
+     lambda c: c.worker_min_tasks <= c.worker_max_tasks,
+     "min tasks not above max tasks"),
+    (("worker_on_demand_base", "worker_max_tasks"),
+     lambda c: c.worker_on_demand_base <= c.worker_max_tasks,
+     "the on-demand base not above max tasks"),
+    (("result_retention_days", "job_ttl_days"),
+     lambda c: c.result_retention_days >= c.job_ttl_days,
+     "results kept at least as long as the jobs that point at them"),
+]

@@ -1,0 +1,64 @@
+"""Bundles a Python Lambda asset with pip on this machine: no Docker needed at synth."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import DockerImage, ILocalBundling
+
+# Lambda's Python runtimes on arm64 run Amazon Linux 2023 (glibc 2.34): any of these wheels load there.
+# pip does not widen a --platform to older manylinux tags by itself, so each is named.
+LAMBDA_ARM64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
+_NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+class BundlingError(RuntimeError):
+    """pip could not produce the Lambda's dependencies; the message carries pip's own output."""
+
+
+@jsii.implements(ILocalBundling)
+class PipLocalBundling:
+    """``try_bundle`` pip-installs ``requirements`` for the Lambda platform into the asset, then copies the
+    source packages (every directory of ``source_dir`` holding an ``__init__.py``, without tests or caches).
+
+    A pip failure raises :class:`BundlingError` with pip's output instead of returning False, which would
+    make CDK fall back to Docker and report a confusing Docker error.
+    """
+
+    def __init__(self, *, source_dir: Path, requirements: Path, python_version: str,
+                 platforms: Sequence[str] = LAMBDA_ARM64_PLATFORMS, run: Runner = subprocess.run) -> None:
+        self.source_dir = source_dir
+        self.requirements = requirements
+        self.python_version = python_version
+        self.platforms = tuple(platforms)
+        self._run = run
+
+    def pip_command(self, output_dir: str) -> list[str]:
+        platform_args = [arg for platform in self.platforms for arg in ("--platform", platform)]
+        return [
+            sys.executable, "-m", "pip", "install", "--requirement", str(self.requirements), "--target", output_dir,
+            *platform_args, "--implementation", "cp", "--python-version", self.python_version,
+            "--only-binary=:all:", "--no-compile", "--disable-pip-version-check", "--quiet",
+        ]
+
+    def packages(self) -> list[Path]:
+        return sorted(p for p in self.source_dir.iterdir() if (p / "__init__.py").is_file() and p.name != "tests")
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
+        result = self._run(self.pip_command(output_dir), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BundlingError(
+                f"pip could not bundle {self.requirements} for the Lambda (exit {result.returncode}).\n"
+                f"command: {' '.join(result.args)}\n{result.stdout}{result.stderr}")
+        shutil.rmtree(Path(output_dir) / "bin", ignore_errors=True)  # console scripts: no use in a Lambda
+        for package in self.packages():
+            shutil.copytree(package, Path(output_dir) / package.name, ignore=_NOT_COPIED, dirs_exist_ok=True)
+        return True

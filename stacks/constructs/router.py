@@ -1,0 +1,96 @@
+"""The router Lambda: decides per job whether to run Claude inline or queue it on a lane."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import BundlingOptions, Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.constructs.bundling import PipLocalBundling
+from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.nag import acknowledge
+
+LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
+HANDLER = "router.handler.handler"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME
+_LANE_QUEUE_ENV = {"cpu": "CPU_QUEUE_URL", "gpu": "GPU_QUEUE_URL"}
+
+
+class RouterFunction(Construct):
+    """Creates ``function`` (arm64, Python 3.13, code = ``lambda_src`` packages + pip-installed
+    ``lambda_src/requirements.txt``, bundled locally) and its log group.
+
+    It sets exactly the environment ``RouterSettings`` reads (``GPU_QUEUE_URL`` only when the GPU lane
+    exists) and grants exactly what the router does: read/write items in the table and objects in the bucket
+    (presigned URLs are signed with its role), send (never receive) to each lane queue, read both secrets.
+    ``reserved_concurrency`` None leaves the function on the account's unreserved pool.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *,
+        table: dynamodb.ITable, bucket: s3.IBucket, lanes: Mapping[str, JobQueue],
+        anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
+        stage: str, model_id: str, inline_budget_s: int, memory_mb: int, timeout: Duration,
+        reserved_concurrency: int | None, worker_memory_mb: int, gpu_memory_mb: int, job_ttl_days: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        environment = {
+            "STAGE": stage,
+            "JOBS_TABLE": table.table_name,
+            "RESULTS_BUCKET": bucket.bucket_name,
+            "INLINE_BUDGET_S": str(inline_budget_s),
+            "ROUTER_MEMORY_MB": str(memory_mb),
+            "WORKER_MEMORY_MB": str(worker_memory_mb),
+            "GPU_MEMORY_MB": str(gpu_memory_mb),
+            "JOB_TTL_DAYS": str(job_ttl_days),
+            "MODEL_ID": model_id,
+            "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
+            "WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
+        }
+        environment.update({_LANE_QUEUE_ENV[lane]: job_queue.queue.queue_url for lane, job_queue in lanes.items()})
+
+        self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.function = lambda_.Function(
+            self, "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(
+                str(LAMBDA_SRC),
+                exclude=["**/__pycache__", "**/*.pyc", "**/tests"],
+                bundling=BundlingOptions(
+                    image=RUNTIME.bundling_image,  # never used: local bundling either succeeds or raises
+                    local=PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_SRC / "requirements.txt",
+                                           python_version=PYTHON_VERSION),
+                ),
+            ),
+            memory_size=memory_mb,
+            timeout=timeout,
+            reserved_concurrent_executions=reserved_concurrency,
+            environment=environment,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            description="Routes each job: Claude inline within the budget, else onto a lane queue.",
+        )
+        table.grant_read_write_data(self.function)
+        bucket.grant_read_write(self.function)
+        for job_queue in lanes.values():
+            job_queue.grant_send(self.function)
+        anthropic_secret.grant_read(self.function)
+        webhook_secret.grant_read(self.function)
+
+        acknowledge(self.function, "AwsSolutions-IAM4",
+                    "AWSLambdaBasicExecutionRole only allows writing this function's own CloudWatch logs; "
+                    "it is the AWS-maintained minimum for a Lambda and carries no data access.")
+        acknowledge(self.function, "AwsSolutions-IAM5",
+                    "The wildcards are object keys in the job bucket (bucket/*), the table's index ARNs "
+                    "(table/index/*) and CDK's object-level S3 action groups, all scoped to this stack's resources.")

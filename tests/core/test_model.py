@@ -1,0 +1,56 @@
+"""The job lifecycle: which moves are allowed, and what each move records."""
+
+import pytest
+
+from jobcore.errors import InvalidTransitionError
+from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Route, Usage, Webhook, transition
+
+
+def make_job(status: JobStatus = JobStatus.QUEUED, **changes) -> Job:
+    fields = dict(
+        job_id="job_1", tenant_id="t1", task="claude.messages", status=status, route=Route.CPU,
+        route_reason="cpu: test", created_at=1_000, updated_at=1_000,
+    )
+    fields.update(changes)
+    return Job(**fields)
+
+
+def test_every_terminal_state_is_final():
+    for status in TERMINAL:
+        for target in JobStatus:
+            with pytest.raises(InvalidTransitionError):
+                transition(make_job(status), target, now_ms=2_000)
+
+
+def test_non_terminal_states_have_rules_and_terminal_ones_none():
+    assert set(ALLOWED) == {JobStatus.QUEUED, JobStatus.RUNNING}
+    assert JobStatus.SUCCEEDED.terminal and not JobStatus.RUNNING.terminal
+
+
+def test_queued_cannot_succeed_without_running():
+    with pytest.raises(InvalidTransitionError, match="queued to succeeded"):
+        transition(make_job(), JobStatus.SUCCEEDED, now_ms=2_000)
+
+
+def test_starting_counts_the_attempt_and_stamps_start_and_version():
+    running = transition(make_job(), JobStatus.RUNNING, now_ms=2_000)
+    assert (running.status, running.attempts, running.started_at, running.version, running.updated_at) == (
+        JobStatus.RUNNING, 1, 2_000, 1, 2_000)
+    again = transition(running, JobStatus.RUNNING, now_ms=3_000)  # a redelivered message re-claims
+    assert again.attempts == 2 and again.version == 2
+
+
+def test_finishing_stamps_finished_at_and_keeps_changes():
+    running = transition(make_job(), JobStatus.RUNNING, now_ms=2_000)
+    done = transition(running, JobStatus.SUCCEEDED, now_ms=5_000, result_ref="results/job_1.json")
+    assert done.finished_at == 5_000 and done.result_ref == "results/job_1.json"
+    assert done.started_at == 2_000
+
+
+def test_dict_roundtrip_keeps_every_field():
+    job = make_job(
+        JobStatus.RUNNING, mode=Mode.ASYNC, webhook=Webhook("https://example.com/h", ("failed",)),
+        usage=Usage(3, 4, 1), metadata={"k": "v"}, cost={"estimate": {"total": 0.5}}, hints={"memory_mb": 512},
+    )
+    assert Job.from_dict(job.to_dict()) == job
+    assert job.to_dict()["status"] == "running" and job.to_dict()["webhook"]["events"] == ["failed"]

@@ -1,0 +1,165 @@
+"""The worker's job processing: claims, results, retries, give-ups and duplicates."""
+
+import threading
+
+import pytest
+
+from tests.fakes import ScriptedModel, harness, text_response
+from jobcore.errors import ConflictError, ModelRequestError, ModelUnavailableError
+from jobcore.model import Job, JobStatus, Route, Usage, Webhook, transition
+from jobcore.routing import TaskProfile
+from jobcore.runner import RETRY_BASE_S
+from jobcore.tasks import RunContext, TaskResult
+
+MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def queued_job(h, *, task="claude.messages", payload=MESSAGES, webhook=None) -> Job:
+    job = Job(
+        job_id="job_1", tenant_id="t", task=task, status=JobStatus.QUEUED, route=Route.CPU, route_reason="cpu: test",
+        created_at=h.clock.ms(), updated_at=h.clock.ms(), input=payload, webhook=webhook,
+    )
+    h.store.create(job)
+    return job
+
+
+def process(h, script, *, receive_count=1, max_receives=5):
+    model = ScriptedModel(list(script))
+    outcome = h.runner.process("job_1", ctx=RunContext(llm=model, model_id="m"), receive_count=receive_count, max_receives=max_receives)
+    return outcome, model
+
+
+def test_success_writes_the_result_then_the_state_and_deletes_the_message():
+    h = harness()
+    queued_job(h, webhook=Webhook("https://example.com/h"))
+    outcome, _ = process(h, [text_response("done")])
+    job = h.store.get("job_1")
+    assert outcome.delete and job.status is JobStatus.SUCCEEDED
+    assert h.blobs.docs[job.result_ref]["content"][0]["text"] == "done"
+    assert job.attempts == 1 and job.usage.output_tokens == 5
+    assert [j.status for j in h.notifier.notified] == [JobStatus.SUCCEEDED]
+
+
+def test_no_webhook_no_notification():
+    h = harness()
+    queued_job(h)
+    process(h, [text_response("done")])
+    assert h.notifier.notified == []
+
+
+def test_a_finished_job_is_not_run_again():
+    h = harness()
+    queued_job(h)
+    process(h, [text_response("first")])
+    outcome, model = process(h, [text_response("second")])
+    assert outcome.delete and model.calls == []
+    assert h.blobs.docs["results/job_1.json"]["content"][0]["text"] == "first"
+
+
+def test_a_missing_job_deletes_the_message():
+    h = harness()
+    outcome, model = process(h, [])
+    assert outcome.delete and "does not exist" in outcome.note
+
+
+def test_retryable_error_requeues_with_backoff_and_keeps_the_message():
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [ModelUnavailableError("model answered 529: overloaded")], receive_count=2)
+    job = h.store.get("job_1")
+    assert not outcome.delete and outcome.retry_in_s == RETRY_BASE_S * 2
+    assert job.status is JobStatus.QUEUED and job.error["type"] == "model_unavailable"
+
+
+def test_retry_after_from_the_model_wins_over_backoff():
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [ModelUnavailableError("429", retry_after_s=7)])
+    assert outcome.retry_in_s == 7
+
+
+def test_the_last_receive_fails_the_job_instead_of_leaving_it_to_the_dlq():
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [ModelUnavailableError("model answered 529: overloaded")], receive_count=5, max_receives=5)
+    job = h.store.get("job_1")
+    assert outcome.delete and job.status is JobStatus.FAILED
+    assert job.error == {"type": "model_unavailable", "message": "gave up after 5 attempts: model answered 529: overloaded"}
+
+
+def test_permanent_model_error_fails_at_once():
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [ModelRequestError("model answered 400: bad")])
+    assert outcome.delete and h.store.get("job_1").status is JobStatus.FAILED
+
+
+def test_unexpected_crash_is_retried_as_internal_error():
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [RuntimeError("boom")])
+    assert not outcome.delete and h.store.get("job_1").error == {"type": "internal_error", "message": "boom"}
+
+
+def test_a_canceled_job_is_not_run():
+    h = harness()
+    job = queued_job(h)
+    h.store.save(transition(job, JobStatus.CANCELED, now_ms=h.clock.ms()), expected_version=0)
+    outcome, model = process(h, [])
+    assert outcome.delete and model.calls == [] and "already canceled" in outcome.note
+
+
+def test_a_claim_that_loses_the_race_is_seen_again_later():
+    h = harness()
+    queued_job(h)
+    save = h.store.save
+
+    def another_worker_wins(job, *, expected_version):
+        h.store.save = save  # one lost race, then normal
+        raise ConflictError("job job_1 changed since version 0")
+
+    h.store.save = another_worker_wins
+    outcome, model = process(h, [])
+    assert not outcome.delete and outcome.retry_in_s == RETRY_BASE_S and model.calls == []
+    assert h.store.get("job_1").status is JobStatus.QUEUED
+
+
+class SlowTask:
+    name = "slow"
+    description = "waits for an event"
+    profile = TaskProfile(expected_duration_s=1, memory_mb=128, timeout_s=0.05)
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def validate(self, payload):
+        return payload
+
+    def expected_duration_s(self, payload):
+        return 1
+
+    def run(self, payload, ctx):
+        self.release.wait(5)
+        return TaskResult({"late": True}, Usage())
+
+
+def test_a_job_past_its_time_limit_is_timed_out_and_its_late_answer_dropped():
+    h = harness()
+    task = SlowTask()
+    h.runner.catalogue = {"slow": task}
+    queued_job(h, task="slow", payload={})
+    try:
+        outcome, _ = process(h, [])
+    finally:
+        task.release.set()
+    job = h.store.get("job_1")
+    assert outcome.delete and job.status is JobStatus.TIMED_OUT and "0.05 s" in job.error["message"]
+    assert "results/job_1.json" not in h.blobs.docs
+
+
+@pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED])
+def test_webhook_events_filter(status):
+    h = harness()
+    queued_job(h, webhook=Webhook("https://example.com/h", ("failed",)))
+    process(h, [text_response("ok") if status is JobStatus.SUCCEEDED else ModelRequestError("bad")])
+    assert [j.status for j in h.notifier.notified] == ([status] if status is JobStatus.FAILED else [])

@@ -1,0 +1,115 @@
+"""Submitting and reading jobs through the service, over in-memory ports."""
+
+import pytest
+
+from tests.fakes import MemoryQueue, ScriptedModel, harness, text_response
+from jobcore.errors import EnqueueError, JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
+from jobcore.model import JobStatus, Mode, Route
+from jobcore.requests import SubmitRequest
+from jobcore.routing import Hints, RoutingPolicy
+from jobcore.service import INLINE_INPUT_LIMIT, JobService, render
+
+MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
+
+
+def make_service(script=(), *, queue=None, policy=RoutingPolicy(), cost_model=None):
+    h = harness()
+    ids = iter(f"job_{i}" for i in range(100))
+    service = JobService(
+        runner=h.runner, queue=queue or MemoryQueue(), llm=ScriptedModel(list(script)), policy=policy,
+        model_id="claude-default", new_id=lambda: next(ids), monotonic=h.clock.monotonic, sleep=h.clock.sleep,
+        cost_model=cost_model,
+    )
+    return service, h
+
+
+def submit(service, task="claude.messages", payload=MESSAGES, **kwargs):
+    return service.submit(SubmitRequest(task=task, input=payload, **kwargs), tenant_id="tenant-a")
+
+
+def test_short_job_runs_inline_and_returns_the_result():
+    service, h = make_service([text_response("hi!")])
+    submission = submit(service)
+    job = submission.job
+    assert job.status is JobStatus.SUCCEEDED and job.route is Route.INLINE
+    assert submission.output["content"][0]["text"] == "hi!"
+    assert h.blobs.docs[job.result_ref] == submission.output
+    assert h.store.get(job.job_id) == job and service.queue.sent == []
+    assert job.usage.model_calls == 1 and job.attempts == 1
+
+
+def test_long_job_is_queued_on_the_cpu_lane():
+    service, h = make_service()
+    job = submit(service, payload={**MESSAGES, "max_tokens": 4000}).job
+    assert job.status is JobStatus.QUEUED and job.route is Route.CPU
+    assert service.queue.sent == [(job.job_id, Route.CPU)]
+    assert h.store.get(job.job_id).status is JobStatus.QUEUED
+    assert "inline budget" in job.route_reason
+
+
+@pytest.mark.parametrize("error", [ModelUnavailableError("model answered 529: overloaded"), ModelUnavailableError("the model did not answer in time")])
+def test_inline_falls_back_to_the_queue_when_the_model_is_slow_or_overloaded(error):
+    service, h = make_service([error, error])
+    job = submit(service).job
+    assert job.status is JobStatus.QUEUED and job.route is Route.CPU
+    assert job.route_reason.startswith("cpu: inline fallback") and str(error) in job.route_reason
+    assert service.queue.sent == [(job.job_id, Route.CPU)]
+    assert h.store.get(job.job_id) == job  # recorded before it was handed to the queue
+
+
+def test_inline_permanent_model_error_fails_the_job_without_queueing():
+    service, h = make_service([ModelRequestError("model answered 404: no such model")])
+    job = submit(service).job
+    assert job.status is JobStatus.FAILED and job.error["type"] == "model_rejected"
+    assert service.queue.sent == []
+
+
+def test_enqueue_failure_marks_the_job_failed_and_raises():
+    service, h = make_service(queue=MemoryQueue(broken=True))
+    with pytest.raises(EnqueueError):
+        submit(service, mode=Mode.ASYNC)
+    (job,) = h.store.jobs.values()
+    assert job.status is JobStatus.FAILED and job.error["type"] == "unavailable"
+
+
+def test_unroutable_requests_store_nothing():
+    service, h = make_service()
+    with pytest.raises(UnroutableError):
+        submit(service, payload={**MESSAGES, "max_tokens": 4000}, mode=Mode.SYNC)
+    with pytest.raises(UnroutableError):
+        submit(service, hints=Hints(memory_mb=1_000_000))
+    assert h.store.jobs == {}
+
+
+def test_large_input_goes_to_the_blob_store():
+    service, h = make_service()
+    big = {"documents": [{"text": "x" * (INLINE_INPUT_LIMIT + 1)}]}
+    job = submit(service, task="documents.summarize", payload=big).job
+    assert job.input is None and job.input_ref == f"inputs/{job.job_id}.json"
+    assert h.runner.load_input(job)["documents"][0]["text"] == big["documents"][0]["text"]
+
+
+def test_get_hides_other_tenants_jobs():
+    service, _ = make_service([text_response("hi")])
+    job = submit(service).job
+    assert service.get(job.job_id, tenant_id="tenant-a") == job
+    with pytest.raises(JobNotFoundError):
+        service.get(job.job_id, tenant_id="tenant-b")
+    with pytest.raises(JobNotFoundError):
+        service.get("job_missing", tenant_id="tenant-a")
+
+
+def test_job_ttl_is_set_from_the_creation_time():
+    service, h = make_service([text_response("hi")])
+    job = submit(service).job
+    assert job.expires_at == h.clock.now_ms // 1000 + 30 * 86_400
+
+
+def test_render_includes_small_results_and_always_a_link():
+    service, h = make_service([text_response("hi")])
+    job = submit(service).job
+    view = render(job, h.blobs)
+    assert view["result"]["content"][0]["text"] == "hi"
+    assert view["result_url"] == f"memory://results/{job.job_id}.json"
+    assert view["route"] == {"lane": "inline", "reason": job.route_reason}
+    assert view["status"] == "succeeded" and view["created_at"].endswith("Z")

@@ -1,0 +1,138 @@
+"""The built-in tasks: input validation naming the field, and what each run sends and returns."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import ScriptedModel, text_response, tool_response
+from jobcore.errors import InvalidInputError, TaskOutputError, UnknownTaskError
+from jobcore.tasks import CATALOGUE, RunContext, lookup
+from jobcore.tasks.invoice import TOOL_NAME, arithmetic_checks, check_invoice
+
+SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
+INVOICE = {
+    "vendor": "Acme", "invoice_number": "INV-1", "invoice_date": "2024-03-01", "due_date": None, "currency": "USD",
+    "line_items": [{"description": "Anvil", "quantity": 2, "unit_price": 10.0, "amount": 20.0}],
+    "subtotal": 20.0, "tax": 2.0, "total": 22.0,
+}
+
+
+def ctx(model, concurrency=4):
+    return RunContext(llm=model, model_id="claude-default", concurrency=concurrency)
+
+
+def test_catalogue_lists_the_three_tasks_and_unknown_names_fail():
+    assert set(CATALOGUE) == {"claude.messages", "invoice.extract", "documents.summarize"}
+    with pytest.raises(UnknownTaskError, match="known tasks: claude.messages"):
+        lookup("nope")
+
+
+@pytest.mark.parametrize(("task", "payload", "field"), [
+    ("claude.messages", [], "input"),
+    ("claude.messages", {"messages": [{"role": "user", "content": "hi"}]}, "input.max_tokens"),
+    ("claude.messages", {"max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]}, "input.max_tokens"),
+    ("claude.messages", {"max_tokens": True, "messages": [{"role": "user", "content": "hi"}]}, "input.max_tokens"),
+    ("claude.messages", {"max_tokens": 10, "messages": []}, "input.messages"),
+    ("claude.messages", {"max_tokens": 10, "messages": [{"role": "bot", "content": "hi"}]}, "input.messages[0].role"),
+    ("claude.messages", {"max_tokens": 10, "messages": [{"role": "user"}]}, "input.messages[0].content"),
+    ("claude.messages", {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "temperature": 2}, "input.temperature"),
+    ("claude.messages", {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "stream": True}, "input.stream"),
+    ("invoice.extract", {"text": "   "}, "input.text"),
+    ("invoice.extract", {}, "input.text"),
+    ("documents.summarize", {"documents": []}, "input.documents"),
+    ("documents.summarize", {"documents": [{"text": 3}]}, "input.documents[0].text"),
+    ("documents.summarize", {"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, "input.documents"),
+    ("documents.summarize", {"documents": [{"text": "x"}], "max_words": 1}, "input.max_words"),
+])
+def test_invalid_input_names_the_field(task, payload, field):
+    with pytest.raises(InvalidInputError) as caught:
+        lookup(task).validate(payload)
+    assert caught.value.field == field
+
+
+def test_messages_passes_the_request_through_with_the_default_model():
+    model = ScriptedModel([text_response("hello", input_tokens=7, output_tokens=3)])
+    task = lookup("claude.messages")
+    payload = task.validate({"max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], "system": "be brief"})
+    result = task.run(payload, ctx(model))
+    sent, _ = model.calls[0]
+    assert sent == {"model": "claude-default", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], "system": "be brief"}
+    assert result.output["content"][0]["text"] == "hello"
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.model_calls) == (7, 3, 1)
+
+
+def test_messages_expected_duration_grows_with_max_tokens():
+    task = lookup("claude.messages")
+    assert task.expected_duration_s({"max_tokens": 600}) == 11.0  # 1 s + 600 tokens at 60/s
+    assert task.expected_duration_s({"max_tokens": 6000}) == 101.0
+
+
+def test_invoice_forces_the_tool_and_checks_the_figures():
+    model = ScriptedModel([tool_response(TOOL_NAME, INVOICE)])
+    task = lookup("invoice.extract")
+    result = task.run(task.validate({"text": "Invoice INV-1"}), ctx(model))
+    sent, _ = model.calls[0]
+    assert sent["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+    assert sent["tools"][0]["input_schema"]["required"][0] == "vendor"
+    assert result.output["invoice"] == INVOICE
+    assert result.output["checks"] == {"line_amounts_match": True, "subtotal_matches_lines": True, "total_matches": True}
+
+
+def test_invoice_without_tool_call_is_an_output_error():
+    with pytest.raises(TaskOutputError, match="did not call record_invoice"):
+        lookup("invoice.extract").run({"text": "x"}, ctx(ScriptedModel([text_response("no")])))
+
+
+def test_invoice_validation_lists_every_problem():
+    bad = dict(INVOICE, vendor="", invoice_date="March 1", currency="dollars", total="22", line_items=[{"description": "x", "quantity": "2"}])
+    with pytest.raises(TaskOutputError) as caught:
+        check_invoice(bad)
+    message = str(caught.value)
+    for problem in ("vendor: missing", "invoice_date: not a YYYY-MM-DD date", "currency: not an ISO 4217 code",
+                    "total: not a number", "line_items[0].quantity: not a number", "line_items[0].amount: not a number"):
+        assert problem in message
+
+
+def test_arithmetic_checks_report_mismatches_without_failing():
+    checks = arithmetic_checks(dict(INVOICE, total=25.0, subtotal=19.0))
+    assert checks == {"line_amounts_match": True, "subtotal_matches_lines": False, "total_matches": False}
+
+
+def test_summarize_calls_once_per_document_concurrently_and_combines():
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def answer(params):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        return text_response("S:" + params["messages"][0]["content"][:5], input_tokens=10, output_tokens=2)
+
+    task = lookup("documents.summarize")
+    payload = task.validate({"documents": [{"id": f"d{i}", "text": f"text{i} body"} for i in range(8)], "max_words": 20})
+    result = task.run(payload, ctx(ScriptedModel(default=answer), concurrency=4))
+    assert [s["id"] for s in result.output["summaries"]] == [f"d{i}" for i in range(8)]
+    assert result.output["summaries"][3]["summary"] == "S:text3"
+    assert result.output["digest"].splitlines()[0] == "[d0] S:text0"
+    assert (result.usage.input_tokens, result.usage.model_calls) == (80, 8)
+    assert 2 <= peak[0] <= 4
+
+
+def test_summarize_is_a_batch_task_whose_estimate_scales_with_documents():
+    task = lookup("documents.summarize")
+    assert task.profile.trigger == "batch"
+    assert task.expected_duration_s({"documents": [{}] * 8}) == 8.0
+    assert task.expected_duration_s({"documents": [{}] * 9}) == 16.0
+
+
+def test_stand_in_sample_invoices_pass_the_task_checks():
+    # The samples the demo uses must be valid invoices for the task's own checker.
+    from local.claude_standin import extract_invoice
+
+    for sample in ("invoice_acme.txt", "invoice_globex.txt"):
+        invoice = check_invoice(extract_invoice((SAMPLES / sample).read_text()))
+        assert all(arithmetic_checks(invoice).values()), sample
