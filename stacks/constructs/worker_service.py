@@ -1,0 +1,154 @@
+"""A lane's worker: an autoscaled ECS service that drains the lane's queue. One class for both lanes."""
+
+from __future__ import annotations
+
+import math
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.constructs.cluster import WorkerCluster
+from stacks.constructs.compute import ComputeProfile
+from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.nag import acknowledge
+
+STOP_TIMEOUT = Duration.seconds(120)  # the most ECS allows; Fargate Spot gives 2 minutes' notice
+_MINUTE = Duration.minutes(1)
+
+
+class WorkerService(Construct):
+    """Creates ``service`` (on ``compute``), its task definition with one ``Worker`` container, a log group,
+    and ``scaling`` on the lane queue's backlog.
+
+    The container gets exactly the environment ``WorkerSettings`` reads and the two secrets as ECS secrets
+    (never plain values). The task role may consume the lane queue, read/write job items and objects (not
+    delete the table or the bucket) and set its own task's scale-in protection.
+
+    Scaling (no CPU-based policy: Claude work is I/O bound): the backlog is visible + in-flight messages.
+    While it is ≥ 1 the service runs ceil(backlog / ``concurrency``) tasks (between ``min_tasks`` and
+    ``max_tasks``), decided from one 1-minute datapoint, so an idle lane gets its first task about a
+    minute after a message arrives. After ``idle_minutes`` with an empty backlog it goes back to ``min_tasks``
+    (0 by default). Busy tasks are never killed by a scale-in: the worker protects itself while it works.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *,
+        cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: str, job_queue: JobQueue,
+        table: dynamodb.ITable, bucket: s3.IBucket,
+        anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
+        stage: str, model_id: str, concurrency: int, min_tasks: int, max_tasks: int,
+        log_retention: logs.RetentionDays, idle_minutes: int = 5,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.lane = lane
+        self.job_queue = job_queue
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.task_definition = compute.task_definition(self)
+        self.container = self.task_definition.add_container(
+            "Worker",
+            image=image,
+            environment={
+                "STAGE": stage,
+                "LANE": lane,
+                "QUEUE_URL": job_queue.queue.queue_url,
+                "JOBS_TABLE": table.table_name,
+                "RESULTS_BUCKET": bucket.bucket_name,
+                "WORKER_CONCURRENCY": str(concurrency),
+                "MAX_RECEIVES": str(job_queue.max_receive_count),
+                "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
+                "MODEL_ID": model_id,
+            },
+            secrets={
+                "ANTHROPIC_API_KEY": ecs.Secret.from_secrets_manager(anthropic_secret),
+                "WEBHOOK_SECRET": ecs.Secret.from_secrets_manager(webhook_secret),
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=lane, log_group=self.log_group),
+            stop_timeout=STOP_TIMEOUT,
+            **compute.container_sizing(),
+        )
+        self.service = compute.service(self, cluster=cluster, task_definition=self.task_definition,
+                                       desired_count=min_tasks)
+        self._grant(cluster, table, bucket)
+        self.scaling = self._scale_on_backlog(cluster, concurrency, min_tasks, max_tasks, idle_minutes)
+
+        acknowledge(self.task_definition, "AwsSolutions-ECS2",
+                    "The plain variables are resource names and limits (queue URL, table, bucket, concurrency); "
+                    "both secrets reach the container as ECS secrets from Secrets Manager.")
+
+    def backlog(self) -> cloudwatch.MathExpression:
+        """Jobs waiting or running on this lane: visible + in-flight messages (max over one minute)."""
+        queue = self.job_queue.queue
+        return cloudwatch.MathExpression(
+            expression="visible + inflight",
+            using_metrics={
+                "visible": queue.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
+                "inflight": queue.metric_approximate_number_of_messages_not_visible(period=_MINUTE, statistic="Maximum"),
+            },
+            label=f"{self.lane} backlog", period=_MINUTE,
+        )
+
+    def _grant(self, cluster: WorkerCluster, table: dynamodb.ITable, bucket: s3.IBucket) -> None:
+        task_role = self.task_definition.task_role
+        self.job_queue.grant_consume(task_role)
+        table.grant_read_write_data(task_role)
+        bucket.grant_read_write(task_role)
+        task_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+            resources=[Stack.of(self).format_arn(service="ecs", resource="task",
+                                                 resource_name=f"{cluster.cluster.cluster_name}/*")],
+        ))
+
+    def _scale_on_backlog(self, cluster: WorkerCluster, concurrency: int, min_tasks: int, max_tasks: int,
+                          idle_minutes: int) -> appscaling.ScalableTarget:
+        target = appscaling.ScalableTarget(
+            self, "TaskCount",
+            service_namespace=appscaling.ServiceNamespace.ECS,
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=f"service/{cluster.cluster.cluster_name}/{self.service.service_name}",
+            min_capacity=min_tasks, max_capacity=max_tasks,
+            role=iam.Role.from_role_arn(self, "ScalingRole", Stack.of(self).format_arn(
+                service="iam", region="", resource="role",
+                resource_name="aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+                              "AWSServiceRoleForApplicationAutoScaling_ECSService")),
+        )
+        target.node.add_dependency(self.service)
+        backlog = self.backlog()
+        target.scale_on_metric(
+            "ScaleOnBacklog", metric=backlog, scaling_steps=backlog_steps(concurrency, max_tasks),
+            adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY, evaluation_periods=1,
+            cooldown=_MINUTE, metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
+        )
+        to_min = appscaling.StepScalingAction(
+            self, "ScaleInWhenIdle", scaling_target=target, adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
+            cooldown=_MINUTE, metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM)
+        to_min.add_adjustment(adjustment=min_tasks, upper_bound=0)
+        idle = backlog.create_alarm(
+            self, "IdleAlarm", threshold=0, evaluation_periods=idle_minutes,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{self.lane} lane idle for {idle_minutes} min: scale to the minimum")
+        idle.add_alarm_action(cw_actions.ApplicationScalingAction(to_min))
+        return target
+
+
+def backlog_steps(concurrency: int, max_tasks: int) -> list[appscaling.ScalingInterval]:
+    """Backlog → exact task count: 1..concurrency jobs → 1 task, the next ``concurrency`` → 2, … up to max.
+
+    The range below 1 is left out on purpose: it is where the idle alarm, not this policy, acts.
+    """
+    steps = [appscaling.ScalingInterval(lower=(tasks - 1) * concurrency + 1, upper=tasks * concurrency + 1, change=tasks)
+             for tasks in range(1, max_tasks)]
+    steps.append(appscaling.ScalingInterval(lower=(max_tasks - 1) * concurrency + 1, change=max_tasks))
+    if len(steps) == 1:  # CDK wants two intervals; split the single one without changing its meaning
+        steps = [appscaling.ScalingInterval(lower=1, upper=2, change=1), appscaling.ScalingInterval(lower=2, change=1)]
+    assert math.ceil(max_tasks) == steps[-1].change
+    return steps

@@ -1,0 +1,173 @@
+"""End to end: the local pipeline in its own process, driven over real HTTP like a client would.
+
+The pipeline runs with a 4 s inline budget so that the timeout fallback is quick to provoke.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from local.webhook_receiver import WebhookReceiver
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "e2e-key"
+SHORT = {"task": "claude.messages", "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]}}
+LONG = {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one. Also short."}]}}
+
+
+def call(method, url, body=None, *, key=KEY, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"content-type": "application/json", **({"x-api-key": key} if key else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+    env.pop("ANTHROPIC_API_KEY", None)
+    logs = tmp_path_factory.mktemp("pipeline")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.serve", "--port", "0", "--inline-budget", "4", "--log-dir", str(logs)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(logs / "serve.log").open("w"), text=True,
+    )
+    ready = json.loads(process.stdout.readline() or "{}")
+    assert ready.get("ready"), f"the pipeline did not start; see {logs}"
+    receiver = WebhookReceiver(ready["webhook_secret"]).start()
+    ready["receiver"] = receiver
+    yield ready
+    receiver.stop()
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def standin(pipeline):
+    """Drive the Claude stand-in over its control endpoints; reset after each test."""
+    url = pipeline["standin_url"]
+
+    def control(**settings):
+        request = urllib.request.Request(f"{url}/_standin/control", data=json.dumps(settings).encode(), method="POST", headers={"content-type": "application/json"})
+        urllib.request.urlopen(request, timeout=5).read()
+
+    def requests():
+        with urllib.request.urlopen(f"{url}/_standin/stats", timeout=5) as response:
+            return json.loads(response.read())["requests"]
+
+    control.requests = requests
+    yield control
+    urllib.request.urlopen(urllib.request.Request(f"{url}/_standin/reset", data=b"{}", method="POST"), timeout=5).read()
+
+
+def poll(pipeline, job_id, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, _, job = call("GET", f"{pipeline['api_url']}/v1/jobs/{job_id}")
+        assert status == 200, job
+        if job["status"] not in {"queued", "running"}:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"{job_id} still {job['status']} after {timeout_s} s")
+
+
+def test_short_job_runs_inline_through_the_sdk_and_returns_200(pipeline, standin):
+    before = standin.requests()
+    status, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", SHORT)
+    assert status == 200, job
+    assert job["status"] == "succeeded" and job["route"]["lane"] == "inline"
+    assert job["result"]["content"][0]["text"].startswith("Summary: Name one AWS region.")
+    assert job["usage"]["model_calls"] == 1
+    assert standin.requests() == before + 1  # a real HTTP call of the anthropic SDK
+
+
+def test_long_job_is_queued_polled_and_its_result_read_back(pipeline):
+    status, headers, job = call("POST", f"{pipeline['api_url']}/v1/jobs", LONG)
+    assert status == 202 and job["status"] == "queued" and job["route"]["lane"] == "cpu"
+    assert headers["Location"] == f"/v1/jobs/{job['id']}"
+    done = poll(pipeline, job["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert [s["id"] for s in done["result"]["summaries"]] == ["a", "b"]
+    with urllib.request.urlopen(done["result_url"], timeout=10) as response:
+        assert json.loads(response.read()) == done["result"]
+
+
+def test_webhook_is_delivered_signed_on_completion(pipeline):
+    receiver = pipeline["receiver"]
+    body = {**LONG, "webhook": {"url": receiver.url}}
+    _, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", body)
+    event = receiver.wait_for(job["id"], timeout_s=60)
+    assert event is not None, "no webhook arrived"
+    assert event["type"] == "job.succeeded" and event["id"] == f"evt_{job['id']}_succeeded"
+    assert event["data"]["status"] == "succeeded" and event["data"]["result"]["documents"] == 2
+    assert receiver.rejected == []
+
+
+@pytest.mark.parametrize(("fail", "reason"), [({"status": 529, "times": 2}, "529"), ({"status": 429, "times": 2}, "429")])
+def test_overloaded_model_turns_an_inline_job_into_a_queued_one(pipeline, standin, fail, reason):
+    standin(fail=fail)
+    status, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", SHORT)
+    assert status == 202, job
+    assert job["status"] == "queued" and job["route"]["lane"] == "cpu"
+    assert "inline fallback" in job["route"]["reason"] and reason in job["route"]["reason"]
+    done = poll(pipeline, job["id"])  # the stand-in has recovered: the worker finishes it
+    assert done["status"] == "succeeded" and done["result"]["content"][0]["type"] == "text"
+
+
+def test_slow_model_turns_an_inline_job_into_a_queued_one_before_the_gateway_times_out(pipeline, standin):
+    standin(hang_s=6)
+    started = time.monotonic()
+    status, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", SHORT)
+    elapsed = time.monotonic() - started
+    standin(hang_s=0)
+    assert status == 202, job
+    assert elapsed < 29  # never API Gateway's 504
+    assert "did not answer in time" in job["route"]["reason"] or "budget spent" in job["route"]["reason"]
+    assert poll(pipeline, job["id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "error_type"), [
+    ("POST", "/v1/jobs", b"{not json", 400, "bad_request"),
+    ("POST", "/v1/jobs", b'{"task": "nope", "input": {}}', 422, "unknown_task"),
+    ("POST", "/v1/jobs", b'{"task": "claude.messages", "input": {"max_tokens": 5}}', 422, "invalid_input"),
+    ("POST", "/v1/jobs", b'{"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 9000, "messages": [{"role": "user", "content": "x"}]}}', 422, "unroutable"),
+    ("GET", "/v1/jobs/job_doesnotexist", None, 404, "not_found"),
+])
+def test_bad_requests_get_json_errors_with_the_right_status(pipeline, method, path, body, status, error_type):
+    got, _, answer = call(method, f"{pipeline['api_url']}{path}", raw=body)
+    assert got == status and answer["error"]["type"] == error_type
+    assert answer["error"]["message"]
+
+
+def test_invalid_input_names_the_field(pipeline):
+    _, _, answer = call("POST", f"{pipeline['api_url']}/v1/jobs", {"task": "claude.messages", "input": {"max_tokens": 5}})
+    assert answer["error"]["field"] == "input.messages"
+
+
+def test_requests_without_an_api_key_are_refused(pipeline):
+    status, _, _ = call("GET", f"{pipeline['api_url']}/v1/tasks", key=None)
+    assert status == 403
+
+
+def test_another_tenant_cannot_see_a_job(pipeline):
+    _, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", LONG)
+    status, _, _ = call("GET", f"{pipeline['api_url']}/v1/jobs/{job['id']}", key="someone-else")
+    assert status == 404
+
+
+def test_tasks_lists_the_catalogue_with_routes(pipeline):
+    status, _, body = call("GET", f"{pipeline['api_url']}/v1/tasks")
+    routes = {t["name"]: t["route"]["lane"] for t in body["tasks"]}
+    assert status == 200 and routes == {"claude.messages": "cpu", "invoice.extract": "cpu", "documents.summarize": "cpu"}
