@@ -63,10 +63,9 @@ def fargate_task(prices: Prices, *, vcpu: float, memory_mb: int, seconds: float,
     return billed_s / SECONDS_PER_HOUR * fargate_hourly(prices, vcpu=vcpu, memory_mb=memory_mb, spot=spot)
 
 
-def ec2_compute(prices: Prices, instance: str, *, seconds: float) -> float:
-    """One on-demand instance for ``seconds`` (at least the one-minute minimum)."""
-    billed_s = max(seconds, prices.ec2.min_billed_s)
-    return billed_s / SECONDS_PER_HOUR * _instance(prices, instance).hour
+def ec2_hours(prices: Prices, instance: str, hours: float) -> float:
+    """``hours`` of one on-demand instance (minimums are the caller's: see :func:`_worker_hours`)."""
+    return hours * _instance(prices, instance).hour
 
 
 def claude_cost(prices: Prices, model_id: str | None, usage: Usage) -> float:
@@ -191,7 +190,8 @@ class CostModel:
             worker = f"{self.worker_vcpu:g} vCPU / {self.worker_memory_mb} MB Fargate{' Spot' if self.spot else ''} worker"
             share = f"cpu: {duration_s:g} s of a {worker} shared by {self.worker_concurrency} jobs"
             return duration_s / SECONDS_PER_HOUR * hourly / self.worker_concurrency, share
-        return duration_s / SECONDS_PER_HOUR * self.gpu.hour, f"gpu: {duration_s:g} s of a {self.gpu.name} (one job per GPU)"
+        cost = ec2_hours(self.prices, self.gpu.name, duration_s / SECONDS_PER_HOUR)
+        return cost, f"gpu: {duration_s:g} s of a {self.gpu.name} (one job per GPU)"
 
 
 def _tokens_basis(prices: Prices, model_id: str | None, usage: Usage) -> str:
@@ -430,7 +430,7 @@ def monthly_lambda(
     if reasons:
         return Option(route, cannot_run=reasons)
     compute = task.monthly_volume * lambda_compute(prices, duration_s=task.duration_s, memory_mb=memory, arch=arch)
-    basis = f"{task.monthly_volume:,.0f} invocations x {task.duration_s:g} s x {memory:,} MB"
+    basis = f"{task.monthly_volume:,.0f} invocations × {task.duration_s:,g} s × {memory:,} MB"
     return Option(route, _monthly_cost(prices, task, compute, Route.INLINE, basis))
 
 
@@ -462,7 +462,8 @@ def monthly_fargate(prices: Prices, task: WorkloadTask, *, spot: bool) -> Option
     reasons = fargate_limits(prices, task)
     if reasons:
         return Option(route, cannot_run=reasons)
-    hours, basis = _worker_hours(prices, task, jobs_per_worker=task.concurrency, min_billed_s=prices.fargate.min_billed_s, unit="tasks")
+    hours, basis = _worker_hours(
+        prices, task, jobs_per_worker=task.concurrency, min_billed_s=prices.fargate.min_billed_s, unit="Fargate task")
     compute = hours * fargate_hourly(prices, vcpu=task.vcpu, memory_mb=task.memory_mb, spot=spot)
     return Option(route, _monthly_cost(prices, task, compute, Route.CPU, basis))
 
@@ -512,7 +513,7 @@ def _on_instance(prices: Prices, task: WorkloadTask, inst: Instance) -> Option:
     hours, basis = _worker_hours(prices, task, jobs_per_worker=per_instance, min_billed_s=prices.ec2.min_billed_s, unit=inst.name)
     route = f"EC2 {inst.name}" + (f" ({inst.gpu_model})" if inst.gpu_model else "")
     lane = Route.GPU if task.gpu else Route.CPU
-    return Option(route, _monthly_cost(prices, task, hours * inst.hour, lane, f"{basis}, {per_instance} jobs each"))
+    return Option(route, _monthly_cost(prices, task, ec2_hours(prices, inst.name, hours), lane, basis))
 
 
 def _worker_hours(
@@ -524,12 +525,13 @@ def _worker_hours(
     demand: each start carries ``jobs_per_worker`` jobs and is billed at least ``min_billed_s``. The
     minutes a scaled-to-zero service idles before scaling in are not counted: a floor, not a quote.
     """
+    each = f"{jobs_per_worker:,} job{'s' * (jobs_per_worker != 1)} at a time"
     if task.always_on:
         workers = max(1, _ceil(in_flight(prices, task) / jobs_per_worker))
-        return workers * prices.hours_per_month, f"{workers:,} {unit} always on"
+        return workers * prices.hours_per_month, f"{workers:,} × {unit} always on, {each}"
     starts = _ceil(task.monthly_volume / jobs_per_worker)
     billed_s = max(task.duration_s, min_billed_s)
-    return starts * billed_s / SECONDS_PER_HOUR, f"{starts:,} {unit} starts x {billed_s:g} s billed"
+    return starts * billed_s / SECONDS_PER_HOUR, f"{starts:,} × {unit} runs of {billed_s:,g} s billed, {each}"
 
 
 def _monthly_cost(prices: Prices, task: WorkloadTask, compute: float, route: Route, basis: str) -> Cost:

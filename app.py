@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""The CDK app: read the configuration once, add the stacks, check them with cdk-nag, synthesize."""
+
+import sys
+from pathlib import Path
+
+# The constructs import the runtime's shared names (table keys, env var names) from lambda_src.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lambda_src"))
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from stacks.config import ConfigError, PipelineConfig  # noqa: E402
+from stacks.pipeline import add_pipeline  # noqa: E402
+
+app = cdk.App()
+try:
+    config = PipelineConfig.from_context(app.node.try_get_context)
+except ConfigError as error:
+    sys.exit(f"configuration error: {error}")
+add_pipeline(app, config)
+cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+app.synth()

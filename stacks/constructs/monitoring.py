@@ -1,0 +1,104 @@
+"""Alarms, the topic they notify, and one dashboard of the whole pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks.constructs.nag import acknowledge
+from stacks.constructs.worker_service import WorkerService
+
+_MINUTE = Duration.minutes(1)
+# On top of a lane's job timeout: how long a message may wait for a worker to start before we call it stuck.
+QUEUE_AGE_ALLOWANCE = Duration.minutes(15)
+
+
+class PipelineMonitoring(Construct):
+    """Creates ``topic`` (SSL-only; e-mail subscription when ``alarm_email`` is set), ``alarms`` and ``dashboard``.
+
+    Alarms, each notifying the topic: per lane, DLQ depth > 0 and the oldest message older than the
+    lane's job timeout + 15 min; the router's errors and throttles (any, in a minute); API 5xx responses.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
+                 api: apigw.RestApi, workers: Mapping[str, WorkerService]) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        acknowledge(self.topic, "AwsSolutions-SNS2",
+                    "Alarm notifications carry no job data; CloudWatch can only publish to an encrypted topic "
+                    "through a customer-managed KMS key, which would cost $1/month while the pipeline is idle.")
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for lane, worker in workers.items():
+            queues = worker.job_queue
+            self._alarm(f"{lane.capitalize()}DeadLetters", queues.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=_MINUTE, statistic="Maximum"), threshold=0,
+                description=f"{lane} lane: jobs reached the dead-letter queue (failed {queues.max_receive_count} times)")
+            age_limit = queues.visibility_timeout.to_seconds() + QUEUE_AGE_ALLOWANCE.to_seconds()
+            self._alarm(f"{lane.capitalize()}OldestMessage", queues.queue.metric_approximate_age_of_oldest_message(
+                period=_MINUTE, statistic="Maximum"), threshold=age_limit,
+                description=f"{lane} lane: a job has waited over {age_limit:.0f} s (job timeout + 15 min); workers stuck?")
+        self._alarm("RouterErrors", router.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
+                    description="router Lambda raised errors")
+        self._alarm("RouterThrottles", router.metric_throttles(period=_MINUTE, statistic="Sum"), threshold=0,
+                    description="router Lambda was throttled (reserved concurrency or account limit)")
+        self._alarm("Api5xx", api.metric_server_error(period=_MINUTE, statistic="Sum"), threshold=0,
+                    description="API answered 5xx")
+        self.dashboard = self._dashboard(router, api, workers)
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
+        alarm = metric.create_alarm(
+            self, construct_id, threshold=threshold, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        self.alarms[construct_id] = alarm
+
+    def _dashboard(self, router: lambda_.Function, api: apigw.RestApi,
+                   workers: Mapping[str, WorkerService]) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="API requests and errors", left=[api.metric_count(period=_MINUTE)],
+                                   right=[api.metric_client_error(period=_MINUTE), api.metric_server_error(period=_MINUTE)]),
+            cloudwatch.GraphWidget(title="API latency (p50, p99)", left=[
+                api.metric_latency(period=_MINUTE, statistic="p50"), api.metric_latency(period=_MINUTE, statistic="p99")]),
+            cloudwatch.GraphWidget(title="Router", left=[router.metric_invocations(period=_MINUTE)],
+                                   right=[router.metric_errors(period=_MINUTE), router.metric_throttles(period=_MINUTE)]),
+            cloudwatch.GraphWidget(title="Router duration (p50, p99)", left=[
+                router.metric_duration(period=_MINUTE, statistic="p50"),
+                router.metric_duration(period=_MINUTE, statistic="p99")]),
+        )
+        for lane, worker in workers.items():
+            queues = worker.job_queue
+            dashboard.add_widgets(
+                cloudwatch.GraphWidget(title=f"{lane} lane: backlog and tasks", left=[
+                    queues.queue.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
+                    queues.queue.metric_approximate_number_of_messages_not_visible(period=_MINUTE, statistic="Maximum"),
+                ], right=[_running_tasks(worker)]),
+                cloudwatch.GraphWidget(title=f"{lane} lane: oldest message (s)", left=[
+                    queues.queue.metric_approximate_age_of_oldest_message(period=_MINUTE, statistic="Maximum")]),
+                cloudwatch.GraphWidget(title=f"{lane} lane: dead letters", left=[
+                    queues.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=_MINUTE, statistic="Maximum")]),
+                cloudwatch.GraphWidget(title=f"{lane} lane: worker CPU and memory (%)", left=[
+                    worker.service.metric_cpu_utilization(period=_MINUTE),
+                    worker.service.metric_memory_utilization(period=_MINUTE)]),
+            )
+        return dashboard
+
+
+def _running_tasks(worker: WorkerService) -> cloudwatch.Metric:
+    """Container Insights' running task count of the lane's service."""
+    return cloudwatch.Metric(
+        namespace="ECS/ContainerInsights", metric_name="RunningTaskCount", period=_MINUTE, statistic="Maximum",
+        dimensions_map={"ClusterName": worker.service.cluster.cluster_name, "ServiceName": worker.service.service_name},
+        label="running tasks")

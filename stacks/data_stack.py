@@ -1,0 +1,26 @@
+"""The stateful stack: what must survive a redeploy or a teardown of the service."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from stacks.constructs.secrets import PipelineSecrets
+from stacks.constructs.storage import JobStorage
+
+
+class DataStack(Stack):
+    """Job table, job bucket (+ access logs) and the two secrets. Nothing here depends on the service stack,
+    and its exports do not change with the configuration, so the service stack can come and go freely."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, result_retention_days: int, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.storage = JobStorage(self, "Storage", object_retention_days=result_retention_days)
+        self.secrets = PipelineSecrets(self, "Secrets")
+
+        CfnOutput(self, "JobsTableName", value=self.storage.table.table_name)
+        CfnOutput(self, "JobBucketName", value=self.storage.bucket.bucket_name)
+        CfnOutput(self, "AnthropicSecretArn", value=self.secrets.anthropic_api_key.secret_arn)
+        CfnOutput(self, "SetClaudeKeyCommand", value=(
+            "aws secretsmanager put-secret-value --secret-id "
+            f"{self.secrets.anthropic_api_key.secret_arn} --secret-string \"$ANTHROPIC_API_KEY\""))
