@@ -22,6 +22,14 @@ from stacks.data_stack import DataStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER_DOCKERFILE = "container_src/Dockerfile"  # built with the repo root as context (see .dockerignore)
+_R = logs.RetentionDays
+LOG_RETENTION: dict[int, logs.RetentionDays] = {
+    1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
+    60: _R.TWO_MONTHS, 90: _R.THREE_MONTHS, 120: _R.FOUR_MONTHS, 150: _R.FIVE_MONTHS, 180: _R.SIX_MONTHS,
+    365: _R.ONE_YEAR, 400: _R.THIRTEEN_MONTHS, 545: _R.EIGHTEEN_MONTHS, 731: _R.TWO_YEARS, 1096: _R.THREE_YEARS,
+    1827: _R.FIVE_YEARS, 2192: _R.SIX_YEARS, 2557: _R.SEVEN_YEARS, 2922: _R.EIGHT_YEARS, 3288: _R.NINE_YEARS,
+    3653: _R.TEN_YEARS,
+}
 
 
 class ServiceStack(Stack):
@@ -32,7 +40,7 @@ class ServiceStack(Stack):
                  **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         c = config
-        retention = logs.RetentionDays(c.log_retention_days)
+        retention = LOG_RETENTION[c.log_retention_days]
         table, bucket, secrets = data.storage.table, data.storage.bucket, data.secrets
         lanes = {"cpu": JobQueue(self, "CpuLane", visibility_timeout=Duration.seconds(c.cpu_job_timeout_s),
                                  max_receive_count=c.max_receives)}

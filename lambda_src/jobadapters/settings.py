@@ -49,11 +49,12 @@ class ClaudeSettings:
     secret_arn: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ClaudeSettings:
+    def from_env(cls, env: Mapping[str, str], *, key_in_secret: bool) -> ClaudeSettings:
+        """``key_in_secret``: the Lambda fetches the key itself; ECS injects it as ANTHROPIC_API_KEY."""
         return cls(
             model_id=env.get("MODEL_ID") or "claude-sonnet-4-5",
             base_url=env.get("ANTHROPIC_BASE_URL") or None,
-            secret_arn=env.get("ANTHROPIC_SECRET_ARN") or None,
+            secret_arn=(env.get("ANTHROPIC_SECRET_ARN") or None) if key_in_secret else None,
         )
 
 
@@ -66,12 +67,17 @@ class WebhookSettings:
     allow_private_targets: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+    def from_env(cls, env: Mapping[str, str], *, key_in_secret: bool) -> WebhookSettings:
         return cls(
             secret=env.get("WEBHOOK_SECRET") or None,
-            secret_arn=env.get("WEBHOOK_SECRET_ARN") or None,
+            secret_arn=(env.get("WEBHOOK_SECRET_ARN") or None) if key_in_secret else None,
             allow_private_targets=_flag(env, "WEBHOOK_ALLOW_PRIVATE_TARGETS"),
         )
+
+
+# API Gateway (REST) gives an integration 29 s; the inline budget must leave room for the rest of
+# the request (DynamoDB and S3 writes, the response) so that a slow model never produces a 504.
+MAX_INLINE_BUDGET_S = 25.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +105,10 @@ class RouterSettings:
     claude: ClaudeSettings
     webhooks: WebhookSettings
 
+    def __post_init__(self) -> None:
+        if not 0 < self.inline_budget_s <= MAX_INLINE_BUDGET_S:
+            raise ConfigError(f"INLINE_BUDGET_S={self.inline_budget_s:g} must be above 0 and at most {MAX_INLINE_BUDGET_S:g} (API Gateway waits 29 s)")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
         return cls(
@@ -112,8 +122,8 @@ class RouterSettings:
             worker_memory_mb=_number(env, "WORKER_MEMORY_MB", 4096, int),
             gpu_memory_mb=_number(env, "GPU_MEMORY_MB", 15360, int),
             job_ttl_days=_number(env, "JOB_TTL_DAYS", 30, int),
-            claude=ClaudeSettings.from_env(env),
-            webhooks=WebhookSettings.from_env(env),
+            claude=ClaudeSettings.from_env(env, key_in_secret=True),
+            webhooks=WebhookSettings.from_env(env, key_in_secret=True),
         )
 
 
@@ -157,8 +167,8 @@ class WorkerSettings:
             concurrency=_number(env, "WORKER_CONCURRENCY", 8, int),
             max_receives=_number(env, "MAX_RECEIVES", 5, int),
             visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT_S", 300, int),
-            claude=ClaudeSettings.from_env(env),
-            webhooks=WebhookSettings.from_env(env),
+            claude=ClaudeSettings.from_env(env, key_in_secret=False),
+            webhooks=WebhookSettings.from_env(env, key_in_secret=False),
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
             poll_wait_s=_number(env, "POLL_WAIT_S", 20, int),
         )
