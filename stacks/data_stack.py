@@ -21,6 +21,8 @@ class DataStack(Stack):
         CfnOutput(self, "JobsTableName", value=self.storage.table.table_name)
         CfnOutput(self, "JobBucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "AnthropicSecretArn", value=self.secrets.anthropic_api_key.secret_arn)
+        CfnOutput(self, "WebhookSecretArn", value=self.secrets.webhook_signing_secret.secret_arn,
+                  description="Receivers verify webhook signatures with this secret's value")
         CfnOutput(self, "SetClaudeKeyCommand", value=(
             "aws secretsmanager put-secret-value --secret-id "
             f"{self.secrets.anthropic_api_key.secret_arn} --secret-string \"$ANTHROPIC_API_KEY\""))

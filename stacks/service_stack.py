@@ -41,7 +41,7 @@ class ServiceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         c = config
         retention = LOG_RETENTION[c.log_retention_days]
-        table, bucket, secrets = data.storage.table, data.storage.bucket, data.secrets
+        storage, secrets = data.storage, data.secrets
         lanes = {"cpu": JobQueue(self, "CpuLane", visibility_timeout=Duration.seconds(c.cpu_job_timeout_s),
                                  max_receive_count=c.max_receives)}
         if c.gpu_enabled:
@@ -49,7 +49,7 @@ class ServiceStack(Stack):
                                     max_receive_count=c.max_receives)
 
         router = RouterFunction(
-            self, "Router", table=table, bucket=bucket, lanes=lanes,
+            self, "Router", storage=storage, lanes=lanes,
             anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
             stage=c.stage, model_id=c.model_id, inline_budget_s=c.inline_budget_s, memory_mb=c.router_memory_mb,
             timeout=Duration.seconds(c.router_timeout_s), reserved_concurrency=c.router_reserved_concurrency,
@@ -62,7 +62,7 @@ class ServiceStack(Stack):
         image = ecs.ContainerImage.from_docker_image_asset(ecr_assets.DockerImageAsset(
             self, "WorkerImage", directory=str(REPO_ROOT), file=WORKER_DOCKERFILE,
             platform=ecr_assets.Platform.LINUX_AMD64))
-        shared = dict(cluster=cluster, image=image, table=table, bucket=bucket, stage=c.stage,
+        shared = dict(cluster=cluster, image=image, storage=storage, stage=c.stage,
                       model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
                       webhook_secret=secrets.webhook_signing_secret, log_retention=retention)
         workers = {"cpu": WorkerService(

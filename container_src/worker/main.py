@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from jobadapters.settings import WorkerSettings
-from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
+from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_cost_model, build_model, build_runner
 from jobcore.tasks import RunContext
 from worker.poller import Poller
 from worker.protection import TaskProtection
@@ -19,7 +19,10 @@ log = logging.getLogger("worker")
 
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
     # Webhooks go out from their own small pool: a slow receiver never holds a job slot.
-    runner = build_runner(clients, settings.results_bucket, settings.webhooks, executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"))
+    runner = build_runner(
+        clients, settings.results_bucket, settings.webhooks,
+        executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"), cost_model=build_cost_model(settings.cost),
+    )
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,

@@ -21,6 +21,7 @@ from typing import Any
 
 from jobcore.model import Route, Usage
 from jobcore.pricing import Instance, Prices
+from jobcore.routing import RoutingPolicy, TaskProfile, decide
 
 SECONDS_PER_HOUR = 3600
 MB_PER_GB = 1024  # AWS bills Lambda GB-s and Fargate GB-h in binary GB: 1,024 MB each
@@ -173,6 +174,14 @@ class CostModel:
         """What a finished job cost: the tokens it used and the time it ran, on the lane it ran on."""
         return self._priced(route, model_id, usage, duration_s).to_dict(self.prices.currency)
 
+    def break_even_per_min(self, expected_duration_s: float) -> float | None:
+        """The routing policy's frequency threshold for a job this long, with these lane sizes."""
+        return break_even_rate_per_min(
+            self.prices, expected_duration_s=expected_duration_s, router_memory_mb=self.router_memory_mb,
+            worker_vcpu=self.worker_vcpu, worker_memory_mb=self.worker_memory_mb,
+            worker_concurrency=self.worker_concurrency, spot=self.spot,
+        )
+
     def _priced(self, route: Route, model_id: str, usage: Usage, duration_s: float) -> Cost:
         compute, lane = self._compute(route, max(0.0, duration_s))
         basis = f"{lane}; {_tokens_basis(self.prices, model_id, usage)}; {_requests_basis(route)}; prices {self.prices.as_of}"
@@ -221,7 +230,7 @@ def break_even_rate_per_min(
     Capacity: one worker runs ``worker_concurrency`` jobs at once, so it carries at most
     ``worker_concurrency / expected_duration_s`` requests a second. A break-even above that means even a
     fully busy worker costs more per request than inline, so adding workers never pays: None, which
-    RoutingPolicy.worker_preferred_above_per_min reads as "never prefer the worker for rate alone".
+    jobcore.routing.decide reads as "never prefer the worker for rate alone".
     Past one worker's capacity the service adds workers; just above each multiple of the capacity a
     new, mostly idle worker can briefly make inline cheaper again, a ripple one threshold ignores.
     """
@@ -391,24 +400,25 @@ def _compare_task(prices: Prices, task: WorkloadTask, inline_budget_s: float, ro
 def hybrid_lane(
     prices: Prices, task: WorkloadTask, *, inline_budget_s: float = 20.0, router_memory_mb: int = 1024,
 ) -> tuple[Route, str]:
-    """Where this pipeline's router sends ``task`` (jobcore.routing's questions, in its order), and why.
+    """Where this pipeline's router sends ``task``, and why: :func:`jobcore.routing.decide` itself.
 
-    The rate question uses :func:`break_even_rate_per_min` with a worker of the task's own size.
+    Workers are sized to the task, and the rate question uses :func:`break_even_rate_per_min` with a
+    worker of the task's own size.
     """
-    if task.gpu:
-        return Route.GPU, "gpu: needs a GPU (ECS on EC2)"
-    if task.duration_s > inline_budget_s:
-        return Route.CPU, f"cpu: expected {task.duration_s:g} s > inline budget {inline_budget_s:g} s"
-    if task.memory_mb > router_memory_mb:
-        return Route.CPU, f"cpu: needs {task.memory_mb} MB > router memory {router_memory_mb} MB"
+    profile = TaskProfile(expected_duration_s=task.duration_s, memory_mb=task.memory_mb, gpu=task.gpu)
+    policy = RoutingPolicy(
+        inline_budget_s=inline_budget_s, router_memory_mb=router_memory_mb,
+        worker_memory_mb=max(task.memory_mb, router_memory_mb), gpu_memory_mb=task.memory_mb, gpu_enabled=True,
+    )
     threshold = break_even_rate_per_min(
         prices, expected_duration_s=task.duration_s, router_memory_mb=router_memory_mb,
         worker_vcpu=task.vcpu, worker_memory_mb=task.memory_mb, worker_concurrency=task.concurrency,
     )
-    rate = rate_per_min(prices, task)
-    if threshold is not None and rate > threshold:
-        return Route.CPU, f"cpu: arriving at {rate:,.4g}/min > {threshold:.3g}/min, where the always-on worker is cheaper"
-    return Route.INLINE, f"inline: {task.duration_s:g} s <= budget {inline_budget_s:g} s, {task.memory_mb} MB <= {router_memory_mb} MB"
+    decision = decide(
+        profile, expected_duration_s=task.duration_s, policy=policy,
+        arrival_rate_per_min=rate_per_min(prices, task), worker_cheaper_above_per_min=threshold,
+    )
+    return decision.route, decision.reason
 
 
 def rate_per_min(prices: Prices, task: WorkloadTask) -> float:
@@ -531,7 +541,8 @@ def _worker_hours(
         return workers * prices.hours_per_month, f"{workers:,} × {unit} always on, {each}"
     starts = _ceil(task.monthly_volume / jobs_per_worker)
     billed_s = max(task.duration_s, min_billed_s)
-    return starts * billed_s / SECONDS_PER_HOUR, f"{starts:,} × {unit} runs of {billed_s:,g} s billed, {each}"
+    runs = f"{starts:,} run{'s' * (starts != 1)} of a {unit}"
+    return starts * billed_s / SECONDS_PER_HOUR, f"{runs}, {billed_s:,g} s billed each, {each}"
 
 
 def _monthly_cost(prices: Prices, task: WorkloadTask, compute: float, route: Route, basis: str) -> Cost:

@@ -49,9 +49,6 @@ class RoutingPolicy:
     worker_memory_mb: int = 4096
     gpu_memory_mb: int = 15360
     gpu_enabled: bool = False
-    # Requests per minute of one task above which the always-on worker costs less than running
-    # each request inline; None: never prefer the worker for rate alone.
-    worker_preferred_above_per_min: float | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +65,14 @@ def decide(
     mode: Mode = Mode.AUTO,
     policy: RoutingPolicy,
     arrival_rate_per_min: float = 0.0,
+    worker_cheaper_above_per_min: float | None = None,
 ) -> Decision:
-    """Route one job; raises UnroutableError with the reason when no lane can honour the request."""
+    """Route one job; raises UnroutableError with the reason when no lane can honour the request.
+
+    ``arrival_rate_per_min`` is how often this task arrives; ``worker_cheaper_above_per_min`` the
+    rate above which the always-on worker costs less than inline runs
+    (:func:`jobcore.costing.break_even_rate_per_min`; None: never prefer the worker for rate alone).
+    """
     duration = hints.expected_duration_s if hints.expected_duration_s is not None else expected_duration_s
     memory = max(profile.memory_mb, hints.memory_mb or 0)
     if profile.gpu:
@@ -87,11 +90,11 @@ def decide(
         return Decision(Route.INLINE, f"inline: client asked for sync; expected {duration:.1f} s fits the budget")
     if profile.trigger == "batch":
         return Decision(Route.CPU, "cpu: batch task, nobody waits on it")
-    threshold = policy.worker_preferred_above_per_min
+    threshold = worker_cheaper_above_per_min
     if threshold is not None and arrival_rate_per_min > threshold:
         return Decision(
             Route.CPU,
-            f"cpu: arriving at {arrival_rate_per_min:g}/min > {threshold:g}/min, where the always-on worker is cheaper",
+            f"cpu: arriving at {arrival_rate_per_min:,.4g}/min > {threshold:.3g}/min, where the always-on worker is cheaper",
         )
     return Decision(
         Route.INLINE,

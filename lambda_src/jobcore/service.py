@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import EnqueueError, JobNotFoundError, ModelUnavailableError
-from jobcore.model import Job, JobStatus, Route, transition
+from jobcore.model import Job, JobStatus, Mode, Route, transition
 from jobcore.ports import BlobStore, JobQueue, LanguageModel
 from jobcore.requests import SubmitRequest
-from jobcore.routing import Decision, RoutingPolicy, decide
+from jobcore.routing import Decision, Hints, RoutingPolicy, decide
 from jobcore.runner import JobRunner
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, Task, lookup
@@ -35,7 +35,11 @@ DAY_S = 86_400
 
 
 class CostEstimator(Protocol):
+    """What the service needs of :class:`jobcore.costing.CostModel`."""
+
     def estimate(self, *, route: Route, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
+
+    def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,22 @@ class JobService:
         task = lookup(request.task, self.runner.catalogue)
         payload = task.validate(request.input)
         expected_s = task.expected_duration_s(payload)
-        decision = decide(
-            task.profile, expected_duration_s=expected_s, hints=request.hints, mode=request.mode,
-            policy=self.policy, arrival_rate_per_min=(self.arrival_rates_per_min or {}).get(task.name, 0.0),
-        )
+        decision = self.route(task, expected_s, request)
         job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         if decision.route is Route.INLINE:
             return self._run_inline(job)
         self.runner.store.create(job)
         return Submission(self._enqueue(job))
+
+    def route(self, task: Task, expected_s: float, request: SubmitRequest | None = None) -> Decision:
+        """The decision framework for one job (or, without a request, for the task's defaults)."""
+        rate = (self.arrival_rates_per_min or {}).get(task.name, 0.0)
+        threshold = self.cost_model.break_even_per_min(expected_s) if self.cost_model and rate > 0 else None
+        return decide(
+            task.profile, expected_duration_s=expected_s, policy=self.policy,
+            hints=request.hints if request else Hints(), mode=request.mode if request else Mode.AUTO,
+            arrival_rate_per_min=rate, worker_cheaper_above_per_min=threshold,
+        )
 
     def get(self, job_id: str, *, tenant_id: str) -> Job:
         job = self.runner.store.get(job_id)
@@ -95,7 +106,7 @@ class JobService:
             webhook=request.webhook, expires_at=now // 1000 + self.job_ttl_days * DAY_S,
             started_at=now if decision.route is Route.INLINE else None,
             attempts=1 if decision.route is Route.INLINE else 0,
-            cost=self._estimate(task, payload, decision.route, expected_s),
+            cost=_estimated(self.estimate(task, decision.route, expected_s, model_id=payload.get("model"))),
         )
         if len(json.dumps(payload)) <= INLINE_INPUT_LIMIT:
             return replace(job, input=payload)
@@ -103,14 +114,14 @@ class JobService:
         self.runner.blobs.put_json(key, payload)
         return replace(job, input_ref=key)
 
-    def _estimate(self, task: Task, payload: dict[str, Any], route: Route, expected_s: float) -> dict[str, Any]:
+    def estimate(self, task: Task, route: Route, expected_s: float, *, model_id: str | None = None) -> dict[str, Any] | None:
+        """What a job of this task should cost on ``route``, from its profile's typical tokens."""
         if self.cost_model is None:
-            return {}
-        estimate = self.cost_model.estimate(
-            route=route, model_id=payload.get("model") or self.model_id, expected_duration_s=expected_s,
+            return None
+        return self.cost_model.estimate(
+            route=route, model_id=model_id or self.model_id, expected_duration_s=expected_s,
             input_tokens=task.profile.typical_input_tokens, output_tokens=task.profile.typical_output_tokens,
         )
-        return {"estimate": estimate}
 
     def _run_inline(self, job: Job) -> Submission:
         self.runner.store.create(job)
@@ -126,9 +137,11 @@ class JobService:
     def _fall_back(self, job: Job, error: ModelUnavailableError) -> Job:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
         reason = f"cpu: inline fallback, {error} ({job.route_reason})"
+        task = lookup(job.task, self.runner.catalogue)
+        estimate = self.estimate(task, Route.CPU, task.expected_duration_s(self.runner.load_input(job)))
         queued = self.runner.save(job, transition(
             job, JobStatus.QUEUED, now_ms=self.runner.clock_ms(), route=Route.CPU, route_reason=reason,
-            error={"type": error.type, "message": str(error)},
+            error={"type": error.type, "message": str(error)}, cost=_estimated(estimate),
         ))
         return self._enqueue(queued)
 
@@ -148,6 +161,10 @@ def render(job: Job, blobs: BlobStore) -> dict[str, Any]:
         return job_view(job)
     result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
     return job_view(job, result=result, result_url=blobs.url_for(job.result_ref))
+
+
+def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:
+    return {} if estimate is None else {"estimate": estimate}
 
 
 def _hints_dict(request: SubmitRequest) -> dict[str, Any]:

@@ -22,9 +22,8 @@ from jobadapters.settings import RouterSettings
 from jobadapters.wiring import AwsClients, build_service
 from jobcore import errors
 from jobcore.requests import parse_json, parse_submit
-from jobcore.routing import decide
 from jobcore.service import JobService, render
-from jobcore.tasks import CATALOGUE
+from jobcore.tasks import CATALOGUE, Task
 from jobcore.views import job_view
 
 logger = Logger(service="router")
@@ -79,16 +78,26 @@ def get_job(job_id: str) -> Response:
 
 @app.get("/v1/tasks")
 def list_tasks() -> Response:
-    policy = service().policy
-    tasks = []
-    for task in CATALOGUE.values():
-        try:
-            where = decide(task.profile, expected_duration_s=task.profile.expected_duration_s, policy=policy)
-            route = {"lane": where.route.value, "reason": where.reason}
-        except errors.UnroutableError as error:
-            route = {"lane": None, "reason": str(error)}
-        tasks.append({"name": task.name, "description": task.description, "profile": asdict(task.profile), "route": route})
-    return json_response(HTTPStatus.OK, {"tasks": tasks})
+    jobs = service()
+    return json_response(HTTPStatus.OK, {"tasks": [describe_task(jobs, task) for task in CATALOGUE.values()]})
+
+
+def describe_task(jobs: JobService, task: Task) -> dict[str, Any]:
+    """A task's profile, where its typical job runs and why, and what that typically costs."""
+    expected_s = task.profile.expected_duration_s
+    try:
+        where = jobs.route(task, expected_s)
+        route = {"lane": where.route.value, "reason": where.reason}
+    except errors.UnroutableError as error:
+        return {"name": task.name, "description": task.description, "profile": asdict(task.profile), "route": {"lane": None, "reason": str(error)}}
+    frequency = {
+        "declared_rate_per_min": (jobs.arrival_rates_per_min or {}).get(task.name, 0.0),
+        "worker_cheaper_above_per_min": jobs.cost_model.break_even_per_min(expected_s) if jobs.cost_model else None,
+    }
+    return {
+        "name": task.name, "description": task.description, "profile": asdict(task.profile), "route": route,
+        "frequency": frequency, "typical_cost": jobs.estimate(task, where.route, expected_s),
+    }
 
 
 @app.exception_handler(errors.JobError)

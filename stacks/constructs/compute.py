@@ -80,7 +80,7 @@ class GpuInstances:
     instances roll only when the release is bumped in cdk.json. Managed termination protection is off,
     so deleting the stack cannot hang on protected instances; managed draining moves tasks off an
     instance before it terminates. Tasks use bridge networking and reach the internet through the
-    instance's public IP; IMDS is closed to containers (hop limit 1 and CDK's iptables rule).
+    instance's public IP; IMDSv2 with a hop limit of 1 keeps containers (one hop further) off the instance role.
     Deploys stop a task before starting its replacement (0/100 %): one GPU per instance leaves no room.
     """
 
@@ -108,14 +108,12 @@ class GpuInstances:
             enable_managed_scaling=True, enable_managed_termination_protection=False, enable_managed_draining=True,
             target_capacity_percent=100)
         cluster.cluster.add_asg_capacity_provider(capacity_provider)
-        service = ecs.Ec2Service(
+        return ecs.Ec2Service(
             scope, "Service", cluster=cluster.cluster, task_definition=task_definition,
             capacity_provider_strategies=[ecs.CapacityProviderStrategy(
                 capacity_provider=capacity_provider.capacity_provider_name, weight=1)],
             desired_count=desired_count, min_healthy_percent=0, max_healthy_percent=100, circuit_breaker=_ROLLBACK,
         )
-        service.node.add_dependency(cluster.cluster)  # the capacity provider must be associated first
-        return service
 
     def _auto_scaling_group(self, scope: Construct, cluster: WorkerCluster) -> autoscaling.AutoScalingGroup:
         user_data = ec2.UserData.for_linux()
@@ -139,6 +137,13 @@ class GpuInstances:
             launch_template=launch_template, min_capacity=0, max_capacity=self.max_instances,
             default_instance_warmup=Duration.minutes(3),
         )
+        acknowledge(role, "AwsSolutions-IAM5[Action::ecs:Submit*]",
+                    "The ECS agent reports task and container state through the ecs:Submit* family; CDK's "
+                    "container-instance policy grants it on this cluster's ARN only.")
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
+                    "ecr:GetAuthorizationToken and ecs:DiscoverPollEndpoint have no resource-level permissions, "
+                    "ecs:Poll and StartTelemetrySession are held to this cluster by an ecs:cluster condition, and "
+                    "the logs actions are the ECS agent's own, as in AmazonEC2ContainerServiceforEC2Role.")
         acknowledge(group, "AwsSolutions-AS3",
                     "The ECS capacity provider drives this group; its scaling shows up as ECS service events and "
                     "in the dashboard, and an e-mail per instance launch would only be noise.")

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import BundlingOptions, Duration, RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.constructs.bundling import PipLocalBundling
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.nag import acknowledge
+from stacks.constructs.storage import JobStorage
 
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 HANDLER = "router.handler.handler"
@@ -29,14 +29,15 @@ class RouterFunction(Construct):
     ``lambda_src/requirements.txt``, bundled locally) and its log group.
 
     It sets exactly the environment ``RouterSettings`` reads (``GPU_QUEUE_URL`` only when the GPU lane
-    exists) and grants exactly what the router does: read/write items in the table and objects in the bucket
-    (presigned URLs are signed with its role), send (never receive) to each lane queue, read both secrets.
+    exists) and grants exactly what the router does, on its own role (no AWS-managed policy): write its
+    log group, use job data (``JobStorage.access_policy``; presigned URLs are signed with this role), send
+    (never receive) to each lane queue, read both secrets.
     ``reserved_concurrency`` None leaves the function on the account's unreserved pool.
     """
 
     def __init__(
         self, scope: Construct, construct_id: str, *,
-        table: dynamodb.ITable, bucket: s3.IBucket, lanes: Mapping[str, JobQueue],
+        storage: JobStorage, lanes: Mapping[str, JobQueue],
         anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
         stage: str, model_id: str, inline_budget_s: int, memory_mb: int, timeout: Duration,
         reserved_concurrency: int | None, worker_memory_mb: int, gpu_memory_mb: int, job_ttl_days: int,
@@ -45,8 +46,8 @@ class RouterFunction(Construct):
         super().__init__(scope, construct_id)
         environment = {
             "STAGE": stage,
-            "JOBS_TABLE": table.table_name,
-            "RESULTS_BUCKET": bucket.bucket_name,
+            "JOBS_TABLE": storage.table.table_name,
+            "RESULTS_BUCKET": storage.bucket.bucket_name,
             "INLINE_BUDGET_S": str(inline_budget_s),
             "ROUTER_MEMORY_MB": str(memory_mb),
             "WORKER_MEMORY_MB": str(worker_memory_mb),
@@ -59,6 +60,8 @@ class RouterFunction(Construct):
         environment.update({_LANE_QUEUE_ENV[lane]: job_queue.queue.queue_url for lane, job_queue in lanes.items()})
 
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="The router Lambda's role")
         self.function = lambda_.Function(
             self, "Function",
             runtime=RUNTIME,
@@ -67,6 +70,8 @@ class RouterFunction(Construct):
             code=lambda_.Code.from_asset(
                 str(LAMBDA_SRC),
                 exclude=["**/__pycache__", "**/*.pyc", "**/tests"],
+                # Hash the sources (pins included), not pip's output: a synth that changes nothing changes nothing.
+                asset_hash_type=AssetHashType.SOURCE,
                 bundling=BundlingOptions(
                     image=RUNTIME.bundling_image,  # never used: local bundling either succeeds or raises
                     local=PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_SRC / "requirements.txt",
@@ -77,20 +82,18 @@ class RouterFunction(Construct):
             timeout=timeout,
             reserved_concurrent_executions=reserved_concurrency,
             environment=environment,
+            role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             description="Routes each job: Claude inline within the budget, else onto a lane queue.",
         )
-        table.grant_read_write_data(self.function)
-        bucket.grant_read_write(self.function)
+        self.log_group.grant_write(self.role)
+        storage.grant_job_data(self.role)
         for job_queue in lanes.values():
-            job_queue.grant_send(self.function)
-        anthropic_secret.grant_read(self.function)
-        webhook_secret.grant_read(self.function)
+            job_queue.grant_send(self.role)
+        anthropic_secret.grant_read(self.role)
+        webhook_secret.grant_read(self.role)
 
-        acknowledge(self.function, "AwsSolutions-IAM4",
-                    "AWSLambdaBasicExecutionRole only allows writing this function's own CloudWatch logs; "
-                    "it is the AWS-maintained minimum for a Lambda and carries no data access.")
-        acknowledge(self.function, "AwsSolutions-IAM5",
-                    "The wildcards are object keys in the job bucket (bucket/*), the table's index ARNs "
-                    "(table/index/*) and CDK's object-level S3 action groups, all scoped to this stack's resources.")
+        acknowledge(self.function, "AwsSolutions-L1",
+                    f"Pinned to {RUNTIME.name}: the bundle's wheels are built for it (pip --python-version "
+                    f"{PYTHON_VERSION}) and the worker image runs the same Python; both move together.")

@@ -1,14 +1,25 @@
-"""The job table and the bucket that holds inputs and results."""
+"""The job table, the bucket that holds inputs and results, and the one policy that uses them."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from jobadapters import schema
 
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.nag import acknowledge, ref
+
+# Item-level reads and writes only: nothing here can delete, reconfigure or scan the table.
+ITEM_ACTIONS = (
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+    "dynamodb:DescribeTable",
+)
+# Objects under the job prefixes only; expiry is the lifecycle rules' job, so no DeleteObject.
+OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
+OBJECT_PREFIXES = (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX)
 
 
 class JobStorage(Construct):
@@ -20,7 +31,10 @@ class JobStorage(Construct):
       ``bucket``: SSE-S3, SSL only (TLS 1.2+), public access blocked, ACLs off; objects under ``results/``
         and ``inputs/`` expire after ``object_retention_days``; unfinished multipart uploads after 1 day.
       ``access_log_bucket``: the bucket's server access logs, kept ``access_log_retention_days`` (default 90).
-    All three are retained when the stack is deleted: they hold the users' data.
+      ``access_policy``: a managed policy for the router and the workers: item reads/writes on the table and
+        its tenant index, get/put of objects under the job prefixes, listing the bucket (so a missing result
+        reads as 404, not 403). No table or bucket deletion, no scans. Attach it with :meth:`grant_job_data`.
+    The table and both buckets are retained when the stack is deleted: they hold the users' data.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, object_retention_days: int,
@@ -52,13 +66,31 @@ class JobStorage(Construct):
             server_access_logs_bucket=self.access_log_bucket,
             server_access_logs_prefix="job-bucket/",
             lifecycle_rules=[
-                s3.LifecycleRule(id="expire-results", prefix=schema.RESULTS_PREFIX,
-                                 expiration=Duration.days(object_retention_days)),
-                s3.LifecycleRule(id="expire-inputs", prefix=schema.INPUTS_PREFIX,
-                                 expiration=Duration.days(object_retention_days)),
+                *(s3.LifecycleRule(id=f"expire-{prefix.rstrip('/')}", prefix=prefix,
+                                   expiration=Duration.days(object_retention_days)) for prefix in OBJECT_PREFIXES),
                 s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
             ],
         )
+        self.access_policy = self._access_policy()
+
+    def grant_job_data(self, role: iam.IRole) -> None:
+        """Lets ``role`` read and write jobs (items and objects) but not delete or reconfigure the stores."""
+        role.add_managed_policy(self.access_policy)
+
+    def _access_policy(self) -> iam.ManagedPolicy:
+        index_arn = f"{self.table.table_arn}/index/{schema.TENANT_INDEX}"
+        policy = iam.ManagedPolicy(self, "JobDataAccess", description="Read and write job items and job objects.",
+                                   statements=[
+            iam.PolicyStatement(sid="JobItems", actions=list(ITEM_ACTIONS), resources=[self.table.table_arn, index_arn]),
+            iam.PolicyStatement(sid="JobObjects", actions=list(OBJECT_ACTIONS),
+                                resources=[self.bucket.arn_for_objects(f"{prefix}*") for prefix in OBJECT_PREFIXES]),
+            iam.PolicyStatement(sid="ListJobBucket", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]),
+        ])
+        for prefix in OBJECT_PREFIXES:
+            acknowledge(policy, f"AwsSolutions-IAM5[Resource::{ref(self.bucket, 'Arn')}/{prefix}*]",
+                        f"Object keys under {prefix} are one per job id and not known in advance; the wildcard is "
+                        "limited to that prefix of this one bucket.")
+        return policy
 
 
 def _private_bucket(scope: Construct, construct_id: str, **props) -> s3.Bucket:

@@ -6,18 +6,17 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.nag import acknowledge, ref
+from stacks.constructs.storage import JobStorage
 
 STOP_TIMEOUT = Duration.seconds(120)  # the most ECS allows; Fargate Spot gives 2 minutes' notice
 _MINUTE = Duration.minutes(1)
@@ -41,7 +40,7 @@ class WorkerService(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
         cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: str, job_queue: JobQueue,
-        table: dynamodb.ITable, bucket: s3.IBucket,
+        storage: JobStorage,
         anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
         stage: str, model_id: str, concurrency: int, min_tasks: int, max_tasks: int,
         log_retention: logs.RetentionDays, idle_minutes: int = 5,
@@ -58,8 +57,8 @@ class WorkerService(Construct):
                 "STAGE": stage,
                 "LANE": lane,
                 "QUEUE_URL": job_queue.queue.queue_url,
-                "JOBS_TABLE": table.table_name,
-                "RESULTS_BUCKET": bucket.bucket_name,
+                "JOBS_TABLE": storage.table.table_name,
+                "RESULTS_BUCKET": storage.bucket.bucket_name,
                 "WORKER_CONCURRENCY": str(concurrency),
                 "MAX_RECEIVES": str(job_queue.max_receive_count),
                 "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
@@ -75,7 +74,11 @@ class WorkerService(Construct):
         )
         self.service = compute.service(self, cluster=cluster, task_definition=self.task_definition,
                                        desired_count=min_tasks)
-        self._grant(cluster, table, bucket)
+        # The cluster's capacity-provider associations (FARGATE_SPOT, the GPU group) are created late, by an
+        # aspect, under the cluster; a service created before them is rejected. Depending on the whole cluster
+        # construct reaches them (cfn-lint W3005 about the cluster itself is the price, see .cfnlintrc).
+        self.service.node.add_dependency(cluster.cluster)
+        self._grant(cluster, storage)
         self.scaling = self._scale_on_backlog(cluster, concurrency, min_tasks, max_tasks, idle_minutes)
 
         acknowledge(self.task_definition, "AwsSolutions-ECS2",
@@ -94,16 +97,23 @@ class WorkerService(Construct):
             label=f"{self.lane} backlog", period=_MINUTE,
         )
 
-    def _grant(self, cluster: WorkerCluster, table: dynamodb.ITable, bucket: s3.IBucket) -> None:
+    def _grant(self, cluster: WorkerCluster, storage: JobStorage) -> None:
         task_role = self.task_definition.task_role
         self.job_queue.grant_consume(task_role)
-        table.grant_read_write_data(task_role)
-        bucket.grant_read_write(task_role)
+        storage.grant_job_data(task_role)
         task_role.add_to_principal_policy(iam.PolicyStatement(
             actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
             resources=[Stack.of(self).format_arn(service="ecs", resource="task",
                                                  resource_name=f"{cluster.cluster.cluster_name}/*")],
         ))
+        acknowledge(task_role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
+                               f"task/{ref(cluster.cluster)}/*]",
+                    "A task sets its own scale-in protection, and task ids are only known at run time; the "
+                    "wildcard is limited to tasks of this cluster and to the two task-protection actions.")
+        acknowledge(self.task_definition.obtain_execution_role(), "AwsSolutions-IAM5[Resource::*]",
+                    "ecr:GetAuthorizationToken, which ECS needs to pull the worker image, has no resource-level "
+                    "permissions; every other statement of the execution role names its repository, log group "
+                    "or secret.")
 
     def _scale_on_backlog(self, cluster: WorkerCluster, concurrency: int, min_tasks: int, max_tasks: int,
                           idle_minutes: int) -> appscaling.ScalableTarget:
@@ -118,7 +128,6 @@ class WorkerService(Construct):
                 resource_name="aws-service-role/ecs.application-autoscaling.amazonaws.com/"
                               "AWSServiceRoleForApplicationAutoScaling_ECSService")),
         )
-        target.node.add_dependency(self.service)
         backlog = self.backlog()
         target.scale_on_metric(
             "ScaleOnBacklog", metric=backlog, scaling_steps=backlog_steps(concurrency, max_tasks),

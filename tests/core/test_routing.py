@@ -87,8 +87,11 @@ def test_batch_task_is_queued_unless_sync():
 
 
 def test_high_arrival_rate_prefers_the_always_on_worker():
-    policy = RoutingPolicy(worker_preferred_above_per_min=100)
-    assert route(policy=policy, arrival_rate_per_min=50).route is Route.INLINE
-    decision = route(policy=policy, arrival_rate_per_min=500)
+    assert route(arrival_rate_per_min=50, worker_cheaper_above_per_min=100).route is Route.INLINE
+    decision = route(arrival_rate_per_min=500, worker_cheaper_above_per_min=100)
     assert decision.route is Route.CPU and "500/min > 100/min" in decision.reason
-    assert route(policy=policy, arrival_rate_per_min=500, mode=Mode.SYNC).route is Route.INLINE
+    assert route(arrival_rate_per_min=500, worker_cheaper_above_per_min=100, mode=Mode.SYNC).route is Route.INLINE
+
+
+def test_no_break_even_means_rate_never_decides():
+    assert route(arrival_rate_per_min=1e9, worker_cheaper_above_per_min=None).route is Route.INLINE

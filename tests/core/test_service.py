@@ -113,3 +113,39 @@ def test_render_includes_small_results_and_always_a_link():
     assert view["result_url"] == f"memory://results/{job.job_id}.json"
     assert view["route"] == {"lane": "inline", "reason": job.route_reason}
     assert view["status"] == "succeeded" and view["created_at"].endswith("Z")
+
+
+def priced_service(script=(), *, rates=None):
+    from jobcore.costing import CostModel
+    from jobcore.pricing import default_prices
+
+    service, h = make_service(script, cost_model=CostModel(default_prices()))
+    h.runner.cost_model = service.cost_model
+    service.arrival_rates_per_min = rates
+    return service, h
+
+
+def test_jobs_carry_an_estimate_when_routed_and_the_actual_cost_when_done():
+    service, h = priced_service([text_response("hi", input_tokens=1_000_000, output_tokens=0)])
+    h.clock.advance(0)
+    job = submit(service).job
+    estimate, actual = job.cost["estimate"], job.cost["actual"]
+    assert estimate["breakdown"]["claude"] > 0 and "inline" in estimate["basis"]
+    # 1M input tokens of claude-default (unknown model: priced as the default, $3/M): $3 of Claude.
+    assert actual["breakdown"]["claude"] == pytest.approx(3.0)
+    assert actual["total"] == pytest.approx(sum(actual["breakdown"].values()))
+
+
+def test_a_task_declared_frequent_goes_to_the_worker_when_that_is_cheaper():
+    rare, _ = priced_service([text_response("hi")], rates={"claude.messages": 0.01})
+    assert submit(rare).job.route is Route.INLINE
+    frequent, _ = priced_service([text_response("sync answer")], rates={"claude.messages": 1000})
+    job = submit(frequent).job
+    assert job.route is Route.CPU and "where the always-on worker is cheaper" in job.route_reason
+    assert submit(frequent, mode=Mode.SYNC).job.route is Route.INLINE  # a client waiting still gets inline
+
+
+def test_fallback_replaces_the_inline_estimate_with_the_queued_one():
+    service, _ = priced_service([ModelUnavailableError("529"), ModelUnavailableError("529")])
+    job = submit(service).job
+    assert job.route is Route.CPU and job.cost["estimate"]["basis"].startswith("cpu:")

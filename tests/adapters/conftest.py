@@ -1,0 +1,48 @@
+"""Fixtures for the adapter tests: moto in-process (never a real endpoint), the Claude stand-in.
+
+Everything AWS is ``moto.mock_aws`` in this process: boto3 clients made inside it, in any thread,
+talk to moto. AWS_ENDPOINT_URL is removed so that nothing is sent to a moto *server* (or anywhere
+else) by mistake. The anthropic SDK (httpx) and urllib are not intercepted by moto: they reach the
+stand-in and the local HTTP servers over real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local import resources
+from local.claude_standin import ClaudeStandIn
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+
+@pytest.fixture(scope="session")
+def boto_session():
+    # One session for every test: a new one re-reads the service models (a quarter second each time).
+    return boto3.Session(region_name=REGION)
+
+
+@pytest.fixture
+def aws(boto_session):
+    """The table, bucket and cpu queue (+ DLQ) exactly as the CDK app makes them, in moto."""
+    with mock_aws():
+        yield resources.create(boto_session, lanes=("cpu",))
+
+
+@pytest.fixture
+def standin():
+    with ClaudeStandIn() as server:
+        yield server

@@ -1,0 +1,246 @@
+"""The router Lambda's handler, driven by API Gateway REST proxy events, over moto and the stand-in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from jobadapters.sqs import decode
+from local.gateway import LambdaContext, response_headers, to_event
+from local.webhook_receiver import WebhookReceiver
+from router import handler as router
+from tests.adapters.support import queue_counts
+
+SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
+EVENTS = Path(__file__).resolve().parent / "events"
+KEY = "tenant-a-key"
+WEBHOOK_SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1yb3V0ZXItdGVzdHM="
+SHORT = {"task": "claude.messages", "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]}}
+LONG = {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one."}]}}
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Api:
+    aws: Any
+    standin: Any
+
+    def send(self, event: dict[str, Any]) -> Reply:
+        answer = router.handler(event, LambdaContext(30))
+        return Reply(answer["statusCode"], response_headers(answer), json.loads(answer["body"]) if answer.get("body") else None)
+
+    def call(self, method: str, path: str, body: Any = None, *, key: str = KEY, raw: str | None = None) -> Reply:
+        text = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        return self.send(to_event(method, path, {"x-api-key": key, "content-type": "application/json"}, text))
+
+    def item(self, job_id: str) -> dict[str, Any] | None:
+        return boto3.resource("dynamodb").Table(self.aws.table).get_item(Key={"job_id": job_id}).get("Item")
+
+    def messages(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        return sqs.receive_message(QueueUrl=self.aws.queue_urls["cpu"], MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+
+
+@pytest.fixture
+def router_env(aws, standin, monkeypatch):
+    env = {
+        "STAGE": "test", "JOBS_TABLE": aws.table, "RESULTS_BUCKET": aws.bucket,
+        "CPU_QUEUE_URL": aws.queue_urls["cpu"], "GPU_QUEUE_URL": "", "INLINE_BUDGET_S": "10",
+        "ANTHROPIC_BASE_URL": standin.base_url, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET, "MODEL_ID": "claude-test",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def api(aws, standin, router_env):
+    router.service.cache_clear()
+    yield Api(aws, standin)
+    router.service.cache_clear()
+
+
+def test_inline_invoice_answers_200_with_the_result_stored_in_dynamodb_and_s3(api):
+    text = (SAMPLES / "invoice_acme.txt").read_text()
+
+    reply = api.call("POST", "/v1/jobs", {"task": "invoice.extract", "input": {"text": text}})
+
+    assert reply.status == 200, reply.body
+    job = reply.body
+    assert job["status"] == "succeeded" and job["route"]["lane"] == "inline"
+    assert job["result"]["invoice"]["vendor"] == "Acme Corporation"
+    assert job["result"]["invoice"]["total"] == 849.2
+    assert job["result"]["checks"]["total_matches"] is True
+    assert job["usage"]["model_calls"] == 1 and job["usage"]["input_tokens"] > 0
+    item = api.item(job["id"])
+    assert item["status"] == "succeeded" and item["result_ref"] == f"results/{job['id']}.json"
+    stored = json.loads(boto3.client("s3").get_object(Bucket=api.aws.bucket, Key=item["result_ref"])["Body"].read())
+    assert stored == job["result"]
+    assert api.messages() == []
+    again = api.call("GET", f"/v1/jobs/{job['id']}").body
+    assert again["result"] == job["result"] and item["result_ref"] in again["result_url"]
+
+
+def test_summarize_is_queued_202_with_location_and_one_message_on_the_cpu_queue(api):
+    reply = api.call("POST", "/v1/jobs", LONG)
+
+    assert reply.status == 202, reply.body
+    job_id = reply.body["id"]
+    assert reply.headers["Location"] == f"/v1/jobs/{job_id}"
+    assert reply.body["status"] == "queued" and reply.body["route"]["lane"] == "cpu"
+    assert "batch" in reply.body["route"]["reason"]
+    [message] = api.messages()
+    assert decode(message["Body"]) == job_id
+    assert api.item(job_id)["status"] == "queued"
+    assert api.standin.stats()["requests"] == 0
+
+
+def test_get_a_job_answers_200_with_its_current_state(api):
+    job_id = api.call("POST", "/v1/jobs", LONG).body["id"]
+
+    reply = api.call("GET", f"/v1/jobs/{job_id}")
+
+    assert reply.status == 200
+    assert reply.body["id"] == job_id and reply.body["status"] == "queued"
+    assert reply.body["links"]["self"] == f"/v1/jobs/{job_id}"
+
+
+def test_get_an_unknown_job_answers_404_json_error(api):
+    reply = api.call("GET", "/v1/jobs/job_doesnotexist")
+
+    assert reply.status == 404
+    assert reply.body["error"]["type"] == "not_found"
+    assert "job_doesnotexist" in reply.body["error"]["message"]
+
+
+def test_another_tenants_job_is_reported_missing_exactly_like_an_unknown_one(api):
+    job_id = api.call("POST", "/v1/jobs", LONG, key="tenant-a-key").body["id"]
+
+    reply = api.call("GET", f"/v1/jobs/{job_id}", key="tenant-b-key")
+
+    assert reply.status == 404
+    assert reply.body["error"]["type"] == "not_found"
+    assert api.call("GET", f"/v1/jobs/{job_id}", key="tenant-a-key").status == 200
+
+
+def test_malformed_json_is_400_and_nothing_is_stored(api):
+    reply = api.call("POST", "/v1/jobs", raw='{"task": "claude.messages", ')
+
+    assert reply.status == 400
+    assert reply.body["error"]["type"] == "bad_request"
+    assert boto3.client("dynamodb").scan(TableName=api.aws.table)["Count"] == 0
+
+
+def test_unknown_task_is_422_naming_the_task_and_the_known_ones(api):
+    reply = api.call("POST", "/v1/jobs", {"task": "video.render", "input": {}})
+
+    assert reply.status == 422
+    assert reply.body["error"]["type"] == "unknown_task"
+    message = reply.body["error"]["message"]
+    assert "task" in message and "video.render" in message and "documents.summarize" in message
+
+
+def test_invalid_input_is_422_with_the_offending_field(api):
+    body = {"task": "claude.messages", "input": {"max_tokens": 50, "messages": [{"role": "robot", "content": "hi"}]}}
+
+    reply = api.call("POST", "/v1/jobs", body)
+
+    assert reply.status == 422
+    assert reply.body["error"]["type"] == "invalid_input"
+    assert reply.body["error"]["field"] == "input.messages[0].role"
+    assert api.standin.stats()["requests"] == 0
+
+
+def test_sync_mode_for_a_long_job_is_422_unroutable(api):
+    body = {"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 8000, "messages": [{"role": "user", "content": "Write a long story."}]}}
+
+    reply = api.call("POST", "/v1/jobs", body)
+
+    assert reply.status == 422
+    assert reply.body["error"]["type"] == "unroutable"
+    assert "sync" in reply.body["error"]["message"]
+    assert api.messages() == [] and api.standin.stats()["requests"] == 0
+
+
+def test_inline_job_that_meets_529_twice_falls_back_to_the_queue_and_is_not_lost(api):
+    """GIVEN Claude overloaded for both inline attempts
+    WHEN a short job is submitted
+    THEN the client gets 202, the job is queued on the cpu lane with the reason, and a message waits."""
+    api.standin.configure(fail_status=529, fail_times=2)
+
+    reply = api.call("POST", "/v1/jobs", SHORT)
+
+    assert reply.status == 202, reply.body
+    job_id = reply.body["id"]
+    assert reply.headers["Location"] == f"/v1/jobs/{job_id}"
+    assert reply.body["status"] == "queued"
+    assert reply.body["route"]["lane"] == "cpu"
+    assert "inline fallback" in reply.body["route"]["reason"]
+    assert reply.body["error"]["type"] == "model_unavailable"
+    assert api.standin.stats()["by_status"] == {"529": 2}
+    [message] = api.messages()
+    assert decode(message["Body"]) == job_id
+    item = api.item(job_id)
+    assert item["status"] == "queued" and item["route"] == "cpu"
+    assert api.call("GET", f"/v1/jobs/{job_id}").body["status"] == "queued"
+
+
+def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, monkeypatch):
+    monkeypatch.setenv("CPU_QUEUE_URL", api.aws.queue_urls["cpu"].replace("hybrid-local-cpu", "no-such-queue"))
+    router.service.cache_clear()
+
+    reply = api.call("POST", "/v1/jobs", LONG)
+
+    assert reply.status == 503
+    assert reply.body["error"]["type"] == "unavailable"
+    [item] = boto3.resource("dynamodb").Table(api.aws.table).scan()["Items"]
+    assert item["status"] == "failed" and item["error"]["type"] == "unavailable"
+
+
+def test_inline_job_with_a_webhook_delivers_it_signed_before_the_handler_returns(api):
+    receiver = WebhookReceiver(WEBHOOK_SECRET).start()
+    try:
+        reply = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": receiver.url}})
+
+        assert reply.status == 200
+        assert receiver.rejected == []
+        [event] = receiver.events  # already there: the Lambda may freeze right after returning
+        assert event["type"] == "job.succeeded" and event["data"]["id"] == reply.body["id"]
+    finally:
+        receiver.stop()
+
+
+def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
+    reply = api.call("GET", "/v1/tasks")
+
+    assert reply.status == 200
+    tasks = {task["name"]: task for task in reply.body["tasks"]}
+    assert set(tasks) == {"claude.messages", "invoice.extract", "documents.summarize"}
+    assert {name: task["route"]["lane"] for name, task in tasks.items()} == {
+        "claude.messages": "inline", "invoice.extract": "inline", "documents.summarize": "cpu",
+    }
+    assert tasks["documents.summarize"]["profile"]["trigger"] == "batch"
+    assert tasks["invoice.extract"]["profile"]["memory_mb"] == 256
+    assert all(task["description"] and task["route"]["reason"] for task in tasks.values())
+
+
+def test_an_unknown_route_is_404_json(api):
+    event = json.loads((EVENTS / "unknown_route.json").read_text())
+
+    reply = api.send(event)
+
+    assert reply.status == 404
+    assert reply.body["error"]["type"] == "not_found"
+    assert "/v1/nope" in reply.body["error"]["message"]

@@ -1,0 +1,61 @@
+"""S3BlobStore against moto: JSON documents in and out, sizes, presigned links."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+
+from jobadapters.s3 import S3BlobStore
+
+DOCUMENT = {"invoice": {"vendor": "Acme", "total": 849.2, "due_date": None, "line_items": [{"qty": 2}]}, "ok": True}
+
+
+@pytest.fixture
+def s3(aws):
+    return boto3.client("s3")
+
+
+def test_put_then_get_json_roundtrips_and_returns_the_stored_size(aws, s3):
+    blobs = S3BlobStore(s3, aws.bucket)
+
+    size = blobs.put_json("results/job_1.json", DOCUMENT)
+
+    assert blobs.get_json("results/job_1.json") == DOCUMENT
+    stored = s3.head_object(Bucket=aws.bucket, Key="results/job_1.json")
+    assert size == stored["ContentLength"] == len(json.dumps(DOCUMENT, separators=(",", ":")).encode())
+    assert stored["ContentType"] == "application/json"
+
+
+def test_put_json_overwrites_the_previous_document(aws, s3):
+    blobs = S3BlobStore(s3, aws.bucket)
+    blobs.put_json("inputs/job_2.json", {"v": 1})
+
+    blobs.put_json("inputs/job_2.json", {"v": 2})
+
+    assert blobs.get_json("inputs/job_2.json") == {"v": 2}
+
+
+def test_get_json_of_a_missing_key_raises(aws, s3):
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        S3BlobStore(s3, aws.bucket).get_json("results/missing.json")
+
+
+def test_url_for_is_a_presigned_get_of_that_key_with_the_configured_lifetime(aws, s3):
+    blobs = S3BlobStore(s3, aws.bucket, url_ttl_s=120)
+
+    url = blobs.url_for("results/job_3.json")
+
+    parts = urlsplit(url)
+    query = {k.lower(): v for k, v in parse_qs(parts.query).items()}
+    assert parts.scheme == "https"
+    assert parts.path.endswith("/results/job_3.json")
+    assert aws.bucket in parts.netloc + parts.path
+    assert "signature" in query or "x-amz-signature" in query
+    if "x-amz-expires" in query:  # SigV4
+        assert query["x-amz-expires"] == ["120"]
+    else:  # SigV2 query auth: an absolute expiry, epoch seconds
+        assert abs(int(query["expires"][0]) - (time.time() + 120)) < 30

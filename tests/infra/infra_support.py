@@ -1,0 +1,109 @@
+"""Helpers for the template tests: build the app like app.py does, and read IAM out of templates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk.assertions import Template
+
+from stacks.config import PipelineConfig
+from stacks.data_stack import DataStack
+from stacks.pipeline import add_pipeline
+from stacks.service_stack import ServiceStack
+
+REPO = Path(__file__).resolve().parents[2]
+CDK_JSON = json.loads((REPO / "cdk.json").read_text())
+NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+
+@dataclass
+class Synth:
+    app: cdk.App
+    config: PipelineConfig
+    data: DataStack
+    service: ServiceStack
+    data_template: Template
+    service_template: Template
+
+    @property
+    def service_json(self) -> dict[str, Any]:
+        return self.service_template.to_json()
+
+    @property
+    def data_json(self) -> dict[str, Any]:
+        return self.data_template.to_json()
+
+
+def context(**overrides: Any) -> dict[str, Any]:
+    return {**CDK_JSON["context"], **NO_BUNDLING, **overrides}
+
+
+def build(app: cdk.App) -> tuple[PipelineConfig, DataStack, ServiceStack]:
+    """What app.py does: read the config once from the context, add the stacks."""
+    config = PipelineConfig.from_context(app.node.try_get_context)
+    data, service = add_pipeline(app, config)
+    return config, data, service
+
+
+def synth(**overrides: Any) -> Synth:
+    ctx = context(**overrides)
+    app = cdk.App(context=ctx)
+    config, data, service = build(app)
+    return Synth(app, config, data, service, Template.from_stack(data), Template.from_stack(service))
+
+
+def resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def one(template: dict[str, Any], resource_type: str, prefix: str = "") -> tuple[str, dict[str, Any]]:
+    found = [(k, v) for k, v in resources(template, resource_type).items() if k.startswith(prefix)]
+    assert len(found) == 1, f"expected one {resource_type} starting with {prefix!r}, found {[k for k, _ in found]}"
+    return found[0]
+
+
+def _listify(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def inline_statements(template: dict[str, Any], role_logical_id: str) -> list[dict[str, Any]]:
+    """Every statement of the AWS::IAM::Policy resources attached to the role."""
+    statements = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"].get("Roles", []):
+            statements += _listify(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def managed_policy_statements(data_template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of the data stack's job-data policy (the only customer-managed policy there is)."""
+    _, policy = one(data_template, "AWS::IAM::ManagedPolicy")
+    return _listify(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def attached_managed_policies(template: dict[str, Any], role_logical_id: str) -> list[Any]:
+    return template["Resources"][role_logical_id]["Properties"].get("ManagedPolicyArns", [])
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {action for s in statements if s["Effect"] == "Allow" for action in _listify(s["Action"])}
+
+
+def statements_on(statements: list[dict[str, Any]], resource: Any) -> Iterator[dict[str, Any]]:
+    return (s for s in statements if resource in _listify(s["Resource"]))
+
+
+def is_job_data_policy(arn: Any) -> bool:
+    """A reference to the data stack's job-data managed policy (a weak cross-stack reference)."""
+    return "StorageJobDataAccess" in json.dumps(arn)
+
+
+def env_names(environment: list[dict[str, Any]] | dict[str, Any]) -> set[str]:
+    if isinstance(environment, dict):
+        return set(environment)
+    return {entry["Name"] for entry in environment}

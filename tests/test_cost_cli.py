@@ -1,0 +1,66 @@
+"""The ``cost`` command, run in-process on the seed article's workload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tools import cost
+
+
+def run(capsys, *argv: str) -> str:
+    assert cost.main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def test_the_table_names_the_cheapest_route_for_each_seed_scenario(capsys):
+    out = run(capsys)
+    assert "cheapest route that can run it: Fargate Spot 0.25 vCPU / 1 GB, $105.23/month" in out
+    assert "cheapest route that can run it: Fargate Spot 0.5 vCPU / 1 GB, $4,388.72/month" in out
+    assert "cheapest route that can run it: EC2 g5.xlarge (A10G), $4.02/month" in out
+    assert "cannot run: 14,400 s is over Lambda's 900 s limit" in out
+
+
+def test_the_article_section_recomputes_its_figures(capsys):
+    out = " ".join(run(capsys).split())  # the notes are wrapped
+    assert "Where naive arithmetic goes wrong" in out
+    assert "144,000 GB-s × $0.0000166667 = $2.40 at x86 prices" in out
+    assert "it forgets the 16 GB of memory ($0.28), $0.93 in all" in out
+    assert "4 h × $1.006/h = $4.02" in out
+    assert "above 3.24/min" in out
+
+
+def test_json_output_parses(capsys):
+    data = json.loads(run(capsys, "--json"))
+    assert [t["cheapest"] for t in data["tasks"]] == ["fargate-spot", "fargate-spot", "ec2"]
+    assert data["tasks"][2]["options"]["fargate"]["cannot_run"] == ["needs a GPU: Fargate offers none"]
+    assert data["article_notes"]
+
+
+def test_chart_writes_a_png(capsys, tmp_path):
+    chart = tmp_path / "breakeven.png"
+    run(capsys, "--chart", str(chart))
+    assert chart.read_bytes().startswith(b"\x89PNG") and chart.stat().st_size > 10_000
+
+
+def test_price_overrides_and_a_yaml_workload(capsys, tmp_path):
+    workload = tmp_path / "w.yaml"
+    workload.write_text("tasks:\n  - {name: short, duration_s: 2, memory_mb: 512, monthly_volume: 1000}\n")
+    overrides = tmp_path / "p.json"
+    overrides.write_text(json.dumps({"lambda": {"request_per_million": 0}}))
+    out = run(capsys, str(workload), "--prices", str(overrides))
+    assert "hybrid routing: inline:" in out
+    assert "Where naive arithmetic goes wrong" not in out  # no article block in this workload
+
+
+def test_a_bad_override_is_reported_not_raised(capsys, tmp_path):
+    overrides = tmp_path / "p.json"
+    overrides.write_text(json.dumps({"lamda": {}}))
+    assert cost.main(["--prices", str(overrides)]) == 2
+    assert "unknown key 'lamda'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, text", [(4.024, "$4.02"), (1.19e-5, "$0.000012"), (0, "$0.00"), (1e-8, "<$0.000001")])
+def test_money(value, text):
+    assert cost.money(value) == text
