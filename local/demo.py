@@ -58,6 +58,7 @@ def short_job(api: str, webhook_url: str) -> str:
     print(f"        route: {job['route']['lane']} ({job['route']['reason']})")
     print(f"        vendor={invoice['vendor']!r} number={invoice['invoice_number']} total={invoice['total']} {invoice['currency']}, "
           f"{len(invoice['line_items'])} lines, checks={job['result']['checks']}")
+    print(f"        {describe_cost(job)}")
     return job["id"]
 
 
@@ -76,8 +77,15 @@ def long_job(api: str, webhook_url: str) -> str:
         stored = json.loads(response.read())
     expect(stored == job["result"], "the stored result differs from the one the API returned")
     print(f"        result read back from S3 via result_url: {stored['documents']} summaries, e.g. {stored['summaries'][0]['summary']!r}")
-    print(f"        usage: {job['usage']}")
+    print(f"        usage: {job['usage']}; {describe_cost(job)}")
     return job["id"]
+
+
+def describe_cost(job: dict[str, Any]) -> str:
+    cost = job.get("cost") or {}
+    estimate, actual = cost.get("estimate"), cost.get("actual")
+    expect(estimate is not None and actual is not None, f"job {job['id']} has no cost estimate or actual cost: {cost}")
+    return f"cost: estimated ${estimate['total']:.6f}, actual ${actual['total']:.6f} ({actual['basis'].split(';')[0]})"
 
 
 def poll(api: str, location: str, started: float) -> dict[str, Any]:

@@ -9,11 +9,12 @@ fields to the stacks as keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -87,6 +88,10 @@ class PipelineConfig:
     result_retention_days: int = 30
     api_rate_limit: int = 50
     api_burst_limit: int = 100
+    # The cost model's inputs (docs: routing and cost): expected requests a minute per task name, and
+    # price overrides (same shape as lambda_src/jobcore/prices.json). JSON objects; `-c` takes them as JSON.
+    task_rates_per_min: dict[str, float] = field(default_factory=dict)
+    price_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key, (check, expected) in _RULES.items():
@@ -101,6 +106,10 @@ class PipelineConfig:
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    def to_context(self) -> dict[str, Any]:
+        """The values as cdk.json holds them."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> PipelineConfig:
@@ -140,6 +149,15 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
         if isinstance(raw, str):
             return raw.strip()
         raise ConfigError(f"context key {key!r} = {raw!r}: expected a string")
+    if typing.get_origin(base) is dict:
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ConfigError(f"context key {key!r} = {raw!r}: expected a JSON object") from None
+        if isinstance(raw, dict):
+            return raw
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected a JSON object")
     raise TypeError(f"unsupported config type {hint!r} for {key}")  # a programming error, not a user's
 
 
@@ -183,6 +201,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "result_retention_days": _between(1, 3650),
     "api_rate_limit": _between(1, 10000),
     "api_burst_limit": _between(1, 5000),
+    "task_rates_per_min": ((lambda v: all(isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 0
+                                          for r in v.values())),
+                           "a JSON object of task name to a non-negative number of requests a minute"),
+    "price_overrides": ((lambda v: isinstance(v, dict)), "a JSON object of price overrides"),
 }
 
 _CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]] = [

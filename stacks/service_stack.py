@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Duration, Stack
@@ -32,6 +33,20 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 }
 
 
+def pricing_environment(config: PipelineConfig) -> dict[str, str]:
+    """The cost model's inputs (``CostSettings.ENV``), the same for the router and every worker: the sizes
+    each lane is priced with and the operator's price overrides."""
+    return {
+        "ROUTER_MEMORY_MB": str(config.router_memory_mb),
+        "WORKER_VCPU": f"{config.worker_cpu / 1024:g}",
+        "WORKER_MEMORY_MB": str(config.worker_memory_mb),
+        "WORKER_CONCURRENCY": str(config.worker_concurrency),
+        "GPU_INSTANCE_TYPE": config.gpu_instance_type,
+        "FARGATE_SPOT": "true",  # the CPU lane runs on Fargate Spot first (FargateSpot)
+        "PRICE_OVERRIDES": json.dumps(config.price_overrides, sort_keys=True, separators=(",", ":")),
+    }
+
+
 class ServiceStack(Stack):
     """Composes the lanes (queue + worker per lane: cpu always, gpu when enabled), the router and its API,
     and monitoring, on the data stack's table, bucket and secrets."""
@@ -42,6 +57,7 @@ class ServiceStack(Stack):
         c = config
         retention = LOG_RETENTION[c.log_retention_days]
         storage, secrets = data.storage, data.secrets
+        pricing = pricing_environment(c)
         lanes = {"cpu": JobQueue(self, "CpuLane", visibility_timeout=Duration.seconds(c.cpu_job_timeout_s),
                                  max_receive_count=c.max_receives)}
         if c.gpu_enabled:
@@ -53,8 +69,8 @@ class ServiceStack(Stack):
             anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
             stage=c.stage, model_id=c.model_id, inline_budget_s=c.inline_budget_s, memory_mb=c.router_memory_mb,
             timeout=Duration.seconds(c.router_timeout_s), reserved_concurrency=c.router_reserved_concurrency,
-            worker_memory_mb=c.worker_memory_mb, gpu_memory_mb=c.gpu_memory_mb, job_ttl_days=c.job_ttl_days,
-            log_retention=retention)
+            gpu_memory_mb=c.gpu_memory_mb, job_ttl_days=c.job_ttl_days, task_rates_per_min=c.task_rates_per_min,
+            pricing_environment=pricing, log_retention=retention)
         api = JobsApi(self, "Api", handler=router.function, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
@@ -64,7 +80,8 @@ class ServiceStack(Stack):
             platform=ecr_assets.Platform.LINUX_AMD64))
         shared = dict(cluster=cluster, image=image, storage=storage, stage=c.stage,
                       model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
-                      webhook_secret=secrets.webhook_signing_secret, log_retention=retention)
+                      webhook_secret=secrets.webhook_signing_secret, pricing_environment=pricing,
+                      log_retention=retention)
         workers = {"cpu": WorkerService(
             self, "CpuWorker", lane="cpu", job_queue=lanes["cpu"], **shared,
             compute=FargateSpot(cpu=c.worker_cpu, memory_mb=c.worker_memory_mb, on_demand_base=c.worker_on_demand_base),

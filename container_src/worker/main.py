@@ -41,6 +41,10 @@ def main() -> None:
         signal.signal(signum, lambda *_: stop.set())
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
     build_poller(settings, AwsClients.create(settings.jobs_table)).run(stop)
+    # Messages still in flight were released during the drain; a thread stuck in a model call must
+    # not keep the process (and the ECS task) alive until the SDK times out.
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":

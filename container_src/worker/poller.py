@@ -46,6 +46,8 @@ class Poller:
         self._in_flight: dict[str, str] = {}  # message id -> receipt handle
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
+        self._protection_lock = threading.Lock()
+        self._protected = False
         self.processed = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -56,6 +58,7 @@ class Poller:
             while not stop.is_set():
                 for message in self._receive():
                     pool.submit(self._handle, message)
+                self._sync_protection()
             self._drain()
         finally:
             finished.set()
@@ -78,10 +81,7 @@ class Poller:
         for _ in range(free - len(messages)):
             self._slots.release()
         with self._lock:
-            was_idle = not self._in_flight
             self._in_flight.update({m["MessageId"]: m["ReceiptHandle"] for m in messages})
-        if messages and was_idle:
-            self.protection.set(True)
         return messages
 
     def _acquire_slots(self) -> int:
@@ -100,11 +100,21 @@ class Poller:
         finally:
             with self._lock:
                 self._in_flight.pop(message["MessageId"], None)
-                idle = not self._in_flight
                 self.processed += 1
             self._slots.release()
-            if idle:
-                self.protection.set(False)
+            self._sync_protection()
+
+    def _sync_protection(self) -> None:
+        """Make scale-in protection match whether jobs are in flight.
+
+        Serialized, and the wanted state is read under the lock, so the last request the agent gets
+        is always the current truth: "off" for a finished job can't land after "on" for a new one.
+        """
+        with self._protection_lock:
+            with self._lock:
+                busy = bool(self._in_flight)
+            if busy != self._protected and self.protection.set(busy):
+                self._protected = busy
 
     def _settle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]

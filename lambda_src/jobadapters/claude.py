@@ -54,6 +54,9 @@ def translate(error: Exception) -> Exception:
     """The domain error for an SDK exception; anything else is returned unchanged."""
     import anthropic
 
+    if isinstance(error, (TypeError, ValueError)):
+        # Raised by the SDK before sending: a malformed request, which no retry will fix.
+        return ModelRequestError(f"the SDK refused the request: {error}")
     if isinstance(error, anthropic.APITimeoutError):
         return ModelUnavailableError("the model did not answer in time")
     if isinstance(error, anthropic.APIConnectionError):

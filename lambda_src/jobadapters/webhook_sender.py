@@ -12,12 +12,11 @@ runtime allows it, and redirects are never followed.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import logging
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -33,12 +32,25 @@ class RefusedTargetError(ValueError):
     """The webhook URL points somewhere the pipeline must not send requests to."""
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx is a failed delivery, not an instruction
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, not to whatever DNS answers next (rebinding)."""
+
+    def __init__(self, host: str, port: int | None, *, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int | None, *, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # the certificate names the host
 
 
 class HttpWebhookNotifier:
@@ -75,19 +87,20 @@ class HttpWebhookNotifier:
             log.warning("webhook for job %s not delivered: %s", job.job_id, error)
 
     def _post(self, job: Job) -> int:
-        url = job.webhook.url
-        if not self._allow_private:
-            check_public(url)
+        """One POST; http.client follows no redirects, so a 3xx is reported as the failure it is."""
+        parts = urlsplit(job.webhook.url)
+        address = resolve(parts.hostname or "", parts.port, allow_private=self._allow_private)
         now_ms = self._clock_ms()
         body = json.dumps(webhooks.payload(self._render(job), job, timestamp_ms=now_ms)).encode()
         headers = {"content-type": "application/json", "user-agent": "hybrid-jobs-webhooks/1"}
         headers.update(sign(self._secret(), webhooks.event_id(job), now_ms // 1000, body))
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        connection_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+        connection = connection_type(parts.hostname, parts.port, address=address, timeout=self._timeout_s)
         try:
-            with _OPENER.open(request, timeout=self._timeout_s) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
+            connection.request("POST", parts.path + (f"?{parts.query}" if parts.query else "") or "/", body=body, headers=headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
 
 def sign(secret: str | None, msg_id: str, timestamp_s: int, body: bytes) -> dict[str, str]:
@@ -101,14 +114,22 @@ def sign(secret: str | None, msg_id: str, timestamp_s: int, body: bytes) -> dict
     return headers
 
 
-def check_public(url: str) -> None:
-    """Refuse a URL whose host resolves to any non-public address (checked after DNS)."""
-    host = urlsplit(url).hostname or ""
+def resolve(host: str, port: int | None, *, allow_private: bool) -> str:
+    """The one address to connect to; RefusedTargetError if any answer is not a public address."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise RefusedTargetError(f"cannot resolve {host!r}: {error}") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
-            raise RefusedTargetError(f"{host!r} resolves to the non-public address {ip}")
+    addresses = [str(info[4][0]) for info in answers]
+    if not allow_private:
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if not ip.is_global:
+                raise RefusedTargetError(f"{host!r} resolves to the non-public address {ip}")
+    return addresses[0]
+
+
+def check_public(url: str) -> None:
+    """Refuse a URL whose host resolves to any non-public address (checked after DNS)."""
+    parts = urlsplit(url)
+    resolve(parts.hostname or "", parts.port, allow_private=False)

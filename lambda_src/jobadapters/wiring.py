@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoJobStore
@@ -49,7 +50,9 @@ class AwsClients:
 
     @classmethod
     def create(cls, table_name: str) -> AwsClients:
-        return cls(boto3.resource("dynamodb").Table(table_name), boto3.client("sqs"), boto3.client("s3"))
+        # SigV4 for presigned result URLs: buckets created since mid-2020 refuse the older SigV2.
+        s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+        return cls(boto3.resource("dynamodb").Table(table_name), boto3.client("sqs"), s3)
 
 
 def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ) -> AnthropicModel:

@@ -30,9 +30,14 @@ def parse_json(body: str | None) -> Any:
     if not body:
         raise BadRequestError("the request body is empty; send a JSON object")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise BadRequestError(f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+def _reject_constant(name: str) -> None:
+    # Python's json accepts NaN and Infinity; JSON (and DynamoDB) do not.
+    raise BadRequestError(f"the request body is not valid JSON: {name} is not a JSON number")
 
 
 def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitRequest:

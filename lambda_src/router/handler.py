@@ -64,7 +64,10 @@ def submit_job() -> Response:
     request = parse_submit(parse_json(app.current_event.body), allow_http_webhooks=jobs.allow_http_webhooks)
     submission = jobs.submit(request, tenant_id=tenant_id())
     job = submission.job
-    view = render(job, jobs.runner.blobs) if submission.output is None else job_view(job, result=submission.output)
+    if submission.output is None:
+        view = render(job, jobs.runner.blobs)
+    else:  # ran inline: the result is at hand, no need to read it back
+        view = job_view(job, result=submission.output, result_url=jobs.runner.blobs.url_for(job.result_ref))
     if job.status.terminal:
         return json_response(HTTPStatus.OK, view)
     return json_response(HTTPStatus.ACCEPTED, view, {"Location": f"/v1/jobs/{job.job_id}"})

@@ -40,7 +40,8 @@ class JobsApi(Construct):
     """Creates ``api``: a regional REST API whose every method requires an API key and proxies to ``handler``.
 
     Also: a JSON access log (``log_group``, with the caller's API key id), stage throttling
-    (``rate_limit``/``burst_limit``), ERROR-level execution logs and metrics, a request validator,
+    (``rate_limit``/``burst_limit``), ERROR-level execution logs (``execution_log_group``, same retention;
+    request bodies are never logged), a request validator,
     JSON error bodies for API Gateway's own 4xx/5xx, a ``usage_plan`` with the same throttle and a first
     tenant's ``api_key``. More tenants: more keys in the usage plan (docs/deploy.md). More routes:
     :meth:`add_route`.
@@ -64,13 +65,16 @@ class JobsApi(Construct):
                 access_log_destination=apigw.LogGroupLogDestination(self.log_group),
                 access_log_format=apigw.AccessLogFormat.custom(_ACCESS_LOG_FORMAT),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
-                metrics_enabled=True,
                 throttling_rate_limit=rate_limit,
                 throttling_burst_limit=burst_limit,
             ),
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )
         self.api.node.try_remove_child("Endpoint")  # the service stack outputs the URL as ApiUrl
+        # API Gateway would create its execution-log group on the first error, kept forever; own it instead.
+        self.execution_log_group = logs.LogGroup(
+            self, "ExecutionLogs", log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{stage_name}",
+            retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self._validator = self.api.add_request_validator(
             "Validator", validate_request_parameters=True, validate_request_body=True)
         for response_id, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX),

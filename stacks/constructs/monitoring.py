@@ -13,7 +13,6 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from stacks.constructs.nag import acknowledge
 from stacks.constructs.worker_service import WorkerService
 
 _MINUTE = Duration.minutes(1)
@@ -34,19 +33,16 @@ class PipelineMonitoring(Construct):
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
-        acknowledge(self.topic, "AwsSolutions-SNS2",
-                    "Alarm notifications carry no job data; CloudWatch can only publish to an encrypted topic "
-                    "through a customer-managed KMS key, which would cost $1/month while the pipeline is idle.")
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for lane, worker in workers.items():
-            queues = worker.job_queue
-            self._alarm(f"{lane.capitalize()}DeadLetters", queues.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=_MINUTE, statistic="Maximum"), threshold=0,
-                description=f"{lane} lane: jobs reached the dead-letter queue (failed {queues.max_receive_count} times)")
+            queues, name = worker.job_queue, lane.capitalize()
+            self._alarm(f"{name}DeadLetters", _maximum(queues.dead_letter_queue.metric_approximate_number_of_messages_visible),
+                        threshold=0, description=f"{lane} lane: jobs reached the dead-letter queue "
+                                                 f"(received {queues.max_receive_count} times without finishing)")
             age_limit = queues.visibility_timeout.to_seconds() + QUEUE_AGE_ALLOWANCE.to_seconds()
-            self._alarm(f"{lane.capitalize()}OldestMessage", queues.queue.metric_approximate_age_of_oldest_message(
-                period=_MINUTE, statistic="Maximum"), threshold=age_limit,
-                description=f"{lane} lane: a job has waited over {age_limit:.0f} s (job timeout + 15 min); workers stuck?")
+            self._alarm(f"{name}OldestMessage", _maximum(queues.queue.metric_approximate_age_of_oldest_message),
+                        threshold=age_limit,
+                        description=f"{lane} lane: a job has waited over {age_limit:.0f} s (job timeout + 15 min)")
         self._alarm("RouterErrors", router.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
                     description="router Lambda raised errors")
         self._alarm("RouterThrottles", router.metric_throttles(period=_MINUTE, statistic="Sum"), threshold=0,
@@ -78,22 +74,26 @@ class PipelineMonitoring(Construct):
                 router.metric_duration(period=_MINUTE, statistic="p99")]),
         )
         for lane, worker in workers.items():
-            queues = worker.job_queue
+            queue, dlq = worker.job_queue.queue, worker.job_queue.dead_letter_queue
             dashboard.add_widgets(
                 cloudwatch.GraphWidget(title=f"{lane} lane: backlog and tasks", left=[
-                    queues.queue.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
-                    queues.queue.metric_approximate_number_of_messages_not_visible(period=_MINUTE, statistic="Maximum"),
+                    _maximum(queue.metric_approximate_number_of_messages_visible),
+                    _maximum(queue.metric_approximate_number_of_messages_not_visible),
                 ], right=[_running_tasks(worker)]),
                 cloudwatch.GraphWidget(title=f"{lane} lane: oldest message (s)", left=[
-                    queues.queue.metric_approximate_age_of_oldest_message(period=_MINUTE, statistic="Maximum")]),
+                    _maximum(queue.metric_approximate_age_of_oldest_message)]),
                 cloudwatch.GraphWidget(title=f"{lane} lane: dead letters", left=[
-                    queues.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                        period=_MINUTE, statistic="Maximum")]),
+                    _maximum(dlq.metric_approximate_number_of_messages_visible)]),
                 cloudwatch.GraphWidget(title=f"{lane} lane: worker CPU and memory (%)", left=[
                     worker.service.metric_cpu_utilization(period=_MINUTE),
                     worker.service.metric_memory_utilization(period=_MINUTE)]),
             )
         return dashboard
+
+
+def _maximum(metric_method) -> cloudwatch.Metric:
+    """A queue metric as the scaling alarms see it: the maximum over each minute."""
+    return metric_method(period=_MINUTE, statistic="Maximum")
 
 
 def _running_tasks(worker: WorkerService) -> cloudwatch.Metric:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,9 +30,10 @@ class RouterFunction(Construct):
     ``lambda_src/requirements.txt``, bundled locally) and its log group.
 
     It sets exactly the environment ``RouterSettings`` reads (``GPU_QUEUE_URL`` only when the GPU lane
-    exists) and grants exactly what the router does, on its own role (no AWS-managed policy): write its
-    log group, use job data (``JobStorage.access_policy``; presigned URLs are signed with this role), send
-    (never receive) to each lane queue, read both secrets.
+    exists; ``pricing_environment`` is the cost model's share, the same for the router and the workers).
+    It grants exactly what the router does, on its own role (no AWS-managed policy): write its log group,
+    use job data (``JobStorage.access_policy``; presigned URLs are signed with this role), send (never
+    receive) to each lane queue, read both secrets.
     ``reserved_concurrency`` None leaves the function on the account's unreserved pool.
     """
 
@@ -40,19 +42,20 @@ class RouterFunction(Construct):
         storage: JobStorage, lanes: Mapping[str, JobQueue],
         anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
         stage: str, model_id: str, inline_budget_s: int, memory_mb: int, timeout: Duration,
-        reserved_concurrency: int | None, worker_memory_mb: int, gpu_memory_mb: int, job_ttl_days: int,
+        reserved_concurrency: int | None, gpu_memory_mb: int, job_ttl_days: int,
+        task_rates_per_min: Mapping[str, float], pricing_environment: Mapping[str, str],
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
+            **pricing_environment,
             "STAGE": stage,
             "JOBS_TABLE": storage.table.table_name,
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "INLINE_BUDGET_S": str(inline_budget_s),
-            "ROUTER_MEMORY_MB": str(memory_mb),
-            "WORKER_MEMORY_MB": str(worker_memory_mb),
             "GPU_MEMORY_MB": str(gpu_memory_mb),
             "JOB_TTL_DAYS": str(job_ttl_days),
+            "TASK_RATES_PER_MIN": json.dumps(dict(task_rates_per_min), sort_keys=True, separators=(",", ":")),
             "MODEL_ID": model_id,
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
             "WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,

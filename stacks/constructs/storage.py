@@ -59,8 +59,6 @@ class JobStorage(Construct):
         self.access_log_bucket = _private_bucket(self, "AccessLogs", lifecycle_rules=[
             s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(access_log_retention_days)),
         ])
-        acknowledge(self.access_log_bucket, "AwsSolutions-S1",
-                    "This is the server-access-log target of the job bucket; logging it into itself would loop.")
         self.bucket = _private_bucket(
             self, "Bucket",
             server_access_logs_bucket=self.access_log_bucket,

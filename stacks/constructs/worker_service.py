@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -26,7 +28,8 @@ class WorkerService(Construct):
     """Creates ``service`` (on ``compute``), its task definition with one ``Worker`` container, a log group,
     and ``scaling`` on the lane queue's backlog.
 
-    The container gets exactly the environment ``WorkerSettings`` reads and the two secrets as ECS secrets
+    The container gets exactly the environment ``WorkerSettings`` reads (``pricing_environment`` is the cost
+    model's share; WORKER_CONCURRENCY is this lane's ``concurrency``) and the two secrets as ECS secrets
     (never plain values). The task role may consume the lane queue, read/write job items and objects (not
     delete the table or the bucket) and set its own task's scale-in protection.
 
@@ -43,7 +46,7 @@ class WorkerService(Construct):
         storage: JobStorage,
         anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
         stage: str, model_id: str, concurrency: int, min_tasks: int, max_tasks: int,
-        log_retention: logs.RetentionDays, idle_minutes: int = 5,
+        pricing_environment: Mapping[str, str], log_retention: logs.RetentionDays, idle_minutes: int = 5,
     ) -> None:
         super().__init__(scope, construct_id)
         self.lane = lane
@@ -54,6 +57,7 @@ class WorkerService(Construct):
             "Worker",
             image=image,
             environment={
+                **pricing_environment,
                 "STAGE": stage,
                 "LANE": lane,
                 "QUEUE_URL": job_queue.queue.queue_url,
@@ -86,10 +90,15 @@ class WorkerService(Construct):
                     "both secrets reach the container as ECS secrets from Secrets Manager.")
 
     def backlog(self) -> cloudwatch.MathExpression:
-        """Jobs waiting or running on this lane: visible + in-flight messages (max over one minute)."""
+        """Jobs waiting or running on this lane: visible + in-flight messages (max over one minute).
+
+        SQS reports the in-flight count only while there are in-flight messages, and a sum with a missing
+        term is missing: without FILL, an idle lane's first message (visible, nothing in flight) would
+        never start a task.
+        """
         queue = self.job_queue.queue
         return cloudwatch.MathExpression(
-            expression="visible + inflight",
+            expression="FILL(visible, 0) + FILL(inflight, 0)",
             using_metrics={
                 "visible": queue.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
                 "inflight": queue.metric_approximate_number_of_messages_not_visible(period=_MINUTE, statistic="Maximum"),

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from jobadapters.wiring import AwsClients
 from local import resources
 from local.claude_standin import ClaudeStandIn
 
@@ -40,6 +41,12 @@ def aws(boto_session):
     """The table, bucket and cpu queue (+ DLQ) exactly as the CDK app makes them, in moto."""
     with mock_aws():
         yield resources.create(boto_session, lanes=("cpu",))
+
+
+@pytest.fixture
+def clients(aws, boto_session):
+    """boto3 clients on the moto resources, as the router and the worker make them."""
+    return AwsClients(boto_session.resource("dynamodb").Table(aws.table), boto_session.client("sqs"), boto_session.client("s3"))
 
 
 @pytest.fixture

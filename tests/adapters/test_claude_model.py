@@ -119,6 +119,13 @@ def test_the_client_is_built_once_and_rebuilt_when_the_key_rotates(standin, monk
 
 
 def test_translate_returns_errors_that_are_not_the_sdks_unchanged():
-    error = ValueError("not an SDK error")
+    error = RuntimeError("not an SDK error")
 
     assert translate(error) is error
+
+
+def test_a_request_the_sdk_refuses_before_sending_is_a_request_error(standin):
+    """A missing max_tokens never reaches Claude: the SDK raises TypeError, which no retry fixes."""
+    with pytest.raises(ModelRequestError, match="the SDK refused the request"):
+        model_for(standin).create({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert standin.stats()["requests"] == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import boto3
 import pytest
 
 from jobadapters.dynamo import DynamoJobStore
@@ -14,8 +13,8 @@ from tests.adapters.support import NOW_MS, make_job, rich_job
 
 
 @pytest.fixture
-def table(aws):
-    return boto3.resource("dynamodb").Table(aws.table)
+def table(clients):
+    return clients.table
 
 
 @pytest.fixture
@@ -91,12 +90,12 @@ def test_save_of_a_job_that_was_never_created_conflicts(store):
         store.save(make_job("job_ghost", version=1), expected_version=0)
 
 
-def test_two_workers_racing_on_one_job_only_one_transition_wins(aws, store):
+def test_two_workers_racing_on_one_job_only_one_transition_wins(aws, boto_session, store):
     """GIVEN two workers (separate clients) that both read the queued job
     WHEN both try to claim it
     THEN the first write wins and the second is refused, so the job runs once."""
     store.create(make_job("job_race"))
-    other = DynamoJobStore(boto3.resource("dynamodb").Table(aws.table))
+    other = DynamoJobStore(boto_session.resource("dynamodb").Table(aws.table))
     seen_by_a, seen_by_b = store.get("job_race"), other.get("job_race")
 
     claim_a = transition(seen_by_a, JobStatus.RUNNING, now_ms=NOW_MS + 1, route_reason="worker a")

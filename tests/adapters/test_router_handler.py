@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from jobadapters.sqs import decode
 from local.gateway import LambdaContext, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
 from router import handler as router
-from tests.adapters.support import queue_counts
 
 SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -35,6 +33,7 @@ class Reply:
 class Api:
     aws: Any
     standin: Any
+    clients: Any
 
     def send(self, event: dict[str, Any]) -> Reply:
         answer = router.handler(event, LambdaContext(30))
@@ -45,11 +44,10 @@ class Api:
         return self.send(to_event(method, path, {"x-api-key": key, "content-type": "application/json"}, text))
 
     def item(self, job_id: str) -> dict[str, Any] | None:
-        return boto3.resource("dynamodb").Table(self.aws.table).get_item(Key={"job_id": job_id}).get("Item")
+        return self.clients.table.get_item(Key={"job_id": job_id}).get("Item")
 
     def messages(self) -> list[dict[str, Any]]:
-        sqs = boto3.client("sqs")
-        return sqs.receive_message(QueueUrl=self.aws.queue_urls["cpu"], MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        return self.clients.sqs.receive_message(QueueUrl=self.aws.queue_urls["cpu"], MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
 
 
 @pytest.fixture
@@ -66,9 +64,9 @@ def router_env(aws, standin, monkeypatch):
 
 
 @pytest.fixture
-def api(aws, standin, router_env):
+def api(aws, standin, clients, router_env):
     router.service.cache_clear()
-    yield Api(aws, standin)
+    yield Api(aws, standin, clients)
     router.service.cache_clear()
 
 
@@ -86,11 +84,13 @@ def test_inline_invoice_answers_200_with_the_result_stored_in_dynamodb_and_s3(ap
     assert job["usage"]["model_calls"] == 1 and job["usage"]["input_tokens"] > 0
     item = api.item(job["id"])
     assert item["status"] == "succeeded" and item["result_ref"] == f"results/{job['id']}.json"
-    stored = json.loads(boto3.client("s3").get_object(Bucket=api.aws.bucket, Key=item["result_ref"])["Body"].read())
+    stored = json.loads(api.clients.s3.get_object(Bucket=api.aws.bucket, Key=item["result_ref"])["Body"].read())
     assert stored == job["result"]
     assert api.messages() == []
     again = api.call("GET", f"/v1/jobs/{job['id']}").body
     assert again["result"] == job["result"] and item["result_ref"] in again["result_url"]
+    assert job["cost"]["actual"]["total"] > 0 and job["cost"]["estimate"]["currency"]
+    assert again["cost"] == job["cost"]  # fractional prices survive DynamoDB's Decimals
 
 
 def test_summarize_is_queued_202_with_location_and_one_message_on_the_cpu_queue(api):
@@ -140,7 +140,7 @@ def test_malformed_json_is_400_and_nothing_is_stored(api):
 
     assert reply.status == 400
     assert reply.body["error"]["type"] == "bad_request"
-    assert boto3.client("dynamodb").scan(TableName=api.aws.table)["Count"] == 0
+    assert api.clients.table.scan()["Count"] == 0
 
 
 def test_unknown_task_is_422_naming_the_task_and_the_known_ones(api):
@@ -205,7 +205,7 @@ def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, mon
 
     assert reply.status == 503
     assert reply.body["error"]["type"] == "unavailable"
-    [item] = boto3.resource("dynamodb").Table(api.aws.table).scan()["Items"]
+    [item] = api.clients.table.scan()["Items"]
     assert item["status"] == "failed" and item["error"]["type"] == "unavailable"
 
 
@@ -234,6 +234,7 @@ def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
     assert tasks["documents.summarize"]["profile"]["trigger"] == "batch"
     assert tasks["invoice.extract"]["profile"]["memory_mb"] == 256
     assert all(task["description"] and task["route"]["reason"] for task in tasks.values())
+    assert all(task["typical_cost"]["total"] > 0 for task in tasks.values())
 
 
 def test_an_unknown_route_is_404_json(api):
@@ -244,3 +245,12 @@ def test_an_unknown_route_is_404_json(api):
     assert reply.status == 404
     assert reply.body["error"]["type"] == "not_found"
     assert "/v1/nope" in reply.body["error"]["message"]
+
+
+def test_a_body_with_nan_is_400_not_a_500(api):
+    raw = '{"task": "claude.messages", "input": {"max_tokens": 10, "metadata": {"user_id": NaN}, "messages": [{"role": "user", "content": "hi"}]}}'
+
+    reply = api.call("POST", "/v1/jobs", raw=raw)
+
+    assert reply.status == 400
+    assert reply.body["error"]["type"] == "bad_request"

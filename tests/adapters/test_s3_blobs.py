@@ -6,7 +6,6 @@ import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 
 from jobadapters.s3 import S3BlobStore
@@ -15,8 +14,8 @@ DOCUMENT = {"invoice": {"vendor": "Acme", "total": 849.2, "due_date": None, "lin
 
 
 @pytest.fixture
-def s3(aws):
-    return boto3.client("s3")
+def s3(clients):
+    return clients.s3
 
 
 def test_put_then_get_json_roundtrips_and_returns_the_stored_size(aws, s3):
@@ -59,3 +58,11 @@ def test_url_for_is_a_presigned_get_of_that_key_with_the_configured_lifetime(aws
         assert query["x-amz-expires"] == ["120"]
     else:  # SigV2 query auth: an absolute expiry, epoch seconds
         assert abs(int(query["expires"][0]) - (time.time() + 120)) < 30
+
+
+def test_result_urls_from_the_production_wiring_are_signed_with_sigv4(aws):
+    from jobadapters.wiring import AwsClients
+
+    url = S3BlobStore(AwsClients.create(aws.table).s3, aws.bucket).url_for("results/job_4.json")
+
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from jobadapters.sqs import SqsJobQueue, decode
@@ -14,8 +13,8 @@ from tests.adapters.support import make_job
 
 
 @pytest.fixture
-def sqs(aws):
-    return boto3.client("sqs")
+def sqs(clients):
+    return clients.sqs
 
 
 def receive_all(sqs, url):

@@ -10,14 +10,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, WebhookSettings
+from jobadapters.settings import ClaudeSettings, CostSettings, WebhookSettings
 from jobadapters.sqs import SqsJobQueue, decode
-from jobadapters.wiring import AwsClients, build_model, build_runner
+from jobadapters.wiring import AwsClients, build_cost_model, build_model, build_runner
 from jobcore import runner as runner_module
 from jobcore.model import JobStatus, Route
 from jobcore.tasks import RunContext
@@ -42,16 +41,17 @@ class Running:
 class Worker:
     aws: Any
     standin: Any
+    clients: AwsClients
     running: list[Running] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.sqs = boto3.client("sqs")
+        clients = self.clients
+        self.sqs = clients.sqs
         self.url = self.aws.queue_urls["cpu"]
-        clients = AwsClients(boto3.resource("dynamodb").Table(self.aws.table), self.sqs, boto3.client("s3"))
         self.store = DynamoJobStore(clients.table)
         self.blobs = S3BlobStore(clients.s3, self.aws.bucket)
         self.queue = SqsJobQueue(self.sqs, {Route.CPU: self.url})
-        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), executor=None)
+        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), executor=None, cost_model=build_cost_model(CostSettings()))
         model = build_model(ClaudeSettings(model_id="claude-test", base_url=self.standin.base_url), max_retries=0, timeout_s=5.0)
         self.ctx = RunContext(llm=model, model_id="claude-test", concurrency=2)
 
@@ -81,8 +81,8 @@ class Worker:
 
 
 @pytest.fixture
-def worker(aws, standin):
-    made = Worker(aws, standin)
+def worker(aws, standin, clients):
+    made = Worker(aws, standin, clients)
     yield made
     for running in made.running:
         running.stop.set()
@@ -100,10 +100,11 @@ def test_a_queued_job_succeeds_its_result_lands_in_s3_and_the_message_is_deleted
 
     job = worker.store.get(job_id)
     assert job.attempts == 1 and job.usage.model_calls == 1 and job.error is None
+    assert job.cost["actual"]["total"] > 0 and "cpu" in job.cost["actual"]["basis"]
     result = worker.blobs.get_json(job.result_ref)
     assert result["documents"] == 1
     assert result["summaries"] == [{"id": "a", "summary": "Summary: First document."}]
-    assert job.result_bytes == boto3.client("s3").head_object(Bucket=worker.aws.bucket, Key=job.result_ref)["ContentLength"]
+    assert job.result_bytes == worker.clients.s3.head_object(Bucket=worker.aws.bucket, Key=job.result_ref)["ContentLength"]
     assert running.poller.processed == 1
 
 
@@ -217,3 +218,43 @@ def test_the_worker_holds_scale_in_protection_only_while_it_has_jobs(worker):
         assert worker.status("job_protected") is JobStatus.SUCCEEDED
     finally:
         agent.stop()
+
+
+class GatedProtection:
+    """Records the protection state the agent ends up with; the first "off" waits at a gate."""
+
+    def __init__(self) -> None:
+        self.applied: list[bool] = []
+        self.off_entered = threading.Event()
+        self.gate = threading.Event()
+        self._lock = threading.Lock()
+
+    def set(self, enabled: bool) -> bool:
+        if not enabled and not self.off_entered.is_set():
+            self.off_entered.set()
+            self.gate.wait(3)  # a slow PUT to the agent; a poller that orders its calls waits it out
+        with self._lock:
+            self.applied.append(enabled)
+        return True
+
+
+def test_protection_stays_on_when_a_job_arrives_while_the_previous_one_is_being_released(worker):
+    """GIVEN the worker finishing its only job and turning protection off (a slow PUT)
+    WHEN a new job is received meanwhile
+    THEN protection ends on, since the worker holds a job."""
+    protection = GatedProtection()
+    worker.submit("job_first")
+    running = worker.start(protection=protection, drain_s=0.3)
+    wait_until(protection.off_entered.is_set, what="the first job to finish")
+
+    worker.standin.configure(hang_s=30)  # the second job stays in flight
+    worker.submit("job_second")
+    wait_until(lambda: worker.standin.stats()["requests"] == 2, what="the second job to reach the model")
+    protection.gate.set()
+    try:
+        wait_until(lambda: len(protection.applied) >= 3, what="on (first job), on (second job) and off, in some order")
+        assert protection.applied[-1] is True, f"protection states in the order applied: {protection.applied}"
+    finally:
+        running.halt()
+        worker.standin.stop()  # end the hanging call while moto is still up
+        wait_until(lambda: running.poller.processed == 2, what="the second attempt to end")

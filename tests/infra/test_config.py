@@ -47,6 +47,8 @@ BAD_VALUES = {
     "result_retention_days": 0,
     "api_rate_limit": 0,
     "api_burst_limit": 1.5,
+    "task_rates_per_min": '{"summarize": -2}',
+    "price_overrides": "[1, 2]",
 }
 
 
@@ -81,6 +83,8 @@ def test_values_given_with_dash_c_arrive_as_strings_and_are_parsed():
     assert (config.gpu_enabled, config.worker_max_tasks, config.router_reserved_concurrency, config.stage) == (
         True, 6, 25, "prod")
     assert PipelineConfig.from_mapping({"router_reserved_concurrency": "none"}).router_reserved_concurrency is None
+    rates = PipelineConfig.from_mapping({"task_rates_per_min": '{"summarize": 12.5}'}).task_rates_per_min
+    assert rates == {"summarize": 12.5}
 
 
 def test_a_missing_key_keeps_its_default_and_the_defaults_are_valid():
@@ -88,7 +92,7 @@ def test_a_missing_key_keeps_its_default_and_the_defaults_are_valid():
 
 
 def test_cdk_json_holds_every_key_with_the_default_value():
-    defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    defaults = PipelineConfig().to_context()
     assert {key: CDK_JSON["context"][key] for key in defaults} == defaults
 
 

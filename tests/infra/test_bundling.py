@@ -1,0 +1,81 @@
+"""PipLocalBundling: the Lambda asset built by pip on this machine, for the Lambda platform, without Docker."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from infra_support import REPO
+
+from stacks.constructs.bundling import LAMBDA_ARM64_PLATFORMS, BundlingError, PipLocalBundling
+
+
+class FakePip:
+    """Records the command and plays pip: writes a package into --target, or fails like pip does."""
+
+    def __init__(self, returncode: int = 0, stderr: str = "") -> None:
+        self.returncode, self.stderr, self.commands = returncode, stderr, []
+
+    def __call__(self, command, **_kwargs) -> subprocess.CompletedProcess:
+        self.commands.append(command)
+        target = Path(command[command.index("--target") + 1])
+        (target / "somedep").mkdir(parents=True)
+        (target / "bin").mkdir()
+        return subprocess.CompletedProcess(command, self.returncode, stdout="", stderr=self.stderr)
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    src = tmp_path / "src"
+    for package in ("jobcore", "router"):
+        (src / package / "__pycache__").mkdir(parents=True)
+        (src / package / "__init__.py").write_text("")
+        (src / package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    (src / "jobcore" / "prices.json").write_text("{}")
+    (src / "jobcore" / "tests").mkdir()
+    (src / "notapackage").mkdir()
+    (src / "requirements.txt").write_text("anthropic==2.14.0\n")
+    return src
+
+
+def bundle(source: Path, out: Path, pip: FakePip) -> bool:
+    bundler = PipLocalBundling(source_dir=source, requirements=source / "requirements.txt", python_version="3.13",
+                               run=pip)
+    return bundler.try_bundle(str(out), image=cdk.DockerImage.from_registry("unused"))
+
+
+def test_pip_targets_the_lambda_platform_with_wheels_only(source, tmp_path):
+    pip = FakePip()
+    assert bundle(source, tmp_path / "out", pip) is True
+    (command,) = pip.commands
+    assert command[1:4] == ["-m", "pip", "install"]
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"] == list(LAMBDA_ARM64_PLATFORMS)
+    assert "manylinux2014_aarch64" in LAMBDA_ARM64_PLATFORMS
+    assert {"--only-binary=:all:", "--no-compile"} <= set(command)
+    assert command[command.index("--python-version") + 1] == "3.13"
+    assert command[command.index("--implementation") + 1] == "cp"
+
+
+def test_source_packages_are_copied_without_tests_or_caches(source, tmp_path):
+    out = tmp_path / "out"
+    bundle(source, out, FakePip())
+    assert sorted(p.name for p in out.iterdir()) == ["jobcore", "router", "somedep"]
+    assert (out / "jobcore" / "prices.json").exists()
+    assert not list(out.rglob("__pycache__")) and not (out / "jobcore" / "tests").exists()
+
+
+def test_a_pip_failure_raises_with_pips_own_words_instead_of_falling_back_to_docker(source, tmp_path):
+    pip = FakePip(returncode=1, stderr="ERROR: No matching distribution found for anthropic==99")
+    with pytest.raises(BundlingError, match="No matching distribution found for anthropic==99"):
+        bundle(source, tmp_path / "out", pip)
+
+
+@pytest.mark.parametrize("requirements", ["lambda_src/requirements.txt", "container_src/requirements.txt"])
+def test_runtime_pins_match_the_versions_tested_here(requirements):
+    for line in (REPO / requirements).read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            assert metadata.version(name) == version, f"{requirements}: {name}"

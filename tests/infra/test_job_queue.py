@@ -1,0 +1,60 @@
+"""JobQueue: a lane's queue and its dead-letter queue, encrypted, SSL-only, sized to the lane's job timeout."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+from infra_support import resources
+
+from stacks.constructs.job_queue import JobQueue
+
+PINNED_QUEUE_IDS = {
+    "cpu": ("CpuLaneQueueD39CD4BF", "CpuLaneDeadLetterQueue2974786C"),
+    "gpu": ("GpuLaneQueue4B038172", "GpuLaneDeadLetterQueueA616FCCF"),
+}
+
+
+@pytest.fixture(scope="module")
+def lone_queue() -> Template:
+    stack = cdk.Stack(cdk.App(), "QueueOnly")
+    JobQueue(stack, "Lane", visibility_timeout=cdk.Duration.seconds(300), max_receive_count=3)
+    return Template.from_stack(stack)
+
+
+def test_queue_redrives_to_its_dlq_after_max_receive_count(lone_queue):
+    template = lone_queue.to_json()["Resources"]
+    queue_id, dlq_id = "LaneQueue", "LaneDeadLetterQueue"
+    (queue,) = [v for k, v in template.items() if k.startswith(queue_id) and v["Type"] == "AWS::SQS::Queue"]
+    (dlq,) = [k for k, v in template.items() if k.startswith(dlq_id) and v["Type"] == "AWS::SQS::Queue"]
+    assert queue["Properties"] == {
+        "SqsManagedSseEnabled": True,
+        "VisibilityTimeout": 300,
+        "ReceiveMessageWaitTimeSeconds": 20,
+        "MessageRetentionPeriod": 4 * 86400,
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3},
+    }
+    assert template[dlq]["Properties"] == {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 14 * 86400}
+
+
+def test_both_queues_deny_requests_without_tls(lone_queue):
+    policies = resources(lone_queue.to_json(), "AWS::SQS::QueuePolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+@pytest.mark.parametrize("app_name, lanes", [("default_app", ("cpu",)), ("gpu_app", ("cpu", "gpu"))])
+def test_lane_queues_are_pinned_and_sized_to_the_lane_job_timeout(request, app_name, lanes):
+    app = request.getfixturevalue(app_name)
+    queues = resources(app.service_json, "AWS::SQS::Queue")
+    assert set(queues) == {logical_id for lane in lanes for logical_id in PINNED_QUEUE_IDS[lane]}
+    timeouts = {"cpu": app.config.cpu_job_timeout_s, "gpu": app.config.gpu_job_timeout_s}
+    for lane in lanes:
+        queue_id, dlq_id = PINNED_QUEUE_IDS[lane]
+        properties = queues[queue_id]["Properties"]
+        assert properties["VisibilityTimeout"] == timeouts[lane]
+        assert properties["RedrivePolicy"] == {
+            "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": app.config.max_receives}

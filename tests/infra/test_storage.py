@@ -1,0 +1,111 @@
+"""JobStorage: the job table, the job bucket, and the only policy that touches them."""
+
+from __future__ import annotations
+
+from aws_cdk.assertions import Match
+from infra_support import actions, managed_policy_statements, one, resources
+from jobadapters import schema
+
+# Renaming one of these replaces the resource and loses its data: a failure here means "don't".
+PINNED_DATA_IDS = {
+    "StorageTableB43FDCE7": "AWS::DynamoDB::Table",
+    "StorageBucket5CB7C8EA": "AWS::S3::Bucket",
+    "StorageAccessLogs96FB524C": "AWS::S3::Bucket",
+    "SecretsAnthropicApiKeyF6E99229": "AWS::SecretsManager::Secret",
+    "SecretsWebhookSigningSecretA45B9F6F": "AWS::SecretsManager::Secret",
+}
+
+
+def test_stateful_logical_ids_are_pinned(default_app, gpu_app):
+    for app in (default_app, gpu_app):
+        template = app.data_json["Resources"]
+        assert {k: template[k]["Type"] for k in PINNED_DATA_IDS if k in template} == PINNED_DATA_IDS
+
+
+def test_table_is_on_demand_with_pitr_ttl_and_the_tenant_index(default_app):
+    default_app.data_template.has_resource("AWS::DynamoDB::Table", {
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": schema.JOBS_PARTITION_KEY, "KeyType": "HASH"}],
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True},
+            "GlobalSecondaryIndexes": [{
+                "IndexName": schema.TENANT_INDEX,
+                "KeySchema": [
+                    {"AttributeName": schema.TENANT_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
+            "AttributeDefinitions": Match.array_with([
+                {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "AttributeType": "N"},
+            ]),
+        },
+    })
+
+
+def test_bucket_is_encrypted_private_ssl_only_and_expires_job_objects(default_app):
+    days = default_app.config.result_retention_days
+    default_app.data_template.has_resource("AWS::S3::Bucket", {
+        "DeletionPolicy": "Retain",
+        "Properties": {
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True},
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LoggingConfiguration": {"DestinationBucketName": {"Ref": "StorageAccessLogs96FB524C"},
+                                     "LogFilePrefix": "job-bucket/"},
+            "LifecycleConfiguration": {"Rules": Match.array_with([
+                Match.object_like({"Prefix": schema.RESULTS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
+                Match.object_like({"Prefix": schema.INPUTS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
+            ])},
+        },
+    })
+
+
+def test_both_buckets_refuse_plain_http_and_old_tls(default_app):
+    policies = resources(default_app.data_json, "AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        conditions = [s.get("Condition") for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                      if s["Effect"] == "Deny"]
+        assert {"Bool": {"aws:SecureTransport": "false"}} in conditions
+        assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in conditions
+
+
+def test_job_data_policy_reads_and_writes_items_and_job_objects_only(default_app):
+    statements = managed_policy_statements(default_app.data_json)
+    granted = actions(statements)
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+            "s3:GetObject", "s3:PutObject"} <= granted
+    # Nobody who holds it can drop the stores, scan every tenant's jobs or delete results.
+    assert not {a for a in granted if "Delete" in a and a != "dynamodb:DeleteItem"}
+    assert not {a for a in granted if "*" in a or a in {"dynamodb:Scan", "s3:PutBucketPolicy"}}
+    object_resources = [r for s in statements if s["Sid"] == "JobObjects" for r in s["Resource"]]
+    assert sorted(r["Fn::Join"][1][-1] for r in object_resources) == sorted(
+        f"/{prefix}*" for prefix in (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX))
+
+
+def test_index_access_names_the_tenant_index_not_a_wildcard(default_app):
+    (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
+    index_arn = items["Resource"][1]["Fn::Join"][1]
+    assert index_arn[-1] == f"/index/{schema.TENANT_INDEX}"
+
+
+def test_secrets_are_generated_so_tasks_start_before_the_real_key_is_set(default_app):
+    _, webhook = one(default_app.data_json, "AWS::SecretsManager::Secret", "SecretsWebhookSigningSecret")
+    assert webhook["Properties"]["GenerateSecretString"] == {
+        "ExcludePunctuation": True, "IncludeSpace": False, "PasswordLength": 64}
+    _, anthropic = one(default_app.data_json, "AWS::SecretsManager::Secret", "SecretsAnthropicApiKey")
+    assert "put-secret-value" in anthropic["Properties"]["Description"]
+
+
+def test_data_stack_outputs_name_the_table_bucket_and_how_to_set_the_key(default_app):
+    outputs = default_app.data_json["Outputs"]
+    assert outputs["JobsTableName"]["Value"] == {"Ref": "StorageTableB43FDCE7"}
+    assert outputs["JobBucketName"]["Value"] == {"Ref": "StorageBucket5CB7C8EA"}
+    assert "aws secretsmanager put-secret-value" in str(outputs["SetClaudeKeyCommand"]["Value"])

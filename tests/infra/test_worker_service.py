@@ -1,0 +1,240 @@
+"""WorkerService on both compute profiles: the container contract, permissions, capacity and scaling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import aws_applicationautoscaling as appscaling
+from infra_support import (
+    actions,
+    attached_managed_policies,
+    env_names,
+    inline_statements,
+    is_job_data_policy,
+    one,
+    resources,
+    statements_on,
+)
+from jobadapters.settings import WorkerSettings
+
+from stacks.constructs.compute import FargateSpot
+from stacks.constructs.worker_service import backlog_steps
+
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+LANES = [("default_app", "cpu"), ("gpu_app", "cpu"), ("gpu_app", "gpu")]
+
+
+def task_definition(app, lane):
+    return one(app.service_json, "AWS::ECS::TaskDefinition", f"{lane.capitalize()}Worker")[1]["Properties"]
+
+
+def container(app, lane):
+    (definition,) = task_definition(app, lane)["ContainerDefinitions"]
+    return definition
+
+
+def queue_properties(app, lane):
+    return app.service_json["Resources"][LANE_QUEUES[lane]]["Properties"]
+
+
+@pytest.fixture(params=LANES, ids=[f"{a}-{lane}" for a, lane in LANES])
+def lane_app(request):
+    app_name, lane = request.param
+    return request.getfixturevalue(app_name), lane
+
+
+def test_env_is_exactly_what_worker_settings_read(lane_app):
+    app, lane = lane_app
+    assert env_names(container(app, lane)["Environment"]) == WorkerSettings.ENV
+
+
+def test_secrets_are_ecs_secrets_from_secrets_manager_never_plain_values(lane_app):
+    app, lane = lane_app
+    definition = container(app, lane)
+    assert {s["Name"] for s in definition["Secrets"]} == WorkerSettings.SECRETS
+    for secret in definition["Secrets"]:
+        assert "Secrets" in json.dumps(secret["ValueFrom"])  # an ARN of the data stack's secrets
+    assert not env_names(definition["Environment"]) & WorkerSettings.SECRETS
+
+
+def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_app):
+    app, lane = lane_app
+    env = {e["Name"]: e["Value"] for e in container(app, lane)["Environment"]}
+    queue = queue_properties(app, lane)
+    assert env["LANE"] == lane
+    assert env["QUEUE_URL"] == {"Ref": LANE_QUEUES[lane]}
+    assert env["MAX_RECEIVES"] == str(queue["RedrivePolicy"]["maxReceiveCount"])
+    assert env["VISIBILITY_TIMEOUT_S"] == str(queue["VisibilityTimeout"])
+    concurrency = {"cpu": app.config.worker_concurrency, "gpu": app.config.gpu_concurrency}[lane]
+    assert env["WORKER_CONCURRENCY"] == str(concurrency)
+
+
+def test_container_drains_for_120_s_and_logs_to_its_log_group(lane_app):
+    app, lane = lane_app
+    definition = container(app, lane)
+    assert definition["StopTimeout"] == 120
+    assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
+    log_group_id = definition["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    assert log_group_id.startswith(f"{lane.capitalize()}WorkerLogs")
+
+
+def test_both_lanes_run_the_same_image(gpu_app):
+    assert container(gpu_app, "cpu")["Image"] == container(gpu_app, "gpu")["Image"]
+
+
+def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_stores(lane_app):
+    app, lane = lane_app
+    role_id = task_definition(app, lane)["TaskRoleArn"]["Fn::GetAtt"][0]
+    statements = inline_statements(app.service_json, role_id)
+    on_queue = actions(statements_on(statements, {"Fn::GetAtt": [LANE_QUEUES[lane], "Arn"]}))
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= on_queue
+    other_lanes = [q for other, q in LANE_QUEUES.items() if other != lane]
+    assert not any(q in json.dumps(s["Resource"]) for s in statements for q in other_lanes)
+    assert {"ecs:UpdateTaskProtection", "ecs:GetTaskProtection"} <= actions(statements)
+    granted = actions(statements)
+    assert not {a for a in granted if a.startswith(("dynamodb:", "s3:"))}  # only through the data policy
+    assert not {a for a in granted if "Delete" in a and a != "sqs:DeleteMessage"}
+    (managed,) = attached_managed_policies(app.service_json, role_id)
+    assert is_job_data_policy(managed)  # its actions: test_storage.py (no DeleteTable, no DeleteBucket)
+
+
+def test_task_protection_is_limited_to_tasks_of_this_cluster(default_app):
+    role_id = task_definition(default_app, "cpu")["TaskRoleArn"]["Fn::GetAtt"][0]
+    (statement,) = [s for s in inline_statements(default_app.service_json, role_id)
+                    if "ecs:UpdateTaskProtection" in s["Action"]]
+    assert {"Ref": "WorkersCluster2E9BA3A7"} in statement["Resource"]["Fn::Join"][1]
+
+
+def test_cpu_worker_is_fargate_spot_first_x86_and_sized_from_config(default_app):
+    props = task_definition(default_app, "cpu")
+    assert (props["Cpu"], props["Memory"]) == (str(default_app.config.worker_cpu),
+                                               str(default_app.config.worker_memory_mb))
+    assert props["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
+    _, service = one(default_app.service_json, "AWS::ECS::Service", "CpuWorker")
+    assert service["Properties"]["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+    assert service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
+
+
+def test_an_on_demand_base_puts_that_many_tasks_on_regular_fargate(gpu_app):
+    _, service = one(gpu_app.service_json, "AWS::ECS::Service", "CpuWorker")
+    assert service["Properties"]["CapacityProviderStrategy"] == [
+        {"CapacityProvider": "FARGATE_SPOT", "Weight": 1}, {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0}]
+    assert [s.capacity_provider for s in FargateSpot(cpu=256, memory_mb=512).capacity_provider_strategies()] == [
+        "FARGATE_SPOT"]
+
+
+def test_worker_security_groups_admit_nothing_and_allow_only_https_out(gpu_app):
+    groups = {k: v for k, v in resources(gpu_app.service_json, "AWS::EC2::SecurityGroup").items()
+              if "Worker" in k}
+    assert len(groups) == 2
+    for group in groups.values():
+        assert "SecurityGroupIngress" not in group["Properties"]
+        assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in group["Properties"]["SecurityGroupEgress"]] == [
+            ("tcp", 443, 443)]
+
+
+def test_cluster_has_container_insights(default_app):
+    _, cluster = one(default_app.service_json, "AWS::ECS::Cluster")
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
+
+
+class TestScaling:
+    def scaling(self, app, lane):
+        prefix = f"{lane.capitalize()}Worker"
+        target = one(app.service_json, "AWS::ApplicationAutoScaling::ScalableTarget", prefix)
+        policies = {k: v for k, v in resources(app.service_json, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
+                    if k.startswith(prefix)}
+        alarms = {k: v for k, v in resources(app.service_json, "AWS::CloudWatch::Alarm").items() if k.startswith(prefix)}
+        return target, policies, alarms
+
+    def test_no_cpu_based_policy_only_steps_on_the_backlog(self, lane_app):
+        app, lane = lane_app
+        _, policies, _ = self.scaling(app, lane)
+        assert len(policies) == 2
+        assert {p["Properties"]["PolicyType"] for p in policies.values()} == {"StepScaling"}
+
+    def test_idle_lane_runs_zero_tasks_and_one_message_starts_one_within_a_minute(self, default_app):
+        (target_id, target), policies, alarms = self.scaling(default_app, "cpu")
+        assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (
+            0, default_app.config.worker_max_tasks)
+        (scale_out_alarm,) = [a["Properties"] for k, a in alarms.items() if "UpperAlarm" in k]
+        assert scale_out_alarm["Threshold"] == 1
+        assert scale_out_alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert scale_out_alarm["EvaluationPeriods"] == 1
+        assert {m["MetricStat"]["Period"] for m in scale_out_alarm["Metrics"] if "MetricStat" in m} == {60}
+        assert {m["MetricStat"]["Metric"]["MetricName"] for m in scale_out_alarm["Metrics"] if "MetricStat" in m} == {
+            "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+        # SQS omits the in-flight count while nothing is in flight: the sum must not go missing then.
+        (expression,) = [m["Expression"] for m in scale_out_alarm["Metrics"] if "Expression" in m]
+        assert expression == "FILL(visible, 0) + FILL(inflight, 0)"
+        (scale_out,) = [p["Properties"] for k, p in policies.items() if "UpperPolicy" in k]
+        config = scale_out["StepScalingPolicyConfiguration"]
+        assert config["AdjustmentType"] == "ExactCapacity"
+        assert config["StepAdjustments"][0] == {
+            "MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": default_app.config.worker_concurrency,
+            "ScalingAdjustment": 1}
+        assert config["StepAdjustments"][-1]["ScalingAdjustment"] == default_app.config.worker_max_tasks
+        assert scale_out["ScalingTargetId"] == {"Ref": target_id}
+
+    def test_after_five_idle_minutes_the_lane_goes_back_to_its_minimum(self, default_app):
+        _, policies, alarms = self.scaling(default_app, "cpu")
+        (idle,) = [a["Properties"] for k, a in alarms.items() if "IdleAlarm" in k]
+        assert (idle["Threshold"], idle["ComparisonOperator"], idle["EvaluationPeriods"]) == (
+            0, "LessThanOrEqualToThreshold", 5)
+        (to_min,) = [p["Properties"] for k, p in policies.items() if "ScaleInWhenIdle" in k]
+        assert to_min["StepScalingPolicyConfiguration"]["StepAdjustments"] == [
+            {"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0}]
+        assert idle["AlarmActions"] == [{"Ref": next(k for k in policies if "ScaleInWhenIdle" in k)}]
+
+
+@pytest.mark.parametrize(("concurrency", "max_tasks", "expected"), [
+    (8, 4, [(1, 9, 1), (9, 17, 2), (17, 25, 3), (25, None, 4)]),
+    (8, 1, [(1, 2, 1), (2, None, 1)]),
+    (1, 2, [(1, 2, 1), (2, None, 2)]),
+])
+def test_backlog_steps_give_one_task_per_concurrency_jobs(concurrency, max_tasks, expected):
+    steps: list[appscaling.ScalingInterval] = backlog_steps(concurrency, max_tasks)
+    assert [(s.lower, s.upper, s.change) for s in steps] == expected
+
+
+class TestGpuLane:
+    def test_asg_starts_at_zero_on_the_pinned_gpu_ami_with_imdsv2_and_encrypted_disk(self, gpu_app):
+        _, group = one(gpu_app.service_json, "AWS::AutoScaling::AutoScalingGroup")
+        assert (group["Properties"]["MinSize"], group["Properties"]["MaxSize"]) == (
+            "0", str(gpu_app.config.gpu_max_tasks))
+        _, template = one(gpu_app.service_json, "AWS::EC2::LaunchTemplate")
+        data = template["Properties"]["LaunchTemplateData"]
+        assert data["InstanceType"] == gpu_app.config.gpu_instance_type
+        assert data["MetadataOptions"] == {"HttpPutResponseHopLimit": 1, "HttpTokens": "required"}
+        assert data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
+        parameter = gpu_app.service_json["Parameters"][data["ImageId"]["Ref"]]
+        assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+        assert parameter["Default"] == (
+            f"/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/{gpu_app.config.gpu_ami_release}/image_id")
+
+    def test_capacity_provider_cannot_hang_stack_deletion(self, gpu_app):
+        _, provider = one(gpu_app.service_json, "AWS::ECS::CapacityProvider")
+        asg = provider["Properties"]["AutoScalingGroupProvider"]
+        assert asg["ManagedTerminationProtection"] == "DISABLED"
+        assert asg["ManagedScaling"]["Status"] == "ENABLED"
+        _, group = one(gpu_app.service_json, "AWS::AutoScaling::AutoScalingGroup")
+        assert not group["Properties"].get("NewInstancesProtectedFromScaleIn")
+
+    def test_task_asks_for_one_gpu_on_ec2(self, gpu_app):
+        props = task_definition(gpu_app, "gpu")
+        assert props["RequiresCompatibilities"] == ["EC2"]
+        assert container(gpu_app, "gpu")["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
+        assert container(gpu_app, "gpu")["Memory"] == gpu_app.config.gpu_memory_mb
+
+    def test_service_places_tasks_through_the_asg_capacity_provider_after_it_is_associated(self, gpu_app):
+        provider_id, _ = one(gpu_app.service_json, "AWS::ECS::CapacityProvider")
+        association_id, _ = one(gpu_app.service_json, "AWS::ECS::ClusterCapacityProviderAssociations")
+        _, service = one(gpu_app.service_json, "AWS::ECS::Service", "GpuWorker")
+        assert service["Properties"]["CapacityProviderStrategy"] == [
+            {"CapacityProvider": {"Ref": provider_id}, "Weight": 1}]
+        assert association_id in service["DependsOn"]
+
+    def test_gpu_lane_is_absent_by_default(self, default_app):
+        assert not resources(default_app.service_json, "AWS::AutoScaling::AutoScalingGroup")
+        assert not [k for k in default_app.service_json["Resources"] if k.startswith("Gpu")]
