@@ -38,3 +38,7 @@ chart: venv
 
 clean:
 	rm -rf $(VENV) cdk.out cdk.out.* node_modules
+
+## Benchmarks (speed goals live here, not in tests): see bench/README.md.
+bench: venv
+	$(PY) -m bench.bench_pipeline
