@@ -75,6 +75,7 @@ class JobsApi(Construct):
         self.execution_log_group = logs.LogGroup(
             self, "ExecutionLogs", log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{stage_name}",
             retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.api.deployment_stage.node.add_dependency(self.execution_log_group)
         self._validator = self.api.add_request_validator(
             "Validator", validate_request_parameters=True, validate_request_body=True)
         for response_id, response_type in (("Default4xx", apigw.ResponseType.DEFAULT_4_XX),

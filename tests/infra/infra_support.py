@@ -20,6 +20,17 @@ REPO = Path(__file__).resolve().parents[2]
 CDK_JSON = json.loads((REPO / "cdk.json").read_text())
 NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
 
+# The GPU build also turns on the options that are off by default, so each is synthesized at least once.
+GPU_OVERRIDES = {
+    "gpu_enabled": "true",  # a string, as `cdk deploy -c gpu_enabled=true` passes it
+    "alarm_email": "ops@example.com",
+    "router_reserved_concurrency": 50,
+    "worker_on_demand_base": 1,
+    "worker_min_tasks": 1,
+    "task_rates_per_min": '{"summarize": 30}',
+    "price_overrides": {"fargate_spot_discount": 0.6},
+}
+
 
 @dataclass
 class Synth:

@@ -9,8 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from cdk_nag import AwsSolutionsChecks
-from conftest import GPU_OVERRIDES
-from infra_support import build, context
+from infra_support import GPU_OVERRIDES, build, context
 
 from stacks.constructs import nag
 
@@ -40,7 +39,7 @@ def nag_synth(tmp_path: Path, **overrides) -> tuple[cdk.App, dict | None]:
     try:
         app.synth()
     except RuntimeError as error:
-        assert "Validation failed" in str(error)
+        assert "ValidationFailed" in str(error)
     report = tmp_path / "validation-report.json"
     return app, json.loads(report.read_text()) if report.exists() else None
 
@@ -95,7 +94,7 @@ def raw_findings(tmp_path_factory) -> set[str]:
 
 
 def test_every_acknowledgement_answers_a_real_finding(raw_findings):
-    assert {rule.split("::", 1)[-1] for rule in raw_findings} == EXPECTED_ACKNOWLEDGEMENTS
+    assert raw_findings == EXPECTED_ACKNOWLEDGEMENTS
 
 
 def test_no_unacknowledged_finding(nagged):
