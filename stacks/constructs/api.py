@@ -43,7 +43,7 @@ class JobsApi(Construct):
     (``rate_limit``/``burst_limit``), ERROR-level execution logs (``execution_log_group``, same retention;
     request bodies are never logged), a request validator,
     JSON error bodies for API Gateway's own 4xx/5xx, a ``usage_plan`` with the same throttle and a first
-    tenant's ``api_key``. More tenants: more keys in the usage plan (docs/deploy.md). More routes:
+    tenant's ``api_key``. More tenants: more keys in the usage plan (README, "More tenants"). More routes:
     :meth:`add_route`.
     """
 
