@@ -29,6 +29,12 @@ class UnknownTaskError(JobError):
     type = "unknown_task"
 
 
+class UnauthenticatedError(JobError):
+    """No caller identity: every route requires an API key, which names the tenant."""
+
+    type = "unauthenticated"
+
+
 class JobNotFoundError(JobError):
     type = "not_found"
 

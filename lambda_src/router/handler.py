@@ -32,6 +32,7 @@ app = APIGatewayRestResolver()
 # One table from domain errors to HTTP statuses; the most specific class wins.
 STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.BadRequestError, 400),
+    (errors.UnauthenticatedError, 401),
     (errors.InvalidInputError, 422),
     (errors.UnknownTaskError, 422),
     (errors.UnroutableError, 422),
@@ -51,7 +52,11 @@ def service() -> JobService:
 def tenant_id() -> str:
     """The caller's tenant: the API key API Gateway identified (the local gateway fills it in too)."""
     identity = app.current_event.request_context.identity
-    return identity.api_key_id or identity.api_key or "anonymous"
+    tenant = identity.api_key_id
+    if not tenant:
+        # Never a shared "anonymous" tenant: a route deployed without its API key requirement fails shut.
+        raise errors.UnauthenticatedError("no API key identified the caller; send it in the x-api-key header")
+    return tenant
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

@@ -254,3 +254,14 @@ def test_a_body_with_nan_is_400_not_a_500(api):
 
     assert reply.status == 400
     assert reply.body["error"]["type"] == "bad_request"
+
+
+def test_a_request_without_an_api_key_identity_is_401_not_a_shared_tenant(api):
+    """GIVEN a route reached without API Gateway identifying a key (a misconfigured method)
+    THEN the router refuses it instead of filing the job under an "anonymous" tenant."""
+    event = to_event("GET", "/v1/jobs/job_x", {"content-type": "application/json"}, None)
+    event["requestContext"]["identity"].update(apiKey=None, apiKeyId=None)
+
+    reply = api.send(event)
+
+    assert reply.status == 401 and reply.body["error"]["type"] == "unauthenticated"
