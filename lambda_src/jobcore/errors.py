@@ -7,6 +7,7 @@ class JobError(Exception):
     """Base of every error the core raises on purpose."""
 
     type = "internal_error"
+    retryable = False
 
 
 class BadRequestError(JobError):
@@ -68,7 +69,6 @@ class ModelError(JobError):
     """Claude could not answer. ``retryable`` decides between backing off and failing the job."""
 
     type = "model_error"
-    retryable = False
 
 
 class ModelUnavailableError(ModelError):

@@ -72,6 +72,12 @@ class JobRunner:
             return Disposition(True, note=f"job {job_id} does not exist")
         if job.status.terminal:
             return Disposition(True, job, note=f"already {job.status.value}")
+        if job.status is JobStatus.RUNNING and receive_count >= max_receives:
+            # Still RUNNING on a redelivery: the worker running it died (OOM, crash) without recording
+            # anything. This receive is the last before the DLQ; spend it recording the failure, so the
+            # job never stays "running" behind a message nobody will process.
+            crashed = JobError(f"the worker died while running it, {receive_count - 1} times")
+            return Disposition(True, self.fail(job, crashed))
         try:
             job = self.save(job, transition(job, JobStatus.RUNNING, now_ms=self.clock_ms()))
         except ConflictError as error:
@@ -143,7 +149,7 @@ class JobRunner:
             return Disposition(True, self.fail(job, _Reason(error, why)))
         if not isinstance(error, JobError):
             log.exception("job %s attempt %d crashed; will retry", job.job_id, receive_count, exc_info=error)
-        delay = getattr(error, "retry_after_s", None) or min(RETRY_BASE_S * 2 ** (receive_count - 1), RETRY_CAP_S)
+        delay = min(getattr(error, "retry_after_s", None) or RETRY_BASE_S * 2 ** (receive_count - 1), RETRY_CAP_S)
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=_error(error)))
         return Disposition(False, queued, retry_in_s=int(delay), note=f"retrying in {int(delay)} s: {error}")
 
@@ -163,8 +169,8 @@ def _error(error: Exception) -> dict[str, str]:
 def _run(task: Task, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None) -> TaskResult:
     if timeout_s is None:
         return task.run(payload, ctx)
-    # A thread cannot be killed: past the limit the job is recorded as timed out and the thread's
-    # late answer is dropped (the conditional write refuses it).
+    # A thread cannot be killed: past the limit the job is recorded as timed out and whatever the
+    # thread returns later is dropped (nothing writes it).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"task-{task.name}")
     try:
         return pool.submit(task.run, payload, ctx).result(timeout=timeout_s)

@@ -8,7 +8,7 @@ from tests.fakes import ScriptedModel, harness, text_response
 from jobcore.errors import ConflictError, ModelRequestError, ModelUnavailableError
 from jobcore.model import Job, JobStatus, Route, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
-from jobcore.runner import RETRY_BASE_S
+from jobcore.runner import RETRY_BASE_S, RETRY_CAP_S
 from jobcore.tasks import RunContext, TaskResult
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
@@ -85,6 +85,29 @@ def test_the_last_receive_fails_the_job_instead_of_leaving_it_to_the_dlq():
     job = h.store.get("job_1")
     assert outcome.delete and job.status is JobStatus.FAILED
     assert job.error == {"type": "model_unavailable", "message": "gave up after 5 attempts: model answered 529: overloaded"}
+
+
+def test_a_job_whose_worker_died_is_failed_on_the_last_receive_instead_of_lost_to_the_dlq():
+    h = harness()
+    job = queued_job(h)
+    h.store.save(transition(job, JobStatus.RUNNING, now_ms=h.clock.ms()), expected_version=0)  # then the worker died
+    retried, model = process(h, [text_response("second try")], receive_count=2, max_receives=5)
+    assert retried.delete and h.store.get("job_1").status is JobStatus.SUCCEEDED and len(model.calls) == 1
+
+    h = harness()
+    job = queued_job(h)
+    h.store.save(transition(job, JobStatus.RUNNING, now_ms=h.clock.ms()), expected_version=0)
+    outcome, model = process(h, [text_response("never")], receive_count=5, max_receives=5)
+    failed = h.store.get("job_1")
+    assert outcome.delete and model.calls == [] and failed.status is JobStatus.FAILED
+    assert failed.error["message"] == "the worker died while running it, 4 times"
+
+
+def test_a_long_retry_after_is_capped_to_what_sqs_allows():
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [ModelUnavailableError("429", retry_after_s=86_400)])
+    assert outcome.retry_in_s == RETRY_CAP_S
 
 
 def test_permanent_model_error_fails_at_once():
