@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from local.demo import call
+from local.client import call
 from local.pipeline import LocalPipeline, Options
 
 # Goals, on the 2-core development machine (see bench/README.md).

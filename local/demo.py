@@ -16,12 +16,11 @@ import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from local.gateway import LOCAL_API_KEY
+from local.client import call
 from local.pipeline import LocalPipeline, Options
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -30,16 +29,6 @@ POLL_TIMEOUT_S = 120.0
 
 class DemoFailure(Exception):
     pass
-
-
-def call(method: str, url: str, body: Any = None, *, key: str = LOCAL_API_KEY) -> tuple[int, dict[str, str], Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"x-api-key": key, "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read() or b"null")
 
 
 def expect(condition: bool, message: str) -> None:

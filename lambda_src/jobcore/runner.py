@@ -29,8 +29,8 @@ RETRY_CAP_S = 900
 
 
 @dataclass(frozen=True)
-class Executed:
-    """A job run to its terminal state, with the task's output when it succeeded."""
+class Outcome:
+    """A job as it now stands, with the task's output when it has just run and succeeded."""
 
     job: Job
     output: dict[str, Any] | None = None
@@ -92,7 +92,7 @@ class JobRunner:
 
     # --- shared with the inline path ----------------------------------------------------------
 
-    def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None) -> Executed:
+    def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None) -> Outcome:
         """Run a RUNNING job to a terminal state. Retryable errors propagate to the caller."""
         task = self._task(job)
         payload = self.load_input(job)
@@ -101,14 +101,14 @@ class JobRunner:
         except ModelError as error:
             if error.retryable:
                 raise
-            return Executed(self.fail(job, error))
+            return Outcome(self.fail(job, error))
         except TaskTimeoutError as error:
-            return Executed(self.finish(job, JobStatus.TIMED_OUT, error=_error(error)))
+            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=_error(error)))
         except JobError as error:
             if isinstance(error, ConflictError):
                 raise
-            return Executed(self.fail(job, error))
-        return Executed(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id), result.output)
+            return Outcome(self.fail(job, error))
+        return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id), result.output)
 
     def load_input(self, job: Job) -> dict[str, Any]:
         return job.input if job.input_ref is None else self.blobs.get_json(job.input_ref)

@@ -20,7 +20,7 @@ from jobcore.model import Job, JobStatus, Mode, Route, transition
 from jobcore.ports import BlobStore, JobQueue, LanguageModel
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Decision, Hints, RoutingPolicy, decide
-from jobcore.runner import JobRunner
+from jobcore.runner import JobRunner, Outcome
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, Task, lookup
 from jobcore.views import job_view
@@ -42,12 +42,6 @@ class CostEstimator(Protocol):
     def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
 
 
-@dataclass(frozen=True)
-class Submission:
-    job: Job
-    output: dict[str, Any] | None = None  # the result, when the job ran inline and succeeded
-
-
 @dataclass(kw_only=True)
 class JobService:
     runner: JobRunner
@@ -65,7 +59,7 @@ class JobService:
     # Requests per minute by task, as the operator declares them (the frequency question).
     arrival_rates_per_min: dict[str, float] | None = None
 
-    def submit(self, request: SubmitRequest, *, tenant_id: str) -> Submission:
+    def submit(self, request: SubmitRequest, *, tenant_id: str) -> Outcome:
         task = lookup(request.task, self.runner.catalogue)
         payload = task.validate(request.input)
         expected_s = task.expected_duration_s(payload)
@@ -74,7 +68,7 @@ class JobService:
         if decision.route is Route.INLINE:
             return self._run_inline(job)
         self.runner.store.create(job)
-        return Submission(self._enqueue(job))
+        return Outcome(self._enqueue(job))
 
     def route(self, task: Task, expected_s: float, request: SubmitRequest | None = None) -> Decision:
         """The decision framework for one job (or, without a request, for the task's defaults)."""
@@ -123,7 +117,7 @@ class JobService:
             input_tokens=task.profile.typical_input_tokens, output_tokens=task.profile.typical_output_tokens,
         )
 
-    def _run_inline(self, job: Job) -> Submission:
+    def _run_inline(self, job: Job) -> Outcome:
         self.runner.store.create(job)
         deadline = self.monotonic() + self.policy.inline_budget_s
         llm = DeadlineModel(self.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
@@ -131,8 +125,8 @@ class JobService:
         try:
             done = self.runner.execute(job, ctx)
         except ModelUnavailableError as error:
-            return Submission(self._fall_back(job, error))
-        return Submission(done.job, done.output)
+            return Outcome(self._fall_back(job, error))
+        return done
 
     def _fall_back(self, job: Job, error: ModelUnavailableError) -> Job:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)

@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from local import client
 from local.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,14 +25,7 @@ LONG = {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text
 
 
 def call(method, url, body=None, *, key=KEY, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    headers = {"content-type": "application/json", **({"x-api-key": key} if key else {})}
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+    return client.call(method, url, body, key=key, raw=raw)
 
 
 @pytest.fixture(scope="module")
