@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queued", type=int, default=40, help="queued jobs to push through the worker")
     parser.add_argument("--concurrency", type=int, default=8, help="the worker's jobs at once")
     args = parser.parse_args(argv)
-    options = Options(standin_latency_s=args.latency, worker_concurrency=args.concurrency)
+    options = Options(standin_latency_s=args.latency, config={"worker_concurrency": args.concurrency})
     with LocalPipeline(options) as endpoints:
         overheads = inline_overheads(endpoints.api_url, args.inline, args.latency)
         throughput = queued_throughput(endpoints.api_url, args.queued)

@@ -8,6 +8,7 @@ worker's); Claude is the offline stand-in unless ANTHROPIC_API_KEY is set and no
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import secrets
@@ -25,10 +26,19 @@ from local import resources
 from local.claude_standin import ClaudeStandIn
 from local.gateway import Gateway
 from local.webhook_receiver import WebhookReceiver
+from stacks.config import PipelineConfig
+from stacks.constructs.runtime_env import compact_json, lane_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
 REGION = "us-east-1"
+
+
+def deployment_config(**overrides: Any) -> PipelineConfig:
+    """The configuration ``cdk deploy`` reads (cdk.json), with ``overrides`` on top: the local pipeline
+    runs the lanes, sizes and prices of the default deployment, not numbers of its own."""
+    context = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    return PipelineConfig.from_mapping({**context, **overrides})
 
 
 def new_webhook_secret() -> str:
@@ -38,8 +48,8 @@ def new_webhook_secret() -> str:
 @dataclass
 class Options:
     api_port: int = 0
-    inline_budget_s: float = 20.0
-    worker_concurrency: int = 4
+    # cdk.json context keys to change for this run, e.g. {"inline_budget_s": 4, "worker_concurrency": 16}
+    config: dict[str, Any] = field(default_factory=dict)
     standin_latency_s: float = 0.0
     use_standin: bool = True
     webhook_secret: str = field(default_factory=new_webhook_secret)
@@ -68,11 +78,13 @@ class LocalPipeline:
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
+        self.config = deployment_config(**self.options.config)
+        self.lanes = self.config.lanes()
         self.standin: ClaudeStandIn | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret)
         self._moto: ThreadedMotoServer | None = None
         self._gateway: Gateway | None = None
-        self._worker: subprocess.Popen | None = None
+        self._workers: list[subprocess.Popen] = []
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> Endpoints:
@@ -83,21 +95,24 @@ class LocalPipeline:
 
     def start(self) -> Endpoints:
         aws_endpoint = self._start_moto()
-        made = resources.create(boto3.Session(region_name=REGION), lanes=("cpu",))
+        made = resources.create(boto3.Session(region_name=REGION), lanes=self.lanes, max_receives=self.config.max_receives)
         standin_url = self._start_standin()
         self._set_env(self._router_env(made, standin_url))
         self.webhooks.start()
         self._gateway = Gateway(_router_handler(), port=self.options.api_port).start()
-        log_path = self._start_worker(made)
-        return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(log_path), made)
+        log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        logs = [self._start_worker(made, lane.name, log_dir) for lane in self.lanes.queued()]
+        return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(logs[0]), made)
 
     def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.terminate()
+        for worker in self._workers:
+            worker.terminate()
+        for worker in self._workers:
             try:
-                self._worker.wait(timeout=15)
+                worker.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self._worker.kill()
+                worker.kill()
         for part in (self._gateway, self.webhooks, self.standin, self._moto):
             if part is not None:
                 part.stop()
@@ -129,26 +144,28 @@ class LocalPipeline:
 
     def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:
         env = {
+            **lane_environment(self.lanes, self.config.price_overrides),
             "STAGE": "local", "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
-            "CPU_QUEUE_URL": made.queue_urls["cpu"], "GPU_QUEUE_URL": "",
-            "INLINE_BUDGET_S": str(self.options.inline_budget_s), "WEBHOOK_SECRET": self.options.webhook_secret,
+            "LANE_QUEUE_URLS": compact_json(made.queue_urls), "MODEL_ID": self.config.model_id,
+            "TASK_RATES_PER_MIN": compact_json(self.config.task_rates_per_min),
+            "JOB_TTL_DAYS": str(self.config.job_ttl_days), "WEBHOOK_SECRET": self.options.webhook_secret,
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
         if standin_url:
             env["ANTHROPIC_BASE_URL"] = standin_url
         return env
 
-    def _start_worker(self, made: resources.LocalResources) -> Path:
-        log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / "worker.log"
+    def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path) -> Path:
+        """One worker process for ``lane``, with the environment its ECS task gets (plus the local ones)."""
+        log_path = log_dir / ("worker.log" if lane == self.lanes.fallback.name else f"worker-{lane}.log")
         env = {
-            **os.environ, "PYTHONPATH": PYTHONPATH, "LANE": "cpu", "QUEUE_URL": made.queue_urls["cpu"],
-            "WORKER_CONCURRENCY": str(self.options.worker_concurrency), "MAX_RECEIVES": str(resources.MAX_RECEIVES),
-            "VISIBILITY_TIMEOUT_S": "300", "POLL_WAIT_S": "1",
+            **os.environ, "PYTHONPATH": PYTHONPATH, "LANE": lane, "QUEUE_URL": made.queue_urls[lane],
+            "MAX_RECEIVES": str(self.config.max_receives), "MODEL_ID": self.config.worker_model_id,
+            "VISIBILITY_TIMEOUT_S": str(int(self.lanes.get(lane).time_limit_s)), "POLL_WAIT_S": "1",
         }
         log = log_path.open("ab")
-        self._worker = subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self._workers.append(
+            subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
         return log_path
 
     def _set_env(self, values: dict[str, str]) -> None:

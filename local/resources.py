@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobadapters import schema
-
-# Match the CDK defaults (stacks/config.py): redrive after this many receives.
-MAX_RECEIVES = 5
+from jobcore.lanes import Lanes
 
 
 @dataclass(frozen=True)
@@ -20,19 +18,22 @@ class LocalResources:
     dlq_urls: dict[str, str]
 
 
-def create(session: Any, *, prefix: str = "hybrid-local", lanes: tuple[str, ...] = ("cpu", "gpu"), visibility_s: int = 300) -> LocalResources:
+def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybrid-local") -> LocalResources:
+    """A queue and a DLQ for each enabled queued lane, with the lane's time limit as the visibility
+    timeout and redrive after ``max_receives``, as the CDK app's JobQueue makes them."""
     table = f"{prefix}-jobs"
     bucket = f"{prefix}-results"
     _create_table(session.client("dynamodb"), table)
     session.client("s3").create_bucket(Bucket=bucket)
     sqs = session.client("sqs")
     queues, dlqs = {}, {}
-    for lane in lanes:
-        dlqs[lane] = sqs.create_queue(QueueName=f"{prefix}-{lane}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlqs[lane], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queues[lane] = sqs.create_queue(QueueName=f"{prefix}-{lane}", Attributes={
-            "VisibilityTimeout": str(visibility_s),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}),
+    for lane in lanes.queued():
+        name = lane.name
+        dlqs[name] = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlqs[name], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queues[name] = sqs.create_queue(QueueName=f"{prefix}-{name}", Attributes={
+            "VisibilityTimeout": str(int(lane.time_limit_s)),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
         })["QueueUrl"]
     return LocalResources(table, bucket, queues, dlqs)
 

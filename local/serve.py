@@ -19,18 +19,19 @@ from local.pipeline import LocalPipeline, Options
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (0: any free port)")
-    parser.add_argument("--inline-budget", type=float, default=20.0, help="seconds an inline run may take")
+    parser.add_argument("--inline-budget", type=int, help="seconds an inline run may take (default: cdk.json's)")
     parser.add_argument("--standin-latency", type=float, default=0.0, help="seconds the Claude stand-in waits per answer")
-    parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--worker-concurrency", type=int, help="jobs a cpu worker runs at once (default: cdk.json's)")
     parser.add_argument("--log-dir", type=Path, default=None)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    config = {"inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency}
     options = Options(
-        api_port=args.port, inline_budget_s=args.inline_budget, standin_latency_s=args.standin_latency,
-        worker_concurrency=args.worker_concurrency, log_dir=args.log_dir,
+        api_port=args.port, standin_latency_s=args.standin_latency, log_dir=args.log_dir,
+        config={key: value for key, value in config.items() if value is not None},
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -17,30 +17,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobcore.costing import CostModel
+from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, LaneConfigError, Lanes
+from jobcore.limits import (
+    API_GATEWAY_TIMEOUT_S, CPU_UNITS_PER_VCPU, FARGATE_SIZES, INLINE_FALLBACK_MARGIN_S, LAMBDA_MAX_MEMORY_MB,
+    LAMBDA_MIN_MEMORY_MB, MAX_INLINE_BUDGET_S, MAX_SCALING_STEPS, SQS_MAX_VISIBILITY_S,
+)
+from jobcore.pricing import Prices, default_prices
+from jobcore.tasks import arrival_rates
+
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = frozenset({
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 })
 
-# Fargate's valid task sizes: CPU units → allowed memory (MiB).
-FARGATE_SIZES: dict[int, range] = {
-    256: range(512, 2048 + 1, 512),
-    512: range(1024, 4096 + 1, 1024),
-    1024: range(2048, 8192 + 1, 1024),
-    2048: range(4096, 16384 + 1, 1024),
-    4096: range(8192, 30720 + 1, 1024),
-    8192: range(16384, 61440 + 1, 4096),
-    16384: range(32768, 122880 + 1, 8192),
-}
-
-# API Gateway REST cuts an integration at 29 s: the router must answer (200, or 202 after falling back to
-# the queue) before that, so its budget plus a margin for the fallback must fit under this.
-API_GATEWAY_TIMEOUT_S = 29
-INLINE_FALLBACK_MARGIN_S = 3
-# Step scaling allows 20 step adjustments per policy; one step per task count.
-MAX_SCALING_STEPS = 20
-# SQS caps a message's visibility timeout at 12 hours.
-SQS_MAX_VISIBILITY_S = 12 * 3600
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9.:@_-]{2,99}$")
@@ -102,6 +92,52 @@ class PipelineConfig:
             if not check(self):
                 shown = ", ".join(f"{key}={getattr(self, key)!r}" for key in keys)
                 raise ConfigError(f"context keys {' and '.join(repr(k) for k in keys)} ({shown}): expected {expected}")
+        self._check_with_runtime_rules()
+
+    def _check_with_runtime_rules(self) -> None:
+        """What the router and the workers will parse, parsed now by their own code: a config that
+        synthesizes is one the runtime accepts."""
+        try:
+            arrival_rates(self.task_rates_per_min)
+        except ValueError as error:
+            raise ConfigError(f"context key 'task_rates_per_min': {error}") from None
+        try:
+            prices = self.prices()
+        except ValueError as error:
+            raise ConfigError(f"context key 'price_overrides': {error}") from None
+        try:
+            CostModel(prices, self.lanes())
+        except LaneConfigError as error:
+            raise ConfigError(f"context keys for the lanes: {error}") from None
+        except ValueError as error:  # a lane the price file cannot price, e.g. an unlisted instance type
+            raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: {error}") from None
+
+    def prices(self) -> Prices:
+        """The price file with ``price_overrides`` merged in, exactly as the runtime builds it."""
+        return default_prices().with_overrides(self.price_overrides)
+
+    def min_tasks(self, lane: str) -> int:
+        """Worker tasks a queued lane keeps running when idle."""
+        return {"cpu": self.worker_min_tasks}.get(lane, 0)
+
+    def max_tasks(self, lane: str) -> int:
+        """The most worker tasks a queued lane scales to."""
+        return {"cpu": self.worker_max_tasks, "gpu": self.gpu_max_tasks}[lane]
+
+    def lanes(self) -> Lanes:
+        """The deployment's lanes: the router (inline), the Fargate CPU lane, and the GPU lane (disabled
+        unless ``gpu_enabled``). The one place configuration turns into lane sizes."""
+        return Lanes((
+            Lane(name=INLINE, queued=False, memory_mb=self.router_memory_mb, time_limit_s=self.inline_budget_s,
+                 compute=LambdaCompute(memory_mb=self.router_memory_mb, arch="arm64")),
+            Lane(name="cpu", queued=True, memory_mb=self.worker_memory_mb, time_limit_s=self.cpu_job_timeout_s,
+                 concurrency=self.worker_concurrency,
+                 compute=FargateCompute(vcpu=self.worker_cpu / CPU_UNITS_PER_VCPU, memory_mb=self.worker_memory_mb,
+                                        spot=self.worker_on_demand_base == 0)),
+            Lane(name="gpu", queued=True, gpu=True, enabled=self.gpu_enabled, memory_mb=self.gpu_memory_mb,
+                 time_limit_s=self.gpu_job_timeout_s, concurrency=self.gpu_concurrency,
+                 compute=Ec2Compute(instance=self.gpu_instance_type)),
+        ))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -173,8 +209,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stage": _matches(_STAGE, "lower-case letters, digits and '-', starting with a letter, at most 16 characters"),
     "model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
     "worker_model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
-    "inline_budget_s": _between(1, API_GATEWAY_TIMEOUT_S - INLINE_FALLBACK_MARGIN_S - 1),
-    "router_memory_mb": _between(128, 10240),
+    "inline_budget_s": _between(1, MAX_INLINE_BUDGET_S),
+    "router_memory_mb": _between(LAMBDA_MIN_MEMORY_MB, LAMBDA_MAX_MEMORY_MB),
     "router_timeout_s": _between(4, API_GATEWAY_TIMEOUT_S),
     "router_reserved_concurrency": ((lambda v: v is None or 1 <= v <= 10000), "null (unreserved) or 1 to 10000"),
     "worker_cpu": ((lambda v: v in FARGATE_SIZES), f"a Fargate CPU size, one of {sorted(FARGATE_SIZES)}"),
@@ -201,10 +237,6 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "result_retention_days": _between(1, 3650),
     "api_rate_limit": _between(1, 10000),
     "api_burst_limit": _between(1, 5000),
-    "task_rates_per_min": ((lambda v: all(isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 0
-                                          for r in v.values())),
-                           "a JSON object of task name to a non-negative number of requests a minute"),
-    "price_overrides": ((lambda v: isinstance(v, dict)), "a JSON object of price overrides"),
 }
 
 _CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]] = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Duration, Stack
@@ -10,11 +9,13 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from jobcore.lanes import Ec2Compute, FargateCompute, Lane
+from jobcore.limits import CPU_UNITS_PER_VCPU
 
 from stacks.config import PipelineConfig
 from stacks.constructs.api import JobsApi
 from stacks.constructs.cluster import WorkerCluster
-from stacks.constructs.compute import FargateSpot, GpuInstances
+from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.monitoring import PipelineMonitoring
 from stacks.constructs.router import RouterFunction
@@ -33,23 +34,10 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 }
 
 
-def pricing_environment(config: PipelineConfig) -> dict[str, str]:
-    """The cost model's inputs (``CostSettings.ENV``), the same for the router and every worker: the sizes
-    each lane is priced with and the operator's price overrides."""
-    return {
-        "ROUTER_MEMORY_MB": str(config.router_memory_mb),
-        "WORKER_VCPU": f"{config.worker_cpu / 1024:g}",
-        "WORKER_MEMORY_MB": str(config.worker_memory_mb),
-        "WORKER_CONCURRENCY": str(config.worker_concurrency),
-        "GPU_INSTANCE_TYPE": config.gpu_instance_type,
-        "FARGATE_SPOT": "true",  # the CPU lane runs on Fargate Spot first (FargateSpot)
-        "PRICE_OVERRIDES": json.dumps(config.price_overrides, sort_keys=True, separators=(",", ":")),
-    }
-
-
 class ServiceStack(Stack):
-    """Composes the lanes (queue + worker per lane: cpu always, gpu when enabled), the router and its API,
-    and monitoring, on the data stack's table, bucket and secrets."""
+    """Composes the lanes (a queue and a worker service per enabled queued lane of ``config.lanes()``: cpu
+    always, gpu when enabled), the router and its API, and monitoring, on the data stack's table, bucket
+    and secrets."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, data: DataStack,
                  **kwargs) -> None:
@@ -57,20 +45,18 @@ class ServiceStack(Stack):
         c = config
         retention = LOG_RETENTION[c.log_retention_days]
         storage, secrets = data.storage, data.secrets
-        pricing = pricing_environment(c)
-        lanes = {"cpu": JobQueue(self, "CpuLane", visibility_timeout=Duration.seconds(c.cpu_job_timeout_s),
-                                 max_receive_count=c.max_receives)}
-        if c.gpu_enabled:
-            lanes["gpu"] = JobQueue(self, "GpuLane", visibility_timeout=Duration.seconds(c.gpu_job_timeout_s),
-                                    max_receive_count=c.max_receives)
+        lanes = c.lanes()
+        queued = lanes.queued()
+        queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
+                                      visibility_timeout=Duration.seconds(int(lane.time_limit_s)))
+                  for lane in queued}
 
         router = RouterFunction(
-            self, "Router", storage=storage, lanes=lanes,
+            self, "Router", storage=storage, lanes=lanes, queues=queues,
             anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
-            stage=c.stage, model_id=c.model_id, inline_budget_s=c.inline_budget_s, memory_mb=c.router_memory_mb,
-            timeout=Duration.seconds(c.router_timeout_s), reserved_concurrency=c.router_reserved_concurrency,
-            gpu_memory_mb=c.gpu_memory_mb, job_ttl_days=c.job_ttl_days, task_rates_per_min=c.task_rates_per_min,
-            pricing_environment=pricing, log_retention=retention)
+            stage=c.stage, model_id=c.model_id, timeout=Duration.seconds(c.router_timeout_s),
+            reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
+            task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention)
         api = JobsApi(self, "Api", handler=router.function, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
@@ -78,20 +64,16 @@ class ServiceStack(Stack):
         image = ecs.ContainerImage.from_docker_image_asset(ecr_assets.DockerImageAsset(
             self, "WorkerImage", directory=str(REPO_ROOT), file=WORKER_DOCKERFILE,
             platform=ecr_assets.Platform.LINUX_AMD64))
-        shared = dict(cluster=cluster, image=image, storage=storage, stage=c.stage,
-                      model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
-                      webhook_secret=secrets.webhook_signing_secret, pricing_environment=pricing,
-                      log_retention=retention)
-        workers = {"cpu": WorkerService(
-            self, "CpuWorker", lane="cpu", job_queue=lanes["cpu"], **shared,
-            compute=FargateSpot(cpu=c.worker_cpu, memory_mb=c.worker_memory_mb, on_demand_base=c.worker_on_demand_base),
-            concurrency=c.worker_concurrency, min_tasks=c.worker_min_tasks, max_tasks=c.worker_max_tasks)}
-        if c.gpu_enabled:
-            workers["gpu"] = WorkerService(
-                self, "GpuWorker", lane="gpu", job_queue=lanes["gpu"], **shared,
-                compute=GpuInstances(instance_type=c.gpu_instance_type, ami_release=c.gpu_ami_release, cpu=c.gpu_cpu,
-                                     memory_mb=c.gpu_memory_mb, max_instances=c.gpu_max_tasks),
-                concurrency=c.gpu_concurrency, min_tasks=0, max_tasks=c.gpu_max_tasks)
+        workers = {
+            lane.name: WorkerService(
+                self, f"{lane.name.capitalize()}Worker", cluster=cluster, image=image, storage=storage,
+                lane=lane, lanes=lanes, job_queue=queues[lane.name], compute=compute_profile(c, lane),
+                min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name), stage=c.stage,
+                model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
+                webhook_secret=secrets.webhook_signing_secret, price_overrides=c.price_overrides,
+                log_retention=retention)
+            for lane in queued
+        }
 
         PipelineMonitoring(self, "Monitoring", alarm_email=c.alarm_email, router=router.function, api=api.api,
                            workers=workers)
@@ -100,6 +82,19 @@ class ServiceStack(Stack):
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id)
         CfnOutput(self, "GetApiKeyCommand", value=(
             f"aws apigateway get-api-key --api-key {api.api_key.key_id} --include-value --query value --output text"))
-        for lane, job_queue in lanes.items():
+        for lane, job_queue in queues.items():
             CfnOutput(self, f"{lane.capitalize()}QueueUrl", value=job_queue.queue.queue_url)
             CfnOutput(self, f"{lane.capitalize()}DeadLetterQueueUrl", value=job_queue.dead_letter_queue.queue_url)
+
+
+def compute_profile(config: PipelineConfig, lane: Lane) -> ComputeProfile:
+    """Where a queued lane's workers run: its compute, as the lane describes it, with the deployment's
+    own settings for it (Spot base, GPU AMI release, task CPU)."""
+    compute = lane.compute
+    if isinstance(compute, FargateCompute):
+        return FargateSpot(cpu=int(compute.vcpu * CPU_UNITS_PER_VCPU), memory_mb=compute.memory_mb,
+                           on_demand_base=config.worker_on_demand_base)
+    if isinstance(compute, Ec2Compute):
+        return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=config.gpu_cpu,
+                            memory_mb=lane.memory_mb, max_instances=config.max_tasks(lane.name))
+    raise ValueError(f"lanes.{lane.name}: no compute profile for {compute.kind!r} workers")

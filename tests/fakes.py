@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from jobcore.errors import ConflictError, EnqueueError
-from jobcore.model import Job, Route
+from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
+from jobcore.model import Job
 from jobcore.runner import JobRunner
+
+
+def make_lanes(
+    *, inline_budget_s: float = 20, router_memory_mb: int = 1024, worker_vcpu: float = 1.0,
+    worker_memory_mb: int = 4096, worker_concurrency: int = 8, spot: bool = True, cpu_time_limit_s: float = 3600,
+    gpu_enabled: bool = True, gpu_memory_mb: int = 15360, gpu_instance: str = "g5.xlarge", gpu_concurrency: int = 1,
+) -> Lanes:
+    """Lanes for unit tests, sized here rather than read from cdk.json, so a deployment default can change
+    without moving a unit test."""
+    return Lanes((
+        Lane(name=INLINE, queued=False, memory_mb=router_memory_mb, time_limit_s=inline_budget_s,
+             compute=LambdaCompute(memory_mb=router_memory_mb)),
+        Lane(name="cpu", queued=True, memory_mb=worker_memory_mb, time_limit_s=cpu_time_limit_s,
+             concurrency=worker_concurrency,
+             compute=FargateCompute(vcpu=worker_vcpu, memory_mb=worker_memory_mb, spot=spot)),
+        Lane(name="gpu", queued=True, gpu=True, enabled=gpu_enabled, memory_mb=gpu_memory_mb, time_limit_s=3600,
+             concurrency=gpu_concurrency, compute=Ec2Compute(instance=gpu_instance)),
+    ))
+
+
+LANES = make_lanes()
 
 
 class MemoryJobStore:
@@ -35,15 +58,15 @@ class MemoryJobStore:
 
 
 class MemoryQueue:
-    def __init__(self, lanes: tuple[Route, ...] = (Route.CPU,), *, broken: bool = False) -> None:
+    def __init__(self, lanes: tuple[str, ...] = ("cpu", "gpu"), *, broken: bool = False) -> None:
         self.lanes = lanes
         self.broken = broken
-        self.sent: list[tuple[str, Route]] = []
+        self.sent: list[tuple[str, str]] = []
 
-    def enqueue(self, job: Job, route: Route) -> None:
-        if self.broken or route not in self.lanes:
-            raise EnqueueError(f"no queue for the {route.value} lane")
-        self.sent.append((job.job_id, route))
+    def enqueue(self, job: Job) -> None:
+        if self.broken or job.lane not in self.lanes:
+            raise EnqueueError(f"no queue for the {job.lane} lane in this deployment")
+        self.sent.append((job.job_id, job.lane))
 
 
 class MemoryBlobs:
@@ -51,8 +74,9 @@ class MemoryBlobs:
         self.docs: dict[str, Any] = {}
 
     def put_json(self, key: str, document: Any) -> int:
-        self.docs[key] = copy.deepcopy(document)
-        return len(repr(document))
+        body = json.dumps(document, separators=(",", ":")).encode()  # what S3BlobStore stores, byte for byte
+        self.docs[key] = json.loads(body)
+        return len(body)
 
     def get_json(self, key: str) -> Any:
         return copy.deepcopy(self.docs[key])
@@ -134,5 +158,5 @@ class Harness:
 
 def harness() -> Harness:
     store, blobs, notifier, clock = MemoryJobStore(), MemoryBlobs(), RecordingNotifier(), FakeClock()
-    runner = JobRunner(store=store, blobs=blobs, notifier=notifier, clock_ms=clock.ms)
+    runner = JobRunner(store=store, blobs=blobs, notifier=notifier, clock_ms=clock.ms, lanes=LANES)
     return Harness(store, blobs, notifier, clock, runner)

@@ -23,14 +23,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "lambda_src") not in sys.path:  # `python -m tools.cost` from a bare checkout
     sys.path.insert(0, str(ROOT / "lambda_src"))
 
-from jobcore.costing import (  # noqa: E402
-    MB_PER_GB, SECONDS_PER_HOUR, Comparison, CostModel, Option, TaskComparison, WorkloadTask,
-    break_even_rate_per_min, compare, fargate_task, lambda_compute, lambda_memory_mb, lambda_requests,
-    load_workload, monthly_ec2, monthly_fargate, monthly_lambda,
+from jobcore.costing import MB_PER_GB, SECONDS_PER_HOUR, break_even_rate_per_min, lambda_compute, lambda_requests
+from jobcore.lanes import FargateCompute, Lane, Lanes
+from jobcore.limits import LAMBDA_MAX_DURATION_S, LAMBDA_MAX_MEMORY_MB
+from jobcore.pricing import Prices, default_prices
+
+from stacks.config import PipelineConfig
+from tools.workloads import (
+    Comparison, Option, TaskComparison, WorkloadTask, compare, fargate_task, lambda_memory_mb, load_workload, monthly_ec2,
+    monthly_fargate, monthly_lambda,
 )
-from jobcore.pricing import Prices, default_prices  # noqa: E402
 
 SEED_WORKLOAD = ROOT / "workloads" / "seed-article.json"
+CDK_JSON = ROOT / "cdk.json"
+
+
+def deployment_lanes() -> Lanes:
+    """The lanes ``cdk deploy`` builds from cdk.json: the sizes the notes and the chart price."""
+    return PipelineConfig.from_mapping(json.loads(CDK_JSON.read_text(encoding="utf-8"))["context"]).lanes()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,18 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.prices:
             prices = prices.with_overrides(_read(args.prices))
         data = _read(args.workload)
-        comparison = compare(load_workload(data, prices), prices)
+        lanes = deployment_lanes()
+        comparison = compare(load_workload(data, prices), prices, inline_budget_s=lanes.inline.time_limit_s,
+                             router_memory_mb=lanes.inline.memory_mb)
     except (OSError, ValueError) as error:
         print(f"cost: {error}", file=sys.stderr)
         return 2
-    notes = article_notes(data.get("article", {}), comparison, prices) if isinstance(data, Mapping) else []
+    notes = article_notes(data.get("article", {}), comparison, prices, lanes) if isinstance(data, Mapping) else []
     if args.json:
         print(json.dumps({**comparison.to_dict(), "article_notes": notes}, indent=2))
     else:
         print(render(comparison, notes))
     if args.chart:
         article = data.get("article", {}) if isinstance(data, Mapping) else {}
-        draw_chart(prices, args.chart, article_rates=article.get("frequency"))
+        draw_chart(prices, lanes, args.chart, article_rates=article.get("frequency"))
         print(f"chart: {args.chart}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -157,21 +169,22 @@ def price(value: float) -> str:
 
 # -- where the article's figures go wrong ----------------------------------------------------------
 
-def article_notes(article: Mapping[str, Any], comparison: Comparison, prices: Prices) -> list[str]:
+def article_notes(article: Mapping[str, Any], comparison: Comparison, prices: Prices, lanes: Lanes) -> list[str]:
     """Sentences that recompute the figures a workload file quotes from the article (its "article" block)."""
     rows = {row.task.name: row for row in comparison.tasks}
     checks: list[tuple[str, Callable[..., list[str]]]] = [
-        ("fine_tune", _fine_tune_notes), ("invoice", _invoice_notes),
-        ("continuous", _continuous_notes), ("frequency", _frequency_notes),
+        ("fine_tune", _fine_tune_notes), ("invoice", _invoice_notes), ("continuous", _continuous_notes),
     ]
     notes = [line for key, check in checks if key in article for line in check(article[key], rows, prices)]
+    if "frequency" in article:
+        notes += _frequency_notes(article["frequency"], prices, lanes)
     return notes + [_flat_price_note(prices)] if notes else []
 
 
 def _fine_tune_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparison], prices: Prices) -> list[str]:
     row = rows[claims["task"]]
     task, hours = row.task, row.task.duration_s / SECONDS_PER_HOUR
-    max_mb = prices.lambda_.max_memory_mb
+    max_mb = LAMBDA_MAX_MEMORY_MB
     on_lambda = lambda_compute(prices, duration_s=task.duration_s, memory_mb=max_mb, arch="x86_64")
     lambda_note = (
         f"Fine-tuning on Lambda: the article says ~{quoted(claims['claimed_lambda_usd'])}. {hours:g} h × {max_mb:,} MB "
@@ -235,23 +248,32 @@ def _continuous_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparis
     ]
 
 
-def _frequency_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparison], prices: Prices) -> list[str]:
-    model, duration = CostModel(prices), claims["example_duration_s"]
-    settings = dict(
-        expected_duration_s=duration, router_memory_mb=model.router_memory_mb, worker_vcpu=model.worker_vcpu,
-        worker_memory_mb=model.worker_memory_mb, worker_concurrency=model.worker_concurrency,
+def _fargate_worker(lanes: Lanes, *, spot: bool) -> Lane:
+    """The deployment's CPU lane, on Spot or on-demand Fargate."""
+    worker = lanes.fallback
+    if not isinstance(worker.compute, FargateCompute):
+        raise ValueError(f"lanes.{worker.name}: the notes and the chart compare a Fargate worker")
+    return replace(worker, compute=replace(worker.compute, spot=spot))
+
+
+def _frequency_notes(claims: Mapping[str, Any], prices: Prices, lanes: Lanes) -> list[str]:
+    duration, inline = claims["example_duration_s"], lanes.inline
+    spot, on_demand = (
+        break_even_rate_per_min(prices, expected_duration_s=duration, inline=inline, worker=_fargate_worker(lanes, spot=s))
+        for s in (True, False)
     )
-    spot = break_even_rate_per_min(prices, **settings, spot=True)
-    on_demand = break_even_rate_per_min(prices, **settings, spot=False)
     if spot is None or on_demand is None:
         return []
+    worker = _fargate_worker(lanes, spot=True)
+    size = worker.compute
+    assert isinstance(size, FargateCompute)
     article_per_min = claims["claimed_fargate_above_per_s"] * 60
     return [
         f"Frequency: the article keeps Lambda below {claims['claimed_lambda_below_per_min']}/min and moves to "
         f"Fargate above {claims['claimed_fargate_above_per_s']}/s. For work that waits on Claude the line is far "
-        f"lower: a call of {duration:g} s in the {model.router_memory_mb:,} MB router Lambda costs more inline than "
-        f"one always-on Fargate Spot worker ({model.worker_vcpu:g} vCPU / {model.worker_memory_mb / MB_PER_GB:g} GB, "
-        f"{model.worker_concurrency} jobs at once) above {spot:.2f}/min ({on_demand:.2f}/min on-demand), "
+        f"lower: a call of {duration:g} s in the {inline.memory_mb:,} MB router Lambda costs more inline than "
+        f"one always-on Fargate Spot worker ({size.vcpu:g} vCPU / {size.memory_mb / MB_PER_GB:g} GB, "
+        f"{worker.concurrency} jobs at once) above {spot:.2f}/min ({on_demand:.2f}/min on-demand), "
         f"{article_per_min / spot:,.0f}× below the article's {claims['claimed_fargate_above_per_s']}/s."
     ]
 
@@ -261,13 +283,13 @@ def _flat_price_note(prices: Prices) -> str:
     return (
         f"Duration: Lambda does not 'charge heavily for the 11-15 minute range'. A GB-second costs "
         f"{price(lam.gb_second['arm64'])} (arm64) in minute 14 as in second 1; what stops long jobs is the "
-        f"{lam.max_duration_s:,.0f} s limit, and past it the job is not dearer on Lambda, it is impossible."
+        f"{LAMBDA_MAX_DURATION_S:,} s limit, and past it the job is not dearer on Lambda, it is impossible."
     )
 
 
 # -- the chart -------------------------------------------------------------------------------------
 
-def draw_chart(prices: Prices, path: Path, *, article_rates: Mapping[str, Any] | None = None) -> None:
+def draw_chart(prices: Prices, lanes: Lanes, path: Path, *, article_rates: Mapping[str, Any] | None = None) -> None:
     """Two panels, log-log: monthly cost against job duration, and against request rate.
 
     ``article_rates`` (the workload's quoted rules of thumb) adds the article's thresholds to the second.
@@ -279,7 +301,7 @@ def draw_chart(prices: Prices, path: Path, *, article_rates: Mapping[str, Any] |
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.2), constrained_layout=True)
     _duration_panel(left, prices)
-    _rate_panel(right, prices, CostModel(prices))
+    _rate_panel(right, prices, lanes)
     if article_rates:
         _article_rates(right, article_rates)
     fig.suptitle(
@@ -319,7 +341,7 @@ def _duration_panel(ax: Any, prices: Prices, volume: float = 10_000) -> None:
     for key, option_at in lines.items():
         label = option_at(60).route + (": a GPU job, 4 vCPU / 16 GB" if key == "ec2" else "")
         ax.plot(durations, _series(durations, option_at), color=_COLOURS[key], label=label, linewidth=2)
-    limit = prices.lambda_.max_duration_s
+    limit = LAMBDA_MAX_DURATION_S
     ax.axvline(limit, color=_COLOURS["lambda"], linestyle=":", linewidth=1.5)
     ax.text(limit * 1.15, 0.97, f"Lambda stops\nat {limit:,.0f} s", transform=ax.get_xaxis_transform(),
             color=_COLOURS["lambda"], fontsize=9, va="top")
@@ -329,12 +351,14 @@ def _duration_panel(ax: Any, prices: Prices, volume: float = 10_000) -> None:
     ax.legend(loc="upper left", fontsize=9)
 
 
-def _rate_panel(ax: Any, prices: Prices, model: CostModel, duration_s: float = 8.0) -> None:
+def _rate_panel(ax: Any, prices: Prices, lanes: Lanes, duration_s: float = 8.0) -> None:
     """One task of ``duration_s``: inline in the router Lambda, or on always-on workers."""
     per_month = prices.hours_per_month * 60
-    inline = WorkloadTask(name="job", duration_s=duration_s, memory_mb=model.router_memory_mb, monthly_volume=1)
-    worker = replace(inline, memory_mb=model.worker_memory_mb, vcpu=model.worker_vcpu,
-                     concurrency=model.worker_concurrency, always_on=True)
+    lane = _fargate_worker(lanes, spot=True)
+    size = lane.compute
+    assert isinstance(size, FargateCompute)
+    inline = WorkloadTask(name="job", duration_s=duration_s, memory_mb=lanes.inline.memory_mb, monthly_volume=1)
+    worker = replace(inline, memory_mb=size.memory_mb, vcpu=size.vcpu, concurrency=lane.concurrency, always_on=True)
     gpu = replace(inline, memory_mb=16384, vcpu=4, gpu=True, gpu_model="A10G", always_on=True)
     lines = {
         "lambda": lambda r: monthly_lambda(prices, replace(inline, monthly_volume=r * per_month), label="inline: router"),
@@ -345,13 +369,13 @@ def _rate_panel(ax: Any, prices: Prices, model: CostModel, duration_s: float = 8
     _axes(ax, "requests per minute",
           f"Against request rate: jobs of {duration_s:g} s that wait on Claude, inline or on always-on workers")
     rates = _log_points(0.01, 10_000, 400)
-    suffix = {"fargate-spot": f" workers, {model.worker_concurrency} jobs each", "fargate": " workers",
+    suffix = {"fargate-spot": f" workers, {lane.concurrency} jobs each", "fargate": " workers",
               "ec2": " always on, 1 job per GPU"}
     for key, option_at in lines.items():
         ax.plot(rates, _series(rates, option_at), color=_COLOURS[key], linewidth=2,
                 label=option_at(1).route + suffix.get(key, ""))
     for key, spot, offset in (("fargate-spot", True, (75, -75)), ("fargate", False, (-175, 35))):
-        _mark_break_even(ax, prices, model, duration_s, spot, lines["lambda"], _COLOURS[key], offset)
+        _mark_break_even(ax, prices, lanes, duration_s, spot, lines["lambda"], _COLOURS[key], offset)
     ax.legend(loc="upper left", fontsize=9)
 
 
@@ -379,12 +403,10 @@ def _label(ax: Any, text: str, point: tuple[float, float], colour: str, offset: 
                 arrowprops={"arrowstyle": "-", "color": colour})
 
 
-def _mark_break_even(ax: Any, prices: Prices, model: CostModel, duration_s: float, spot: bool,
+def _mark_break_even(ax: Any, prices: Prices, lanes: Lanes, duration_s: float, spot: bool,
                      inline_at: Callable[[float], Option], colour: str, offset: tuple[int, int]) -> None:
-    rate = break_even_rate_per_min(
-        prices, expected_duration_s=duration_s, router_memory_mb=model.router_memory_mb, spot=spot,
-        worker_vcpu=model.worker_vcpu, worker_memory_mb=model.worker_memory_mb,
-        worker_concurrency=model.worker_concurrency)
+    rate = break_even_rate_per_min(prices, expected_duration_s=duration_s, inline=lanes.inline,
+                                   worker=_fargate_worker(lanes, spot=spot))
     if rate is None:
         return
     cost = inline_at(rate).cost.total

@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from jobadapters.settings import WorkerSettings
-from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_cost_model, build_model, build_runner
+from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
 from jobcore.tasks import RunContext
 from worker.poller import Poller
 from worker.protection import TaskProtection
@@ -20,13 +20,13 @@ log = logging.getLogger("worker")
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
     # Webhooks go out from their own small pool: a slow receiver never holds a job slot.
     runner = build_runner(
-        clients, settings.results_bucket, settings.webhooks,
-        executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"), cost_model=build_cost_model(settings.cost),
+        clients, settings.results_bucket, settings.webhooks, settings.lanes,
+        executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"),
     )
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,
-        ctx=RunContext(llm=model, model_id=settings.claude.model_id, concurrency=settings.concurrency),
+        ctx=RunContext(llm=model, model_id=settings.claude.model_id),
         concurrency=settings.concurrency, max_receives=settings.max_receives,
         visibility_timeout_s=settings.visibility_timeout_s, protection=TaskProtection(settings.ecs_agent_uri),
         wait_time_s=settings.poll_wait_s,

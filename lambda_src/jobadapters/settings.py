@@ -8,8 +8,17 @@ fails CI rather than a deployed function.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from jobcore.costing import CostModel
+from jobcore.limits import SQS_MAX_WAIT_S
+from jobcore.lanes import LaneConfigError, Lanes
+from jobcore.pricing import Prices, default_prices
+from jobcore.tasks import arrival_rates
+
+_N = TypeVar("_N", int, float)
 
 
 class ConfigError(ValueError):
@@ -23,7 +32,7 @@ def _required(env: Mapping[str, str], key: str) -> str:
     return value
 
 
-def _number(env: Mapping[str, str], key: str, default: float, cast=float):
+def _number(env: Mapping[str, str], key: str, default: _N, cast: Callable[[str], _N]) -> _N:
     raw = env.get(key, "")
     if raw == "":
         return default
@@ -38,9 +47,11 @@ def _flag(env: Mapping[str, str], key: str, default: bool = False) -> bool:
     return default if raw == "" else raw in {"1", "true", "yes"}
 
 
-def _json_object(env: Mapping[str, str], key: str) -> dict:
+def _json_object(env: Mapping[str, str], key: str, *, required: bool = False) -> dict:
     raw = env.get(key, "")
     if raw == "":
+        if required:
+            raise ConfigError(f"environment variable {key} is required")
         return {}
     try:
         value = json.loads(raw)
@@ -52,33 +63,37 @@ def _json_object(env: Mapping[str, str], key: str) -> dict:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CostSettings:
-    """The sizes the cost model prices each lane with, and the operator's price overrides.
+class LaneSettings:
+    """The deployment's lanes and the prices they are costed with, parsed by the core's own rules.
 
-    Read by the router (estimates, the frequency break-even) and the worker (actual costs) alike.
+    Read by the router (routing, estimates, the frequency break-even) and the workers (time limits,
+    actual costs) alike; the CDK app builds ``LANES`` from its configuration with the same classes.
     """
 
-    ENV = frozenset({"ROUTER_MEMORY_MB", "WORKER_VCPU", "WORKER_MEMORY_MB", "WORKER_CONCURRENCY", "GPU_INSTANCE_TYPE", "FARGATE_SPOT", "PRICE_OVERRIDES"})
+    ENV = frozenset({"LANES", "PRICE_OVERRIDES"})
 
-    router_memory_mb: int = 1024
-    worker_vcpu: float = 1.0
-    worker_memory_mb: int = 4096
-    worker_concurrency: int = 8
-    gpu_instance: str = "g5.xlarge"
-    spot: bool = True
-    price_overrides: dict = field(default_factory=dict)
+    lanes: Lanes
+    prices: Prices
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CostSettings:
-        return cls(
-            router_memory_mb=_number(env, "ROUTER_MEMORY_MB", 1024, int),
-            worker_vcpu=_number(env, "WORKER_VCPU", 1.0),
-            worker_memory_mb=_number(env, "WORKER_MEMORY_MB", 4096, int),
-            worker_concurrency=_number(env, "WORKER_CONCURRENCY", 8, int),
-            gpu_instance=env.get("GPU_INSTANCE_TYPE") or "g5.xlarge",
-            spot=_flag(env, "FARGATE_SPOT", default=True),
-            price_overrides=_json_object(env, "PRICE_OVERRIDES"),
-        )
+    def from_env(cls, env: Mapping[str, str]) -> LaneSettings:
+        try:
+            lanes = Lanes.from_dict(_json_object(env, "LANES", required=True))
+        except LaneConfigError as error:
+            raise ConfigError(f"environment variable LANES: {error}") from None
+        try:
+            prices = default_prices().with_overrides(_json_object(env, "PRICE_OVERRIDES"))
+        except ValueError as error:
+            raise ConfigError(f"environment variable PRICE_OVERRIDES: {error}") from None
+        settings = cls(lanes=lanes, prices=prices)
+        try:
+            settings.cost_model()
+        except ValueError as error:
+            raise ConfigError(f"environment variables LANES and PRICE_OVERRIDES: {error}") from None
+        return settings
+
+    def cost_model(self) -> CostModel:
+        return CostModel(self.prices, self.lanes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,57 +135,42 @@ class WebhookSettings:
         )
 
 
-# API Gateway (REST) gives an integration 29 s; the inline budget must leave room for the rest of
-# the request (DynamoDB and S3 writes, the response) so that a slow model never produces a 504.
-MAX_INLINE_BUDGET_S = 25.0
-
-
 @dataclass(frozen=True, kw_only=True)
 class RouterSettings:
-    """What the router Lambda needs: where jobs live, the lanes' queues and the routing limits."""
+    """What the router Lambda needs: where jobs live, each queued lane's queue, the lanes themselves."""
 
     ENV = frozenset({
-        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "CPU_QUEUE_URL", "GPU_QUEUE_URL",
-        "INLINE_BUDGET_S", "GPU_MEMORY_MB", "TASK_RATES_PER_MIN",
+        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "TASK_RATES_PER_MIN",
         "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "WEBHOOK_SECRET_ARN",
-    }) | CostSettings.ENV
+    }) | LaneSettings.ENV
     # Read by the local runtime only; never set by the CDK app.
     LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_SECRET", "WEBHOOK_ALLOW_PRIVATE_TARGETS"})
 
     stage: str
     jobs_table: str
     results_bucket: str
-    cpu_queue_url: str
-    gpu_queue_url: str | None
-    inline_budget_s: float
-    gpu_memory_mb: int
+    queue_urls: dict[str, str]  # enabled queued lane -> its SQS queue
     job_ttl_days: int
     # How often each task arrives, as the operator expects it (requests a minute, by task name):
     # the frequency question of the decision framework. Undeclared tasks count as rare.
-    task_rates_per_min: dict
+    task_rates_per_min: dict[str, float]
     claude: ClaudeSettings
     webhooks: WebhookSettings
-    cost: CostSettings
-
-    def __post_init__(self) -> None:
-        if not 0 < self.inline_budget_s <= MAX_INLINE_BUDGET_S:
-            raise ConfigError(f"INLINE_BUDGET_S={self.inline_budget_s:g} must be above 0 and at most {MAX_INLINE_BUDGET_S:g} (API Gateway waits 29 s)")
+    lanes: LaneSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
+        lanes = LaneSettings.from_env(env)
         return cls(
             stage=env.get("STAGE") or "dev",
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
-            cpu_queue_url=_required(env, "CPU_QUEUE_URL"),
-            gpu_queue_url=env.get("GPU_QUEUE_URL") or None,
-            inline_budget_s=_number(env, "INLINE_BUDGET_S", 20.0),
-            gpu_memory_mb=_number(env, "GPU_MEMORY_MB", 15360, int),
+            queue_urls=_queue_urls(env, lanes.lanes),
             job_ttl_days=_number(env, "JOB_TTL_DAYS", 30, int),
             task_rates_per_min=_rates(env),
             claude=ClaudeSettings.from_env(env, key_in_secret=True),
             webhooks=WebhookSettings.from_env(env, key_in_secret=True),
-            cost=CostSettings.from_env(env),
+            lanes=lanes,
         )
 
 
@@ -181,7 +181,7 @@ class WorkerSettings:
     ENV = frozenset({
         "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET",
         "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID",
-    }) | CostSettings.ENV
+    }) | LaneSettings.ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
     SECRETS = frozenset({"ANTHROPIC_API_KEY", "WEBHOOK_SECRET"})
     # ECS_AGENT_URI is set by ECS itself; the others only by the local runtime.
@@ -196,15 +196,17 @@ class WorkerSettings:
     visibility_timeout_s: int
     claude: ClaudeSettings
     webhooks: WebhookSettings
-    cost: CostSettings
+    lanes: LaneSettings
     ecs_agent_uri: str | None = None
-    poll_wait_s: int = 20
+    poll_wait_s: int = SQS_MAX_WAIT_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
-        lane = env.get("LANE") or "cpu"
-        if lane not in {"cpu", "gpu"}:
-            raise ConfigError(f"environment variable LANE={lane!r} must be cpu or gpu")
+        lanes = LaneSettings.from_env(env)
+        lane = _required(env, "LANE")
+        queued = [spec.name for spec in lanes.lanes.queued()]
+        if lane not in queued:
+            raise ConfigError(f"environment variable LANE={lane!r} must be an enabled queued lane of LANES ({', '.join(queued)})")
         return cls(
             stage=env.get("STAGE") or "dev",
             lane=lane,
@@ -215,19 +217,28 @@ class WorkerSettings:
             visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT_S", 300, int),
             claude=ClaudeSettings.from_env(env, key_in_secret=False),
             webhooks=WebhookSettings.from_env(env, key_in_secret=False),
-            cost=CostSettings.from_env(env),
+            lanes=lanes,
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
-            poll_wait_s=_number(env, "POLL_WAIT_S", 20, int),
+            poll_wait_s=_number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int),
         )
 
     @property
     def concurrency(self) -> int:
-        return self.cost.worker_concurrency
+        """Jobs this worker runs at once: its lane's."""
+        return self.lanes.lanes.get(self.lane).concurrency
 
 
-def _rates(env: Mapping[str, str]) -> dict:
-    rates = _json_object(env, "TASK_RATES_PER_MIN")
-    for task, rate in rates.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
-            raise ConfigError(f"TASK_RATES_PER_MIN[{task!r}] must be a non-negative number")
-    return rates
+def _queue_urls(env: Mapping[str, str], lanes: Lanes) -> dict[str, str]:
+    urls = _json_object(env, "LANE_QUEUE_URLS", required=True)
+    wanted = {lane.name for lane in lanes.queued()}
+    if set(urls) != wanted or not all(isinstance(url, str) and url for url in urls.values()):
+        raise ConfigError(f"environment variable LANE_QUEUE_URLS must give a queue URL for each enabled queued lane "
+                          f"({', '.join(sorted(wanted))}), and for no other; it has {', '.join(sorted(urls)) or 'none'}")
+    return urls
+
+
+def _rates(env: Mapping[str, str]) -> dict[str, float]:
+    try:
+        return arrival_rates(_json_object(env, "TASK_RATES_PER_MIN"))
+    except ValueError as error:
+        raise ConfigError(f"environment variable TASK_RATES_PER_MIN: {error}") from None

@@ -9,22 +9,23 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobcore.errors import EnqueueError
-from jobcore.model import Job, Route
+from jobcore.model import Job
 
 
 class SqsJobQueue:
-    def __init__(self, client: Any, urls: Mapping[Route, str | None]):
+    def __init__(self, client: Any, urls: Mapping[str, str]):
+        """``urls``: each queued lane's queue, by lane name."""
         self._client = client
         self._urls = dict(urls)
 
-    def enqueue(self, job: Job, route: Route) -> None:
-        url = self._urls.get(route)
+    def enqueue(self, job: Job) -> None:
+        url = self._urls.get(job.lane)
         if not url:
-            raise EnqueueError(f"no queue for the {route.value} lane in this deployment")
+            raise EnqueueError(f"no queue for the {job.lane} lane in this deployment")
         try:
             self._client.send_message(QueueUrl=url, MessageBody=encode(job))
         except (ClientError, BotoCoreError) as error:
-            raise EnqueueError(f"the {route.value} queue refused the job: {error}") from None
+            raise EnqueueError(f"the {job.lane} queue refused the job: {error}") from None
 
 
 def encode(job: Job) -> str:

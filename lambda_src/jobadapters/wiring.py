@@ -16,12 +16,9 @@ from botocore.config import Config
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, CostSettings, RouterSettings, WebhookSettings
+from jobadapters.settings import ClaudeSettings, LaneSettings, RouterSettings, WebhookSettings
 from jobadapters.sqs import SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookNotifier
-from jobcore.costing import CostModel
-from jobcore.model import Route
-from jobcore.pricing import default_prices
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -60,41 +57,29 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
     return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
 
 
-def build_cost_model(settings: CostSettings) -> CostModel:
-    return CostModel(
-        default_prices().with_overrides(settings.price_overrides), router_memory_mb=settings.router_memory_mb,
-        worker_vcpu=settings.worker_vcpu, worker_memory_mb=settings.worker_memory_mb,
-        worker_concurrency=settings.worker_concurrency, gpu_instance=settings.gpu_instance, spot=settings.spot,
-    )
-
-
-def build_runner(
-    clients: AwsClients, bucket: str, webhooks: WebhookSettings, *, executor: Executor | None, cost_model: CostModel | None = None,
-) -> JobRunner:
+def build_runner(clients: AwsClients, bucket: str, webhooks: WebhookSettings, lanes: LaneSettings, *, executor: Executor | None) -> JobRunner:
     blobs = S3BlobStore(clients.s3, bucket)
     notifier = HttpWebhookNotifier(
         render=lambda job: render(job, blobs), secret=_webhook_secret(webhooks), clock_ms=clock_ms,
         executor=executor, allow_private_targets=webhooks.allow_private_targets,
     )
-    return JobRunner(store=DynamoJobStore(clients.table), blobs=blobs, notifier=notifier, clock_ms=clock_ms, cost_model=cost_model)
+    return JobRunner(
+        store=DynamoJobStore(clients.table), blobs=blobs, notifier=notifier, clock_ms=clock_ms, lanes=lanes.lanes,
+        cost_model=lanes.cost_model(),
+    )
 
 
 def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:
     # Lambda freezes between invocations, so the router delivers webhooks before it returns.
-    cost_model = build_cost_model(settings.cost)
-    runner = build_runner(clients, settings.results_bucket, settings.webhooks, executor=None, cost_model=cost_model)
-    queue = SqsJobQueue(clients.sqs, {Route.CPU: settings.cpu_queue_url, Route.GPU: settings.gpu_queue_url})
-    policy = RoutingPolicy(
-        inline_budget_s=settings.inline_budget_s, router_memory_mb=settings.cost.router_memory_mb,
-        worker_memory_mb=settings.cost.worker_memory_mb, gpu_memory_mb=settings.gpu_memory_mb,
-        gpu_enabled=bool(settings.gpu_queue_url),
-    )
+    runner = build_runner(clients, settings.results_bucket, settings.webhooks, settings.lanes, executor=None)
+    inline_budget_s = settings.lanes.lanes.inline.time_limit_s
     return JobService(
-        runner=runner, queue=queue, policy=policy, model_id=settings.claude.model_id,
-        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=settings.inline_budget_s, env=env),
+        runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
+        policy=RoutingPolicy(lanes=settings.lanes.lanes), model_id=settings.claude.model_id,
+        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env),
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.webhooks.allow_private_targets,
-        cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
+        cost_model=runner.cost_model, arrival_rates_per_min=settings.task_rates_per_min,
     )
 
 

@@ -56,6 +56,12 @@ class InvalidTransitionError(ConflictError):
     """The lifecycle forbids this move (e.g. a finished job cannot start again)."""
 
 
+class MisconfiguredError(JobError):
+    """The deployment's settings are invalid: the service refuses work until they are fixed."""
+
+    type = "misconfigured"
+
+
 class EnqueueError(JobError):
     """The queue refused the job; the job is marked failed and the client told to retry."""
 

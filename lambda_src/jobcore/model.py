@@ -43,12 +43,6 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-class Route(str, enum.Enum):
-    INLINE = "inline"
-    CPU = "cpu"
-    GPU = "gpu"
-
-
 class Mode(str, enum.Enum):
     AUTO = "auto"
     SYNC = "sync"
@@ -81,8 +75,8 @@ class Job:
     tenant_id: str
     task: str
     status: JobStatus
-    route: Route
-    route_reason: str
+    lane: str  # jobcore.lanes: where it runs ("inline", "cpu", "gpu", ...)
+    route_reason: str  # why the router chose that lane
     mode: Mode = Mode.AUTO
     created_at: int  # epoch milliseconds, like every timestamp here
     updated_at: int
@@ -105,7 +99,6 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
-        data["route"] = self.route.value
         data["mode"] = self.mode.value
         if self.webhook is not None:
             data["webhook"] = {"url": self.webhook.url, "events": list(self.webhook.events)}
@@ -115,7 +108,8 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         fields = dict(data)
         fields["status"] = JobStatus(fields["status"])
-        fields["route"] = Route(fields["route"])
+        if "lane" not in fields and "route" in fields:  # items written before lanes had their name
+            fields["lane"] = fields["route"]
         fields["mode"] = Mode(fields.get("mode", "auto"))
         if fields.get("webhook"):
             fields["webhook"] = Webhook(fields["webhook"]["url"], tuple(fields["webhook"].get("events", ())))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from jobcore.model import Job, Route
+from jobcore.model import Job
 
 
 class JobStore(Protocol):
@@ -23,8 +23,8 @@ class JobStore(Protocol):
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job: Job, route: Route) -> None:
-        """Hand the job id to the lane's queue; EnqueueError if that lane has no queue or SQS refuses."""
+    def enqueue(self, job: Job) -> None:
+        """Hand the job id to its lane's queue; EnqueueError if that lane has no queue or SQS refuses."""
 
 
 class BlobStore(Protocol):

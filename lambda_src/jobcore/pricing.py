@@ -3,7 +3,7 @@
 Every figure the cost model multiplies by comes from that file, so a price change is a reviewed data
 change in one place, and a deployment in another region (or with a negotiated discount) passes
 overrides instead of editing code. Limits that decide whether a lane can run a job at all (Lambda's
-900 s, Fargate's largest task) live beside the prices they qualify.
+900 s, Fargate's largest task) are not prices: they live in :mod:`jobcore.limits`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ _OPEN_MAPS = frozenset({("ec2", "instances"), ("claude", "models")})
 class LambdaPrices:
     request_per_million: float
     gb_second: Mapping[str, float]  # by architecture: "arm64", "x86_64"
-    max_duration_s: float
-    max_memory_mb: int
-    mb_per_vcpu: int  # Lambda allocates CPU in proportion to memory
-    max_vcpu: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,8 +37,6 @@ class FargatePrices:
     rates: Mapping[str, FargateRate]  # by architecture
     spot_discount: float  # fraction off the x86_64 on-demand rate
     min_billed_s: float
-    max_vcpu: float
-    max_memory_gb: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,8 +165,6 @@ def _lambda(r: _Reader) -> LambdaPrices:
     return LambdaPrices(
         request_per_million=r.num("request_per_million"),
         gb_second={arch: gb_second.num(arch) for arch in ("arm64", "x86_64")},
-        max_duration_s=r.num("max_duration_s"), max_memory_mb=int(r.num("max_memory_mb")),
-        mb_per_vcpu=int(r.num("mb_per_vcpu")), max_vcpu=r.num("max_vcpu"),
     )
 
 
@@ -184,10 +176,7 @@ def _fargate(r: _Reader) -> FargatePrices:
     discount = r.num("spot_discount")
     if discount >= 1:
         raise ValueError("prices: fargate.spot_discount is a fraction below 1")
-    return FargatePrices(
-        rates=rates, spot_discount=discount, min_billed_s=r.num("min_billed_s"),
-        max_vcpu=r.num("max_vcpu"), max_memory_gb=r.num("max_memory_gb"),
-    )
+    return FargatePrices(rates=rates, spot_discount=discount, min_billed_s=r.num("min_billed_s"))
 
 
 def _ec2(r: _Reader) -> Ec2Prices:

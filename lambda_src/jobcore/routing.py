@@ -2,23 +2,26 @@
 
 The questions, in the order the policy asks them (each answer is recorded on the job):
 
-1. Needs a GPU?                      → gpu lane (ECS on EC2), if enabled; never sync.
+1. Needs a GPU?                      → a GPU lane (ECS on EC2), if one is enabled; never sync.
 2. Memory beyond every lane?         → unroutable (422).
-3. Client asked ``async``?           → cpu lane.
-4. Expected duration > inline budget → cpu lane (sync: unroutable, it cannot answer in time).
-5. Memory > the router's memory?     → cpu lane (sync: unroutable).
-6. A batch task (not event-driven)?  → cpu lane, unless the client asked ``sync``.
+3. Client asked ``async``?           → a CPU queue lane.
+4. Expected duration > inline budget → a CPU queue lane (sync: unroutable, it cannot answer in time).
+5. Memory > the router's memory?     → a CPU queue lane (sync: unroutable).
+6. A batch task (not event-driven)?  → a CPU queue lane, unless the client asked ``sync``.
 7. Arriving faster than the rate at which the always-on worker becomes cheaper than
-   per-request inline runs?          → cpu lane, unless the client asked ``sync``.
+   per-request inline runs?          → a CPU queue lane, unless the client asked ``sync``.
 8. Otherwise                         → inline: short, small, event-driven, run it now.
-"""
 
+A queue lane is taken only if it can run the job (its memory and time limit); the lanes and their
+limits are the deployment's (:mod:`jobcore.lanes`), never numbers of this module's own.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from jobcore.errors import UnroutableError
-from jobcore.model import Mode, Route
+from jobcore.lanes import Lane, Lanes
+from jobcore.model import Mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,11 +30,11 @@ class TaskProfile:
 
     expected_duration_s: float
     memory_mb: int
+    timeout_s: float  # the longest one job may run; a lane's own limit may cut it shorter
     gpu: bool = False
     trigger: str = "event"  # "event": a request waits for it; "batch": nobody waits
     typical_input_tokens: int = 0
     typical_output_tokens: int = 0
-    timeout_s: float = 900.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,16 +47,12 @@ class Hints:
 
 @dataclass(frozen=True, kw_only=True)
 class RoutingPolicy:
-    inline_budget_s: float = 20.0
-    router_memory_mb: int = 1024
-    worker_memory_mb: int = 4096
-    gpu_memory_mb: int = 15360
-    gpu_enabled: bool = False
+    lanes: Lanes
 
 
 @dataclass(frozen=True)
 class Decision:
-    route: Route
+    lane: str
     reason: str
 
 
@@ -61,9 +60,9 @@ def decide(
     profile: TaskProfile,
     *,
     expected_duration_s: float,
-    hints: Hints = Hints(),
-    mode: Mode = Mode.AUTO,
     policy: RoutingPolicy,
+    hints: Hints | None = None,
+    mode: Mode = Mode.AUTO,
     arrival_rate_per_min: float = 0.0,
     worker_cheaper_above_per_min: float | None = None,
 ) -> Decision:
@@ -71,48 +70,67 @@ def decide(
 
     ``arrival_rate_per_min`` is how often this task arrives; ``worker_cheaper_above_per_min`` the
     rate above which the always-on worker costs less than inline runs
-    (:func:`jobcore.costing.break_even_rate_per_min`; None: never prefer the worker for rate alone).
+    (:meth:`jobcore.costing.CostModel.break_even_per_min`; None: never prefer the worker for rate alone).
     """
+    hints = hints or Hints()
     duration = hints.expected_duration_s if hints.expected_duration_s is not None else expected_duration_s
     memory = max(profile.memory_mb, hints.memory_mb or 0)
+    lanes = policy.lanes
     if profile.gpu:
-        return _gpu(mode, policy, memory)
-    largest = max(policy.router_memory_mb, policy.worker_memory_mb)
+        return _gpu(mode, lanes, memory, duration)
+    inline = lanes.inline
+    largest = max(lane.memory_mb for lane in (inline, *lanes.cpu_lanes()))
     if memory > largest:
         raise UnroutableError(f"needs {memory} MB, more than any lane offers ({largest} MB)")
+    queue = _Queue(lanes, memory, duration, mode)
     if mode is Mode.ASYNC:
-        return Decision(Route.CPU, "cpu: client asked for async")
-    if duration > policy.inline_budget_s:
-        return _queued_or_refused(mode, f"expected {duration:.1f} s > inline budget {policy.inline_budget_s:g} s")
-    if memory > policy.router_memory_mb:
-        return _queued_or_refused(mode, f"needs {memory} MB > router memory {policy.router_memory_mb} MB")
+        return queue.take("client asked for async")
+    if duration > inline.time_limit_s:
+        return queue.take(f"expected {duration:.1f} s > inline budget {inline.time_limit_s:g} s")
+    if memory > inline.memory_mb:
+        return queue.take(f"needs {memory} MB > router memory {inline.memory_mb} MB")
     if mode is Mode.SYNC:
-        return Decision(Route.INLINE, f"inline: client asked for sync; expected {duration:.1f} s fits the budget")
+        return Decision(inline.name, f"inline: client asked for sync; expected {duration:.1f} s fits the budget")
     if profile.trigger == "batch":
-        return Decision(Route.CPU, "cpu: batch task, nobody waits on it")
+        return queue.take("batch task, nobody waits on it")
     threshold = worker_cheaper_above_per_min
     if threshold is not None and arrival_rate_per_min > threshold:
-        return Decision(
-            Route.CPU,
-            f"cpu: arriving at {arrival_rate_per_min:,.4g}/min > {threshold:.3g}/min, where the always-on worker is cheaper",
-        )
+        return queue.take(f"arriving at {arrival_rate_per_min:,.4g}/min > {threshold:.3g}/min, where the always-on worker is cheaper")
     return Decision(
-        Route.INLINE,
-        f"inline: expected {duration:.1f} s <= budget {policy.inline_budget_s:g} s, {memory} MB <= {policy.router_memory_mb} MB",
+        inline.name,
+        f"inline: expected {duration:.1f} s <= budget {inline.time_limit_s:g} s, {memory} MB <= {inline.memory_mb} MB",
     )
 
 
-def _gpu(mode: Mode, policy: RoutingPolicy, memory: int) -> Decision:
+@dataclass(frozen=True)
+class _Queue:
+    """The CPU queue lanes that can take this job, or the reason none can."""
+
+    lanes: Lanes
+    memory_mb: int
+    duration_s: float
+    mode: Mode
+
+    def take(self, why: str) -> Decision:
+        if self.mode is Mode.SYNC:
+            raise UnroutableError(f"cannot run sync: {why}")
+        lane = _first_fitting(self.lanes.cpu_lanes(), self.memory_mb, self.duration_s)
+        return Decision(lane.name, f"{lane.name}: {why}")
+
+
+def _first_fitting(candidates: tuple[Lane, ...], memory_mb: int, duration_s: float) -> Lane:
+    for lane in candidates:
+        if lane.memory_mb >= memory_mb and lane.time_limit_s >= duration_s:
+            return lane
+    offered = ", ".join(f"{lane.name} ({lane.memory_mb} MB, {lane.time_limit_s:g} s)" for lane in candidates)
+    raise UnroutableError(f"needs {memory_mb} MB for {duration_s:.1f} s; no lane offers that ({offered})")
+
+
+def _gpu(mode: Mode, lanes: Lanes, memory: int, duration: float) -> Decision:
     if mode is Mode.SYNC:
-        raise UnroutableError("needs a GPU, which only the queued gpu lane has: sync is impossible, use auto or async")
-    if not policy.gpu_enabled:
+        raise UnroutableError("needs a GPU, which only a queued gpu lane has: sync is impossible, use auto or async")
+    candidates = lanes.gpu_lanes()
+    if not candidates:
         raise UnroutableError("needs a GPU, and the gpu lane is not enabled in this deployment")
-    if memory > policy.gpu_memory_mb:
-        raise UnroutableError(f"needs {memory} MB, more than the gpu lane offers ({policy.gpu_memory_mb} MB)")
-    return Decision(Route.GPU, "gpu: task needs a GPU (ECS on EC2)")
-
-
-def _queued_or_refused(mode: Mode, why: str) -> Decision:
-    if mode is Mode.SYNC:
-        raise UnroutableError(f"cannot run sync: {why}")
-    return Decision(Route.CPU, f"cpu: {why}")
+    lane = _first_fitting(candidates, memory, duration)
+    return Decision(lane.name, f"{lane.name}: task needs a GPU (ECS on EC2)")

@@ -11,21 +11,38 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jobcore import webhooks
 from jobcore.errors import ConflictError, JobError, ModelError, TaskTimeoutError
-from jobcore.model import Job, JobStatus, Route, Usage, transition
+from jobcore.lanes import Lanes
+from jobcore.limits import SQS_MAX_VISIBILITY_S
+from jobcore.model import Job, JobStatus, Usage, transition
 from jobcore.ports import BlobStore, JobStore, WebhookNotifier
 from jobcore.schema_keys import result_key
-from jobcore.tasks import CATALOGUE, RunContext, Task, TaskResult, lookup
+from jobcore.tasks import CATALOGUE, RunContext, TaskResult, TaskSpec, lookup, run_task
 
 log = logging.getLogger(__name__)
 
-# Seconds before a failed attempt is retried: doubles per attempt, capped (SQS visibility ≤ 12 h).
-RETRY_BASE_S = 15
-RETRY_CAP_S = 900
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds before attempt ``n + 1`` after ``n`` failed: ``base_s`` doubled per attempt, capped.
+
+    A ``retry_after_s`` the failure carries (a 429's Retry-After) replaces the computed delay, capped too.
+    """
+
+    base_s: float = 15
+    cap_s: float = 900
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base_s <= self.cap_s <= SQS_MAX_VISIBILITY_S:
+            raise ValueError(f"{self!r}: need 0 < base_s <= cap_s <= {SQS_MAX_VISIBILITY_S} (SQS visibility)")
+
+    def delay_s(self, failed_attempts: int, *, retry_after_s: float | None = None) -> int:
+        wanted = retry_after_s if retry_after_s else self.base_s * 2 ** max(0, failed_attempts - 1)
+        return int(min(wanted, self.cap_s))
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class Disposition:
 class CostModel(Protocol):
     """What the runner needs of :class:`jobcore.costing.CostModel` (None: no cost recorded)."""
 
-    def actual(self, *, route: Route, model_id: str, usage: Usage, duration_s: float) -> dict[str, Any]: ...
+    def actual(self, *, lane: str, model_id: str, usage: Usage, duration_s: float) -> dict[str, Any]: ...
 
 
 @dataclass(kw_only=True)
@@ -58,11 +75,10 @@ class JobRunner:
     blobs: BlobStore
     notifier: WebhookNotifier
     clock_ms: Callable[[], int]
-    catalogue: dict[str, Task] = None  # type: ignore[assignment]
+    lanes: Lanes
+    catalogue: dict[str, TaskSpec] = field(default_factory=lambda: CATALOGUE)
     cost_model: CostModel | None = None
-
-    def __post_init__(self) -> None:
-        self.catalogue = self.catalogue or CATALOGUE
+    backoff: Backoff = Backoff()
 
     # --- the worker's entry point ------------------------------------------------------------
 
@@ -82,9 +98,9 @@ class JobRunner:
             job = self.save(job, transition(job, JobStatus.RUNNING, now_ms=self.clock_ms()))
         except ConflictError as error:
             # Another worker holds the job; see it again later, by when it will have finished.
-            return Disposition(False, job, retry_in_s=RETRY_BASE_S, note=str(error))
+            return Disposition(False, job, retry_in_s=self.backoff.delay_s(1), note=str(error))
         try:
-            return Disposition(True, self.execute(job, ctx, timeout_s=self._task(job).profile.timeout_s).job)
+            return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
         except ConflictError as error:
             return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
         except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
@@ -120,7 +136,7 @@ class JobRunner:
         cost = dict(job.cost)
         if self.cost_model is not None:
             duration_s = (now - (job.started_at or now)) / 1000
-            cost["actual"] = self.cost_model.actual(route=job.route, model_id=model_id, usage=result.usage, duration_s=duration_s)
+            cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=model_id, usage=result.usage, duration_s=duration_s)
         return self.finish(job, JobStatus.SUCCEEDED, result_ref=key, result_bytes=size, usage=result.usage, cost=cost)
 
     def fail(self, job: Job, error: Exception) -> Job:
@@ -138,7 +154,11 @@ class JobRunner:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _task(self, job: Job) -> Task:
+    def time_limit_s(self, job: Job) -> float:
+        """The longest this job may run: its task's limit, or its lane's where that is shorter."""
+        return min(self._task(job).profile.timeout_s, self.lanes.get(job.lane).time_limit_s)
+
+    def _task(self, job: Job) -> TaskSpec:
         return lookup(job.task, self.catalogue)
 
     def _retry_or_fail(self, job: Job, error: Exception, *, receive_count: int, max_receives: int) -> Disposition:
@@ -149,9 +169,9 @@ class JobRunner:
             return Disposition(True, self.fail(job, _Reason(error, why)))
         if not isinstance(error, JobError):
             log.exception("job %s attempt %d crashed; will retry", job.job_id, receive_count, exc_info=error)
-        delay = min(getattr(error, "retry_after_s", None) or RETRY_BASE_S * 2 ** (receive_count - 1), RETRY_CAP_S)
+        delay = self.backoff.delay_s(receive_count, retry_after_s=getattr(error, "retry_after_s", None))
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=_error(error)))
-        return Disposition(False, queued, retry_in_s=int(delay), note=f"retrying in {int(delay)} s: {error}")
+        return Disposition(False, queued, retry_in_s=delay, note=f"retrying in {delay} s ({self.backoff!r}): {error}")
 
 
 class _Reason(Exception):
@@ -166,14 +186,14 @@ def _error(error: Exception) -> dict[str, str]:
     return {"type": getattr(error, "type", "internal_error"), "message": str(error) or type(error).__name__}
 
 
-def _run(task: Task, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None) -> TaskResult:
+def _run(task: TaskSpec, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None) -> TaskResult:
     if timeout_s is None:
-        return task.run(payload, ctx)
+        return run_task(task, payload, ctx)
     # A thread cannot be killed: past the limit the job is recorded as timed out and whatever the
     # thread returns later is dropped (nothing writes it).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"task-{task.name}")
     try:
-        return pool.submit(task.run, payload, ctx).result(timeout=timeout_s)
+        return pool.submit(run_task, task, payload, ctx).result(timeout=timeout_s)
     except FutureTimeout:
         raise TaskTimeoutError(f"ran past the task's limit of {timeout_s:g} s") from None
     finally:

@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from jobcore.deadline import DeadlineModel
-from jobcore.errors import EnqueueError, JobNotFoundError, ModelUnavailableError
-from jobcore.model import Job, JobStatus, Mode, Route, transition
+from jobcore.errors import EnqueueError, JobNotFoundError, ModelUnavailableError, UnroutableError
+from jobcore.lanes import INLINE
+from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import BlobStore, JobQueue, LanguageModel
 from jobcore.requests import SubmitRequest
-from jobcore.routing import Decision, Hints, RoutingPolicy, decide
+from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome
 from jobcore.schema_keys import input_key
-from jobcore.tasks import RunContext, Task, lookup
+from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.views import job_view
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ DAY_S = 86_400
 class CostEstimator(Protocol):
     """What the service needs of :class:`jobcore.costing.CostModel`."""
 
-    def estimate(self, *, route: Route, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
+    def estimate(self, *, lane: str, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
 
     def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
 
@@ -65,18 +66,18 @@ class JobService:
         expected_s = task.expected_duration_s(payload)
         decision = self.route(task, expected_s, request)
         job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
-        if decision.route is Route.INLINE:
+        if decision.lane == INLINE:
             return self._run_inline(job)
         self.runner.store.create(job)
         return Outcome(self._enqueue(job))
 
-    def route(self, task: Task, expected_s: float, request: SubmitRequest | None = None) -> Decision:
+    def route(self, task: TaskSpec, expected_s: float, request: SubmitRequest | None = None) -> Decision:
         """The decision framework for one job (or, without a request, for the task's defaults)."""
         rate = (self.arrival_rates_per_min or {}).get(task.name, 0.0)
         threshold = self.cost_model.break_even_per_min(expected_s) if self.cost_model and rate > 0 else None
         return decide(
             task.profile, expected_duration_s=expected_s, policy=self.policy,
-            hints=request.hints if request else Hints(), mode=request.mode if request else Mode.AUTO,
+            hints=request.hints if request else None, mode=request.mode if request else Mode.AUTO,
             arrival_rate_per_min=rate, worker_cheaper_above_per_min=threshold,
         )
 
@@ -87,20 +88,53 @@ class JobService:
             raise JobNotFoundError(f"no job with id {job_id!r}")
         return job
 
+    # --- what the API shows -------------------------------------------------------------------------
+
+    def view(self, job: Job) -> dict[str, Any]:
+        """The job as the API returns it (see :func:`render`)."""
+        return render(job, self.runner.blobs)
+
+    def submitted_view(self, outcome: Outcome) -> dict[str, Any]:
+        """A just-submitted job; one that ran inline carries the result it has at hand (no read back)."""
+        if outcome.output is None:
+            return self.view(outcome.job)
+        job = outcome.job
+        return job_view(job, result=outcome.output, result_url=self.runner.blobs.url_for(job.result_ref) if job.result_ref else None)
+
+    def describe(self, task: TaskSpec) -> dict[str, Any]:
+        """A task's profile, where its typical job runs and why, and what that typically costs."""
+        expected_s = task.profile.expected_duration_s
+        described: dict[str, Any] = {"name": task.name, "description": task.description, "profile": asdict(task.profile)}
+        try:
+            where = self.route(task, expected_s)
+        except UnroutableError as error:
+            return {**described, "route": {"lane": None, "reason": str(error)}}
+        frequency = {
+            "declared_rate_per_min": (self.arrival_rates_per_min or {}).get(task.name, 0.0),
+            "worker_cheaper_above_per_min": self.cost_model.break_even_per_min(expected_s) if self.cost_model else None,
+        }
+        return {
+            **described, "route": {"lane": where.lane, "reason": where.reason},
+            "frequency": frequency, "typical_cost": self.estimate(task, where.lane, expected_s),
+        }
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return [self.describe(task) for task in self.runner.catalogue.values()]
+
     # --- internals ------------------------------------------------------------------------------
 
-    def _new_job(self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: Task, expected_s: float) -> Job:
+    def _new_job(self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: TaskSpec, expected_s: float) -> Job:
         now = self.runner.clock_ms()
         job_id = self.new_id()
+        inline = decision.lane == INLINE
         job = Job(
             job_id=job_id, tenant_id=tenant_id, task=task.name,
-            status=JobStatus.RUNNING if decision.route is Route.INLINE else JobStatus.QUEUED,
-            route=decision.route, route_reason=decision.reason, mode=request.mode,
+            status=JobStatus.RUNNING if inline else JobStatus.QUEUED,
+            lane=decision.lane, route_reason=decision.reason, mode=request.mode,
             created_at=now, updated_at=now, hints=_hints_dict(request), metadata=request.metadata,
             webhook=request.webhook, expires_at=now // 1000 + self.job_ttl_days * DAY_S,
-            started_at=now if decision.route is Route.INLINE else None,
-            attempts=1 if decision.route is Route.INLINE else 0,
-            cost=_estimated(self.estimate(task, decision.route, expected_s, model_id=payload.get("model"))),
+            started_at=now if inline else None, attempts=1 if inline else 0,
+            cost=_estimated(self.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
         )
         if len(json.dumps(payload)) <= INLINE_INPUT_LIMIT:
             return replace(job, input=payload)
@@ -108,18 +142,18 @@ class JobService:
         self.runner.blobs.put_json(key, payload)
         return replace(job, input_ref=key)
 
-    def estimate(self, task: Task, route: Route, expected_s: float, *, model_id: str | None = None) -> dict[str, Any] | None:
-        """What a job of this task should cost on ``route``, from its profile's typical tokens."""
+    def estimate(self, task: TaskSpec, lane: str, expected_s: float, *, model_id: str | None = None) -> dict[str, Any] | None:
+        """What a job of this task should cost on ``lane``, from its profile's typical tokens."""
         if self.cost_model is None:
             return None
         return self.cost_model.estimate(
-            route=route, model_id=model_id or self.model_id, expected_duration_s=expected_s,
+            lane=lane, model_id=model_id or self.model_id, expected_duration_s=expected_s,
             input_tokens=task.profile.typical_input_tokens, output_tokens=task.profile.typical_output_tokens,
         )
 
     def _run_inline(self, job: Job) -> Outcome:
         self.runner.store.create(job)
-        deadline = self.monotonic() + self.policy.inline_budget_s
+        deadline = self.monotonic() + self.policy.lanes.inline.time_limit_s
         llm = DeadlineModel(self.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
         ctx = RunContext(llm=llm, model_id=self.model_id)
         try:
@@ -130,18 +164,19 @@ class JobService:
 
     def _fall_back(self, job: Job, error: ModelUnavailableError) -> Job:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
-        reason = f"cpu: inline fallback, {error} ({job.route_reason})"
+        lane = self.policy.lanes.fallback.name
+        reason = f"{lane}: inline fallback, {error} ({job.route_reason})"
         task = lookup(job.task, self.runner.catalogue)
-        estimate = self.estimate(task, Route.CPU, task.expected_duration_s(self.runner.load_input(job)))
+        estimate = self.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
         queued = self.runner.save(job, transition(
-            job, JobStatus.QUEUED, now_ms=self.runner.clock_ms(), route=Route.CPU, route_reason=reason,
+            job, JobStatus.QUEUED, now_ms=self.runner.clock_ms(), lane=lane, route_reason=reason,
             error={"type": error.type, "message": str(error)}, cost=_estimated(estimate),
         ))
         return self._enqueue(queued)
 
     def _enqueue(self, job: Job) -> Job:
         try:
-            self.queue.enqueue(job, job.route)
+            self.queue.enqueue(job)
         except EnqueueError as error:
             # The client gets a 503 and resubmits; the record says why this attempt never ran.
             self.runner.fail(job, error)

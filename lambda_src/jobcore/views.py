@@ -19,7 +19,7 @@ def job_view(job: Job, *, result: Any = None, result_url: str | None = None) -> 
         "id": job.job_id,
         "task": job.task,
         "status": job.status.value,
-        "route": {"lane": job.route.value, "reason": job.route_reason},
+        "route": {"lane": job.lane, "reason": job.route_reason},
         "mode": job.mode.value,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),

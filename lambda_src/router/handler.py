@@ -8,23 +8,19 @@ Routes (API Gateway REST proxy integration):
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from dataclasses import asdict
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from jobadapters.settings import RouterSettings
+from jobadapters.settings import ConfigError, RouterSettings
 from jobadapters.wiring import AwsClients, build_service
 from jobcore import errors
 from jobcore.requests import parse_json, parse_submit
-from jobcore.service import JobService, render
-from jobcore.tasks import CATALOGUE, Task
-from jobcore.views import job_view
+from jobcore.service import JobService
 
 logger = Logger(service="router")
 app = APIGatewayRestResolver()
@@ -39,14 +35,40 @@ STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.JobNotFoundError, 404),
     (errors.ConflictError, 409),
     (errors.EnqueueError, 503),
+    (errors.MisconfiguredError, 503),
 ]
 
 
-@functools.cache
-def service() -> JobService:
-    """Settings read once and clients made once per execution environment, on first use."""
-    settings = RouterSettings.from_env(os.environ)
-    return build_service(settings, AwsClients.create(settings.jobs_table))
+class _Service:
+    """The job service, built once per execution environment on first use from the environment.
+
+    A bad setting fails shut: it is logged once, with the variable and the reason, and every request
+    is answered 503 ``misconfigured`` without touching a table, a queue or the model, until a deploy
+    fixes it (a new deploy starts new execution environments).
+    """
+
+    def __init__(self) -> None:
+        self._service: JobService | None = None
+        self._problem: str | None = None
+
+    def __call__(self) -> JobService:
+        if self._service is None and self._problem is None:
+            try:
+                settings = RouterSettings.from_env(os.environ)
+                self._service = build_service(settings, AwsClients.create(settings.jobs_table))
+            except ConfigError as error:
+                self._problem = str(error)
+                logger.error("router misconfigured; answering 503 to every request", extra={"reason": self._problem})
+        if self._service is None:
+            raise errors.MisconfiguredError("the service is misconfigured; its operator can find why in the router's logs")
+        return self._service
+
+    def cache_clear(self) -> None:
+        """Forget the service (the local runtime re-reads its environment)."""
+        self._service, self._problem = None, None
+
+
+service = _Service()
 
 
 def tenant_id() -> str:
@@ -68,44 +90,21 @@ def submit_job() -> Response:
     jobs = service()
     request = parse_submit(parse_json(app.current_event.body), allow_http_webhooks=jobs.allow_http_webhooks)
     submission = jobs.submit(request, tenant_id=tenant_id())
-    job = submission.job
-    if submission.output is None:
-        view = render(job, jobs.runner.blobs)
-    else:  # ran inline: the result is at hand, no need to read it back
-        view = job_view(job, result=submission.output, result_url=jobs.runner.blobs.url_for(job.result_ref))
-    if job.status.terminal:
+    view = jobs.submitted_view(submission)
+    if submission.job.status.terminal:
         return json_response(HTTPStatus.OK, view)
-    return json_response(HTTPStatus.ACCEPTED, view, {"Location": f"/v1/jobs/{job.job_id}"})
+    return json_response(HTTPStatus.ACCEPTED, view, {"Location": f"/v1/jobs/{submission.job.job_id}"})
 
 
 @app.get("/v1/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     jobs = service()
-    return json_response(HTTPStatus.OK, render(jobs.get(job_id, tenant_id=tenant_id()), jobs.runner.blobs))
+    return json_response(HTTPStatus.OK, jobs.view(jobs.get(job_id, tenant_id=tenant_id())))
 
 
 @app.get("/v1/tasks")
 def list_tasks() -> Response:
-    jobs = service()
-    return json_response(HTTPStatus.OK, {"tasks": [describe_task(jobs, task) for task in CATALOGUE.values()]})
-
-
-def describe_task(jobs: JobService, task: Task) -> dict[str, Any]:
-    """A task's profile, where its typical job runs and why, and what that typically costs."""
-    expected_s = task.profile.expected_duration_s
-    try:
-        where = jobs.route(task, expected_s)
-        route = {"lane": where.route.value, "reason": where.reason}
-    except errors.UnroutableError as error:
-        return {"name": task.name, "description": task.description, "profile": asdict(task.profile), "route": {"lane": None, "reason": str(error)}}
-    frequency = {
-        "declared_rate_per_min": (jobs.arrival_rates_per_min or {}).get(task.name, 0.0),
-        "worker_cheaper_above_per_min": jobs.cost_model.break_even_per_min(expected_s) if jobs.cost_model else None,
-    }
-    return {
-        "name": task.name, "description": task.description, "profile": asdict(task.profile), "route": route,
-        "frequency": frequency, "typical_cost": jobs.estimate(task, where.route, expected_s),
-    }
+    return json_response(HTTPStatus.OK, {"tasks": service().tasks()})
 
 
 @app.exception_handler(errors.JobError)

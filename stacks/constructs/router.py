@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy
+from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+from jobadapters.settings import RouterSettings
+from jobcore.lanes import Lanes
 
+from stacks.constructs import runtime_env
 from stacks.constructs.bundling import PipLocalBundling
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.nag import acknowledge
+from stacks.constructs.runtime_env import compact_json, lane_environment
 from stacks.constructs.storage import JobStorage
 
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 HANDLER = "router.handler.handler"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME
-_LANE_QUEUE_ENV = {"cpu": "CPU_QUEUE_URL", "gpu": "GPU_QUEUE_URL"}
 
 
 class RouterFunction(Construct):
     """Creates ``function`` (arm64, Python 3.13, code = ``lambda_src`` packages + pip-installed
     ``lambda_src/requirements.txt``, bundled locally) and its log group.
 
-    It sets exactly the environment ``RouterSettings`` reads (``GPU_QUEUE_URL`` only when the GPU lane
-    exists; ``pricing_environment`` is the cost model's share, the same for the router and the workers).
+    It sets exactly the environment ``RouterSettings`` reads (``LANES`` and ``PRICE_OVERRIDES`` as
+    ``runtime_env.lane_environment`` makes them, ``LANE_QUEUE_URLS`` with a queue for each queued lane
+    in ``queues``), and parses it with ``RouterSettings`` at synth: a bad value fails synth, not requests.
     It grants exactly what the router does, on its own role (no AWS-managed policy): write its log group,
     use job data (``JobStorage.access_policy``; presigned URLs are signed with this role), send (never
     receive) to each lane queue, read both secrets.
@@ -39,28 +43,27 @@ class RouterFunction(Construct):
 
     def __init__(
         self, scope: Construct, construct_id: str, *,
-        storage: JobStorage, lanes: Mapping[str, JobQueue],
+        storage: JobStorage, lanes: Lanes, queues: Mapping[str, JobQueue],
         anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
-        stage: str, model_id: str, inline_budget_s: int, memory_mb: int, timeout: Duration,
-        reserved_concurrency: int | None, gpu_memory_mb: int, job_ttl_days: int,
-        task_rates_per_min: Mapping[str, float], pricing_environment: Mapping[str, str],
+        stage: str, model_id: str, timeout: Duration, reserved_concurrency: int | None, job_ttl_days: int,
+        task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
-            **pricing_environment,
+            **lane_environment(lanes, price_overrides),
             "STAGE": stage,
             "JOBS_TABLE": storage.table.table_name,
             "RESULTS_BUCKET": storage.bucket.bucket_name,
-            "INLINE_BUDGET_S": str(inline_budget_s),
-            "GPU_MEMORY_MB": str(gpu_memory_mb),
+            "LANE_QUEUE_URLS": Stack.of(self).to_json_string({lane: q.queue.queue_url for lane, q in queues.items()}),
             "JOB_TTL_DAYS": str(job_ttl_days),
-            "TASK_RATES_PER_MIN": json.dumps(dict(task_rates_per_min), sort_keys=True, separators=(",", ":")),
+            "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
             "MODEL_ID": model_id,
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
             "WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
         }
-        environment.update({_LANE_QUEUE_ENV[lane]: job_queue.queue.queue_url for lane, job_queue in lanes.items()})
+        runtime_env.check(RouterSettings.from_env, environment, where=self.node.path,
+                          placeholders={"LANE_QUEUE_URLS": compact_json({lane: f"https://queue/{lane}" for lane in queues})})
 
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -81,7 +84,7 @@ class RouterFunction(Construct):
                                            python_version=PYTHON_VERSION),
                 ),
             ),
-            memory_size=memory_mb,
+            memory_size=lanes.inline.memory_mb,
             timeout=timeout,
             reserved_concurrent_executions=reserved_concurrency,
             environment=environment,
@@ -92,7 +95,7 @@ class RouterFunction(Construct):
         )
         self.log_group.grant_write(self.role)
         storage.grant_job_data(self.role)
-        for job_queue in lanes.values():
+        for job_queue in queues.values():
             job_queue.grant_send(self.role)
         anthropic_secret.grant_read(self.role)
         webhook_secret.grant_read(self.role)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -13,14 +14,20 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+from jobadapters.settings import WorkerSettings
+from jobcore.lanes import Lane, Lanes
+from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S
+
+from stacks.constructs import runtime_env
 
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.nag import acknowledge, ref
+from stacks.constructs.runtime_env import lane_environment
 from stacks.constructs.storage import JobStorage
 
-STOP_TIMEOUT = Duration.seconds(120)  # the most ECS allows; Fargate Spot gives 2 minutes' notice
+STOP_TIMEOUT = Duration.seconds(ECS_MAX_STOP_TIMEOUT_S)  # Fargate Spot gives the same 2 minutes' notice
 _MINUTE = Duration.minutes(1)
 
 
@@ -28,9 +35,9 @@ class WorkerService(Construct):
     """Creates ``service`` (on ``compute``), its task definition with one ``Worker`` container, a log group,
     and ``scaling`` on the lane queue's backlog.
 
-    The container gets exactly the environment ``WorkerSettings`` reads (``pricing_environment`` is the cost
-    model's share; WORKER_CONCURRENCY is this lane's ``concurrency``) and the two secrets as ECS secrets
-    (never plain values). The task role may consume the lane queue, read/write job items and objects (not
+    The container gets exactly the environment ``WorkerSettings`` reads (``LANES`` and ``PRICE_OVERRIDES``
+    as ``runtime_env.lane_environment`` makes them; the lane's own concurrency is in ``LANES``), checked
+    with ``WorkerSettings`` at synth, and the two secrets as ECS secrets (never plain values). The task role may consume the lane queue, read/write job items and objects (not
     delete the table or the bucket) and set its own task's scale-in protection.
 
     Scaling (no CPU-based policy: Claude work is I/O bound): the backlog is visible + in-flight messages.
@@ -42,37 +49,38 @@ class WorkerService(Construct):
 
     def __init__(
         self, scope: Construct, construct_id: str, *,
-        cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: str, job_queue: JobQueue,
-        storage: JobStorage,
+        cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: Lane, lanes: Lanes,
+        job_queue: JobQueue, storage: JobStorage,
         anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
-        stage: str, model_id: str, concurrency: int, min_tasks: int, max_tasks: int,
-        pricing_environment: Mapping[str, str], log_retention: logs.RetentionDays, idle_minutes: int = 5,
+        stage: str, model_id: str, min_tasks: int, max_tasks: int,
+        price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.lane = lane
+        self.lane = lane.name
         self.job_queue = job_queue
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.task_definition = compute.task_definition(self)
+        environment = {
+            **lane_environment(lanes, price_overrides),
+            "STAGE": stage,
+            "LANE": lane.name,
+            "QUEUE_URL": job_queue.queue.queue_url,
+            "JOBS_TABLE": storage.table.table_name,
+            "RESULTS_BUCKET": storage.bucket.bucket_name,
+            "MAX_RECEIVES": str(job_queue.max_receive_count),
+            "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
+            "MODEL_ID": model_id,
+        }
+        runtime_env.check(WorkerSettings.from_env, environment, where=self.node.path)
         self.container = self.task_definition.add_container(
             "Worker",
             image=image,
-            environment={
-                **pricing_environment,
-                "STAGE": stage,
-                "LANE": lane,
-                "QUEUE_URL": job_queue.queue.queue_url,
-                "JOBS_TABLE": storage.table.table_name,
-                "RESULTS_BUCKET": storage.bucket.bucket_name,
-                "WORKER_CONCURRENCY": str(concurrency),
-                "MAX_RECEIVES": str(job_queue.max_receive_count),
-                "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
-                "MODEL_ID": model_id,
-            },
+            environment=environment,
             secrets={
                 "ANTHROPIC_API_KEY": ecs.Secret.from_secrets_manager(anthropic_secret),
                 "WEBHOOK_SECRET": ecs.Secret.from_secrets_manager(webhook_secret),
             },
-            logging=ecs.LogDrivers.aws_logs(stream_prefix=lane, log_group=self.log_group),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=lane.name, log_group=self.log_group),
             stop_timeout=STOP_TIMEOUT,
             **compute.container_sizing(),
         )
@@ -83,7 +91,7 @@ class WorkerService(Construct):
         # construct reaches them (cfn-lint W3005 about the cluster itself is the price, see .cfnlintrc).
         self.service.node.add_dependency(cluster.cluster)
         self._grant(cluster, storage)
-        self.scaling = self._scale_on_backlog(cluster, concurrency, min_tasks, max_tasks, idle_minutes)
+        self.scaling = self._scale_on_backlog(cluster, lane.concurrency, min_tasks, max_tasks, idle_minutes)
 
         acknowledge(self.task_definition, "AwsSolutions-ECS2",
                     "The plain variables are resource names and limits (queue URL, table, bucket, concurrency); "

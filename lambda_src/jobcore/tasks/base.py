@@ -1,9 +1,26 @@
-"""What a task is: a profile for the router, a validator for its input, and a run over the model port."""
+"""What a task is, in two halves.
+
+- A :class:`TaskSpec` is what the router needs: a name, a profile for routing, a validator for the
+  input and an expected duration. The router imports every spec, so a spec module imports nothing heavy.
+- An executor runs the task where its lane runs it, loaded on first use from the spec's ``executor``
+  (``"module:attribute"``), so a task whose executor needs a large library (an ONNX runtime, say)
+  never burdens the router Lambda.
+
+Most tasks only call Claude. Their executor is a :class:`ModelCallsExecutor`: it *describes* its model
+calls as :class:`ModelRequest` values and *assembles* the result from the responses. Who makes the
+calls is the runner's business: inline in the router under a deadline, concurrently on a worker, or
+through a batch API, with the same task code. A task that computes rather than calls (a GPU task) is a
+:class:`RunExecutor` and runs itself.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from jobcore.model import Usage
 from jobcore.ports import LanguageModel
@@ -12,12 +29,16 @@ from jobcore.routing import TaskProfile
 
 @dataclass(frozen=True, kw_only=True)
 class RunContext:
-    """What a running task may use: the model port, the default model and how wide to fan out."""
+    """What a running task may use: the model port, the default model and how wide to fan out.
+
+    ``check`` is called between model calls; it raises to stop the job (a cancel, a deadline).
+    """
 
     llm: LanguageModel
     model_id: str
-    concurrency: int = 8
+    concurrency: int = 8  # model calls of one job in flight at once (Claude work waits on the network)
     call_timeout_s: float | None = None
+    check: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -26,28 +47,86 @@ class TaskResult:
     usage: Usage
 
 
-class Task(Protocol):
+@dataclass(frozen=True)
+class ModelRequest:
+    """One Messages API call of a job: ``key`` is unique within the job (a batch's custom id suffix)."""
+
+    key: str
+    params: dict[str, Any]
+
+
+class TaskSpec(Protocol):
     name: str
     description: str
     profile: TaskProfile
+    executor: str  # "module:attribute" of the executor, imported only where the task runs
 
     def validate(self, payload: Any) -> dict[str, Any]:
         """The input, checked and normalised; InvalidInputError naming the field otherwise."""
+        ...
 
     def expected_duration_s(self, payload: dict[str, Any]) -> float:
         """How long this input should take, for routing (the profile's figure scaled to the input)."""
+        ...
 
+
+@runtime_checkable
+class ModelCallsExecutor(Protocol):
+    def requests(self, payload: dict[str, Any], *, model_id: str) -> list[ModelRequest]:
+        """The model calls this job makes, each complete (model included)."""
+        ...
+
+    def assemble(self, payload: dict[str, Any], responses: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        """The job's output from every request's response, by key; TaskOutputError if they do not add up."""
+        ...
+
+
+@runtime_checkable
+class RunExecutor(Protocol):
     def run(self, payload: dict[str, Any], ctx: RunContext) -> TaskResult: ...
 
 
-def usage_of(response: dict[str, Any]) -> Usage:
+Executor = ModelCallsExecutor | RunExecutor
+
+
+@functools.cache
+def load_executor(path: str) -> Executor:
+    """The executor named ``module:attribute`` (a class is instantiated), imported on first use."""
+    module_name, _, attribute = path.partition(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    executor = target() if isinstance(target, type) else target
+    if not isinstance(executor, (ModelCallsExecutor, RunExecutor)):
+        raise TypeError(f"{path} is neither a ModelCallsExecutor nor a RunExecutor")
+    return executor
+
+
+def usage_of(response: Mapping[str, Any]) -> Usage:
     usage = response.get("usage") or {}
     return Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), 1)
 
 
-def text_of(response: dict[str, Any]) -> str:
+def text_of(response: Mapping[str, Any]) -> str:
     return "".join(block.get("text", "") for block in response.get("content", []) if block.get("type") == "text")
 
 
-def call(ctx: RunContext, params: dict[str, Any]) -> dict[str, Any]:
-    return ctx.llm.create(params, timeout_s=ctx.call_timeout_s)
+def run_task(spec: TaskSpec, payload: dict[str, Any], ctx: RunContext) -> TaskResult:
+    """Run one job of ``spec`` with ``ctx``: its model calls concurrently, or the executor itself."""
+    executor = load_executor(spec.executor)
+    if isinstance(executor, ModelCallsExecutor):
+        responses = call_all(executor.requests(payload, model_id=ctx.model_id), ctx)
+        usage = sum((usage_of(response) for response in responses.values()), Usage())
+        return TaskResult(executor.assemble(payload, responses), usage)
+    return executor.run(payload, ctx)
+
+
+def call_all(requests: Sequence[ModelRequest], ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """Every request's response by key, ``ctx.concurrency`` at a time; ``ctx.check`` before each call."""
+
+    def call(request: ModelRequest) -> tuple[str, dict[str, Any]]:
+        ctx.check()
+        return request.key, ctx.llm.create(request.params, timeout_s=ctx.call_timeout_s)
+
+    if len(requests) == 1:
+        return dict([call(requests[0])])
+    with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(requests))), thread_name_prefix="model") as pool:
+        return dict(pool.map(call, requests))

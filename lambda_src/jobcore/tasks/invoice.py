@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from jobcore.errors import TaskOutputError
 from jobcore.routing import TaskProfile
-from jobcore.tasks.base import RunContext, TaskResult, call, usage_of
+from jobcore.tasks.base import ModelRequest
 from jobcore.validation import expect_object, get, non_empty, reject_unknown
 
 TOOL_NAME = "record_invoice"
@@ -55,6 +56,7 @@ class InvoiceTask:
         expected_duration_s=6.0, memory_mb=256, typical_input_tokens=1_500, typical_output_tokens=400,
         timeout_s=300.0,
     )
+    executor = "jobcore.tasks.invoice:InvoiceExecutor"
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")
@@ -66,20 +68,26 @@ class InvoiceTask:
         # Longer invoices take longer to read; ~4 characters a token, ~2,000 input tokens/s.
         return self.profile.expected_duration_s + len(payload["text"]) / 8_000
 
-    def run(self, payload: dict[str, Any], ctx: RunContext) -> TaskResult:
-        response = call(ctx, {
-            "model": ctx.model_id,
+
+
+class InvoiceExecutor:
+    def requests(self, payload: dict[str, Any], *, model_id: str) -> list[ModelRequest]:
+        return [ModelRequest("invoice", {
+            "model": model_id,
             "max_tokens": 2048,
             "system": _SYSTEM,
             "tools": [{"name": TOOL_NAME, "description": "Record the invoice's fields.", "input_schema": INVOICE_SCHEMA}],
             "tool_choice": {"type": "tool", "name": TOOL_NAME},
             "messages": [{"role": "user", "content": payload["text"]}],
-        })
-        uses = [b for b in response.get("content", []) if b.get("type") == "tool_use" and b.get("name") == TOOL_NAME]
+        })]
+
+    def assemble(self, payload: dict[str, Any], responses: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        content = responses["invoice"].get("content", [])
+        uses = [b for b in content if b.get("type") == "tool_use" and b.get("name") == TOOL_NAME]
         if not uses:
             raise TaskOutputError(f"the model did not call {TOOL_NAME}")
         invoice = check_invoice(uses[0].get("input"))
-        return TaskResult({"invoice": invoice, "checks": arithmetic_checks(invoice)}, usage_of(response))
+        return {"invoice": invoice, "checks": arithmetic_checks(invoice)}
 
 
 def check_invoice(data: Any) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jobcore.errors import InvalidInputError
 from jobcore.routing import TaskProfile
-from jobcore.tasks.base import RunContext, TaskResult, call, usage_of
+from jobcore.tasks.base import ModelRequest
 from jobcore.validation import expect_object, get, in_range, reject_unknown
 
 # Claude's output rate, used to turn max_tokens into an expected duration for routing.
@@ -18,12 +19,15 @@ _FIELDS = {
 
 
 class MessagesTask:
+    """The spec; :class:`MessagesExecutor` runs it."""
+
     name = "claude.messages"
     description = "One Claude Messages API request, passed through; the response is the result."
     profile = TaskProfile(
         expected_duration_s=8.0, memory_mb=256, typical_input_tokens=1_000, typical_output_tokens=500,
         timeout_s=600.0,
     )
+    executor = "jobcore.tasks.messages:MessagesExecutor"
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")
@@ -49,9 +53,13 @@ class MessagesTask:
     def expected_duration_s(self, payload: dict[str, Any]) -> float:
         return round(1.0 + payload["max_tokens"] / _OUTPUT_TOKENS_PER_S, 1)
 
-    def run(self, payload: dict[str, Any], ctx: RunContext) -> TaskResult:
-        params = {"model": ctx.model_id, **payload}
-        response = call(ctx, params)
-        output = {key: response.get(key) for key in ("id", "model", "content", "stop_reason", "usage")}
-        return TaskResult(output, usage_of(response))
+
+
+class MessagesExecutor:
+    def requests(self, payload: dict[str, Any], *, model_id: str) -> list[ModelRequest]:
+        return [ModelRequest("message", {"model": model_id, **payload})]
+
+    def assemble(self, payload: dict[str, Any], responses: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        response = responses["message"]
+        return {key: response.get(key) for key in ("id", "model", "content", "stop_reason", "usage")}
 

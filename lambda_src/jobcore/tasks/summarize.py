@@ -1,19 +1,18 @@
 """``documents.summarize``: a long job. One Claude call per document, run concurrently, combined.
 
-A batch task: nobody waits on it, so the router queues it for the worker, whose threads make the
-calls side by side (Claude work is I/O-bound).
+A batch task: nobody waits on it, so the router queues it for a worker, which makes the calls side by
+side (Claude work is I/O-bound).
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from typing import Any
 
 from jobcore.errors import InvalidInputError
-from jobcore.model import Usage
 from jobcore.routing import TaskProfile
-from jobcore.tasks.base import RunContext, TaskResult, call, text_of, usage_of
+from jobcore.tasks.base import ModelRequest, text_of
 from jobcore.validation import expect_object, get, in_range, non_empty, reject_unknown
 
 MAX_DOCUMENTS = 500
@@ -28,6 +27,7 @@ class SummarizeTask:
         expected_duration_s=60.0, memory_mb=1024, trigger="batch", typical_input_tokens=20_000,
         typical_output_tokens=2_000, timeout_s=3_600.0,
     )
+    executor = "jobcore.tasks.summarize:SummarizeExecutor"
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")
@@ -51,20 +51,24 @@ class SummarizeTask:
         waves = math.ceil(len(payload["documents"]) / _ASSUMED_CONCURRENCY)
         return waves * _SECONDS_PER_DOCUMENT
 
-    def run(self, payload: dict[str, Any], ctx: RunContext) -> TaskResult:
-        def summarize(doc: dict[str, str]) -> tuple[dict[str, str], Usage]:
-            prompt = f"Summarize in at most {payload['max_words']} words. {payload['instructions']}".strip()
-            response = call(ctx, {
-                "model": ctx.model_id,
+
+
+class SummarizeExecutor:
+    def requests(self, payload: dict[str, Any], *, model_id: str) -> list[ModelRequest]:
+        prompt = f"Summarize in at most {payload['max_words']} words. {payload['instructions']}".strip()
+        return [
+            ModelRequest(f"doc-{i}", {
+                "model": model_id,
                 "max_tokens": payload["max_words"] * 2 + 50,
                 "system": prompt,
                 "messages": [{"role": "user", "content": doc["text"]}],
             })
-            return {"id": doc["id"], "summary": text_of(response).strip()}, usage_of(response)
+            for i, doc in enumerate(payload["documents"])
+        ]
 
-        with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency), thread_name_prefix="summarize") as pool:
-            done = list(pool.map(summarize, payload["documents"]))
-        summaries = [summary for summary, _ in done]
-        usage = sum((u for _, u in done), Usage())
+    def assemble(self, payload: dict[str, Any], responses: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        summaries = [
+            {"id": doc["id"], "summary": text_of(responses[f"doc-{i}"]).strip()} for i, doc in enumerate(payload["documents"])
+        ]
         digest = "\n".join(f"[{s['id']}] {s['summary']}" for s in summaries)
-        return TaskResult({"documents": len(summaries), "summaries": summaries, "digest": digest}, usage)
+        return {"documents": len(summaries), "summaries": summaries, "digest": digest}

@@ -1,0 +1,60 @@
+"""Platform facts: the hard limits of the services this pipeline runs on, in one place.
+
+These are AWS's numbers (checked against the service quotas pages, November 2026), not choices; the
+configuration, the constructs, the runtime and the local runtime import them from here. The few
+rules of this pipeline that follow directly from them sit at the bottom.
+"""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# API Gateway (REST, regional)
+API_GATEWAY_TIMEOUT_S = 29
+API_GATEWAY_MAX_PAYLOAD_BYTES = 10 * MIB
+
+# Lambda
+LAMBDA_MAX_DURATION_S = 900
+LAMBDA_MIN_MEMORY_MB = 128
+LAMBDA_MAX_MEMORY_MB = 10_240
+LAMBDA_MB_PER_VCPU = 1_769  # Lambda allocates CPU in proportion to memory
+LAMBDA_MAX_VCPU = 6
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * MIB  # request and response of a synchronous invocation, each
+
+# SQS
+SQS_MAX_VISIBILITY_S = 12 * 3600
+SQS_MAX_WAIT_S = 20  # long poll
+SQS_MAX_DELAY_S = 15 * 60
+SQS_MAX_BATCH = 10  # messages per receive or batch call
+SQS_CHUNK_BYTES = 64 * KIB  # each 64 KB of a request is billed as one request
+
+# DynamoDB
+DYNAMODB_MAX_ITEM_BYTES = 400 * KIB
+
+# Fargate: CPU units → the memory sizes (MiB) a task of that size may have.
+FARGATE_SIZES: dict[int, range] = {
+    256: range(512, 2048 + 1, 512),
+    512: range(1024, 4096 + 1, 1024),
+    1024: range(2048, 8192 + 1, 1024),
+    2048: range(4096, 16384 + 1, 1024),
+    4096: range(8192, 30720 + 1, 1024),
+    8192: range(16384, 61440 + 1, 4096),
+    16384: range(32768, 122880 + 1, 8192),
+}
+FARGATE_MAX_VCPU = 16
+FARGATE_MAX_MEMORY_MB = 122_880
+CPU_UNITS_PER_VCPU = 1024
+
+# ECS
+ECS_MAX_STOP_TIMEOUT_S = 120  # SIGTERM → SIGKILL; Fargate Spot gives the same two minutes' notice
+
+# Application Auto Scaling allows 20 step adjustments per policy.
+MAX_SCALING_STEPS = 20
+
+# --- rules of this pipeline that follow from the limits above ------------------------------------
+
+# After the inline budget the router still has to fall back (record the job, enqueue it) and answer
+# 202 before API Gateway's timeout: this much time is kept for that, plus one second of slack.
+INLINE_FALLBACK_MARGIN_S = 3
+MAX_INLINE_BUDGET_S = API_GATEWAY_TIMEOUT_S - INLINE_FALLBACK_MARGIN_S - 1

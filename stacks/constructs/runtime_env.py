@@ -1,0 +1,42 @@
+"""The hand-off from the CDK app to the runtime: the environment the code reads, checked by that code.
+
+The router and the workers parse their environment with ``jobadapters.settings``; the constructs build
+that environment from the configuration. :func:`check` parses it at synth with the same classes, so a
+deployment whose functions would refuse their own settings fails ``cdk synth`` instead of every request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_cdk import Token
+from jobadapters.settings import ConfigError
+from jobcore.lanes import Lanes
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[str, str]:
+    """``LaneSettings.ENV``: the lanes and the price overrides, the same for the router and every worker."""
+    return {"LANES": compact_json(lanes.to_dict()), "PRICE_OVERRIDES": compact_json(dict(price_overrides))}
+
+
+def check(parse: Callable[[Mapping[str, str]], Any], environment: Mapping[str, str], *, where: str,
+          placeholders: Mapping[str, str] | None = None) -> None:
+    """Parse ``environment`` as the runtime will; ValueError naming ``where`` and the reason if it refuses.
+
+    Values that are deploy-time tokens (a queue URL, a table name) stand in as placeholders, or as
+    ``placeholders[key]`` where the runtime parses the value's shape (a JSON object of URLs).
+    """
+    resolved = {
+        key: (placeholders or {}).get(key, f"placeholder-for-{key.lower()}") if Token.is_unresolved(value) else value
+        for key, value in environment.items()
+    }
+    try:
+        parse(resolved)
+    except ConfigError as error:
+        raise ValueError(f"{where}: the runtime would refuse this environment: {error}") from None
