@@ -17,6 +17,7 @@ from jobcore.costing import (
 )
 from jobcore.errors import UnroutableError
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
+from jobcore.model import Usage
 from jobcore.limits import (
     FARGATE_MAX_MEMORY_MB, FARGATE_MAX_VCPU, LAMBDA_MAX_DURATION_S, LAMBDA_MAX_MEMORY_MB, LAMBDA_MAX_VCPU,
     LAMBDA_MB_PER_VCPU, SQS_MAX_VISIBILITY_S,

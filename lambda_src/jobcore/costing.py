@@ -188,7 +188,7 @@ class CostModel:
 def _describe(lane: Lane) -> str:
     c = lane.compute
     if isinstance(c, LambdaCompute):
-        return f"{lane.name} {c.memory_mb} MB {c.arch} Lambda"
+        return f"{lane.name} {c.memory_mb} MB {c.arch} router Lambda"
     if isinstance(c, FargateCompute):
         return f"{lane.name} {c.vcpu:g} vCPU/{c.memory_mb} MB Fargate{' Spot' if c.spot else ''} x{lane.concurrency}"
     return f"{lane.name} {c.instance} x{lane.concurrency}"

@@ -11,11 +11,12 @@ from jobadapters import schema
 
 from stacks.constructs.nag import acknowledge, ref
 
-# Item-level reads and writes only: nothing here can delete, reconfigure or scan the table.
+# Item-level reads and writes only: nothing here can delete an item, reconfigure or scan the table. Jobs
+# are written with conditional puts (create-if-absent, save-if-version) and expire by TTL; a tenant's jobs
+# are listed through the tenant index (Query).
 ITEM_ACTIONS = (
-    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
-    "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-    "dynamodb:DescribeTable",
+    "dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable",
 )
 # Objects under the job prefixes only; expiry is the lifecycle rules' job, so no DeleteObject.
 OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")

@@ -15,6 +15,7 @@ from moto import mock_aws
 from jobadapters.wiring import AwsClients
 from local import resources
 from local.claude_standin import ClaudeStandIn
+from tests.adapters.support import LANES, MAX_RECEIVES
 
 REGION = "us-east-1"
 
@@ -40,7 +41,7 @@ def boto_session():
 def aws(boto_session):
     """The table, bucket and cpu queue (+ DLQ) exactly as the CDK app makes them, in moto."""
     with mock_aws():
-        yield resources.create(boto_session, lanes=("cpu",))
+        yield resources.create(boto_session, lanes=LANES, max_receives=MAX_RECEIVES)
 
 
 @pytest.fixture

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from jobcore.model import Job, JobStatus, Mode, Route, Usage, Webhook
+from jobcore.model import Job, JobStatus, Mode, Usage, Webhook
+from tests.fakes import make_lanes
 
 NOW_MS = 1_700_000_000_000
+# The lanes the adapter tests run with: a 10 s inline budget, the cpu lane (a 300 s visibility timeout)
+# and the GPU lane disabled, so the deployment has one queue (the ``aws`` fixture makes it).
+LANES = make_lanes(inline_budget_s=10, cpu_time_limit_s=300, gpu_enabled=False)
+MAX_RECEIVES = 5
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 10.0, what: str = "condition") -> Any:
@@ -37,7 +42,7 @@ def queue_counts(sqs: Any, url: str) -> tuple[int, int]:
 
 def make_job(job_id: str = "job_1", *, task: str = "documents.summarize", status: JobStatus = JobStatus.QUEUED, **changes: Any) -> Job:
     fields: dict[str, Any] = dict(
-        job_id=job_id, tenant_id="tenant-a", task=task, status=status, route=Route.CPU,
+        job_id=job_id, tenant_id="tenant-a", task=task, status=status, lane="cpu",
         route_reason="cpu: batch task, nobody waits on it", mode=Mode.AUTO, created_at=NOW_MS, updated_at=NOW_MS,
         input={"documents": [{"id": "a", "text": "First document. It is short."}], "max_words": 20, "instructions": ""},
     )

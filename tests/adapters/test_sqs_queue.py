@@ -8,7 +8,6 @@ import pytest
 
 from jobadapters.sqs import SqsJobQueue, decode
 from jobcore.errors import EnqueueError
-from jobcore.model import Route
 from tests.adapters.support import make_job
 
 
@@ -22,10 +21,10 @@ def receive_all(sqs, url):
 
 
 def test_enqueue_sends_a_claim_check_with_the_job_id_and_never_the_input(aws, sqs):
-    queue = SqsJobQueue(sqs, {Route.CPU: aws.queue_urls["cpu"], Route.GPU: None})
+    queue = SqsJobQueue(sqs, {"cpu": aws.queue_urls["cpu"]})
     job = make_job("job_claim", input={"documents": [{"id": "secret", "text": "the customer's document"}]})
 
-    queue.enqueue(job, Route.CPU)
+    queue.enqueue(job)
 
     [message] = receive_all(sqs, aws.queue_urls["cpu"])
     assert decode(message["Body"]) == "job_claim"
@@ -35,22 +34,22 @@ def test_enqueue_sends_a_claim_check_with_the_job_id_and_never_the_input(aws, sq
 
 
 def test_enqueue_to_a_lane_without_a_queue_raises_enqueue_error_and_sends_nothing(aws, sqs):
-    queue = SqsJobQueue(sqs, {Route.CPU: aws.queue_urls["cpu"], Route.GPU: None})
+    queue = SqsJobQueue(sqs, {"cpu": aws.queue_urls["cpu"]})
 
     with pytest.raises(EnqueueError, match="gpu"):
-        queue.enqueue(make_job("job_gpu"), Route.GPU)
+        queue.enqueue(make_job("job_gpu", lane="gpu"))
     with pytest.raises(EnqueueError, match="inline"):
-        queue.enqueue(make_job("job_inline"), Route.INLINE)
+        queue.enqueue(make_job("job_inline", lane="inline"))
 
     assert receive_all(sqs, aws.queue_urls["cpu"]) == []
 
 
 def test_enqueue_to_a_queue_sqs_refuses_raises_enqueue_error(aws, sqs):
     missing = aws.queue_urls["cpu"].replace("hybrid-local-cpu", "no-such-queue")
-    queue = SqsJobQueue(sqs, {Route.CPU: missing})
+    queue = SqsJobQueue(sqs, {"cpu": missing})
 
     with pytest.raises(EnqueueError, match="refused"):
-        queue.enqueue(make_job("job_lost"), Route.CPU)
+        queue.enqueue(make_job("job_lost"))
 
 
 @pytest.mark.parametrize("body", [

@@ -14,13 +14,14 @@ import pytest
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, CostSettings, WebhookSettings
+from jobadapters.settings import ClaudeSettings, LaneSettings, WebhookSettings
 from jobadapters.sqs import SqsJobQueue, decode
-from jobadapters.wiring import AwsClients, build_cost_model, build_model, build_runner
-from jobcore import runner as runner_module
-from jobcore.model import JobStatus, Route
+from jobadapters.wiring import AwsClients, build_model, build_runner
+from jobcore.model import JobStatus
+from jobcore.pricing import default_prices
+from jobcore.runner import Backoff
 from jobcore.tasks import RunContext
-from tests.adapters.support import RecordingServer, make_job, queue_counts, wait_until
+from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from worker.poller import Poller
 from worker.protection import TaskProtection
 
@@ -50,15 +51,15 @@ class Worker:
         self.url = self.aws.queue_urls["cpu"]
         self.store = DynamoJobStore(clients.table)
         self.blobs = S3BlobStore(clients.s3, self.aws.bucket)
-        self.queue = SqsJobQueue(self.sqs, {Route.CPU: self.url})
-        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), executor=None, cost_model=build_cost_model(CostSettings()))
+        self.queue = SqsJobQueue(self.sqs, {"cpu": self.url})
+        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), LaneSettings(lanes=LANES, prices=default_prices()), executor=None)
         model = build_model(ClaudeSettings(model_id="claude-test", base_url=self.standin.base_url), max_retries=0, timeout_s=5.0)
         self.ctx = RunContext(llm=model, model_id="claude-test", concurrency=2)
 
     def submit(self, job_id: str, **changes: Any) -> str:
         job = make_job(job_id, **changes)
         self.store.create(job)
-        self.queue.enqueue(job, Route.CPU)
+        self.queue.enqueue(job)
         return job_id
 
     def start(self, **overrides: Any) -> Running:
@@ -118,7 +119,7 @@ def test_a_duplicate_message_for_a_finished_job_is_deleted_without_running_it_ag
     calls_after_first_run = worker.standin.stats()["requests"]
     finished = worker.store.get(job_id)
 
-    worker.queue.enqueue(finished, Route.CPU)
+    worker.queue.enqueue(finished)
     wait_until(lambda: running.poller.processed == 2, what="the duplicate to be handled")
     wait_until(lambda: worker.counts() == (0, 0), what="the duplicate to be deleted")
     running.halt()
@@ -127,11 +128,11 @@ def test_a_duplicate_message_for_a_finished_job_is_deleted_without_running_it_ag
     assert worker.store.get(job_id) == finished
 
 
-def test_an_overloaded_model_puts_the_job_back_to_queued_and_the_message_returns_later(worker, monkeypatch):
+def test_an_overloaded_model_puts_the_job_back_to_queued_and_the_message_returns_later(worker):
     """GIVEN Claude answering 529
     WHEN the worker runs the job
     THEN the job is queued again with the error, and the message is hidden for the back-off, not deleted."""
-    monkeypatch.setattr(runner_module, "RETRY_BASE_S", 3)  # a back-off the test can wait out
+    worker.runner.backoff = Backoff(base_s=3)  # a back-off the test can wait out
     worker.standin.configure(fail_status=529)
     job_id = worker.submit("job_busy")
     running = worker.start()
@@ -177,7 +178,7 @@ def test_a_malformed_message_is_left_in_the_queue_for_the_dead_letter_queue(work
 
 
 def test_a_message_for_a_job_that_does_not_exist_is_deleted(worker):
-    worker.queue.enqueue(make_job("job_never_stored"), Route.CPU)
+    worker.queue.enqueue(make_job("job_never_stored"))
     running = worker.start()
 
     wait_until(lambda: running.poller.processed == 1, what="the message to be handled")

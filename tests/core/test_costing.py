@@ -6,18 +6,18 @@ Prices restated in these tests are the file's (as of its date); each expected fi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.fakes import LANES, make_lanes
 from jobcore.costing import (
-    CostModel, WorkloadTask, break_even_rate_per_min, claude_cost, compare, ec2_hours, fargate_hourly,
-    fargate_task, lambda_compute, lambda_requests, lane_requests, load_workload, request_charges,
+    CostModel, break_even_rate_per_min, claude_cost, ec2_hours, fargate_hourly, job_requests, lambda_compute,
+    lambda_requests, request_charges, worker_hourly,
 )
-from jobcore.model import Route, Usage
+from jobcore.lanes import Ec2Compute, LambdaCompute
+from jobcore.model import Usage
 from jobcore.pricing import Prices, default_prices
-
-SEED = Path(__file__).resolve().parents[2] / "workloads" / "seed-article.json"
+from tools.workloads import fargate_task
 
 # Per-job request charges, by hand: API Gateway 3.50/M + router Lambda 0.20/M + DynamoDB reads 0.125/M
 # + S3 PUT 0.005/1k, plus DynamoDB writes at 0.625/M (2 inline, 3 queued) and SQS 3 x 0.40/M when queued.
@@ -29,11 +29,6 @@ SPOT_WORKER_HOUR = (1 * 0.04048 + 4 * 0.004445) * (1 - 0.65)  # 1 vCPU / 4 GB Sp
 @pytest.fixture(scope="module")
 def prices() -> Prices:
     return default_prices()
-
-
-@pytest.fixture(scope="module")
-def seed(prices: Prices):
-    return compare(load_workload(json.loads(SEED.read_text()), prices), prices)
 
 
 # -- prices ----------------------------------------------------------------------------------------
@@ -119,15 +114,15 @@ def test_request_charges_by_hand(prices):
     # 1M API calls 3.50 + 1M SQS 0.40 + 1M writes 0.625 + 1M reads 0.125 + 1k PUT 0.005 + 1k GET 0.0004
     total = request_charges(prices, api_gateway=1e6, sqs=1e6, dynamodb_writes=1e6, dynamodb_reads=1e6, s3_puts=1e3, s3_gets=1e3)
     assert total == pytest.approx(3.5 + 0.4 + 0.625 + 0.125 + 0.005 + 0.0004)
-    assert lane_requests(prices, Route.INLINE) == pytest.approx(INLINE_REQUESTS)
-    assert lane_requests(prices, Route.CPU) == pytest.approx(QUEUED_REQUESTS)
+    assert job_requests(prices, queued=False) == pytest.approx(INLINE_REQUESTS)
+    assert job_requests(prices, queued=True) == pytest.approx(QUEUED_REQUESTS)
 
 
 # -- per job ---------------------------------------------------------------------------------------
 
 def test_estimate_inline(prices):
-    cost = CostModel(prices).estimate(
-        route=Route.INLINE, model_id="claude-sonnet-4-5", expected_duration_s=8, input_tokens=1000, output_tokens=500)
+    cost = CostModel(prices, LANES).estimate(
+        lane="inline", model_id="claude-sonnet-4-5", expected_duration_s=8, input_tokens=1000, output_tokens=500)
     # 1,000 x 3/M + 500 x 15/M; 8 s x 1 GB x 0.0000133334
     assert cost["breakdown"] == pytest.approx({"claude": 0.0105, "compute": 8 * 0.0000133334, "requests": INLINE_REQUESTS})
     assert cost["total"] == pytest.approx(0.0105 + 8 * 0.0000133334 + INLINE_REQUESTS)
@@ -135,36 +130,56 @@ def test_estimate_inline(prices):
 
 
 def test_estimate_cpu_takes_a_share_of_the_spot_worker(prices):
-    cost = CostModel(prices).estimate(
-        route=Route.CPU, model_id="claude-sonnet-4-5", expected_duration_s=8, input_tokens=0, output_tokens=0)
+    cost = CostModel(prices, LANES).estimate(
+        lane="cpu", model_id="claude-sonnet-4-5", expected_duration_s=8, input_tokens=0, output_tokens=0)
     # 8 s of a 0.020391/h worker shared by 8 jobs
     assert cost["breakdown"]["compute"] == pytest.approx(8 / 3600 * SPOT_WORKER_HOUR / 8)
     assert cost["breakdown"]["requests"] == pytest.approx(QUEUED_REQUESTS)
 
 
 def test_estimate_cpu_on_demand_worker(prices):
-    cost = CostModel(prices, spot=False, worker_concurrency=1).estimate(
-        route=Route.CPU, model_id="claude-sonnet-4-5", expected_duration_s=3600, input_tokens=0, output_tokens=0)
+    cost = CostModel(prices, make_lanes(spot=False, worker_concurrency=1)).estimate(
+        lane="cpu", model_id="claude-sonnet-4-5", expected_duration_s=3600, input_tokens=0, output_tokens=0)
     assert cost["breakdown"]["compute"] == pytest.approx(0.05826)
 
 
 def test_actual_gpu_takes_the_whole_instance_for_the_duration(prices):
-    cost = CostModel(prices).actual(route=Route.GPU, model_id="claude-sonnet-4-5", usage=Usage(), duration_s=4 * 3600)
+    cost = CostModel(prices, LANES).actual(lane="gpu", model_id="claude-sonnet-4-5", usage=Usage(), duration_s=4 * 3600)
     assert cost["breakdown"] == pytest.approx({"claude": 0.0, "compute": 4.024, "requests": QUEUED_REQUESTS})
 
 
 def test_actual_prices_the_tokens_used_and_flags_an_unknown_model(prices):
-    cost = CostModel(prices).actual(
-        route=Route.INLINE, model_id="claude-from-the-future", usage=Usage(2000, 1000, 1), duration_s=3.5)
+    cost = CostModel(prices, LANES).actual(
+        lane="inline", model_id="claude-from-the-future", usage=Usage(2000, 1000, 1), duration_s=3.5)
     assert cost["breakdown"]["claude"] == pytest.approx(2000 * 3e-6 + 1000 * 15e-6)
     assert cost["breakdown"]["compute"] == pytest.approx(3.5 * 0.0000133334)
     assert "unknown model: priced as claude-sonnet-4-5" in cost["basis"]
     assert json.loads(json.dumps(cost)) == cost
 
 
-def test_an_unknown_gpu_instance_is_refused(prices):
-    with pytest.raises(ValueError, match="p9.huge"):
-        CostModel(prices, gpu_instance="p9.huge")
+def test_an_unknown_gpu_instance_is_refused_naming_the_lane(prices):
+    with pytest.raises(ValueError, match=r"lanes.gpu.compute.instance: instance type 'p9.huge' is not in the price file"):
+        CostModel(prices, make_lanes(gpu_instance="p9.huge"))
+
+
+def test_a_gpu_lane_running_two_jobs_at_once_charges_each_half_the_instance(prices):
+    cost = CostModel(prices, make_lanes(gpu_concurrency=2)).actual(lane="gpu", model_id="claude-sonnet-4-5", usage=Usage(),
+                                                                  duration_s=4 * 3600)
+    assert cost["breakdown"]["compute"] == pytest.approx(4 * 1.006 / 2)
+    assert "shared by 2 jobs" in cost["basis"]
+
+
+def test_a_disabled_lane_is_still_priced_for_the_catalogue_but_an_unknown_lane_is_refused(prices):
+    model = CostModel(prices, make_lanes(gpu_enabled=False))
+    assert model.estimate(lane="gpu", model_id="m", expected_duration_s=1, input_tokens=0, output_tokens=0)["total"] > 0
+    with pytest.raises(ValueError, match="no lane named 'tpu'"):
+        model.estimate(lane="tpu", model_id="m", expected_duration_s=1, input_tokens=0, output_tokens=0)
+
+
+def test_the_hourly_worker_price_by_compute(prices):
+    assert worker_hourly(prices, Ec2Compute(instance="g6.xlarge")) == pytest.approx(0.8048)
+    with pytest.raises(ValueError, match="per request"):
+        worker_hourly(prices, LambdaCompute(memory_mb=1024))
 
 
 # -- break-even rate -------------------------------------------------------------------------------
@@ -174,86 +189,16 @@ def test_break_even_rate_by_hand(prices, duration_s):
     saving = duration_s * 0.0000133334 + INLINE_REQUESTS - QUEUED_REQUESTS  # per request moved to the worker
     worker_month = 730 * SPOT_WORKER_HOUR  # 14.885
     expected = worker_month / saving / (730 * 60)  # 8 s: 3.24/min
-    rate = break_even_rate_per_min(prices, expected_duration_s=duration_s, router_memory_mb=1024)
+    rate = break_even_rate_per_min(prices, expected_duration_s=duration_s, inline=LANES.inline, worker=LANES.get("cpu"))
     assert rate == pytest.approx(expected)
 
 
 def test_break_even_for_claude_messages_is_about_three_a_minute(prices):
-    assert break_even_rate_per_min(prices, expected_duration_s=8) == pytest.approx(3.2415, abs=1e-3)
+    assert CostModel(prices, LANES).break_even_per_min(8) == pytest.approx(3.2415, abs=1e-3)
 
 
 def test_no_break_even_when_even_a_busy_worker_costs_more_per_request(prices):
     # A 128 MB router bills 0.125 GB x 0.0000133334 = 1.7e-6 a second; a one-job 1 vCPU / 4 GB Spot worker
     # costs 0.020391 / 3600 = 5.7e-6 a second even when busy: it never pays, at any rate.
-    assert break_even_rate_per_min(prices, expected_duration_s=8, router_memory_mb=128, worker_concurrency=1) is None
-
-
-# -- workload comparison ---------------------------------------------------------------------------
-
-def test_fine_tune_runs_only_on_a_gpu_instance(seed):
-    row = next(r for r in seed.tasks if r.task.name == "fine-tune-7b")
-    assert row.options["lambda"].cannot_run == (
-        "14,400 s is over Lambda's 900 s limit", "needs 16,384 MB, over Lambda's 10,240 MB", "needs a GPU: Lambda has none",
-    )
-    assert row.options["fargate"].cannot_run == ("needs a GPU: Fargate offers none",)
-    assert row.cheapest == "ec2" and row.options["ec2"].route == "EC2 g5.xlarge (A10G)"
-    assert row.options["ec2"].cost.compute == pytest.approx(4.024)
-    assert row.options["hybrid"].cost == row.options["ec2"].cost
-
-
-def test_invoices_lambda_versus_spot_worker_by_hand(seed):
-    row = next(r for r in seed.tasks if r.task.name == "invoice-processing")
-    lam = row.options["lambda"].cost
-    assert lam.compute == pytest.approx(4.00002) and lam.claude == pytest.approx(105.0)  # 10,000 x 0.0105
-    assert lam.requests == pytest.approx(10_000 * INLINE_REQUESTS)
-    # 1,250 task runs (8 invoices each) x 60 s minimum = 20.83 h of 0.25 vCPU / 1 GB at 65% off
-    spot_hour = (0.25 * 0.04048 + 1 * 0.004445) * 0.35
-    assert row.options["fargate-spot"].cost.compute == pytest.approx(1250 * 60 / 3600 * spot_hour)
-    assert row.cheapest == "fargate-spot"
-    assert row.hybrid_reason == "cpu: expected 30.0 s > inline budget 20 s"
-
-
-def test_continuous_documents_always_on_by_hand(seed):
-    row = next(r for r in seed.tasks if r.task.name == "continuous-documents")
-    assert row.task.monthly_volume == 100 * 730 * 3600  # rate_per_s 100
-    # 100/s x 2 s = 200 jobs in flight, one per 0.5 vCPU / 1 GB task, all month
-    spot_hour = (0.5 * 0.04048 + 1 * 0.004445) * 0.35
-    assert row.options["fargate-spot"].cost.compute == pytest.approx(200 * 730 * spot_hour)
-    assert row.options["lambda"].cost.compute == pytest.approx(262_800_000 * 2 * 0.0000133334)
-    # c7g.xlarge holds 8 such tasks: 25 instances x 730 h x 0.145
-    assert row.options["ec2"].route == "EC2 c7g.xlarge"
-    assert row.options["ec2"].cost.compute == pytest.approx(25 * 730 * 0.145)
-    assert row.cheapest == "fargate-spot"
-    assert row.hybrid_reason.startswith("cpu: arriving at 6,000/min")
-
-
-def test_totals_name_the_tasks_a_strategy_cannot_run(seed):
-    totals = seed.totals()
-    assert totals["lambda"][1] == ("fine-tune-7b",)
-    assert totals["ec2"][1] == () and totals["hybrid"][1] == ()
-    json.dumps(seed.to_dict())
-
-
-def test_a_short_rare_task_stays_inline_in_the_hybrid(prices):
-    task = WorkloadTask(name="rare", duration_s=5, memory_mb=512, monthly_volume=1000)
-    row = compare([task], prices).tasks[0]
-    assert row.hybrid_reason.startswith("inline:")
-    assert row.options["hybrid"].route == "inline: router Lambda arm64 1,024 MB"
-    # the router's 1 GB, not the task's 512 MB: 1,000 x 5 s x 1 GB
-    assert row.options["hybrid"].cost.compute == pytest.approx(1000 * 5 * 0.0000133334)
-
-
-def test_lambda_memory_follows_the_vcpu_a_task_needs(prices):
-    task = WorkloadTask(name="cpu-heavy", duration_s=10, memory_mb=512, vcpu=2, monthly_volume=1)
-    assert compare([task], prices).tasks[0].options["lambda"].route == "Lambda arm64 3,538 MB"  # 2 x 1,769
-
-
-@pytest.mark.parametrize("spec, message", [
-    ({"name": "x", "duration_s": 1, "memory_mb": 128}, r"tasks\[0\]\.monthly_volume: missing"),
-    ({"name": "x", "duration_s": 1, "memory_mb": 128, "monthly_volume": 1, "gpus": 1}, r"tasks\[0\]\.gpus: unknown field"),
-    ({"name": "x", "duration_s": 0, "memory_mb": 128, "monthly_volume": 1}, r"duration_s: must be positive"),
-    ({"name": "x", "duration_s": 1, "memory_mb": 128, "monthly_volume": 1, "rate_per_s": 1}, "not both"),
-])
-def test_a_bad_workload_names_the_field(prices, spec, message):
-    with pytest.raises(ValueError, match=message):
-        load_workload({"tasks": [spec]}, prices)
+    lanes = make_lanes(router_memory_mb=128, worker_concurrency=1)
+    assert break_even_rate_per_min(prices, expected_duration_s=8, inline=lanes.inline, worker=lanes.get("cpu")) is None

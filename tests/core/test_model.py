@@ -3,12 +3,12 @@
 import pytest
 
 from jobcore.errors import InvalidTransitionError
-from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Route, Usage, Webhook, transition
+from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Usage, Webhook, transition
 
 
 def make_job(status: JobStatus = JobStatus.QUEUED, **changes) -> Job:
     fields = dict(
-        job_id="job_1", tenant_id="t1", task="claude.messages", status=status, route=Route.CPU,
+        job_id="job_1", tenant_id="t1", task="claude.messages", status=status, lane="cpu",
         route_reason="cpu: test", created_at=1_000, updated_at=1_000,
     )
     fields.update(changes)

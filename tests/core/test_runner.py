@@ -4,19 +4,21 @@ import threading
 
 import pytest
 
-from tests.fakes import ScriptedModel, harness, text_response
+from tests.fakes import ScriptedModel, harness, make_lanes, text_response
 from jobcore.errors import ConflictError, ModelRequestError, ModelUnavailableError
-from jobcore.model import Job, JobStatus, Route, Usage, Webhook, transition
+from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
-from jobcore.runner import RETRY_BASE_S, RETRY_CAP_S
+from jobcore.runner import Backoff
 from jobcore.tasks import RunContext, TaskResult
+
+BACKOFF = Backoff()  # the runner's default policy
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def queued_job(h, *, task="claude.messages", payload=MESSAGES, webhook=None) -> Job:
     job = Job(
-        job_id="job_1", tenant_id="t", task=task, status=JobStatus.QUEUED, route=Route.CPU, route_reason="cpu: test",
+        job_id="job_1", tenant_id="t", task=task, status=JobStatus.QUEUED, lane="cpu", route_reason="cpu: test",
         created_at=h.clock.ms(), updated_at=h.clock.ms(), input=payload, webhook=webhook,
     )
     h.store.create(job)
@@ -67,7 +69,7 @@ def test_retryable_error_requeues_with_backoff_and_keeps_the_message():
     queued_job(h)
     outcome, _ = process(h, [ModelUnavailableError("model answered 529: overloaded")], receive_count=2)
     job = h.store.get("job_1")
-    assert not outcome.delete and outcome.retry_in_s == RETRY_BASE_S * 2
+    assert not outcome.delete and outcome.retry_in_s == BACKOFF.base_s * 2 == 30
     assert job.status is JobStatus.QUEUED and job.error["type"] == "model_unavailable"
 
 
@@ -107,7 +109,7 @@ def test_a_long_retry_after_is_capped_to_what_sqs_allows():
     h = harness()
     queued_job(h)
     outcome, _ = process(h, [ModelUnavailableError("429", retry_after_s=86_400)])
-    assert outcome.retry_in_s == RETRY_CAP_S
+    assert outcome.retry_in_s == BACKOFF.cap_s == 900
 
 
 def test_permanent_model_error_fails_at_once():
@@ -143,17 +145,29 @@ def test_a_claim_that_loses_the_race_is_seen_again_later():
 
     h.store.save = another_worker_wins
     outcome, model = process(h, [])
-    assert not outcome.delete and outcome.retry_in_s == RETRY_BASE_S and model.calls == []
+    assert not outcome.delete and outcome.retry_in_s == BACKOFF.base_s and model.calls == []
     assert h.store.get("job_1").status is JobStatus.QUEUED
+
+
+class SlowExecutor:
+    """A RunExecutor that waits until released."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def run(self, payload, ctx):
+        self.release.wait(5)
+        return TaskResult({"late": True}, Usage())
+
+
+SLOW = SlowExecutor()
 
 
 class SlowTask:
     name = "slow"
     description = "waits for an event"
     profile = TaskProfile(expected_duration_s=1, memory_mb=128, timeout_s=0.05)
-
-    def __init__(self):
-        self.release = threading.Event()
+    executor = "tests.core.test_runner:SLOW"
 
     def validate(self, payload):
         return payload
@@ -161,20 +175,15 @@ class SlowTask:
     def expected_duration_s(self, payload):
         return 1
 
-    def run(self, payload, ctx):
-        self.release.wait(5)
-        return TaskResult({"late": True}, Usage())
-
 
 def test_a_job_past_its_time_limit_is_timed_out_and_its_late_answer_dropped():
     h = harness()
-    task = SlowTask()
-    h.runner.catalogue = {"slow": task}
+    h.runner.catalogue = {"slow": SlowTask()}
     queued_job(h, task="slow", payload={})
     try:
         outcome, _ = process(h, [])
     finally:
-        task.release.set()
+        SLOW.release.set()
     job = h.store.get("job_1")
     assert outcome.delete and job.status is JobStatus.TIMED_OUT and "0.05 s" in job.error["message"]
     assert "results/job_1.json" not in h.blobs.docs
@@ -186,3 +195,29 @@ def test_webhook_events_filter(status):
     queued_job(h, webhook=Webhook("https://example.com/h", ("failed",)))
     process(h, [text_response("ok") if status is JobStatus.SUCCEEDED else ModelRequestError("bad")])
     assert [j.status for j in h.notifier.notified] == ([status] if status is JobStatus.FAILED else [])
+
+
+def test_the_lane_limit_cuts_a_longer_task_limit():
+    h = harness()
+    h.runner.lanes = make_lanes(cpu_time_limit_s=120)
+    job = queued_job(h, task="documents.summarize", payload={"documents": [{"id": "1", "text": "x"}], "max_words": 5, "instructions": ""})
+    assert h.runner.time_limit_s(job) == 120  # the task allows 3,600 s
+    h.runner.lanes = make_lanes(cpu_time_limit_s=7200)
+    assert h.runner.time_limit_s(job) == 3600
+
+
+def test_backoff_doubles_per_attempt_takes_retry_after_and_is_capped():
+    backoff = Backoff(base_s=10, cap_s=100)
+    assert [backoff.delay_s(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+    assert backoff.delay_s(1, retry_after_s=7) == 7 and backoff.delay_s(1, retry_after_s=1e6) == 100
+    assert repr(backoff) == "Backoff(base_s=10, cap_s=100)"
+    with pytest.raises(ValueError, match="cap_s"):
+        Backoff(base_s=10, cap_s=13 * 3600)
+
+
+def test_a_runner_with_its_own_backoff_uses_it():
+    h = harness()
+    h.runner.backoff = Backoff(base_s=2, cap_s=5)
+    queued_job(h)
+    outcome, _ = process(h, [ModelUnavailableError("529")], receive_count=3)
+    assert outcome.retry_in_s == 5 and "Backoff(base_s=2, cap_s=5)" in outcome.note

@@ -1,18 +1,21 @@
 """Submitting and reading jobs through the service, over in-memory ports."""
 
+from dataclasses import replace
+
 import pytest
 
-from tests.fakes import MemoryQueue, ScriptedModel, harness, text_response
+from tests.fakes import LANES, MemoryQueue, make_lanes, ScriptedModel, harness, text_response
 from jobcore.errors import EnqueueError, JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
-from jobcore.model import JobStatus, Mode, Route
+from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Hints, RoutingPolicy
+from jobcore.tasks.invoice import InvoiceTask
 from jobcore.service import INLINE_INPUT_LIMIT, JobService, render
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
 
 
-def make_service(script=(), *, queue=None, policy=RoutingPolicy(), cost_model=None):
+def make_service(script=(), *, queue=None, policy=RoutingPolicy(lanes=LANES), cost_model=None):
     h = harness()
     ids = iter(f"job_{i}" for i in range(100))
     service = JobService(
@@ -31,7 +34,7 @@ def test_short_job_runs_inline_and_returns_the_result():
     service, h = make_service([text_response("hi!")])
     submission = submit(service)
     job = submission.job
-    assert job.status is JobStatus.SUCCEEDED and job.route is Route.INLINE
+    assert job.status is JobStatus.SUCCEEDED and job.lane == "inline"
     assert submission.output["content"][0]["text"] == "hi!"
     assert h.blobs.docs[job.result_ref] == submission.output
     assert h.store.get(job.job_id) == job and service.queue.sent == []
@@ -41,8 +44,8 @@ def test_short_job_runs_inline_and_returns_the_result():
 def test_long_job_is_queued_on_the_cpu_lane():
     service, h = make_service()
     job = submit(service, payload={**MESSAGES, "max_tokens": 4000}).job
-    assert job.status is JobStatus.QUEUED and job.route is Route.CPU
-    assert service.queue.sent == [(job.job_id, Route.CPU)]
+    assert job.status is JobStatus.QUEUED and job.lane == "cpu"
+    assert service.queue.sent == [(job.job_id, "cpu")]
     assert h.store.get(job.job_id).status is JobStatus.QUEUED
     assert "inline budget" in job.route_reason
 
@@ -51,9 +54,9 @@ def test_long_job_is_queued_on_the_cpu_lane():
 def test_inline_falls_back_to_the_queue_when_the_model_is_slow_or_overloaded(error):
     service, h = make_service([error, error])
     job = submit(service).job
-    assert job.status is JobStatus.QUEUED and job.route is Route.CPU
+    assert job.status is JobStatus.QUEUED and job.lane == "cpu"
     assert job.route_reason.startswith("cpu: inline fallback") and str(error) in job.route_reason
-    assert service.queue.sent == [(job.job_id, Route.CPU)]
+    assert service.queue.sent == [(job.job_id, "cpu")]
     assert h.store.get(job.job_id) == job  # recorded before it was handed to the queue
 
 
@@ -119,7 +122,7 @@ def priced_service(script=(), *, rates=None):
     from jobcore.costing import CostModel
     from jobcore.pricing import default_prices
 
-    service, h = make_service(script, cost_model=CostModel(default_prices()))
+    service, h = make_service(script, cost_model=CostModel(default_prices(), LANES))
     h.runner.cost_model = service.cost_model
     service.arrival_rates_per_min = rates
     return service, h
@@ -138,14 +141,43 @@ def test_jobs_carry_an_estimate_when_routed_and_the_actual_cost_when_done():
 
 def test_a_task_declared_frequent_goes_to_the_worker_when_that_is_cheaper():
     rare, _ = priced_service([text_response("hi")], rates={"claude.messages": 0.01})
-    assert submit(rare).job.route is Route.INLINE
+    assert submit(rare).job.lane == "inline"
     frequent, _ = priced_service([text_response("sync answer")], rates={"claude.messages": 1000})
     job = submit(frequent).job
-    assert job.route is Route.CPU and "where the always-on worker is cheaper" in job.route_reason
-    assert submit(frequent, mode=Mode.SYNC).job.route is Route.INLINE  # a client waiting still gets inline
+    assert job.lane == "cpu" and "where the always-on worker is cheaper" in job.route_reason
+    assert submit(frequent, mode=Mode.SYNC).job.lane == "inline"  # a client waiting still gets inline
 
 
 def test_fallback_replaces_the_inline_estimate_with_the_queued_one():
     service, _ = priced_service([ModelUnavailableError("529"), ModelUnavailableError("529")])
     job = submit(service).job
-    assert job.route is Route.CPU and job.cost["estimate"]["basis"].startswith("cpu:")
+    assert job.lane == "cpu" and job.cost["estimate"]["basis"].startswith("cpu:")
+
+
+def test_the_inline_lane_sets_the_deadline_of_an_inline_run():
+    lanes = make_lanes(inline_budget_s=5)
+    service, h = make_service([ModelUnavailableError("529", retry_after_s=4.5)], policy=RoutingPolicy(lanes=lanes))
+    job = submit(service).job
+    # 4.5 s of the 5 s budget would leave too little for a second attempt: the job falls back at once.
+    assert job.lane == "cpu" and h.clock.sleeps == [] and len(service.llm.calls) == 1
+    assert service.llm.calls[0][1] == pytest.approx(5.0)
+
+
+def test_describe_says_where_a_task_runs_why_and_what_it_costs():
+    service, _ = priced_service()
+    described = {task["name"]: task for task in service.tasks()}
+    assert {"claude.messages", "invoice.extract", "documents.summarize"} <= set(described)
+    summarize = described["documents.summarize"]
+    assert summarize["route"] == {"lane": "cpu", "reason": "cpu: expected 60.0 s > inline budget 20 s"}
+    assert summarize["typical_cost"]["basis"].startswith("cpu:") and summarize["profile"]["trigger"] == "batch"
+    assert described["invoice.extract"]["route"]["lane"] == "inline"
+
+
+def test_describe_reports_an_unroutable_task_with_the_reason():
+    service, _ = make_service(policy=RoutingPolicy(lanes=make_lanes(gpu_enabled=False)))
+
+    class GpuInvoice(InvoiceTask):
+        profile = replace(InvoiceTask.profile, gpu=True)
+
+    described = service.describe(GpuInvoice())
+    assert described["route"] == {"lane": None, "reason": "needs a GPU, and the gpu lane is not enabled in this deployment"}

@@ -1,16 +1,21 @@
 """Settings read once from the environment, with errors that name the variable."""
 
+import json
+
 import pytest
 
+from tests.fakes import make_lanes
 from jobadapters.settings import ConfigError, RouterSettings, WorkerSettings
 
-ROUTER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "CPU_QUEUE_URL": "q"}
-WORKER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "QUEUE_URL": "q"}
+LANES = json.dumps(make_lanes(gpu_enabled=False).to_dict())
+ROUTER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "LANES": LANES, "LANE_QUEUE_URLS": json.dumps({"cpu": "q"})}
+WORKER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "QUEUE_URL": "q", "LANES": LANES, "LANE": "cpu"}
 
 
-def test_router_defaults():
+def test_router_settings_carry_the_lanes_and_their_queues():
     settings = RouterSettings.from_env(ROUTER)
-    assert settings.inline_budget_s == 20.0 and settings.gpu_queue_url is None and settings.claude.base_url is None
+    assert settings.lanes.lanes.inline.time_limit_s == 20 and settings.queue_urls == {"cpu": "q"}
+    assert settings.claude.base_url is None and settings.task_rates_per_min == {}
 
 
 @pytest.mark.parametrize("missing", sorted(ROUTER))
@@ -20,22 +25,57 @@ def test_router_requires_its_resources(missing):
         RouterSettings.from_env(env)
 
 
-@pytest.mark.parametrize("budget", ["0", "26", "29"])
+@pytest.mark.parametrize("budget", [0, 26, 29])
 def test_inline_budget_must_stay_under_the_gateway_timeout(budget):
-    with pytest.raises(ConfigError, match="INLINE_BUDGET_S"):
-        RouterSettings.from_env({**ROUTER, "INLINE_BUDGET_S": budget})
+    lanes = json.loads(LANES)
+    lanes["inline"]["time_limit_s"] = budget
+    with pytest.raises(ConfigError, match=r"LANES: lanes\.inline\.time_limit_s"):
+        RouterSettings.from_env({**ROUTER, "LANES": json.dumps(lanes)})
 
 
-def test_numbers_are_checked():
-    with pytest.raises(ConfigError, match="ROUTER_MEMORY_MB='lots'"):
-        RouterSettings.from_env({**ROUTER, "ROUTER_MEMORY_MB": "lots"})
+@pytest.mark.parametrize(("urls", "why"), [
+    ({}, "it has none"),
+    ({"cpu": "q", "gpu": "q2"}, "it has cpu, gpu"),  # gpu is disabled in these lanes
+    ({"cpu": ""}, "for no other"),
+])
+def test_every_enabled_queued_lane_needs_a_queue_and_no_other_lane_has_one(urls, why):
+    with pytest.raises(ConfigError, match=f"LANE_QUEUE_URLS.*{why}"):
+        RouterSettings.from_env({**ROUTER, "LANE_QUEUE_URLS": json.dumps(urls)})
 
 
-def test_worker_settings_and_lane():
-    settings = WorkerSettings.from_env({**WORKER, "LANE": "gpu", "WORKER_CONCURRENCY": "3", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"})
-    assert (settings.lane, settings.concurrency, settings.claude.base_url) == ("gpu", 3, "http://127.0.0.1:1")
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PRICE_OVERRIDES": '{"fargate_spot_discount": 0.6}'}, "PRICE_OVERRIDES: price overrides: unknown key 'fargate_spot_discount'"),
+    ({"PRICE_OVERRIDES": "[1]"}, "PRICE_OVERRIDES must be a JSON object"),
+    ({"TASK_RATES_PER_MIN": '{"summarize": 3}'}, "TASK_RATES_PER_MIN: 'summarize' is not a task"),
+    ({"TASK_RATES_PER_MIN": '{"invoice.extract": -1}'}, "TASK_RATES_PER_MIN: the rate of 'invoice.extract'"),
+    ({"LANES": '{"inline": {}}'}, r"LANES: lanes\.inline\.queued: missing"),
+    ({"LANES": "not json"}, "LANES is not valid JSON"),
+    ({"JOB_TTL_DAYS": "lots"}, "JOB_TTL_DAYS='lots' is not a number"),
+])
+def test_every_value_the_runtime_reads_is_checked_and_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        RouterSettings.from_env({**ROUTER, **env})
+
+
+def test_a_lane_the_price_file_cannot_price_is_refused_at_start():
+    lanes = json.dumps(make_lanes(gpu_instance="g4dn.xlarge").to_dict())
+    with pytest.raises(ConfigError, match="g4dn.xlarge' is not in the price file"):
+        RouterSettings.from_env({**ROUTER, "LANES": lanes, "LANE_QUEUE_URLS": json.dumps({"cpu": "q", "gpu": "g"})})
+    overrides = {"ec2": {"instances": {"g4dn.xlarge": {"hour": 0.526, "vcpu": 4, "memory_gib": 16, "gpus": 1}}}}
+    settings = RouterSettings.from_env({**ROUTER, "LANES": lanes, "LANE_QUEUE_URLS": json.dumps({"cpu": "q", "gpu": "g"}),
+                                        "PRICE_OVERRIDES": json.dumps(overrides)})
+    assert settings.lanes.prices.ec2.instances["g4dn.xlarge"].hour == 0.526
+
+
+def test_worker_settings_take_the_concurrency_of_their_lane():
+    settings = WorkerSettings.from_env({**WORKER, "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"})
+    assert (settings.lane, settings.concurrency, settings.claude.base_url) == ("cpu", 8, "http://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("lane", ["tpu", "gpu", "inline", ""])
+def test_a_worker_serves_an_enabled_queued_lane_only(lane):
     with pytest.raises(ConfigError, match="LANE"):
-        WorkerSettings.from_env({**WORKER, "LANE": "tpu"})
+        WorkerSettings.from_env({**WORKER, "LANE": lane})
 
 
 class RecordingEnv(dict):

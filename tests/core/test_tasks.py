@@ -1,5 +1,8 @@
 """The built-in tasks: input validation naming the field, and what each run sends and returns."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -7,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import ScriptedModel, text_response, tool_response
-from jobcore.errors import InvalidInputError, TaskOutputError, UnknownTaskError
-from jobcore.tasks import CATALOGUE, RunContext, lookup
+from jobcore.errors import InvalidInputError, JobError, TaskOutputError, UnknownTaskError
+from jobcore.tasks import CATALOGUE, RunContext, lookup, run_task
+from jobcore.tasks.base import ModelCallsExecutor, RunExecutor, load_executor
 from jobcore.tasks.invoice import TOOL_NAME, arithmetic_checks, check_invoice
 
 SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
+LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 INVOICE = {
     "vendor": "Acme", "invoice_number": "INV-1", "invoice_date": "2024-03-01", "due_date": None, "currency": "USD",
     "line_items": [{"description": "Anvil", "quantity": 2, "unit_price": 10.0, "amount": 20.0}],
@@ -24,7 +29,7 @@ def ctx(model, concurrency=4):
 
 
 def test_catalogue_lists_the_three_tasks_and_unknown_names_fail():
-    assert set(CATALOGUE) == {"claude.messages", "invoice.extract", "documents.summarize"}
+    assert {"claude.messages", "invoice.extract", "documents.summarize"} <= set(CATALOGUE)
     with pytest.raises(UnknownTaskError, match="known tasks: claude.messages"):
         lookup("nope")
 
@@ -56,7 +61,7 @@ def test_messages_passes_the_request_through_with_the_default_model():
     model = ScriptedModel([text_response("hello", input_tokens=7, output_tokens=3)])
     task = lookup("claude.messages")
     payload = task.validate({"max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], "system": "be brief"})
-    result = task.run(payload, ctx(model))
+    result = run_task(task, payload, ctx(model))
     sent, _ = model.calls[0]
     assert sent == {"model": "claude-default", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], "system": "be brief"}
     assert result.output["content"][0]["text"] == "hello"
@@ -72,7 +77,7 @@ def test_messages_expected_duration_grows_with_max_tokens():
 def test_invoice_forces_the_tool_and_checks_the_figures():
     model = ScriptedModel([tool_response(TOOL_NAME, INVOICE)])
     task = lookup("invoice.extract")
-    result = task.run(task.validate({"text": "Invoice INV-1"}), ctx(model))
+    result = run_task(task, task.validate({"text": "Invoice INV-1"}), ctx(model))
     sent, _ = model.calls[0]
     assert sent["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
     assert sent["tools"][0]["input_schema"]["required"][0] == "vendor"
@@ -82,7 +87,7 @@ def test_invoice_forces_the_tool_and_checks_the_figures():
 
 def test_invoice_without_tool_call_is_an_output_error():
     with pytest.raises(TaskOutputError, match="did not call record_invoice"):
-        lookup("invoice.extract").run({"text": "x"}, ctx(ScriptedModel([text_response("no")])))
+        run_task(lookup("invoice.extract"), {"text": "x"}, ctx(ScriptedModel([text_response("no")])))
 
 
 def test_invoice_validation_lists_every_problem():
@@ -114,7 +119,7 @@ def test_summarize_calls_once_per_document_concurrently_and_combines():
 
     task = lookup("documents.summarize")
     payload = task.validate({"documents": [{"id": f"d{i}", "text": f"text{i} body"} for i in range(8)], "max_words": 20})
-    result = task.run(payload, ctx(ScriptedModel(default=answer), concurrency=4))
+    result = run_task(task, payload, ctx(ScriptedModel(default=answer), concurrency=4))
     assert [s["id"] for s in result.output["summaries"]] == [f"d{i}" for i in range(8)]
     assert result.output["summaries"][3]["summary"] == "S:text3"
     assert result.output["digest"].splitlines()[0] == "[d0] S:text0"
@@ -136,3 +141,64 @@ def test_stand_in_sample_invoices_pass_the_task_checks():
     for sample in ("invoice_acme.txt", "invoice_globex.txt"):
         invoice = check_invoice(extract_invoice((SAMPLES / sample).read_text()))
         assert all(arithmetic_checks(invoice).values()), sample
+
+
+# -- the split: specs for the router, executors where the task runs ---------------------------------
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_every_spec_names_an_executor_that_loads(name):
+    spec = CATALOGUE[name]
+    executor = load_executor(spec.executor)
+    assert isinstance(executor, (ModelCallsExecutor, RunExecutor))
+
+
+def test_a_claude_task_describes_its_calls_as_requests_with_unique_keys_and_the_model():
+    spec = lookup("documents.summarize")
+    payload = spec.validate({"documents": [{"id": "a", "text": "one"}, {"id": "b", "text": "two"}]})
+    requests = load_executor(spec.executor).requests(payload, model_id="claude-x")
+    assert [r.key for r in requests] == ["doc-0", "doc-1"]
+    assert all(r.params["model"] == "claude-x" and r.params["max_tokens"] > 0 for r in requests)
+    assert [r.params["messages"][0]["content"] for r in requests] == ["one", "two"]
+
+
+def test_assemble_takes_responses_in_any_order():
+    spec = lookup("documents.summarize")
+    payload = spec.validate({"documents": [{"id": "a", "text": "one"}, {"id": "b", "text": "two"}]})
+    executor = load_executor(spec.executor)
+    output = executor.assemble(payload, {"doc-1": text_response("second"), "doc-0": text_response("first")})
+    assert output["summaries"] == [{"id": "a", "summary": "first"}, {"id": "b", "summary": "second"}]
+
+
+def test_run_task_checks_before_each_call_and_stops_when_told():
+    spec = lookup("documents.summarize")
+    payload = spec.validate({"documents": [{"text": f"doc {i}"} for i in range(5)]})
+    model = ScriptedModel(default=lambda params: text_response("ok"))
+    checks = []
+
+    def check():
+        checks.append(1)
+        if len(checks) > 2:
+            raise JobError("canceled")
+
+    with pytest.raises(JobError, match="canceled"):
+        run_task(spec, payload, RunContext(llm=model, model_id="m", concurrency=1, check=check))
+    assert len(model.calls) == 2
+
+
+def test_load_executor_refuses_what_is_not_an_executor():
+    with pytest.raises(TypeError, match="neither a ModelCallsExecutor nor a RunExecutor"):
+        load_executor("jobcore.tasks.invoice:check_invoice")
+
+
+def test_an_unknown_task_name_is_quoted_but_bounded():
+    with pytest.raises(UnknownTaskError) as raised:
+        lookup("x" * 5_000_000)
+    assert len(str(raised.value)) < 300 and "5000000 characters" in str(raised.value)
+
+
+def test_the_catalogue_imports_no_executor_dependency():
+    # The router imports every spec; specs must not pull in the SDK or anything an executor needs.
+    code = "import sys, jobcore.tasks; print(sorted(m for m in ('anthropic', 'numpy', 'onnxruntime') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(LAMBDA_SRC)})
+    assert out.stdout.strip() == "[]"

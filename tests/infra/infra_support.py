@@ -27,8 +27,8 @@ GPU_OVERRIDES = {
     "router_reserved_concurrency": 50,
     "worker_on_demand_base": 1,
     "worker_min_tasks": 1,
-    "task_rates_per_min": '{"summarize": 30}',
-    "price_overrides": {"fargate_spot_discount": 0.6},
+    "task_rates_per_min": '{"documents.summarize": 30}',
+    "price_overrides": {"fargate": {"spot_discount": 0.6}},
 }
 
 
