@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve test synth cost chart bench clean venv
+.PHONY: demo serve test lint synth cost chart bench clean venv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ serve: venv
 ## Every test: core, adapters (moto), end to end (local pipeline over HTTP), infrastructure.
 test: venv
 	$(PY) -m pytest -q
+
+## ruff (lint, import order) and mypy (types), configured in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ## Real CDK CLI synth (default and GPU configs) with local Lambda bundling, then cfn-lint.
 synth: venv

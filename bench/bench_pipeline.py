@@ -32,7 +32,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def inline_overheads(api: str, count: int, latency_s: float) -> list[float]:
-    body = {"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 50, "messages": [{"role": "user", "content": "Hello there."}]}}
+    messages = [{"role": "user", "content": "Hello there."}]
+    body = {"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 50, "messages": messages}}
     call("POST", f"{api}/v1/jobs", body)  # warm-up: imports, connections
     overheads = []
     for _ in range(count):
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     ideal = args.concurrency / args.latency
     report = {
         "stand_in_latency_s": args.latency,
-        "inline_overhead_ms": {"p50": round(statistics.median(overheads), 1), "p95": round(percentile(overheads, 0.95), 1), "max": round(max(overheads), 1)},
+        "inline_overhead_ms": {
+            "p50": round(statistics.median(overheads), 1), "p95": round(percentile(overheads, 0.95), 1),
+            "max": round(max(overheads), 1),
+        },
         "queued": {**throughput, "ideal_jobs_per_s": round(ideal, 2), "efficiency": round(throughput["jobs_per_s"] / ideal, 2)},
     }
     report["goals"] = {

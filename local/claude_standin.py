@@ -232,7 +232,7 @@ def _placeholder(prop: dict[str, Any]) -> Any:
     if "null" in types or "null" in variants or prop.get("nullable"):
         return None
     kind = types[0] if types[0] else (variants[0] if variants else None)
-    return {"string": "", "number": 0, "integer": 0, "boolean": False, "array": [], "object": {}}.get(kind)
+    return {"string": "", "number": 0, "integer": 0, "boolean": False, "array": [], "object": {}}.get(str(kind))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def _item_from_cells(cells: list[str]) -> dict[str, Any] | None:
     matches = [_CELL_NUMBER.fullmatch(c.strip()) for c in cells[1:]]
     if not all(matches):
         return None
-    numbers = [_to_number(m.group(1)) for m in matches]
+    numbers = [_to_number(m.group(1)) for m in matches if m is not None]
     quantity, unit_price = numbers[0], numbers[1]
     amount = numbers[2] if len(numbers) == 3 else round(quantity * unit_price, 2)
     return {
@@ -455,7 +455,8 @@ class _State:
             self.latency_s, self.hang_s = self._default_latency_s, 0.0
             self.fail_status: int | None = None
             self.fail_remaining: int | None = None
-            self.requests, self.by_status, self.last_request = 0, {}, None
+            self.by_status: dict[str, int] = {}
+            self.requests, self.last_request = 0, None
 
     def set_latency(self, seconds: Any) -> None:
         seconds = _non_negative(seconds, "latency_s")
@@ -656,7 +657,8 @@ class ClaudeStandIn:
         self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         self._server = self._thread = None
 
     def __enter__(self) -> ClaudeStandIn:
@@ -669,8 +671,7 @@ class ClaudeStandIn:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("ClaudeStandIn is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._address[0]}:{self._server.server_port}"
 
     def configure(
         self,

@@ -54,9 +54,10 @@ def short_job(api: str, webhook_url: str) -> str:
 def long_job(api: str, webhook_url: str) -> str:
     documents = json.loads((SAMPLES / "documents.json").read_text())
     started = time.perf_counter()
-    status, headers, job = call("POST", f"{api}/v1/jobs", {"task": "documents.summarize", "input": {"documents": documents}, "webhook": {"url": webhook_url}})
+    body = {"task": "documents.summarize", "input": {"documents": documents}, "webhook": {"url": webhook_url}}
+    status, headers, job = call("POST", f"{api}/v1/jobs", body)
     expect(status == 202 and job.get("status") == "queued", f"long job: expected 202 queued, got {status} {job}")
-    location = headers.get("Location") or headers.get("location")
+    location = headers.get("Location") or headers.get("location") or ""
     expect(location == f"/v1/jobs/{job['id']}", f"long job: Location header {location!r}")
     print(f"[long]  POST /v1/jobs documents.summarize ({len(documents)} documents) -> {status} {job['status']}, Location: {location}")
     print(f"        route: {job['route']['lane']} ({job['route']['reason']})")
@@ -73,7 +74,8 @@ def long_job(api: str, webhook_url: str) -> str:
 def describe_cost(job: dict[str, Any]) -> str:
     cost = job.get("cost") or {}
     estimate, actual = cost.get("estimate"), cost.get("actual")
-    expect(estimate is not None and actual is not None, f"job {job['id']} has no cost estimate or actual cost: {cost}")
+    if estimate is None or actual is None:
+        raise DemoFailure(f"job {job['id']} has no cost estimate or actual cost: {cost}")
     return f"cost: estimated ${estimate['total']:.6f}, actual ${actual['total']:.6f} ({actual['basis'].split(';')[0]})"
 
 
@@ -94,7 +96,8 @@ def poll(api: str, location: str, started: float) -> dict[str, Any]:
 def webhooks(pipeline: LocalPipeline, job_ids: list[str]) -> None:
     for job_id in job_ids:
         event = pipeline.webhooks.wait_for(job_id, timeout_s=30)
-        expect(event is not None, f"no webhook for {job_id}")
+        if event is None:
+            raise DemoFailure(f"no webhook for {job_id}")
         print(f"[hook]  {event['type']} for {job_id}: signature verified, webhook-id {event['id']}")
     expect(not pipeline.webhooks.rejected, f"webhooks with bad signatures: {pipeline.webhooks.rejected}")
 

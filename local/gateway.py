@@ -84,14 +84,14 @@ class Gateway:
     def __init__(self, handler: Callable[[dict, Any], dict], *, host: str = "127.0.0.1", port: int = 0, require_key: bool = True):
         self._handler = handler
         self._require_key = require_key
+        self._host = host
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._server.server_port}"
 
     def start(self) -> Gateway:
         self._thread.start()

@@ -18,13 +18,13 @@ class WebhookReceiver:
         self.events: list[dict[str, Any]] = []
         self.rejected: list[str] = []
         self._changed = threading.Condition()
+        self._host = host
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
         self._server.daemon_threads = True
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks"
+        return f"http://{self._host}:{self._server.server_port}/hooks"
 
     def start(self) -> WebhookReceiver:
         threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()

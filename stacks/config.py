@@ -20,8 +20,15 @@ from typing import Any
 from jobcore.costing import CostModel
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, LaneConfigError, Lanes
 from jobcore.limits import (
-    API_GATEWAY_TIMEOUT_S, CPU_UNITS_PER_VCPU, FARGATE_SIZES, INLINE_FALLBACK_MARGIN_S, LAMBDA_MAX_MEMORY_MB,
-    LAMBDA_MIN_MEMORY_MB, MAX_INLINE_BUDGET_S, MAX_SCALING_STEPS, SQS_MAX_VISIBILITY_S,
+    API_GATEWAY_TIMEOUT_S,
+    CPU_UNITS_PER_VCPU,
+    FARGATE_SIZES,
+    INLINE_FALLBACK_MARGIN_S,
+    LAMBDA_MAX_MEMORY_MB,
+    LAMBDA_MIN_MEMORY_MB,
+    MAX_INLINE_BUDGET_S,
+    MAX_SCALING_STEPS,
+    SQS_MAX_VISIBILITY_S,
 )
 from jobcore.pricing import Prices, default_prices
 from jobcore.tasks import arrival_rates

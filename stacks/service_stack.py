@@ -9,9 +9,9 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
 from jobcore.lanes import Ec2Compute, FargateCompute, Lane
 from jobcore.limits import CPU_UNITS_PER_VCPU
-
 from stacks.config import PipelineConfig
 from stacks.constructs.api import JobsApi
 from stacks.constructs.cluster import WorkerCluster

@@ -27,11 +27,19 @@ from jobcore.costing import MB_PER_GB, SECONDS_PER_HOUR, break_even_rate_per_min
 from jobcore.lanes import FargateCompute, Lane, Lanes
 from jobcore.limits import LAMBDA_MAX_DURATION_S, LAMBDA_MAX_MEMORY_MB
 from jobcore.pricing import Prices, default_prices
-
 from stacks.config import PipelineConfig
 from tools.workloads import (
-    Comparison, Option, TaskComparison, WorkloadTask, compare, fargate_task, lambda_memory_mb, load_workload, monthly_ec2,
-    monthly_fargate, monthly_lambda,
+    Comparison,
+    Option,
+    TaskComparison,
+    WorkloadTask,
+    compare,
+    fargate_task,
+    lambda_memory_mb,
+    load_workload,
+    monthly_ec2,
+    monthly_fargate,
+    monthly_lambda,
 )
 
 SEED_WORKLOAD = ROOT / "workloads" / "seed-article.json"
@@ -105,11 +113,11 @@ def _task_table(row: TaskComparison) -> str:
     width = max(len(option.route) for option in row.options.values())
     head = f"  {'strategy':<13} {'route':<{width}} {'claude':>11} {'compute':>11} {'requests':>11} {'total':>11}"
     lines = [_describe(row.task), head] + [_option_line(s, o, width) for s, o in row.options.items()]
-    cheapest = row.options[row.cheapest] if row.cheapest else None
+    cheapest = row.best if row.cheapest else None
     if cheapest is None:
         lines.append("  cheapest route that can run it: none")
     else:
-        lines.append(f"  cheapest route that can run it: {cheapest.route}, {money(cheapest.cost.total)}/month")
+        lines.append(f"  cheapest route that can run it: {cheapest.route}, {money(cheapest.priced.total)}/month")
     lines.append(f"  hybrid routing: {row.hybrid_reason}")
     return "\n".join(lines)
 
@@ -200,8 +208,8 @@ def _fine_tune_fargate_note(claims: Mapping[str, Any], row: TaskComparison, pric
     task, hours = row.task, row.task.duration_s / SECONDS_PER_HOUR
     vcpu_only = fargate_task(prices, vcpu=task.vcpu, memory_mb=0, seconds=task.duration_s, spot=False)
     full = fargate_task(prices, vcpu=task.vcpu, memory_mb=task.memory_mb, seconds=task.duration_s, spot=False)
-    ec2 = row.options[row.cheapest] if row.cheapest else None
-    real = (f"The real option is {ec2.route}: {hours:g} h × {price(ec2.cost.compute / hours)}/h = {money(ec2.cost.compute)}"
+    ec2 = row.best if row.cheapest else None
+    real = (f"The real option is {ec2.route}: {hours:g} h × {price(ec2.priced.compute / hours)}/h = {money(ec2.priced.compute)}"
             if ec2 else "Nothing priced can run it")
     return (
         f"Fine-tuning on Fargate: the article's {quoted(claims['claimed_fargate_usd'])} is {hours:g} h × "
@@ -215,10 +223,10 @@ def _fine_tune_fargate_note(claims: Mapping[str, Any], row: TaskComparison, pric
 
 def _invoice_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparison], prices: Prices) -> list[str]:
     row = rows[claims["task"]]
-    task, on_lambda = row.task, row.options["lambda"].cost
+    task, on_lambda = row.task, row.options["lambda"].priced
     memory = lambda_memory_mb(prices, task)
     x86 = task.monthly_volume * lambda_compute(prices, duration_s=task.duration_s, memory_mb=memory, arch="x86_64")
-    best = row.options[row.cheapest]
+    best = row.best
     return [
         f"Invoices: the article prices {task.monthly_volume:,.0f} invoices at {quoted(claims['claimed_requests_usd'])} "
         f"+ compute. The Lambda requests are {money(lambda_requests(prices, task.monthly_volume))} indeed, but "
@@ -227,23 +235,23 @@ def _invoice_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparison]
         f"({task.input_tokens:,} in / {task.output_tokens:,} out on {task.model}) cost {money(on_lambda.claude)}: "
         f"{on_lambda.claude / on_lambda.total:.0%} of the bill, the same on every route.",
         f"Invoices, continued: Lambda bills every second a call waits on Claude; {best.route}, running "
-        f"{task.concurrency} calls at once per task, bills {money(best.cost.compute)} of compute for the month "
+        f"{task.concurrency} calls at once per task, bills {money(best.priced.compute)} of compute for the month "
         f"against Lambda's {money(on_lambda.compute)}. Hybrid routing: {row.hybrid_reason}.",
     ]
 
 
 def _continuous_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparison], prices: Prices) -> list[str]:
     row = rows[claims["task"]]
-    task, on_lambda = row.task, row.options["lambda"].cost
+    task, on_lambda = row.task, row.options["lambda"].priced
     spot, on_demand = row.options["fargate-spot"], row.options["fargate"]
     per_s = task.monthly_volume / (prices.hours_per_month * SECONDS_PER_HOUR)
-    requests = spot.cost.requests
-    than = "more than" if requests > spot.cost.compute else "less than"
+    requests = spot.priced.requests
+    than = "more than" if requests > spot.priced.compute else "less than"
     return [
         f"Continuous documents at {per_s:,g}/s ({task.monthly_volume:,.0f} a month): the article blames Lambda's "
         f"cold starts, but at that rate execution environments stay warm; what costs is the busy second. Lambda "
-        f"bills {money(on_lambda.compute)} of compute; {spot.route} ({spot.cost.basis}) {money(spot.cost.compute)}, "
-        f"on-demand {money(on_demand.cost.compute)}. The per-request charges (API Gateway, router, DynamoDB, S3, "
+        f"bills {money(on_lambda.compute)} of compute; {spot.route} ({spot.priced.basis}) {money(spot.priced.compute)}, "
+        f"on-demand {money(on_demand.priced.compute)}. The per-request charges (API Gateway, router, DynamoDB, S3, "
         f"SQS) come to {money(requests)} a month, {than} the compute on the cheapest route."
     ]
 
@@ -409,7 +417,7 @@ def _mark_break_even(ax: Any, prices: Prices, lanes: Lanes, duration_s: float, s
                                    worker=_fargate_worker(lanes, spot=spot))
     if rate is None:
         return
-    cost = inline_at(rate).cost.total
+    cost = inline_at(rate).priced.total
     kind = "Spot" if spot else "on-demand"
     _label(ax, f"worker cheaper above {rate:.2f}/min\n({kind}, {money(cost)}/month)", (rate, cost), colour, offset)
 
@@ -418,14 +426,14 @@ def _mark_crossing(ax: Any, first: Callable[[float], Option], second: Callable[[
                    low: float, high: float, *, name: str, colour: str, offset: tuple[int, int]) -> None:
     """Mark where two cost lines cross between ``low`` and ``high`` (bisection on a log scale)."""
     def gap(x: float) -> float:
-        return first(x).cost.total - second(x).cost.total
+        return first(x).priced.total - second(x).priced.total
 
     if gap(low) * gap(high) > 0:
         return
     for _ in range(60):
         middle = math.sqrt(low * high)
         low, high = (middle, high) if gap(low) * gap(middle) > 0 else (low, middle)
-    cost = second(low).cost.total
+    cost = second(low).priced.total
     _label(ax, f"above {low:.0f} s Lambda costs\nmore than {name}", (low, cost), colour, offset)
 
 

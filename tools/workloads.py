@@ -12,16 +12,29 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from jobcore.costing import (
-    MB_PER_GB, SECONDS_PER_HOUR, Cost, break_even_rate_per_min, claude_cost, ec2_hours, fargate_hourly, job_requests,
-    lambda_compute, sig,
+    MB_PER_GB,
+    SECONDS_PER_HOUR,
+    Cost,
+    break_even_rate_per_min,
+    claude_cost,
+    ec2_hours,
+    fargate_hourly,
+    job_requests,
+    lambda_compute,
+    sig,
 )
 from jobcore.errors import UnroutableError
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
-from jobcore.model import Usage
 from jobcore.limits import (
-    FARGATE_MAX_MEMORY_MB, FARGATE_MAX_VCPU, LAMBDA_MAX_DURATION_S, LAMBDA_MAX_MEMORY_MB, LAMBDA_MAX_VCPU,
-    LAMBDA_MB_PER_VCPU, SQS_MAX_VISIBILITY_S,
+    FARGATE_MAX_MEMORY_MB,
+    FARGATE_MAX_VCPU,
+    LAMBDA_MAX_DURATION_S,
+    LAMBDA_MAX_MEMORY_MB,
+    LAMBDA_MAX_VCPU,
+    LAMBDA_MB_PER_VCPU,
+    SQS_MAX_VISIBILITY_S,
 )
+from jobcore.model import Usage
 from jobcore.pricing import Instance, Prices
 from jobcore.routing import RoutingPolicy, TaskProfile, decide
 
@@ -112,6 +125,13 @@ class Option:
     cost: Cost | None = None
     cannot_run: tuple[str, ...] = ()
 
+    @property
+    def priced(self) -> Cost:
+        """The cost, for an option known to run the task; ValueError for one that cannot."""
+        if self.cost is None:
+            raise ValueError(f"{self.route} cannot run the task: {'; '.join(self.cannot_run)}")
+        return self.cost
+
     def to_dict(self, currency: str) -> dict[str, Any]:
         if self.cost is None:
             return {"route": self.route, "cannot_run": list(self.cannot_run)}
@@ -128,7 +148,14 @@ class TaskComparison:
     def cheapest(self) -> str | None:
         """The strategy of the cheapest concrete route that can actually run the task (None: nothing can)."""
         feasible = [s for s in ROUTES if self.options[s].cost is not None]
-        return min(feasible, key=lambda s: self.options[s].cost.total, default=None)
+        return min(feasible, key=lambda s: self.options[s].priced.total, default=None)
+
+    @property
+    def best(self) -> Option:
+        """The cheapest option that can run the task; ValueError when none can."""
+        if self.cheapest is None:
+            raise ValueError(f"{self.task.name}: no route can run it")
+        return self.options[self.cheapest]
 
 
 @dataclass(frozen=True)
@@ -142,7 +169,7 @@ class Comparison:
         out = {}
         for strategy in STRATEGIES:
             costs = [row.options[strategy].cost for row in self.tasks]
-            cannot = tuple(row.task.name for row, cost in zip(self.tasks, costs) if cost is None)
+            cannot = tuple(row.task.name for row, cost in zip(self.tasks, costs, strict=True) if cost is None)
             out[strategy] = (sum(cost.total for cost in costs if cost is not None), cannot)
         return out
 
@@ -299,7 +326,7 @@ def monthly_ec2(prices: Prices, task: WorkloadTask) -> Option:
         need = f"{task.vcpu:g} vCPU, {task.memory_mb:,} MB{gpu}"
         return Option("EC2", cannot_run=(f"no instance type in the price file fits {need}",))
     options = [_on_instance(prices, task, inst) for inst in fitting]
-    return min(options, key=lambda option: option.cost.total)
+    return min(options, key=lambda option: option.priced.total)
 
 
 def _fits(task: WorkloadTask, inst: Instance) -> bool:

@@ -20,8 +20,8 @@ log = logging.getLogger("worker")
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
     # Webhooks go out from their own small pool: a slow receiver never holds a job slot.
     runner = build_runner(
-        clients, settings.results_bucket, settings.webhooks, settings.lanes,
-        executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"),
+        clients, settings.results_bucket, settings.webhooks, settings.lanes.lanes,
+        cost_model=settings.lanes.cost_model(), executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"),
     )
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
     return Poller(

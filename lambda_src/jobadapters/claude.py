@@ -45,7 +45,8 @@ class AnthropicModel:
             if self._client is None or key != self._client_key:
                 import anthropic
 
-                self._client = anthropic.Anthropic(api_key=key, base_url=self._base_url, timeout=self._timeout_s, max_retries=self._max_retries)
+                self._client = anthropic.Anthropic(
+                    api_key=key, base_url=self._base_url, timeout=self._timeout_s, max_retries=self._max_retries)
                 self._client_key = key
             return self._client
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from jobcore.costing import CostModel
-from jobcore.limits import SQS_MAX_WAIT_S
 from jobcore.lanes import LaneConfigError, Lanes
+from jobcore.limits import SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
 from jobcore.tasks import arrival_rates
 

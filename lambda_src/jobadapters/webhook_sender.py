@@ -50,7 +50,8 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # the certificate names the host
+        # The certificate names the host. HTTPSConnection keeps its SSL context in the private _context.
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 class HttpWebhookNotifier:
@@ -88,14 +89,17 @@ class HttpWebhookNotifier:
 
     def _post(self, job: Job) -> int:
         """One POST; http.client follows no redirects, so a 3xx is reported as the failure it is."""
+        if job.webhook is None:
+            raise ValueError(f"job {job.job_id} has no webhook")
         parts = urlsplit(job.webhook.url)
-        address = resolve(parts.hostname or "", parts.port, allow_private=self._allow_private)
+        host = parts.hostname or ""
+        address = resolve(host, parts.port, allow_private=self._allow_private)
         now_ms = self._clock_ms()
         body = json.dumps(webhooks.payload(self._render(job), job, timestamp_ms=now_ms)).encode()
         headers = {"content-type": "application/json", "user-agent": "hybrid-jobs-webhooks/1"}
         headers.update(sign(self._secret(), webhooks.event_id(job), now_ms // 1000, body))
         connection_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-        connection = connection_type(parts.hostname, parts.port, address=address, timeout=self._timeout_s)
+        connection = connection_type(host, parts.port, address=address, timeout=self._timeout_s)
         try:
             connection.request("POST", parts.path + (f"?{parts.query}" if parts.query else "") or "/", body=body, headers=headers)
             return connection.getresponse().status
@@ -109,7 +113,7 @@ def sign(secret: str | None, msg_id: str, timestamp_s: int, body: bytes) -> dict
     if secret:
         from standardwebhooks import Webhook
 
-        when = dt.datetime.fromtimestamp(timestamp_s, tz=dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(timestamp_s, tz=dt.UTC)
         headers["webhook-signature"] = Webhook(secret).sign(msg_id, when, body.decode())
     return headers
 
@@ -127,9 +131,3 @@ def resolve(host: str, port: int | None, *, allow_private: bool) -> str:
             if not ip.is_global:
                 raise RefusedTargetError(f"{host!r} resolves to the non-public address {ip}")
     return addresses[0]
-
-
-def check_public(url: str) -> None:
-    """Refuse a URL whose host resolves to any non-public address (checked after DNS)."""
-    parts = urlsplit(url)
-    resolve(parts.hostname or "", parts.port, allow_private=False)

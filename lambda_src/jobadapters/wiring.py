@@ -16,9 +16,11 @@ from botocore.config import Config
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, LaneSettings, RouterSettings, WebhookSettings
+from jobadapters.settings import ClaudeSettings, RouterSettings, WebhookSettings
 from jobadapters.sqs import SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookNotifier
+from jobcore.costing import CostModel
+from jobcore.lanes import Lanes
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -57,36 +59,42 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
     return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
 
 
-def build_runner(clients: AwsClients, bucket: str, webhooks: WebhookSettings, lanes: LaneSettings, *, executor: Executor | None) -> JobRunner:
+def build_runner(
+    clients: AwsClients, bucket: str, webhooks: WebhookSettings, lanes: Lanes, *, cost_model: CostModel,
+    executor: Executor | None,
+) -> JobRunner:
     blobs = S3BlobStore(clients.s3, bucket)
     notifier = HttpWebhookNotifier(
         render=lambda job: render(job, blobs), secret=_webhook_secret(webhooks), clock_ms=clock_ms,
         executor=executor, allow_private_targets=webhooks.allow_private_targets,
     )
     return JobRunner(
-        store=DynamoJobStore(clients.table), blobs=blobs, notifier=notifier, clock_ms=clock_ms, lanes=lanes.lanes,
-        cost_model=lanes.cost_model(),
+        store=DynamoJobStore(clients.table), blobs=blobs, notifier=notifier, clock_ms=clock_ms, lanes=lanes,
+        cost_model=cost_model,
     )
 
 
 def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:
     # Lambda freezes between invocations, so the router delivers webhooks before it returns.
-    runner = build_runner(clients, settings.results_bucket, settings.webhooks, settings.lanes, executor=None)
-    inline_budget_s = settings.lanes.lanes.inline.time_limit_s
+    cost_model = settings.lanes.cost_model()
+    lanes = settings.lanes.lanes
+    runner = build_runner(clients, settings.results_bucket, settings.webhooks, lanes, cost_model=cost_model, executor=None)
+    inline_budget_s = lanes.inline.time_limit_s
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
-        policy=RoutingPolicy(lanes=settings.lanes.lanes), model_id=settings.claude.model_id,
+        policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
         llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env),
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.webhooks.allow_private_targets,
-        cost_model=runner.cost_model, arrival_rates_per_min=settings.task_rates_per_min,
+        cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
     )
 
 
 def _webhook_secret(settings: WebhookSettings) -> Callable[[], str | None]:
     """The signing secret: from Secrets Manager, cached 5 min (router), or as ECS injected it (worker)."""
-    if settings.secret_arn:
+    arn = settings.secret_arn
+    if arn:
         from aws_lambda_powertools.utilities import parameters
 
-        return lambda: parameters.get_secret(settings.secret_arn, max_age=300)
+        return lambda: parameters.get_secret(arn, max_age=300)
     return lambda: settings.secret

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from jobcore.lanes import Compute, Ec2Compute, FargateCompute, Lane, LambdaCompute, Lanes
+from jobcore.lanes import Compute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
 from jobcore.model import Usage
 from jobcore.pricing import Instance, Prices
 

@@ -14,7 +14,7 @@ from typing import Any
 from jobcore.errors import InvalidTransitionError
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -43,7 +43,7 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     AUTO = "auto"
     SYNC = "sync"
     ASYNC = "async"

@@ -68,7 +68,7 @@ class ClaudePrices:
 
     def for_model(self, model_id: str | None) -> tuple[TokenPrices, bool]:
         """The model's prices and whether it was known; unknown models cost what the default costs."""
-        if model_id in self.models:
+        if model_id is not None and model_id in self.models:
             return self.models[model_id], True
         return self.models[self.default_model], False
 

@@ -127,7 +127,9 @@ class JobRunner:
         return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id), result.output)
 
     def load_input(self, job: Job) -> dict[str, Any]:
-        return job.input if job.input_ref is None else self.blobs.get_json(job.input_ref)
+        if job.input_ref is not None:
+            return self.blobs.get_json(job.input_ref)
+        return job.input or {}
 
     def succeed(self, job: Job, result: TaskResult, *, model_id: str) -> Job:
         key = result_key(job.job_id)

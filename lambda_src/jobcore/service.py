@@ -38,7 +38,9 @@ DAY_S = 86_400
 class CostEstimator(Protocol):
     """What the service needs of :class:`jobcore.costing.CostModel`."""
 
-    def estimate(self, *, lane: str, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
+    def estimate(
+        self, *, lane: str, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int,
+    ) -> dict[str, Any]: ...
 
     def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
 
@@ -123,7 +125,10 @@ class JobService:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _new_job(self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: TaskSpec, expected_s: float) -> Job:
+    def _new_job(
+        self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: TaskSpec,
+        expected_s: float,
+    ) -> Job:
         now = self.runner.clock_ms()
         job_id = self.new_id()
         inline = decision.lane == INLINE

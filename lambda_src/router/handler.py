@@ -124,7 +124,8 @@ def unexpected_error(error: Exception) -> Response:
 
 @app.not_found
 def not_found(_: Exception) -> Response:
-    return json_response(404, {"error": {"type": "not_found", "message": f"no route {app.current_event.http_method} {app.current_event.path}"}})
+    event = app.current_event
+    return json_response(404, {"error": {"type": "not_found", "message": f"no route {event.http_method} {event.path}"}})
 
 
 @logger.inject_lambda_context(clear_state=True)

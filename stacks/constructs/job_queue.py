@@ -13,14 +13,14 @@ class JobQueue(Construct):
 
     ``queue``: visibility ``visibility_timeout`` (size it to the lane's job timeout: the worker extends it while
     a job runs, and a dead worker's job reappears after it), long polling (20 s), retention
-    ``retention`` (default 4 days); a message received ``max_receive_count`` times moves to the DLQ.
+    ``retention_days`` (default 4); a message received ``max_receive_count`` times moves to the DLQ.
     ``dead_letter_queue``: retention 14 days (the SQS maximum) so a failure can be inspected and redriven.
     The worker reads ``max_receive_count`` and ``visibility_timeout`` from its environment (MAX_RECEIVES,
     VISIBILITY_TIMEOUT_S) to mark a job failed on its last attempt; they come from here.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, visibility_timeout: Duration, max_receive_count: int,
-                 retention: Duration = Duration.days(4)) -> None:
+                 retention_days: int = 4) -> None:
         super().__init__(scope, construct_id)
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
@@ -36,7 +36,7 @@ class JobQueue(Construct):
             enforce_ssl=True,
             visibility_timeout=visibility_timeout,
             receive_message_wait_time=Duration.seconds(20),
-            retention_period=retention,
+            retention_period=Duration.days(retention_days),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receive_count),
         )
 

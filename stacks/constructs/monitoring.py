@@ -51,7 +51,8 @@ class PipelineMonitoring(Construct):
                     description="API answered 5xx")
         self.dashboard = self._dashboard(router, api, workers)
 
-    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
+    def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,
+               threshold: float, description: str) -> None:
         alarm = metric.create_alarm(
             self, construct_id, threshold=threshold, evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

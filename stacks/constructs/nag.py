@@ -21,6 +21,8 @@ def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
 def ref(resource: IConstruct, attribute: str | None = None) -> str:
     """``<LogicalId>`` or ``<LogicalId.Attribute>`` of ``resource`` (an L2 or its CfnResource)."""
     element = resource if isinstance(resource, CfnElement) else resource.node.default_child
+    if not isinstance(element, CfnElement):
+        raise TypeError(f"{resource.node.path} has no CloudFormation resource to name")
     stack = Stack.of(element)
     logical_id = stack.resolve(stack.get_logical_id(element))
     return f"<{logical_id}.{attribute}>" if attribute else f"<{logical_id}>"

@@ -12,9 +12,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
 from jobadapters.settings import RouterSettings
 from jobcore.lanes import Lanes
-
 from stacks.constructs import runtime_env
 from stacks.constructs.bundling import PipLocalBundling
 from stacks.constructs.job_queue import JobQueue

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_cdk import Token
+
 from jobadapters.settings import ConfigError
 from jobcore.lanes import Lanes
 

@@ -7,8 +7,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from jobadapters import schema
 
+from jobadapters import schema
 from stacks.constructs.nag import acknowledge, ref
 
 # Item-level reads and writes only: nothing here can delete an item, reconfigure or scan the table. Jobs

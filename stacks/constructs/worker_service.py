@@ -14,12 +14,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
 from jobadapters.settings import WorkerSettings
 from jobcore.lanes import Lane, Lanes
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S
-
 from stacks.constructs import runtime_env
-
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
@@ -37,7 +36,8 @@ class WorkerService(Construct):
 
     The container gets exactly the environment ``WorkerSettings`` reads (``LANES`` and ``PRICE_OVERRIDES``
     as ``runtime_env.lane_environment`` makes them; the lane's own concurrency is in ``LANES``), checked
-    with ``WorkerSettings`` at synth, and the two secrets as ECS secrets (never plain values). The task role may consume the lane queue, read/write job items and objects (not
+    with ``WorkerSettings`` at synth, and the two secrets as ECS secrets (never plain values). The task
+    role may consume the lane queue, read/write job items and objects (not
     delete the table or the bucket) and set its own task's scale-in protection.
 
     Scaling (no CPU-based policy: Claude work is I/O bound): the backlog is visible + in-flight messages.

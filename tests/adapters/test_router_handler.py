@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from jobadapters.sqs import decode
 from local.gateway import LambdaContext, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
 from router import handler as router
+from tests.adapters.support import LANES
 
 SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -54,7 +56,8 @@ class Api:
 def router_env(aws, standin, monkeypatch):
     env = {
         "STAGE": "test", "JOBS_TABLE": aws.table, "RESULTS_BUCKET": aws.bucket,
-        "CPU_QUEUE_URL": aws.queue_urls["cpu"], "GPU_QUEUE_URL": "", "INLINE_BUDGET_S": "10",
+        "LANES": json.dumps(LANES.to_dict()), "PRICE_OVERRIDES": "{}",  # a 10 s inline budget, no GPU lane
+        "LANE_QUEUE_URLS": json.dumps({"cpu": aws.queue_urls["cpu"]}),
         "ANTHROPIC_BASE_URL": standin.base_url, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         "WEBHOOK_SECRET": WEBHOOK_SECRET, "MODEL_ID": "claude-test",
     }
@@ -193,12 +196,13 @@ def test_inline_job_that_meets_529_twice_falls_back_to_the_queue_and_is_not_lost
     [message] = api.messages()
     assert decode(message["Body"]) == job_id
     item = api.item(job_id)
-    assert item["status"] == "queued" and item["route"] == "cpu"
+    assert item["status"] == "queued" and item["lane"] == "cpu"
     assert api.call("GET", f"/v1/jobs/{job_id}").body["status"] == "queued"
 
 
 def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, monkeypatch):
-    monkeypatch.setenv("CPU_QUEUE_URL", api.aws.queue_urls["cpu"].replace("hybrid-local-cpu", "no-such-queue"))
+    missing = api.aws.queue_urls["cpu"].replace("hybrid-local-cpu", "no-such-queue")
+    monkeypatch.setenv("LANE_QUEUE_URLS", json.dumps({"cpu": missing}))
     router.service.cache_clear()
 
     reply = api.call("POST", "/v1/jobs", LONG)
@@ -227,14 +231,17 @@ def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
 
     assert reply.status == 200
     tasks = {task["name"]: task for task in reply.body["tasks"]}
-    assert set(tasks) == {"claude.messages", "invoice.extract", "documents.summarize"}
-    assert {name: task["route"]["lane"] for name, task in tasks.items()} == {
+    assert len(tasks) == len(reply.body["tasks"])  # each task listed once
+    assert set(tasks) >= {"claude.messages", "invoice.extract", "documents.summarize"}  # more may come
+    assert {name: tasks[name]["route"]["lane"] for name in ("claude.messages", "invoice.extract", "documents.summarize")} == {
         "claude.messages": "inline", "invoice.extract": "inline", "documents.summarize": "cpu",
     }
     assert tasks["documents.summarize"]["profile"]["trigger"] == "batch"
     assert tasks["invoice.extract"]["profile"]["memory_mb"] == 256
     assert all(task["description"] and task["route"]["reason"] for task in tasks.values())
-    assert all(task["typical_cost"]["total"] > 0 for task in tasks.values())
+    routed = [task for task in tasks.values() if task["route"]["lane"]]  # a task for a disabled lane has no cost
+    assert {task["name"] for task in routed} >= {"claude.messages", "invoice.extract", "documents.summarize"}
+    assert all(task["typical_cost"]["total"] > 0 for task in routed)
 
 
 def test_an_unknown_route_is_404_json(api):
@@ -265,3 +272,43 @@ def test_a_request_without_an_api_key_identity_is_401_not_a_shared_tenant(api):
     reply = api.send(event)
 
     assert reply.status == 401 and reply.body["error"]["type"] == "unauthenticated"
+
+
+# (variables to set, variables to remove, the variable the logged reason names)
+BAD_ENVIRONMENTS = {
+    "LANES missing": ({}, ["LANES"], "LANES"),
+    "an unknown price override": ({"PRICE_OVERRIDES": json.dumps({"lamda": {}})}, [], "PRICE_OVERRIDES"),
+    "a queue for a lane that does not exist": (
+        {"LANE_QUEUE_URLS": json.dumps({"cpu": "https://q/cpu", "tpu": "https://q/tpu"})}, [], "LANE_QUEUE_URLS"),
+}
+
+
+@pytest.mark.parametrize(("changes", "removed", "named"), BAD_ENVIRONMENTS.values(), ids=BAD_ENVIRONMENTS.keys())
+def test_a_router_whose_settings_are_refused_fails_shut_with_503_on_every_route(
+    aws, standin, clients, router_env, monkeypatch, caplog, changes, removed, named,
+):
+    """GIVEN an environment RouterSettings.from_env refuses
+    WHEN any route is called
+    THEN it answers 503 misconfigured, the reason is logged once, and no table, queue or model is touched."""
+    for key in removed:
+        monkeypatch.delenv(key)
+    for key, value in changes.items():
+        monkeypatch.setenv(key, value)
+    made: list[str] = []
+    monkeypatch.setattr(router.AwsClients, "create", classmethod(lambda cls, table: made.append(table)))
+    router.service.cache_clear()
+    api = Api(aws, standin, clients)
+    try:
+        with caplog.at_level(logging.INFO, logger=router.logger.name):
+            replies = [api.call("POST", "/v1/jobs", LONG), api.call("GET", "/v1/jobs/job_x"), api.call("GET", "/v1/tasks")]
+    finally:
+        router.service.cache_clear()
+
+    assert [reply.status for reply in replies] == [503, 503, 503], [reply.body for reply in replies]
+    assert all(reply.body["error"]["type"] == "misconfigured" and reply.body["error"]["message"] for reply in replies)
+    logged = [record for record in caplog.records if record.name == router.logger.name and "misconfigured" in record.getMessage()]
+    assert len(logged) == 1, [record.getMessage() for record in logged]
+    assert logged[0].levelno == logging.ERROR and named in logged[0].reason  # the variable and why, for the operator
+    assert named not in replies[0].body["error"]["message"]  # the client is told to ask the operator, not how it is set up
+    assert made == []  # no clients made, so no table touched
+    assert clients.table.scan()["Count"] == 0 and api.messages() == [] and standin.stats()["requests"] == 0

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from jobadapters.webhook_sender import HttpWebhookNotifier, RefusedTargetError, check_public
+from jobadapters.webhook_sender import HttpWebhookNotifier, RefusedTargetError, resolve
 from jobcore.model import JobStatus, Webhook
 from jobcore.views import job_view
 from local.webhook_receiver import WebhookReceiver
@@ -110,21 +110,25 @@ def test_a_redirecting_receiver_is_not_followed(server, status, caplog):
         target.stop()
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8080/hooks",
-    "https://10.0.0.1/hooks",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://localhost/hooks",
-    "http://[::1]/hooks",
-    "http://192.168.1.20/hooks",
+@pytest.mark.parametrize(("host", "port"), [
+    ("127.0.0.1", 8080),
+    ("10.0.0.1", 443),
+    ("169.254.169.254", None),
+    ("localhost", None),
+    ("::1", None),
+    ("192.168.1.20", None),
 ])
-def test_check_public_refuses_non_public_targets(url):
+def test_resolve_refuses_non_public_targets(host, port):
     with pytest.raises(RefusedTargetError, match="non-public"):
-        check_public(url)
+        resolve(host, port, allow_private=False)
 
 
-def test_check_public_accepts_a_public_address():
-    check_public("https://93.184.216.34/hooks")  # an IP literal: no DNS needed
+def test_resolve_accepts_a_public_address_and_returns_it():
+    assert resolve("93.184.216.34", 443, allow_private=False) == "93.184.216.34"  # an IP literal: no DNS needed
+
+
+def test_resolve_allows_a_private_target_only_when_told_to():
+    assert resolve("127.0.0.1", 8080, allow_private=True) == "127.0.0.1"
 
 
 def test_a_loopback_receiver_is_never_contacted_unless_private_targets_are_allowed(server, caplog):

@@ -9,14 +9,22 @@ import json
 
 import pytest
 
-from tests.fakes import LANES, make_lanes
 from jobcore.costing import (
-    CostModel, break_even_rate_per_min, claude_cost, ec2_hours, fargate_hourly, job_requests, lambda_compute,
-    lambda_requests, request_charges, worker_hourly,
+    CostModel,
+    break_even_rate_per_min,
+    claude_cost,
+    ec2_hours,
+    fargate_hourly,
+    job_requests,
+    lambda_compute,
+    lambda_requests,
+    request_charges,
+    worker_hourly,
 )
 from jobcore.lanes import Ec2Compute, LambdaCompute
 from jobcore.model import Usage
 from jobcore.pricing import Prices, default_prices
+from tests.fakes import LANES, make_lanes
 from tools.workloads import fargate_task
 
 # Per-job request charges, by hand: API Gateway 3.50/M + router Lambda 0.20/M + DynamoDB reads 0.125/M

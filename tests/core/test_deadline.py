@@ -2,15 +2,16 @@
 
 import pytest
 
-from tests.fakes import FakeClock, ScriptedModel, text_response
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import ModelRequestError, ModelUnavailableError
+from tests.fakes import FakeClock, ScriptedModel, text_response
 
 
 def deadline_model(script, *, budget_s=20.0, max_attempts=2):
     clock = FakeClock()
     model = ScriptedModel(script)
-    wrapped = DeadlineModel(model, deadline=clock.monotonic() + budget_s, clock=clock.monotonic, sleep=clock.sleep, max_attempts=max_attempts)
+    wrapped = DeadlineModel(
+        model, deadline=clock.monotonic() + budget_s, clock=clock.monotonic, sleep=clock.sleep, max_attempts=max_attempts)
     return wrapped, model, clock
 
 

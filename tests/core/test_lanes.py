@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.fakes import LANES, make_lanes
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, LaneConfigError, Lanes
+from tests.fakes import LANES, make_lanes
 
 
 def test_the_lanes_round_trip_through_json_unchanged():

@@ -2,11 +2,11 @@
 
 import pytest
 
-from tests.fakes import make_lanes
 from jobcore.errors import UnroutableError
 from jobcore.lanes import INLINE, FargateCompute, Lane, Lanes
 from jobcore.model import Mode
 from jobcore.routing import Hints, RoutingPolicy, TaskProfile, decide
+from tests.fakes import make_lanes
 
 POLICY = RoutingPolicy(lanes=make_lanes(inline_budget_s=20, router_memory_mb=1024, worker_memory_mb=4096, gpu_memory_mb=15360))
 SHORT = TaskProfile(expected_duration_s=5, memory_mb=256, timeout_s=600)
@@ -34,7 +34,8 @@ def test_gpu_task_with_sync_is_refused():
 
 def test_gpu_task_when_gpu_lane_is_off_is_refused():
     with pytest.raises(UnroutableError, match="not enabled"):
-        route(TaskProfile(expected_duration_s=1, memory_mb=256, timeout_s=600, gpu=True), policy=RoutingPolicy(lanes=make_lanes(gpu_enabled=False)))
+        route(TaskProfile(expected_duration_s=1, memory_mb=256, timeout_s=600, gpu=True),
+              policy=RoutingPolicy(lanes=make_lanes(gpu_enabled=False)))
 
 
 def test_gpu_task_bigger_than_the_gpu_lane_is_refused():

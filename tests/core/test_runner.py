@@ -4,12 +4,12 @@ import threading
 
 import pytest
 
-from tests.fakes import ScriptedModel, harness, make_lanes, text_response
 from jobcore.errors import ConflictError, ModelRequestError, ModelUnavailableError
 from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
 from jobcore.runner import Backoff
 from jobcore.tasks import RunContext, TaskResult
+from tests.fakes import ScriptedModel, harness, make_lanes, text_response
 
 BACKOFF = Backoff()  # the runner's default policy
 

@@ -4,18 +4,21 @@ from dataclasses import replace
 
 import pytest
 
-from tests.fakes import LANES, MemoryQueue, make_lanes, ScriptedModel, harness, text_response
 from jobcore.errors import EnqueueError, JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Hints, RoutingPolicy
-from jobcore.tasks.invoice import InvoiceTask
 from jobcore.service import INLINE_INPUT_LIMIT, JobService, render
+from jobcore.tasks.invoice import InvoiceTask
+from tests.fakes import LANES, MemoryQueue, ScriptedModel, harness, make_lanes, text_response
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
 
 
-def make_service(script=(), *, queue=None, policy=RoutingPolicy(lanes=LANES), cost_model=None):
+POLICY = RoutingPolicy(lanes=LANES)
+
+
+def make_service(script=(), *, queue=None, policy=POLICY, cost_model=None):
     h = harness()
     ids = iter(f"job_{i}" for i in range(100))
     service = JobService(
@@ -50,7 +53,9 @@ def test_long_job_is_queued_on_the_cpu_lane():
     assert "inline budget" in job.route_reason
 
 
-@pytest.mark.parametrize("error", [ModelUnavailableError("model answered 529: overloaded"), ModelUnavailableError("the model did not answer in time")])
+@pytest.mark.parametrize("error", [
+    ModelUnavailableError("model answered 529: overloaded"), ModelUnavailableError("the model did not answer in time"),
+])
 def test_inline_falls_back_to_the_queue_when_the_model_is_slow_or_overloaded(error):
     service, h = make_service([error, error])
     job = submit(service).job

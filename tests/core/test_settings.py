@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.fakes import make_lanes
 from jobadapters.settings import ConfigError, RouterSettings, WorkerSettings
+from tests.fakes import make_lanes
 
 LANES = json.dumps(make_lanes(gpu_enabled=False).to_dict())
 ROUTER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "LANES": LANES, "LANE_QUEUE_URLS": json.dumps({"cpu": "q"})}

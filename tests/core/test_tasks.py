@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import ScriptedModel, text_response, tool_response
 from jobcore.errors import InvalidInputError, JobError, TaskOutputError, UnknownTaskError
 from jobcore.tasks import CATALOGUE, RunContext, lookup, run_task
 from jobcore.tasks.base import ModelCallsExecutor, RunExecutor, load_executor
 from jobcore.tasks.invoice import TOOL_NAME, arithmetic_checks, check_invoice
+from tests.fakes import ScriptedModel, text_response, tool_response
 
 SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
@@ -91,7 +91,8 @@ def test_invoice_without_tool_call_is_an_output_error():
 
 
 def test_invoice_validation_lists_every_problem():
-    bad = dict(INVOICE, vendor="", invoice_date="March 1", currency="dollars", total="22", line_items=[{"description": "x", "quantity": "2"}])
+    bad = dict(INVOICE, vendor="", invoice_date="March 1", currency="dollars", total="22",
+               line_items=[{"description": "x", "quantity": "2"}])
     with pytest.raises(TaskOutputError) as caught:
         check_invoice(bad)
     message = str(caught.value)

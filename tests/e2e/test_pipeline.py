@@ -163,4 +163,8 @@ def test_another_tenant_cannot_see_a_job(pipeline):
 def test_tasks_lists_the_catalogue_with_routes(pipeline):
     status, _, body = call("GET", f"{pipeline['api_url']}/v1/tasks")
     routes = {t["name"]: t["route"]["lane"] for t in body["tasks"]}
-    assert status == 200 and routes == {"claude.messages": "cpu", "invoice.extract": "cpu", "documents.summarize": "cpu"}
+    assert status == 200 and len(routes) == len(body["tasks"])
+    # The catalogue may grow; these three run on the cpu lane with a 4 s inline budget.
+    assert {name: routes.get(name) for name in ("claude.messages", "invoice.extract", "documents.summarize")} == {
+        "claude.messages": "cpu", "invoice.extract": "cpu", "documents.summarize": "cpu",
+    }

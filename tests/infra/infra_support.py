@@ -118,3 +118,42 @@ def env_names(environment: list[dict[str, Any]] | dict[str, Any]) -> set[str]:
     if isinstance(environment, dict):
         return set(environment)
     return {entry["Name"] for entry in environment}
+
+
+def variables(environment: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    """A Lambda function's ``Variables`` or an ECS container's ``Environment`` as one name -> value dict."""
+    if isinstance(environment, dict):
+        return dict(environment)
+    return {entry["Name"]: entry["Value"] for entry in environment}
+
+
+def router_variables(app: Synth) -> dict[str, Any]:
+    _, function = one(app.service_json, "AWS::Lambda::Function", "RouterFunction")
+    return variables(function["Properties"]["Environment"]["Variables"])
+
+
+def worker_variables(app: Synth, lane: str) -> dict[str, Any]:
+    _, definition = one(app.service_json, "AWS::ECS::TaskDefinition", f"{lane.capitalize()}Worker")
+    (container,) = definition["Properties"]["ContainerDefinitions"]
+    return variables(container["Environment"])
+
+
+def placeholder(value: Any) -> str:
+    """What a CloudFormation value stands for at deploy time, as a string the runtime can parse: a plain
+    string as is, ``{"Ref": X}`` as ``ref:X``, another intrinsic as ``<intrinsic>:<its JSON>``, and an
+    ``Fn::Join`` as its parts joined (so a JSON object with references inside stays a JSON object)."""
+    if isinstance(value, str):
+        return value
+    assert isinstance(value, dict) and len(value) == 1, f"not a CloudFormation value: {value!r}"
+    ((intrinsic, argument),) = value.items()
+    if intrinsic == "Ref":
+        return f"ref:{argument}"
+    if intrinsic == "Fn::Join":
+        separator, parts = argument
+        return separator.join(placeholder(part) for part in parts)
+    return f"{intrinsic}:{json.dumps(argument, sort_keys=True)}"
+
+
+def deployed_environment(environment: dict[str, Any]) -> dict[str, str]:
+    """A synthesized environment with every intrinsic replaced by its :func:`placeholder`."""
+    return {name: placeholder(value) for name, value in environment.items()}

@@ -14,7 +14,22 @@ import aws_cdk
 import pytest
 from infra_support import CDK_JSON, REPO
 
+from jobadapters import settings
+from jobadapters.settings import RouterSettings
+from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute
+from jobcore.limits import (
+    API_GATEWAY_TIMEOUT_S,
+    CPU_UNITS_PER_VCPU,
+    FARGATE_SIZES,
+    INLINE_FALLBACK_MARGIN_S,
+    LAMBDA_MAX_MEMORY_MB,
+    LAMBDA_MIN_MEMORY_MB,
+    MAX_INLINE_BUDGET_S,
+    SQS_MAX_VISIBILITY_S,
+)
+
 from stacks.config import ConfigError, PipelineConfig
+from stacks.constructs.runtime_env import compact_json, lane_environment
 
 # One bad value per key; the test below checks that every key has one.
 BAD_VALUES = {
@@ -83,8 +98,11 @@ def test_values_given_with_dash_c_arrive_as_strings_and_are_parsed():
     assert (config.gpu_enabled, config.worker_max_tasks, config.router_reserved_concurrency, config.stage) == (
         True, 6, 25, "prod")
     assert PipelineConfig.from_mapping({"router_reserved_concurrency": "none"}).router_reserved_concurrency is None
-    rates = PipelineConfig.from_mapping({"task_rates_per_min": '{"summarize": 12.5}'}).task_rates_per_min
-    assert rates == {"summarize": 12.5}
+    rates = PipelineConfig.from_mapping({"task_rates_per_min": '{"documents.summarize": 12.5}'}).task_rates_per_min
+    assert rates == {"documents.summarize": 12.5}
+    overrides = PipelineConfig.from_mapping({"price_overrides": '{"fargate": {"spot_discount": 0.6}}'})
+    assert overrides.price_overrides == {"fargate": {"spot_discount": 0.6}}
+    assert overrides.prices().fargate.spot_discount == 0.6
 
 
 def test_a_missing_key_keeps_its_default_and_the_defaults_are_valid():
@@ -94,6 +112,9 @@ def test_a_missing_key_keeps_its_default_and_the_defaults_are_valid():
 def test_cdk_json_holds_every_key_with_the_default_value():
     defaults = PipelineConfig().to_context()
     assert {key: CDK_JSON["context"][key] for key in defaults} == defaults
+    # ... and no key the configuration no longer reads (the rest are CDK feature flags).
+    assert {key for key in CDK_JSON["context"] if not key.startswith("@")} == set(defaults)
+    assert PipelineConfig.from_mapping(CDK_JSON["context"]) == PipelineConfig()
 
 
 def test_config_is_frozen():
@@ -117,3 +138,178 @@ def test_app_py_refuses_a_bad_value_naming_the_key():
     result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "configuration error: context key 'worker_cpu' = 300" in result.stderr
+
+
+# Values the CDK-side rules cannot see but the runtime refuses: the config parses them with the runtime's
+# own code (jobcore.pricing, jobcore.tasks, jobcore.costing), so they fail synth, naming the key and the
+# detail, instead of every request. (key, value, a detail the message must name)
+RUNTIME_REJECTS = [
+    ("price_overrides", {"fargate_spot_discount": 0.6}, "fargate_spot_discount"),
+    ("price_overrides", {"fargate": {"spot_discountt": 0.5}}, "fargate.spot_discountt"),
+    ("price_overrides", {"fargate": {"spot_discount": "cheap"}}, "fargate.spot_discount"),
+    ("price_overrides", {"fargate": {"spot_discount": 1.5}}, "fargate.spot_discount"),
+    ("price_overrides", {"fargate": {"spot_discount": -0.1}}, "fargate.spot_discount"),
+    ("price_overrides", {"fargate": 0.6}, "fargate"),
+    ("price_overrides", '{"lambda": {"gb_second": {"arm64": true}}}', "lambda.gb_second.arm64"),
+    ("price_overrides", {"ec2": {"instances": {"g4dn.xlarge": {"hour": 0.526}}}}, "ec2.instances.g4dn.xlarge"),
+    ("task_rates_per_min", {"summarize": 3}, "summarize"),
+    ("task_rates_per_min", '{"summarize": 3}', "summarize"),
+    ("task_rates_per_min", {"documents.summarize": -1}, "documents.summarize"),
+    ("task_rates_per_min", {"documents.summarize": "often"}, "documents.summarize"),
+    ("task_rates_per_min", {"invoice.extract": True}, "invoice.extract"),
+    ("task_rates_per_min", {"invoice.extract": None}, "invoice.extract"),
+    ("task_rates_per_min", '{"claude.messages": NaN}', "claude.messages"),
+    ("task_rates_per_min", '{"claude.messages": Infinity}', "claude.messages"),
+    ("gpu_instance_type", "g4dn.xlarge", "g4dn.xlarge"),  # a GPU type ECS can use, but not in prices.json
+]
+RUNTIME_REJECT_IDS = [f"{key}={value}" for key, value, _ in RUNTIME_REJECTS]
+G4DN_XLARGE = {"hour": 0.526, "vcpu": 4, "memory_gib": 16, "gpus": 1, "gpu_model": "T4"}
+
+
+@pytest.mark.parametrize(("key", "value", "detail"), RUNTIME_REJECTS, ids=RUNTIME_REJECT_IDS)
+def test_a_value_the_runtime_would_refuse_fails_naming_the_key(key, value, detail):
+    with pytest.raises(ConfigError, match=f"'{key}'") as raised:
+        PipelineConfig.from_mapping({key: value})
+    assert detail in str(raised.value)
+    # also with the GPU lane on, where every lane is deployed
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        PipelineConfig.from_mapping({key: value, "gpu_enabled": True})
+
+
+def _router_env(lanes: dict, *, price_overrides: object = None, task_rates: object = None) -> dict[str, str]:
+    return {
+        "LANES": compact_json(lanes), "PRICE_OVERRIDES": compact_json(price_overrides or {}),
+        "TASK_RATES_PER_MIN": compact_json(task_rates or {}), "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "LANE_QUEUE_URLS": compact_json({"cpu": "https://sqs.example/cpu"}),
+        "ANTHROPIC_SECRET_ARN": "arn:anthropic", "WEBHOOK_SECRET_ARN": "arn:webhook",
+    }
+
+
+@pytest.mark.parametrize(("key", "value", "detail"), RUNTIME_REJECTS, ids=RUNTIME_REJECT_IDS)
+def test_the_runtime_refuses_the_same_values(key, value, detail):
+    # GIVEN the environment the router would get with the default config but this one value
+    parsed = json.loads(value) if isinstance(value, str) and key != "gpu_instance_type" else value
+    lanes = PipelineConfig().lanes().to_dict()
+    if key == "gpu_instance_type":
+        lanes["gpu"]["compute"]["instance"] = value
+    env = _router_env(lanes, price_overrides=parsed if key == "price_overrides" else None,
+                      task_rates=parsed if key == "task_rates_per_min" else None)
+    RouterSettings.from_env(_router_env(PipelineConfig().lanes().to_dict()))  # the baseline parses
+    # WHEN the router parses it THEN it refuses it, as the config did
+    with pytest.raises(settings.ConfigError) as raised:
+        RouterSettings.from_env(env)
+    assert detail in str(raised.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"ec2": {"instances": {"g4dn.xlarge": G4DN_XLARGE}}},
+    json.dumps({"ec2": {"instances": {"g4dn.xlarge": G4DN_XLARGE}}}),  # as `-c price_overrides=...` gives it
+])
+def test_an_instance_type_missing_from_the_price_file_is_accepted_once_overrides_price_it(overrides):
+    config = PipelineConfig.from_mapping({"gpu_enabled": "true", "gpu_instance_type": "g4dn.xlarge",
+                                          "price_overrides": overrides})
+    gpu = config.lanes().get("gpu")
+    assert (gpu.enabled, gpu.compute) == (True, Ec2Compute(instance="g4dn.xlarge"))
+    instance = config.prices().ec2.instances["g4dn.xlarge"]
+    assert (instance.hour, instance.vcpu, instance.memory_gib, instance.gpus, instance.gpu_model) == (
+        0.526, 4, 16, 1, "T4")
+    # and the runtime, given the same lanes and overrides, accepts them too
+    env = _router_env(config.lanes().to_dict(), price_overrides=config.price_overrides)
+    env["LANE_QUEUE_URLS"] = compact_json({"cpu": "https://sqs.example/cpu", "gpu": "https://sqs.example/gpu"})
+    assert RouterSettings.from_env(env).lanes.prices.ec2.instances["g4dn.xlarge"].hour == 0.526
+
+
+def test_the_price_file_instance_types_are_accepted_without_overrides():
+    for instance in ("g5.xlarge", "g5.2xlarge", "g6.xlarge"):
+        assert PipelineConfig.from_mapping({"gpu_instance_type": instance}).lanes().get("gpu").compute.instance == instance
+
+
+class TestLanes:
+    def test_default_lanes_are_inline_and_cpu_with_the_gpu_lane_off(self):
+        config = PipelineConfig()
+        lanes = config.lanes()
+        assert [lane.name for lane in lanes] == [INLINE, "cpu", "gpu"]
+        assert [lane.name for lane in lanes.queued()] == ["cpu"]
+        assert lanes.fallback.name == "cpu"
+        assert lanes.gpu_lanes() == ()
+        assert not lanes.get("gpu").enabled
+
+    def test_lane_sizes_come_from_the_config(self):
+        config = PipelineConfig.from_mapping({
+            "gpu_enabled": True, "inline_budget_s": 15, "router_memory_mb": 2048, "worker_cpu": 2048,
+            "worker_memory_mb": 8192, "worker_concurrency": 5, "cpu_job_timeout_s": 600,
+            "gpu_memory_mb": 12000, "gpu_concurrency": 3, "gpu_job_timeout_s": 3600, "gpu_instance_type": "g6.xlarge",
+        })
+        lanes = config.lanes()
+        inline, cpu, gpu = lanes.inline, lanes.get("cpu"), lanes.get("gpu")
+        assert (inline.queued, inline.memory_mb, inline.time_limit_s, inline.compute) == (
+            False, 2048, 15, LambdaCompute(memory_mb=2048, arch="arm64"))
+        assert (cpu.queued, cpu.gpu, cpu.memory_mb, cpu.time_limit_s, cpu.concurrency, cpu.compute) == (
+            True, False, 8192, 600, 5, FargateCompute(vcpu=2048 / CPU_UNITS_PER_VCPU, memory_mb=8192, spot=True))
+        assert (gpu.queued, gpu.gpu, gpu.enabled, gpu.memory_mb, gpu.time_limit_s, gpu.concurrency, gpu.compute) == (
+            True, True, True, 12000, 3600, 3, Ec2Compute(instance="g6.xlarge"))
+        assert [lane.name for lane in lanes.queued()] == ["cpu", "gpu"]
+
+    def test_an_on_demand_base_prices_the_cpu_lane_as_on_demand(self):
+        assert PipelineConfig().lanes().get("cpu").compute.spot is True
+        assert PipelineConfig.from_mapping({"worker_on_demand_base": 1}).lanes().get("cpu").compute.spot is False
+
+    @pytest.mark.parametrize("context", [{}, {"gpu_enabled": True}, {"worker_on_demand_base": 2}])
+    def test_lanes_survive_the_trip_through_the_environment(self, context):
+        config = PipelineConfig.from_mapping(context)
+        env = lane_environment(config.lanes(), config.price_overrides)
+        parsed = settings.LaneSettings.from_env(env)
+        assert {lane.name: lane for lane in parsed.lanes} == {lane.name: lane for lane in config.lanes()}
+        assert parsed.prices == config.prices()
+
+    @pytest.mark.xfail(strict=True, reason=(
+        "runtime_env.lane_environment serializes LANES with sort_keys=True, so the runtime sees the lanes in "
+        "alphabetical order, not the config's; Lanes.fallback and routing take the first fitting CPU lane"))
+    def test_lanes_keep_their_order_through_the_environment(self):
+        config = PipelineConfig.from_mapping({"gpu_enabled": True})
+        parsed = settings.LaneSettings.from_env(lane_environment(config.lanes(), config.price_overrides))
+        assert [lane.name for lane in parsed.lanes] == [lane.name for lane in config.lanes()]
+
+
+class TestPlatformLimits:
+    """The bounds of the config are the platform's, from jobcore.limits: at the limit passes, past it fails."""
+
+    def test_inline_budget_leaves_the_fallback_margin_under_api_gateway(self):
+        assert MAX_INLINE_BUDGET_S + INLINE_FALLBACK_MARGIN_S < API_GATEWAY_TIMEOUT_S
+        config = PipelineConfig.from_mapping({"inline_budget_s": MAX_INLINE_BUDGET_S,
+                                              "router_timeout_s": MAX_INLINE_BUDGET_S + INLINE_FALLBACK_MARGIN_S})
+        assert config.lanes().inline.time_limit_s == MAX_INLINE_BUDGET_S
+        with pytest.raises(ConfigError, match="'inline_budget_s'"):
+            PipelineConfig.from_mapping({"inline_budget_s": MAX_INLINE_BUDGET_S + 1,
+                                         "router_timeout_s": API_GATEWAY_TIMEOUT_S})
+
+    def test_router_timeout_is_at_most_api_gateway_s(self):
+        assert PipelineConfig.from_mapping({"router_timeout_s": API_GATEWAY_TIMEOUT_S}).router_timeout_s == 29
+        with pytest.raises(ConfigError, match="'router_timeout_s'"):
+            PipelineConfig.from_mapping({"router_timeout_s": API_GATEWAY_TIMEOUT_S + 1})
+
+    def test_router_memory_is_within_lambda_limits(self):
+        for memory in (LAMBDA_MIN_MEMORY_MB, LAMBDA_MAX_MEMORY_MB):
+            assert PipelineConfig.from_mapping({"router_memory_mb": memory}).lanes().inline.memory_mb == memory
+        for memory in (LAMBDA_MIN_MEMORY_MB - 1, LAMBDA_MAX_MEMORY_MB + 1):
+            with pytest.raises(ConfigError, match="'router_memory_mb'"):
+                PipelineConfig.from_mapping({"router_memory_mb": memory})
+
+    @pytest.mark.parametrize("cpu", sorted(FARGATE_SIZES))
+    def test_every_fargate_size_is_accepted_and_priced(self, cpu):
+        sizes = FARGATE_SIZES[cpu]
+        for memory in (sizes[0], sizes[-1]):
+            config = PipelineConfig.from_mapping({"worker_cpu": cpu, "worker_memory_mb": memory})
+            assert config.lanes().get("cpu").compute == FargateCompute(
+                vcpu=cpu / CPU_UNITS_PER_VCPU, memory_mb=memory, spot=True)
+        with pytest.raises(ConfigError, match="'worker_memory_mb'"):
+            PipelineConfig.from_mapping({"worker_cpu": cpu, "worker_memory_mb": sizes[-1] + sizes.step})
+
+    def test_job_timeouts_are_at_most_the_sqs_visibility_limit(self):
+        config = PipelineConfig.from_mapping({"cpu_job_timeout_s": SQS_MAX_VISIBILITY_S,
+                                              "gpu_job_timeout_s": SQS_MAX_VISIBILITY_S})
+        assert {lane.time_limit_s for lane in config.lanes().queued() + config.lanes().gpu_lanes(enabled=False)} == {
+            SQS_MAX_VISIBILITY_S}
+        for key in ("cpu_job_timeout_s", "gpu_job_timeout_s"):
+            with pytest.raises(ConfigError, match=f"'{key}'"):
+                PipelineConfig.from_mapping({key: SQS_MAX_VISIBILITY_S + 1})

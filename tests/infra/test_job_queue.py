@@ -51,10 +51,11 @@ def test_lane_queues_are_pinned_and_sized_to_the_lane_job_timeout(request, app_n
     app = request.getfixturevalue(app_name)
     queues = resources(app.service_json, "AWS::SQS::Queue")
     assert set(queues) == {logical_id for lane in lanes for logical_id in PINNED_QUEUE_IDS[lane]}
+    assert tuple(lane.name for lane in app.config.lanes().queued()) == lanes
     timeouts = {"cpu": app.config.cpu_job_timeout_s, "gpu": app.config.gpu_job_timeout_s}
     for lane in lanes:
         queue_id, dlq_id = PINNED_QUEUE_IDS[lane]
         properties = queues[queue_id]["Properties"]
-        assert properties["VisibilityTimeout"] == timeouts[lane]
+        assert properties["VisibilityTimeout"] == timeouts[lane] == app.config.lanes().get(lane).time_limit_s
         assert properties["RedrivePolicy"] == {
             "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": app.config.max_receives}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from infra_support import (
     actions,
     attached_managed_policies,
@@ -11,10 +12,13 @@ from infra_support import (
     inline_statements,
     is_job_data_policy,
     one,
+    placeholder,
+    router_variables,
     statements_on,
 )
 from jobadapters.settings import RouterSettings
 
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
 CONSUME = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue"}
 
 
@@ -27,7 +31,7 @@ def test_router_is_arm64_python_313_sized_from_config(default_app):
     assert props["Architectures"] == ["arm64"]
     assert props["Runtime"] == "python3.13"
     assert props["Handler"] == "router.handler.handler"
-    assert props["MemorySize"] == config.router_memory_mb
+    assert props["MemorySize"] == config.router_memory_mb == config.lanes().inline.memory_mb
     assert props["Timeout"] == config.router_timeout_s
     assert "ReservedConcurrentExecutions" not in props
 
@@ -36,41 +40,58 @@ def test_reserved_concurrency_comes_from_config(gpu_app):
     assert router(gpu_app)["ReservedConcurrentExecutions"] == 50
 
 
-def test_env_is_exactly_what_router_settings_read_without_a_gpu_queue_when_the_lane_is_off(default_app):
-    assert env_names(router(default_app)["Environment"]["Variables"]) == RouterSettings.ENV - {"GPU_QUEUE_URL"}
+def test_env_is_exactly_what_router_settings_read(default_app, gpu_app):
+    for app in (default_app, gpu_app):
+        assert env_names(router(app)["Environment"]["Variables"]) == RouterSettings.ENV
 
 
-def test_env_is_exactly_what_router_settings_read_with_the_gpu_lane(gpu_app):
-    variables = router(gpu_app)["Environment"]["Variables"]
-    assert env_names(variables) == RouterSettings.ENV
-    assert variables["CPU_QUEUE_URL"] == {"Ref": "CpuLaneQueueD39CD4BF"}
-    assert variables["GPU_QUEUE_URL"] == {"Ref": "GpuLaneQueue4B038172"}
+@pytest.mark.parametrize(("app_name", "queued"), [("default_app", ("cpu",)), ("gpu_app", ("cpu", "gpu"))])
+def test_lane_queue_urls_name_exactly_the_queued_lanes_queues(request, app_name, queued):
+    app = request.getfixturevalue(app_name)
+    assert [lane.name for lane in app.config.lanes().queued()] == list(queued)
+    urls = router_variables(app)["LANE_QUEUE_URLS"]
+    assert "Fn::Join" in urls  # a JSON object with the queue URLs filled in by CloudFormation
+    assert json.loads(placeholder(urls)) == {lane: f"ref:{LANE_QUEUES[lane]}" for lane in queued}
 
 
 def test_env_values_carry_the_config(default_app):
-    variables, config = router(default_app)["Environment"]["Variables"], default_app.config
-    assert variables["INLINE_BUDGET_S"] == str(config.inline_budget_s)
+    variables, config = router_variables(default_app), default_app.config
+    assert json.loads(variables["LANES"]) == config.lanes().to_dict()
+    assert json.loads(variables["LANES"])["inline"]["time_limit_s"] == config.inline_budget_s
     assert variables["MODEL_ID"] == config.model_id
+    assert variables["STAGE"] == config.stage
     assert variables["JOB_TTL_DAYS"] == str(config.job_ttl_days)
-    assert variables["WORKER_MEMORY_MB"] == str(config.worker_memory_mb)
-    assert variables["ROUTER_MEMORY_MB"] == str(router(default_app)["MemorySize"])
     assert (variables["TASK_RATES_PER_MIN"], variables["PRICE_OVERRIDES"]) == ("{}", "{}")
     # The key travels as a secret ARN, fetched (and cached) by the function itself: never its value.
     assert "SecretsAnthropicApiKey" in json.dumps(variables["ANTHROPIC_SECRET_ARN"])
     assert "SecretsWebhookSigningSecret" in json.dumps(variables["WEBHOOK_SECRET_ARN"])
 
 
+def test_the_router_is_the_inline_lane_it_describes(default_app, gpu_app):
+    for app in (default_app, gpu_app):
+        inline = app.config.lanes().inline
+        assert router(app)["MemorySize"] == inline.memory_mb == app.config.router_memory_mb
+        assert json.loads(router_variables(app)["LANES"])["inline"]["compute"] == {
+            "kind": "lambda", "memory_mb": router(app)["MemorySize"], "arch": router(app)["Architectures"][0]}
+
+
 def test_cost_model_inputs_travel_as_json(gpu_app):
-    variables = router(gpu_app)["Environment"]["Variables"]
-    assert json.loads(variables["TASK_RATES_PER_MIN"]) == {"summarize": 30}
-    assert json.loads(variables["PRICE_OVERRIDES"]) == {"fargate_spot_discount": 0.6}
-    assert (variables["WORKER_VCPU"], variables["FARGATE_SPOT"]) == ("1", "true")
+    variables = router_variables(gpu_app)
+    assert json.loads(variables["TASK_RATES_PER_MIN"]) == {"documents.summarize": 30}
+    assert json.loads(variables["PRICE_OVERRIDES"]) == {"fargate": {"spot_discount": 0.6}}
+    lanes = json.loads(variables["LANES"])
+    assert lanes == gpu_app.config.lanes().to_dict()
+    assert lanes["gpu"]["enabled"] is True
+    assert lanes["cpu"]["compute"] == {
+        "kind": "fargate", "vcpu": 1.0, "memory_mb": gpu_app.config.worker_memory_mb, "arch": "x86_64",
+        # one task of the base runs on regular Fargate, so the lane is priced as on-demand
+        "spot": False}
 
 
 def test_router_may_send_to_every_lane_queue_but_never_consume(gpu_app):
     role_id = router(gpu_app)["Role"]["Fn::GetAtt"][0]
     statements = inline_statements(gpu_app.service_json, role_id)
-    for queue in ("CpuLaneQueueD39CD4BF", "GpuLaneQueue4B038172"):
+    for queue in LANE_QUEUES.values():
         on_queue = actions(statements_on(statements, {"Fn::GetAtt": [queue, "Arn"]}))
         assert "sqs:SendMessage" in on_queue
         assert not on_queue & CONSUME

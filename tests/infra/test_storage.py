@@ -82,12 +82,21 @@ def test_job_data_policy_reads_and_writes_items_and_job_objects_only(default_app
     granted = actions(statements)
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
             "s3:GetObject", "s3:PutObject"} <= granted
-    # Nobody who holds it can drop the stores, scan every tenant's jobs or delete results.
-    assert not {a for a in granted if "Delete" in a and a != "dynamodb:DeleteItem"}
+    # Nobody who holds it can drop the stores, delete a job or a result, or scan every tenant's jobs:
+    # jobs and results expire (TTL, lifecycle rules), they are never deleted by the code.
+    assert not {a for a in granted if "Delete" in a}
+    assert not granted & {"dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete", "dynamodb:TransactWriteItems"}
     assert not {a for a in granted if "*" in a or a in {"dynamodb:Scan", "s3:PutBucketPolicy"}}
     object_resources = [r for s in statements if s["Sid"] == "JobObjects" for r in s["Resource"]]
     assert sorted(r["Fn::Join"][1][-1] for r in object_resources) == sorted(
         f"/{prefix}*" for prefix in (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX))
+
+
+def test_job_items_grant_exactly_the_item_calls_the_runtime_makes(default_app):
+    (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
+    assert set(items["Action"]) == {
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
+        "dynamodb:Query", "dynamodb:DescribeTable"}
 
 
 def test_index_access_names_the_tenant_index_not_a_wildcard(default_app):

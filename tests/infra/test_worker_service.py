@@ -14,14 +14,20 @@ from infra_support import (
     is_job_data_policy,
     one,
     resources,
+    router_variables,
     statements_on,
+    worker_variables,
 )
 from jobadapters.settings import WorkerSettings
+from jobcore.limits import CPU_UNITS_PER_VCPU, ECS_MAX_STOP_TIMEOUT_S
 
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.worker_service import backlog_steps
 
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+# The logical ids from before lanes were generated from the config: a rename replaces the running service.
+PINNED_SERVICE_IDS = {"cpu": "CpuWorkerService005B3AE0", "gpu": "GpuWorkerService03CE4426"}
+PINNED_TASK_DEFINITION_IDS = {"cpu": "CpuWorkerTaskDefinition1461A621", "gpu": "GpuWorkerTaskDefinition00ED52AE"}
 LANES = [("default_app", "cpu"), ("gpu_app", "cpu"), ("gpu_app", "gpu")]
 
 
@@ -60,20 +66,41 @@ def test_secrets_are_ecs_secrets_from_secrets_manager_never_plain_values(lane_ap
 
 def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_app):
     app, lane = lane_app
-    env = {e["Name"]: e["Value"] for e in container(app, lane)["Environment"]}
+    env = worker_variables(app, lane)
     queue = queue_properties(app, lane)
     assert env["LANE"] == lane
     assert env["QUEUE_URL"] == {"Ref": LANE_QUEUES[lane]}
-    assert env["MAX_RECEIVES"] == str(queue["RedrivePolicy"]["maxReceiveCount"])
+    assert env["MAX_RECEIVES"] == str(queue["RedrivePolicy"]["maxReceiveCount"]) == str(app.config.max_receives)
     assert env["VISIBILITY_TIMEOUT_S"] == str(queue["VisibilityTimeout"])
+    assert queue["VisibilityTimeout"] == app.config.lanes().get(lane).time_limit_s
+
+
+def test_env_carries_the_same_lanes_and_prices_as_the_router(lane_app):
+    app, lane = lane_app
+    env, router_env = worker_variables(app, lane), router_variables(app)
+    assert (env["LANES"], env["PRICE_OVERRIDES"]) == (router_env["LANES"], router_env["PRICE_OVERRIDES"])
+    lanes = json.loads(env["LANES"])
+    assert lanes == app.config.lanes().to_dict()
+    # The worker's concurrency is its lane's, read from LANES (there is no separate variable for it).
     concurrency = {"cpu": app.config.worker_concurrency, "gpu": app.config.gpu_concurrency}[lane]
-    assert env["WORKER_CONCURRENCY"] == str(concurrency)
+    assert lanes[lane]["concurrency"] == concurrency
+    assert json.loads(env["PRICE_OVERRIDES"]) == app.config.price_overrides
+
+
+def test_each_queued_lane_and_only_those_has_a_worker_service(default_app, gpu_app):
+    for app, lanes in ((default_app, {"cpu"}), (gpu_app, {"cpu", "gpu"})):
+        assert {lane.name for lane in app.config.lanes().queued()} == lanes
+        services = resources(app.service_json, "AWS::ECS::Service")
+        assert set(services) == {PINNED_SERVICE_IDS[lane] for lane in lanes}
+        definitions = resources(app.service_json, "AWS::ECS::TaskDefinition")
+        assert set(definitions) == {PINNED_TASK_DEFINITION_IDS[lane] for lane in lanes}
+        assert {worker_variables(app, lane)["LANE"] for lane in lanes} == lanes
 
 
 def test_container_drains_for_120_s_and_logs_to_its_log_group(lane_app):
     app, lane = lane_app
     definition = container(app, lane)
-    assert definition["StopTimeout"] == 120
+    assert definition["StopTimeout"] == ECS_MAX_STOP_TIMEOUT_S == 120
     assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
     log_group_id = definition["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
     assert log_group_id.startswith(f"{lane.capitalize()}WorkerLogs")
@@ -107,9 +134,12 @@ def test_task_protection_is_limited_to_tasks_of_this_cluster(default_app):
 
 
 def test_cpu_worker_is_fargate_spot_first_x86_and_sized_from_config(default_app):
-    props = task_definition(default_app, "cpu")
+    props, lane = task_definition(default_app, "cpu"), default_app.config.lanes().get("cpu")
     assert (props["Cpu"], props["Memory"]) == (str(default_app.config.worker_cpu),
                                                str(default_app.config.worker_memory_mb))
+    assert (props["Cpu"], props["Memory"]) == (str(int(lane.compute.vcpu * CPU_UNITS_PER_VCPU)),
+                                               str(lane.compute.memory_mb))
+    assert lane.compute.spot and lane.compute.arch == "x86_64"
     assert props["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
     _, service = one(default_app.service_json, "AWS::ECS::Service", "CpuWorker")
     assert service["Properties"]["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
@@ -206,6 +236,7 @@ class TestGpuLane:
         _, template = one(gpu_app.service_json, "AWS::EC2::LaunchTemplate")
         data = template["Properties"]["LaunchTemplateData"]
         assert data["InstanceType"] == gpu_app.config.gpu_instance_type
+        assert data["InstanceType"] == gpu_app.config.lanes().get("gpu").compute.instance
         assert data["MetadataOptions"] == {"HttpPutResponseHopLimit": 1, "HttpTokens": "required"}
         assert data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
         parameter = gpu_app.service_json["Parameters"][data["ImageId"]["Ref"]]
@@ -226,6 +257,7 @@ class TestGpuLane:
         assert props["RequiresCompatibilities"] == ["EC2"]
         assert container(gpu_app, "gpu")["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
         assert container(gpu_app, "gpu")["Memory"] == gpu_app.config.gpu_memory_mb
+        assert container(gpu_app, "gpu")["Memory"] == gpu_app.config.lanes().get("gpu").memory_mb
 
     def test_service_places_tasks_through_the_asg_capacity_provider_after_it_is_associated(self, gpu_app):
         provider_id, _ = one(gpu_app.service_json, "AWS::ECS::CapacityProvider")

@@ -1,0 +1,34 @@
+"""The router's cold start: importing the handler and the task catalogue loads no executor's heavy library.
+
+Checked in a fresh interpreter, since this test process has long imported everything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Imported where a job runs, never at import time: the anthropic SDK (jobadapters.claude imports it
+# when the first call is made).
+HEAVY = ("anthropic",)
+
+PROBE = f"""
+import sys
+import router.handler, jobcore.tasks
+loaded = sorted(name for name in {HEAVY!r} if name in sys.modules)
+assert not loaded, f"imported at import time: {{loaded}}"
+from jobcore.tasks.base import load_executor
+assert load_executor.cache_info().currsize == 0, "an executor was loaded at import time"
+"""
+
+
+def test_importing_the_router_and_the_catalogue_does_not_import_the_anthropic_sdk():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr

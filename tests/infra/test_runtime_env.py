@@ -1,0 +1,211 @@
+"""The hand-off to the runtime: the environment each function and task gets is one its own code parses.
+
+``runtime_env.check`` parses it at synth (the backstop); the tests below also parse what was actually
+synthesized, with CloudFormation's values replaced by placeholders, as the deployed code will.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from infra_support import context, deployed_environment, router_variables, worker_variables
+from jobadapters.settings import RouterSettings, WorkerSettings
+
+from stacks.config import PipelineConfig
+from stacks.constructs import runtime_env
+from stacks.constructs.cluster import WorkerCluster
+from stacks.constructs.compute import FargateSpot
+from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.router import RouterFunction
+from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.constructs.secrets import PipelineSecrets
+from stacks.constructs.storage import JobStorage
+from stacks.constructs.worker_service import WorkerService
+
+WHERE = "Pipeline/Service/Router"
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+
+
+def router_env(config: PipelineConfig) -> dict[str, str]:
+    """The environment RouterFunction builds for ``config``, with plain stand-ins for the deploy-time values."""
+    return {
+        **lane_environment(config.lanes(), config.price_overrides),
+        "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "LANE_QUEUE_URLS": compact_json({lane.name: f"https://sqs.example/{lane.name}" for lane in config.lanes().queued()}),
+        "JOB_TTL_DAYS": str(config.job_ttl_days), "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min),
+        "MODEL_ID": config.model_id, "ANTHROPIC_SECRET_ARN": "arn:anthropic", "WEBHOOK_SECRET_ARN": "arn:webhook",
+    }
+
+
+def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
+    """The environment WorkerService builds for ``lane``, likewise."""
+    return {
+        **lane_environment(config.lanes(), config.price_overrides),
+        "STAGE": config.stage, "LANE": lane, "QUEUE_URL": f"https://sqs.example/{lane}", "JOBS_TABLE": "jobs",
+        "RESULTS_BUCKET": "results", "MAX_RECEIVES": str(config.max_receives),
+        "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
+    }
+
+
+def without(env: Mapping[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != key}
+
+
+class TestCheck:
+    def test_a_good_environment_passes(self):
+        for config in (PipelineConfig(), PipelineConfig(gpu_enabled=True)):
+            assert set(router_env(config)) == RouterSettings.ENV
+            assert runtime_env.check(RouterSettings.from_env, router_env(config), where=WHERE) is None
+            for lane in config.lanes().queued():
+                assert set(worker_env(config, lane.name)) == WorkerSettings.ENV
+                assert runtime_env.check(WorkerSettings.from_env, worker_env(config, lane.name), where=WHERE) is None
+
+    @pytest.mark.parametrize(("parse", "env", "detail"), [
+        (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES"), "LANES is required"),
+        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": "cpu,gpu"}, "LANES"),
+        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": compact_json(
+            {k: v for k, v in PipelineConfig().lanes().to_dict().items() if k != "inline"})}, "'inline'"),
+        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": compact_json(
+            {**PipelineConfig().lanes().to_dict(), "cpu": {"queued": True}})}, "lanes.cpu.memory_mb"),
+        (RouterSettings.from_env, {**router_env(PipelineConfig()), "PRICE_OVERRIDES": '{"fargate_spot_discount": 0.6}'},
+         "PRICE_OVERRIDES"),
+        (RouterSettings.from_env, {**router_env(PipelineConfig()), "TASK_RATES_PER_MIN": '{"summarize": 3}'},
+         "TASK_RATES_PER_MIN"),
+        # the GPU lane is on, but the router was given no queue for it
+        (RouterSettings.from_env, {**router_env(PipelineConfig(gpu_enabled=True)),
+                                   "LANE_QUEUE_URLS": compact_json({"cpu": "https://sqs.example/cpu"})},
+         "LANE_QUEUE_URLS"),
+        (RouterSettings.from_env, without(router_env(PipelineConfig()), "JOBS_TABLE"), "JOBS_TABLE"),
+        (WorkerSettings.from_env, without(worker_env(PipelineConfig(), "cpu"), "LANES"), "LANES is required"),
+        # a worker for the GPU lane of a deployment whose GPU lane is off
+        (WorkerSettings.from_env, {**worker_env(PipelineConfig(), "cpu"), "LANE": "gpu"}, "LANE='gpu'"),
+        (WorkerSettings.from_env, {**worker_env(PipelineConfig(), "cpu"), "LANE": "inline"}, "LANE='inline'"),
+    ], ids=["router-no-lanes", "router-lanes-not-json", "router-no-inline-lane", "router-lane-incomplete",
+            "router-bad-price-override", "router-unknown-task-rate", "router-no-gpu-queue", "router-no-table",
+            "worker-no-lanes", "worker-disabled-lane", "worker-inline-lane"])
+    def test_a_bad_environment_fails_naming_the_construct_and_the_reason(
+            self, parse: Callable[[Mapping[str, str]], Any], env: dict[str, str], detail: str):
+        with pytest.raises(ValueError) as raised:
+            runtime_env.check(parse, env, where=WHERE)
+        message = str(raised.value)
+        assert message.startswith(f"{WHERE}: the runtime would refuse this environment: ")
+        assert detail in message
+
+    def test_deploy_time_tokens_stand_in_as_placeholders(self):
+        env = {**router_env(PipelineConfig()), "JOBS_TABLE": cdk.Aws.STACK_NAME, "RESULTS_BUCKET": cdk.Aws.ACCOUNT_ID}
+        assert cdk.Token.is_unresolved(env["JOBS_TABLE"])
+        runtime_env.check(RouterSettings.from_env, env, where=WHERE)
+        # A token whose value the runtime parses needs a placeholder of the right shape ...
+        env["LANE_QUEUE_URLS"] = cdk.Aws.URL_SUFFIX
+        with pytest.raises(ValueError, match=f"^{WHERE}: .*LANE_QUEUE_URLS"):
+            runtime_env.check(RouterSettings.from_env, env, where=WHERE)
+        # ... and that placeholder is checked too: it must name the queued lanes.
+        runtime_env.check(RouterSettings.from_env, env, where=WHERE,
+                          placeholders={"LANE_QUEUE_URLS": compact_json({"cpu": "https://queue/cpu"})})
+        with pytest.raises(ValueError, match="LANE_QUEUE_URLS"):
+            runtime_env.check(RouterSettings.from_env, env, where=WHERE,
+                              placeholders={"LANE_QUEUE_URLS": compact_json({"gpu": "https://queue/gpu"})})
+
+    def test_a_placeholder_replaces_only_a_token(self):
+        # A plain (resolved) value is parsed as given, even where a placeholder is offered for its key.
+        env = {**router_env(PipelineConfig()), "LANE_QUEUE_URLS": "{}"}
+        with pytest.raises(ValueError, match="LANE_QUEUE_URLS"):
+            runtime_env.check(RouterSettings.from_env, env, where=WHERE,
+                              placeholders={"LANE_QUEUE_URLS": compact_json({"cpu": "https://queue/cpu"})})
+
+
+class TestConstructsCheckTheirEnvironment:
+    """The constructs call the backstop themselves: one built with an environment the runtime refuses
+    fails synth naming its own path (cases PipelineConfig cannot produce, so built by hand)."""
+
+    @pytest.fixture
+    def stack(self) -> cdk.Stack:
+        return cdk.Stack(cdk.App(context=context()), "Stack")  # cdk.json's feature flags, no bundling
+
+    def test_a_router_without_a_queue_for_an_enabled_lane(self, stack):
+        config = PipelineConfig(gpu_enabled=True)
+        secrets = PipelineSecrets(stack, "Secrets")
+        cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
+        with pytest.raises(ValueError) as raised:
+            RouterFunction(
+                stack, "Router", storage=JobStorage(stack, "Storage", object_retention_days=30),
+                lanes=config.lanes(), queues={"cpu": cpu_queue},
+                anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+                stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
+                job_ttl_days=30, task_rates_per_min={}, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
+        assert str(raised.value).startswith("Stack/Router: the runtime would refuse this environment: ")
+        assert "LANE_QUEUE_URLS" in str(raised.value)
+
+    def test_a_router_with_price_overrides_the_runtime_refuses(self, stack):
+        config = PipelineConfig()
+        secrets = PipelineSecrets(stack, "Secrets")
+        cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
+        with pytest.raises(ValueError, match="^Stack/Router: .*PRICE_OVERRIDES.*'fargate.spot_discountt'"):
+            RouterFunction(
+                stack, "Router", storage=JobStorage(stack, "Storage", object_retention_days=30),
+                lanes=config.lanes(), queues={"cpu": cpu_queue},
+                anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+                stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
+                job_ttl_days=30, task_rates_per_min={}, price_overrides={"fargate": {"spot_discountt": 0.5}},
+                log_retention=logs.RetentionDays.ONE_DAY)
+
+    def test_a_worker_for_a_lane_that_is_not_enabled(self, stack):
+        config = PipelineConfig()  # the GPU lane is off
+        secrets = PipelineSecrets(stack, "Secrets")
+        with pytest.raises(ValueError) as raised:
+            WorkerService(
+                stack, "GpuWorker", cluster=WorkerCluster(stack, "Workers", log_retention=logs.RetentionDays.ONE_DAY),
+                compute=FargateSpot(cpu=1024, memory_mb=2048), image=ecs.ContainerImage.from_registry("worker"),
+                lane=config.lanes().get("gpu"), lanes=config.lanes(),
+                job_queue=JobQueue(stack, "GpuLane", visibility_timeout=cdk.Duration.seconds(1800), max_receive_count=5),
+                storage=JobStorage(stack, "Storage", object_retention_days=30),
+                anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+                stage="dev", model_id="claude-sonnet-4-5", min_tasks=0, max_tasks=1, price_overrides={},
+                log_retention=logs.RetentionDays.ONE_DAY)
+        assert str(raised.value).startswith("Stack/GpuWorker: the runtime would refuse this environment: ")
+        assert "LANE='gpu'" in str(raised.value)
+
+
+class TestTheSynthesizedEnvironmentParses:
+    """What was synthesized from cdk.json's default context (and with the GPU lane and the other options
+    on), with CloudFormation's values as placeholders, parsed by the deployed code's own settings classes."""
+
+    @pytest.fixture(params=["default_app", "gpu_app"])
+    def app(self, request):
+        return request.getfixturevalue(request.param)
+
+    def test_the_router_environment(self, app):
+        config = app.config
+        settings = RouterSettings.from_env(deployed_environment(router_variables(app)))
+        assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in config.lanes()}
+        assert settings.lanes.prices == config.prices()
+        assert settings.queue_urls == {lane.name: f"ref:{LANE_QUEUES[lane.name]}" for lane in config.lanes().queued()}
+        assert settings.task_rates_per_min == {task: float(rate) for task, rate in config.task_rates_per_min.items()}
+        assert (settings.stage, settings.job_ttl_days, settings.claude.model_id) == (
+            config.stage, config.job_ttl_days, config.model_id)
+        assert settings.jobs_table.startswith("Fn::GetStackOutput:")  # the data stack's table, resolved at deploy
+        assert settings.lanes.cost_model() is not None
+
+    def test_each_worker_environment(self, app):
+        config = app.config
+        for lane in config.lanes().queued():
+            settings = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
+            assert settings.lane == lane.name
+            assert settings.queue_url == f"ref:{LANE_QUEUES[lane.name]}"
+            assert settings.concurrency == lane.concurrency
+            assert settings.visibility_timeout_s == lane.time_limit_s
+            assert settings.max_receives == config.max_receives
+            assert settings.claude.model_id == config.worker_model_id
+            assert {spec.name: spec for spec in settings.lanes.lanes} == {spec.name: spec for spec in config.lanes()}
+            assert settings.lanes.prices == config.prices()
+
+    def test_the_gpu_synth_carries_the_non_default_cost_inputs(self, gpu_app):
+        settings = RouterSettings.from_env(deployed_environment(router_variables(gpu_app)))
+        assert settings.lanes.prices.fargate.spot_discount == 0.6
+        assert settings.task_rates_per_min == {"documents.summarize": 30.0}
+        assert [lane.name for lane in settings.lanes.lanes.gpu_lanes()] == ["gpu"]
