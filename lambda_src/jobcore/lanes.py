@@ -13,6 +13,7 @@ them; adding a lane means one more entry here plus its compute in the stacks.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -215,5 +216,5 @@ def _known(fields: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _positive(value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise LaneConfigError(f"{where}: must be a positive number, not {value!r}")

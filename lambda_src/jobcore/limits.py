@@ -21,6 +21,7 @@ LAMBDA_MAX_MEMORY_MB = 10_240
 LAMBDA_MB_PER_VCPU = 1_769  # Lambda allocates CPU in proportion to memory
 LAMBDA_MAX_VCPU = 6
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * MIB  # request and response of a synchronous invocation, each
+LAMBDA_MAX_ENVIRONMENT_BYTES = 4 * KIB  # all of a function's environment variables, keys and values
 
 # SQS
 SQS_MAX_VISIBILITY_S = 12 * 3600

@@ -62,6 +62,7 @@ class RouterFunction(Construct):
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
             "WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
         }
+        runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(RouterSettings.from_env, environment, where=self.node.path,
                           placeholders={"LANE_QUEUE_URLS": compact_json({lane: f"https://queue/{lane}" for lane in queues})})
 

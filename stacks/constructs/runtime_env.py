@@ -15,15 +15,30 @@ from aws_cdk import Token
 
 from jobadapters.settings import ConfigError
 from jobcore.lanes import Lanes
+from jobcore.limits import LAMBDA_MAX_ENVIRONMENT_BYTES
 
 
-def compact_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def compact_json(value: Any, *, sort_keys: bool = True) -> str:
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
 
 
 def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[str, str]:
-    """``LaneSettings.ENV``: the lanes and the price overrides, the same for the router and every worker."""
-    return {"LANES": compact_json(lanes.to_dict()), "PRICE_OVERRIDES": compact_json(dict(price_overrides))}
+    """``LaneSettings.ENV``: the lanes and the price overrides, the same for the router and every worker.
+
+    The lanes keep their order (routing takes the first lane that fits; the first CPU lane is the fallback).
+    """
+    return {
+        "LANES": compact_json(lanes.to_dict(), sort_keys=False),
+        "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
+    }
+
+
+def check_lambda_size(environment: Mapping[str, str], *, where: str) -> None:
+    """Lambda refuses a function whose environment is over 4 KB (keys and values): fail synth instead."""
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in environment.items() if not Token.is_unresolved(value))
+    if size > LAMBDA_MAX_ENVIRONMENT_BYTES:
+        raise ValueError(f"{where}: the environment is {size:,} bytes, over Lambda's {LAMBDA_MAX_ENVIRONMENT_BYTES:,}; "
+                         "shorten price_overrides or task_rates_per_min")
 
 
 def check(parse: Callable[[Mapping[str, str]], Any], environment: Mapping[str, str], *, where: str,

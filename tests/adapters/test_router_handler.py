@@ -20,8 +20,14 @@ SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
 EVENTS = Path(__file__).resolve().parent / "events"
 KEY = "tenant-a-key"
 WEBHOOK_SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1yb3V0ZXItdGVzdHM="
-SHORT = {"task": "claude.messages", "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]}}
-LONG = {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one."}]}}
+SHORT = {
+    "task": "claude.messages",
+    "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]},
+}
+LONG = {
+    "task": "documents.summarize",
+    "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one."}]},
+}
 
 
 @dataclass
@@ -49,7 +55,8 @@ class Api:
         return self.clients.table.get_item(Key={"job_id": job_id}).get("Item")
 
     def messages(self) -> list[dict[str, Any]]:
-        return self.clients.sqs.receive_message(QueueUrl=self.aws.queue_urls["cpu"], MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        url = self.aws.queue_urls["cpu"]
+        return self.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
 
 
 @pytest.fixture
@@ -167,7 +174,10 @@ def test_invalid_input_is_422_with_the_offending_field(api):
 
 
 def test_sync_mode_for_a_long_job_is_422_unroutable(api):
-    body = {"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 8000, "messages": [{"role": "user", "content": "Write a long story."}]}}
+    body = {
+        "task": "claude.messages", "mode": "sync",
+        "input": {"max_tokens": 8000, "messages": [{"role": "user", "content": "Write a long story."}]},
+    }
 
     reply = api.call("POST", "/v1/jobs", body)
 
@@ -255,7 +265,8 @@ def test_an_unknown_route_is_404_json(api):
 
 
 def test_a_body_with_nan_is_400_not_a_500(api):
-    raw = '{"task": "claude.messages", "input": {"max_tokens": 10, "metadata": {"user_id": NaN}, "messages": [{"role": "user", "content": "hi"}]}}'
+    raw = ('{"task": "claude.messages", "input": {"max_tokens": 10, "metadata": {"user_id": NaN}, '
+           '"messages": [{"role": "user", "content": "hi"}]}}')
 
     reply = api.call("POST", "/v1/jobs", raw=raw)
 

@@ -14,9 +14,10 @@ import pytest
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, LaneSettings, WebhookSettings
+from jobadapters.settings import ClaudeSettings, WebhookSettings
 from jobadapters.sqs import SqsJobQueue, decode
 from jobadapters.wiring import AwsClients, build_model, build_runner
+from jobcore.costing import CostModel
 from jobcore.model import JobStatus
 from jobcore.pricing import default_prices
 from jobcore.runner import Backoff
@@ -52,7 +53,8 @@ class Worker:
         self.store = DynamoJobStore(clients.table)
         self.blobs = S3BlobStore(clients.s3, self.aws.bucket)
         self.queue = SqsJobQueue(self.sqs, {"cpu": self.url})
-        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), LaneSettings(lanes=LANES, prices=default_prices()), executor=None)
+        cost_model = CostModel(default_prices(), LANES)
+        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), LANES, cost_model=cost_model, executor=None)
         model = build_model(ClaudeSettings(model_id="claude-test", base_url=self.standin.base_url), max_retries=0, timeout_s=5.0)
         self.ctx = RunContext(llm=model, model_id="claude-test", concurrency=2)
 

@@ -20,8 +20,14 @@ from local.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-key"
-SHORT = {"task": "claude.messages", "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]}}
-LONG = {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one. Also short."}]}}
+SHORT = {
+    "task": "claude.messages",
+    "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]},
+}
+LONG = {
+    "task": "documents.summarize",
+    "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one. Also short."}]},
+}
 
 
 def call(method, url, body=None, *, key=KEY, raw=None):
@@ -53,7 +59,9 @@ def standin(pipeline):
     url = pipeline["standin_url"]
 
     def control(**settings):
-        request = urllib.request.Request(f"{url}/_standin/control", data=json.dumps(settings).encode(), method="POST", headers={"content-type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/_standin/control", data=json.dumps(settings).encode(), method="POST", headers={"content-type": "application/json"},
+        )
         urllib.request.urlopen(request, timeout=5).read()
 
     def requests():
@@ -135,7 +143,9 @@ def test_slow_model_turns_an_inline_job_into_a_queued_one_before_the_gateway_tim
     ("POST", "/v1/jobs", b"{not json", 400, "bad_request"),
     ("POST", "/v1/jobs", b'{"task": "nope", "input": {}}', 422, "unknown_task"),
     ("POST", "/v1/jobs", b'{"task": "claude.messages", "input": {"max_tokens": 5}}', 422, "invalid_input"),
-    ("POST", "/v1/jobs", b'{"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 9000, "messages": [{"role": "user", "content": "x"}]}}', 422, "unroutable"),
+    ("POST", "/v1/jobs",
+     b'{"task": "claude.messages", "mode": "sync", "input": {"max_tokens": 9000, "messages": [{"role": "user", "content": "x"}]}}',
+     422, "unroutable"),
     ("GET", "/v1/jobs/job_doesnotexist", None, 404, "not_found"),
 ])
 def test_bad_requests_get_json_errors_with_the_right_status(pipeline, method, path, body, status, error_type):

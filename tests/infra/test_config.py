@@ -27,7 +27,6 @@ from jobcore.limits import (
     MAX_INLINE_BUDGET_S,
     SQS_MAX_VISIBILITY_S,
 )
-
 from stacks.config import ConfigError, PipelineConfig
 from stacks.constructs.runtime_env import compact_json, lane_environment
 
@@ -176,6 +175,16 @@ def test_a_value_the_runtime_would_refuse_fails_naming_the_key(key, value, detai
         PipelineConfig.from_mapping({key: value, "gpu_enabled": True})
 
 
+@pytest.mark.parametrize("overrides", [
+    '{"fargate": {"spot_discount": NaN}}',
+    '{"lambda": {"request_per_million": Infinity}}',
+    '{"ec2": {"instances": {"g5.xlarge": {"hour": NaN}}}}',
+])
+def test_a_price_that_is_not_a_finite_number_fails_naming_the_key(overrides):
+    with pytest.raises(ConfigError, match="'price_overrides'"):
+        PipelineConfig.from_mapping({"price_overrides": overrides})
+
+
 def _router_env(lanes: dict, *, price_overrides: object = None, task_rates: object = None) -> dict[str, str]:
     return {
         "LANES": compact_json(lanes), "PRICE_OVERRIDES": compact_json(price_overrides or {}),
@@ -262,9 +271,6 @@ class TestLanes:
         assert {lane.name: lane for lane in parsed.lanes} == {lane.name: lane for lane in config.lanes()}
         assert parsed.prices == config.prices()
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "runtime_env.lane_environment serializes LANES with sort_keys=True, so the runtime sees the lanes in "
-        "alphabetical order, not the config's; Lanes.fallback and routing take the first fitting CPU lane"))
     def test_lanes_keep_their_order_through_the_environment(self):
         config = PipelineConfig.from_mapping({"gpu_enabled": True})
         parsed = settings.LaneSettings.from_env(lane_environment(config.lanes(), config.price_overrides))

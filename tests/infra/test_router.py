@@ -16,9 +16,13 @@ from infra_support import (
     router_variables,
     statements_on,
 )
+
 from jobadapters.settings import RouterSettings
 
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+# Lambda refuses a function whose environment (names and values) exceeds 4 KB, at deploy, not at synth.
+LAMBDA_MAX_ENVIRONMENT_BYTES = 4096
+LONGEST_DEPLOYED_VALUE = 128  # an ARN, a queue URL or a resource name that CloudFormation fills in
 CONSUME = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue"}
 
 
@@ -73,6 +77,21 @@ def test_the_router_is_the_inline_lane_it_describes(default_app, gpu_app):
         assert router(app)["MemorySize"] == inline.memory_mb == app.config.router_memory_mb
         assert json.loads(router_variables(app)["LANES"])["inline"]["compute"] == {
             "kind": "lambda", "memory_mb": router(app)["MemorySize"], "arch": router(app)["Architectures"][0]}
+
+
+def _deployed_length(value):
+    if isinstance(value, str):
+        return len(value.encode())
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return len(separator) * (len(parts) - 1) + sum(_deployed_length(part) for part in parts)
+    return LONGEST_DEPLOYED_VALUE
+
+
+def test_the_environment_fits_lambdas_4_kb_with_room_to_spare(gpu_app):
+    variables = router_variables(gpu_app)
+    size = sum(len(name) + _deployed_length(value) for name, value in variables.items())
+    assert size <= LAMBDA_MAX_ENVIRONMENT_BYTES // 2, f"{size} bytes of the router's environment, LANES is the bulk"
 
 
 def test_cost_model_inputs_travel_as_json(gpu_app):

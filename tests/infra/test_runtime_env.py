@@ -13,9 +13,9 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
-from infra_support import context, deployed_environment, router_variables, worker_variables
-from jobadapters.settings import RouterSettings, WorkerSettings
+from infra_support import context, deployed_environment, router_variables, synth, worker_variables
 
+from jobadapters.settings import RouterSettings, WorkerSettings
 from stacks.config import PipelineConfig
 from stacks.constructs import runtime_env
 from stacks.constructs.cluster import WorkerCluster
@@ -209,3 +209,10 @@ class TestTheSynthesizedEnvironmentParses:
         assert settings.lanes.prices.fargate.spot_discount == 0.6
         assert settings.task_rates_per_min == {"documents.summarize": 30.0}
         assert [lane.name for lane in settings.lanes.lanes.gpu_lanes()] == ["gpu"]
+
+
+def test_an_environment_over_lambdas_4_kb_fails_synth_naming_the_function():
+    big = {"claude": {"models": {f"claude-model-{i:03d}": {"input_per_million": 1, "output_per_million": 2}
+                                 for i in range(80)}}}
+    with pytest.raises(ValueError, match=r"Router: the environment is [\d,]+ bytes, over Lambda's 4,096"):
+        synth(price_overrides=big)

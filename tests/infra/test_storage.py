@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match
 from infra_support import actions, managed_policy_statements, one, resources
+
 from jobadapters import schema
 
 # Renaming one of these replaces the resource and loses its data: a failure here means "don't".

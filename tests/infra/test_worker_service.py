@@ -18,9 +18,9 @@ from infra_support import (
     statements_on,
     worker_variables,
 )
+
 from jobadapters.settings import WorkerSettings
 from jobcore.limits import CPU_UNITS_PER_VCPU, ECS_MAX_STOP_TIMEOUT_S
-
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.worker_service import backlog_steps
 
@@ -85,6 +85,40 @@ def test_env_carries_the_same_lanes_and_prices_as_the_router(lane_app):
     concurrency = {"cpu": app.config.worker_concurrency, "gpu": app.config.gpu_concurrency}[lane]
     assert lanes[lane]["concurrency"] == concurrency
     assert json.loads(env["PRICE_OVERRIDES"]) == app.config.price_overrides
+
+
+# Every resource of each lane, with the logical id it had before the lanes were built from the config
+# (a renamed id is a replaced resource: a new queue loses its messages, a new service restarts its tasks).
+PINNED_LANE_IDS = {
+    "cpu": {
+        "CpuLaneQueueD39CD4BF", "CpuLaneQueuePolicyE3D13F27", "CpuLaneDeadLetterQueue2974786C",
+        "CpuLaneDeadLetterQueuePolicy045F8170", "CpuWorkerLogs311F66E4", "CpuWorkerSecurityGroupFDB8F463",
+        "CpuWorkerService005B3AE0", "CpuWorkerTaskDefinition1461A621", "CpuWorkerTaskDefinitionExecutionRoleBC9354C0",
+        "CpuWorkerTaskDefinitionExecutionRoleDefaultPolicy9BEE7B58", "CpuWorkerTaskDefinitionTaskRole3D2F2D1F",
+        "CpuWorkerTaskDefinitionTaskRoleDefaultPolicyECE61591", "CpuWorkerTaskCount80DDFD4A",
+        "CpuWorkerTaskCountScaleOnBacklogUpperAlarm9F02922E", "CpuWorkerTaskCountScaleOnBacklogUpperPolicy11945643",
+        "CpuWorkerIdleAlarm69A7A929", "CpuWorkerScaleInWhenIdle19607330",
+    },
+    "gpu": {
+        "GpuLaneQueue4B038172", "GpuLaneQueuePolicy77C8A2CD", "GpuLaneDeadLetterQueueA616FCCF",
+        "GpuLaneDeadLetterQueuePolicy0275726A", "GpuWorkerLogs7FDB9D62", "GpuWorkerCapacityProvider43CF1E4E",
+        "GpuWorkerInstanceRole19CFB072", "GpuWorkerInstanceRoleDefaultPolicy7B437044",
+        "GpuWorkerInstanceSecurityGroup31FCFD99", "GpuWorkerInstancesASG550BFCB9", "GpuWorkerLaunchTemplate3C003375",
+        "GpuWorkerLaunchTemplateProfileCCF8F7E0", "GpuWorkerService03CE4426", "GpuWorkerTaskDefinition00ED52AE",
+        "GpuWorkerTaskDefinitionExecutionRole4AF69FF6", "GpuWorkerTaskDefinitionExecutionRoleDefaultPolicy9AABA5BF",
+        "GpuWorkerTaskDefinitionTaskRole7CC150A8", "GpuWorkerTaskDefinitionTaskRoleDefaultPolicy2106708A",
+        "GpuWorkerTaskCount78DC2508", "GpuWorkerTaskCountScaleOnBacklogUpperAlarm7C0DEE82",
+        "GpuWorkerTaskCountScaleOnBacklogUpperPolicy2E33D78E", "GpuWorkerIdleAlarmE871F492",
+        "GpuWorkerScaleInWhenIdle494369FD",
+    },
+}
+
+
+@pytest.mark.parametrize(("app_name", "lanes"), [("default_app", ("cpu",)), ("gpu_app", ("cpu", "gpu"))])
+def test_lane_resources_keep_their_logical_ids(request, app_name, lanes):
+    app = request.getfixturevalue(app_name)
+    lane_ids = {k for k in app.service_json["Resources"] if k.startswith(("CpuLane", "CpuWorker", "GpuLane", "GpuWorker"))}
+    assert lane_ids == set().union(*(PINNED_LANE_IDS[lane] for lane in lanes))
 
 
 def test_each_queued_lane_and_only_those_has_a_worker_service(default_app, gpu_app):

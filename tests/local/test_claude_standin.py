@@ -356,7 +356,9 @@ def test_http_control_latency_and_hang(standin):
     assert hello(standin).stop_reason == "end_turn"
 
 
-@pytest.mark.parametrize("control", [{"fail": {"status": 418}}, {"latency_s": -1}, {"latncy_s": 1}, {"fail": {"status": 429, "times": "x"}}])
+@pytest.mark.parametrize("control", [
+    {"fail": {"status": 418}}, {"latency_s": -1}, {"latncy_s": 1}, {"fail": {"status": 429, "times": "x"}},
+])
 def test_http_control_rejects_bad_settings(standin, control):
     status, payload = http(standin, "/_standin/control", control)
 
