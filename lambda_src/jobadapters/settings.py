@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from jobcore.costing import CostModel
 from jobcore.lanes import LaneConfigError, Lanes
-from jobcore.limits import SQS_MAX_WAIT_S
+from jobcore.limits import SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
 from jobcore.tasks import arrival_rates
 
@@ -40,6 +40,12 @@ def _number(env: Mapping[str, str], key: str, default: _N, cast: Callable[[str],
         return cast(raw)
     except ValueError:
         raise ConfigError(f"environment variable {key}={raw!r} is not a number") from None
+
+
+def _in_range(env: Mapping[str, str], key: str, value: _N, low: _N, high: _N) -> _N:
+    if not low <= value <= high:
+        raise ConfigError(f"environment variable {key}={env.get(key)!r} must be from {low} to {high}")
+    return value
 
 
 def _flag(env: Mapping[str, str], key: str, default: bool = False) -> bool:
@@ -166,7 +172,7 @@ class RouterSettings:
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_urls=_queue_urls(env, lanes.lanes),
-            job_ttl_days=_number(env, "JOB_TTL_DAYS", 30, int),
+            job_ttl_days=_in_range(env, "JOB_TTL_DAYS", _number(env, "JOB_TTL_DAYS", 30, int), 1, 3650),
             task_rates_per_min=_rates(env),
             claude=ClaudeSettings.from_env(env, key_in_secret=True),
             webhooks=WebhookSettings.from_env(env, key_in_secret=True),
@@ -213,13 +219,14 @@ class WorkerSettings:
             queue_url=_required(env, "QUEUE_URL"),
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
-            max_receives=_number(env, "MAX_RECEIVES", 5, int),
-            visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT_S", 300, int),
+            max_receives=_in_range(env, "MAX_RECEIVES", _number(env, "MAX_RECEIVES", 5, int), 1, 1000),
+            visibility_timeout_s=_in_range(env, "VISIBILITY_TIMEOUT_S", _number(env, "VISIBILITY_TIMEOUT_S", 300, int),
+                                           1, SQS_MAX_VISIBILITY_S),
             claude=ClaudeSettings.from_env(env, key_in_secret=False),
             webhooks=WebhookSettings.from_env(env, key_in_secret=False),
             lanes=lanes,
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
-            poll_wait_s=_number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int),
+            poll_wait_s=_in_range(env, "POLL_WAIT_S", _number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int), 0, SQS_MAX_WAIT_S),
         )
 
     @property

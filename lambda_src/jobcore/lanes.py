@@ -79,7 +79,7 @@ class Lane:
         where = f"lanes.{self.name}"
         if not _NAME.fullmatch(self.name):
             raise LaneConfigError(f"lanes: {self.name!r} is not a lane name (lower-case letters, digits, '-')")
-        _positive(self.memory_mb, f"{where}.memory_mb")
+        _whole(self.memory_mb, f"{where}.memory_mb")
         _positive(self.time_limit_s, f"{where}.time_limit_s")
         if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or not 1 <= self.concurrency <= 100:
             raise LaneConfigError(f"{where}.concurrency: must be a whole number from 1 to 100")
@@ -91,6 +91,10 @@ class Lane:
 
     def _check_compute(self, where: str) -> None:
         c = self.compute
+        if not isinstance(c, LambdaCompute | FargateCompute | Ec2Compute):
+            raise LaneConfigError(f"{where}.compute: lambda, fargate or ec2 compute")
+        if not isinstance(c, Ec2Compute):
+            _whole(c.memory_mb, f"{where}.compute.memory_mb")
         if c.kind != "ec2" and getattr(c, "arch", None) not in _ARCHES:
             raise LaneConfigError(f"{where}.compute.arch: one of {', '.join(_ARCHES)}")
         if not self.queued:
@@ -103,6 +107,8 @@ class Lane:
             raise LaneConfigError(f"{where}.compute: a queued lane runs on fargate or ec2")
         if isinstance(c, FargateCompute):
             _positive(c.vcpu, f"{where}.compute.vcpu")
+            if not isinstance(c.spot, bool):
+                raise LaneConfigError(f"{where}.compute.spot: true or false")
             if self.gpu:
                 raise LaneConfigError(f"{where}.gpu: Fargate has no GPU; a GPU lane runs on ec2")
             if c.spot and c.arch != "x86_64":
@@ -213,6 +219,11 @@ def _known(fields: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise LaneConfigError(f"{where}.{unknown[0]}: not a known field (known: {', '.join(sorted(allowed))})")
+
+
+def _whole(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise LaneConfigError(f"{where}: must be a positive whole number, not {value!r}")
 
 
 def _positive(value: Any, where: str) -> None:

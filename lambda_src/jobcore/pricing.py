@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources

@@ -56,7 +56,7 @@ class _Service:
             try:
                 settings = RouterSettings.from_env(os.environ)
                 self._service = build_service(settings, AwsClients.create(settings.jobs_table))
-            except ConfigError as error:
+            except (ConfigError, ValueError, TypeError) as error:  # ConfigError is a ValueError; all fail shut
                 self._problem = str(error)
                 logger.error("router misconfigured; answering 503 to every request", extra={"reason": self._problem})
         if self._service is None:

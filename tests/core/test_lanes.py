@@ -43,7 +43,7 @@ def lane_dict(**changes):
     ({"cpu__compute__kind": "k8s"}, r"lanes\.cpu\.compute\.kind: one of lambda, fargate, ec2"),
     ({"cpu__time_limit_s": 50_000}, r"lanes\.cpu\.time_limit_s: at most 43200 s"),
     ({"cpu__concurrency": 0}, r"lanes\.cpu\.concurrency"),
-    ({"cpu__memory_mb": "big"}, r"lanes\.cpu\.memory_mb: must be a positive number"),
+    ({"cpu__memory_mb": "big"}, r"lanes\.cpu\.memory_mb: must be a positive whole number"),
     ({"cpu__spare": 1}, r"lanes\.cpu\.spare: not a known field"),
     ({"gpu__enabled": "yes"}, r"lanes\.gpu\.enabled: true or false"),
     ({"gpu__compute__instance": ""}, r"lanes\.gpu\.compute\.instance"),
@@ -81,3 +81,16 @@ def test_compute_kinds_are_plain_values():
     assert LambdaCompute(memory_mb=1024).kind == "lambda"
     assert FargateCompute(vcpu=1, memory_mb=2048, spot=True).kind == "fargate"
     assert Ec2Compute(instance="g5.xlarge").kind == "ec2"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"inline__compute__memory_mb": "x"}, r"lanes\.inline\.compute\.memory_mb: must be a positive whole number"),
+    ({"cpu__compute__memory_mb": 4096.5}, r"lanes\.cpu\.compute\.memory_mb: must be a positive whole number"),
+    ({"cpu__memory_mb": 1024.5}, r"lanes\.cpu\.memory_mb: must be a positive whole number"),
+    ({"cpu__compute__spot": "yes"}, r"lanes\.cpu\.compute\.spot: true or false"),
+    ({"cpu__time_limit_s": float("nan")}, r"lanes\.cpu\.time_limit_s: must be a positive number"),
+    ({"cpu__compute__vcpu": float("inf")}, r"lanes\.cpu\.compute\.vcpu: must be a positive number"),
+])
+def test_wrong_types_inside_a_lane_are_refused_as_lane_errors(changes, message):
+    with pytest.raises(LaneConfigError, match=message):
+        Lanes.from_dict(lane_dict(**changes))

@@ -99,3 +99,15 @@ def test_every_variable_read_is_declared(settings, env):
     declared = settings.ENV | settings.LOCAL_ENV | getattr(settings, "SECRETS", frozenset())
     assert recording.read - declared == set()
     assert set(env) <= recording.read
+
+
+@pytest.mark.parametrize(("settings", "env", "key", "value"), [
+    (RouterSettings, ROUTER, "JOB_TTL_DAYS", "-1"),
+    (RouterSettings, ROUTER, "JOB_TTL_DAYS", "0"),
+    (WorkerSettings, WORKER, "MAX_RECEIVES", "0"),
+    (WorkerSettings, WORKER, "VISIBILITY_TIMEOUT_S", "43201"),
+    (WorkerSettings, WORKER, "POLL_WAIT_S", "21"),
+])
+def test_numbers_out_of_range_are_refused(settings, env, key, value):
+    with pytest.raises(ConfigError, match=f"{key}='{value}' must be from"):
+        settings.from_env({**env, key: value})
