@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S
+from router.routes import ROUTES
 
-ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs/{id}"), ("GET", "/v1/tasks")]
 INTEGRATION_TIMEOUT_S = float(API_GATEWAY_TIMEOUT_S)
 MAX_PAYLOAD = API_GATEWAY_MAX_PAYLOAD_BYTES
 LOCAL_API_KEY = "local-dev-key"

@@ -51,6 +51,9 @@ class Options:
     # cdk.json context keys to change for this run, e.g. {"inline_budget_s": 4, "worker_concurrency": 16}
     config: dict[str, Any] = field(default_factory=dict)
     standin_latency_s: float = 0.0
+    # Seconds between webhook attempts: Standard Webhooks' schedule (about 27 h) compressed to about 2 min.
+    webhook_retry_schedule_s: str = "1,2,4,8,16,32,64"
+    webhook_sweep_every_s: float = 1.0
     use_standin: bool = True
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
@@ -84,7 +87,7 @@ class LocalPipeline:
         self.webhooks = WebhookReceiver(self.options.webhook_secret)
         self._moto: ThreadedMotoServer | None = None
         self._gateway: Gateway | None = None
-        self._workers: list[subprocess.Popen] = []
+        self._processes: list[subprocess.Popen] = []  # the workers and the webhook dispatcher
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> Endpoints:
@@ -103,16 +106,20 @@ class LocalPipeline:
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         logs = [self._start_worker(made, lane.name, log_dir) for lane in self.lanes.queued()]
+        self._spawn("local.dispatcher", log_dir / "dispatcher.log", {
+            "WEBHOOK_RETRY_SCHEDULE_S": self.options.webhook_retry_schedule_s,
+            "WEBHOOK_SWEEP_EVERY_S": str(self.options.webhook_sweep_every_s),
+        })
         return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(logs[0]), made)
 
     def stop(self) -> None:
-        for worker in self._workers:
-            worker.terminate()
-        for worker in self._workers:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
             try:
-                worker.wait(timeout=15)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                process.kill()
         for part in (self._gateway, self.webhooks, self.standin, self._moto):
             if part is not None:
                 part.stop()
@@ -147,9 +154,10 @@ class LocalPipeline:
             **lane_environment(self.lanes, self.config.price_overrides),
             "STAGE": "local", "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
             "LANE_QUEUE_URLS": compact_json(made.queue_urls), "MODEL_ID": self.config.model_id,
-            "TASK_RATES_PER_MIN": compact_json(self.config.task_rates_per_min),
+            "WEBHOOK_QUEUE_URL": made.webhook_queue_url, "TASK_RATES_PER_MIN": compact_json(self.config.task_rates_per_min),
             "JOB_TTL_DAYS": str(self.config.job_ttl_days), "WEBHOOK_SECRET": self.options.webhook_secret,
-            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            # The local receivers listen on 127.0.0.1 over http: loopback only, never other private targets.
+            "WEBHOOK_ALLOW_LOOPBACK": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
         if standin_url:
             env["ANTHROPIC_BASE_URL"] = standin_url
@@ -158,15 +166,19 @@ class LocalPipeline:
     def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path) -> Path:
         """One worker process for ``lane``, with the environment its ECS task gets (plus the local ones)."""
         log_path = log_dir / ("worker.log" if lane == self.lanes.fallback.name else f"worker-{lane}.log")
-        env = {
-            **os.environ, "PYTHONPATH": PYTHONPATH, "LANE": lane, "QUEUE_URL": made.queue_urls[lane],
-            "MAX_RECEIVES": str(self.config.max_receives), "MODEL_ID": self.config.worker_model_id,
-            "VISIBILITY_TIMEOUT_S": str(int(self.lanes.get(lane).time_limit_s)), "POLL_WAIT_S": "1",
-        }
-        log = log_path.open("ab")
-        self._workers.append(
-            subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        self._spawn("worker.main", log_path, {
+            "LANE": lane, "QUEUE_URL": made.queue_urls[lane], "MAX_RECEIVES": str(self.config.max_receives),
+            "MODEL_ID": self.config.worker_model_id, "VISIBILITY_TIMEOUT_S": str(int(self.lanes.get(lane).time_limit_s)),
+            "POLL_WAIT_S": "1",
+        })
         return log_path
+
+    def _spawn(self, module: str, log_path: Path, env: dict[str, str]) -> None:
+        """``python -m module`` with this process's environment (the router's, which it shares) plus ``env``."""
+        log = log_path.open("ab")
+        self._processes.append(subprocess.Popen(
+            [sys.executable, "-m", module], env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():

@@ -1,4 +1,5 @@
-"""Create, in moto, the same stateful resources the CDK app deploys (table, bucket, queues + DLQs)."""
+"""Create, in moto, the same resources the CDK app deploys (table, bucket, lane queues and the webhook
+queue, each with its DLQ)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobadapters import schema
+from jobadapters.schema import WEBHOOK_MAX_RECEIVES, WEBHOOK_VISIBILITY_S
 from jobcore.lanes import Lanes
 
 
@@ -16,6 +18,8 @@ class LocalResources:
     bucket: str
     queue_urls: dict[str, str]  # lane -> url
     dlq_urls: dict[str, str]
+    webhook_queue_url: str
+    webhook_dlq_url: str
 
 
 def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybrid-local") -> LocalResources:
@@ -28,14 +32,21 @@ def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybr
     sqs = session.client("sqs")
     queues, dlqs = {}, {}
     for lane in lanes.queued():
-        name = lane.name
-        dlqs[name] = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlqs[name], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queues[name] = sqs.create_queue(QueueName=f"{prefix}-{name}", Attributes={
-            "VisibilityTimeout": str(int(lane.time_limit_s)),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
-        })["QueueUrl"]
-    return LocalResources(table, bucket, queues, dlqs)
+        queues[lane.name], dlqs[lane.name] = _queue_pair(
+            sqs, f"{prefix}-{lane.name}", visibility_s=int(lane.time_limit_s), max_receives=max_receives)
+    webhooks, webhooks_dlq = _queue_pair(sqs, f"{prefix}-webhooks", visibility_s=WEBHOOK_VISIBILITY_S,
+                                         max_receives=WEBHOOK_MAX_RECEIVES)
+    return LocalResources(table, bucket, queues, dlqs, webhooks, webhooks_dlq)
+
+
+def _queue_pair(sqs: Any, name: str, *, visibility_s: int, max_receives: int) -> tuple[str, str]:
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(visibility_s),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
+    })["QueueUrl"]
+    return queue, dlq
 
 
 def _create_table(dynamodb: Any, name: str) -> None:
@@ -47,6 +58,8 @@ def _create_table(dynamodb: Any, name: str) -> None:
             {"AttributeName": schema.JOBS_PARTITION_KEY, "AttributeType": "S"},
             {"AttributeName": schema.TENANT_INDEX_PARTITION_KEY, "AttributeType": "S"},
             {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "AttributeType": "N"},
+            {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "AttributeType": "N"},
         ],
         GlobalSecondaryIndexes=[{
             "IndexName": schema.TENANT_INDEX,
@@ -55,6 +68,13 @@ def _create_table(dynamodb: Any, name: str) -> None:
                 {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
+        }, {
+            "IndexName": schema.DELIVERY_INDEX,
+            "KeySchema": [
+                {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
     )
     dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE})

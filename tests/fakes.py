@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobcore.errors import ConflictError, EnqueueError
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
-from jobcore.model import Job
+from jobcore.model import Job, JobStatus, Webhook
 from jobcore.runner import JobRunner
 
 
@@ -56,6 +56,14 @@ class MemoryJobStore:
         self.jobs[job.job_id] = job
         self.writes += 1
 
+    def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        due = sorted(
+            (job.delivery.next_attempt_at, job.job_id) for job in self.jobs.values()
+            if job.delivery is not None and job.delivery.pending and job.delivery.next_attempt_at is not None
+            and job.delivery.next_attempt_at <= until_ms
+        )
+        return [(job_id, at) for at, job_id in due[:limit]]
+
 
 class MemoryQueue:
     def __init__(self, lanes: tuple[str, ...] = ("cpu", "gpu"), *, broken: bool = False) -> None:
@@ -85,12 +93,32 @@ class MemoryBlobs:
         return f"memory://{key}"
 
 
-class RecordingNotifier:
-    def __init__(self) -> None:
-        self.notified: list[Job] = []
+class RecordingDeliveryQueue:
+    """The dispatcher's queue, in memory: every hand-over, in order; ``broken`` refuses them."""
 
-    def notify(self, job: Job) -> None:
-        self.notified.append(job)
+    def __init__(self, *, broken: bool = False) -> None:
+        self.scheduled: list[tuple[str, int, int]] = []  # (job id, due at ms, delay s)
+        self.broken = broken
+
+    def schedule(self, job_id: str, *, due_at: int, delay_s: int = 0) -> None:
+        if self.broken:
+            raise EnqueueError("the webhook queue is unavailable")
+        self.scheduled.append((job_id, due_at, delay_s))
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [job_id for job_id, _, _ in self.scheduled]
+
+
+def make_job_for_delivery(job_id: str, *, now_ms: int, url: str = "https://receiver.example/hooks") -> Job:
+    """A succeeded job whose webhook delivery is pending, due at ``now_ms``."""
+    from jobcore.webhooks import open_for
+
+    job = Job(
+        job_id=job_id, tenant_id="tenant-a", task="claude.messages", status=JobStatus.SUCCEEDED, lane="inline",
+        route_reason="inline: test", created_at=now_ms, updated_at=now_ms, finished_at=now_ms, webhook=Webhook(url),
+    )
+    return replace(job, delivery=open_for(job, now_ms=now_ms))
 
 
 def text_response(text: str, *, input_tokens: int = 10, output_tokens: int = 5) -> dict[str, Any]:
@@ -151,12 +179,12 @@ class FakeClock:
 class Harness:
     store: MemoryJobStore
     blobs: MemoryBlobs
-    notifier: RecordingNotifier
+    deliveries: RecordingDeliveryQueue
     clock: FakeClock
     runner: JobRunner
 
 
 def harness() -> Harness:
-    store, blobs, notifier, clock = MemoryJobStore(), MemoryBlobs(), RecordingNotifier(), FakeClock()
-    runner = JobRunner(store=store, blobs=blobs, notifier=notifier, clock_ms=clock.ms, lanes=LANES)
-    return Harness(store, blobs, notifier, clock, runner)
+    store, blobs, deliveries, clock = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue(), FakeClock()
+    runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=LANES)
+    return Harness(store, blobs, deliveries, clock, runner)

@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from jobadapters.settings import WorkerSettings
 from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
@@ -18,11 +17,8 @@ log = logging.getLogger("worker")
 
 
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
-    # Webhooks go out from their own small pool: a slow receiver never holds a job slot.
-    runner = build_runner(
-        clients, settings.results_bucket, settings.webhooks, settings.lanes.lanes,
-        cost_model=settings.lanes.cost_model(), executor=ThreadPoolExecutor(4, thread_name_prefix="webhook"),
-    )
+    runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
+                          cost_model=settings.lanes.cost_model())
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import zlib
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from jobadapters.schema import JOBS_PARTITION_KEY
+from jobadapters.schema import (
+    DELIVERY_INDEX,
+    DELIVERY_INDEX_PARTITION_KEY,
+    DELIVERY_INDEX_SORT_KEY,
+    DELIVERY_SHARDS,
+    JOBS_PARTITION_KEY,
+)
 from jobcore.errors import ConflictError
 from jobcore.model import Job
 
@@ -23,6 +31,24 @@ class DynamoJobStore:
 
     def save(self, job: Job, *, expected_version: int) -> None:
         self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, f"job {job.job_id} changed since version {expected_version}")
+
+    def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        due: list[tuple[int, str]] = []
+        for shard in range(DELIVERY_SHARDS):  # each shard is sorted by due time: its first ``limit`` suffice
+            due += self._due_in(_shard_name(shard), until_ms, limit)
+        return [(job_id, at) for at, job_id in sorted(due)[:limit]]
+
+    def _due_in(self, shard: str, until_ms: int, limit: int) -> list[tuple[int, str]]:
+        condition = Key(DELIVERY_INDEX_PARTITION_KEY).eq(shard) & Key(DELIVERY_INDEX_SORT_KEY).lte(until_ms)
+        kwargs: dict[str, Any] = {"IndexName": DELIVERY_INDEX, "KeyConditionExpression": condition, "Limit": limit}
+        found: list[tuple[int, str]] = []
+        while len(found) < limit:
+            page = self._table.query(**kwargs)
+            found += [(int(item[DELIVERY_INDEX_SORT_KEY]), item[JOBS_PARTITION_KEY]) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found[:limit]
 
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item")
@@ -41,7 +67,16 @@ class DynamoJobStore:
 
 
 def _item(job: Job) -> dict[str, Any]:
-    return json.loads(json.dumps(job.to_dict()), parse_float=Decimal)
+    item = json.loads(json.dumps(job.to_dict()), parse_float=Decimal)
+    delivery = job.delivery
+    if delivery is not None and delivery.pending and delivery.next_attempt_at is not None:
+        item[DELIVERY_INDEX_PARTITION_KEY] = _shard_name(zlib.crc32(job.job_id.encode()) % DELIVERY_SHARDS)
+        item[DELIVERY_INDEX_SORT_KEY] = delivery.next_attempt_at
+    return item
+
+
+def _shard_name(shard: int) -> str:
+    return f"pending-{shard}"
 
 
 def _plain(value: Any) -> Any:

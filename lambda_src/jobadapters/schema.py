@@ -10,3 +10,14 @@ TENANT_INDEX = "by_tenant"
 TENANT_INDEX_PARTITION_KEY = "tenant_id"
 TENANT_INDEX_SORT_KEY = "created_at"
 TTL_ATTRIBUTE = "expires_at"
+# A sparse index of the jobs whose webhook delivery is pending, by due time: the dispatcher's sweep.
+# Only pending deliveries carry these attributes; the shard spreads them over a few partitions.
+DELIVERY_INDEX = "by_delivery_due"
+DELIVERY_INDEX_PARTITION_KEY = "delivery_shard"
+DELIVERY_INDEX_SORT_KEY = "delivery_due_at"
+DELIVERY_SHARDS = 4
+# The webhook queue: the dispatcher Lambda's timeout is a minute, and SQS wants the visibility timeout
+# of an event-source queue at six times that; a hand-over it cannot process after this many receives
+# goes to the DLQ (the sweep hands the delivery over again while it is pending).
+WEBHOOK_VISIBILITY_S = 360
+WEBHOOK_MAX_RECEIVES = 5

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from jobcore.costing import CostModel
+from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
 from jobcore.limits import SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
@@ -125,19 +126,47 @@ class ClaudeSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class WebhookSettings:
-    """Signing secret for outbound webhooks: inline (local runtime) or from Secrets Manager (AWS)."""
+class DispatcherSettings:
+    """What the webhook dispatcher needs: the jobs, the webhook queue, the signing secret, the schedule.
 
-    secret: str | None = None
-    secret_arn: str | None = None
-    allow_private_targets: bool = False
+    The secret is inline in the local runtime (WEBHOOK_SECRET) and in Secrets Manager in AWS
+    (WEBHOOK_SECRET_ARN, read through Powertools' cache). Only the local runtime sets
+    WEBHOOK_ALLOW_LOOPBACK, so its receivers on 127.0.0.1 can be reached; no other private address can.
+    """
+
+    ENV = frozenset({
+        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_RETRY_SCHEDULE_S",
+        "WEBHOOK_SWEEP_EVERY_S",
+    })
+    LOCAL_ENV = frozenset({"WEBHOOK_SECRET", "WEBHOOK_ALLOW_LOOPBACK"})
+
+    stage: str
+    jobs_table: str
+    results_bucket: str
+    queue_url: str
+    secret: str | None
+    secret_arn: str | None
+    schedule: RetrySchedule
+    sweep_every_s: float
+    allow_loopback: bool
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, key_in_secret: bool) -> WebhookSettings:
+    def from_env(cls, env: Mapping[str, str]) -> DispatcherSettings:
+        raw = env.get("WEBHOOK_RETRY_SCHEDULE_S", "")
+        try:
+            schedule = RetrySchedule.parse(raw) if raw else RetrySchedule()
+        except ValueError as error:
+            raise ConfigError(f"environment variable WEBHOOK_RETRY_SCHEDULE_S: {error}") from None
         return cls(
+            stage=env.get("STAGE") or "dev",
+            jobs_table=_required(env, "JOBS_TABLE"),
+            results_bucket=_required(env, "RESULTS_BUCKET"),
+            queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
             secret=env.get("WEBHOOK_SECRET") or None,
-            secret_arn=(env.get("WEBHOOK_SECRET_ARN") or None) if key_in_secret else None,
-            allow_private_targets=_flag(env, "WEBHOOK_ALLOW_PRIVATE_TARGETS"),
+            secret_arn=env.get("WEBHOOK_SECRET_ARN") or None,
+            schedule=schedule,
+            sweep_every_s=_in_range(env, "WEBHOOK_SWEEP_EVERY_S", _number(env, "WEBHOOK_SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
+            allow_loopback=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
         )
 
 
@@ -146,23 +175,25 @@ class RouterSettings:
     """What the router Lambda needs: where jobs live, each queued lane's queue, the lanes themselves."""
 
     ENV = frozenset({
-        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "TASK_RATES_PER_MIN",
-        "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "WEBHOOK_SECRET_ARN",
+        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
+        "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN",
     }) | LaneSettings.ENV
-    # Read by the local runtime only; never set by the CDK app.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_SECRET", "WEBHOOK_ALLOW_PRIVATE_TARGETS"})
+    # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
+    # and loopback webhook URLs at submission, for the local receivers.
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK"})
 
     stage: str
     jobs_table: str
     results_bucket: str
     queue_urls: dict[str, str]  # enabled queued lane -> its SQS queue
+    webhook_queue_url: str  # the dispatcher's queue: terminal jobs with a webhook are handed over there
     job_ttl_days: int
     # How often each task arrives, as the operator expects it (requests a minute, by task name):
     # the frequency question of the decision framework. Undeclared tasks count as rare.
     task_rates_per_min: dict[str, float]
     claude: ClaudeSettings
-    webhooks: WebhookSettings
     lanes: LaneSettings
+    allow_loopback_webhooks: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
@@ -172,11 +203,12 @@ class RouterSettings:
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_urls=_queue_urls(env, lanes.lanes),
+            webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
             job_ttl_days=_in_range(env, "JOB_TTL_DAYS", _number(env, "JOB_TTL_DAYS", 30, int), 1, 3650),
             task_rates_per_min=_rates(env),
             claude=ClaudeSettings.from_env(env, key_in_secret=True),
-            webhooks=WebhookSettings.from_env(env, key_in_secret=True),
             lanes=lanes,
+            allow_loopback_webhooks=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
         )
 
 
@@ -185,23 +217,23 @@ class WorkerSettings:
     """What a worker task needs: its lane's queue, how many jobs at once, and where results go."""
 
     ENV = frozenset({
-        "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET",
+        "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL",
         "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID",
     }) | LaneSettings.ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
-    SECRETS = frozenset({"ANTHROPIC_API_KEY", "WEBHOOK_SECRET"})
+    SECRETS = frozenset({"ANTHROPIC_API_KEY"})
     # ECS_AGENT_URI is set by ECS itself; the others only by the local runtime.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_PRIVATE_TARGETS", "ECS_AGENT_URI", "POLL_WAIT_S"})
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S"})
 
     stage: str
     lane: str
     queue_url: str
     jobs_table: str
     results_bucket: str
+    webhook_queue_url: str
     max_receives: int
     visibility_timeout_s: int
     claude: ClaudeSettings
-    webhooks: WebhookSettings
     lanes: LaneSettings
     ecs_agent_uri: str | None = None
     poll_wait_s: int = SQS_MAX_WAIT_S
@@ -219,11 +251,11 @@ class WorkerSettings:
             queue_url=_required(env, "QUEUE_URL"),
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
+            webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
             max_receives=_in_range(env, "MAX_RECEIVES", _number(env, "MAX_RECEIVES", 5, int), 1, 1000),
             visibility_timeout_s=_in_range(env, "VISIBILITY_TIMEOUT_S", _number(env, "VISIBILITY_TIMEOUT_S", 300, int),
                                            1, SQS_MAX_VISIBILITY_S),
             claude=ClaudeSettings.from_env(env, key_in_secret=False),
-            webhooks=WebhookSettings.from_env(env, key_in_secret=False),
             lanes=lanes,
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
             poll_wait_s=_in_range(env, "POLL_WAIT_S", _number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int), 0, SQS_MAX_WAIT_S),

@@ -41,3 +41,27 @@ def decode(body: str) -> str:
     if not isinstance(job_id, str):
         raise ValueError("job_id is not a string")
     return job_id
+
+
+class SqsDeliveryQueue:
+    """DeliveryQueue over the webhook queue: the message names the job and the attempt's due time."""
+
+    def __init__(self, client: Any, url: str):
+        self._client = client
+        self._url = url
+
+    def schedule(self, job_id: str, *, due_at: int, delay_s: int = 0) -> None:
+        body = json.dumps({"job_id": job_id, "due_at": due_at})
+        self._client.send_message(QueueUrl=self._url, MessageBody=body, DelaySeconds=int(delay_s))
+
+
+def decode_hand_over(body: str) -> tuple[str, int | None]:
+    """The job id and due time of a webhook hand-over; ValueError for a message that is not one."""
+    try:
+        message = json.loads(body)
+        job_id, due_at = message["job_id"], message.get("due_at")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"not a webhook hand-over: {body[:80]!r}") from None
+    if not isinstance(job_id, str) or not (due_at is None or isinstance(due_at, int) and not isinstance(due_at, bool)):
+        raise ValueError(f"not a webhook hand-over: {body[:80]!r}")
+    return job_id, due_at

@@ -1,35 +1,36 @@
-"""WebhookNotifier over HTTP: a signed POST (Standard Webhooks) of the finished job.
+"""WebhookSender over HTTP: one signed POST (Standard Webhooks) of an event's body, as an attempt result.
 
-Delivery must never slow or fail a job, so the worker sends from a background pool and every error
-is logged, not raised. Retries with back-off and a delivery log come with the webhook dispatcher
-(its own queue); the event id is already stable, so receivers can dedupe today.
-
-Outbound requests go to addresses a client chose: they are refused when the host resolves to a
-loopback, private, link-local (cloud metadata) or otherwise non-public address, unless the local
-runtime allows it, and redirects are never followed.
+Outbound requests go to addresses a client chose, so every attempt resolves the host again (DNS can
+change between attempts) and refuses a loopback, private, link-local (cloud metadata) or otherwise
+non-public address, then connects to the very address it checked (no second lookup to rebind).
+Redirects are never followed: a 3xx is a failed attempt. Only the local runtime may reach loopback,
+where its receivers listen; every other private target stays refused there too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import http.client
 import ipaddress
-import json
-import logging
 import socket
+import ssl
+import time
 from collections.abc import Callable
-from concurrent.futures import Executor
-from typing import Any
 from urllib.parse import urlsplit
 
-from jobcore import webhooks
-from jobcore.model import Job
+from jobcore.deliveries import AttemptResult
 
-log = logging.getLogger(__name__)
+USER_AGENT = "hybrid-jobs-webhooks/1"
+_READ_LIMIT = 64 * 1024  # of a receiver's answer: we need its status, not its body
 
 
 class RefusedTargetError(ValueError):
     """The webhook URL points somewhere the pipeline must not send requests to."""
+
+
+class UnresolvableError(ValueError):
+    """The webhook host has no address (DNS)."""
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -54,55 +55,54 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-class HttpWebhookNotifier:
-    def __init__(
-        self,
-        *,
-        render: Callable[[Job], dict[str, Any]],
-        secret: Callable[[], str | None],
-        clock_ms: Callable[[], int],
-        executor: Executor | None = None,
-        allow_private_targets: bool = False,
-        timeout_s: float = 5.0,
-    ):
-        self._render = render
+class HttpWebhookSender:
+    def __init__(self, *, secret: Callable[[], str | None], clock_ms: Callable[[], int], allow_loopback: bool = False):
         self._secret = secret
         self._clock_ms = clock_ms
-        self._executor = executor
-        self._allow_private = allow_private_targets
-        self._timeout_s = timeout_s
+        self._allow_loopback = allow_loopback
 
-    def notify(self, job: Job) -> None:
-        if not webhooks.wants(job):
-            return
-        if self._executor is None:
-            self._deliver(job)
-        else:
-            self._executor.submit(self._deliver, job)
+    def post(self, url: str, *, event_id: str, body: bytes, timeout_s: float) -> AttemptResult:
+        started = time.monotonic()
 
-    def _deliver(self, job: Job) -> None:
+        def result(status: int | None, error: str | None, detail: str, retry_after_s: float | None = None) -> AttemptResult:
+            duration_ms = int((time.monotonic() - started) * 1000)
+            return AttemptResult(status=status, duration_ms=duration_ms, error=error, detail=detail, retry_after_s=retry_after_s)
+
         try:
-            status = self._post(job)
-            log.info("webhook for job %s (%s) answered %s", job.job_id, webhooks.event_type(job), status)
-        except Exception as error:  # noqa: BLE001 - a receiver's failure never reaches the job
-            log.warning("webhook for job %s not delivered: %s", job.job_id, error)
+            status, retry_after = self._post(url, event_id=event_id, body=body, timeout_s=timeout_s)
+        except UnresolvableError as error:
+            return result(None, "dns", str(error))
+        except RefusedTargetError as error:
+            return result(None, "blocked", str(error))
+        except TimeoutError:
+            return result(None, "timeout", f"no answer within {timeout_s:g} s")
+        except ConnectionRefusedError:
+            return result(None, "refused", "connection refused")
+        except ssl.SSLError as error:
+            return result(None, "tls", str(error))
+        except (OSError, http.client.HTTPException) as error:
+            return result(None, "connection", f"{type(error).__name__}: {error}")
+        if time.monotonic() - started > timeout_s:
+            return result(status, "timeout", f"answered {status} after more than {timeout_s:g} s")
+        if 300 <= status < 400:
+            return result(status, "redirect", f"answered {status}; redirects are not followed", retry_after)
+        if not 200 <= status < 300:
+            return result(status, "http", f"answered {status}", retry_after)
+        return result(status, None, "")
 
-    def _post(self, job: Job) -> int:
-        """One POST; http.client follows no redirects, so a 3xx is reported as the failure it is."""
-        if job.webhook is None:
-            raise ValueError(f"job {job.job_id} has no webhook")
-        parts = urlsplit(job.webhook.url)
+    def _post(self, url: str, *, event_id: str, body: bytes, timeout_s: float) -> tuple[int, float | None]:
+        parts = urlsplit(url)
         host = parts.hostname or ""
-        address = resolve(host, parts.port, allow_private=self._allow_private)
-        now_ms = self._clock_ms()
-        body = json.dumps(webhooks.payload(self._render(job), job, timestamp_ms=now_ms)).encode()
-        headers = {"content-type": "application/json", "user-agent": "hybrid-jobs-webhooks/1"}
-        headers.update(sign(self._secret(), webhooks.event_id(job), now_ms // 1000, body))
+        address = resolve(host, parts.port, allow_loopback=self._allow_loopback)
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        headers.update(sign(self._secret(), event_id, self._clock_ms() // 1000, body))
         connection_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-        connection = connection_type(host, parts.port, address=address, timeout=self._timeout_s)
+        connection = connection_type(host, parts.port, address=address, timeout=timeout_s)
         try:
-            connection.request("POST", parts.path + (f"?{parts.query}" if parts.query else "") or "/", body=body, headers=headers)
-            return connection.getresponse().status
+            connection.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers)
+            response = connection.getresponse()
+            response.read(_READ_LIMIT)
+            return response.status, retry_after_s(response.getheader("retry-after"), now=time.time())
         finally:
             connection.close()
 
@@ -118,16 +118,30 @@ def sign(secret: str | None, msg_id: str, timestamp_s: int, body: bytes) -> dict
     return headers
 
 
-def resolve(host: str, port: int | None, *, allow_private: bool) -> str:
-    """The one address to connect to; RefusedTargetError if any answer is not a public address."""
+def retry_after_s(value: str | None, *, now: float) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def resolve(host: str, port: int | None, *, allow_loopback: bool) -> str:
+    """The one address to connect to; RefusedTargetError if any answer is not a public address
+    (loopback only when ``allow_loopback``), UnresolvableError if there is none."""
     try:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise RefusedTargetError(f"cannot resolve {host!r}: {error}") from None
+    except (socket.gaierror, UnicodeError) as error:
+        raise UnresolvableError(f"cannot resolve {host!r}: {error}") from None
     addresses = [str(info[4][0]) for info in answers]
-    if not allow_private:
-        for address in addresses:
-            ip = ipaddress.ip_address(address.split("%")[0])
-            if not ip.is_global:
-                raise RefusedTargetError(f"{host!r} resolves to the non-public address {ip}")
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not (ip.is_global or (allow_loopback and ip.is_loopback)):
+            raise RefusedTargetError(f"{host!r} resolves to the non-public address {ip}")
     return addresses[0]

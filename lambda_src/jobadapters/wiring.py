@@ -6,7 +6,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +15,11 @@ from botocore.config import Config
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, RouterSettings, WebhookSettings
-from jobadapters.sqs import SqsJobQueue
-from jobadapters.webhook_sender import HttpWebhookNotifier
+from jobadapters.settings import ClaudeSettings, DispatcherSettings, RouterSettings
+from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue
+from jobadapters.webhook_sender import HttpWebhookSender
 from jobcore.costing import CostModel
+from jobcore.dispatch import Dispatcher
 from jobcore.lanes import Lanes
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
@@ -60,38 +60,43 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
 
 
 def build_runner(
-    clients: AwsClients, bucket: str, webhooks: WebhookSettings, lanes: Lanes, *, cost_model: CostModel,
-    executor: Executor | None,
+    clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel,
 ) -> JobRunner:
-    blobs = S3BlobStore(clients.s3, bucket)
-    notifier = HttpWebhookNotifier(
-        render=lambda job: render(job, blobs), secret=_webhook_secret(webhooks), clock_ms=clock_ms,
-        executor=executor, allow_private_targets=webhooks.allow_private_targets,
-    )
+    """The runner of the router and the workers: a terminal job's webhook is handed to the dispatcher's
+    queue, never sent from here."""
     return JobRunner(
-        store=DynamoJobStore(clients.table), blobs=blobs, notifier=notifier, clock_ms=clock_ms, lanes=lanes,
-        cost_model=cost_model,
+        store=DynamoJobStore(clients.table), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
+        deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
     )
 
 
 def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:
-    # Lambda freezes between invocations, so the router delivers webhooks before it returns.
     cost_model = settings.lanes.cost_model()
     lanes = settings.lanes.lanes
-    runner = build_runner(clients, settings.results_bucket, settings.webhooks, lanes, cost_model=cost_model, executor=None)
+    runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, lanes, cost_model=cost_model)
     inline_budget_s = lanes.inline.time_limit_s
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
         llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env),
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
-        allow_http_webhooks=settings.webhooks.allow_private_targets,
+        allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
     )
 
 
-def _webhook_secret(settings: WebhookSettings) -> Callable[[], str | None]:
-    """The signing secret: from Secrets Manager, cached 5 min (router), or as ECS injected it (worker)."""
+def build_dispatcher(settings: DispatcherSettings, clients: AwsClients) -> Dispatcher:
+    blobs = S3BlobStore(clients.s3, settings.results_bucket)
+    return Dispatcher(
+        store=DynamoJobStore(clients.table), blobs=blobs, queue=SqsDeliveryQueue(clients.sqs, settings.queue_url),
+        sender=HttpWebhookSender(secret=_webhook_secret(settings), clock_ms=clock_ms, allow_loopback=settings.allow_loopback),
+        render=lambda job: render(job, blobs), clock_ms=clock_ms, schedule=settings.schedule,
+        sweep_every_s=settings.sweep_every_s,
+    )
+
+
+def _webhook_secret(settings: DispatcherSettings) -> Callable[[], str | None]:
+    """The signing secret: from Secrets Manager, cached 5 min (AWS), or inline (the local runtime)."""
     arn = settings.secret_arn
     if arn:
         from aws_lambda_powertools.utilities import parameters

@@ -56,6 +56,12 @@ class InvalidTransitionError(ConflictError):
     """The lifecycle forbids this move (e.g. a finished job cannot start again)."""
 
 
+class NoDeliveryError(ConflictError):
+    """A redelivery was asked of a job with no webhook delivery (no webhook, or not finished yet)."""
+
+    type = "no_delivery"
+
+
 class MisconfiguredError(JobError):
     """The deployment's settings are invalid: the service refuses work until they are fixed."""
 

@@ -11,6 +11,7 @@ import enum
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from jobcore.deliveries import Delivery
 from jobcore.errors import InvalidTransitionError
 
 
@@ -94,6 +95,7 @@ class Job:
     usage: Usage = Usage()
     cost: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
+    delivery: Delivery | None = None  # the webhook outbox entry, opened with the terminal state
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +104,8 @@ class Job:
         data["mode"] = self.mode.value
         if self.webhook is not None:
             data["webhook"] = {"url": self.webhook.url, "events": list(self.webhook.events)}
+        if self.delivery is not None:
+            data["delivery"] = self.delivery.to_dict()
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
@@ -114,6 +118,8 @@ class Job:
         if fields.get("webhook"):
             fields["webhook"] = Webhook(fields["webhook"]["url"], tuple(fields["webhook"].get("events", ())))
         fields["usage"] = Usage(**fields.get("usage", {}))
+        if fields.get("delivery"):
+            fields["delivery"] = Delivery.from_dict(fields["delivery"])
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in fields.items() if k in known})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from jobcore.deliveries import AttemptResult
 from jobcore.model import Job
 
 
@@ -20,6 +21,10 @@ class JobStore(Protocol):
 
     def save(self, job: Job, *, expected_version: int) -> None:
         """Persist ``job`` only if the stored version is still ``expected_version``, else ConflictError."""
+
+    def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        """``(job id, due at ms)`` of pending webhook deliveries due by ``until_ms``, earliest first."""
+        ...
 
 
 class JobQueue(Protocol):
@@ -44,6 +49,16 @@ class LanguageModel(Protocol):
         """One Messages API call; the response as a plain dict. Raises jobcore.errors.ModelError."""
 
 
-class WebhookNotifier(Protocol):
-    def notify(self, job: Job) -> None:
-        """Tell the job's webhook that it reached a terminal state. Never raises, never blocks long."""
+class DeliveryQueue(Protocol):
+    def schedule(self, job_id: str, *, due_at: int, delay_s: int = 0) -> None:
+        """Ask the dispatcher to make the job's delivery attempt due at ``due_at`` (epoch ms), in
+        ``delay_s`` seconds (at most SQS's 900).
+
+        Raises on failure; callers log it: the dispatcher's sweep finds every due delivery anyway.
+        """
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, *, event_id: str, body: bytes, timeout_s: float) -> AttemptResult:
+        """One signed POST of ``body``; what it came to, never an exception for the receiver's failures."""
+        ...

@@ -11,8 +11,8 @@ from jobcore.errors import BadRequestError, InvalidInputError
 from jobcore.model import Mode, Webhook
 from jobcore.routing import Hints
 from jobcore.validation import expect_object, get, in_range, reject_unknown
+from jobcore.webhooks import COMPLETED, EVENT_TYPES, normalise_event
 
-WEBHOOK_EVENTS = frozenset({"completed", "succeeded", "failed", "canceled", "expired", "timed_out"})
 _MAX_METADATA = 16
 
 
@@ -88,11 +88,12 @@ def _webhook(raw: Any, *, allow_http: bool) -> Webhook | None:
     schemes = {"https", "http"} if allow_http else {"https"}
     if parts.scheme not in schemes or not parts.hostname:
         raise InvalidInputError("webhook.url", f"must be an absolute {' or '.join(sorted(schemes))} URL")
-    events = get(hook, "events", list, "webhook", required=False, default=["completed"])
-    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
-    if not events or unknown:
-        raise InvalidInputError("webhook.events", f"must be a non-empty list of {', '.join(sorted(WEBHOOK_EVENTS))}")
-    return Webhook(url, tuple(events))
+    events = get(hook, "events", list, "webhook", required=False, default=[COMPLETED])
+    names = [normalise_event(e) if isinstance(e, str) else None for e in events]
+    if not events or None in names:
+        known = ", ".join([COMPLETED, *sorted(EVENT_TYPES)])
+        raise InvalidInputError("webhook.events", f"must be a non-empty list of {known}")
+    return Webhook(url, tuple(dict.fromkeys(name for name in names if name)))
 
 
 def _metadata(raw: Any) -> dict[str, str]:

@@ -11,15 +11,16 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from jobcore import webhooks
-from jobcore.errors import ConflictError, JobError, ModelError, TaskTimeoutError
+from jobcore.deliveries import redeliver as new_series
+from jobcore.errors import ConflictError, JobError, ModelError, NoDeliveryError, TaskTimeoutError
 from jobcore.lanes import Lanes
 from jobcore.limits import SQS_MAX_VISIBILITY_S
 from jobcore.model import Job, JobStatus, Usage, transition
-from jobcore.ports import BlobStore, JobStore, WebhookNotifier
+from jobcore.ports import BlobStore, DeliveryQueue, JobStore
 from jobcore.schema_keys import result_key
 from jobcore.tasks import CATALOGUE, RunContext, TaskResult, TaskSpec, lookup, run_task
 
@@ -73,7 +74,7 @@ class CostModel(Protocol):
 class JobRunner:
     store: JobStore
     blobs: BlobStore
-    notifier: WebhookNotifier
+    deliveries: DeliveryQueue
     clock_ms: Callable[[], int]
     lanes: Lanes
     catalogue: dict[str, TaskSpec] = field(default_factory=lambda: CATALOGUE)
@@ -145,10 +146,38 @@ class JobRunner:
         return self.finish(job, JobStatus.FAILED, error=_error(error))
 
     def finish(self, job: Job, status: JobStatus, **changes: Any) -> Job:
-        done = self.save(job, transition(job, status, now_ms=self.clock_ms(), **changes))
+        """Record a terminal state; a webhook that wants it gets its outbox entry in the same write.
+
+        The hand-over to the dispatcher afterwards only makes the first attempt prompt: if it fails, or
+        this process dies before it, the dispatcher's sweep finds the pending delivery all the same.
+        """
+        now = self.clock_ms()
+        done = transition(job, status, now_ms=now, **changes)
         if webhooks.wants(done):
-            self.notifier.notify(done)
+            done = replace(done, delivery=webhooks.open_for(done, now_ms=now))
+        self.save(job, done)
+        if done.delivery is not None:
+            self._hand_over(done, now)
         return done
+
+    def _hand_over(self, job: Job, due_at: int) -> None:
+        try:
+            self.deliveries.schedule(job.job_id, due_at=due_at)
+        except Exception as error:  # noqa: BLE001 - the sweep delivers it; the job's outcome stands
+            log.warning("job %s: webhook hand-over failed (%s); the dispatcher's sweep will deliver it", job.job_id, error)
+
+    def redeliver(self, job: Job) -> Job:
+        """A new series of webhook attempts of a finished job's event (same id, same body), handed over."""
+        if job.delivery is None:
+            why = "it has no webhook" if job.webhook is None else (
+                f"it is {job.status.value}; its webhook is sent when it finishes" if not job.status.terminal
+                else f"its webhook did not ask for {webhooks.event_type(job)}")
+            raise NoDeliveryError(f"job {job.job_id} has no webhook delivery to repeat: {why}")
+        now = self.clock_ms()
+        renewed = replace(job, delivery=new_series(job.delivery, now_ms=now), version=job.version + 1)
+        self.save(job, renewed)
+        self._hand_over(renewed, now)
+        return renewed
 
     def save(self, old: Job, new: Job) -> Job:
         self.store.save(new, expected_version=old.version)

@@ -24,7 +24,7 @@ from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
-from jobcore.views import job_view
+from jobcore.views import deliveries_view, job_view
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,14 @@ class JobService:
             return self.view(outcome.job)
         job = outcome.job
         return job_view(job, result=outcome.output, result_url=self.runner.blobs.url_for(job.result_ref) if job.result_ref else None)
+
+    def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
+        """The job's webhook delivery log."""
+        return deliveries_view(self.get(job_id, tenant_id=tenant_id))
+
+    def redeliver(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
+        """Send the job's terminal event again: a new series of attempts, the same event id and body."""
+        return deliveries_view(self.runner.redeliver(self.get(job_id, tenant_id=tenant_id)))
 
     def describe(self, task: TaskSpec) -> dict[str, Any]:
         """A task's profile, where its typical job runs and why, and what that typically costs."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from jobcore.deliveries import Delivery
 from jobcore.model import Job
 
 
@@ -31,10 +32,40 @@ def job_view(job: Job, *, result: Any = None, result_url: str | None = None) -> 
         "error": job.error,
         "links": {"self": f"/v1/jobs/{job.job_id}"},
     }
+    if job.webhook is not None:
+        view["webhook"] = {"url": job.webhook.url, "events": list(job.webhook.events), "delivery": _delivery_line(job)}
     if job.started_at is not None and job.finished_at is not None:
         view["duration_ms"] = job.finished_at - job.started_at
     if result is not None:
         view["result"] = result
     if result_url is not None:
         view["result_url"] = result_url
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def _delivery_line(job: Job) -> str:
+    if job.delivery is not None:
+        return job.delivery.summary()
+    return "not asked for this event" if job.status.terminal else "sent when the job finishes"
+
+
+def deliveries_view(job: Job) -> dict[str, Any]:
+    """``GET /v1/jobs/{id}/deliveries``: every attempt of the job's webhook event, and what comes next."""
+    found = [] if job.delivery is None else [_delivery(job.delivery)]
+    return {"job_id": job.job_id, "deliveries": found, "links": {"job": f"/v1/jobs/{job.job_id}"}}
+
+
+def _delivery(delivery: Delivery) -> dict[str, Any]:
+    attempts = [
+        {k: v for k, v in {
+            "attempt": a.number, "series": a.series, "at": iso(a.at_ms), "duration_ms": a.duration_ms,
+            "status": a.status, "error": a.error, "detail": a.detail or None,
+        }.items() if v is not None}
+        for a in delivery.attempts
+    ]
+    view = {
+        "event_id": delivery.event_id, "type": delivery.event_type, "url": delivery.url, "state": delivery.state.value,
+        "series": delivery.series, "summary": delivery.summary(), "attempts": attempts,
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.pending else None, "reason": delivery.reason,
+    }
     return {k: v for k, v in view.items() if v is not None}

@@ -3,6 +3,7 @@
 Routes (API Gateway REST proxy integration):
   POST /v1/jobs        submit; 200 with the finished job when it ran inline, 202 + Location when queued
   GET  /v1/jobs/{id}   the job: status, route and reason, result or result_url, usage, cost
+  GET  /v1/jobs/{id}/deliveries   the webhook delivery log; POST: send the terminal event again
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
 """
 
@@ -100,6 +101,16 @@ def submit_job() -> Response:
 def get_job(job_id: str) -> Response:
     jobs = service()
     return json_response(HTTPStatus.OK, jobs.view(jobs.get(job_id, tenant_id=tenant_id())))
+
+
+@app.get("/v1/jobs/<job_id>/deliveries")
+def get_deliveries(job_id: str) -> Response:
+    return json_response(HTTPStatus.OK, service().deliveries(job_id, tenant_id=tenant_id()))
+
+
+@app.post("/v1/jobs/<job_id>/deliveries")
+def redeliver(job_id: str) -> Response:
+    return json_response(HTTPStatus.ACCEPTED, service().redeliver(job_id, tenant_id=tenant_id()))
 
 
 @app.get("/v1/tasks")

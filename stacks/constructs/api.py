@@ -10,14 +10,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from router.routes import ROUTES
 from stacks.constructs.nag import acknowledge
-
-# (method, path): each goes to the router Lambda, which answers 404 for anything it does not serve.
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", "/v1/jobs"),
-    ("GET", "/v1/jobs/{id}"),
-    ("GET", "/v1/tasks"),
-)
 
 _ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId",

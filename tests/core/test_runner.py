@@ -9,7 +9,7 @@ from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
 from jobcore.runner import Backoff
 from jobcore.tasks import RunContext, TaskResult
-from tests.fakes import ScriptedModel, harness, make_lanes, text_response
+from tests.fakes import RecordingDeliveryQueue, ScriptedModel, harness, make_lanes, text_response
 
 BACKOFF = Backoff()  # the runner's default policy
 
@@ -39,14 +39,27 @@ def test_success_writes_the_result_then_the_state_and_deletes_the_message():
     assert outcome.delete and job.status is JobStatus.SUCCEEDED
     assert h.blobs.docs[job.result_ref]["content"][0]["text"] == "done"
     assert job.attempts == 1 and job.usage.output_tokens == 5
-    assert [j.status for j in h.notifier.notified] == [JobStatus.SUCCEEDED]
+    # The outbox entry is written with the terminal state, then handed over to the dispatcher.
+    assert job.delivery is not None and job.delivery.pending and job.delivery.event_id == "evt_job_1_succeeded"
+    assert job.delivery.next_attempt_at == h.clock.ms() and job.delivery.url == "https://example.com/h"
+    assert h.deliveries.scheduled == [("job_1", h.clock.ms(), 0)]
 
 
-def test_no_webhook_no_notification():
+def test_no_webhook_no_delivery():
     h = harness()
     queued_job(h)
     process(h, [text_response("done")])
-    assert h.notifier.notified == []
+    assert h.store.get("job_1").delivery is None and h.deliveries.scheduled == []
+
+
+def test_a_failed_hand_over_leaves_the_delivery_pending_for_the_sweep_and_the_job_finished():
+    h = harness()
+    h.runner.deliveries = RecordingDeliveryQueue(broken=True)
+    queued_job(h, webhook=Webhook("https://example.com/h"))
+    outcome, _ = process(h, [text_response("done")])
+    job = h.store.get("job_1")
+    assert outcome.delete and job.status is JobStatus.SUCCEEDED and job.delivery.pending
+    assert h.store.due_deliveries(until_ms=h.clock.ms(), limit=10) == [("job_1", h.clock.ms())]
 
 
 def test_a_finished_job_is_not_run_again():
@@ -194,7 +207,11 @@ def test_webhook_events_filter(status):
     h = harness()
     queued_job(h, webhook=Webhook("https://example.com/h", ("failed",)))
     process(h, [text_response("ok") if status is JobStatus.SUCCEEDED else ModelRequestError("bad")])
-    assert [j.status for j in h.notifier.notified] == ([status] if status is JobStatus.FAILED else [])
+    delivery = h.store.get("job_1").delivery
+    if status is JobStatus.FAILED:
+        assert delivery.event_type == "job.failed" and h.deliveries.job_ids == ["job_1"]
+    else:
+        assert delivery is None and h.deliveries.job_ids == []
 
 
 def test_the_lane_limit_cuts_a_longer_task_limit():

@@ -4,12 +4,15 @@ import json
 
 import pytest
 
-from jobadapters.settings import ConfigError, RouterSettings, WorkerSettings
+from jobadapters.settings import ConfigError, DispatcherSettings, RouterSettings, WorkerSettings
+from jobcore.deliveries import RetrySchedule
 from tests.fakes import make_lanes
 
 LANES = json.dumps(make_lanes(gpu_enabled=False).to_dict())
-ROUTER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "LANES": LANES, "LANE_QUEUE_URLS": json.dumps({"cpu": "q"})}
-WORKER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "QUEUE_URL": "q", "LANES": LANES, "LANE": "cpu"}
+ROUTER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "LANES": LANES, "LANE_QUEUE_URLS": json.dumps({"cpu": "q"}),
+          "WEBHOOK_QUEUE_URL": "w"}
+WORKER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "QUEUE_URL": "q", "LANES": LANES, "LANE": "cpu", "WEBHOOK_QUEUE_URL": "w"}
+DISPATCHER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "WEBHOOK_QUEUE_URL": "w"}
 
 
 def test_router_settings_carry_the_lanes_and_their_queues():
@@ -90,7 +93,25 @@ class RecordingEnv(dict):
         return super().get(key, default)
 
 
-@pytest.mark.parametrize(("settings", "env"), [(RouterSettings, ROUTER), (WorkerSettings, WORKER)])
+def test_dispatcher_settings_default_to_the_standard_webhooks_schedule():
+    settings = DispatcherSettings.from_env(DISPATCHER)
+    assert settings.schedule == RetrySchedule() and settings.sweep_every_s == 60 and not settings.allow_loopback
+    local = DispatcherSettings.from_env({**DISPATCHER, "WEBHOOK_RETRY_SCHEDULE_S": "1,2,4", "WEBHOOK_ALLOW_LOOPBACK": "true",
+                                         "WEBHOOK_SWEEP_EVERY_S": "0.5"})
+    assert local.schedule.gaps_s == (1, 2, 4) and local.allow_loopback and local.sweep_every_s == 0.5
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"WEBHOOK_RETRY_SCHEDULE_S": "5,soon"}, "WEBHOOK_RETRY_SCHEDULE_S: retry schedule"),
+    ({"WEBHOOK_SWEEP_EVERY_S": "0"}, "WEBHOOK_SWEEP_EVERY_S='0' must be from"),
+    ({"WEBHOOK_QUEUE_URL": ""}, "WEBHOOK_QUEUE_URL is required"),
+])
+def test_dispatcher_settings_are_checked(env, message):
+    with pytest.raises(ConfigError, match=message):
+        DispatcherSettings.from_env({**DISPATCHER, **env})
+
+
+@pytest.mark.parametrize(("settings", "env"), [(RouterSettings, ROUTER), (WorkerSettings, WORKER), (DispatcherSettings, DISPATCHER)])
 def test_every_variable_read_is_declared(settings, env):
     # The CDK constructs set exactly ENV (and SECRETS); a variable read but not declared would
     # silently keep its default in AWS.

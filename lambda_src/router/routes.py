@@ -1,0 +1,10 @@
+"""The API's routes, in one place: the router serves them, API Gateway (the CDK app) and the local
+gateway expose exactly these. ``{id}`` is API Gateway's path-parameter syntax."""
+
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs/{id}"),
+    ("GET", "/v1/jobs/{id}/deliveries"),
+    ("POST", "/v1/jobs/{id}/deliveries"),
+    ("GET", "/v1/tasks"),
+)
