@@ -47,3 +47,4 @@ clean:
 ## Benchmarks (speed goals live here, not in tests): see bench/README.md.
 bench: venv
 	$(PY) -m bench.bench_pipeline
+	$(PY) -m bench.bench_webhooks

@@ -1,11 +1,12 @@
 """The demo: the whole job path on one machine, over real HTTP, in about ten seconds.
 
 1. Starts the local pipeline (moto server, Claude stand-in, router behind a local API Gateway,
-   worker process, webhook receiver).
+   worker process, webhook dispatcher, webhook receiver).
 2. Submits a short job (``invoice.extract``): it runs inline and the response carries the result (200).
 3. Submits a long job (``documents.summarize``): it is queued (202), polled by id until it
    succeeds, and its result is read back through the presigned ``result_url``.
-4. Waits for both signed webhooks, and shows how many Messages API calls Claude (or the stand-in) got.
+4. Waits for both signed webhooks (the short job's receiver fails its first attempt, so that one
+   arrives on the retry) and shows the delivery log, and how many Messages API calls Claude got.
 
 Exits 0 only if every step did what it should. ``python -m local.demo``
 """
@@ -93,13 +94,35 @@ def poll(api: str, location: str, started: float) -> dict[str, Any]:
     raise DemoFailure(f"{location} did not finish in {POLL_TIMEOUT_S:g} s")
 
 
-def webhooks(pipeline: LocalPipeline, job_ids: list[str]) -> None:
+def webhooks(pipeline: LocalPipeline, api: str, job_ids: list[str]) -> None:
     for job_id in job_ids:
         event = pipeline.webhooks.wait_for(job_id, timeout_s=30)
         if event is None:
             raise DemoFailure(f"no webhook for {job_id}")
-        print(f"[hook]  {event['type']} for {job_id}: signature verified, webhook-id {event['id']}")
+        tries = pipeline.webhooks.attempts[event["id"]]
+        print(f"[hook]  {event['type']} for {job_id}: signature verified, webhook-id {event['id']}, attempt {tries}")
+        log = delivery_log(api, job_id)
+        expect(log["state"] == "delivered" and len(log["attempts"]) == tries,
+               f"the delivery log of {job_id} does not match what the receiver saw: {log}")
+        if tries > 1:
+            for attempt in log["attempts"]:
+                outcome = f"HTTP {attempt['status']}" if "status" in attempt else attempt.get("error")
+                print(f"        GET /v1/jobs/{{id}}/deliveries: attempt {attempt['attempt']} at {attempt['at']}: {outcome}"
+                      f" ({attempt['duration_ms']} ms)")
+            print(f"        {log['summary']}")
     expect(not pipeline.webhooks.rejected, f"webhooks with bad signatures: {pipeline.webhooks.rejected}")
+
+
+def delivery_log(api: str, job_id: str) -> dict[str, Any]:
+    """The job's delivery, once the dispatcher has recorded the attempt the receiver answered."""
+    deadline = time.perf_counter() + 10
+    while True:
+        status, _, body = call("GET", f"{api}/v1/jobs/{job_id}/deliveries")
+        expect(status == 200 and len(body.get("deliveries", [])) == 1, f"GET deliveries of {job_id} -> {status} {body}")
+        delivery = body["deliveries"][0]
+        if delivery["state"] != "pending" or time.perf_counter() > deadline:
+            return delivery
+        time.sleep(0.1)
 
 
 def main() -> int:
@@ -109,10 +132,12 @@ def main() -> int:
         print(f"local pipeline up: API {endpoints.api_url}, AWS (moto) {endpoints.aws_endpoint}, "
               f"Claude {'stand-in ' + endpoints.standin_url if endpoints.standin_url else 'API (ANTHROPIC_API_KEY)'}")
         try:
-            ids = [short_job(endpoints.api_url, endpoints.webhook_url), long_job(endpoints.api_url, endpoints.webhook_url)]
-            webhooks(pipeline, ids)
+            # The short job's receiver answers 503 once: its webhook arrives on the second attempt.
+            ids = [short_job(endpoints.api_url, f"{endpoints.webhook_url}?fail=1"),
+                   long_job(endpoints.api_url, endpoints.webhook_url)]
+            webhooks(pipeline, endpoints.api_url, ids)
         except DemoFailure as failure:
-            print(f"DEMO FAILED: {failure}\n(worker log: {endpoints.worker_log})", file=sys.stderr)
+            print(f"DEMO FAILED: {failure}\n(logs: {Path(endpoints.worker_log).parent})", file=sys.stderr)
             return 1
         if pipeline.standin is not None:
             print(f"[claude] the stand-in answered {pipeline.standin.stats()['requests']} Messages API requests from the anthropic SDK")

@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inline-budget", type=int, help="seconds an inline run may take (default: cdk.json's)")
     parser.add_argument("--standin-latency", type=float, default=0.0, help="seconds the Claude stand-in waits per answer")
     parser.add_argument("--worker-concurrency", type=int, help="jobs a cpu worker runs at once (default: cdk.json's)")
+    parser.add_argument("--webhook-schedule", default=Options.webhook_retry_schedule_s,
+                        help="seconds between webhook attempts, comma-separated (WEBHOOK_RETRY_SCHEDULE_S)")
     parser.add_argument("--log-dir", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     config = {"inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency}
     options = Options(
         api_port=args.port, standin_latency_s=args.standin_latency, log_dir=args.log_dir,
+        webhook_retry_schedule_s=args.webhook_schedule,
         config={key: value for key, value in config.items() if value is not None},
     )
     stop = threading.Event()

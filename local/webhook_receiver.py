@@ -1,12 +1,19 @@
-"""A webhook receiver on 127.0.0.1 that verifies Standard Webhooks signatures, for the demo and tests."""
+"""A webhook receiver on 127.0.0.1 that verifies Standard Webhooks signatures, for the demo and tests.
+
+The URL's query can make it misbehave, per event (``webhook-id``), so a client can try retries by hand:
+``?fail=N`` answers 503 to the first N attempts of each event; ``?hang=S`` waits S seconds before
+answering. ``attempts`` counts every request per event id, verified or not.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -17,6 +24,7 @@ class WebhookReceiver:
         self._status = status
         self.events: list[dict[str, Any]] = []
         self.rejected: list[str] = []
+        self.attempts: Counter[str] = Counter()  # requests per webhook-id
         self._changed = threading.Condition()
         self._host = host
         self._server = ThreadingHTTPServer((host, port), self._request_handler())
@@ -45,6 +53,20 @@ class WebhookReceiver:
                     return found
                 self._changed.wait(left)
 
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        """The status to answer: 503 while ``?fail=N`` says so, 401 for a bad signature, else the default."""
+        query = parse_qs(urlsplit(path).query)
+        event_id = headers.get("webhook-id", "")
+        with self._changed:
+            self.attempts[event_id] += 1
+            attempt = self.attempts[event_id]
+        hang_s = float(query.get("hang", ["0"])[0])
+        if hang_s > 0:
+            time.sleep(hang_s)
+        if attempt <= int(query.get("fail", ["0"])[0]):
+            return 503
+        return self._status if self._record(headers, body) else 401
+
     def _record(self, headers: dict[str, str], body: bytes) -> bool:
         try:
             event = self._verifier.verify(body.decode(), headers)
@@ -62,8 +84,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                ok = receiver._record({k.lower(): v for k, v in self.headers.items()}, body)
-                self.send_response(receiver._status if ok else 401)
+                self.send_response(receiver._answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_header("content-length", "0")
                 self.end_headers()
 

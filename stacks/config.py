@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobcore.costing import CostModel
+from jobcore.deliveries import DEFAULT_GAPS_S, RetrySchedule
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, LaneConfigError, Lanes
 from jobcore.limits import (
     API_GATEWAY_TIMEOUT_S,
@@ -85,6 +86,9 @@ class PipelineConfig:
     result_retention_days: int = 30
     api_rate_limit: int = 50
     api_burst_limit: int = 100
+    # Seconds between a webhook's attempts (comma-separated): one more attempt than gaps, then the delivery
+    # fails (alarmed) until a client asks for it again. Default: Standard Webhooks', 8 attempts over ~27 h.
+    webhook_retry_schedule_s: str = ",".join(str(gap) for gap in DEFAULT_GAPS_S)
     # The cost model's inputs (docs: routing and cost): expected requests a minute per task name, and
     # price overrides (same shape as lambda_src/jobcore/prices.json). JSON objects; `-c` takes them as JSON.
     task_rates_per_min: dict[str, float] = field(default_factory=dict)
@@ -108,6 +112,16 @@ class PipelineConfig:
             arrival_rates(self.task_rates_per_min)
         except ValueError as error:
             raise ConfigError(f"context key 'task_rates_per_min': {error}") from None
+        try:
+            schedule = RetrySchedule.parse(self.webhook_retry_schedule_s)
+        except ValueError as error:
+            raise ConfigError(f"context key 'webhook_retry_schedule_s' = {self.webhook_retry_schedule_s!r}: {error}") from None
+        longest_s = sum(schedule.gaps_s) * (1 + schedule.jitter)
+        if longest_s >= self.job_ttl_days * 86_400:
+            # The delivery lives on the job item: TTL must not delete it while attempts are still due.
+            raise ConfigError(f"context keys 'job_ttl_days' and 'webhook_retry_schedule_s' ({self.job_ttl_days} days, "
+                              f"retries over up to {longest_s / 3600:.1f} h): expected the jobs kept longer than the "
+                              "webhook schedule runs")
         try:
             prices = self.prices()
         except ValueError as error:
@@ -244,6 +258,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "result_retention_days": _between(1, 3650),
     "api_rate_limit": _between(1, 10000),
     "api_burst_limit": _between(1, 5000),
+    # Empty would not mean "no retries" to the dispatcher but its default schedule: say what is meant.
+    "webhook_retry_schedule_s": ((lambda v: bool(v.strip(", "))),
+                                 "comma-separated seconds between webhook attempts, e.g. '5,300,1800'"),
 }
 
 _CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]] = [

@@ -1,4 +1,5 @@
-"""The stateless stack: API, router, queues, workers and monitoring. Safe to destroy and redeploy."""
+"""The stateless stack: API, router, queues, workers, the webhook dispatcher and monitoring. Safe to destroy
+and redeploy."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.monitoring import PipelineMonitoring
+from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
+from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 from stacks.data_stack import DataStack
 
@@ -36,8 +39,8 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 
 class ServiceStack(Stack):
     """Composes the lanes (a queue and a worker service per enabled queued lane of ``config.lanes()``: cpu
-    always, gpu when enabled), the router and its API, and monitoring, on the data stack's table, bucket
-    and secrets."""
+    always, gpu when enabled), the router and its API, the webhook dispatcher (the router and the workers hand
+    finished jobs' webhooks to its queue), and monitoring, on the data stack's table, bucket and secrets."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, data: DataStack,
                  **kwargs) -> None:
@@ -51,9 +54,14 @@ class ServiceStack(Stack):
                                       visibility_timeout=Duration.seconds(int(lane.time_limit_s)))
                   for lane in queued}
 
+        code = source_code()  # one asset for every function of the stack
+        webhooks = WebhookDispatcher(
+            self, "Webhooks", code=code, storage=storage, webhook_secret=secrets.webhook_signing_secret, stage=c.stage,
+            retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention)
+
         router = RouterFunction(
-            self, "Router", storage=storage, lanes=lanes, queues=queues,
-            anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+            self, "Router", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
+            anthropic_secret=secrets.anthropic_api_key,
             stage=c.stage, model_id=c.model_id, timeout=Duration.seconds(c.router_timeout_s),
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
             task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention)
@@ -67,16 +75,15 @@ class ServiceStack(Stack):
         workers = {
             lane.name: WorkerService(
                 self, f"{lane.name.capitalize()}Worker", cluster=cluster, image=image, storage=storage,
-                lane=lane, lanes=lanes, job_queue=queues[lane.name], compute=compute_profile(c, lane),
-                min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name), stage=c.stage,
-                model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
-                webhook_secret=secrets.webhook_signing_secret, price_overrides=c.price_overrides,
-                log_retention=retention)
+                lane=lane, lanes=lanes, job_queue=queues[lane.name], webhook_queue=webhooks.job_queue,
+                compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
+                stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
+                price_overrides=c.price_overrides, log_retention=retention)
             for lane in queued
         }
 
         PipelineMonitoring(self, "Monitoring", alarm_email=c.alarm_email, router=router.function, api=api.api,
-                           workers=workers)
+                           workers=workers, webhooks=webhooks)
 
         CfnOutput(self, "ApiUrl", value=api.api.url, description="Base URL; jobs are at <ApiUrl>v1/jobs")
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id)
@@ -85,6 +92,9 @@ class ServiceStack(Stack):
         for lane, job_queue in queues.items():
             CfnOutput(self, f"{lane.capitalize()}QueueUrl", value=job_queue.queue.queue_url)
             CfnOutput(self, f"{lane.capitalize()}DeadLetterQueueUrl", value=job_queue.dead_letter_queue.queue_url)
+        CfnOutput(self, "WebhookQueueUrl", value=webhooks.job_queue.queue.queue_url)
+        CfnOutput(self, "WebhookDeadLetterQueueUrl", value=webhooks.job_queue.dead_letter_queue.queue_url,
+                  description="Hand-overs the dispatcher could not process; the sweep retries pending deliveries")
 
 
 def compute_profile(config: PipelineConfig, lane: Lane) -> ComputeProfile:

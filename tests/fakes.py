@@ -57,11 +57,8 @@ class MemoryJobStore:
         self.writes += 1
 
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
-        due = sorted(
-            (job.delivery.next_attempt_at, job.job_id) for job in self.jobs.values()
-            if job.delivery is not None and job.delivery.pending and job.delivery.next_attempt_at is not None
-            and job.delivery.next_attempt_at <= until_ms
-        )
+        due = sorted((at, job.job_id) for job in self.jobs.values()
+                     if job.delivery is not None and (at := job.delivery.sweep_at()) is not None and at <= until_ms)
         return [(job_id, at) for at, job_id in due[:limit]]
 
 

@@ -68,10 +68,10 @@ class DynamoJobStore:
 
 def _item(job: Job) -> dict[str, Any]:
     item = json.loads(json.dumps(job.to_dict()), parse_float=Decimal)
-    delivery = job.delivery
-    if delivery is not None and delivery.pending and delivery.next_attempt_at is not None:
+    sweep_at = job.delivery.sweep_at() if job.delivery is not None else None
+    if sweep_at is not None:  # only pending deliveries are in the (sparse) index
         item[DELIVERY_INDEX_PARTITION_KEY] = _shard_name(zlib.crc32(job.job_id.encode()) % DELIVERY_SHARDS)
-        item[DELIVERY_INDEX_SORT_KEY] = delivery.next_attempt_at
+        item[DELIVERY_INDEX_SORT_KEY] = sweep_at
     return item
 
 

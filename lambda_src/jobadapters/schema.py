@@ -10,7 +10,8 @@ TENANT_INDEX = "by_tenant"
 TENANT_INDEX_PARTITION_KEY = "tenant_id"
 TENANT_INDEX_SORT_KEY = "created_at"
 TTL_ATTRIBUTE = "expires_at"
-# A sparse index of the jobs whose webhook delivery is pending, by due time: the dispatcher's sweep.
+# A sparse index of the jobs whose webhook delivery is pending, by when the dispatcher's sweep must act
+# on it (jobcore.deliveries.Delivery.sweep_at).
 # Only pending deliveries carry these attributes; the shard spreads them over a few partitions.
 DELIVERY_INDEX = "by_delivery_due"
 DELIVERY_INDEX_PARTITION_KEY = "delivery_shard"

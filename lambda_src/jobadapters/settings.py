@@ -1,8 +1,8 @@
 """The environment, read once, into frozen settings objects.
 
-The CDK constructs set exactly the variables named here (``RouterSettings.ENV`` and
-``WorkerSettings.ENV``); a template test checks that the two sides agree, so a renamed variable
-fails CI rather than a deployed function.
+The CDK constructs set exactly the variables named here (``RouterSettings.ENV``, ``WorkerSettings.ENV``
+and ``DispatcherSettings.ENV``), and parse them with these classes at synth; template tests check that
+the two sides agree, so a renamed variable fails CI rather than a deployed function.
 """
 
 from __future__ import annotations
@@ -157,13 +157,16 @@ class DispatcherSettings:
             schedule = RetrySchedule.parse(raw) if raw else RetrySchedule()
         except ValueError as error:
             raise ConfigError(f"environment variable WEBHOOK_RETRY_SCHEDULE_S: {error}") from None
+        secret, secret_arn = env.get("WEBHOOK_SECRET") or None, env.get("WEBHOOK_SECRET_ARN") or None
+        if not (secret or secret_arn):
+            raise ConfigError("environment variable WEBHOOK_SECRET_ARN (or WEBHOOK_SECRET) is required: webhooks are signed")
         return cls(
             stage=env.get("STAGE") or "dev",
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
-            secret=env.get("WEBHOOK_SECRET") or None,
-            secret_arn=env.get("WEBHOOK_SECRET_ARN") or None,
+            secret=secret,
+            secret_arn=secret_arn,
             schedule=schedule,
             sweep_every_s=_in_range(env, "WEBHOOK_SWEEP_EVERY_S", _number(env, "WEBHOOK_SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
             allow_loopback=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),

@@ -25,6 +25,10 @@ DEFAULT_GAPS_S = (5, 300, 1800, 7200, 18000, 36000, 36000)
 # Attempts kept in the log across redeliveries (the job item must stay far below DynamoDB's 400 KB).
 MAX_ATTEMPTS_KEPT = 60
 MAX_RETRY_AFTER_S = 24 * 3600
+# A hand-over to the dispatcher's queue is trusted this long past its due time; after that the sweep
+# hands the attempt over again (the message was lost, or its dispatcher died mid-attempt). Longer than
+# an attempt's claim, so a slow attempt is never doubled.
+HANDOVER_GRACE_MS = 5 * 60 * 1000
 
 
 class DeliveryState(enum.StrEnum):
@@ -113,6 +117,8 @@ class Delivery:
     step: int = 0  # attempts made in this series
     next_attempt_at: int | None = None  # epoch ms, while pending
     claimed_until: int | None = None  # epoch ms: a dispatcher is attempting it until then
+    handed_over: int | None = None  # the due time of the attempt last handed to the dispatcher's queue
+    handed_over_at: int | None = None  # when that hand-over was made
     body_ref: str | None = None  # the event body, fixed at the first attempt (same body every attempt)
     reason: str | None = None  # why it failed, or how it was delivered
     attempts: tuple[Attempt, ...] = ()
@@ -123,6 +129,20 @@ class Delivery:
 
     def due(self, now_ms: int) -> bool:
         return self.pending and (self.next_attempt_at or 0) <= now_ms and (self.claimed_until or 0) <= now_ms
+
+    def sweep_at(self) -> int | None:
+        """When the sweep must act on this delivery: at its due time if nothing was handed over for it
+        (an attempt beyond the queue's longest delay), or a grace period after it if something was (in
+        case that hand-over was lost). None once it is settled. The jobs table indexes this."""
+        if not self.pending or self.next_attempt_at is None:
+            return None
+        if self.handed_over == self.next_attempt_at:
+            return max(self.next_attempt_at, self.handed_over_at or 0) + HANDOVER_GRACE_MS
+        return self.next_attempt_at
+
+    def handed(self, *, now_ms: int) -> Delivery:
+        """This delivery with its next attempt marked as handed over now."""
+        return replace(self, handed_over=self.next_attempt_at, handed_over_at=now_ms)
 
     def summary(self) -> str:
         """One line for the job's view."""
@@ -151,8 +171,10 @@ class Delivery:
 
 
 def open_delivery(*, event_id: str, event_type: str, url: str, now_ms: int) -> Delivery:
-    """The outbox entry of a job that just reached a terminal state: due at once."""
-    return Delivery(event_id=event_id, event_type=event_type, url=url, state=DeliveryState.PENDING, next_attempt_at=now_ms)
+    """The outbox entry of a job that just reached a terminal state: due at once, and handed over by
+    the writer right after it is saved."""
+    opened = Delivery(event_id=event_id, event_type=event_type, url=url, state=DeliveryState.PENDING, next_attempt_at=now_ms)
+    return opened.handed(now_ms=now_ms)
 
 
 def claim(delivery: Delivery, *, now_ms: int, lease_ms: int) -> Delivery | None:
@@ -189,8 +211,9 @@ def redeliver(delivery: Delivery, *, now_ms: int) -> Delivery:
     """A new series of attempts of the same event (same id, same body), due at once."""
     if delivery.pending:
         raise ConflictError("a delivery of this event is already under way; see its attempts")
-    return replace(delivery, state=DeliveryState.PENDING, series=delivery.series + 1, step=0, next_attempt_at=now_ms,
-                   claimed_until=None, reason=None)
+    renewed = replace(delivery, state=DeliveryState.PENDING, series=delivery.series + 1, step=0, next_attempt_at=now_ms,
+                      claimed_until=None, reason=None)
+    return renewed.handed(now_ms=now_ms)
 
 
 def _describe(attempt: Attempt) -> str:

@@ -7,9 +7,11 @@ over (:meth:`jobcore.runner.JobRunner.finish`): a slow or dead receiver never ho
   it with a conditional write (so duplicate hand-overs, SQS redeliveries and the sweep never POST
   twice), POSTs the event's fixed body, records the attempt, and hands the job over again for the next
   one when that is within SQS's 15-minute delay. A hand-over for an attempt already made is dropped.
-- :meth:`Dispatcher.sweep` runs on a schedule: it finds the deliveries due before the next sweep (the
-  ones whose next attempt is hours away, and any whose hand-over was lost) and hands each over with
-  the exact delay left, so a 10-hour retry fires on time.
+- :meth:`Dispatcher.sweep` runs on a schedule: it finds, through the table's due-time index, the
+  deliveries it must act on before its next run (attempts beyond the queue's 15-minute delay, and
+  hand-overs overdue past their grace: lost, or their dispatcher died), marks each handed over and
+  hands it over with the exact delay left, so a 10-hour retry fires on time and nothing is sent twice
+  in the ordinary course.
 
 A new series of attempts of a finished delivery (redelivery) is :meth:`jobcore.runner.JobRunner.redeliver`.
 """
@@ -72,32 +74,50 @@ class Dispatcher:
         now = self.clock_ms()
         held = deliveries.claim(pending, now_ms=now, lease_ms=self.lease_ms)
         if held is None:
-            if (pending.claimed_until or 0) <= now:  # early (SQS rounds delays to seconds): wait the rest
-                self._hand_over_if_soon(job, pending, now)
+            if (pending.claimed_until or 0) <= now and pending.next_attempt_at is not None:
+                self._hand_over(job_id, pending.next_attempt_at, now)  # early (SQS rounds delays): wait the rest
             return job
         try:
             job = self._save(job, held)
         except ConflictError:
             return None  # another dispatcher claimed it first
-        body, held = self._body(job, held)
+        body, job, held = self._body(job, held)
         started = self.clock_ms()
         result = self.sender.post(held.url, event_id=held.event_id, body=body, timeout_s=self.timeout_s)
-        after = deliveries.record(held, result, at_ms=started, now_ms=self.clock_ms(), schedule=self.schedule, draw=self.draw())
+        now = self.clock_ms()
+        after = deliveries.record(held, result, at_ms=started, now_ms=now, schedule=self.schedule, draw=self.draw())
+        soon = after.pending and after.next_attempt_at is not None and after.next_attempt_at - now <= SQS_MAX_DELAY_S * 1000
+        if soon:  # handed over right after the save; later attempts are the sweep's
+            after = after.handed(now_ms=now)
         try:
             job = self._save(job, after)
         except ConflictError:
             log.warning("job %s: delivery changed during an attempt (redelivered?); the attempt is not recorded", job_id)
             return None
-        self._after(job, after)
+        if soon:
+            self._hand_over(job.job_id, after.next_attempt_at or now, now)
+        self._report(job, after)
         return job
 
     def sweep(self, *, limit: int = 500) -> int:
-        """Hand over every delivery due before the next sweep, each with the delay left; how many."""
+        """Hand over every delivery the sweep must act on before its next run (attempts beyond the
+        queue's longest delay, and hand-overs overdue past their grace), each with the delay left; how many."""
         now = self.clock_ms()
-        due = self.store.due_deliveries(until_ms=now + math.ceil(self.sweep_every_s * 1000), limit=limit)
-        for job_id, due_ms in due:
-            self._hand_over(job_id, due_ms, now)
-        return len(due)
+        until = now + math.ceil(self.sweep_every_s * 1000)
+        handed = 0
+        for job_id, _ in self.store.due_deliveries(until_ms=until, limit=limit):
+            job = self.store.get(job_id)
+            pending = job.delivery if job is not None else None
+            if job is None or pending is None or (pending.sweep_at() or math.inf) > until:
+                continue  # settled, or handed over since the index was read
+            due = pending.next_attempt_at if pending.next_attempt_at is not None else now
+            try:
+                job = self._save(job, pending.handed(now_ms=now))
+            except ConflictError:
+                continue  # changed meanwhile: whoever changed it handed it over
+            self._hand_over(job_id, due, now)
+            handed += 1
+        return handed
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -106,29 +126,31 @@ class Dispatcher:
         self.store.save(new, expected_version=job.version)
         return new
 
-    def _body(self, job: Job, delivery: Delivery) -> tuple[bytes, Delivery]:
-        """The event's body: rendered and stored at its first attempt, the same bytes for every later one."""
+    def _body(self, job: Job, delivery: Delivery) -> tuple[bytes, Job, Delivery]:
+        """The event's body: rendered and stored at its first attempt, the same bytes for every later one.
+
+        Only the claim holder renders it, and its reference is saved before anything is sent: a crash
+        after that leaves the body fixed; a crash before it sent nothing, so a new render is harmless.
+        The presigned ``result_url`` is left out (it would be dead before the schedule ends): a small
+        result travels in the body, any result is one GET of ``links.self`` away.
+        """
         if delivery.body_ref is not None:
-            return _encode(self.blobs.get_json(delivery.body_ref)), delivery
-        document = payload(self.render(job), job, timestamp_ms=self.clock_ms())
+            return _encode(self.blobs.get_json(delivery.body_ref)), job, delivery
+        view = {k: v for k, v in self.render(job).items() if k != "result_url"}
+        document = payload(view, job, timestamp_ms=self.clock_ms())
         key = body_key(delivery.event_id)
         self.blobs.put_json(key, document)
-        return _encode(document), replace(delivery, body_ref=key)
+        delivery = replace(delivery, body_ref=key)
+        return _encode(document), self._save(job, delivery), delivery
 
-    def _after(self, job: Job, delivery: Delivery) -> None:
+    def _report(self, job: Job, delivery: Delivery) -> None:
         if delivery.pending:
-            self._hand_over_if_soon(job, delivery, self.clock_ms())
-        elif delivery.state is deliveries.DeliveryState.FAILED:
+            return
+        if delivery.state is deliveries.DeliveryState.FAILED:
             log.error("job %s: webhook %s not delivered: %s", job.job_id, delivery.event_id, delivery.reason)
             self.on_exhausted(job)
         else:
             log.info("job %s: webhook %s %s", job.job_id, delivery.event_id, delivery.summary())
-
-    def _hand_over_if_soon(self, job: Job, delivery: Delivery, now_ms: int) -> None:
-        """Hand over again if the next attempt falls within SQS's delay; later ones are the sweep's."""
-        due = delivery.next_attempt_at if delivery.next_attempt_at is not None else now_ms
-        if due - now_ms <= SQS_MAX_DELAY_S * 1000:
-            self._hand_over(job.job_id, due, now_ms)
 
     def _hand_over(self, job_id: str, due_ms: int, now_ms: int) -> None:
         delay_s = min(max(0, math.ceil((due_ms - now_ms) / 1000)), SQS_MAX_DELAY_S)

@@ -23,7 +23,8 @@ class JobStore(Protocol):
         """Persist ``job`` only if the stored version is still ``expected_version``, else ConflictError."""
 
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
-        """``(job id, due at ms)`` of pending webhook deliveries due by ``until_ms``, earliest first."""
+        """``(job id, ms)`` of the pending webhook deliveries the sweep must act on by ``until_ms``
+        (:meth:`jobcore.deliveries.Delivery.sweep_at`), earliest first."""
         ...
 
 

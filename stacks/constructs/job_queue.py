@@ -1,4 +1,4 @@
-"""A lane's SQS queue with its dead-letter queue."""
+"""An SQS queue with its dead-letter queue: a lane's, or the webhook dispatcher's."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ class JobQueue(Construct):
     ``retention_days`` (default 4); a message received ``max_receive_count`` times moves to the DLQ.
     ``dead_letter_queue``: retention 14 days (the SQS maximum) so a failure can be inspected and redriven.
     The worker reads ``max_receive_count`` and ``visibility_timeout`` from its environment (MAX_RECEIVES,
-    VISIBILITY_TIMEOUT_S) to mark a job failed on its last attempt; they come from here.
+    VISIBILITY_TIMEOUT_S) to mark a job failed on its last attempt; they come from here. The webhook
+    dispatcher's queue is one too (``WebhookDispatcher``), sized to its consumer Lambda instead.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, visibility_timeout: Duration, max_receive_count: int,

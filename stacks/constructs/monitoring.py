@@ -13,6 +13,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 
 _MINUTE = Duration.minutes(1)
@@ -24,11 +25,13 @@ class PipelineMonitoring(Construct):
     """Creates ``topic`` (SSL-only; e-mail subscription when ``alarm_email`` is set), ``alarms`` and ``dashboard``.
 
     Alarms, each notifying the topic: per lane, DLQ depth > 0 and the oldest message older than the
-    lane's job timeout + 15 min; the router's errors and throttles (any, in a minute); API 5xx responses.
+    lane's job timeout + 15 min; the router's errors and throttles (any, in a minute); API 5xx responses;
+    webhooks: the dispatcher's DLQ depth > 0, any delivery exhausted (its retry schedule ran out), errors
+    of the dispatcher and of the sweep.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
-                 api: apigw.RestApi, workers: Mapping[str, WorkerService]) -> None:
+                 api: apigw.RestApi, workers: Mapping[str, WorkerService], webhooks: WebhookDispatcher) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
         if alarm_email:
@@ -49,7 +52,16 @@ class PipelineMonitoring(Construct):
                     description="router Lambda was throttled (reserved concurrency or account limit)")
         self._alarm("Api5xx", api.metric_server_error(period=_MINUTE, statistic="Sum"), threshold=0,
                     description="API answered 5xx")
-        self.dashboard = self._dashboard(router, api, workers)
+        self._alarm("WebhookDeadLetters", _maximum(webhooks.job_queue.dead_letter_queue.metric_approximate_number_of_messages_visible),
+                    threshold=0, description="webhooks: hand-overs reached the dead-letter queue (the dispatcher failed "
+                                             f"{webhooks.job_queue.max_receive_count} times; the sweep retries pending deliveries)")
+        self._alarm("WebhookDeliveriesExhausted", webhooks.metric_exhausted(period=_MINUTE), threshold=0,
+                    description="webhooks: a delivery failed every attempt of its retry schedule (see the job's "
+                                "GET /v1/jobs/{id}/deliveries; POST there sends it again)")
+        for name, function in webhooks.functions().items():
+            self._alarm(f"Webhook{name}Errors", function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
+                        description=f"webhook {name.lower()} Lambda raised errors")
+        self.dashboard = self._dashboard(router, api, workers, webhooks)
 
     def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,
                threshold: float, description: str) -> None:
@@ -60,8 +72,8 @@ class PipelineMonitoring(Construct):
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         self.alarms[construct_id] = alarm
 
-    def _dashboard(self, router: lambda_.Function, api: apigw.RestApi,
-                   workers: Mapping[str, WorkerService]) -> cloudwatch.Dashboard:
+    def _dashboard(self, router: lambda_.Function, api: apigw.RestApi, workers: Mapping[str, WorkerService],
+                   webhooks: WebhookDispatcher) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(title="API requests and errors", left=[api.metric_count(period=_MINUTE)],
@@ -89,6 +101,19 @@ class PipelineMonitoring(Construct):
                     worker.service.metric_cpu_utilization(period=_MINUTE),
                     worker.service.metric_memory_utilization(period=_MINUTE)]),
             )
+        queue, dlq = webhooks.job_queue.queue, webhooks.job_queue.dead_letter_queue
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="webhooks: hand-overs waiting and dead letters", left=[
+                _maximum(queue.metric_approximate_number_of_messages_visible),
+                _maximum(queue.metric_approximate_number_of_messages_delayed),
+            ], right=[_maximum(dlq.metric_approximate_number_of_messages_visible)]),
+            cloudwatch.GraphWidget(title="webhooks: deliveries exhausted", left=[webhooks.metric_exhausted(period=_MINUTE)]),
+            cloudwatch.GraphWidget(title="webhooks: dispatcher and sweep", left=[
+                function.metric_invocations(period=_MINUTE, label=f"{name} invocations")
+                for name, function in webhooks.functions().items()
+            ], right=[function.metric_errors(period=_MINUTE, label=f"{name} errors")
+                      for name, function in webhooks.functions().items()]),
+        )
         return dashboard
 
 

@@ -14,7 +14,8 @@ class PipelineSecrets(Construct):
       ``anthropic_api_key``: a random placeholder until the user puts the real key in (see the README, "Give it your Claude key");
         the placeholder lets worker tasks start, ECS cannot inject a secret that has no value.
       ``webhook_signing_secret``: 64 random base64-alphabet characters, the Standard Webhooks key
-        (``standardwebhooks`` accepts it with or without the ``whsec_`` prefix).
+        (``standardwebhooks`` accepts it with or without the ``whsec_`` prefix). Only the webhook
+        dispatcher reads it: the router and the workers hand webhooks over, they never sign them.
     Both use the account's ``aws/secretsmanager`` key. Deleting the stack schedules them for deletion
     (recoverable for 30 days), since a redeploy generates new ones.
     """

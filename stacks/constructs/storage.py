@@ -9,18 +9,20 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from jobadapters import schema
+from jobcore.dispatch import WEBHOOKS_PREFIX
 from stacks.constructs.nag import acknowledge, ref
 
 # Item-level reads and writes only: nothing here can delete an item, reconfigure or scan the table. Jobs
 # are written with conditional puts (create-if-absent, save-if-version) and expire by TTL; a tenant's jobs
-# are listed through the tenant index (Query).
+# are listed through the tenant index, pending webhook deliveries through the delivery index (Query).
 ITEM_ACTIONS = (
     "dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable",
 )
-# Objects under the job prefixes only; expiry is the lifecycle rules' job, so no DeleteObject.
+# Objects under the job prefixes only; expiry is the lifecycle rules' job, so no DeleteObject. Webhook
+# event bodies (fixed at a delivery's first attempt, the same bytes for every later one) live under their own.
 OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
-OBJECT_PREFIXES = (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX)
+OBJECT_PREFIXES = (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX, WEBHOOKS_PREFIX)
 
 
 class JobStorage(Construct):
@@ -28,13 +30,18 @@ class JobStorage(Construct):
 
     Creates:
       ``table``: on-demand, point-in-time recovery, TTL on ``expires_at``, GSI ``by_tenant``
-        (``tenant_id`` + ``created_at``) to list a tenant's jobs newest first; AWS-owned encryption.
-      ``bucket``: SSE-S3, SSL only (TLS 1.2+), public access blocked, ACLs off; objects under ``results/``
-        and ``inputs/`` expire after ``object_retention_days``; unfinished multipart uploads after 1 day.
+        (``tenant_id`` + ``created_at``) to list a tenant's jobs newest first, and the sparse GSI
+        ``by_delivery_due`` (``delivery_shard`` + ``delivery_due_at``, keys only: only jobs whose webhook
+        delivery is pending carry them) where the webhook dispatcher's sweep finds what falls due; AWS-owned
+        encryption.
+      ``bucket``: SSE-S3, SSL only (TLS 1.2+), public access blocked, ACLs off; objects under ``results/``,
+        ``inputs/`` and ``webhooks/`` (event bodies) expire after ``object_retention_days``; unfinished
+        multipart uploads after 1 day.
       ``access_log_bucket``: the bucket's server access logs, kept ``access_log_retention_days`` (default 90).
-      ``access_policy``: a managed policy for the router and the workers: item reads/writes on the table and
-        its tenant index, get/put of objects under the job prefixes, listing the bucket (so a missing result
-        reads as 404, not 403). No table or bucket deletion, no scans. Attach it with :meth:`grant_job_data`.
+      ``access_policy``: a managed policy for the router, the workers and the webhook dispatcher: item
+        reads/writes on the table and its two indexes, get/put of objects under the job prefixes, listing the
+        bucket (so a missing result reads as 404, not 403). No table or bucket deletion, no scans. Attach it
+        with :meth:`grant_job_data`; :meth:`grant_due_deliveries` is the sweep's narrower grant.
     The table and both buckets are retained when the stack is deleted: they hold the users' data.
     """
 
@@ -56,6 +63,13 @@ class JobStorage(Construct):
             sort_key=dynamodb.Attribute(name=schema.TENANT_INDEX_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        # Adding a GSI to the deployed table is an in-place update (CloudFormation adds one index per update).
+        self.table.add_global_secondary_index(
+            index_name=schema.DELIVERY_INDEX,
+            partition_key=dynamodb.Attribute(name=schema.DELIVERY_INDEX_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.DELIVERY_INDEX_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
 
         self.access_log_bucket = _private_bucket(self, "AccessLogs", lifecycle_rules=[
             s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(access_log_retention_days)),
@@ -76,19 +90,27 @@ class JobStorage(Construct):
         """Lets ``role`` read and write jobs (items and objects) but not delete or reconfigure the stores."""
         role.add_managed_policy(self.access_policy)
 
+    def grant_due_deliveries(self, role: iam.IRole) -> None:
+        """Lets ``role`` query the delivery index (which jobs' webhooks fall due when) and nothing else."""
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[self.index_arn(schema.DELIVERY_INDEX)]))
+
+    def index_arn(self, index_name: str) -> str:
+        return f"{self.table.table_arn}/index/{index_name}"
+
     def _access_policy(self) -> iam.ManagedPolicy:
-        index_arn = f"{self.table.table_arn}/index/{schema.TENANT_INDEX}"
+        indexes = [self.index_arn(schema.TENANT_INDEX), self.index_arn(schema.DELIVERY_INDEX)]
         policy = iam.ManagedPolicy(self, "JobDataAccess", description="Read and write job items and job objects.",
                                    statements=[
-            iam.PolicyStatement(sid="JobItems", actions=list(ITEM_ACTIONS), resources=[self.table.table_arn, index_arn]),
+            iam.PolicyStatement(sid="JobItems", actions=list(ITEM_ACTIONS), resources=[self.table.table_arn, *indexes]),
             iam.PolicyStatement(sid="JobObjects", actions=list(OBJECT_ACTIONS),
                                 resources=[self.bucket.arn_for_objects(f"{prefix}*") for prefix in OBJECT_PREFIXES]),
             iam.PolicyStatement(sid="ListJobBucket", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]),
         ])
         for prefix in OBJECT_PREFIXES:
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{ref(self.bucket, 'Arn')}/{prefix}*]",
-                        f"Object keys under {prefix} are one per job id and not known in advance; the wildcard is "
-                        "limited to that prefix of this one bucket.")
+                        f"Object keys under {prefix} are named by ids made at run time (a job's, a webhook event's); "
+                        "the wildcard is limited to that prefix of this one bucket.")
         return policy
 
 

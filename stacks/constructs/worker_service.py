@@ -36,9 +36,10 @@ class WorkerService(Construct):
 
     The container gets exactly the environment ``WorkerSettings`` reads (``LANES`` and ``PRICE_OVERRIDES``
     as ``runtime_env.lane_environment`` makes them; the lane's own concurrency is in ``LANES``), checked
-    with ``WorkerSettings`` at synth, and the two secrets as ECS secrets (never plain values). The task
-    role may consume the lane queue, read/write job items and objects (not
-    delete the table or the bucket) and set its own task's scale-in protection.
+    with ``WorkerSettings`` at synth, and the Anthropic key as an ECS secret (never a plain value). The task
+    role may consume the lane queue, send to ``webhook_queue`` (a finished job's webhook is handed over to
+    the dispatcher there, never sent from here), read/write job items and objects (not delete the table or
+    the bucket) and set its own task's scale-in protection.
 
     Scaling (no CPU-based policy: Claude work is I/O bound): the backlog is visible + in-flight messages.
     While it is ≥ 1 the service runs ceil(backlog / ``concurrency``) tasks (between ``min_tasks`` and
@@ -50,8 +51,7 @@ class WorkerService(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
         cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: Lane, lanes: Lanes,
-        job_queue: JobQueue, storage: JobStorage,
-        anthropic_secret: secretsmanager.ISecret, webhook_secret: secretsmanager.ISecret,
+        job_queue: JobQueue, webhook_queue: JobQueue, storage: JobStorage, anthropic_secret: secretsmanager.ISecret,
         stage: str, model_id: str, min_tasks: int, max_tasks: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
     ) -> None:
@@ -67,6 +67,7 @@ class WorkerService(Construct):
             "QUEUE_URL": job_queue.queue.queue_url,
             "JOBS_TABLE": storage.table.table_name,
             "RESULTS_BUCKET": storage.bucket.bucket_name,
+            "WEBHOOK_QUEUE_URL": webhook_queue.queue.queue_url,
             "MAX_RECEIVES": str(job_queue.max_receive_count),
             "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
             "MODEL_ID": model_id,
@@ -76,10 +77,7 @@ class WorkerService(Construct):
             "Worker",
             image=image,
             environment=environment,
-            secrets={
-                "ANTHROPIC_API_KEY": ecs.Secret.from_secrets_manager(anthropic_secret),
-                "WEBHOOK_SECRET": ecs.Secret.from_secrets_manager(webhook_secret),
-            },
+            secrets={"ANTHROPIC_API_KEY": ecs.Secret.from_secrets_manager(anthropic_secret)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix=lane.name, log_group=self.log_group),
             stop_timeout=STOP_TIMEOUT,
             **compute.container_sizing(),
@@ -90,12 +88,12 @@ class WorkerService(Construct):
         # aspect, under the cluster; a service created before them is rejected. Depending on the whole cluster
         # construct reaches them (cfn-lint W3005 about the cluster itself is the price, see .cfnlintrc).
         self.service.node.add_dependency(cluster.cluster)
-        self._grant(cluster, storage)
+        self._grant(cluster, storage, webhook_queue)
         self.scaling = self._scale_on_backlog(cluster, lane.concurrency, min_tasks, max_tasks, idle_minutes)
 
         acknowledge(self.task_definition, "AwsSolutions-ECS2",
-                    "The plain variables are resource names and limits (queue URL, table, bucket, concurrency); "
-                    "both secrets reach the container as ECS secrets from Secrets Manager.")
+                    "The plain variables are resource names and limits (queue URLs, table, bucket, lanes); "
+                    "the Anthropic key reaches the container as an ECS secret from Secrets Manager.")
 
     def backlog(self) -> cloudwatch.MathExpression:
         """Jobs waiting or running on this lane: visible + in-flight messages (max over one minute).
@@ -114,9 +112,10 @@ class WorkerService(Construct):
             label=f"{self.lane} backlog", period=_MINUTE,
         )
 
-    def _grant(self, cluster: WorkerCluster, storage: JobStorage) -> None:
+    def _grant(self, cluster: WorkerCluster, storage: JobStorage, webhook_queue: JobQueue) -> None:
         task_role = self.task_definition.task_role
         self.job_queue.grant_consume(task_role)
+        webhook_queue.grant_send(task_role)
         storage.grant_job_data(task_role)
         task_role.add_to_principal_policy(iam.PolicyStatement(
             actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],

@@ -83,17 +83,20 @@ class Recorded:
 class RecordingServer:
     """An HTTP server on 127.0.0.1 that records every request and answers as told.
 
-    ``status``/``headers``: the answer. ``hold``: set → answer at once; clear → wait for it first
-    (a hanging receiver); ``release()`` lets held requests go so the server can stop.
+    ``status``/``headers``: the answer; ``script``: statuses answered, in order, to the first requests
+    (then ``status``). ``hold``: set → answer at once; clear → wait for it first (a hanging receiver);
+    ``stop()`` lets held requests go.
     """
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.hold = threading.Event()
         self.hold.set()
+        self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
 
@@ -117,9 +120,11 @@ class RecordingServer:
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                server.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                with server._lock:
+                    server.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    status = server.script.pop(0) if server.script else server.status
                 server.hold.wait(30)
-                self.send_response(server.status)
+                self.send_response(status)
                 for name, value in server.headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", "0")

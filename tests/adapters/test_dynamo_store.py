@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import pytest
+from boto3.dynamodb.conditions import Key
 
+from jobadapters import schema
 from jobadapters.dynamo import DynamoJobStore
+from jobcore.deliveries import DeliveryState
 from jobcore.errors import ConflictError
 from jobcore.model import JobStatus, transition
 from tests.adapters.support import NOW_MS, make_job, rich_job
+from tests.fakes import make_job_for_delivery
 
 
 @pytest.fixture
@@ -106,3 +111,47 @@ def test_two_workers_racing_on_one_job_only_one_transition_wins(aws, boto_sessio
 
     final = other.get("job_race")
     assert final.route_reason == "worker a" and final.version == 1 and final.attempts == 1
+
+
+def test_a_pending_delivery_puts_the_item_in_the_sparse_due_index_and_a_settled_one_takes_it_out(store, table):
+    """The sweep's index holds only jobs whose webhook delivery is pending: the two index attributes are
+    written with a pending delivery and gone from the item once it is delivered (the put replaces it)."""
+    job = make_job_for_delivery("job_outbox", now_ms=NOW_MS)
+    store.create(job)
+
+    item = table.get_item(Key={"job_id": "job_outbox"})["Item"]
+    assert item[schema.DELIVERY_INDEX_SORT_KEY] == NOW_MS
+    assert item[schema.DELIVERY_INDEX_PARTITION_KEY] in {f"pending-{shard}" for shard in range(schema.DELIVERY_SHARDS)}
+    indexed = table.query(IndexName=schema.DELIVERY_INDEX,
+                          KeyConditionExpression=Key(schema.DELIVERY_INDEX_PARTITION_KEY).eq(item[schema.DELIVERY_INDEX_PARTITION_KEY]))
+    assert [row["job_id"] for row in indexed["Items"]] == ["job_outbox"]
+    assert store.get("job_outbox") == job  # the index attributes never leak into the job
+
+    delivered = dataclasses.replace(job, delivery=dataclasses.replace(
+        job.delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, reason="HTTP 204"), version=job.version + 1)
+    store.save(delivered, expected_version=job.version)
+
+    item = table.get_item(Key={"job_id": "job_outbox"})["Item"]
+    assert schema.DELIVERY_INDEX_PARTITION_KEY not in item and schema.DELIVERY_INDEX_SORT_KEY not in item
+    assert item["delivery"]["state"] == "delivered"
+    assert store.due_deliveries(until_ms=NOW_MS + 10**9, limit=10) == []
+
+
+def test_jobs_without_a_pending_delivery_carry_no_index_attributes(store, table):
+    store.create(rich_job())
+
+    item = table.get_item(Key={"job_id": "job_rich"})["Item"]
+    assert schema.DELIVERY_INDEX_PARTITION_KEY not in item and schema.DELIVERY_INDEX_SORT_KEY not in item
+
+
+def test_due_deliveries_spans_every_shard(store):
+    """Enough jobs that every shard holds some: the earliest come back across shards, in order."""
+    due = [NOW_MS + 1_000 * index for index in range(40)]
+    for index, at in enumerate(due):
+        store.create(make_job_for_delivery(f"job_shard_{index}", now_ms=at))
+    shards = {zlib.crc32(f"job_shard_{index}".encode()) % schema.DELIVERY_SHARDS for index in range(40)}
+    assert shards == set(range(schema.DELIVERY_SHARDS))
+
+    found = store.due_deliveries(until_ms=NOW_MS + 1_000 * 39, limit=25)
+
+    assert found == [(f"job_shard_{index}", at) for index, at in enumerate(due[:25])]

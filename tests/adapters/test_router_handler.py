@@ -10,11 +10,15 @@ from typing import Any
 
 import pytest
 
-from jobadapters.sqs import decode
+from jobadapters.settings import DispatcherSettings
+from jobadapters.sqs import decode, decode_hand_over
+from jobadapters.wiring import build_dispatcher
+from jobcore.dispatch import Dispatcher
+from jobcore.views import iso
 from local.gateway import LambdaContext, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
 from router import handler as router
-from tests.adapters.support import LANES
+from tests.adapters.support import LANES, RecordingServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -58,6 +62,15 @@ class Api:
         url = self.aws.queue_urls["cpu"]
         return self.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
 
+    def hand_overs(self) -> list[tuple[str, int | None]]:
+        """(job id, due at) of every hand-over now on the webhook queue, each taken off it."""
+        url, taken = self.aws.webhook_queue_url, []
+        while messages := self.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+            for message in messages:
+                taken.append(decode_hand_over(message["Body"]))
+                self.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return taken
+
 
 @pytest.fixture
 def router_env(aws, standin, monkeypatch):
@@ -65,8 +78,8 @@ def router_env(aws, standin, monkeypatch):
         "STAGE": "test", "JOBS_TABLE": aws.table, "RESULTS_BUCKET": aws.bucket,
         "LANES": json.dumps(LANES.to_dict()), "PRICE_OVERRIDES": "{}",  # a 10 s inline budget, no GPU lane
         "LANE_QUEUE_URLS": json.dumps({"cpu": aws.queue_urls["cpu"]}),
-        "ANTHROPIC_BASE_URL": standin.base_url, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
-        "WEBHOOK_SECRET": WEBHOOK_SECRET, "MODEL_ID": "claude-test",
+        "WEBHOOK_QUEUE_URL": aws.webhook_queue_url,
+        "ANTHROPIC_BASE_URL": standin.base_url, "WEBHOOK_ALLOW_LOOPBACK": "true", "MODEL_ID": "claude-test",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -223,17 +236,192 @@ def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, mon
     assert item["status"] == "failed" and item["error"]["type"] == "unavailable"
 
 
-def test_inline_job_with_a_webhook_delivers_it_signed_before_the_handler_returns(api):
-    receiver = WebhookReceiver(WEBHOOK_SECRET).start()
-    try:
-        reply = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": receiver.url}})
+# --- webhooks: handed to the dispatcher, never sent from the router ----------------------------
 
-        assert reply.status == 200
-        assert receiver.rejected == []
-        [event] = receiver.events  # already there: the Lambda may freeze right after returning
-        assert event["type"] == "job.succeeded" and event["data"]["id"] == reply.body["id"]
-    finally:
-        receiver.stop()
+@pytest.fixture
+def hooks():
+    """A receiver that records every request (the router must never send it one)."""
+    server = RecordingServer(status=204).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver():
+    made = WebhookReceiver(WEBHOOK_SECRET).start()
+    yield made
+    made.stop()
+
+
+def dispatcher_for(api: Api) -> Dispatcher:
+    """The webhook dispatcher on the same table, bucket and queue, as its Lambda builds it."""
+    settings = DispatcherSettings.from_env({
+        "JOBS_TABLE": api.aws.table, "RESULTS_BUCKET": api.aws.bucket, "WEBHOOK_QUEUE_URL": api.aws.webhook_queue_url,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET, "WEBHOOK_ALLOW_LOOPBACK": "true",
+    })
+    return build_dispatcher(settings, api.clients)
+
+
+def test_an_inline_job_with_a_webhook_hands_it_to_the_dispatcher_without_contacting_the_receiver(api, hooks):
+    """GIVEN an inline job with a webhook
+    WHEN it finishes in the router
+    THEN the 200 answer shows the delivery pending, the job item carries it (the outbox), one hand-over
+    waits on the webhook queue, and the receiver has not been contacted."""
+    url = f"{hooks.url}/hooks"
+
+    reply = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": url}})
+
+    assert reply.status == 200, reply.body
+    job_id = reply.body["id"]
+    assert reply.body["webhook"] == {"url": url, "events": ["completed"], "delivery": "pending, 0 attempts so far"}
+    item = api.item(job_id)
+    assert item["delivery"]["state"] == "pending"
+    assert item["delivery"]["event_id"] == f"evt_{job_id}_succeeded" and item["delivery"]["url"] == url
+    assert api.hand_overs() == [(job_id, int(item["finished_at"]))]
+    assert hooks.requests == []
+    assert api.messages() == []  # nothing on the lane's queue
+
+
+def test_a_queued_job_with_a_webhook_says_it_is_sent_when_the_job_finishes(api, hooks):
+    reply = api.call("POST", "/v1/jobs", {**LONG, "webhook": {"url": hooks.url, "events": ["failed"]}})
+
+    assert reply.status == 202
+    assert reply.body["webhook"] == {"url": hooks.url, "events": ["failed"], "delivery": "sent when the job finishes"}
+    assert api.hand_overs() == [] and hooks.requests == []
+    deliveries = api.call("GET", f"/v1/jobs/{reply.body['id']}/deliveries")
+    assert deliveries.status == 200 and deliveries.body["deliveries"] == []
+
+
+def test_a_finished_job_whose_webhook_did_not_ask_for_its_event_opens_no_delivery(api, hooks):
+    reply = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": hooks.url, "events": ["failed"]}})
+
+    assert reply.status == 200 and reply.body["status"] == "succeeded"
+    assert reply.body["webhook"]["delivery"] == "not asked for this event"
+    assert "delivery" not in api.item(reply.body["id"])
+    assert api.hand_overs() == [] and hooks.requests == []
+
+
+def test_get_deliveries_lists_the_pending_event_and_when_it_is_due(api, hooks):
+    job_id = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": hooks.url}}).body["id"]
+    finished_at = int(api.item(job_id)["finished_at"])
+
+    reply = api.call("GET", f"/v1/jobs/{job_id}/deliveries")
+
+    assert reply.status == 200
+    assert reply.body == {
+        "job_id": job_id,
+        "deliveries": [{
+            "event_id": f"evt_{job_id}_succeeded", "type": "job.succeeded", "url": hooks.url, "state": "pending",
+            "series": 1, "summary": "pending, 0 attempts so far", "attempts": [], "next_attempt_at": iso(finished_at),
+        }],
+        "links": {"job": f"/v1/jobs/{job_id}"},
+    }
+    assert hooks.requests == []
+
+
+def test_deliveries_of_another_tenants_job_are_404_like_an_unknown_job(api, hooks):
+    job_id = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": hooks.url}}, key="tenant-a-key").body["id"]
+    api.hand_overs()
+
+    replies = [
+        api.call("GET", f"/v1/jobs/{job_id}/deliveries", key="tenant-b-key"),
+        api.call("POST", f"/v1/jobs/{job_id}/deliveries", key="tenant-b-key"),
+        api.call("GET", "/v1/jobs/job_doesnotexist/deliveries"),
+        api.call("POST", "/v1/jobs/job_doesnotexist/deliveries"),
+    ]
+
+    assert [reply.status for reply in replies] == [404, 404, 404, 404]
+    assert all(reply.body["error"]["type"] == "not_found" for reply in replies)
+    assert api.hand_overs() == [] and hooks.requests == []
+    assert api.item(job_id)["delivery"]["series"] == 1
+
+
+def test_redelivery_while_the_delivery_is_pending_is_409_conflict(api, hooks):
+    job_id = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": hooks.url}}).body["id"]
+    before = api.item(job_id)
+    api.hand_overs()
+
+    reply = api.call("POST", f"/v1/jobs/{job_id}/deliveries")
+
+    assert reply.status == 409
+    assert reply.body["error"]["type"] == "conflict"
+    assert "under way" in reply.body["error"]["message"]
+    assert api.item(job_id) == before
+    assert api.hand_overs() == [] and hooks.requests == []
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (SHORT, "no webhook"),
+    ({**LONG, "webhook": {"url": "http://127.0.0.1:9/hooks"}}, "it is queued"),
+    ({**SHORT, "webhook": {"url": "http://127.0.0.1:9/hooks", "events": ["failed"]}}, "did not ask for job.succeeded"),
+], ids=["no webhook", "not finished", "event not asked for"])
+def test_redelivery_of_a_job_without_a_delivery_is_409_no_delivery(api, body, why):
+    job_id = api.call("POST", "/v1/jobs", body).body["id"]
+
+    reply = api.call("POST", f"/v1/jobs/{job_id}/deliveries")
+
+    assert reply.status == 409
+    assert reply.body["error"]["type"] == "no_delivery"
+    assert why in reply.body["error"]["message"]
+    assert api.hand_overs() == []
+
+
+def test_a_delivered_event_is_logged_and_a_redelivery_is_a_new_series_of_the_same_event(api, receiver):
+    """GIVEN an inline job whose webhook the dispatcher delivered
+    THEN its deliveries and its view say so; a POST to its deliveries answers 202 with a new series of
+    the same event, handed to the dispatcher (the router sends nothing); the dispatcher delivers it with
+    the same event id and body."""
+    job_id = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": receiver.url}}).body["id"]
+    dispatcher = dispatcher_for(api)
+    [(handed, due_at)] = api.hand_overs()
+    dispatcher.deliver(handed, due_at=due_at)
+    assert receiver.rejected == [] and len(receiver.events) == 1
+
+    log = api.call("GET", f"/v1/jobs/{job_id}/deliveries").body["deliveries"]
+    view = api.call("GET", f"/v1/jobs/{job_id}").body
+
+    [delivery] = log
+    assert delivery["state"] == "delivered" and delivery["reason"] == "HTTP 204" and "next_attempt_at" not in delivery
+    [attempt] = delivery["attempts"]
+    assert attempt["attempt"] == 1 and attempt["series"] == 1 and attempt["status"] == 204 and "error" not in attempt
+    assert view["webhook"]["delivery"] == "delivered on attempt 1 (HTTP 204)"
+
+    reply = api.call("POST", f"/v1/jobs/{job_id}/deliveries")
+
+    assert reply.status == 202, reply.body
+    [renewed] = reply.body["deliveries"]
+    assert renewed["state"] == "pending" and renewed["series"] == 2 and len(renewed["attempts"]) == 1
+    assert renewed["event_id"] == delivery["event_id"]
+    [(again, again_due)] = api.hand_overs()
+    assert again == job_id and again_due > due_at
+    assert len(receiver.events) == 1  # the router sent nothing
+    assert api.call("POST", f"/v1/jobs/{job_id}/deliveries").status == 409  # pending again
+
+    dispatcher.deliver(again, due_at=again_due)
+
+    first, second = receiver.events
+    assert first == second and first["id"] == f"evt_{job_id}_succeeded"
+    final = api.call("GET", f"/v1/jobs/{job_id}/deliveries").body["deliveries"][0]
+    assert final["state"] == "delivered" and [a["series"] for a in final["attempts"]] == [1, 2]
+    assert api.call("GET", f"/v1/jobs/{job_id}").body["webhook"]["delivery"] == "delivered on attempt 2 (HTTP 204)"
+
+
+def test_a_failed_delivery_shows_why_in_the_job_view_and_can_be_redelivered(api, hooks):
+    hooks.status = 410
+    job_id = api.call("POST", "/v1/jobs", {**SHORT, "webhook": {"url": hooks.url}}).body["id"]
+    [(handed, due_at)] = api.hand_overs()
+    dispatcher_for(api).deliver(handed, due_at=due_at)
+
+    view = api.call("GET", f"/v1/jobs/{job_id}").body
+
+    assert view["webhook"]["delivery"] == "failed after 1 attempt: the receiver answered 410 Gone"
+    [delivery] = api.call("GET", f"/v1/jobs/{job_id}/deliveries").body["deliveries"]
+    assert delivery["state"] == "failed" and delivery["attempts"][0]["status"] == 410
+    assert delivery["attempts"][0]["error"] == "http"
+    reply = api.call("POST", f"/v1/jobs/{job_id}/deliveries")
+    assert reply.status == 202 and reply.body["deliveries"][0]["state"] == "pending"
+    assert len(hooks.requests) == 1  # the dispatcher's attempt only
+    assert [job for job, _ in api.hand_overs()] == [job_id]
 
 
 def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
@@ -291,6 +479,7 @@ BAD_ENVIRONMENTS = {
     "an unknown price override": ({"PRICE_OVERRIDES": json.dumps({"lamda": {}})}, [], "PRICE_OVERRIDES"),
     "a queue for a lane that does not exist": (
         {"LANE_QUEUE_URLS": json.dumps({"cpu": "https://q/cpu", "tpu": "https://q/tpu"})}, [], "LANE_QUEUE_URLS"),
+    "no webhook queue": ({}, ["WEBHOOK_QUEUE_URL"], "WEBHOOK_QUEUE_URL"),
 }
 
 
@@ -311,11 +500,12 @@ def test_a_router_whose_settings_are_refused_fails_shut_with_503_on_every_route(
     api = Api(aws, standin, clients)
     try:
         with caplog.at_level(logging.INFO, logger=router.logger.name):
-            replies = [api.call("POST", "/v1/jobs", LONG), api.call("GET", "/v1/jobs/job_x"), api.call("GET", "/v1/tasks")]
+            replies = [api.call("POST", "/v1/jobs", LONG), api.call("GET", "/v1/jobs/job_x"), api.call("GET", "/v1/tasks"),
+                       api.call("GET", "/v1/jobs/job_x/deliveries"), api.call("POST", "/v1/jobs/job_x/deliveries")]
     finally:
         router.service.cache_clear()
 
-    assert [reply.status for reply in replies] == [503, 503, 503], [reply.body for reply in replies]
+    assert [reply.status for reply in replies] == [503] * 5, [reply.body for reply in replies]
     assert all(reply.body["error"]["type"] == "misconfigured" and reply.body["error"]["message"] for reply in replies)
     logged = [record for record in caplog.records if record.name == router.logger.name and "misconfigured" in record.getMessage()]
     assert len(logged) == 1, [record.getMessage() for record in logged]
@@ -323,3 +513,4 @@ def test_a_router_whose_settings_are_refused_fails_shut_with_503_on_every_route(
     assert named not in replies[0].body["error"]["message"]  # the client is told to ask the operator, not how it is set up
     assert made == []  # no clients made, so no table touched
     assert clients.table.scan()["Count"] == 0 and api.messages() == [] and standin.stats()["requests"] == 0
+    assert api.hand_overs() == []

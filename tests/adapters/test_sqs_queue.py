@@ -1,14 +1,15 @@
-"""SqsJobQueue against moto: the message is a claim check, and only ours decode."""
+"""SqsJobQueue and SqsDeliveryQueue against moto: each message is a claim check, and only ours decode."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
-from jobadapters.sqs import SqsJobQueue, decode
+from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue, decode, decode_hand_over
 from jobcore.errors import EnqueueError
-from tests.adapters.support import make_job
+from tests.adapters.support import make_job, wait_until
 
 
 @pytest.fixture
@@ -66,3 +67,56 @@ def test_enqueue_to_a_queue_sqs_refuses_raises_enqueue_error(aws, sqs):
 def test_decode_rejects_messages_that_are_not_ours(body):
     with pytest.raises(ValueError):
         decode(body)
+
+
+# --- the webhook queue: hand-overs to the dispatcher ----------------------------------------------
+
+def test_a_hand_over_names_the_job_and_the_attempts_due_time_and_nothing_else(aws, sqs):
+    SqsDeliveryQueue(sqs, aws.webhook_queue_url).schedule("job_hook", due_at=1_700_000_005_000)
+
+    [message] = receive_all(sqs, aws.webhook_queue_url)
+    assert decode_hand_over(message["Body"]) == ("job_hook", 1_700_000_005_000)
+    assert json.loads(message["Body"]) == {"job_id": "job_hook", "due_at": 1_700_000_005_000}
+
+
+def test_a_hand_over_is_sent_with_its_delay_and_sqs_hides_it_that_long(aws, sqs):
+    sent: list[dict] = []
+    sqs.meta.events.register("provide-client-params.sqs.SendMessage", lambda params, **_: sent.append(dict(params)))
+
+    SqsDeliveryQueue(sqs, aws.webhook_queue_url).schedule("job_later", due_at=1_700_000_001_000, delay_s=1)
+
+    assert [(params["QueueUrl"], params["DelaySeconds"]) for params in sent] == [(aws.webhook_queue_url, 1)]
+    assert receive_all(sqs, aws.webhook_queue_url) == []  # hidden for its delay (moto keeps real time)
+    [message] = wait_until(lambda: receive_all(sqs, aws.webhook_queue_url), timeout_s=5, what="the delayed hand-over")
+    assert decode_hand_over(message["Body"]) == ("job_later", 1_700_000_001_000)
+
+
+def test_a_hand_over_to_a_queue_that_does_not_exist_raises_for_the_caller_to_log(aws, sqs):
+    missing = aws.webhook_queue_url.replace("hybrid-local-webhooks", "no-such-queue")
+
+    with pytest.raises(ClientError):
+        SqsDeliveryQueue(sqs, missing).schedule("job_lost", due_at=1)
+
+
+def test_decode_hand_over_accepts_a_hand_over_without_a_due_time():
+    assert decode_hand_over('{"job_id": "job_any"}') == ("job_any", None)
+    assert decode_hand_over('{"job_id": "job_any", "due_at": null, "extra": 1}') == ("job_any", None)
+
+
+@pytest.mark.parametrize("body", [
+    "not json",
+    "",
+    "null",
+    "[1, 2]",
+    '"job_1"',
+    '{"id": "job_1"}',
+    '{"job_id": 42}',
+    '{"job_id": null, "due_at": 1}',
+    '{"job_id": "job_1", "due_at": "1700000000000"}',
+    '{"job_id": "job_1", "due_at": 1.5}',
+    '{"job_id": "job_1", "due_at": true}',
+    '{"Records": [{"eventSource": "aws:s3"}]}',
+])
+def test_decode_hand_over_rejects_messages_that_are_not_hand_overs(body):
+    with pytest.raises(ValueError, match="not a webhook hand-over"):
+        decode_hand_over(body)

@@ -14,7 +14,7 @@ import pytest
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, WebhookSettings
+from jobadapters.settings import ClaudeSettings
 from jobadapters.sqs import SqsJobQueue, decode
 from jobadapters.wiring import AwsClients, build_model, build_runner
 from jobcore.costing import CostModel
@@ -54,7 +54,7 @@ class Worker:
         self.blobs = S3BlobStore(clients.s3, self.aws.bucket)
         self.queue = SqsJobQueue(self.sqs, {"cpu": self.url})
         cost_model = CostModel(default_prices(), LANES)
-        self.runner = build_runner(clients, self.aws.bucket, WebhookSettings(), LANES, cost_model=cost_model, executor=None)
+        self.runner = build_runner(clients, self.aws.bucket, self.aws.webhook_queue_url, LANES, cost_model=cost_model)
         model = build_model(ClaudeSettings(model_id="claude-test", base_url=self.standin.base_url), max_retries=0, timeout_s=5.0)
         self.ctx = RunContext(llm=model, model_id="claude-test", concurrency=2)
 

@@ -16,11 +16,12 @@ import pytest
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.sqs import SqsJobQueue, decode
+from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue, decode, decode_hand_over
+from jobcore.deliveries import Attempt, AttemptResult, Delivery, DeliveryState, RetrySchedule, record
 from jobcore.errors import ConflictError, EnqueueError
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
-from jobcore.ports import BlobStore, JobQueue, JobStore
-from tests.fakes import MemoryBlobs, MemoryJobStore, MemoryQueue
+from jobcore.ports import BlobStore, DeliveryQueue, JobQueue, JobStore
+from tests.fakes import MemoryBlobs, MemoryJobStore, MemoryQueue, RecordingDeliveryQueue, make_job_for_delivery
 
 NOW_MS = 1_700_000_000_000
 
@@ -49,6 +50,17 @@ def every_field_job(job_id: str = "job_contract") -> Job:
             "actual": {"total": 0.004370, "basis": "1.141 s of a 1 vCPU / 4096 MB Fargate Spot worker × ¼"},
         },
         expires_at=NOW_MS // 1000 + 30 * 86_400, version=7,
+        delivery=Delivery(
+            event_id=f"evt_{job_id}_succeeded", event_type="job.succeeded", url="https://hooks.example.com/jobs?tag=é",
+            state=DeliveryState.PENDING, series=2, step=1, next_attempt_at=NOW_MS + 60_000, claimed_until=NOW_MS + 45_000,
+            body_ref=f"webhooks/evt_{job_id}_succeeded.json", reason="redelivered by the client",
+            attempts=(
+                Attempt(number=1, series=1, at_ms=NOW_MS + 2_400, duration_ms=15_000, status=None, error="timeout",
+                        detail="no answer within 15 s"),
+                Attempt(number=2, series=2, at_ms=NOW_MS + 50_000, duration_ms=87, status=503, error="http",
+                        detail="answered 503 — später"),
+            ),
+        ),
     )
 
 
@@ -88,6 +100,8 @@ def test_store_create_then_get_round_trips_every_field(store):
     assert isinstance(back.usage.input_tokens, int) and isinstance(back.created_at, int)
     assert back.status is JobStatus.SUCCEEDED and back.mode is Mode.ASYNC
     assert back.webhook.events == ("succeeded", "failed")
+    assert back.delivery.state is DeliveryState.PENDING and isinstance(back.delivery.attempts[0], Attempt)
+    assert back.delivery.attempts[1].detail == "answered 503 — später"
 
 
 def test_store_create_of_an_existing_id_conflicts_and_keeps_the_first(store):
@@ -136,6 +150,83 @@ def test_store_get_of_a_missing_id_is_none(store):
     assert store.get("job_missing") is None
 
 
+# --- JobStore.due_deliveries: the dispatcher's sweep ----------------------------------------------
+
+def pending(store: JobStore, job_id: str, due_at: int) -> Job:
+    """A finished job whose webhook delivery is pending, its next attempt due at ``due_at``."""
+    job = make_job_for_delivery(job_id, now_ms=due_at)
+    store.create(job)
+    return job
+
+
+def settle(store: JobStore, job: Job, status: int) -> Job:
+    """The job after one attempt answered ``status``: 2xx delivered, 410 failed, else due again later."""
+    after = record(job.delivery, AttemptResult(status=status, duration_ms=5), at_ms=NOW_MS, now_ms=NOW_MS,
+                   schedule=RetrySchedule(jitter=0), draw=0.5)
+    new = dataclasses.replace(job, delivery=after, version=job.version + 1)
+    store.save(new, expected_version=job.version)
+    return new
+
+
+def test_due_deliveries_of_an_empty_store_or_of_jobs_without_one_are_none(store):
+    assert store.due_deliveries(until_ms=NOW_MS, limit=10) == []
+    store.create(queued_job("job_plain"))
+    store.create(dataclasses.replace(every_field_job("job_no_delivery"), delivery=None))
+
+    assert store.due_deliveries(until_ms=NOW_MS + 10**9, limit=10) == []
+
+
+def test_due_deliveries_lists_pending_ones_due_by_until_earliest_first(store):
+    for index, offset in enumerate([3_000, 1_000, 2_000, 5_000, 9_000, 4_000, 0, 7_000]):
+        pending(store, f"job_due_{index}", NOW_MS + offset)
+
+    due = store.due_deliveries(until_ms=NOW_MS + 5_000, limit=100)
+
+    assert due == [("job_due_6", NOW_MS), ("job_due_1", NOW_MS + 1_000), ("job_due_2", NOW_MS + 2_000),
+                   ("job_due_0", NOW_MS + 3_000), ("job_due_5", NOW_MS + 4_000), ("job_due_3", NOW_MS + 5_000)]
+    assert all(isinstance(at, int) for _, at in due)
+
+
+def test_due_deliveries_respects_the_limit_keeping_the_earliest(store):
+    for index in range(12):
+        pending(store, f"job_limit_{index:02}", NOW_MS + (12 - index) * 1_000)
+
+    assert store.due_deliveries(until_ms=NOW_MS + 60_000, limit=3) == [
+        ("job_limit_11", NOW_MS + 1_000), ("job_limit_10", NOW_MS + 2_000), ("job_limit_09", NOW_MS + 3_000)]
+    assert len(store.due_deliveries(until_ms=NOW_MS + 60_000, limit=12)) == 12
+    assert store.due_deliveries(until_ms=NOW_MS + 60_000, limit=1) == [("job_limit_11", NOW_MS + 1_000)]
+
+
+def test_a_delivered_or_failed_delivery_drops_out_once_saved_and_a_retried_one_moves(store):
+    delivered = pending(store, "job_delivered", NOW_MS)
+    gone = pending(store, "job_gone", NOW_MS + 1)
+    retried = pending(store, "job_retried", NOW_MS + 2)
+    pending(store, "job_waiting", NOW_MS + 3)
+    assert [job_id for job_id, _ in store.due_deliveries(until_ms=NOW_MS + 10_000, limit=10)] == [
+        "job_delivered", "job_gone", "job_retried", "job_waiting"]
+
+    settle(store, delivered, 204)
+    settle(store, gone, 410)
+    moved = settle(store, retried, 503)
+
+    assert moved.delivery.next_attempt_at == NOW_MS + 5_000
+    assert store.due_deliveries(until_ms=NOW_MS + 10_000, limit=10) == [
+        ("job_waiting", NOW_MS + 3), ("job_retried", NOW_MS + 5_000)]
+    assert store.due_deliveries(until_ms=NOW_MS + 4_999, limit=10) == [("job_waiting", NOW_MS + 3)]
+
+
+def test_a_claimed_delivery_is_still_listed_by_its_due_time(store):
+    """A claim (an attempt in flight, or one whose dispatcher died) keeps the delivery pending: the sweep
+    still finds it, and the dispatcher decides, by the claim's lease, whether to attempt it."""
+    job = pending(store, "job_claimed", NOW_MS)
+    claimed = dataclasses.replace(job, delivery=dataclasses.replace(job.delivery, claimed_until=NOW_MS + 45_000),
+                                  version=job.version + 1)
+    store.save(claimed, expected_version=job.version)
+
+    assert store.due_deliveries(until_ms=NOW_MS, limit=10) == [("job_claimed", NOW_MS)]
+    assert store.get("job_claimed").delivery.claimed_until == NOW_MS + 45_000
+
+
 # --- JobQueue -------------------------------------------------------------------------------------
 
 @dataclass
@@ -178,6 +269,50 @@ def test_queue_enqueue_for_a_lane_without_a_queue_raises_and_sends_nothing(queue
         queue.queue.enqueue(queued_job("job_nowhere", lane=lane))
 
     assert queue.received() == []
+
+
+# --- DeliveryQueue --------------------------------------------------------------------------------
+
+@dataclass
+class DeliveryQueueUnderTest:
+    queue: DeliveryQueue
+    scheduled: Callable[[], list[tuple[str, int | None]]]  # (job id, due at) of every hand-over so far, each once
+
+
+@pytest.fixture(params=["memory", "sqs"])
+def delivery_queue(request) -> DeliveryQueueUnderTest:
+    if request.param == "memory":
+        fake = RecordingDeliveryQueue()
+        return DeliveryQueueUnderTest(fake, lambda: [(job_id, due_at) for job_id, due_at, _ in fake.scheduled])
+    aws, session = request.getfixturevalue("aws"), request.getfixturevalue("boto_session")
+    sqs, url = session.client("sqs"), aws.webhook_queue_url
+    seen: list[tuple[str, int | None]] = []
+
+    def scheduled() -> list[tuple[str, int | None]]:
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+            for message in messages:
+                seen.append(decode_hand_over(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return list(seen)
+
+    return DeliveryQueueUnderTest(SqsDeliveryQueue(sqs, url), scheduled)
+
+
+def test_delivery_queue_hand_overs_read_back_as_job_id_and_due_time(delivery_queue):
+    delivery_queue.queue.schedule("job_h1", due_at=NOW_MS)
+    delivery_queue.queue.schedule("job_h2", due_at=NOW_MS + 5_000, delay_s=0)
+    delivery_queue.queue.schedule("job_h1", due_at=NOW_MS + 305_123)  # a later attempt of the same job
+
+    assert sorted(delivery_queue.scheduled()) == [("job_h1", NOW_MS), ("job_h1", NOW_MS + 305_123), ("job_h2", NOW_MS + 5_000)]
+
+
+def test_delivery_queue_keeps_epoch_milliseconds_exact(delivery_queue):
+    far = 4_102_444_800_123  # 2100-01-01, to the millisecond
+
+    delivery_queue.queue.schedule("job_far", due_at=far)
+
+    [(job_id, due_at)] = delivery_queue.scheduled()
+    assert (job_id, due_at) == ("job_far", far) and isinstance(due_at, int)
 
 
 # --- BlobStore ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from jobcore.deliveries import (
     DEFAULT_GAPS_S,
+    HANDOVER_GRACE_MS,
     AttemptResult,
     Delivery,
     DeliveryState,
@@ -20,8 +21,8 @@ from jobcore.deliveries import (
 )
 from jobcore.dispatch import Dispatcher, body_key
 from jobcore.errors import ConflictError, NoDeliveryError
-from jobcore.runner import JobRunner
 from jobcore.model import Job, JobStatus
+from jobcore.runner import JobRunner
 from tests.fakes import LANES, FakeClock, MemoryBlobs, MemoryJobStore, RecordingDeliveryQueue, make_job_for_delivery
 
 NO_JITTER = RetrySchedule(DEFAULT_GAPS_S, jitter=0)
@@ -50,9 +51,9 @@ def dispatcher(sender, *, clock=None, store=None, schedule=NO_JITTER) -> tuple[D
     queue = RecordingDeliveryQueue()
     made = Dispatcher(
         store=store, blobs=MemoryBlobs(), sender=sender, queue=queue, clock_ms=clock.ms, schedule=schedule,
-        render=lambda job: {"id": job.job_id, "status": job.status.value}, draw=lambda: 0.5,
+        render=lambda job: {"id": job.job_id, "status": job.status.value, "result_url": "https://s3/presigned"},
+        draw=lambda: 0.5,
     )
-    made.test_clock = clock  # type: ignore[attr-defined]
     return made, store, queue
 
 
@@ -232,26 +233,46 @@ def test_a_hand_over_arriving_while_another_dispatcher_holds_the_claim_is_droppe
     assert sender.posts == [] and queue.scheduled == []
 
 
-def test_a_crashed_attempt_is_retried_after_its_lease_by_the_sweep():
+def test_a_crashed_attempt_is_retried_by_the_sweep_after_the_hand_over_grace():
     clock = FakeClock()
     sender = ScriptedSender(200)
     d, store, queue = dispatcher(sender, clock=clock)
     job = pending_job(store, clock)
     held = replace(job, delivery=claim(job.delivery, now_ms=clock.ms(), lease_ms=d.lease_ms), version=job.version + 1)
-    store.save(held, expected_version=job.version)  # then that dispatcher died
-    clock.advance(d.lease_ms / 1000 + 1)
-    assert d.sweep() == 1
+    store.save(held, expected_version=job.version)  # then that dispatcher died, its message lost with it
+    assert HANDOVER_GRACE_MS > d.lease_ms
+    clock.advance(HANDOVER_GRACE_MS / 1000 - d.sweep_every_s - 1)
+    assert d.sweep() == 0  # the hand-over is still trusted
+    clock.advance(2)
+    assert d.sweep() == 1 and d.sweep() == 0  # handed over once, and marked so
     assert run_until_settled(d, store, queue, clock, "job_1").delivery.state is DeliveryState.DELIVERED
 
 
 def test_the_sweep_hands_over_what_falls_due_before_the_next_sweep_with_the_delay_left():
     clock = FakeClock()
     d, store, queue = dispatcher(ScriptedSender(), clock=clock)
-    for job_id, in_s in (("soon", 30), ("later", 3600), ("now", 0)):
-        job = make_job_for_delivery(job_id, now_ms=clock.ms() + in_s * 1000)
-        store.create(job)
+    for job_id, in_s in (("soon", 30), ("later", 3600), ("now", 0), ("handed", 0)):
+        job = make_job_for_delivery(job_id, now_ms=clock.ms() + in_s * 1000)  # handed over when opened
+        store.create(job if job_id == "handed" else replace(job, delivery=replace(job.delivery, handed_over=None,
+                                                                                       handed_over_at=None)))
     assert d.sweep() == 2
     assert sorted(queue.scheduled) == [("now", clock.ms(), 0), ("soon", clock.ms() + 30_000, 30)]
+    assert d.sweep() == 0 and len(queue.scheduled) == 2  # the sweep marks what it handed over
+    assert store.get("soon").delivery.handed_over == clock.ms() + 30_000
+
+
+def test_only_attempts_beyond_the_queues_delay_wait_for_the_sweep():
+    clock = FakeClock()
+    d, store, queue = dispatcher(ScriptedSender(503, 503, 503, clock=clock), clock=clock)
+    pending_job(store, clock)
+    for expected_delay in (5, 300):  # within SQS's 15 minutes: handed over by the attempt itself
+        d.deliver("job_1")
+        assert queue.scheduled[-1][2] == expected_delay
+        clock.advance(expected_delay)
+    d.deliver("job_1")  # the next gap is 30 minutes: the sweep's
+    delivery = store.get("job_1").delivery
+    assert len(queue.scheduled) == 2 and delivery.handed_over != delivery.next_attempt_at
+    assert delivery.sweep_at() == delivery.next_attempt_at
 
 
 def test_a_hand_over_for_a_later_attempt_arriving_early_waits_the_rest():
@@ -274,7 +295,7 @@ def test_the_event_body_is_stored_once_and_sent_as_is():
     d.deliver("job_1")
     document = d.blobs.get_json(body_key("evt_job_1_succeeded"))
     assert document["id"] == "evt_job_1_succeeded" and document["type"] == "job.succeeded"
-    assert document["data"] == {"id": "job_1", "status": "succeeded"}
+    assert document["data"] == {"id": "job_1", "status": "succeeded"}  # render() minus any result_url
     assert sender.posts[0][2] == sender.posts[1][2] == json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -307,3 +328,27 @@ def test_a_job_that_is_not_pending_is_left_alone():
     store.create(replace(job, delivery=replace(job.delivery, state=DeliveryState.DELIVERED)))
     assert d.deliver("job_1").delivery.state is DeliveryState.DELIVERED and sender.posts == []
     assert d.deliver("job_missing") is None and store.get("job_1").status is JobStatus.SUCCEEDED
+
+
+def test_a_dispatcher_that_dies_mid_post_leaves_the_body_fixed_for_the_next_attempt():
+    clock = FakeClock()
+
+    class DiesMidPost(ScriptedSender):
+        def post(self, url, *, event_id, body, timeout_s):
+            self.posts.append((url, event_id, body))
+            raise SystemExit("killed")
+
+    first, store, queue = dispatcher(DiesMidPost(), clock=clock)
+    pending_job(store, clock)
+    with pytest.raises(SystemExit):
+        first.deliver("job_1")
+    stored = store.get("job_1").delivery
+    assert stored.body_ref == body_key("evt_job_1_succeeded") and stored.claimed_until is not None
+
+    sender = ScriptedSender(200)
+    second = Dispatcher(store=store, blobs=first.blobs, sender=sender, queue=queue, clock_ms=clock.ms, schedule=NO_JITTER,
+                        render=lambda job: {"rendered": "again, differently"}, draw=lambda: 0.5)
+    clock.advance(first.lease_ms / 1000)  # the dead dispatcher's claim runs out
+    second.deliver("job_1")
+    assert sender.posts[0][2] == first.sender.posts[0][2]  # the same bytes the first one began to send
+    assert store.get("job_1").delivery.state is DeliveryState.DELIVERED

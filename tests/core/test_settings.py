@@ -12,7 +12,7 @@ LANES = json.dumps(make_lanes(gpu_enabled=False).to_dict())
 ROUTER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "LANES": LANES, "LANE_QUEUE_URLS": json.dumps({"cpu": "q"}),
           "WEBHOOK_QUEUE_URL": "w"}
 WORKER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "QUEUE_URL": "q", "LANES": LANES, "LANE": "cpu", "WEBHOOK_QUEUE_URL": "w"}
-DISPATCHER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "WEBHOOK_QUEUE_URL": "w"}
+DISPATCHER = {"JOBS_TABLE": "t", "RESULTS_BUCKET": "b", "WEBHOOK_QUEUE_URL": "w", "WEBHOOK_SECRET_ARN": "arn:secret"}
 
 
 def test_router_settings_carry_the_lanes_and_their_queues():
@@ -105,6 +105,7 @@ def test_dispatcher_settings_default_to_the_standard_webhooks_schedule():
     ({"WEBHOOK_RETRY_SCHEDULE_S": "5,soon"}, "WEBHOOK_RETRY_SCHEDULE_S: retry schedule"),
     ({"WEBHOOK_SWEEP_EVERY_S": "0"}, "WEBHOOK_SWEEP_EVERY_S='0' must be from"),
     ({"WEBHOOK_QUEUE_URL": ""}, "WEBHOOK_QUEUE_URL is required"),
+    ({"WEBHOOK_SECRET_ARN": ""}, "WEBHOOK_SECRET_ARN .or WEBHOOK_SECRET. is required: webhooks are signed"),
 ])
 def test_dispatcher_settings_are_checked(env, message):
     with pytest.raises(ConfigError, match=message):

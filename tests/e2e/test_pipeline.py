@@ -30,6 +30,10 @@ LONG = {
 }
 
 
+# Five attempts a second or so apart (SQS delays are whole seconds): the schedule's shape, quickly.
+WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
+
+
 def call(method, url, body=None, *, key=KEY, raw=None):
     return client.call(method, url, body, key=key, raw=raw)
 
@@ -40,7 +44,8 @@ def pipeline(tmp_path_factory):
     env.pop("ANTHROPIC_API_KEY", None)
     logs = tmp_path_factory.mktemp("pipeline")
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.serve", "--port", "0", "--inline-budget", "4", "--log-dir", str(logs)],
+        [sys.executable, "-m", "local.serve", "--port", "0", "--inline-budget", "4", "--log-dir", str(logs),
+         "--webhook-schedule", WEBHOOK_SCHEDULE],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(logs / "serve.log").open("w"), text=True,
     )
     ready = json.loads(process.stdout.readline() or "{}")
@@ -114,6 +119,60 @@ def test_webhook_is_delivered_signed_on_completion(pipeline):
     assert event["type"] == "job.succeeded" and event["id"] == f"evt_{job['id']}_succeeded"
     assert event["data"]["status"] == "succeeded" and event["data"]["result"]["documents"] == 2
     assert receiver.rejected == []
+
+
+def settled_delivery(pipeline, job_id, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, _, body = call("GET", f"{pipeline['api_url']}/v1/jobs/{job_id}/deliveries")
+        assert status == 200, body
+        if body["deliveries"] and body["deliveries"][0]["state"] != "pending":
+            return body["deliveries"][0]
+        time.sleep(0.2)
+    raise AssertionError(f"the delivery of {job_id} did not settle in {timeout_s} s")
+
+
+def test_a_receiver_failing_three_times_gets_the_event_once_on_the_fourth_attempt(pipeline):
+    receiver = pipeline["receiver"]
+    _, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", {**SHORT, "webhook": {"url": f"{receiver.url}?fail=3"}})
+    delivery = settled_delivery(pipeline, job["id"])
+    event_id = f"evt_{job['id']}_succeeded"
+    assert delivery["state"] == "delivered" and delivery["event_id"] == event_id
+    assert [a.get("status") for a in delivery["attempts"]] == [503, 503, 503, 204]
+    assert receiver.attempts[event_id] == 4  # every attempt carried the same webhook-id
+    assert [e["id"] for e in receiver.events].count(event_id) == 1 and receiver.rejected == []
+    _, _, view = call("GET", f"{pipeline['api_url']}/v1/jobs/{job['id']}")
+    assert view["webhook"]["delivery"] == "delivered on attempt 4 (HTTP 204)"
+
+
+def test_an_exhausted_delivery_is_logged_failed_and_a_redelivery_delivers_it(pipeline):
+    receiver = pipeline["receiver"]
+    _, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", {**SHORT, "webhook": {"url": f"{receiver.url}?fail=5"}})
+    failed = settled_delivery(pipeline, job["id"])
+    assert failed["state"] == "failed" and len(failed["attempts"]) == 5 and "no attempt left" in failed["reason"]
+
+    status, _, again = call("POST", f"{pipeline['api_url']}/v1/jobs/{job['id']}/deliveries")
+    assert status == 202 and again["deliveries"][0]["state"] == "pending" and again["deliveries"][0]["series"] == 2
+    delivered = settled_delivery(pipeline, job["id"])
+    assert delivered["state"] == "delivered" and delivered["attempts"][-1]["series"] == 2
+    assert receiver.wait_for(job["id"], timeout_s=5)["id"] == f"evt_{job['id']}_succeeded"
+
+
+def test_a_hanging_receiver_never_delays_an_inline_answer(pipeline):
+    receiver = pipeline["receiver"]
+    started = time.monotonic()
+    status, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", {**SHORT, "webhook": {"url": f"{receiver.url}?hang=30"}})
+    assert status == 200 and job["status"] == "succeeded"
+    assert time.monotonic() - started < 4  # the inline budget; the receiver would hold a sender for 30 s
+    assert job["webhook"]["delivery"].startswith("pending")
+
+
+def test_deliveries_of_another_tenants_job_are_not_found(pipeline):
+    receiver = pipeline["receiver"]
+    _, _, job = call("POST", f"{pipeline['api_url']}/v1/jobs", {**SHORT, "webhook": {"url": receiver.url}})
+    for method in ("GET", "POST"):
+        status, _, body = call(method, f"{pipeline['api_url']}/v1/jobs/{job['id']}/deliveries", key="someone-else")
+        assert status == 404 and body["error"]["type"] == "not_found"
 
 
 @pytest.mark.parametrize(("fail", "reason"), [({"status": 529, "times": 2}, "529"), ({"status": 429, "times": 2}, "429")])

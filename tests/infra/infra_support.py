@@ -132,6 +132,12 @@ def router_variables(app: Synth) -> dict[str, Any]:
     return variables(function["Properties"]["Environment"]["Variables"])
 
 
+def dispatcher_variables(app: Synth, function: str) -> dict[str, Any]:
+    """The environment of the webhook dispatcher's ``Dispatcher`` or ``Sweep`` function."""
+    _, found = one(app.service_json, "AWS::Lambda::Function", f"Webhooks{function}Function")
+    return variables(found["Properties"]["Environment"]["Variables"])
+
+
 def worker_variables(app: Synth, lane: str) -> dict[str, Any]:
     _, definition = one(app.service_json, "AWS::ECS::TaskDefinition", f"{lane.capitalize()}Worker")
     (container,) = definition["Properties"]["ContainerDefinitions"]

@@ -34,6 +34,8 @@ def test_every_route_requires_an_api_key_and_proxies_to_the_router(default_app):
     routes = {(m["Properties"]["HttpMethod"], by_id[m["Properties"]["ResourceId"]["Ref"]]) for m in methods.values()}
     assert routes == set(ROUTES)
     assert {("POST", "/v1/jobs"), ("GET", "/v1/jobs/{id}")} <= routes
+    # the webhook delivery log, and a new series of attempts
+    assert {("GET", "/v1/jobs/{id}/deliveries"), ("POST", "/v1/jobs/{id}/deliveries")} <= routes
     router_id, _ = one(default_app.service_json, "AWS::Lambda::Function", "RouterFunction")
     for method in methods.values():
         assert method["Properties"]["ApiKeyRequired"] is True
@@ -74,6 +76,8 @@ def test_gateway_errors_use_the_router_error_shape(default_app):
 def test_outputs_give_the_url_and_how_to_get_the_key(default_app):
     outputs = default_app.service_json["Outputs"]
     assert {"ApiUrl", "ApiKeyId", "GetApiKeyCommand", "CpuQueueUrl", "CpuDeadLetterQueueUrl"} <= set(outputs)
+    assert outputs["WebhookQueueUrl"]["Value"] == {"Ref": "WebhooksDeliveryQueueAF018C07"}
+    assert outputs["WebhookDeadLetterQueueUrl"]["Value"] == {"Ref": "WebhooksDeliveryDeadLetterQueue5577D6B7"}
     assert "aws apigateway get-api-key" in json.dumps(outputs["GetApiKeyCommand"]["Value"])
 
 

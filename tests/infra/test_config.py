@@ -15,7 +15,8 @@ import pytest
 from infra_support import CDK_JSON, REPO
 
 from jobadapters import settings
-from jobadapters.settings import RouterSettings
+from jobadapters.settings import DispatcherSettings, RouterSettings
+from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute
 from jobcore.limits import (
     API_GATEWAY_TIMEOUT_S,
@@ -63,6 +64,7 @@ BAD_VALUES = {
     "api_burst_limit": 1.5,
     "task_rates_per_min": '{"summarize": -2}',
     "price_overrides": "[1, 2]",
+    "webhook_retry_schedule_s": "5,soon",
 }
 
 
@@ -190,7 +192,7 @@ def _router_env(lanes: dict, *, price_overrides: object = None, task_rates: obje
         "LANES": compact_json(lanes), "PRICE_OVERRIDES": compact_json(price_overrides or {}),
         "TASK_RATES_PER_MIN": compact_json(task_rates or {}), "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({"cpu": "https://sqs.example/cpu"}),
-        "ANTHROPIC_SECRET_ARN": "arn:anthropic", "WEBHOOK_SECRET_ARN": "arn:webhook",
+        "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "ANTHROPIC_SECRET_ARN": "arn:anthropic",
     }
 
 
@@ -226,6 +228,40 @@ def test_an_instance_type_missing_from_the_price_file_is_accepted_once_overrides
     env = _router_env(config.lanes().to_dict(), price_overrides=config.price_overrides)
     env["LANE_QUEUE_URLS"] = compact_json({"cpu": "https://sqs.example/cpu", "gpu": "https://sqs.example/gpu"})
     assert RouterSettings.from_env(env).lanes.prices.ec2.instances["g4dn.xlarge"].hour == 0.526
+
+
+class TestWebhookRetrySchedule:
+    """``webhook_retry_schedule_s`` is parsed at synth by the dispatcher's own parser (jobcore.deliveries)."""
+
+    def test_the_default_is_the_dispatchers_default_schedule(self):
+        assert RetrySchedule.parse(PipelineConfig().webhook_retry_schedule_s) == RetrySchedule()
+        assert PipelineConfig().webhook_retry_schedule_s == "5,300,1800,7200,18000,36000,36000"
+
+    @pytest.mark.parametrize(("value", "detail"), [
+        ("5,soon", "comma-separated seconds"),
+        ("5,-300", "non-negative"),
+        ("5,nan", "non-negative"),
+        ("inf", "non-negative"),
+        ("", "comma-separated seconds"),
+        (" , ", "comma-separated seconds"),
+    ])
+    def test_a_schedule_the_dispatcher_would_refuse_fails_naming_the_key(self, value, detail):
+        with pytest.raises(ConfigError, match="'webhook_retry_schedule_s'") as raised:
+            PipelineConfig.from_mapping({"webhook_retry_schedule_s": value})
+        assert detail in str(raised.value)
+
+    @pytest.mark.parametrize("value", ["5,soon", "5,-300", "5,nan", "inf"])
+    def test_the_dispatcher_refuses_the_same_values(self, value):
+        env = {"JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results", "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks",
+               "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook"}
+        DispatcherSettings.from_env({**env, "WEBHOOK_RETRY_SCHEDULE_S": "5,300"})  # the baseline parses
+        with pytest.raises(settings.ConfigError, match="WEBHOOK_RETRY_SCHEDULE_S"):
+            DispatcherSettings.from_env({**env, "WEBHOOK_RETRY_SCHEDULE_S": value})
+
+    def test_a_schedule_given_with_dash_c_is_kept_as_written(self):
+        config = PipelineConfig.from_mapping({"webhook_retry_schedule_s": " 10, 60 ,600 "})
+        assert config.webhook_retry_schedule_s == "10, 60 ,600"
+        assert RetrySchedule.parse(config.webhook_retry_schedule_s).gaps_s == (10, 60, 600)
 
 
 def test_the_price_file_instance_types_are_accepted_without_overrides():
@@ -319,3 +355,11 @@ class TestPlatformLimits:
         for key in ("cpu_job_timeout_s", "gpu_job_timeout_s"):
             with pytest.raises(ConfigError, match=f"'{key}'"):
                 PipelineConfig.from_mapping({key: SQS_MAX_VISIBILITY_S + 1})
+
+
+def test_jobs_must_outlive_the_webhook_schedule_that_lives_on_them():
+    # The default schedule runs up to 29.7 h with jitter: one day of job retention would cut it short.
+    with pytest.raises(ConfigError, match="'job_ttl_days' and 'webhook_retry_schedule_s'"):
+        PipelineConfig.from_mapping({"job_ttl_days": 1, "result_retention_days": 1})
+    assert PipelineConfig.from_mapping({"job_ttl_days": 1, "result_retention_days": 1,
+                                        "webhook_retry_schedule_s": "5,300,1800"}).job_ttl_days == 1

@@ -1,4 +1,5 @@
-"""JobQueue: a lane's queue and its dead-letter queue, encrypted, SSL-only, sized to the lane's job timeout."""
+"""JobQueue: a lane's queue and its dead-letter queue, encrypted, SSL-only, sized to the lane's job timeout
+(the webhook dispatcher's queue is one too: test_webhook_dispatcher.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ PINNED_QUEUE_IDS = {
     "cpu": ("CpuLaneQueueD39CD4BF", "CpuLaneDeadLetterQueue2974786C"),
     "gpu": ("GpuLaneQueue4B038172", "GpuLaneDeadLetterQueueA616FCCF"),
 }
+WEBHOOK_QUEUE_IDS = ("WebhooksDeliveryQueueAF018C07", "WebhooksDeliveryDeadLetterQueue5577D6B7")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_both_queues_deny_requests_without_tls(lone_queue):
 def test_lane_queues_are_pinned_and_sized_to_the_lane_job_timeout(request, app_name, lanes):
     app = request.getfixturevalue(app_name)
     queues = resources(app.service_json, "AWS::SQS::Queue")
-    assert set(queues) == {logical_id for lane in lanes for logical_id in PINNED_QUEUE_IDS[lane]}
+    assert set(queues) == {logical_id for lane in lanes for logical_id in PINNED_QUEUE_IDS[lane]} | set(WEBHOOK_QUEUE_IDS)
     assert tuple(lane.name for lane in app.config.lanes().queued()) == lanes
     timeouts = {"cpu": app.config.cpu_job_timeout_s, "gpu": app.config.gpu_job_timeout_s}
     for lane in lanes:

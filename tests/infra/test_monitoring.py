@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from infra_support import one, resources
 
+from dispatcher import handler as dispatcher_handler
+from stacks.constructs import webhook_dispatcher
+
 
 def monitoring_alarms(app):
     return {k: v["Properties"] for k, v in resources(app.service_json, "AWS::CloudWatch::Alarm").items()
@@ -18,7 +21,8 @@ def alarm(app, name):
 def test_every_monitoring_alarm_notifies_the_topic(gpu_app):
     topic_id, _ = one(gpu_app.service_json, "AWS::SNS::Topic")
     alarms = monitoring_alarms(gpu_app)
-    assert len(alarms) == 7  # 2 per lane, router errors and throttles, API 5xx
+    # 2 per lane, router errors and throttles, API 5xx; webhooks: dead letters, exhausted, dispatcher and sweep errors
+    assert len(alarms) == 11
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": topic_id}]
 
@@ -45,6 +49,51 @@ def test_router_errors_and_throttles_alarm(default_app):
         assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": router_id}}]
 
 
+def test_webhook_dead_letters_alarm_at_the_first_message(default_app):
+    props = alarm(default_app, "WebhookDeadLetters")
+    assert (props["MetricName"], props["Threshold"], props["ComparisonOperator"]) == (
+        "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
+    assert props["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhooksDeliveryDeadLetterQueue5577D6B7", "QueueName"]}}]
+
+
+def test_an_exhausted_delivery_alarms_on_the_metric_the_dispatcher_publishes(default_app):
+    props = alarm(default_app, "WebhookDeliveriesExhausted")
+    (query,) = props["Metrics"]
+    stat = query["MetricStat"]
+    assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
+        "HybridJobs", "WebhookDeliveriesExhausted", "Sum", 60)
+    # Powertools Metrics (EMF) publishes its service as the one dimension, named "service".
+    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "webhooks"}]
+    assert (props["Threshold"], props["ComparisonOperator"], props["TreatMissingData"]) == (
+        0, "GreaterThanThreshold", "notBreaching")
+
+
+def test_the_alarmed_metric_is_the_one_the_handler_emits():
+    assert dispatcher_handler.EXHAUSTED_METRIC == webhook_dispatcher.EXHAUSTED_METRIC
+    assert dispatcher_handler.metrics.namespace == webhook_dispatcher.METRICS_NAMESPACE
+    assert dispatcher_handler.metrics.service == webhook_dispatcher.METRICS_SERVICE
+    # ... and that service is the dimension Powertools puts on every metric it flushes
+    dispatcher_handler.metrics.add_metric(name="Probe", unit="Count", value=1)
+    try:
+        document = dispatcher_handler.metrics.serialize_metric_set()
+    finally:
+        dispatcher_handler.metrics.clear_metrics()
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert (directive["Namespace"], directive["Dimensions"], document["service"]) == (
+        "HybridJobs", [["service"]], "webhooks")
+
+
+def test_dispatcher_and_sweep_errors_alarm(default_app):
+    for name, prefix in (("WebhookDispatcherErrors", "WebhooksDispatcherFunction"),
+                         ("WebhookSweepErrors", "WebhooksSweepFunction")):
+        function_id, _ = one(default_app.service_json, "AWS::Lambda::Function", prefix)
+        props = alarm(default_app, name)
+        assert (props["MetricName"], props["Threshold"], props["Namespace"], props["Statistic"]) == (
+            "Errors", 0, "AWS/Lambda", "Sum")
+        assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+
+
 def test_email_subscription_only_when_configured(default_app, gpu_app):
     assert not resources(default_app.service_json, "AWS::SNS::Subscription")
     _, subscription = one(gpu_app.service_json, "AWS::SNS::Subscription")
@@ -61,5 +110,6 @@ def test_topic_refuses_plain_http_publishers(default_app):
 def test_dashboard_shows_every_lane(gpu_app):
     _, dashboard = one(gpu_app.service_json, "AWS::CloudWatch::Dashboard")
     body = str(dashboard["Properties"]["DashboardBody"])
-    for title in ("API requests and errors", "Router", "cpu lane: backlog and tasks", "gpu lane: dead letters"):
+    for title in ("API requests and errors", "Router", "cpu lane: backlog and tasks", "gpu lane: dead letters",
+                  "webhooks: deliveries exhausted"):
         assert title in body

@@ -18,6 +18,7 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-SMG4",
     "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/results/*]",
     "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/inputs/*]",
+    "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/webhooks/*]",
     "AwsSolutions-L1",
     "AwsSolutions-APIG3",
     "AwsSolutions-APIG4",

@@ -20,6 +20,7 @@ from infra_support import (
 from jobadapters.settings import RouterSettings
 
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 # Lambda refuses a function whose environment (names and values) exceeds 4 KB, at deploy, not at synth.
 LAMBDA_MAX_ENVIRONMENT_BYTES = 4096
 LONGEST_DEPLOYED_VALUE = 128  # an ARN, a queue URL or a resource name that CloudFormation fills in
@@ -68,7 +69,8 @@ def test_env_values_carry_the_config(default_app):
     assert (variables["TASK_RATES_PER_MIN"], variables["PRICE_OVERRIDES"]) == ("{}", "{}")
     # The key travels as a secret ARN, fetched (and cached) by the function itself: never its value.
     assert "SecretsAnthropicApiKey" in json.dumps(variables["ANTHROPIC_SECRET_ARN"])
-    assert "SecretsWebhookSigningSecret" in json.dumps(variables["WEBHOOK_SECRET_ARN"])
+    # A finished job's webhook is handed over to the dispatcher's queue; the router never signs or sends one.
+    assert variables["WEBHOOK_QUEUE_URL"] == {"Ref": WEBHOOK_QUEUE}
 
 
 def test_the_router_is_the_inline_lane_it_describes(default_app, gpu_app):
@@ -107,10 +109,10 @@ def test_cost_model_inputs_travel_as_json(gpu_app):
         "spot": False}
 
 
-def test_router_may_send_to_every_lane_queue_but_never_consume(gpu_app):
+def test_router_may_send_to_every_lane_queue_and_the_webhook_queue_but_never_consume(gpu_app):
     role_id = router(gpu_app)["Role"]["Fn::GetAtt"][0]
     statements = inline_statements(gpu_app.service_json, role_id)
-    for queue in LANE_QUEUES.values():
+    for queue in (*LANE_QUEUES.values(), WEBHOOK_QUEUE):
         on_queue = actions(statements_on(statements, {"Fn::GetAtt": [queue, "Arn"]}))
         assert "sqs:SendMessage" in on_queue
         assert not on_queue & CONSUME
@@ -128,6 +130,17 @@ def test_router_role_reads_secrets_and_job_data_and_nothing_else(default_app):
     }
     (managed,) = attached_managed_policies(default_app.service_json, role_id)
     assert is_job_data_policy(managed)  # no AWS-managed policy, no table or bucket deletion (test_storage)
+    (secrets,) = [s for s in statements if s["Action"][0].startswith("secretsmanager:")]
+    assert "SecretsAnthropicApiKey" in json.dumps(secrets["Resource"])
+
+
+def test_router_no_longer_sees_the_webhook_signing_secret(default_app, gpu_app):
+    # Only the webhook dispatcher signs webhooks: neither the router's environment nor its role names the secret.
+    for app in (default_app, gpu_app):
+        role_id = router(app)["Role"]["Fn::GetAtt"][0]
+        assert "WEBHOOK_SECRET_ARN" not in router_variables(app)
+        assert "WebhookSigningSecret" not in json.dumps(router(app))
+        assert "WebhookSigningSecret" not in json.dumps(inline_statements(app.service_json, role_id))
 
 
 def test_router_logs_to_its_own_log_group_with_the_configured_retention(default_app):

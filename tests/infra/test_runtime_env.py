@@ -13,22 +13,26 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
-from infra_support import context, deployed_environment, router_variables, synth, worker_variables
+from infra_support import context, deployed_environment, dispatcher_variables, router_variables, synth, worker_variables
 
-from jobadapters.settings import RouterSettings, WorkerSettings
+from jobadapters.settings import DispatcherSettings, RouterSettings, WorkerSettings
+from jobcore.deliveries import RetrySchedule
 from stacks.config import PipelineConfig
 from stacks.constructs import runtime_env
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
 from stacks.constructs.runtime_env import compact_json, lane_environment
 from stacks.constructs.secrets import PipelineSecrets
 from stacks.constructs.storage import JobStorage
+from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 
 WHERE = "Pipeline/Service/Router"
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 
 
 def router_env(config: PipelineConfig) -> dict[str, str]:
@@ -37,8 +41,9 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
         **lane_environment(config.lanes(), config.price_overrides),
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane.name: f"https://sqs.example/{lane.name}" for lane in config.lanes().queued()}),
-        "JOB_TTL_DAYS": str(config.job_ttl_days), "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min),
-        "MODEL_ID": config.model_id, "ANTHROPIC_SECRET_ARN": "arn:anthropic", "WEBHOOK_SECRET_ARN": "arn:webhook",
+        "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "JOB_TTL_DAYS": str(config.job_ttl_days),
+        "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min), "MODEL_ID": config.model_id,
+        "ANTHROPIC_SECRET_ARN": "arn:anthropic",
     }
 
 
@@ -47,8 +52,18 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
     return {
         **lane_environment(config.lanes(), config.price_overrides),
         "STAGE": config.stage, "LANE": lane, "QUEUE_URL": f"https://sqs.example/{lane}", "JOBS_TABLE": "jobs",
-        "RESULTS_BUCKET": "results", "MAX_RECEIVES": str(config.max_receives),
+        "RESULTS_BUCKET": "results", "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks",
+        "MAX_RECEIVES": str(config.max_receives),
         "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
+    }
+
+
+def dispatcher_env(config: PipelineConfig) -> dict[str, str]:
+    """The environment WebhookDispatcher builds (both functions), likewise."""
+    return {
+        "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "WEBHOOK_SECRET_ARN": "arn:webhook",
+        "WEBHOOK_RETRY_SCHEDULE_S": config.webhook_retry_schedule_s, "WEBHOOK_SWEEP_EVERY_S": "60",
     }
 
 
@@ -64,6 +79,8 @@ class TestCheck:
             for lane in config.lanes().queued():
                 assert set(worker_env(config, lane.name)) == WorkerSettings.ENV
                 assert runtime_env.check(WorkerSettings.from_env, worker_env(config, lane.name), where=WHERE) is None
+            assert set(dispatcher_env(config)) == DispatcherSettings.ENV
+            assert runtime_env.check(DispatcherSettings.from_env, dispatcher_env(config), where=WHERE) is None
 
     @pytest.mark.parametrize(("parse", "env", "detail"), [
         (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES"), "LANES is required"),
@@ -85,9 +102,17 @@ class TestCheck:
         # a worker for the GPU lane of a deployment whose GPU lane is off
         (WorkerSettings.from_env, {**worker_env(PipelineConfig(), "cpu"), "LANE": "gpu"}, "LANE='gpu'"),
         (WorkerSettings.from_env, {**worker_env(PipelineConfig(), "cpu"), "LANE": "inline"}, "LANE='inline'"),
+        (WorkerSettings.from_env, without(worker_env(PipelineConfig(), "cpu"), "WEBHOOK_QUEUE_URL"), "WEBHOOK_QUEUE_URL"),
+        (RouterSettings.from_env, without(router_env(PipelineConfig()), "WEBHOOK_QUEUE_URL"), "WEBHOOK_QUEUE_URL"),
+        (DispatcherSettings.from_env, without(dispatcher_env(PipelineConfig()), "WEBHOOK_QUEUE_URL"), "WEBHOOK_QUEUE_URL"),
+        (DispatcherSettings.from_env, {**dispatcher_env(PipelineConfig()), "WEBHOOK_RETRY_SCHEDULE_S": "5,soon"},
+         "WEBHOOK_RETRY_SCHEDULE_S"),
+        (DispatcherSettings.from_env, {**dispatcher_env(PipelineConfig()), "WEBHOOK_SWEEP_EVERY_S": "3600"},
+         "WEBHOOK_SWEEP_EVERY_S"),
     ], ids=["router-no-lanes", "router-lanes-not-json", "router-no-inline-lane", "router-lane-incomplete",
             "router-bad-price-override", "router-unknown-task-rate", "router-no-gpu-queue", "router-no-table",
-            "worker-no-lanes", "worker-disabled-lane", "worker-inline-lane"])
+            "worker-no-lanes", "worker-disabled-lane", "worker-inline-lane", "worker-no-webhook-queue",
+            "router-no-webhook-queue", "dispatcher-no-queue", "dispatcher-bad-schedule", "dispatcher-sweep-too-rare"])
     def test_a_bad_environment_fails_naming_the_construct_and_the_reason(
             self, parse: Callable[[Mapping[str, str]], Any], env: dict[str, str], detail: str):
         with pytest.raises(ValueError) as raised:
@@ -127,15 +152,19 @@ class TestConstructsCheckTheirEnvironment:
     def stack(self) -> cdk.Stack:
         return cdk.Stack(cdk.App(context=context()), "Stack")  # cdk.json's feature flags, no bundling
 
+    @staticmethod
+    def webhook_queue(stack: cdk.Stack) -> JobQueue:
+        return JobQueue(stack, "Webhooks", visibility_timeout=cdk.Duration.seconds(360), max_receive_count=5)
+
     def test_a_router_without_a_queue_for_an_enabled_lane(self, stack):
         config = PipelineConfig(gpu_enabled=True)
         secrets = PipelineSecrets(stack, "Secrets")
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError) as raised:
             RouterFunction(
-                stack, "Router", storage=JobStorage(stack, "Storage", object_retention_days=30),
-                lanes=config.lanes(), queues={"cpu": cpu_queue},
-                anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+                stack, "Router", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
+                anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
                 job_ttl_days=30, task_rates_per_min={}, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
         assert str(raised.value).startswith("Stack/Router: the runtime would refuse this environment: ")
@@ -147,9 +176,9 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError, match="^Stack/Router: .*PRICE_OVERRIDES.*'fargate.spot_discountt'"):
             RouterFunction(
-                stack, "Router", storage=JobStorage(stack, "Storage", object_retention_days=30),
-                lanes=config.lanes(), queues={"cpu": cpu_queue},
-                anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+                stack, "Router", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
+                anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
                 job_ttl_days=30, task_rates_per_min={}, price_overrides={"fargate": {"spot_discountt": 0.5}},
                 log_retention=logs.RetentionDays.ONE_DAY)
@@ -163,12 +192,20 @@ class TestConstructsCheckTheirEnvironment:
                 compute=FargateSpot(cpu=1024, memory_mb=2048), image=ecs.ContainerImage.from_registry("worker"),
                 lane=config.lanes().get("gpu"), lanes=config.lanes(),
                 job_queue=JobQueue(stack, "GpuLane", visibility_timeout=cdk.Duration.seconds(1800), max_receive_count=5),
-                storage=JobStorage(stack, "Storage", object_retention_days=30),
-                anthropic_secret=secrets.anthropic_api_key, webhook_secret=secrets.webhook_signing_secret,
+                webhook_queue=self.webhook_queue(stack), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", min_tasks=0, max_tasks=1, price_overrides={},
                 log_retention=logs.RetentionDays.ONE_DAY)
         assert str(raised.value).startswith("Stack/GpuWorker: the runtime would refuse this environment: ")
         assert "LANE='gpu'" in str(raised.value)
+
+    def test_a_dispatcher_with_a_retry_schedule_the_runtime_refuses(self, stack):
+        # PipelineConfig refuses this value itself; the construct is the backstop for any other caller.
+        with pytest.raises(ValueError, match="^Stack/Webhooks: the runtime would refuse .*WEBHOOK_RETRY_SCHEDULE_S"):
+            WebhookDispatcher(
+                stack, "Webhooks", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                webhook_secret=PipelineSecrets(stack, "Secrets").webhook_signing_secret, stage="dev",
+                retry_schedule_s="5,-300", log_retention=logs.RetentionDays.ONE_DAY)
 
 
 class TestTheSynthesizedEnvironmentParses:
@@ -203,6 +240,25 @@ class TestTheSynthesizedEnvironmentParses:
             assert settings.claude.model_id == config.worker_model_id
             assert {spec.name: spec for spec in settings.lanes.lanes} == {spec.name: spec for spec in config.lanes()}
             assert settings.lanes.prices == config.prices()
+
+    def test_each_dispatcher_environment(self, app):
+        for function in ("Dispatcher", "Sweep"):
+            settings = DispatcherSettings.from_env(deployed_environment(dispatcher_variables(app, function)))
+            assert settings.queue_url == f"ref:{WEBHOOK_QUEUE}"
+            assert settings.schedule == RetrySchedule.parse(app.config.webhook_retry_schedule_s) == RetrySchedule()
+            assert settings.sweep_every_s == 60
+            assert settings.stage == app.config.stage
+            assert settings.jobs_table.startswith("Fn::GetStackOutput:")
+            assert settings.secret_arn is not None and "SecretsWebhookSigningSecret" in settings.secret_arn
+            assert (settings.secret, settings.allow_loopback) == (None, False)  # the local runtime's only
+
+    def test_the_router_and_workers_hand_over_to_the_dispatchers_queue(self, app):
+        router = RouterSettings.from_env(deployed_environment(router_variables(app)))
+        dispatcher = DispatcherSettings.from_env(deployed_environment(dispatcher_variables(app, "Dispatcher")))
+        assert router.webhook_queue_url == dispatcher.queue_url
+        for lane in app.config.lanes().queued():
+            worker = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
+            assert worker.webhook_queue_url == dispatcher.queue_url
 
     def test_the_gpu_synth_carries_the_non_default_cost_inputs(self, gpu_app):
         settings = RouterSettings.from_env(deployed_environment(router_variables(gpu_app)))

@@ -6,6 +6,7 @@ from aws_cdk.assertions import Match
 from infra_support import actions, managed_policy_statements, one, resources
 
 from jobadapters import schema
+from jobcore.dispatch import WEBHOOKS_PREFIX
 
 # Renaming one of these replaces the resource and loses its data: a failure here means "don't".
 PINNED_DATA_IDS = {
@@ -23,7 +24,7 @@ def test_stateful_logical_ids_are_pinned(default_app, gpu_app):
         assert {k: template[k]["Type"] for k in PINNED_DATA_IDS if k in template} == PINNED_DATA_IDS
 
 
-def test_table_is_on_demand_with_pitr_ttl_and_the_tenant_index(default_app):
+def test_table_is_on_demand_with_pitr_ttl_the_tenant_index_and_the_delivery_index(default_app):
     default_app.data_template.has_resource("AWS::DynamoDB::Table", {
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
@@ -39,12 +40,31 @@ def test_table_is_on_demand_with_pitr_ttl_and_the_tenant_index(default_app):
                     {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
+            }, {
+                # Sparse: only jobs whose webhook delivery is pending carry these two attributes.
+                "IndexName": schema.DELIVERY_INDEX,
+                "KeySchema": [
+                    {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             }],
             "AttributeDefinitions": Match.array_with([
                 {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "AttributeType": "N"},
+                {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "AttributeType": "N"},
             ]),
         },
     })
+
+
+def test_the_table_keeps_its_logical_id_with_the_new_index(default_app, gpu_app):
+    # A GSI is added to the deployed table in place; a new logical id would be a new, empty table.
+    for app in (default_app, gpu_app):
+        table_id, table = one(app.data_json, "AWS::DynamoDB::Table")
+        assert table_id == "StorageTableB43FDCE7"
+        assert [i["IndexName"] for i in table["Properties"]["GlobalSecondaryIndexes"]] == [
+            schema.TENANT_INDEX, schema.DELIVERY_INDEX]
 
 
 def test_bucket_is_encrypted_private_ssl_only_and_expires_job_objects(default_app):
@@ -63,6 +83,7 @@ def test_bucket_is_encrypted_private_ssl_only_and_expires_job_objects(default_ap
             "LifecycleConfiguration": {"Rules": Match.array_with([
                 Match.object_like({"Prefix": schema.RESULTS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
                 Match.object_like({"Prefix": schema.INPUTS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
+                Match.object_like({"Prefix": WEBHOOKS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
             ])},
         },
     })
@@ -90,7 +111,8 @@ def test_job_data_policy_reads_and_writes_items_and_job_objects_only(default_app
     assert not {a for a in granted if "*" in a or a in {"dynamodb:Scan", "s3:PutBucketPolicy"}}
     object_resources = [r for s in statements if s["Sid"] == "JobObjects" for r in s["Resource"]]
     assert sorted(r["Fn::Join"][1][-1] for r in object_resources) == sorted(
-        f"/{prefix}*" for prefix in (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX))
+        f"/{prefix}*" for prefix in (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX, WEBHOOKS_PREFIX))
+    assert WEBHOOKS_PREFIX == "webhooks/"  # the dispatcher's event bodies
 
 
 def test_job_items_grant_exactly_the_item_calls_the_runtime_makes(default_app):
@@ -100,10 +122,13 @@ def test_job_items_grant_exactly_the_item_calls_the_runtime_makes(default_app):
         "dynamodb:Query", "dynamodb:DescribeTable"}
 
 
-def test_index_access_names_the_tenant_index_not_a_wildcard(default_app):
+def test_index_access_names_both_indexes_not_a_wildcard(default_app):
     (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
-    index_arn = items["Resource"][1]["Fn::Join"][1]
-    assert index_arn[-1] == f"/index/{schema.TENANT_INDEX}"
+    table, *indexes = items["Resource"]
+    assert table == {"Fn::GetAtt": ["StorageTableB43FDCE7", "Arn"]}
+    assert sorted(index["Fn::Join"][1][1] for index in indexes) == sorted(
+        f"/index/{name}" for name in (schema.TENANT_INDEX, schema.DELIVERY_INDEX))
+    assert all(index["Fn::Join"][1][0] == table for index in indexes)
 
 
 def test_secrets_are_generated_so_tasks_start_before_the_real_key_is_set(default_app):

@@ -25,6 +25,7 @@ from stacks.constructs.compute import FargateSpot
 from stacks.constructs.worker_service import backlog_steps
 
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 # The logical ids from before lanes were generated from the config: a rename replaces the running service.
 PINNED_SERVICE_IDS = {"cpu": "CpuWorkerService005B3AE0", "gpu": "GpuWorkerService03CE4426"}
 PINNED_TASK_DEFINITION_IDS = {"cpu": "CpuWorkerTaskDefinition1461A621", "gpu": "GpuWorkerTaskDefinition00ED52AE"}
@@ -62,6 +63,17 @@ def test_secrets_are_ecs_secrets_from_secrets_manager_never_plain_values(lane_ap
     for secret in definition["Secrets"]:
         assert "Secrets" in json.dumps(secret["ValueFrom"])  # an ARN of the data stack's secrets
     assert not env_names(definition["Environment"]) & WorkerSettings.SECRETS
+    assert WorkerSettings.SECRETS == {"ANTHROPIC_API_KEY"}
+
+
+def test_workers_no_longer_see_the_webhook_signing_secret(lane_app):
+    # Only the webhook dispatcher signs webhooks: not the container, nor its task or execution role.
+    app, lane = lane_app
+    props = task_definition(app, lane)
+    assert "WebhookSigningSecret" not in json.dumps(props)
+    for role in ("TaskRoleArn", "ExecutionRoleArn"):
+        role_id = props[role]["Fn::GetAtt"][0]
+        assert "WebhookSigningSecret" not in json.dumps(inline_statements(app.service_json, role_id))
 
 
 def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_app):
@@ -73,6 +85,7 @@ def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_ap
     assert env["MAX_RECEIVES"] == str(queue["RedrivePolicy"]["maxReceiveCount"]) == str(app.config.max_receives)
     assert env["VISIBILITY_TIMEOUT_S"] == str(queue["VisibilityTimeout"])
     assert queue["VisibilityTimeout"] == app.config.lanes().get(lane).time_limit_s
+    assert env["WEBHOOK_QUEUE_URL"] == {"Ref": WEBHOOK_QUEUE}  # finished jobs' webhooks are handed over there
 
 
 def test_env_carries_the_same_lanes_and_prices_as_the_router(lane_app):
@@ -153,6 +166,9 @@ def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_
     other_lanes = [q for other, q in LANE_QUEUES.items() if other != lane]
     assert not any(q in json.dumps(s["Resource"]) for s in statements for q in other_lanes)
     assert {"ecs:UpdateTaskProtection", "ecs:GetTaskProtection"} <= actions(statements)
+    # It hands finished jobs' webhooks over to the dispatcher's queue: send, never receive.
+    on_webhooks = actions(statements_on(statements, {"Fn::GetAtt": [WEBHOOK_QUEUE, "Arn"]}))
+    assert on_webhooks == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     granted = actions(statements)
     assert not {a for a in granted if a.startswith(("dynamodb:", "s3:"))}  # only through the data policy
     assert not {a for a in granted if "Delete" in a and a != "sqs:DeleteMessage"}

@@ -1,0 +1,83 @@
+"""The pipeline's Python Lambda functions: one code asset (``lambda_src``) and one way to make a function of it.
+
+The router and the webhook dispatcher's functions run the same packages (``jobcore``, ``jobadapters``,
+their handlers) from the same asset, so :func:`source_code` is made once per stack and handed to each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.constructs.bundling import PipLocalBundling
+from stacks.constructs.nag import acknowledge
+
+LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME
+
+
+def source_code() -> lambda_.AssetCode:
+    """``lambda_src``'s packages + pip-installed ``lambda_src/requirements.txt`` for arm64, bundled locally.
+
+    One instance serves every function of a stack (CDK stages and uploads it once); a second stack
+    needs its own.
+    """
+    return lambda_.Code.from_asset(
+        str(LAMBDA_SRC),
+        exclude=["**/__pycache__", "**/*.pyc", "**/tests"],
+        # Hash the sources (pins included), not pip's output: a synth that changes nothing changes nothing.
+        asset_hash_type=AssetHashType.SOURCE,
+        bundling=BundlingOptions(
+            image=RUNTIME.bundling_image,  # never used: local bundling either succeeds or raises
+            local=PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_SRC / "requirements.txt",
+                                   python_version=PYTHON_VERSION),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PythonFunction:
+    function: lambda_.Function
+    role: iam.Role
+    log_group: logs.LogGroup
+
+
+def python_function(
+    scope: Construct, *, code: lambda_.Code, handler: str, description: str, role_description: str,
+    environment: Mapping[str, str], memory_mb: int, timeout: Duration, log_retention: logs.RetentionDays,
+    reserved_concurrency: int | None = None, retry_attempts: int | None = None,
+) -> PythonFunction:
+    """Creates, in ``scope``, ``LogGroup`` (``log_retention``, destroyed with the stack), ``Role`` (its own,
+    no AWS-managed policy; it may write that log group and nothing else yet) and ``Function`` (arm64,
+    Python 3.13, JSON logs to that group). The caller grants the rest to ``role``."""
+    log_group = logs.LogGroup(scope, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+    role = iam.Role(scope, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=role_description)
+    function = lambda_.Function(
+        scope, "Function",
+        runtime=RUNTIME,
+        architecture=lambda_.Architecture.ARM_64,
+        handler=handler,
+        code=code,
+        memory_size=memory_mb,
+        timeout=timeout,
+        reserved_concurrent_executions=reserved_concurrency,
+        retry_attempts=retry_attempts,
+        environment=dict(environment),
+        role=role,
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+        description=description,
+    )
+    log_group.grant_write(role)
+    acknowledge(function, "AwsSolutions-L1",
+                f"Pinned to {RUNTIME.name}: the bundle's wheels are built for it (pip --python-version "
+                f"{PYTHON_VERSION}) and the worker image runs the same Python; both move together.")
+    return PythonFunction(function, role, log_group)
