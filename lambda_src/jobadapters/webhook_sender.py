@@ -15,6 +15,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -98,13 +99,34 @@ class HttpWebhookSender:
         headers.update(sign(self._secret(), event_id, self._clock_ms() // 1000, body))
         connection_type = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
         connection = connection_type(host, parts.port, address=address, timeout=timeout_s)
+        # The socket timeout bounds each read; this bounds the whole attempt (a receiver that trickles
+        # its answer a byte at a time would otherwise hold it far past the timeout).
+        cut_off = threading.Event()
+        watchdog = threading.Timer(timeout_s, _abort, args=(connection, cut_off))
+        watchdog.start()
         try:
             connection.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers)
             response = connection.getresponse()
             response.read(_READ_LIMIT)
             return response.status, retry_after_s(response.getheader("retry-after"), now=time.time())
+        except (OSError, http.client.HTTPException):
+            if cut_off.is_set():
+                raise TimeoutError from None
+            raise
         finally:
+            watchdog.cancel()
             connection.close()
+
+
+def _abort(connection: http.client.HTTPConnection, cut_off: threading.Event) -> None:
+    """Unblock a read in progress on ``connection`` from another thread."""
+    cut_off.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
 
 
 def sign(secret: str | None, msg_id: str, timestamp_s: int, body: bytes) -> dict[str, str]:

@@ -81,7 +81,10 @@ class Dispatcher:
             job = self._save(job, held)
         except ConflictError:
             return None  # another dispatcher claimed it first
-        body, job, held = self._body(job, held)
+        try:
+            body, job, held = self._body(job, held)
+        except ConflictError:
+            return None  # changed under the claim (a redelivery): nothing was sent; the new state stands
         started = self.clock_ms()
         result = self.sender.post(held.url, event_id=held.event_id, body=body, timeout_s=self.timeout_s)
         now = self.clock_ms()
@@ -110,6 +113,8 @@ class Dispatcher:
             pending = job.delivery if job is not None else None
             if job is None or pending is None or (pending.sweep_at() or math.inf) > until:
                 continue  # settled, or handed over since the index was read
+            if (pending.claimed_until or 0) > now:
+                continue  # being attempted now: that attempt hands over what follows
             due = pending.next_attempt_at if pending.next_attempt_at is not None else now
             try:
                 job = self._save(job, pending.handed(now_ms=now))

@@ -10,7 +10,7 @@ from boto3.dynamodb.conditions import Key
 
 from jobadapters import schema
 from jobadapters.dynamo import DynamoJobStore
-from jobcore.deliveries import DeliveryState
+from jobcore.deliveries import HANDOVER_GRACE_MS, DeliveryState
 from jobcore.errors import ConflictError
 from jobcore.model import JobStatus, transition
 from tests.adapters.support import NOW_MS, make_job, rich_job
@@ -115,12 +115,13 @@ def test_two_workers_racing_on_one_job_only_one_transition_wins(aws, boto_sessio
 
 def test_a_pending_delivery_puts_the_item_in_the_sparse_due_index_and_a_settled_one_takes_it_out(store, table):
     """The sweep's index holds only jobs whose webhook delivery is pending: the two index attributes are
-    written with a pending delivery and gone from the item once it is delivered (the put replaces it)."""
-    job = make_job_for_delivery("job_outbox", now_ms=NOW_MS)
+    written with a pending delivery (sorted by when the sweep must act on it) and gone from the item once
+    it is delivered (the put replaces it)."""
+    job = make_job_for_delivery("job_outbox", now_ms=NOW_MS)  # handed over as it opened: the sweep waits the grace
     store.create(job)
 
     item = table.get_item(Key={"job_id": "job_outbox"})["Item"]
-    assert item[schema.DELIVERY_INDEX_SORT_KEY] == NOW_MS
+    assert item[schema.DELIVERY_INDEX_SORT_KEY] == job.delivery.sweep_at() == NOW_MS + HANDOVER_GRACE_MS
     assert item[schema.DELIVERY_INDEX_PARTITION_KEY] in {f"pending-{shard}" for shard in range(schema.DELIVERY_SHARDS)}
     indexed = table.query(IndexName=schema.DELIVERY_INDEX,
                           KeyConditionExpression=Key(schema.DELIVERY_INDEX_PARTITION_KEY).eq(item[schema.DELIVERY_INDEX_PARTITION_KEY]))
@@ -148,7 +149,8 @@ def test_due_deliveries_spans_every_shard(store):
     """Enough jobs that every shard holds some: the earliest come back across shards, in order."""
     due = [NOW_MS + 1_000 * index for index in range(40)]
     for index, at in enumerate(due):
-        store.create(make_job_for_delivery(f"job_shard_{index}", now_ms=at))
+        job = make_job_for_delivery(f"job_shard_{index}", now_ms=at)
+        store.create(dataclasses.replace(job, delivery=dataclasses.replace(job.delivery, handed_over=None, handed_over_at=None)))
     shards = {zlib.crc32(f"job_shard_{index}".encode()) % schema.DELIVERY_SHARDS for index in range(40)}
     assert shards == set(range(schema.DELIVERY_SHARDS))
 

@@ -1,4 +1,4 @@
-"""The router's cold start: importing the handler and the task catalogue loads no executor's heavy library.
+"""Cold starts: importing the router (and the task catalogue) or the webhook dispatcher loads no heavy library.
 
 Checked in a fresh interpreter, since this test process has long imported everything.
 """
@@ -30,5 +30,22 @@ def test_importing_the_router_and_the_catalogue_does_not_import_the_anthropic_sd
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
 
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+
+
+DISPATCHER_PROBE = f"""
+import sys
+import dispatcher.handler
+loaded = sorted(name for name in {HEAVY!r} if name in sys.modules)
+assert not loaded, f"imported at import time: {{loaded}}"
+"""
+
+
+def test_importing_the_webhook_dispatcher_does_not_import_the_anthropic_sdk():
+    """The dispatcher Lambda never calls Claude, though it shares the wiring module with the router."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+
+    done = subprocess.run([sys.executable, "-c", DISPATCHER_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ import pytest
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
 from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue, decode, decode_hand_over
-from jobcore.deliveries import Attempt, AttemptResult, Delivery, DeliveryState, RetrySchedule, record
+from jobcore.deliveries import HANDOVER_GRACE_MS, Attempt, AttemptResult, Delivery, DeliveryState, RetrySchedule, record
 from jobcore.errors import ConflictError, EnqueueError
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobQueue, JobStore
@@ -53,6 +53,7 @@ def every_field_job(job_id: str = "job_contract") -> Job:
         delivery=Delivery(
             event_id=f"evt_{job_id}_succeeded", event_type="job.succeeded", url="https://hooks.example.com/jobs?tag=é",
             state=DeliveryState.PENDING, series=2, step=1, next_attempt_at=NOW_MS + 60_000, claimed_until=NOW_MS + 45_000,
+            handed_over=NOW_MS + 60_000, handed_over_at=NOW_MS + 50_100,
             body_ref=f"webhooks/evt_{job_id}_succeeded.json", reason="redelivered by the client",
             attempts=(
                 Attempt(number=1, series=1, at_ms=NOW_MS + 2_400, duration_ms=15_000, status=None, error="timeout",
@@ -152,9 +153,13 @@ def test_store_get_of_a_missing_id_is_none(store):
 
 # --- JobStore.due_deliveries: the dispatcher's sweep ----------------------------------------------
 
-def pending(store: JobStore, job_id: str, due_at: int) -> Job:
-    """A finished job whose webhook delivery is pending, its next attempt due at ``due_at``."""
+def pending(store: JobStore, job_id: str, due_at: int, *, handed_at: int | None = None) -> Job:
+    """A finished job whose webhook delivery is pending, its next attempt due at ``due_at``, handed over
+    to the dispatcher's queue at ``handed_at`` (None: not handed over, as an attempt beyond the queue's
+    longest delay is not: the sweep's to hand over at its due time)."""
     job = make_job_for_delivery(job_id, now_ms=due_at)
+    delivery = dataclasses.replace(job.delivery, handed_over=None if handed_at is None else due_at, handed_over_at=handed_at)
+    job = dataclasses.replace(job, delivery=delivery)
     store.create(job)
     return job
 
@@ -197,6 +202,31 @@ def test_due_deliveries_respects_the_limit_keeping_the_earliest(store):
     assert store.due_deliveries(until_ms=NOW_MS + 60_000, limit=1) == [("job_limit_11", NOW_MS + 1_000)]
 
 
+def test_a_handed_over_delivery_is_listed_only_once_its_hand_over_is_overdue_past_the_grace(store):
+    """The queue holds its hand-over: the sweep acts only if it was lost, a grace period after the later
+    of its due time and the hand-over."""
+    pending(store, "job_handed", NOW_MS, handed_at=NOW_MS)
+    pending(store, "job_handed_late", NOW_MS, handed_at=NOW_MS + 10_000)  # a sweep handed it over after it fell due
+    pending(store, "job_for_the_sweep", NOW_MS + 1)
+
+    assert store.due_deliveries(until_ms=NOW_MS + HANDOVER_GRACE_MS - 1, limit=10) == [("job_for_the_sweep", NOW_MS + 1)]
+    assert store.due_deliveries(until_ms=NOW_MS + HANDOVER_GRACE_MS + 10_000, limit=10) == [
+        ("job_for_the_sweep", NOW_MS + 1), ("job_handed", NOW_MS + HANDOVER_GRACE_MS),
+        ("job_handed_late", NOW_MS + HANDOVER_GRACE_MS + 10_000)]
+
+
+def test_marking_a_delivery_handed_over_moves_it_past_the_grace(store):
+    job = pending(store, "job_mark", NOW_MS)
+    assert store.due_deliveries(until_ms=NOW_MS, limit=10) == [("job_mark", NOW_MS)]
+    marked = dataclasses.replace(job, delivery=job.delivery.handed(now_ms=NOW_MS + 30_000), version=job.version + 1)
+
+    store.save(marked, expected_version=job.version)
+
+    assert store.due_deliveries(until_ms=NOW_MS + HANDOVER_GRACE_MS, limit=10) == []
+    assert store.due_deliveries(until_ms=NOW_MS + 30_000 + HANDOVER_GRACE_MS, limit=10) == [
+        ("job_mark", NOW_MS + 30_000 + HANDOVER_GRACE_MS)]
+
+
 def test_a_delivered_or_failed_delivery_drops_out_once_saved_and_a_retried_one_moves(store):
     delivered = pending(store, "job_delivered", NOW_MS)
     gone = pending(store, "job_gone", NOW_MS + 1)
@@ -215,7 +245,7 @@ def test_a_delivered_or_failed_delivery_drops_out_once_saved_and_a_retried_one_m
     assert store.due_deliveries(until_ms=NOW_MS + 4_999, limit=10) == [("job_waiting", NOW_MS + 3)]
 
 
-def test_a_claimed_delivery_is_still_listed_by_its_due_time(store):
+def test_a_claimed_delivery_is_still_listed(store):
     """A claim (an attempt in flight, or one whose dispatcher died) keeps the delivery pending: the sweep
     still finds it, and the dispatcher decides, by the claim's lease, whether to attempt it."""
     job = pending(store, "job_claimed", NOW_MS)
