@@ -54,6 +54,7 @@ class Options:
     # Seconds between webhook attempts: Standard Webhooks' schedule (about 27 h) compressed to about 2 min.
     webhook_retry_schedule_s: str = "1,2,4,8,16,32,64"
     webhook_sweep_every_s: float = 1.0
+    sweep_every_s: float = 2.0  # the job sweeper (stale leases, queue deadlines, dead letters); a minute in AWS
     use_standin: bool = True
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
@@ -110,6 +111,10 @@ class LocalPipeline:
             "WEBHOOK_RETRY_SCHEDULE_S": self.options.webhook_retry_schedule_s,
             "WEBHOOK_SWEEP_EVERY_S": str(self.options.webhook_sweep_every_s),
         })
+        self._spawn("local.sweeper", log_dir / "sweeper.log", {
+            "LANE_DLQ_URLS": compact_json(made.dlq_urls), "MAX_RECEIVES": str(self.config.max_receives),
+            "SWEEP_EVERY_S": str(self.options.sweep_every_s),
+        })
         return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(logs[0]), made)
 
     def stop(self) -> None:
@@ -155,7 +160,8 @@ class LocalPipeline:
             "STAGE": "local", "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
             "LANE_QUEUE_URLS": compact_json(made.queue_urls), "MODEL_ID": self.config.model_id,
             "WEBHOOK_QUEUE_URL": made.webhook_queue_url, "TASK_RATES_PER_MIN": compact_json(self.config.task_rates_per_min),
-            "JOB_TTL_DAYS": str(self.config.job_ttl_days), "WEBHOOK_SECRET": self.options.webhook_secret,
+            "JOB_TTL_DAYS": str(self.config.job_ttl_days), "RESULT_RETENTION_DAYS": str(self.config.result_retention_days),
+            "WEBHOOK_SECRET": self.options.webhook_secret,
             # The local receivers listen on 127.0.0.1 over http: loopback only, never other private targets.
             "WEBHOOK_ALLOW_LOOPBACK": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }

@@ -60,6 +60,8 @@ def _create_table(dynamodb: Any, name: str) -> None:
             {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "AttributeType": "N"},
             {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "AttributeType": "S"},
             {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "AttributeType": "N"},
+            {"AttributeName": schema.WATCH_INDEX_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": schema.WATCH_INDEX_SORT_KEY, "AttributeType": "N"},
         ],
         GlobalSecondaryIndexes=[{
             "IndexName": schema.TENANT_INDEX,
@@ -73,6 +75,13 @@ def _create_table(dynamodb: Any, name: str) -> None:
             "KeySchema": [
                 {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "KeyType": "HASH"},
                 {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }, {
+            "IndexName": schema.WATCH_INDEX,
+            "KeySchema": [
+                {"AttributeName": schema.WATCH_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": schema.WATCH_INDEX_SORT_KEY, "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],

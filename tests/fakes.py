@@ -9,8 +9,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobcore.errors import ConflictError, EnqueueError
+from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
-from jobcore.model import Job, JobStatus, Webhook
+from jobcore.model import ACTIVE, Job, JobStatus, Webhook, watch_at
+from jobcore.ports import Cursor
 from jobcore.runner import JobRunner
 
 
@@ -38,6 +40,7 @@ LANES = make_lanes()
 class MemoryJobStore:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
+        self.keys: dict[str, IdempotencyRecord] = {}
         self.writes = 0
 
     def create(self, job: Job) -> None:
@@ -55,6 +58,40 @@ class MemoryJobStore:
             raise ConflictError(f"job {job.job_id} changed since version {expected_version}")
         self.jobs[job.job_id] = job
         self.writes += 1
+
+    def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        due = sorted((at, job.job_id) for job in self.jobs.values() if (at := watch_at(job)) is not None and at <= until_ms)
+        return [(job_id, at) for at, job_id in due[:limit]]
+
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+        job = self.jobs.get(job_id)
+        if job is None or job.lease_owner != owner or job.status not in ACTIVE:
+            return None
+        self.jobs[job_id] = replace(job, lease_expires_at=until_ms)  # no new version, as in DynamoDB
+        return job.status
+
+    def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
+        mine = sorted((j for j in self.jobs.values() if j.tenant_id == tenant_id), key=lambda j: (j.created_at, j.job_id),
+                      reverse=True)
+        if after is not None:
+            mine = [j for j in mine if (j.created_at, j.job_id) < (after.created_at, after.job_id)]
+        matching = [j for j in mine if status is None or j.status is status]
+        page = matching[:limit]
+        more = len(matching) > limit
+        return page, Cursor(page[-1].created_at, page[-1].job_id) if more else None
+
+    def reserve_key(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        held = self.keys.get(record.record_id)
+        if held is not None:
+            return held
+        self.keys[record.record_id] = record
+        return None
+
+    def complete_key(self, record_id: str, *, status_code: int) -> None:
+        self.keys[record_id] = replace(self.keys[record_id], status_code=status_code)
+
+    def release_key(self, record_id: str) -> None:
+        self.keys.pop(record_id, None)
 
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         due = sorted((at, job.job_id) for job in self.jobs.values()

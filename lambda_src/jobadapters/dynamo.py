@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from jobadapters.schema import (
-    DELIVERY_INDEX,
-    DELIVERY_INDEX_PARTITION_KEY,
-    DELIVERY_INDEX_SORT_KEY,
-    DELIVERY_SHARDS,
-    JOBS_PARTITION_KEY,
-)
+from jobadapters import schema
+from jobadapters.schema import JOBS_PARTITION_KEY
 from jobcore.errors import ConflictError
-from jobcore.model import Job
+from jobcore.idempotency import IdempotencyRecord
+from jobcore.model import Job, JobStatus, watch_at
+from jobcore.ports import Cursor
 
 
 class DynamoJobStore:
@@ -32,27 +31,112 @@ class DynamoJobStore:
     def save(self, job: Job, *, expected_version: int) -> None:
         self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, f"job {job.job_id} changed since version {expected_version}")
 
-    def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
-        due: list[tuple[int, str]] = []
-        for shard in range(DELIVERY_SHARDS):  # each shard is sorted by due time: its first ``limit`` suffice
-            due += self._due_in(_shard_name(shard), until_ms, limit)
-        return [(job_id, at) for at, job_id in sorted(due)[:limit]]
-
-    def _due_in(self, shard: str, until_ms: int, limit: int) -> list[tuple[int, str]]:
-        condition = Key(DELIVERY_INDEX_PARTITION_KEY).eq(shard) & Key(DELIVERY_INDEX_SORT_KEY).lte(until_ms)
-        kwargs: dict[str, Any] = {"IndexName": DELIVERY_INDEX, "KeyConditionExpression": condition, "Limit": limit}
-        found: list[tuple[int, str]] = []
-        while len(found) < limit:
-            page = self._table.query(**kwargs)
-            found += [(int(item[DELIVERY_INDEX_SORT_KEY]), item[JOBS_PARTITION_KEY]) for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found[:limit]
-
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item")
-        return None if item is None else Job.from_dict(_plain(item))
+        if item is None or schema.IDEMPOTENCY_MARK in item:
+            return None
+        return Job.from_dict(_plain(item))
+
+    def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        return self._sharded(schema.DELIVERY_INDEX, schema.DELIVERY_INDEX_PARTITION_KEY, schema.DELIVERY_INDEX_SORT_KEY,
+                             _delivery_shard, until_ms, limit)
+
+    def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        return self._sharded(schema.WATCH_INDEX, schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY,
+                             _watch_shard, until_ms, limit)
+
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+        try:
+            item = self._table.update_item(
+                Key={JOBS_PARTITION_KEY: job_id},
+                # The watch index's sort key moves with the lease; the version does not (no conflict with
+                # the runner's own next write).
+                UpdateExpression="SET lease_expires_at = :until, #watch = :until",
+                ConditionExpression="lease_owner = :owner AND #status IN (:running, :canceling)",
+                ExpressionAttributeNames={"#watch": schema.WATCH_INDEX_SORT_KEY, "#status": "status"},
+                ExpressionAttributeValues={":until": until_ms, ":owner": owner, ":running": JobStatus.RUNNING.value,
+                                           ":canceling": JobStatus.CANCELING.value},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return JobStatus(item["status"])
+
+    def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
+        kwargs: dict[str, Any] = {
+            "IndexName": schema.TENANT_INDEX, "ScanIndexForward": False, "Limit": limit,
+            "KeyConditionExpression": Key(schema.TENANT_INDEX_PARTITION_KEY).eq(tenant_id),
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = Attr("status").eq(status.value)
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {JOBS_PARTITION_KEY: after.job_id, schema.TENANT_INDEX_PARTITION_KEY: tenant_id,
+                                           schema.TENANT_INDEX_SORT_KEY: after.created_at}
+        jobs: list[Job] = []
+        last = None
+        for _ in range(_MAX_LIST_PAGES):  # a status filter can leave pages empty: bound one request's reads
+            page = self._table.query(**kwargs)
+            jobs += [Job.from_dict(_plain(item)) for item in page.get("Items", [])]
+            last = page.get("LastEvaluatedKey")
+            if last is None or len(jobs) >= limit:
+                break
+            kwargs["ExclusiveStartKey"] = last
+        if len(jobs) > limit or (jobs and last is not None):
+            jobs = jobs[:limit]
+            return jobs, Cursor(jobs[-1].created_at, jobs[-1].job_id)
+        if last is None:
+            return jobs, None
+        return [], Cursor(int(last[schema.TENANT_INDEX_SORT_KEY]), str(last[JOBS_PARTITION_KEY]))
+
+    def reserve_key(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        item = {**asdict(record), schema.IDEMPOTENCY_MARK: True, JOBS_PARTITION_KEY: record.record_id}
+        item.pop("record_id")
+        if item["status_code"] is None:
+            item.pop("status_code")
+        try:
+            self._table.put_item(
+                Item=item, ConditionExpression="attribute_not_exists(#pk) OR released = :yes",
+                ExpressionAttributeNames={"#pk": JOBS_PARTITION_KEY}, ExpressionAttributeValues={":yes": True},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            held = self._table.get_item(Key={JOBS_PARTITION_KEY: record.record_id}, ConsistentRead=True).get("Item")
+            if held is None or held.get("released"):
+                return self.reserve_key(record)  # released or expired meanwhile
+            return IdempotencyRecord(
+                record_id=record.record_id, job_id=held["job_id"], body_hash=held["body_hash"],
+                created_at=int(held["created_at"]), expires_at=int(held["expires_at"]),
+                status_code=int(held["status_code"]) if "status_code" in held else None,
+            )
+        return None
+
+    def complete_key(self, record_id: str, *, status_code: int) -> None:
+        self._table.update_item(Key={JOBS_PARTITION_KEY: record_id}, UpdateExpression="SET status_code = :code",
+                                ExpressionAttributeValues={":code": status_code})
+
+    def release_key(self, record_id: str) -> None:
+        # Marked, not deleted: the job data policy grants no DeleteItem; the TTL removes it later.
+        self._table.update_item(Key={JOBS_PARTITION_KEY: record_id}, UpdateExpression="SET released = :yes",
+                                ExpressionAttributeValues={":yes": True})
+
+    def _sharded(self, index: str, partition: str, sort: str, shard_name: Callable[[int], str], until_ms: int,
+                 limit: int) -> list[tuple[str, int]]:
+        found: list[tuple[int, str]] = []
+        for shard in range(schema.INDEX_SHARDS):  # each shard is sorted: its first ``limit`` suffice
+            condition = Key(partition).eq(shard_name(shard)) & Key(sort).lte(until_ms)
+            kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition, "Limit": limit}
+            in_shard: list[tuple[int, str]] = []
+            while len(in_shard) < limit:
+                page = self._table.query(**kwargs)
+                in_shard += [(int(item[sort]), item[JOBS_PARTITION_KEY]) for item in page.get("Items", [])]
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            found += in_shard[:limit]
+        return [(job_id, at) for at, job_id in sorted(found)[:limit]]
 
     def _put(self, job: Job, condition: str, names: dict[str, str], values: dict[str, Any], conflict: str) -> None:
         kwargs: dict[str, Any] = {"Item": _item(job), "ConditionExpression": condition, "ExpressionAttributeNames": names}
@@ -66,17 +150,32 @@ class DynamoJobStore:
             raise
 
 
+_MAX_LIST_PAGES = 10
+
+
 def _item(job: Job) -> dict[str, Any]:
     item = json.loads(json.dumps(job.to_dict()), parse_float=Decimal)
     sweep_at = job.delivery.sweep_at() if job.delivery is not None else None
-    if sweep_at is not None:  # only pending deliveries are in the (sparse) index
-        item[DELIVERY_INDEX_PARTITION_KEY] = _shard_name(zlib.crc32(job.job_id.encode()) % DELIVERY_SHARDS)
-        item[DELIVERY_INDEX_SORT_KEY] = sweep_at
+    if sweep_at is not None:  # only pending deliveries are in the (sparse) delivery index
+        item[schema.DELIVERY_INDEX_PARTITION_KEY] = _delivery_shard(_shard_of(job.job_id))
+        item[schema.DELIVERY_INDEX_SORT_KEY] = sweep_at
+    watch = watch_at(job)
+    if watch is not None:  # only jobs the sweeper watches are in the (sparse) watch index
+        item[schema.WATCH_INDEX_PARTITION_KEY] = _watch_shard(_shard_of(job.job_id))
+        item[schema.WATCH_INDEX_SORT_KEY] = watch
     return item
 
 
-def _shard_name(shard: int) -> str:
+def _shard_of(job_id: str) -> int:
+    return zlib.crc32(job_id.encode()) % schema.INDEX_SHARDS
+
+
+def _delivery_shard(shard: int) -> str:
     return f"pending-{shard}"
+
+
+def _watch_shard(shard: int) -> str:
+    return f"watch-{shard}"
 
 
 def _plain(value: Any) -> Any:

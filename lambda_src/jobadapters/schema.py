@@ -16,7 +16,14 @@ TTL_ATTRIBUTE = "expires_at"
 DELIVERY_INDEX = "by_delivery_due"
 DELIVERY_INDEX_PARTITION_KEY = "delivery_shard"
 DELIVERY_INDEX_SORT_KEY = "delivery_due_at"
-DELIVERY_SHARDS = 4
+# The jobs the sweeper watches (running: by lease end; queued with a deadline: by the deadline), sparse.
+WATCH_INDEX = "by_watch"
+WATCH_INDEX_PARTITION_KEY = "watch_shard"
+WATCH_INDEX_SORT_KEY = "watch_at"
+INDEX_SHARDS = 4  # each sparse index spreads its items over this many partitions
+# Idempotency-Key records share the jobs table (same key attribute, their own ids, the same TTL);
+# this attribute marks them, and they carry no tenant_id, so the tenant index never lists them.
+IDEMPOTENCY_MARK = "idempotency_key"
 # The webhook queue: the dispatcher Lambda's timeout is a minute, and SQS wants the visibility timeout
 # of an event-source queue at six times that; a hand-over it cannot process after this many receives
 # goes to the DLQ (the sweep hands the delivery over again while it is pending).

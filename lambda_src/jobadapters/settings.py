@@ -179,7 +179,7 @@ class RouterSettings:
 
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
-        "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN",
+        "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN",
     }) | LaneSettings.ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
@@ -191,6 +191,7 @@ class RouterSettings:
     queue_urls: dict[str, str]  # enabled queued lane -> its SQS queue
     webhook_queue_url: str  # the dispatcher's queue: terminal jobs with a webhook are handed over there
     job_ttl_days: int
+    result_retention_days: int | None
     # How often each task arrives, as the operator expects it (requests a minute, by task name):
     # the frequency question of the decision framework. Undeclared tasks count as rare.
     task_rates_per_min: dict[str, float]
@@ -208,6 +209,7 @@ class RouterSettings:
             queue_urls=_queue_urls(env, lanes.lanes),
             webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
             job_ttl_days=_in_range(env, "JOB_TTL_DAYS", _number(env, "JOB_TTL_DAYS", 30, int), 1, 3650),
+            result_retention_days=_retention(env),
             task_rates_per_min=_rates(env),
             claude=ClaudeSettings.from_env(env, key_in_secret=True),
             lanes=lanes,
@@ -220,7 +222,7 @@ class WorkerSettings:
     """What a worker task needs: its lane's queue, how many jobs at once, and where results go."""
 
     ENV = frozenset({
-        "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL",
+        "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID",
     }) | LaneSettings.ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
@@ -234,6 +236,7 @@ class WorkerSettings:
     jobs_table: str
     results_bucket: str
     webhook_queue_url: str
+    result_retention_days: int | None
     max_receives: int
     visibility_timeout_s: int
     claude: ClaudeSettings
@@ -255,6 +258,7 @@ class WorkerSettings:
             jobs_table=_required(env, "JOBS_TABLE"),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
+            result_retention_days=_retention(env),
             max_receives=_in_range(env, "MAX_RECEIVES", _number(env, "MAX_RECEIVES", 5, int), 1, 1000),
             visibility_timeout_s=_in_range(env, "VISIBILITY_TIMEOUT_S", _number(env, "VISIBILITY_TIMEOUT_S", 300, int),
                                            1, SQS_MAX_VISIBILITY_S),
@@ -270,11 +274,53 @@ class WorkerSettings:
         return self.lanes.lanes.get(self.lane).concurrency
 
 
-def _queue_urls(env: Mapping[str, str], lanes: Lanes) -> dict[str, str]:
-    urls = _json_object(env, "LANE_QUEUE_URLS", required=True)
+@dataclass(frozen=True, kw_only=True)
+class SweeperSettings:
+    """What the sweeper needs: the jobs, each queued lane's queue and dead-letter queue, the lanes (to
+    re-queue a stale job on its lane), the webhook queue (a settled job's webhook) and MAX_RECEIVES."""
+
+    ENV = frozenset({
+        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "LANE_DLQ_URLS", "WEBHOOK_QUEUE_URL", "MAX_RECEIVES",
+    }) | LaneSettings.ENV
+    LOCAL_ENV: frozenset[str] = frozenset({"SWEEP_EVERY_S"})
+
+    stage: str
+    jobs_table: str
+    results_bucket: str
+    queue_urls: dict[str, str]
+    dlq_urls: dict[str, str]
+    webhook_queue_url: str
+    max_receives: int
+    lanes: LaneSettings
+    sweep_every_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
+        lanes = LaneSettings.from_env(env)
+        return cls(
+            stage=env.get("STAGE") or "dev",
+            jobs_table=_required(env, "JOBS_TABLE"),
+            results_bucket=_required(env, "RESULTS_BUCKET"),
+            queue_urls=_queue_urls(env, lanes.lanes),
+            dlq_urls=_queue_urls(env, lanes.lanes, key="LANE_DLQ_URLS"),
+            webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
+            max_receives=_in_range(env, "MAX_RECEIVES", _number(env, "MAX_RECEIVES", 5, int), 1, 1000),
+            lanes=lanes,
+            sweep_every_s=_in_range(env, "SWEEP_EVERY_S", _number(env, "SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
+        )
+
+
+def _retention(env: Mapping[str, str]) -> int | None:
+    if not env.get("RESULT_RETENTION_DAYS"):
+        return None
+    return _in_range(env, "RESULT_RETENTION_DAYS", _number(env, "RESULT_RETENTION_DAYS", 30, int), 1, 3650)
+
+
+def _queue_urls(env: Mapping[str, str], lanes: Lanes, *, key: str = "LANE_QUEUE_URLS") -> dict[str, str]:
+    urls = _json_object(env, key, required=True)
     wanted = {lane.name for lane in lanes.queued()}
     if set(urls) != wanted or not all(isinstance(url, str) and url for url in urls.values()):
-        raise ConfigError(f"environment variable LANE_QUEUE_URLS must give a queue URL for each enabled queued lane "
+        raise ConfigError(f"environment variable {key} must give a queue URL for each enabled queued lane "
                           f"({', '.join(sorted(wanted))}), and for no other; it has {', '.join(sorted(urls)) or 'none'}")
     return urls
 

@@ -65,3 +65,27 @@ def decode_hand_over(body: str) -> tuple[str, int | None]:
     if not isinstance(job_id, str) or not (due_at is None or isinstance(due_at, int) and not isinstance(due_at, bool)):
         raise ValueError(f"not a webhook hand-over: {body[:80]!r}")
     return job_id, due_at
+
+
+class SqsDeadLetters:
+    """DeadLetters over one lane's dead-letter queue (for the sweeper)."""
+
+    def __init__(self, client: Any, url: str):
+        self._client = client
+        self._url = url
+
+    def receive(self) -> list[tuple[str | None, str, int]]:
+        messages = self._client.receive_message(
+            QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        letters = []
+        for message in messages:
+            try:
+                job_id: str | None = decode(message["Body"])
+            except ValueError:
+                job_id = None  # poison: not a job message; deleted with nothing to settle
+            letters.append((job_id, message["ReceiptHandle"], int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))))
+        return letters
+
+    def delete(self, receipt: str) -> None:
+        self._client.delete_message(QueueUrl=self._url, ReceiptHandle=receipt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -15,8 +16,8 @@ from botocore.config import Config
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, DispatcherSettings, RouterSettings
-from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue
+from jobadapters.settings import ClaudeSettings, DispatcherSettings, RouterSettings, SweeperSettings
+from jobadapters.sqs import SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookSender
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
@@ -24,6 +25,7 @@ from jobcore.lanes import Lanes
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
+from jobcore.sweeper import Sweeper
 
 # The inline path retries within its own deadline (jobcore.deadline); workers let the SDK retry.
 INLINE_SDK_RETRIES = 0
@@ -60,20 +62,35 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
 
 
 def build_runner(
-    clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel,
+    clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel | None,
+    role: str, result_retention_days: int | None = None,
 ) -> JobRunner:
-    """The runner of the router and the workers: a terminal job's webhook is handed to the dispatcher's
-    queue, never sent from here."""
+    """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
+    dispatcher's queue, never sent from here. ``role`` names this process in the leases it takes."""
     return JobRunner(
         store=DynamoJobStore(clients.table), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
         deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
+        owner=lease_owner(role), result_retention_days=result_retention_days,
     )
+
+
+def lease_owner(role: str) -> str:
+    """A name for this process that no other shares: its role, host and a random part."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_sweeper(settings: SweeperSettings, clients: AwsClients) -> tuple[Sweeper, dict[str, SqsDeadLetters]]:
+    runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
+                          cost_model=None, role="sweeper")
+    sweeper = Sweeper(runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls), max_attempts=settings.max_receives)
+    return sweeper, {lane: SqsDeadLetters(clients.sqs, url) for lane, url in settings.dlq_urls.items()}
 
 
 def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:
     cost_model = settings.lanes.cost_model()
     lanes = settings.lanes.lanes
-    runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, lanes, cost_model=cost_model)
+    runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, lanes, cost_model=cost_model,
+                          role="router", result_retention_days=settings.result_retention_days)
     inline_budget_s = lanes.inline.time_limit_s
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),

@@ -40,6 +40,31 @@ class JobNotFoundError(JobError):
     type = "not_found"
 
 
+class JobFinishedError(JobError):
+    """The job is already finished: it cannot be canceled (409, with its state)."""
+
+    type = "job_finished"
+
+    def __init__(self, message: str, *, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+class IdempotencyMismatchError(InvalidInputError):
+    """The Idempotency-Key was used before with another request body."""
+
+    type = "idempotency_mismatch"
+
+    def __init__(self, message: str):
+        super().__init__("Idempotency-Key", message)
+
+
+class IdempotencyInProgressError(JobError):
+    """A request with this Idempotency-Key is still being answered; retry shortly."""
+
+    type = "idempotency_in_progress"
+
+
 class UnroutableError(JobError):
     """The request is valid but no lane can run it (sync + GPU, memory beyond every lane...)."""
 
@@ -104,6 +129,12 @@ class TaskOutputError(JobError):
     """The model answered, but not with what the task promises (e.g. an invalid invoice)."""
 
     type = "invalid_output"
+
+
+class JobCanceledError(JobError):
+    """Raised inside a run when its job is being canceled: the run stops, the job ends canceled."""
+
+    type = "canceled"
 
 
 class TaskTimeoutError(JobError):

@@ -27,6 +27,7 @@ LAMBDA_MAX_ENVIRONMENT_BYTES = 4 * KIB  # all of a function's environment variab
 SQS_MAX_VISIBILITY_S = 12 * 3600
 SQS_MAX_WAIT_S = 20  # long poll
 SQS_MAX_DELAY_S = 15 * 60
+SQS_MAX_RETENTION_S = 14 * 24 * 3600
 SQS_MAX_BATCH = 10  # messages per receive or batch call
 SQS_CHUNK_BYTES = 64 * KIB  # each 64 KB of a request is billed as one request
 

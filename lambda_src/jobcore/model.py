@@ -18,6 +18,7 @@ from jobcore.errors import InvalidTransitionError
 class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    CANCELING = "canceling"  # a cancel reached a running job; its worker stops it, then it is canceled
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -33,15 +34,20 @@ TERMINAL = frozenset({
     JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED, JobStatus.TIMED_OUT,
 })
 
-# running → running: a redelivered message re-claims a job whose worker died mid-run.
-# running → queued: an inline run fell back to the queue, or a worker released the job on shutdown.
+# running → running: a redelivered message re-claims a job whose worker died mid-run (its lease expired).
+# running → queued: an inline run fell back to the queue, a worker released the job on shutdown, or the
+# sweeper re-queued a job whose worker stopped renewing its lease.
+# canceling → canceled: the worker (or the sweeper, for a dead worker) confirms the cancel; a job being
+# canceled can end no other way.
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.EXPIRED, JobStatus.FAILED}),
     JobStatus.RUNNING: frozenset({
-        JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED, JobStatus.FAILED,
-        JobStatus.CANCELED, JobStatus.TIMED_OUT,
+        JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELING,
+        JobStatus.TIMED_OUT,
     }),
+    JobStatus.CANCELING: frozenset({JobStatus.CANCELED}),
 }
+ACTIVE = frozenset({JobStatus.RUNNING, JobStatus.CANCELING})  # someone holds a lease on the job
 
 
 class Mode(enum.StrEnum):
@@ -95,6 +101,10 @@ class Job:
     usage: Usage = Usage()
     cost: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
+    queue_deadline_at: int | None = None  # a queued job not started by then expires (the request's max_queue_s)
+    lease_owner: str | None = None  # who runs it (a worker, or the router inline), while running
+    lease_expires_at: int | None = None  # renewed by its runner's heartbeat; past it, the job is stale
+    result_expires_at: int | None = None  # when the stored result is deleted (the bucket's lifecycle)
     delivery: Delivery | None = None  # the webhook outbox entry, opened with the terminal state
     version: int = 0
 
@@ -131,6 +141,19 @@ def transition(job: Job, to: JobStatus, *, now_ms: int, **changes: Any) -> Job:
     if to is JobStatus.RUNNING:
         changes.setdefault("started_at", now_ms)
         changes["attempts"] = job.attempts + 1
+    if to not in ACTIVE:  # the lease ends with the run
+        changes.setdefault("lease_owner", None)
+        changes.setdefault("lease_expires_at", None)
     if to.terminal:
         changes.setdefault("finished_at", now_ms)
     return replace(job, status=to, updated_at=now_ms, version=job.version + 1, **changes)
+
+
+def watch_at(job: Job) -> int | None:
+    """When the sweeper must look at this job: its lease's end while it runs, its queue deadline while
+    queued; None when there is nothing to watch. The jobs table indexes this (sparse)."""
+    if job.status in ACTIVE:
+        return job.lease_expires_at
+    if job.status is JobStatus.QUEUED:
+        return job.queue_deadline_at
+    return None

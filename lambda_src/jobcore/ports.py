@@ -7,10 +7,20 @@ tests implement them in memory (``tests/fakes.py``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jobcore.deliveries import AttemptResult
-from jobcore.model import Job
+from jobcore.idempotency import IdempotencyRecord
+from jobcore.model import Job, JobStatus
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of a tenant's jobs ended: the last job's creation time and id."""
+
+    created_at: int
+    job_id: str
 
 
 class JobStore(Protocol):
@@ -26,6 +36,30 @@ class JobStore(Protocol):
         """``(job id, ms)`` of the pending webhook deliveries the sweep must act on by ``until_ms``
         (:meth:`jobcore.deliveries.Delivery.sweep_at`), earliest first."""
         ...
+
+    def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        """``(job id, ms)`` of the jobs the sweeper must look at by ``until_ms``
+        (:func:`jobcore.model.watch_at`: leases ending, queue deadlines passing), earliest first."""
+        ...
+
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+        """Extend ``owner``'s lease on a running (or canceling) job to ``until_ms``, without changing its
+        version; the job's status, or None if ``owner`` no longer holds it."""
+        ...
+
+    def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
+        """The tenant's jobs, newest first, ``status`` only if given; a cursor when there may be more."""
+        ...
+
+    def reserve_key(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Store ``record`` if its id is free (None), else return the record already there."""
+        ...
+
+    def complete_key(self, record_id: str, *, status_code: int) -> None:
+        """Record the status code the reserved key's request answered."""
+
+    def release_key(self, record_id: str) -> None:
+        """Forget a reservation whose request was not accepted (so a retry may use the key)."""
 
 
 class JobQueue(Protocol):

@@ -8,6 +8,7 @@ redelivered message can neither run a finished job again nor write a second resu
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -16,10 +17,10 @@ from typing import Any, Protocol
 
 from jobcore import webhooks
 from jobcore.deliveries import redeliver as new_series
-from jobcore.errors import ConflictError, JobError, ModelError, NoDeliveryError, TaskTimeoutError
+from jobcore.errors import ConflictError, JobCanceledError, JobError, ModelError, NoDeliveryError, TaskTimeoutError
 from jobcore.lanes import Lanes
 from jobcore.limits import SQS_MAX_VISIBILITY_S
-from jobcore.model import Job, JobStatus, Usage, transition
+from jobcore.model import ACTIVE, Job, JobStatus, Usage, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore
 from jobcore.schema_keys import result_key
 from jobcore.tasks import CATALOGUE, RunContext, TaskResult, TaskSpec, lookup, run_task
@@ -80,6 +81,9 @@ class JobRunner:
     catalogue: dict[str, TaskSpec] = field(default_factory=lambda: CATALOGUE)
     cost_model: CostModel | None = None
     backoff: Backoff = Backoff()
+    owner: str = "runner"  # this process, as a lease owner (the wiring makes it unique)
+    lease_ms: int = 60_000  # a claim lasts this long unless its heartbeat renews it
+    result_retention_days: int | None = None  # the bucket's lifecycle, for result_expires_at
 
     # --- the worker's entry point ------------------------------------------------------------
 
@@ -89,23 +93,44 @@ class JobRunner:
             return Disposition(True, note=f"job {job_id} does not exist")
         if job.status.terminal:
             return Disposition(True, job, note=f"already {job.status.value}")
+        now = self.clock_ms()
+        held_until = job.lease_expires_at or 0
+        if job.status in ACTIVE and held_until > now and job.lease_owner != self.owner:
+            # Another runner holds a live lease (a duplicate message, or a visibility timeout that
+            # lapsed): never run it twice at once; see it again once that lease could have ended.
+            wait_s = math.ceil((held_until - now) / 1000) + 1
+            return Disposition(False, job, retry_in_s=wait_s, note=f"held by {job.lease_owner} for {wait_s} s more")
+        if job.status is JobStatus.CANCELING:
+            return Disposition(True, self.finish(job, JobStatus.CANCELED), note="its runner stopped while it was canceled")
+        if job.status is JobStatus.QUEUED and job.queue_deadline_at is not None and now > job.queue_deadline_at:
+            return Disposition(True, self.finish(job, JobStatus.EXPIRED, error=expired_error(job)))
         if job.status is JobStatus.RUNNING and receive_count >= max_receives:
-            # Still RUNNING on a redelivery: the worker running it died (OOM, crash) without recording
-            # anything. This receive is the last before the DLQ; spend it recording the failure, so the
-            # job never stays "running" behind a message nobody will process.
+            # Still RUNNING on a redelivery, its lease run out: the worker running it died (OOM, crash)
+            # without recording anything. This receive is the last before the DLQ; spend it recording
+            # the failure, so the job never stays "running" behind a message nobody will process.
             crashed = JobError(f"the worker died while running it, {receive_count - 1} times")
             return Disposition(True, self.fail(job, crashed))
         try:
-            job = self.save(job, transition(job, JobStatus.RUNNING, now_ms=self.clock_ms()))
+            job = self.save(job, transition(job, JobStatus.RUNNING, now_ms=now, **self.lease(now)))
         except ConflictError as error:
-            # Another worker holds the job; see it again later, by when it will have finished.
+            # Another runner claimed it first; see it again later, by when it will have finished.
             return Disposition(False, job, retry_in_s=self.backoff.delay_s(1), note=str(error))
         try:
             return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
         except ConflictError as error:
             return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
         except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
-            return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
+            try:
+                return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
+            except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
+                current = self.store.get(job.job_id)
+                if current is not None and current.status is JobStatus.CANCELING:
+                    return Disposition(True, self._finish(current, JobStatus.CANCELED))
+                return Disposition(True, current, note="changed while running; its new state stands")
+
+    def lease(self, now_ms: int, *, ms: int | None = None) -> dict[str, Any]:
+        """The fields of a fresh claim by this runner."""
+        return {"lease_owner": self.owner, "lease_expires_at": now_ms + (self.lease_ms if ms is None else ms)}
 
     # --- shared with the inline path ----------------------------------------------------------
 
@@ -121,6 +146,8 @@ class JobRunner:
             return Outcome(self.fail(job, error))
         except TaskTimeoutError as error:
             return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=_error(error)))
+        except JobCanceledError:
+            return Outcome(self._canceled(job))
         except JobError as error:
             if isinstance(error, ConflictError):
                 raise
@@ -140,7 +167,9 @@ class JobRunner:
         if self.cost_model is not None:
             duration_s = (now - (job.started_at or now)) / 1000
             cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=model_id, usage=result.usage, duration_s=duration_s)
-        return self.finish(job, JobStatus.SUCCEEDED, result_ref=key, result_bytes=size, usage=result.usage, cost=cost)
+        expires = now + self.result_retention_days * 86_400_000 if self.result_retention_days else None
+        return self.finish(job, JobStatus.SUCCEEDED, result_ref=key, result_bytes=size, usage=result.usage, cost=cost,
+                           result_expires_at=expires)
 
     def fail(self, job: Job, error: Exception) -> Job:
         return self.finish(job, JobStatus.FAILED, error=_error(error))
@@ -150,7 +179,24 @@ class JobRunner:
 
         The hand-over to the dispatcher afterwards only makes the first attempt prompt: if it fails, or
         this process dies before it, the dispatcher's sweep finds the pending delivery all the same.
+        A job canceled while it ran ends ``canceled``, whatever its run came to.
         """
+        try:
+            return self._finish(job, status, **changes)
+        except ConflictError:
+            current = self.store.get(job.job_id)
+            if current is None or current.status is not JobStatus.CANCELING:
+                raise
+            return self._finish(current, JobStatus.CANCELED)
+
+    def _canceled(self, job: Job) -> Job:
+        """The run stopped because the job is being canceled: confirm it."""
+        current = self.store.get(job.job_id) or job
+        if current.status is JobStatus.CANCELING:
+            return self._finish(current, JobStatus.CANCELED)
+        return current
+
+    def _finish(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         now = self.clock_ms()
         done = transition(job, status, now_ms=now, **changes)
         if webhooks.wants(done):
@@ -211,6 +257,11 @@ class _Reason(Exception):
     def __init__(self, original: Exception, message: str):
         super().__init__(message)
         self.type = getattr(original, "type", "internal_error")
+
+
+def expired_error(job: Job) -> dict[str, str]:
+    waited_s = ((job.queue_deadline_at or 0) - job.created_at) / 1000
+    return {"type": "expired", "message": f"not started within max_queue_s ({waited_s:g} s); it never ran"}
 
 
 def _error(error: Exception) -> dict[str, str]:

@@ -8,17 +8,32 @@ and the job is not lost.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
+from jobcore import idempotency
 from jobcore.deadline import DeadlineModel
-from jobcore.errors import EnqueueError, JobNotFoundError, ModelUnavailableError, UnroutableError
+from jobcore.errors import (
+    ConflictError,
+    EnqueueError,
+    IdempotencyInProgressError,
+    IdempotencyMismatchError,
+    InvalidInputError,
+    JobFinishedError,
+    JobNotFoundError,
+    ModelUnavailableError,
+    UnroutableError,
+)
+from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE
+from jobcore.limits import API_GATEWAY_TIMEOUT_S
 from jobcore.model import Job, JobStatus, Mode, transition
-from jobcore.ports import BlobStore, JobQueue, LanguageModel
+from jobcore.ports import BlobStore, Cursor, JobQueue, LanguageModel
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome
@@ -33,6 +48,18 @@ INLINE_RESULT_LIMIT = 256 * 1024
 # Inputs above this many bytes go to the blob store (a DynamoDB item holds at most 400 KB).
 INLINE_INPUT_LIMIT = 64 * 1024
 DAY_S = 86_400
+# A key reserved this long ago whose job was never created belongs to a request that died.
+IDEMPOTENCY_STALE_MS = 60_000
+IDEMPOTENCY_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted job, its output when it just ran inline, and the status code to answer with."""
+
+    job: Job
+    output: dict[str, Any] | None
+    status_code: int
 
 
 class CostEstimator(Protocol):
@@ -62,16 +89,93 @@ class JobService:
     # Requests per minute by task, as the operator declares them (the frequency question).
     arrival_rates_per_min: dict[str, float] | None = None
 
-    def submit(self, request: SubmitRequest, *, tenant_id: str) -> Outcome:
+    def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None) -> Submitted:
+        """Validate, route, record and run or queue one job. With an ``idempotency_key``, a request seen
+        before (same tenant, key and body) returns the original job instead, with its status code."""
         task = lookup(request.task, self.runner.catalogue)
         payload = task.validate(request.input)
         expected_s = task.expected_duration_s(payload)
         decision = self.route(task, expected_s, request)
         job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
-        if decision.lane == INLINE:
-            return self._run_inline(job)
-        self.runner.store.create(job)
-        return Outcome(self._enqueue(job))
+        if idempotency_key is None:
+            return self._start(job)
+        record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,
+                                        body=_fingerprint(request), now_ms=self.runner.clock_ms())
+        replay = self._reserve(record)
+        if replay is not None:
+            return replay
+        try:
+            submitted = self._start(job)
+        except BaseException:
+            self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
+            raise
+        self.runner.store.complete_key(record.record_id, status_code=submitted.status_code)
+        return submitted
+
+    def _start(self, job: Job) -> Submitted:
+        if job.lane == INLINE:
+            outcome = self._run_inline(job)
+        else:
+            self.runner.store.create(job)
+            outcome = Outcome(self._enqueue(job))
+        return Submitted(outcome.job, outcome.output, 200 if outcome.job.status.terminal else 202)
+
+    def _reserve(self, mine: IdempotencyRecord) -> Submitted | None:
+        """None once ``mine`` holds the key; else the original request's job and status code, waiting
+        (up to the inline budget) while that request is still being answered."""
+        deadline = self.monotonic() + self.policy.lanes.inline.time_limit_s
+        while True:
+            held = self.runner.store.reserve_key(mine)
+            if held is None:
+                return None
+            if held.body_hash != mine.body_hash:
+                raise IdempotencyMismatchError("was used with another request body; use a new key for a new request")
+            job = self.runner.store.get(held.job_id)
+            if held.status_code is not None and job is not None:
+                return Submitted(job, None, held.status_code)
+            if job is None and self.runner.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
+                self.runner.store.release_key(held.record_id)  # its request died before creating the job
+                continue
+            if self.monotonic() >= deadline:
+                raise IdempotencyInProgressError("a request with this Idempotency-Key is still being answered; retry shortly")
+            self.sleep(IDEMPOTENCY_POLL_S)
+
+    def cancel(self, job_id: str, *, tenant_id: str) -> Job:
+        """Cancel a job: a queued one at once (it never runs), a running one is marked ``canceling`` and
+        its runner stops it and confirms; a finished one is refused with its state."""
+        for _ in range(3):  # a conflicting write means it just changed: look again
+            job = self.get(job_id, tenant_id=tenant_id)
+            now = self.runner.clock_ms()
+            try:
+                if job.status is JobStatus.QUEUED:
+                    return self.runner.finish(job, JobStatus.CANCELED)
+                if job.status is JobStatus.RUNNING:
+                    return self.runner.save(job, transition(job, JobStatus.CANCELING, now_ms=now))
+            except ConflictError:
+                continue
+            if job.status is JobStatus.CANCELING:
+                return job
+            raise JobFinishedError(f"job {job_id} already finished: it is {job.status.value}", status=job.status.value)
+        raise ConflictError(f"job {job_id} kept changing; try again")
+
+    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
+        jobs, after = self.runner.store.list_jobs(tenant_id, status=status, limit=limit, after=decode_cursor(cursor))
+        blobs = self.runner.blobs
+        views = [job_view(job, result_url=blobs.url_for(job.result_ref) if job.result_ref else None) for job in jobs]
+        return {"jobs": views, "next_cursor": encode_cursor(after) if after else None}
+
+    def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
+        """The job, as soon as it is finished or ``wait_s`` has passed (long poll)."""
+        deadline = self.monotonic() + wait_s
+        interval = 0.1
+        while True:
+            job = self.get(job_id, tenant_id=tenant_id)
+            left = deadline - self.monotonic()
+            if job.status.terminal or left <= 0:
+                return job
+            self.sleep(min(interval, left))
+            interval = min(interval * 2, 1.0)
 
     def route(self, task: TaskSpec, expected_s: float, request: SubmitRequest | None = None) -> Decision:
         """The decision framework for one job (or, without a request, for the task's defaults)."""
@@ -96,7 +200,7 @@ class JobService:
         """The job as the API returns it (see :func:`render`)."""
         return render(job, self.runner.blobs)
 
-    def submitted_view(self, outcome: Outcome) -> dict[str, Any]:
+    def submitted_view(self, outcome: Submitted) -> dict[str, Any]:
         """A just-submitted job; one that ran inline carries the result it has at hand (no read back)."""
         if outcome.output is None:
             return self.view(outcome.job)
@@ -146,7 +250,11 @@ class JobService:
             lane=decision.lane, route_reason=decision.reason, mode=request.mode,
             created_at=now, updated_at=now, hints=_hints_dict(request), metadata=request.metadata,
             webhook=request.webhook, expires_at=now // 1000 + self.job_ttl_days * DAY_S,
+            queue_deadline_at=None if inline or request.max_queue_s is None else now + math.ceil(request.max_queue_s * 1000),
             started_at=now if inline else None, attempts=1 if inline else 0,
+            # An inline run holds its lease for as long as the router can live (API Gateway's timeout):
+            # past it, a job still running had its router die, and the sweeper recovers it.
+            **(self.runner.lease(now, ms=(API_GATEWAY_TIMEOUT_S + 1) * 1000) if inline else {}),
             cost=_estimated(self.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
         )
         if len(json.dumps(payload)) <= INLINE_INPUT_LIMIT:
@@ -212,3 +320,26 @@ def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:
 def _hints_dict(request: SubmitRequest) -> dict[str, Any]:
     hints = {"expected_duration_s": request.hints.expected_duration_s, "memory_mb": request.hints.memory_mb}
     return {k: v for k, v in hints.items() if v is not None}
+
+
+def _fingerprint(request: SubmitRequest) -> dict[str, Any]:
+    """What makes two submits the same request: every field the client sent."""
+    return json.loads(json.dumps(asdict(request), default=str))
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    raw = json.dumps([cursor.created_at, cursor.job_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> Cursor | None:
+    """The cursor a previous page returned; InvalidInputError for anything else."""
+    if text is None:
+        return None
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError):
+        raise InvalidInputError("cursor", "is not a cursor this API returned") from None
+    if not isinstance(created_at, int) or isinstance(created_at, bool) or not isinstance(job_id, str) or len(job_id) > 64:
+        raise InvalidInputError("cursor", "is not a cursor this API returned")
+    return Cursor(created_at, job_id)

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from jobcore.deliveries import Delivery
-from jobcore.model import Job
+from jobcore.model import Job, JobStatus
 
 
 def iso(ms: int | None) -> str | None:
@@ -25,6 +25,8 @@ def job_view(job: Job, *, result: Any = None, result_url: str | None = None) -> 
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
+        "queue_deadline_at": iso(job.queue_deadline_at) if job.status is JobStatus.QUEUED else None,
+        "result_expires_at": iso(job.result_expires_at),
         "attempts": job.attempts,
         "metadata": job.metadata,
         "usage": {"input_tokens": job.usage.input_tokens, "output_tokens": job.usage.output_tokens, "model_calls": job.usage.model_calls},

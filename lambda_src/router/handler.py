@@ -2,7 +2,10 @@
 
 Routes (API Gateway REST proxy integration):
   POST /v1/jobs        submit; 200 with the finished job when it ran inline, 202 + Location when queued
-  GET  /v1/jobs/{id}   the job: status, route and reason, result or result_url, usage, cost
+                       (Idempotency-Key: a retry returns the original job)
+  GET  /v1/jobs        the caller's jobs, newest first: ?status=&limit=&cursor=
+  GET  /v1/jobs/{id}   the job: status, route and reason, result or result_url, usage, cost (?wait=N: long poll)
+  POST /v1/jobs/{id}/cancel   cancel: 200 canceled, 202 canceling (a running job), 409 if finished
   GET  /v1/jobs/{id}/deliveries   the webhook delivery log; POST: send the terminal event again
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
 """
@@ -20,7 +23,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from jobadapters.settings import ConfigError, RouterSettings
 from jobadapters.wiring import AwsClients, build_service
 from jobcore import errors
-from jobcore.requests import parse_json, parse_submit
+from jobcore.idempotency import check_key
+from jobcore.requests import parse_json, parse_list_query, parse_submit, parse_wait, well_formed_job_id
 from jobcore.service import JobService
 
 logger = Logger(service="router")
@@ -34,6 +38,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.UnknownTaskError, 422),
     (errors.UnroutableError, 422),
     (errors.JobNotFoundError, 404),
+    (errors.JobFinishedError, 409),
+    (errors.IdempotencyInProgressError, 409),
     (errors.ConflictError, 409),
     (errors.EnqueueError, 503),
     (errors.MisconfiguredError, 503),
@@ -89,28 +95,50 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 @app.post("/v1/jobs")
 def submit_job() -> Response:
     jobs = service()
+    key = check_key(app.current_event.headers.get("idempotency-key"))
     request = parse_submit(parse_json(app.current_event.body), allow_http_webhooks=jobs.allow_http_webhooks)
-    submission = jobs.submit(request, tenant_id=tenant_id())
+    submission = jobs.submit(request, tenant_id=tenant_id(), idempotency_key=key)
     view = jobs.submitted_view(submission)
-    if submission.job.status.terminal:
-        return json_response(HTTPStatus.OK, view)
-    return json_response(HTTPStatus.ACCEPTED, view, {"Location": f"/v1/jobs/{submission.job.job_id}"})
+    headers = {"Location": view["links"]["self"]} if submission.status_code == HTTPStatus.ACCEPTED else {}
+    return json_response(submission.status_code, view, headers)
+
+
+@app.get("/v1/jobs")
+def list_jobs() -> Response:
+    query = parse_list_query(app.current_event.query_string_parameters)
+    page = service().list_jobs(tenant_id=tenant_id(), status=query.status, limit=query.limit, cursor=query.cursor)
+    return json_response(HTTPStatus.OK, page)
 
 
 @app.get("/v1/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     jobs = service()
-    return json_response(HTTPStatus.OK, jobs.view(jobs.get(job_id, tenant_id=tenant_id())))
+    wait_s = parse_wait(app.current_event.query_string_parameters)
+    return json_response(HTTPStatus.OK, jobs.view(jobs.wait(checked(job_id), tenant_id=tenant_id(), wait_s=wait_s)))
+
+
+@app.post("/v1/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> Response:
+    jobs = service()
+    job = jobs.cancel(checked(job_id), tenant_id=tenant_id())
+    return json_response(HTTPStatus.OK if job.status.terminal else HTTPStatus.ACCEPTED, jobs.view(job))
 
 
 @app.get("/v1/jobs/<job_id>/deliveries")
 def get_deliveries(job_id: str) -> Response:
-    return json_response(HTTPStatus.OK, service().deliveries(job_id, tenant_id=tenant_id()))
+    return json_response(HTTPStatus.OK, service().deliveries(checked(job_id), tenant_id=tenant_id()))
 
 
 @app.post("/v1/jobs/<job_id>/deliveries")
 def redeliver(job_id: str) -> Response:
-    return json_response(HTTPStatus.ACCEPTED, service().redeliver(job_id, tenant_id=tenant_id()))
+    return json_response(HTTPStatus.ACCEPTED, service().redeliver(checked(job_id), tenant_id=tenant_id()))
+
+
+def checked(job_id: str) -> str:
+    """A path's job id; one that could not be an id is simply not found (never a 500, never echoed long)."""
+    if not well_formed_job_id(job_id):
+        raise errors.JobNotFoundError("no such job")
+    return job_id
 
 
 @app.get("/v1/tasks")
@@ -124,6 +152,8 @@ def job_error(error: errors.JobError) -> Response:
     body: dict[str, Any] = {"type": error.type, "message": str(error)}
     if isinstance(error, errors.InvalidInputError):
         body["field"] = error.field
+    if isinstance(error, errors.JobFinishedError):
+        body["status"] = error.status
     return json_response(status, {"error": body})
 
 

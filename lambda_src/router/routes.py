@@ -3,7 +3,9 @@ gateway expose exactly these. ``{id}`` is API Gateway's path-parameter syntax.""
 
 ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
     ("GET", "/v1/jobs/{id}"),
+    ("POST", "/v1/jobs/{id}/cancel"),
     ("GET", "/v1/jobs/{id}/deliveries"),
     ("POST", "/v1/jobs/{id}/deliveries"),
     ("GET", "/v1/tasks"),

@@ -3,7 +3,7 @@
 import pytest
 
 from jobcore.errors import InvalidTransitionError
-from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Usage, Webhook, transition
+from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Usage, Webhook, transition, watch_at
 
 
 def make_job(status: JobStatus = JobStatus.QUEUED, **changes) -> Job:
@@ -23,8 +23,25 @@ def test_every_terminal_state_is_final():
 
 
 def test_non_terminal_states_have_rules_and_terminal_ones_none():
-    assert set(ALLOWED) == {JobStatus.QUEUED, JobStatus.RUNNING}
-    assert JobStatus.SUCCEEDED.terminal and not JobStatus.RUNNING.terminal
+    assert set(ALLOWED) == {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELING}
+    assert JobStatus.SUCCEEDED.terminal and not JobStatus.RUNNING.terminal and not JobStatus.CANCELING.terminal
+
+
+@pytest.mark.parametrize("to", sorted(set(JobStatus) - {JobStatus.CANCELED}))
+def test_a_job_being_canceled_can_only_end_canceled(to):
+    canceling = make_job(JobStatus.CANCELING)
+    with pytest.raises(InvalidTransitionError):
+        transition(canceling, to, now_ms=2_000)
+    assert transition(canceling, JobStatus.CANCELED, now_ms=2_000).status is JobStatus.CANCELED
+
+
+def test_the_lease_ends_with_the_run_and_the_sweeper_watches_what_needs_it():
+    running = make_job(JobStatus.RUNNING, lease_owner="worker-1", lease_expires_at=9_000)
+    assert watch_at(running) == 9_000 and watch_at(transition(running, JobStatus.CANCELING, now_ms=2_000)) == 9_000
+    done = transition(running, JobStatus.SUCCEEDED, now_ms=2_000)
+    assert (done.lease_owner, done.lease_expires_at, watch_at(done)) == (None, None, None)
+    queued = make_job(JobStatus.QUEUED, queue_deadline_at=5_000)
+    assert watch_at(queued) == 5_000 and watch_at(make_job(JobStatus.QUEUED)) is None
 
 
 def test_queued_cannot_succeed_without_running():

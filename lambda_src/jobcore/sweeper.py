@@ -1,0 +1,138 @@
+"""No job left behind: the sweeper settles jobs whose runner is gone and messages nobody will process.
+
+Runs on a schedule (a Lambda every minute in AWS, a loop in the local runtime):
+
+- **Stale runs.** A running job's runner renews its lease while it works (the worker's heartbeat; the
+  router's inline run holds one as long as the router can live). A lease that has run out means the
+  runner died: the job is queued again on its lane (an inline job on the fallback lane), or failed with
+  the reason once it has used its attempts. A job being canceled whose runner died is canceled.
+- **Queue deadlines.** A queued job whose ``max_queue_s`` has passed expires without running.
+- **Dead letters.** A message moved to a lane's dead-letter queue (its job failed on every receive,
+  or the message was poison) makes its job ``failed`` with the reason, unless a live runner holds it.
+
+Every change is a conditional write, so the sweeper and a late runner can never both settle a job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jobcore.errors import ConflictError, EnqueueError, JobError
+from jobcore.model import ACTIVE, Job, JobStatus, transition, watch_at
+from jobcore.ports import JobQueue
+from jobcore.runner import JobRunner, expired_error
+from jobcore.views import iso
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters(Protocol):
+    """A lane's dead-letter queue."""
+
+    def receive(self) -> list[tuple[str | None, str, int]]:
+        """Up to a batch of ``(job id or None if not a job message, receipt, receive count)``."""
+        ...
+
+    def delete(self, receipt: str) -> None: ...
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    dead_letters: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.failed or self.canceled or self.expired or self.dead_letters)
+
+
+@dataclass(kw_only=True)
+class Sweeper:
+    runner: JobRunner
+    queue: JobQueue
+    max_attempts: int  # runs a stale job may have had before it is failed rather than queued again
+    grace_ms: int = 5_000  # past a lease's end before a run counts as dead (clock skew, a slow heartbeat)
+    on_settled: Callable[[Job, str], None] = lambda job, why: None
+
+    def sweep(self, *, limit: int = 500) -> SweepReport:
+        """Settle every watched job whose lease or deadline has passed."""
+        report = SweepReport()
+        now = self.runner.clock_ms()
+        for job_id, _ in self.runner.store.watched(until_ms=now - self.grace_ms, limit=limit):
+            job = self.runner.store.get(job_id)
+            if job is None or (watch_at(job) or now) > now - self.grace_ms:
+                continue  # renewed or settled since the index was read
+            try:
+                self._settle(job, now, report)
+            except ConflictError:
+                continue  # its runner (or a cancel) changed it meanwhile: that change stands
+        return report
+
+    def drain(self, letters: DeadLetters, *, lane: str, report: SweepReport | None = None) -> SweepReport:
+        """Turn every message of ``lane``'s dead-letter queue into a settled job, then delete it."""
+        report = report or SweepReport()
+        while batch := letters.receive():
+            for job_id, receipt, _ in batch:
+                if job_id is not None:
+                    self._dead_letter(job_id, lane, report)
+                letters.delete(receipt)
+                report.dead_letters += 1
+        return report
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _settle(self, job: Job, now: int, report: SweepReport) -> None:
+        runner = self.runner
+        if job.status is JobStatus.QUEUED:
+            runner.finish(job, JobStatus.EXPIRED, error=expired_error(job))
+            self._note(job, report.expired, "expired in the queue")
+        elif job.status is JobStatus.CANCELING:
+            runner.finish(job, JobStatus.CANCELED)
+            self._note(job, report.canceled, "canceled; its runner had stopped")
+        elif job.status is JobStatus.RUNNING:
+            silent = f"no heartbeat from {job.lease_owner} since its lease ended at {iso(job.lease_expires_at)}"
+            if job.attempts >= self.max_attempts:
+                runner.fail(job, JobError(f"{silent}; gave up after {job.attempts} attempts"))
+                self._note(job, report.failed, silent)
+            else:
+                self._requeue(job, now, silent)
+                self._note(job, report.requeued, silent)
+
+    def _requeue(self, job: Job, now: int, why: str) -> None:
+        lane = self.runner.lanes.get(job.lane)
+        target = lane.name if lane.queued and lane.enabled else self.runner.lanes.fallback.name
+        reason = f"{target}: re-queued by the sweeper, {why} ({job.route_reason})"
+        queued = self.runner.save(job, transition(job, JobStatus.QUEUED, now_ms=now, lane=target, route_reason=reason))
+        try:
+            self.queue.enqueue(queued)
+        except EnqueueError as error:
+            self.runner.fail(queued, error)
+
+    def _dead_letter(self, job_id: str, lane: str, report: SweepReport) -> None:
+        job = self.runner.store.get(job_id)
+        if job is None or job.status.terminal:
+            return
+        now = self.runner.clock_ms()
+        if job.status in ACTIVE and (job.lease_expires_at or 0) > now:
+            return  # a live runner holds it and will settle it
+        try:
+            if job.status is JobStatus.CANCELING:
+                self.runner.finish(job, JobStatus.CANCELED)
+                self._note(job, report.canceled, "canceled; its message was dead-lettered")
+                return
+            last = f"; last error: {job.error['message']}" if job.error else ""
+            why = f"its message went to the {lane} lane's dead-letter queue after {self.max_attempts} receives{last}"
+            self.runner.fail(job, JobError(why))
+            self._note(job, report.failed, why)
+        except ConflictError:
+            pass  # settled meanwhile
+
+    def _note(self, job: Job, into: list[str], why: str) -> None:
+        into.append(job.job_id)
+        log.warning("sweeper: job %s %s", job.job_id, why)
+        self.on_settled(job, why)
