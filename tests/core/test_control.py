@@ -109,7 +109,7 @@ def test_another_tenant_cannot_cancel():
 def test_list_pages_through_the_tenants_jobs_newest_first_with_a_status_filter():
     service, h = make_service()
     made = []
-    for i in range(7):
+    for _ in range(7):
         made.append(submit(service, mode=Mode.ASYNC).job.job_id)
         h.clock.advance(1)
     submit(service, mode=Mode.ASYNC, tenant="tenant-b")
