@@ -91,8 +91,10 @@ class DynamoJobStore:
         return [], Cursor(int(last[schema.TENANT_INDEX_SORT_KEY]), str(last[JOBS_PARTITION_KEY]))
 
     def reserve_key(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
-        item = {**asdict(record), schema.IDEMPOTENCY_MARK: True, JOBS_PARTITION_KEY: record.record_id}
-        item.pop("record_id")
+        # The table's key attribute is "job_id": the record's own job goes in "target_job_id".
+        fields = asdict(record)
+        item = {JOBS_PARTITION_KEY: fields.pop("record_id"), "target_job_id": fields.pop("job_id"), **fields,
+                schema.IDEMPOTENCY_MARK: True}
         if item["status_code"] is None:
             item.pop("status_code")
         try:
@@ -107,7 +109,7 @@ class DynamoJobStore:
             if held is None or held.get("released"):
                 return self.reserve_key(record)  # released or expired meanwhile
             return IdempotencyRecord(
-                record_id=record.record_id, job_id=held["job_id"], body_hash=held["body_hash"],
+                record_id=record.record_id, job_id=held["target_job_id"], body_hash=held["body_hash"],
                 created_at=int(held["created_at"]), expires_at=int(held["expires_at"]),
                 status_code=int(held["status_code"]) if "status_code" in held else None,
             )

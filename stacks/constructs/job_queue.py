@@ -7,6 +7,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+DRAIN_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
 
 class JobQueue(Construct):
     """Creates ``queue`` and ``dead_letter_queue``, both SQS-managed encrypted and SSL-only.
@@ -48,3 +50,9 @@ class JobQueue(Construct):
     def grant_consume(self, grantee: iam.IGrantable) -> iam.Grant:
         """Receive, change visibility and delete, on the lane queue only (never the DLQ)."""
         return self.queue.grant_consume_messages(grantee)
+
+    def grant_drain_dead_letters(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Receive and delete (and read the attributes of) the dead-letter queue only: what the job
+        sweeper needs to settle each dead-lettered job and then drop its message. No send, no visibility
+        change, no purge."""
+        return self.dead_letter_queue.grant(grantee, *DRAIN_ACTIONS)

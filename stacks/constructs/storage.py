@@ -13,8 +13,10 @@ from jobcore.dispatch import WEBHOOKS_PREFIX
 from stacks.constructs.nag import acknowledge, ref
 
 # Item-level reads and writes only: nothing here can delete an item, reconfigure or scan the table. Jobs
-# are written with conditional puts (create-if-absent, save-if-version) and expire by TTL; a tenant's jobs
-# are listed through the tenant index, pending webhook deliveries through the delivery index (Query).
+# are written with conditional puts (create-if-absent, save-if-version) and conditional updates (a lease
+# renewed), and expire by TTL; Idempotency-Key records live in the same table and are released by an
+# update, never deleted. A tenant's jobs are listed through the tenant index, pending webhook deliveries
+# through the delivery index, the jobs the sweeper watches through the watch index (Query).
 ITEM_ACTIONS = (
     "dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable",
@@ -32,14 +34,16 @@ class JobStorage(Construct):
       ``table``: on-demand, point-in-time recovery, TTL on ``expires_at``, GSI ``by_tenant``
         (``tenant_id`` + ``created_at``) to list a tenant's jobs newest first, and the sparse GSI
         ``by_delivery_due`` (``delivery_shard`` + ``delivery_due_at``, keys only: only jobs whose webhook
-        delivery is pending carry them) where the webhook dispatcher's sweep finds what falls due; AWS-owned
-        encryption.
+        delivery is pending carry them) where the webhook dispatcher's sweep finds what falls due, and the
+        sparse GSI ``by_watch`` (``watch_shard`` + ``watch_at``, keys only: running jobs by their lease's end,
+        queued jobs with a deadline by that deadline) where the job sweeper finds jobs whose runner is gone;
+        AWS-owned encryption.
       ``bucket``: SSE-S3, SSL only (TLS 1.2+), public access blocked, ACLs off; objects under ``results/``,
         ``inputs/`` and ``webhooks/`` (event bodies) expire after ``object_retention_days``; unfinished
         multipart uploads after 1 day.
       ``access_log_bucket``: the bucket's server access logs, kept ``access_log_retention_days`` (default 90).
       ``access_policy``: a managed policy for the router, the workers and the webhook dispatcher: item
-        reads/writes on the table and its two indexes, get/put of objects under the job prefixes, listing the
+        reads/writes on the table and its three indexes, get/put of objects under the job prefixes, listing the
         bucket (so a missing result reads as 404, not 403). No table or bucket deletion, no scans. Attach it
         with :meth:`grant_job_data`; :meth:`grant_due_deliveries` is the sweep's narrower grant.
     The table and both buckets are retained when the stack is deleted: they hold the users' data.
@@ -68,6 +72,14 @@ class JobStorage(Construct):
             index_name=schema.DELIVERY_INDEX,
             partition_key=dynamodb.Attribute(name=schema.DELIVERY_INDEX_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=schema.DELIVERY_INDEX_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        # CloudFormation creates one new GSI per table update: a table deployed before the delivery index
+        # needs that index deployed first (the previous release), then this one.
+        self.table.add_global_secondary_index(
+            index_name=schema.WATCH_INDEX,
+            partition_key=dynamodb.Attribute(name=schema.WATCH_INDEX_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.WATCH_INDEX_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
 
@@ -99,7 +111,7 @@ class JobStorage(Construct):
         return f"{self.table.table_arn}/index/{index_name}"
 
     def _access_policy(self) -> iam.ManagedPolicy:
-        indexes = [self.index_arn(schema.TENANT_INDEX), self.index_arn(schema.DELIVERY_INDEX)]
+        indexes = [self.index_arn(name) for name in (schema.TENANT_INDEX, schema.DELIVERY_INDEX, schema.WATCH_INDEX)]
         policy = iam.ManagedPolicy(self, "JobDataAccess", description="Read and write job items and job objects.",
                                    statements=[
             iam.PolicyStatement(sid="JobItems", actions=list(ITEM_ACTIONS), resources=[self.table.table_arn, *indexes]),

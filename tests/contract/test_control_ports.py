@@ -1,0 +1,118 @@
+"""The JobStore's job-control methods, one suite over the in-memory fake and DynamoDB on moto:
+list, leases, the sweeper's watch index and idempotency keys. The fake must answer as DynamoDB does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from jobcore.idempotency import new_record
+from jobcore.model import Job, JobStatus, transition
+from jobcore.ports import Cursor, JobStore
+from tests.contract.test_ports import NOW_MS, queued_job, store  # noqa: F401 - `store` is the parametrized fixture
+
+
+def made(store: JobStore, job_id: str, *, tenant: str = "tenant-a", at: int = NOW_MS, **changes) -> Job:
+    job = replace(queued_job(job_id), tenant_id=tenant, created_at=at, updated_at=at, **changes)
+    store.create(job)
+    return job
+
+
+def running(store: JobStore, job: Job, *, owner: str = "worker-a", until: int = NOW_MS + 60_000) -> Job:
+    claimed = transition(job, JobStatus.RUNNING, now_ms=NOW_MS, lease_owner=owner, lease_expires_at=until)
+    store.save(claimed, expected_version=job.version)
+    return claimed
+
+
+# -- list ------------------------------------------------------------------------------------------
+
+def test_list_jobs_newest_first_in_pages_only_the_tenants(store):
+    ids = [made(store, f"job_{i:02d}", at=NOW_MS + i).job_id for i in range(5)]
+    made(store, "job_other", tenant="tenant-b", at=NOW_MS + 10)
+    page, after = store.list_jobs("tenant-a", status=None, limit=2, after=None)
+    assert [j.job_id for j in page] == ids[::-1][:2] and after == Cursor(NOW_MS + 3, "job_03")
+    page, after = store.list_jobs("tenant-a", status=None, limit=2, after=after)
+    assert [j.job_id for j in page] == ids[::-1][2:4]
+    page, after = store.list_jobs("tenant-a", status=None, limit=2, after=after)
+    assert [j.job_id for j in page] == ids[:1] and after is None
+
+
+def test_list_jobs_filters_by_status_across_pages(store):
+    for i in range(6):
+        job = made(store, f"job_{i:02d}", at=NOW_MS + i)
+        if i % 3 == 0:
+            running(store, job)
+    seen, after = [], None
+    while True:
+        page, after = store.list_jobs("tenant-a", status=JobStatus.RUNNING, limit=1, after=after)
+        seen += [j.job_id for j in page]
+        if after is None:
+            break
+    assert seen == ["job_03", "job_00"]
+
+
+def test_list_jobs_never_lists_idempotency_records(store):
+    made(store, "job_a")
+    store.reserve_key(new_record(tenant_id="tenant-a", key="k", job_id="job_a", body={}, now_ms=NOW_MS))
+    page, _ = store.list_jobs("tenant-a", status=None, limit=10, after=None)
+    assert [j.job_id for j in page] == ["job_a"]
+
+
+# -- leases and the watch index --------------------------------------------------------------------
+
+def test_renew_lease_extends_it_without_a_new_version_for_its_owner_only(store):
+    job = running(store, made(store, "job_a"))
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 90_000) is JobStatus.RUNNING
+    renewed = store.get("job_a")
+    assert renewed.lease_expires_at == NOW_MS + 90_000 and renewed.version == job.version
+    assert store.renew_lease("job_a", owner="worker-b", until_ms=NOW_MS + 99_000) is None
+    assert store.renew_lease("job_missing", owner="worker-a", until_ms=NOW_MS) is None
+
+
+def test_renew_lease_reports_a_cancel_and_ends_with_the_run(store):
+    job = running(store, made(store, "job_a"))
+    canceling = transition(job, JobStatus.CANCELING, now_ms=NOW_MS)
+    store.save(canceling, expected_version=job.version)
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 1) is JobStatus.CANCELING
+    done = transition(store.get("job_a"), JobStatus.CANCELED, now_ms=NOW_MS)
+    store.save(done, expected_version=canceling.version)
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 2) is None
+
+
+def test_watched_lists_leases_and_queue_deadlines_due_earliest_first(store):
+    running(store, made(store, "job_run"), until=NOW_MS + 30_000)
+    made(store, "job_deadline", queue_deadline_at=NOW_MS + 10_000)
+    made(store, "job_plain")
+    assert store.watched(until_ms=NOW_MS + 5_000, limit=10) == []
+    assert store.watched(until_ms=NOW_MS + 60_000, limit=10) == [("job_deadline", NOW_MS + 10_000), ("job_run", NOW_MS + 30_000)]
+    assert store.watched(until_ms=NOW_MS + 60_000, limit=1) == [("job_deadline", NOW_MS + 10_000)]
+
+
+def test_a_renewed_lease_moves_in_the_watch_index_and_a_finished_job_leaves_it(store):
+    job = running(store, made(store, "job_run"), until=NOW_MS + 30_000)
+    store.renew_lease("job_run", owner="worker-a", until_ms=NOW_MS + 90_000)
+    assert store.watched(until_ms=NOW_MS + 60_000, limit=10) == []
+    assert store.watched(until_ms=NOW_MS + 90_000, limit=10) == [("job_run", NOW_MS + 90_000)]
+    store.save(transition(store.get("job_run"), JobStatus.SUCCEEDED, now_ms=NOW_MS), expected_version=job.version)
+    assert store.watched(until_ms=NOW_MS + 10**9, limit=10) == []
+
+
+# -- idempotency keys ------------------------------------------------------------------------------
+
+def test_reserve_key_once_then_the_first_record_comes_back(store):
+    first = new_record(tenant_id="t", key="k", job_id="job_1", body={"a": 1}, now_ms=NOW_MS)
+    assert store.reserve_key(first) is None
+    second = new_record(tenant_id="t", key="k", job_id="job_2", body={"a": 2}, now_ms=NOW_MS + 5)
+    held = store.reserve_key(second)
+    assert held == first
+    store.complete_key(first.record_id, status_code=202)
+    assert store.reserve_key(second) == replace(first, status_code=202)
+    assert store.get(first.record_id) is None  # a key is not a job
+
+
+def test_a_released_key_can_be_reserved_again(store):
+    first = new_record(tenant_id="t", key="k", job_id="job_1", body={}, now_ms=NOW_MS)
+    store.reserve_key(first)
+    store.release_key(first.record_id)
+    again = new_record(tenant_id="t", key="k", job_id="job_2", body={}, now_ms=NOW_MS + 1)
+    assert store.reserve_key(again) is None
+    assert store.reserve_key(first).job_id == "job_2"
