@@ -1,5 +1,5 @@
-"""The stateless stack: API, router, queues, workers, the webhook dispatcher and monitoring. Safe to destroy
-and redeploy."""
+"""The stateless stack: API, router, queues, workers, the webhook dispatcher, the job sweeper and monitoring.
+Safe to destroy and redeploy."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from stacks.constructs.api import JobsApi
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.monitoring import PipelineMonitoring
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
@@ -39,8 +40,9 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 
 class ServiceStack(Stack):
     """Composes the lanes (a queue and a worker service per enabled queued lane of ``config.lanes()``: cpu
-    always, gpu when enabled), the router and its API, the webhook dispatcher (the router and the workers hand
-    finished jobs' webhooks to its queue), and monitoring, on the data stack's table, bucket and secrets."""
+    always, gpu when enabled), the router and its API, the webhook dispatcher (the router, the workers and the
+    sweeper hand finished jobs' webhooks to its queue), the job sweeper (settles jobs whose runner is gone,
+    drains the lanes' dead-letter queues), and monitoring, on the data stack's table, bucket and secrets."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, data: DataStack,
                  **kwargs) -> None:
@@ -64,6 +66,7 @@ class ServiceStack(Stack):
             anthropic_secret=secrets.anthropic_api_key,
             stage=c.stage, model_id=c.model_id, timeout=Duration.seconds(c.router_timeout_s),
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
+            result_retention_days=c.result_retention_days,
             task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention)
         api = JobsApi(self, "Api", handler=router.function, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
@@ -78,12 +81,16 @@ class ServiceStack(Stack):
                 lane=lane, lanes=lanes, job_queue=queues[lane.name], webhook_queue=webhooks.job_queue,
                 compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
                 stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
-                price_overrides=c.price_overrides, log_retention=retention)
+                price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
+                log_retention=retention)
             for lane in queued
         }
+        sweeper = JobSweeper(
+            self, "Sweeper", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
+            stage=c.stage, max_receives=c.max_receives, price_overrides=c.price_overrides, log_retention=retention)
 
         PipelineMonitoring(self, "Monitoring", alarm_email=c.alarm_email, router=router.function, api=api.api,
-                           workers=workers, webhooks=webhooks)
+                           workers=workers, webhooks=webhooks, sweeper=sweeper)
 
         CfnOutput(self, "ApiUrl", value=api.api.url, description="Base URL; jobs are at <ApiUrl>v1/jobs")
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id)

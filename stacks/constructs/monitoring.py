@@ -13,6 +13,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 
@@ -27,11 +28,14 @@ class PipelineMonitoring(Construct):
     Alarms, each notifying the topic: per lane, DLQ depth > 0 and the oldest message older than the
     lane's job timeout + 15 min; the router's errors and throttles (any, in a minute); API 5xx responses;
     webhooks: the dispatcher's DLQ depth > 0, any delivery exhausted (its retry schedule ran out), errors
-    of the dispatcher and of the sweep.
+    of the dispatcher and of the sweep; the job sweeper: its errors, and any job it recovered in 5 minutes
+    (``JobsRecoveredBySweeper`` > 0: workers dying, routers timing out, jobs dead-lettered or expiring in
+    the queue).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
-                 api: apigw.RestApi, workers: Mapping[str, WorkerService], webhooks: WebhookDispatcher) -> None:
+                 api: apigw.RestApi, workers: Mapping[str, WorkerService], webhooks: WebhookDispatcher,
+                 sweeper: JobSweeper) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
         if alarm_email:
@@ -61,7 +65,12 @@ class PipelineMonitoring(Construct):
         for name, function in webhooks.functions().items():
             self._alarm(f"Webhook{name}Errors", function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
                         description=f"webhook {name.lower()} Lambda raised errors")
-        self.dashboard = self._dashboard(router, api, workers, webhooks)
+        self._alarm("SweeperErrors", sweeper.function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
+                    description="job sweeper Lambda raised errors (stale and dead-lettered jobs are not being settled)")
+        self._alarm("JobsRecoveredBySweeper", sweeper.metric_recovered(period=Duration.minutes(5)), threshold=0,
+                    description="the job sweeper settled or re-queued jobs in the last 5 minutes: workers dying, "
+                                "routers timing out, jobs dead-lettered or expiring in the queue (see its log)")
+        self.dashboard = self._dashboard(router, api, workers, webhooks, sweeper)
 
     def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,
                threshold: float, description: str) -> None:
@@ -73,7 +82,7 @@ class PipelineMonitoring(Construct):
         self.alarms[construct_id] = alarm
 
     def _dashboard(self, router: lambda_.Function, api: apigw.RestApi, workers: Mapping[str, WorkerService],
-                   webhooks: WebhookDispatcher) -> cloudwatch.Dashboard:
+                   webhooks: WebhookDispatcher, sweeper: JobSweeper) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(title="API requests and errors", left=[api.metric_count(period=_MINUTE)],
@@ -113,6 +122,12 @@ class PipelineMonitoring(Construct):
                 for name, function in webhooks.functions().items()
             ], right=[function.metric_errors(period=_MINUTE, label=f"{name} errors")
                       for name, function in webhooks.functions().items()]),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="sweeper: jobs recovered", left=[sweeper.metric_recovered(period=_MINUTE)]),
+            cloudwatch.GraphWidget(title="sweeper: runs, errors and duration", left=[
+                sweeper.function.metric_invocations(period=_MINUTE), sweeper.function.metric_errors(period=_MINUTE),
+            ], right=[sweeper.function.metric_duration(period=_MINUTE, statistic="Maximum")]),
         )
         return dashboard
 

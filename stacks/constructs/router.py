@@ -28,7 +28,8 @@ class RouterFunction(Construct):
 
     It sets exactly the environment ``RouterSettings`` reads (``LANES`` and ``PRICE_OVERRIDES`` as
     ``runtime_env.lane_environment`` makes them, ``LANE_QUEUE_URLS`` with a queue for each queued lane
-    in ``queues``, ``WEBHOOK_QUEUE_URL``: the webhook dispatcher's queue), and parses it with
+    in ``queues``, ``WEBHOOK_QUEUE_URL``: the webhook dispatcher's queue, ``RESULT_RETENTION_DAYS``: how long
+    the bucket keeps results, for a job's ``result_expires_at``), and parses it with
     ``RouterSettings`` at synth: a bad value fails synth, not requests.
     It grants exactly what the router does, on its own role (no AWS-managed policy): write its log group,
     use job data (``JobStorage.access_policy``; presigned URLs are signed with this role), send (never
@@ -42,6 +43,7 @@ class RouterFunction(Construct):
         code: lambda_.Code, storage: JobStorage, lanes: Lanes, queues: Mapping[str, JobQueue], webhook_queue: JobQueue,
         anthropic_secret: secretsmanager.ISecret,
         stage: str, model_id: str, timeout: Duration, reserved_concurrency: int | None, job_ttl_days: int,
+        result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -54,6 +56,7 @@ class RouterFunction(Construct):
             "LANE_QUEUE_URLS": Stack.of(self).to_json_string({lane: q.queue.queue_url for lane, q in queues.items()}),
             "WEBHOOK_QUEUE_URL": webhook_queue.queue.queue_url,
             "JOB_TTL_DAYS": str(job_ttl_days),
+            "RESULT_RETENTION_DAYS": str(result_retention_days),
             "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
             "MODEL_ID": model_id,
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,

@@ -35,7 +35,8 @@ class WorkerService(Construct):
     and ``scaling`` on the lane queue's backlog.
 
     The container gets exactly the environment ``WorkerSettings`` reads (``LANES`` and ``PRICE_OVERRIDES``
-    as ``runtime_env.lane_environment`` makes them; the lane's own concurrency is in ``LANES``), checked
+    as ``runtime_env.lane_environment`` makes them; the lane's own concurrency is in ``LANES``;
+    ``RESULT_RETENTION_DAYS``: how long the bucket keeps results, for a job's ``result_expires_at``), checked
     with ``WorkerSettings`` at synth, and the Anthropic key as an ECS secret (never a plain value). The task
     role may consume the lane queue, send to ``webhook_queue`` (a finished job's webhook is handed over to
     the dispatcher there, never sent from here), read/write job items and objects (not delete the table or
@@ -52,7 +53,7 @@ class WorkerService(Construct):
         self, scope: Construct, construct_id: str, *,
         cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: Lane, lanes: Lanes,
         job_queue: JobQueue, webhook_queue: JobQueue, storage: JobStorage, anthropic_secret: secretsmanager.ISecret,
-        stage: str, model_id: str, min_tasks: int, max_tasks: int,
+        stage: str, model_id: str, min_tasks: int, max_tasks: int, result_retention_days: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -68,6 +69,7 @@ class WorkerService(Construct):
             "JOBS_TABLE": storage.table.table_name,
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "WEBHOOK_QUEUE_URL": webhook_queue.queue.queue_url,
+            "RESULT_RETENTION_DAYS": str(result_retention_days),
             "MAX_RECEIVES": str(job_queue.max_receive_count),
             "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
             "MODEL_ID": model_id,

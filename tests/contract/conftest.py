@@ -11,8 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from jobadapters.dynamo import DynamoJobStore
+from jobcore.ports import JobStore
 from local import resources
-from tests.fakes import make_lanes
+from tests.fakes import MemoryJobStore, make_lanes
 
 REGION = "us-east-1"
 # One queued lane with a queue (cpu); the GPU lane is disabled, so it has none.
@@ -39,3 +41,12 @@ def aws(boto_session):
     """The table, bucket and cpu queue (+ DLQ), made in moto by the local runtime's ``resources.create``."""
     with mock_aws():
         yield resources.create(boto_session, lanes=LANES, max_receives=5)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request) -> JobStore:
+    """The JobStore under test: the in-memory fake, then DynamoDB on moto (every suite runs on both)."""
+    if request.param == "memory":
+        return MemoryJobStore()
+    aws, session = request.getfixturevalue("aws"), request.getfixturevalue("boto_session")
+    return DynamoJobStore(session.resource("dynamodb").Table(aws.table))

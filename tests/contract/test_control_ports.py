@@ -8,7 +8,7 @@ from dataclasses import replace
 from jobcore.idempotency import new_record
 from jobcore.model import Job, JobStatus, transition
 from jobcore.ports import Cursor, JobStore
-from tests.contract.test_ports import NOW_MS, queued_job, store  # noqa: F401 - `store` is the parametrized fixture
+from tests.contract.test_ports import NOW_MS, queued_job
 
 
 def made(store: JobStore, job_id: str, *, tenant: str = "tenant-a", at: int = NOW_MS, **changes) -> Job:

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
 from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue, decode, decode_hand_over
 from jobcore.deliveries import HANDOVER_GRACE_MS, Attempt, AttemptResult, Delivery, DeliveryState, RetrySchedule, record
 from jobcore.errors import ConflictError, EnqueueError
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobQueue, JobStore
-from tests.fakes import MemoryBlobs, MemoryJobStore, MemoryQueue, RecordingDeliveryQueue, make_job_for_delivery
+from tests.fakes import MemoryBlobs, MemoryQueue, RecordingDeliveryQueue, make_job_for_delivery
 
 NOW_MS = 1_700_000_000_000
 
@@ -50,6 +49,8 @@ def every_field_job(job_id: str = "job_contract") -> Job:
             "actual": {"total": 0.004370, "basis": "1.141 s of a 1 vCPU / 4096 MB Fargate Spot worker × ¼"},
         },
         expires_at=NOW_MS // 1000 + 30 * 86_400, version=7,
+        queue_deadline_at=NOW_MS + 600_000, lease_owner="worker-cpu:host:42:abcd1234", lease_expires_at=NOW_MS + 60_000,
+        result_expires_at=NOW_MS + 30 * 86_400_000,
         delivery=Delivery(
             event_id=f"evt_{job_id}_succeeded", event_type="job.succeeded", url="https://hooks.example.com/jobs?tag=é",
             state=DeliveryState.PENDING, series=2, step=1, next_attempt_at=NOW_MS + 60_000, claimed_until=NOW_MS + 45_000,
@@ -72,12 +73,6 @@ def queued_job(job_id: str, *, lane: str = "cpu") -> Job:
 
 # --- JobStore -------------------------------------------------------------------------------------
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request) -> JobStore:
-    if request.param == "memory":
-        return MemoryJobStore()
-    aws, session = request.getfixturevalue("aws"), request.getfixturevalue("boto_session")
-    return DynamoJobStore(session.resource("dynamodb").Table(aws.table))
 
 
 def test_the_job_used_for_the_round_trip_sets_every_field():
