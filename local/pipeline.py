@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from stacks.constructs.runtime_env import compact_json, lane_environment
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
 REGION = "us-east-1"
+log = logging.getLogger("local.pipeline")
 
 
 def deployment_config(**overrides: Any) -> PipelineConfig:
@@ -73,7 +75,8 @@ class Endpoints:
         return {
             "api_url": self.api_url, "aws_endpoint": self.aws_endpoint, "standin_url": self.standin_url,
             "webhook_url": self.webhook_url, "worker_log": self.worker_log, "table": self.resources.table,
-            "bucket": self.resources.bucket, "queues": self.resources.queue_urls,
+            "bucket": self.resources.bucket, "queues": self.resources.queue_urls, "dead_letter_queues": self.resources.dlq_urls,
+            "webhook_queue": self.resources.webhook_queue_url,
         }
 
 
@@ -88,7 +91,8 @@ class LocalPipeline:
         self.webhooks = WebhookReceiver(self.options.webhook_secret)
         self._moto: ThreadedMotoServer | None = None
         self._gateway: Gateway | None = None
-        self._processes: list[subprocess.Popen] = []  # the workers and the webhook dispatcher
+        self._processes: list[Supervised] = []  # the workers, the webhook dispatcher and the sweeper
+        self._stopping = threading.Event()
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> Endpoints:
@@ -115,16 +119,18 @@ class LocalPipeline:
             "LANE_DLQ_URLS": compact_json(made.dlq_urls), "MAX_RECEIVES": str(self.config.max_receives),
             "SWEEP_EVERY_S": str(self.options.sweep_every_s),
         })
+        threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
         return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(logs[0]), made)
 
     def stop(self) -> None:
-        for process in self._processes:
-            process.terminate()
-        for process in self._processes:
+        self._stopping.set()
+        for supervised in self._processes:
+            supervised.process.terminate()
+        for supervised in self._processes:
             try:
-                process.wait(timeout=15)
+                supervised.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                supervised.process.kill()
         for part in (self._gateway, self.webhooks, self.standin, self._moto):
             if part is not None:
                 part.stop()
@@ -180,16 +186,50 @@ class LocalPipeline:
         return log_path
 
     def _spawn(self, module: str, log_path: Path, env: dict[str, str]) -> None:
-        """``python -m module`` with this process's environment (the router's, which it shares) plus ``env``."""
-        log = log_path.open("ab")
-        self._processes.append(subprocess.Popen(
-            [sys.executable, "-m", module], env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        """``python -m module`` with this process's environment (the router's, which it shares) plus ``env``,
+        supervised: restarted when it dies, as ECS replaces a stopped task."""
+        supervised = Supervised(module, log_path, {**os.environ, "PYTHONPATH": PYTHONPATH, **env})
+        supervised.start()
+        self._processes.append(supervised)
+
+    def pids(self) -> dict[str, int]:
+        """The current process id of each supervised process (a test may kill one)."""
+        return {s.name: s.process.pid for s in self._processes}
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.5):
+            for supervised in self._processes:
+                code = supervised.process.poll()
+                if code is not None and not self._stopping.is_set():
+                    log.warning("%s exited with %s; restarting it (restart %d)", supervised.name, code, supervised.restarts + 1)
+                    supervised.restart()
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value
+
+
+class Supervised:
+    """One child process of the local runtime, and how to start it again."""
+
+    def __init__(self, module: str, log_path: Path, env: dict[str, str]):
+        self.module, self.log_path, self.env = module, log_path, env
+        lane = env.get("LANE")
+        self.name = f"{module}:{lane}" if module == "worker.main" and lane else module
+        self.restarts = 0
+        self.process: subprocess.Popen = None  # type: ignore[assignment]  # set by start()
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def restart(self) -> None:
+        self.restarts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- supervisor: restart {self.restarts} after exit {self.process.returncode} ---\n".encode())
+        self.start()
 
 
 def _router_handler():

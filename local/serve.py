@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     pipeline = LocalPipeline(options)
     try:
         endpoints = pipeline.start()
-        print(json.dumps({"ready": True, **endpoints.as_dict(), "webhook_secret": options.webhook_secret}), flush=True)
+        print(json.dumps({"ready": True, **endpoints.as_dict(), "webhook_secret": options.webhook_secret,
+                          "pids": pipeline.pids()}), flush=True)
         print(f"API at {endpoints.api_url} (header x-api-key: local-dev-key); Ctrl-C stops.", file=sys.stderr, flush=True)
         stop.wait()
     except KeyboardInterrupt:

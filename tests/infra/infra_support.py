@@ -138,6 +138,12 @@ def dispatcher_variables(app: Synth, function: str) -> dict[str, Any]:
     return variables(found["Properties"]["Environment"]["Variables"])
 
 
+def sweeper_variables(app: Synth) -> dict[str, Any]:
+    """The environment of the job sweeper's function."""
+    _, found = one(app.service_json, "AWS::Lambda::Function", "SweeperFunction")
+    return variables(found["Properties"]["Environment"]["Variables"])
+
+
 def worker_variables(app: Synth, lane: str) -> dict[str, Any]:
     _, definition = one(app.service_json, "AWS::ECS::TaskDefinition", f"{lane.capitalize()}Worker")
     (container,) = definition["Properties"]["ContainerDefinitions"]
