@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jobadapters.dynamo import DynamoJobStore
 from jobadapters.settings import DispatcherSettings
 from jobadapters.sqs import decode, decode_hand_over
 from jobadapters.wiring import build_dispatcher
 from jobcore.dispatch import Dispatcher
+from jobcore.model import JobStatus, transition
 from jobcore.views import iso
 from local.gateway import LambdaContext, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
@@ -514,3 +518,123 @@ def test_a_router_whose_settings_are_refused_fails_shut_with_503_on_every_route(
     assert made == []  # no clients made, so no table touched
     assert clients.table.scan()["Count"] == 0 and api.messages() == [] and standin.stats()["requests"] == 0
     assert api.hand_overs() == []
+
+
+# --- job control: list, cancel, long poll, idempotent submits --------------------------------------
+
+ASYNC = {**SHORT, "mode": "async"}
+
+
+def store(api):
+    return DynamoJobStore(api.clients.table)
+
+
+def test_list_pages_a_tenants_jobs_newest_first_with_a_status_filter(api):
+    ids = [api.call("POST", "/v1/jobs", ASYNC).body["id"] for _ in range(3)]
+    api.call("POST", "/v1/jobs", ASYNC, key="tenant-b-key")
+    first = api.call("GET", "/v1/jobs?limit=2")
+    assert first.status == 200 and [j["id"] for j in first.body["jobs"]] == ids[::-1][:2] and first.body["next_cursor"]
+    rest = api.call("GET", f"/v1/jobs?limit=2&cursor={first.body['next_cursor']}")
+    assert [j["id"] for j in rest.body["jobs"]] == ids[:1] and rest.body["next_cursor"] is None
+    assert api.call("GET", "/v1/jobs?status=succeeded").body["jobs"] == []
+    assert len(api.call("GET", "/v1/jobs?status=queued").body["jobs"]) == 3
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("status=done", "query.status"), ("limit=500", "query.limit"), ("limit=-1", "query.limit"),
+    ("cursor=not-a-cursor", "cursor"), ("order=asc", "query.order"),
+])
+def test_list_with_a_bad_parameter_is_422_naming_it(api, query, field):
+    reply = api.call("GET", f"/v1/jobs?{query}")
+    assert reply.status == 422 and reply.body["error"]["field"] == field
+
+
+def test_a_cursor_cannot_reach_another_tenants_jobs(api):
+    mine = api.call("POST", "/v1/jobs", ASYNC, key="tenant-b-key").body
+    forged = base64.urlsafe_b64encode(f'[{10**13},"{mine["id"]}"]'.encode()).decode().rstrip("=")
+    reply = api.call("GET", f"/v1/jobs?cursor={forged}")
+    assert reply.status == 200 and reply.body["jobs"] == []
+
+
+def test_cancel_of_a_queued_job_is_200_canceled_and_a_second_cancel_is_409_with_its_state(api):
+    job = api.call("POST", "/v1/jobs", ASYNC).body
+    reply = api.call("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert reply.status == 200 and reply.body["status"] == "canceled"
+    again = api.call("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert again.status == 409 and again.body["error"] == {
+        "type": "job_finished", "message": f"job {job['id']} already finished: it is canceled", "status": "canceled"}
+
+
+def test_cancel_of_a_running_job_is_202_canceling(api):
+    job = api.call("POST", "/v1/jobs", LONG).body
+    jobs = store(api)
+    queued = jobs.get(job["id"])
+    jobs.save(transition(queued, JobStatus.RUNNING, now_ms=queued.created_at, lease_owner="w", lease_expires_at=10**13),
+              expected_version=queued.version)
+    reply = api.call("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert reply.status == 202 and reply.body["status"] == "canceling"
+
+
+def test_cancel_and_long_poll_of_another_tenants_job_are_404(api):
+    job = api.call("POST", "/v1/jobs", ASYNC).body
+    for method, path in (("POST", f"/v1/jobs/{job['id']}/cancel"), ("GET", f"/v1/jobs/{job['id']}?wait=1")):
+        reply = api.call(method, path, key="tenant-b-key")
+        assert reply.status == 404 and reply.body["error"]["type"] == "not_found"
+
+
+@pytest.mark.parametrize("job_id", ["x" * 200, "job%20id", "..%2F..%2Fetc"])
+def test_an_id_that_cannot_be_a_job_is_404_not_a_500(api, job_id):
+    for method, path in (("GET", f"/v1/jobs/{job_id}"), ("POST", f"/v1/jobs/{job_id}/cancel"),
+                         ("GET", f"/v1/jobs/{job_id}/deliveries")):
+        reply = api.call(method, path)
+        assert reply.status == 404 and len(reply.body["error"]["message"]) < 100
+
+
+def test_long_poll_answers_when_the_job_finishes(api):
+    job = api.call("POST", "/v1/jobs", ASYNC).body
+    jobs = store(api)
+
+    def finish_soon():
+        queued = jobs.get(job["id"])
+        jobs.save(transition(queued, JobStatus.CANCELED, now_ms=queued.created_at), expected_version=queued.version)
+
+    timer = threading.Timer(0.5, finish_soon)
+    timer.start()
+    reply = api.call("GET", f"/v1/jobs/{job['id']}?wait=10")
+    timer.join()
+    assert reply.status == 200 and reply.body["status"] == "canceled"
+
+
+@pytest.mark.parametrize("wait", ["21", "-1", "later"])
+def test_a_bad_wait_is_422(api, wait):
+    reply = api.call("GET", f"/v1/jobs/job_1?wait={wait}")
+    assert reply.status == 422 and reply.body["error"]["field"] == "query.wait"
+
+
+def test_an_idempotent_submit_returns_the_original_job_with_its_status_code_and_one_model_call(api):
+    def submit(body, key="order-1"):
+        event_headers = {"x-api-key": "tenant-a-key", "content-type": "application/json", "idempotency-key": key}
+        import json
+
+        from local.gateway import to_event
+
+        return api.send(to_event("POST", "/v1/jobs", event_headers, json.dumps(body)))
+
+    first = submit(SHORT)
+    calls = api.standin.stats()["requests"]
+    again = submit(SHORT)
+    assert first.status == again.status == 200 and again.body["id"] == first.body["id"]
+    assert api.standin.stats()["requests"] == calls
+    mismatch = submit({**SHORT, "metadata": {"x": "y"}})
+    assert mismatch.status == 422 and mismatch.body["error"]["type"] == "idempotency_mismatch"
+    assert mismatch.body["error"]["field"] == "Idempotency-Key"
+    queued = submit(ASYNC, key="order-2")
+    assert queued.status == 202 and submit(ASYNC, key="order-2").status == 202
+    bad = submit(SHORT, key="has spaces")
+    assert bad.status == 422 and bad.body["error"]["field"] == "Idempotency-Key"
+
+
+def test_max_queue_s_is_recorded_as_the_jobs_queue_deadline(api):
+    job = api.call("POST", "/v1/jobs", {**ASYNC, "max_queue_s": 60}).body
+    assert "queue_deadline_at" in job and job["status"] == "queued"
+    assert api.call("POST", "/v1/jobs", {**ASYNC, "max_queue_s": 0}).body["error"]["field"] == "max_queue_s"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk.assertions import Match
-from infra_support import actions, managed_policy_statements, one, resources
+from infra_support import REPO, actions, managed_policy_statements, one, resources
 
 from jobadapters import schema
 from jobcore.dispatch import WEBHOOKS_PREFIX
@@ -24,7 +26,7 @@ def test_stateful_logical_ids_are_pinned(default_app, gpu_app):
         assert {k: template[k]["Type"] for k in PINNED_DATA_IDS if k in template} == PINNED_DATA_IDS
 
 
-def test_table_is_on_demand_with_pitr_ttl_the_tenant_index_and_the_delivery_index(default_app):
+def test_table_is_on_demand_with_pitr_ttl_the_tenant_delivery_and_watch_indexes(default_app):
     default_app.data_template.has_resource("AWS::DynamoDB::Table", {
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
@@ -48,23 +50,33 @@ def test_table_is_on_demand_with_pitr_ttl_the_tenant_index_and_the_delivery_inde
                     {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }, {
+                # Sparse: only jobs the sweeper watches (running: the lease's end; queued with a deadline).
+                "IndexName": schema.WATCH_INDEX,
+                "KeySchema": [
+                    {"AttributeName": schema.WATCH_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": schema.WATCH_INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             }],
             "AttributeDefinitions": Match.array_with([
                 {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "AttributeType": "N"},
                 {"AttributeName": schema.DELIVERY_INDEX_PARTITION_KEY, "AttributeType": "S"},
                 {"AttributeName": schema.DELIVERY_INDEX_SORT_KEY, "AttributeType": "N"},
+                {"AttributeName": schema.WATCH_INDEX_PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": schema.WATCH_INDEX_SORT_KEY, "AttributeType": "N"},
             ]),
         },
     })
 
 
-def test_the_table_keeps_its_logical_id_with_the_new_index(default_app, gpu_app):
+def test_the_table_keeps_its_logical_id_with_the_new_indexes(default_app, gpu_app):
     # A GSI is added to the deployed table in place; a new logical id would be a new, empty table.
     for app in (default_app, gpu_app):
         table_id, table = one(app.data_json, "AWS::DynamoDB::Table")
         assert table_id == "StorageTableB43FDCE7"
         assert [i["IndexName"] for i in table["Properties"]["GlobalSecondaryIndexes"]] == [
-            schema.TENANT_INDEX, schema.DELIVERY_INDEX]
+            schema.TENANT_INDEX, schema.DELIVERY_INDEX, schema.WATCH_INDEX]
 
 
 def test_bucket_is_encrypted_private_ssl_only_and_expires_job_objects(default_app):
@@ -116,18 +128,32 @@ def test_job_data_policy_reads_and_writes_items_and_job_objects_only(default_app
 
 
 def test_job_items_grant_exactly_the_item_calls_the_runtime_makes(default_app):
+    # GetItem (jobs, key records), PutItem (conditional: jobs, key reservations), UpdateItem (lease renewal,
+    # key completion and release: never DeleteItem), Query (the tenant, delivery and watch indexes).
     (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
     assert set(items["Action"]) == {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
         "dynamodb:Query", "dynamodb:DescribeTable"}
 
 
-def test_index_access_names_both_indexes_not_a_wildcard(default_app):
+def test_job_items_cover_every_table_call_of_the_dynamodb_adapter(default_app):
+    # The adapter is the only code that touches the table: each ``self._table.<call>(`` it makes needs its
+    # action here (put_item -> dynamodb:PutItem), and none of them deletes.
+    source = (REPO / "lambda_src" / "jobadapters" / "dynamo.py").read_text()
+    called = {"dynamodb:" + "".join(part.capitalize() for part in call.split("_"))
+              for call in re.findall(r"self\._table\.(\w+)\(", source)}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"} <= called
+    (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
+    assert called <= set(items["Action"])
+    assert not {call for call in called if "Delete" in call}
+
+
+def test_index_access_names_every_index_not_a_wildcard(default_app):
     (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
     table, *indexes = items["Resource"]
     assert table == {"Fn::GetAtt": ["StorageTableB43FDCE7", "Arn"]}
     assert sorted(index["Fn::Join"][1][1] for index in indexes) == sorted(
-        f"/index/{name}" for name in (schema.TENANT_INDEX, schema.DELIVERY_INDEX))
+        f"/index/{name}" for name in (schema.TENANT_INDEX, schema.DELIVERY_INDEX, schema.WATCH_INDEX))
     assert all(index["Fn::Join"][1][0] == table for index in indexes)
 
 
