@@ -48,3 +48,4 @@ clean:
 bench: venv
 	$(PY) -m bench.bench_pipeline
 	$(PY) -m bench.bench_webhooks
+	$(PY) -m bench.bench_control

@@ -1,12 +1,19 @@
-"""The poll loop: receive, run concurrently, keep messages hidden while running, settle each one.
+"""The poll loop: receive, run concurrently, keep messages hidden and leases live while running, settle each one.
 
 - Long-polls up to 10 messages at a time, never more than the free slots.
-- A heartbeat thread extends the visibility of every message in flight, so a long job is not
-  delivered twice while it runs.
+- A heartbeat thread renews the lease of every job in flight every ``heartbeat_s`` and, less often,
+  extends its message's visibility (batched), so a long job is neither swept as stale nor delivered
+  twice while it runs. A renewal that finds the job ``canceling``, or finds the lease gone (the sweeper
+  re-queued the job, or it was settled), tells that job's run to stop: its ``RunContext.check`` raises
+  :class:`JobCanceledError` before its next model call, and the runner confirms the cancel.
 - A message is deleted only after the job's result and state are written (the runner does both
   before it returns); a retryable failure makes it visible again after the runner's back-off.
-- On stop (SIGTERM: Spot reclaim, scale-in, deploy) it receives nothing more, waits for the jobs in
-  flight up to ``drain_s``, and releases the rest (visibility 0) so another task takes them at once.
+- Scale-in protection is on while jobs are in flight, renewed at half its lifetime, off when idle.
+- On stop (SIGTERM: Spot reclaim, scale-in, deploy) it receives nothing more; messages a receive in
+  flight returns are released (visibility 0) without running; the jobs in flight may finish until the
+  drain deadline, counted from the stop, so that everything ends ``STOP_MARGIN_S`` before ECS's SIGKILL;
+  what is still running then is released, and its lease is left to run out (another worker's runner
+  backs off until then, then claims it).
 """
 
 from __future__ import annotations
@@ -14,11 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobadapters.sqs import decode
+from jobcore.errors import JobCanceledError
+from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
+from jobcore.model import JobStatus
 from jobcore.runner import JobRunner
 from jobcore.tasks import RunContext
 from worker.protection import TaskProtection
@@ -27,6 +38,34 @@ log = logging.getLogger(__name__)
 
 # A message that is not a job is left for the DLQ (after maxReceiveCount), seen again after this.
 _MALFORMED_RETRY_S = 60
+# The whole shutdown ends at least this long before ECS's SIGKILL ...
+STOP_MARGIN_S = 10
+# ... with this long kept, after the drain deadline, to release what is left (one batch call per 10).
+RELEASE_RESERVE_S = 5
+# So the jobs in flight may finish for at most this long after the stop. A receive in flight at the
+# stop (at most SQS_MAX_WAIT_S) returns well within it, and its messages are released at once.
+DRAIN_LIMIT_S = ECS_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S - RELEASE_RESERVE_S
+
+
+@dataclass(eq=False)
+class _InFlight:
+    """A received message while it is this worker's: its job, and whether its run must stop."""
+
+    message_id: str
+    receipt: str  # the newest: SQS may deliver the same message again while it runs here
+    receives: int
+    job_id: str | None  # None: not a job message (``problem`` says why)
+    problem: str = ""
+    leased: bool = False  # the runner has claimed the job (its run began, or a renewal succeeded)
+    released: bool = False  # given back to the queue at shutdown: never settled from here
+    why: str = ""  # why the run was told to stop
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def stop_run(self, why: str) -> None:
+        if not self.stop.is_set():
+            self.why = why
+            self.stop.set()
+            log.info("job %s: stopping its run: %s", self.job_id, why)
 
 
 @dataclass(kw_only=True)
@@ -39,25 +78,37 @@ class Poller:
     max_receives: int
     visibility_timeout_s: int
     protection: TaskProtection = field(default_factory=lambda: TaskProtection(None))
-    wait_time_s: int = 20
-    drain_s: float = 100.0  # under ECS's 120 s stop timeout
+    wait_time_s: int = SQS_MAX_WAIT_S
+    heartbeat_s: float = 2.0  # lease renewal and cancel check; visibility is extended every third of its timeout
+    drain_s: float = DRAIN_LIMIT_S  # the jobs in flight may finish for this long after the stop
+    clock: Callable[[], float] = time.monotonic  # seconds; injected by tests
 
     def __post_init__(self) -> None:
-        self._in_flight: dict[str, str] = {}  # message id -> receipt handle
+        lease_s = self.runner.lease_ms / 1000
+        if not 0 < self.heartbeat_s <= lease_s / 3:
+            raise ValueError(f"heartbeat_s={self.heartbeat_s}: need 0 < heartbeat_s <= a third of the lease ({lease_s:g} s)")
+        if not 0 <= self.drain_s <= DRAIN_LIMIT_S:
+            raise ValueError(f"drain_s={self.drain_s}: need 0 <= drain_s <= {DRAIN_LIMIT_S} (ECS's stop timeout less margins)")
+        if not 0 <= self.wait_time_s <= SQS_MAX_WAIT_S:
+            raise ValueError(f"wait_time_s={self.wait_time_s}: need 0 <= wait_time_s <= {SQS_MAX_WAIT_S}")
+        self._in_flight: dict[str, _InFlight] = {}  # by message id
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
         self._protection_lock = threading.Lock()
         self._protected = False
+        self._protection_renew_at = 0.0
+        self.stopped_at: float | None = None  # when the stop came, on ``clock``
         self.processed = 0
 
     def run(self, stop: threading.Event) -> None:
         finished = threading.Event()
+        threading.Thread(target=self._watch_stop, args=(stop, finished), name="stop-watch", daemon=True).start()
         threading.Thread(target=self._heartbeat, args=(finished,), name="heartbeat", daemon=True).start()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
         try:
             while not stop.is_set():
-                for message in self._receive():
-                    pool.submit(self._handle, message)
+                for entry in self._receive(stop):
+                    pool.submit(self._handle, entry)
                 self._sync_protection()
             self._drain()
         finally:
@@ -65,47 +116,161 @@ class Poller:
             pool.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped after %d messages", self.processed)
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def stopping(self) -> dict[str, str]:
+        """The jobs in flight whose runs were told to stop, with why (canceled, lease lost, released)."""
+        with self._lock:
+            return {e.job_id: e.why for e in self._in_flight.values() if e.job_id and e.stop.is_set()}
+
+    # --- receiving ------------------------------------------------------------------------------
+
+    def _watch_stop(self, stop: threading.Event, finished: threading.Event) -> None:
+        while not stop.wait(0.5):
+            if finished.is_set():
+                return
+        self._stop_time()
+
+    def _stop_time(self) -> float:
+        """When the stop came: noted by the watcher as it fires (the loop may be in a long poll then)."""
+        with self._lock:
+            if self.stopped_at is None:
+                self.stopped_at = self.clock()
+                log.info("stop requested: no more receives; draining for at most %g s", self.drain_s)
+            return self.stopped_at
+
+    def _receive(self, stop: threading.Event) -> list[_InFlight]:
         free = self._acquire_slots()
         if not free:
             return []
-        try:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, free), WaitTimeSeconds=self.wait_time_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])
-        except Exception:  # noqa: BLE001 - a failed poll is logged and retried, never fatal
-            log.exception("receive failed")
+        messages: list[dict[str, Any]] = []
+        if not stop.is_set():
+            try:
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(SQS_MAX_BATCH, free), WaitTimeSeconds=self.wait_time_s,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                ).get("Messages", [])
+            except Exception:  # noqa: BLE001 - a failed poll is logged and retried, never fatal
+                log.exception("receive failed")
+                stop.wait(1)
+        if stop.is_set():  # received during the stop: never started, visible again at once
+            if messages:
+                log.warning("releasing %d messages received after the stop", len(messages))
+                self._change_visibility([(m["MessageId"], m["ReceiptHandle"]) for m in messages], 0)
             messages = []
-            time.sleep(1)
-        for _ in range(free - len(messages)):
+        entries, held = self._register(messages)
+        if held:  # its job runs here already (the lease cannot tell two runs of one process apart)
+            log.warning("holding back %d messages whose jobs already run here", len(held))
+            self._change_visibility(held, self.visibility_timeout_s)
+        for _ in range(free - len(entries)):
             self._slots.release()
+        return entries
+
+    def _register(self, messages: list[dict[str, Any]]) -> tuple[list[_InFlight], list[tuple[str, str]]]:
+        entries: list[_InFlight] = []
+        held: list[tuple[str, str]] = []
         with self._lock:
-            self._in_flight.update({m["MessageId"]: m["ReceiptHandle"] for m in messages})
-        return messages
+            for message in messages:
+                message_id, receipt = message["MessageId"], message["ReceiptHandle"]
+                known = self._in_flight.get(message_id)
+                if known is not None:  # delivered again while it runs here: its newest receipt is the valid one
+                    known.receipt = receipt
+                    continue
+                entry = _entry(message)
+                if entry.job_id is not None and any(e.job_id == entry.job_id for e in self._in_flight.values()):
+                    held.append((message_id, receipt))
+                    continue
+                self._in_flight[message_id] = entry
+                entries.append(entry)
+        return entries, held
 
     def _acquire_slots(self) -> int:
         if not self._slots.acquire(timeout=1):
             return 0
         free = 1
-        while free < 10 and self._slots.acquire(blocking=False):
+        while free < SQS_MAX_BATCH and self._slots.acquire(blocking=False):
             free += 1
         return free
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    # --- running --------------------------------------------------------------------------------
+
+    def _handle(self, entry: _InFlight) -> None:
         try:
-            self._settle(message)
+            if not entry.released:
+                self._settle(entry)
         except Exception:  # noqa: BLE001 - the message stays in SQS and comes back; nothing is lost
-            log.exception("message %s not settled", message["MessageId"])
+            log.exception("message %s not settled", entry.message_id)
         finally:
             with self._lock:
-                self._in_flight.pop(message["MessageId"], None)
+                self._in_flight.pop(entry.message_id, None)
                 self.processed += 1
             self._slots.release()
             self._sync_protection()
 
+    def _settle(self, entry: _InFlight) -> None:
+        if entry.job_id is None:
+            log.error("message %s: %s", entry.message_id, entry.problem)
+            self._change_visibility([(entry.message_id, entry.receipt)], _MALFORMED_RETRY_S)
+            return
+        outcome = self.runner.process(entry.job_id, ctx=self._context(entry), receive_count=entry.receives,
+                                      max_receives=self.max_receives)
+        log.info("job %s: %s %s", entry.job_id, outcome.job.status.value if outcome.job else "-", outcome.note)
+        with self._lock:
+            if entry.released:  # given back at shutdown: another worker has it, or will
+                log.info("job %s: its message was released at shutdown; not settled here", entry.job_id)
+                return
+            receipt = entry.receipt
+        if outcome.delete:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+        else:
+            self._change_visibility([(entry.message_id, receipt)], outcome.retry_in_s)
+
+    def _context(self, entry: _InFlight) -> RunContext:
+        """The run's context: its ``check`` stops the run once its job is canceled or its lease lost."""
+        base = self.ctx.check
+
+        def check() -> None:
+            base()
+            entry.leased = True  # called only once the runner has claimed the job
+            if entry.stop.is_set():
+                raise JobCanceledError(f"job {entry.job_id}: {entry.why}")
+
+        return replace(self.ctx, check=check)
+
+    # --- while running: leases, visibility, protection --------------------------------------------
+
+    def _heartbeat(self, finished: threading.Event) -> None:
+        visibility_every_s = max(1.0, self.visibility_timeout_s / 3)
+        visibility_due = self.clock() + visibility_every_s
+        while not finished.wait(self.heartbeat_s):
+            with self._lock:
+                entries = [e for e in self._in_flight.values() if not e.released]
+            self._renew_leases(entries)
+            if self.clock() >= visibility_due:
+                visibility_due = self.clock() + visibility_every_s
+                with self._lock:
+                    receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
+                self._change_visibility(receipts, self.visibility_timeout_s)
+
+    def _renew_leases(self, entries: Sequence[_InFlight]) -> None:
+        store, owner = self.runner.store, self.runner.owner
+        for entry in entries:
+            if entry.job_id is None or entry.stop.is_set():
+                continue
+            was_leased = entry.leased  # read before asking: a None for a claim not yet made means nothing
+            try:
+                status = store.renew_lease(entry.job_id, owner=owner, until_ms=self.runner.clock_ms() + self.runner.lease_ms)
+            except Exception as error:  # noqa: BLE001 - the next beat tries again; the lease outlives several
+                log.warning("job %s: lease renewal failed: %s", entry.job_id, error)
+                continue
+            if status is None:
+                if was_leased:
+                    entry.stop_run("its lease was lost (re-queued by the sweeper, or settled elsewhere)")
+                continue
+            entry.leased = True
+            if status is JobStatus.CANCELING:
+                entry.stop_run("it is being canceled")
+
     def _sync_protection(self) -> None:
-        """Make scale-in protection match whether jobs are in flight.
+        """Make scale-in protection match whether jobs are in flight, renewing it before it expires.
 
         Serialized, and the wanted state is read under the lock, so the last request the agent gets
         is always the current truth: "off" for a finished job can't land after "on" for a new one.
@@ -113,48 +278,54 @@ class Poller:
         with self._protection_lock:
             with self._lock:
                 busy = bool(self._in_flight)
-            if busy != self._protected and self.protection.set(busy):
+            now = self.clock()
+            renew = busy and self._protected and now >= self._protection_renew_at
+            if (busy != self._protected or renew) and self.protection.set(busy):
                 self._protected = busy
+                self._protection_renew_at = now + self.protection.renew_after_s
 
-    def _settle(self, message: dict[str, Any]) -> None:
-        receipt = message["ReceiptHandle"]
-        try:
-            job_id = decode(message["Body"])
-        except ValueError as error:
-            log.error("message %s: %s", message["MessageId"], error)
-            self._change_visibility(receipt, _MALFORMED_RETRY_S)
-            return
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        outcome = self.runner.process(job_id, ctx=self.ctx, receive_count=receives, max_receives=self.max_receives)
-        log.info("job %s: %s %s", job_id, outcome.job.status.value if outcome.job else "-", outcome.note)
-        if outcome.delete:
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
-        else:
-            self._change_visibility(receipt, outcome.retry_in_s)
-
-    def _heartbeat(self, finished: threading.Event) -> None:
-        interval = max(1.0, self.visibility_timeout_s / 3)
-        while not finished.wait(interval):
-            with self._lock:
-                receipts = list(self._in_flight.values())
-            for receipt in receipts:
-                self._change_visibility(receipt, self.visibility_timeout_s)
+    # --- stopping -------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        deadline = time.monotonic() + self.drain_s
-        while time.monotonic() < deadline:
+        deadline = self._stop_time() + self.drain_s
+        while True:
             with self._lock:
-                if not self._in_flight:
-                    return
-            time.sleep(0.2)
+                left = [e for e in self._in_flight.values() if not e.released]
+            if not left:
+                return
+            if self.clock() >= deadline:
+                break
+            self._sync_protection()
+            time.sleep(0.1)
         with self._lock:
-            receipts = list(self._in_flight.values())
-        log.warning("releasing %d unfinished messages", len(receipts))
-        for receipt in receipts:
-            self._change_visibility(receipt, 0)
+            for entry in left:
+                entry.released = True
+        log.warning("releasing %d unfinished messages; their leases are left to run out", len(left))
+        for entry in left:
+            entry.stop_run("the worker is stopping; released to the queue")
+        self._change_visibility([(e.message_id, e.receipt) for e in left], 0)
 
-    def _change_visibility(self, receipt: str, seconds: int) -> None:
-        try:
-            self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=int(seconds))
-        except Exception as error:  # noqa: BLE001 - the message expires back into the queue anyway
-            log.warning("visibility change failed: %s", error)
+    # --- SQS ------------------------------------------------------------------------------------
+
+    def _change_visibility(self, messages: Sequence[tuple[str, str]], seconds: int) -> None:
+        """Set the visibility of ``(message id, receipt)``s, 10 a call; failures are logged, never raised."""
+        for start in range(0, len(messages), SQS_MAX_BATCH):
+            chunk = messages[start:start + SQS_MAX_BATCH]
+            entries = [{"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": int(seconds)} for i, (_, receipt) in enumerate(chunk)]
+            try:
+                failed = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
+            except Exception as error:  # noqa: BLE001 - the messages expire back into the queue anyway
+                log.warning("visibility change of %d messages failed: %s", len(chunk), error)
+                continue
+            for failure in failed:
+                message_id = chunk[int(failure["Id"])][0]
+                log.warning("visibility change of message %s failed: %s %s", message_id, failure.get("Code"), failure.get("Message"))
+
+
+def _entry(message: dict[str, Any]) -> _InFlight:
+    receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    try:
+        job_id, problem = decode(message["Body"]), ""
+    except ValueError as error:
+        job_id, problem = None, str(error)
+    return _InFlight(message["MessageId"], message["ReceiptHandle"], receives, job_id, problem)

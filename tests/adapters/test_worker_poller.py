@@ -54,7 +54,8 @@ class Worker:
         self.blobs = S3BlobStore(clients.s3, self.aws.bucket)
         self.queue = SqsJobQueue(self.sqs, {"cpu": self.url})
         cost_model = CostModel(default_prices(), LANES)
-        self.runner = build_runner(clients, self.aws.bucket, self.aws.webhook_queue_url, LANES, cost_model=cost_model)
+        self.runner = build_runner(clients, self.aws.bucket, self.aws.webhook_queue_url, LANES, cost_model=cost_model,
+                                   role="worker-cpu")
         model = build_model(ClaudeSettings(model_id="claude-test", base_url=self.standin.base_url), max_retries=0, timeout_s=5.0)
         self.ctx = RunContext(llm=model, model_id="claude-test", concurrency=2)
 
@@ -225,6 +226,8 @@ def test_the_worker_holds_scale_in_protection_only_while_it_has_jobs(worker):
 
 class GatedProtection:
     """Records the protection state the agent ends up with; the first "off" waits at a gate."""
+
+    renew_after_s = 1800.0
 
     def __init__(self) -> None:
         self.applied: list[bool] = []

@@ -36,6 +36,8 @@ def test_every_route_requires_an_api_key_and_proxies_to_the_router(default_app):
     assert {("POST", "/v1/jobs"), ("GET", "/v1/jobs/{id}")} <= routes
     # the webhook delivery log, and a new series of attempts
     assert {("GET", "/v1/jobs/{id}/deliveries"), ("POST", "/v1/jobs/{id}/deliveries")} <= routes
+    # job control: a tenant's jobs (filtered, paged), and a cancel
+    assert {("GET", "/v1/jobs"), ("POST", "/v1/jobs/{id}/cancel")} <= routes
     router_id, _ = one(default_app.service_json, "AWS::Lambda::Function", "RouterFunction")
     for method in methods.values():
         assert method["Properties"]["ApiKeyRequired"] is True

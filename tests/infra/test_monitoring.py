@@ -5,7 +5,8 @@ from __future__ import annotations
 from infra_support import one, resources
 
 from dispatcher import handler as dispatcher_handler
-from stacks.constructs import webhook_dispatcher
+from stacks.constructs import job_sweeper, webhook_dispatcher
+from sweeper import handler as sweeper_handler
 
 
 def monitoring_alarms(app):
@@ -21,8 +22,9 @@ def alarm(app, name):
 def test_every_monitoring_alarm_notifies_the_topic(gpu_app):
     topic_id, _ = one(gpu_app.service_json, "AWS::SNS::Topic")
     alarms = monitoring_alarms(gpu_app)
-    # 2 per lane, router errors and throttles, API 5xx; webhooks: dead letters, exhausted, dispatcher and sweep errors
-    assert len(alarms) == 11
+    # 2 per lane, router errors and throttles, API 5xx; webhooks: dead letters, exhausted, dispatcher and sweep
+    # errors; the job sweeper: errors, jobs recovered
+    assert len(alarms) == 13
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": topic_id}]
 
@@ -94,6 +96,39 @@ def test_dispatcher_and_sweep_errors_alarm(default_app):
         assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
 
 
+def test_sweeper_errors_alarm(default_app):
+    function_id, _ = one(default_app.service_json, "AWS::Lambda::Function", "SweeperFunction")
+    props = alarm(default_app, "SweeperErrors")
+    assert (props["MetricName"], props["Threshold"], props["Namespace"], props["Statistic"], props["Period"]) == (
+        "Errors", 0, "AWS/Lambda", "Sum", 60)
+    assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+
+
+def test_jobs_recovered_by_the_sweeper_alarm_on_any_in_five_minutes(default_app):
+    props = alarm(default_app, "JobsRecoveredBySweeper")
+    (query,) = props["Metrics"]
+    stat = query["MetricStat"]
+    assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
+        "HybridJobs", "JobsRecoveredBySweeper", "Sum", 300)
+    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "sweeper"}]
+    assert (props["Threshold"], props["ComparisonOperator"], props["TreatMissingData"], props["EvaluationPeriods"]) == (
+        0, "GreaterThanThreshold", "notBreaching", 1)
+
+
+def test_the_recovered_metric_is_the_one_the_sweeper_emits():
+    assert sweeper_handler.RECOVERED_METRIC == job_sweeper.RECOVERED_METRIC
+    assert sweeper_handler.metrics.namespace == job_sweeper.METRICS_NAMESPACE
+    assert sweeper_handler.metrics.service == job_sweeper.METRICS_SERVICE
+    sweeper_handler.metrics.add_metric(name="Probe", unit="Count", value=1)
+    try:
+        document = sweeper_handler.metrics.serialize_metric_set()
+    finally:
+        sweeper_handler.metrics.clear_metrics()
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert (directive["Namespace"], directive["Dimensions"], document["service"]) == (
+        "HybridJobs", [["service"]], "sweeper")
+
+
 def test_email_subscription_only_when_configured(default_app, gpu_app):
     assert not resources(default_app.service_json, "AWS::SNS::Subscription")
     _, subscription = one(gpu_app.service_json, "AWS::SNS::Subscription")
@@ -111,5 +146,5 @@ def test_dashboard_shows_every_lane(gpu_app):
     _, dashboard = one(gpu_app.service_json, "AWS::CloudWatch::Dashboard")
     body = str(dashboard["Properties"]["DashboardBody"])
     for title in ("API requests and errors", "Router", "cpu lane: backlog and tasks", "gpu lane: dead letters",
-                  "webhooks: deliveries exhausted"):
+                  "webhooks: deliveries exhausted", "sweeper: jobs recovered", "sweeper: runs, errors and duration"):
         assert title in body

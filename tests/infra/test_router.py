@@ -66,6 +66,8 @@ def test_env_values_carry_the_config(default_app):
     assert variables["MODEL_ID"] == config.model_id
     assert variables["STAGE"] == config.stage
     assert variables["JOB_TTL_DAYS"] == str(config.job_ttl_days)
+    # How long the bucket keeps a result (the data stack's lifecycle rules), for the job's result_expires_at.
+    assert variables["RESULT_RETENTION_DAYS"] == str(config.result_retention_days)
     assert (variables["TASK_RATES_PER_MIN"], variables["PRICE_OVERRIDES"]) == ("{}", "{}")
     # The key travels as a secret ARN, fetched (and cached) by the function itself: never its value.
     assert "SecretsAnthropicApiKey" in json.dumps(variables["ANTHROPIC_SECRET_ARN"])

@@ -120,7 +120,7 @@ def test_env_is_exactly_what_dispatcher_settings_read_and_parses(app, name):
 
 def test_the_sweep_runs_as_often_as_the_dispatcher_is_told(default_app):
     sweep_id, _ = function(default_app, "Sweep")
-    _, rule = one(default_app.service_json, "AWS::Events::Rule")
+    _, rule = one(default_app.service_json, "AWS::Events::Rule", "WebhooksSweepSchedule")
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert dispatcher_variables(default_app, "Sweep")["WEBHOOK_SWEEP_EVERY_S"] == "60"
     (target,) = rule["Properties"]["Targets"]
@@ -129,7 +129,7 @@ def test_the_sweep_runs_as_often_as_the_dispatcher_is_told(default_app):
     _, permission = one(default_app.service_json, "AWS::Lambda::Permission", "WebhooksSweepSchedule")
     assert permission["Properties"]["Principal"] == "events.amazonaws.com"
     assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [sweep_id, "Arn"]}
-    _, invoke = one(default_app.service_json, "AWS::Lambda::EventInvokeConfig")
+    _, invoke = one(default_app.service_json, "AWS::Lambda::EventInvokeConfig", "WebhooksSweepFunction")
     assert (invoke["Properties"]["FunctionName"], invoke["Properties"]["MaximumRetryAttempts"]) == ({"Ref": sweep_id}, 0)
 
 
@@ -188,13 +188,14 @@ def test_only_the_dispatcher_reads_the_webhook_signing_secret(app):
     assert readers == {role_statements(app, "Dispatcher")[0]}
 
 
-def test_only_the_router_workers_and_dispatcher_functions_may_send_hand_overs(app):
+def test_only_the_router_workers_sweeper_and_dispatcher_functions_may_send_hand_overs(app):
     senders = {
         role_id for role_id in resources(app.service_json, "AWS::IAM::Role")
         if "sqs:SendMessage" in actions(statements_on(inline_statements(app.service_json, role_id),
                                                       {"Fn::GetAtt": [QUEUE, "Arn"]}))
     }
-    expected = {"RouterRole", "WebhooksDispatcherRole", "WebhooksSweepRole"} | {
+    # The job sweeper hands over the webhook of a job it settles (test_job_sweeper.py).
+    expected = {"RouterRole", "WebhooksDispatcherRole", "WebhooksSweepRole", "SweeperRole"} | {
         f"{lane.name.capitalize()}WorkerTaskDefinitionTaskRole" for lane in app.config.lanes().queued()}
     assert {next(prefix for prefix in expected if role.startswith(prefix)) for role in senders} == expected
     assert len(senders) == len(expected)

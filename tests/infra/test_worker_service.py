@@ -86,6 +86,9 @@ def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_ap
     assert env["VISIBILITY_TIMEOUT_S"] == str(queue["VisibilityTimeout"])
     assert queue["VisibilityTimeout"] == app.config.lanes().get(lane).time_limit_s
     assert env["WEBHOOK_QUEUE_URL"] == {"Ref": WEBHOOK_QUEUE}  # finished jobs' webhooks are handed over there
+    # How long the bucket keeps a result, for the job's result_expires_at: the router's value, the config's.
+    assert env["RESULT_RETENTION_DAYS"] == str(app.config.result_retention_days) == router_variables(app)[
+        "RESULT_RETENTION_DAYS"]
 
 
 def test_env_carries_the_same_lanes_and_prices_as_the_router(lane_app):
