@@ -57,6 +57,7 @@ class _InFlight:
     job_id: str | None  # None: not a job message (``problem`` says why)
     problem: str = ""
     leased: bool = False  # the runner has claimed the job (its run began, or a renewal succeeded)
+    ran: bool = False  # the runner has returned: nothing left to renew
     released: bool = False  # given back to the queue at shutdown: never settled from here
     why: str = ""  # why the run was told to stop
     stop: threading.Event = field(default_factory=threading.Event)
@@ -210,8 +211,11 @@ class Poller:
             log.error("message %s: %s", entry.message_id, entry.problem)
             self._change_visibility([(entry.message_id, entry.receipt)], _MALFORMED_RETRY_S)
             return
-        outcome = self.runner.process(entry.job_id, ctx=self._context(entry), receive_count=entry.receives,
-                                      max_receives=self.max_receives)
+        try:
+            outcome = self.runner.process(entry.job_id, ctx=self._context(entry), receive_count=entry.receives,
+                                          max_receives=self.max_receives)
+        finally:
+            entry.ran = True
         log.info("job %s: %s %s", entry.job_id, outcome.job.status.value if outcome.job else "-", outcome.note)
         with self._lock:
             if entry.released:  # given back at shutdown: another worker has it, or will
@@ -242,7 +246,7 @@ class Poller:
         visibility_due = self.clock() + visibility_every_s
         while not finished.wait(self.heartbeat_s):
             with self._lock:
-                entries = [e for e in self._in_flight.values() if not e.released]
+                entries = list(self._in_flight.values())
             self._renew_leases(entries)
             if self.clock() >= visibility_due:
                 visibility_due = self.clock() + visibility_every_s
@@ -253,7 +257,9 @@ class Poller:
     def _renew_leases(self, entries: Sequence[_InFlight]) -> None:
         store, owner = self.runner.store, self.runner.owner
         for entry in entries:
-            if entry.job_id is None or entry.stop.is_set():
+            # A run told to stop is renewed still until it returns (a call in progress ends first), so
+            # the sweeper does not take a live run for a dead one; a released one is left to run out.
+            if entry.job_id is None or entry.ran or entry.released:
                 continue
             was_leased = entry.leased  # read before asking: a None for a claim not yet made means nothing
             try:

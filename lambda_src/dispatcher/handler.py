@@ -24,14 +24,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from jobadapters.settings import DispatcherSettings
 from jobadapters.sqs import decode_hand_over
+from jobadapters.telemetry import EXHAUSTED_METRIC, NAMESPACE, WEBHOOKS_SERVICE
 from jobadapters.wiring import AwsClients, build_dispatcher
 from jobcore.dispatch import Dispatcher
 from jobcore.model import Job
 
 logger = Logger(service="webhooks")
-metrics = Metrics(namespace="HybridJobs", service="webhooks")
+metrics = Metrics(namespace=NAMESPACE, service=WEBHOOKS_SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS)
-EXHAUSTED_METRIC = "WebhookDeliveriesExhausted"
 
 
 @functools.cache

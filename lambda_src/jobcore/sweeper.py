@@ -46,6 +46,7 @@ class SweepReport:
     canceled: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     dead_letters: int = 0
+    poison: int = 0  # dead letters that were not job messages at all
 
     def __bool__(self) -> bool:
         return bool(self.requeued or self.failed or self.canceled or self.expired or self.dead_letters)
@@ -73,12 +74,16 @@ class Sweeper:
                 continue  # its runner (or a cancel) changed it meanwhile: that change stands
         return report
 
-    def drain(self, letters: DeadLetters, *, lane: str, report: SweepReport | None = None) -> SweepReport:
-        """Turn every message of ``lane``'s dead-letter queue into a settled job, then delete it."""
+    def drain(self, letters: DeadLetters, *, lane: str, report: SweepReport | None = None,
+              keep_going: Callable[[], bool] = lambda: True) -> SweepReport:
+        """Turn every message of ``lane``'s dead-letter queue into a settled job, then delete it, while
+        ``keep_going()`` (the Lambda stops before its timeout; what is left waits for the next run)."""
         report = report or SweepReport()
-        while batch := letters.receive():
+        while keep_going() and (batch := letters.receive()):
             for job_id, receipt, _ in batch:
-                if job_id is not None:
+                if job_id is None:
+                    report.poison += 1
+                else:
                     self._dead_letter(job_id, lane, report)
                 letters.delete(receipt)
                 report.dead_letters += 1

@@ -16,9 +16,12 @@ class JobQueue(Construct):
     ``queue``: visibility ``visibility_timeout`` (size it to the lane's job timeout: the worker extends it while
     a job runs, and a dead worker's job reappears after it), long polling (20 s), retention
     ``retention_days`` (default 4); a message received ``max_receive_count`` times moves to the DLQ.
-    ``dead_letter_queue``: retention 14 days (the SQS maximum) so a failure can be inspected and redriven.
+    ``dead_letter_queue``: retention 14 days (the SQS maximum). A lane's is drained by the job sweeper
+    (``JobSweeper``, :meth:`grant_drain_dead_letters`) within a minute: each job is recorded failed with the
+    reason, then its message deleted; the webhook queue's is left for inspection and redrive.
     The worker reads ``max_receive_count`` and ``visibility_timeout`` from its environment (MAX_RECEIVES,
-    VISIBILITY_TIMEOUT_S) to mark a job failed on its last attempt; they come from here. The webhook
+    VISIBILITY_TIMEOUT_S) to mark a job failed on its last attempt; they come from here (the sweeper reads
+    the same MAX_RECEIVES). The webhook
     dispatcher's queue is one too (``WebhookDispatcher``), sized to its consumer Lambda instead.
     """
 

@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from jobadapters.settings import SweeperSettings
+from jobadapters.telemetry import NAMESPACE, RECOVERED_METRIC, SWEEPER_SERVICE
 from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
@@ -22,16 +23,12 @@ from stacks.constructs.runtime_env import compact_json, lane_environment
 from stacks.constructs.storage import JobStorage
 
 HANDLER = "sweeper.handler.handler"
-# What sweeper.handler publishes through Powertools Metrics (EMF): this namespace, and its service as the
-# metric's one dimension, ``service`` (a test checks these against the handler's own objects).
-METRICS_NAMESPACE = "HybridJobs"
-METRICS_SERVICE = "sweeper"
-RECOVERED_METRIC = "JobsRecoveredBySweeper"
 SWEEP_EVERY = Duration.minutes(1)
 # A run queries the watch index, settles up to a few hundred jobs and drains the dead-letter queues; one
 # that does not finish in time is superseded by the next (every write is conditional).
 FUNCTION_TIMEOUT = Duration.seconds(60)
 MEMORY_MB = 256
+RECOVERED_PERIOD = Duration.minutes(5)  # what the alarm sums: any recovered job in it alarms
 
 
 class JobSweeper(Construct):
@@ -91,10 +88,10 @@ class JobSweeper(Construct):
             job_queue.grant_drain_dead_letters(self.role)
         webhook_queue.grant_send(self.role)
 
-    def metric_recovered(self, *, period: Duration = Duration.minutes(5)) -> cloudwatch.Metric:
+    def metric_recovered(self, *, period: Duration = RECOVERED_PERIOD) -> cloudwatch.Metric:
         """Jobs the sweeper queued again, failed, canceled or expired (their runner was gone, their message
         dead-lettered or their queue deadline passed), as the sweeper counts them; a poison message it only
         drops is not counted."""
         return cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE, metric_name=RECOVERED_METRIC, dimensions_map={"service": METRICS_SERVICE},
+            namespace=NAMESPACE, metric_name=RECOVERED_METRIC, dimensions_map={"service": SWEEPER_SERVICE},
             statistic="Sum", period=period, label="jobs recovered by the sweeper")

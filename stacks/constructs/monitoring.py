@@ -29,8 +29,8 @@ class PipelineMonitoring(Construct):
     lane's job timeout + 15 min; the router's errors and throttles (any, in a minute); API 5xx responses;
     webhooks: the dispatcher's DLQ depth > 0, any delivery exhausted (its retry schedule ran out), errors
     of the dispatcher and of the sweep; the job sweeper: its errors, and any job it recovered in 5 minutes
-    (``JobsRecoveredBySweeper`` > 0: workers dying, routers timing out, jobs dead-lettered or expiring in
-    the queue).
+    (``JobsRecoveredBySweeper`` > 0: workers dying or routers timing out; a client's queue deadline
+    passing is counted apart, in ``JobsExpiredInQueue``, and not alarmed).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
@@ -67,9 +67,9 @@ class PipelineMonitoring(Construct):
                         description=f"webhook {name.lower()} Lambda raised errors")
         self._alarm("SweeperErrors", sweeper.function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
                     description="job sweeper Lambda raised errors (stale and dead-lettered jobs are not being settled)")
-        self._alarm("JobsRecoveredBySweeper", sweeper.metric_recovered(period=Duration.minutes(5)), threshold=0,
-                    description="the job sweeper settled or re-queued jobs in the last 5 minutes: workers dying, "
-                                "routers timing out, jobs dead-lettered or expiring in the queue (see its log)")
+        self._alarm("JobsRecoveredBySweeper", sweeper.metric_recovered(), threshold=0,
+                    description="the job sweeper re-queued, failed or canceled runs whose worker or router had died "
+                                "in the last 5 minutes (see its log)")
         self.dashboard = self._dashboard(router, api, workers, webhooks, sweeper)
 
     def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,

@@ -1,6 +1,6 @@
 """The pipeline's Python Lambda functions: one code asset (``lambda_src``) and one way to make a function of it.
 
-The router and the webhook dispatcher's functions run the same packages (``jobcore``, ``jobadapters``,
+The router, the webhook dispatcher's functions and the job sweeper run the same packages (``jobcore``, ``jobadapters``,
 their handlers) from the same asset, so :func:`source_code` is made once per stack and handed to each.
 """
 

@@ -15,6 +15,7 @@ from constructs import Construct
 
 from jobadapters import schema
 from jobadapters.settings import DispatcherSettings
+from jobadapters.telemetry import EXHAUSTED_METRIC, NAMESPACE, WEBHOOKS_SERVICE
 from jobcore.dispatch import WEBHOOK_TIMEOUT_S
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
@@ -25,9 +26,6 @@ DISPATCH_HANDLER = "dispatcher.handler.handler"
 SWEEP_HANDLER = "dispatcher.handler.sweep"
 # What dispatcher.handler publishes through Powertools Metrics (EMF): this namespace, and its service as
 # the metric's one dimension, ``service`` (a test checks these against the handler's own objects).
-METRICS_NAMESPACE = "HybridJobs"
-METRICS_SERVICE = "webhooks"
-EXHAUSTED_METRIC = "WebhookDeliveriesExhausted"
 # Hand-overs per invocation: each is one POST of at most WEBHOOK_TIMEOUT_S, made one after another.
 BATCH_SIZE = 3
 # SQS wants an event-source queue's visibility timeout at six times its function's timeout.
@@ -114,5 +112,5 @@ class WebhookDispatcher(Construct):
     def metric_exhausted(self, *, period: Duration = _MINUTE) -> cloudwatch.Metric:
         """Deliveries whose every attempt failed (their retry schedule ran out), as the dispatcher counts them."""
         return cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE, metric_name=EXHAUSTED_METRIC, dimensions_map={"service": METRICS_SERVICE},
+            namespace=NAMESPACE, metric_name=EXHAUSTED_METRIC, dimensions_map={"service": WEBHOOKS_SERVICE},
             statistic="Sum", period=period, label="webhook deliveries exhausted")

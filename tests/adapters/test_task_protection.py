@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from tests.adapters.support import RecordingServer
-from worker.protection import TaskProtection
+from worker.protection import MAX_EXPIRES_IN_MINUTES, TaskProtection
 
 
 @pytest.fixture
@@ -50,3 +50,14 @@ def test_an_agent_that_refuses_is_reported_not_raised(agent):
 
 def test_an_unreachable_agent_is_reported_not_raised():
     assert TaskProtection("http://127.0.0.1:9", timeout_s=0.5).set(True) is False
+
+
+def test_a_busy_worker_renews_protection_at_half_its_lifetime():
+    assert TaskProtection(None, expires_in_minutes=60).renew_after_s == 30 * 60
+    assert TaskProtection(None, expires_in_minutes=1).renew_after_s == 30
+
+
+@pytest.mark.parametrize("minutes", [0, MAX_EXPIRES_IN_MINUTES + 1])
+def test_a_lifetime_the_agent_would_refuse_is_refused_at_start(minutes):
+    with pytest.raises(ValueError, match="expires_in_minutes"):
+        TaskProtection(None, expires_in_minutes=minutes)

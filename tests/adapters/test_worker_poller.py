@@ -1,12 +1,16 @@
 """The worker's poll loop over moto SQS/DynamoDB/S3 with a real JobRunner and the Claude stand-in.
 
 Each test runs ``Poller.run`` in a thread with a 1 s long poll and stops it through its event, as
-SIGTERM does in the container.
+SIGTERM does in the container. Tests about a run in progress use a gated model (a call that waits
+until the test lets it go) instead of the stand-in; tests about time (protection renewal, the drain
+deadline) give the poller a fake monotonic clock and move it, never sleeping through real minutes.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +22,14 @@ from jobadapters.settings import ClaudeSettings
 from jobadapters.sqs import SqsJobQueue, decode
 from jobadapters.wiring import AwsClients, build_model, build_runner
 from jobcore.costing import CostModel
-from jobcore.model import JobStatus
+from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_WAIT_S
+from jobcore.model import JobStatus, transition
 from jobcore.pricing import default_prices
 from jobcore.runner import Backoff
 from jobcore.tasks import RunContext
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
-from worker.poller import Poller
+from tests.fakes import FakeClock, text_response
+from worker.poller import DRAIN_LIMIT_S, RELEASE_RESERVE_S, STOP_MARGIN_S, Poller
 from worker.protection import TaskProtection
 
 
@@ -264,3 +270,319 @@ def test_protection_stays_on_when_a_job_arrives_while_the_previous_one_is_being_
         running.halt()
         worker.standin.stop()  # end the hanging call while moto is still up
         wait_until(lambda: running.poller.processed == 2, what="the second attempt to end")
+
+
+# --- runs in progress: cancel, lease, duplicates ---------------------------------------------------
+
+
+class GatedModel:
+    """A LanguageModel whose calls from number ``pause_at`` (1-based) on wait for ``resume``; the others answer at once."""
+
+    def __init__(self, *, pause_at: int | None = None) -> None:
+        self.pause_at = pause_at
+        self.calls = 0
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+        self._lock = threading.Lock()
+
+    def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        with self._lock:
+            self.calls += 1
+            number = self.calls
+        if self.pause_at is not None and number >= self.pause_at:
+            self.paused.set()
+            assert self.resume.wait(10), "the test never let the paused call go"
+        return text_response(f"Summary of {params['messages'][0]['content']}")
+
+
+@pytest.fixture
+def gated():
+    """Makes gated models; lets every paused call go at teardown (before the pollers are joined)."""
+    made: list[GatedModel] = []
+
+    def make(**kwargs: Any) -> GatedModel:
+        made.append(GatedModel(**kwargs))
+        return made[-1]
+
+    yield make
+    for model in made:
+        model.resume.set()
+
+
+def many_documents(n: int) -> dict[str, Any]:
+    return {"documents": [{"id": str(i), "text": f"Document {i}."} for i in range(n)], "max_words": 20, "instructions": ""}
+
+
+def model_ctx(model: Any) -> RunContext:
+    return RunContext(llm=model, model_id="claude-test", concurrency=2)
+
+
+def test_a_job_canceled_mid_run_stops_before_all_its_calls_and_ends_canceled(worker, gated):
+    """GIVEN a 50-document summary whose 5th and 6th model calls are in progress
+    WHEN the job is marked canceling (as POST /v1/jobs/{id}/cancel does)
+    THEN the heartbeat notices, no further call is made, the job ends canceled and the message is deleted."""
+    model = gated(pause_at=5)
+    job_id = worker.submit("job_cancel", input=many_documents(50))
+    running = worker.start(ctx=model_ctx(model), heartbeat_s=0.1)
+    wait_until(model.paused.is_set, what="the 5th model call")
+
+    job = worker.store.get(job_id)
+    assert job.status is JobStatus.RUNNING and job.lease_owner == worker.runner.owner
+    worker.store.save(transition(job, JobStatus.CANCELING, now_ms=worker.runner.clock_ms()), expected_version=job.version)
+    wait_until(lambda: job_id in running.poller.stopping(), what="the heartbeat to see the cancel")
+    assert "canceled" in running.poller.stopping()[job_id]
+    model.resume.set()
+
+    wait_until(lambda: worker.status(job_id) is JobStatus.CANCELED, what="the job to be canceled")
+    wait_until(lambda: worker.counts() == (0, 0), what="the message to be deleted")
+    running.halt()
+
+    assert model.calls == 5 + 1  # the calls in progress (ctx.concurrency 2) end; no other starts
+    job = worker.store.get(job_id)
+    assert job.result_ref is None and job.finished_at is not None
+    assert job.lease_owner is None and job.lease_expires_at is None
+
+
+def test_a_run_whose_lease_is_lost_stops_early_and_leaves_the_jobs_new_state_alone(worker, gated):
+    """GIVEN a 50-document summary in progress
+    WHEN its lease is lost (the sweeper, seeing no heartbeat, re-queued the job)
+    THEN the run stops before its remaining calls and never records a result over the re-queued job."""
+    model = gated(pause_at=3)
+    job_id = worker.submit("job_lost", input=many_documents(50))
+    running = worker.start(ctx=model_ctx(model), heartbeat_s=0.1)
+    wait_until(model.paused.is_set, what="the 3rd model call")
+
+    job = worker.store.get(job_id)
+    requeued = transition(job, JobStatus.QUEUED, now_ms=worker.runner.clock_ms(), route_reason="cpu: re-queued by the sweeper")
+    worker.store.save(requeued, expected_version=job.version)
+    wait_until(lambda: job_id in running.poller.stopping(), what="the heartbeat to see the lease gone")
+    assert "lease was lost" in running.poller.stopping()[job_id]
+    model.resume.set()
+
+    wait_until(lambda: running.poller.processed == 1, what="the run to stop")
+    running.halt()
+
+    assert model.calls == 3 + 1
+    assert worker.store.get(job_id) == requeued
+
+
+def test_the_heartbeat_renews_the_lease_often_and_extends_visibility_on_its_own_slower_schedule(worker, gated):
+    clock = FakeClock()
+    sqs = RecordingSqs(worker.sqs)
+    model = gated(pause_at=1)
+    job_id = worker.submit("job_beat")
+    running = worker.start(sqs=sqs, ctx=model_ctx(model), heartbeat_s=0.1, clock=clock.monotonic)
+    wait_until(model.paused.is_set, what="the model call")
+    claimed_until = worker.store.get(job_id).lease_expires_at
+
+    wait_until(lambda: worker.store.get(job_id).lease_expires_at > claimed_until, what="a lease renewal")
+    assert sqs.visibility_changes() == []  # a third of the 30 s visibility timeout has not passed
+
+    clock.advance(10)
+    wait_until(sqs.visibility_changes, what="the visibility extension")
+    assert sqs.visibility_changes()[0] == [30]
+    model.resume.set()
+    wait_until(lambda: worker.status(job_id) is JobStatus.SUCCEEDED, what="the job to succeed")
+    running.halt()
+
+
+def test_two_workers_given_the_same_job_never_run_it_at_once_the_second_backs_off(worker, gated):
+    """GIVEN worker A running a job (its lease live)
+    WHEN worker B (another process: another lease owner) receives a message for the same job
+    THEN B does not call the model nor claim the job; it hides the message until A's lease could have ended."""
+    model_a, model_b = gated(pause_at=1), gated()
+    job_id = worker.submit("job_shared")
+    first = worker.start(ctx=model_ctx(model_a), concurrency=1)  # one slot, busy: A receives nothing more
+    wait_until(model_a.paused.is_set, what="A's model call")
+
+    worker.queue.enqueue(worker.store.get(job_id))  # the job's message again (at-least-once delivery)
+    runner_b = build_runner(worker.clients, worker.aws.bucket, worker.aws.webhook_queue_url, LANES, cost_model=None, role="worker-b")
+    second = worker.start(runner=runner_b, ctx=model_ctx(model_b))
+    wait_until(lambda: second.poller.processed == 1, what="B to handle its message")
+
+    assert model_b.calls == 0
+    job = worker.store.get(job_id)
+    assert job.status is JobStatus.RUNNING and job.attempts == 1 and job.lease_owner == worker.runner.owner
+    assert worker.counts() == (0, 2)  # A's message in flight, B's hidden for the lease's remainder
+    model_a.resume.set()
+    wait_until(lambda: worker.status(job_id) is JobStatus.SUCCEEDED, what="A to finish the job")
+    first.halt()
+    second.halt()
+    assert model_a.calls == 1 and worker.store.get(job_id).attempts == 1
+
+
+def test_a_second_message_for_a_job_already_running_here_is_held_back_not_run(worker, gated):
+    """One worker process is one lease owner, so the lease cannot stop it running a job twice: the poller does."""
+    clock = FakeClock()  # frozen: the heartbeat's visibility extension never comes due
+    sqs = RecordingSqs(worker.sqs)
+    model = gated(pause_at=1)
+    job_id = worker.submit("job_twice")
+    running = worker.start(sqs=sqs, ctx=model_ctx(model), clock=clock.monotonic)
+    wait_until(model.paused.is_set, what="the model call")
+
+    worker.queue.enqueue(worker.store.get(job_id))
+    wait_until(sqs.visibility_changes, what="the duplicate to be held back")
+    assert sqs.visibility_changes() == [[30]]  # hidden for a visibility timeout, by when the run here is over
+    model.resume.set()
+    wait_until(lambda: worker.status(job_id) is JobStatus.SUCCEEDED, what="the job to succeed")
+    running.halt()
+
+    assert model.calls == 1 and worker.store.get(job_id).attempts == 1
+    assert running.poller.processed == 1
+    assert worker.counts() == (0, 1)  # the duplicate, still hidden; seen later, it finds the job finished
+
+
+# --- scale-in protection, renewed while busy --------------------------------------------------------
+
+
+def test_protection_is_renewed_at_half_its_lifetime_while_busy_and_not_when_idle(worker, gated):
+    agent = RecordingServer().start()
+    clock = FakeClock()
+    sqs = RecordingSqs(worker.sqs)
+    model = gated(pause_at=1)
+    try:
+        worker.submit("job_hour")
+        # A zero-second poll: the loop goes round (and syncs protection) at once, for the test to see.
+        running = worker.start(sqs=sqs, ctx=model_ctx(model), clock=clock.monotonic, wait_time_s=0,
+                               protection=TaskProtection(agent.url, expires_in_minutes=60))
+        wait_until(model.paused.is_set, what="the model call")
+        wait_until(lambda: len(agent.requests) == 1, what="protection on")
+
+        clock.advance(29 * 60)
+        sqs.wait_for_receives(2)  # the loop went round (it syncs protection after every receive)
+        assert len(agent.requests) == 1
+        clock.advance(60)
+        wait_until(lambda: len(agent.requests) == 2, what="protection renewed at 30 minutes")
+        clock.advance(30 * 60)
+        wait_until(lambda: len(agent.requests) == 3, what="protection renewed at 60 minutes")
+
+        model.resume.set()
+        wait_until(lambda: len(agent.requests) == 4, what="protection off")
+        clock.advance(3 * 3600)
+        sqs.wait_for_receives(2)
+        running.halt()
+
+        assert [r.json() for r in agent.requests] == [{"ProtectionEnabled": True, "ExpiresInMinutes": 60}] * 3 + [
+            {"ProtectionEnabled": False}]
+    finally:
+        agent.stop()
+
+
+# --- stopping -------------------------------------------------------------------------------------
+
+
+class RecordingSqs:
+    """The SQS client, recording receives and visibility changes; a receive can be held at a gate."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.receives = 0
+        self.batches: list[list[dict[str, Any]]] = []
+        self.after_receive: Callable[[list[dict[str, Any]]], None] = lambda messages: None
+        self.gate: threading.Event | None = None  # set: receives wait for it
+        self.at_gate = threading.Event()
+        self._lock = threading.Lock()
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.receives += 1
+        if self.gate is not None:
+            self.at_gate.set()
+            self.gate.wait(10)
+        answer = self._client.receive_message(**kwargs)
+        self.after_receive(answer.get("Messages", []))
+        return answer
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.batches.append(kwargs["Entries"])
+        return self._client.change_message_visibility_batch(**kwargs)
+
+    def visibility_changes(self) -> list[list[int]]:
+        with self._lock:
+            return [[entry["VisibilityTimeout"] for entry in batch] for batch in self.batches]
+
+    def wait_for_receives(self, more: int) -> None:
+        target = self.receives + more
+        wait_until(lambda: self.receives >= target, what=f"{more} more receives")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_message_received_after_stop_is_released_at_once_and_no_receive_follows(worker):
+    """GIVEN SIGTERM arriving while a long poll is in flight
+    WHEN that poll returns a message
+    THEN the message is visible again at once, its job never starts, and no further receive is made."""
+    sqs = RecordingSqs(worker.sqs)
+    running = worker.start(sqs=sqs)
+    sqs.after_receive = lambda messages: messages and running.stop.set()
+    job_id = worker.submit("job_late")
+
+    running.thread.join(10)
+    assert not running.thread.is_alive()
+    receives = sqs.receives
+    time.sleep(0.3)  # nothing runs any more; give a stray receive the chance to show
+    assert sqs.receives == receives
+    assert worker.counts() == (1, 0)
+    assert sqs.visibility_changes() == [[0]]
+    assert worker.standin.stats()["requests"] == 0
+    job = worker.store.get(job_id)
+    assert job.status is JobStatus.QUEUED and job.attempts == 0
+    assert running.poller.processed == 0
+
+
+def test_the_drain_deadline_counts_from_the_stop_and_leaves_the_margin_before_the_stop_timeout(worker, gated):
+    """GIVEN a job whose model call does not end, and SIGTERM arriving during a full-length long poll
+    WHEN the drain runs out
+    THEN the release comes DRAIN_LIMIT_S after the stop (not after the poll), the message is visible again,
+    and the job keeps its lease, left to run out, rather than being settled from here."""
+    assert DRAIN_LIMIT_S + RELEASE_RESERVE_S + STOP_MARGIN_S <= ECS_MAX_STOP_TIMEOUT_S
+    assert STOP_MARGIN_S >= 10 and SQS_MAX_WAIT_S < DRAIN_LIMIT_S
+    clock = FakeClock()
+    sqs = RecordingSqs(worker.sqs)
+    model = gated(pause_at=1)
+    job_id = worker.submit("job_slow", input=many_documents(3))
+    running = worker.start(sqs=sqs, ctx=model_ctx(model), clock=clock.monotonic)
+    assert running.poller.drain_s == DRAIN_LIMIT_S
+    wait_until(lambda: model.calls == 2, what="the first two model calls")
+
+    sqs.gate = threading.Event()
+    sqs.wait_for_receives(1)
+    wait_until(sqs.at_gate.is_set, what="a receive in flight")
+    stopped_at, receives_at_stop = clock.monotonic(), sqs.receives
+    running.stop.set()
+    wait_until(lambda: running.poller.stopped_at == stopped_at, what="the stop to be noted")
+    clock.advance(SQS_MAX_WAIT_S)  # the long poll takes its full time
+    sqs.gate.set()
+
+    clock.advance(DRAIN_LIMIT_S - SQS_MAX_WAIT_S - 1)
+    time.sleep(0.5)  # the drain looks every 0.1 s: a second before its deadline it must still be waiting
+    assert running.thread.is_alive() and worker.counts() == (0, 1)
+    clock.advance(1)
+    running.thread.join(5)
+    assert not running.thread.is_alive()
+    assert worker.counts() == (1, 0)
+    assert "stopping" in running.poller.stopping()[job_id]
+
+    model.resume.set()  # the abandoned run ends at its next check (the 3rd call); its message is not touched from here
+    wait_until(lambda: running.poller.processed == 1, what="the abandoned run to end")
+    assert worker.counts() == (1, 0)
+    job = worker.store.get(job_id)
+    assert job.status is JobStatus.RUNNING and job.lease_owner == worker.runner.owner  # left to run out
+    assert model.calls == 2 and job.result_ref is None
+    assert sqs.receives == receives_at_stop  # none after the stop
+
+
+def test_drain_and_heartbeat_settings_that_would_break_the_stop_timeout_or_the_lease_are_refused(worker):
+    base = dict(sqs=worker.sqs, queue_url=worker.url, runner=worker.runner, ctx=worker.ctx, concurrency=1,
+                max_receives=5, visibility_timeout_s=30)
+    with pytest.raises(ValueError, match="drain_s"):
+        Poller(**base, drain_s=DRAIN_LIMIT_S + 1)
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        Poller(**base, heartbeat_s=worker.runner.lease_ms / 1000)
+    with pytest.raises(ValueError, match="wait_time_s"):
+        Poller(**base, wait_time_s=SQS_MAX_WAIT_S + 1)
+    assert Poller(**base).heartbeat_s == 2.0
+
+

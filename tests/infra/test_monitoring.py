@@ -72,9 +72,9 @@ def test_an_exhausted_delivery_alarms_on_the_metric_the_dispatcher_publishes(def
 
 
 def test_the_alarmed_metric_is_the_one_the_handler_emits():
-    assert dispatcher_handler.EXHAUSTED_METRIC == webhook_dispatcher.EXHAUSTED_METRIC
-    assert dispatcher_handler.metrics.namespace == webhook_dispatcher.METRICS_NAMESPACE
-    assert dispatcher_handler.metrics.service == webhook_dispatcher.METRICS_SERVICE
+    assert dispatcher_handler.EXHAUSTED_METRIC == webhook_dispatcher.EXHAUSTED_METRIC == "WebhookDeliveriesExhausted"
+    assert dispatcher_handler.metrics.namespace == webhook_dispatcher.NAMESPACE == "HybridJobs"
+    assert dispatcher_handler.metrics.service == webhook_dispatcher.WEBHOOKS_SERVICE == "webhooks"
     # ... and that service is the dimension Powertools puts on every metric it flushes
     dispatcher_handler.metrics.add_metric(name="Probe", unit="Count", value=1)
     try:
@@ -116,9 +116,9 @@ def test_jobs_recovered_by_the_sweeper_alarm_on_any_in_five_minutes(default_app)
 
 
 def test_the_recovered_metric_is_the_one_the_sweeper_emits():
-    assert sweeper_handler.RECOVERED_METRIC == job_sweeper.RECOVERED_METRIC
-    assert sweeper_handler.metrics.namespace == job_sweeper.METRICS_NAMESPACE
-    assert sweeper_handler.metrics.service == job_sweeper.METRICS_SERVICE
+    assert sweeper_handler.RECOVERED_METRIC == job_sweeper.RECOVERED_METRIC == "JobsRecoveredBySweeper"
+    assert sweeper_handler.metrics.namespace == job_sweeper.NAMESPACE == "HybridJobs"
+    assert sweeper_handler.metrics.service == job_sweeper.SWEEPER_SERVICE == "sweeper"
     sweeper_handler.metrics.add_metric(name="Probe", unit="Count", value=1)
     try:
         document = sweeper_handler.metrics.serialize_metric_set()

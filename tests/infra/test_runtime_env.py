@@ -13,15 +13,24 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
-from infra_support import context, deployed_environment, dispatcher_variables, router_variables, synth, worker_variables
+from infra_support import (
+    context,
+    deployed_environment,
+    dispatcher_variables,
+    router_variables,
+    sweeper_variables,
+    synth,
+    worker_variables,
+)
 
-from jobadapters.settings import DispatcherSettings, RouterSettings, WorkerSettings
+from jobadapters.settings import DispatcherSettings, RouterSettings, SweeperSettings, WorkerSettings
 from jobcore.deliveries import RetrySchedule
 from stacks.config import PipelineConfig
 from stacks.constructs import runtime_env
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
 from stacks.constructs.runtime_env import compact_json, lane_environment
@@ -42,6 +51,7 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane.name: f"https://sqs.example/{lane.name}" for lane in config.lanes().queued()}),
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "JOB_TTL_DAYS": str(config.job_ttl_days),
+        "RESULT_RETENTION_DAYS": str(config.result_retention_days),
         "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min), "MODEL_ID": config.model_id,
         "ANTHROPIC_SECRET_ARN": "arn:anthropic",
     }
@@ -53,7 +63,7 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
         **lane_environment(config.lanes(), config.price_overrides),
         "STAGE": config.stage, "LANE": lane, "QUEUE_URL": f"https://sqs.example/{lane}", "JOBS_TABLE": "jobs",
         "RESULTS_BUCKET": "results", "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks",
-        "MAX_RECEIVES": str(config.max_receives),
+        "RESULT_RETENTION_DAYS": str(config.result_retention_days), "MAX_RECEIVES": str(config.max_receives),
         "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
     }
 
@@ -64,6 +74,18 @@ def dispatcher_env(config: PipelineConfig) -> dict[str, str]:
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "WEBHOOK_SECRET_ARN": "arn:webhook",
         "WEBHOOK_RETRY_SCHEDULE_S": config.webhook_retry_schedule_s, "WEBHOOK_SWEEP_EVERY_S": "60",
+    }
+
+
+def sweeper_env(config: PipelineConfig) -> dict[str, str]:
+    """The environment JobSweeper builds, likewise."""
+    lanes = [lane.name for lane in config.lanes().queued()]
+    return {
+        **lane_environment(config.lanes(), config.price_overrides),
+        "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "LANE_QUEUE_URLS": compact_json({lane: f"https://sqs.example/{lane}" for lane in lanes}),
+        "LANE_DLQ_URLS": compact_json({lane: f"https://sqs.example/{lane}-dlq" for lane in lanes}),
+        "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "MAX_RECEIVES": str(config.max_receives),
     }
 
 
@@ -81,6 +103,8 @@ class TestCheck:
                 assert runtime_env.check(WorkerSettings.from_env, worker_env(config, lane.name), where=WHERE) is None
             assert set(dispatcher_env(config)) == DispatcherSettings.ENV
             assert runtime_env.check(DispatcherSettings.from_env, dispatcher_env(config), where=WHERE) is None
+            assert set(sweeper_env(config)) == SweeperSettings.ENV
+            assert runtime_env.check(SweeperSettings.from_env, sweeper_env(config), where=WHERE) is None
 
     @pytest.mark.parametrize(("parse", "env", "detail"), [
         (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES"), "LANES is required"),
@@ -109,10 +133,22 @@ class TestCheck:
          "WEBHOOK_RETRY_SCHEDULE_S"),
         (DispatcherSettings.from_env, {**dispatcher_env(PipelineConfig()), "WEBHOOK_SWEEP_EVERY_S": "3600"},
          "WEBHOOK_SWEEP_EVERY_S"),
+        (RouterSettings.from_env, {**router_env(PipelineConfig()), "RESULT_RETENTION_DAYS": "0"}, "RESULT_RETENTION_DAYS"),
+        (WorkerSettings.from_env, {**worker_env(PipelineConfig(), "cpu"), "RESULT_RETENTION_DAYS": "a month"},
+         "RESULT_RETENTION_DAYS"),
+        # the GPU lane is on, but the sweeper was given no dead-letter queue for it
+        (SweeperSettings.from_env, {**sweeper_env(PipelineConfig(gpu_enabled=True)),
+                                    "LANE_DLQ_URLS": compact_json({"cpu": "https://sqs.example/cpu-dlq"})},
+         "LANE_DLQ_URLS"),
+        (SweeperSettings.from_env, without(sweeper_env(PipelineConfig()), "LANE_DLQ_URLS"), "LANE_DLQ_URLS is required"),
+        (SweeperSettings.from_env, without(sweeper_env(PipelineConfig()), "WEBHOOK_QUEUE_URL"), "WEBHOOK_QUEUE_URL"),
+        (SweeperSettings.from_env, {**sweeper_env(PipelineConfig()), "MAX_RECEIVES": "0"}, "MAX_RECEIVES"),
     ], ids=["router-no-lanes", "router-lanes-not-json", "router-no-inline-lane", "router-lane-incomplete",
             "router-bad-price-override", "router-unknown-task-rate", "router-no-gpu-queue", "router-no-table",
             "worker-no-lanes", "worker-disabled-lane", "worker-inline-lane", "worker-no-webhook-queue",
-            "router-no-webhook-queue", "dispatcher-no-queue", "dispatcher-bad-schedule", "dispatcher-sweep-too-rare"])
+            "router-no-webhook-queue", "dispatcher-no-queue", "dispatcher-bad-schedule", "dispatcher-sweep-too-rare",
+            "router-bad-retention", "worker-bad-retention", "sweeper-no-gpu-dlq", "sweeper-no-dlqs",
+            "sweeper-no-webhook-queue", "sweeper-no-receives"])
     def test_a_bad_environment_fails_naming_the_construct_and_the_reason(
             self, parse: Callable[[Mapping[str, str]], Any], env: dict[str, str], detail: str):
         with pytest.raises(ValueError) as raised:
@@ -166,7 +202,8 @@ class TestConstructsCheckTheirEnvironment:
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
                 anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
-                job_ttl_days=30, task_rates_per_min={}, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
+                job_ttl_days=30, result_retention_days=30, task_rates_per_min={}, price_overrides={},
+                log_retention=logs.RetentionDays.ONE_DAY)
         assert str(raised.value).startswith("Stack/Router: the runtime would refuse this environment: ")
         assert "LANE_QUEUE_URLS" in str(raised.value)
 
@@ -180,7 +217,8 @@ class TestConstructsCheckTheirEnvironment:
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
                 anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
-                job_ttl_days=30, task_rates_per_min={}, price_overrides={"fargate": {"spot_discountt": 0.5}},
+                job_ttl_days=30, result_retention_days=30, task_rates_per_min={},
+                price_overrides={"fargate": {"spot_discountt": 0.5}},
                 log_retention=logs.RetentionDays.ONE_DAY)
 
     def test_a_worker_for_a_lane_that_is_not_enabled(self, stack):
@@ -194,8 +232,8 @@ class TestConstructsCheckTheirEnvironment:
                 job_queue=JobQueue(stack, "GpuLane", visibility_timeout=cdk.Duration.seconds(1800), max_receive_count=5),
                 webhook_queue=self.webhook_queue(stack), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 anthropic_secret=secrets.anthropic_api_key,
-                stage="dev", model_id="claude-sonnet-4-5", min_tasks=0, max_tasks=1, price_overrides={},
-                log_retention=logs.RetentionDays.ONE_DAY)
+                stage="dev", model_id="claude-sonnet-4-5", min_tasks=0, max_tasks=1, result_retention_days=30,
+                price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
         assert str(raised.value).startswith("Stack/GpuWorker: the runtime would refuse this environment: ")
         assert "LANE='gpu'" in str(raised.value)
 
@@ -206,6 +244,15 @@ class TestConstructsCheckTheirEnvironment:
                 stack, "Webhooks", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 webhook_secret=PipelineSecrets(stack, "Secrets").webhook_signing_secret, stage="dev",
                 retry_schedule_s="5,-300", log_retention=logs.RetentionDays.ONE_DAY)
+
+    def test_a_sweeper_without_a_queue_for_an_enabled_lane(self, stack):
+        config = PipelineConfig(gpu_enabled=True)
+        cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
+        with pytest.raises(ValueError, match="^Stack/Sweeper: the runtime would refuse this environment: .*LANE_QUEUE_URLS"):
+            JobSweeper(
+                stack, "Sweeper", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack), stage="dev",
+                max_receives=5, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
 
 
 class TestTheSynthesizedEnvironmentParses:
@@ -225,6 +272,7 @@ class TestTheSynthesizedEnvironmentParses:
         assert settings.task_rates_per_min == {task: float(rate) for task, rate in config.task_rates_per_min.items()}
         assert (settings.stage, settings.job_ttl_days, settings.claude.model_id) == (
             config.stage, config.job_ttl_days, config.model_id)
+        assert settings.result_retention_days == config.result_retention_days
         assert settings.jobs_table.startswith("Fn::GetStackOutput:")  # the data stack's table, resolved at deploy
         assert settings.lanes.cost_model() is not None
 
@@ -237,6 +285,7 @@ class TestTheSynthesizedEnvironmentParses:
             assert settings.concurrency == lane.concurrency
             assert settings.visibility_timeout_s == lane.time_limit_s
             assert settings.max_receives == config.max_receives
+            assert settings.result_retention_days == config.result_retention_days
             assert settings.claude.model_id == config.worker_model_id
             assert {spec.name: spec for spec in settings.lanes.lanes} == {spec.name: spec for spec in config.lanes()}
             assert settings.lanes.prices == config.prices()
@@ -252,10 +301,22 @@ class TestTheSynthesizedEnvironmentParses:
             assert settings.secret_arn is not None and "SecretsWebhookSigningSecret" in settings.secret_arn
             assert (settings.secret, settings.allow_loopback) == (None, False)  # the local runtime's only
 
-    def test_the_router_and_workers_hand_over_to_the_dispatchers_queue(self, app):
+    def test_the_sweeper_environment(self, app):
+        config = app.config
+        settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app)))
+        assert settings.queue_urls == RouterSettings.from_env(deployed_environment(router_variables(app))).queue_urls
+        assert set(settings.dlq_urls) == {lane.name for lane in config.lanes().queued()}
+        assert settings.max_receives == config.max_receives
+        assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in config.lanes()}
+        assert settings.lanes.prices == config.prices()
+        assert settings.stage == config.stage
+        assert settings.jobs_table.startswith("Fn::GetStackOutput:")
+
+    def test_the_router_workers_and_sweeper_hand_over_to_the_dispatchers_queue(self, app):
         router = RouterSettings.from_env(deployed_environment(router_variables(app)))
         dispatcher = DispatcherSettings.from_env(deployed_environment(dispatcher_variables(app, "Dispatcher")))
         assert router.webhook_queue_url == dispatcher.queue_url
+        assert SweeperSettings.from_env(deployed_environment(sweeper_variables(app))).webhook_queue_url == dispatcher.queue_url
         for lane in app.config.lanes().queued():
             worker = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert worker.webhook_queue_url == dispatcher.queue_url
