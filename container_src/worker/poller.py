@@ -96,6 +96,9 @@ class Poller:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
         self._protection_lock = threading.Lock()
+        # Held across the heartbeat's extension and the shutdown's release: an extension read before the
+        # release must not land after it (the message would stay hidden for a whole visibility timeout).
+        self._visibility_lock = threading.Lock()
         self._protected = False
         self._protection_renew_at = 0.0
         self.stopped_at: float | None = None  # when the stop came, on ``clock``
@@ -250,9 +253,10 @@ class Poller:
             self._renew_leases(entries)
             if self.clock() >= visibility_due:
                 visibility_due = self.clock() + visibility_every_s
-                with self._lock:
-                    receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
-                self._change_visibility(receipts, self.visibility_timeout_s)
+                with self._visibility_lock:
+                    with self._lock:
+                        receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
+                    self._change_visibility(receipts, self.visibility_timeout_s)
 
     def _renew_leases(self, entries: Sequence[_InFlight]) -> None:
         store, owner = self.runner.store, self.runner.owner
@@ -301,15 +305,16 @@ class Poller:
                 return
             if self.clock() >= deadline:
                 break
-            self._sync_protection()
             time.sleep(0.1)
-        with self._lock:
+        with self._visibility_lock:
+            with self._lock:
+                left = [e for e in self._in_flight.values() if not e.released]
+                for entry in left:
+                    entry.released = True
+            log.warning("releasing %d unfinished messages; their leases are left to run out", len(left))
             for entry in left:
-                entry.released = True
-        log.warning("releasing %d unfinished messages; their leases are left to run out", len(left))
-        for entry in left:
-            entry.stop_run("the worker is stopping; released to the queue")
-        self._change_visibility([(e.message_id, e.receipt) for e in left], 0)
+                entry.stop_run("the worker is stopping; released to the queue")
+            self._change_visibility([(e.message_id, e.receipt) for e in left], 0)
 
     # --- SQS ------------------------------------------------------------------------------------
 
