@@ -22,6 +22,7 @@ from jobadapters.webhook_sender import HttpWebhookSender
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.lanes import Lanes
+from jobcore.limits import SQS_MAX_WAIT_S
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -51,9 +52,13 @@ class AwsClients:
 
     @classmethod
     def create(cls, table_name: str) -> AwsClients:
+        # Every AWS call is bounded: a stalled connection must not outlast a request's budget or a worker's
+        # stop timeout. SQS's read timeout leaves room for its 20 s long poll.
+        bounded = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+        sqs = boto3.client("sqs", config=bounded.merge(Config(read_timeout=SQS_MAX_WAIT_S + 10)))
         # SigV4 for presigned result URLs: buckets created since mid-2020 refuse the older SigV2.
-        s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
-        return cls(boto3.resource("dynamodb").Table(table_name), boto3.client("sqs"), s3)
+        s3 = boto3.client("s3", config=bounded.merge(Config(signature_version="s3v4")))
+        return cls(boto3.resource("dynamodb", config=bounded).Table(table_name), sqs, s3)
 
 
 def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ) -> AnthropicModel:
