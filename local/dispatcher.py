@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from jobadapters.process import start_process
 from jobadapters.settings import DispatcherSettings
 from jobadapters.sqs import decode_hand_over
 from jobadapters.wiring import AwsClients, build_dispatcher
@@ -63,11 +63,8 @@ def _guarded(call: Any, *args: Any, **kwargs: Any) -> bool:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = start_process()
     settings = DispatcherSettings.from_env(os.environ)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     clients = AwsClients.create(settings.jobs_table)
     log.info("webhook dispatcher polling %s, schedule %s", settings.queue_url, settings.schedule.gaps_s)
     run(build_dispatcher(settings, clients), clients.sqs, settings.queue_url, sweep_every_s=settings.sweep_every_s, stop=stop)

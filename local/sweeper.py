@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 
+from jobadapters.process import start_process
 from jobadapters.settings import SweeperSettings
 from jobadapters.wiring import AwsClients, build_sweeper
 
@@ -18,11 +17,8 @@ log = logging.getLogger("sweeper")
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = start_process()
     settings = SweeperSettings.from_env(os.environ)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     sweeper, letters = build_sweeper(settings, AwsClients.create(settings.jobs_table))
     log.info("sweeper every %g s over %s", settings.sweep_every_s, ", ".join(letters))
     while not stop.wait(settings.sweep_every_s):

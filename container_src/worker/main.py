@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 
+from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
 from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
 from jobcore.tasks import RunContext
@@ -31,11 +30,8 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = start_process()
     settings = WorkerSettings.from_env(os.environ)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
     build_poller(settings, AwsClients.create(settings.jobs_table)).run(stop)
     # Messages still in flight were released during the drain; a thread stuck in a model call must
