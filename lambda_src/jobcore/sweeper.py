@@ -78,7 +78,7 @@ class Sweeper:
               keep_going: Callable[[], bool] = lambda: True) -> SweepReport:
         """Turn every message of ``lane``'s dead-letter queue into a settled job, then delete it, while
         ``keep_going()`` (the Lambda stops before its timeout; what is left waits for the next run)."""
-        report = report or SweepReport()
+        report = report if report is not None else SweepReport()
         while keep_going() and (batch := letters.receive()):
             for job_id, receipt, _ in batch:
                 if job_id is None:

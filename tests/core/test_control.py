@@ -375,3 +375,11 @@ def test_dead_letters_become_failed_jobs_with_the_reason_and_poison_is_dropped()
     assert failed.status is JobStatus.FAILED and "dead-letter queue after 5 receives; last error: 529" in failed.error["message"]
     assert h.store.get(live.job_id).status is JobStatus.RUNNING  # a live runner holds it
     assert report.dead_letters == 4 and len(letters.deleted) == 4 and report.failed == [job.job_id]
+
+
+def test_draining_into_an_empty_report_counts_into_that_report():
+    service, h = make_service()
+    report = sweeper(h).sweep()
+    assert not report  # nothing to settle: the report is empty, hence falsy
+    sweeper(h).drain(FakeLetters(None), lane="cpu", report=report)
+    assert report.dead_letters == 1 and report.poison == 1
