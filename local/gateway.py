@@ -8,12 +8,15 @@ turns its answer back into HTTP, enforcing what the real gateway enforces: the r
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import multiprocessing
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -80,13 +83,41 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class ExecutionEnvironments:
+    """The router as Lambda runs it: up to ``size`` execution environments (processes), each serving one
+    request at a time. Powertools' resolver keeps the current request in a class attribute, which is safe
+    in a Lambda environment and would mix up concurrent requests (and their tenants) in threads of one
+    process; a process per concurrent request is also what Lambda does."""
+
+    def __init__(self, target: str, *, size: int = 8, timeout_s: float = 60.0):
+        self._target, self._timeout_s = target, timeout_s
+        self._pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self._pool.submit(_invoke, self._target, event, self._timeout_s).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _invoke(target: str, event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """In an execution environment: the handler ``module:function``, imported once per process."""
+    module, _, name = target.partition(":")
+    handler = getattr(importlib.import_module(module), name)
+    return handler(event, LambdaContext(timeout_s))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # API Gateway accepts bursts; the default listen backlog of 5 resets clients
+
+
 class Gateway:
     def __init__(self, handler: Callable[[dict, Any], dict], *, host: str = "127.0.0.1", port: int = 0, require_key: bool = True):
         self._handler = handler
         self._require_key = require_key
         self._host = host
-        self._server = ThreadingHTTPServer((host, port), self._request_handler())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._request_handler())
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
 
     @property
@@ -100,6 +131,9 @@ class Gateway:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        close = getattr(self._handler, "close", None)
+        if close is not None:
+            close()
 
     def invoke(self, method: str, path: str, headers: dict[str, str], body: str | None) -> tuple[int, dict[str, str], bytes]:
         if len(body or "") > MAX_PAYLOAD:

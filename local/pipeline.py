@@ -25,7 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from local import resources
 from local.claude_standin import ClaudeStandIn
-from local.gateway import Gateway
+from local.gateway import ExecutionEnvironments, Gateway
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
 from stacks.constructs.runtime_env import compact_json, lane_environment
@@ -33,6 +33,7 @@ from stacks.constructs.runtime_env import compact_json, lane_environment
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
 REGION = "us-east-1"
+ROUTER_HANDLER = "router.handler:handler"
 log = logging.getLogger("local.pipeline")
 
 
@@ -107,7 +108,8 @@ class LocalPipeline:
         standin_url = self._start_standin()
         self._set_env(self._router_env(made, standin_url))
         self.webhooks.start()
-        self._gateway = Gateway(_router_handler(), port=self.options.api_port).start()
+        # Its environment is set: the router's execution environments (processes) start with it.
+        self._gateway = Gateway(ExecutionEnvironments(ROUTER_HANDLER), port=self.options.api_port).start()
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         logs = [self._start_worker(made, lane.name, log_dir) for lane in self.lanes.queued()]
@@ -232,9 +234,3 @@ class Supervised:
         self.start()
 
 
-def _router_handler():
-    """The router Lambda's handler, imported now that its environment is set, settings re-read."""
-    from router import handler
-
-    handler.service.cache_clear()
-    return handler.handler

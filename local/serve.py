@@ -25,12 +25,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--webhook-schedule", default=Options.webhook_retry_schedule_s,
                         help="seconds between webhook attempts, comma-separated (WEBHOOK_RETRY_SCHEDULE_S)")
     parser.add_argument("--log-dir", type=Path, default=None)
+    parser.add_argument("--context", type=json.loads, default={},
+                        help="cdk.json context overrides as a JSON object, e.g. '{\"max_receives\": 2}'")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = {"inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency}
+    config = {**args.context, "inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency}
     options = Options(
         api_port=args.port, standin_latency_s=args.standin_latency, log_dir=args.log_dir,
         webhook_retry_schedule_s=args.webhook_schedule,

@@ -1,24 +1,19 @@
 """End to end: the local pipeline in its own process, driven over real HTTP like a client would.
 
-The pipeline runs with a 4 s inline budget so that the timeout fallback is quick to provoke.
+The pipeline (the ``pipeline`` fixture, conftest.py) runs with a 4 s inline budget so that the timeout
+fallback is quick to provoke.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from local import client
-from local.webhook_receiver import WebhookReceiver
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-key"
 SHORT = {
     "task": "claude.messages",
@@ -30,52 +25,8 @@ LONG = {
 }
 
 
-# Five attempts a second or so apart (SQS delays are whole seconds): the schedule's shape, quickly.
-WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
-
-
 def call(method, url, body=None, *, key=KEY, raw=None):
     return client.call(method, url, body, key=key, raw=raw)
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
-    env.pop("ANTHROPIC_API_KEY", None)
-    logs = tmp_path_factory.mktemp("pipeline")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local.serve", "--port", "0", "--inline-budget", "4", "--log-dir", str(logs),
-         "--webhook-schedule", WEBHOOK_SCHEDULE],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(logs / "serve.log").open("w"), text=True,
-    )
-    ready = json.loads(process.stdout.readline() or "{}")
-    assert ready.get("ready"), f"the pipeline did not start; see {logs}"
-    receiver = WebhookReceiver(ready["webhook_secret"]).start()
-    ready["receiver"] = receiver
-    yield ready
-    receiver.stop()
-    process.terminate()
-    process.wait(timeout=30)
-
-
-@pytest.fixture
-def standin(pipeline):
-    """Drive the Claude stand-in over its control endpoints; reset after each test."""
-    url = pipeline["standin_url"]
-
-    def control(**settings):
-        request = urllib.request.Request(
-            f"{url}/_standin/control", data=json.dumps(settings).encode(), method="POST", headers={"content-type": "application/json"},
-        )
-        urllib.request.urlopen(request, timeout=5).read()
-
-    def requests():
-        with urllib.request.urlopen(f"{url}/_standin/stats", timeout=5) as response:
-            return json.loads(response.read())["requests"]
-
-    control.requests = requests
-    yield control
-    urllib.request.urlopen(urllib.request.Request(f"{url}/_standin/reset", data=b"{}", method="POST"), timeout=5).read()
 
 
 def poll(pipeline, job_id, timeout_s=60):

@@ -1,0 +1,104 @@
+"""Starting the local pipeline in its own process, and driving its Claude stand-in, for the end-to-end tests
+(the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from local.webhook_receiver import WebhookReceiver
+
+ROOT = Path(__file__).resolve().parents[2]
+# Five attempts a second or so apart (SQS delays are whole seconds): the schedule's shape, quickly.
+WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
+BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
+READY_TIMEOUT_S = 60
+
+
+def start_pipeline(logs: Path, args: Sequence[str] = (), *, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start the pipeline, logging under ``logs``; its ready line, plus ``process``, ``logs`` and a started
+    webhook ``receiver``. ``config``: cdk.json context overrides that ``local.serve`` has no flag for
+    (``local.serve --context``). Stop it with :func:`stop_pipeline`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+    env.pop("ANTHROPIC_API_KEY", None)
+    context = [] if config is None else ["--context", json.dumps(config)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.serve", *context, *BASE_ARGS, *args, "--log-dir", str(logs)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(logs / "serve.log").open("w"), text=True,
+    )
+    ready = _ready_line(process, logs)
+    ready["process"], ready["logs"] = process, logs
+    ready["receiver"] = WebhookReceiver(ready["webhook_secret"]).start()
+    return ready
+
+
+def _ready_line(process: subprocess.Popen, logs: Path) -> dict[str, Any]:
+    """The first stdout line, within READY_TIMEOUT_S; the pipeline is stopped if it does not come."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(process.stdout.readline() if process.stdout else ""), daemon=True)
+    reader.start()
+    reader.join(READY_TIMEOUT_S)
+    ready = json.loads(line[0] or "{}") if line else {}
+    if not ready.get("ready"):
+        _stop(process)
+        raise AssertionError(f"the pipeline did not start within {READY_TIMEOUT_S} s; see {logs}")
+    return ready
+
+
+def stop_pipeline(ready: dict[str, Any]) -> None:
+    ready["receiver"].stop()
+    _stop(ready["process"])
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()  # our own child, by its handle
+        process.wait(timeout=10)
+
+
+class StandIn:
+    """The Claude stand-in of a pipeline, over its control endpoints: ``standin(latency_s=3)``,
+    ``standin(fail={"status": 500})`` (every call until reset), ``standin.requests()``."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def __call__(self, **settings: Any) -> None:
+        request = urllib.request.Request(
+            f"{self.url}/_standin/control", data=json.dumps(settings).encode(), method="POST",
+            headers={"content-type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=5).read()
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_standin/stats", timeout=5) as response:
+            return json.loads(response.read())
+
+    def requests(self) -> int:
+        return self.stats()["requests"]
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/_standin/reset", data=b"{}", method="POST"), timeout=5).read()
+
+
+def wait_until(condition, *, timeout_s: float, every_s: float = 0.2, what: str = "the condition"):
+    """``condition()``'s first truthy value, asking every ``every_s`` for at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(every_s)

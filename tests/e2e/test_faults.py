@@ -1,0 +1,435 @@
+"""Faults, end to end: the local pipeline's real processes (moto server, the Claude stand-in, the router
+behind the local gateway, a supervised worker, dispatcher and sweeper), driven over HTTP and, where a
+fault cannot be provoked from outside, through moto's endpoint.
+
+This module's pipeline runs one job at a time on its cpu worker (``--worker-concurrency 1``), so that a
+job can be held in the queue behind another. The tests that need a message to reach the dead-letter
+queue run on a second pipeline with ``max_receives`` 2 (see ``few_receives``): with the deployment's 5,
+a poison message takes five minutes to get there. Every wait is bounded; the slow tests say how long
+they may take and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from jobadapters.dynamo import DynamoJobStore
+from jobadapters.wiring import WORKER_SDK_RETRIES
+from jobcore.limits import API_GATEWAY_TIMEOUT_S
+from jobcore.model import Job, JobStatus
+from jobcore.schema_keys import result_key
+from jobcore.tasks import CATALOGUE
+from local import client
+from local.gateway import api_key_id
+from tests.e2e.harness import StandIn, start_pipeline, stop_pipeline, wait_until
+
+PIPELINE_ARGS = ("--worker-concurrency", "1")
+KEY = "faults-key"
+REGION = "us-east-1"
+SHORT = {
+    "task": "claude.messages",
+    "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]},
+}
+LONG = {
+    "task": "documents.summarize",
+    "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one. Also short."}]},
+}
+TERMINAL = {"succeeded", "failed", "canceled", "expired", "timed_out"}
+
+
+def documents(n: int) -> dict[str, Any]:
+    return {"task": "documents.summarize",
+            "input": {"documents": [{"id": f"d{i}", "text": f"Document number {i}. It says little."} for i in range(n)]}}
+
+
+def call(method: str, url: str, body: Any = None, *, key: str | None = KEY) -> tuple[int, dict[str, str], Any]:
+    return client.call(method, url, body, key=key)
+
+
+def jobs_url(pipeline: dict[str, Any], *parts: str) -> str:
+    return "/".join([f"{pipeline['api_url']}/v1/jobs", *parts])
+
+
+def get(pipeline: dict[str, Any], job_id: str, *, key: str = KEY) -> dict[str, Any]:
+    status, _, job = call("GET", jobs_url(pipeline, job_id), key=key)
+    assert status == 200, job
+    return job
+
+
+def settle(pipeline: dict[str, Any], job_id: str, *, timeout_s: float, key: str = KEY) -> tuple[dict[str, Any], list[str]]:
+    """The job once terminal, and every status it was seen in on the way (polled every 0.2 s)."""
+    seen: list[str] = []
+
+    def finished() -> dict[str, Any] | None:
+        job = get(pipeline, job_id, key=key)
+        if not seen or seen[-1] != job["status"]:
+            seen.append(job["status"])
+        return job if job["status"] in TERMINAL else None
+
+    return wait_until(finished, timeout_s=timeout_s, what=f"{job_id} to finish (seen: {seen})"), seen
+
+
+def wait_for_status(pipeline: dict[str, Any], job_id: str, status: str, *, timeout_s: float) -> dict[str, Any]:
+    def there() -> dict[str, Any] | None:
+        job = get(pipeline, job_id)
+        return job if job["status"] == status else None
+
+    return wait_until(there, timeout_s=timeout_s, every_s=0.1, what=f"{job_id} to be {status}")
+
+
+def log_text(pipeline: dict[str, Any], name: str) -> str:
+    path = Path(pipeline["logs"]) / name
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for_log(pipeline: dict[str, Any], name: str, text: str, *, timeout_s: float) -> str:
+    def logged() -> str | None:
+        log = log_text(pipeline, name)
+        return log if text in log else None
+
+    return wait_until(logged, timeout_s=timeout_s, every_s=0.5, what=f"{text!r} in {name}")
+
+
+def aws(pipeline: dict[str, Any], service: str, *, resource: bool = False) -> Any:
+    """A boto3 client (or resource) of the pipeline's moto server."""
+    make = boto3.resource if resource else boto3.client
+    return make(service, endpoint_url=pipeline["aws_endpoint"], region_name=REGION,
+                aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def queue_depth(pipeline: dict[str, Any], url: str) -> int:
+    attributes = aws(pipeline, "sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def restarts(pipeline: dict[str, Any]) -> str:
+    """What the supervisor restarted, from the logs (empty when nothing died)."""
+    return "".join(line for line in log_text(pipeline, "serve.log").splitlines(keepends=True) if "restarting it" in line)
+
+
+def epoch_s(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# --- 1. a worker killed mid-job ----------------------------------------------------------------------
+
+def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once(pipeline, standin):
+    """kill -9 the cpu worker while its job waits on the model; the supervisor starts a new worker, and
+    the job runs again and succeeds, with one result and one webhook event.
+
+    Slow, up to 150 s: the dead worker's lease (60 s) must run out, plus the sweeper's 5 s grace and its
+    2 s period, before the job is queued again (its own message stays hidden for the lane's 900 s
+    visibility timeout, which the dead worker's heartbeat had set).
+    """
+    receiver = pipeline["receiver"]
+    pid = pipeline["pids"]["worker.main:cpu"]
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"worker.main" in cmdline, f"pid {pid} is not the pipeline's cpu worker: {cmdline}"
+    standin(latency_s=4)  # each of the job's two model calls takes 4 s: time to kill its worker mid-call
+    before = standin.requests()
+    status, _, job = call("POST", jobs_url(pipeline), {**LONG, "webhook": {"url": receiver.url}})
+    assert status == 202, job
+    wait_for_status(pipeline, job["id"], "running", timeout_s=30)
+    wait_until(lambda: standin.requests() - before == 2, timeout_s=5, every_s=0.05, what="both model calls to be in flight")
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for_log(pipeline, "worker.log", "--- supervisor: restart 1 after exit -9 ---", timeout_s=10)
+    assert get(pipeline, job["id"])["status"] == "running"  # the kill came mid-run
+
+    done, seen = settle(pipeline, job["id"], timeout_s=150 - (time.monotonic() - killed_at))
+    assert done["status"] == "succeeded", (done, seen)
+    assert done["attempts"] == 2, done  # it ran again, once
+    assert [s["id"] for s in done["result"]["summaries"]] == ["a", "b"]
+    assert done["usage"]["model_calls"] == 2  # the usage of the run that finished, not of both
+    assert standin.requests() - before == 4  # two calls lost with the dead worker, two that answered
+    objects = aws(pipeline, "s3").list_objects_v2(Bucket=pipeline["bucket"], Prefix=result_key(job["id"]))
+    assert [o["Key"] for o in objects.get("Contents", [])] == [result_key(job["id"])]
+
+    event = receiver.wait_for(job["id"], timeout_s=30)
+    assert event is not None and event["type"] == "job.succeeded" and event["data"]["attempts"] == 2
+    time.sleep(3)  # anything sent twice would arrive within the quick webhook schedule's first attempts
+    assert [e["data"]["id"] for e in receiver.events].count(job["id"]) == 1
+    assert receiver.attempts[f"evt_{job['id']}_succeeded"] == 1 and receiver.rejected == []
+    assert "restarting it (restart 1)" in restarts(pipeline)
+
+
+# --- 2. an inline run whose router died --------------------------------------------------------------
+
+def test_an_inline_run_whose_router_died_is_requeued_by_the_sweeper_and_run_by_a_worker(pipeline):
+    """The router runs inline jobs in its own process, so it cannot be killed alone: its death is written
+    as it would be left behind, a running inline job whose router lease (API Gateway's 29 s + 1) ran out
+    10 s ago, through the same store code the router uses, so the item carries the watch index's keys."""
+    table = aws(pipeline, "dynamodb", resource=True).Table(pipeline["table"])
+    now = int(time.time() * 1000)
+    started = now - (API_GATEWAY_TIMEOUT_S + 1) * 1000 - 10_000
+    job = Job(
+        job_id=f"job_{uuid.uuid4().hex}", tenant_id=api_key_id(KEY), task="claude.messages", status=JobStatus.RUNNING,
+        lane="inline", route_reason="inline: expected 2 s <= budget 4 s, 256 MB <= 1024 MB",
+        created_at=started, updated_at=started, started_at=started, attempts=1,
+        input=CATALOGUE["claude.messages"].validate(SHORT["input"]), expires_at=now // 1000 + 30 * 86_400,
+        lease_owner=f"router:{socket.gethostname()}:{os.getpid()}:deadbeef",
+        lease_expires_at=started + (API_GATEWAY_TIMEOUT_S + 1) * 1000,
+    )
+    DynamoJobStore(table).create(job)
+    item = table.get_item(Key={"job_id": job.job_id}, ConsistentRead=True)["Item"]
+    assert item["watch_shard"].startswith("watch-") and int(item["watch_at"]) == job.lease_expires_at
+    assert get(pipeline, job.job_id)["status"] == "running"
+
+    done, seen = settle(pipeline, job.job_id, timeout_s=60)
+    assert done["status"] == "succeeded", (done, seen)
+    assert done["route"]["lane"] == "cpu" and done["attempts"] == 2
+    reason = done["route"]["reason"]
+    assert reason.startswith("cpu: re-queued by the sweeper") and f"no heartbeat from {job.lease_owner}" in reason, reason
+    assert reason.endswith(f"({job.route_reason})"), reason
+    assert done["result"]["content"][0]["text"].startswith("Summary: Name one AWS region.")
+    assert f"sweeper: job {job.job_id} no heartbeat from" in log_text(pipeline, "sweeper.log")
+
+
+# --- 4. cancel -----------------------------------------------------------------------------------------
+
+def test_cancel_of_a_queued_job_cancels_it_at_once_and_it_never_runs(pipeline, standin):
+    """The single cpu worker is held by a 5 s job, so the job to cancel stays queued (deterministic)."""
+    standin(latency_s=5)
+    _, _, blocker = call("POST", jobs_url(pipeline), documents(1))
+    wait_for_status(pipeline, blocker["id"], "running", timeout_s=30)
+    status, _, job = call("POST", jobs_url(pipeline), LONG)
+    assert status == 202 and job["status"] == "queued", job
+
+    status, _, canceled = call("POST", jobs_url(pipeline, job["id"], "cancel"))
+    assert status == 200, canceled
+    assert canceled["status"] == "canceled" and canceled["attempts"] == 0 and "started_at" not in canceled
+
+    assert settle(pipeline, blocker["id"], timeout_s=30)[0]["status"] == "succeeded"
+    # The worker, free again, receives the canceled job's message and drops it without running it.
+    wait_for_log(pipeline, "worker.log", f"job {job['id']}: canceled already canceled", timeout_s=30)
+    after = get(pipeline, job["id"])
+    assert after["status"] == "canceled" and after["attempts"] == 0 and "started_at" not in after
+
+
+def test_cancel_of_a_running_job_stops_it_before_most_of_its_model_calls(pipeline, standin):
+    """50 documents, 8 calls at a time, 1 s each (the uncanceled run: 7 s). The heartbeat sees the cancel
+    within its 2 s period and the run stops before its next call: a few waves of 8 calls, not 50.
+    (At 0.5 s a call, 5 waves would start within the heartbeat's period: too close to 50 to tell.)"""
+    standin(latency_s=1)
+    before = standin.requests()
+    status, _, job = call("POST", jobs_url(pipeline), documents(50))
+    assert status == 202, job
+    wait_for_status(pipeline, job["id"], "running", timeout_s=30)
+
+    status, _, canceling = call("POST", jobs_url(pipeline, job["id"], "cancel"))
+    canceled_at = time.monotonic()
+    assert status == 202 and canceling["status"] == "canceling", canceling
+    status, _, done = call("GET", jobs_url(pipeline, job["id"]) + "?wait=10")
+    took = time.monotonic() - canceled_at
+    assert status == 200 and done["status"] == "canceled", done
+    assert took < 5, f"canceled only {took:.1f} s after the cancel"
+
+    calls = standin.requests() - before
+    assert calls <= 32, f"{calls} model calls for a job canceled at its start (at most 4 waves of 8 expected)"
+    time.sleep(2)  # the stopped run makes no further call
+    assert standin.requests() - before == calls
+    assert "result" not in done and done["attempts"] == 1
+
+
+def test_cancel_of_a_finished_job_is_refused_with_its_state(pipeline):
+    status, _, job = call("POST", jobs_url(pipeline), SHORT)
+    assert status == 200 and job["status"] == "succeeded", job
+    status, _, answer = call("POST", jobs_url(pipeline, job["id"], "cancel"))
+    assert status == 409, answer
+    assert answer["error"]["type"] == "job_finished" and answer["error"]["status"] == "succeeded"
+    assert get(pipeline, job["id"])["status"] == "succeeded"
+
+
+# --- 5. concurrent submits with one Idempotency-Key ------------------------------------------------------
+
+def submit_with_key(pipeline: dict[str, Any], body: Any, idempotency_key: str, *, key: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        jobs_url(pipeline), data=json.dumps(body).encode(), method="POST",
+        headers={"content-type": "application/json", "x-api-key": key, "Idempotency-Key": idempotency_key},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def test_fifty_concurrent_submits_with_one_idempotency_key_make_one_job_and_one_model_call(pipeline, standin):
+    """50 threads POST the same body with ``Idempotency-Key: same`` at once. A 409 ``idempotency_in_progress``
+    is retried, as the API asks; so is a connection reset before the local gateway read it (its listen
+    backlog is socketserver's default of 5: 50 connects at once overflow it while the router's process is
+    busy, and the kernel resets some of them): retrying a request whose fate is unknown is what the key is for."""
+    tenant = f"idem-{uuid.uuid4().hex[:8]}"
+    before = standin.requests()
+    start = threading.Barrier(50)
+    answers: list[tuple[int, Any] | None] = [None] * 50
+    first_answers: list[int] = [0] * 50
+
+    def submit(i: int) -> None:
+        start.wait(timeout=30)
+        for attempt in range(20):  # retried 0.5 s apart, 10 s at most
+            try:
+                status, body = submit_with_key(pipeline, SHORT, "same", key=tenant)
+            except (ConnectionError, urllib.error.URLError) as error:
+                status, body = -1, repr(error)
+            if attempt == 0:
+                first_answers[i] = status
+            answers[i] = (status, body)
+            if status != -1 and not (status == 409 and body["error"]["type"] == "idempotency_in_progress"):
+                return
+            time.sleep(0.5)
+
+    threads = [threading.Thread(target=submit, args=(i,), daemon=True) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(thread.is_alive() for thread in threads), "a submit did not return within 90 s"
+
+    assert all(answer is not None for answer in answers)
+    statuses = sorted({status for status, _ in answers})
+    assert statuses == [200], [a for a in answers if a and a[0] != 200][:3]
+    ids = {body["id"] for _, body in answers}
+    assert len(ids) == 1, ids
+    assert set(first_answers) <= {200, 409, -1}, first_answers  # -1: the connection was reset
+    (job_id,) = ids
+    status, _, page = call("GET", f"{pipeline['api_url']}/v1/jobs?limit=100", key=tenant)
+    assert status == 200 and [job["id"] for job in page["jobs"]] == [job_id] and page["next_cursor"] is None
+    assert standin.requests() - before == 1
+
+
+# --- 6. tenant isolation ------------------------------------------------------------------------------
+
+def test_another_tenant_gets_404_on_every_route_and_never_sees_the_job_listed(pipeline):
+    receiver = pipeline["receiver"]
+    status, _, job = call("POST", jobs_url(pipeline), {**SHORT, "webhook": {"url": receiver.url}})
+    assert status == 200, job
+    assert receiver.wait_for(job["id"], timeout_s=30) is not None
+    other = f"tenant-b-{uuid.uuid4().hex[:8]}"
+    status, _, own = call("POST", jobs_url(pipeline), SHORT, key=other)
+    assert status == 200, own
+
+    started = time.monotonic()
+    for method, url in [
+        ("GET", jobs_url(pipeline, job["id"])),
+        ("GET", jobs_url(pipeline, job["id"]) + "?wait=1"),
+        ("POST", jobs_url(pipeline, job["id"], "cancel")),
+        ("GET", jobs_url(pipeline, job["id"], "deliveries")),
+        ("POST", jobs_url(pipeline, job["id"], "deliveries")),
+    ]:
+        status, _, body = call(method, url, key=other)
+        assert status == 404 and body["error"]["type"] == "not_found", (method, url, status, body)
+    assert time.monotonic() - started < 5  # ?wait does not wait on a job it cannot see
+
+    for query in ("", "?status=succeeded", "?limit=100"):
+        status, _, page = call("GET", f"{pipeline['api_url']}/v1/jobs{query}", key=other)
+        assert status == 200 and [j["id"] for j in page["jobs"]] == [own["id"]], (query, page)
+    # Nothing the other tenant asked for changed the job.
+    status, _, deliveries = call("GET", jobs_url(pipeline, job["id"], "deliveries"))
+    assert status == 200 and deliveries["deliveries"][0]["series"] == 1
+    assert get(pipeline, job["id"])["status"] == "succeeded"
+
+
+# --- 7. long poll ---------------------------------------------------------------------------------------
+
+def test_a_long_poll_returns_as_soon_as_the_queued_job_finishes(pipeline, standin):
+    standin(latency_s=2)
+    status, _, job = call("POST", jobs_url(pipeline), LONG)
+    assert status == 202 and job["status"] == "queued", job
+    started = time.monotonic()
+    status, _, done = call("GET", jobs_url(pipeline, job["id"]) + "?wait=20")
+    answered_at, took = time.time(), time.monotonic() - started
+    assert status == 200 and done["status"] == "succeeded", done
+    assert 2 <= took < 10, f"the long poll answered after {took:.1f} s"  # it waited for the 2 s calls, not for 20 s
+    assert answered_at - epoch_s(done["finished_at"]) < 1.5  # the wait re-reads at least every second
+
+
+# --- 3. poison messages and jobs that fail on every receive (a pipeline with max_receives 2) --------------
+
+MAX_RECEIVES = 2
+
+
+@pytest.fixture(scope="module")
+def few_receives(tmp_path_factory):
+    """A second pipeline whose queues redrive after 2 receives (the deployment's: 5). The worker's back-off
+    between receives is the runner's fixed ``Backoff()`` (15 s, then 30 s, 60 s…) and a message that is not
+    a job is hidden 60 s per receive: with 5 receives these tests would take 4 to 5 minutes."""
+    ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES})
+    yield ready
+    stop_pipeline(ready)
+
+
+def test_a_job_failing_on_every_receive_ends_failed_with_the_reason_never_running(few_receives):
+    """The model answers 500 to every call: each receive makes 1 + 3 SDK retries, the runner backs off
+    15 s, and the last receive records ``failed``. About 25 s; 120 s at most."""
+    standin = StandIn(few_receives["standin_url"])
+    standin(fail={"status": 500})
+    try:
+        status, _, job = call("POST", jobs_url(few_receives), documents(1))
+        assert status == 202, job
+        done, seen = settle(few_receives, job["id"], timeout_s=120)
+        calls = standin.stats()["by_status"]
+    finally:
+        standin.reset()
+    assert done["status"] == "failed", (done, seen)
+    assert done["attempts"] == MAX_RECEIVES and seen[-2:] == ["running", "failed"], (done, seen)
+    message = done["error"]["message"]
+    assert f"gave up after {MAX_RECEIVES} attempts" in message and "500" in message, done["error"]
+    assert calls == {"500": MAX_RECEIVES * (1 + WORKER_SDK_RETRIES)}, calls
+    # Failed on its last receive and its message deleted: nothing left for the dead-letter queue.
+    time.sleep(3)
+    assert get(few_receives, job["id"])["status"] == "failed"
+    assert queue_depth(few_receives, few_receives["queues"]["cpu"]) == 0
+    assert queue_depth(few_receives, few_receives["dead_letter_queues"]["cpu"]) == 0
+    assert restarts(few_receives) == ""
+
+
+def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_sweeper_drains_it(few_receives):
+    """A message that is not a job: the worker hides it 60 s per receive (``_MALFORMED_RETRY_S``), so SQS
+    moves it to the dead-letter queue on the receive after the second, about 120 s after it was sent; the
+    sweeper (every 2 s) deletes it there. 200 s at most.
+
+    Nothing but that move takes it off the lane's queue (the worker never deletes a message that is not a
+    job), and only the sweeper reads the dead-letter queue: both queues empty means it went that way."""
+    sqs = aws(few_receives, "sqs")
+    cpu, dlq = few_receives["queues"]["cpu"], few_receives["dead_letter_queues"]["cpu"]
+    body = f"not a job {uuid.uuid4().hex}"
+    sqs.send_message(QueueUrl=cpu, MessageBody=body)
+    wait_until(lambda: queue_depth(few_receives, cpu) == 0 and queue_depth(few_receives, dlq) == 0,
+               timeout_s=200, every_s=1, what="the poison message to leave the cpu queue and its dead-letter queue")
+    worker_log = log_text(few_receives, "worker.log")
+    assert worker_log.count(f"not a job message: {body!r}") == MAX_RECEIVES, worker_log[-2000:]
+    for name in ("worker.log", "sweeper.log", "dispatcher.log"):
+        assert "Traceback" not in log_text(few_receives, name), name
+    assert restarts(few_receives) == "" and few_receives["process"].poll() is None
+    # And the pipeline still works after it.
+    status, _, job = call("POST", jobs_url(few_receives), SHORT)
+    assert status == 200 and job["status"] == "succeeded", job
+
+
+def test_the_sweeper_reports_the_dead_letters_it_drains(few_receives):
+    """A poison message put straight on the cpu lane's dead-letter queue (as SQS leaves one there): the
+    sweeper drains it within a round or two and says so (``settled: SweepReport(... poison=1)``)."""
+    sqs = aws(few_receives, "sqs")
+    dlq = few_receives["dead_letter_queues"]["cpu"]
+    before = log_text(few_receives, "sweeper.log").count("poison=1")
+    sqs.send_message(QueueUrl=dlq, MessageBody=f"not a job {uuid.uuid4().hex}")
+    wait_until(lambda: queue_depth(few_receives, dlq) == 0, timeout_s=30, what="the sweeper to drain the dead-letter queue")
+    # The round that drained it logs its report as it ends.
+    wait_until(lambda: log_text(few_receives, "sweeper.log").count("poison=1") > before, timeout_s=10,
+               what="the sweeper's report of the poison message")
