@@ -150,7 +150,7 @@ class Poller:
             try:
                 messages = self.sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=min(SQS_MAX_BATCH, free), WaitTimeSeconds=self.wait_time_s,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    VisibilityTimeout=self.hold_s, MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 ).get("Messages", [])
             except Exception:  # noqa: BLE001 - a failed poll is logged and retried, never fatal
                 log.exception("receive failed")
@@ -244,8 +244,15 @@ class Poller:
 
     # --- while running: leases, visibility, protection --------------------------------------------
 
+    @property
+    def hold_s(self) -> int:
+        """How long a message stays hidden while this worker holds it, renewed by the heartbeat: no longer
+        than a job's lease, so the messages of a worker that dies (claimed or not yet) come back as soon
+        as its leases have run out, not after the lane's whole visibility timeout."""
+        return max(1, min(self.visibility_timeout_s, self.runner.lease_ms // 1000))
+
     def _heartbeat(self, finished: threading.Event) -> None:
-        visibility_every_s = max(1.0, self.visibility_timeout_s / 3)
+        visibility_every_s = max(1.0, self.hold_s / 3)
         visibility_due = self.clock() + visibility_every_s
         while not finished.wait(self.heartbeat_s):
             with self._lock:
@@ -256,7 +263,7 @@ class Poller:
                 with self._visibility_lock:
                     with self._lock:
                         receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
-                    self._change_visibility(receipts, self.visibility_timeout_s)
+                    self._change_visibility(receipts, self.hold_s)
 
     def _renew_leases(self, entries: Sequence[_InFlight]) -> None:
         store, owner = self.runner.store, self.runner.owner
