@@ -42,6 +42,9 @@ LOG_RETENTION_DAYS = frozenset({
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9.:@_-]{2,99}$")
+_S3_MODEL_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/-]*)?$")
+_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_HF_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # GPU families that ECS can expose to a task as a GPU resource (x86: the worker image is linux/amd64).
 _GPU_INSTANCE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
@@ -80,6 +83,12 @@ class PipelineConfig:
     gpu_concurrency: int = 2
     gpu_max_tasks: int = 1
     gpu_job_timeout_s: int = 1800
+    # The embedding model of the GPU lane (embeddings.encode): a model directory in S3 (model.onnx +
+    # tokenizer.json), downloaded once per task start; or, when that is empty, a public model baked into the
+    # GPU image at build time (a Hugging Face repo holding an ONNX export, at a pinned revision).
+    embedding_model_s3_uri: str = ""
+    embedding_model_repo: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model_revision: str = "main"
     alarm_email: str = ""
     log_retention_days: int = 30
     job_ttl_days: int = 30
@@ -252,6 +261,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gpu_concurrency": _between(1, 100),
     "gpu_max_tasks": _between(1, MAX_SCALING_STEPS),
     "gpu_job_timeout_s": _between(60, SQS_MAX_VISIBILITY_S),
+    "embedding_model_s3_uri": ((lambda v: v == "" or bool(_S3_MODEL_URI.fullmatch(v))),
+                               "'' or an S3 model directory such as 's3://my-models/minilm/' (model.onnx + tokenizer.json)"),
+    "embedding_model_repo": ((lambda v: v == "" or bool(_HF_REPO.fullmatch(v))),
+                             "'' or a Hugging Face repo id such as 'sentence-transformers/all-MiniLM-L6-v2'"),
+    "embedding_model_revision": _matches(_HF_REVISION, "a branch, tag or commit of the model repo, e.g. 'main'"),
     "alarm_email": ((lambda v: v == "" or bool(_EMAIL.fullmatch(v))), "an e-mail address, or '' for none"),
     "log_retention_days": ((lambda v: v in LOG_RETENTION_DAYS), f"one of {sorted(LOG_RETENTION_DAYS)}"),
     "job_ttl_days": _between(1, 3650),
@@ -277,6 +291,9 @@ _CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]
     (("worker_on_demand_base", "worker_max_tasks"),
      lambda c: c.worker_on_demand_base <= c.worker_max_tasks,
      "the on-demand base not above max tasks"),
+    (("gpu_enabled", "embedding_model_s3_uri", "embedding_model_repo"),
+     lambda c: not c.gpu_enabled or bool(c.embedding_model_s3_uri or c.embedding_model_repo),
+     "an embedding model for the gpu lane: an S3 model directory, or a repo to bake into the GPU image"),
     (("result_retention_days", "job_ttl_days"),
      lambda c: c.result_retention_days >= c.job_ttl_days,
      "results kept at least as long as the jobs that point at them"),

@@ -56,6 +56,9 @@ BAD_VALUES = {
     "gpu_concurrency": 101,
     "gpu_max_tasks": 0,
     "gpu_job_timeout_s": 59,
+    "embedding_model_s3_uri": "https://example.com/model/",
+    "embedding_model_repo": "not a repo",
+    "embedding_model_revision": "../main",
     "alarm_email": "not-an-address",
     "log_retention_days": 31,
     "job_ttl_days": 0,
@@ -363,3 +366,10 @@ def test_jobs_must_outlive_the_webhook_schedule_that_lives_on_them():
         PipelineConfig.from_mapping({"job_ttl_days": 1, "result_retention_days": 1})
     assert PipelineConfig.from_mapping({"job_ttl_days": 1, "result_retention_days": 1,
                                         "webhook_retry_schedule_s": "5,300,1800"}).job_ttl_days == 1
+
+
+def test_the_gpu_lane_needs_an_embedding_model():
+    with pytest.raises(ConfigError, match="embedding model"):
+        PipelineConfig(gpu_enabled=True, embedding_model_s3_uri="", embedding_model_repo="")
+    assert PipelineConfig(gpu_enabled=True, embedding_model_s3_uri="s3://models-bucket/minilm/", embedding_model_repo="")
+    assert PipelineConfig(gpu_enabled=False, embedding_model_repo="")
