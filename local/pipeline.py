@@ -61,6 +61,9 @@ class Options:
     use_standin: bool = True
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
+    # The GPU lane's embedding model (when the lane is on): a model directory (model.onnx + tokenizer.json),
+    # uploaded to the local S3 as a deploy's embedding_model_s3_uri would hold it; None: a tiny one built here.
+    embedding_model_dir: Path | None = None
 
 
 @dataclass
@@ -112,7 +115,8 @@ class LocalPipeline:
         self._gateway = Gateway(ExecutionEnvironments(ROUTER_HANDLER), port=self.options.api_port).start()
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
         log_dir.mkdir(parents=True, exist_ok=True)
-        logs = [self._start_worker(made, lane.name, log_dir) for lane in self.lanes.queued()]
+        model_env = self._embedding_model(log_dir) if self.lanes.gpu_lanes() else {}
+        logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}) for lane in self.lanes.queued()]
         self._spawn("local.dispatcher", log_dir / "dispatcher.log", {
             "WEBHOOK_RETRY_SCHEDULE_S": self.options.webhook_retry_schedule_s,
             "WEBHOOK_SWEEP_EVERY_S": str(self.options.webhook_sweep_every_s),
@@ -177,15 +181,26 @@ class LocalPipeline:
             env["ANTHROPIC_BASE_URL"] = standin_url
         return env
 
-    def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path) -> Path:
+    def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path, extra: dict[str, str]) -> Path:
         """One worker process for ``lane``, with the environment its ECS task gets (plus the local ones)."""
         log_path = log_dir / ("worker.log" if lane == self.lanes.fallback.name else f"worker-{lane}.log")
         self._spawn("worker.main", log_path, {
             "LANE": lane, "QUEUE_URL": made.queue_urls[lane], "MAX_RECEIVES": str(self.config.max_receives),
             "MODEL_ID": self.config.worker_model_id, "VISIBILITY_TIMEOUT_S": str(int(self.lanes.get(lane).time_limit_s)),
-            "POLL_WAIT_S": "1",
+            "POLL_WAIT_S": "1", **extra,
         })
         return log_path
+
+    def _embedding_model(self, log_dir: Path) -> dict[str, str]:
+        """The GPU lane's model, put where a deploy with ``embedding_model_s3_uri`` has it (an S3 model
+        directory), so the worker runs the real download and loading code; the environment that names it."""
+        directory = self.options.embedding_model_dir
+        if directory is None:
+            from local import tiny_embedder  # needs the onnx package: only when the GPU lane is on
+
+            directory = tiny_embedder.build(log_dir / "tiny-embedder")
+        uri = resources.upload_model(boto3.Session(region_name=REGION), directory)
+        return {"EMBEDDING_MODEL_URI": uri, "EMBEDDING_MODEL_CACHE": str(log_dir / "model-cache")}
 
     def _spawn(self, module: str, log_path: Path, env: dict[str, str]) -> None:
         """``python -m module`` with this process's environment (the router's, which it shares) plus ``env``,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobadapters import schema
@@ -37,6 +38,20 @@ def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybr
     webhooks, webhooks_dlq = _queue_pair(sqs, f"{prefix}-webhooks", visibility_s=WEBHOOK_VISIBILITY_S,
                                          max_receives=WEBHOOK_MAX_RECEIVES)
     return LocalResources(table, bucket, queues, dlqs, webhooks, webhooks_dlq)
+
+
+MODEL_FILES = ("model.onnx", "tokenizer.json", "embedding.json")
+
+
+def upload_model(session: Any, directory: Path, *, bucket: str = "hybrid-local-models", prefix: str = "embedding-model") -> str:
+    """Upload an embedding model directory (``model.onnx``, ``tokenizer.json``, optional ``embedding.json``)
+    to a bucket of its own, as an operator does for ``embedding_model_s3_uri``; returns that URI."""
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    for name in MODEL_FILES:
+        if (directory / name).is_file():
+            s3.upload_file(str(directory / name), bucket, f"{prefix}/{name}")
+    return f"s3://{bucket}/{prefix}/"
 
 
 def _queue_pair(sqs: Any, name: str, *, visibility_s: int, max_receives: int) -> tuple[str, str]:

@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--webhook-schedule", default=Options.webhook_retry_schedule_s,
                         help="seconds between webhook attempts, comma-separated (WEBHOOK_RETRY_SCHEDULE_S)")
     parser.add_argument("--log-dir", type=Path, default=None)
+    parser.add_argument("--gpu", action="store_true", help="turn the gpu lane on (embeddings.encode; CPU provider here)")
+    parser.add_argument("--embedding-model", type=Path, default=None,
+                        help="the gpu lane's model directory (model.onnx + tokenizer.json); default: a tiny one built offline")
     parser.add_argument("--context", type=json.loads, default={},
                         help="cdk.json context overrides as a JSON object, e.g. '{\"max_receives\": 2}'")
     return parser.parse_args(argv)
@@ -32,10 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = {**args.context, "inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency}
+    config = {**args.context, "inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency,
+              "gpu_enabled": True if args.gpu else None}
     options = Options(
         api_port=args.port, standin_latency_s=args.standin_latency, log_dir=args.log_dir,
-        webhook_retry_schedule_s=args.webhook_schedule,
+        webhook_retry_schedule_s=args.webhook_schedule, embedding_model_dir=args.embedding_model,
         config={key: value for key, value in config.items() if value is not None},
     )
     stop = threading.Event()

@@ -114,11 +114,16 @@ class MemoryQueue:
 class MemoryBlobs:
     def __init__(self) -> None:
         self.docs: dict[str, Any] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
 
     def put_json(self, key: str, document: Any) -> int:
         body = json.dumps(document, separators=(",", ":")).encode()  # what S3BlobStore stores, byte for byte
         self.docs[key] = json.loads(body)
         return len(body)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str) -> int:
+        self.files[key] = (bytes(data), content_type)
+        return len(data)
 
     def get_json(self, key: str) -> Any:
         return copy.deepcopy(self.docs[key])

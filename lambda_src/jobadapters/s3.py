@@ -17,6 +17,10 @@ class S3BlobStore:
         self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
         return len(body)
 
+    def put_bytes(self, key: str, data: bytes, *, content_type: str) -> int:
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+        return len(data)
+
     def get_json(self, key: str) -> Any:
         return json.loads(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read())
 

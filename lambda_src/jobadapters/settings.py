@@ -8,6 +8,7 @@ the two sides agree, so a renamed variable fails CI rather than a deployed funct
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,6 +21,7 @@ from jobcore.pricing import Prices, default_prices
 from jobcore.tasks import arrival_rates
 
 _N = TypeVar("_N", int, float)
+_S3_MODEL_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
 class ConfigError(ValueError):
@@ -217,6 +219,38 @@ class RouterSettings:
         )
 
 
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Where a worker's embedding model comes from (``jobadapters.embeddings`` loads it on the first job):
+    ``EMBEDDING_MODEL_URI`` (an S3 model directory, set on the lanes that run embeddings when the deploy
+    names one) wins over ``EMBEDDING_MODEL_DIR`` (a directory baked into the image, set by the image)."""
+
+    ENV = frozenset({"EMBEDDING_MODEL_URI"})
+    IMAGE_ENV = frozenset({"EMBEDDING_MODEL_DIR", "EMBEDDING_MODEL_CACHE"})
+
+    model_uri: str | None = None
+    model_dir: str | None = None
+    cache_dir: str = "/tmp/embedding-models"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EmbeddingSettings:
+        uri = env.get("EMBEDDING_MODEL_URI") or None
+        if uri is not None and not _S3_MODEL_URI.fullmatch(uri):
+            raise ConfigError(f"environment variable EMBEDDING_MODEL_URI={uri!r} must be s3://bucket/prefix/")
+        return cls(model_uri=uri, model_dir=env.get("EMBEDDING_MODEL_DIR") or None,
+                   cache_dir=env.get("EMBEDDING_MODEL_CACHE") or cls.cache_dir)
+
+    def s3_location(self) -> tuple[str, str]:
+        """The bucket and key prefix (no trailing slash) of ``model_uri``."""
+        match = _S3_MODEL_URI.fullmatch(self.model_uri or "")
+        if match is None:
+            raise ConfigError(f"{self.model_uri!r} is not an S3 model directory")
+        return match["bucket"], match["prefix"].strip("/")
+
+    def describe(self) -> str:
+        return self.model_uri or self.model_dir or "no model configured"
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerSettings:
     """What a worker task needs: its lane's queue, how many jobs at once, and where results go."""
@@ -227,8 +261,11 @@ class WorkerSettings:
     }) | LaneSettings.ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
     SECRETS = frozenset({"ANTHROPIC_API_KEY"})
-    # ECS_AGENT_URI is set by ECS itself; the others only by the local runtime.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S"})
+    # Only on lanes that run embeddings with the model in S3 (the worker image sets the others).
+    MODEL_ENV = EmbeddingSettings.ENV
+    # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
+    # only the local runtime.
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S"}) | EmbeddingSettings.IMAGE_ENV
 
     stage: str
     lane: str
@@ -241,6 +278,7 @@ class WorkerSettings:
     visibility_timeout_s: int
     claude: ClaudeSettings
     lanes: LaneSettings
+    embedding: EmbeddingSettings = EmbeddingSettings()
     ecs_agent_uri: str | None = None
     poll_wait_s: int = SQS_MAX_WAIT_S
 
@@ -264,6 +302,7 @@ class WorkerSettings:
                                            1, SQS_MAX_VISIBILITY_S),
             claude=ClaudeSettings.from_env(env, key_in_secret=False),
             lanes=lanes,
+            embedding=EmbeddingSettings.from_env(env),
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
             poll_wait_s=_in_range(env, "POLL_WAIT_S", _number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int), 0, SQS_MAX_WAIT_S),
         )

@@ -105,6 +105,7 @@ class Job:
     lease_owner: str | None = None  # who runs it (a worker, or the router inline), while running
     lease_expires_at: int | None = None  # renewed by its runner's heartbeat; past it, the job is stale
     result_expires_at: int | None = None  # when the stored result is deleted (the bucket's lifecycle)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's files: name → key, bytes, content_type
     delivery: Delivery | None = None  # the webhook outbox entry, opened with the terminal state
     version: int = 0
 

@@ -75,6 +75,9 @@ class BlobStore(Protocol):
 
     def get_json(self, key: str) -> Any: ...
 
+    def put_bytes(self, key: str, data: bytes, *, content_type: str) -> int:
+        """Store a binary document (a task's file); returns its size in bytes."""
+
     def url_for(self, key: str) -> str | None:
         """A URL the client can GET the document from (presigned), or None where there is none."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,10 +23,11 @@ from jobcore.lanes import Lanes
 from jobcore.limits import SQS_MAX_VISIBILITY_S
 from jobcore.model import ACTIVE, Job, JobStatus, Usage, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore
-from jobcore.schema_keys import result_key
-from jobcore.tasks import CATALOGUE, RunContext, TaskResult, TaskSpec, lookup, run_task
+from jobcore.schema_keys import file_key, result_key
+from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
 
 log = logging.getLogger(__name__)
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class JobRunner:
         return job.input or {}
 
     def succeed(self, job: Job, result: TaskResult, *, model_id: str) -> Job:
+        files = {name: self._store_file(job, name, file) for name, file in result.files.items()}
         key = result_key(job.job_id)
         size = self.blobs.put_json(key, result.output)
         now = self.clock_ms()
@@ -169,7 +172,14 @@ class JobRunner:
             cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=model_id, usage=result.usage, duration_s=duration_s)
         expires = now + self.result_retention_days * 86_400_000 if self.result_retention_days else None
         return self.finish(job, JobStatus.SUCCEEDED, result_ref=key, result_bytes=size, usage=result.usage, cost=cost,
-                           result_expires_at=expires)
+                           result_expires_at=expires, files=files)
+
+    def _store_file(self, job: Job, name: str, file: OutputFile) -> dict[str, Any]:
+        if not _FILE_NAME.fullmatch(name):
+            raise ValueError(f"task {job.task} produced a file named {name!r}; names are letters, digits, '.', '_', '-'")
+        key = file_key(job.job_id, name)
+        return {"key": key, "bytes": self.blobs.put_bytes(key, file.data, content_type=file.content_type),
+                "content_type": file.content_type}
 
     def fail(self, job: Job, error: Exception) -> Job:
         return self.finish(job, JobStatus.FAILED, error=_error(error))

@@ -8,5 +8,10 @@ def result_key(job_id: str) -> str:
     return f"{RESULTS_PREFIX}{job_id}.json"
 
 
+def file_key(job_id: str, name: str) -> str:
+    """A file a task produced besides its result (``results/<job id>/<name>``, kept as long as results)."""
+    return f"{RESULTS_PREFIX}{job_id}/{name}"
+
+
 def input_key(job_id: str) -> str:
     return f"{INPUTS_PREFIX}{job_id}.json"

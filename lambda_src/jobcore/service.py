@@ -162,7 +162,7 @@ class JobService:
         """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
         jobs, after = self.runner.store.list_jobs(tenant_id, status=status, limit=limit, after=decode_cursor(cursor))
         blobs = self.runner.blobs
-        views = [job_view(job, result_url=blobs.url_for(job.result_ref) if job.result_ref else None) for job in jobs]
+        views = [job_view(job, url_for=blobs.url_for) for job in jobs]
         return {"jobs": views, "next_cursor": encode_cursor(after) if after else None}
 
     def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
@@ -205,7 +205,7 @@ class JobService:
         if outcome.output is None:
             return self.view(outcome.job)
         job = outcome.job
-        return job_view(job, result=outcome.output, result_url=self.runner.blobs.url_for(job.result_ref) if job.result_ref else None)
+        return job_view(job, result=outcome.output, url_for=self.runner.blobs.url_for)
 
     def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
         """The job's webhook delivery log."""
@@ -306,11 +306,11 @@ class JobService:
 
 
 def render(job: Job, blobs: BlobStore) -> dict[str, Any]:
-    """The job as the API returns it, with its result when small enough and a link to it always."""
+    """The job as the API returns it, with its result when small enough and links to it and its files always."""
     if job.result_ref is None:
         return job_view(job)
     result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
-    return job_view(job, result=result, result_url=blobs.url_for(job.result_ref))
+    return job_view(job, result=result, url_for=blobs.url_for)
 
 
 def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from jobcore.deliveries import Delivery
@@ -15,7 +16,9 @@ def iso(ms: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(job: Job, *, result: Any = None, result_url: str | None = None) -> dict[str, Any]:
+def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+    """The job as the API shows it; ``url_for`` turns a stored document's key into a link the client can GET
+    (a presigned URL): the result's (``result_url``) and each file's (``files.<name>.url``)."""
     view: dict[str, Any] = {
         "id": job.job_id,
         "task": job.task,
@@ -40,8 +43,14 @@ def job_view(job: Job, *, result: Any = None, result_url: str | None = None) -> 
         view["duration_ms"] = job.finished_at - job.started_at
     if result is not None:
         view["result"] = result
-    if result_url is not None:
-        view["result_url"] = result_url
+    if url_for is not None and job.result_ref is not None:
+        view["result_url"] = url_for(job.result_ref)
+    if job.files:
+        view["files"] = {
+            name: {k: v for k, v in {"url": url_for(file["key"]) if url_for else None, "bytes": file.get("bytes"),
+                                     "content_type": file.get("content_type")}.items() if v is not None}
+            for name, file in job.files.items()
+        }
     return {k: v for k, v in view.items() if v is not None}
 
 

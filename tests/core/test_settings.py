@@ -118,7 +118,7 @@ def test_every_variable_read_is_declared(settings, env):
     # silently keep its default in AWS.
     recording = RecordingEnv(env)
     settings.from_env(recording)
-    declared = settings.ENV | settings.LOCAL_ENV | getattr(settings, "SECRETS", frozenset())
+    declared = settings.ENV | settings.LOCAL_ENV | getattr(settings, "SECRETS", frozenset()) | getattr(settings, "MODEL_ENV", frozenset())
     assert recording.read - declared == set()
     assert set(env) <= recording.read
 

@@ -6,12 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobcore.errors import UnknownTaskError
-from jobcore.tasks.base import ModelRequest, RunContext, TaskResult, TaskSpec, run_task
+from jobcore.tasks.base import ModelRequest, OutputFile, RunContext, TaskResult, TaskSpec, run_task
+from jobcore.tasks.embeddings import EmbeddingsTask
 from jobcore.tasks.invoice import InvoiceTask
 from jobcore.tasks.messages import MessagesTask
 from jobcore.tasks.summarize import SummarizeTask
 
-CATALOGUE: dict[str, TaskSpec] = {task.name: task for task in (MessagesTask(), InvoiceTask(), SummarizeTask())}
+CATALOGUE: dict[str, TaskSpec] = {
+    task.name: task for task in (MessagesTask(), InvoiceTask(), SummarizeTask(), EmbeddingsTask())
+}
 
 
 def lookup(name: str, catalogue: dict[str, TaskSpec] = CATALOGUE) -> TaskSpec:
@@ -40,4 +43,4 @@ def _quoted(name: str, limit: int = 64) -> str:
     return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
 
 
-__all__ = ["CATALOGUE", "arrival_rates", "ModelRequest", "RunContext", "TaskResult", "TaskSpec", "lookup", "run_task"]
+__all__ = ["CATALOGUE", "arrival_rates", "ModelRequest", "OutputFile", "RunContext", "TaskResult", "TaskSpec", "lookup", "run_task"]

@@ -19,7 +19,7 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from jobcore.model import Usage
@@ -42,9 +42,18 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class OutputFile:
+    """A file a task produces besides its JSON output (vectors, say): stored next to the result."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
 class TaskResult:
     output: dict[str, Any]
     usage: Usage
+    files: Mapping[str, OutputFile] = field(default_factory=dict)  # by file name, e.g. "vectors.npy"
 
 
 @dataclass(frozen=True)
