@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve test lint synth cost chart bench clean venv
+.PHONY: demo serve test lint synth lock cost chart bench clean venv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -34,9 +34,20 @@ lint: venv
 synth: venv
 	. $(VENV)/bin/activate && bash .ci/synth
 
-## The seed article's scenarios through the cost model.
+## Regenerate the hashed lock files from the requirements*.txt pins, each for the platform that installs it
+## (needs the package index): the Lambda bundle (Python 3.13, arm64, Amazon Linux 2023), the CPU image
+## (python:3.13 slim bookworm, x86_64), the GPU image (Ubuntu 24.04's Python 3.12, x86_64) and its model stage.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock"
+lock: venv
+	$(LOCK) --python-version 3.13 --python-platform aarch64-manylinux_2_34 lambda_src/requirements.txt -o lambda_src/requirements.lock
+	$(LOCK) --python-version 3.13 --python-platform x86_64-manylinux_2_36 container_src/requirements.txt -o container_src/requirements.lock
+	$(LOCK) --python-version 3.12 --python-platform x86_64-manylinux_2_39 container_src/requirements-gpu.txt -o container_src/requirements-gpu.lock
+	$(LOCK) --python-version 3.13 --python-platform x86_64-manylinux_2_36 container_src/requirements-model.txt -o container_src/requirements-model.lock
+
+## The seed article's scenarios through the cost model, then where the GPU lane pays off (embeddings.encode).
 cost: venv
 	$(PY) -m tools.cost workloads/seed-article.json
+	$(PY) -m tools.gpu_cost
 
 chart: venv
 	$(PY) -m tools.cost workloads/seed-article.json --chart docs/cost-breakeven.png
@@ -49,3 +60,4 @@ bench: venv
 	$(PY) -m bench.bench_pipeline
 	$(PY) -m bench.bench_webhooks
 	$(PY) -m bench.bench_control
+	$(PY) -m bench.bench_embeddings

@@ -187,9 +187,11 @@ class EmbeddingsExecutor:
     """The RunExecutor of ``embeddings.encode``. The model loads on the first job (once per process), from
     ``settings`` or, by default, the environment."""
 
-    def __init__(self, settings: EmbeddingSettings | None = None, *, s3: Callable[[], Any] | None = None):
+    def __init__(self, settings: EmbeddingSettings | None = None, *, s3: Callable[[], Any] | None = None,
+                 providers: list[str] | None = None):
         self._settings = settings
         self._s3 = s3 or _default_s3
+        self._providers = providers  # None: CUDA when available (pick_providers)
         self._encoder: Encoder | None = None
         self._loading = threading.Lock()
 
@@ -198,7 +200,7 @@ class EmbeddingsExecutor:
             if self._encoder is None:
                 settings = self._settings or EmbeddingSettings.from_env(os.environ)
                 directory = fetch_model(settings, s3=self._s3)
-                self._encoder = Encoder(directory)
+                self._encoder = Encoder(directory, providers=self._providers)
                 log.info("embedding model %s loaded from %s on %s", self._encoder.name, settings.describe(),
                          self._encoder.provider)
             return self._encoder

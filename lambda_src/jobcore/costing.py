@@ -70,6 +70,41 @@ def worker_hourly(prices: Prices, compute: Compute) -> float:
     raise ValueError("a Lambda function has no hourly price: it bills per request")
 
 
+def min_billed_s(prices: Prices, compute: Compute) -> float:
+    """The shortest time a worker of ``compute`` is billed for once started (Fargate and EC2: a minute)."""
+    if isinstance(compute, FargateCompute):
+        return prices.fargate.min_billed_s
+    if isinstance(compute, Ec2Compute):
+        return prices.ec2.min_billed_s
+    return 0.0
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One batch job run alone on a worker of a queued lane: how long it takes and what the worker costs."""
+
+    seconds: float  # start-up (when the lane was idle) + items / throughput
+    cost: float  # the worker's time, at least its minimum billing
+
+    def per_thousand(self, items: int) -> float:
+        return self.cost / items * 1000
+
+
+def batch_run(prices: Prices, compute: Compute, *, items: int, items_per_s: float, start_s: float | None = None) -> BatchRun:
+    """A job of ``items`` processed at ``items_per_s`` by one worker it has to itself (a GPU job saturates
+    its device). Compute only, the part that differs between lanes: no tokens, no request charges.
+
+    ``start_s=None``: the worker was already up (a warm lane), the job pays its own seconds. A number: the
+    lane was idle and a worker starts for this job (instance launch, image pull), billed from its start,
+    for at least the minimum billing.
+    """
+    if items <= 0 or items_per_s <= 0 or (start_s is not None and start_s < 0):
+        raise ValueError("items and items_per_s must be positive and start_s not negative")
+    seconds = (start_s or 0.0) + items / items_per_s
+    billed = seconds if start_s is None else max(seconds, min_billed_s(prices, compute))
+    return BatchRun(seconds, billed / SECONDS_PER_HOUR * worker_hourly(prices, compute))
+
+
 def claude_cost(prices: Prices, model_id: str | None, usage: Usage) -> float:
     """Tokens × the model's prices; an unknown model is priced as the file's default model."""
     rates, _ = prices.claude.for_model(model_id)
@@ -201,6 +236,8 @@ def _share(lane: Lane) -> str:
 
 
 def _tokens_basis(prices: Prices, model_id: str | None, usage: Usage) -> str:
+    if not (usage.input_tokens or usage.output_tokens):
+        return "no Claude tokens"
     _, known = prices.claude.for_model(model_id)
     priced_as = "" if known else f" (unknown model: priced as {prices.claude.default_model})"
     return f"{model_id}{priced_as}: {usage.input_tokens:,} in / {usage.output_tokens:,} out tokens"

@@ -51,6 +51,7 @@ def every_field_job(job_id: str = "job_contract") -> Job:
         expires_at=NOW_MS // 1000 + 30 * 86_400, version=7,
         queue_deadline_at=NOW_MS + 600_000, lease_owner="worker-cpu:host:42:abcd1234", lease_expires_at=NOW_MS + 60_000,
         result_expires_at=NOW_MS + 30 * 86_400_000,
+        files={"vectors.npy": {"key": f"results/{job_id}/vectors.npy", "bytes": 1_536_128, "content_type": "application/octet-stream"}},
         delivery=Delivery(
             event_id=f"evt_{job_id}_succeeded", event_type="job.succeeded", url="https://hooks.example.com/jobs?tag=é",
             state=DeliveryState.PENDING, series=2, step=1, next_attempt_at=NOW_MS + 60_000, claimed_until=NOW_MS + 45_000,
@@ -388,6 +389,20 @@ def test_blobs_put_json_overwrites_and_stores_a_copy(blobs):
     assert blobs.get_json("inputs/doc.json") == {"v": 1, "items": ["a"]}
     blobs.put_json("inputs/doc.json", {"v": 2})
     assert blobs.get_json("inputs/doc.json") == {"v": 2}
+
+
+def test_blobs_put_bytes_stores_the_bytes_as_given_and_returns_their_size(blobs, request):
+    data = bytes(range(256)) * 3  # not UTF-8, not JSON
+
+    size = blobs.put_bytes("results/job_1/vectors.npy", data, content_type="application/octet-stream")
+
+    assert size == len(data)
+    if isinstance(blobs, MemoryBlobs):
+        assert blobs.files["results/job_1/vectors.npy"] == (data, "application/octet-stream")
+    else:
+        stored = request.getfixturevalue("boto_session").client("s3").get_object(
+            Bucket=request.getfixturevalue("aws").bucket, Key="results/job_1/vectors.npy")
+        assert stored["Body"].read() == data and stored["ContentType"] == "application/octet-stream"
 
 
 def test_blobs_url_for_is_a_string_naming_the_key(blobs):

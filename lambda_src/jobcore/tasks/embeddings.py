@@ -33,9 +33,14 @@ MAX_LENGTH_TOKENS = 8_192
 FORMATS = ("npy", "jsonl")
 # Padded tokens in one ONNX Runtime call at most: bounds a batch's activation memory whatever its texts.
 TOKENS_PER_BATCH = 32_768
-# Routing's duration estimate: a small sentence model on one GPU (bench/README.md has measured figures).
-_STARTUP_S = 2.0
-_SECONDS_PER_TEXT = 0.002
+# Throughput of a MiniLM-class sentence model (6 layers, 384 wide) on ~128-token texts, end to end
+# (tokenize, run, pool, write): the routing estimate and the cost comparison (`make cost`) use these.
+# GPU: one A10G/L4, fp32, batches of 64; an assumption, conservative against published V100 figures
+# (~14,000/s for the model alone): no GPU was available to measure it. CPU: per vCPU, ONNX Runtime's CPU
+# provider, measured (bench/bench_embeddings.py: ~42 texts/s on 2 vCPUs; bench/README.md).
+GPU_TEXTS_PER_S = 2_000.0
+CPU_TEXTS_PER_S_PER_VCPU = 20.0
+_LOAD_S = 2.0  # a job's fixed part: its input read, its file written
 
 
 class EmbeddingsTask:
@@ -76,7 +81,7 @@ class EmbeddingsTask:
         return normalised
 
     def expected_duration_s(self, payload: dict[str, Any]) -> float:
-        return round(_STARTUP_S + len(payload["texts"]) * _SECONDS_PER_TEXT, 1)
+        return round(_LOAD_S + len(payload["texts"]) / GPU_TEXTS_PER_S, 1)
 
 
 def plan_batches(lengths: Sequence[int], *, max_texts: int, max_tokens: int = TOKENS_PER_BATCH) -> list[list[int]]:
