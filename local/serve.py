@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from jobadapters.process import stop_on_signals
 from local.pipeline import LocalPipeline, Options
 
 
@@ -42,8 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         webhook_retry_schedule_s=args.webhook_schedule, embedding_model_dir=args.embedding_model,
         config={key: value for key, value in config.items() if value is not None},
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals()
     pipeline = LocalPipeline(options)
     try:
         endpoints = pipeline.start()
@@ -51,8 +49,6 @@ def main(argv: list[str] | None = None) -> None:
                           "pids": pipeline.pids()}), flush=True)
         print(f"API at {endpoints.api_url} (header x-api-key: local-dev-key); Ctrl-C stops.", file=sys.stderr, flush=True)
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         pipeline.stop()
 

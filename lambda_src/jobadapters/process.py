@@ -1,18 +1,53 @@
-"""What every long-running process of the pipeline does first (the worker; locally, the dispatcher and
-the sweeper): log to stderr at LOG_LEVEL, and turn SIGTERM/SIGINT into an event its loop watches."""
+"""What every long-running process of the pipeline does first (the worker; locally, the dispatcher, the
+sweeper and ``local.serve``): log to stderr at LOG_LEVEL, and turn SIGTERM/SIGINT into an event its loop
+watches."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import threading
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def start_process() -> threading.Event:
     """Logging configured; the event is set when the process is asked to stop (ECS sends SIGTERM)."""
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return stop_on_signals()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set once SIGTERM or SIGINT arrives. Call from the main thread.
+
+    A Python signal handler runs in the main thread between two bytecodes, possibly while that thread holds
+    the very lock ``Event.set`` needs (inside ``stop.wait()``, or inside a first handler when a second signal
+    follows: ``timeout`` and process-group kills send two). Setting the event there deadlocks the process.
+    So the handler does nothing; the interpreter's C handler writes the signal number to a socket
+    (``signal.set_wakeup_fd``, no Python code, no lock) and a thread of its own reads it and sets the event.
+    """
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _noted)
+    threading.Thread(target=_watch, args=(reader, writer, stop), name="signals", daemon=True).start()
     return stop
+
+
+def _noted(signum: int, frame: object) -> None:
+    """The Python-level handler: nothing (the wakeup socket carries the signal to the watcher thread)."""
+
+
+def _watch(reader: socket.socket, writer: socket.socket, stop: threading.Event) -> None:
+    wanted = {int(signum) for signum in STOP_SIGNALS}
+    with reader, writer:  # the writer lives as long as the watcher: the wakeup fd must stay open
+        while not stop.is_set():
+            received = reader.recv(64)
+            if not received:
+                return
+            if wanted & set(received):
+                stop.set()

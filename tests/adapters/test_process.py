@@ -1,0 +1,58 @@
+"""SIGTERM/SIGINT reach a process's stop event without deadlocking it, however many arrive and whenever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# The main thread waits on the stop event in a tight loop (as the sweeper and the worker's watcher do), so
+# signals land while it holds the event's lock; a handler that called stop.set() there would hang forever.
+CHILD = textwrap.dedent("""
+    import time
+    from jobadapters.process import stop_on_signals
+    stop = stop_on_signals()
+    print("ready", flush=True)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # keeps waiting after the first signal: every later one lands here too
+        stop.wait(0.00001)
+    print("stopped" if stop.is_set() else "running", flush=True)
+""")
+
+
+def run_child() -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lambda_src")}
+    child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_a_stream_of_signals_stops_the_process_and_never_hangs_it():
+    for _ in range(3):
+        child = run_child()
+        end = time.monotonic() + 0.8
+        while time.monotonic() < end:
+            child.send_signal(signal.SIGTERM)
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.0002)
+        try:
+            out, _ = child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise AssertionError("the process hung on its stop signals") from None
+        assert out.strip() == "stopped"
+        # 0, or a signal of the burst that arrived after the interpreter restored the default handlers on exit
+        assert child.returncode in {0, -signal.SIGTERM, -signal.SIGINT}
+
+
+def test_one_sigterm_is_enough():
+    child = run_child()
+    time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=10)
+    assert out.strip() == "stopped"
