@@ -59,7 +59,9 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: str | No
         "queryStringParameters": query, "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
         "pathParameters": params or None, "stageVariables": None,
         "requestContext": {
-            "resourcePath": resource, "httpMethod": method, "path": f"/{stage}{url.path}", "stage": stage,
+            # The local API is served at the root (as a custom domain without a base path would be): the path
+            # the client called is the route's, so links need no stage prefix.
+            "resourcePath": resource, "httpMethod": method, "path": url.path, "stage": stage,
             "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(now * 1000), "accountId": "000000000000", "apiId": "local",
             "identity": {"apiKey": key, "apiKeyId": api_key_id(key), "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
         },

@@ -51,6 +51,13 @@ def _in_range(env: Mapping[str, str], key: str, value: _N, low: _N, high: _N) ->
     return value
 
 
+def _base_path(env: Mapping[str, str]) -> str:
+    raw = env.get("API_BASE_PATH", "").rstrip("/")
+    if raw and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", raw):
+        raise ConfigError(f"environment variable API_BASE_PATH={raw!r} must be a path such as '/dev'")
+    return raw
+
+
 def _flag(env: Mapping[str, str], key: str, default: bool = False) -> bool:
     raw = env.get(key, "").strip().lower()
     return default if raw == "" else raw in {"1", "true", "yes"}
@@ -138,7 +145,7 @@ class DispatcherSettings:
 
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_RETRY_SCHEDULE_S",
-        "WEBHOOK_SWEEP_EVERY_S",
+        "WEBHOOK_SWEEP_EVERY_S", "API_BASE_PATH",
     })
     LOCAL_ENV = frozenset({"WEBHOOK_SECRET", "WEBHOOK_ALLOW_LOOPBACK"})
 
@@ -151,6 +158,7 @@ class DispatcherSettings:
     schedule: RetrySchedule
     sweep_every_s: float
     allow_loopback: bool
+    api_base_path: str = ""  # where the API is mounted (its stage), for the links in a webhook's job
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DispatcherSettings:
@@ -172,6 +180,7 @@ class DispatcherSettings:
             schedule=schedule,
             sweep_every_s=_in_range(env, "WEBHOOK_SWEEP_EVERY_S", _number(env, "WEBHOOK_SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
             allow_loopback=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
+            api_base_path=_base_path(env),
         )
 
 

@@ -27,6 +27,7 @@ from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
 from jobcore.sweeper import Sweeper
+from jobcore.views import with_base_path
 
 # The inline path retries within its own deadline (jobcore.deadline); workers let the SDK retry.
 INLINE_SDK_RETRIES = 0
@@ -112,7 +113,7 @@ def build_dispatcher(settings: DispatcherSettings, clients: AwsClients) -> Dispa
     return Dispatcher(
         store=DynamoJobStore(clients.table), blobs=blobs, queue=SqsDeliveryQueue(clients.sqs, settings.queue_url),
         sender=HttpWebhookSender(secret=_webhook_secret(settings), clock_ms=clock_ms, allow_loopback=settings.allow_loopback),
-        render=lambda job: render(job, blobs), clock_ms=clock_ms, schedule=settings.schedule,
+        render=lambda job: with_base_path(render(job, blobs), settings.api_base_path), clock_ms=clock_ms, schedule=settings.schedule,
         sweep_every_s=settings.sweep_every_s,
     )
 

@@ -54,6 +54,23 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
     return {k: v for k, v in view.items() if v is not None}
 
 
+def with_base_path(document: Any, base_path: str) -> Any:
+    """``document`` with every path under a ``links`` object prefixed by the API's base path (``/dev``: the
+    stage, or a custom domain's mapping). The views write paths from the API's root (``/v1/jobs/…``); only
+    the edge knows where that root is mounted."""
+    if not base_path:
+        return document
+    if isinstance(document, list):
+        return [with_base_path(item, base_path) for item in document]
+    if not isinstance(document, dict):
+        return document
+    return {
+        key: ({name: base_path + path if isinstance(path, str) and path.startswith("/") else path
+               for name, path in value.items()} if key == "links" and isinstance(value, dict) else with_base_path(value, base_path))
+        for key, value in document.items()
+    }
+
+
 def _delivery_line(job: Job) -> str:
     if job.delivery is not None:
         return job.delivery.summary()

@@ -26,6 +26,7 @@ from jobcore import errors
 from jobcore.idempotency import check_key
 from jobcore.requests import parse_json, parse_list_query, parse_submit, parse_wait, well_formed_job_id
 from jobcore.service import JobService
+from jobcore.views import with_base_path
 
 logger = Logger(service="router")
 app = APIGatewayRestResolver()
@@ -88,8 +89,22 @@ def tenant_id() -> str:
     return tenant
 
 
+def base_path() -> str:
+    """Where the API is mounted, from the request itself: the stage (``/dev``) on an execute-api URL, a base
+    path mapping on a custom domain, nothing locally. API Gateway's ``requestContext.path`` is the path
+    the client called (prefix included); ``path`` is the route's."""
+    event = app.current_event
+    called = (event.raw_event.get("requestContext") or {}).get("path") or ""
+    route = event.path or ""
+    return called[: -len(route)].rstrip("/") if route and called.endswith(route) else ""
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers or {})
+    """A JSON answer; the links in ``body`` (and a ``Location``) are made absolute paths of this API."""
+    base = base_path()
+    headers = {k: base + v if k == "Location" else v for k, v in (headers or {}).items()}
+    return Response(status_code=status, content_type="application/json", body=json.dumps(with_base_path(body, base)),
+                    headers=headers)
 
 
 @app.post("/v1/jobs")

@@ -76,6 +76,8 @@ class WebhookDispatcher(Construct):
             "WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
             "WEBHOOK_RETRY_SCHEDULE_S": retry_schedule_s,
             "WEBHOOK_SWEEP_EVERY_S": str(int(SWEEP_EVERY.to_seconds())),
+            # The API's stage is named after the deployment's stage (JobsApi): the links in a webhook's job.
+            "API_BASE_PATH": f"/{stage}",
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(DispatcherSettings.from_env, environment, where=self.node.path)
