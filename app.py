@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The CDK app: read the configuration once, add the stacks, check them with cdk-nag, synthesize."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from stacks.pipeline import add_pipeline  # noqa: E402
 app = cdk.App()
 try:
     config = PipelineConfig.from_context(app.node.try_get_context)
+    # The stacks are environment-agnostic: `cdk deploy` sends them to the CLI's region, which it passes
+    # as CDK_DEFAULT_REGION (checks that depend on the region, like the GPU AMI release, use it).
+    add_pipeline(app, config, default_region=os.environ.get("CDK_DEFAULT_REGION") or None)
 except ConfigError as error:
     sys.exit(f"configuration error: {error}")
-add_pipeline(app, config)
 cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 app.synth()

@@ -73,6 +73,12 @@ class PipelineConfig:
     worker_min_tasks: int = 0
     worker_max_tasks: int = 4
     worker_on_demand_base: int = 0  # tasks kept on regular Fargate before Spot takes the rest
+    # Beyond the base, regular Fargate tasks per Spot task (0: all Spot; 1: half and half).
+    worker_on_demand_weight: int = 0
+    # The CPU lane's on-demand fallback service (regular Fargate, 0 tasks normally) scales out when a job
+    # has waited this long (the queue's oldest message, while messages wait) and back to 0 once none has for
+    # 5 minutes: ECS never moves a service off Fargate Spot by itself when Spot has no capacity. 0: none.
+    worker_spot_fallback_after_s: int = 300
     cpu_job_timeout_s: int = 900
     max_receives: int = 5
     gpu_enabled: bool = False
@@ -163,7 +169,7 @@ class PipelineConfig:
             Lane(name="cpu", queued=True, memory_mb=self.worker_memory_mb, time_limit_s=self.cpu_job_timeout_s,
                  concurrency=self.worker_concurrency,
                  compute=FargateCompute(vcpu=self.worker_cpu / CPU_UNITS_PER_VCPU, memory_mb=self.worker_memory_mb,
-                                        spot=self.worker_on_demand_base == 0)),
+                                        spot=self.worker_on_demand_base == 0 and self.worker_on_demand_weight == 0)),
             Lane(name="gpu", queued=True, gpu=True, enabled=self.gpu_enabled, memory_mb=self.gpu_memory_mb,
                  time_limit_s=self.gpu_job_timeout_s, concurrency=self.gpu_concurrency,
                  compute=Ec2Compute(instance=self.gpu_instance_type)),
@@ -249,6 +255,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "worker_min_tasks": _between(0, 100),
     "worker_max_tasks": _between(1, MAX_SCALING_STEPS),
     "worker_on_demand_base": _between(0, 100),
+    "worker_on_demand_weight": _between(0, 100),
+    "worker_spot_fallback_after_s": ((lambda v: v == 0 or 60 <= v <= 86_400),
+                                     "0 (no on-demand fallback) or seconds from 60 to 86400"),
     "cpu_job_timeout_s": _between(60, SQS_MAX_VISIBILITY_S),
     "max_receives": _between(1, 1000),
     "gpu_enabled": ((lambda v: isinstance(v, bool)), "true or false"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import App, Tags
+from aws_cdk import App, Environment, Tags
 
 from stacks.config import PipelineConfig
 from stacks.data_stack import DataStack
@@ -11,12 +11,18 @@ from stacks.service_stack import ServiceStack
 PROJECT = "JobPipeline"
 
 
-def add_pipeline(app: App, config: PipelineConfig) -> tuple[DataStack, ServiceStack]:
-    """``JobPipeline-<stage>-Data`` (stateful) and ``JobPipeline-<stage>-Service`` (stateless, depends on Data)."""
+def add_pipeline(app: App, config: PipelineConfig, *, default_region: str | None = None,
+                 env: Environment | None = None) -> tuple[DataStack, ServiceStack]:
+    """``JobPipeline-<stage>-Data`` (stateful) and ``JobPipeline-<stage>-Service`` (stateless, depends on Data).
+
+    ``env``: where the stacks go (None: environment-agnostic, deployed to the CLI's account and region).
+    ``default_region``: that region for an environment-agnostic deploy (``CDK_DEFAULT_REGION``), for the
+    checks that depend on it (the GPU AMI release); raises :class:`stacks.config.ConfigError` when one fails.
+    """
     prefix = f"{PROJECT}-{config.stage}"
-    data = DataStack(app, f"{prefix}-Data", result_retention_days=config.result_retention_days,
+    data = DataStack(app, f"{prefix}-Data", result_retention_days=config.result_retention_days, env=env,
                      description="Hybrid AI job pipeline: job table, job bucket, secrets (stateful)")
-    service = ServiceStack(app, f"{prefix}-Service", config=config, data=data,
+    service = ServiceStack(app, f"{prefix}-Service", config=config, data=data, default_region=default_region, env=env,
                            description="Hybrid AI job pipeline: API, router, queues, workers, monitoring")
     for stack in (data, service):
         Tags.of(stack).add("project", PROJECT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, Stack, Token
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
@@ -25,9 +25,12 @@ from stacks.constructs.router import RouterFunction
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 from stacks.data_stack import DataStack
+from stacks.gpu_ami import GpuAmiReleases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKER_DOCKERFILE = "container_src/Dockerfile"  # built with the repo root as context (see .dockerignore)
+# Both built with the repo root as context (see .dockerignore), for linux/amd64.
+WORKER_DOCKERFILE = "container_src/Dockerfile"  # the CPU lane: Python slim, onnxruntime on the CPU
+GPU_WORKER_DOCKERFILE = "container_src/Dockerfile.gpu"  # the GPU lane: CUDA runtime, onnxruntime-gpu, a baked model
 _R = logs.RetentionDays
 LOG_RETENTION: dict[int, logs.RetentionDays] = {
     1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
@@ -42,16 +45,24 @@ class ServiceStack(Stack):
     """Composes the lanes (a queue and a worker service per enabled queued lane of ``config.lanes()``: cpu
     always, gpu when enabled), the router and its API, the webhook dispatcher (the router, the workers and the
     sweeper hand finished jobs' webhooks to its queue), the job sweeper (settles jobs whose runner is gone,
-    drains the lanes' dead-letter queues), and monitoring, on the data stack's table, bucket and secrets."""
+    drains the lanes' dead-letter queues), and monitoring, on the data stack's table, bucket and secrets.
+
+    Each lane's workers get their image (:func:`worker_image`): the CPU lane's from ``Dockerfile``, the GPU
+    lane's from ``Dockerfile.gpu`` with the embedding model to bake as build args. With the GPU lane on, the
+    AMI release is checked against the deploy region first (:meth:`check_gpu_ami_release`): the stack's
+    own region, or, for an environment-agnostic stack, ``default_region`` (the CDK CLI's default region,
+    ``CDK_DEFAULT_REGION``, which is where ``cdk deploy`` sends such a stack)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, data: DataStack,
-                 **kwargs) -> None:
+                 default_region: str | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         c = config
         retention = LOG_RETENTION[c.log_retention_days]
         storage, secrets = data.storage, data.secrets
         lanes = c.lanes()
         queued = lanes.queued()
+        if any(isinstance(lane.compute, Ec2Compute) for lane in queued):
+            self.check_gpu_ami_release(c.gpu_ami_release, default_region)
         queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
                                       visibility_timeout=Duration.seconds(int(lane.time_limit_s)))
                   for lane in queued}
@@ -72,17 +83,15 @@ class ServiceStack(Stack):
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
         cluster = WorkerCluster(self, "Workers", log_retention=retention)
-        image = ecs.ContainerImage.from_docker_image_asset(ecr_assets.DockerImageAsset(
-            self, "WorkerImage", directory=str(REPO_ROOT), file=WORKER_DOCKERFILE,
-            platform=ecr_assets.Platform.LINUX_AMD64))
+        self.worker_images: dict[str, ecr_assets.DockerImageAsset] = {}
         workers = {
             lane.name: WorkerService(
-                self, f"{lane.name.capitalize()}Worker", cluster=cluster, image=image, storage=storage,
+                self, f"{lane.name.capitalize()}Worker", cluster=cluster, image=self._image(c, lane), storage=storage,
                 lane=lane, lanes=lanes, job_queue=queues[lane.name], webhook_queue=webhooks.job_queue,
                 compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
                 stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
                 price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
-                log_retention=retention)
+                log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "")
             for lane in queued
         }
         sweeper = JobSweeper(
@@ -103,14 +112,57 @@ class ServiceStack(Stack):
         CfnOutput(self, "WebhookDeadLetterQueueUrl", value=webhooks.job_queue.dead_letter_queue.queue_url,
                   description="Hand-overs the dispatcher could not process; the sweep retries pending deliveries")
 
+    def check_gpu_ami_release(self, release: str, default_region: str | None) -> None:
+        """Fails synth (:class:`stacks.gpu_ami.GpuAmiReleaseError`, saying what to do) unless
+        ``gpu_ami_releases.json`` lists ``release`` for the deploy region; a warning when no region is known."""
+        region = self.region if not Token.is_unresolved(self.region) else default_region
+        if not region:
+            Annotations.of(self).add_warning_v2(
+                "pipeline:gpu-ami-release-unchecked",
+                f"gpu_ami_release {release!r} was not checked against a region: the stack is environment-agnostic "
+                "and CDK_DEFAULT_REGION is not set. cdk deploy sets it; to check by hand, synth with AWS_REGION "
+                "set or see stacks/gpu_ami_releases.json.")
+            return
+        GpuAmiReleases.load().check(release, region)
+
+    def _image(self, config: PipelineConfig, lane: Lane) -> ecs.ContainerImage:
+        asset = self.worker_images.get(lane.name)
+        if asset is None:
+            asset = self.worker_images[lane.name] = worker_image(self, config, lane)
+        return ecs.ContainerImage.from_docker_image_asset(asset)
+
+
+def worker_image(scope: Construct, config: PipelineConfig, lane: Lane) -> ecr_assets.DockerImageAsset:
+    """A lane's worker image asset, built at ``cdk deploy`` for linux/amd64 from the repository root.
+
+    The GPU lane's comes from ``Dockerfile.gpu`` and bakes ``embedding_model_repo`` at
+    ``embedding_model_revision`` (nothing when ``embedding_model_s3_uri`` is set: the worker loads that
+    instead, so the image need not carry a model it never reads).
+    """
+    if not lane.gpu:
+        return ecr_assets.DockerImageAsset(scope, "WorkerImage", directory=str(REPO_ROOT), file=WORKER_DOCKERFILE,
+                                           platform=ecr_assets.Platform.LINUX_AMD64)
+    return ecr_assets.DockerImageAsset(
+        scope, f"{lane.name.capitalize()}WorkerImage", directory=str(REPO_ROOT), file=GPU_WORKER_DOCKERFILE,
+        platform=ecr_assets.Platform.LINUX_AMD64, build_args=gpu_build_args(config))
+
+
+def gpu_build_args(config: PipelineConfig) -> dict[str, str]:
+    """Dockerfile.gpu's build args: the model to bake (an empty repo bakes nothing)."""
+    return {
+        "EMBEDDING_MODEL_REPO": "" if config.embedding_model_s3_uri else config.embedding_model_repo,
+        "EMBEDDING_MODEL_REVISION": config.embedding_model_revision,
+    }
+
 
 def compute_profile(config: PipelineConfig, lane: Lane) -> ComputeProfile:
     """Where a queued lane's workers run: its compute, as the lane describes it, with the deployment's
-    own settings for it (Spot base, GPU AMI release, task CPU)."""
+    own settings for it (Spot base and weight, on-demand fallback, GPU AMI release, task CPU)."""
     compute = lane.compute
     if isinstance(compute, FargateCompute):
         return FargateSpot(cpu=int(compute.vcpu * CPU_UNITS_PER_VCPU), memory_mb=compute.memory_mb,
-                           on_demand_base=config.worker_on_demand_base)
+                           on_demand_base=config.worker_on_demand_base, on_demand_weight=config.worker_on_demand_weight,
+                           spot_fallback_after_s=config.worker_spot_fallback_after_s)
     if isinstance(compute, Ec2Compute):
         return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=config.gpu_cpu,
                             memory_mb=lane.memory_mb, max_instances=config.max_tasks(lane.name))

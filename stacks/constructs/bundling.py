@@ -26,8 +26,13 @@ class BundlingError(RuntimeError):
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
-    """``try_bundle`` pip-installs ``requirements`` for the Lambda platform into the asset, then copies the
-    source packages (every directory of ``source_dir`` holding an ``__init__.py``, without tests or caches).
+    """``try_bundle`` pip-installs ``requirements`` (a lock file: every package pinned, with hashes) for the
+    Lambda platform into the asset, then copies the source packages (every directory of ``source_dir``
+    holding an ``__init__.py``, without tests or caches).
+
+    pip runs with ``--require-hashes`` (a wheel whose hash the lock does not list is refused, whatever the
+    index serves) and ``--no-deps`` (the lock already holds the whole tree, resolved for this platform by
+    ``make lock``; pip resolving again would evaluate markers for this machine's Python, not the Lambda's).
 
     A pip failure raises :class:`BundlingError` with pip's output instead of returning False, which would
     make CDK fall back to Docker and report a confusing Docker error.
@@ -44,8 +49,8 @@ class PipLocalBundling:
     def pip_command(self, output_dir: str) -> list[str]:
         platform_args = [arg for platform in self.platforms for arg in ("--platform", platform)]
         return [
-            sys.executable, "-m", "pip", "install", "--requirement", str(self.requirements), "--target", output_dir,
-            *platform_args, "--implementation", "cp", "--python-version", self.python_version,
+            sys.executable, "-m", "pip", "install", "--requirement", str(self.requirements), "--require-hashes",
+            "--no-deps", "--target", output_dir, *platform_args, "--implementation", "cp", "--python-version", self.python_version,
             "--only-binary=:all:", "--no-compile", "--disable-pip-version-check", "--quiet",
         ]
 

@@ -28,20 +28,37 @@ class ComputeProfile(Protocol):
     def container_sizing(self) -> dict[str, Any]: ...
     def service(self, scope: Construct, *, cluster: WorkerCluster, task_definition: ecs.TaskDefinition,
                 desired_count: int) -> ecs.BaseService: ...
+    def fallback_service(self, scope: Construct, *, cluster: WorkerCluster, task_definition: ecs.TaskDefinition,
+                         primary: ecs.BaseService) -> OnDemandFallback | None: ...
+
+
+@dataclass(frozen=True)
+class OnDemandFallback:
+    """A lane's second service on regular capacity, at 0 tasks until its jobs have waited ``after_s``."""
+
+    service: ecs.BaseService
+    after_s: int
 
 
 @dataclass(frozen=True, kw_only=True)
 class FargateSpot:
-    """Fargate tasks of ``cpu``/``memory_mb``, on Spot first; ``on_demand_base`` tasks on regular Fargate.
+    """Fargate tasks of ``cpu``/``memory_mb``, on Spot first; ``on_demand_base`` tasks on regular Fargate,
+    then ``on_demand_weight`` regular tasks for each Spot task (0: the rest all on Spot).
 
     x86 (Fargate Spot has no arm64). Tasks sit in public subnets with a public IP (no NAT: see
     WorkerCluster) behind a security group that admits nothing. Deploys keep every running task until
     its replacement runs (100/200 %) and roll back on repeated failures.
+
+    With ``spot_fallback_after_s`` set, :meth:`fallback_service` adds a second service on regular Fargate
+    (same task definition, security group and queue, 0 tasks) for ``WorkerService`` to scale out when jobs
+    wait that long: ECS does not move a service from FARGATE_SPOT to FARGATE when Spot has no capacity.
     """
 
     cpu: int
     memory_mb: int
     on_demand_base: int = 0
+    on_demand_weight: int = 0
+    spot_fallback_after_s: int = 0
 
     def task_definition(self, scope: Construct) -> ecs.TaskDefinition:
         return ecs.FargateTaskDefinition(
@@ -54,8 +71,9 @@ class FargateSpot:
 
     def capacity_provider_strategies(self) -> list[ecs.CapacityProviderStrategy]:
         strategies = [ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=1)]
-        if self.on_demand_base:
-            strategies.append(ecs.CapacityProviderStrategy(capacity_provider="FARGATE", base=self.on_demand_base, weight=0))
+        if self.on_demand_base or self.on_demand_weight:
+            strategies.append(ecs.CapacityProviderStrategy(
+                capacity_provider="FARGATE", base=self.on_demand_base or None, weight=self.on_demand_weight))
         return strategies
 
     def service(self, scope: Construct, *, cluster: WorkerCluster, task_definition: ecs.TaskDefinition,
@@ -68,6 +86,21 @@ class FargateSpot:
             security_groups=[security_group], desired_count=desired_count,
             min_healthy_percent=100, max_healthy_percent=200, circuit_breaker=_ROLLBACK,
         )
+
+    def fallback_service(self, scope: Construct, *, cluster: WorkerCluster, task_definition: ecs.TaskDefinition,
+                         primary: ecs.BaseService) -> OnDemandFallback | None:
+        """``OnDemandService``: the same tasks as ``primary`` on regular Fargate only, 0 of them until scaled
+        out (``WorkerService`` does, on the queue's age); None without ``spot_fallback_after_s``."""
+        if not self.spot_fallback_after_s:
+            return None
+        service = ecs.FargateService(
+            scope, "OnDemandService", cluster=cluster.cluster, task_definition=task_definition,
+            capacity_provider_strategies=[ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)],
+            assign_public_ip=True, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_groups=primary.connections.security_groups, desired_count=0,
+            min_healthy_percent=100, max_healthy_percent=200, circuit_breaker=_ROLLBACK,
+        )
+        return OnDemandFallback(service, self.spot_fallback_after_s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +147,10 @@ class GpuInstances:
                 capacity_provider=capacity_provider.capacity_provider_name, weight=1)],
             desired_count=desired_count, min_healthy_percent=0, max_healthy_percent=100, circuit_breaker=_ROLLBACK,
         )
+
+    def fallback_service(self, scope: Construct, *, cluster: WorkerCluster, task_definition: ecs.TaskDefinition,
+                         primary: ecs.BaseService) -> OnDemandFallback | None:
+        return None  # on-demand instances already: nothing to fall back to
 
     def _auto_scaling_group(self, scope: Construct, cluster: WorkerCluster) -> autoscaling.AutoScalingGroup:
         user_data = ec2.UserData.for_linux()

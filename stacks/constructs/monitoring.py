@@ -8,6 +8,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -26,11 +27,13 @@ class PipelineMonitoring(Construct):
     """Creates ``topic`` (SSL-only; e-mail subscription when ``alarm_email`` is set), ``alarms`` and ``dashboard``.
 
     Alarms, each notifying the topic: per lane, DLQ depth > 0 and the oldest message older than the
-    lane's job timeout + 15 min; the router's errors and throttles (any, in a minute); API 5xx responses;
-    webhooks: the dispatcher's DLQ depth > 0, any delivery exhausted (its retry schedule ran out), errors
-    of the dispatcher and of the sweep; the job sweeper: its errors, and any job it recovered in 5 minutes
-    (``JobsRecoveredBySweeper`` > 0: workers dying or routers timing out; a client's queue deadline
-    passing is counted apart, in ``JobsExpiredInQueue``, and not alarmed).
+    lane's job timeout + 15 min, and, for a lane with an on-demand fallback, any task of it running (Spot
+    did not keep up: jobs ran on regular Fargate, at the regular price); the router's errors and
+    throttles (any, in a minute); API 5xx responses; webhooks: the dispatcher's DLQ depth > 0, any
+    delivery exhausted (its retry schedule ran out), errors of the dispatcher and of the sweep; the job
+    sweeper: its errors, and any job it recovered in 5 minutes (``JobsRecoveredBySweeper`` > 0: workers
+    dying or routers timing out; a client's queue deadline passing is counted apart, in
+    ``JobsExpiredInQueue``, and not alarmed).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
@@ -50,6 +53,11 @@ class PipelineMonitoring(Construct):
             self._alarm(f"{name}OldestMessage", _maximum(queues.queue.metric_approximate_age_of_oldest_message),
                         threshold=age_limit,
                         description=f"{lane} lane: a job has waited over {age_limit:.0f} s (job timeout + 15 min)")
+            if worker.fallback_service is not None:
+                self._alarm(f"{name}OnDemandFallback", _running_tasks(worker, worker.fallback_service), threshold=0,
+                            description=f"{lane} lane: jobs waited over {worker.fallback_after_s} s and the on-demand "
+                                        "fallback runs them on regular Fargate (Fargate Spot is not keeping up); it "
+                                        "returns to 0 tasks 5 minutes after no job waits that long")
         self._alarm("RouterErrors", router.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
                     description="router Lambda raised errors")
         self._alarm("RouterThrottles", router.metric_throttles(period=_MINUTE, statistic="Sum"), threshold=0,
@@ -101,7 +109,9 @@ class PipelineMonitoring(Construct):
                 cloudwatch.GraphWidget(title=f"{lane} lane: backlog and tasks", left=[
                     _maximum(queue.metric_approximate_number_of_messages_visible),
                     _maximum(queue.metric_approximate_number_of_messages_not_visible),
-                ], right=[_running_tasks(worker)]),
+                ], right=[_running_tasks(worker, service, label) for service, label in (
+                    (worker.service, "running tasks"), (worker.fallback_service, "on-demand fallback tasks"))
+                    if service is not None]),
                 cloudwatch.GraphWidget(title=f"{lane} lane: oldest message (s)", left=[
                     _maximum(queue.metric_approximate_age_of_oldest_message)]),
                 cloudwatch.GraphWidget(title=f"{lane} lane: dead letters", left=[
@@ -137,9 +147,11 @@ def _maximum(metric_method) -> cloudwatch.Metric:
     return metric_method(period=_MINUTE, statistic="Maximum")
 
 
-def _running_tasks(worker: WorkerService) -> cloudwatch.Metric:
-    """Container Insights' running task count of the lane's service."""
+def _running_tasks(worker: WorkerService, service: ecs.BaseService | None = None,
+                   label: str = "running tasks") -> cloudwatch.Metric:
+    """Container Insights' running task count of one of the lane's services (its own by default)."""
+    service = service or worker.service
     return cloudwatch.Metric(
         namespace="ECS/ContainerInsights", metric_name="RunningTaskCount", period=_MINUTE, statistic="Maximum",
-        dimensions_map={"ClusterName": worker.service.cluster.cluster_name, "ServiceName": worker.service.service_name},
-        label="running tasks")
+        dimensions_map={"ClusterName": service.cluster.cluster_name, "ServiceName": service.service_name},
+        label=label)

@@ -21,11 +21,13 @@ from stacks.constructs.nag import acknowledge
 
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
-PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME
+PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME (and `make lock`'s for the Lambda)
+LAMBDA_REQUIREMENTS = LAMBDA_SRC / "requirements.lock"
 
 
 def source_code() -> lambda_.AssetCode:
-    """``lambda_src``'s packages + pip-installed ``lambda_src/requirements.txt`` for arm64, bundled locally.
+    """``lambda_src``'s packages + pip-installed ``lambda_src/requirements.lock`` (the pins of
+    ``requirements.txt`` resolved for Python 3.13 on arm64, with hashes: ``make lock``), bundled locally.
 
     One instance serves every function of a stack (CDK stages and uploads it once); a second stack
     needs its own.
@@ -33,14 +35,19 @@ def source_code() -> lambda_.AssetCode:
     return lambda_.Code.from_asset(
         str(LAMBDA_SRC),
         exclude=["**/__pycache__", "**/*.pyc", "**/tests"],
-        # Hash the sources (pins included), not pip's output: a synth that changes nothing changes nothing.
+        # Hash the sources, not pip's output: a synth that changes nothing changes nothing. The lock sits in
+        # lambda_src, so the hash covers every resolved dependency and its wheel hashes too.
         asset_hash_type=AssetHashType.SOURCE,
         bundling=BundlingOptions(
             image=RUNTIME.bundling_image,  # never used: local bundling either succeeds or raises
-            local=PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_SRC / "requirements.txt",
-                                   python_version=PYTHON_VERSION),
+            local=lambda_bundling(),
         ),
     )
+
+
+def lambda_bundling() -> PipLocalBundling:
+    """The local bundler of :func:`source_code`: ``requirements.lock``, hashes required, for the runtime's Python."""
+    return PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_REQUIREMENTS, python_version=PYTHON_VERSION)
 
 
 @dataclass(frozen=True)

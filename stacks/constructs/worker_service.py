@@ -47,6 +47,14 @@ class WorkerService(Construct):
     ``max_tasks``), decided from one 1-minute datapoint, so an idle lane gets its first task about a
     minute after a message arrives. After ``idle_minutes`` with an empty backlog it goes back to ``min_tasks``
     (0 by default). Busy tasks are never killed by a scale-in: the worker protects itself while it works.
+
+    On-demand fallback (when ``compute`` offers one: Fargate Spot with ``spot_fallback_after_s``):
+    ``fallback_service`` runs the same task definition on regular Fargate, at 0 tasks. When messages are
+    waiting (visible) and the queue's oldest message is at least ``after_s`` old, it runs ceil(waiting /
+    ``concurrency``) tasks (at most ``max_tasks``); after ``idle_minutes`` without that it returns to 0.
+
+    ``model_s3_uri`` (an ``s3://bucket/prefix/`` model directory): the container gets it as
+    ``EMBEDDING_MODEL_URI`` and the task role may read that prefix (and list the bucket under it).
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class WorkerService(Construct):
         job_queue: JobQueue, webhook_queue: JobQueue, storage: JobStorage, anthropic_secret: secretsmanager.ISecret,
         stage: str, model_id: str, min_tasks: int, max_tasks: int, result_retention_days: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
+        model_s3_uri: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.lane = lane.name
@@ -74,6 +83,8 @@ class WorkerService(Construct):
             "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
             "MODEL_ID": model_id,
         }
+        if model_s3_uri:
+            environment["EMBEDDING_MODEL_URI"] = model_s3_uri
         runtime_env.check(WorkerSettings.from_env, environment, where=self.node.path)
         self.container = self.task_definition.add_container(
             "Worker",
@@ -91,7 +102,19 @@ class WorkerService(Construct):
         # construct reaches them (cfn-lint W3005 about the cluster itself is the price, see .cfnlintrc).
         self.service.node.add_dependency(cluster.cluster)
         self._grant(cluster, storage, webhook_queue)
+        if model_s3_uri:
+            self._grant_model(model_s3_uri)
         self.scaling = self._scale_on_backlog(cluster, lane.concurrency, min_tasks, max_tasks, idle_minutes)
+        fallback = compute.fallback_service(self, cluster=cluster, task_definition=self.task_definition,
+                                            primary=self.service)
+        self.fallback_service: ecs.BaseService | None = None
+        self.fallback_after_s = 0
+        self.fallback_scaling: appscaling.ScalableTarget | None = None
+        if fallback is not None:
+            self.fallback_service, self.fallback_after_s = fallback.service, fallback.after_s
+            self.fallback_service.node.add_dependency(cluster.cluster)
+            self.fallback_scaling = self._scale_fallback(cluster, fallback.service, fallback.after_s, lane.concurrency,
+                                                         max_tasks, idle_minutes)
 
         acknowledge(self.task_definition, "AwsSolutions-ECS2",
                     "The plain variables are resource names and limits (queue URLs, table, bucket, lanes); "
@@ -114,6 +137,24 @@ class WorkerService(Construct):
             label=f"{self.lane} backlog", period=_MINUTE,
         )
 
+    def waiting(self, after_s: int) -> cloudwatch.MathExpression:
+        """Messages waiting for a worker once the wait is long: the visible count while a message is visible
+        and the queue's oldest message is ``after_s`` or older, else 0 (max over one minute).
+
+        SQS's oldest-message age counts messages in flight too (any not deleted), so a long job running
+        on a worker makes it grow: requiring a visible message as well keeps a busy lane with nothing
+        waiting from looking stuck.
+        """
+        queue = self.job_queue.queue
+        return cloudwatch.MathExpression(
+            expression=f"IF(FILL(visible, 0) >= 1 AND FILL(age, 0) >= {after_s}, FILL(visible, 0), 0)",
+            using_metrics={
+                "visible": queue.metric_approximate_number_of_messages_visible(period=_MINUTE, statistic="Maximum"),
+                "age": queue.metric_approximate_age_of_oldest_message(period=_MINUTE, statistic="Maximum"),
+            },
+            label=f"{self.lane} jobs waiting over {after_s} s", period=_MINUTE,
+        )
+
     def _grant(self, cluster: WorkerCluster, storage: JobStorage, webhook_queue: JobQueue) -> None:
         task_role = self.task_definition.task_role
         self.job_queue.grant_consume(task_role)
@@ -133,19 +174,41 @@ class WorkerService(Construct):
                     "permissions; every other statement of the execution role names its repository, log group "
                     "or secret.")
 
-    def _scale_on_backlog(self, cluster: WorkerCluster, concurrency: int, min_tasks: int, max_tasks: int,
-                          idle_minutes: int) -> appscaling.ScalableTarget:
-        target = appscaling.ScalableTarget(
-            self, "TaskCount",
+    def _grant_model(self, model_s3_uri: str) -> None:
+        """Read the model directory: get objects under the prefix, list the bucket under it (so a missing
+        file answers 404, not 403)."""
+        bucket, _, prefix = model_s3_uri.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        stack, task_role = Stack.of(self), self.task_definition.task_role
+        objects = stack.format_arn(service="s3", region="", account="", resource=bucket,
+                                   resource_name=f"{prefix}/*" if prefix else "*")
+        task_role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]))
+        listing = iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[stack.format_arn(service="s3", region="", account="", resource=bucket)])
+        if prefix:
+            listing.add_condition("StringLike", {"s3:prefix": [prefix, f"{prefix}/*"]})
+        task_role.add_to_principal_policy(listing)
+        acknowledge(task_role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix + '/' if prefix else ''}*]",
+                    "The embedding model is a directory of objects (model.onnx, tokenizer.json, embedding.json) "
+                    "under the configured prefix; read-only, and only under that prefix.")
+
+    def _scalable_target(self, construct_id: str, cluster: WorkerCluster, service: ecs.BaseService, min_tasks: int,
+                         max_tasks: int) -> appscaling.ScalableTarget:
+        return appscaling.ScalableTarget(
+            self, construct_id,
             service_namespace=appscaling.ServiceNamespace.ECS,
             scalable_dimension="ecs:service:DesiredCount",
-            resource_id=f"service/{cluster.cluster.cluster_name}/{self.service.service_name}",
+            resource_id=f"service/{cluster.cluster.cluster_name}/{service.service_name}",
             min_capacity=min_tasks, max_capacity=max_tasks,
-            role=iam.Role.from_role_arn(self, "ScalingRole", Stack.of(self).format_arn(
+            role=iam.Role.from_role_arn(self, f"{construct_id}ScalingRole", Stack.of(self).format_arn(
                 service="iam", region="", resource="role",
                 resource_name="aws-service-role/ecs.application-autoscaling.amazonaws.com/"
                               "AWSServiceRoleForApplicationAutoScaling_ECSService")),
         )
+
+    def _scale_on_backlog(self, cluster: WorkerCluster, concurrency: int, min_tasks: int, max_tasks: int,
+                          idle_minutes: int) -> appscaling.ScalableTarget:
+        target = self._scalable_target("TaskCount", cluster, self.service, min_tasks, max_tasks)
         backlog = self.backlog()
         target.scale_on_metric(
             "ScaleOnBacklog", metric=backlog, scaling_steps=backlog_steps(concurrency, max_tasks),
@@ -162,6 +225,31 @@ class WorkerService(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{self.lane} lane idle for {idle_minutes} min: scale to the minimum")
         idle.add_alarm_action(cw_actions.ApplicationScalingAction(to_min))
+        return target
+
+    def _scale_fallback(self, cluster: WorkerCluster, service: ecs.BaseService, after_s: int, concurrency: int,
+                        max_tasks: int, idle_minutes: int) -> appscaling.ScalableTarget:
+        """The on-demand fallback: ceil(waiting / concurrency) tasks while jobs wait ``after_s`` or longer,
+        back to 0 after ``idle_minutes`` without such a wait."""
+        target = self._scalable_target("OnDemandTaskCount", cluster, service, 0, max_tasks)
+        waiting = self.waiting(after_s)
+        target.scale_on_metric(
+            "ScaleOutWhenJobsWait", metric=waiting, scaling_steps=backlog_steps(concurrency, max_tasks),
+            adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY, evaluation_periods=1,
+            cooldown=_MINUTE, metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
+        )
+        to_zero = appscaling.StepScalingAction(
+            self, "OnDemandScaleInWhenClear", scaling_target=target,
+            adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY, cooldown=_MINUTE,
+            metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM)
+        to_zero.add_adjustment(adjustment=0, upper_bound=0)
+        clear = waiting.create_alarm(
+            self, "OnDemandClearAlarm", threshold=0, evaluation_periods=idle_minutes,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{self.lane} lane: no job has waited {after_s} s for {idle_minutes} min: "
+                              "on-demand fallback back to 0 tasks")
+        clear.add_alarm_action(cw_actions.ApplicationScalingAction(to_zero))
         return target
 
 

@@ -19,6 +19,8 @@ from stacks.service_stack import ServiceStack
 REPO = Path(__file__).resolve().parents[2]
 CDK_JSON = json.loads((REPO / "cdk.json").read_text())
 NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+# The region the CDK CLI hands app.py as CDK_DEFAULT_REGION when none is configured (its own default).
+CLI_REGION = "us-east-1"
 
 # The GPU build also turns on the options that are off by default, so each is synthesized at least once.
 GPU_OVERRIDES = {
@@ -26,6 +28,9 @@ GPU_OVERRIDES = {
     "alarm_email": "ops@example.com",
     "router_reserved_concurrency": 50,
     "worker_on_demand_base": 1,
+    "worker_on_demand_weight": 1,
+    "worker_spot_fallback_after_s": 600,
+    "embedding_model_s3_uri": "s3://my-models/minilm/",
     "worker_min_tasks": 1,
     "task_rates_per_min": '{"documents.summarize": 30}',
     "price_overrides": {"fargate": {"spot_discount": 0.6}},
@@ -54,17 +59,19 @@ def context(**overrides: Any) -> dict[str, Any]:
     return {**CDK_JSON["context"], **NO_BUNDLING, **overrides}
 
 
-def build(app: cdk.App) -> tuple[PipelineConfig, DataStack, ServiceStack]:
-    """What app.py does: read the config once from the context, add the stacks."""
+def build(app: cdk.App, *, default_region: str | None = CLI_REGION,
+          env: cdk.Environment | None = None) -> tuple[PipelineConfig, DataStack, ServiceStack]:
+    """What app.py does under the CDK CLI: read the config once from the context, add the stacks (with the
+    CLI's default region, as app.py passes CDK_DEFAULT_REGION)."""
     config = PipelineConfig.from_context(app.node.try_get_context)
-    data, service = add_pipeline(app, config)
+    data, service = add_pipeline(app, config, default_region=default_region, env=env)
     return config, data, service
 
 
-def synth(**overrides: Any) -> Synth:
+def synth(*, default_region: str | None = CLI_REGION, env: cdk.Environment | None = None, **overrides: Any) -> Synth:
     ctx = context(**overrides)
     app = cdk.App(context=ctx)
-    config, data, service = build(app)
+    config, data, service = build(app, default_region=default_region, env=env)
     return Synth(app, config, data, service, Template.from_stack(data), Template.from_stack(service))
 
 

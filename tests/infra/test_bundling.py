@@ -55,6 +55,8 @@ def test_pip_targets_the_lambda_platform_with_wheels_only(source, tmp_path):
     assert [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"] == list(LAMBDA_ARM64_PLATFORMS)
     assert "manylinux2014_aarch64" in LAMBDA_ARM64_PLATFORMS
     assert {"--only-binary=:all:", "--no-compile"} <= set(command)
+    # A lock file: every file's hash is checked, and nothing it does not list is installed.
+    assert {"--require-hashes", "--no-deps"} <= set(command)
     assert command[command.index("--python-version") + 1] == "3.13"
     assert command[command.index("--implementation") + 1] == "cp"
 

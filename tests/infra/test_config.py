@@ -46,6 +46,8 @@ BAD_VALUES = {
     "worker_min_tasks": -1,
     "worker_max_tasks": 21,
     "worker_on_demand_base": "many",
+    "worker_on_demand_weight": 101,
+    "worker_spot_fallback_after_s": 30,
     "cpu_job_timeout_s": 43201,
     "max_receives": 0,
     "gpu_enabled": "yes please",

@@ -22,9 +22,9 @@ def alarm(app, name):
 def test_every_monitoring_alarm_notifies_the_topic(gpu_app):
     topic_id, _ = one(gpu_app.service_json, "AWS::SNS::Topic")
     alarms = monitoring_alarms(gpu_app)
-    # 2 per lane, router errors and throttles, API 5xx; webhooks: dead letters, exhausted, dispatcher and sweep
-    # errors; the job sweeper: errors, jobs recovered
-    assert len(alarms) == 13
+    # 2 per lane and the CPU lane's on-demand fallback in use, router errors and throttles, API 5xx; webhooks:
+    # dead letters, exhausted, dispatcher and sweep errors; the job sweeper: errors, jobs recovered
+    assert len(alarms) == 14
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": topic_id}]
 

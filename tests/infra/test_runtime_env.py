@@ -74,6 +74,7 @@ def dispatcher_env(config: PipelineConfig) -> dict[str, str]:
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "WEBHOOK_SECRET_ARN": "arn:webhook",
         "WEBHOOK_RETRY_SCHEDULE_S": config.webhook_retry_schedule_s, "WEBHOOK_SWEEP_EVERY_S": "60",
+        "API_BASE_PATH": f"/{config.stage}",
     }
 
 

@@ -16,6 +16,7 @@ from infra_support import (
     resources,
     router_variables,
     statements_on,
+    synth,
     worker_variables,
 )
 
@@ -28,6 +29,8 @@ LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 # The logical ids from before lanes were generated from the config: a rename replaces the running service.
 PINNED_SERVICE_IDS = {"cpu": "CpuWorkerService005B3AE0", "gpu": "GpuWorkerService03CE4426"}
+# The CPU lane's on-demand fallback (worker_spot_fallback_after_s, on by default): a second service.
+FALLBACK_SERVICE_ID = "CpuWorkerOnDemandService355A88B2"
 PINNED_TASK_DEFINITION_IDS = {"cpu": "CpuWorkerTaskDefinition1461A621", "gpu": "GpuWorkerTaskDefinition00ED52AE"}
 LANES = [("default_app", "cpu"), ("gpu_app", "cpu"), ("gpu_app", "gpu")]
 
@@ -53,7 +56,9 @@ def lane_app(request):
 
 def test_env_is_exactly_what_worker_settings_read(lane_app):
     app, lane = lane_app
-    assert env_names(container(app, lane)["Environment"]) == WorkerSettings.ENV
+    # EMBEDDING_MODEL_URI only where the model comes from S3: the GPU lane, with embedding_model_s3_uri set.
+    model_env = WorkerSettings.MODEL_ENV if lane == "gpu" and app.config.embedding_model_s3_uri else frozenset()
+    assert env_names(container(app, lane)["Environment"]) == WorkerSettings.ENV | model_env
 
 
 def test_secrets_are_ecs_secrets_from_secrets_manager_never_plain_values(lane_app):
@@ -115,6 +120,13 @@ PINNED_LANE_IDS = {
         "CpuWorkerTaskCountScaleOnBacklogUpperAlarm9F02922E", "CpuWorkerTaskCountScaleOnBacklogUpperPolicy11945643",
         "CpuWorkerIdleAlarm69A7A929", "CpuWorkerScaleInWhenIdle19607330",
     },
+    # Added with the on-demand fallback; pinned from then on.
+    "cpu-fallback": {
+        FALLBACK_SERVICE_ID, "CpuWorkerOnDemandTaskCountCD125BEB",
+        "CpuWorkerOnDemandTaskCountScaleOutWhenJobsWaitUpperPolicyFD3EE40C",
+        "CpuWorkerOnDemandTaskCountScaleOutWhenJobsWaitUpperAlarm003073AC", "CpuWorkerOnDemandScaleInWhenClearF43EE6C3",
+        "CpuWorkerOnDemandClearAlarm5D09E3B3",
+    },
     "gpu": {
         "GpuLaneQueue4B038172", "GpuLaneQueuePolicy77C8A2CD", "GpuLaneDeadLetterQueueA616FCCF",
         "GpuLaneDeadLetterQueuePolicy0275726A", "GpuWorkerLogs7FDB9D62", "GpuWorkerCapacityProvider43CF1E4E",
@@ -130,7 +142,8 @@ PINNED_LANE_IDS = {
 }
 
 
-@pytest.mark.parametrize(("app_name", "lanes"), [("default_app", ("cpu",)), ("gpu_app", ("cpu", "gpu"))])
+@pytest.mark.parametrize(("app_name", "lanes"), [("default_app", ("cpu", "cpu-fallback")),
+                                                 ("gpu_app", ("cpu", "cpu-fallback", "gpu"))])
 def test_lane_resources_keep_their_logical_ids(request, app_name, lanes):
     app = request.getfixturevalue(app_name)
     lane_ids = {k for k in app.service_json["Resources"] if k.startswith(("CpuLane", "CpuWorker", "GpuLane", "GpuWorker"))}
@@ -141,7 +154,7 @@ def test_each_queued_lane_and_only_those_has_a_worker_service(default_app, gpu_a
     for app, lanes in ((default_app, {"cpu"}), (gpu_app, {"cpu", "gpu"})):
         assert {lane.name for lane in app.config.lanes().queued()} == lanes
         services = resources(app.service_json, "AWS::ECS::Service")
-        assert set(services) == {PINNED_SERVICE_IDS[lane] for lane in lanes}
+        assert set(services) == {PINNED_SERVICE_IDS[lane] for lane in lanes} | {FALLBACK_SERVICE_ID}
         definitions = resources(app.service_json, "AWS::ECS::TaskDefinition")
         assert set(definitions) == {PINNED_TASK_DEFINITION_IDS[lane] for lane in lanes}
         assert {worker_variables(app, lane)["LANE"] for lane in lanes} == lanes
@@ -154,10 +167,6 @@ def test_container_drains_for_120_s_and_logs_to_its_log_group(lane_app):
     assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
     log_group_id = definition["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
     assert log_group_id.startswith(f"{lane.capitalize()}WorkerLogs")
-
-
-def test_both_lanes_run_the_same_image(gpu_app):
-    assert container(gpu_app, "cpu")["Image"] == container(gpu_app, "gpu")["Image"]
 
 
 def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_stores(lane_app):
@@ -173,7 +182,12 @@ def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_
     on_webhooks = actions(statements_on(statements, {"Fn::GetAtt": [WEBHOOK_QUEUE, "Arn"]}))
     assert on_webhooks == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     granted = actions(statements)
-    assert not {a for a in granted if a.startswith(("dynamodb:", "s3:"))}  # only through the data policy
+    # Job data only through the data policy; the GPU lane may also read its embedding model's S3 prefix.
+    model_statements = [s for s in statements if "my-models" in json.dumps(s["Resource"])]
+    assert bool(model_statements) == (lane == "gpu" and bool(app.config.embedding_model_s3_uri))
+    assert actions(model_statements) <= {"s3:GetObject", "s3:ListBucket"}
+    assert not {a for a in actions([s for s in statements if s not in model_statements])
+                if a.startswith(("dynamodb:", "s3:"))}
     assert not {a for a in granted if "Delete" in a and a != "sqs:DeleteMessage"}
     (managed,) = attached_managed_policies(app.service_json, role_id)
     assert is_job_data_policy(managed)  # its actions: test_storage.py (no DeleteTable, no DeleteBucket)
@@ -194,17 +208,22 @@ def test_cpu_worker_is_fargate_spot_first_x86_and_sized_from_config(default_app)
                                                str(lane.compute.memory_mb))
     assert lane.compute.spot and lane.compute.arch == "x86_64"
     assert props["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
-    _, service = one(default_app.service_json, "AWS::ECS::Service", "CpuWorker")
+    service = default_app.service_json["Resources"][PINNED_SERVICE_IDS["cpu"]]
     assert service["Properties"]["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
     assert service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
 
 
 def test_an_on_demand_base_puts_that_many_tasks_on_regular_fargate(gpu_app):
-    _, service = one(gpu_app.service_json, "AWS::ECS::Service", "CpuWorker")
+    service = gpu_app.service_json["Resources"][PINNED_SERVICE_IDS["cpu"]]
+    # GPU_OVERRIDES: worker_on_demand_base 1, worker_on_demand_weight 1 (beyond the base, half on each)
     assert service["Properties"]["CapacityProviderStrategy"] == [
-        {"CapacityProvider": "FARGATE_SPOT", "Weight": 1}, {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 0}]
+        {"CapacityProvider": "FARGATE_SPOT", "Weight": 1}, {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1}]
     assert [s.capacity_provider for s in FargateSpot(cpu=256, memory_mb=512).capacity_provider_strategies()] == [
         "FARGATE_SPOT"]
+    base_only = FargateSpot(cpu=256, memory_mb=512, on_demand_base=2).capacity_provider_strategies()
+    assert [(s.capacity_provider, s.base, s.weight) for s in base_only] == [("FARGATE_SPOT", None, 1), ("FARGATE", 2, 0)]
+    weight_only = FargateSpot(cpu=256, memory_mb=512, on_demand_weight=3).capacity_provider_strategies()
+    assert [(s.capacity_provider, s.base, s.weight) for s in weight_only] == [("FARGATE_SPOT", None, 1), ("FARGATE", None, 3)]
 
 
 def test_worker_security_groups_admit_nothing_and_allow_only_https_out(gpu_app):
@@ -224,11 +243,13 @@ def test_cluster_has_container_insights(default_app):
 
 class TestScaling:
     def scaling(self, app, lane):
+        """The lane's own service's scaling (the on-demand fallback's: TestOnDemandFallback)."""
         prefix = f"{lane.capitalize()}Worker"
-        target = one(app.service_json, "AWS::ApplicationAutoScaling::ScalableTarget", prefix)
+        target = one(app.service_json, "AWS::ApplicationAutoScaling::ScalableTarget", f"{prefix}TaskCount")
         policies = {k: v for k, v in resources(app.service_json, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
-                    if k.startswith(prefix)}
-        alarms = {k: v for k, v in resources(app.service_json, "AWS::CloudWatch::Alarm").items() if k.startswith(prefix)}
+                    if k.startswith(prefix) and not k.startswith(f"{prefix}OnDemand")}
+        alarms = {k: v for k, v in resources(app.service_json, "AWS::CloudWatch::Alarm").items()
+                  if k.startswith(prefix) and not k.startswith(f"{prefix}OnDemand")}
         return target, policies, alarms
 
     def test_no_cpu_based_policy_only_steps_on_the_backlog(self, lane_app):
@@ -323,3 +344,92 @@ class TestGpuLane:
     def test_gpu_lane_is_absent_by_default(self, default_app):
         assert not resources(default_app.service_json, "AWS::AutoScaling::AutoScalingGroup")
         assert not [k for k in default_app.service_json["Resources"] if k.startswith("Gpu")]
+
+
+class TestOnDemandFallback:
+    """The CPU lane's second service: regular Fargate, 0 tasks, scaled out when jobs wait too long for Spot."""
+
+    def fallback(self, app):
+        resources_ = app.service_json["Resources"]
+        service = resources_[FALLBACK_SERVICE_ID]["Properties"]
+        target_id, target = one(app.service_json, "AWS::ApplicationAutoScaling::ScalableTarget", "CpuWorkerOnDemand")
+        policies = {k: v["Properties"] for k, v in resources(app.service_json, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
+                    if k.startswith("CpuWorkerOnDemand")}
+        alarms = {k: v["Properties"] for k, v in resources(app.service_json, "AWS::CloudWatch::Alarm").items()
+                  if k.startswith("CpuWorkerOnDemand")}
+        return service, (target_id, target["Properties"]), policies, alarms
+
+    def test_it_runs_the_lanes_tasks_on_regular_fargate_at_zero_tasks(self, lane_app):
+        app, lane = lane_app
+        if lane != "cpu":
+            assert not [k for k in app.service_json["Resources"] if k.startswith(f"{lane.capitalize()}WorkerOnDemand")]
+            return
+        service, _, _, _ = self.fallback(app)
+        primary = app.service_json["Resources"][PINNED_SERVICE_IDS["cpu"]]["Properties"]
+        assert service["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE", "Weight": 1}]
+        assert service["DesiredCount"] == 0
+        # The same task definition (so the same image, environment, queue and roles), network and security group.
+        assert service["TaskDefinition"] == primary["TaskDefinition"] == {"Ref": PINNED_TASK_DEFINITION_IDS["cpu"]}
+        assert service["NetworkConfiguration"] == primary["NetworkConfiguration"]
+        assert service["DeploymentConfiguration"] == primary["DeploymentConfiguration"]
+
+    def test_it_scales_out_when_a_waiting_jobs_queue_age_reaches_the_threshold(self, default_app, gpu_app):
+        for app in (default_app, gpu_app):  # cdk.json's 300 s; GPU_OVERRIDES' 600 s
+            after_s = app.config.worker_spot_fallback_after_s
+            _, (target_id, target), policies, alarms = self.fallback(app)
+            assert target["ResourceId"]["Fn::Join"][1][-1] == {"Fn::GetAtt": [FALLBACK_SERVICE_ID, "Name"]}
+            assert (target["MinCapacity"], target["MaxCapacity"]) == (0, app.config.worker_max_tasks)
+            (alarm,) = [a for k, a in alarms.items() if "ScaleOutWhenJobsWaitUpperAlarm" in k]
+            queries = {m["Id"]: m for m in alarm["Metrics"]}
+            assert queries["age"]["MetricStat"]["Metric"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+            assert queries["visible"]["MetricStat"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+            for query in ("age", "visible"):
+                assert queries[query]["MetricStat"]["Metric"]["Dimensions"] == [
+                    {"Name": "QueueName", "Value": {"Fn::GetAtt": [LANE_QUEUES["cpu"], "QueueName"]}}]
+                assert (queries[query]["MetricStat"]["Period"], queries[query]["MetricStat"]["Stat"]) == (60, "Maximum")
+            (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+            assert expression == f"IF(FILL(visible, 0) >= 1 AND FILL(age, 0) >= {after_s}, FILL(visible, 0), 0)"
+            assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
+                1, "GreaterThanOrEqualToThreshold", 1)
+            (scale_out_id, scale_out) = [(k, p) for k, p in policies.items() if "ScaleOutWhenJobsWaitUpperPolicy" in k][0]
+            assert alarm["AlarmActions"] == [{"Ref": scale_out_id}]
+            assert scale_out["ScalingTargetId"] == {"Ref": target_id}
+            steps = scale_out["StepScalingPolicyConfiguration"]
+            assert steps["AdjustmentType"] == "ExactCapacity"
+            # One task per `concurrency` jobs waiting, as the lane's own service sizes itself.
+            assert steps["StepAdjustments"][0] == {"MetricIntervalLowerBound": 0,
+                                                   "MetricIntervalUpperBound": app.config.worker_concurrency,
+                                                   "ScalingAdjustment": 1}
+            assert steps["StepAdjustments"][-1]["ScalingAdjustment"] == app.config.worker_max_tasks
+
+    def test_it_scales_back_to_zero_after_five_minutes_without_such_a_wait(self, default_app):
+        _, (target_id, _), policies, alarms = self.fallback(default_app)
+        (clear,) = [a for k, a in alarms.items() if "ClearAlarm" in k]
+        assert (clear["Threshold"], clear["ComparisonOperator"], clear["EvaluationPeriods"]) == (
+            0, "LessThanOrEqualToThreshold", 5)
+        assert "FILL(age, 0) >= 300" in next(m["Expression"] for m in clear["Metrics"] if "Expression" in m)
+        (to_zero_id, to_zero) = [(k, p) for k, p in policies.items() if "ScaleInWhenClear" in k][0]
+        assert to_zero["StepScalingPolicyConfiguration"]["StepAdjustments"] == [
+            {"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0}]
+        assert to_zero["StepScalingPolicyConfiguration"]["AdjustmentType"] == "ExactCapacity"
+        assert to_zero["ScalingTargetId"] == {"Ref": target_id}
+        assert clear["AlarmActions"] == [{"Ref": to_zero_id}]
+
+    def test_its_use_is_alarmed(self, gpu_app):
+        (props,) = [v["Properties"] for k, v in resources(gpu_app.service_json, "AWS::CloudWatch::Alarm").items()
+                    if k.startswith("MonitoringCpuOnDemandFallback")]
+        (query,) = props["Metrics"]
+        metric = query["MetricStat"]["Metric"]
+        assert (metric["Namespace"], metric["MetricName"], props["Threshold"], props["ComparisonOperator"]) == (
+            "ECS/ContainerInsights", "RunningTaskCount", 0, "GreaterThanThreshold")
+        assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": [FALLBACK_SERVICE_ID, "Name"]}} in metric["Dimensions"]
+
+    def test_zero_turns_it_off(self, no_fallback_app):
+        assert FALLBACK_SERVICE_ID not in no_fallback_app.service_json["Resources"]
+        assert not [k for k in no_fallback_app.service_json["Resources"] if "OnDemand" in k]
+        assert set(resources(no_fallback_app.service_json, "AWS::ECS::Service")) == {PINNED_SERVICE_IDS["cpu"]}
+
+
+@pytest.fixture(scope="module")
+def no_fallback_app():
+    return synth(worker_spot_fallback_after_s=0)

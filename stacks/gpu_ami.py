@@ -1,0 +1,67 @@
+"""The GPU lane's AMI release, checked at synth against the regions it is published in.
+
+``gpu_ami_release`` names a release of the ECS-optimized Amazon Linux 2023 GPU AMI, read at deploy from
+the public SSM parameter ``/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/<release>/image_id``. AWS
+publishes each release in some regions only, and a release missing from the deploy region fails the
+deploy deep inside CloudFormation (an unresolvable parameter). ``gpu_ami_releases.json`` lists the known
+releases and their regions, so synth can say so first, with what to do instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from stacks.config import ConfigError
+
+RELEASES_FILE = Path(__file__).resolve().with_name("gpu_ami_releases.json")
+PARAMETER_PATH = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu"
+_SHOWN = "stacks/gpu_ami_releases.json"
+
+
+class GpuAmiReleaseError(ConfigError):
+    """The configured release is not known to be published in the deploy region; the message says what to do."""
+
+
+def list_command(region: str) -> str:
+    return (f"aws ssm get-parameters-by-path --path {PARAMETER_PATH} --region {region} "
+            "--query 'Parameters[].Name' --output text")
+
+
+@dataclass(frozen=True)
+class GpuAmiReleases:
+    """``releases``: release name -> the regions it is published in. ``last_checked``: when the list was."""
+
+    releases: Mapping[str, frozenset[str]]
+    last_checked: str
+
+    @classmethod
+    def load(cls, path: Path = RELEASES_FILE) -> GpuAmiReleases:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(releases={release: frozenset(regions) for release, regions in data["releases"].items()},
+                   last_checked=str(data["last_checked"]))
+
+    def in_region(self, region: str) -> list[str]:
+        """The listed releases published in ``region``, newest first."""
+        return sorted((release for release, regions in self.releases.items() if region in regions), reverse=True)
+
+    def check(self, release: str, region: str) -> None:
+        """Returns if ``release`` is listed for ``region``; raises :class:`GpuAmiReleaseError` otherwise."""
+        regions = self.releases.get(release)
+        if regions is not None and region in regions:
+            return
+        available = self.in_region(region)
+        pick = (f"releases listed for {region}: {', '.join(available)}; deploy with -c gpu_ami_release=<one of them>"
+                if available else f"{_SHOWN} lists no release for {region}")
+        how = (f"List the releases AWS publishes in {region} with `{list_command(region)}` and deploy with "
+               f"-c gpu_ami_release=<release> (or set it in cdk.json); add a release or a region you checked to "
+               f"{_SHOWN} (last checked {self.last_checked}).")
+        if regions is None:
+            raise GpuAmiReleaseError(
+                f"context key 'gpu_ami_release' = {release!r}: not a release listed in {_SHOWN}, so synth cannot "
+                f"tell whether {region} has it ({pick}). {how}")
+        raise GpuAmiReleaseError(
+            f"context key 'gpu_ami_release' = {release!r}: not published in {region} as far as {_SHOWN} knows "
+            f"(listed for {', '.join(sorted(regions))}); {pick}. {how}")
