@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobcore.errors import ConflictError, EnqueueError
+from jobcore.errors import BlobNotFoundError, ConflictError, EnqueueError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
 from jobcore.model import ACTIVE, Job, JobStatus, Webhook, watch_at
 from jobcore.ports import Cursor
-from jobcore.runner import JobRunner
+from jobcore.runner import Backoff, JobRunner
 
 
 def make_lanes(
@@ -35,6 +35,9 @@ def make_lanes(
 
 
 LANES = make_lanes()
+# The runner's default back-off with its jitter drawing the top of its range: the un-jittered delays
+# (15, 30, 60 s...), so tests can name them.
+TOP_OF_JITTER = Backoff(rng=lambda: 1.0)
 
 
 class MemoryJobStore:
@@ -104,11 +107,13 @@ class MemoryQueue:
         self.lanes = lanes
         self.broken = broken
         self.sent: list[tuple[str, str]] = []
+        self.delays: list[int] = []  # each sent message's delay, in the order of ``sent``
 
-    def enqueue(self, job: Job) -> None:
+    def enqueue(self, job: Job, *, delay_s: int = 0) -> None:
         if self.broken or job.lane not in self.lanes:
             raise EnqueueError(f"no queue for the {job.lane} lane in this deployment")
         self.sent.append((job.job_id, job.lane))
+        self.delays.append(delay_s)
 
 
 class MemoryBlobs:
@@ -126,6 +131,8 @@ class MemoryBlobs:
         return len(data)
 
     def get_json(self, key: str) -> Any:
+        if key not in self.docs:
+            raise BlobNotFoundError(f"the stored document {key} is gone")
         return copy.deepcopy(self.docs[key])
 
     def url_for(self, key: str) -> str | None:
@@ -225,5 +232,5 @@ class Harness:
 
 def harness() -> Harness:
     store, blobs, deliveries, clock = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue(), FakeClock()
-    runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=LANES)
+    runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=LANES, backoff=TOP_OF_JITTER)
     return Harness(store, blobs, deliveries, clock, runner)

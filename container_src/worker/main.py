@@ -18,7 +18,7 @@ log = logging.getLogger("worker")
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
                           cost_model=settings.lanes.cost_model(), role=f"worker-{settings.lane}",
-                          result_retention_days=settings.result_retention_days)
+                          result_retention_days=settings.result_retention_days, model_wait_limit_s=settings.model_wait_limit_s)
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,

@@ -7,7 +7,9 @@
   re-queued the job, or it was settled), tells that job's run to stop: its ``RunContext.check`` raises
   :class:`JobCanceledError` before its next model call, and the runner confirms the cancel.
 - A message is deleted only after the job's result and state are written (the runner does both
-  before it returns); a retryable failure makes it visible again after the runner's back-off.
+  before it returns); a retryable failure makes it visible again after the runner's back-off. A job
+  waiting for the model (rate-limited, overloaded, failing) is sent again as a new message delayed by
+  the back-off before its old message is deleted: waiting for the model spends none of its receives.
 - Scale-in protection is on while jobs are in flight, renewed at half its lifetime, off when idle.
 - On stop (SIGTERM: Spot reclaim, scale-in, deploy) it receives nothing more; messages a receive in
   flight returns are released (visibility 0) without running; the jobs in flight may finish until the
@@ -26,11 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobadapters.sqs import decode
+from jobadapters.sqs import decode, send
 from jobcore.errors import JobCanceledError
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus
-from jobcore.runner import JobRunner
+from jobcore.runner import Disposition, JobRunner
 from jobcore.tasks import RunContext
 from worker.protection import TaskProtection
 
@@ -225,10 +227,24 @@ class Poller:
                 log.info("job %s: its message was released at shutdown; not settled here", entry.job_id)
                 return
             receipt = entry.receipt
-        if outcome.delete:
+        if outcome.delete or (outcome.requeue and self._requeue(outcome)):
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
         else:
             self._change_visibility([(entry.message_id, receipt)], outcome.retry_in_s)
+
+    def _requeue(self, outcome: Disposition) -> bool:
+        """Send the job again as a new message, delayed by the runner's back-off, so that its old message
+        (and with it the receives it has used) can be deleted; False if SQS refused (the old message is
+        then made visible again after the same delay, spending a receive)."""
+        if outcome.job is None:
+            return False
+        try:
+            send(self.sqs, self.queue_url, outcome.job, delay_s=outcome.retry_in_s)
+        except Exception as error:  # noqa: BLE001 - the old message brings the job back instead
+            log.warning("job %s: could not re-queue it as a new message (%s); its message comes back in %d s instead",
+                        outcome.job.job_id, error, outcome.retry_in_s)
+            return False
+        return True
 
     def _context(self, entry: _InFlight) -> RunContext:
         """The run's context: its ``check`` stops the run once its job is canceled or its lease lost."""

@@ -6,12 +6,16 @@ answering ``GET /v1/jobs/{id}`` should not pay.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobcore.errors import ModelRequestError, ModelUnavailableError
 
+log = logging.getLogger(__name__)
+# The API's message about a refused request is passed on to the tenant, this long at most.
+MAX_MESSAGE_CHARS = 300
 # The offline stand-in accepts any key; the SDK insists on having one.
 STANDIN_API_KEY = "local-standin"
 
@@ -52,23 +56,38 @@ class AnthropicModel:
 
 
 def translate(error: Exception) -> Exception:
-    """The domain error for an SDK exception; anything else is returned unchanged."""
+    """The domain error for an SDK exception; anything else is returned unchanged.
+
+    The domain error's message is ours, for the tenant; the SDK's own text (which can name hosts, request
+    ids, our account's limits) is logged here and goes no further.
+    """
     import anthropic
 
     if isinstance(error, (TypeError, ValueError)):
         # Raised by the SDK before sending: a malformed request, which no retry will fix.
-        return ModelRequestError(f"the SDK refused the request: {error}")
+        log.warning("the SDK refused the request: %s", error)
+        return ModelRequestError("the request could not be sent to the model (malformed)")
     if isinstance(error, anthropic.APITimeoutError):
-        return ModelUnavailableError("the model did not answer in time")
+        log.warning("model call timed out: %s", error)
+        return ModelUnavailableError("the model did not answer in time", kind="timeout")
     if isinstance(error, anthropic.APIConnectionError):
-        return ModelUnavailableError(f"could not reach the model: {error}")
+        log.warning("could not reach the model: %s", error)
+        return ModelUnavailableError("could not reach the model", kind="unreachable")
     if not isinstance(error, anthropic.APIStatusError):
         return error
     status = error.status_code
-    message = f"model answered {status}: {_message(error)}"
-    if status == 429 or status >= 500:
-        return ModelUnavailableError(message, retry_after_s=_retry_after(error))
-    return ModelRequestError(message)
+    log.warning("model answered %s: %s", status, _message(error))
+    if status == 429:
+        return ModelUnavailableError("the model was rate-limited (429)", retry_after_s=_retry_after(error), status=status)
+    if status == 529:
+        return ModelUnavailableError("the model was overloaded (529)", retry_after_s=_retry_after(error), status=status)
+    if status >= 500:
+        return ModelUnavailableError(f"the model failed with a server error ({status})", retry_after_s=_retry_after(error),
+                                     status=status)
+    if status in (401, 403):
+        return ModelRequestError(f"the service could not authenticate with the model ({status}); its operator can fix this")
+    # The API's own words about the request (a bad parameter, too many tokens): the tenant's to fix.
+    return ModelRequestError(f"the model refused the request ({status}): {_message(error)[:MAX_MESSAGE_CHARS]}")
 
 
 def _message(error: Any) -> str:

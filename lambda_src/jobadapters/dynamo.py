@@ -13,38 +13,50 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from jobadapters import schema
+from jobadapters.aws_errors import translated
 from jobadapters.schema import JOBS_PARTITION_KEY
 from jobcore.errors import ConflictError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
 from jobcore.ports import Cursor
 
+# What a tenant is told when the table throttles or cannot be reached (the details are logged).
+_STORE = "the job store"
+
 
 class DynamoJobStore:
+    """Transient DynamoDB errors (throttling, 5xx, timeouts) raise StoreUnavailableError."""
+
     def __init__(self, table: Any):
         """``table``: a boto3 ``dynamodb.Table`` resource (it converts types; floats need Decimal)."""
         self._table = table
 
+    @translated(_STORE)
     def create(self, job: Job) -> None:
         self._put(job, "attribute_not_exists(#pk)", {"#pk": JOBS_PARTITION_KEY}, {}, f"job {job.job_id} already exists")
 
+    @translated(_STORE)
     def save(self, job: Job, *, expected_version: int) -> None:
         self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, f"job {job.job_id} changed since version {expected_version}")
 
+    @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item")
         if item is None or schema.IDEMPOTENCY_MARK in item:
             return None
         return Job.from_dict(_plain(item))
 
+    @translated(_STORE)
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         return self._sharded(schema.DELIVERY_INDEX, schema.DELIVERY_INDEX_PARTITION_KEY, schema.DELIVERY_INDEX_SORT_KEY,
                              _delivery_shard, until_ms, limit)
 
+    @translated(_STORE)
     def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         return self._sharded(schema.WATCH_INDEX, schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY,
                              _watch_shard, until_ms, limit)
 
+    @translated(_STORE)
     def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
         try:
             item = self._table.update_item(
@@ -64,6 +76,7 @@ class DynamoJobStore:
             raise
         return JobStatus(item["status"])
 
+    @translated(_STORE)
     def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
         kwargs: dict[str, Any] = {
             "IndexName": schema.TENANT_INDEX, "ScanIndexForward": False, "Limit": limit,
@@ -90,6 +103,7 @@ class DynamoJobStore:
             return jobs, None
         return [], Cursor(int(last[schema.TENANT_INDEX_SORT_KEY]), str(last[JOBS_PARTITION_KEY]))
 
+    @translated(_STORE)
     def reserve_key(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         # The table's key attribute is "job_id": the record's own job goes in "target_job_id".
         fields = asdict(record)
@@ -115,10 +129,12 @@ class DynamoJobStore:
             )
         return None
 
+    @translated(_STORE)
     def complete_key(self, record_id: str, *, status_code: int) -> None:
         self._table.update_item(Key={JOBS_PARTITION_KEY: record_id}, UpdateExpression="SET status_code = :code",
                                 ExpressionAttributeValues={":code": status_code})
 
+    @translated(_STORE)
     def release_key(self, record_id: str) -> None:
         # Marked, not deleted: the job data policy grants no DeleteItem; the TTL removes it later.
         self._table.update_item(Key={JOBS_PARTITION_KEY: record_id}, UpdateExpression="SET released = :yes",

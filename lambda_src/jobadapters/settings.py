@@ -16,7 +16,7 @@ from typing import TypeVar
 from jobcore.costing import CostModel
 from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
-from jobcore.limits import SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
+from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
 from jobcore.tasks import arrival_rates
 
@@ -273,8 +273,9 @@ class WorkerSettings:
     # Only on lanes that run embeddings with the model in S3 (the worker image sets the others).
     MODEL_ENV = EmbeddingSettings.ENV
     # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
-    # only the local runtime.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S"}) | EmbeddingSettings.IMAGE_ENV
+    # only the local runtime. MODEL_WAIT_LIMIT_S: the CDK app does not set it (yet), so in AWS a job waits
+    # for an unavailable model for jobcore.limits.MODEL_WAIT_LIMIT_S (an hour); benches and tests shorten it.
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S"}) | EmbeddingSettings.IMAGE_ENV
 
     stage: str
     lane: str
@@ -290,6 +291,7 @@ class WorkerSettings:
     embedding: EmbeddingSettings = EmbeddingSettings()
     ecs_agent_uri: str | None = None
     poll_wait_s: int = SQS_MAX_WAIT_S
+    model_wait_limit_s: int = MODEL_WAIT_LIMIT_S  # how long, in all, a job may wait for an unavailable model
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
@@ -314,6 +316,8 @@ class WorkerSettings:
             embedding=EmbeddingSettings.from_env(env),
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
             poll_wait_s=_in_range(env, "POLL_WAIT_S", _number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int), 0, SQS_MAX_WAIT_S),
+            model_wait_limit_s=_in_range(env, "MODEL_WAIT_LIMIT_S", _number(env, "MODEL_WAIT_LIMIT_S", MODEL_WAIT_LIMIT_S, int),
+                                         0, 7 * 86_400),
         )
 
     @property

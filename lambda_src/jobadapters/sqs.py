@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobcore.errors import EnqueueError
+from jobcore.limits import SQS_MAX_DELAY_S
 from jobcore.model import Job
+
+log = logging.getLogger(__name__)
 
 
 class SqsJobQueue:
@@ -18,14 +22,21 @@ class SqsJobQueue:
         self._client = client
         self._urls = dict(urls)
 
-    def enqueue(self, job: Job) -> None:
+    def enqueue(self, job: Job, *, delay_s: int = 0) -> None:
         url = self._urls.get(job.lane)
         if not url:
             raise EnqueueError(f"no queue for the {job.lane} lane in this deployment")
         try:
-            self._client.send_message(QueueUrl=url, MessageBody=encode(job))
+            send(self._client, url, job, delay_s=delay_s)
         except (ClientError, BotoCoreError) as error:
-            raise EnqueueError(f"the {job.lane} queue refused the job: {error}") from None
+            log.warning("the %s queue refused job %s: %s", job.lane, job.job_id, error)  # SQS's words: for the logs
+            raise EnqueueError(f"the {job.lane} queue refused the job; retry shortly") from None
+
+
+def send(client: Any, url: str, job: Job, *, delay_s: int = 0) -> None:
+    """Send the job's message to the queue at ``url``, received no sooner than ``delay_s`` (capped at SQS's 900 s)."""
+    delay = max(0, min(int(delay_s), SQS_MAX_DELAY_S))
+    client.send_message(QueueUrl=url, MessageBody=encode(job), **({"DelaySeconds": delay} if delay else {}))
 
 
 def encode(job: Job) -> str:

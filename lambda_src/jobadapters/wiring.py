@@ -22,7 +22,7 @@ from jobadapters.webhook_sender import HttpWebhookSender
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.lanes import Lanes
-from jobcore.limits import SQS_MAX_WAIT_S
+from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -69,14 +69,14 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
 
 def build_runner(
     clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel | None,
-    role: str, result_retention_days: int | None = None,
+    role: str, result_retention_days: int | None = None, model_wait_limit_s: float = MODEL_WAIT_LIMIT_S,
 ) -> JobRunner:
     """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
     dispatcher's queue, never sent from here. ``role`` names this process in the leases it takes."""
     return JobRunner(
         store=DynamoJobStore(clients.table), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
         deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
-        owner=lease_owner(role), result_retention_days=result_retention_days,
+        owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
     )
 
 
@@ -113,7 +113,8 @@ def build_dispatcher(settings: DispatcherSettings, clients: AwsClients) -> Dispa
     return Dispatcher(
         store=DynamoJobStore(clients.table), blobs=blobs, queue=SqsDeliveryQueue(clients.sqs, settings.queue_url),
         sender=HttpWebhookSender(secret=_webhook_secret(settings), clock_ms=clock_ms, allow_loopback=settings.allow_loopback),
-        render=lambda job: with_base_path(render(job, blobs), settings.api_base_path), clock_ms=clock_ms, schedule=settings.schedule,
+        render=lambda job: with_base_path(render(job, blobs, now_ms=clock_ms()), settings.api_base_path),
+        clock_ms=clock_ms, schedule=settings.schedule,
         sweep_every_s=settings.sweep_every_s,
     )
 

@@ -36,7 +36,8 @@ class DeadlineModel:
             try:
                 return self.llm.create(params, timeout_s=left if timeout_s is None else min(timeout_s, left))
             except ModelUnavailableError as error:
-                delay = error.retry_after_s if error.retry_after_s is not None else self.backoff_s * attempt
+                # The workers' rule (jobcore.runner.Backoff): Retry-After is a floor, never a replacement.
+                delay = max(self.backoff_s * attempt, error.retry_after_s or 0)
                 if attempt >= self.max_attempts or self._left_after(delay) < self.min_attempt_s:
                     raise
                 self.sleep(delay)

@@ -99,6 +99,28 @@ class EnqueueError(JobError):
     type = "unavailable"
 
 
+class StoreUnavailableError(JobError):
+    """A store we depend on (DynamoDB, S3) throttled us, failed (5xx) or could not be reached: retry shortly.
+
+    The adapters raise it in place of botocore's errors, whose text never reaches a tenant (it is logged).
+    ``job_id`` names a job that was recorded before the failure (the router answers 503 with it, so the
+    client polls that job rather than submitting it again).
+    """
+
+    type = "unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, job_id: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class BlobNotFoundError(JobError):
+    """A stored document (a result, a large input) is gone: deleted by the bucket's lifecycle, or by hand."""
+
+    type = "not_found"
+
+
 # --- model (Claude) errors: the adapter maps SDK exceptions onto these -------------------------
 
 
@@ -108,15 +130,51 @@ class ModelError(JobError):
     type = "model_error"
 
 
+# The kinds of ModelUnavailableError that mean the model itself is down for a while (not this job's
+# fault): a worker waits for it, re-queued with a delay, without spending the job's receives.
+MODEL_DOWN_KINDS = frozenset({"rate_limited", "overloaded", "server_error", "unreachable"})
+
+
 class ModelUnavailableError(ModelError):
-    """Timed out, rate limited (429), overloaded (529) or a 5xx: try later, elsewhere."""
+    """Timed out, rate limited (429), overloaded (529) or a 5xx: try later, elsewhere.
+
+    The message is ours, fit for the tenant (the adapter logs the SDK's own text). ``kind`` says which:
+    ``rate_limited``, ``overloaded``, ``server_error``, ``unreachable`` (the model is down: see
+    :data:`MODEL_DOWN_KINDS`), ``timeout`` or ``unavailable`` (anything else, e.g. the inline budget).
+    """
 
     type = "model_unavailable"
     retryable = True
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None):
+    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None,
+                 kind: str | None = None):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.status = status
+        self.kind = kind or _kind_of(status)
+
+    @property
+    def model_down(self) -> bool:
+        """The model is rate-limited, overloaded or failing: worth waiting for, whatever the job."""
+        return self.kind in MODEL_DOWN_KINDS
+
+    def describe(self) -> str:
+        """A short phrase for the job's view: ``model rate-limited (429)``."""
+        status = f" ({self.status})" if self.status is not None else ""
+        return {
+            "rate_limited": "model rate-limited", "overloaded": "model overloaded", "server_error": "model server error",
+            "unreachable": "model unreachable", "timeout": "model timed out",
+        }.get(self.kind, "model unavailable") + status
+
+
+def _kind_of(status: int | None) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status == 529:
+        return "overloaded"
+    if status is not None and status >= 500:
+        return "server_error"
+    return "unavailable"
 
 
 class ModelRequestError(ModelError):

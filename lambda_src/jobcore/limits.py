@@ -60,3 +60,12 @@ MAX_SCALING_STEPS = 20
 # 202 before API Gateway's timeout: this much time is kept for that, plus one second of slack.
 INLINE_FALLBACK_MARGIN_S = 3
 MAX_INLINE_BUDGET_S = API_GATEWAY_TIMEOUT_S - INLINE_FALLBACK_MARGIN_S - 1
+
+# --- a policy of this pipeline, not a platform fact ------------------------------------------------
+
+# How long, in all, a queued job may wait for a model that is rate-limited (429), overloaded (529) or
+# failing (5xx, unreachable) before it fails as ``model_unavailable``. A worker re-queues such a job as
+# a new SQS message delayed by its back-off (at most SQS_MAX_DELAY_S a time), so the wait spends none
+# of the receives (``max_receives``) that catch a job that is itself broken. Workers read
+# MODEL_WAIT_LIMIT_S to change it.
+MODEL_WAIT_LIMIT_S = 3600

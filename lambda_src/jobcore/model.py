@@ -76,6 +76,27 @@ class Webhook:
     events: tuple[str, ...] = ("completed",)
 
 
+@dataclass(frozen=True)
+class ModelWait:
+    """A job's wait for the model (rate-limited, overloaded, failing): a worker re-queues the job with a
+    delay instead of spending its receives, for at most the runner's ``model_wait_limit_s`` from ``since``."""
+
+    since: int  # epoch ms of the first failure this job waited out
+    waits: int  # times it was re-queued to wait for the model
+    reason: str  # the last one, as the job's view says it: "model rate-limited (429)"
+    next_attempt_at: int | None = None  # while queued to wait: when it runs again (None once it runs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelWait:
+        return cls(since=int(data["since"]), waits=int(data["waits"]), reason=str(data["reason"]),
+                   next_attempt_at=None if data.get("next_attempt_at") is None else int(data["next_attempt_at"]))
+
+
+# The attempt history kept on a job: its last attempts' errors, each message cut to this length.
+ATTEMPT_ERRORS_KEPT = 10
+ERROR_MESSAGE_CHARS = 500
+
+
 @dataclass(frozen=True, kw_only=True)
 class Job:
     job_id: str
@@ -107,6 +128,9 @@ class Job:
     result_expires_at: int | None = None  # when the stored result is deleted (the bucket's lifecycle)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's files: name → key, bytes, content_type
     delivery: Delivery | None = None  # the webhook outbox entry, opened with the terminal state
+    model_wait: ModelWait | None = None  # waiting for the model (and since when), see ModelWait
+    # The errors of its failed attempts, oldest first, the last ATTEMPT_ERRORS_KEPT: {attempt, at, type, message}.
+    attempt_errors: tuple[dict[str, Any], ...] = ()
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +141,7 @@ class Job:
             data["webhook"] = {"url": self.webhook.url, "events": list(self.webhook.events)}
         if self.delivery is not None:
             data["delivery"] = self.delivery.to_dict()
+        data["attempt_errors"] = [dict(entry) for entry in self.attempt_errors]
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
@@ -131,6 +156,9 @@ class Job:
         fields["usage"] = Usage(**fields.get("usage", {}))
         if fields.get("delivery"):
             fields["delivery"] = Delivery.from_dict(fields["delivery"])
+        if fields.get("model_wait"):
+            fields["model_wait"] = ModelWait.from_dict(fields["model_wait"])
+        fields["attempt_errors"] = tuple(dict(entry) for entry in fields.get("attempt_errors") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in fields.items() if k in known})
 
@@ -142,12 +170,31 @@ def transition(job: Job, to: JobStatus, *, now_ms: int, **changes: Any) -> Job:
     if to is JobStatus.RUNNING:
         changes.setdefault("started_at", now_ms)
         changes["attempts"] = job.attempts + 1
+        if job.model_wait is not None and job.model_wait.next_attempt_at is not None:  # its wait is over
+            changes.setdefault("model_wait", replace(job.model_wait, next_attempt_at=None))
+    if to is JobStatus.SUCCEEDED:  # an earlier attempt's error stays in attempt_errors only
+        changes.setdefault("error", None)
+    if changes.get("error") and job.status in ACTIVE:  # the error ends this attempt: keep it in the history
+        changes.setdefault("attempt_errors", _with_attempt_error(job, changes["error"], now_ms))
     if to not in ACTIVE:  # the lease ends with the run
         changes.setdefault("lease_owner", None)
         changes.setdefault("lease_expires_at", None)
     if to.terminal:
         changes.setdefault("finished_at", now_ms)
     return replace(job, status=to, updated_at=now_ms, version=job.version + 1, **changes)
+
+
+def bounded_error(error: dict[str, Any]) -> dict[str, str]:
+    """An error record whose message is at most ERROR_MESSAGE_CHARS long."""
+    message = str(error.get("message", ""))
+    if len(message) > ERROR_MESSAGE_CHARS:
+        message = message[: ERROR_MESSAGE_CHARS - 1] + "…"
+    return {"type": str(error.get("type", "internal_error")), "message": message}
+
+
+def _with_attempt_error(job: Job, error: dict[str, Any], now_ms: int) -> tuple[dict[str, Any], ...]:
+    entry = {"attempt": job.attempts, "at": now_ms, **bounded_error(error)}
+    return (*job.attempt_errors, entry)[-ATTEMPT_ERRORS_KEPT:]
 
 
 def watch_at(job: Job) -> int | None:

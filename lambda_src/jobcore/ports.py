@@ -24,6 +24,9 @@ class Cursor:
 
 
 class JobStore(Protocol):
+    """Jobs and idempotency keys. Every method raises StoreUnavailableError when the store throttles,
+    fails or cannot be reached."""
+
     def create(self, job: Job) -> None:
         """Persist a new job; ConflictError if the id exists."""
 
@@ -63,17 +66,20 @@ class JobStore(Protocol):
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job: Job) -> None:
-        """Hand the job id to its lane's queue; EnqueueError if that lane has no queue or SQS refuses."""
+    def enqueue(self, job: Job, *, delay_s: int = 0) -> None:
+        """Hand the job id to its lane's queue, to be received no sooner than ``delay_s`` from now (at most
+        SQS's 900 s); EnqueueError if that lane has no queue or SQS refuses."""
 
 
 class BlobStore(Protocol):
-    """Result and large-input documents, addressed by key."""
+    """Result and large-input documents, addressed by key. Reads and writes raise StoreUnavailableError
+    when the store throttles or cannot be reached."""
 
     def put_json(self, key: str, document: Any) -> int:
         """Store the document; returns its size in bytes."""
 
-    def get_json(self, key: str) -> Any: ...
+    def get_json(self, key: str) -> Any:
+        """The document; BlobNotFoundError if there is none (expired, or deleted)."""
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str) -> int:
         """Store a binary document (a task's file); returns its size in bytes."""

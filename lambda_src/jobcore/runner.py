@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,35 +19,55 @@ from typing import Any, Protocol
 
 from jobcore import webhooks
 from jobcore.deliveries import redeliver as new_series
-from jobcore.errors import ConflictError, JobCanceledError, JobError, ModelError, NoDeliveryError, TaskTimeoutError
+from jobcore.errors import (
+    ConflictError,
+    JobCanceledError,
+    JobError,
+    ModelError,
+    ModelUnavailableError,
+    NoDeliveryError,
+    TaskTimeoutError,
+)
 from jobcore.lanes import Lanes
-from jobcore.limits import SQS_MAX_VISIBILITY_S
-from jobcore.model import ACTIVE, Job, JobStatus, Usage, transition
+from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
+from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore
 from jobcore.schema_keys import file_key, result_key
 from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
+from jobcore.views import iso
 
 log = logging.getLogger(__name__)
+# A message for a job waiting for the model that arrives this much before the job's next attempt is a stray copy.
+MODEL_WAIT_EARLY_MS = 5_000
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Seconds before attempt ``n + 1`` after ``n`` failed: ``base_s`` doubled per attempt, capped.
+    """Seconds before attempt ``n + 1`` after ``n`` failed: ``base_s`` doubled per attempt, capped, with
+    equal jitter (half the delay fixed, half drawn from ``rng``, so jobs that failed together do not all
+    come back together).
 
-    A ``retry_after_s`` the failure carries (a 429's Retry-After) replaces the computed delay, capped too.
+    A ``retry_after_s`` the failure carries (a 429's Retry-After) is a floor, never a replacement: the
+    delay is the larger of the two (capped too). A model that asks for one second while it rate-limits
+    for a minute must not make every job spend its attempts within seconds.
     """
 
     base_s: float = 15
     cap_s: float = 900
+    jitter: bool = True
+    rng: Callable[[], float] = field(default=random.random, repr=False, compare=False)  # uniform in [0, 1)
 
     def __post_init__(self) -> None:
         if not 0 < self.base_s <= self.cap_s <= SQS_MAX_VISIBILITY_S:
             raise ValueError(f"{self!r}: need 0 < base_s <= cap_s <= {SQS_MAX_VISIBILITY_S} (SQS visibility)")
 
     def delay_s(self, failed_attempts: int, *, retry_after_s: float | None = None) -> int:
-        wanted = retry_after_s if retry_after_s else self.base_s * 2 ** max(0, failed_attempts - 1)
-        return int(min(wanted, self.cap_s))
+        computed = min(self.base_s * 2 ** max(0, failed_attempts - 1), self.cap_s)
+        if self.jitter:
+            computed = computed / 2 + self.rng() * computed / 2
+        floor = min(retry_after_s or 0, self.cap_s)
+        return max(1, math.ceil(max(computed, floor)))
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,11 @@ class Disposition:
     job: Job | None = None
     retry_in_s: int = 0
     note: str = ""
+    # Instead of making this message visible again: send the job as a new message delayed by ``retry_in_s``
+    # (at most SQS's 900 s), then delete this one, so that waiting for the model spends none of the
+    # job's receives (their count starts again with the new message). If the send fails, the message is
+    # made visible again after ``retry_in_s`` as for any retry.
+    requeue: bool = False
 
 
 class CostModel(Protocol):
@@ -86,6 +112,7 @@ class JobRunner:
     owner: str = "runner"  # this process, as a lease owner (the wiring makes it unique)
     lease_ms: int = 60_000  # a claim lasts this long unless its heartbeat renews it
     result_retention_days: int | None = None  # the bucket's lifecycle, for result_expires_at
+    model_wait_limit_s: float = MODEL_WAIT_LIMIT_S  # how long a job may wait for an unavailable model, in all
 
     # --- the worker's entry point ------------------------------------------------------------
 
@@ -106,6 +133,12 @@ class JobRunner:
             return Disposition(True, self.finish(job, JobStatus.CANCELED), note="its runner stopped while it was canceled")
         if job.status is JobStatus.QUEUED and job.queue_deadline_at is not None and now > job.queue_deadline_at:
             return Disposition(True, self.finish(job, JobStatus.EXPIRED, error=expired_error(job)))
+        waiting_until = job.model_wait.next_attempt_at if job.status is JobStatus.QUEUED and job.model_wait else None
+        if waiting_until is not None and now < waiting_until - MODEL_WAIT_EARLY_MS:
+            # The job waits for the model and was re-queued as a new message delayed until then: this one is
+            # a stray copy (the delete of the old message failed, or SQS delivered it twice). The delayed
+            # message brings the job back; this one must not spend receives until the DLQ takes it.
+            return Disposition(True, job, note=f"a stray message: the job waits for the model until {iso(waiting_until)}")
         if job.status is JobStatus.RUNNING and receive_count >= max_receives:
             # Still RUNNING on a redelivery, its lease run out: the worker running it died (OOM, crash)
             # without recording anything. This receive is the last before the DLQ; spend it recording
@@ -147,7 +180,7 @@ class JobRunner:
                 raise
             return Outcome(self.fail(job, error))
         except TaskTimeoutError as error:
-            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=_error(error)))
+            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=error_record(error)))
         except JobCanceledError:
             return Outcome(self._canceled(job))
         except JobError as error:
@@ -182,7 +215,7 @@ class JobRunner:
                 "content_type": file.content_type}
 
     def fail(self, job: Job, error: Exception) -> Job:
-        return self.finish(job, JobStatus.FAILED, error=_error(error))
+        return self.finish(job, JobStatus.FAILED, error=error_record(error))
 
     def finish(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         """Record a terminal state; a webhook that wants it gets its outbox entry in the same write.
@@ -249,16 +282,50 @@ class JobRunner:
         return lookup(job.task, self.catalogue)
 
     def _retry_or_fail(self, job: Job, error: Exception, *, receive_count: int, max_receives: int) -> Disposition:
+        if isinstance(error, ModelUnavailableError) and error.model_down:
+            return self._wait_for_model(job, error)
         retryable = getattr(error, "retryable", not isinstance(error, JobError))
         if not retryable or receive_count >= max_receives:
-            why = f"gave up after {receive_count} attempts: {error}" if retryable else str(error)
-            log.warning("job %s failed: %s", job.job_id, why)
+            public = error_record(error)["message"]
+            why = f"gave up after {receive_count} attempts: {public}" if retryable else public
+            log.warning("job %s failed: %s (%s)", job.job_id, why, error)
             return Disposition(True, self.fail(job, _Reason(error, why)))
         if not isinstance(error, JobError):
             log.exception("job %s attempt %d crashed; will retry", job.job_id, receive_count, exc_info=error)
         delay = self.backoff.delay_s(receive_count, retry_after_s=getattr(error, "retry_after_s", None))
-        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=_error(error)))
+        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=error_record(error)))
         return Disposition(False, queued, retry_in_s=delay, note=f"retrying in {delay} s ({self.backoff!r}): {error}")
+
+    def _wait_for_model(self, job: Job, error: ModelUnavailableError) -> Disposition:
+        """Queue the job again to wait for the model (a new, delayed message: no receive spent), or fail it
+        once it has waited ``model_wait_limit_s`` in all."""
+        now = self.clock_ms()
+        wait = self.model_wait(job, error, now_ms=now)
+        if wait is None:
+            since = job.model_wait.since if job.model_wait else now
+            why = (f"the model stayed unavailable ({error.describe()}): gave up after waiting {_duration(now - since)} "
+                   f"(the limit is {_duration(self.model_wait_limit_s * 1000)}) over {job.attempts} attempts")
+            log.warning("job %s failed: %s", job.job_id, why)
+            return Disposition(True, self.fail(job, _Reason(error, why)))
+        delay_s, waiting = wait
+        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, error=error_record(error), model_wait=waiting))
+        return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
+                           note=f"waiting for the model ({error.describe()}): next attempt in {delay_s} s, wait {waiting.waits} "
+                                f"since {iso(waiting.since)} ({self.backoff!r})")
+
+    def model_wait(self, job: Job, error: ModelUnavailableError, *, now_ms: int) -> tuple[int, ModelWait] | None:
+        """How long ``job`` waits before its next attempt after the model failed with ``error``, and its wait
+        record; None once it has waited ``model_wait_limit_s`` since its first such failure. The back-off
+        counts the job's waits (its receives start again with each new message), Retry-After is a floor,
+        and the last wait ends at the limit, so the job gets a last attempt then."""
+        since = job.model_wait.since if job.model_wait else now_ms
+        limit_at = since + int(self.model_wait_limit_s * 1000)
+        if now_ms >= limit_at:
+            return None
+        waits = (job.model_wait.waits if job.model_wait else 0) + 1
+        delay_s = min(self.backoff.delay_s(waits, retry_after_s=error.retry_after_s), SQS_MAX_DELAY_S,
+                      math.ceil((limit_at - now_ms) / 1000))
+        return delay_s, ModelWait(since=since, waits=waits, reason=error.describe(), next_attempt_at=now_ms + delay_s * 1000)
 
 
 class _Reason(Exception):
@@ -271,11 +338,28 @@ class _Reason(Exception):
 
 def expired_error(job: Job) -> dict[str, str]:
     waited_s = ((job.queue_deadline_at or 0) - job.created_at) / 1000
+    if job.attempts:
+        return {"type": "expired", "message": f"not finished within max_queue_s ({waited_s:g} s): it was still queued, "
+                                              f"to be retried, after {job.attempts} attempts"}
     return {"type": "expired", "message": f"not started within max_queue_s ({waited_s:g} s); it never ran"}
 
 
-def _error(error: Exception) -> dict[str, str]:
-    return {"type": getattr(error, "type", "internal_error"), "message": str(error) or type(error).__name__}
+def error_record(error: Exception) -> dict[str, str]:
+    """What the job records (and its tenant sees) of ``error``: our errors' own messages; for anything else
+    (a bug, a library's exception, whose text may name our infrastructure) a message of ours; the
+    original is in the logs."""
+    if isinstance(error, (JobError, _Reason)):
+        return bounded_error({"type": getattr(error, "type", "internal_error"), "message": str(error) or type(error).__name__})
+    return {"type": "internal_error", "message": "an internal error stopped the run (its details are in the service's logs)"}
+
+
+def _duration(ms: float) -> str:
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _run(task: TaskSpec, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None) -> TaskResult:

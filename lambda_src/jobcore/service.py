@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from jobcore import idempotency
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
+    BlobNotFoundError,
     ConflictError,
     EnqueueError,
     IdempotencyInProgressError,
@@ -27,6 +28,7 @@ from jobcore.errors import (
     JobFinishedError,
     JobNotFoundError,
     ModelUnavailableError,
+    StoreUnavailableError,
     UnroutableError,
 )
 from jobcore.idempotency import IdempotencyRecord
@@ -36,10 +38,10 @@ from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import BlobStore, Cursor, JobQueue, LanguageModel
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Decision, RoutingPolicy, decide
-from jobcore.runner import JobRunner, Outcome
+from jobcore.runner import JobRunner, Outcome, error_record
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
-from jobcore.views import deliveries_view, job_view
+from jobcore.views import deliveries_view, job_view, result_expired
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,15 @@ class JobService:
             return replay
         try:
             submitted = self._start(job)
+        except StoreUnavailableError as error:
+            if error.job_id is None:
+                self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
+            else:  # recorded, and will finish: a retry with the key must find it (_reserve does, even if this fails)
+                try:
+                    self.runner.store.complete_key(record.record_id, status_code=202)
+                except Exception as failure:  # noqa: BLE001 - the client must still learn its job's id
+                    log.warning("job %s: its idempotency key was not completed (%s)", error.job_id, failure)
+            raise
         except BaseException:
             self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
             raise
@@ -133,6 +144,9 @@ class JobService:
             job = self.runner.store.get(held.job_id)
             if held.status_code is not None and job is not None:
                 return Submitted(job, None, held.status_code)
+            if job is not None and self.runner.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
+                # Its request recorded the job, then died (or its store failed) before completing the key.
+                return Submitted(job, None, 200 if job.status.terminal else 202)
             if job is None and self.runner.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
                 self.runner.store.release_key(held.record_id)  # its request died before creating the job
                 continue
@@ -162,7 +176,8 @@ class JobService:
         """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
         jobs, after = self.runner.store.list_jobs(tenant_id, status=status, limit=limit, after=decode_cursor(cursor))
         blobs = self.runner.blobs
-        views = [job_view(job, url_for=blobs.url_for) for job in jobs]
+        now = self.runner.clock_ms()
+        views = [job_view(job, url_for=blobs.url_for, now_ms=now) for job in jobs]
         return {"jobs": views, "next_cursor": encode_cursor(after) if after else None}
 
     def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
@@ -198,7 +213,7 @@ class JobService:
 
     def view(self, job: Job) -> dict[str, Any]:
         """The job as the API returns it (see :func:`render`)."""
-        return render(job, self.runner.blobs)
+        return render(job, self.runner.blobs, now_ms=self.runner.clock_ms())
 
     def submitted_view(self, outcome: Submitted) -> dict[str, Any]:
         """A just-submitted job; one that ran inline carries the result it has at hand (no read back)."""
@@ -280,24 +295,53 @@ class JobService:
         try:
             done = self.runner.execute(job, ctx)
         except ModelUnavailableError as error:
-            return Outcome(self._fall_back(job, error))
+            return Outcome(self._rescue(job, error))
+        except (ConflictError, EnqueueError):
+            raise
+        except Exception as error:  # noqa: BLE001 - a store failed (or a bug): the recorded job must still finish
+            log.exception("job %s: inline run failed; queueing it", job.job_id)
+            return Outcome(self._rescue(job, error))
         return done
 
-    def _fall_back(self, job: Job, error: ModelUnavailableError) -> Job:
+    def _rescue(self, job: Job, error: Exception) -> Job:
+        """Queue a recorded inline job whose run could not finish; if even that fails (the store is down),
+        503 with its id: its inline lease runs out and the sweeper queues it (jobcore.sweeper)."""
+        try:
+            if not isinstance(error, ModelUnavailableError):
+                current = self.runner.store.get(job.job_id)  # a write that failed may have landed all the same
+                if current is not None and current.version != job.version:
+                    return current
+            return self._fall_back(job, error)
+        except EnqueueError:
+            raise  # the job is recorded failed, with the reason; nothing will run
+        except Exception as failure:  # noqa: BLE001 - the client is told the job's id, and the sweeper recovers it
+            log.warning("job %s: could not queue it after its inline run failed (%s); the sweeper will", job.job_id, failure)
+            raise StoreUnavailableError(
+                f"job {job.job_id} was accepted but could not be run now; it is queued again automatically within "
+                f"minutes: poll it rather than submitting it again", job_id=job.job_id) from failure
+
+    def _fall_back(self, job: Job, error: Exception) -> Job:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
         lane = self.policy.lanes.fallback.name
-        reason = f"{lane}: inline fallback, {error} ({job.route_reason})"
+        record = error_record(error)
+        reason = f"{lane}: inline fallback, {record['message']} ({job.route_reason})"
         task = lookup(job.task, self.runner.catalogue)
         estimate = self.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
+        now = self.runner.clock_ms()
+        # A model that is down: the queued job waits as a worker's would (the runner's back-off, with the
+        # model's Retry-After as its floor), and its view says so.
+        wait = None
+        if isinstance(error, ModelUnavailableError) and error.model_down:
+            wait = self.runner.model_wait(job, error, now_ms=now)
         queued = self.runner.save(job, transition(
-            job, JobStatus.QUEUED, now_ms=self.runner.clock_ms(), lane=lane, route_reason=reason,
-            error={"type": error.type, "message": str(error)}, cost=_estimated(estimate),
+            job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost=_estimated(estimate),
+            **({"model_wait": wait[1]} if wait else {}),
         ))
-        return self._enqueue(queued)
+        return self._enqueue(queued, delay_s=wait[0] if wait else 0)
 
-    def _enqueue(self, job: Job) -> Job:
+    def _enqueue(self, job: Job, *, delay_s: int = 0) -> Job:
         try:
-            self.queue.enqueue(job)
+            self.queue.enqueue(job, delay_s=delay_s)
         except EnqueueError as error:
             # The client gets a 503 and resubmits; the record says why this attempt never ran.
             self.runner.fail(job, error)
@@ -305,11 +349,19 @@ class JobService:
         return job
 
 
-def render(job: Job, blobs: BlobStore) -> dict[str, Any]:
-    """The job as the API returns it, with its result when small enough and links to it and its files always."""
+def render(job: Job, blobs: BlobStore, *, now_ms: int | None = None) -> dict[str, Any]:
+    """The job as the API returns it, with its result when small enough and links to it and its files always;
+    a result that is gone (past ``result_expires_at`` at ``now_ms``, or not found) is ``null`` with
+    ``"result_status": "expired"``."""
     if job.result_ref is None:
         return job_view(job)
-    result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
+    if result_expired(job, now_ms):
+        return job_view(job, now_ms=now_ms)
+    try:
+        result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
+    except BlobNotFoundError:
+        log.warning("job %s: its result %s is gone before result_expires_at", job.job_id, job.result_ref)
+        return job_view(job, result_gone=True)
     return job_view(job, result=result, url_for=blobs.url_for)
 
 

@@ -16,9 +16,20 @@ def iso(ms: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+# ``result_status`` of a job whose stored result is gone (its retention ran out, or it was deleted).
+RESULT_EXPIRED = "expired"
+
+
+def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | None] | None = None,
+             now_ms: int | None = None, result_gone: bool = False) -> dict[str, Any]:
     """The job as the API shows it; ``url_for`` turns a stored document's key into a link the client can GET
-    (a presigned URL): the result's (``result_url``) and each file's (``files.<name>.url``)."""
+    (a presigned URL): the result's (``result_url``) and each file's (``files.<name>.url``).
+
+    A result that is gone (``result_gone``: its object was not found; or, given ``now_ms``, past
+    ``result_expires_at``) shows as ``"result": null`` with ``"result_status": "expired"`` and no links.
+    """
+    expired = job.result_ref is not None and (result_gone or result_expired(job, now_ms))
+    links_for = None if expired else url_for
     view: dict[str, Any] = {
         "id": job.job_id,
         "task": job.task,
@@ -29,29 +40,49 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "queue_deadline_at": iso(job.queue_deadline_at) if job.status is JobStatus.QUEUED else None,
+        "waiting": waiting_line(job),
         "result_expires_at": iso(job.result_expires_at),
         "attempts": job.attempts,
         "metadata": job.metadata,
         "usage": {"input_tokens": job.usage.input_tokens, "output_tokens": job.usage.output_tokens, "model_calls": job.usage.model_calls},
         "cost": job.cost or None,
         "error": job.error,
+        "attempt_errors": [{**entry, "at": iso(entry.get("at"))} for entry in job.attempt_errors] or None,
         "links": {"self": f"/v1/jobs/{job.job_id}"},
     }
     if job.webhook is not None:
         view["webhook"] = {"url": job.webhook.url, "events": list(job.webhook.events), "delivery": _delivery_line(job)}
     if job.started_at is not None and job.finished_at is not None:
         view["duration_ms"] = job.finished_at - job.started_at
-    if result is not None:
+    if result is not None and not expired:
         view["result"] = result
-    if url_for is not None and job.result_ref is not None:
-        view["result_url"] = url_for(job.result_ref)
+    if links_for is not None and job.result_ref is not None:
+        view["result_url"] = links_for(job.result_ref)
     if job.files:
         view["files"] = {
-            name: {k: v for k, v in {"url": url_for(file["key"]) if url_for else None, "bytes": file.get("bytes"),
+            name: {k: v for k, v in {"url": links_for(file["key"]) if links_for else None, "bytes": file.get("bytes"),
                                      "content_type": file.get("content_type")}.items() if v is not None}
             for name, file in job.files.items()
         }
-    return {k: v for k, v in view.items() if v is not None}
+    shown = {k: v for k, v in view.items() if v is not None}
+    if expired:
+        shown["result"] = None
+        shown["result_status"] = RESULT_EXPIRED
+    return shown
+
+
+def result_expired(job: Job, now_ms: int | None) -> bool:
+    """Whether the job's stored result is past its retention (the bucket's lifecycle deletes it then)."""
+    return now_ms is not None and job.result_expires_at is not None and now_ms >= job.result_expires_at
+
+
+def waiting_line(job: Job) -> str | None:
+    """Why a queued job waits, when it waits for the model: ``model rate-limited (429); next attempt at …``."""
+    wait = job.model_wait
+    if job.status is not JobStatus.QUEUED or wait is None or wait.next_attempt_at is None:
+        return None
+    return (f"{wait.reason}; next attempt at {iso(wait.next_attempt_at)}, attempt {job.attempts + 1}, "
+            f"waiting since {iso(wait.since)}")
 
 
 def with_base_path(document: Any, base_path: str) -> Any:

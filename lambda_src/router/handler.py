@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
+from jobadapters import aws_errors
 from jobadapters.settings import ConfigError, RouterSettings
 from jobadapters.wiring import AwsClients, build_service
 from jobcore import errors
@@ -43,8 +44,11 @@ STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.IdempotencyInProgressError, 409),
     (errors.ConflictError, 409),
     (errors.EnqueueError, 503),
+    (errors.StoreUnavailableError, 503),
     (errors.MisconfiguredError, 503),
 ]
+# Seconds a 503 ``unavailable`` (a queue or store that throttled or failed) asks the client to wait.
+RETRY_AFTER_S = 5
 
 
 class _Service:
@@ -169,11 +173,25 @@ def job_error(error: errors.JobError) -> Response:
         body["field"] = error.field
     if isinstance(error, errors.JobFinishedError):
         body["status"] = error.status
-    return json_response(status, {"error": body})
+    headers: dict[str, str] = {}
+    if status == HTTPStatus.SERVICE_UNAVAILABLE and error.type == "unavailable":
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+        logger.warning("answering 503 unavailable", extra={"reason": str(error), "cause": repr(error.__cause__)})
+    job_id = getattr(error, "job_id", None)
+    if job_id:  # the job was recorded before the failure: poll it rather than submit it again
+        body["job_id"] = job_id
+        body["links"] = {"job": f"/v1/jobs/{job_id}"}
+        headers["Location"] = body["links"]["job"]
+    return json_response(status, {"error": body}, headers)
 
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response:
+    if aws_errors.transient(error):  # a store call no adapter translated: still a 503, never AWS's words
+        logger.warning("AWS unavailable", extra={"reason": str(error)})
+        return json_response(503, {"error": {"type": "unavailable", "message": "a service the API depends on is unavailable; "
+                                                                               "retry shortly"}},
+                             {"Retry-After": str(RETRY_AFTER_S)})
     logger.exception("unhandled error")
     return json_response(500, {"error": {"type": "internal_error", "message": "internal error; the request id is in the logs"}})
 

@@ -44,19 +44,26 @@ def test_rate_limit_429_is_unavailable_with_the_retry_after_header(standin):
         model_for(standin).create(HELLO)
 
     assert caught.value.retry_after_s == 1.0
-    assert caught.value.retryable
-    assert "429" in str(caught.value)
+    assert caught.value.retryable and caught.value.model_down
+    assert (caught.value.kind, caught.value.status) == ("rate_limited", 429)
+    assert str(caught.value) == "the model was rate-limited (429)"  # ours, not the SDK's text
+    assert caught.value.describe() == "model rate-limited (429)"
     assert isinstance(caught.value.__cause__, anthropic.RateLimitError)
 
 
-@pytest.mark.parametrize("status", [529, 500])
-def test_overloaded_and_server_errors_are_unavailable(standin, status):
+@pytest.mark.parametrize(("status", "kind", "message"), [
+    (529, "overloaded", "the model was overloaded (529)"), (500, "server_error", "the model failed with a server error (500)"),
+])
+def test_overloaded_and_server_errors_are_unavailable(standin, status, kind, message, caplog):
     standin.configure(fail_status=status, fail_times=1)
 
-    with pytest.raises(ModelUnavailableError, match=str(status)) as caught:
+    with caplog.at_level("WARNING", logger="jobadapters.claude"), pytest.raises(ModelUnavailableError) as caught:
         model_for(standin).create(HELLO)
 
-    assert caught.value.retry_after_s is None
+    assert caught.value.retry_after_s is None and caught.value.model_down
+    assert (caught.value.kind, str(caught.value)) == (kind, message)
+    # The API's own words are logged, not passed on.
+    assert any("Overloaded" in r.getMessage() or "Internal server error" in r.getMessage() for r in caplog.records)
 
 
 def test_after_the_injected_failures_the_same_model_answers(standin):
@@ -86,8 +93,10 @@ def test_a_model_that_hangs_past_the_timeout_is_unavailable(standin):
     standin.configure(hang_s=10)
     started = time.monotonic()
 
-    with pytest.raises(ModelUnavailableError, match="in time"):
+    with pytest.raises(ModelUnavailableError, match="in time") as caught:
         model_for(standin).create(HELLO, timeout_s=0.5)
+
+    assert caught.value.kind == "timeout" and not caught.value.model_down  # may be the job's own doing: no model wait
 
     assert time.monotonic() - started < 3
 
@@ -95,8 +104,10 @@ def test_a_model_that_hangs_past_the_timeout_is_unavailable(standin):
 def test_an_unreachable_model_is_unavailable():
     model = AnthropicModel(api_key=lambda: "k", base_url="http://127.0.0.1:9", timeout_s=2, max_retries=0)
 
-    with pytest.raises(ModelUnavailableError, match="could not reach"):
+    with pytest.raises(ModelUnavailableError) as caught:
         model.create(HELLO)
+
+    assert str(caught.value) == "could not reach the model" and caught.value.kind == "unreachable" and caught.value.model_down
 
 
 def test_the_client_is_built_once_and_rebuilt_when_the_key_rotates(standin, monkeypatch):
@@ -126,6 +137,6 @@ def test_translate_returns_errors_that_are_not_the_sdks_unchanged():
 
 def test_a_request_the_sdk_refuses_before_sending_is_a_request_error(standin):
     """A missing max_tokens never reaches Claude: the SDK raises TypeError, which no retry fixes."""
-    with pytest.raises(ModelRequestError, match="the SDK refused the request"):
+    with pytest.raises(ModelRequestError, match=r"could not be sent to the model \(malformed\)$"):
         model_for(standin).create({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     assert standin.stats()["requests"] == 0

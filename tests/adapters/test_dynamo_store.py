@@ -7,11 +7,13 @@ import zlib
 
 import pytest
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError, ConnectTimeoutError
+from botocore.stub import Stubber
 
 from jobadapters import schema
 from jobadapters.dynamo import DynamoJobStore
 from jobcore.deliveries import HANDOVER_GRACE_MS, DeliveryState
-from jobcore.errors import ConflictError
+from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.model import JobStatus, transition
 from tests.adapters.support import NOW_MS, make_job, rich_job
 from tests.fakes import make_job_for_delivery
@@ -157,3 +159,48 @@ def test_due_deliveries_spans_every_shard(store):
     found = store.due_deliveries(until_ms=NOW_MS + 1_000 * 39, limit=25)
 
     assert found == [(f"job_shard_{index}", at) for index, at in enumerate(due[:25])]
+
+
+# --- an unavailable table: our error, in our words --------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    ("ProvisionedThroughputExceededException", 400), ("ThrottlingException", 400), ("InternalServerError", 500),
+    ("ServiceUnavailable", 503),
+])
+def test_a_throttled_or_failing_table_is_unavailable_on_every_call(table, code, status):
+    store = DynamoJobStore(table)
+    calls = {
+        "get_item": lambda: store.get("job_1"),
+        "put_item": lambda: store.create(make_job("job_1")),
+        "query": lambda: store.list_jobs("tenant-a", status=None, limit=5, after=None),
+        "update_item": lambda: store.renew_lease("job_1", owner="w", until_ms=NOW_MS),
+    }
+    with Stubber(table.meta.client) as stub:
+        for operation, call in calls.items():
+            stub.add_client_error(operation, service_error_code=code, service_message="raw text: table arn:aws:dynamodb:…",
+                                  http_status_code=status)
+            with pytest.raises(StoreUnavailableError) as caught:
+                call()
+            assert str(caught.value) == "the job store is unavailable (throttled or unreachable); retry shortly", operation
+            assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_an_unreachable_table_is_unavailable(table, monkeypatch):
+    def unreachable(**kwargs):
+        raise ConnectTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.invalid")
+
+    monkeypatch.setattr(table, "get_item", unreachable)
+    with pytest.raises(StoreUnavailableError):
+        DynamoJobStore(table).get("job_1")
+
+
+def test_a_lost_conditional_write_is_still_a_conflict_and_a_missing_table_is_not_hidden(table):
+    store = DynamoJobStore(table)
+    store.create(make_job("job_1"))
+    with pytest.raises(ConflictError):
+        store.create(make_job("job_1"))
+    with Stubber(table.meta.client) as stub:
+        stub.add_client_error("get_item", service_error_code="ResourceNotFoundException", http_status_code=400)
+        with pytest.raises(ClientError, match="ResourceNotFoundException"):  # a deployment bug: a 500, logged
+            store.get("job_1")

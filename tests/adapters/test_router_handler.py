@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import threading
@@ -11,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.settings import DispatcherSettings
-from jobadapters.sqs import decode, decode_hand_over
-from jobadapters.wiring import build_dispatcher
+from jobadapters.sqs import SqsJobQueue, decode, decode_hand_over
+from jobadapters.wiring import build_dispatcher, build_runner, clock_ms
 from jobcore.dispatch import Dispatcher
+from jobcore.limits import API_GATEWAY_TIMEOUT_S
 from jobcore.model import JobStatus, transition
+from jobcore.service import JobService
+from jobcore.sweeper import Sweeper
 from jobcore.views import iso
 from local.gateway import LambdaContext, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
@@ -218,13 +223,21 @@ def test_inline_job_that_meets_529_twice_falls_back_to_the_queue_and_is_not_lost
     assert reply.body["status"] == "queued"
     assert reply.body["route"]["lane"] == "cpu"
     assert "inline fallback" in reply.body["route"]["reason"]
-    assert reply.body["error"]["type"] == "model_unavailable"
+    assert reply.body["error"] == {"type": "model_unavailable", "message": "the model was overloaded (529)"}
+    assert reply.body["waiting"].startswith("model overloaded (529); next attempt at ")
     assert api.standin.stats()["by_status"] == {"529": 2}
-    [message] = api.messages()
-    assert decode(message["Body"]) == job_id
+    # Queued to wait out the back-off (8 to 15 s, the workers' rule), as a delayed message.
+    assert api.messages() == [] and delayed(api) == 1
     item = api.item(job_id)
     assert item["status"] == "queued" and item["lane"] == "cpu"
+    assert 8_000 <= item["model_wait"]["next_attempt_at"] - item["updated_at"] <= 15_000
     assert api.call("GET", f"/v1/jobs/{job_id}").body["status"] == "queued"
+
+
+def delayed(api: Api) -> int:
+    attributes = api.clients.sqs.get_queue_attributes(
+        QueueUrl=api.aws.queue_urls["cpu"], AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesDelayed"])
 
 
 def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, monkeypatch):
@@ -234,8 +247,8 @@ def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, mon
 
     reply = api.call("POST", "/v1/jobs", LONG)
 
-    assert reply.status == 503
-    assert reply.body["error"]["type"] == "unavailable"
+    assert reply.status == 503 and reply.headers["Retry-After"] == "5"
+    assert reply.body["error"]["type"] == "unavailable" and "no-such-queue" not in reply.body["error"]["message"]
     [item] = api.clients.table.scan()["Items"]
     assert item["status"] == "failed" and item["error"]["type"] == "unavailable"
 
@@ -638,3 +651,151 @@ def test_max_queue_s_is_recorded_as_the_jobs_queue_deadline(api):
     job = api.call("POST", "/v1/jobs", {**ASYNC, "max_queue_s": 60}).body
     assert "queue_deadline_at" in job and job["status"] == "queued"
     assert api.call("POST", "/v1/jobs", {**ASYNC, "max_queue_s": 0}).body["error"]["field"] == "max_queue_s"
+
+
+# --- our own dependencies failing: 503 unavailable, never a 500, never AWS's words -------------------
+
+RAW_AWS_TEXT = "Rate of requests exceeds the allowed throughput: table arn:aws:dynamodb:us-east-1:123456789012:table/jobs"
+
+
+def aws_error(code: str, operation: str, status: int = 400) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": RAW_AWS_TEXT},
+                        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "REQ-9F8E"}}, operation)
+
+
+def built(api: Api) -> Any:
+    """The router's job service (built on first use), to make its clients fail."""
+    return router.service()
+
+
+def assert_unavailable(reply: Reply) -> None:
+    assert reply.status == 503, reply.body
+    assert reply.headers["Retry-After"] == "5"
+    assert reply.body["error"]["type"] == "unavailable" and reply.body["error"]["message"]
+    text = json.dumps(reply.body)
+    assert "arn:aws" not in text and "ProvisionedThroughput" not in text and "REQ-9F8E" not in text
+
+
+def test_a_throttled_or_unreachable_job_store_answers_503_unavailable_with_retry_after_on_every_route(api, monkeypatch):
+    queued = api.call("POST", "/v1/jobs", LONG).body["id"]
+    table = built(api).runner.store._table
+    for failure in (aws_error("ProvisionedThroughputExceededException", "GetItem"),
+                    EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.invalid")):
+        def fail(*args: Any, failure: Exception = failure, **kwargs: Any) -> Any:
+            raise failure
+
+        for method in ("get_item", "put_item", "query", "update_item"):
+            monkeypatch.setattr(table, method, fail)
+        replies = [
+            api.call("POST", "/v1/jobs", LONG), api.call("POST", "/v1/jobs", SHORT), api.call("GET", "/v1/jobs"),
+            api.call("GET", f"/v1/jobs/{queued}"), api.call("GET", f"/v1/jobs/{queued}?wait=1"),
+            api.call("POST", f"/v1/jobs/{queued}/cancel"), api.call("GET", f"/v1/jobs/{queued}/deliveries"),
+            api.call("POST", f"/v1/jobs/{queued}/deliveries"),
+        ]
+        for reply in replies:
+            assert_unavailable(reply)
+            assert "job_id" not in reply.body["error"]  # nothing was recorded
+    assert api.standin.stats()["requests"] == 0
+
+
+def test_a_throttled_result_store_answers_503_on_get(api, monkeypatch):
+    job_id = api.call("POST", "/v1/jobs", SHORT).body["id"]
+
+    def slow_down(**kwargs: Any) -> Any:
+        raise aws_error("SlowDown", "GetObject", 503)
+
+    monkeypatch.setattr(built(api).runner.blobs._client, "get_object", slow_down)
+    assert_unavailable(api.call("GET", f"/v1/jobs/{job_id}"))
+
+
+def test_an_inline_run_whose_result_store_fails_is_queued_for_a_worker_with_202(api, monkeypatch):
+    """GIVEN S3 refusing the result's PUT (SlowDown) after the model answered
+    WHEN a short job is submitted
+    THEN it is queued on the cpu lane for a worker (202), never left running, never a 500."""
+    def slow_down(**kwargs: Any) -> Any:
+        raise aws_error("SlowDown", "PutObject", 503)
+
+    monkeypatch.setattr(built(api).runner.blobs._client, "put_object", slow_down)
+
+    reply = api.call("POST", "/v1/jobs", SHORT)
+
+    assert reply.status == 202, reply.body
+    job_id = reply.body["id"]
+    assert reply.headers["Location"] == f"/v1/jobs/{job_id}" and reply.body["status"] == "queued"
+    assert reply.body["route"]["reason"].startswith("cpu: inline fallback, the result store is unavailable")
+    assert reply.body["error"]["type"] == "unavailable" and "SlowDown" not in json.dumps(reply.body)
+    [message] = api.messages()
+    assert decode(message["Body"]) == job_id
+    item = api.item(job_id)
+    assert item["status"] == "queued" and "lease_owner" not in item
+
+
+def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with_its_id_and_the_sweeper_recovers_it(
+    api, monkeypatch,
+):
+    """GIVEN DynamoDB taking the job's first write, then refusing every write (throttled)
+    WHEN a short job is submitted
+    THEN the client gets 503 unavailable naming the job (job_id, links, Location); the job stays running
+    under its inline lease; once that lease has run out, the sweeper queues it for a worker."""
+    table = built(api).runner.store._table
+    real_put = table.put_item
+    writes: list[dict[str, Any]] = []
+
+    def first_write_only(**kwargs: Any) -> Any:
+        writes.append(kwargs)
+        if len(writes) > 1:
+            raise aws_error("ProvisionedThroughputExceededException", "PutItem")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(table, "put_item", first_write_only)
+
+    reply = api.call("POST", "/v1/jobs", SHORT)
+
+    assert_unavailable(reply)
+    job_id = reply.body["error"]["job_id"]
+    assert reply.body["error"]["links"] == {"job": f"/v1/jobs/{job_id}"} and reply.headers["Location"] == f"/v1/jobs/{job_id}"
+    assert "poll it" in reply.body["error"]["message"]
+    item = api.item(job_id)
+    assert item["status"] == "running" and item["lane"] == "inline" and int(item["lease_expires_at"]) > clock_ms()
+    monkeypatch.setattr(table, "put_item", real_put)  # DynamoDB is back
+
+    runner = build_runner(api.clients, api.aws.bucket, api.aws.webhook_queue_url, LANES, cost_model=None, role="sweeper")
+    later = dataclasses.replace(runner, clock_ms=lambda: clock_ms() + (API_GATEWAY_TIMEOUT_S + 10) * 1000)
+    queue = SqsJobQueue(api.clients.sqs, {"cpu": api.aws.queue_urls["cpu"]})
+    report = Sweeper(runner=later, queue=queue, max_attempts=5).sweep()
+
+    assert report.requeued == [job_id]
+    assert api.item(job_id)["status"] == "queued" and api.item(job_id)["lane"] == "cpu"
+    [message] = api.messages()
+    assert decode(message["Body"]) == job_id
+
+
+def test_an_unexpected_aws_error_no_adapter_translated_is_still_a_503(api, monkeypatch):
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise aws_error("ThrottlingException", "Query")
+
+    monkeypatch.setattr(JobService, "tasks", throttled)
+    assert_unavailable(api.call("GET", "/v1/tasks"))
+
+
+def test_a_job_whose_result_object_is_gone_answers_200_with_a_null_result_marked_expired(api):
+    job = api.call("POST", "/v1/jobs", SHORT).body
+    api.clients.s3.delete_object(Bucket=api.aws.bucket, Key=f"results/{job['id']}.json")
+
+    reply = api.call("GET", f"/v1/jobs/{job['id']}")
+
+    assert reply.status == 200, reply.body
+    assert reply.body["status"] == "succeeded" and reply.body["result"] is None and reply.body["result_status"] == "expired"
+    assert "result_url" not in reply.body
+
+
+def test_a_job_past_its_result_retention_is_listed_and_shown_expired(api):
+    job = api.call("POST", "/v1/jobs", SHORT).body
+    api.clients.table.update_item(Key={"job_id": job["id"]}, UpdateExpression="SET result_expires_at = :past",
+                                  ExpressionAttributeValues={":past": clock_ms() - 1})
+
+    shown = api.call("GET", f"/v1/jobs/{job['id']}").body
+    [listed] = api.call("GET", "/v1/jobs").body["jobs"]
+
+    for view in (shown, listed):
+        assert view["result"] is None and view["result_status"] == "expired" and "result_url" not in view

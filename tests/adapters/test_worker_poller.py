@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.s3 import S3BlobStore
@@ -22,6 +23,7 @@ from jobadapters.settings import ClaudeSettings
 from jobadapters.sqs import SqsJobQueue, decode
 from jobadapters.wiring import AwsClients, build_model, build_runner
 from jobcore.costing import CostModel
+from jobcore.errors import ModelUnavailableError
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus, transition
 from jobcore.pricing import default_prices
@@ -137,10 +139,11 @@ def test_a_duplicate_message_for_a_finished_job_is_deleted_without_running_it_ag
     assert worker.store.get(job_id) == finished
 
 
-def test_an_overloaded_model_puts_the_job_back_to_queued_and_the_message_returns_later(worker):
+def test_an_overloaded_model_puts_the_job_back_to_queued_and_a_new_message_returns_later(worker):
     """GIVEN Claude answering 529
     WHEN the worker runs the job
-    THEN the job is queued again with the error, and the message is hidden for the back-off, not deleted."""
+    THEN the job is queued again with the error, and comes back after the back-off as a new message
+    (its first receive: waiting for the model spends none of the job's receives)."""
     worker.runner.backoff = Backoff(base_s=3)  # a back-off the test can wait out
     worker.standin.configure(fail_status=529)
     job_id = worker.submit("job_busy")
@@ -151,27 +154,32 @@ def test_an_overloaded_model_puts_the_job_back_to_queued_and_the_message_returns
 
     job = worker.store.get(job_id)
     assert job.status is JobStatus.QUEUED and job.attempts == 1
-    assert job.error["type"] == "model_unavailable" and "529" in job.error["message"]
-    assert worker.counts() == (0, 1)  # still in the queue, hidden for the back-off
+    assert job.error == {"type": "model_unavailable", "message": "the model was overloaded (529)"}
+    assert worker.counts() == (0, 0)  # the old message deleted; the new one is delayed
     again = worker.sqs.receive_message(
         QueueUrl=worker.url, WaitTimeSeconds=6, MessageSystemAttributeNames=["ApproximateReceiveCount"],
     )["Messages"]
     assert [decode(m["Body"]) for m in again] == [job_id]
-    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "1"
+
+
+class TimingOut:
+    """A model whose every call times out: a failure that may be the job's own, so it spends receives."""
+
+    def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        raise ModelUnavailableError("the model did not answer in time", kind="timeout")
 
 
 def test_at_the_last_allowed_receive_the_job_is_failed_and_the_message_deleted(worker):
-    worker.standin.configure(fail_status=529)
     job_id = worker.submit("job_doomed")
-    running = worker.start(max_receives=1)
+    running = worker.start(max_receives=1, ctx=RunContext(llm=TimingOut(), model_id="claude-test"))
 
     wait_until(lambda: worker.status(job_id) is JobStatus.FAILED, what="the job to fail")
     wait_until(lambda: worker.counts() == (0, 0), what="the message to be deleted")
     running.halt()
 
     job = worker.store.get(job_id)
-    assert job.error["type"] == "model_unavailable"
-    assert "gave up after 1 attempts" in job.error["message"]
+    assert job.error == {"type": "model_unavailable", "message": "gave up after 1 attempts: the model did not answer in time"}
     assert job.finished_at is not None
 
 
@@ -586,3 +594,82 @@ def test_drain_and_heartbeat_settings_that_would_break_the_stop_timeout_or_the_l
     assert Poller(**base).heartbeat_s == 2.0
 
 
+
+
+# --- waiting for the model: a new delayed message, the receive budget untouched ---------------------
+
+
+class RequeueRecordingSqs(RecordingSqs):
+    """Records sends (with their delay), deletes and every received message's receive count; ``send_fails``
+    makes sends raise (SQS refusing)."""
+
+    def __init__(self, client: Any, *, send_fails: bool = False) -> None:
+        super().__init__(client)
+        self.sent: list[tuple[str, int]] = []
+        self.deleted = 0
+        self.receive_counts: list[str] = []
+        self.send_fails = send_fails
+        self.after_receive = lambda messages: self.receive_counts.extend(
+            m["Attributes"]["ApproximateReceiveCount"] for m in messages)
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        if self.send_fails:
+            raise EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.invalid")
+        self.sent.append((decode(kwargs["MessageBody"]), kwargs.get("DelaySeconds", 0)))
+        return self._client.send_message(**kwargs)
+
+    def delete_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.deleted += 1
+        return self._client.delete_message(**kwargs)
+
+
+def delayed_count(worker: Worker) -> int:
+    attributes = worker.sqs.get_queue_attributes(QueueUrl=worker.url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"])
+
+
+def test_a_rate_limited_model_requeues_the_job_as_a_new_delayed_message_and_deletes_the_old_one(worker):
+    """GIVEN Claude answering 429 with retry-after: 1
+    WHEN the worker runs the job
+    THEN the job goes back to queued, waiting for the model; a new message is sent delayed by the back-off
+    (2 s here, not the 1 s asked for) and the old one deleted; once the model recovers, the new message,
+    on its first receive, runs the job to success."""
+    worker.runner.backoff = Backoff(base_s=2, cap_s=4, rng=lambda: 1.0)
+    sqs = RequeueRecordingSqs(worker.sqs)
+    worker.standin.configure(fail_status=429)
+    job_id = worker.submit("job_storm")
+    running = worker.start(sqs=sqs)
+
+    wait_until(lambda: running.poller.processed == 1, what="the first attempt to settle")
+    job = worker.store.get(job_id)
+    assert job.status is JobStatus.QUEUED and job.lease_owner is None and job.attempts == 1
+    assert job.error == {"type": "model_unavailable", "message": "the model was rate-limited (429)"}
+    assert job.model_wait.waits == 1 and job.model_wait.reason == "model rate-limited (429)"
+    assert sqs.sent == [(job_id, 2)] and sqs.deleted == 1
+    assert worker.counts() == (0, 0) and delayed_count(worker) == 1  # only the new, delayed message is left
+
+    worker.standin.reset()  # the model recovers
+    wait_until(lambda: worker.status(job_id) is JobStatus.SUCCEEDED, what="the job to succeed on the new message")
+    wait_until(lambda: worker.counts() == (0, 0), what="the new message to be deleted")
+    running.halt()
+
+    job = worker.store.get(job_id)
+    assert job.attempts == 2 and job.error is None and job.model_wait.next_attempt_at is None
+    assert [e["type"] for e in job.attempt_errors] == ["model_unavailable"]
+    assert sqs.receive_counts == ["1", "1"]  # each message received once: no receive spent on the wait
+    assert sqs.visibility_changes() == []
+
+
+def test_when_sqs_refuses_the_new_message_the_old_one_comes_back_after_the_delay_instead(worker):
+    worker.runner.backoff = Backoff(base_s=2, cap_s=4, rng=lambda: 1.0)
+    sqs = RequeueRecordingSqs(worker.sqs, send_fails=True)
+    worker.standin.configure(fail_status=529)
+    job_id = worker.submit("job_no_send")
+    running = worker.start(sqs=sqs)
+
+    wait_until(lambda: running.poller.processed == 1, what="the attempt to settle")
+    running.halt()
+
+    assert worker.status(job_id) is JobStatus.QUEUED
+    assert sqs.deleted == 0 and sqs.visibility_changes() == [[2]]  # never lost: the old message returns in 2 s
+    assert worker.counts() == (0, 1)

@@ -17,9 +17,10 @@ import pytest
 from jobadapters.s3 import S3BlobStore
 from jobadapters.sqs import SqsDeliveryQueue, SqsJobQueue, decode, decode_hand_over
 from jobcore.deliveries import HANDOVER_GRACE_MS, Attempt, AttemptResult, Delivery, DeliveryState, RetrySchedule, record
-from jobcore.errors import ConflictError, EnqueueError
-from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
+from jobcore.errors import BlobNotFoundError, ConflictError, EnqueueError
+from jobcore.model import Job, JobStatus, Mode, ModelWait, Usage, Webhook, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobQueue, JobStore
+from tests.adapters.support import wait_until
 from tests.fakes import MemoryBlobs, MemoryQueue, RecordingDeliveryQueue, make_job_for_delivery
 
 NOW_MS = 1_700_000_000_000
@@ -64,6 +65,11 @@ def every_field_job(job_id: str = "job_contract") -> Job:
                         detail="answered 503 — später"),
             ),
         ),
+        model_wait=ModelWait(since=NOW_MS + 100, waits=3, reason="model rate-limited (429) — “busy”", next_attempt_at=NOW_MS + 90_000),
+        attempt_errors=(
+            {"attempt": 1, "at": NOW_MS + 1_000, "type": "model_unavailable", "message": "the model was rate-limited (429)"},
+            {"attempt": 2, "at": NOW_MS + 31_000, "type": "internal_error", "message": "an internal error — ünïcode"},
+        ),
     )
 
 
@@ -99,6 +105,8 @@ def test_store_create_then_get_round_trips_every_field(store):
     assert back.webhook.events == ("succeeded", "failed")
     assert back.delivery.state is DeliveryState.PENDING and isinstance(back.delivery.attempts[0], Attempt)
     assert back.delivery.attempts[1].detail == "answered 503 — später"
+    assert isinstance(back.model_wait, ModelWait) and isinstance(back.attempt_errors, tuple)
+    assert back.attempt_errors[1]["at"] == NOW_MS + 31_000 and isinstance(back.attempt_errors[1]["at"], int)
 
 
 def test_store_create_of_an_existing_id_conflicts_and_keeps_the_first(store):
@@ -289,6 +297,15 @@ def test_queue_enqueue_hands_the_job_id_to_its_lanes_queue(queue):
     assert sorted(queue.received()) == [("job_q1", "cpu"), ("job_q2", "cpu")]
 
 
+def test_queue_enqueue_with_a_delay_is_received_only_after_it(queue):
+    queue.queue.enqueue(queued_job("job_later"), delay_s=2)
+    if isinstance(queue.queue, MemoryQueue):
+        assert queue.queue.delays == [2]
+        return
+    assert queue.received() == []  # SQS holds it for the delay
+    wait_until(lambda: queue.received() == [("job_later", "cpu")], what="the delayed message")
+
+
 @pytest.mark.parametrize("lane", ["gpu", "inline", "no-such-lane"])
 def test_queue_enqueue_for_a_lane_without_a_queue_raises_and_sends_nothing(queue, lane):
     with pytest.raises(EnqueueError, match=lane):
@@ -403,6 +420,11 @@ def test_blobs_put_bytes_stores_the_bytes_as_given_and_returns_their_size(blobs,
         stored = request.getfixturevalue("boto_session").client("s3").get_object(
             Bucket=request.getfixturevalue("aws").bucket, Key="results/job_1/vectors.npy")
         assert stored["Body"].read() == data and stored["ContentType"] == "application/octet-stream"
+
+
+def test_blobs_get_of_a_missing_key_raises_blob_not_found(blobs):
+    with pytest.raises(BlobNotFoundError, match="results/gone.json"):
+        blobs.get_json("results/gone.json")
 
 
 def test_blobs_url_for_is_a_string_naming_the_key(blobs):

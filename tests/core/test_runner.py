@@ -90,11 +90,15 @@ def test_retryable_error_requeues_with_backoff_and_keeps_the_message():
     assert job.status is JobStatus.QUEUED and job.error["type"] == "model_unavailable"
 
 
-def test_retry_after_from_the_model_wins_over_backoff():
+def test_retry_after_is_a_floor_under_the_backoff_never_a_replacement():
     h = harness()
     queued_job(h)
-    outcome, _ = process(h, [ModelUnavailableError("429", retry_after_s=7)])
-    assert outcome.retry_in_s == 7
+    outcome, _ = process(h, [ModelUnavailableError("the model did not answer in time", retry_after_s=7)])
+    assert outcome.retry_in_s == BACKOFF.base_s == 15  # not 7: the back-off is longer
+    h = harness()
+    queued_job(h)
+    outcome, _ = process(h, [ModelUnavailableError("the model did not answer in time", retry_after_s=100)])
+    assert outcome.retry_in_s == 100  # the model asked for longer than the back-off
 
 
 def test_the_last_receive_fails_the_job_instead_of_leaving_it_to_the_dlq():
@@ -139,8 +143,11 @@ def test_permanent_model_error_fails_at_once():
 def test_unexpected_crash_is_retried_as_internal_error():
     h = harness()
     queued_job(h)
-    outcome, _ = process(h, [RuntimeError("boom")])
-    assert not outcome.delete and h.store.get("job_1").error == {"type": "internal_error", "message": "boom"}
+    outcome, _ = process(h, [RuntimeError("boom at host 10.0.0.7")])
+    job = h.store.get("job_1")
+    assert not outcome.delete and job.error["type"] == "internal_error"
+    assert "boom" not in job.error["message"] and "internal error" in job.error["message"]  # the raw text is logged only
+    assert [(e["attempt"], e["type"]) for e in job.attempt_errors] == [(1, "internal_error")]
 
 
 def test_a_canceled_job_is_not_run():
@@ -227,18 +234,27 @@ def test_the_lane_limit_cuts_a_longer_task_limit():
     assert h.runner.time_limit_s(job) == 3600
 
 
-def test_backoff_doubles_per_attempt_takes_retry_after_and_is_capped():
-    backoff = Backoff(base_s=10, cap_s=100)
+def test_backoff_doubles_per_attempt_with_retry_after_as_a_floor_and_is_capped():
+    backoff = Backoff(base_s=10, cap_s=100, jitter=False)
     assert [backoff.delay_s(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
-    assert backoff.delay_s(1, retry_after_s=7) == 7 and backoff.delay_s(1, retry_after_s=1e6) == 100
-    assert repr(backoff) == "Backoff(base_s=10, cap_s=100)"
+    # Retry-After never shortens the back-off (a rate-limited model answering "retry-after: 1"), it only lengthens it.
+    assert backoff.delay_s(1, retry_after_s=1) == 10 and backoff.delay_s(3, retry_after_s=1) == 40
+    assert backoff.delay_s(1, retry_after_s=33.2) == 34 and backoff.delay_s(1, retry_after_s=1e6) == 100
+    assert repr(backoff) == "Backoff(base_s=10, cap_s=100, jitter=False)"
     with pytest.raises(ValueError, match="cap_s"):
         Backoff(base_s=10, cap_s=13 * 3600)
 
 
+@pytest.mark.parametrize(("draw", "delays"), [(0.0, [5, 10, 20, 40, 50]), (0.5, [8, 15, 30, 60, 75]), (0.999, [10, 20, 40, 80, 100])])
+def test_backoff_jitter_is_equal_jitter_from_the_injected_random_source(draw, delays):
+    backoff = Backoff(base_s=10, cap_s=100, rng=lambda: draw)
+    assert [backoff.delay_s(n) for n in (1, 2, 3, 4, 5)] == delays
+    assert backoff.delay_s(1, retry_after_s=30) == 30  # the floor holds under the jitter too
+
+
 def test_a_runner_with_its_own_backoff_uses_it():
     h = harness()
-    h.runner.backoff = Backoff(base_s=2, cap_s=5)
+    h.runner.backoff = Backoff(base_s=2, cap_s=5, jitter=False)
     queued_job(h)
     outcome, _ = process(h, [ModelUnavailableError("529")], receive_count=3)
-    assert outcome.retry_in_s == 5 and "Backoff(base_s=2, cap_s=5)" in outcome.note
+    assert outcome.retry_in_s == 5 and "Backoff(base_s=2, cap_s=5, jitter=False)" in outcome.note

@@ -23,11 +23,13 @@ BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOO
 READY_TIMEOUT_S = 60
 
 
-def start_pipeline(logs: Path, args: Sequence[str] = (), *, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def start_pipeline(logs: Path, args: Sequence[str] = (), *, config: dict[str, Any] | None = None,
+                   env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the pipeline, logging under ``logs``; its ready line, plus ``process``, ``logs`` and a started
     webhook ``receiver``. ``config``: cdk.json context overrides that ``local.serve`` has no flag for
-    (``local.serve --context``). Stop it with :func:`stop_pipeline`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+    (``local.serve --context``); ``env``: variables for its processes (the workers', e.g. MODEL_WAIT_LIMIT_S).
+    Stop it with :func:`stop_pipeline`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."]), **(env or {})}
     env.pop("ANTHROPIC_API_KEY", None)
     context = [] if config is None else ["--context", json.dumps(config)]
     process = subprocess.Popen(

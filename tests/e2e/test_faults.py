@@ -362,36 +362,53 @@ def test_a_long_poll_returns_as_soon_as_the_queued_job_finishes(pipeline, standi
 # --- 3. poison messages and jobs that fail on every receive (a pipeline with max_receives 2) --------------
 
 MAX_RECEIVES = 2
+MODEL_WAIT_LIMIT_S = 30
 
 
 @pytest.fixture(scope="module")
 def few_receives(tmp_path_factory):
-    """A second pipeline whose queues redrive after 2 receives (the deployment's: 5). The worker's back-off
-    between receives is the runner's fixed ``Backoff()`` (15 s, then 30 s, 60 s…) and a message that is not
-    a job is hidden 60 s per receive: with 5 receives these tests would take 4 to 5 minutes."""
-    ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES})
+    """A second pipeline whose queues redrive after 2 receives (the deployment's: 5), and whose workers wait
+    for an unavailable model for 30 s in all (the deployment's: an hour). The worker's back-off is the
+    runner's ``Backoff()`` (15 s, then 30 s, 60 s…, equal jitter) and a message that is not a job is hidden
+    60 s per receive: with 5 receives these tests would take 4 to 5 minutes."""
+    ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES},
+                           env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S)})
     yield ready
     stop_pipeline(ready)
 
 
-def test_a_job_failing_on_every_receive_ends_failed_with_the_reason_never_running(few_receives):
-    """The model answers 500 to every call: each receive makes 1 + 3 SDK retries, the runner backs off
-    15 s, and the last receive records ``failed``. About 25 s; 120 s at most."""
+def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_job_fails_saying_how_long(few_receives):
+    """The model answers 500 to every call: each attempt makes 1 + 3 SDK retries; the worker re-queues the
+    job as a new delayed message each time (8-15 s, then the rest of the 30 s wait), so it gets more
+    attempts than its 2 receives would allow, and fails once it has waited 30 s, saying so. About 35 s;
+    120 s at most."""
     standin = StandIn(few_receives["standin_url"])
     standin(fail={"status": 500})
+    waiting: list[str] = []
     try:
         status, _, job = call("POST", jobs_url(few_receives), documents(1))
         assert status == 202, job
-        done, seen = settle(few_receives, job["id"], timeout_s=120)
+
+        def watch() -> dict[str, Any] | None:
+            current = get(few_receives, job["id"])
+            if current.get("waiting"):
+                waiting.append(current["waiting"])
+            return current if current["status"] in TERMINAL else None
+
+        done = wait_until(watch, timeout_s=120, what="the job to settle")
         calls = standin.stats()["by_status"]
     finally:
         standin.reset()
-    assert done["status"] == "failed", (done, seen)
-    assert done["attempts"] == MAX_RECEIVES and seen[-2:] == ["running", "failed"], (done, seen)
+    assert done["status"] == "failed", done
+    assert done["attempts"] > MAX_RECEIVES, done  # waiting for the model spent none of its receives
+    assert done["error"]["type"] == "model_unavailable", done["error"]
     message = done["error"]["message"]
-    assert f"gave up after {MAX_RECEIVES} attempts" in message and "500" in message, done["error"]
-    assert calls == {"500": MAX_RECEIVES * (1 + WORKER_SDK_RETRIES)}, calls
-    # Failed on its last receive and its message deleted: nothing left for the dead-letter queue.
+    assert message.startswith("the model stayed unavailable (model server error (500)): gave up after waiting "), message
+    assert f"(the limit is {MODEL_WAIT_LIMIT_S} s) over {done['attempts']} attempts" in message, message
+    assert [e["message"] for e in done["attempt_errors"]] == ["the model failed with a server error (500)"] * done["attempts"]
+    assert waiting and waiting[0].startswith("model server error (500); next attempt at "), waiting
+    assert calls == {"500": done["attempts"] * (1 + WORKER_SDK_RETRIES)}, calls
+    # Failed with its message deleted: nothing left in the queue or for the dead-letter queue.
     time.sleep(3)
     assert get(few_receives, job["id"])["status"] == "failed"
     assert queue_depth(few_receives, few_receives["queues"]["cpu"]) == 0
