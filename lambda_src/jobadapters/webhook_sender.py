@@ -2,7 +2,8 @@
 
 Outbound requests go to addresses a client chose, so every attempt resolves the host again (DNS can
 change between attempts) and refuses a loopback, private, link-local (cloud metadata) or otherwise
-non-public address, then connects to the very address it checked (no second lookup to rebind).
+non-public address (the policy is :mod:`jobcore.addresses`, the same one submission applies to a
+URL's literal host), then connects to the very address it checked (no second lookup to rebind).
 Redirects are never followed: a 3xx is a failed attempt. Only the local runtime may reach loopback,
 where its receivers listen; every other private target stays refused there too.
 """
@@ -20,7 +21,9 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from jobcore.addresses import refusal
 from jobcore.deliveries import AttemptResult
+from jobcore.validation import quoted
 
 USER_AGENT = "hybrid-jobs-webhooks/1"
 _READ_LIMIT = 64 * 1024  # of a receiver's answer: we need its status, not its body
@@ -160,10 +163,11 @@ def resolve(host: str, port: int | None, *, allow_loopback: bool) -> str:
     try:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise UnresolvableError(f"cannot resolve {host!r}: {error}") from None
+        raise UnresolvableError(f"cannot resolve {quoted(host)}: {error}") from None
     addresses = [str(info[4][0]) for info in answers]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not (ip.is_global or (allow_loopback and ip.is_loopback)):
-            raise RefusedTargetError(f"{host!r} resolves to the non-public address {ip}")
+        reason = refusal(ip, allow_loopback=allow_loopback)
+        if reason is not None:
+            raise RefusedTargetError(f"{quoted(host)} resolves to the non-public address {ip} ({reason})")
     return addresses[0]

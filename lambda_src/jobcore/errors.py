@@ -11,9 +11,20 @@ class JobError(Exception):
 
 
 class BadRequestError(JobError):
-    """The request body is not what the API accepts (not JSON, not an object)."""
+    """The request body is not what the API accepts (not UTF-8, not JSON, not text); ``field`` names
+    where, when a place in it is to blame (``input.messages[0].content``)."""
 
     type = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLargeError(JobError):
+    """The request is larger than the router can be handed (a Lambda event's 6 MB)."""
+
+    type = "payload_too_large"
 
 
 class InvalidInputError(JobError):

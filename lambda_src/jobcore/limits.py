@@ -33,6 +33,10 @@ SQS_CHUNK_BYTES = 64 * KIB  # each 64 KB of a request is billed as one request
 
 # DynamoDB
 DYNAMODB_MAX_ITEM_BYTES = 400 * KIB
+DYNAMODB_MAX_NESTING = 32  # levels of maps and lists inside one another in an attribute
+DYNAMODB_NUMBER_DIGITS = 38  # significant digits of a number (leading and trailing zeros trimmed)
+DYNAMODB_MAX_NUMBER = "9.9999999999999999999999999999999999999E+125"  # largest magnitude (exact, as text)
+DYNAMODB_MIN_NUMBER = "1E-130"  # smallest magnitude other than 0
 
 # Fargate: CPU units → the memory sizes (MiB) a task of that size may have.
 FARGATE_SIZES: dict[int, range] = {
@@ -60,6 +64,24 @@ MAX_SCALING_STEPS = 20
 # 202 before API Gateway's timeout: this much time is kept for that, plus one second of slack.
 INLINE_FALLBACK_MARGIN_S = 3
 MAX_INLINE_BUDGET_S = API_GATEWAY_TIMEOUT_S - INLINE_FALLBACK_MARGIN_S - 1
+
+# What one request may carry. A request reaches the router as a Lambda event (the body inside it, as a
+# JSON string): an event over LAMBDA_SYNC_PAYLOAD_BYTES cannot be delivered, so that, not API Gateway's
+# 10 MB, is the largest request; the router (and the local gateway) answer 413 above it.
+MAX_REQUEST_EVENT_BYTES = LAMBDA_SYNC_PAYLOAD_BYTES
+# A request body's JSON nests at most this deep (its root is level 1): an input kept in the job item
+# must fit DynamoDB's nesting, and nothing deeper is worth parsing.
+MAX_JSON_DEPTH = DYNAMODB_MAX_NESTING
+# Metadata, as peers bound theirs (Stripe's figures): at most 50 keys, a key of at most 40 characters
+# (not empty, no control characters), a value a string of at most 500. At 4 bytes a character that
+# is at most 108 KB of the job item.
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_CHARS = 40
+MAX_METADATA_VALUE_CHARS = 500
+MAX_WEBHOOK_URL_CHARS = 2_048  # printable ASCII: what browsers and CDNs reliably carry
+MAX_MODEL_ID_CHARS = 128  # a model id is copied into the job's cost basis
+# Text the client sent, quoted back in an error message: at most this many characters of it.
+MAX_QUOTED_CHARS = 64
 
 # --- a policy of this pipeline, not a platform fact ------------------------------------------------
 

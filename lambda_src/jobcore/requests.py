@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from jobcore import jsonbody
+from jobcore.addresses import MalformedHostError, host_refusal
 from jobcore.errors import BadRequestError, InvalidInputError
-from jobcore.limits import SQS_MAX_RETENTION_S
+from jobcore.limits import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_WEBHOOK_URL_CHARS,
+    SQS_MAX_RETENTION_S,
+)
 from jobcore.model import JobStatus, Mode, Webhook
 from jobcore.routing import Hints
-from jobcore.validation import expect_object, get, in_range, reject_unknown
+from jobcore.validation import expect_object, field_path, get, in_range, quoted, reject_unknown
 from jobcore.webhooks import COMPLETED, EVENT_TYPES, normalise_event
 
-_MAX_METADATA = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,21 +39,22 @@ class SubmitRequest:
     max_queue_s: float | None = None  # a job not started by then expires, never runs
 
 
-def parse_json(body: str | None) -> Any:
+def parse_json(body: str | bytes | None) -> Any:
+    """The request body parsed, and checked whole by :mod:`jobcore.jsonbody` (numbers DynamoDB can
+    store, text UTF-8 can encode, bounded nesting): BadRequestError or InvalidInputError otherwise."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequestError("the body is not UTF-8 JSON") from None
     if not body:
         raise BadRequestError("the request body is empty; send a JSON object")
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        raise BadRequestError(f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-
-
-def _reject_constant(name: str) -> None:
-    # Python's json accepts NaN and Infinity; JSON (and DynamoDB) do not.
-    raise BadRequestError(f"the request body is not valid JSON: {name} is not a JSON number")
+    return jsonbody.loads(body)
 
 
 def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitRequest:
+    """``POST /v1/jobs``'s body. ``allow_http_webhooks``: the local runtime's receivers, plain ``http``
+    on loopback (every other non-public target stays refused)."""
     body = expect_object(body, "body")
     reject_unknown(body, {"task", "input", "mode", "hints", "webhook", "metadata", "max_queue_s"}, "")
     task = get(body, "task", str, "")
@@ -95,28 +105,103 @@ def _webhook(raw: Any, *, allow_http: bool) -> Webhook | None:
         return None
     hook = expect_object(raw, "webhook")
     reject_unknown(hook, {"url", "events"}, "webhook")
-    url = get(hook, "url", str, "webhook")
-    parts = urlsplit(url)
-    schemes = {"https", "http"} if allow_http else {"https"}
-    if parts.scheme not in schemes or not parts.hostname:
-        raise InvalidInputError("webhook.url", f"must be an absolute {' or '.join(sorted(schemes))} URL")
-    events = get(hook, "events", list, "webhook", required=False, default=[COMPLETED])
-    names = [normalise_event(e) if isinstance(e, str) else None for e in events]
-    if not events or None in names:
-        known = ", ".join([COMPLETED, *sorted(EVENT_TYPES)])
-        raise InvalidInputError("webhook.events", f"must be a non-empty list of {known}")
-    return Webhook(url, tuple(dict.fromkeys(name for name in names if name)))
+    url = webhook_url(get(hook, "url", str, "webhook"), allow_http=allow_http, allow_loopback=allow_http)
+    return Webhook(url, _events(hook.get("events")))
+
+
+def webhook_url(url: str, *, allow_http: bool = False, allow_loopback: bool = False) -> str:
+    """``url`` if a webhook can be delivered there; InvalidInputError naming ``webhook.url`` if it is
+    malformed, or points somewhere the dispatcher will never send to (:mod:`jobcore.addresses`, checked
+    without DNS: the dispatcher resolves the host again on every attempt)."""
+    schemes = ("http", "https") if allow_http else ("https",)
+
+    def refuse(why: str) -> InvalidInputError:
+        return InvalidInputError("webhook.url", why)
+
+    if len(url) > MAX_WEBHOOK_URL_CHARS:
+        raise refuse(f"must be at most {MAX_WEBHOOK_URL_CHARS:,} characters, not {len(url):,}")
+    if not _URL_CHARACTERS.fullmatch(url):
+        raise refuse("must be printable ASCII without spaces (percent-encode anything else, an IDN host as punycode)")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        raise refuse("is not a valid URL") from None
+    if parts.scheme not in schemes or not parts.netloc:
+        raise refuse(f"must be an absolute {' or '.join(schemes)} URL")
+    if "@" in parts.netloc:
+        raise refuse("must not carry a user name or password")
+    host, port, bracketed = _host_and_port(parts.netloc)
+    if not host:
+        raise refuse("must name a host")
+    if bracketed and ":" not in host:
+        raise refuse("has a host that is not a valid IPv6 address")
+    if port is not None and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65_535):
+        raise refuse("has an invalid port: a port is a number from 1 to 65535")
+    try:
+        refused = host_refusal(host, allow_loopback=allow_loopback)
+    except MalformedHostError as error:
+        raise refuse(f"has a host that {error}") from None
+    if refused:
+        raise refuse(f"points at {refused}, where a webhook can never be delivered; use a public https URL")
+    return url
+
+
+def _host_and_port(netloc: str) -> tuple[str, str | None, bool]:
+    """The host (an IPv6 literal without its brackets), the port's text (None when absent or empty) and
+    whether the host was in brackets; an empty host when the brackets are wrong."""
+    if netloc.startswith("["):
+        host, bracket, rest = netloc[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return "", None, True
+        return host, rest[1:] or None, True
+    if "[" in netloc or "]" in netloc:
+        return "", None, False
+    host, _, port = netloc.partition(":")
+    return host, port or None, False
+
+
+def _events(raw: Any) -> tuple[str, ...]:
+    """The webhook's events, normalised (``job.failed`` → ``failed``); each wrong one named."""
+    if raw is None:
+        return (COMPLETED,)
+    known = ", ".join([COMPLETED, *(name.removeprefix("job.") for name in sorted(EVENT_TYPES))])
+    if not isinstance(raw, list):
+        raise InvalidInputError("webhook.events", f"must be a list of event names: {known}")
+    if not raw:
+        raise InvalidInputError("webhook.events", f"must not be empty (leave it out for {COMPLETED!r}); events: {known}")
+    events: list[str] = []
+    for i, name in enumerate(raw):
+        where = f"webhook.events[{i}]"
+        if not isinstance(name, str):
+            raise InvalidInputError(where, f"must be an event name: {known}")
+        event = normalise_event(name)
+        if event is None:
+            raise InvalidInputError(where, f"{quoted(name)} is not an event; events: {known} (or job.<state>)")
+        if event in events:
+            raise InvalidInputError(where, f"repeats {event!r}, already listed")
+        events.append(event)
+    return tuple(events)
 
 
 def _metadata(raw: Any) -> dict[str, str]:
+    """Up to MAX_METADATA_KEYS string values by key (see :mod:`jobcore.limits`), each wrong one named."""
     if raw is None:
         return {}
     metadata = expect_object(raw, "metadata")
-    if len(metadata) > _MAX_METADATA:
-        raise InvalidInputError("metadata", f"at most {_MAX_METADATA} keys")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidInputError("metadata", f"must have at most {MAX_METADATA_KEYS} keys, not {len(metadata)}")
     for key, value in metadata.items():
-        if not isinstance(value, str) or len(value) > 512:
-            raise InvalidInputError(f"metadata.{key}", "must be a string of at most 512 characters")
+        where = field_path("metadata", key)
+        if not key:
+            raise InvalidInputError(where, "a key must not be empty")
+        if len(key) > MAX_METADATA_KEY_CHARS:
+            raise InvalidInputError(where, f"a key must be at most {MAX_METADATA_KEY_CHARS} characters, not {len(key):,}")
+        if _CONTROL.search(key):
+            raise InvalidInputError(where, "a key must not contain control characters")
+        if not isinstance(value, str):
+            raise InvalidInputError(where, "must be a string")
+        if len(value) > MAX_METADATA_VALUE_CHARS:
+            raise InvalidInputError(where, f"must be at most {MAX_METADATA_VALUE_CHARS} characters, not {len(value):,}")
     return dict(metadata)
 
 

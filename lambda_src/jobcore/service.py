@@ -36,11 +36,12 @@ from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S
 from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import BlobStore, Cursor, JobQueue, LanguageModel
-from jobcore.requests import SubmitRequest
+from jobcore.requests import SubmitRequest, well_formed_job_id
 from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome, error_record
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
+from jobcore.validation import quoted
 from jobcore.views import deliveries_view, job_view, result_expired
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class JobService:
         job = self.runner.store.get(job_id)
         # Another tenant's job is reported as missing, not forbidden: ids must not leak.
         if job is None or job.tenant_id != tenant_id:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
+            raise JobNotFoundError(f"no job with id {quoted(job_id)}")
         return job
 
     # --- what the API shows -------------------------------------------------------------------------
@@ -388,10 +389,17 @@ def decode_cursor(text: str | None) -> Cursor | None:
     """The cursor a previous page returned; InvalidInputError for anything else."""
     if text is None:
         return None
+    if len(text) > _MAX_CURSOR_CHARS:
+        raise InvalidInputError("cursor", "is not a cursor this API returned")
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise InvalidInputError("cursor", "is not a cursor this API returned") from None
-    if not isinstance(created_at, int) or isinstance(created_at, bool) or not isinstance(job_id, str) or len(job_id) > 64:
+    # Only what encode_cursor makes: an epoch-ms time (DynamoDB must take it as a key) and a job's id.
+    if (not isinstance(created_at, int) or isinstance(created_at, bool) or not 0 <= created_at < 10**15
+            or not isinstance(job_id, str) or not well_formed_job_id(job_id)):
         raise InvalidInputError("cursor", "is not a cursor this API returned")
     return Cursor(created_at, job_id)
+
+
+_MAX_CURSOR_CHARS = 128  # encode_cursor's are under 120

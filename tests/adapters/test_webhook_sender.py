@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import json
 import socket
 import threading
@@ -14,6 +15,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from jobadapters.webhook_sender import USER_AGENT, HttpWebhookSender, RefusedTargetError, UnresolvableError, resolve, retry_after_s
+from jobcore.addresses import refusal
 from local.webhook_receiver import WebhookReceiver
 from tests.adapters.support import RecordingServer
 
@@ -442,3 +444,19 @@ class _Trickler:
         self._stop.set()
         self._sock.close()
         self._thread.join(5)
+
+
+@pytest.mark.parametrize("answer", [
+    "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "2001::1", "::127.0.0.1", "100.64.0.1", "::ffff:169.254.169.254", "192.0.2.1",
+])
+def test_delivery_applies_the_same_address_policy_as_submission(monkeypatch, answer):
+    """A name whose DNS answer is one of the forms submission refuses as a literal (NAT64 or 6to4 around
+    metadata, Teredo, IPv4-compatible, CGNAT...) is refused at delivery for the same reason."""
+    family = socket.AF_INET6 if ":" in answer else socket.AF_INET
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: [(family, socket.SOCK_STREAM, 6, "", (answer, 443))])
+
+    with pytest.raises(RefusedTargetError, match="non-public") as raised:
+        resolve("hooks.example.com", 443, allow_loopback=True)
+
+    reason = refusal(ipaddress.ip_address(answer), allow_loopback=True)
+    assert reason is not None and reason in str(raised.value)

@@ -203,3 +203,102 @@ def test_the_catalogue_imports_no_executor_dependency():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(LAMBDA_SRC)})
     assert out.stdout.strip() == "[]"
+
+
+# --- claude.messages: every pass-through field checked at submission -----------------------------
+
+USER = [{"role": "user", "content": "hi"}]
+TOOL = {"name": "lookup", "description": "Look it up.", "input_schema": {"type": "object", "properties": {}}}
+
+
+def messages_input(**fields):
+    return {"max_tokens": 10, "messages": USER, **fields}
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"temperature": 0.5}, "input.temperature"),
+    ({"top_p": 0.9}, "input.top_p"),
+    ({"top_k": 5}, "input.top_k"),
+    ({"temperature": 0.2, "top_p": 0.9}, "input.temperature"),
+    ({"model": "m" * 129}, "input.model"),
+    ({"model": ""}, "input.model"),
+    ({"model": "claude sonnet"}, "input.model"),
+    ({"messages": [{"role": "user", "content": "  "}]}, "input.messages[0].content"),
+    ({"messages": [{"role": "user", "content": []}]}, "input.messages[0].content"),
+    ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}, "input.messages[0].content[0].type"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, "input.messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "input.messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": ["hi"]}]}, "input.messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": "hi", "name": "bob"}]}, "input.messages[0].name"),
+    ({"messages": [*USER, {"role": "assistant", "content": "The answer is "}]}, "input.messages[1].content"),
+    ({"system": 5}, "input.system"),
+    ({"system": [{"type": "image", "text": "x"}]}, "input.system[0].type"),
+    ({"system": [{"type": "text", "text": " "}]}, "input.system[0].text"),
+    ({"system": ["be brief"]}, "input.system[0]"),
+    ({"stop_sequences": "END"}, "input.stop_sequences"),
+    ({"stop_sequences": [""]}, "input.stop_sequences[0]"),
+    ({"stop_sequences": ["END", 5]}, "input.stop_sequences[1]"),
+    ({"stop_sequences": ["\n"]}, "input.stop_sequences[0]"),
+    ({"stop_sequences": [f"s{i}" for i in range(33)]}, "input.stop_sequences"),
+    ({"stop_sequences": ["x" * 1001]}, "input.stop_sequences[0]"),
+    ({"tools": {"name": "x"}}, "input.tools"),
+    ({"tools": [{"description": "no name"}]}, "input.tools[0].name"),
+    ({"tools": [{"name": "has space", "input_schema": {"type": "object"}}]}, "input.tools[0].name"),
+    ({"tools": [{"name": "t"}]}, "input.tools[0].input_schema"),
+    ({"tools": [{"name": "t", "input_schema": {"type": "array"}}]}, "input.tools[0].input_schema.type"),
+    ({"tools": [TOOL, TOOL]}, "input.tools[1].name"),
+    ({"tools": [{"name": "t", "type": 3}]}, "input.tools[0].type"),
+    ({"tool_choice": "auto"}, "input.tool_choice"),
+    ({"tool_choice": {"type": "sometimes"}}, "input.tool_choice.type"),
+    ({"tool_choice": {"type": "tool", "name": "missing"}, "tools": [TOOL]}, "input.tool_choice.name"),
+    ({"tool_choice": {"type": "any"}}, "input.tool_choice"),
+    ({"tool_choice": {"type": "none", "name": "lookup"}, "tools": [TOOL]}, "input.tool_choice.name"),
+    ({"tool_choice": {"type": "auto", "disable_parallel_tool_use": "yes"}}, "input.tool_choice.disable_parallel_tool_use"),
+    ({"metadata": {"user_id": 42}}, "input.metadata.user_id"),
+    ({"metadata": {"user_id": "u" * 257}}, "input.metadata.user_id"),
+    ({"metadata": {"email": "a@b.c"}}, "input.metadata.email"),
+    ({"metadata": "u-1"}, "input.metadata"),
+])
+def test_messages_checks_what_the_sdk_and_the_api_would_refuse(fields, field):
+    with pytest.raises(InvalidInputError) as raised:
+        lookup("claude.messages").validate(messages_input(**fields))
+    assert raised.value.field == field
+
+
+def test_sampling_parameters_are_refused_because_the_pinned_sdk_cannot_send_them():
+    import inspect
+
+    import anthropic.resources.messages.messages as sdk
+
+    accepted = set(inspect.signature(sdk.Messages.create).parameters)
+    assert not accepted & {"temperature", "top_p", "top_k"}  # if a later SDK brings them back, revisit the rule
+    with pytest.raises(InvalidInputError, match="not supported"):
+        lookup("claude.messages").validate(messages_input(temperature=0))
+
+
+def test_messages_accepts_every_field_in_its_documented_shape():
+    body = messages_input(
+        model="claude-sonnet-4-5", system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image", "source": {"type": "url", "url": "u"}}]},
+                  {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}]},
+                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]},
+                  {"role": "assistant", "content": "The answer is"}],
+        stop_sequences=["END", "\n\nHuman:"], tools=[TOOL, {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+        tool_choice={"type": "tool", "name": "lookup", "disable_parallel_tool_use": True}, metadata={"user_id": "u-1"},
+    )
+    assert lookup("claude.messages").validate(body) == body
+
+
+def test_messages_drops_nulls_as_not_given():
+    payload = lookup("claude.messages").validate(messages_input(system=None, metadata=None, model=None))
+    assert payload == messages_input()
+
+
+def test_summarize_bounds_what_it_echoes_and_sends_with_every_call():
+    task = lookup("documents.summarize")
+    with pytest.raises(InvalidInputError) as raised:
+        task.validate({"documents": [{"id": "i" * 201, "text": "t"}]})
+    assert raised.value.field == "input.documents[0].id"
+    with pytest.raises(InvalidInputError) as raised:
+        task.validate({"documents": [{"text": "t"}], "instructions": "x" * 4_001})
+    assert raised.value.field == "input.instructions"

@@ -11,6 +11,7 @@ from jobcore.tasks.embeddings import EmbeddingsTask
 from jobcore.tasks.invoice import InvoiceTask
 from jobcore.tasks.messages import MessagesTask
 from jobcore.tasks.summarize import SummarizeTask
+from jobcore.validation import quoted
 
 CATALOGUE: dict[str, TaskSpec] = {
     task.name: task for task in (MessagesTask(), InvoiceTask(), SummarizeTask(), EmbeddingsTask())
@@ -22,7 +23,7 @@ def lookup(name: str, catalogue: dict[str, TaskSpec] = CATALOGUE) -> TaskSpec:
         return catalogue[name]
     except KeyError:
         known = ", ".join(sorted(catalogue))
-        raise UnknownTaskError(f"unknown task {_quoted(name)}; known tasks: {known}") from None
+        raise UnknownTaskError(f"unknown task {quoted(name)}; known tasks: {known}") from None
 
 
 def arrival_rates(raw: Mapping[str, Any], catalogue: Mapping[str, TaskSpec] = CATALOGUE) -> dict[str, float]:
@@ -31,16 +32,11 @@ def arrival_rates(raw: Mapping[str, Any], catalogue: Mapping[str, TaskSpec] = CA
     rates: dict[str, float] = {}
     for name, rate in raw.items():
         if name not in catalogue:
-            raise ValueError(f"{_quoted(name)} is not a task; the tasks are {', '.join(sorted(catalogue))}")
+            raise ValueError(f"{name!r} is not a task; the tasks are {', '.join(sorted(catalogue))}")
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < float("inf"):
             raise ValueError(f"the rate of {name!r} must be a non-negative number of requests a minute, not {rate!r}")
         rates[name] = float(rate)
     return rates
-
-
-def _quoted(name: str, limit: int = 64) -> str:
-    """The name as an error may quote it: bounded, so a huge name is not echoed back."""
-    return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
 
 
 __all__ = ["CATALOGUE", "arrival_rates", "ModelRequest", "OutputFile", "RunContext", "TaskResult", "TaskSpec", "lookup", "run_task"]

@@ -16,6 +16,8 @@ from jobcore.tasks.base import ModelRequest, text_of
 from jobcore.validation import expect_object, get, in_range, non_empty, reject_unknown
 
 MAX_DOCUMENTS = 500
+MAX_ID_CHARS = 200  # an id is echoed in the digest, one per document
+MAX_INSTRUCTIONS_CHARS = 4_000  # sent with every document's call
 _SECONDS_PER_DOCUMENT = 8.0
 _ASSUMED_CONCURRENCY = 8
 
@@ -40,11 +42,16 @@ class SummarizeTask:
             expect_object(doc, path)
             reject_unknown(doc, {"id", "text"}, path)
             text = non_empty(get(doc, "text", str, path), f"{path}.text", max_chars=400_000)
-            normalised.append({"id": get(doc, "id", str, path, required=False, default=str(i + 1)), "text": text})
+            doc_id = get(doc, "id", str, path, required=False, default=str(i + 1))
+            if len(doc_id) > MAX_ID_CHARS:
+                raise InvalidInputError(f"{path}.id", f"must be at most {MAX_ID_CHARS} characters")
+            normalised.append({"id": doc_id, "text": text})
         if len({d["id"] for d in normalised}) != len(normalised):
             raise InvalidInputError("input.documents", "ids must be unique")
         max_words = in_range(get(body, "max_words", int, "input", required=False, default=80), "input.max_words", 5, 1000)
         instructions = get(body, "instructions", str, "input", required=False, default="")
+        if len(instructions) > MAX_INSTRUCTIONS_CHARS:
+            raise InvalidInputError("input.instructions", f"must be at most {MAX_INSTRUCTIONS_CHARS:,} characters")
         return {"documents": normalised, "max_words": max_words, "instructions": instructions}
 
     def expected_duration_s(self, payload: dict[str, Any]) -> float:
