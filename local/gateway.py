@@ -2,11 +2,16 @@
 
 It turns each HTTP request into the event API Gateway would send, calls the handler in-process and
 turns its answer back into HTTP, enforcing what the real gateway enforces: the routes, an API key
-(it identifies the tenant), the 10 MB payload limit and the 29 s integration timeout.
+(it identifies the tenant), the 29 s integration timeout, and the largest request that can reach the
+router: API Gateway takes 10 MB, but the Lambda event that carries a request to the router holds at
+most 6 MB, so a larger event gets the router's own 413 ``payload_too_large`` (:mod:`router.payload`).
+A body that is not UTF-8 is passed base64-encoded (``isBase64Encoded``, as API Gateway passes a
+binary body), and the router answers 400.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
 import json
@@ -21,11 +26,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S
+from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S, MAX_REQUEST_EVENT_BYTES
+from router import payload as request_size
 from router.routes import ROUTES
 
 INTEGRATION_TIMEOUT_S = float(API_GATEWAY_TIMEOUT_S)
-MAX_PAYLOAD = API_GATEWAY_MAX_PAYLOAD_BYTES
 LOCAL_API_KEY = "local-dev-key"
 
 
@@ -44,7 +49,18 @@ def api_key_id(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def to_event(method: str, raw_path: str, headers: dict[str, str], body: str | None, *, stage: str = "local") -> dict[str, Any] | None:
+def to_event(method: str, raw_path: str, headers: dict[str, str], body: str | bytes | None, *,
+             stage: str = "local") -> dict[str, Any] | None:
+    """The proxy event for a request (None when no route matches). A body given as bytes is passed as
+    text when it is UTF-8, else base64-encoded with ``isBase64Encoded``. ValueError for a path that is
+    not a URL path."""
+    encoded = False
+    if isinstance(body, bytes):
+        raw = body
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body, encoded = base64.b64encode(raw).decode("ascii"), True
     url = urlsplit(raw_path)
     found = match(method, url.path)
     if found is None:
@@ -65,7 +81,7 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: str | No
             "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(now * 1000), "accountId": "000000000000", "apiId": "local",
             "identity": {"apiKey": key, "apiKeyId": api_key_id(key), "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
         },
-        "body": body, "isBase64Encoded": False,
+        "body": body, "isBase64Encoded": encoded,
     }
 
 
@@ -137,14 +153,17 @@ class Gateway:
         if close is not None:
             close()
 
-    def invoke(self, method: str, path: str, headers: dict[str, str], body: str | None) -> tuple[int, dict[str, str], bytes]:
-        if len(body or "") > MAX_PAYLOAD:
-            return _error(413, "payload larger than API Gateway's 10 MB")
+    def invoke(self, method: str, path: str, headers: dict[str, str], body: str | bytes | None) -> tuple[int, dict[str, str], bytes]:
         if self._require_key and not headers.get("x-api-key"):
             return _error(403, "Forbidden: send your API key in the x-api-key header")
-        event = to_event(method, path, headers, body)
+        try:
+            event = to_event(method, path, headers, body)
+        except ValueError:
+            return _api_error(400, "bad_request", "the request's path is not a valid URL path")
         if event is None:
-            return _error(404, f"no route {method} {urlsplit(path).path}")
+            return _error(404, f"no route {method} {urlsplit(path).path[:200]}")
+        if request_size.too_large(event):  # Lambda would refuse the invocation: answer as the router does
+            return request_size.STATUS, {"content-type": "application/json"}, json.dumps(request_size.error_body()).encode()
         answer: dict[str, Any] = {}
         worker = threading.Thread(target=lambda: answer.update(self._handler(event, LambdaContext(60.0))), daemon=True)
         worker.start()
@@ -162,17 +181,43 @@ class Gateway:
             protocol_version = "HTTP/1.1"
 
             def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length).decode() if length else None
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, out_headers, payload = gateway.invoke(self.command, self.path, headers, body)
+                try:
+                    status, out_headers, payload = self._answer()
+                except Exception:  # noqa: BLE001 - a client always gets an answer, as from API Gateway
+                    status, out_headers, payload = _error(500, "Internal server error (the local gateway failed)")
+                    self.close_connection = True
                 self.send_response(status)
                 for key, value in out_headers.items():
                     if key.lower() != "content-length":
                         self.send_header(key, value)
                 self.send_header("content-length", str(len(payload)))
+                if self.close_connection:
+                    self.send_header("connection", "close")
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _answer(self) -> tuple[int, dict[str, str], bytes]:
+                raw_length = self.headers.get("content-length") or "0"
+                if not re.fullmatch(r"[0-9]{1,15}", raw_length):
+                    self.close_connection = True  # the body's end is unknown: nothing more can be read
+                    return _api_error(400, "bad_request", "the Content-Length header is not a number of bytes")
+                length = int(raw_length)
+                if length > MAX_REQUEST_EVENT_BYTES:  # its event would be larger still: never read it whole
+                    if length <= API_GATEWAY_MAX_PAYLOAD_BYTES:
+                        self._discard(length)
+                    else:
+                        self.close_connection = True
+                    return request_size.STATUS, {"content-type": "application/json"}, json.dumps(request_size.error_body()).encode()
+                body = self.rfile.read(length) if length else None
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                return gateway.invoke(self.command, self.path, headers, body)
+
+            def _discard(self, length: int) -> None:
+                while length > 0:
+                    chunk = self.rfile.read(min(length, 1 << 20))
+                    if not chunk:
+                        break
+                    length -= len(chunk)
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
@@ -192,3 +237,8 @@ def response_headers(answer: dict[str, Any]) -> dict[str, str]:
 
 def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, json.dumps({"message": message}).encode()
+
+
+def _api_error(status: int, error_type: str, message: str) -> tuple[int, dict[str, str], bytes]:
+    """An answer in the router's error shape, for what the router would answer were it invoked."""
+    return status, {"content-type": "application/json"}, json.dumps({"error": {"type": error_type, "message": message}}).encode()

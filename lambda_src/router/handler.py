@@ -12,6 +12,8 @@ Routes (API Gateway REST proxy integration):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from http import HTTPStatus
@@ -27,7 +29,9 @@ from jobcore import errors
 from jobcore.idempotency import check_key
 from jobcore.requests import parse_json, parse_list_query, parse_submit, parse_wait, well_formed_job_id
 from jobcore.service import JobService
+from jobcore.validation import quoted
 from jobcore.views import with_base_path
+from router import payload
 
 logger = Logger(service="router")
 app = APIGatewayRestResolver()
@@ -35,6 +39,7 @@ app = APIGatewayRestResolver()
 # One table from domain errors to HTTP statuses; the most specific class wins.
 STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.BadRequestError, 400),
+    (errors.PayloadTooLargeError, 413),
     (errors.UnauthenticatedError, 401),
     (errors.InvalidInputError, 422),
     (errors.UnknownTaskError, 422),
@@ -115,11 +120,23 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 def submit_job() -> Response:
     jobs = service()
     key = check_key(app.current_event.headers.get("idempotency-key"))
-    request = parse_submit(parse_json(app.current_event.body), allow_http_webhooks=jobs.allow_http_webhooks)
+    request = parse_submit(parse_json(request_body()), allow_http_webhooks=jobs.allow_http_webhooks)
     submission = jobs.submit(request, tenant_id=tenant_id(), idempotency_key=key)
     view = jobs.submitted_view(submission)
     headers = {"Location": view["links"]["self"]} if submission.status_code == HTTPStatus.ACCEPTED else {}
     return json_response(submission.status_code, view, headers)
+
+
+def request_body() -> str | bytes | None:
+    """The body as the client sent it: text, or bytes when API Gateway passed it base64-encoded (a binary
+    media type; the local gateway does so for a body that is not UTF-8). parse_json decodes the bytes."""
+    event = app.current_event
+    if not event.body or not event.is_base64_encoded:
+        return event.body
+    try:
+        return base64.b64decode(event.body, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.BadRequestError("the body is not valid base64, as isBase64Encoded says it is") from None
 
 
 @app.get("/v1/jobs")
@@ -169,8 +186,8 @@ def list_tasks() -> Response:
 def job_error(error: errors.JobError) -> Response:
     status = next((code for kind, code in STATUS_BY_ERROR if isinstance(error, kind)), 500)
     body: dict[str, Any] = {"type": error.type, "message": str(error)}
-    if isinstance(error, errors.InvalidInputError):
-        body["field"] = error.field
+    if getattr(error, "field", None):  # InvalidInputError's always; BadRequestError's when a place is to blame
+        body["field"] = error.field  # type: ignore[attr-defined]
     if isinstance(error, errors.JobFinishedError):
         body["status"] = error.status
     headers: dict[str, str] = {}
@@ -199,10 +216,13 @@ def unexpected_error(error: Exception) -> Response:
 @app.not_found
 def not_found(_: Exception) -> Response:
     event = app.current_event
-    return json_response(404, {"error": {"type": "not_found", "message": f"no route {event.http_method} {event.path}"}})
+    return json_response(404, {"error": {"type": "not_found", "message": f"no route {quoted(event.http_method)} {quoted(event.path)}"}})
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if payload.too_large(event):  # only the local gateway can hand over such an event: Lambda cannot
+        return {"statusCode": payload.STATUS, "headers": {"Content-Type": "application/json"},
+                "body": json.dumps(payload.error_body()), "isBase64Encoded": False}
     return app.resolve(event, context)
 
