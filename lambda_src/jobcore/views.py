@@ -86,20 +86,19 @@ def waiting_line(job: Job) -> str | None:
 
 
 def with_base_path(document: Any, base_path: str) -> Any:
-    """``document`` with every path under a ``links`` object prefixed by the API's base path (``/dev``: the
-    stage, or a custom domain's mapping). The views write paths from the API's root (``/v1/jobs/…``); only
-    the edge knows where that root is mounted."""
-    if not base_path:
+    """``document`` (a view: a job, a deliveries log, a page of jobs) with the paths of its own ``links``,
+    and of each listed job's, prefixed by the API's base path (``/dev``: the stage, or a custom domain's
+    mapping). The views write paths from the API's root (``/v1/jobs/…``); only the edge knows where that
+    root is mounted. Nothing else is touched: a task's result may hold a ``links`` of its own."""
+    if not base_path or not isinstance(document, dict):
         return document
-    if isinstance(document, list):
-        return [with_base_path(item, base_path) for item in document]
-    if not isinstance(document, dict):
-        return document
-    return {
-        key: ({name: base_path + path if isinstance(path, str) and path.startswith("/") else path
-               for name, path in value.items()} if key == "links" and isinstance(value, dict) else with_base_path(value, base_path))
-        for key, value in document.items()
-    }
+    prefixed = dict(document)
+    if isinstance(document.get("links"), dict):
+        prefixed["links"] = {name: base_path + path if isinstance(path, str) and path.startswith("/") else path
+                             for name, path in document["links"].items()}
+    if isinstance(document.get("jobs"), list):
+        prefixed["jobs"] = [with_base_path(job, base_path) for job in document["jobs"]]
+    return prefixed
 
 
 def _delivery_line(job: Job) -> str:

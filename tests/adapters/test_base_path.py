@@ -53,7 +53,7 @@ def test_with_base_path_prefixes_only_paths_under_links():
     original = copy.deepcopy(document)
     prefixed = with_base_path(document, "/dev")
     assert prefixed["links"] == {"self": "/dev/v1/jobs/job_1", "external": "https://x.example/y"}
-    assert prefixed["result"]["text"] == "/v1/jobs/job_1 stays"
+    assert prefixed["result"] == original["result"]  # a task's result is the task's: never rewritten
     assert prefixed["jobs"][0]["links"]["self"] == "/dev/v1/jobs/job_2"
     assert document == original and with_base_path(document, "") is document
 
