@@ -60,4 +60,5 @@ bench: venv
 	$(PY) -m bench.bench_pipeline
 	$(PY) -m bench.bench_webhooks
 	$(PY) -m bench.bench_control
+	$(PY) -m bench.bench_storm
 	$(PY) -m bench.bench_embeddings

@@ -18,7 +18,10 @@ exact values:
 Token usage is ``ceil(characters / 4)``, at least 1, for the request text and for the output.
 
 Behaviour is driven from Python (``configure``/``reset``/``stats``) or, for another process, over
-HTTP: ``POST /_standin/control``, ``POST /_standin/reset``, ``GET /_standin/stats``.
+HTTP: ``POST /_standin/control``, ``POST /_standin/reset``, ``GET /_standin/stats``. A control body
+``{"fail": {"status": 429, "times": 3}}`` fails the next three calls; ``{"fail": {"status": 429,
+"for_s": 60, "retry_after": 1}}`` fails every call for the next 60 s (a rate-limit storm) with that
+``retry-after`` header, then answers again; ``{"fail": null}`` ends a failure.
 
     with ClaudeStandIn() as standin:
         client = anthropic.Anthropic(api_key="x", base_url=standin.base_url)
@@ -455,6 +458,8 @@ class _State:
             self.latency_s, self.hang_s = self._default_latency_s, 0.0
             self.fail_status: int | None = None
             self.fail_remaining: int | None = None
+            self.fail_until: float | None = None  # time.monotonic() when a failure for a duration ends
+            self.fail_retry_after: float | None = None  # the retry-after header's value (a 429's: 1 unless set)
             self.by_status: dict[str, int] = {}
             self.requests, self.last_request = 0, None
 
@@ -468,13 +473,17 @@ class _State:
         with self._lock:
             self.hang_s = seconds
 
-    def set_fail(self, status: Any, times: Any) -> None:
+    def set_fail(self, status: Any, times: Any, for_s: Any = None, retry_after: Any = None) -> None:
         if status is not None and status not in FAIL_ERROR_TYPES:
             raise ValueError(f"fail.status: must be one of {sorted(FAIL_ERROR_TYPES)} or null")
         if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 0):
             raise ValueError("fail.times: must be a non-negative integer or null")
+        for_s = None if for_s is None else _non_negative(for_s, "fail.for_s")
+        retry_after = None if retry_after is None else _non_negative(retry_after, "fail.retry_after")
         with self._lock:
             self.fail_status, self.fail_remaining = status, times
+            self.fail_until = None if for_s is None or status is None else time.monotonic() + for_s
+            self.fail_retry_after = retry_after
 
     def apply_control(self, control: Any) -> None:
         """The HTTP control body: only the keys present change; null clears ``fail`` and ``hang_s``."""
@@ -489,14 +498,27 @@ class _State:
             fail = control["fail"] or {}
             if not isinstance(fail, dict):
                 raise ValueError("fail: must be an object or null")
-            self.set_fail(fail.get("status"), fail.get("times"))
+            unknown = set(fail) - {"status", "times", "for_s", "retry_after"}
+            if unknown:
+                raise ValueError(f"fail: unknown keys {sorted(unknown)}")
+            self.set_fail(fail.get("status"), fail.get("times"), fail.get("for_s"), fail.get("retry_after"))
         if "hang_s" in control:
             self.set_hang(control["hang_s"])
 
     def config(self) -> dict[str, Any]:
         with self._lock:
-            fail = {"status": self.fail_status, "times": self.fail_remaining} if self.fail_status else None
+            fail: dict[str, Any] | None = None
+            if self.fail_status and not self._failure_over():
+                fail = {"status": self.fail_status, "times": self.fail_remaining}
+                if self.fail_until is not None:
+                    fail["for_s"] = round(max(0.0, self.fail_until - time.monotonic()), 3)
+                if self.fail_retry_after is not None:
+                    fail["retry_after"] = self.fail_retry_after
             return {"latency_s": self.latency_s, "fail": fail, "hang_s": self.hang_s or None}
+
+    def _failure_over(self) -> bool:
+        """Whether a failure for a duration has run its time (the lock is held)."""
+        return self.fail_until is not None and time.monotonic() >= self.fail_until
 
     def arrive(self, body: Any) -> tuple[float, float]:
         """Count a messages request; return the (hang, latency) it must wait out."""
@@ -509,11 +531,12 @@ class _State:
         """The injected error for this request, if one is due; counts down ``fail.times``."""
         with self._lock:
             status = self.fail_status
-            if status is None or self.fail_remaining == 0:
+            if status is None or self.fail_remaining == 0 or self._failure_over():
                 return None
             if self.fail_remaining is not None:
                 self.fail_remaining -= 1
-        headers = {"retry-after": "1"} if status == 429 else {}
+            retry_after = self.fail_retry_after if self.fail_retry_after is not None else (1 if status == 429 else None)
+        headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
         return ApiError(status, FAIL_ERROR_TYPES[status], _FAIL_MESSAGES[status], headers)
 
     def answered(self, status: int) -> None:
@@ -679,18 +702,22 @@ class ClaudeStandIn:
         fail_status: int | None = None,
         fail_times: int | None = None,
         hang_s: float | None = None,
+        fail_for_s: float | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """Change behaviour; arguments left as None are unchanged.
 
         ``fail_status`` (429, 529 or 500) fails the next ``fail_times`` message requests, or all of
-        them until ``reset()`` when ``fail_times`` is None. ``hang_s=0`` ends a hang.
+        them until ``reset()`` when ``fail_times`` is None; with ``fail_for_s``, only for that many
+        seconds from now (a rate-limit storm), then it answers again. ``retry_after`` sets the failures'
+        ``retry-after`` header (a 429's is 1 otherwise). ``hang_s=0`` ends a hang.
         """
-        if fail_times is not None and fail_status is None:
-            raise ValueError("fail_times needs fail_status")
+        if (fail_times is not None or fail_for_s is not None or retry_after is not None) and fail_status is None:
+            raise ValueError("fail_times, fail_for_s and retry_after need fail_status")
         if latency_s is not None:
             self._state.set_latency(latency_s)
         if fail_status is not None:
-            self._state.set_fail(fail_status, fail_times)
+            self._state.set_fail(fail_status, fail_times, fail_for_s, retry_after)
         if hang_s is not None:
             self._state.set_hang(hang_s)
 

@@ -199,7 +199,7 @@ def job_error(error: errors.JobError) -> Response:
         body["job_id"] = job_id
         body["links"] = {"job": f"/v1/jobs/{job_id}"}
         headers["Location"] = body["links"]["job"]
-    return json_response(status, {"error": body}, headers)
+    return json_response(status, {"error": with_base_path(body, base_path())}, headers)
 
 
 @app.exception_handler(Exception)

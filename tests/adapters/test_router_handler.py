@@ -770,6 +770,26 @@ def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with
     assert decode(message["Body"]) == job_id
 
 
+def test_the_503_naming_a_recorded_job_links_it_under_the_deployed_stage(api, monkeypatch):
+    table = built(api).runner.store._table
+    real_put, writes = table.put_item, []
+
+    def first_write_only(**kwargs: Any) -> Any:
+        writes.append(kwargs)
+        if len(writes) > 1:
+            raise aws_error("ProvisionedThroughputExceededException", "PutItem")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(table, "put_item", first_write_only)
+    event = to_event("POST", "/v1/jobs", {"x-api-key": KEY, "content-type": "application/json"}, json.dumps(SHORT), stage="dev")
+    event["requestContext"]["path"] = "/dev/v1/jobs"
+
+    reply = api.send(event)
+
+    job_id = reply.body["error"]["job_id"]
+    assert reply.status == 503 and reply.headers["Location"] == reply.body["error"]["links"]["job"] == f"/dev/v1/jobs/{job_id}"
+
+
 def test_an_unexpected_aws_error_no_adapter_translated_is_still_a_503(api, monkeypatch):
     def throttled(*args: Any, **kwargs: Any) -> Any:
         raise aws_error("ThrottlingException", "Query")

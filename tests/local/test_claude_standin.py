@@ -368,6 +368,36 @@ def test_http_control_rejects_bad_settings(standin, control):
 def test_configure_rejects_times_without_status(standin):
     with pytest.raises(ValueError, match="fail_times"):
         standin.configure(fail_times=1)
+    with pytest.raises(ValueError, match="fail_for_s"):
+        standin.configure(fail_for_s=1)
+
+
+def test_a_failure_for_a_duration_fails_every_call_until_it_ends_with_the_retry_after_asked(standin):
+    status, config = http(standin, "/_standin/control", {"fail": {"status": 429, "for_s": 0.6, "retry_after": 2}})
+    assert status == 200 and config["fail"]["status"] == 429 and 0 < config["fail"]["for_s"] <= 0.6
+    assert config["fail"]["retry_after"] == 2
+
+    for _ in range(3):
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            hello(standin)
+        assert caught.value.response.headers["retry-after"] == "2"
+    time.sleep(0.6)
+
+    assert hello(standin).stop_reason == "end_turn"  # the storm is over
+    assert http(standin, "/_standin/control", {})[1]["fail"] is None
+    assert standin.stats()["by_status"] == {"429": 3, "200": 1}
+
+
+def test_a_529_can_carry_a_retry_after_too(standin):
+    standin.configure(fail_status=529, fail_times=1, retry_after=7)
+    with pytest.raises(anthropic.OverloadedError) as caught:
+        hello(standin)
+    assert caught.value.response.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize("fail", [{"status": 429, "for_s": -1}, {"status": 429, "retry_after": "soon"}, {"status": 429, "forever": True}])
+def test_http_control_rejects_bad_failure_durations(standin, fail):
+    assert http(standin, "/_standin/control", {"fail": fail})[0] == 400
 
 
 # --- CLI -------------------------------------------------------------------------------------
