@@ -141,6 +141,20 @@ class ModelError(JobError):
     type = "model_error"
 
 
+class SyncUnavailableError(JobError):
+    """A ``mode: sync`` job met a model that could not answer in time: sync means inline or not at all, so
+    it is not queued. The job is recorded failed; the client is told when to try again (``retry_after_s``)
+    and that ``mode: auto`` would have queued it."""
+
+    type = "model_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, job_id: str, retry_after_s: int):
+        super().__init__(message)
+        self.job_id = job_id
+        self.retry_after_s = retry_after_s
+
+
 # The kinds of ModelUnavailableError that mean the model itself is down for a while (not this job's
 # fault): a worker waits for it, re-queued with a delay, without spending the job's receives.
 MODEL_DOWN_KINDS = frozenset({"rate_limited", "overloaded", "server_error", "unreachable"})

@@ -91,3 +91,7 @@ MAX_QUOTED_CHARS = 64
 # of the receives (``max_receives``) that catch a job that is itself broken. Workers read
 # MODEL_WAIT_LIMIT_S to change it.
 MODEL_WAIT_LIMIT_S = 3600
+
+# A ``mode: sync`` job whose model was unavailable inline is refused (503) with this Retry-After when the
+# model gave none: about one inline attempt's back-off.
+SYNC_RETRY_AFTER_S = 10

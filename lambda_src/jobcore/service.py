@@ -29,11 +29,12 @@ from jobcore.errors import (
     JobNotFoundError,
     ModelUnavailableError,
     StoreUnavailableError,
+    SyncUnavailableError,
     UnroutableError,
 )
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE
-from jobcore.limits import API_GATEWAY_TIMEOUT_S
+from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
 from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import BlobStore, Cursor, JobQueue, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
@@ -296,6 +297,8 @@ class JobService:
         try:
             done = self.runner.execute(job, ctx)
         except ModelUnavailableError as error:
+            if job.mode is Mode.SYNC:
+                self._refuse_sync(job, error)
             return Outcome(self._rescue(job, error))
         except (ConflictError, EnqueueError):
             raise
@@ -303,6 +306,16 @@ class JobService:
             log.exception("job %s: inline run failed; queueing it", job.job_id)
             return Outcome(self._rescue(job, error))
         return done
+
+    def _refuse_sync(self, job: Job, error: ModelUnavailableError) -> None:
+        """``mode: sync`` and the model could not answer within the inline budget: never a 202 the client did
+        not ask for. The job ends failed (its record says why) and the client gets 503 with a retry hint."""
+        retry_after_s = max(1, math.ceil(error.retry_after_s or SYNC_RETRY_AFTER_S))
+        self.runner.fail(job, error)
+        raise SyncUnavailableError(
+            f"{error}; mode sync runs inline or not at all, so the job was not queued: retry in {retry_after_s} s, "
+            "or submit with mode auto to have it queued when the model is busy", job_id=job.job_id,
+            retry_after_s=retry_after_s) from error
 
     def _rescue(self, job: Job, error: Exception) -> Job:
         """Queue a recorded inline job whose run could not finish; if even that fails (the store is down),

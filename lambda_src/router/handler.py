@@ -50,6 +50,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.ConflictError, 409),
     (errors.EnqueueError, 503),
     (errors.StoreUnavailableError, 503),
+    (errors.SyncUnavailableError, 503),
     (errors.MisconfiguredError, 503),
 ]
 # Seconds a 503 ``unavailable`` (a queue or store that throttled or failed) asks the client to wait.
@@ -191,7 +192,9 @@ def job_error(error: errors.JobError) -> Response:
     if isinstance(error, errors.JobFinishedError):
         body["status"] = error.status
     headers: dict[str, str] = {}
-    if status == HTTPStatus.SERVICE_UNAVAILABLE and error.type == "unavailable":
+    if isinstance(error, errors.SyncUnavailableError):
+        headers["Retry-After"] = str(error.retry_after_s)
+    elif status == HTTPStatus.SERVICE_UNAVAILABLE and error.type == "unavailable":
         headers["Retry-After"] = str(RETRY_AFTER_S)
         logger.warning("answering 503 unavailable", extra={"reason": str(error), "cause": repr(error.__cause__)})
     job_id = getattr(error, "job_id", None)

@@ -819,3 +819,33 @@ def test_a_job_past_its_result_retention_is_listed_and_shown_expired(api):
 
     for view in (shown, listed):
         assert view["result"] is None and view["result_status"] == "expired" and "result_url" not in view
+
+
+def test_a_sync_job_meeting_an_overloaded_model_is_a_503_with_a_retry_hint_never_a_202(api):
+    """sync means inline or not at all: the client did not accept a queued job in advance (auto does)."""
+    api.standin.configure(fail_status=529, fail_times=2)
+
+    reply = api.call("POST", "/v1/jobs", {**SHORT, "mode": "sync"})
+
+    assert reply.status == 503, reply.body
+    error = reply.body["error"]
+    assert error["type"] == "model_unavailable" and "mode auto" in error["message"]
+    assert int(reply.headers["Retry-After"]) >= 1
+    job_id = error["job_id"]
+    assert reply.headers["Location"] == f"/v1/jobs/{job_id}"
+    job = api.call("GET", f"/v1/jobs/{job_id}").body
+    assert job["status"] == "failed" and job["error"]["type"] == "model_unavailable"
+    assert api.messages() == [] and delayed(api) == 0  # nothing queued behind the client's back
+
+
+def test_a_sync_retry_with_the_same_idempotency_key_runs_again_once_the_model_is_back(api):
+    api.standin.configure(fail_status=429, fail_times=2)
+    headers = {"x-api-key": KEY, "content-type": "application/json", "idempotency-key": "sync-retry-1"}
+    body = json.dumps({**SHORT, "mode": "sync"})
+
+    first = api.send(to_event("POST", "/v1/jobs", headers, body))
+    again = api.send(to_event("POST", "/v1/jobs", headers, body))
+
+    assert first.status == 503
+    assert again.status == 200 and again.body["status"] == "succeeded"
+    assert again.body["id"] != first.body["error"]["job_id"]
