@@ -339,7 +339,9 @@ def test_http_control_drives_failures_and_stats(standin):
     assert stats["last_request"]["model"] == MODEL
 
     assert http(standin, "/_standin/reset", {})[0] == 200
-    assert http(standin, "/_standin/stats")[1] == {"requests": 0, "by_status": {}, "last_request": None}
+    assert http(standin, "/_standin/stats")[1] == {
+        "requests": 0, "by_status": {}, "last_request": None, "batches": {"created": 0, "requests": {}},
+    }
 
 
 def test_http_control_latency_and_hang(standin):
