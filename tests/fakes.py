@@ -10,7 +10,7 @@ from typing import Any
 
 from jobcore.errors import BlobNotFoundError, ConflictError, EnqueueError
 from jobcore.idempotency import IdempotencyRecord
-from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
+from jobcore.lanes import INLINE, BatchCompute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
 from jobcore.model import ACTIVE, Job, JobStatus, Webhook, watch_at
 from jobcore.ports import Cursor
 from jobcore.runner import Backoff, JobRunner
@@ -20,9 +20,12 @@ def make_lanes(
     *, inline_budget_s: float = 20, router_memory_mb: int = 1024, worker_vcpu: float = 1.0,
     worker_memory_mb: int = 4096, worker_concurrency: int = 8, spot: bool = True, cpu_time_limit_s: float = 3600,
     gpu_enabled: bool = True, gpu_memory_mb: int = 15360, gpu_instance: str = "g5.xlarge", gpu_concurrency: int = 1,
+    batch: bool = False, batch_enabled: bool = True,
 ) -> Lanes:
     """Lanes for unit tests, sized here rather than read from cdk.json, so a deployment default can change
-    without moving a unit test."""
+    without moving a unit test. ``batch``: with a batch lane (enabled unless ``batch_enabled`` is False)."""
+    extra = (Lane(name="batch", queued=True, enabled=batch_enabled, memory_mb=1024, time_limit_s=86_400,
+                  compute=BatchCompute()),) if batch else ()
     return Lanes((
         Lane(name=INLINE, queued=False, memory_mb=router_memory_mb, time_limit_s=inline_budget_s,
              compute=LambdaCompute(memory_mb=router_memory_mb)),
@@ -31,6 +34,7 @@ def make_lanes(
              compute=FargateCompute(vcpu=worker_vcpu, memory_mb=worker_memory_mb, spot=spot)),
         Lane(name="gpu", queued=True, gpu=True, enabled=gpu_enabled, memory_mb=gpu_memory_mb, time_limit_s=3600,
              concurrency=gpu_concurrency, compute=Ec2Compute(instance=gpu_instance)),
+        *extra,
     ))
 
 
@@ -234,3 +238,136 @@ def harness() -> Harness:
     store, blobs, deliveries, clock = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue(), FakeClock()
     runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=LANES, backoff=TOP_OF_JITTER)
     return Harness(store, blobs, deliveries, clock, runner)
+
+
+# --- the batch lane --------------------------------------------------------------------------------
+
+
+class MemoryBatchStore:
+    """BatchStore in memory: records by id, and the open ones."""
+
+    def __init__(self) -> None:
+        from jobcore.ports import BatchRecord
+
+        self.records: dict[str, BatchRecord] = {}
+        self.broken = False
+
+    def open_batches(self) -> list[str]:
+        return [batch_id for batch_id, record in self.records.items() if record.status != "done"]
+
+    def create_batch(self, record: Any) -> None:
+        if self.broken:
+            from jobcore.errors import StoreUnavailableError
+
+            raise StoreUnavailableError("the job store is unavailable")
+        if record.batch_id in self.records:
+            raise ConflictError(f"batch {record.batch_id} already recorded")
+        self.records[record.batch_id] = record
+
+    def get_batch(self, batch_id: str) -> Any:
+        return self.records.get(batch_id)
+
+    def save_batch(self, record: Any, *, expected_version: int) -> None:
+        current = self.records.get(record.batch_id)
+        if current is None or current.version != expected_version:
+            raise ConflictError(f"batch {record.batch_id} changed since version {expected_version}")
+        self.records[record.batch_id] = record
+
+
+class MemoryInbox:
+    """BatchInbox in memory: messages (job ids) waiting; released ones come back; deleted ones are gone."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[str | None, str]] = []
+        self.in_flight: dict[str, str | None] = {}
+        self.released: list[tuple[str | None, int]] = []
+        self.deleted: list[str | None] = []
+        self._n = 0
+
+    def put(self, job_id: str | None) -> None:
+        self._n += 1
+        self.waiting.append((job_id, f"r{self._n}"))
+
+    def enqueue(self, job: Job, *, delay_s: int = 0) -> None:  # also the JobQueue the collector re-queues on
+        self.put(job.job_id)
+
+    def receive(self, *, limit: int) -> list[tuple[str | None, str]]:
+        taken, self.waiting = self.waiting[:limit], self.waiting[limit:]
+        self.in_flight.update({receipt: job_id for job_id, receipt in taken})
+        return taken
+
+    def delete(self, receipt: str) -> None:
+        self.deleted.append(self.in_flight.pop(receipt))
+
+    def release(self, receipt: str, *, delay_s: int) -> None:
+        job_id = self.in_flight.pop(receipt)
+        self.released.append((job_id, delay_s))
+        self.waiting.append((job_id, receipt))
+
+
+class FakeBatchApi:
+    """The Message Batches API in memory: batches end when told (``end``), each request answered by
+    ``respond(params)`` unless ``outcome`` names another result for its custom id."""
+
+    def __init__(self, clock: FakeClock, respond: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None) -> None:
+        self.clock = clock
+        self.respond = respond or (lambda params: text_response("Summary: " + str(params["messages"][-1]["content"])[:40]))
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.created: list[list[Any]] = []
+        self.canceled: list[str] = []
+        self.fail_create: list[Exception] = []
+        self._n = 0
+
+    def create(self, requests: Any) -> Any:
+        from jobcore.ports import BatchInfo
+
+        if self.fail_create:
+            raise self.fail_create.pop(0)
+        self._n += 1
+        batch_id = f"msgbatch_{self._n:04d}"
+        now = self.clock.ms()
+        self.batches[batch_id] = {"requests": list(requests), "status": "in_progress", "created_at": now,
+                                  "expires_at": now + 86_400_000, "results": None}
+        self.created.append(list(requests))
+        return BatchInfo(batch_id=batch_id, status="in_progress", created_at=now, expires_at=now + 86_400_000)
+
+    def end(self, batch_id: str, outcome: Mapping[str, Any] | None = None) -> None:
+        """End the batch: every request succeeds but those ``outcome`` maps to a BatchResult kind
+        (``"expired"``, ``"canceled"``) or an error dict (``{"type": ..., "message": ...}``)."""
+        from jobcore.ports import BatchResult
+
+        batch = self.batches[batch_id]
+        results = []
+        for request in batch["requests"]:
+            special = (outcome or {}).get(request.custom_id)
+            if special is None:
+                results.append(BatchResult(custom_id=request.custom_id, kind="succeeded", message=self.respond(request.params)))
+            elif isinstance(special, dict):
+                results.append(BatchResult(custom_id=request.custom_id, kind="errored", error=special))
+            else:
+                results.append(BatchResult(custom_id=request.custom_id, kind=special))
+        batch.update(status="ended", results=results, ended_at=self.clock.ms())
+
+    def info(self, batch_id: str) -> Any:
+        from jobcore.ports import BatchInfo
+
+        batch = self.batches[batch_id]
+        return BatchInfo(batch_id=batch_id, status=batch["status"], created_at=batch["created_at"],
+                         expires_at=batch["expires_at"], ended_at=batch.get("ended_at"))
+
+    def retrieve(self, batch_id: str) -> Any:
+        if batch_id not in self.batches:
+            from jobcore.batches import BatchGoneError
+
+            raise BatchGoneError(f"no batch {batch_id}")
+        return self.info(batch_id)
+
+    def results(self, batch_id: str) -> list[Any]:
+        return list(self.batches[batch_id]["results"])
+
+    def cancel(self, batch_id: str) -> Any:
+        self.canceled.append(batch_id)
+        batch = self.batches[batch_id]
+        if batch["status"] == "in_progress":
+            batch["status"] = "canceling"
+        return self.info(batch_id)

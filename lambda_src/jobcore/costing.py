@@ -7,7 +7,8 @@ it encodes, because they decide the answers:
 - Lambda bills memory × wall-clock time per millisecond, including every second spent waiting on Claude.
 - Fargate bills a task's vCPU and memory per second (60 s minimum), however many jobs it runs at once.
 - EC2 bills the instance per second (60 s minimum).
-- Claude bills tokens, the same whichever lane made the call.
+- Claude bills tokens, the same whichever lane made the call, except that the Message Batches API (the
+  batch lane) bills them at half price.
 - Every job of this pipeline also pays API Gateway, the router Lambda's request, DynamoDB and an S3 PUT;
   a queued one adds SQS.
 
@@ -21,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from jobcore.lanes import Compute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
+from jobcore.lanes import BatchCompute, Compute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
 from jobcore.model import Usage
 from jobcore.pricing import Instance, Prices
 
@@ -105,10 +106,16 @@ def batch_run(prices: Prices, compute: Compute, *, items: int, items_per_s: floa
     return BatchRun(seconds, billed / SECONDS_PER_HOUR * worker_hourly(prices, compute))
 
 
-def claude_cost(prices: Prices, model_id: str | None, usage: Usage) -> float:
-    """Tokens × the model's prices; an unknown model is priced as the file's default model."""
+# The Message Batches API bills every token at half the Messages API's price.
+BATCH_PRICE_FACTOR = 0.5
+
+
+def claude_cost(prices: Prices, model_id: str | None, usage: Usage, *, batch: bool = False) -> float:
+    """Tokens × the model's prices (half of them through the Message Batches API, ``batch``); an unknown model
+    is priced as the file's default model."""
     rates, _ = prices.claude.for_model(model_id)
-    return (usage.input_tokens * rates.input_per_million + usage.output_tokens * rates.output_per_million) / 1e6
+    cost = (usage.input_tokens * rates.input_per_million + usage.output_tokens * rates.output_per_million) / 1e6
+    return cost * BATCH_PRICE_FACTOR if batch else cost
 
 
 def request_charges(
@@ -210,11 +217,14 @@ class CostModel:
         basis = (f"{lane.name}: {duration_s:g} s {_share(lane)}; {_tokens_basis(self.prices, model_id, usage)}; "
                  f"{_requests_basis(lane.queued)}; prices {self.prices.as_of}")
         return Cost(
-            claude=claude_cost(self.prices, model_id, usage), compute=self._compute(lane, duration_s),
+            claude=claude_cost(self.prices, model_id, usage, batch=isinstance(lane.compute, BatchCompute)),
+            compute=self._compute(lane, duration_s),
             requests=job_requests(self.prices, queued=lane.queued), basis=basis,
         )
 
     def _compute(self, lane: Lane, duration_s: float) -> float:
+        if isinstance(lane.compute, BatchCompute):
+            return 0.0  # the collector is one scheduled Lambda for every batch, charged to no job
         if isinstance(lane.compute, LambdaCompute):
             return lambda_compute(self.prices, duration_s=duration_s, memory_mb=lane.compute.memory_mb, arch=lane.compute.arch)
         return duration_s / SECONDS_PER_HOUR * worker_hourly(self.prices, lane.compute) / lane.concurrency
@@ -226,10 +236,14 @@ def _describe(lane: Lane) -> str:
         return f"{lane.name} {c.memory_mb} MB {c.arch} router Lambda"
     if isinstance(c, FargateCompute):
         return f"{lane.name} {c.vcpu:g} vCPU/{c.memory_mb} MB Fargate{' Spot' if c.spot else ''} x{lane.concurrency}"
+    if isinstance(c, BatchCompute):
+        return f"{lane.name} Message Batches API"
     return f"{lane.name} {c.instance} x{lane.concurrency}"
 
 
 def _share(lane: Lane) -> str:
+    if isinstance(lane.compute, BatchCompute):
+        return "in a Message Batch (no compute of ours; tokens at batch prices)"
     if not lane.queued:
         return f"in the {_describe(lane).removeprefix(lane.name + ' ')}"
     return f"of a {_describe(lane).removeprefix(lane.name + ' ').rsplit(' x', 1)[0]} worker shared by {lane.concurrency} jobs"

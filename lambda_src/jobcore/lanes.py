@@ -1,7 +1,9 @@
 """Lanes: the places a job can run, each described once.
 
 A lane is where a job runs and how that is paid for: ``inline`` runs in the router Lambda while the
-request waits; a queued lane (``cpu``, ``gpu``, ...) is an SQS queue drained by a worker service. A
+request waits; a queued lane (``cpu``, ``gpu``, ...) is an SQS queue drained by a worker service; the
+``batch`` lane is an SQS queue drained by the batch collector, which sends its jobs' model requests through
+the Message Batches API (:mod:`jobcore.batches`) and has no compute of its own (:class:`BatchCompute`). A
 :class:`Lane` says what it can run (memory, a GPU, how long a job may take), how many jobs one worker
 runs at once, what its compute costs (:data:`Compute`) and whether this deployment has it.
 
@@ -22,6 +24,7 @@ from typing import Any, ClassVar
 from jobcore.limits import LAMBDA_MAX_MEMORY_MB, LAMBDA_MIN_MEMORY_MB, MAX_INLINE_BUDGET_S, SQS_MAX_VISIBILITY_S
 
 INLINE = "inline"  # the one lane that runs in the router, the only one a waiting request can use
+BATCH_WINDOW_MAX_S = 86_400  # the Message Batches API ends every batch within 24 h of its creation
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _ARCHES = ("arm64", "x86_64")
 
@@ -58,16 +61,24 @@ class Ec2Compute:
     instance: str
 
 
-Compute = LambdaCompute | FargateCompute | Ec2Compute
-_COMPUTE: dict[str, type[LambdaCompute] | type[FargateCompute] | type[Ec2Compute]] = {
-    c.kind: c for c in (LambdaCompute, FargateCompute, Ec2Compute)
+@dataclass(frozen=True, kw_only=True)
+class BatchCompute:
+    """The Message Batches API: no compute of ours per job (the collector is a scheduled Lambda shared by
+    every batch); the job's Claude tokens are billed at the API's batch prices."""
+
+    kind: ClassVar[str] = "batch"
+
+
+Compute = LambdaCompute | FargateCompute | Ec2Compute | BatchCompute
+_COMPUTE: dict[str, type[LambdaCompute] | type[FargateCompute] | type[Ec2Compute] | type[BatchCompute]] = {
+    c.kind: c for c in (LambdaCompute, FargateCompute, Ec2Compute, BatchCompute)
 }
 
 
 @dataclass(frozen=True, kw_only=True)
 class Lane:
     name: str
-    queued: bool  # False: runs in the router while the request waits; True: SQS + a worker service
+    queued: bool  # False: runs in the router while the request waits; True: SQS + a worker service (or the collector)
     memory_mb: int  # the most a job may use there
     time_limit_s: float  # the longest a job may run there (inline: the inline budget)
     compute: Compute
@@ -84,15 +95,28 @@ class Lane:
         if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or not 1 <= self.concurrency <= 100:
             raise LaneConfigError(f"{where}.concurrency: must be a whole number from 1 to 100")
         limit = SQS_MAX_VISIBILITY_S if self.queued else MAX_INLINE_BUDGET_S
+        if self.batch:
+            limit = BATCH_WINDOW_MAX_S
         if self.time_limit_s > limit:
-            why = "the queue's visibility timeout" if self.queued else "API Gateway's timeout, less the fallback margin"
+            why = ("the Message Batches API's 24 h" if self.batch else "the queue's visibility timeout" if self.queued
+                   else "API Gateway's timeout, less the fallback margin")
             raise LaneConfigError(f"{where}.time_limit_s: at most {limit} s ({why})")
         self._check_compute(where)
 
+    @property
+    def batch(self) -> bool:
+        """Drained by the batch collector (Message Batches API), not by a worker service."""
+        return isinstance(self.compute, BatchCompute)
+
     def _check_compute(self, where: str) -> None:
         c = self.compute
-        if not isinstance(c, LambdaCompute | FargateCompute | Ec2Compute):
-            raise LaneConfigError(f"{where}.compute: lambda, fargate or ec2 compute")
+        if not isinstance(c, LambdaCompute | FargateCompute | Ec2Compute | BatchCompute):
+            raise LaneConfigError(f"{where}.compute: lambda, fargate, ec2 or batch compute")
+        if isinstance(c, BatchCompute):
+            if not self.queued or self.gpu or self.concurrency != 1:
+                raise LaneConfigError(f"{where}: a batch lane is queued (its collector drains the queue), without a GPU, "
+                                      "concurrency 1")
+            return
         if not isinstance(c, Ec2Compute):
             _whole(c.memory_mb, f"{where}.compute.memory_mb")
         if c.kind != "ec2" and getattr(c, "arch", None) not in _ARCHES:
@@ -161,6 +185,8 @@ class Lanes:
             raise LaneConfigError(f"lanes: exactly one lane runs in the router, and it is named {INLINE!r}")
         if not self.cpu_lanes():
             raise LaneConfigError("lanes: at least one enabled queued lane without a GPU, for jobs too long for inline")
+        if len([lane for lane in self.lanes if lane.batch]) > 1:
+            raise LaneConfigError("lanes: at most one batch lane (one collector drains it)")
 
     def __iter__(self) -> Iterator[Lane]:
         return iter(self.lanes)
@@ -179,11 +205,21 @@ class Lanes:
         return self._by_name[INLINE]
 
     def queued(self) -> tuple[Lane, ...]:
-        """The enabled queued lanes."""
+        """The enabled queued lanes: each has an SQS queue (and a dead-letter queue)."""
         return tuple(lane for lane in self.lanes if lane.queued and lane.enabled)
 
+    def worker_lanes(self) -> tuple[Lane, ...]:
+        """The enabled queued lanes a worker service drains (every queued lane but the batch lane)."""
+        return tuple(lane for lane in self.queued() if not lane.batch)
+
+    @property
+    def batch_lane(self) -> Lane | None:
+        """The enabled batch lane (drained by the collector), or None when this deployment has none."""
+        return next((lane for lane in self.queued() if lane.batch), None)
+
     def cpu_lanes(self) -> tuple[Lane, ...]:
-        return tuple(lane for lane in self.queued() if not lane.gpu)
+        """The worker lanes without a GPU: where long jobs and the inline fallback go (never the batch lane)."""
+        return tuple(lane for lane in self.worker_lanes() if not lane.gpu)
 
     def gpu_lanes(self, *, enabled: bool = True) -> tuple[Lane, ...]:
         return tuple(lane for lane in self.lanes if lane.gpu and (lane.enabled or not enabled))

@@ -54,6 +54,7 @@ class Mode(enum.StrEnum):
     AUTO = "auto"
     SYNC = "sync"
     ASYNC = "async"
+    BATCH = "batch"  # the client can wait (up to 24 h): the batch lane, Message Batches API prices
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,10 @@ class Job:
     model_wait: ModelWait | None = None  # waiting for the model (and since when), see ModelWait
     # The errors of its failed attempts, oldest first, the last ATTEMPT_ERRORS_KEPT: {attempt, at, type, message}.
     attempt_errors: tuple[dict[str, Any], ...] = ()
+    # The batch lane (jobcore.batches): the Message Batch its requests are in (the last one, once it ended),
+    # and how many batches it has been sent in.
+    batch_id: str | None = None
+    batch_attempts: int = 0
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:

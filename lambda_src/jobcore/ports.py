@@ -6,7 +6,7 @@ tests implement them in memory (``tests/fakes.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,3 +106,100 @@ class WebhookSender(Protocol):
     def post(self, url: str, *, event_id: str, body: bytes, timeout_s: float) -> AttemptResult:
         """One signed POST of ``body``; what it came to, never an exception for the receiver's failures."""
         ...
+
+
+# --- the batch lane (jobcore.batches) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of a Message Batch: ``custom_id`` (``^[a-zA-Z0-9_-]{1,64}$``) and the Messages API params."""
+
+    custom_id: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchInfo:
+    """A Message Batch as the API reports it."""
+
+    batch_id: str
+    status: str  # "in_progress", "canceling" or "ended"
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms: the API ends it (its unfinished requests expired) 24 h after creation
+    ended_at: int | None = None
+    counts: Mapping[str, int] | None = None  # processing, succeeded, errored, canceled, expired
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    """One line of a batch's results: ``kind`` is ``succeeded`` (``message``: the Message as a dict),
+    ``errored`` (``error``: ``{"type", "message"}``, the API's error object), ``canceled`` or ``expired``."""
+
+    custom_id: str
+    kind: str
+    message: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchRecord:
+    """What the pipeline keeps of a batch it sent (the jobs table, its own item): the jobs in it, in order, each
+    with its number of requests (request ``m`` of job ``n`` has the custom id ``j{n}-r{m}``; the keys are the
+    executor's, rebuilt from the job's input when the results come back), and where it stands."""
+
+    batch_id: str
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms, the API's
+    model_id: str  # the default model its requests were built with (a job's own "model" wins)
+    jobs: tuple[tuple[str, int], ...]  # (job id, requests)
+    status: str = "open"  # "open", "done"
+    cancel_requested_at: int | None = None  # we asked the API to cancel it (every job in it was being canceled)
+    ended_at: int | None = None
+    counts: Mapping[str, int] | None = None
+    version: int = 0
+
+
+class BatchApi(Protocol):
+    """The Message Batches API. Every method raises jobcore.errors.ModelError (retryable when the API is
+    rate-limited, overloaded, failing or unreachable)."""
+
+    def create(self, requests: Sequence[BatchRequest]) -> BatchInfo: ...
+
+    def retrieve(self, batch_id: str) -> BatchInfo: ...
+
+    def results(self, batch_id: str) -> Iterable[BatchResult]:
+        """Every request's result of an ended batch (in no particular order)."""
+        ...
+
+    def cancel(self, batch_id: str) -> BatchInfo: ...
+
+
+class BatchStore(Protocol):
+    """The batch records (jobcore.batches), next to the jobs. StoreUnavailableError when the store fails."""
+
+    def open_batches(self) -> list[str]:
+        """The ids of the batches not yet settled."""
+        ...
+
+    def create_batch(self, record: BatchRecord) -> None:
+        """Persist a new record and count it open; ConflictError if it exists."""
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None: ...
+
+    def save_batch(self, record: BatchRecord, *, expected_version: int) -> None:
+        """Persist ``record`` if the stored version is still ``expected_version`` (else ConflictError); a
+        record whose status is ``done`` is no longer open."""
+
+
+class BatchInbox(Protocol):
+    """The batch lane's queue, as its collector consumes it."""
+
+    def receive(self, *, limit: int) -> list[tuple[str | None, str]]:
+        """Up to ``limit`` messages waiting now: ``(job id or None if not a job message, receipt)``."""
+        ...
+
+    def delete(self, receipt: str) -> None: ...
+
+    def release(self, receipt: str, *, delay_s: int) -> None:
+        """Make the message visible again in ``delay_s`` seconds."""

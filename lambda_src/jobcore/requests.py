@@ -83,7 +83,7 @@ def _mode(body: dict[str, Any]) -> Mode:
     try:
         return Mode(raw)
     except ValueError:
-        raise InvalidInputError("mode", "must be one of auto, sync, async") from None
+        raise InvalidInputError("mode", f"must be one of {', '.join(mode.value for mode in Mode)}") from None
 
 
 def _hints(raw: Any) -> Hints:

@@ -2,7 +2,13 @@
 
 The questions, in the order the policy asks them (each answer is recorded on the job):
 
-1. Needs a GPU?                      → a GPU lane (ECS on EC2), if one is enabled; never sync.
+0. Client asked ``batch``?           → the batch lane (Message Batches API, half the token price, results
+                                       within 24 h), if it is enabled and the task only calls Claude (a GPU
+                                       task or one that computes itself cannot: 422 saying why).
+1. Needs a GPU?                      → a GPU lane (ECS on EC2), if one is enabled; never sync, never batch.
+1b. ``auto``, a batch task (nobody waits on it) and the request's ``max_queue_s`` ≥ 86,400 (the client
+    accepts a day's wait)            → the batch lane, when it is enabled and the task only calls Claude
+                                       (otherwise the questions below decide, as for any job).
 2. Memory beyond every lane?         → unroutable (422).
 3. Client asked ``async``?           → a CPU queue lane.
 4. Expected duration > inline budget → a CPU queue lane (sync: unroutable, it cannot answer in time).
@@ -13,7 +19,8 @@ The questions, in the order the policy asks them (each answer is recorded on the
 8. Otherwise                         → inline: short, small, event-driven, run it now.
 
 A queue lane is taken only if it can run the job (its memory and time limit); the lanes and their
-limits are the deployment's (:mod:`jobcore.lanes`), never numbers of this module's own.
+limits are the deployment's (:mod:`jobcore.lanes`), never numbers of this module's own. The batch lane is
+never a fallback and never one of the CPU lanes questions 3 to 7 pick: only 0 and 1b lead there.
 """
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ from dataclasses import dataclass
 from jobcore.errors import UnroutableError
 from jobcore.lanes import Lane, Lanes
 from jobcore.model import Mode
+
+# A client that accepts this long a wait (max_queue_s) for a batch task is sent to the batch lane (mode auto).
+BATCH_AUTO_MIN_QUEUE_S = 86_400
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +45,9 @@ class TaskProfile:
     trigger: str = "event"  # "event": a request waits for it; "batch": nobody waits
     typical_input_tokens: int = 0
     typical_output_tokens: int = 0
+    # Its executor only describes Claude requests (a ModelCallsExecutor), so the batch lane can send them
+    # through the Message Batches API; False for a task that computes itself (a RunExecutor).
+    model_calls: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,17 +78,25 @@ def decide(
     mode: Mode = Mode.AUTO,
     arrival_rate_per_min: float = 0.0,
     worker_cheaper_above_per_min: float | None = None,
+    max_queue_s: float | None = None,
 ) -> Decision:
     """Route one job; raises UnroutableError with the reason when no lane can honour the request.
 
     ``arrival_rate_per_min`` is how often this task arrives; ``worker_cheaper_above_per_min`` the
     rate above which the always-on worker costs less than inline runs
     (:meth:`jobcore.costing.CostModel.break_even_per_min`; None: never prefer the worker for rate alone).
+    ``max_queue_s``: how long the client accepts the job waits (the request's), for the batch rule 1b.
     """
     hints = hints or Hints()
     duration = hints.expected_duration_s if hints.expected_duration_s is not None else expected_duration_s
     memory = max(profile.memory_mb, hints.memory_mb or 0)
     lanes = policy.lanes
+    if mode is Mode.BATCH:
+        return _batch(profile, lanes)
+    if (mode is Mode.AUTO and profile.trigger == "batch" and not profile.gpu and profile.model_calls
+            and max_queue_s is not None and max_queue_s >= BATCH_AUTO_MIN_QUEUE_S and lanes.batch_lane is not None):
+        return Decision(lanes.batch_lane.name, f"{lanes.batch_lane.name}: batch task and the client accepts a wait of "
+                                               f"{max_queue_s:,.0f} s (>= {BATCH_AUTO_MIN_QUEUE_S:,} s): Message Batches API")
     if profile.gpu:
         return _gpu(mode, lanes, memory, duration)
     inline = lanes.inline
@@ -124,6 +145,20 @@ def _first_fitting(candidates: tuple[Lane, ...], memory_mb: int, duration_s: flo
             return lane
     offered = ", ".join(f"{lane.name} ({lane.memory_mb} MB, {lane.time_limit_s:g} s)" for lane in candidates)
     raise UnroutableError(f"needs {memory_mb} MB for {duration_s:.1f} s; no lane offers that ({offered})")
+
+
+def _batch(profile: TaskProfile, lanes: Lanes) -> Decision:
+    if profile.gpu:
+        raise UnroutableError("needs a GPU, which only a queued gpu lane has: the batch lane sends Claude requests "
+                              "through the Message Batches API; use auto or async")
+    if not profile.model_calls:
+        raise UnroutableError("this task computes its result itself rather than calling Claude, so the batch lane "
+                              "(Message Batches API) cannot run it; use auto or async")
+    lane = lanes.batch_lane
+    if lane is None:
+        raise UnroutableError("the batch lane is not enabled in this deployment (batch_enabled); use auto or async")
+    return Decision(lane.name, f"{lane.name}: client asked for batch (Message Batches API: half the token price, "
+                               "results within 24 h)")
 
 
 def _gpu(mode: Mode, lanes: Lanes, memory: int, duration: float) -> Decision:

@@ -202,6 +202,7 @@ class JobService:
             task.profile, expected_duration_s=expected_s, policy=self.policy,
             hints=request.hints if request else None, mode=request.mode if request else Mode.AUTO,
             arrival_rate_per_min=rate, worker_cheaper_above_per_min=threshold,
+            max_queue_s=request.max_queue_s if request else None,
         )
 
     def get(self, job_id: str, *, tenant_id: str) -> Job:

@@ -43,6 +43,7 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         "waiting": waiting_line(job),
         "result_expires_at": iso(job.result_expires_at),
         "attempts": job.attempts,
+        "batch_id": job.batch_id,
         "metadata": job.metadata,
         "usage": {"input_tokens": job.usage.input_tokens, "output_tokens": job.usage.output_tokens, "model_calls": job.usage.model_calls},
         "cost": job.cost or None,

@@ -47,7 +47,7 @@ class EmbeddingsTask:
     name = "embeddings.encode"
     description = "Many texts in; one embedding vector each out (ONNX Runtime on the GPU lane), as .npy or JSON lines."
     profile = TaskProfile(
-        expected_duration_s=10.0, memory_mb=4096, gpu=True, trigger="batch", timeout_s=1_800.0,
+        expected_duration_s=10.0, memory_mb=4096, gpu=True, trigger="batch", timeout_s=1_800.0, model_calls=False,
     )
     executor = "jobadapters.embeddings:EmbeddingsExecutor"
 
