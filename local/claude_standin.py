@@ -17,16 +17,37 @@ exact values:
 
 Token usage is ``ceil(characters / 4)``, at least 1, for the request text and for the output.
 
+Prompt caching is counted as the API does (:class:`PromptCache`): blocks with ``cache_control``
+``{"type": "ephemeral"[, "ttl": "5m"|"1h"]}`` (tools, then system, then message blocks; or the
+top-level ``cache_control``) write their prefix once it is at least 1024 tokens (2048 for Haiku),
+reported as ``cache_creation_input_tokens`` (split by ttl in ``cache_creation``); a later request
+with the same prefix within the ttl gets ``cache_read_input_tokens``, and ``input_tokens`` is only
+the rest. Usage always carries the cache fields (0 when nothing is cached) and ``service_tier``.
+
+The Message Batches API is served too: ``POST /v1/messages/batches``, ``GET .../batches`` (list,
+``limit``/``after_id``/``before_id``), ``GET``/``DELETE .../batches/{id}``, ``POST .../{id}/cancel``
+and ``GET .../{id}/results`` (JSON lines; ``results_url`` points back here). Each request is
+answered like a ``/v1/messages`` call (a bad one comes back ``errored``); request i of n is done at
+``batch_delay_s * (i + 1) / n`` after creation, so the batch is ``in_progress`` until
+``batch_delay_s`` (1 s by default), and a cancel is ``canceling`` for ``batch_cancel_delay_s`` before
+the unanswered requests end ``canceled``. ``clock`` (``time.time``) drives both caching ttls and batch
+timing, so tests can inject a fake one.
+
 Behaviour is driven from Python (``configure``/``reset``/``stats``) or, for another process, over
 HTTP: ``POST /_standin/control``, ``POST /_standin/reset``, ``GET /_standin/stats``. A control body
 ``{"fail": {"status": 429, "times": 3}}`` fails the next three calls; ``{"fail": {"status": 429,
 "for_s": 60, "retry_after": 1}}`` fails every call for the next 60 s (a rate-limit storm) with that
-``retry-after`` header, then answers again; ``{"fail": null}`` ends a failure.
+``retry-after`` header, then answers again; ``{"fail": null}`` ends a failure. Batches made from
+then on follow ``{"batch": {"delay_s": 2, "cancel_delay_s": 0.5, "fail": [rule, ...]}}``, where a
+rule picks requests by one of ``"custom_id"`` (a regex), ``"index"`` (0-based) or ``"fraction"``
+and makes them ``"result": "errored"`` (the default, with ``"error_type"``, default
+``overloaded_error``, and optional ``"message"``) or ``"expired"``; ``{"batch": {"fail": null}}``
+drops the rules. The stats add ``batches``: ``{"created": n, "requests": {batch_id: size}}``.
 
     with ClaudeStandIn() as standin:
         client = anthropic.Anthropic(api_key="x", base_url=standin.base_url)
 
-CLI: ``python -m local.claude_standin --port 8081 --latency 0.2`` serves until Ctrl-C.
+CLI: ``python -m local.claude_standin --port 8081 --latency 0.2 --batch-delay 1`` serves until Ctrl-C.
 """
 
 from __future__ import annotations

@@ -850,3 +850,14 @@ def test_batch_requests_share_the_prompt_cache(clocked, clock):
     usages = [result.message.usage for result in results(clocked, batch.id).values()]
     assert [cache(u)[:2] for u in usages] == [(tokens(BIG), 0), (0, tokens(BIG)), (0, tokens(BIG))]
     assert cache(ask(clocked))[:2] == (0, tokens(BIG))  # and with direct calls
+
+
+def test_a_batch_still_processing_after_24_hours_ends_with_the_rest_expired(clock):
+    with ClaudeStandIn(clock=clock, batch_delay_s=48 * 3600) as server:
+        sdk = client(server)
+        batch = sdk.messages.batches.create(requests=requests_for("early", "late"))  # due at 24 h and 48 h
+        clock.advance(24 * 3600)
+
+        ended = sdk.messages.batches.retrieve(batch.id)
+        assert ended.processing_status == "ended" and ended.ended_at == ended.expires_at
+        assert {c: r.type for c, r in results(server, batch.id).items()} == {"early": "succeeded", "late": "expired"}
