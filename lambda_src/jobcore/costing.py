@@ -106,16 +106,24 @@ def batch_run(prices: Prices, compute: Compute, *, items: int, items_per_s: floa
     return BatchRun(seconds, billed / SECONDS_PER_HOUR * worker_hourly(prices, compute))
 
 
-# The Message Batches API bills every token at half the Messages API's price.
-BATCH_PRICE_FACTOR = 0.5
-
-
 def claude_cost(prices: Prices, model_id: str | None, usage: Usage, *, batch: bool = False) -> float:
-    """Tokens × the model's prices (half of them through the Message Batches API, ``batch``); an unknown model
-    is priced as the file's default model."""
+    """Tokens × the model's prices; an unknown model is priced as the file's default model.
+
+    Input at the input price; a cached prefix written at 1.25× it (2× for the 1-hour TTL) and read at 0.1×;
+    output at the output price; everything at half price (``prices.claude.batch_discount`` off) when the
+    request went through the Message Batches API (``batch``).
+    """
     rates, _ = prices.claude.for_model(model_id)
-    cost = (usage.input_tokens * rates.input_per_million + usage.output_tokens * rates.output_per_million) / 1e6
-    return cost * BATCH_PRICE_FACTOR if batch else cost
+    caching = prices.claude.caching
+    writes_1h = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
+    input_equivalent = (
+        usage.input_tokens
+        + (usage.cache_creation_input_tokens - writes_1h) * caching.write_5m_multiplier
+        + writes_1h * caching.write_1h_multiplier
+        + usage.cache_read_input_tokens * caching.read_multiplier
+    )
+    cost = (input_equivalent * rates.input_per_million + usage.output_tokens * rates.output_per_million) / 1e6
+    return cost * (1 - prices.claude.batch_discount) if batch else cost
 
 
 def request_charges(
@@ -207,6 +215,16 @@ class CostModel:
         """What a finished job cost: the tokens it used and the time it ran, on the lane it ran on."""
         return self._priced(self.lanes.get(lane), model_id, usage, duration_s).to_dict(self.prices.currency)
 
+    def batch_estimate(self, *, model_id: str, input_tokens: int, output_tokens: int) -> dict[str, Any]:
+        """The same tokens sent through the Message Batches API: at the batch price, with no compute of ours
+        (Anthropic's batch does the waiting, not a worker) and a queued job's request charges."""
+        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+        basis = (f"batch: Message Batches API, no compute of ours; {_tokens_basis(self.prices, model_id, usage, batch=True)}; "
+                 f"{_requests_basis(True)}; prices {self.prices.as_of}")
+        cost = Cost(claude=claude_cost(self.prices, model_id, usage, batch=True), compute=0.0,
+                    requests=job_requests(self.prices, queued=True), basis=basis)
+        return cost.to_dict(self.prices.currency)
+
     def break_even_per_min(self, expected_duration_s: float) -> float | None:
         """The routing policy's frequency threshold for a job this long, inline against the fallback lane."""
         return break_even_rate_per_min(
@@ -249,12 +267,22 @@ def _share(lane: Lane) -> str:
     return f"of a {_describe(lane).removeprefix(lane.name + ' ').rsplit(' x', 1)[0]} worker shared by {lane.concurrency} jobs"
 
 
-def _tokens_basis(prices: Prices, model_id: str | None, usage: Usage) -> str:
-    if not (usage.input_tokens or usage.output_tokens):
+def _tokens_basis(prices: Prices, model_id: str | None, usage: Usage, *, batch: bool = False) -> str:
+    """``claude-sonnet-4-5: 300 in / 400 out tokens, 1,200 cache-read tokens; batch: 50 % off``."""
+    if not (usage.input_tokens or usage.output_tokens or usage.cache_creation_input_tokens or usage.cache_read_input_tokens):
         return "no Claude tokens"
     _, known = prices.claude.for_model(model_id)
     priced_as = "" if known else f" (unknown model: priced as {prices.claude.default_model})"
-    return f"{model_id}{priced_as}: {usage.input_tokens:,} in / {usage.output_tokens:,} out tokens"
+    text = f"{model_id}{priced_as}: {usage.input_tokens:,} in / {usage.output_tokens:,} out tokens"
+    if usage.cache_creation_input_tokens:
+        ttl = (f" ({usage.cache_creation_1h_input_tokens:,} with the 1-hour TTL)"
+               if usage.cache_creation_1h_input_tokens else "")
+        text += f", {usage.cache_creation_input_tokens:,} cache-write tokens{ttl}"
+    if usage.cache_read_input_tokens:
+        text += f", {usage.cache_read_input_tokens:,} cache-read tokens"
+    if batch:
+        text += f"; batch: {prices.claude.batch_discount * 100:g} % off"
+    return text
 
 
 def _requests_basis(queued: bool) -> str:

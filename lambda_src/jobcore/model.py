@@ -8,7 +8,7 @@ message (SQS delivers at least once) therefore cannot both finish the job: the s
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from jobcore.deliveries import Delivery
@@ -59,16 +59,20 @@ class Mode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Usage:
+    """Claude tokens a job used, as the Messages API counts them: ``input_tokens`` are the uncached input
+    only (after the last cache breakpoint); a cached prefix is counted in ``cache_creation_input_tokens``
+    (written this call; ``cache_creation_1h_input_tokens`` of them with the 1-hour TTL) or in
+    ``cache_read_input_tokens`` (a hit). Items stored before caching lack them: 0."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     model_calls: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.model_calls + other.model_calls,
-        )
+        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage)))
 
 
 @dataclass(frozen=True)

@@ -60,12 +60,24 @@ class Ec2Prices:
 class TokenPrices:
     input_per_million: float
     output_per_million: float
+    min_cacheable_tokens: int  # not a price: the shortest prefix the model caches (a shorter one is not cached)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CachingPrices:
+    """Prompt caching, as multipliers of the model's base input price."""
+
+    write_5m_multiplier: float  # a cache write with the default 5-minute TTL
+    write_1h_multiplier: float  # a cache write with the 1-hour TTL
+    read_multiplier: float  # a cache hit
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClaudePrices:
     models: Mapping[str, TokenPrices]
     default_model: str
+    batch_discount: float  # fraction off every token of a Message Batches request
+    caching: CachingPrices
 
     def for_model(self, model_id: str | None) -> tuple[TokenPrices, bool]:
         """The model's prices and whether it was known; unknown models cost what the default costs."""
@@ -154,6 +166,9 @@ class _Reader:
     def optional_text(self, key: str) -> str | None:
         return self.text(key) if key in self._data else None
 
+    def has(self, key: str) -> bool:
+        return key in self._data
+
     def group(self, key: str) -> _Reader:
         return _Reader(self._get(key), self._where(key))
 
@@ -192,14 +207,26 @@ def _ec2(r: _Reader) -> Ec2Prices:
 
 
 def _claude(r: _Reader) -> ClaudePrices:
-    models = {
-        name: TokenPrices(input_per_million=spec.num("input_per_million"), output_per_million=spec.num("output_per_million"))
-        for name, spec in r.group("models").groups()
-    }
+    specs = dict(r.group("models").groups())
     default = r.text("default_model")
-    if default not in models:
+    if default not in specs:
         raise ValueError(f"prices: claude.default_model {default!r} is not in claude.models")
-    return ClaudePrices(models=models, default_model=default)
+    # A model added by an override without its minimum cacheable length gets the default model's.
+    default_minimum = int(specs[default].num("min_cacheable_tokens"))
+    models = {
+        name: TokenPrices(
+            input_per_million=spec.num("input_per_million"), output_per_million=spec.num("output_per_million"),
+            min_cacheable_tokens=int(spec.num("min_cacheable_tokens")) if spec.has("min_cacheable_tokens") else default_minimum,
+        )
+        for name, spec in specs.items()
+    }
+    discount = r.group("batch").num("discount")
+    if discount >= 1:
+        raise ValueError("prices: claude.batch.discount is a fraction below 1")
+    cache = r.group("prompt_caching")
+    caching = CachingPrices(write_5m_multiplier=cache.num("write_5m_multiplier"),
+                            write_1h_multiplier=cache.num("write_1h_multiplier"), read_multiplier=cache.num("read_multiplier"))
+    return ClaudePrices(models=models, default_model=default, batch_discount=discount, caching=caching)
 
 
 def _requests(root: _Reader) -> RequestPrices:

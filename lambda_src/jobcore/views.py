@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobcore.deliveries import Delivery
-from jobcore.model import Job, JobStatus
+from jobcore.model import Job, JobStatus, Usage
 
 
 def iso(ms: int | None) -> str | None:
@@ -45,7 +45,7 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         "attempts": job.attempts,
         "batch_id": job.batch_id,
         "metadata": job.metadata,
-        "usage": {"input_tokens": job.usage.input_tokens, "output_tokens": job.usage.output_tokens, "model_calls": job.usage.model_calls},
+        "usage": usage_view(job.usage),
         "cost": job.cost or None,
         "error": job.error,
         "attempt_errors": [{**entry, "at": iso(entry.get("at"))} for entry in job.attempt_errors] or None,
@@ -70,6 +70,19 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         shown["result"] = None
         shown["result_status"] = RESULT_EXPIRED
     return shown
+
+
+def usage_view(usage: Usage) -> dict[str, int]:
+    """The job's tokens: uncached input, output, calls, and the cached prefix written and read (0 without
+    caching); the 1-hour-TTL part of the writes only when there is one."""
+    view = {
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "model_calls": usage.model_calls,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+    }
+    if usage.cache_creation_1h_input_tokens:
+        view["cache_creation_1h_input_tokens"] = usage.cache_creation_1h_input_tokens
+    return view
 
 
 def result_expired(job: Job, now_ms: int | None) -> bool:

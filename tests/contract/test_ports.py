@@ -44,7 +44,8 @@ def every_field_job(job_id: str = "job_contract") -> Job:
         started_at=NOW_MS + 10, finished_at=NOW_MS + 2_345, attempts=2,
         result_ref="results/job_contract.json", result_bytes=1234,
         error={"type": "model_unavailable", "message": "model answered 529: Overloaded — retry later"},
-        usage=Usage(input_tokens=1_000, output_tokens=250, model_calls=3),
+        usage=Usage(input_tokens=1_000, output_tokens=250, model_calls=3, cache_creation_input_tokens=1_200,
+                    cache_read_input_tokens=3_600, cache_creation_1h_input_tokens=1_200),
         cost={
             "estimate": {"total": 0.0123, "currency": "USD", "lane": "cpu", "breakdown": {"claude": 0.01, "compute": 0.0023}},
             "actual": {"total": 0.004370, "basis": "1.141 s of a 1 vCPU / 4096 MB Fargate Spot worker × ¼"},

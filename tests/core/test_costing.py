@@ -210,3 +210,62 @@ def test_no_break_even_when_even_a_busy_worker_costs_more_per_request(prices):
     # costs 0.020391 / 3600 = 5.7e-6 a second even when busy: it never pays, at any rate.
     lanes = make_lanes(router_memory_mb=128, worker_concurrency=1)
     assert break_even_rate_per_min(prices, expected_duration_s=8, inline=lanes.inline, worker=lanes.get("cpu")) is None
+
+
+# -- the Message Batches discount and prompt caching -----------------------------------------------
+
+def test_the_batch_discount_and_the_caching_multipliers_are_in_the_price_file(prices):
+    assert prices.claude.batch_discount == 0.5
+    caching = prices.claude.caching
+    assert (caching.write_5m_multiplier, caching.write_1h_multiplier, caching.read_multiplier) == (1.25, 2.0, 0.1)
+    minimum = {name: model.min_cacheable_tokens for name, model in prices.claude.models.items()}
+    assert minimum == {"claude-sonnet-4-5": 1024, "claude-haiku-4-5": 4096, "claude-opus-4-5": 4096}
+
+
+def test_batch_and_caching_overrides_merge_and_a_typo_is_refused(prices):
+    negotiated = prices.with_overrides({"claude": {"batch": {"discount": 0.6}, "prompt_caching": {"read_multiplier": 0.05}}})
+    assert negotiated.claude.batch_discount == 0.6 and negotiated.claude.caching.read_multiplier == 0.05
+    assert negotiated.claude.caching.write_5m_multiplier == 1.25
+    with pytest.raises(ValueError, match=r"claude\.prompt_caching\.read_multiplyer"):
+        prices.with_overrides({"claude": {"prompt_caching": {"read_multiplyer": 0.05}}})
+    with pytest.raises(ValueError, match=r"claude\.batch\.discount is a fraction below 1"):
+        prices.with_overrides({"claude": {"batch": {"discount": 1}}})
+
+
+def test_a_model_added_without_its_minimum_cacheable_length_gets_the_default_models(prices):
+    more = prices.with_overrides({"claude": {"models": {
+        "claude-next": {"input_per_million": 2, "output_per_million": 10},
+        "claude-tiny": {"input_per_million": 1, "output_per_million": 2, "min_cacheable_tokens": 512},
+    }}})
+    assert more.claude.models["claude-next"].min_cacheable_tokens == 1024  # claude-sonnet-4-5's
+    assert more.claude.models["claude-tiny"].min_cacheable_tokens == 512
+
+
+def test_claude_cost_with_cache_writes_reads_and_the_batch_discount(prices):
+    # claude-sonnet-4-5, $3/M in, $15/M out: 300 in + 1,200 written at 1.25 x + 400 out
+    written = Usage(input_tokens=300, output_tokens=400, cache_creation_input_tokens=1200)
+    assert claude_cost(prices, "claude-sonnet-4-5", written) == pytest.approx((300 * 3 + 1200 * 3.75 + 400 * 15) / 1e6)
+    # the same prefix read: 1,200 at 0.1 x
+    read = Usage(input_tokens=300, output_tokens=400, cache_read_input_tokens=1200)
+    assert claude_cost(prices, "claude-sonnet-4-5", read) == pytest.approx((300 * 3 + 1200 * 0.3 + 400 * 15) / 1e6)
+    # written with the 1-hour TTL: 2 x
+    hour = Usage(input_tokens=300, output_tokens=400, cache_creation_input_tokens=1200, cache_creation_1h_input_tokens=1200)
+    assert claude_cost(prices, "claude-sonnet-4-5", hour) == pytest.approx((300 * 3 + 1200 * 6 + 400 * 15) / 1e6)
+    # batch: everything at half price, caching included
+    assert claude_cost(prices, "claude-sonnet-4-5", read, batch=True) == pytest.approx((300 * 3 + 1200 * 0.3 + 400 * 15) / 2e6)
+    assert claude_cost(prices, "claude-haiku-4-5", Usage(1500, 400), batch=True) == pytest.approx((1500 * 1 + 400 * 5) / 2e6)
+
+
+def test_the_actual_cost_prices_cached_tokens_and_its_basis_says_so(prices):
+    usage = Usage(input_tokens=300, output_tokens=400, model_calls=1, cache_read_input_tokens=1200, cache_creation_input_tokens=50)
+    cost = CostModel(prices, LANES).actual(lane="cpu", model_id="claude-sonnet-4-5", usage=usage, duration_s=4)
+    assert cost["breakdown"]["claude"] == pytest.approx((300 * 3 + 50 * 3.75 + 1200 * 0.3 + 400 * 15) / 1e6)
+    assert "claude-sonnet-4-5: 300 in / 400 out tokens, 50 cache-write tokens, 1,200 cache-read tokens;" in cost["basis"]
+    assert "batch" not in cost["basis"]
+
+
+def test_the_batch_estimate_is_tokens_at_half_price_and_no_compute(prices):
+    cost = CostModel(prices, LANES).batch_estimate(model_id="claude-sonnet-4-5", input_tokens=1000, output_tokens=500)
+    assert cost["breakdown"] == pytest.approx({"claude": 0.0105 / 2, "compute": 0.0, "requests": QUEUED_REQUESTS})
+    assert cost["basis"].startswith(
+        "batch: Message Batches API, no compute of ours; claude-sonnet-4-5: 1,000 in / 500 out tokens; batch: 50 % off;")

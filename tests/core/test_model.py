@@ -71,3 +71,12 @@ def test_dict_roundtrip_keeps_every_field():
     )
     assert Job.from_dict(job.to_dict()) == job
     assert job.to_dict()["status"] == "running" and job.to_dict()["webhook"]["events"] == ["failed"]
+
+
+def test_usage_adds_every_count_and_old_items_without_cache_counts_still_read():
+    total = Usage(10, 5, 1, cache_creation_input_tokens=100) + Usage(1, 2, 1, cache_read_input_tokens=100, cache_creation_1h_input_tokens=3)
+    assert total == Usage(11, 7, 2, cache_creation_input_tokens=100, cache_read_input_tokens=100, cache_creation_1h_input_tokens=3)
+    old = make_job(JobStatus.SUCCEEDED).to_dict() | {"usage": {"input_tokens": 3, "output_tokens": 4, "model_calls": 1}}
+    assert Job.from_dict(old).usage == Usage(3, 4, 1)
+    cached = make_job(usage=Usage(3, 4, 1, cache_read_input_tokens=2_000))
+    assert Job.from_dict(cached.to_dict()).usage.cache_read_input_tokens == 2_000

@@ -110,8 +110,20 @@ def load_executor(path: str) -> Executor:
 
 
 def usage_of(response: Mapping[str, Any]) -> Usage:
+    """One Messages API response's tokens: uncached input, output, and the cached prefix written or read
+    (``cache_creation.ephemeral_1h_input_tokens``: the part of the writes with the 1-hour TTL)."""
     usage = response.get("usage") or {}
-    return Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), 1)
+    creation = usage.get("cache_creation") or {}
+
+    def count(source: Mapping[str, Any], key: str) -> int:
+        return int(source.get(key) or 0)  # absent or null (exclude_none drops it; the API sends null) is 0
+
+    return Usage(
+        input_tokens=count(usage, "input_tokens"), output_tokens=count(usage, "output_tokens"), model_calls=1,
+        cache_creation_input_tokens=count(usage, "cache_creation_input_tokens"),
+        cache_read_input_tokens=count(usage, "cache_read_input_tokens"),
+        cache_creation_1h_input_tokens=count(creation, "ephemeral_1h_input_tokens"),
+    )
 
 
 def text_of(response: Mapping[str, Any]) -> str:

@@ -19,11 +19,13 @@ from jobcore.errors import InvalidInputError
 from jobcore.limits import MAX_MODEL_ID_CHARS
 from jobcore.routing import TaskProfile
 from jobcore.tasks.base import ModelRequest
+from jobcore.tasks.caching import MAX_BREAKPOINTS, breakpoints
 from jobcore.validation import expect_object, get, in_range, quoted, reject_unknown
 
 # Claude's output rate, used to turn max_tokens into an expected duration for routing.
 _OUTPUT_TOKENS_PER_S = 60.0
-_FIELDS = {"model", "system", "messages", "max_tokens", "stop_sequences", "tools", "tool_choice", "metadata"}
+_FIELDS = {"model", "system", "messages", "max_tokens", "stop_sequences", "tools", "tool_choice", "metadata", "cache_control"}
+_CACHE_TTLS = ("5m", "1h")
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
 MAX_MESSAGES = 100_000  # the Messages API's own limit
 MAX_STOP_SEQUENCES = 32  # ours: the API documents none
@@ -63,6 +65,7 @@ class MessagesTask:
         _stop_sequences(body.get("stop_sequences"))
         _tool_choice(body.get("tool_choice"), _tools(body.get("tools")))
         _metadata(body.get("metadata"))
+        _cache_breakpoints(body)
         return {key: value for key, value in body.items() if value is not None}  # null means "not given"
 
     def expected_duration_s(self, payload: dict[str, Any]) -> float:
@@ -110,6 +113,7 @@ def _content_block(block: Any, path: str, *, prefill: bool = False) -> None:
         raise InvalidInputError(f"{path}.type", "must name the block's type")
     if kind == "text":
         _text(get(block, "text", str, path), f"{path}.text", prefill=prefill)
+    _cache_control(block.get("cache_control"), f"{path}.cache_control")
 
 
 def _system(system: Any) -> None:
@@ -124,6 +128,7 @@ def _system(system: Any) -> None:
         if get(block, "type", str, path) != "text":
             raise InvalidInputError(f"{path}.type", "must be 'text'")
         _text(get(block, "text", str, path), f"{path}.text")
+        _cache_control(block.get("cache_control"), f"{path}.cache_control")
 
 
 def _stop_sequences(sequences: Any) -> None:
@@ -167,6 +172,7 @@ def _tools(tools: Any) -> set[str]:
             get(tool, "description", str, path, required=False)
         elif not kind:
             raise InvalidInputError(f"{path}.type", "must name the tool's type")
+        _cache_control(tool.get("cache_control"), f"{path}.cache_control")
     return names
 
 
@@ -184,6 +190,27 @@ def _tool_choice(choice: Any, tools: set[str]) -> None:
         raise InvalidInputError(f"{path}.name", f"names no tool of input.tools: {quoted(choice['name'])}")
     if kind == "any" and not tools:
         raise InvalidInputError(path, "'any' needs at least one tool in input.tools")
+
+
+def _cache_control(marker: Any, path: str) -> None:
+    """A client's own cache breakpoint, passed through: ``{"type": "ephemeral"}``, optionally ``"ttl": "5m"|"1h"``."""
+    if marker is None:
+        return
+    expect_object(marker, path)
+    reject_unknown(marker, {"type", "ttl"}, path)
+    if get(marker, "type", str, path) != "ephemeral":
+        raise InvalidInputError(f"{path}.type", "must be 'ephemeral'")
+    ttl = get(marker, "ttl", str, path, required=False)
+    if ttl is not None and ttl not in _CACHE_TTLS:
+        raise InvalidInputError(f"{path}.ttl", f"must be one of {', '.join(_CACHE_TTLS)}")
+
+
+def _cache_breakpoints(body: dict[str, Any]) -> None:
+    """The client's cache markers (top level, tools, system, message blocks): at most the API's four."""
+    _cache_control(body.get("cache_control"), "input.cache_control")
+    count = breakpoints(body)
+    if count > MAX_BREAKPOINTS:
+        raise InvalidInputError("input", f"has {count} cache_control breakpoints; the Messages API takes at most {MAX_BREAKPOINTS}")
 
 
 def _metadata(metadata: Any) -> None:

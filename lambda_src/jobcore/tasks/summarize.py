@@ -13,11 +13,14 @@ from typing import Any
 from jobcore.errors import InvalidInputError
 from jobcore.routing import TaskProfile
 from jobcore.tasks.base import ModelRequest, text_of
+from jobcore.tasks.caching import cached_system
 from jobcore.validation import expect_object, get, in_range, non_empty, reject_unknown
 
 MAX_DOCUMENTS = 500
 MAX_ID_CHARS = 200  # an id is echoed in the digest, one per document
-MAX_INSTRUCTIONS_CHARS = 4_000  # sent with every document's call
+# Sent with every document's call, in the system prompt: long enough (about 5,000 tokens) for a style guide
+# or a rubric, which is then the request's cached prefix (see SummarizeExecutor).
+MAX_INSTRUCTIONS_CHARS = 20_000
 _SECONDS_PER_DOCUMENT = 8.0
 _ASSUMED_CONCURRENCY = 8
 
@@ -63,11 +66,14 @@ class SummarizeTask:
 class SummarizeExecutor:
     def requests(self, payload: dict[str, Any], *, model_id: str) -> list[ModelRequest]:
         prompt = f"Summarize in at most {payload['max_words']} words. {payload['instructions']}".strip()
+        # Every document is its own request with the same system prompt: that prompt is the shared prefix,
+        # marked for caching when it is long enough for the model (long instructions), else sent as text.
+        system = cached_system(prompt, model_id)
         return [
             ModelRequest(f"doc-{i}", {
                 "model": model_id,
                 "max_tokens": payload["max_words"] * 2 + 50,
-                "system": prompt,
+                "system": system,
                 "messages": [{"role": "user", "content": doc["text"]}],
             })
             for i, doc in enumerate(payload["documents"])
