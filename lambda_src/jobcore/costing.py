@@ -232,11 +232,11 @@ class CostModel:
 
     def _priced(self, lane: Lane, model_id: str, usage: Usage, duration_s: float) -> Cost:
         duration_s = max(0.0, duration_s)
-        basis = (f"{lane.name}: {duration_s:g} s {_share(lane)}; {_tokens_basis(self.prices, model_id, usage)}; "
+        batch = isinstance(lane.compute, BatchCompute)  # its calls went through the Message Batches API: tokens at half price
+        basis = (f"{lane.name}: {duration_s:g} s {_share(lane)}; {_tokens_basis(self.prices, model_id, usage, batch=batch)}; "
                  f"{_requests_basis(lane.queued)}; prices {self.prices.as_of}")
         return Cost(
-            claude=claude_cost(self.prices, model_id, usage, batch=isinstance(lane.compute, BatchCompute)),
-            compute=self._compute(lane, duration_s),
+            claude=claude_cost(self.prices, model_id, usage, batch=batch), compute=self._compute(lane, duration_s),
             requests=job_requests(self.prices, queued=lane.queued), basis=basis,
         )
 

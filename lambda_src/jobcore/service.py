@@ -75,6 +75,8 @@ class CostEstimator(Protocol):
 
     def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
 
+    def batch_estimate(self, *, model_id: str, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
+
 
 @dataclass(kw_only=True)
 class JobService:
@@ -248,7 +250,16 @@ class JobService:
         return {
             **described, "route": {"lane": where.lane, "reason": where.reason},
             "frequency": frequency, "typical_cost": self.estimate(task, where.lane, expected_s),
+            "batch_cost": self.batch_estimate(task),
         }
+
+    def batch_estimate(self, task: TaskSpec) -> dict[str, Any] | None:
+        """The typical job's tokens through the Message Batches API (half price, no compute of ours); None for
+        a task the batch lane cannot take (one that needs a GPU or computes its result itself)."""
+        if self.cost_model is None or task.profile.gpu or not task.profile.model_calls:
+            return None
+        return self.cost_model.batch_estimate(model_id=self.model_id, input_tokens=task.profile.typical_input_tokens,
+                                              output_tokens=task.profile.typical_output_tokens)
 
     def tasks(self) -> list[dict[str, Any]]:
         return [self.describe(task) for task in self.runner.catalogue.values()]

@@ -457,6 +457,8 @@ def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
     routed = [task for task in tasks.values() if task["route"]["lane"]]  # a task for a disabled lane has no cost
     assert {task["name"] for task in routed} >= {"claude.messages", "invoice.extract", "documents.summarize"}
     assert all(task["typical_cost"]["total"] > 0 for task in routed)
+    invoice = tasks["invoice.extract"]  # the batch price beside the routed one: the same tokens at half price
+    assert invoice["batch_cost"]["breakdown"]["claude"] * 2 == pytest.approx(invoice["typical_cost"]["breakdown"]["claude"])
 
 
 def test_an_unknown_route_is_404_json(api):

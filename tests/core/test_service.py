@@ -186,3 +186,28 @@ def test_describe_reports_an_unroutable_task_with_the_reason():
 
     described = service.describe(GpuInvoice())
     assert described["route"] == {"lane": None, "reason": "needs a GPU, and the gpu lane is not enabled in this deployment"}
+
+
+def test_describe_shows_the_batch_price_beside_the_routed_one():
+    service, _ = priced_service()
+    described = {task["name"]: task for task in service.tasks()}
+    invoice = described["invoice.extract"]
+    # 1,500 in / 400 out on claude-sonnet-4-5 at half price: (1,500 x 3 + 400 x 15) / 2M; no compute
+    assert invoice["batch_cost"]["breakdown"]["claude"] == pytest.approx(0.0105 / 2)
+    assert invoice["batch_cost"]["breakdown"]["compute"] == 0
+    assert invoice["batch_cost"]["breakdown"]["claude"] == pytest.approx(invoice["typical_cost"]["breakdown"]["claude"] / 2)
+    assert invoice["batch_cost"]["total"] < invoice["typical_cost"]["total"]
+    assert "batch: 50 % off" in invoice["batch_cost"]["basis"]
+    summarize = described["documents.summarize"]
+    assert summarize["batch_cost"]["total"] < summarize["typical_cost"]["total"]
+
+
+def test_describe_has_no_batch_price_for_a_task_the_batch_lane_cannot_take():
+    service, _ = priced_service()
+
+    class GpuInvoice(InvoiceTask):
+        profile = replace(InvoiceTask.profile, gpu=True)
+
+    assert service.describe(GpuInvoice()).get("batch_cost") is None
+    unpriced, _ = make_service()
+    assert unpriced.describe(InvoiceTask())["batch_cost"] is None
