@@ -102,3 +102,41 @@ def test_a_task_longer_than_any_queue_allows_is_unroutable_in_the_hybrid_but_pri
     row = compare([task], prices, **ROUTER).tasks[0]
     assert row.options["hybrid"].cost is None and "no lane offers that" in row.hybrid_reason
     assert row.options["fargate"].cost is not None
+
+
+def test_the_claude_bill_cut_by_the_batch_lane_and_by_caching_by_hand(seed):
+    row = next(r for r in seed.tasks if r.task.name == "invoice-processing")
+    cuts = {cut.name: cut for cut in row.cuts}
+    today = row.options["hybrid"].cost
+    assert cuts["today"].total == today.total and cuts["today"].saves == 0
+    # Message Batches: every token at half price; no worker; 10,000 queued jobs' request charges
+    queued = 10_000 * (INLINE_REQUESTS + 0.625e-6 + 3 * 0.4e-6)
+    assert cuts["batch lane"].claude == pytest.approx(52.5)
+    assert cuts["batch lane"].total == pytest.approx(52.5 + queued)
+    # Caching: 300 uncached in, 1,200 prefix read by 68% (0.1 x $3/M) and written by 32% (1.25 x $3/M), 400 out
+    per_job = (300 * 3 + 1200 * (0.68 * 0.3 + 0.32 * 3.75) + 400 * 15) / 1e6
+    assert cuts["prompt caching"].claude == pytest.approx(10_000 * per_job)
+    assert cuts["prompt caching"].total == pytest.approx(today.total - 105.0 + 10_000 * per_job)
+    assert cuts["batch lane + caching"].claude == pytest.approx(10_000 * per_job / 2)
+    assert cuts["prompt caching"].saves == pytest.approx(today.total - cuts["prompt caching"].total)
+
+
+def test_a_prefix_under_the_models_minimum_is_not_cached_and_a_task_without_tokens_has_no_cuts(prices):
+    short = WorkloadTask(name="short-prefix", duration_s=5, memory_mb=512, monthly_volume=1000, input_tokens=1500,
+                         output_tokens=100, model="claude-haiku-4-5", cached_prefix_tokens=1200, cache_hit_rate=0.9)
+    cuts = {cut.name: cut for cut in compare([short], prices, **ROUTER).tasks[0].cuts}
+    assert cuts["prompt caching"].total is None
+    assert cuts["prompt caching"].note == "not cacheable: a 1,200-token prefix is under claude-haiku-4-5's 4,096-token minimum"
+    assert "batch lane + caching" not in cuts and cuts["batch lane"].claude == pytest.approx(1000 * (1500 + 500) / 2e6)
+    plain = WorkloadTask(name="cpu", duration_s=5, memory_mb=512, monthly_volume=1000)
+    assert compare([plain], prices, **ROUTER).tasks[0].cuts == ()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"cache_hit_rate": 1.5}, r"cache_hit_rate: must be a fraction from 0 to 1"),
+    ({"cached_prefix_tokens": 2000}, r"cached_prefix_tokens: must be at most input_tokens \(1,500\)"),
+])
+def test_a_bad_caching_assumption_names_the_field(prices, extra, message):
+    spec = {"name": "x", "duration_s": 1, "memory_mb": 128, "monthly_volume": 1, "input_tokens": 1500, **extra}
+    with pytest.raises(ValueError, match=message):
+        load_workload({"tasks": [spec]}, prices)

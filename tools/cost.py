@@ -119,7 +119,23 @@ def _task_table(row: TaskComparison) -> str:
     else:
         lines.append(f"  cheapest route that can run it: {cheapest.route}, {money(cheapest.priced.total)}/month")
     lines.append(f"  hybrid routing: {row.hybrid_reason}")
+    lines += _cuts(row)
     return "\n".join(lines)
+
+
+def _cuts(row: TaskComparison) -> list[str]:
+    """The task's Claude bill cut by the batch lane and by prompt caching, against the hybrid route today."""
+    if not row.cuts:
+        return []
+    lines = ["  cutting the Claude bill (monthly, against the hybrid route):"]
+    for cut in row.cuts:
+        if cut.total is None or cut.claude is None:
+            lines.append(f"    {cut.name:<21} {cut.note}")
+            continue
+        saves = f"saves {money(cut.saves)} ({cut.saves / (cut.total + cut.saves):.0%})" if cut.saves > 0 else ""
+        figures = f"claude {money(cut.claude):>9}, total {money(cut.total):>9}"
+        lines.append(f"    {cut.name:<21} {figures}  {saves + ': ' if saves else ''}{cut.note}")
+    return lines
 
 
 def _describe(task: WorkloadTask) -> str:

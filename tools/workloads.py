@@ -70,6 +70,11 @@ class WorkloadTask:
     input_tokens: int = 0
     output_tokens: int = 0
     model: str | None = None
+    # Prompt caching, an assumption of the workload's: this many of input_tokens are a prefix shared by every
+    # job (instructions, tool schema), and this fraction of jobs find it still cached (5-minute TTL).
+    cached_prefix_tokens: int = 0
+    cache_hit_rate: float = 0.0
+    cache_note: str = ""
     note: str = ""
 
 
@@ -108,6 +113,10 @@ def _workload_task(spec: Any, where: str, prices: Prices) -> WorkloadTask:
         if _number(getattr(task, key), f"{where}.{key}") <= 0:
             raise ValueError(f"{where}.{key}: must be positive")
     _number(task.monthly_volume, f"{where}.monthly_volume")
+    if not 0 <= _number(task.cache_hit_rate, f"{where}.cache_hit_rate") <= 1:
+        raise ValueError(f"{where}.cache_hit_rate: must be a fraction from 0 to 1")
+    if _number(task.cached_prefix_tokens, f"{where}.cached_prefix_tokens") > task.input_tokens:
+        raise ValueError(f"{where}.cached_prefix_tokens: must be at most input_tokens ({task.input_tokens:,})")
     return task
 
 
@@ -139,10 +148,26 @@ class Option:
 
 
 @dataclass(frozen=True)
+class ClaudeCut:
+    """One way to cut a task's Claude bill for the month, against what the hybrid route costs today."""
+
+    name: str  # "today", "batch lane", "prompt caching", "batch lane + caching"
+    claude: float | None  # None: the cut does not apply (a prefix too short to cache)
+    total: float | None
+    saves: float  # against today's total
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        figures = {"claude": self.claude, "total": self.total, "saves": self.saves}
+        return {"name": self.name, **{k: None if v is None else sig(v) for k, v in figures.items()}, "note": self.note}
+
+
+@dataclass(frozen=True)
 class TaskComparison:
     task: WorkloadTask
     options: Mapping[str, Option]  # by strategy, in STRATEGIES order
     hybrid_reason: str
+    cuts: tuple[ClaudeCut, ...] = ()  # for a task with Claude tokens the hybrid can run
 
     @property
     def cheapest(self) -> str | None:
@@ -185,6 +210,7 @@ def _row_dict(row: TaskComparison, currency: str) -> dict[str, Any]:
     return {
         "task": row.task.name, "cheapest": row.cheapest, "hybrid_reason": row.hybrid_reason,
         "options": {strategy: option.to_dict(currency) for strategy, option in row.options.items()},
+        "claude_cuts": [cut.to_dict() for cut in row.cuts],
     }
 
 
@@ -215,7 +241,67 @@ def _compare_task(prices: Prices, task: WorkloadTask, inline_budget_s: float, ro
     else:
         chosen = options[_HYBRID_STRATEGY[lane]]
     options["hybrid"] = replace(chosen, route=f"{lane}: {chosen.route}")
-    return TaskComparison(task, options, reason)
+    hybrid = options["hybrid"].cost
+    return TaskComparison(task, options, reason, claude_cuts(prices, task, hybrid) if hybrid else ())
+
+
+# What the Message Batches API costs in latency, as Anthropic states it.
+BATCH_LATENCY = "latency: up to 24 h, usually minutes"
+
+
+def claude_cuts(prices: Prices, task: WorkloadTask, today: Cost) -> tuple[ClaudeCut, ...]:
+    """A month of ``task``'s Claude bill cut two ways, against ``today`` (the hybrid route):
+
+    - the batch lane: every token at the Message Batches price, and no worker of ours (the batch API does the
+      waiting; the collector's polls are shared by every job and left out), a queued job's requests;
+    - prompt caching: the workload's ``cached_prefix_tokens`` of each job's input written to the cache by a
+      miss (1.25×) and read by a hit (0.1×, ``cache_hit_rate`` of jobs), when the prefix is at least the
+      model's minimum cacheable length; compute and requests as today;
+    - both (the same hit rate assumed: inside a batch, cache hits are best effort).
+    """
+    if not (task.input_tokens or task.output_tokens):
+        return ()
+    plain = _monthly_usage(task, hit_rate=None)
+    batch_requests = task.monthly_volume * job_requests(prices, queued=True)
+
+    def cut(name: str, claude: float, total: float, note: str) -> ClaudeCut:
+        return ClaudeCut(name, claude, total, today.total - total, note)
+
+    batch = claude_cost(prices, task.model, plain, batch=True)
+    cuts = [
+        ClaudeCut("today", today.claude, today.total, 0.0, "Messages API at list price, no caching"),
+        cut("batch lane", batch, batch + batch_requests,
+            f"tokens {prices.claude.batch_discount:.0%} off, no worker; {BATCH_LATENCY}"),
+    ]
+    if not task.cached_prefix_tokens:
+        return tuple(cuts)
+    rates, _ = prices.claude.for_model(task.model)
+    assumption = (f"assumes {task.cached_prefix_tokens:,} of {task.input_tokens:,} input tokens a shared prefix, "
+                  f"{task.cache_hit_rate:.0%} of jobs finding it cached")
+    if task.cached_prefix_tokens < rates.min_cacheable_tokens:
+        reason = (f"not cacheable: a {task.cached_prefix_tokens:,}-token prefix is under {task.model}'s "
+                  f"{rates.min_cacheable_tokens:,}-token minimum")
+        return (*cuts, ClaudeCut("prompt caching", None, None, 0.0, reason))
+    cached_usage = _monthly_usage(task, hit_rate=task.cache_hit_rate)
+    cached = claude_cost(prices, task.model, cached_usage)
+    both = claude_cost(prices, task.model, cached_usage, batch=True)
+    cuts += [
+        cut("prompt caching", cached, today.total - today.claude + cached, assumption),
+        cut("batch lane + caching", both, both + batch_requests, f"the same assumptions; {BATCH_LATENCY}"),
+    ]
+    return tuple(cuts)
+
+
+def _monthly_usage(task: WorkloadTask, *, hit_rate: float | None) -> Usage:
+    """A month of the task's tokens; with a ``hit_rate``, its cached prefix written by misses and read by hits."""
+    volume = task.monthly_volume
+    prefix = task.cached_prefix_tokens if hit_rate is not None else 0
+    hits = hit_rate or 0.0
+    return Usage(
+        input_tokens=round(volume * (task.input_tokens - prefix)), output_tokens=round(volume * task.output_tokens),
+        model_calls=round(volume), cache_creation_input_tokens=round(volume * prefix * (1 - hits)),
+        cache_read_input_tokens=round(volume * prefix * hits),
+    )
 
 
 def task_lanes(task: WorkloadTask, *, inline_budget_s: float, router_memory_mb: int) -> Lanes:
