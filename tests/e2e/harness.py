@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Five attempts a second or so apart (SQS delays are whole seconds): the schedule's shape, quickly.
 WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
 BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
-READY_TIMEOUT_S = 60
+READY_TIMEOUT_S = 120  # a loaded 2-core machine can take a minute to start every process
 
 
 def start_pipeline(logs: Path, args: Sequence[str] = (), *, config: dict[str, Any] | None = None,
