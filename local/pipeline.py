@@ -1,5 +1,6 @@
 """The whole job path on one machine: moto server, the Claude stand-in, the router behind a local
-API Gateway, a worker process and a webhook receiver — the same code that runs in AWS.
+API Gateway, a worker process per worker lane, the batch collector (the batch lane), the webhook dispatcher,
+the sweeper and a webhook receiver — the same code that runs in AWS.
 
 AWS is moto in server mode (boto3 reaches it through AWS_ENDPOINT_URL, in this process and in the
 worker's); Claude is the offline stand-in unless ANTHROPIC_API_KEY is set and no stand-in is asked for.
@@ -58,6 +59,9 @@ class Options:
     webhook_retry_schedule_s: str = "1,2,4,8,16,32,64"
     webhook_sweep_every_s: float = 1.0
     sweep_every_s: float = 2.0  # the job sweeper (stale leases, queue deadlines, dead letters); a minute in AWS
+    collect_every_s: float = 1.0  # the batch collector's passes; a minute in AWS
+    # The stand-in's Message Batches processing: seconds until a batch's requests are done.
+    standin_batch_delay_s: float = 1.0
     use_standin: bool = True
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
@@ -95,7 +99,7 @@ class LocalPipeline:
         self.webhooks = WebhookReceiver(self.options.webhook_secret)
         self._moto: ThreadedMotoServer | None = None
         self._gateway: Gateway | None = None
-        self._processes: list[Supervised] = []  # the workers, the webhook dispatcher and the sweeper
+        self._processes: list[Supervised] = []  # the workers, the collector, the webhook dispatcher and the sweeper
         self._stopping = threading.Event()
         self._saved_env: dict[str, str | None] = {}
 
@@ -116,7 +120,14 @@ class LocalPipeline:
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         model_env = self._embedding_model(log_dir) if self.lanes.gpu_lanes() else {}
-        logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}) for lane in self.lanes.queued()]
+        logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}) for lane in self.lanes.worker_lanes()]
+        batch = self.lanes.batch_lane
+        if batch is not None:  # drained by the collector, not a worker (a scheduled Lambda in AWS)
+            self._spawn("local.collector", log_dir / "collector.log", {
+                "BATCH_QUEUE_URL": made.queue_urls[batch.name], "MODEL_ID": self.config.worker_model_id,
+                "BATCH_WINDOW_S": str(self.config.batch_window_s), "BATCH_MAX_ATTEMPTS": str(self.config.batch_max_attempts),
+                "COLLECT_EVERY_S": str(self.options.collect_every_s),
+            })
         self._spawn("local.dispatcher", log_dir / "dispatcher.log", {
             "WEBHOOK_RETRY_SCHEDULE_S": self.options.webhook_retry_schedule_s,
             "WEBHOOK_SWEEP_EVERY_S": str(self.options.webhook_sweep_every_s),
@@ -163,7 +174,8 @@ class LocalPipeline:
     def _start_standin(self) -> str | None:
         if not self.options.use_standin:
             return None
-        self.standin = ClaudeStandIn(latency_s=self.options.standin_latency_s).start()
+        self.standin = ClaudeStandIn(latency_s=self.options.standin_latency_s,
+                                     batch_delay_s=self.options.standin_batch_delay_s).start()
         return self.standin.base_url
 
     def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:

@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--inline-budget", type=int, help="seconds an inline run may take (default: cdk.json's)")
     parser.add_argument("--standin-latency", type=float, default=0.0, help="seconds the Claude stand-in waits per answer")
+    parser.add_argument("--batch-delay", type=float, default=Options.standin_batch_delay_s,
+                        help="seconds the Claude stand-in takes to process a Message Batch")
     parser.add_argument("--worker-concurrency", type=int, help="jobs a cpu worker runs at once (default: cdk.json's)")
     parser.add_argument("--webhook-schedule", default=Options.webhook_retry_schedule_s,
                         help="seconds between webhook attempts, comma-separated (WEBHOOK_RETRY_SCHEDULE_S)")
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(
         api_port=args.port, standin_latency_s=args.standin_latency, log_dir=args.log_dir,
         webhook_retry_schedule_s=args.webhook_schedule, embedding_model_dir=args.embedding_model,
+        standin_batch_delay_s=args.batch_delay,
         config={key: value for key, value in config.items() if value is not None},
     )
     stop = stop_on_signals()

@@ -19,7 +19,17 @@ from typing import Any
 
 from jobcore.costing import CostModel
 from jobcore.deliveries import DEFAULT_GAPS_S, RetrySchedule
-from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, LaneConfigError, Lanes
+from jobcore.lanes import (
+    BATCH_WINDOW_MAX_S,
+    INLINE,
+    BatchCompute,
+    Ec2Compute,
+    FargateCompute,
+    LambdaCompute,
+    Lane,
+    LaneConfigError,
+    Lanes,
+)
 from jobcore.limits import (
     API_GATEWAY_TIMEOUT_S,
     CPU_UNITS_PER_VCPU,
@@ -50,6 +60,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GPU_INSTANCE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
 # A release of the ECS-optimized AL2023 GPU AMI, e.g. al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs.
 _GPU_AMI_RELEASE = re.compile(r"^al2023-ami-ecs-gpu-hvm-2023\.\d+\.\d{8}-kernel-\d+\.\d+-x86_64-ebs$")
+
+
+BATCH_COLLECTOR_MEMORY_MB = 1024  # the collector Lambda's memory (a pass holds an ended batch's results)
 
 
 class ConfigError(ValueError):
@@ -95,6 +108,14 @@ class PipelineConfig:
     embedding_model_s3_uri: str = ""
     embedding_model_repo: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_model_revision: str = "main"
+    # The batch lane: jobs whose client can wait (mode "batch") go through the Message Batches API at half the
+    # token price, collected by a scheduled Lambda. batch_window_s: how long a queued job may wait for a fuller
+    # batch (0: each pass sends what is there); batch_max_attempts: batches a job may be sent in before a
+    # retryable failure fails it; batch_open_alarm_hours: alarm when a batch stays open longer.
+    batch_enabled: bool = True
+    batch_window_s: int = 0
+    batch_max_attempts: int = 3
+    batch_open_alarm_hours: int = 24
     alarm_email: str = ""
     log_retention_days: int = 30
     job_ttl_days: int = 30
@@ -161,8 +182,8 @@ class PipelineConfig:
         return {"cpu": self.worker_max_tasks, "gpu": self.gpu_max_tasks}[lane]
 
     def lanes(self) -> Lanes:
-        """The deployment's lanes: the router (inline), the Fargate CPU lane, and the GPU lane (disabled
-        unless ``gpu_enabled``). The one place configuration turns into lane sizes."""
+        """The deployment's lanes: the router (inline), the Fargate CPU lane, the GPU lane (disabled unless
+        ``gpu_enabled``) and the batch lane (``batch_enabled``). The one place configuration turns into lane sizes."""
         return Lanes((
             Lane(name=INLINE, queued=False, memory_mb=self.router_memory_mb, time_limit_s=self.inline_budget_s,
                  compute=LambdaCompute(memory_mb=self.router_memory_mb, arch="arm64")),
@@ -173,6 +194,9 @@ class PipelineConfig:
             Lane(name="gpu", queued=True, gpu=True, enabled=self.gpu_enabled, memory_mb=self.gpu_memory_mb,
                  time_limit_s=self.gpu_job_timeout_s, concurrency=self.gpu_concurrency,
                  compute=Ec2Compute(instance=self.gpu_instance_type)),
+            # No compute of its own: its memory is the collector's, its time limit the API's 24 h.
+            Lane(name="batch", queued=True, enabled=self.batch_enabled, memory_mb=BATCH_COLLECTOR_MEMORY_MB,
+                 time_limit_s=BATCH_WINDOW_MAX_S, compute=BatchCompute()),
         ))
 
     @classmethod
@@ -275,6 +299,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "embedding_model_repo": ((lambda v: v == "" or bool(_HF_REPO.fullmatch(v))),
                              "'' or a Hugging Face repo id such as 'sentence-transformers/all-MiniLM-L6-v2'"),
     "embedding_model_revision": _matches(_HF_REVISION, "a branch, tag or commit of the model repo, e.g. 'main'"),
+    "batch_enabled": ((lambda v: isinstance(v, bool)), "true or false"),
+    "batch_window_s": _between(0, 3600),
+    "batch_max_attempts": _between(1, 10),
+    "batch_open_alarm_hours": _between(1, 48),
     "alarm_email": ((lambda v: v == "" or bool(_EMAIL.fullmatch(v))), "an e-mail address, or '' for none"),
     "log_retention_days": ((lambda v: v in LOG_RETENTION_DAYS), f"one of {sorted(LOG_RETENTION_DAYS)}"),
     "job_ttl_days": _between(1, 3650),

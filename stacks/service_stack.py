@@ -14,7 +14,9 @@ from constructs import Construct
 from jobcore.lanes import Ec2Compute, FargateCompute, Lane
 from jobcore.limits import CPU_UNITS_PER_VCPU
 from stacks.config import PipelineConfig
+from stacks.constructs import batch_collector
 from stacks.constructs.api import JobsApi
+from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.job_queue import JobQueue
@@ -42,9 +44,10 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 
 
 class ServiceStack(Stack):
-    """Composes the lanes (a queue and a worker service per enabled queued lane of ``config.lanes()``: cpu
-    always, gpu when enabled), the router and its API, the webhook dispatcher (the router, the workers and the
-    sweeper hand finished jobs' webhooks to its queue), the job sweeper (settles jobs whose runner is gone,
+    """Composes the lanes (a queue per enabled queued lane of ``config.lanes()``; a worker service per worker lane:
+    cpu always, gpu when enabled; the batch collector for the batch lane when enabled), the router and its API,
+    the webhook dispatcher (the router, the workers, the collector and the sweeper hand finished jobs' webhooks to
+    its queue), the job sweeper (settles jobs whose runner is gone,
     drains the lanes' dead-letter queues), and monitoring, on the data stack's table, bucket and secrets.
 
     Each lane's workers get their image (:func:`worker_image`): the CPU lane's from ``Dockerfile``, the GPU
@@ -63,8 +66,11 @@ class ServiceStack(Stack):
         queued = lanes.queued()
         if any(isinstance(lane.compute, Ec2Compute) for lane in queued):
             self.check_gpu_ami_release(c.gpu_ami_release, default_region)
+        # A worker lane's visibility is its job timeout (the worker extends it while a job runs); the batch lane's
+        # queue is held only within a collector pass.
         queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
-                                      visibility_timeout=Duration.seconds(int(lane.time_limit_s)))
+                                      visibility_timeout=batch_collector.QUEUE_VISIBILITY if lane.batch
+                                      else Duration.seconds(int(lane.time_limit_s)))
                   for lane in queued}
 
         code = source_code()  # one asset for every function of the stack
@@ -92,14 +98,22 @@ class ServiceStack(Stack):
                 stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
                 price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
                 log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "")
-            for lane in queued
+            for lane in lanes.worker_lanes()
         }
+        batch_lane = lanes.batch_lane
+        collector = None if batch_lane is None else BatchCollector(
+            self, "Collector", code=code, storage=storage, lanes=lanes, queue=queues[batch_lane.name],
+            webhook_queue=webhooks.job_queue, anthropic_secret=secrets.anthropic_api_key, stage=c.stage,
+            model_id=c.worker_model_id, window_s=c.batch_window_s, max_attempts=c.batch_max_attempts,
+            job_ttl_days=c.job_ttl_days, result_retention_days=c.result_retention_days,
+            price_overrides=c.price_overrides, log_retention=retention)
         sweeper = JobSweeper(
             self, "Sweeper", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
             stage=c.stage, max_receives=c.max_receives, price_overrides=c.price_overrides, log_retention=retention)
 
         PipelineMonitoring(self, "Monitoring", alarm_email=c.alarm_email, router=router.function, api=api.api,
-                           workers=workers, webhooks=webhooks, sweeper=sweeper)
+                           workers=workers, webhooks=webhooks, sweeper=sweeper, collector=collector,
+                           batch_open_alarm_hours=c.batch_open_alarm_hours)
 
         CfnOutput(self, "ApiUrl", value=api.api.url, description="Base URL; jobs are at <ApiUrl>v1/jobs")
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id)
@@ -108,6 +122,9 @@ class ServiceStack(Stack):
         for lane, job_queue in queues.items():
             CfnOutput(self, f"{lane.capitalize()}QueueUrl", value=job_queue.queue.queue_url)
             CfnOutput(self, f"{lane.capitalize()}DeadLetterQueueUrl", value=job_queue.dead_letter_queue.queue_url)
+        if collector is not None:
+            CfnOutput(self, "BatchCollectorFunctionName", value=collector.function.function_name,
+                      description="The batch lane's collector (every minute); its log shows each pass")
         CfnOutput(self, "WebhookQueueUrl", value=webhooks.job_queue.queue.queue_url)
         CfnOutput(self, "WebhookDeadLetterQueueUrl", value=webhooks.job_queue.dead_letter_queue.queue_url,
                   description="Hand-overs the dispatcher could not process; the sweep retries pending deliveries")

@@ -18,7 +18,7 @@ from jobadapters.schema import JOBS_PARTITION_KEY
 from jobcore.errors import ConflictError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
-from jobcore.ports import Cursor
+from jobcore.ports import BatchRecord, Cursor
 
 # What a tenant is told when the table throttles or cannot be reached (the details are logged).
 _STORE = "the job store"
@@ -42,7 +42,7 @@ class DynamoJobStore:
     @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item")
-        if item is None or schema.IDEMPOTENCY_MARK in item:
+        if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item:
             return None
         return Job.from_dict(_plain(item))
 
@@ -204,3 +204,74 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+class DynamoBatchStore:
+    """BatchStore on the jobs table: a record item per batch (written on its version, like a job) and the open
+    batches' ids in one string set (added and removed atomically). Records expire with the jobs (TTL)."""
+
+    def __init__(self, table: Any, *, ttl_days: int = 30):
+        self._table = table
+        self._ttl_s = ttl_days * 86_400
+
+    @translated(_STORE)
+    def open_batches(self) -> list[str]:
+        item = self._table.get_item(Key={JOBS_PARTITION_KEY: schema.OPEN_BATCHES_KEY}, ConsistentRead=True).get("Item") or {}
+        return sorted(item.get(schema.OPEN_BATCHES_ATTRIBUTE) or ())
+
+    @translated(_STORE)
+    def create_batch(self, record: BatchRecord) -> None:
+        try:
+            self._table.put_item(Item=self._item(record), ConditionExpression="attribute_not_exists(#pk)",
+                                 ExpressionAttributeNames={"#pk": JOBS_PARTITION_KEY})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(f"batch {record.batch_id} is already recorded") from None
+            raise
+        self._open(record.batch_id, add=True)
+
+    @translated(_STORE)
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        item = self._table.get_item(Key={JOBS_PARTITION_KEY: schema.BATCH_ITEM_PREFIX + batch_id}, ConsistentRead=True).get("Item")
+        if item is None or schema.BATCH_MARK not in item:
+            return None
+        plain = _plain(item)
+        jobs = tuple((job_id, int(count)) for job_id, _, count in (entry.rpartition(":") for entry in plain["jobs"].split(",") if entry))
+        return BatchRecord(
+            batch_id=plain["batch_id"], created_at=plain["created_at"], expires_at=plain["batch_expires_at"],
+            model_id=plain["model_id"], jobs=jobs, status=plain["status"], cancel_requested_at=plain.get("cancel_requested_at"),
+            ended_at=plain.get("ended_at"), counts=plain.get("counts"), version=plain["version"],
+        )
+
+    @translated(_STORE)
+    def save_batch(self, record: BatchRecord, *, expected_version: int) -> None:
+        try:
+            self._table.put_item(Item=self._item(record), ConditionExpression="#v = :v",
+                                 ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":v": expected_version})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(f"batch {record.batch_id} changed since version {expected_version}") from None
+            raise
+        if record.status == "done":
+            self._open(record.batch_id, add=False)
+
+    def _open(self, batch_id: str, *, add: bool) -> None:
+        self._table.update_item(
+            Key={JOBS_PARTITION_KEY: schema.OPEN_BATCHES_KEY},
+            UpdateExpression=f"{'ADD' if add else 'DELETE'} #open :ids",
+            ExpressionAttributeNames={"#open": schema.OPEN_BATCHES_ATTRIBUTE}, ExpressionAttributeValues={":ids": {batch_id}})
+
+    def _item(self, record: BatchRecord) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            JOBS_PARTITION_KEY: schema.BATCH_ITEM_PREFIX + record.batch_id, schema.BATCH_MARK: True,
+            "batch_id": record.batch_id, "created_at": record.created_at, "batch_expires_at": record.expires_at,
+            "model_id": record.model_id, "jobs": ",".join(f"{job_id}:{count}" for job_id, count in record.jobs),
+            "status": record.status, "version": record.version,
+            schema.TTL_ATTRIBUTE: record.created_at // 1000 + self._ttl_s,
+        }
+        for key in ("cancel_requested_at", "ended_at"):
+            if getattr(record, key) is not None:
+                item[key] = getattr(record, key)
+        if record.counts is not None:
+            item["counts"] = dict(record.counts)
+        return item

@@ -29,3 +29,10 @@ IDEMPOTENCY_MARK = "idempotency_key"
 # goes to the DLQ (the sweep hands the delivery over again while it is pending).
 WEBHOOK_VISIBILITY_S = 360
 WEBHOOK_MAX_RECEIVES = 5
+# Batch records (jobcore.batches) share the jobs table too: one item per Message Batch, its key
+# BATCH_ITEM_PREFIX + the batch's id, marked with BATCH_MARK (no tenant_id: no tenant lists them; the
+# same TTL), and one item, OPEN_BATCHES_KEY, whose string set OPEN_BATCHES_ATTRIBUTE holds the open ones.
+BATCH_MARK = "batch_record"
+BATCH_ITEM_PREFIX = "batch#"
+OPEN_BATCHES_KEY = "batch#open"
+OPEN_BATCHES_ATTRIBUTE = "open_ids"

@@ -297,9 +297,9 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
         lanes = LaneSettings.from_env(env)
         lane = _required(env, "LANE")
-        queued = [spec.name for spec in lanes.lanes.queued()]
+        queued = [spec.name for spec in lanes.lanes.worker_lanes()]
         if lane not in queued:
-            raise ConfigError(f"environment variable LANE={lane!r} must be an enabled queued lane of LANES ({', '.join(queued)})")
+            raise ConfigError(f"environment variable LANE={lane!r} must be an enabled worker lane of LANES ({', '.join(queued)})")
         return cls(
             stage=env.get("STAGE") or "dev",
             lane=lane,
@@ -359,6 +359,55 @@ class SweeperSettings:
             max_receives=_in_range(env, "MAX_RECEIVES", _number(env, "MAX_RECEIVES", 5, int), 1, 1000),
             lanes=lanes,
             sweep_every_s=_in_range(env, "SWEEP_EVERY_S", _number(env, "SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectorSettings:
+    """What the batch collector needs (jobcore.batches): the batch lane's queue (it drains it, and puts jobs back
+    on it), the jobs and their batch records, results, the webhook queue, Claude (the Message Batches API,
+    the key from Secrets Manager in AWS), the window and the bound on batches per job."""
+
+    ENV = frozenset({
+        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "BATCH_QUEUE_URL", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
+        "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "BATCH_WINDOW_S", "BATCH_MAX_ATTEMPTS",
+    }) | LaneSettings.ENV
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"})
+
+    stage: str
+    lane: str  # the batch lane of LANES
+    jobs_table: str
+    results_bucket: str
+    queue_url: str
+    webhook_queue_url: str
+    result_retention_days: int | None
+    job_ttl_days: int
+    claude: ClaudeSettings
+    lanes: LaneSettings
+    window_s: int
+    max_attempts: int
+    collect_every_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CollectorSettings:
+        lanes = LaneSettings.from_env(env)
+        lane = lanes.lanes.batch_lane
+        if lane is None:
+            raise ConfigError("environment variable LANES has no enabled batch lane for the collector to drain")
+        return cls(
+            stage=env.get("STAGE") or "dev",
+            lane=lane.name,
+            jobs_table=_required(env, "JOBS_TABLE"),
+            results_bucket=_required(env, "RESULTS_BUCKET"),
+            queue_url=_required(env, "BATCH_QUEUE_URL"),
+            webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
+            result_retention_days=_retention(env),
+            job_ttl_days=_in_range(env, "JOB_TTL_DAYS", _number(env, "JOB_TTL_DAYS", 30, int), 1, 3650),
+            claude=ClaudeSettings.from_env(env, key_in_secret=True),
+            lanes=lanes,
+            window_s=_in_range(env, "BATCH_WINDOW_S", _number(env, "BATCH_WINDOW_S", 0, int), 0, 3600),
+            max_attempts=_in_range(env, "BATCH_MAX_ATTEMPTS", _number(env, "BATCH_MAX_ATTEMPTS", 3, int), 1, 10),
+            collect_every_s=_in_range(env, "COLLECT_EVERY_S", _number(env, "COLLECT_EVERY_S", 60.0, float), 0.1, 900.0),
         )
 
 

@@ -100,3 +100,30 @@ class SqsDeadLetters:
 
     def delete(self, receipt: str) -> None:
         self._client.delete_message(QueueUrl=self._url, ReceiptHandle=receipt)
+
+
+class SqsBatchInbox:
+    """BatchInbox over the batch lane's queue: what waits now (no long poll: a collector pass drains and goes)."""
+
+    def __init__(self, client: Any, url: str):
+        self._client = client
+        self._url = url
+
+    def receive(self, *, limit: int) -> list[tuple[str | None, str]]:
+        messages = self._client.receive_message(
+            QueueUrl=self._url, MaxNumberOfMessages=max(1, min(10, limit)), WaitTimeSeconds=0).get("Messages", [])
+        received: list[tuple[str | None, str]] = []
+        for message in messages:
+            try:
+                job_id: str | None = decode(message["Body"])
+            except ValueError:
+                job_id = None
+            received.append((job_id, message["ReceiptHandle"]))
+        return received
+
+    def delete(self, receipt: str) -> None:
+        self._client.delete_message(QueueUrl=self._url, ReceiptHandle=receipt)
+
+    def release(self, receipt: str, *, delay_s: int) -> None:
+        self._client.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt,
+                                               VisibilityTimeout=max(0, min(int(delay_s), 43_200)))

@@ -13,12 +13,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from jobadapters.batches import AnthropicBatches
 from jobadapters.claude import AnthropicModel, api_key_source
-from jobadapters.dynamo import DynamoJobStore
+from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, DispatcherSettings, RouterSettings, SweeperSettings
-from jobadapters.sqs import SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
+from jobadapters.settings import ClaudeSettings, CollectorSettings, DispatcherSettings, RouterSettings, SweeperSettings
+from jobadapters.sqs import SqsBatchInbox, SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookSender
+from jobcore.batches import Collector
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.lanes import Lanes
@@ -90,6 +92,24 @@ def build_sweeper(settings: SweeperSettings, clients: AwsClients) -> tuple[Sweep
                           cost_model=None, role="sweeper")
     sweeper = Sweeper(runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls), max_attempts=settings.max_receives)
     return sweeper, {lane: SqsDeadLetters(clients.sqs, url) for lane, url in settings.dlq_urls.items()}
+
+
+def build_collector(settings: CollectorSettings, clients: AwsClients, *, keep_going: Callable[[], bool] = lambda: True,
+                    env: Mapping[str, str] = os.environ) -> Collector:
+    """The batch lane's collector: the Message Batches API through the SDK (the stand-in locally), the batch
+    records next to the jobs, the batch lane's queue to drain and to put jobs back on."""
+    runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
+                          cost_model=settings.lanes.cost_model(), role="collector",
+                          result_retention_days=settings.result_retention_days)
+    claude = settings.claude
+    api = AnthropicBatches(api_key=api_key_source(base_url=claude.base_url, secret_arn=claude.secret_arn, env=env),
+                           base_url=claude.base_url)
+    return Collector(
+        runner=runner, batches=DynamoBatchStore(clients.table, ttl_days=settings.job_ttl_days), api=api,
+        inbox=SqsBatchInbox(clients.sqs, settings.queue_url), queue=SqsJobQueue(clients.sqs, {settings.lane: settings.queue_url}),
+        model_id=claude.model_id, lane=settings.lane, window_s=settings.window_s, max_batch_attempts=settings.max_attempts,
+        keep_going=keep_going,
+    )
 
 
 def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:

@@ -14,6 +14,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
@@ -33,12 +34,14 @@ class PipelineMonitoring(Construct):
     delivery exhausted (its retry schedule ran out), errors of the dispatcher and of the sweep; the job
     sweeper: its errors, and any job it recovered in 5 minutes (``JobsRecoveredBySweeper`` > 0: workers
     dying or routers timing out; a client's queue deadline passing is counted apart, in
-    ``JobsExpiredInQueue``, and not alarmed).
+    ``JobsExpiredInQueue``, and not alarmed); the batch collector (when the batch lane is on): its errors, the
+    batch lane's DLQ depth > 0, and a Message Batch open longer than ``batch_open_alarm_hours``
+    (``OldestOpenBatchAgeSeconds``, which each pass reports).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
                  api: apigw.RestApi, workers: Mapping[str, WorkerService], webhooks: WebhookDispatcher,
-                 sweeper: JobSweeper) -> None:
+                 sweeper: JobSweeper, collector: BatchCollector | None = None, batch_open_alarm_hours: int = 24) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
         if alarm_email:
@@ -78,7 +81,25 @@ class PipelineMonitoring(Construct):
         self._alarm("JobsRecoveredBySweeper", sweeper.metric_recovered(), threshold=0,
                     description="the job sweeper re-queued, failed or canceled runs whose worker or router had died "
                                 "in the last 5 minutes (see its log)")
+        if collector is not None:
+            lane = collector.lane.name
+            self._alarm("BatchCollectorErrors", collector.function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
+                        description="batch collector Lambda raised errors (batch jobs are not being sent or settled)")
+            self._alarm(f"{lane.capitalize()}DeadLetters",
+                        _maximum(collector.queue.dead_letter_queue.metric_approximate_number_of_messages_visible), threshold=0,
+                        description=f"{lane} lane: jobs reached the dead-letter queue (the collector received them "
+                                    f"{collector.queue.max_receive_count} times without sending them)")
+            self._alarm("BatchOpenTooLong", collector.metric_oldest_open_batch(), threshold=batch_open_alarm_hours * 3600,
+                        description=f"a Message Batch has been open over {batch_open_alarm_hours} h (the API ends every batch "
+                                    "within 24 h: the collector is not settling it; see its log)")
         self.dashboard = self._dashboard(router, api, workers, webhooks, sweeper)
+        if collector is not None:
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(title="batch lane: oldest open batch (s)", left=[collector.metric_oldest_open_batch()]),
+                cloudwatch.GraphWidget(title="batch collector: runs, errors and duration", left=[
+                    collector.function.metric_invocations(period=_MINUTE), collector.function.metric_errors(period=_MINUTE),
+                ], right=[collector.function.metric_duration(period=_MINUTE, statistic="Maximum")]),
+            )
 
     def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,
                threshold: float, description: str) -> None:

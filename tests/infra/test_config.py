@@ -61,6 +61,10 @@ BAD_VALUES = {
     "embedding_model_s3_uri": "https://example.com/model/",
     "embedding_model_repo": "not a repo",
     "embedding_model_revision": "../main",
+    "batch_enabled": "maybe",
+    "batch_window_s": 3601,
+    "batch_max_attempts": 0,
+    "batch_open_alarm_hours": 49,
     "alarm_email": "not-an-address",
     "log_retention_days": 31,
     "job_ttl_days": 0,
@@ -196,7 +200,7 @@ def _router_env(lanes: dict, *, price_overrides: object = None, task_rates: obje
     return {
         "LANES": compact_json(lanes), "PRICE_OVERRIDES": compact_json(price_overrides or {}),
         "TASK_RATES_PER_MIN": compact_json(task_rates or {}), "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
-        "LANE_QUEUE_URLS": compact_json({"cpu": "https://sqs.example/cpu"}),
+        "LANE_QUEUE_URLS": compact_json({"cpu": "https://sqs.example/cpu", "batch": "https://sqs.example/batch"}),
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "ANTHROPIC_SECRET_ARN": "arn:anthropic",
     }
 
@@ -231,7 +235,8 @@ def test_an_instance_type_missing_from_the_price_file_is_accepted_once_overrides
         0.526, 4, 16, 1, "T4")
     # and the runtime, given the same lanes and overrides, accepts them too
     env = _router_env(config.lanes().to_dict(), price_overrides=config.price_overrides)
-    env["LANE_QUEUE_URLS"] = compact_json({"cpu": "https://sqs.example/cpu", "gpu": "https://sqs.example/gpu"})
+    env["LANE_QUEUE_URLS"] = compact_json({"cpu": "https://sqs.example/cpu", "gpu": "https://sqs.example/gpu",
+                                           "batch": "https://sqs.example/batch"})
     assert RouterSettings.from_env(env).lanes.prices.ec2.instances["g4dn.xlarge"].hour == 0.526
 
 
@@ -275,11 +280,14 @@ def test_the_price_file_instance_types_are_accepted_without_overrides():
 
 
 class TestLanes:
-    def test_default_lanes_are_inline_and_cpu_with_the_gpu_lane_off(self):
+    def test_default_lanes_are_inline_cpu_and_batch_with_the_gpu_lane_off(self):
         config = PipelineConfig()
         lanes = config.lanes()
-        assert [lane.name for lane in lanes] == [INLINE, "cpu", "gpu"]
-        assert [lane.name for lane in lanes.queued()] == ["cpu"]
+        assert [lane.name for lane in lanes] == [INLINE, "cpu", "gpu", "batch"]
+        assert [lane.name for lane in lanes.queued()] == ["cpu", "batch"]
+        assert [lane.name for lane in lanes.worker_lanes()] == ["cpu"]
+        assert lanes.batch_lane is not None and lanes.batch_lane.name == "batch"
+        assert PipelineConfig.from_mapping({"batch_enabled": False}).lanes().batch_lane is None
         assert lanes.fallback.name == "cpu"
         assert lanes.gpu_lanes() == ()
         assert not lanes.get("gpu").enabled
@@ -298,7 +306,7 @@ class TestLanes:
             True, False, 8192, 600, 5, FargateCompute(vcpu=2048 / CPU_UNITS_PER_VCPU, memory_mb=8192, spot=True))
         assert (gpu.queued, gpu.gpu, gpu.enabled, gpu.memory_mb, gpu.time_limit_s, gpu.concurrency, gpu.compute) == (
             True, True, True, 12000, 3600, 3, Ec2Compute(instance="g6.xlarge"))
-        assert [lane.name for lane in lanes.queued()] == ["cpu", "gpu"]
+        assert [lane.name for lane in lanes.queued()] == ["cpu", "gpu", "batch"]
 
     def test_an_on_demand_base_prices_the_cpu_lane_as_on_demand(self):
         assert PipelineConfig().lanes().get("cpu").compute.spot is True
@@ -355,7 +363,7 @@ class TestPlatformLimits:
     def test_job_timeouts_are_at_most_the_sqs_visibility_limit(self):
         config = PipelineConfig.from_mapping({"cpu_job_timeout_s": SQS_MAX_VISIBILITY_S,
                                               "gpu_job_timeout_s": SQS_MAX_VISIBILITY_S})
-        assert {lane.time_limit_s for lane in config.lanes().queued() + config.lanes().gpu_lanes(enabled=False)} == {
+        assert {lane.time_limit_s for lane in config.lanes().worker_lanes() + config.lanes().gpu_lanes(enabled=False)} == {
             SQS_MAX_VISIBILITY_S}
         for key in ("cpu_job_timeout_s", "gpu_job_timeout_s"):
             with pytest.raises(ConfigError, match=f"'{key}'"):

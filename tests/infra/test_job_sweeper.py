@@ -41,8 +41,9 @@ PINNED_SWEEPER_IDS = {
     "SweeperScheduleAllowEventRuleJobPipelinedevServiceSweeperFunctionCB2EBF24E82EB585": "AWS::Lambda::Permission",
 }
 FUNCTION, ROLE = "SweeperFunction15FDF226", "SweeperRole6226D845"
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
-LANE_DLQS = {"cpu": "CpuLaneDeadLetterQueue2974786C", "gpu": "GpuLaneDeadLetterQueueA616FCCF"}
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
+LANE_DLQS = {"cpu": "CpuLaneDeadLetterQueue2974786C", "gpu": "GpuLaneDeadLetterQueueA616FCCF",
+             "batch": "BatchLaneDeadLetterQueue5AC3974F"}
 WEBHOOK_QUEUE, WEBHOOK_DLQ = "WebhooksDeliveryQueueAF018C07", "WebhooksDeliveryDeadLetterQueue5577D6B7"
 SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 DRAIN = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}

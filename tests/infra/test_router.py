@@ -19,7 +19,7 @@ from infra_support import (
 
 from jobadapters.settings import RouterSettings
 
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 # Lambda refuses a function whose environment (names and values) exceeds 4 KB, at deploy, not at synth.
 LAMBDA_MAX_ENVIRONMENT_BYTES = 4096
@@ -50,7 +50,7 @@ def test_env_is_exactly_what_router_settings_read(default_app, gpu_app):
         assert env_names(router(app)["Environment"]["Variables"]) == RouterSettings.ENV
 
 
-@pytest.mark.parametrize(("app_name", "queued"), [("default_app", ("cpu",)), ("gpu_app", ("cpu", "gpu"))])
+@pytest.mark.parametrize(("app_name", "queued"), [("default_app", ("cpu", "batch")), ("gpu_app", ("cpu", "gpu", "batch"))])
 def test_lane_queue_urls_name_exactly_the_queued_lanes_queues(request, app_name, queued):
     app = request.getfixturevalue(app_name)
     assert [lane.name for lane in app.config.lanes().queued()] == list(queued)

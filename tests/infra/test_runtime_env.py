@@ -40,7 +40,7 @@ from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 
 WHERE = "Pipeline/Service/Router"
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 
 
@@ -99,7 +99,7 @@ class TestCheck:
         for config in (PipelineConfig(), PipelineConfig(gpu_enabled=True)):
             assert set(router_env(config)) == RouterSettings.ENV
             assert runtime_env.check(RouterSettings.from_env, router_env(config), where=WHERE) is None
-            for lane in config.lanes().queued():
+            for lane in config.lanes().worker_lanes():
                 assert set(worker_env(config, lane.name)) == WorkerSettings.ENV
                 assert runtime_env.check(WorkerSettings.from_env, worker_env(config, lane.name), where=WHERE) is None
             assert set(dispatcher_env(config)) == DispatcherSettings.ENV
@@ -168,7 +168,7 @@ class TestCheck:
             runtime_env.check(RouterSettings.from_env, env, where=WHERE)
         # ... and that placeholder is checked too: it must name the queued lanes.
         runtime_env.check(RouterSettings.from_env, env, where=WHERE,
-                          placeholders={"LANE_QUEUE_URLS": compact_json({"cpu": "https://queue/cpu"})})
+                          placeholders={"LANE_QUEUE_URLS": compact_json({"cpu": "https://queue/cpu", "batch": "https://queue/batch"})})
         with pytest.raises(ValueError, match="LANE_QUEUE_URLS"):
             runtime_env.check(RouterSettings.from_env, env, where=WHERE,
                               placeholders={"LANE_QUEUE_URLS": compact_json({"gpu": "https://queue/gpu"})})
@@ -279,7 +279,7 @@ class TestTheSynthesizedEnvironmentParses:
 
     def test_each_worker_environment(self, app):
         config = app.config
-        for lane in config.lanes().queued():
+        for lane in config.lanes().worker_lanes():
             settings = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert settings.lane == lane.name
             assert settings.queue_url == f"ref:{LANE_QUEUES[lane.name]}"
@@ -318,7 +318,7 @@ class TestTheSynthesizedEnvironmentParses:
         dispatcher = DispatcherSettings.from_env(deployed_environment(dispatcher_variables(app, "Dispatcher")))
         assert router.webhook_queue_url == dispatcher.queue_url
         assert SweeperSettings.from_env(deployed_environment(sweeper_variables(app))).webhook_queue_url == dispatcher.queue_url
-        for lane in app.config.lanes().queued():
+        for lane in app.config.lanes().worker_lanes():
             worker = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert worker.webhook_queue_url == dispatcher.queue_url
 

@@ -25,7 +25,7 @@ from jobcore.limits import CPU_UNITS_PER_VCPU, ECS_MAX_STOP_TIMEOUT_S
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.worker_service import backlog_steps
 
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172"}
+LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 # The logical ids from before lanes were generated from the config: a rename replaces the running service.
 PINNED_SERVICE_IDS = {"cpu": "CpuWorkerService005B3AE0", "gpu": "GpuWorkerService03CE4426"}
@@ -152,7 +152,7 @@ def test_lane_resources_keep_their_logical_ids(request, app_name, lanes):
 
 def test_each_queued_lane_and_only_those_has_a_worker_service(default_app, gpu_app):
     for app, lanes in ((default_app, {"cpu"}), (gpu_app, {"cpu", "gpu"})):
-        assert {lane.name for lane in app.config.lanes().queued()} == lanes
+        assert {lane.name for lane in app.config.lanes().worker_lanes()} == lanes
         services = resources(app.service_json, "AWS::ECS::Service")
         assert set(services) == {PINNED_SERVICE_IDS[lane] for lane in lanes} | {FALLBACK_SERVICE_ID}
         definitions = resources(app.service_json, "AWS::ECS::TaskDefinition")
