@@ -62,3 +62,4 @@ bench: venv
 	$(PY) -m bench.bench_control
 	$(PY) -m bench.bench_storm
 	$(PY) -m bench.bench_embeddings
+	$(PY) -m bench.bench_batch
