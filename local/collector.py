@@ -12,6 +12,7 @@ import os
 from jobadapters.process import start_process
 from jobadapters.settings import CollectorSettings
 from jobadapters.wiring import AwsClients, build_collector
+from local.schedule import every
 
 log = logging.getLogger("collector")
 
@@ -21,14 +22,7 @@ def main() -> None:
     settings = CollectorSettings.from_env(os.environ)
     collector = build_collector(settings, AwsClients.create(settings.jobs_table), keep_going=lambda: not stop.is_set())
     log.info("collector every %g s on the %s lane (window %d s)", settings.collect_every_s, settings.lane, settings.window_s)
-    while not stop.wait(settings.collect_every_s):
-        try:
-            report = collector.collect()
-        except Exception:  # noqa: BLE001 - a failed pass is logged; the next one goes on
-            log.exception("collect failed")
-            continue
-        if report:
-            log.info("collected: %s", report)
+    every(stop, settings.collect_every_s, collector.collect, log=log, what="collect")
 
 
 if __name__ == "__main__":

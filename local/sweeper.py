@@ -12,6 +12,7 @@ import os
 from jobadapters.process import start_process
 from jobadapters.settings import SweeperSettings
 from jobadapters.wiring import AwsClients, build_sweeper
+from local.schedule import every
 
 log = logging.getLogger("sweeper")
 
@@ -21,16 +22,14 @@ def main() -> None:
     settings = SweeperSettings.from_env(os.environ)
     sweeper, letters = build_sweeper(settings, AwsClients.create(settings.jobs_table))
     log.info("sweeper every %g s over %s", settings.sweep_every_s, ", ".join(letters))
-    while not stop.wait(settings.sweep_every_s):
-        try:
-            report = sweeper.sweep()
-            for lane, queue in letters.items():
-                sweeper.drain(queue, lane=lane, report=report)
-        except Exception:  # noqa: BLE001 - a failed round is logged; the next one tries again
-            log.exception("sweep failed")
-            continue
-        if report:
-            log.warning("settled: %s", report)
+
+    def sweep_and_drain() -> object:
+        report = sweeper.sweep()
+        for lane, queue in letters.items():
+            sweeper.drain(queue, lane=lane, report=report)
+        return report
+
+    every(stop, settings.sweep_every_s, sweep_and_drain, log=log, what="settled", level=logging.WARNING)
 
 
 if __name__ == "__main__":
