@@ -304,6 +304,11 @@ class MemoryInbox:
         self.released.append((job_id, delay_s))
         self.waiting.append((job_id, receipt))
 
+    def lapse(self) -> None:
+        """The visibility timeout passes: every message received and neither deleted nor released is waiting again."""
+        self.waiting.extend((job_id, receipt) for receipt, job_id in self.in_flight.items())
+        self.in_flight.clear()
+
 
 class FakeBatchApi:
     """The Message Batches API in memory: batches end when told (``end``), each request answered by

@@ -42,8 +42,8 @@ class DynamoJobStore:
     @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item")
-        if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item:
-            return None
+        if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item or job_id == schema.OPEN_BATCHES_KEY:
+            return None  # an idempotency record, a batch record or the open-batch set: never a job
         return Job.from_dict(_plain(item))
 
     @translated(_STORE)

@@ -29,6 +29,9 @@ IDEMPOTENCY_MARK = "idempotency_key"
 # goes to the DLQ (the sweep hands the delivery over again while it is pending).
 WEBHOOK_VISIBILITY_S = 360
 WEBHOOK_MAX_RECEIVES = 5
+# The batch lane's queue: a message is held only within a collector pass (5 min at most, the collector
+# Lambda's timeout) plus a minute, then deleted or released; never the lane's 24 h time limit.
+BATCH_QUEUE_VISIBILITY_S = 360
 # Batch records (jobcore.batches) share the jobs table too: one item per Message Batch, its key
 # BATCH_ITEM_PREFIX + the batch's id, marked with BATCH_MARK (no tenant_id: no tenant lists them; the
 # same TTL), and one item, OPEN_BATCHES_KEY, whose string set OPEN_BATCHES_ATTRIBUTE holds the open ones.

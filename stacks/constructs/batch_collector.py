@@ -21,6 +21,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from jobadapters import schema
 from jobadapters.settings import CollectorSettings
 from jobadapters.telemetry import BATCH_OLDEST_OPEN_METRIC, COLLECTOR_SERVICE, NAMESPACE
 from jobcore.lanes import Lanes
@@ -35,7 +36,7 @@ COLLECT_EVERY = Duration.minutes(1)
 # A pass drains up to 5,000 messages and settles what ended, stopping 30 s before this; the next run goes on.
 FUNCTION_TIMEOUT = Duration.minutes(5)
 # The batch lane's queue: a message is held only within a pass (then deleted, or released for the window).
-QUEUE_VISIBILITY = Duration.seconds(int(FUNCTION_TIMEOUT.to_seconds()) + 60)
+QUEUE_VISIBILITY = Duration.seconds(schema.BATCH_QUEUE_VISIBILITY_S)  # the function's timeout and a minute
 OPEN_BATCH_PERIOD = Duration.minutes(5)
 
 
