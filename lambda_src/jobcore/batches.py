@@ -131,6 +131,9 @@ class Collector:
     window_s: float = 0  # hold queued jobs up to this long for a fuller batch (0: send what is there each pass)
     max_batch_attempts: int = 3  # batches a job may be sent in before a retryable failure fails it
     max_jobs: int = MAX_JOBS_PER_BATCH  # messages one pass drains
+    # How long one pass drains at most: jobs arriving as fast as they are read would otherwise keep the pass
+    # draining, and none would be sent until they stopped coming.
+    drain_ms: int = 5_000
     max_requests: int = MAX_BATCH_REQUESTS
     max_bytes: int = MAX_BATCH_BYTES
     max_jobs_per_batch: int = MAX_JOBS_PER_BATCH
@@ -312,7 +315,8 @@ class Collector:
     def _drain(self, report: CollectReport) -> list[_Pending]:
         pending: list[_Pending] = []
         seen: set[str] = set()
-        while len(pending) < self.max_jobs and self.keep_going():
+        until = self.runner.clock_ms() + self.drain_ms
+        while len(pending) < self.max_jobs and self.keep_going() and self.runner.clock_ms() < until:
             messages = self.inbox.receive(limit=min(10, self.max_jobs - len(pending)))
             if not messages:
                 break

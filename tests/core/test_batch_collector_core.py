@@ -430,3 +430,24 @@ def test_a_batch_job_is_queued_on_the_batch_lane_with_a_half_price_token_estimat
     w.runner.save(job, replace(job, status=JobStatus.RUNNING, batch_id="msgbatch_1", version=job.version + 1))
     assert service.cancel(job.job_id, tenant_id="t").status is JobStatus.CANCELING
     assert service.view(w.store.get(job.job_id))["batch_id"] == "msgbatch_1"
+
+
+def test_a_steady_stream_of_jobs_does_not_keep_a_pass_draining_forever():
+    """Jobs arriving as fast as the pass reads them: the pass stops draining after drain_ms and sends what
+    it has; the rest waits for the next pass."""
+    w = World(drain_ms=1_000)
+    first = [w.submit() for _ in range(3)]
+    original_receive = w.inbox.receive
+
+    def receive_while_jobs_keep_coming(limit: int):
+        got = original_receive(limit=limit)
+        w.clock.advance(0.4)  # reading takes time, and meanwhile another job arrives
+        w.submit()
+        return got
+
+    w.inbox.receive = receive_while_jobs_keep_coming  # type: ignore[method-assign]
+    report = w.collector.collect()
+    assert report.batches_created == 1
+    sent = {job_id for job_id in first if w.job(job_id).status is JobStatus.RUNNING}
+    assert sent == set(first)
+    assert any(w.job(f"job_{n:032x}").status is JobStatus.QUEUED for n in range(4, w._n + 1))
