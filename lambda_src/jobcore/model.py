@@ -140,6 +140,7 @@ class Job:
     # and how many batches it has been sent in.
     batch_id: str | None = None
     batch_attempts: int = 0
+    source: str | None = None  # an S3-triggered job's object, "s3://bucket/intake/<task>/<name>" (jobcore.intake)
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:

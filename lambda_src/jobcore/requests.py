@@ -37,6 +37,7 @@ class SubmitRequest:
     webhook: Webhook | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     max_queue_s: float | None = None  # a job not started by then expires, never runs
+    input_upload: str | None = None  # an upload's id (jobcore.uploads) in place of ``input``
 
 
 def parse_json(body: str | bytes | None) -> Any:
@@ -56,13 +57,18 @@ def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitReque
     """``POST /v1/jobs``'s body. ``allow_http_webhooks``: the local runtime's receivers, plain ``http``
     on loopback (every other non-public target stays refused)."""
     body = expect_object(body, "body")
-    reject_unknown(body, {"task", "input", "mode", "hints", "webhook", "metadata", "max_queue_s"}, "")
+    reject_unknown(body, {"task", "input", "input_upload", "mode", "hints", "webhook", "metadata", "max_queue_s"}, "")
     task = get(body, "task", str, "")
-    if "input" not in body:
-        raise InvalidInputError("input", "is required")
+    if "input_upload" in body:
+        if "input" in body:
+            raise InvalidInputError("input_upload", "send either input or input_upload, not both")
+        get(body, "input_upload", str, "")
+    elif "input" not in body:
+        raise InvalidInputError("input", "is required (or input_upload: an upload's id from POST /v1/uploads)")
     return SubmitRequest(
         task=task,
-        input=body["input"],
+        input=body.get("input"),
+        input_upload=body.get("input_upload"),
         mode=_mode(body),
         hints=_hints(body.get("hints")),
         webhook=_webhook(body.get("webhook"), allow_http=allow_http_webhooks),
@@ -215,12 +221,16 @@ class ListQuery:
     status: JobStatus | None = None
     limit: int = 20
     cursor: str | None = None
+    source: str | None = None  # an S3 intake object, s3://bucket/key: only its jobs
 
 
 def parse_list_query(params: Mapping[str, str] | None) -> ListQuery:
     """``GET /v1/jobs``'s query string: ``status``, ``limit`` (1 to 100), ``cursor``."""
     params = dict(params or {})
-    reject_unknown(params, {"status", "limit", "cursor"}, "query")
+    reject_unknown(params, {"status", "limit", "cursor", "source"}, "query")
+    source = params.get("source") or None
+    if source is not None and (not source.startswith("s3://") or len(source) > 1100):
+        raise InvalidInputError("query.source", "must be an S3 intake object's URL, s3://bucket/key")
     status = None
     if "status" in params:
         try:
@@ -228,7 +238,7 @@ def parse_list_query(params: Mapping[str, str] | None) -> ListQuery:
         except ValueError:
             raise InvalidInputError("query.status", f"must be one of {', '.join(s.value for s in JobStatus)}") from None
     limit = _whole_number(params.get("limit"), "query.limit", 1, MAX_PAGE, default=20)
-    return ListQuery(status=status, limit=limit, cursor=params.get("cursor") or None)
+    return ListQuery(status=status, limit=limit, cursor=params.get("cursor") or None, source=source)
 
 
 def parse_wait(params: Mapping[str, str] | None) -> float:

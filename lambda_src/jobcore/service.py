@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from jobcore import idempotency
+from jobcore import idempotency, uploads
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
     BlobNotFoundError,
@@ -42,6 +42,7 @@ from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome, error_record
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
+from jobcore.uploads import UploadRequest, UploadStore
 from jobcore.validation import quoted
 from jobcore.views import deliveries_view, job_view, result_expired
 
@@ -55,6 +56,9 @@ DAY_S = 86_400
 # A key reserved this long ago whose job was never created belongs to a request that died.
 IDEMPOTENCY_STALE_MS = 60_000
 IDEMPOTENCY_POLL_S = 0.2
+# GET /v1/jobs?source=: the tenant's jobs are read this many pages of MAX_SCAN_PAGE, filtered, per request.
+SOURCE_SCAN_PAGES = 10
+MAX_SCAN_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -94,15 +98,25 @@ class JobService:
     allow_http_webhooks: bool = False
     # Requests per minute by task, as the operator declares them (the frequency question).
     arrival_rates_per_min: dict[str, float] | None = None
+    # Where uploaded inputs are (POST /v1/uploads); None: this service takes no uploads.
+    uploads: UploadStore | None = None
 
-    def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None) -> Submitted:
+    def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
+               source: str | None = None) -> Submitted:
         """Validate, route, record and run or queue one job. With an ``idempotency_key``, a request seen
-        before (same tenant, key and body) returns the original job instead, with its status code."""
+        before (same tenant, key and body) returns the original job instead, with its status code.
+        ``source``: the S3 object an event-triggered job came from (:mod:`jobcore.intake`)."""
         task = lookup(request.task, self.runner.catalogue)
-        payload = task.validate(request.input)
-        expected_s = task.expected_duration_s(payload)
-        decision = self.route(task, expected_s, request)
-        job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
+        if request.input_upload is not None:
+            job = self._uploaded_job(request, task, tenant_id=tenant_id)
+        else:
+            payload = task.validate(request.input)
+            expected_s = task.expected_duration_s(payload)
+            decision = self.route(task, expected_s, request)
+            job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
+        if source is not None:
+            job = replace(job, source=source, route_reason=f"{decision.reason} (S3 intake: no client waits for an "
+                                                          "event-triggered job, so it is submitted async)")
         if idempotency_key is None:
             return self._start(job)
         record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,
@@ -176,9 +190,24 @@ class JobService:
             raise JobFinishedError(f"job {job_id} already finished: it is {job.status.value}", status=job.status.value)
         raise ConflictError(f"job {job_id} kept changing; try again")
 
-    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
-        jobs, after = self.runner.store.list_jobs(tenant_id, status=status, limit=limit, after=decode_cursor(cursor))
+    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
+                  source: str | None = None) -> dict[str, Any]:
+        """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end).
+        ``source``: only the jobs of that S3 intake object, found by reading the tenant's jobs (at most
+        SOURCE_SCAN_PAGES pages of them per request; the cursor goes on from there)."""
+        after: Cursor | None = decode_cursor(cursor)
+        if source is None:
+            jobs, after = self.runner.store.list_jobs(tenant_id, status=status, limit=limit, after=after)
+        else:
+            jobs = []
+            for _ in range(SOURCE_SCAN_PAGES):
+                page, after = self.runner.store.list_jobs(tenant_id, status=status, limit=MAX_SCAN_PAGE, after=after)
+                jobs += [job for job in page if job.source == source]
+                if after is None or len(jobs) >= limit:
+                    break
+            if len(jobs) > limit:
+                jobs = jobs[:limit]
+                after = Cursor(jobs[-1].created_at, jobs[-1].job_id)
         blobs = self.runner.blobs
         now = self.runner.clock_ms()
         views = [job_view(job, url_for=blobs.url_for, now_ms=now) for job in jobs]
@@ -264,11 +293,42 @@ class JobService:
     def tasks(self) -> list[dict[str, Any]]:
         return [self.describe(task) for task in self.runner.catalogue.values()]
 
+    def create_upload(self, request: UploadRequest, *, tenant_id: str) -> dict[str, Any]:
+        """``POST /v1/uploads``: a presigned PUT for one input of the tenant's."""
+        return uploads.create(self._upload_store(), request, tenant_id=tenant_id, now_ms=self.runner.clock_ms())
+
     # --- internals ------------------------------------------------------------------------------
+
+    def _upload_store(self) -> UploadStore:
+        if self.uploads is None:
+            raise InvalidInputError("input_upload", "this deployment takes no uploads")
+        return self.uploads
+
+    def _uploaded_job(self, request: SubmitRequest, task: TaskSpec, *, tenant_id: str) -> Job:
+        """A job whose input is the tenant's upload. A small one is read and validated here, as an input sent
+        in the body is; a large one is never read by the router: routed from the task's profile (or the
+        client's hints), always queued, with ``input_ref`` at the upload, validated by the worker."""
+        key, info = uploads.resolve(self._upload_store(), request.input_upload, tenant_id=tenant_id, task=task.name)
+        if info.size <= INLINE_INPUT_LIMIT:
+            payload = task.validate(uploads.load(self.runner.blobs, key, task=task.name))
+            expected_s = task.expected_duration_s(payload)
+            decision = self.route(task, expected_s, request)
+            return self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
+        expected_s = task.profile.expected_duration_s
+        decision = self.route(task, expected_s, request)
+        if decision.lane == INLINE:
+            if request.mode is Mode.SYNC:
+                raise UnroutableError(f"an uploaded input over {INLINE_INPUT_LIMIT // 1024} KB is read and checked by a "
+                                      "worker, so it never runs inline: submit it with mode auto or async")
+            lane = self.policy.lanes.fallback.name
+            decision = Decision(lane, f"{lane}: uploaded input of {info.size:,} bytes is read by a worker, never inline")
+        job = self._new_job(request, {}, decision, tenant_id=tenant_id, task=task, expected_s=expected_s, input_ref=key)
+        return job
+
 
     def _new_job(
         self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: TaskSpec,
-        expected_s: float,
+        expected_s: float, input_ref: str | None = None,
     ) -> Job:
         now = self.runner.clock_ms()
         job_id = self.new_id()
@@ -286,6 +346,8 @@ class JobService:
             **(self.runner.lease(now, ms=(API_GATEWAY_TIMEOUT_S + 1) * 1000) if inline else {}),
             cost=_estimated(self.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
         )
+        if input_ref is not None:  # an upload, read by the worker
+            return replace(job, input_ref=input_ref)
         if len(json.dumps(payload)) <= INLINE_INPUT_LIMIT:
             return replace(job, input=payload)
         key = input_key(job_id)

@@ -45,6 +45,7 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         "attempts": job.attempts,
         "batch_id": job.batch_id,
         "metadata": job.metadata,
+        "source": job.source,
         "usage": usage_view(job.usage),
         "cost": job.cost or None,
         "error": job.error,

@@ -8,6 +8,7 @@ Routes (API Gateway REST proxy integration):
   POST /v1/jobs/{id}/cancel   cancel: 200 canceled, 202 canceling (a running job), 409 if finished
   GET  /v1/jobs/{id}/deliveries   the webhook delivery log; POST: send the terminal event again
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
+  POST /v1/uploads     201: a presigned PUT for a large input; a job names it with ``input_upload``
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from jobcore import errors
 from jobcore.idempotency import check_key
 from jobcore.requests import parse_json, parse_list_query, parse_submit, parse_wait, well_formed_job_id
 from jobcore.service import JobService
+from jobcore.uploads import parse_upload_request
 from jobcore.validation import quoted
 from jobcore.views import with_base_path
 from router import payload
@@ -143,7 +145,8 @@ def request_body() -> str | bytes | None:
 @app.get("/v1/jobs")
 def list_jobs() -> Response:
     query = parse_list_query(app.current_event.query_string_parameters)
-    page = service().list_jobs(tenant_id=tenant_id(), status=query.status, limit=query.limit, cursor=query.cursor)
+    page = service().list_jobs(tenant_id=tenant_id(), status=query.status, limit=query.limit, cursor=query.cursor,
+                               source=query.source)
     return json_response(HTTPStatus.OK, page)
 
 
@@ -181,6 +184,13 @@ def checked(job_id: str) -> str:
 @app.get("/v1/tasks")
 def list_tasks() -> Response:
     return json_response(HTTPStatus.OK, {"tasks": service().tasks()})
+
+
+@app.post("/v1/uploads")
+def create_upload() -> Response:
+    jobs = service()
+    request = parse_upload_request(parse_json(request_body()))
+    return json_response(HTTPStatus.CREATED, jobs.create_upload(request, tenant_id=tenant_id()))
 
 
 @app.exception_handler(errors.JobError)

@@ -71,7 +71,7 @@ def every_field_job(job_id: str = "job_contract") -> Job:
             {"attempt": 1, "at": NOW_MS + 1_000, "type": "model_unavailable", "message": "the model was rate-limited (429)"},
             {"attempt": 2, "at": NOW_MS + 31_000, "type": "internal_error", "message": "an internal error — ünïcode"},
         ),
-        batch_id="msgbatch_01contract", batch_attempts=2,
+        batch_id="msgbatch_01contract", batch_attempts=2, source="s3://results/intake/invoice.extract/ä b.txt",
     )
 
 
