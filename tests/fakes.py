@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import IO, Any
 
 from jobcore.errors import BlobNotFoundError, ConflictError, EnqueueError
 from jobcore.idempotency import IdempotencyRecord
@@ -141,6 +142,14 @@ class MemoryBlobs:
 
     def url_for(self, key: str) -> str | None:
         return f"memory://{key}"
+
+    def open_stream(self, key: str) -> tuple[IO[bytes], str]:
+        if key in self.files:
+            data, content_type = self.files[key]
+            return io.BytesIO(data), content_type
+        if key in self.docs:
+            return io.BytesIO(json.dumps(self.docs[key]).encode()), "application/json"
+        raise BlobNotFoundError(f"the stored document {key} is gone")
 
 
 class RecordingDeliveryQueue:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
 from jobadapters.aws_errors import translated
 from jobcore.errors import BlobNotFoundError
+from jobcore.uploads import UploadInfo
 
 # What a tenant is told when the bucket throttles or cannot be reached (the details are logged).
 _STORE = "the result store"
@@ -36,13 +37,37 @@ class S3BlobStore:
 
     @translated(_STORE)
     def get_json(self, key: str) -> Any:
+        stream, _ = self.open_stream(key)
+        with stream:
+            return json.load(stream)
+
+    @translated(_STORE)
+    def open_stream(self, key: str) -> tuple[IO[bytes], str]:
         try:
-            body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise BlobNotFoundError(f"the stored document {key} is gone") from None
             raise
-        return json.loads(body)
+        return response["Body"], response.get("ContentType") or "application/octet-stream"
+
+    @translated(_STORE)
+    def head(self, key: str) -> UploadInfo | None:
+        """An uploaded object's size and content type; None if there is none."""
+        try:
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return UploadInfo(int(response["ContentLength"]), response.get("ContentType") or "")
+
+    def presign_put(self, key: str, *, content_type: str, size: int, expires_s: int) -> str:
+        """A PUT URL that signs the key, the content type and the content length: S3 refuses any other."""
+        return self._client.generate_presigned_url(
+            "put_object", Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type, "ContentLength": size},
+            ExpiresIn=expires_s,
+        )
 
     def url_for(self, key: str) -> str | None:
         return self._client.generate_presigned_url(

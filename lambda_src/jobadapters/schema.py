@@ -3,7 +3,7 @@
 Changing one of these changes a stateful resource in every deployed account: don't.
 """
 
-from jobcore.schema_keys import INPUTS_PREFIX, RESULTS_PREFIX  # noqa: F401 - re-exported for the constructs
+from jobcore.schema_keys import INPUTS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX  # noqa: F401 - re-exported for the constructs
 
 JOBS_PARTITION_KEY = "job_id"
 TENANT_INDEX = "by_tenant"

@@ -17,7 +17,14 @@ from jobadapters.batches import AnthropicBatches
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
 from jobadapters.s3 import S3BlobStore
-from jobadapters.settings import ClaudeSettings, CollectorSettings, DispatcherSettings, RouterSettings, SweeperSettings
+from jobadapters.settings import (
+    ClaudeSettings,
+    CollectorSettings,
+    DispatcherSettings,
+    IntakeSettings,
+    RouterSettings,
+    SweeperSettings,
+)
 from jobadapters.sqs import SqsBatchInbox, SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookSender
 from jobcore.batches import Collector
@@ -125,7 +132,26 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
+        uploads=S3BlobStore(clients.s3, settings.results_bucket),
     )
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The S3 intake's parts: the job service it submits through, where intake objects are read, who owns them."""
+
+    service: JobService
+    s3: Any
+    tenant_id: str
+    webhook_url: str
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def build_intake(settings: IntakeSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> Intake:
+    """The intake submits like the router (its jobs are async: never inline, so the model is never called here)."""
+    return Intake(build_service(settings.router, clients, env=env), clients.s3, settings.tenant_id, settings.webhook_url)
 
 
 def build_dispatcher(settings: DispatcherSettings, clients: AwsClients) -> Dispatcher:

@@ -95,3 +95,11 @@ MODEL_WAIT_LIMIT_S = 3600
 # A ``mode: sync`` job whose model was unavailable inline is refused (503) with this Retry-After when the
 # model gave none: about one inline attempt's back-off.
 SYNC_RETRY_AFTER_S = 10
+
+# --- uploads (POST /v1/uploads) ---------------------------------------------------------------------
+
+# The largest input a client may upload (S3 takes up to 5 GB in one presigned PUT): a job's input by
+# reference, read by a worker from S3, never by the router. The presigned PUT signs the declared size.
+MAX_UPLOAD_BYTES = 1024 * MIB
+# How long a presigned upload URL is valid.
+UPLOAD_URL_TTL_S = 3600

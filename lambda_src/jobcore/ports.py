@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from jobcore.deliveries import AttemptResult
 from jobcore.idempotency import IdempotencyRecord
@@ -83,6 +83,11 @@ class BlobStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str) -> int:
         """Store a binary document (a task's file); returns its size in bytes."""
+
+    def open_stream(self, key: str) -> tuple[IO[bytes], str]:
+        """A document's body as a stream (an upload, read without holding it twice) and its content type;
+        BlobNotFoundError if there is none."""
+        ...
 
     def url_for(self, key: str) -> str | None:
         """A URL the client can GET the document from (presigned), or None where there is none."""

@@ -17,10 +17,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from jobcore import webhooks
+from jobcore import uploads, webhooks
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
     ConflictError,
+    InvalidInputError,
     JobCanceledError,
     JobError,
     ModelError,
@@ -172,7 +173,10 @@ class JobRunner:
     def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None) -> Outcome:
         """Run a RUNNING job to a terminal state. Retryable errors propagate to the caller."""
         task = self._task(job)
-        payload = self.load_input(job)
+        try:
+            payload = self.load_input(job)
+        except InvalidInputError as error:  # an uploaded input, validated here rather than by the router
+            return Outcome(self.fail(job, error))
         try:
             result = _run(task, payload, ctx, timeout_s)
         except ModelError as error:
@@ -190,6 +194,8 @@ class JobRunner:
         return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id), result.output)
 
     def load_input(self, job: Job) -> dict[str, Any]:
+        if job.input_ref is not None and uploads.is_upload_key(job.input_ref):
+            return self._task(job).validate(uploads.load(self.blobs, job.input_ref, task=job.task))
         if job.input_ref is not None:
             return self.blobs.get_json(job.input_ref)
         return job.input or {}

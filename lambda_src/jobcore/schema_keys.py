@@ -15,3 +15,11 @@ def file_key(job_id: str, name: str) -> str:
 
 def input_key(job_id: str) -> str:
     return f"{INPUTS_PREFIX}{job_id}.json"
+
+
+UPLOADS_PREFIX = "uploads/"
+
+
+def upload_key(tenant_id: str, upload_id: str) -> str:
+    """A tenant's uploaded input (``uploads/<tenant>/<upload id>``): the tenant in the key scopes it."""
+    return f"{UPLOADS_PREFIX}{tenant_id}/{upload_id}"
