@@ -228,6 +228,38 @@ class RouterSettings:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class IntakeSettings:
+    """The S3 intake (``intake.handler``): what the router needs to submit a job, plus the intake's owner
+    (INTAKE_TENANT: the tenant its jobs belong to, an API key's id) and its optional webhook."""
+
+    ENV = RouterSettings.ENV | frozenset({"INTAKE_TENANT", "INTAKE_WEBHOOK_URL"})
+    LOCAL_ENV = RouterSettings.LOCAL_ENV | frozenset({"INTAKE_EVERY_S"})
+
+    router: RouterSettings
+    tenant_id: str
+    webhook_url: str
+    every_s: float  # the local lister's passes
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IntakeSettings:
+        router = RouterSettings.from_env(env)
+        webhook_url = env.get("INTAKE_WEBHOOK_URL") or ""
+        if webhook_url:
+            from jobcore.errors import InvalidInputError
+            from jobcore.requests import webhook_url as checked
+
+            try:
+                checked(webhook_url, allow_http=router.allow_loopback_webhooks,
+                        allow_loopback=router.allow_loopback_webhooks)
+            except InvalidInputError as error:
+                raise ConfigError(f"environment variable INTAKE_WEBHOOK_URL: {error}") from None
+        return cls(
+            router=router, tenant_id=_required(env, "INTAKE_TENANT"), webhook_url=webhook_url,
+            every_s=_in_range(env, "INTAKE_EVERY_S", _number(env, "INTAKE_EVERY_S", 1.0, float), 0.1, 900.0),
+        )
+
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     """Where a worker's embedding model comes from (``jobadapters.embeddings`` loads it on the first job):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jobadapters.settings import ConfigError, DispatcherSettings, RouterSettings, WorkerSettings
+from jobadapters.settings import ConfigError, DispatcherSettings, IntakeSettings, RouterSettings, WorkerSettings
 from jobcore.deliveries import RetrySchedule
 from tests.fakes import make_lanes
 
@@ -112,7 +112,11 @@ def test_dispatcher_settings_are_checked(env, message):
         DispatcherSettings.from_env({**DISPATCHER, **env})
 
 
-@pytest.mark.parametrize(("settings", "env"), [(RouterSettings, ROUTER), (WorkerSettings, WORKER), (DispatcherSettings, DISPATCHER)])
+INTAKE = {**ROUTER, "INTAKE_TENANT": "key-abc", "INTAKE_WEBHOOK_URL": "https://hooks.example.com/intake"}
+
+
+@pytest.mark.parametrize(("settings", "env"), [(RouterSettings, ROUTER), (WorkerSettings, WORKER), (DispatcherSettings, DISPATCHER),
+                                               (IntakeSettings, INTAKE)])
 def test_every_variable_read_is_declared(settings, env):
     # The CDK constructs set exactly ENV (and SECRETS); a variable read but not declared would
     # silently keep its default in AWS.
@@ -121,6 +125,15 @@ def test_every_variable_read_is_declared(settings, env):
     declared = settings.ENV | settings.LOCAL_ENV | getattr(settings, "SECRETS", frozenset()) | getattr(settings, "MODEL_ENV", frozenset())
     assert recording.read - declared == set()
     assert set(env) <= recording.read
+
+
+def test_intake_settings_need_a_tenant_and_a_public_webhook():
+    assert IntakeSettings.from_env(INTAKE).tenant_id == "key-abc"
+    assert IntakeSettings.from_env({**INTAKE, "INTAKE_WEBHOOK_URL": ""}).webhook_url == ""
+    with pytest.raises(ConfigError, match="INTAKE_TENANT is required"):
+        IntakeSettings.from_env({**INTAKE, "INTAKE_TENANT": ""})
+    with pytest.raises(ConfigError, match="INTAKE_WEBHOOK_URL"):
+        IntakeSettings.from_env({**INTAKE, "INTAKE_WEBHOOK_URL": "http://127.0.0.1:9/h"})
 
 
 @pytest.mark.parametrize(("settings", "env", "key", "value"), [
