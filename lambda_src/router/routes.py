@@ -9,4 +9,5 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/v1/jobs/{id}/deliveries"),
     ("POST", "/v1/jobs/{id}/deliveries"),
     ("GET", "/v1/tasks"),
+    ("POST", "/v1/uploads"),
 )

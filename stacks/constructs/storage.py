@@ -24,7 +24,9 @@ ITEM_ACTIONS = (
 # Objects under the job prefixes only; expiry is the lifecycle rules' job, so no DeleteObject. Webhook
 # event bodies (fixed at a delivery's first attempt, the same bytes for every later one) live under their own.
 OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
-OBJECT_PREFIXES = (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX, WEBHOOKS_PREFIX)
+# Uploads (uploads/<tenant>/<id>): the router presigns their PUT (so it may PutObject) and HEADs them (GetObject);
+# the workers read them.
+OBJECT_PREFIXES = (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX, WEBHOOKS_PREFIX, schema.UPLOADS_PREFIX)
 
 
 class JobStorage(Construct):

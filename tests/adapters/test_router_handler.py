@@ -851,3 +851,73 @@ def test_a_sync_retry_with_the_same_idempotency_key_runs_again_once_the_model_is
     assert first.status == 503
     assert again.status == 200 and again.body["status"] == "succeeded"
     assert again.body["id"] != first.body["error"]["job_id"]
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+def test_post_uploads_answers_201_with_a_presigned_put_that_signs_type_and_length(api):
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    reply = api.call("POST", "/v1/uploads", {"content_type": "application/json", "size": 50_000_000})
+
+    assert reply.status == 201, reply.body
+    upload_id = reply.body["upload_id"]
+    assert upload_id.startswith("upl_") and len(upload_id) == 36
+    assert reply.body["headers"] == {"content-type": "application/json", "content-length": "50000000"}
+    assert reply.body["max_bytes"] == 1024 ** 3 and reply.body["expires_at"].endswith("Z")
+    url = urlsplit(reply.body["url"])
+    path = unquote(url.path)
+    assert path.endswith(f"/uploads/{path.split('/uploads/')[1].split('/')[0]}/{upload_id}")
+    query = parse_qs(url.query)
+    signed = query["X-Amz-SignedHeaders"][0].split(";")
+    assert {"content-length", "content-type", "host"} <= set(signed)
+    assert query["X-Amz-Expires"] == ["3600"]
+
+
+@pytest.mark.parametrize("body", [{"content_type": "image/png", "size": 10}, {"content_type": "text/plain", "size": 2 * 1024 ** 3}])
+def test_post_uploads_refuses_other_types_and_sizes_with_422(api, body):
+    reply = api.call("POST", "/v1/uploads", body)
+    assert reply.status == 422 and reply.body["error"]["type"] == "invalid_input"
+
+
+def _uploaded(api, data: bytes, content_type: str = "application/json", *, key: str = KEY) -> str:
+    """An upload made through the API, its object put as the presigned PUT would (moto in-process takes no HTTP)."""
+    from urllib.parse import unquote, urlsplit
+
+    reply = api.call("POST", "/v1/uploads", {"content_type": content_type, "size": len(data)}, key=key)
+    object_key = unquote(urlsplit(reply.body["url"]).path).split(f"/{api.aws.bucket}/", 1)[-1].lstrip("/")
+    if not object_key.startswith("uploads/"):  # virtual-hosted style: the bucket is in the host
+        object_key = unquote(urlsplit(reply.body["url"]).path).lstrip("/")
+    api.clients.s3.put_object(Bucket=api.aws.bucket, Key=object_key, Body=data, ContentType=content_type)
+    return reply.body["upload_id"]
+
+
+def test_a_job_names_a_large_upload_and_is_queued_with_its_input_ref(api):
+    data = json.dumps({"documents": [{"id": f"d{i}", "text": "x" * 40_000} for i in range(3)]}).encode()
+    upload_id = _uploaded(api, data)
+
+    reply = api.call("POST", "/v1/jobs", {"task": "documents.summarize", "input_upload": upload_id})
+
+    assert reply.status == 202, reply.body
+    item = api.item(reply.body["id"])
+    assert item["input_ref"].startswith("uploads/") and item["input_ref"].endswith(upload_id)
+    assert "input" not in item or not item["input"]
+    assert [decode(m["Body"]) for m in api.messages()] == [reply.body["id"]]
+
+
+def test_a_small_text_upload_runs_inline_as_the_invoice_text(api):
+    upload_id = _uploaded(api, (SAMPLES / "invoice_acme.txt").read_bytes(), "text/plain")
+    reply = api.call("POST", "/v1/jobs", {"task": "invoice.extract", "input_upload": upload_id})
+    assert reply.status == 200, reply.body
+    assert reply.body["result"]["invoice"]["vendor"] == "Acme Corporation"
+
+
+def test_another_tenants_upload_or_one_never_put_is_a_422(api):
+    upload_id = _uploaded(api, b'{"documents": [{"text": "hi"}]}')
+    other = api.call("POST", "/v1/jobs", {"task": "documents.summarize", "input_upload": upload_id}, key="tenant-b-key")
+    assert other.status == 422 and other.body["error"]["field"] == "input_upload"
+
+    never = api.call("POST", "/v1/uploads", {"content_type": "application/json", "size": 10}).body["upload_id"]
+    reply = api.call("POST", "/v1/jobs", {"task": "documents.summarize", "input_upload": never})
+    assert reply.status == 422 and "PUT it" in reply.body["error"]["message"]

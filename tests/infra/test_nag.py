@@ -19,6 +19,7 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/results/*]",
     "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/inputs/*]",
     "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/webhooks/*]",
+    "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/uploads/*]",
     "AwsSolutions-L1",
     "AwsSolutions-APIG3",
     "AwsSolutions-APIG4",

@@ -96,6 +96,7 @@ def test_bucket_is_encrypted_private_ssl_only_and_expires_job_objects(default_ap
                 Match.object_like({"Prefix": schema.RESULTS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
                 Match.object_like({"Prefix": schema.INPUTS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
                 Match.object_like({"Prefix": WEBHOOKS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
+                Match.object_like({"Prefix": schema.UPLOADS_PREFIX, "ExpirationInDays": days, "Status": "Enabled"}),
             ])},
         },
     })
@@ -123,8 +124,9 @@ def test_job_data_policy_reads_and_writes_items_and_job_objects_only(default_app
     assert not {a for a in granted if "*" in a or a in {"dynamodb:Scan", "s3:PutBucketPolicy"}}
     object_resources = [r for s in statements if s["Sid"] == "JobObjects" for r in s["Resource"]]
     assert sorted(r["Fn::Join"][1][-1] for r in object_resources) == sorted(
-        f"/{prefix}*" for prefix in (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX, WEBHOOKS_PREFIX))
+        f"/{prefix}*" for prefix in (schema.RESULTS_PREFIX, schema.INPUTS_PREFIX, WEBHOOKS_PREFIX, schema.UPLOADS_PREFIX))
     assert WEBHOOKS_PREFIX == "webhooks/"  # the dispatcher's event bodies
+    assert schema.UPLOADS_PREFIX == "uploads/"  # POST /v1/uploads: the router presigns PUTs, the workers read them
 
 
 def test_job_items_grant_exactly_the_item_calls_the_runtime_makes(default_app):
@@ -170,3 +172,18 @@ def test_data_stack_outputs_name_the_table_bucket_and_how_to_set_the_key(default
     assert outputs["JobsTableName"]["Value"] == {"Ref": "StorageTableB43FDCE7"}
     assert outputs["JobBucketName"]["Value"] == {"Ref": "StorageBucket5CB7C8EA"}
     assert "aws secretsmanager put-secret-value" in str(outputs["SetClaudeKeyCommand"]["Value"])
+
+
+def test_uploads_may_be_presigned_and_read_by_the_router_and_read_by_the_workers(default_app):
+    """POST /v1/uploads: the router's role signs the PUT (PutObject on uploads/*) and HEADs it (GetObject); the
+    workers read it. Both hold the job-data policy, whose JobObjects statement covers uploads/*."""
+    from infra_support import attached_managed_policies, is_job_data_policy
+
+    statements = managed_policy_statements(default_app.data_json)
+    (objects,) = [s for s in statements if s["Sid"] == "JobObjects"]
+    assert {"s3:GetObject", "s3:PutObject"} <= set(objects["Action"])
+    assert "/uploads/*" in [r["Fn::Join"][1][-1] for r in objects["Resource"]]
+    roles = {logical_id for logical_id, role in resources(default_app.service_json, "AWS::IAM::Role").items()
+             if any(is_job_data_policy(arn) for arn in attached_managed_policies(default_app.service_json, logical_id))}
+    assert any(r.startswith("RouterRole") for r in roles), roles
+    assert any(r.startswith("CpuWorkerTaskDefinitionTaskRole") for r in roles), roles
