@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,31 @@ def poll(api: str, location: str, started: float) -> dict[str, Any]:
     raise DemoFailure(f"{location} did not finish in {POLL_TIMEOUT_S:g} s")
 
 
+def intake_job(api: str, bucket: str) -> str:
+    """An invoice dropped into the bucket's intake prefix: S3's notification → the intake queue → a job."""
+    import boto3
+
+    key = "intake/invoice.extract/invoice_acme.txt"
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=(SAMPLES / "invoice_acme.txt").read_bytes())
+    source = f"s3://{bucket}/{key}"
+    deadline = time.perf_counter() + POLL_TIMEOUT_S
+    while True:
+        status, _, page = call("GET", f"{api}/v1/jobs?{urllib.parse.urlencode({'source': source})}")
+        expect(status == 200, f"GET /v1/jobs?source= -> {status} {page}")
+        jobs = page["jobs"]
+        if jobs and jobs[0]["status"] in {"succeeded", "failed"}:
+            break
+        expect(time.perf_counter() < deadline, f"the intake object {source} did not become a finished job: {jobs}")
+        time.sleep(0.2)
+    expect(len(jobs) == 1 and jobs[0]["status"] == "succeeded", f"intake job: expected one succeeded job, got {jobs}")
+    status, _, job = call("GET", f"{api}/v1/jobs/{jobs[0]['id']}")
+    invoice = job["result"]["invoice"]
+    print(f"[s3]    PUT {source} -> job {job['id']} {job['status']} (GET /v1/jobs?source= finds it)")
+    print(f"        route: {job['route']['lane']} ({job['route']['reason']})")
+    print(f"        vendor={invoice['vendor']!r} number={invoice['invoice_number']} total={invoice['total']} {invoice['currency']}")
+    return str(job["id"])
+
+
 def webhooks(pipeline: LocalPipeline, api: str, job_ids: list[str]) -> None:
     for job_id in job_ids:
         event = pipeline.webhooks.wait_for(job_id, timeout_s=30)
@@ -134,7 +160,8 @@ def main() -> int:
         try:
             # The short job's receiver answers 503 once: its webhook arrives on the second attempt.
             ids = [short_job(endpoints.api_url, f"{endpoints.webhook_url}?fail=1"),
-                   long_job(endpoints.api_url, endpoints.webhook_url)]
+                   long_job(endpoints.api_url, endpoints.webhook_url),
+                   intake_job(endpoints.api_url, endpoints.resources.bucket)]  # its webhook: the intake's (this receiver)
             webhooks(pipeline, endpoints.api_url, ids)
         except DemoFailure as failure:
             print(f"DEMO FAILED: {failure}\n(logs: {Path(endpoints.worker_log).parent})", file=sys.stderr)

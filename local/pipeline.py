@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 
 from local import resources
 from local.claude_standin import ClaudeStandIn
-from local.gateway import ExecutionEnvironments, Gateway
+from local.gateway import LOCAL_API_KEY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
 from stacks.constructs.runtime_env import compact_json, lane_environment
@@ -60,6 +60,7 @@ class Options:
     webhook_sweep_every_s: float = 1.0
     sweep_every_s: float = 2.0  # the job sweeper (stale leases, queue deadlines, dead letters); a minute in AWS
     collect_every_s: float = 1.0  # the batch collector's passes; a minute in AWS
+    intake_every_s: float = 0.5  # the S3 intake's receives (an SQS event source in AWS)
     # The stand-in's Message Batches processing: seconds until a batch's requests are done.
     standin_batch_delay_s: float = 1.0
     use_standin: bool = True
@@ -84,7 +85,7 @@ class Endpoints:
             "api_url": self.api_url, "aws_endpoint": self.aws_endpoint, "standin_url": self.standin_url,
             "webhook_url": self.webhook_url, "worker_log": self.worker_log, "table": self.resources.table,
             "bucket": self.resources.bucket, "queues": self.resources.queue_urls, "dead_letter_queues": self.resources.dlq_urls,
-            "webhook_queue": self.resources.webhook_queue_url,
+            "webhook_queue": self.resources.webhook_queue_url, "intake_queue": self.resources.intake_queue_url,
         }
 
 
@@ -131,6 +132,10 @@ class LocalPipeline:
         self._spawn("local.dispatcher", log_dir / "dispatcher.log", {
             "WEBHOOK_RETRY_SCHEDULE_S": self.options.webhook_retry_schedule_s,
             "WEBHOOK_SWEEP_EVERY_S": str(self.options.webhook_sweep_every_s),
+        })
+        self._spawn("local.intake", log_dir / "intake.log", {
+            "INTAKE_QUEUE_URL": made.intake_queue_url, "INTAKE_EVERY_S": str(self.options.intake_every_s),
+            **self.intake_environment(),
         })
         self._spawn("local.sweeper", log_dir / "sweeper.log", {
             "LANE_DLQ_URLS": compact_json(made.dlq_urls), "MAX_RECEIVES": str(self.config.max_receives),
@@ -192,6 +197,15 @@ class LocalPipeline:
         if standin_url:
             env["ANTHROPIC_BASE_URL"] = standin_url
         return env
+
+    def intake_environment(self) -> dict[str, str]:
+        """The intake's owner and webhook: locally, unless the context names them, the local API key's tenant (so
+        ``GET /v1/jobs`` with that key lists intake jobs) and the pipeline's own webhook receiver."""
+        context = self.options.config
+        return {
+            "INTAKE_TENANT": context.get("intake_tenant") or api_key_id(LOCAL_API_KEY),
+            "INTAKE_WEBHOOK_URL": context.get("intake_webhook_url") or self.webhooks.url,
+        }
 
     def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path, extra: dict[str, str]) -> Path:
         """One worker process for ``lane``, with the environment its ECS task gets (plus the local ones)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from jobadapters import schema
 from jobadapters.schema import WEBHOOK_MAX_RECEIVES, WEBHOOK_VISIBILITY_S
+from jobcore import intake
 from jobcore.lanes import Lanes
 
 
@@ -21,6 +22,8 @@ class LocalResources:
     dlq_urls: dict[str, str]
     webhook_queue_url: str
     webhook_dlq_url: str
+    intake_queue_url: str = ""  # the bucket's notifications of objects created under intake/ (jobcore.intake)
+    intake_dlq_url: str = ""
 
 
 def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybrid-local") -> LocalResources:
@@ -39,7 +42,20 @@ def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybr
             sqs, f"{prefix}-{lane.name}", visibility_s=visibility_s, max_receives=max_receives)
     webhooks, webhooks_dlq = _queue_pair(sqs, f"{prefix}-webhooks", visibility_s=WEBHOOK_VISIBILITY_S,
                                          max_receives=WEBHOOK_MAX_RECEIVES)
-    return LocalResources(table, bucket, queues, dlqs, webhooks, webhooks_dlq)
+    intake_queue, intake_dlq = _intake(session.client("s3"), sqs, bucket, prefix)
+    return LocalResources(table, bucket, queues, dlqs, webhooks, webhooks_dlq, intake_queue, intake_dlq)
+
+
+def _intake(s3: Any, sqs: Any, bucket: str, prefix: str) -> tuple[str, str]:
+    """The intake queue and the bucket's notification of objects created under ``intake/`` into it, as the CDK
+    app's IntakeQueue makes them (moto delivers S3 notifications to SQS, as S3 does)."""
+    queue, dlq = _queue_pair(sqs, f"{prefix}-intake", visibility_s=intake.QUEUE_VISIBILITY_S, max_receives=intake.MAX_RECEIVES)
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [{
+        "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": intake.PREFIX}]}},
+    }]})
+    return queue, dlq
 
 
 MODEL_FILES = ("model.onnx", "tokenizer.json", "embedding.json")

@@ -56,6 +56,7 @@ _S3_MODEL_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _HF_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INTAKE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # GPU families that ECS can expose to a task as a GPU resource (x86: the worker image is linux/amd64).
 _GPU_INSTANCE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
 # A release of the ECS-optimized AL2023 GPU AMI, e.g. al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs.
@@ -125,6 +126,11 @@ class PipelineConfig:
     # Seconds between a webhook's attempts (comma-separated): one more attempt than gaps, then the delivery
     # fails (alarmed) until a client asks for it again. Default: Standard Webhooks', 8 attempts over ~27 h.
     webhook_retry_schedule_s: str = ",".join(str(gap) for gap in DEFAULT_GAPS_S)
+    # The S3 intake (objects created under intake/<task>/ of the job bucket become jobs): the tenant its jobs
+    # belong to (an API key's id, as API Gateway gives it: GET /v1/jobs with that key lists them) and an
+    # https webhook for their terminal states ('' for none).
+    intake_tenant: str = "intake"
+    intake_webhook_url: str = ""
     # The cost model's inputs (docs: routing and cost): expected requests a minute per task name, and
     # price overrides (same shape as lambda_src/jobcore/prices.json). JSON objects; `-c` takes them as JSON.
     task_rates_per_min: dict[str, float] = field(default_factory=dict)
@@ -312,6 +318,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # Empty would not mean "no retries" to the dispatcher but its default schedule: say what is meant.
     "webhook_retry_schedule_s": ((lambda v: bool(v.strip(", "))),
                                  "comma-separated seconds between webhook attempts, e.g. '5,300,1800'"),
+    "intake_tenant": ((lambda v: bool(_INTAKE_TENANT.fullmatch(v))), "an API key's id: 1 to 128 letters, digits, '-' or '_'"),
+    "intake_webhook_url": ((lambda v: v == "" or (v.startswith("https://") and len(v) <= 2048 and " " not in v)),
+                           "'' or an https:// URL"),
 }
 
 _CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]] = [

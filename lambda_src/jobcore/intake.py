@@ -33,6 +33,12 @@ PREFIX = "intake/"
 TEXT_TASKS = frozenset({"invoice.extract"})  # the object's bytes are the text
 MAX_OBJECT_BYTES = 256 * 1024  # above this an object is refused (a failed job), never read
 NOT_ROUTED = "none"  # the lane of an intake job that never became a runnable job
+# The intake queue (S3 notifications → SQS → the intake function), in AWS and locally: a message is held this long
+# while one invocation (30 s at most) takes it, and moved to the dead-letter queue after MAX_RECEIVES receives.
+FUNCTION_TIMEOUT_S = 30
+QUEUE_VISIBILITY_S = 6 * FUNCTION_TIMEOUT_S  # AWS's advice for a Lambda event source
+MAX_RECEIVES = 5
+BATCH_SIZE = 10
 
 
 class IntakeError(JobError):

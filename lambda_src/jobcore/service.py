@@ -115,8 +115,9 @@ class JobService:
             decision = self.route(task, expected_s, request)
             job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         if source is not None:
-            job = replace(job, source=source, route_reason=f"{decision.reason} (S3 intake: no client waits for an "
-                                                          "event-triggered job, so it is submitted async)")
+            why = "S3 intake: no client waits for an event-triggered job, so mode async"
+            reason = decision.reason.replace("client asked for async", why)
+            job = replace(job, source=source, route_reason=reason if why in reason else f"{reason} ({why})")
         if idempotency_key is None:
             return self._start(job)
         record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,

@@ -74,6 +74,8 @@ BAD_VALUES = {
     "task_rates_per_min": '{"summarize": -2}',
     "price_overrides": "[1, 2]",
     "webhook_retry_schedule_s": "5,soon",
+    "intake_tenant": "not a key id",
+    "intake_webhook_url": "http://hooks.example.com/intake",
 }
 
 
