@@ -143,7 +143,9 @@ def load(reader: UploadReader, key: str, *, task: str) -> Any:
                 raise InvalidInputError("input_upload", "the uploaded text is not UTF-8") from None
             return TEXT_INPUT[task](text, upload_id)
         try:
-            return json.load(stream)  # parsed from the stream: never the bytes and a decoded copy besides
+            # json.load reads the whole body (the stdlib parser is not incremental), then parses it: the
+            # upload's bytes and the parsed document, no third copy (no read() into a str of our own).
+            return json.load(stream)
         except (ValueError, RecursionError) as error:
             raise InvalidInputError("input_upload", f"the uploaded input is not valid JSON ({error})"[:300]) from None
     finally:
