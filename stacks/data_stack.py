@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from stacks.constructs.intake import IntakeQueue
 from stacks.constructs.secrets import PipelineSecrets
 from stacks.constructs.storage import JobStorage
 
@@ -17,6 +18,9 @@ class DataStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.storage = JobStorage(self, "Storage", object_retention_days=result_retention_days)
         self.secrets = PipelineSecrets(self, "Secrets")
+        # The S3 intake's queue: beside the bucket, whose notification into it is a resource of this stack
+        # (stacks/constructs/intake.py says why); the service stack's intake function consumes it.
+        self.intake = IntakeQueue(self, "Intake", bucket=self.storage.bucket)
 
         CfnOutput(self, "JobsTableName", value=self.storage.table.table_name)
         CfnOutput(self, "JobBucketName", value=self.storage.bucket.bucket_name)

@@ -19,6 +19,7 @@ from stacks.constructs.api import JobsApi
 from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
+from stacks.constructs.intake import IntakeFunction
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.monitoring import PipelineMonitoring
@@ -111,7 +112,14 @@ class ServiceStack(Stack):
             self, "Sweeper", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
             stage=c.stage, max_receives=c.max_receives, price_overrides=c.price_overrides, log_retention=retention)
 
-        PipelineMonitoring(self, "Monitoring", alarm_email=c.alarm_email, router=router.function, api=api.api,
+        intake = IntakeFunction(
+            self, "Intake", code=code, storage=storage, intake=data.intake, lanes=lanes, queues=queues,
+            webhook_queue=webhooks.job_queue, stage=c.stage, model_id=c.model_id, job_ttl_days=c.job_ttl_days,
+            result_retention_days=c.result_retention_days, task_rates_per_min=c.task_rates_per_min,
+            price_overrides=c.price_overrides, tenant_id=c.intake_tenant, webhook_url=c.intake_webhook_url,
+            log_retention=retention)
+
+        PipelineMonitoring(self, "Monitoring", intake=intake, alarm_email=c.alarm_email, router=router.function, api=api.api,
                            workers=workers, webhooks=webhooks, sweeper=sweeper, collector=collector,
                            batch_open_alarm_hours=c.batch_open_alarm_hours)
 
@@ -125,6 +133,8 @@ class ServiceStack(Stack):
         if collector is not None:
             CfnOutput(self, "BatchCollectorFunctionName", value=collector.function.function_name,
                       description="The batch lane's collector (every minute); its log shows each pass")
+        CfnOutput(self, "IntakeDeadLetterQueueUrl", value=data.intake.job_queue.dead_letter_queue.queue_url,
+                  description="S3 intake notifications the intake function failed on 5 times (alarmed)")
         CfnOutput(self, "WebhookQueueUrl", value=webhooks.job_queue.queue.queue_url)
         CfnOutput(self, "WebhookDeadLetterQueueUrl", value=webhooks.job_queue.dead_letter_queue.queue_url,
                   description="Hand-overs the dispatcher could not process; the sweep retries pending deliveries")

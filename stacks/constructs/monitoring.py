@@ -15,6 +15,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.constructs.batch_collector import BatchCollector
+from stacks.constructs.intake import IntakeFunction
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
@@ -41,7 +42,8 @@ class PipelineMonitoring(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
                  api: apigw.RestApi, workers: Mapping[str, WorkerService], webhooks: WebhookDispatcher,
-                 sweeper: JobSweeper, collector: BatchCollector | None = None, batch_open_alarm_hours: int = 24) -> None:
+                 sweeper: JobSweeper, collector: BatchCollector | None = None, batch_open_alarm_hours: int = 24,
+                 intake: IntakeFunction | None = None) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
         if alarm_email:
@@ -92,6 +94,14 @@ class PipelineMonitoring(Construct):
             self._alarm("BatchOpenTooLong", collector.metric_oldest_open_batch(), threshold=batch_open_alarm_hours * 3600,
                         description=f"a Message Batch has been open over {batch_open_alarm_hours} h (the API ends every batch "
                                     "within 24 h: the collector is not settling it; see its log)")
+        if intake is not None:
+            dlq = intake.intake_queue.dead_letter_queue
+            self._alarm("IntakeDeadLetters", _maximum(dlq.metric_approximate_number_of_messages_visible), threshold=0,
+                        description="S3 intake: notifications reached the dead-letter queue (the intake function failed "
+                                    f"{intake.intake_queue.max_receive_count} times: the table, S3 or a lane queue was "
+                                    "unavailable; an object that cannot run becomes a failed job instead)")
+            self._alarm("IntakeErrors", intake.function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
+                        description="S3 intake Lambda raised errors")
         self.dashboard = self._dashboard(router, api, workers, webhooks, sweeper)
         if collector is not None:
             self.dashboard.add_widgets(

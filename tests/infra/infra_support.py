@@ -99,8 +99,8 @@ def inline_statements(template: dict[str, Any], role_logical_id: str) -> list[di
 
 
 def managed_policy_statements(data_template: dict[str, Any]) -> list[dict[str, Any]]:
-    """The statements of the data stack's job-data policy (the only customer-managed policy there is)."""
-    _, policy = one(data_template, "AWS::IAM::ManagedPolicy")
+    """The statements of the data stack's job-data policy."""
+    _, policy = one(data_template, "AWS::IAM::ManagedPolicy", "StorageJobDataAccess")
     return _listify(policy["Properties"]["PolicyDocument"]["Statement"])
 
 

@@ -28,6 +28,9 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-ECS2",
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<WorkersCluster2E9BA3A7>/*]",
     "AwsSolutions-IAM5[Resource::*]",
+    # the S3 intake: reading intake/* of the bucket, and CDK's BucketNotificationsHandler (stacks/constructs/intake.py)
+    "AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/intake/*]",
+    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
     # GPU lane only
     "AwsSolutions-IAM5[Action::ecs:Submit*]",
     "AwsSolutions-AS3",

@@ -135,7 +135,7 @@ def test_the_sweep_runs_as_often_as_the_dispatcher_is_told(default_app):
 
 def test_the_dispatcher_consumes_the_queue_in_batches_with_partial_failures(default_app):
     dispatcher_id, _ = function(default_app, "Dispatcher")
-    _, mapping = one(default_app.service_json, "AWS::Lambda::EventSourceMapping")
+    _, mapping = one(default_app.service_json, "AWS::Lambda::EventSourceMapping", "WebhooksDispatcher")
     props = mapping["Properties"]
     assert props["FunctionName"] == {"Ref": dispatcher_id}
     assert props["EventSourceArn"] == {"Fn::GetAtt": [QUEUE, "Arn"]}
@@ -194,8 +194,9 @@ def test_only_the_router_workers_sweeper_and_dispatcher_functions_may_send_hand_
         if "sqs:SendMessage" in actions(statements_on(inline_statements(app.service_json, role_id),
                                                       {"Fn::GetAtt": [QUEUE, "Arn"]}))
     }
-    # The job sweeper hands over the webhook of a job it settles (test_job_sweeper.py).
-    expected = {"RouterRole", "WebhooksDispatcherRole", "WebhooksSweepRole", "SweeperRole", "CollectorRole"} | {
+    # The job sweeper hands over the webhook of a job it settles (test_job_sweeper.py); the S3 intake, that of a
+    # job it rejects (test_intake.py).
+    expected = {"RouterRole", "WebhooksDispatcherRole", "WebhooksSweepRole", "SweeperRole", "CollectorRole", "IntakeRole"} | {
         f"{lane.name.capitalize()}WorkerTaskDefinitionTaskRole" for lane in app.config.lanes().worker_lanes()}
     assert {next(prefix for prefix in expected if role.startswith(prefix)) for role in senders} == expected
     assert len(senders) == len(expected)
