@@ -21,7 +21,6 @@ from jobadapters.settings import IntakeSettings
 from jobcore import intake as intake_core
 from stacks.constructs import intake
 
-
 # Renaming the queue would replace it (messages in flight lost): pinned.
 QUEUE, DLQ, QUEUE_POLICY = "IntakeQueue91D2A3BB", "IntakeQueueDeadLetterQueue6006B161", "IntakeQueuePolicy1B275769"
 
