@@ -24,7 +24,7 @@ def test_every_monitoring_alarm_notifies_the_topic(gpu_app):
     alarms = monitoring_alarms(gpu_app)
     # 2 per lane and the CPU lane's on-demand fallback in use, router errors and throttles, API 5xx; webhooks:
     # dead letters, exhausted, dispatcher and sweep errors; the job sweeper: errors, jobs recovered
-    assert len(alarms) == 19  # 3 of the batch collector (test_batch_collector.py), 2 of the intake (test_intake.py)
+    assert len(alarms) == 19  # 3 of the batch collector (test_batch_collector.py), 2 of the intake (test_intake_infra.py)
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": topic_id}]
 

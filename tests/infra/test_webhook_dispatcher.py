@@ -195,7 +195,7 @@ def test_only_the_router_workers_sweeper_and_dispatcher_functions_may_send_hand_
                                                       {"Fn::GetAtt": [QUEUE, "Arn"]}))
     }
     # The job sweeper hands over the webhook of a job it settles (test_job_sweeper.py); the S3 intake, that of a
-    # job it rejects (test_intake.py).
+    # job it rejects (test_intake_infra.py).
     expected = {"RouterRole", "WebhooksDispatcherRole", "WebhooksSweepRole", "SweeperRole", "CollectorRole", "IntakeRole"} | {
         f"{lane.name.capitalize()}WorkerTaskDefinitionTaskRole" for lane in app.config.lanes().worker_lanes()}
     assert {next(prefix for prefix in expected if role.startswith(prefix)) for role in senders} == expected
