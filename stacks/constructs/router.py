@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -16,7 +16,7 @@ from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.python_lambda import python_function
-from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
 
 HANDLER = "router.handler.handler"
@@ -49,21 +49,15 @@ class RouterFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
-            **lane_environment(lanes, price_overrides),
-            "STAGE": stage,
-            "JOBS_TABLE": storage.table.table_name,
-            "RESULTS_BUCKET": storage.bucket.bucket_name,
-            "LANE_QUEUE_URLS": Stack.of(self).to_json_string({lane: q.queue.queue_url for lane, q in queues.items()}),
-            "WEBHOOK_QUEUE_URL": webhook_queue.queue.queue_url,
-            "JOB_TTL_DAYS": str(job_ttl_days),
-            "RESULT_RETENTION_DAYS": str(result_retention_days),
-            "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
-            "MODEL_ID": model_id,
+            **service_environment(
+                self, lanes=lanes, price_overrides=price_overrides, stage=stage, table_name=storage.table.table_name,
+                bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
+                webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
+                result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id),
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
-        runtime_env.check(RouterSettings.from_env, environment, where=self.node.path,
-                          placeholders={"LANE_QUEUE_URLS": compact_json({lane: f"https://queue/{lane}" for lane in queues})})
+        runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=lanes.inline.memory_mb,

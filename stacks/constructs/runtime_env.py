@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aws_cdk import Token
+from aws_cdk import Stack, Token
 
 from jobadapters.settings import ConfigError
 from jobcore.lanes import Lanes
@@ -31,6 +31,32 @@ def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[s
         "LANES": compact_json(lanes.to_dict(), sort_keys=False),
         "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
     }
+
+
+def service_environment(
+    scope: Any, *, lanes: Lanes, price_overrides: Mapping[str, Any], stage: str, table_name: str, bucket_name: str,
+    queue_urls: Mapping[str, str], webhook_queue_url: str, job_ttl_days: int, result_retention_days: int,
+    task_rates_per_min: Mapping[str, float], model_id: str,
+) -> dict[str, str]:
+    """What ``jobadapters.wiring.build_service`` reads besides the Claude key: the environment of every
+    function that submits jobs (the router; the S3 intake), built in one place."""
+    return {
+        **lane_environment(lanes, price_overrides),
+        "STAGE": stage,
+        "JOBS_TABLE": table_name,
+        "RESULTS_BUCKET": bucket_name,
+        "LANE_QUEUE_URLS": Stack.of(scope).to_json_string(dict(queue_urls)),
+        "WEBHOOK_QUEUE_URL": webhook_queue_url,
+        "JOB_TTL_DAYS": str(job_ttl_days),
+        "RESULT_RETENTION_DAYS": str(result_retention_days),
+        "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
+        "MODEL_ID": model_id,
+    }
+
+
+def queue_url_placeholders(queues: Mapping[str, Any]) -> dict[str, str]:
+    """``check``'s stand-in for LANE_QUEUE_URLS, whose URLs are deploy-time tokens: the runtime parses its shape."""
+    return {"LANE_QUEUE_URLS": compact_json({lane: f"https://queue/{lane}" for lane in queues})}
 
 
 def check_lambda_size(environment: Mapping[str, str], *, where: str) -> None:
