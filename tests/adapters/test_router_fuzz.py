@@ -81,8 +81,9 @@ bodies = st.one_of(
     st.text(alphabet=st.characters(exclude_categories=()), max_size=50),  # anything at all, JSON or not
 )
 envelopes = st.fixed_dictionaries({"task": st.sampled_from(sorted(CATALOGUE))}, optional={
-    "mode": st.one_of(st.sampled_from(["auto", "sync", "async"]), documents),
+    "mode": st.one_of(st.sampled_from(["auto", "sync", "async", "batch"]), documents),
     "hints": documents, "metadata": documents, "max_queue_s": st.one_of(numbers, documents),
+    "input_upload": st.one_of(any_text, documents),
     "webhook": st.one_of(documents, st.fixed_dictionaries({"url": any_text}, optional={"events": documents})),
 })
 
@@ -121,7 +122,16 @@ def test_any_bytes_for_post_jobs_are_answered_below_500(api, raw):
 
 
 @FUZZ
-@given(query=st.dictionaries(any_text, any_text, max_size=4), job_id=any_text)
+@given(body=st.one_of(bodies, st.fixed_dictionaries({}, optional={
+    "content_type": st.one_of(st.sampled_from(["application/json", "text/plain"]), documents),
+    "size": st.one_of(numbers, documents)}).map(dumps)))
+def test_any_body_for_post_uploads_is_answered_below_500(api, body):
+    assert_answered(api.send(to_event("POST", "/v1/uploads", HEADERS, body)))
+
+
+@FUZZ
+@given(query=st.dictionaries(st.one_of(any_text, st.sampled_from(["status", "limit", "cursor", "source"])), any_text,
+                             max_size=4), job_id=any_text)
 def test_any_query_string_is_answered_below_500(api, query, job_id):
     listing = to_event("GET", "/v1/jobs", HEADERS, None)
     listing["queryStringParameters"] = query or None
