@@ -28,19 +28,12 @@ from local.gateway import LambdaContext, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
 from router import handler as router
 from tests.adapters.support import LANES, RecordingServer
+from tests.bodies import LONG, SHORT
 
 SAMPLES = Path(__file__).resolve().parents[2] / "local" / "samples"
 EVENTS = Path(__file__).resolve().parent / "events"
 KEY = "tenant-a-key"
 WEBHOOK_SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1yb3V0ZXItdGVzdHM="
-SHORT = {
-    "task": "claude.messages",
-    "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]},
-}
-LONG = {
-    "task": "documents.summarize",
-    "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one."}]},
-}
 
 
 @dataclass
@@ -665,6 +658,22 @@ def aws_error(code: str, operation: str, status: int = 400) -> ClientError:
                         "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "REQ-9F8E"}}, operation)
 
 
+def throttle_writes_after_the_first(api: Api, monkeypatch: Any) -> tuple[Any, Any]:
+    """DynamoDB takes the job's first write (created) and throttles every later one; the table and its real
+    put_item, to bring DynamoDB back."""
+    table = built(api).runner.store._table
+    real_put, writes = table.put_item, []
+
+    def first_write_only(**kwargs: Any) -> Any:
+        writes.append(kwargs)
+        if len(writes) > 1:
+            raise aws_error("ProvisionedThroughputExceededException", "PutItem")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(table, "put_item", first_write_only)
+    return table, real_put
+
+
 def built(api: Api) -> Any:
     """The router's job service (built on first use), to make its clients fail."""
     return router.service()
@@ -739,17 +748,7 @@ def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with
     WHEN a short job is submitted
     THEN the client gets 503 unavailable naming the job (job_id, links, Location); the job stays running
     under its inline lease; once that lease has run out, the sweeper queues it for a worker."""
-    table = built(api).runner.store._table
-    real_put = table.put_item
-    writes: list[dict[str, Any]] = []
-
-    def first_write_only(**kwargs: Any) -> Any:
-        writes.append(kwargs)
-        if len(writes) > 1:
-            raise aws_error("ProvisionedThroughputExceededException", "PutItem")
-        return real_put(**kwargs)
-
-    monkeypatch.setattr(table, "put_item", first_write_only)
+    table, real_put = throttle_writes_after_the_first(api, monkeypatch)
 
     reply = api.call("POST", "/v1/jobs", SHORT)
 
@@ -773,16 +772,7 @@ def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with
 
 
 def test_the_503_naming_a_recorded_job_links_it_under_the_deployed_stage(api, monkeypatch):
-    table = built(api).runner.store._table
-    real_put, writes = table.put_item, []
-
-    def first_write_only(**kwargs: Any) -> Any:
-        writes.append(kwargs)
-        if len(writes) > 1:
-            raise aws_error("ProvisionedThroughputExceededException", "PutItem")
-        return real_put(**kwargs)
-
-    monkeypatch.setattr(table, "put_item", first_write_only)
+    throttle_writes_after_the_first(api, monkeypatch)
     event = to_event("POST", "/v1/jobs", {"x-api-key": KEY, "content-type": "application/json"}, json.dumps(SHORT), stage="dev")
     event["requestContext"]["path"] = "/dev/v1/jobs"
 

@@ -35,19 +35,12 @@ from jobcore.schema_keys import result_key
 from jobcore.tasks import CATALOGUE
 from local import client
 from local.gateway import api_key_id
+from tests.bodies import LONG, SHORT
 from tests.e2e.harness import StandIn, start_pipeline, stop_pipeline, wait_until
 
 PIPELINE_ARGS = ("--worker-concurrency", "1")
 KEY = "faults-key"
 REGION = "us-east-1"
-SHORT = {
-    "task": "claude.messages",
-    "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]},
-}
-LONG = {
-    "task": "documents.summarize",
-    "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one. Also short."}]},
-}
 TERMINAL = {"succeeded", "failed", "canceled", "expired", "timed_out"}
 
 

@@ -13,16 +13,9 @@ import urllib.request
 import pytest
 
 from local import client
+from tests.bodies import LONG, SHORT
 
 KEY = "e2e-key"
-SHORT = {
-    "task": "claude.messages",
-    "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region. Keep it short."}]},
-}
-LONG = {
-    "task": "documents.summarize",
-    "input": {"documents": [{"id": "a", "text": "First document. It is short."}, {"id": "b", "text": "Second one. Also short."}]},
-}
 
 
 def call(method, url, body=None, *, key=KEY, raw=None):
