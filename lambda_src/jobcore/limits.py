@@ -103,3 +103,10 @@ SYNC_RETRY_AFTER_S = 10
 MAX_UPLOAD_BYTES = 1024 * MIB
 # How long a presigned upload URL is valid.
 UPLOAD_URL_TTL_S = 3600
+
+# --- waking an idle lane (jobcore.wake) ---------------------------------------------------------------
+
+# A router process asks ECS about a lane's service at most once this often (a wake attempt: one
+# DescribeServices, and an UpdateService only when the service has no task at all). Submits in between go
+# straight on: their lane was just looked at, and the backlog alarm does the rest.
+WAKE_EVERY_S = 30.0

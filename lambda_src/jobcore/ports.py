@@ -71,6 +71,14 @@ class JobQueue(Protocol):
         SQS's 900 s); EnqueueError if that lane has no queue or SQS refuses."""
 
 
+class LaneWaker(Protocol):
+    def wake(self, lane: str) -> bool:
+        """Ask for a worker on ``lane`` now if its service has no task at all (none running, none pending);
+        True when it did. Never raises: the job is already queued, and the lane's backlog scaling is the
+        fallback (:mod:`jobcore.wake`)."""
+        ...
+
+
 class BlobStore(Protocol):
     """Result and large-input documents, addressed by key. Reads and writes raise StoreUnavailableError
     when the store throttles or cannot be reached."""

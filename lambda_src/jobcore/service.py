@@ -36,7 +36,7 @@ from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
 from jobcore.model import Job, JobStatus, Mode, transition
-from jobcore.ports import BlobStore, Cursor, JobQueue, LanguageModel
+from jobcore.ports import BlobStore, Cursor, JobQueue, LaneWaker, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
 from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome, error_record
@@ -100,6 +100,9 @@ class JobService:
     arrival_rates_per_min: dict[str, float] | None = None
     # Where uploaded inputs are (POST /v1/uploads); None: this service takes no uploads.
     uploads: UploadStore | None = None
+    # Asks a worker lane's idle service for a task as soon as a job is queued there (jobcore.wake); None: the
+    # lane's backlog alarm alone starts it (the local runtime, tests).
+    waker: LaneWaker | None = None
 
     def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
                source: str | None = None) -> Submitted:
@@ -435,6 +438,8 @@ class JobService:
             # The client gets a 503 and resubmits; the record says why this attempt never ran.
             self.runner.fail(job, error)
             raise
+        if self.waker is not None and delay_s == 0:  # a delayed job (the model is down) is in no hurry
+            self.waker.wake(job.lane)
         return job
 
 
