@@ -7,12 +7,14 @@ the two sides agree, so a renamed variable fails CI rather than a deployed funct
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from jobadapters.ecs import LaneService
 from jobcore.costing import CostModel
 from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
@@ -190,7 +192,7 @@ class RouterSettings:
 
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
-        "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN",
+        "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES",
     }) | LaneSettings.ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
@@ -209,6 +211,9 @@ class RouterSettings:
     claude: ClaudeSettings
     lanes: LaneSettings
     allow_loopback_webhooks: bool = False
+    # Worker lane -> its ECS service, to wake when a job is queued on it while it has no task (jobcore.wake).
+    # LANE_SERVICES unset or {}: no waking (the local runtime), the backlog alarm alone starts tasks.
+    lane_services: dict[str, LaneService] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
@@ -225,6 +230,7 @@ class RouterSettings:
             claude=ClaudeSettings.from_env(env, key_in_secret=True),
             lanes=lanes,
             allow_loopback_webhooks=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
+            lane_services=_lane_services(env, lanes.lanes),
         )
 
 
@@ -456,6 +462,24 @@ def _queue_urls(env: Mapping[str, str], lanes: Lanes, *, key: str = "LANE_QUEUE_
         raise ConfigError(f"environment variable {key} must give a queue URL for each enabled queued lane "
                           f"({', '.join(sorted(wanted))}), and for no other; it has {', '.join(sorted(urls)) or 'none'}")
     return urls
+
+
+def _lane_services(env: Mapping[str, str], lanes: Lanes) -> dict[str, LaneService]:
+    """LANE_SERVICES: ``{"<worker lane>": {"cluster": "...", "service": "..."}}``, for some of the enabled worker
+    lanes (a lane left out is not woken), none other."""
+    raw = _json_object(env, "LANE_SERVICES")
+    workers = {lane.name for lane in lanes.worker_lanes()}
+    services = {}
+    for lane, where in raw.items():
+        if lane not in workers:
+            raise ConfigError(f"environment variable LANE_SERVICES: {lane!r} is not an enabled worker lane "
+                              f"({', '.join(sorted(workers))})")
+        if (not isinstance(where, dict) or set(where) != {"cluster", "service"}
+                or not all(isinstance(value, str) and value for value in where.values())):
+            raise ConfigError(f"environment variable LANE_SERVICES: {lane!r} must be "
+                              '{"cluster": "<name or ARN>", "service": "<name or ARN>"}')
+        services[lane] = LaneService(cluster=where["cluster"], service=where["service"])
+    return services
 
 
 def _rates(env: Mapping[str, str]) -> dict[str, float]:

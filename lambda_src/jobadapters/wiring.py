@@ -16,6 +16,7 @@ from botocore.config import Config
 from jobadapters.batches import AnthropicBatches
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
+from jobadapters.ecs import EcsLaneWaker, LaneService, ecs_client
 from jobadapters.s3 import S3BlobStore
 from jobadapters.settings import (
     ClaudeSettings,
@@ -37,6 +38,7 @@ from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
 from jobcore.sweeper import Sweeper
 from jobcore.views import with_base_path
+from jobcore.wake import GatedWaker, WakeGate
 
 # The inline path retries within its own deadline (jobcore.deadline); workers let the SDK retry.
 INLINE_SDK_RETRIES = 0
@@ -133,7 +135,15 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
         allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
         uploads=S3BlobStore(clients.s3, settings.results_bucket),
+        waker=build_waker(settings.lane_services, lanes),
     )
+
+
+def build_waker(services: Mapping[str, LaneService], lanes: Lanes, *, client: Any = None) -> GatedWaker | None:
+    """The idle-lane waker (jobcore.wake) over the lanes' ECS services; None where none is configured (locally)."""
+    if not services:
+        return None
+    return GatedWaker(EcsLaneWaker(client or ecs_client(), services), lanes=lanes, gate=WakeGate(monotonic=time.monotonic))
 
 
 @dataclass(frozen=True)
