@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve test lint synth lock cost chart bench clean venv
+.PHONY: demo serve test lint synth lock cost chart bench clean venv openapi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+## The API's OpenAPI 3.1 description, generated from the code (router/openapi.py); a test checks the committed copy.
+openapi: venv
+	$(PY) -m router.openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
 
 ## Real CDK CLI synth (default and GPU configs) with local Lambda bundling, then cfn-lint.
 synth: venv

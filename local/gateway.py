@@ -155,13 +155,13 @@ class Gateway:
 
     def invoke(self, method: str, path: str, headers: dict[str, str], body: str | bytes | None) -> tuple[int, dict[str, str], bytes]:
         if self._require_key and not headers.get("x-api-key"):
-            return _error(403, "Forbidden: send your API key in the x-api-key header")
+            return _error(403, "INVALID_API_KEY", "Forbidden: send your API key in the x-api-key header")
         try:
             event = to_event(method, path, headers, body)
         except ValueError:
             return _api_error(400, "bad_request", "the request's path is not a valid URL path")
         if event is None:
-            return _error(404, f"no route {method} {urlsplit(path).path[:200]}")
+            return _api_error(404, "not_found", f"no route {method} {urlsplit(path).path[:200]}")
         if request_size.too_large(event):  # Lambda would refuse the invocation: answer as the router does
             return request_size.STATUS, {"content-type": "application/json"}, json.dumps(request_size.error_body()).encode()
         answer: dict[str, Any] = {}
@@ -169,9 +169,9 @@ class Gateway:
         worker.start()
         worker.join(INTEGRATION_TIMEOUT_S)
         if worker.is_alive():
-            return _error(504, "Endpoint request timed out (API Gateway's 29 s integration timeout)")
+            return _error(504, "INTEGRATION_TIMEOUT", "Endpoint request timed out (API Gateway's 29 s integration timeout)")
         if not answer:
-            return _error(502, "Internal server error (the handler raised)")
+            return _error(502, "DEFAULT_5XX", "Internal server error (the handler raised)")
         return answer["statusCode"], response_headers(answer), (answer.get("body") or "").encode()
 
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:
@@ -184,7 +184,7 @@ class Gateway:
                 try:
                     status, out_headers, payload = self._answer()
                 except Exception:  # noqa: BLE001 - a client always gets an answer, as from API Gateway
-                    status, out_headers, payload = _error(500, "Internal server error (the local gateway failed)")
+                    status, out_headers, payload = _api_error(500, "internal_error", "Internal server error (the local gateway failed)")
                     self.close_connection = True
                 self.send_response(status)
                 for key, value in out_headers.items():
@@ -235,8 +235,10 @@ def response_headers(answer: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
-    return status, {"content-type": "application/json"}, json.dumps({"message": message}).encode()
+def _error(status: int, response_type: str, message: str) -> tuple[int, dict[str, str], bytes]:
+    """API Gateway's own answer, as the API construct's gateway responses render it: the router's error
+    shape with the gateway response type (``INVALID_API_KEY``) as ``error.type``."""
+    return _api_error(status, response_type, message)
 
 
 def _api_error(status: int, error_type: str, message: str) -> tuple[int, dict[str, str], bytes]:

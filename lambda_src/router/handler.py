@@ -9,6 +9,7 @@ Routes (API Gateway REST proxy integration):
   GET  /v1/jobs/{id}/deliveries   the webhook delivery log; POST: send the terminal event again
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
   POST /v1/uploads     201: a presigned PUT for a large input; a job names it with ``input_upload``
+  GET  /v1/openapi.json   the API's OpenAPI 3.1 description (router/openapi.py; committed as docs/openapi.json)
 """
 
 from __future__ import annotations
@@ -191,6 +192,19 @@ def create_upload() -> Response:
     jobs = service()
     request = parse_upload_request(parse_json(request_body()))
     return json_response(HTTPStatus.CREATED, jobs.create_upload(request, tenant_id=tenant_id()))
+
+
+@app.get("/v1/openapi.json")
+def openapi_document() -> Response:
+    """The API's OpenAPI description (router/openapi.py), for an identified caller like every route. Imported
+    here, on first use: no other route pays for it. Where the API is mounted under a base path, ``servers``
+    says so (the committed docs/openapi.json is the document without it)."""
+    tenant_id()
+    from router import openapi
+
+    document = openapi.document()
+    base = base_path()
+    return json_response(HTTPStatus.OK, {**document, "servers": [{"url": base}]} if base else document)
 
 
 @app.exception_handler(errors.JobError)

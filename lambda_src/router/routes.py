@@ -10,4 +10,5 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/jobs/{id}/deliveries"),
     ("GET", "/v1/tasks"),
     ("POST", "/v1/uploads"),
+    ("GET", "/v1/openapi.json"),
 )

@@ -69,6 +69,7 @@ class TaskSpec(Protocol):
     description: str
     profile: TaskProfile
     executor: str  # "module:attribute" of the executor, imported only where the task runs
+    input_schema: dict[str, Any]  # the input as a JSON Schema, for the API description (validate decides)
 
     def validate(self, payload: Any) -> dict[str, Any]:
         """The input, checked and normalised; InvalidInputError naming the field otherwise."""

@@ -50,6 +50,18 @@ class EmbeddingsTask:
         expected_duration_s=10.0, memory_mb=4096, gpu=True, trigger="batch", timeout_s=1_800.0, model_calls=False,
     )
     executor = "jobadapters.embeddings:EmbeddingsExecutor"
+    # The input as a JSON Schema (the API description's; :meth:`validate` is the authority).
+    input_schema: dict[str, Any] = {
+        "type": "object", "additionalProperties": False, "required": ["texts"],
+        "properties": {
+            "texts": {"type": "array", "minItems": 1, "maxItems": MAX_TEXTS,
+                      "items": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}},
+            "normalize": {"type": "boolean", "default": True},
+            "max_length": {"type": "integer", "minimum": 2, "maximum": MAX_LENGTH_TOKENS},
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE, "default": 64},
+            "format": {"enum": list(FORMATS), "default": "npy"},
+        },
+    }
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")

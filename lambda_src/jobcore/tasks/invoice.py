@@ -58,6 +58,11 @@ class InvoiceTask:
         timeout_s=300.0,
     )
     executor = "jobcore.tasks.invoice:InvoiceExecutor"
+    # The input as a JSON Schema (the API description's; :meth:`validate` is the authority).
+    input_schema: dict[str, Any] = {
+        "type": "object", "additionalProperties": False, "required": ["text"],
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 200_000, "description": "The invoice's text"}},
+    }
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")

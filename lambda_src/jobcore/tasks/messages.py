@@ -49,6 +49,53 @@ class MessagesTask:
         timeout_s=600.0,
     )
     executor = "jobcore.tasks.messages:MessagesExecutor"
+    # The input as a JSON Schema (the API description's; :meth:`validate` is the authority: it also checks
+    # that text is not blank, tool_choice names a tool, and at most four cache breakpoints).
+    input_schema: dict[str, Any] = {
+        "type": "object", "additionalProperties": False, "required": ["max_tokens", "messages"],
+        "description": "A Messages API request (without sampling parameters); the job's model is the default.",
+        "properties": {
+            "model": {"type": "string", "pattern": rf"^[\x21-\x7e]{{1,{MAX_MODEL_ID_CHARS}}}$"},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 128_000},
+            "messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": {
+                "type": "object", "additionalProperties": False, "required": ["role", "content"],
+                "properties": {
+                    "role": {"enum": ["user", "assistant"]},
+                    "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/$defs/content_block"}}]},
+                },
+            }},
+            "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["type", "text"],
+                "properties": {"type": {"const": "text"}, "text": {"type": "string"},
+                               "cache_control": {"$ref": "#/$defs/cache_control"}, "citations": {}},
+            }}]},
+            "stop_sequences": {"type": "array", "maxItems": MAX_STOP_SEQUENCES,
+                               "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_SEQUENCE_CHARS}},
+            "tools": {"type": "array", "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+                               "type": {"type": "string", "minLength": 1, "default": "custom"},
+                               "description": {"type": "string"},
+                               "input_schema": {"type": "object", "properties": {"type": {"const": "object"}}},
+                               "cache_control": {"$ref": "#/$defs/cache_control"}},
+            }},
+            "tool_choice": {"type": "object", "required": ["type"], "properties": {
+                "type": {"enum": list(_TOOL_CHOICES)}, "name": {"type": "string"},
+                "disable_parallel_tool_use": {"type": "boolean"},
+            }},
+            "metadata": {"type": "object", "additionalProperties": False,
+                         "properties": {"user_id": {"type": "string", "maxLength": MAX_USER_ID_CHARS}}},
+            "cache_control": {"$ref": "#/$defs/cache_control"},
+        },
+        "$defs": {
+            "cache_control": {"type": "object", "additionalProperties": False, "required": ["type"],
+                              "properties": {"type": {"const": "ephemeral"}, "ttl": {"enum": list(_CACHE_TTLS)}}},
+            "content_block": {"type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "minLength": 1}, "text": {"type": "string"},
+                "cache_control": {"$ref": "#/$defs/cache_control"},
+            }},
+        },
+    }
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")

@@ -33,6 +33,21 @@ class SummarizeTask:
         typical_output_tokens=2_000, timeout_s=3_600.0,
     )
     executor = "jobcore.tasks.summarize:SummarizeExecutor"
+    # The input as a JSON Schema (the API description's; :meth:`validate` is the authority: ids unique too).
+    input_schema: dict[str, Any] = {
+        "type": "object", "additionalProperties": False, "required": ["documents"],
+        "properties": {
+            "documents": {"type": "array", "minItems": 1, "maxItems": MAX_DOCUMENTS, "items": {
+                "type": "object", "additionalProperties": False, "required": ["text"],
+                "properties": {
+                    "id": {"type": "string", "maxLength": MAX_ID_CHARS, "description": "Unique; default: its position, from 1"},
+                    "text": {"type": "string", "minLength": 1, "maxLength": 400_000},
+                },
+            }},
+            "max_words": {"type": "integer", "minimum": 5, "maximum": 1000, "default": 80},
+            "instructions": {"type": "string", "maxLength": MAX_INSTRUCTIONS_CHARS, "default": ""},
+        },
+    }
 
     def validate(self, payload: Any) -> dict[str, Any]:
         body = expect_object(payload, "input")
