@@ -5,7 +5,7 @@ export PYTHONPATH := lambda_src:container_src:.
 
 .PHONY: demo serve test lint synth lock cost chart bench clean venv openapi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt sdk/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
