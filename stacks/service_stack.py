@@ -101,6 +101,8 @@ class ServiceStack(Stack):
                 log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "")
             for lane in lanes.worker_lanes()
         }
+        # A job queued on an idle worker lane asks ECS for its first task at once (jobcore.wake), not a minute later.
+        router.wake_lanes({lane: worker.service for lane, worker in workers.items()})
         batch_lane = lanes.batch_lane
         collector = None if batch_lane is None else BatchCollector(
             self, "Collector", code=code, storage=storage, lanes=lanes, queue=queues[batch_lane.name],
@@ -118,6 +120,7 @@ class ServiceStack(Stack):
             result_retention_days=c.result_retention_days, task_rates_per_min=c.task_rates_per_min,
             price_overrides=c.price_overrides, tenant_id=c.intake_tenant, webhook_url=c.intake_webhook_url,
             log_retention=retention)
+        intake.wake_lanes({lane: worker.service for lane, worker in workers.items()})
 
         PipelineMonitoring(self, "Monitoring", intake=intake, alarm_email=c.alarm_email, router=router.function, api=api.api,
                            workers=workers, webhooks=webhooks, sweeper=sweeper, collector=collector,

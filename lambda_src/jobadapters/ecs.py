@@ -29,10 +29,22 @@ READ_TIMEOUT_S = 2.0
 
 @dataclass(frozen=True)
 class LaneService:
-    """Where a lane's workers run: the ECS cluster and the service in it (names or ARNs)."""
+    """Where a lane's workers run: the ECS service (name or ARN) and its cluster (None: the default cluster)."""
 
-    cluster: str
+    cluster: str | None
     service: str
+
+    @classmethod
+    def from_arn(cls, service: str) -> LaneService:
+        """A service ARN in ECS's long format (``arn:aws:ecs:<region>:<account>:service/<cluster>/<name>``) names its
+        cluster too; anything else is taken as a service of the default cluster."""
+        resource = service.split(":", 5)[5] if service.startswith("arn:") and service.count(":") >= 5 else ""
+        parts = resource.split("/")
+        cluster = parts[1] if len(parts) == 3 and parts[0] == "service" and parts[1] else None
+        return cls(cluster=cluster, service=service)
+
+    def where(self) -> dict[str, str]:
+        return {"cluster": self.cluster} if self.cluster else {}
 
 
 def ecs_client() -> Any:
@@ -54,7 +66,7 @@ class EcsLaneWaker:
         if where is None:
             return False
         try:
-            found = self._client.describe_services(cluster=where.cluster, services=[where.service])["services"]
+            found = self._client.describe_services(**where.where(), services=[where.service])["services"]
             if not found:
                 log.warning("lane %s: no ECS service %s in %s to wake", lane, where.service, where.cluster)
                 return False
@@ -63,7 +75,7 @@ class EcsLaneWaker:
                     and service.get("runningCount") == 0 and service.get("pendingCount") == 0)
             if not idle:
                 return False
-            self._client.update_service(cluster=where.cluster, service=where.service, desiredCount=1)
+            self._client.update_service(**where.where(), service=where.service, desiredCount=1)
         except Exception as error:  # noqa: BLE001 - the job is queued; the lane's backlog alarm still starts a task
             log.warning("lane %s: could not ask ECS for a worker (%s); its backlog alarm will", lane, error)
             return False

@@ -465,20 +465,19 @@ def _queue_urls(env: Mapping[str, str], lanes: Lanes, *, key: str = "LANE_QUEUE_
 
 
 def _lane_services(env: Mapping[str, str], lanes: Lanes) -> dict[str, LaneService]:
-    """LANE_SERVICES: ``{"<worker lane>": {"cluster": "...", "service": "..."}}``, for some of the enabled worker
-    lanes (a lane left out is not woken), none other."""
+    """LANE_SERVICES: ``{"<worker lane>": "<its ECS service's ARN>"}`` for some of the enabled worker lanes (a lane
+    left out is not woken), none other. The cluster is read from the (long-format) ARN; a plain name is a service
+    of the default cluster."""
     raw = _json_object(env, "LANE_SERVICES")
     workers = {lane.name for lane in lanes.worker_lanes()}
     services = {}
-    for lane, where in raw.items():
+    for lane, service in raw.items():
         if lane not in workers:
             raise ConfigError(f"environment variable LANE_SERVICES: {lane!r} is not an enabled worker lane "
                               f"({', '.join(sorted(workers))})")
-        if (not isinstance(where, dict) or set(where) != {"cluster", "service"}
-                or not all(isinstance(value, str) and value for value in where.values())):
-            raise ConfigError(f"environment variable LANE_SERVICES: {lane!r} must be "
-                              '{"cluster": "<name or ARN>", "service": "<name or ARN>"}')
-        services[lane] = LaneService(cluster=where["cluster"], service=where["service"])
+        if not isinstance(service, str) or not service:
+            raise ConfigError(f"environment variable LANE_SERVICES: {lane!r} must be its ECS service's ARN")
+        services[lane] = LaneService.from_arn(service)
     return services
 
 

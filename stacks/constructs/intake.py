@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -28,6 +29,7 @@ from jobcore import intake as intake_core
 from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.lane_waker import let_wake
 from stacks.constructs.nag import acknowledge, ref
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
@@ -105,6 +107,7 @@ class IntakeFunction(Construct):
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(IntakeSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))
+        self._environment, self._placeholders = environment, queue_url_placeholders(queues)
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=MEMORY_MB, timeout=FUNCTION_TIMEOUT,
@@ -118,3 +121,9 @@ class IntakeFunction(Construct):
         for job_queue in queues.values():
             job_queue.grant_send(self.role)
         webhook_queue.grant_send(self.role)
+
+    def wake_lanes(self, services: Mapping[str, ecs.BaseService]) -> None:
+        """Lets the intake wake each worker lane's idle service when it queues a job there, as the router does
+        (``RouterFunction.wake_lanes``)."""
+        let_wake(self.function, self.role, services, environment=self._environment, parse=IntakeSettings.from_env,
+                 where=self.node.path, placeholders=self._placeholders)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -15,6 +16,7 @@ from jobadapters.settings import RouterSettings
 from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.lane_waker import let_wake
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
@@ -58,6 +60,7 @@ class RouterFunction(Construct):
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))
+        self._environment, self._placeholders = environment, queue_url_placeholders(queues)
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=lanes.inline.memory_mb,
@@ -70,3 +73,9 @@ class RouterFunction(Construct):
             job_queue.grant_send(self.role)
         webhook_queue.grant_send(self.role)
         anthropic_secret.grant_read(self.role)
+
+    def wake_lanes(self, services: Mapping[str, ecs.BaseService]) -> None:
+        """Lets the router wake each worker lane's idle service when it queues a job there (``jobcore.wake``):
+        ``LANE_SERVICES`` names them, and the role may DescribeServices and UpdateService on exactly those."""
+        let_wake(self.function, self.role, services, environment=self._environment, parse=RouterSettings.from_env,
+                 where=self.node.path, placeholders=self._placeholders)

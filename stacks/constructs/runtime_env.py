@@ -59,6 +59,17 @@ def queue_url_placeholders(queues: Mapping[str, Any]) -> dict[str, str]:
     return {"LANE_QUEUE_URLS": compact_json({lane: f"https://queue/{lane}" for lane in queues})}
 
 
+def lane_services_environment(scope: Any, services: Mapping[str, str]) -> dict[str, str]:
+    """``LANE_SERVICES`` (``RouterSettings``): each worker lane's ECS service ARN (its cluster is in it), which a
+    function that queues jobs may wake (``jobadapters.ecs``); deploy-time tokens, filled in by CloudFormation."""
+    return {"LANE_SERVICES": Stack.of(scope).to_json_string(dict(services))}
+
+
+def lane_services_placeholders(lanes: Any) -> dict[str, str]:
+    """``check``'s stand-in for LANE_SERVICES (its ARNs are tokens): the runtime parses its shape."""
+    return {"LANE_SERVICES": compact_json({lane: f"arn:aws:ecs:region:account:service/cluster/{lane}" for lane in lanes})}
+
+
 def check_lambda_size(environment: Mapping[str, str], *, where: str) -> None:
     """Lambda refuses a function whose environment is over 4 KB (keys and values): fail synth instead."""
     size = sum(len(key.encode()) + len(value.encode()) for key, value in environment.items() if not Token.is_unresolved(value))

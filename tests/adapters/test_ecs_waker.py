@@ -23,6 +23,7 @@ from tests.bodies import LONG
 from tests.fakes import FakeClock
 
 CLUSTER, SERVICE = "workers", "cpu-workers"
+SERVICE_ARN = f"arn:aws:ecs:us-east-1:123456789012:service/{CLUSTER}/{SERVICE}"  # moto's account
 
 
 class CountingEcs:
@@ -181,7 +182,7 @@ def router_settings(aws, monkeypatch) -> RouterSettings:
         "LANES": json.dumps(LANES.to_dict()), "PRICE_OVERRIDES": "{}",
         "LANE_QUEUE_URLS": json.dumps({"cpu": aws.queue_urls["cpu"]}), "WEBHOOK_QUEUE_URL": aws.webhook_queue_url,
         "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "MODEL_ID": "claude-test",
-        "LANE_SERVICES": json.dumps({"cpu": {"cluster": CLUSTER, "service": SERVICE}}),
+        "LANE_SERVICES": json.dumps({"cpu": SERVICE_ARN}),  # as the CDK app sets it: the ARN names the cluster
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -201,12 +202,19 @@ def test_a_queued_post_through_the_router_wakes_the_idle_lane(ecs, aws, router_s
 
 
 def test_lane_services_name_only_enabled_worker_lanes(router_settings):
-    env = {**_env_of(router_settings), "LANE_SERVICES": json.dumps({"batch": {"cluster": "c", "service": "s"}})}
+    env = {**_env_of(router_settings), "LANE_SERVICES": json.dumps({"batch": SERVICE_ARN})}
     with pytest.raises(ConfigError, match="LANE_SERVICES"):
         RouterSettings.from_env(env)
-    env["LANE_SERVICES"] = json.dumps({"cpu": {"cluster": "c"}})
-    with pytest.raises(ConfigError, match="LANE_SERVICES"):
-        RouterSettings.from_env(env)
+    for bad in ({"cluster": CLUSTER}, "", 3):
+        env["LANE_SERVICES"] = json.dumps({"cpu": bad})
+        with pytest.raises(ConfigError, match="LANE_SERVICES"):
+            RouterSettings.from_env(env)
+
+
+def test_a_long_format_service_arn_names_its_cluster(router_settings):
+    assert router_settings.lane_services == {"cpu": LaneService(cluster=CLUSTER, service=SERVICE_ARN)}
+    assert LaneService.from_arn("cpu-workers") == LaneService(cluster=None, service="cpu-workers")
+    assert LaneService.from_arn("arn:aws:ecs:us-east-1:123456789012:service/cpu-workers").cluster is None  # short format
 
 
 def test_without_lane_services_the_router_wakes_nothing(router_settings):

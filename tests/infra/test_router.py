@@ -95,7 +95,9 @@ def _deployed_length(value):
 def test_the_environment_fits_lambdas_4_kb_with_room_to_spare(gpu_app):
     variables = router_variables(gpu_app)
     size = sum(len(name) + _deployed_length(value) for name, value in variables.items())
-    assert size <= LAMBDA_MAX_ENVIRONMENT_BYTES // 2, f"{size} bytes of the router's environment, LANES is the bulk"
+    # Room to spare: at most 60 % of the limit (LANE_QUEUE_URLS and LANE_SERVICES grow with the lanes; each
+    # deploy-time value is counted at its longest).
+    assert size <= LAMBDA_MAX_ENVIRONMENT_BYTES * 6 // 10, f"{size} bytes of the router's environment, LANES is the bulk"
 
 
 def test_cost_model_inputs_travel_as_json(gpu_app):
@@ -129,6 +131,7 @@ def test_router_role_reads_secrets_and_job_data_and_nothing_else(default_app):
         "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
         "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
         "logs:CreateLogStream", "logs:PutLogEvents",
+        "ecs:DescribeServices", "ecs:UpdateService",  # waking an idle lane: on the lanes' services only (test_lane_wake)
     }
     (managed,) = attached_managed_policies(default_app.service_json, role_id)
     assert is_job_data_policy(managed)  # no AWS-managed policy, no table or bucket deletion (test_storage)

@@ -54,6 +54,8 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
         "RESULT_RETENTION_DAYS": str(config.result_retention_days),
         "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min), "MODEL_ID": config.model_id,
         "ANTHROPIC_SECRET_ARN": "arn:anthropic",
+        "LANE_SERVICES": compact_json({lane.name: f"arn:aws:ecs:us-east-1:111122223333:service/workers/{lane.name}"
+                                       for lane in config.lanes().worker_lanes()}),
     }
 
 
@@ -276,6 +278,8 @@ class TestTheSynthesizedEnvironmentParses:
         assert settings.result_retention_days == config.result_retention_days
         assert settings.jobs_table.startswith("Fn::GetStackOutput:")  # the data stack's table, resolved at deploy
         assert settings.lanes.cost_model() is not None
+        # Each worker lane's service, to wake when a job is queued on it while it has no task (jobcore.wake).
+        assert set(settings.lane_services) == {lane.name for lane in config.lanes().worker_lanes()}
 
     def test_each_worker_environment(self, app):
         config = app.config
