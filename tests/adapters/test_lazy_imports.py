@@ -55,3 +55,46 @@ def test_importing_the_webhook_dispatcher_does_not_import_the_anthropic_sdk():
     done = subprocess.run([sys.executable, "-c", DISPATCHER_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stderr
+
+
+REQUEST_PROBE = f"""
+import json, os, sys
+os.environ.update({{"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_REGION": "us-east-1"}})
+for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "ANTHROPIC_API_KEY"):
+    os.environ.pop(key, None)
+import router.handler as router
+import boto3
+from moto import mock_aws
+from local import resources
+from local.gateway import LambdaContext, to_event
+from tests.adapters.support import LANES, MAX_RECEIVES
+from tests.bodies import LONG
+
+with mock_aws():
+    aws = resources.create(boto3.Session(region_name="us-east-1"), lanes=LANES, max_receives=MAX_RECEIVES)
+    os.environ.update({{
+        "STAGE": "test", "JOBS_TABLE": aws.table, "RESULTS_BUCKET": aws.bucket, "LANES": json.dumps(LANES.to_dict()),
+        "PRICE_OVERRIDES": "{{}}", "LANE_QUEUE_URLS": json.dumps({{"cpu": aws.queue_urls["cpu"]}}),
+        "WEBHOOK_QUEUE_URL": aws.webhook_queue_url, "MODEL_ID": "claude-test",
+        "ANTHROPIC_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:anthropic",  # as in AWS
+    }})
+    headers = {{"x-api-key": "tenant-a-key", "content-type": "application/json"}}
+    answers = [router.handler(to_event("GET", "/v1/tasks", headers, None), LambdaContext(30))["statusCode"],
+               router.handler(to_event("POST", "/v1/jobs", headers, json.dumps(LONG)), LambdaContext(30))["statusCode"]]
+    job = json.loads(router.handler(to_event("POST", "/v1/jobs", headers, json.dumps(LONG)), LambdaContext(30))["body"])
+    answers.append(router.handler(to_event("GET", "/v1/jobs/" + job["id"], headers, None), LambdaContext(30))["statusCode"])
+assert answers == [200, 202, 200], answers
+loaded = sorted(name for name in {HEAVY!r} if name in sys.modules)
+assert not loaded, f"imported to answer a GET or a queued POST: {{loaded}}"
+"""
+
+
+def test_answering_a_get_or_a_queued_post_does_not_import_the_anthropic_sdk():
+    """Only an inline run calls Claude: the SDK (about a second of CPU to import) is loaded by the first model call,
+    never by the router's import, a read, or a job it queues (nor the Anthropic key fetched)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+
+    done = subprocess.run([sys.executable, "-c", REQUEST_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
