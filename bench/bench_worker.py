@@ -43,6 +43,8 @@ class Round:
     jobs: int
     seconds: float
     succeeded: int
+    consumer_cpu_s: float = 0.0  # the consumer's process (the worker, or the reference)
+    server_cpu_s: float = 0.0  # this process: moto, the stand-in (and the driver's few calls)
 
     @property
     def jobs_per_s(self) -> float:
@@ -106,7 +108,11 @@ def reference_consumer(queue_url: str, table_name: str, bucket: str, slots: int,
         finally:
             free.release()
 
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    def until_stdin_closes() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
     print("ready", flush=True)
     with ThreadPoolExecutor(max_workers=slots) as pool:
         while not stop.is_set():
@@ -150,12 +156,13 @@ class Driver:
                                   input=dict(INPUT)))
         return ids
 
-    def run(self, queue_url: str, count: int, *, timeout_s: float = 600) -> Round:
+    def run(self, queue_url: str, count: int, *, consumer_pid: int, timeout_s: float = 600) -> Round:
         from jobadapters.sqs import encode
 
         ids = self.make_jobs(count)
         bodies = [json.dumps({"job_id": job_id, "task": "claude.messages"}) for job_id in ids]
         assert bodies[0] == encode(self.store.get(ids[0]))  # type: ignore[arg-type]  # the router's message
+        consumer_cpu, server_cpu = process_cpu_s(consumer_pid), time.process_time()
         started = time.perf_counter()
         for i in range(0, count, 10):
             self.sqs.send_message_batch(QueueUrl=queue_url, Entries=[
@@ -165,7 +172,7 @@ class Driver:
                 break
             time.sleep(0.05)
         seconds = time.perf_counter() - started
-        return Round(count, seconds, self._succeeded(ids))
+        return Round(count, seconds, self._succeeded(ids), process_cpu_s(consumer_pid) - consumer_cpu, time.process_time() - server_cpu)
 
     def _empty(self, queue_url: str) -> bool:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
@@ -180,6 +187,12 @@ class Driver:
                 "Keys": keys, "ConsistentRead": True, "ProjectionExpression": "#s", "ExpressionAttributeNames": {"#s": "status"}}})
             succeeded += sum(item["status"] == "succeeded" for item in items["Responses"][self.resources.table])
         return succeeded
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux: /proc)."""
+    fields = open(f"/proc/{pid}/stat", encoding="ascii").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> CaseResult:
@@ -198,13 +211,15 @@ def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> Cas
             env={**os.environ, "PYTHONPATH": PYTHONPATH}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert reference.stdout is not None and reference.stdout.readline().strip() == "ready", "the reference consumer did not start"
-            driver.run(worker_queue, slots)  # warm-up: imports, connections, the SDK's client
-            driver.run(reference_queue, slots)
-            worker, ref = [], []
+            worker_pid = pipeline.pids()["worker.main:cpu"]
+            driver.run(worker_queue, slots, consumer_pid=worker_pid)  # warm-up: imports, connections, the SDK's client
+            driver.run(reference_queue, slots, consumer_pid=reference.pid)
+            worker: list[Round] = []
+            ref: list[Round] = []
             for n in range(rounds):  # alternate which goes first: a slow spell of the shared machine hits both
-                pair = [(worker_queue, worker), (reference_queue, ref)]
-                for queue, into in pair if n % 2 == 0 else pair[::-1]:
-                    into.append(driver.run(queue, jobs))
+                pair = [(worker_queue, worker_pid, worker), (reference_queue, reference.pid, ref)]
+                for queue, pid, into in pair if n % 2 == 0 else pair[::-1]:
+                    into.append(driver.run(queue, jobs, consumer_pid=pid))
         finally:
             if reference.stdin is not None:
                 reference.stdin.close()
@@ -233,19 +248,30 @@ def section(quick: bool = False, *, cases: tuple[tuple[int, float], ...] = CASES
             f"worker ≥ {GOAL_RATIO:g} × the reference consumer at {r.slots} slots, {r.latency_s:g} s latency",
             f"{r.ratio:.2f} ({w.jobs_per_s:.1f} vs {ref.jobs_per_s:.1f} jobs/s)", r.ratio >= GOAL_RATIO))
     sec.lines += [
-        "| slots × latency | jobs a round | ideal jobs/s | worker jobs/s (of ideal) | reference jobs/s (of ideal) | worker / reference | rounds (worker; reference, s) | succeeded |",
+        "| slots × latency | jobs a round | ideal jobs/s | worker jobs/s (of ideal) | reference jobs/s (of ideal) "
+        "| worker / reference | rounds (worker; reference, s) | succeeded |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         w, ref = r.best(r.worker), r.best(r.reference)
         times = f"{', '.join(f'{x.seconds:.2f}' for x in r.worker)}; {', '.join(f'{x.seconds:.2f}' for x in r.reference)}"
-        ok = f"{sum(x.succeeded for x in r.worker)}/{sum(x.jobs for x in r.worker)}; {sum(x.succeeded for x in r.reference)}/{sum(x.jobs for x in r.reference)}"
+        ok = f"{_succeeded(r.worker)}; {_succeeded(r.reference)}"
         sec.lines.append(f"| {r.slots} × {r.latency_s:g} s | {w.jobs} | {r.ideal:.1f} | {w.jobs_per_s:.1f} ({w.jobs_per_s / r.ideal:.2f}) "
                          f"| {ref.jobs_per_s:.1f} ({ref.jobs_per_s / r.ideal:.2f}) | {r.ratio:.2f} | {times} | {ok} |")
+    sec.lines += ["", "| slots × latency | worker CPU ms / job (its process; moto + stand-in) "
+                  "| reference CPU ms / job (its process; moto + stand-in) |", "|---|---|---|"]
+    for r in results:
+        w, ref = r.best(r.worker), r.best(r.reference)
+        sec.lines.append(f"| {r.slots} × {r.latency_s:g} s | {1000 * w.consumer_cpu_s / w.jobs:.1f}; {1000 * w.server_cpu_s / w.jobs:.1f} "
+                         f"| {1000 * ref.consumer_cpu_s / ref.jobs:.1f}; {1000 * ref.server_cpu_s / ref.jobs:.1f} |")
     sec.lines += ["", "Best round of each (the one the shared machine disturbed least); a round times from the first send "
                   "until its queue is empty. The reference consumer: receive ≤ 10, call the model, PUT the result, update "
                   "the item, delete, one thread per slot, in its own process; moto and the stand-in serve both."]
     return sec
+
+
+def _succeeded(rounds: list[Round]) -> str:
+    return f"{sum(x.succeeded for x in rounds)}/{sum(x.jobs for x in rounds)}"
 
 
 def main(argv: list[str] | None = None) -> int:

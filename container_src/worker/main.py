@@ -13,6 +13,8 @@ from worker.poller import Poller
 from worker.protection import TaskProtection
 
 log = logging.getLogger("worker")
+# AWS connections beyond one per slot: the receivers (worker.poller.MAX_RECEIVERS), the heartbeat, the batcher.
+POOL_HEADROOM = 8
 
 
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
@@ -33,7 +35,8 @@ def main() -> None:
     stop = start_process()
     settings = WorkerSettings.from_env(os.environ)
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
-    build_poller(settings, AwsClients.create(settings.jobs_table)).run(stop)
+    clients = AwsClients.create(settings.jobs_table, max_pool_connections=settings.concurrency + POOL_HEADROOM)
+    build_poller(settings, clients).run(stop)
     # Messages still in flight were released during the drain; a thread stuck in a model call must
     # not keep the process (and the ECS task) alive until the SDK times out.
     logging.shutdown()

@@ -1,13 +1,20 @@
 """The poll loop: receive, run concurrently, keep messages hidden and leases live while running, settle each one.
 
-- Long-polls up to 10 messages at a time, never more than the free slots.
+- Long-polls up to 10 messages at a time, never more than the free slots, from several receivers at once
+  (one per 10 slots, at most ``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
+  by the next receiver, not left idle until that receive returns. No receive waits on a timer: each
+  goes as soon as a slot is free.
 - A heartbeat thread renews the lease of every job in flight every ``heartbeat_s`` and, less often,
   extends its message's visibility (batched), so a long job is neither swept as stale nor delivered
   twice while it runs. A renewal that finds the job ``canceling``, or finds the lease gone (the sweeper
   re-queued the job, or it was settled), tells that job's run to stop: its ``RunContext.check`` raises
   :class:`JobCanceledError` before its next model call, and the runner confirms the cancel.
 - A message is deleted only after the job's result and state are written (the runner does both
-  before it returns); a retryable failure makes it visible again after the runner's back-off. A job
+  before it returns); a retryable failure makes it visible again after the runner's back-off. Deletes
+  and these visibility changes go 10 a call (DeleteMessageBatch, ChangeMessageVisibilityBatch), each
+  waiting at most ``SETTLE_LINGER_S`` for others to share its call; an entry a call refuses for a
+  transient reason is tried again once (a message left undeleted comes back, finds its job finished
+  and is deleted then). The slot is free as soon as the delete is asked for. A job
   waiting for the model (rate-limited, overloaded, failing) is sent again as a new message delayed by
   the back-off before its old message is deleted: waiting for the model spends none of its receives.
 - Scale-in protection is on while jobs are in flight, renewed at half its lifetime, off when idle.
@@ -15,12 +22,14 @@
   flight returns are released (visibility 0) without running; the jobs in flight may finish until the
   drain deadline, counted from the stop, so that everything ends ``STOP_MARGIN_S`` before ECS's SIGKILL;
   what is still running then is released, and its lease is left to run out (another worker's runner
-  backs off until then, then claims it).
+  backs off until then, then claims it). The deletes and visibility changes still waiting for their
+  call are sent before ``run`` returns.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +56,10 @@ RELEASE_RESERVE_S = 5
 # So the jobs in flight may finish for at most this long after the stop. A receive in flight at the
 # stop (at most SQS_MAX_WAIT_S) returns well within it, and its messages are released at once.
 DRAIN_LIMIT_S = ECS_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S - RELEASE_RESERVE_S
+# A delete or visibility change waits at most this long for others to share its batch call.
+SETTLE_LINGER_S = 0.05
+# Receives in flight at once: one per SQS_MAX_BATCH slots, at most this many.
+MAX_RECEIVERS = 4
 
 
 @dataclass(eq=False)
@@ -83,6 +96,8 @@ class Poller:
     protection: TaskProtection = field(default_factory=lambda: TaskProtection(None))
     wait_time_s: int = SQS_MAX_WAIT_S
     heartbeat_s: float = 2.0  # lease renewal and cancel check; visibility is extended every third of its timeout
+    receivers: int = 0  # receives in flight at once; 0: one per SQS_MAX_BATCH slots, at most MAX_RECEIVERS
+    settle_linger_s: float = SETTLE_LINGER_S
     drain_s: float = DRAIN_LIMIT_S  # the jobs in flight may finish for this long after the stop
     clock: Callable[[], float] = time.monotonic  # seconds; injected by tests
 
@@ -94,6 +109,11 @@ class Poller:
             raise ValueError(f"drain_s={self.drain_s}: need 0 <= drain_s <= {DRAIN_LIMIT_S} (ECS's stop timeout less margins)")
         if not 0 <= self.wait_time_s <= SQS_MAX_WAIT_S:
             raise ValueError(f"wait_time_s={self.wait_time_s}: need 0 <= wait_time_s <= {SQS_MAX_WAIT_S}")
+        if not self.receivers:
+            self.receivers = min(MAX_RECEIVERS, math.ceil(self.concurrency / SQS_MAX_BATCH))
+        if not 1 <= self.receivers <= self.concurrency:
+            raise ValueError(f"receivers={self.receivers}: need 1 <= receivers <= concurrency ({self.concurrency})")
+        self._batcher = _SqsBatcher(self.sqs, self.queue_url, linger_s=self.settle_linger_s)
         self._in_flight: dict[str, _InFlight] = {}  # by message id
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
@@ -110,17 +130,29 @@ class Poller:
         finished = threading.Event()
         threading.Thread(target=self._watch_stop, args=(stop, finished), name="stop-watch", daemon=True).start()
         threading.Thread(target=self._heartbeat, args=(finished,), name="heartbeat", daemon=True).start()
+        threading.Thread(target=self._batcher.run, args=(finished,), name="sqs-batcher", daemon=True).start()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
+        others = [threading.Thread(target=self._receive_loop, args=(stop, pool), name=f"receiver-{n}", daemon=True)
+                  for n in range(1, self.receivers)]
         try:
-            while not stop.is_set():
-                for entry in self._receive(stop):
-                    pool.submit(self._handle, entry)
-                self._sync_protection()
+            for thread in others:
+                thread.start()
+            self._receive_loop(stop, pool)
+            for thread in others:  # each returns once its receive in flight has (at most wait_time_s)
+                thread.join()
             self._drain()
+            if not self._batcher.flush(timeout_s=RELEASE_RESERVE_S):
+                log.warning("some deletes and visibility changes were not sent before the stop; their messages come back")
         finally:
             finished.set()
             pool.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped after %d messages", self.processed)
+
+    def _receive_loop(self, stop: threading.Event, pool: ThreadPoolExecutor) -> None:
+        while not stop.is_set():
+            for entry in self._receive(stop):
+                pool.submit(self._handle, entry)
+            self._sync_protection()
 
     def stopping(self) -> dict[str, str]:
         """The jobs in flight whose runs were told to stop, with why (canceled, lease lost, released)."""
@@ -214,7 +246,7 @@ class Poller:
     def _settle(self, entry: _InFlight) -> None:
         if entry.job_id is None:
             log.error("message %s: %s", entry.message_id, entry.problem)
-            self._change_visibility([(entry.message_id, entry.receipt)], _MALFORMED_RETRY_S)
+            self._batcher.change_visibility(entry.message_id, entry.receipt, _MALFORMED_RETRY_S)
             return
         try:
             outcome = self.runner.process(entry.job_id, ctx=self._context(entry), receive_count=entry.receives,
@@ -228,9 +260,9 @@ class Poller:
                 return
             receipt = entry.receipt
         if outcome.delete or (outcome.requeue and self._requeue(outcome)):
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+            self._batcher.delete(entry.message_id, receipt)
         else:
-            self._change_visibility([(entry.message_id, receipt)], outcome.retry_in_s)
+            self._batcher.change_visibility(entry.message_id, receipt, outcome.retry_in_s)
 
     def _requeue(self, outcome: Disposition) -> bool:
         """Send the job again as a new message, delayed by the runner's back-off, so that its old message
@@ -354,6 +386,118 @@ class Poller:
             for failure in failed:
                 message_id = chunk[int(failure["Id"])][0]
                 log.warning("visibility change of message %s failed: %s %s", message_id, failure.get("Code"), failure.get("Message"))
+
+
+@dataclass(frozen=True)
+class _Settle:
+    """A delete (``seconds`` None) or a visibility change of one message, and how many calls it has been in."""
+
+    message_id: str
+    receipt: str
+    seconds: int | None = None
+    tries: int = 0
+
+
+class _SqsBatcher:
+    """Deletes and visibility changes of one queue, sent 10 a call by one thread.
+
+    A request waits at most ``linger_s`` (from when it was asked for) for others of its kind to share its
+    call, less when 10 are waiting or a flush is asked for. A call that fails, and the entries it refuses
+    for a reason that is not the request's own (``SenderFault`` false), are tried once more; then logged
+    and left: an undeleted message comes back and finds its job finished, a message whose visibility
+    did not change comes back when its current visibility ends. One thread also keeps the deletes of
+    one queue from overlapping each other (moto's delete of one message is not safe against another's).
+    """
+
+    def __init__(self, sqs: Any, queue_url: str, *, linger_s: float):
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._linger_s = linger_s
+        self._cond = threading.Condition()
+        self._pending: list[tuple[float, _Settle]] = []  # (asked at, request), oldest first
+        self._sending = False
+        self._flushes = 0  # flushes waiting: send what is pending without lingering
+
+    def delete(self, message_id: str, receipt: str) -> None:
+        self._add(_Settle(message_id, receipt))
+
+    def change_visibility(self, message_id: str, receipt: str, seconds: int) -> None:
+        self._add(_Settle(message_id, receipt, int(seconds)))
+
+    def _add(self, request: _Settle) -> None:
+        with self._cond:
+            self._pending.append((time.monotonic(), request))
+            self._cond.notify_all()
+
+    def flush(self, *, timeout_s: float) -> bool:
+        """Send everything asked for so far; False if that took longer than ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._flushes += 1
+            self._cond.notify_all()
+            try:
+                while self._pending or self._sending:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+                return True
+            finally:
+                self._flushes -= 1
+
+    def run(self, finished: threading.Event) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    if finished.is_set():
+                        return
+                    self._cond.wait(0.5)
+                while not (self._flushes or finished.is_set() or self._full()):
+                    left = self._pending[0][0] + self._linger_s - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                deletes = [r for _, r in self._pending if r.seconds is None][:SQS_MAX_BATCH]
+                changes = [r for _, r in self._pending if r.seconds is not None][:SQS_MAX_BATCH]
+                taken = {id(r) for r in deletes + changes}
+                self._pending = [(at, r) for at, r in self._pending if id(r) not in taken]
+                self._sending = True
+            try:
+                again = self._send(deletes, delete=True) + self._send(changes, delete=False)
+            finally:
+                with self._cond:
+                    self._pending[:0] = [(0.0, replace(r, tries=r.tries + 1)) for r in again]  # at the front: due now
+                    self._sending = False
+                    self._cond.notify_all()
+
+    def _full(self) -> bool:
+        deletes = sum(r.seconds is None for _, r in self._pending)
+        return deletes >= SQS_MAX_BATCH or len(self._pending) - deletes >= SQS_MAX_BATCH
+
+    def _send(self, requests: list[_Settle], *, delete: bool) -> list[_Settle]:
+        """One batch call; the requests to try again."""
+        if not requests:
+            return []
+        what = "delete" if delete else "visibility change"
+        entries: list[dict[str, Any]] = [{"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(requests)]
+        try:
+            if delete:
+                failed = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
+            else:
+                for entry, request in zip(entries, requests, strict=True):
+                    entry["VisibilityTimeout"] = request.seconds
+                failed = self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
+        except Exception as error:  # noqa: BLE001 - tried once more, then the messages come back by themselves
+            log.warning("%s of %d messages failed: %s", what, len(requests), error)
+            return [r for r in requests if r.tries == 0]
+        again = []
+        for failure in failed:
+            request = requests[int(failure["Id"])]
+            if not failure.get("SenderFault") and request.tries == 0:
+                again.append(request)
+                continue
+            log.warning("%s of message %s failed: %s %s", what, request.message_id, failure.get("Code"), failure.get("Message"))
+        return again
 
 
 def _entry(message: dict[str, Any]) -> _InFlight:

@@ -63,10 +63,14 @@ class AwsClients:
     s3: Any
 
     @classmethod
-    def create(cls, table_name: str) -> AwsClients:
+    def create(cls, table_name: str, *, max_pool_connections: int = 10) -> AwsClients:
+        """``max_pool_connections``: connections each client keeps open (botocore's default is 10); a process
+        calling from more threads at once (a worker with many slots) needs one per thread, or it opens and
+        discards a connection per call beyond them."""
         # Every AWS call is bounded: a stalled connection must not outlast a request's budget or a worker's
         # stop timeout. SQS's read timeout leaves room for its 20 s long poll.
-        bounded = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+        bounded = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"},
+                         max_pool_connections=max_pool_connections)
         sqs = boto3.client("sqs", config=bounded.merge(Config(read_timeout=SQS_MAX_WAIT_S + 10)))
         # SigV4 for presigned result URLs: buckets created since mid-2020 refuse the older SigV2.
         s3 = boto3.client("s3", config=bounded.merge(Config(signature_version="s3v4")))

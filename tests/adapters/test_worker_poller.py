@@ -28,6 +28,7 @@ from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus, transition
 from jobcore.pricing import default_prices
 from jobcore.runner import Backoff
+from jobcore.service import render
 from jobcore.tasks import RunContext
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from tests.fakes import FakeClock, text_response
@@ -102,7 +103,7 @@ def worker(aws, standin, clients):
         running.thread.join(10)
 
 
-def test_a_queued_job_succeeds_its_result_lands_in_s3_and_the_message_is_deleted(worker):
+def test_a_queued_job_succeeds_its_result_is_recorded_and_the_message_is_deleted(worker):
     job_id = worker.submit("job_sum")
     running = worker.start()
 
@@ -113,10 +114,9 @@ def test_a_queued_job_succeeds_its_result_lands_in_s3_and_the_message_is_deleted
     job = worker.store.get(job_id)
     assert job.attempts == 1 and job.usage.model_calls == 1 and job.error is None
     assert job.cost["actual"]["total"] > 0 and "cpu" in job.cost["actual"]["basis"]
-    result = worker.blobs.get_json(job.result_ref)
+    result = render(job, worker.blobs)["result"]  # a small result: kept in the job item (tests/core/test_result_in_item.py)
     assert result["documents"] == 1
     assert result["summaries"] == [{"id": "a", "summary": "Summary: First document."}]
-    assert job.result_bytes == worker.clients.s3.head_object(Bucket=worker.aws.bucket, Key=job.result_ref)["ContentLength"]
     assert running.poller.processed == 1
 
 
@@ -347,7 +347,7 @@ def test_a_job_canceled_mid_run_stops_before_all_its_calls_and_ends_canceled(wor
 
     assert model.calls == 5 + 1  # the calls in progress (ctx.concurrency 2) end; no other starts
     job = worker.store.get(job_id)
-    assert job.result_ref is None and job.finished_at is not None
+    assert job.result_ref is None and job.result_json is None and job.finished_at is not None
     assert job.lease_owner is None and job.lease_expires_at is None
 
 
@@ -578,7 +578,7 @@ def test_the_drain_deadline_counts_from_the_stop_and_leaves_the_margin_before_th
     assert worker.counts() == (1, 0)
     job = worker.store.get(job_id)
     assert job.status is JobStatus.RUNNING and job.lease_owner == worker.runner.owner  # left to run out
-    assert model.calls == 2 and job.result_ref is None
+    assert model.calls == 2 and job.result_ref is None and job.result_json is None
     assert sqs.receives == receives_at_stop  # none after the stop
 
 
@@ -622,6 +622,10 @@ class RequeueRecordingSqs(RecordingSqs):
         self.deleted += 1
         return self._client.delete_message(**kwargs)
 
+    def delete_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+        self.deleted += len(kwargs["Entries"])
+        return self._client.delete_message_batch(**kwargs)
+
 
 def delayed_count(worker: Worker) -> int:
     attributes = worker.sqs.get_queue_attributes(QueueUrl=worker.url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
@@ -645,7 +649,8 @@ def test_a_rate_limited_model_requeues_the_job_as_a_new_delayed_message_and_dele
     assert job.status is JobStatus.QUEUED and job.lease_owner is None and job.attempts == 1
     assert job.error == {"type": "model_unavailable", "message": "the model was rate-limited (429)"}
     assert job.model_wait.waits == 1 and job.model_wait.reason == "model rate-limited (429)"
-    assert sqs.sent == [(job_id, 2)] and sqs.deleted == 1
+    wait_until(lambda: sqs.deleted == 1, what="the old message to be deleted (its batch call goes within SETTLE_LINGER_S)")
+    assert sqs.sent == [(job_id, 2)]
     assert worker.counts() == (0, 0) and delayed_count(worker) == 1  # only the new, delayed message is left
 
     worker.standin.reset()  # the model recovers
