@@ -98,7 +98,13 @@ def main(argv: Sequence[str] | None = None, *, stdin: IO[str] | None = None, std
 
 def run() -> None:
     """The console script."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `jobpipe list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # as a shell reports a process killed by SIGPIPE
+    sys.exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
