@@ -80,6 +80,13 @@ MAX_METADATA_KEY_CHARS = 40
 MAX_METADATA_VALUE_CHARS = 500
 MAX_WEBHOOK_URL_CHARS = 2_048  # printable ASCII: what browsers and CDNs reliably carry
 MAX_MODEL_ID_CHARS = 128  # a model id is copied into the job's cost basis
+# A job's result up to this many bytes (its compact JSON) is kept in the job item itself (``result_json``):
+# finishing the job is one write and reading it one GetItem, with no S3 object; a larger result goes to S3
+# (``result_ref``). Sized so that the item stays well under DYNAMODB_MAX_ITEM_BYTES with everything else it
+# may hold at the same time: the input kept in the item (at most 64 KB, jobcore.service.INLINE_INPUT_LIMIT),
+# the metadata (at most 108 KB, above), the attempt errors (10 of at most 500 characters) and the webhook's
+# delivery log (at most 60 attempts): about 300 KB at worst.
+RESULT_IN_ITEM_BYTES = 64 * KIB
 # Text the client sent, quoted back in an error message: at most this many characters of it.
 MAX_QUOTED_CHARS = 64
 

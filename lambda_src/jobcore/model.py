@@ -121,8 +121,9 @@ class Job:
     started_at: int | None = None
     finished_at: int | None = None
     attempts: int = 0
-    result_ref: str | None = None
-    result_bytes: int | None = None
+    result_ref: str | None = None  # S3 key of a result too big for the item (jobcore.limits.RESULT_IN_ITEM_BYTES)
+    result_bytes: int | None = None  # the result's size as JSON, wherever it is kept
+    result_json: str | None = None  # a small result's JSON text, kept in the item itself (then result_ref is None)
     error: dict[str, str] | None = None
     usage: Usage = Usage()
     cost: dict[str, Any] = field(default_factory=dict)

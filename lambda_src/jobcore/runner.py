@@ -7,6 +7,7 @@ redelivered message can neither run a finished job again nor write a second resu
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -30,7 +31,7 @@ from jobcore.errors import (
     TaskTimeoutError,
 )
 from jobcore.lanes import Lanes
-from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
+from jobcore.limits import MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
 from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore
 from jobcore.schema_keys import file_key, result_key
@@ -201,16 +202,22 @@ class JobRunner:
         return job.input or {}
 
     def succeed(self, job: Job, result: TaskResult, *, model_id: str) -> Job:
+        """Record the job succeeded with ``result``: a small output in the job item itself (the finishing write is
+        then the only call), a larger one in S3 (see :func:`keeps_in_item`); its files always in S3."""
         files = {name: self._store_file(job, name, file) for name, file in result.files.items()}
-        key = result_key(job.job_id)
-        size = self.blobs.put_json(key, result.output)
         now = self.clock_ms()
+        expires = now + self.result_retention_days * 86_400_000 if self.result_retention_days else None
+        text = json.dumps(result.output, separators=(",", ":"))  # what S3 would store: ASCII, one byte a character
+        if keeps_in_item(job, size=len(text), result_expires_at=expires):
+            stored: dict[str, Any] = {"result_json": text, "result_bytes": len(text)}
+        else:
+            key = result_key(job.job_id)
+            stored = {"result_ref": key, "result_bytes": self.blobs.put_json(key, result.output)}
         cost = dict(job.cost)
         if self.cost_model is not None:
             duration_s = (now - (job.started_at or now)) / 1000
             cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=model_id, usage=result.usage, duration_s=duration_s)
-        expires = now + self.result_retention_days * 86_400_000 if self.result_retention_days else None
-        return self.finish(job, JobStatus.SUCCEEDED, result_ref=key, result_bytes=size, usage=result.usage, cost=cost,
+        return self.finish(job, JobStatus.SUCCEEDED, **stored, usage=result.usage, cost=cost,
                            result_expires_at=expires, files=files)
 
     def _store_file(self, job: Job, name: str, file: OutputFile) -> dict[str, Any]:
@@ -340,6 +347,17 @@ class _Reason(Exception):
     def __init__(self, original: Exception, message: str):
         super().__init__(message)
         self.type = getattr(original, "type", "internal_error")
+
+
+def keeps_in_item(job: Job, *, size: int, result_expires_at: int | None) -> bool:
+    """Whether a result of ``size`` bytes is kept in the job item rather than in S3: when it is small
+    (RESULT_IN_ITEM_BYTES) and the item itself is gone (its TTL, ``expires_at``) no later than the result's
+    retention ends, so that a result in the item is never kept longer than one in S3 would be."""
+    if size > RESULT_IN_ITEM_BYTES:
+        return False
+    if result_expires_at is None:
+        return True
+    return job.expires_at is not None and job.expires_at * 1000 <= result_expires_at
 
 
 def expired_error(job: Job) -> dict[str, str]:

@@ -48,7 +48,8 @@ from jobcore.views import deliveries_view, job_view, result_expired
 
 log = logging.getLogger(__name__)
 
-# Results up to this size are returned in the job itself; larger ones only through result_url.
+# Results up to this size are returned in the job itself; larger ones only through result_url. (Those up to
+# jobcore.limits.RESULT_IN_ITEM_BYTES are kept in the job item: no result_url, no S3 read.)
 INLINE_RESULT_LIMIT = 256 * 1024
 # Inputs above this many bytes go to the blob store (a DynamoDB item holds at most 400 KB).
 INLINE_INPUT_LIMIT = 64 * 1024
@@ -446,11 +447,13 @@ class JobService:
 def render(job: Job, blobs: BlobStore, *, now_ms: int | None = None) -> dict[str, Any]:
     """The job as the API returns it, with its result when small enough and links to it and its files always;
     a result that is gone (past ``result_expires_at`` at ``now_ms``, or not found) is ``null`` with
-    ``"result_status": "expired"``."""
-    if job.result_ref is None:
+    ``"result_status": "expired"``. A result kept in the job item (``result_json``) is shown without any read."""
+    if job.result_ref is None and job.result_json is None:
         return job_view(job)
     if result_expired(job, now_ms):
         return job_view(job, now_ms=now_ms)
+    if job.result_ref is None:
+        return job_view(job, result=json.loads(job.result_json or "null"), url_for=blobs.url_for)
     try:
         result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
     except BlobNotFoundError:

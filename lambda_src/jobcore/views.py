@@ -23,12 +23,14 @@ RESULT_EXPIRED = "expired"
 def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | None] | None = None,
              now_ms: int | None = None, result_gone: bool = False) -> dict[str, Any]:
     """The job as the API shows it; ``url_for`` turns a stored document's key into a link the client can GET
-    (a presigned URL): the result's (``result_url``) and each file's (``files.<name>.url``).
+    (a presigned URL): the result's (``result_url``, only for a result stored in S3: a small one is kept in
+    the job item and shown as ``result``) and each file's (``files.<name>.url``).
 
     A result that is gone (``result_gone``: its object was not found; or, given ``now_ms``, past
     ``result_expires_at``) shows as ``"result": null`` with ``"result_status": "expired"`` and no links.
     """
-    expired = job.result_ref is not None and (result_gone or result_expired(job, now_ms))
+    has_result = job.result_ref is not None or job.result_json is not None
+    expired = has_result and (result_gone or result_expired(job, now_ms))
     links_for = None if expired else url_for
     view: dict[str, Any] = {
         "id": job.job_id,
@@ -87,7 +89,8 @@ def usage_view(usage: Usage) -> dict[str, int]:
 
 
 def result_expired(job: Job, now_ms: int | None) -> bool:
-    """Whether the job's stored result is past its retention (the bucket's lifecycle deletes it then)."""
+    """Whether the job's stored result is past its retention (the bucket's lifecycle deletes it then; one kept
+    in the job item is no longer shown then)."""
     return now_ms is not None and job.result_expires_at is not None and now_ms >= job.result_expires_at
 
 

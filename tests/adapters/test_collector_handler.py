@@ -12,10 +12,12 @@ from moto import mock_aws
 
 from jobadapters import schema
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
+from jobadapters.s3 import S3BlobStore
 from jobadapters.settings import ConfigError
 from jobadapters.sqs import SqsJobQueue
 from jobadapters.wiring import AwsClients
 from jobcore.model import Job, JobStatus, Mode
+from jobcore.service import render
 from local import resources
 from local.claude_standin import ClaudeStandIn
 from local.gateway import LambdaContext
@@ -102,9 +104,9 @@ def test_a_first_pass_creates_a_batch_and_a_later_one_settles_it(batch_aws, clie
     assert second["open_batches"] == 0 and second["failed"] == 0 and second["errors"] == 0
     done = store.get(job.job_id)
     assert done is not None and done.status is JobStatus.SUCCEEDED and done.batch_id == batch_id
-    assert done.usage is not None and done.usage.model_calls == 1 and done.result_ref
-    result = clients.s3.get_object(Bucket=batch_aws.bucket, Key=done.result_ref)["Body"].read().decode()
-    assert "Summary: What is a batch?" in result
+    assert done.usage is not None and done.usage.model_calls == 1
+    result = render(done, S3BlobStore(clients.s3, batch_aws.bucket))["result"]  # in the item, or in S3 if large
+    assert "Summary: What is a batch?" in str(result)
     assert batches.open_batches() == [] and batches.get_batch(batch_id).status == "done"
     assert standin.stats()["batches"]["created"] == 1
 

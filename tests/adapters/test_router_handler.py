@@ -95,7 +95,12 @@ def api(aws, standin, clients, router_env):
     router.service.cache_clear()
 
 
-def test_inline_invoice_answers_200_with_the_result_stored_in_dynamodb_and_s3(api):
+def results_in_s3(monkeypatch: Any) -> None:
+    """Every result is stored in S3, as one too big for the job item is (jobcore.limits.RESULT_IN_ITEM_BYTES)."""
+    monkeypatch.setattr("jobcore.runner.RESULT_IN_ITEM_BYTES", 0)
+
+
+def test_inline_invoice_answers_200_with_the_result_kept_in_its_dynamodb_item(api):
     text = (SAMPLES / "invoice_acme.txt").read_text()
 
     reply = api.call("POST", "/v1/jobs", {"task": "invoice.extract", "input": {"text": text}})
@@ -108,12 +113,11 @@ def test_inline_invoice_answers_200_with_the_result_stored_in_dynamodb_and_s3(ap
     assert job["result"]["checks"]["total_matches"] is True
     assert job["usage"]["model_calls"] == 1 and job["usage"]["input_tokens"] > 0
     item = api.item(job["id"])
-    assert item["status"] == "succeeded" and item["result_ref"] == f"results/{job['id']}.json"
-    stored = json.loads(api.clients.s3.get_object(Bucket=api.aws.bucket, Key=item["result_ref"])["Body"].read())
-    assert stored == job["result"]
+    assert item["status"] == "succeeded" and "result_ref" not in item and json.loads(item["result_json"]) == job["result"]
+    assert "Contents" not in api.clients.s3.list_objects_v2(Bucket=api.aws.bucket, Prefix="results/")  # no S3 object
     assert api.messages() == []
     again = api.call("GET", f"/v1/jobs/{job['id']}").body
-    assert again["result"] == job["result"] and item["result_ref"] in again["result_url"]
+    assert again["result"] == job["result"] and "result_url" not in again
     assert job["cost"]["actual"]["total"] > 0 and job["cost"]["estimate"]["currency"]
     assert again["cost"] == job["cost"]  # fractional prices survive DynamoDB's Decimals
 
@@ -709,7 +713,19 @@ def test_a_throttled_or_unreachable_job_store_answers_503_unavailable_with_retry
     assert api.standin.stats()["requests"] == 0
 
 
+def test_a_result_kept_in_the_job_item_is_read_without_s3(api, monkeypatch):
+    job_id = api.call("POST", "/v1/jobs", SHORT).body["id"]
+
+    def slow_down(**kwargs: Any) -> Any:
+        raise aws_error("SlowDown", "GetObject", 503)
+
+    monkeypatch.setattr(built(api).runner.blobs._client, "get_object", slow_down)
+    reply = api.call("GET", f"/v1/jobs/{job_id}")
+    assert reply.status == 200 and reply.body["result"]["content"], reply.body
+
+
 def test_a_throttled_result_store_answers_503_on_get(api, monkeypatch):
+    results_in_s3(monkeypatch)
     job_id = api.call("POST", "/v1/jobs", SHORT).body["id"]
 
     def slow_down(**kwargs: Any) -> Any:
@@ -726,6 +742,7 @@ def test_an_inline_run_whose_result_store_fails_is_queued_for_a_worker_with_202(
     def slow_down(**kwargs: Any) -> Any:
         raise aws_error("SlowDown", "PutObject", 503)
 
+    results_in_s3(monkeypatch)
     monkeypatch.setattr(built(api).runner.blobs._client, "put_object", slow_down)
 
     reply = api.call("POST", "/v1/jobs", SHORT)
@@ -790,7 +807,8 @@ def test_an_unexpected_aws_error_no_adapter_translated_is_still_a_503(api, monke
     assert_unavailable(api.call("GET", "/v1/tasks"))
 
 
-def test_a_job_whose_result_object_is_gone_answers_200_with_a_null_result_marked_expired(api):
+def test_a_job_whose_result_object_is_gone_answers_200_with_a_null_result_marked_expired(api, monkeypatch):
+    results_in_s3(monkeypatch)
     job = api.call("POST", "/v1/jobs", SHORT).body
     api.clients.s3.delete_object(Bucket=api.aws.bucket, Key=f"results/{job['id']}.json")
 

@@ -42,7 +42,7 @@ def every_field_job(job_id: str = "job_contract") -> Job:
         metadata={"customer": "Ünïcode & Co. 日本", "empty": ""},
         webhook=Webhook("https://hooks.example.com/jobs?tag=é", ("succeeded", "failed")),
         started_at=NOW_MS + 10, finished_at=NOW_MS + 2_345, attempts=2,
-        result_ref="results/job_contract.json", result_bytes=1234,
+        result_ref="results/job_contract.json", result_bytes=1234, result_json='{"answer":"Ünïcode","n":1.0}',
         error={"type": "model_unavailable", "message": "model answered 529: Overloaded — retry later"},
         usage=Usage(input_tokens=1_000, output_tokens=250, model_calls=3, cache_creation_input_tokens=1_200,
                     cache_read_input_tokens=3_600, cache_creation_1h_input_tokens=1_200),

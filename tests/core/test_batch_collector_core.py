@@ -13,6 +13,7 @@ from jobcore.errors import ModelRequestError, ModelUnavailableError, StoreUnavai
 from jobcore.model import Job, JobStatus, Mode
 from jobcore.pricing import default_prices
 from jobcore.runner import JobRunner
+from jobcore.service import render
 from jobcore.sweeper import Sweeper
 from tests.fakes import (
     TOP_OF_JITTER,
@@ -102,7 +103,7 @@ def test_an_ended_batch_finishes_its_jobs_with_the_results_at_half_the_token_pri
     assert report.succeeded == [job_id] and report.batches_ended == 1
     job = w.job(job_id)
     assert job.status is JobStatus.SUCCEEDED and job.usage.model_calls == 1
-    assert w.blobs.docs[job.result_ref]["content"][0]["text"].startswith("Summary: ")
+    assert render(job, w.blobs)["result"]["content"][0]["text"].startswith("Summary: ")
     actual = job.cost["actual"]
     assert actual["breakdown"]["compute"] == 0
     full = CostModel(default_prices(), LANES).actual(lane="cpu", model_id=MODEL, usage=job.usage, duration_s=0)
@@ -119,7 +120,7 @@ def test_a_multi_call_job_finishes_only_with_all_its_requests_assembled():
     w.collector.collect()
     job = w.job(job_id)
     assert job.status is JobStatus.SUCCEEDED and job.usage.model_calls == 3
-    output = w.blobs.docs[job.result_ref]
+    output = render(job, w.blobs)["result"]
     assert output["documents"] == 3 and [s["id"] for s in output["summaries"]] == ["d0", "d1", "d2"]
 
 

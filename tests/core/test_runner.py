@@ -9,6 +9,7 @@ from jobcore.errors import ConflictError, ModelRequestError, ModelUnavailableErr
 from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
 from jobcore.runner import Backoff
+from jobcore.service import render
 from jobcore.tasks import RunContext, TaskResult
 from tests.fakes import RecordingDeliveryQueue, ScriptedModel, harness, make_lanes, text_response
 
@@ -38,7 +39,7 @@ def test_success_writes_the_result_then_the_state_and_deletes_the_message():
     outcome, _ = process(h, [text_response("done")])
     job = h.store.get("job_1")
     assert outcome.delete and job.status is JobStatus.SUCCEEDED
-    assert h.blobs.docs[job.result_ref]["content"][0]["text"] == "done"
+    assert render(job, h.blobs)["result"]["content"][0]["text"] == "done"
     assert job.attempts == 1 and job.usage.output_tokens == 5
     # The outbox entry is written with the terminal state, then handed over to the dispatcher.
     assert job.delivery is not None and job.delivery.pending and job.delivery.event_id == "evt_job_1_succeeded"
@@ -72,7 +73,7 @@ def test_a_finished_job_is_not_run_again():
     process(h, [text_response("first")])
     outcome, model = process(h, [text_response("second")])
     assert outcome.delete and model.calls == []
-    assert h.blobs.docs["results/job_1.json"]["content"][0]["text"] == "first"
+    assert render(h.store.get("job_1"), h.blobs)["result"]["content"][0]["text"] == "first"
 
 
 def test_a_missing_job_deletes_the_message():

@@ -39,7 +39,7 @@ def test_short_job_runs_inline_and_returns_the_result():
     job = submission.job
     assert job.status is JobStatus.SUCCEEDED and job.lane == "inline"
     assert submission.output["content"][0]["text"] == "hi!"
-    assert h.blobs.docs[job.result_ref] == submission.output
+    assert render(job, h.blobs)["result"] == submission.output and h.blobs.docs == {}  # kept in the job item
     assert h.store.get(job.job_id) == job and service.queue.sent == []
     assert job.usage.model_calls == 1 and job.attempts == 1
 
@@ -113,12 +113,12 @@ def test_job_ttl_is_set_from_the_creation_time():
     assert job.expires_at == h.clock.now_ms // 1000 + 30 * 86_400
 
 
-def test_render_includes_small_results_and_always_a_link():
+def test_render_includes_a_small_result_kept_in_the_job_without_a_link():
     service, h = make_service([text_response("hi")])
     job = submit(service).job
     view = render(job, h.blobs)
     assert view["result"]["content"][0]["text"] == "hi"
-    assert view["result_url"] == f"memory://results/{job.job_id}.json"
+    assert "result_url" not in view  # no S3 object: tests/core/test_result_in_item.py has the large result's link
     assert view["route"] == {"lane": "inline", "reason": job.route_reason}
     assert view["status"] == "succeeded" and view["created_at"].endswith("Z")
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from jobcore.errors import ModelUnavailableError, StoreUnavailableError
+from jobcore.limits import RESULT_IN_ITEM_BYTES
 from jobcore.model import JobStatus
 from jobcore.requests import SubmitRequest
 from jobcore.routing import RoutingPolicy
@@ -54,7 +55,7 @@ def fail_after(h, method: str, *, calls_ok: int = 0, error: Exception | None = N
 
 
 def test_a_result_store_failing_after_the_model_answered_queues_the_job_for_a_worker():
-    service, h = make_service([text_response("hi")])
+    service, h = make_service([text_response("x" * RESULT_IN_ITEM_BYTES)])  # too big for the item: stored in S3
     fail_after(h, "put_json", error=StoreUnavailableError("the result store is unavailable (throttled or unreachable); retry shortly"))
 
     submitted = submit(service)
@@ -144,7 +145,7 @@ def test_a_key_left_without_a_status_code_by_a_dead_request_finds_its_job_once_s
 
 
 def test_a_result_that_is_gone_reads_as_expired_not_as_an_error():
-    service, h = make_service([text_response("hi")])
+    service, h = make_service([text_response("x" * RESULT_IN_ITEM_BYTES)])  # too big for the item: stored in S3
     job = submit(service).job
     del h.blobs.docs[job.result_ref]  # deleted by hand, or by the lifecycle before DynamoDB's TTL
 
