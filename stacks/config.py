@@ -81,6 +81,12 @@ class PipelineConfig:
     router_memory_mb: int = 1024
     router_timeout_s: int = 28
     router_reserved_concurrency: int | None = None  # None: draw from the account's unreserved pool
+    # Cold starts of the router (docs/deploy.md, "The router's cold start"): either switch publishes a version
+    # behind the alias ``live``, which API Gateway then invokes. router_snapstart: Lambda SnapStart (restores an
+    # initialized, primed snapshot instead of importing and building); router_provisioned_concurrency: that many
+    # environments kept initialized (0: none). Lambda refuses both on one function.
+    router_snapstart: bool = False
+    router_provisioned_concurrency: int = 0
     worker_cpu: int = 1024
     worker_memory_mb: int = 2048
     worker_concurrency: int = 8
@@ -279,6 +285,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "router_memory_mb": _between(LAMBDA_MIN_MEMORY_MB, LAMBDA_MAX_MEMORY_MB),
     "router_timeout_s": _between(4, API_GATEWAY_TIMEOUT_S),
     "router_reserved_concurrency": ((lambda v: v is None or 1 <= v <= 10000), "null (unreserved) or 1 to 10000"),
+    "router_snapstart": ((lambda v: isinstance(v, bool)), "true or false"),
+    "router_provisioned_concurrency": _between(0, 10000),
     "worker_cpu": ((lambda v: v in FARGATE_SIZES), f"a Fargate CPU size, one of {sorted(FARGATE_SIZES)}"),
     "worker_memory_mb": _between(512, 122880),
     "worker_concurrency": _between(1, 100),
@@ -331,6 +339,12 @@ _CROSS_RULES: list[tuple[tuple[str, ...], Callable[[PipelineConfig], bool], str]
      lambda c: c.inline_budget_s + INLINE_FALLBACK_MARGIN_S <= c.router_timeout_s,
      f"the router timeout at least {INLINE_FALLBACK_MARGIN_S} s above the inline budget, so a slow inline "
      "call can still fall back to the queue and answer 202"),
+    (("router_snapstart", "router_provisioned_concurrency"),
+     lambda c: not (c.router_snapstart and c.router_provisioned_concurrency),
+     "one of them: Lambda SnapStart does not support provisioned concurrency"),
+    (("router_provisioned_concurrency", "router_reserved_concurrency"),
+     lambda c: c.router_reserved_concurrency is None or c.router_provisioned_concurrency <= c.router_reserved_concurrency,
+     "provisioned concurrency not above the reserved concurrency"),
     (("worker_min_tasks", "worker_max_tasks"),
      lambda c: c.worker_min_tasks <= c.worker_max_tasks,
      "min tasks not above max tasks"),

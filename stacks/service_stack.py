@@ -85,8 +85,9 @@ class ServiceStack(Stack):
             stage=c.stage, model_id=c.model_id, timeout=Duration.seconds(c.router_timeout_s),
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days,
-            task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention)
-        api = JobsApi(self, "Api", handler=router.function, stage_name=c.stage, rate_limit=c.api_rate_limit,
+            task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention,
+            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency)
+        api = JobsApi(self, "Api", handler=router.target, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
         cluster = WorkerCluster(self, "Workers", log_retention=retention)

@@ -60,11 +60,12 @@ class PythonFunction:
 def python_function(
     scope: Construct, *, code: lambda_.Code, handler: str, description: str, role_description: str,
     environment: Mapping[str, str], memory_mb: int, timeout: Duration, log_retention: logs.RetentionDays,
-    reserved_concurrency: int | None = None, retry_attempts: int | None = None,
+    reserved_concurrency: int | None = None, retry_attempts: int | None = None, snap_start: bool = False,
 ) -> PythonFunction:
     """Creates, in ``scope``, ``LogGroup`` (``log_retention``, destroyed with the stack), ``Role`` (its own,
     no AWS-managed policy; it may write that log group and nothing else yet) and ``Function`` (arm64,
-    Python 3.13, JSON logs to that group). The caller grants the rest to ``role``."""
+    Python 3.13, JSON logs to that group; ``snap_start``: SnapStart on published versions). The caller grants the
+    rest to ``role``."""
     log_group = logs.LogGroup(scope, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
     role = iam.Role(scope, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=role_description)
     function = lambda_.Function(
@@ -82,6 +83,7 @@ def python_function(
         log_group=log_group,
         logging_format=lambda_.LoggingFormat.JSON,
         description=description,
+        snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
     )
     log_group.grant_write(role)
     acknowledge(function, "AwsSolutions-L1",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -22,6 +22,7 @@ from stacks.constructs.runtime_env import queue_url_placeholders, service_enviro
 from stacks.constructs.storage import JobStorage
 
 HANDLER = "router.handler.handler"
+LIVE_ALIAS = "live"  # with SnapStart or provisioned concurrency: the alias API Gateway invokes
 
 
 class RouterFunction(Construct):
@@ -38,6 +39,10 @@ class RouterFunction(Construct):
     receive) to each lane queue and to the webhook queue (a finished job's webhook is handed over there,
     never sent from here), read the Anthropic key.
     ``reserved_concurrency`` None leaves the function on the account's unreserved pool.
+    ``snapstart`` (SnapStart on published versions; ``router.handler`` primes the snapshot) or
+    ``provisioned_concurrency`` (that many environments kept initialized) publish a version behind the alias
+    ``live`` (``alias``); ``target`` is what API Gateway must invoke: that alias, else the function.
+    ``wake_lanes`` adds ``LANE_SERVICES`` and the permission to wake those services.
     """
 
     def __init__(
@@ -47,7 +52,7 @@ class RouterFunction(Construct):
         stage: str, model_id: str, timeout: Duration, reserved_concurrency: int | None, job_ttl_days: int,
         result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],
-        log_retention: logs.RetentionDays,
+        log_retention: logs.RetentionDays, snapstart: bool = False, provisioned_concurrency: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
@@ -64,10 +69,22 @@ class RouterFunction(Construct):
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=lanes.inline.memory_mb,
-            timeout=timeout, reserved_concurrency=reserved_concurrency, log_retention=log_retention,
+            timeout=timeout, reserved_concurrency=reserved_concurrency, log_retention=log_retention, snap_start=snapstart,
             role_description="The router Lambda's role",
             description="Routes each job: Claude inline within the budget, else onto a lane queue.")
         self.function, self.role, self.log_group = made.function, made.role, made.log_group
+        # What API Gateway invokes: the function itself, or, to start warm, the alias of its published version.
+        self.target: lambda_.IFunction = self.function
+        self.alias: lambda_.Alias | None = None
+        if snapstart or provisioned_concurrency:
+            self.alias = lambda_.Alias(
+                self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version,
+                provisioned_concurrent_executions=provisioned_concurrency or None,
+                description="What API Gateway invokes: the published version (SnapStart, provisioned concurrency)")
+            self.target = self.alias
+        if snapstart:
+            Annotations.of(self.function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish", "its current version is published, behind the alias API Gateway invokes")
         storage.grant_job_data(self.role)
         for job_queue in queues.values():
             job_queue.grant_send(self.role)

@@ -40,6 +40,8 @@ BAD_VALUES = {
     "router_memory_mb": 64,
     "router_timeout_s": 30,
     "router_reserved_concurrency": 0,
+    "router_snapstart": "on",
+    "router_provisioned_concurrency": -1,
     "worker_cpu": 300,
     "worker_memory_mb": 100,
     "worker_concurrency": 0,
@@ -95,6 +97,9 @@ def test_a_bad_value_fails_with_a_message_naming_the_key(key):
     ({"worker_min_tasks": 3, "worker_max_tasks": 2}, ("worker_min_tasks", "worker_max_tasks")),
     ({"worker_on_demand_base": 5, "worker_max_tasks": 4}, ("worker_on_demand_base", "worker_max_tasks")),
     ({"result_retention_days": 7, "job_ttl_days": 30}, ("result_retention_days", "job_ttl_days")),
+    ({"router_snapstart": True, "router_provisioned_concurrency": 2}, ("router_snapstart", "router_provisioned_concurrency")),
+    ({"router_provisioned_concurrency": 20, "router_reserved_concurrency": 10},
+     ("router_provisioned_concurrency", "router_reserved_concurrency")),
 ])
 def test_inconsistent_values_name_both_keys(values, keys):
     with pytest.raises(ConfigError) as raised:
