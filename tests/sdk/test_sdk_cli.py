@@ -7,6 +7,7 @@ the queue behind another one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -146,3 +147,32 @@ def test_an_api_that_is_down_or_silent_exits_5(jobpipe, silent):
     assert down.returncode == cli.UNAVAILABLE and "could not connect" in down.stderr
     quiet = jobpipe("get", "job_1", "--request-timeout", "0.3", env={"JOBPIPE_API_URL": silent.url})
     assert quiet.returncode == cli.UNAVAILABLE and "no answer within 0.3 s" in quiet.stderr
+
+
+# --- without the pipeline: main(argv) against a scripted server ------------------------------------
+
+
+def run_main(*argv: str, url: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JOBPIPE_API_URL", url)
+        patch.setenv("JOBPIPE_API_KEY", "k")
+        code = cli.main(list(argv), stdin=io.StringIO(), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_json_may_come_before_or_after_the_command(scripted):
+    server = scripted((200, {"tasks": [{"name": "t", "route": {"lane": "cpu"}}]}))
+    for argv in (["--json", "tasks"], ["tasks", "--json"]):
+        code, out, _ = run_main(*argv, url=server.url)
+        assert code == cli.OK and json.loads(out)["tasks"][0]["name"] == "t"
+
+
+def test_progress_shows_each_state_once_then_the_failed_job_exits_1(scripted):
+    queued = {"id": "job_1", "task": "t", "status": "queued", "route": {"lane": "cpu", "reason": "r"}}
+    failed = {**queued, "status": "failed", "error": {"type": "model_rejected", "message": "refused"}}
+    server = scripted((202, queued), (200, queued), (200, {**queued, "status": "running"}), (200, failed))
+    server.delay_s = 0.05
+    code, out, err = run_main("submit", "t", "--data", "{}", "--wait", "60", url=server.url)
+    assert code == cli.JOB_FAILED and "error:  model_rejected: refused" in out
+    assert [line.split()[1] for line in err.splitlines()] == ["queued", "running", "failed"]

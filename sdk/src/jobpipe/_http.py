@@ -119,14 +119,12 @@ class Transport:
                                       retry_after=retry_after_s(response.headers.get("retry-after")))
                 retry_after = error.retry_after if isinstance(error, APIError) else None
                 may_retry = retry and _retryable(response.status, error)
-            if not may_retry or attempt >= self.retries.max_retries:
-                if isinstance(error, APIError):
-                    error.attempts = attempt + 1  # type: ignore[attr-defined]
+            error.attempts = attempt + 1
+            too_late = retry_after is not None and retry_after > self.retries.max_retry_after_s
+            if not may_retry or too_late or attempt >= self.retries.max_retries:
                 raise error
             delay = self._jitter(0, min(self.retries.max_backoff_s, self.retries.backoff_s * 2 ** attempt))
             if retry_after is not None:
-                if retry_after > self.retries.max_retry_after_s:
-                    raise error
                 delay = max(delay, retry_after)
             attempt += 1
             self._sleep(delay)

@@ -419,7 +419,10 @@ class Progress:
             self._thread.start()
 
     def update(self, job: Job) -> None:
-        self.text = f"{job.id} {job.status}" + (f" ({job.lane})" if job.lane else "")
+        text = f"{job.id} {job.status}" + (f" ({job.lane})" if job.lane else "")
+        if text == self.text:
+            return
+        self.text = text
         if self.enabled and not self.animate:
             print(f"{self.text} after {time.monotonic() - self.started:.1f} s", file=self.stream, flush=True)
 

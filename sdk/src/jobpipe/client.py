@@ -144,7 +144,7 @@ class Jobs:
             response = self._transport.request("POST", f"/v1/jobs/{_segment(job_id)}/cancel", retry=True)
         except JobFinishedError as error:
             # A retry whose first attempt did cancel the job (its answer was lost) meets the job canceled.
-            if getattr(error, "attempts", 1) > 1 and error.status == "canceled":
+            if error.attempts > 1 and error.status == "canceled":
                 return self.get(job_id)
             raise
         return Job(response.data)

@@ -25,6 +25,8 @@ from typing import Any
 class JobpipeError(Exception):
     """Base of every exception the SDK raises."""
 
+    attempts = 1  # how many times the failed request was sent, retries included
+
 
 class APIConnectionError(JobpipeError):
     """The API could not be reached (connection refused or reset, DNS, TLS)."""
