@@ -85,7 +85,7 @@ MAX_MODEL_ID_CHARS = 128  # a model id is copied into the job's cost basis
 # (``result_ref``). Sized so that the item stays well under DYNAMODB_MAX_ITEM_BYTES with everything else it
 # may hold at the same time: the input kept in the item (at most 64 KB, jobcore.service.INLINE_INPUT_LIMIT),
 # the metadata (at most 108 KB, above), the attempt errors (10 of at most 500 characters) and the webhook's
-# delivery log (at most 60 attempts): about 300 KB at worst.
+# delivery log (at most 60 attempts): about 260 KB at worst (tests/adapters/test_aws_calls.py writes that item).
 RESULT_IN_ITEM_BYTES = 64 * KIB
 # Text the client sent, quoted back in an error message: at most this many characters of it.
 MAX_QUOTED_CHARS = 64
