@@ -25,6 +25,11 @@ _OPEN_MAPS = frozenset({("ec2", "instances"), ("claude", "models")})
 class LambdaPrices:
     request_per_million: float
     gb_second: Mapping[str, float]  # by architecture: "arm64", "x86_64"
+    # Keeping the router warm (docs/deploy.md): provisioned concurrency, by architecture, and SnapStart (Python).
+    provisioned_gb_second: Mapping[str, float] = field(default_factory=dict)
+    provisioned_duration_gb_second: Mapping[str, float] = field(default_factory=dict)
+    snapstart_cache_gb_second: float = 0.0
+    snapstart_restore_gb: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,10 +182,17 @@ class _Reader:
 
 
 def _lambda(r: _Reader) -> LambdaPrices:
-    gb_second = r.group("gb_second")
+    def by_arch(key: str) -> dict[str, float]:
+        group = r.group(key)
+        return {arch: group.num(arch) for arch in ("arm64", "x86_64")}
+
     return LambdaPrices(
         request_per_million=r.num("request_per_million"),
-        gb_second={arch: gb_second.num(arch) for arch in ("arm64", "x86_64")},
+        gb_second=by_arch("gb_second"),
+        provisioned_gb_second=by_arch("provisioned_gb_second"),
+        provisioned_duration_gb_second=by_arch("provisioned_duration_gb_second"),
+        snapstart_cache_gb_second=r.num("snapstart_cache_gb_second"),
+        snapstart_restore_gb=r.num("snapstart_restore_gb"),
     )
 
 
