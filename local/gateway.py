@@ -66,13 +66,15 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: str | by
     if found is None:
         return None
     resource, params = found
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()} or None
+    # As API Gateway: a parameter without a value (``?status=``) is there, empty; the last of repeated ones wins.
+    values = parse_qs(url.query, keep_blank_values=True)
+    query = {k: v[-1] for k, v in values.items()} or None
     key = headers.get("x-api-key", "")
     now = time.time()
     return {
         "resource": resource, "path": url.path, "httpMethod": method,
         "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": query, "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
+        "queryStringParameters": query, "multiValueQueryStringParameters": values or None,
         "pathParameters": params or None, "stageVariables": None,
         "requestContext": {
             # The local API is served at the root (as a custom domain without a base path would be): the path
@@ -194,7 +196,8 @@ class Gateway:
                 if self.close_connection:
                     self.send_header("connection", "close")
                 self.end_headers()
-                self.wfile.write(payload)
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
 
             def _answer(self) -> tuple[int, dict[str, str], bytes]:
                 raw_length = self.headers.get("content-length") or "0"
@@ -220,6 +223,13 @@ class Gateway:
                     length -= len(chunk)
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (PATCH, TRACE, QUERY...) gets an answer in the API's shape, 404 ``not_found``
+                # as an unknown route does, never the standard library's HTML 501.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -142,8 +142,9 @@ def document() -> dict[str, Any]:
             "version": VERSION,
             "description": ("Jobs that call Claude (or compute), run inline, on queued workers, on the batch lane or "
                             "on a GPU, behind one API. Every route needs an API key (x-api-key), which names the "
-                            "caller's tenant. Paths are relative to where the API is mounted (the stage, /dev, on "
-                            "an execute-api URL). Generated from the code (router/openapi.py)."),
+                            "caller's tenant. An optional field sent as null is read as not sent. Paths are "
+                            "relative to where the API is mounted (the stage, /dev, on an execute-api URL). "
+                            "Generated from the code (router/openapi.py)."),
         },
         "security": [{"apiKey": []}],
         "paths": paths,
@@ -264,8 +265,8 @@ def _parameters() -> dict[str, Any]:
                                                              "default": 20}},
         "cursor": {"name": "cursor", "in": "query", "schema": {"type": "string"},
                    "description": "The next_cursor of the previous page"},
-        "source": {"name": "source", "in": "query", "description": "Only the jobs of this S3 intake object",
-                   "schema": {"type": "string", "pattern": "^s3://", "maxLength": 1100}},
+        "source": {"name": "source", "in": "query", "description": "Only the jobs of this S3 intake object (empty: all)",
+                   "schema": {"type": "string", "pattern": "^(s3://|$)", "maxLength": 1100}},
         "wait": {"name": "wait", "in": "query", "description": "Seconds to wait for the job to finish (long poll)",
                  "schema": {"type": "number", "minimum": 0, "maximum": requests.MAX_WAIT_S, "default": 0}},
     }
@@ -280,16 +281,16 @@ def _schemas() -> dict[str, Any]:
         "SubmitRequest": {"oneOf": [{"$ref": f"#/components/schemas/{_task_ref(name)}"} for name in CATALOGUE],
                           "discriminator": {"propertyName": "task", "mapping": {
                               name: f"#/components/schemas/{_task_ref(name)}" for name in CATALOGUE}}},
-        "Hints": {"type": "object", "additionalProperties": False, "properties": {
+        "Hints": nullable_optionals({"type": "object", "additionalProperties": False, "properties": {
             "expected_duration_s": {"type": "number", "minimum": 0, "maximum": 7 * 24 * 3600},
             "memory_mb": {"type": "integer", "minimum": 128, "maximum": 1_048_576},
-        }},
-        "Webhook": {"type": "object", "additionalProperties": False, "required": ["url"], "properties": {
+        }}),
+        "Webhook": nullable_optionals({"type": "object", "additionalProperties": False, "required": ["url"], "properties": {
             "url": {"type": "string", "maxLength": MAX_WEBHOOK_URL_CHARS,
                     "description": "A public https URL (a private, loopback or link-local host is refused)"},
             "events": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": _event_names()},
                        "default": [COMPLETED]},
-        }},
+        }}),
         "Metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
                      "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_CHARS},
                      "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS}},
@@ -318,10 +319,10 @@ def _task_schemas(name: str, task: TaskSpec) -> dict[str, Any]:
     input_schema = dict(task.input_schema)
     defs = input_schema.pop("$defs", {})
     rewrite = {f"#/$defs/{key}": f"#/components/schemas/{prefix}_{key}" for key in defs}
-    schemas: dict[str, Any] = {prefix: _rewrite_refs(input_schema, rewrite)}
+    schemas: dict[str, Any] = {prefix: nullable_optionals(_rewrite_refs(input_schema, rewrite))}
     for key, value in defs.items():
-        schemas[f"{prefix}_{key}"] = _rewrite_refs(value, rewrite)
-    schemas[_task_ref(name)] = {
+        schemas[f"{prefix}_{key}"] = nullable_optionals(_rewrite_refs(value, rewrite))
+    schemas[_task_ref(name)] = nullable_optionals({
         "type": "object", "additionalProperties": False, "required": ["task"],
         "description": f"{task.description} Send input, or input_upload (an upload's id), not both.",
         "oneOf": [{"required": ["input"]}, {"required": ["input_upload"]}],
@@ -337,8 +338,28 @@ def _task_schemas(name: str, task: TaskSpec) -> dict[str, Any]:
             "max_queue_s": {"type": "number", "minimum": 1, "maximum": SQS_MAX_RETENTION_S,
                             "description": "A job not started by then expires and never runs"},
         },
-    }
+    }, keep=("input", "input_upload"))
     return schemas
+
+
+def nullable_optionals(schema: Any, *, keep: tuple[str, ...] = ()) -> Any:
+    """``schema`` with every optional property of its objects (at any depth) also taking null: the API reads
+    an optional field given as null as not given (:func:`jobcore.validation.get`). ``keep``: properties of
+    the top object left as they are."""
+    if isinstance(schema, list):
+        return [nullable_optionals(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: nullable_optionals(value) if key in ("items", "oneOf", "anyOf", "allOf", "additionalProperties")
+           else value for key, value in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        required = set(schema.get("required", ()))
+        out["properties"] = {
+            name: nullable_optionals(prop) if name in required or name in keep
+            else {"anyOf": [nullable_optionals(prop), {"type": "null"}]}
+            for name, prop in schema["properties"].items()
+        }
+    return out
 
 
 def _rewrite_refs(node: Any, rewrite: dict[str, str]) -> Any:

@@ -93,3 +93,26 @@ def test_a_content_length_that_is_not_a_number_is_400(gateway, length):
 def test_a_path_that_is_not_a_url_path_gets_an_answer(gateway):
     answer = raw_request(gateway, b"GET //[x/v1/jobs HTTP/1.1\r\nHost: x\r\nx-api-key: " + KEY.encode() + b"\r\nConnection: close\r\n\r\n")
     assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 404"))
+
+
+@pytest.mark.parametrize("method", ["PATCH", "TRACE", "OPTIONS", "QUERY"])
+def test_a_method_no_route_has_gets_the_api_s_404_not_an_html_501(gateway, method):
+    status, body = request(gateway, method, "/v1/tasks")
+    assert status == 404 and body["error"]["type"] == "not_found"
+
+
+def test_a_query_parameter_without_a_value_reaches_the_router_empty_as_in_api_gateway(gateway):
+    status, body = request(gateway, "GET", "/v1/jobs?status=")
+    assert status == 422 and body["error"]["field"] == "query.status"
+
+
+def test_the_gateway_s_own_errors_are_in_the_api_s_error_shape(gateway):
+    host, port = gateway.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("GET", "/v1/tasks")  # no API key
+        answer = connection.getresponse()
+        status, body = answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
+    assert status == 403 and body["error"]["type"] == "INVALID_API_KEY" and body["error"]["message"]
