@@ -29,6 +29,7 @@ from collections import Counter
 from typing import Any
 
 from bench.report import Goal, Section
+from jobcore.lanes import FargateCompute
 
 CLUSTER, SERVICE = "bench-workers", "bench-cpu"
 GOAL_EXTRA_CALLS = 2  # DescribeServices + UpdateService, on an idle lane only
@@ -178,10 +179,16 @@ def section(quick: bool = False, *, submits: int | None = None) -> Section:
         "ECS round trips, each bounded by the waker's 1 s connect / 2 s read timeouts, one attempt).",
         f"What it saves: the backlog alarm's path (a 1-minute metric, an alarm evaluation, a step policy: one to three "
         f"minutes before ECS starts a task). The alternative, a warm minimum of 1 task on the cpu lane "
-        f"({cpu.compute.vcpu:g} vCPU / {cpu.compute.memory_mb} MB Fargate{' Spot' if getattr(cpu.compute, 'spot', False) else ''}), "
+        f"({_describe(cpu.compute)}), "
         f"costs ${warm:.2f} a month (jobcore.warmth, prices.json).",
     ]
     return sec
+
+
+def _describe(compute: Any) -> str:
+    if isinstance(compute, FargateCompute):
+        return f"{compute.vcpu:g} vCPU / {compute.memory_mb} MB Fargate{' Spot' if compute.spot else ''}"
+    return compute.kind
 
 
 def main(argv: list[str] | None = None) -> int:
