@@ -113,7 +113,7 @@ class Poller:
             self.receivers = min(MAX_RECEIVERS, math.ceil(self.concurrency / SQS_MAX_BATCH))
         if not 1 <= self.receivers <= self.concurrency:
             raise ValueError(f"receivers={self.receivers}: need 1 <= receivers <= concurrency ({self.concurrency})")
-        self._batcher = _SqsBatcher(self.sqs, self.queue_url, linger_s=self.settle_linger_s)
+        self._batcher = SqsBatcher(self.sqs, self.queue_url, linger_s=self.settle_linger_s)
         self._in_flight: dict[str, _InFlight] = {}  # by message id
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
@@ -327,7 +327,7 @@ class Poller:
                 log.warning("job %s: lease renewal failed: %s", entry.job_id, error)
                 continue
             if status is None:
-                if was_leased:
+                if was_leased and not entry.ran:  # a run that has just ended (and settled its job) lost nothing
                     entry.stop_run("its lease was lost (re-queued by the sweeper, or settled elsewhere)")
                 continue
             entry.leased = True
@@ -398,7 +398,7 @@ class _Settle:
     tries: int = 0
 
 
-class _SqsBatcher:
+class SqsBatcher:
     """Deletes and visibility changes of one queue, sent 10 a call by one thread.
 
     A request waits at most ``linger_s`` (from when it was asked for) for others of its kind to share its
