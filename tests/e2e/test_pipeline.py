@@ -6,9 +6,7 @@ fallback is quick to provoke.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 import pytest
 
@@ -50,8 +48,7 @@ def test_long_job_is_queued_polled_and_its_result_read_back(pipeline):
     done = poll(pipeline, job["id"])
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert [s["id"] for s in done["result"]["summaries"]] == ["a", "b"]
-    with urllib.request.urlopen(done["result_url"], timeout=10) as response:
-        assert json.loads(response.read()) == done["result"]
+    assert "result_url" not in done  # a small result is kept in the job item: nothing in S3 to link to
 
 
 def test_webhook_is_delivered_signed_on_completion(pipeline):
