@@ -84,7 +84,8 @@ class IntakeFunction(Construct):
     key id that owns intake jobs) and ``INTAKE_WEBHOOK_URL`` (``webhook_url``, '' for none), parsed at synth.
     Permissions, on its own role: read (only) objects under ``intake/`` of the bucket; job data
     (``JobStorage.access_policy``: items, results and inputs); send (only) to each lane queue and to the webhook
-    queue; consume the intake queue. (The read policy is the data stack's ``IntakeQueue.read_policy``.)
+    queue; consume the intake queue; with :meth:`wake_lanes`, DescribeServices and UpdateService on the worker lanes'
+    services (``LANE_SERVICES``). (The read policy is the data stack's ``IntakeQueue.read_policy``.)
     """
 
     def __init__(
