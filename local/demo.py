@@ -4,7 +4,7 @@
    worker process, webhook dispatcher, webhook receiver).
 2. Submits a short job (``invoice.extract``): it runs inline and the response carries the result (200).
 3. Submits a long job (``documents.summarize``): it is queued (202), polled by id until it
-   succeeds, and its result is shown: kept in the job item (a result over 64 KB would be read back
+   succeeds, and its result is shown: kept in the job item (a result over 16 KB would be read back
    through the presigned ``result_url``).
 4. Waits for both signed webhooks (the short job's receiver fails its first attempt, so that one
    arrives on the retry) and shows the delivery log, and how many Messages API calls Claude got.
@@ -66,7 +66,7 @@ def long_job(api: str, webhook_url: str) -> str:
     print(f"        route: {job['route']['lane']} ({job['route']['reason']})")
     job = poll(api, location, started)
     expect(job["status"] == "succeeded", f"long job ended {job['status']}: {job.get('error')}")
-    if job.get("result_url"):  # a result over 64 KB is stored in S3
+    if job.get("result_url"):  # a result over 16 KB is stored in S3
         with urllib.request.urlopen(job["result_url"], timeout=30) as response:
             stored = json.loads(response.read())
         expect(stored == job["result"], "the stored result differs from the one the API returned")

@@ -82,11 +82,15 @@ MAX_WEBHOOK_URL_CHARS = 2_048  # printable ASCII: what browsers and CDNs reliabl
 MAX_MODEL_ID_CHARS = 128  # a model id is copied into the job's cost basis
 # A job's result up to this many bytes (its compact JSON) is kept in the job item itself (``result_json``):
 # finishing the job is one write and reading it one GetItem, with no S3 object; a larger result goes to S3
-# (``result_ref``). Sized so that the item stays well under DYNAMODB_MAX_ITEM_BYTES with everything else it
-# may hold at the same time: the input kept in the item (at most 64 KB, jobcore.service.INLINE_INPUT_LIMIT),
-# the metadata (at most 108 KB, above), the attempt errors (10 of at most 500 characters) and the webhook's
-# delivery log (at most 60 attempts): about 260 KB at worst (tests/adapters/test_aws_calls.py writes that item).
-RESULT_IN_ITEM_BYTES = 64 * KIB
+# (``result_ref``). Two bounds: the item must stay under DYNAMODB_MAX_ITEM_BYTES with everything else it may
+# hold (the input kept in the item, at most 64 KB, jobcore.service.INLINE_INPUT_LIMIT; the metadata, at most
+# 108 KB, above; 10 attempt errors; a delivery log of 60 attempts): about 210 KB at worst, and
+# tests/adapters/test_aws_calls.py writes that item. And the cost: every later write of the job (the
+# dispatcher's, per webhook attempt) writes the result again, to the table and its tenant index (projected
+# ALL), a write unit per KB each, and every strongly consistent GET reads it (a read unit per 4 KB); an S3 PUT
+# costs about as much as 8 KB of on-demand writes. Typical results (Claude's answers, extractions, summaries)
+# are a few KB: they stay in the item; the tail goes to S3, where large results are cheaper.
+RESULT_IN_ITEM_BYTES = 16 * KIB
 # Text the client sent, quoted back in an error message: at most this many characters of it.
 MAX_QUOTED_CHARS = 64
 
