@@ -8,12 +8,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
-from jobadapters.batches import AnthropicBatches
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
 from jobadapters.ecs import EcsLaneWaker, LaneService, ecs_client
@@ -28,7 +27,6 @@ from jobadapters.settings import (
 )
 from jobadapters.sqs import SqsBatchInbox, SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookSender
-from jobcore.batches import Collector
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.lanes import Lanes
@@ -39,6 +37,9 @@ from jobcore.service import JobService, render
 from jobcore.sweeper import Sweeper
 from jobcore.views import with_base_path
 from jobcore.wake import GatedWaker, WakeGate
+
+if TYPE_CHECKING:  # the batch lane's parts, imported by the collector only: the router's cold start skips them
+    from jobcore.batches import Collector
 
 # The inline path retries within its own deadline (jobcore.deadline); workers let the SDK retry.
 INLINE_SDK_RETRIES = 0
@@ -111,6 +112,9 @@ def build_collector(settings: CollectorSettings, clients: AwsClients, *, keep_go
                     env: Mapping[str, str] = os.environ) -> Collector:
     """The batch lane's collector: the Message Batches API through the SDK (the stand-in locally), the batch
     records next to the jobs, the batch lane's queue to drain and to put jobs back on."""
+    from jobadapters.batches import AnthropicBatches
+    from jobcore.batches import Collector
+
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
                           cost_model=settings.lanes.cost_model(), role="collector",
                           result_retention_days=settings.result_retention_days)
