@@ -87,6 +87,8 @@ with mock_aws():
 assert answers == [200, 202, 200], answers
 loaded = sorted(name for name in {HEAVY!r} if name in sys.modules)
 assert not loaded, f"imported to answer a GET or a queued POST: {{loaded}}"
+# Nor the batch lane's parts (the collector's), which the router never uses.
+assert "jobcore.batches" not in sys.modules, "the router imported the batch collector"
 """
 
 
