@@ -71,6 +71,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         "code. A webhook URL must be public https (the local runtime also takes http on 127.0.0.1); "
                         "any other is refused with 422 naming webhook.url."),
         "body": "SubmitRequest",
+        "examples": {
+            "inline": ("A short Claude call: runs inline, 200", {
+                "task": "claude.messages",
+                "input": {"max_tokens": 60, "messages": [{"role": "user", "content": "Name one AWS region."}]}}),
+            "queued": ("Documents to summarize, with a webhook: queued, 202", {
+                "task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "First document."},
+                                                                      {"id": "b", "text": "Second document."}]},
+                "webhook": {"url": "https://example.com/hooks/jobs", "events": ["completed"]},
+                "metadata": {"customer": "c-42"}}),
+            "invoice": ("An invoice to extract", {
+                "task": "invoice.extract", "input": {"text": "ACME Corp. Invoice 17, 2026-11-01. 2 x widget @ 5.00 USD"}}),
+        },
         "headers": ["Idempotency-Key"],
         "ok": {200: ("The job ran inline: finished, with its result", "Job", {}),
                202: ("The job is queued; poll Location or wait for the webhook", "Job", {"Location": True})},
@@ -114,6 +126,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "createUpload", "summary": "A presigned PUT for a large input",
         "description": "A job then names the upload with input_upload instead of carrying its input.",
         "body": "UploadRequest",
+        "examples": {"text": ("A 50 MB text input", {"content_type": "text/plain", "size": 50 * MIB})},
         "ok": {201: ("PUT the input to url with these headers before expires_at", "Upload", {})},
         "errors": _BODY_ERRORS,
     },
@@ -171,11 +184,16 @@ def _operation(path: str, spec: dict[str, Any]) -> dict[str, Any]:
     if parameters:
         operation["parameters"] = parameters
     if "body" in spec:
-        operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{spec['body']}"}}}}
+        media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{spec['body']}"}}
+        if "examples" in spec:
+            media["examples"] = {name: {"summary": summary, "value": value}
+                                 for name, (summary, value) in spec["examples"].items()}
+        operation["requestBody"] = {"required": True, "content": {"application/json": media}}
     responses: dict[str, Any] = {}
     for status, (description, schema, headers) in spec["ok"].items():
         responses[str(status)] = _response(description, {"$ref": f"#/components/schemas/{schema}"}, headers)
+        if schema == "Job" and spec["operationId"] == "submitJob":
+            responses[str(status)]["links"] = _JOB_LINKS
     for status, types in sorted(error_types(spec["errors"]).items()):
         responses[str(status)] = _error_response(status, types)
     operation["responses"] = dict(sorted(responses.items()))
@@ -186,6 +204,12 @@ def _path_parameters(path: str) -> list[str]:
     return ["JobId"] if "{id}" in path else []
 
 
+# Where a submitted job's id leads (OpenAPI links: a client, or Schemathesis' stateful tests, follow them).
+_JOB_LINKS = {
+    name: {"operationId": operation_id, "parameters": {"id": "$response.body#/id"}}
+    for name, operation_id in (("GetJob", "getJob"), ("CancelJob", "cancelJob"), ("GetDeliveries", "getDeliveries"),
+                               ("Redeliver", "redeliver"))
+}
 _QUERY = {"list": ("status", "limit", "cursor", "source"), "wait": ("wait",)}
 
 

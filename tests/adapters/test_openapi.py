@@ -97,6 +97,17 @@ def test_bodies_the_api_refuses_are_not_valid_submit_requests(document, body):
     assert not validator(document, "SubmitRequest").is_valid(body)
 
 
+def test_the_request_examples_are_valid_and_the_api_takes_them(document):
+    for item in document["paths"].values():
+        for operation in item.values():
+            media = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            name = media.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+            for example in media.get("examples", {}).values():
+                validator(document, name).validate(example["value"])
+                if "input" in example["value"]:
+                    CATALOGUE[example["value"]["task"]].validate(example["value"]["input"])
+
+
 def test_each_task_s_input_schema_is_a_valid_json_schema_and_in_the_document(document):
     for name, task in CATALOGUE.items():
         jsonschema.Draft202012Validator.check_schema(task.input_schema)

@@ -28,6 +28,7 @@ from local.gateway import LOCAL_API_KEY
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = {"x-api-key": LOCAL_API_KEY}
 MAX_EXAMPLES = 60
+MAX_SEQUENCES = 30
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
 
@@ -52,3 +53,18 @@ schema = schemathesis.openapi.from_path(ROOT / "docs" / "openapi.json")
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case, pipeline):
     case.call_and_validate(base_url=pipeline["api_url"], headers=HEADERS, checks=CHECKS, timeout=60)
+
+
+def test_linked_operations_answer_as_documented(pipeline):
+    """Sequences that follow the document's links: a job submitted, then read, canceled, its deliveries
+    read and redelivered, so the views of real jobs in every state they reach are checked too."""
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case):
+            return {"base_url": pipeline["api_url"], "headers": HEADERS, "timeout": 60}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS)
+
+    Sequences.run(settings=settings(max_examples=MAX_SEQUENCES, stateful_step_count=6, derandomize=True, deadline=None,
+                                    database=None, suppress_health_check=list(HealthCheck)))

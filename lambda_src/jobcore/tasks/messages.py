@@ -71,14 +71,17 @@ class MessagesTask:
             }}]},
             "stop_sequences": {"type": "array", "maxItems": MAX_STOP_SEQUENCES,
                                "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_SEQUENCE_CHARS}},
-            "tools": {"type": "array", "items": {
-                "type": "object", "required": ["name"],
-                "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
-                               "type": {"type": "string", "minLength": 1, "default": "custom"},
-                               "description": {"type": "string"},
-                               "input_schema": {"type": "object", "properties": {"type": {"const": "object"}}},
-                               "cache_control": {"$ref": "#/$defs/cache_control"}},
-            }},
+            "tools": {"type": "array", "items": {"anyOf": [
+                {"type": "object", "required": ["name", "input_schema"], "description": "A client tool",
+                 "properties": {"name": {"$ref": "#/$defs/tool_name"}, "type": {"const": "custom"},
+                                "description": {"type": "string"},
+                                "input_schema": {"type": "object", "required": ["type"], "properties": {"type": {"const": "object"}}},
+                                "cache_control": {"$ref": "#/$defs/cache_control"}}},
+                {"type": "object", "required": ["name", "type"], "description": "One of Anthropic's server tools",
+                 "properties": {"name": {"$ref": "#/$defs/tool_name"},
+                                "type": {"type": "string", "minLength": 1, "not": {"const": "custom"}},
+                                "cache_control": {"$ref": "#/$defs/cache_control"}}},
+            ]}},
             "tool_choice": {"type": "object", "required": ["type"], "properties": {
                 "type": {"enum": list(_TOOL_CHOICES)}, "name": {"type": "string"},
                 "disable_parallel_tool_use": {"type": "boolean"},
@@ -88,6 +91,7 @@ class MessagesTask:
             "cache_control": {"$ref": "#/$defs/cache_control"},
         },
         "$defs": {
+            "tool_name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
             "cache_control": {"type": "object", "additionalProperties": False, "required": ["type"],
                               "properties": {"type": {"const": "ephemeral"}, "ttl": {"enum": list(_CACHE_TTLS)}}},
             "content_block": {"type": "object", "required": ["type"], "properties": {
