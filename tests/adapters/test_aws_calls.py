@@ -70,6 +70,17 @@ def test_a_webhook_adds_only_its_hand_over_to_the_dispatcher(service, calls):
     assert calls.take() == ["dynamodb:PutItem", "dynamodb:PutItem", "sqs:SendMessage"]
 
 
+def test_an_idempotency_key_adds_its_reservation_and_its_completion(service, calls):
+    request = parse_submit({"task": "claude.messages", "input": MESSAGES, "mode": "sync"})
+    first = service.submit(request, tenant_id=TENANT, idempotency_key="key-1")
+    assert calls.take() == ["dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+
+    again = service.submit(request, tenant_id=TENANT, idempotency_key="key-1")
+
+    assert again.job.job_id == first.job.job_id and again.status_code == 200
+    assert calls.take() == ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:GetItem"]  # refused; the key; the job
+
+
 def test_a_worker_runs_a_queued_job_without_s3(service, calls, aws, clients):
     job_id = submit(service, mode="async").job.job_id
     calls.take()
