@@ -17,6 +17,7 @@ retries; every failure is logged and answered False (``jobcore.wake.GatedWaker``
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,16 +58,27 @@ def ecs_client() -> Any:
 
 
 class EcsLaneWaker:
+    """``client``: an ECS client, or None to make the waker's own (:func:`ecs_client`) on the first wake, so that a
+    router which only reads never loads ECS's service model."""
+
     def __init__(self, client: Any, services: Mapping[str, LaneService]) -> None:
         self._client = client
         self._services = dict(services)
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = ecs_client()
+            return self._client
 
     def wake(self, lane: str) -> bool:
         where = self._services.get(lane)
         if where is None:
             return False
         try:
-            found = self._client.describe_services(**where.where(), services=[where.service])["services"]
+            found = self.client.describe_services(**where.where(), services=[where.service])["services"]
             if not found:
                 log.warning("lane %s: no ECS service %s in %s to wake", lane, where.service, where.cluster)
                 return False
@@ -75,7 +87,7 @@ class EcsLaneWaker:
                     and service.get("runningCount") == 0 and service.get("pendingCount") == 0)
             if not idle:
                 return False
-            self._client.update_service(**where.where(), service=where.service, desiredCount=1)
+            self.client.update_service(**where.where(), service=where.service, desiredCount=1)
         except Exception as error:  # noqa: BLE001 - the job is queued; the lane's backlog alarm still starts a task
             log.warning("lane %s: could not ask ECS for a worker (%s); its backlog alarm will", lane, error)
             return False

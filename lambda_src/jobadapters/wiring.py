@@ -15,7 +15,7 @@ from botocore.config import Config
 
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
-from jobadapters.ecs import EcsLaneWaker, LaneService, ecs_client
+from jobadapters.ecs import EcsLaneWaker, LaneService
 from jobadapters.s3 import S3BlobStore
 from jobadapters.settings import (
     ClaudeSettings,
@@ -151,7 +151,7 @@ def build_waker(services: Mapping[str, LaneService], lanes: Lanes, *, client: An
     """The idle-lane waker (jobcore.wake) over the lanes' ECS services; None where none is configured (locally)."""
     if not services:
         return None
-    return GatedWaker(EcsLaneWaker(client or ecs_client(), services), lanes=lanes, gate=WakeGate(monotonic=time.monotonic))
+    return GatedWaker(EcsLaneWaker(client, services), lanes=lanes, gate=WakeGate(monotonic=time.monotonic))
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,14 @@ def prime(service: _ServiceCache) -> None:
     from jobcore.errors import MisconfiguredError
 
     try:
-        service().tasks()
+        jobs = service()
     except MisconfiguredError:  # logged by the service; every request will answer 503 anyway
         return
+    jobs.tasks()
+    if jobs.waker is not None:  # the idle-lane waker makes its ECS client on its first wake: load ECS's model now
+        from jobadapters.ecs import ecs_client
+
+        ecs_client()
 
 
 def restore(service: _ServiceCache) -> None:

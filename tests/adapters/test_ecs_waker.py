@@ -117,7 +117,9 @@ def test_an_ecs_error_or_a_missing_service_is_swallowed(ecs, where, caplog):
 
 def test_the_waker_s_own_client_makes_one_bounded_attempt(ecs):
     waker = build_waker(services(), LANES)
-    client = waker._inner._client  # type: ignore[union-attr]
+    inner = waker._inner  # type: ignore[union-attr]
+    assert inner._client is None  # made on the first wake: a router that only reads never loads ECS's model
+    client = inner.client
 
     assert client.meta.config.retries["total_max_attempts"] == 1
     assert client.meta.config.connect_timeout <= 1 and client.meta.config.read_timeout <= 2
