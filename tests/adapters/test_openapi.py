@@ -4,6 +4,7 @@ the router serves it at GET /v1/openapi.json. (The end-to-end fuzzing against it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,13 +17,16 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from jobcore import errors
+from jobcore.model import JobStatus
 from jobcore.tasks import CATALOGUE
+from jobcore.views import deliveries_view, job_view
 from router import openapi
 from router.handler import STATUS_BY_ERROR
 from router.routes import ROUTES
 from tests.adapters.test_base_path import deployed
 from tests.adapters.test_router_handler import Api, api, router_env  # noqa: F401  (fixtures)
 from tests.bodies import LONG, SHORT
+from tests.contract.test_ports import NOW_MS, every_field_job
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "openapi.json"
@@ -112,6 +116,53 @@ def test_each_task_s_input_schema_is_a_valid_json_schema_and_in_the_document(doc
     for name, task in CATALOGUE.items():
         jsonschema.Draft202012Validator.check_schema(task.input_schema)
         assert f"Input_{name.replace('.', '_')}" in document["components"]["schemas"]
+
+
+def response_validator(document: dict[str, Any], method: str, path: str, status: int) -> jsonschema.protocols.Validator:
+    """The documented body of ``method path``'s answer ``status`` (KeyError if that status is undocumented)."""
+    response = document["paths"][path][method.lower()]["responses"][str(status)]
+    schema = {**response["content"]["application/json"]["schema"], "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+def test_the_views_of_a_job_with_every_field_set_match_the_document(document, status):
+    """every_field_job sets every field of Job (its own test guards that), so a field a view starts to show
+    is either described here or fails this test."""
+    job = dataclasses.replace(every_field_job(), status=status)
+    url_for = "https://bucket.example/{}".format
+    for view in (job_view(job, result={"answer": 1}, url_for=url_for, now_ms=NOW_MS),
+                 job_view(job, url_for=url_for, result_gone=True)):
+        response_validator(document, "GET", "/v1/jobs/{id}", 200).validate(view)
+    response_validator(document, "GET", "/v1/jobs/{id}/deliveries", 200).validate(deliveries_view(job))
+
+
+def test_the_router_s_answers_match_the_document(api: Api, document):  # noqa: F811 - the imported fixture
+    def check(method: str, path: str, template: str, body: Any = None, *, raw: str | None = None) -> Any:
+        reply = api.call(method, path, body, raw=raw)
+        response_validator(document, method, template, reply.status).validate(reply.body)
+        documented = document["paths"][template][method.lower()]["responses"][str(reply.status)].get("headers", {})
+        for name, header in documented.items():
+            if header["$ref"].endswith("Required"):
+                assert name in reply.headers, (method, path, reply.status, name)
+        return reply
+
+    assert check("POST", "/v1/jobs", "/v1/jobs", SHORT).status == 200
+    queued = check("POST", "/v1/jobs", "/v1/jobs", LONG)
+    assert queued.status == 202
+    job = f"/v1/jobs/{queued.body['id']}"
+    check("GET", job, "/v1/jobs/{id}")
+    check("GET", "/v1/jobs?status=queued&limit=1", "/v1/jobs")
+    assert check("GET", "/v1/jobs?status=nope", "/v1/jobs").status == 422
+    assert check("POST", job + "/cancel", "/v1/jobs/{id}/cancel").status == 200
+    assert check("POST", job + "/cancel", "/v1/jobs/{id}/cancel").status == 409
+    check("GET", job + "/deliveries", "/v1/jobs/{id}/deliveries")
+    assert check("POST", job + "/deliveries", "/v1/jobs/{id}/deliveries").status == 409
+    assert check("GET", "/v1/jobs/job_missing", "/v1/jobs/{id}").status == 404
+    check("GET", "/v1/tasks", "/v1/tasks")
+    assert check("POST", "/v1/uploads", "/v1/uploads", {"content_type": "text/plain", "size": 10}).status == 201
+    assert check("POST", "/v1/jobs", "/v1/jobs", {"task": "nope", "input": {}}).status == 422
+    assert check("POST", "/v1/jobs", "/v1/jobs", raw="{not json").status == 400
 
 
 def test_the_router_serves_the_committed_document(api: Api):  # noqa: F811 - the imported fixture
