@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
@@ -77,6 +77,9 @@ class MemoryJobStore:
             return None
         self.jobs[job_id] = replace(job, lease_expires_at=until_ms)  # no new version, as in DynamoDB
         return job.status
+
+    def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        return {i: (self.jobs[i].status, self.jobs[i].lease_owner) for i in job_ids if i in self.jobs}
 
     def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
         mine = sorted((j for j in self.jobs.values() if j.tenant_id == tenant_id), key=lambda j: (j.created_at, j.job_id),

@@ -4,11 +4,14 @@
   (one per 10 slots, at most ``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
   by the next receiver, not left idle until that receive returns. No receive waits on a timer: each
   goes as soon as a slot is free.
-- A heartbeat thread renews the lease of every job in flight every ``heartbeat_s`` and, less often,
-  extends its message's visibility (batched), so a long job is neither swept as stale nor delivered
-  twice while it runs. A renewal that finds the job ``canceling``, or finds the lease gone (the sweeper
-  re-queued the job, or it was settled), tells that job's run to stop: its ``RunContext.check`` raises
-  :class:`JobCanceledError` before its next model call, and the runner confirms the cancel.
+- A heartbeat thread, every ``heartbeat_s``, reads the state of every job in flight (one strongly consistent
+  BatchGetItem per 100 jobs, no write), renews the lease of each whose renewal is due (every
+  ``RENEW_EVERY_BEATS`` beats, at most a third of the lease, after it was received or last renewed)
+  and, less often, extends its message's visibility (batched), so a long job is neither swept as stale
+  nor delivered twice while it runs. A read or renewal that finds the job ``canceling``, or finds the
+  lease gone (the sweeper re-queued the job, or it was settled), tells that job's run to stop: its
+  ``RunContext.check`` raises :class:`JobCanceledError` before its next model call, and the runner
+  confirms the cancel. A job of a few seconds is thus never written by the heartbeat at all.
 - A message is deleted only after the job's result and state are written (the runner does both
   before it returns); a retryable failure makes it visible again after the runner's back-off. Deletes
   and these visibility changes go 10 a call (DeleteMessageBatch, ChangeMessageVisibilityBatch), each
@@ -60,6 +63,9 @@ DRAIN_LIMIT_S = ECS_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S - RELEASE_RESERVE_S
 SETTLE_LINGER_S = 0.05
 # Receives in flight at once: one per SQS_MAX_BATCH slots, at most this many.
 MAX_RECEIVERS = 4
+# A lease is renewed every this many heartbeats (and at most a third of the lease apart); the beats between
+# only read the jobs' states, 100 a call.
+RENEW_EVERY_BEATS = 10
 
 
 @dataclass(eq=False)
@@ -72,6 +78,7 @@ class _InFlight:
     job_id: str | None  # None: not a job message (``problem`` says why)
     problem: str = ""
     leased: bool = False  # the runner has claimed the job (its run began, or a renewal succeeded)
+    renew_at_ms: int = 0  # when its lease is next renewed (runner clock): due a set time after receipt or renewal
     ran: bool = False  # the runner has returned: nothing left to renew
     released: bool = False  # given back to the queue at shutdown: never settled from here
     why: str = ""  # why the run was told to stop
@@ -205,6 +212,8 @@ class Poller:
     def _register(self, messages: list[dict[str, Any]]) -> tuple[list[_InFlight], list[tuple[str, str]]]:
         entries: list[_InFlight] = []
         held: list[tuple[str, str]] = []
+        # Renewed this long after its receipt: its claim comes after it, so its lease lasts longer still.
+        renew_at_ms = self.runner.clock_ms() + self.renew_every_ms
         with self._lock:
             for message in messages:
                 message_id, receipt = message["MessageId"], message["ReceiptHandle"]
@@ -216,6 +225,7 @@ class Poller:
                 if entry.job_id is not None and any(e.job_id == entry.job_id for e in self._in_flight.values()):
                     held.append((message_id, receipt))
                     continue
+                entry.renew_at_ms = renew_at_ms
                 self._in_flight[message_id] = entry
                 entries.append(entry)
         return entries, held
@@ -299,13 +309,18 @@ class Poller:
         as its leases have run out, not after the lane's whole visibility timeout."""
         return max(1, min(self.visibility_timeout_s, self.runner.lease_ms // 1000))
 
+    @property
+    def renew_every_ms(self) -> int:
+        """How often a job's lease is renewed: every ``RENEW_EVERY_BEATS`` beats, at most a third of the lease."""
+        return int(min(self.runner.lease_ms / 3, RENEW_EVERY_BEATS * self.heartbeat_s * 1000))
+
     def _heartbeat(self, finished: threading.Event) -> None:
         visibility_every_s = max(1.0, self.hold_s / 3)
         visibility_due = self.clock() + visibility_every_s
         while not finished.wait(self.heartbeat_s):
             with self._lock:
                 entries = list(self._in_flight.values())
-            self._renew_leases(entries)
+            self._check_leases(entries)
             if self.clock() >= visibility_due:
                 visibility_due = self.clock() + visibility_every_s
                 with self._visibility_lock:
@@ -313,26 +328,47 @@ class Poller:
                         receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
                     self._change_visibility(receipts, self.hold_s)
 
-    def _renew_leases(self, entries: Sequence[_InFlight]) -> None:
+    def _check_leases(self, entries: Sequence[_InFlight]) -> None:
+        """Renew the leases that are due; read the state of the other jobs in flight, 100 a call."""
         store, owner = self.runner.store, self.runner.owner
-        for entry in entries:
-            # A run told to stop is renewed still until it returns (a call in progress ends first), so
-            # the sweeper does not take a live run for a dead one; a released one is left to run out.
-            if entry.job_id is None or entry.ran or entry.released:
-                continue
+        # A run told to stop is renewed still until it returns (a call in progress ends first), so the
+        # sweeper does not take a live run for a dead one; a released one is left to run out.
+        live = [e for e in entries if e.job_id is not None and not e.ran and not e.released]
+        now = self.runner.clock_ms()
+        due = [e for e in live if now >= e.renew_at_ms]
+        for entry in due:
             was_leased = entry.leased  # read before asking: a None for a claim not yet made means nothing
             try:
-                status = store.renew_lease(entry.job_id, owner=owner, until_ms=self.runner.clock_ms() + self.runner.lease_ms)
+                status = store.renew_lease(entry.job_id or "", owner=owner, until_ms=self.runner.clock_ms() + self.runner.lease_ms)
             except Exception as error:  # noqa: BLE001 - the next beat tries again; the lease outlives several
                 log.warning("job %s: lease renewal failed: %s", entry.job_id, error)
                 continue
-            if status is None:
-                if was_leased and not entry.ran:  # a run that has just ended (and settled its job) lost nothing
-                    entry.stop_run("its lease was lost (re-queued by the sweeper, or settled elsewhere)")
-                continue
-            entry.leased = True
-            if status is JobStatus.CANCELING:
-                entry.stop_run("it is being canceled")
+            entry.renew_at_ms = now + self.renew_every_ms
+            self._observe(entry, was_leased, status)
+        renewed = {id(e) for e in due}
+        rest = [e for e in live if id(e) not in renewed]
+        if not rest:
+            return
+        leased_before = {id(e): e.leased for e in rest}
+        try:
+            states = store.lease_states([e.job_id or "" for e in rest])
+        except Exception as error:  # noqa: BLE001 - the next beat reads again
+            log.warning("reading the state of %d jobs in flight failed: %s", len(rest), error)
+            return
+        for entry in rest:
+            status, holder = states.get(entry.job_id or "", (None, None))
+            held = status in (JobStatus.RUNNING, JobStatus.CANCELING) and holder == owner
+            self._observe(entry, leased_before[id(entry)], status if held else None)
+
+    def _observe(self, entry: _InFlight, was_leased: bool, status: JobStatus | None) -> None:
+        """Act on a job's state as its heartbeat found it: ``status`` None when this worker does not hold it."""
+        if status is None:
+            if was_leased and not entry.ran:  # a run that has just ended (and settled its job) lost nothing
+                entry.stop_run("its lease was lost (re-queued by the sweeper, or settled elsewhere)")
+            return
+        entry.leased = True
+        if status is JobStatus.CANCELING:
+            entry.stop_run("it is being canceled")
 
     def _sync_protection(self) -> None:
         """Make scale-in protection match whether jobs are in flight, renewing it before it expires.

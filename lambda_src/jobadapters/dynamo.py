@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,9 @@ from jobcore.ports import BatchRecord, Cursor
 
 # What a tenant is told when the table throttles or cannot be reached (the details are logged).
 _STORE = "the job store"
+_BATCH_GET_MAX = 100  # keys in one BatchGetItem
+_BATCH_GET_ROUNDS = 3  # BatchGetItem calls per 100 keys, while DynamoDB leaves some unprocessed
+_JOB_STATUSES = frozenset(status.value for status in JobStatus)
 
 
 class DynamoJobStore:
@@ -75,6 +78,26 @@ class DynamoJobStore:
                 return None
             raise
         return JobStatus(item["status"])
+
+    @translated(_STORE)
+    def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        states, ids = {}, list(dict.fromkeys(job_ids))  # a key asked for twice is refused
+        for start in range(0, len(ids), _BATCH_GET_MAX):
+            request: dict[str, Any] = {self._table.name: {
+                "Keys": [{JOBS_PARTITION_KEY: job_id} for job_id in ids[start:start + _BATCH_GET_MAX]],
+                "ConsistentRead": True, "ProjectionExpression": "#pk, #status, lease_owner",
+                "ExpressionAttributeNames": {"#pk": JOBS_PARTITION_KEY, "#status": "status"},
+            }}
+            for _ in range(_BATCH_GET_ROUNDS):  # keys DynamoDB left unprocessed (throttling) are asked for again
+                # The Table's own client: boto3 converts the DynamoDB types for it, as for the Table's calls.
+                answer = self._table.meta.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table.name, []):
+                    if item.get("status") in _JOB_STATUSES:  # a job, not an idempotency or a batch record
+                        states[item[JOBS_PARTITION_KEY]] = (JobStatus(item["status"]), item.get("lease_owner"))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return states
 
     @translated(_STORE)
     def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:

@@ -50,6 +50,12 @@ class JobStore(Protocol):
         version; the job's status, or None if ``owner`` no longer holds it."""
         ...
 
+    def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        """The status and lease owner of each of ``job_ids`` that exists, read at once (strongly consistent,
+        no write): how a worker's heartbeat sees, between renewals, that a job in flight is being canceled
+        or is no longer its own."""
+        ...
+
     def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
         """The tenant's jobs, newest first, ``status`` only if given; a cursor when there may be more."""
         ...

@@ -16,9 +16,10 @@ from stacks.constructs.nag import acknowledge, ref
 # are written with conditional puts (create-if-absent, save-if-version) and conditional updates (a lease
 # renewed), and expire by TTL; Idempotency-Key records live in the same table and are released by an
 # update, never deleted. A tenant's jobs are listed through the tenant index, pending webhook deliveries
-# through the delivery index, the jobs the sweeper watches through the watch index (Query).
+# through the delivery index, the jobs the sweeper watches through the watch index (Query). A worker's
+# heartbeat reads the state of its jobs in flight 100 at a time (BatchGetItem, a read like GetItem).
 ITEM_ACTIONS = (
-    "dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable",
 )
 # Objects under the job prefixes only; expiry is the lifecycle rules' job, so no DeleteObject. Webhook

@@ -32,7 +32,7 @@ from jobcore.service import render
 from jobcore.tasks import RunContext
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from tests.fakes import FakeClock, text_response
-from worker.poller import DRAIN_LIMIT_S, RELEASE_RESERVE_S, STOP_MARGIN_S, Poller
+from worker.poller import DRAIN_LIMIT_S, RELEASE_RESERVE_S, RENEW_EVERY_BEATS, STOP_MARGIN_S, Poller
 from worker.protection import TaskProtection
 
 
@@ -392,6 +392,54 @@ def test_the_heartbeat_renews_the_lease_often_and_extends_visibility_on_its_own_
     model.resume.set()
     wait_until(lambda: worker.status(job_id) is JobStatus.SUCCEEDED, what="the job to succeed")
     running.halt()
+
+
+class CountingStore:
+    """The job store, counting the heartbeat's lease renewals (writes) and state reads."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.renewals = 0
+        self.reads = 0
+
+    def renew_lease(self, job_id: str, **kwargs: Any) -> JobStatus | None:
+        self.renewals += 1
+        return self._store.renew_lease(job_id, **kwargs)
+
+    def lease_states(self, job_ids: Any) -> dict[str, Any]:
+        self.reads += 1
+        return self._store.lease_states(job_ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_between_renewals_the_heartbeat_only_reads_and_still_sees_a_cancel(worker, gated):
+    """GIVEN a running job whose lease renewal is not yet due (the runner's clock stands still)
+    WHEN it is marked canceling
+    THEN the heartbeat's read of the jobs in flight sees it, with no lease written; once the clock reaches
+    the renewal (RENEW_EVERY_BEATS beats), the lease is renewed."""
+    clock = FakeClock(start_ms=worker.runner.clock_ms())
+    store = CountingStore(worker.store)
+    worker.runner.store, worker.runner.clock_ms = store, clock.ms
+    model = gated(pause_at=3)
+    job_id = worker.submit("job_read", input=many_documents(50))
+    running = worker.start(ctx=model_ctx(model), heartbeat_s=0.1)
+    assert running.poller.renew_every_ms == RENEW_EVERY_BEATS * 100
+    wait_until(model.paused.is_set, what="the 3rd model call")
+    wait_until(lambda: store.reads >= 2, what="the heartbeat's reads")
+
+    job = worker.store.get(job_id)
+    worker.store.save(transition(job, JobStatus.CANCELING, now_ms=clock.ms()), expected_version=job.version)
+    wait_until(lambda: job_id in running.poller.stopping(), what="the heartbeat to see the cancel")
+    assert store.renewals == 0
+    clock.advance(RENEW_EVERY_BEATS * 0.1)
+    wait_until(lambda: store.renewals == 1, what="the renewal, once due")
+    model.resume.set()
+
+    wait_until(lambda: worker.status(job_id) is JobStatus.CANCELED, what="the job to be canceled")
+    running.halt()
+    assert model.calls == 3 + 1
 
 
 def test_two_workers_given_the_same_job_never_run_it_at_once_the_second_backs_off(worker, gated):

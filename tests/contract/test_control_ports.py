@@ -78,6 +78,23 @@ def test_renew_lease_reports_a_cancel_and_ends_with_the_run(store):
     assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 2) is None
 
 
+def test_lease_states_reads_the_status_and_owner_of_the_jobs_that_exist_without_a_write(store):
+    job = running(store, made(store, "job_run"))
+    made(store, "job_queued")
+    canceling = transition(job, JobStatus.CANCELING, now_ms=NOW_MS)
+    store.save(canceling, expected_version=job.version)
+    many = [f"job_{n}" for n in range(150)]  # more than one BatchGetItem takes
+    for job_id in many[:3]:
+        made(store, job_id)
+
+    states = store.lease_states(["job_run", "job_queued", "job_missing", "job_run", *many])
+
+    assert states == {"job_run": (JobStatus.CANCELING, "worker-a"), "job_queued": (JobStatus.QUEUED, None),
+                      **{job_id: (JobStatus.QUEUED, None) for job_id in many[:3]}}
+    assert store.get("job_run") == canceling  # nothing written
+    assert store.lease_states([]) == {}
+
+
 def test_watched_lists_leases_and_queue_deadlines_due_earliest_first(store):
     running(store, made(store, "job_run"), until=NOW_MS + 30_000)
     made(store, "job_deadline", queue_deadline_at=NOW_MS + 10_000)

@@ -131,11 +131,12 @@ def test_job_data_policy_reads_and_writes_items_and_job_objects_only(default_app
 
 def test_job_items_grant_exactly_the_item_calls_the_runtime_makes(default_app):
     # GetItem (jobs, key records), PutItem (conditional: jobs, key reservations), UpdateItem (lease renewal,
-    # key completion and release: never DeleteItem), Query (the tenant, delivery and watch indexes).
+    # key completion and release: never DeleteItem), Query (the tenant, delivery and watch indexes), BatchGetItem
+    # (a worker's heartbeat reading its jobs in flight).
     (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
     assert set(items["Action"]) == {
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
-        "dynamodb:Query", "dynamodb:DescribeTable"}
+        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:DescribeTable"}
 
 
 def test_job_items_cover_every_table_call_of_the_dynamodb_adapter(default_app):
@@ -143,7 +144,7 @@ def test_job_items_cover_every_table_call_of_the_dynamodb_adapter(default_app):
     # action here (put_item -> dynamodb:PutItem), and none of them deletes.
     source = (REPO / "lambda_src" / "jobadapters" / "dynamo.py").read_text()
     called = {"dynamodb:" + "".join(part.capitalize() for part in call.split("_"))
-              for call in re.findall(r"self\._table\.(\w+)\(", source)}
+              for call in re.findall(r"self\._table\.(?:meta\.client\.)?(\w+)\(", source)}
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"} <= called
     (items,) = [s for s in managed_policy_statements(default_app.data_json) if s["Sid"] == "JobItems"]
     assert called <= set(items["Action"])
