@@ -125,6 +125,12 @@ def measure(repeats: int) -> Figures:
         os.environ.update(aws)
         try:
             made = resources.create(session, lanes=lanes, max_receives=config.max_receives, prefix="bench-coldstart")
+            # The cpu lane's ECS service at 0 tasks: a queued POST wakes it, as in AWS (LANE_SERVICES below).
+            ecs = session.client("ecs")
+            ecs.create_cluster(clusterName="bench-workers")
+            ecs.register_task_definition(family="bench-cpu", containerDefinitions=[{"name": "Worker", "image": "worker", "memory": 512}])
+            service_arn = ecs.create_service(cluster="bench-workers", serviceName="bench-cpu", taskDefinition="bench-cpu",
+                                             desiredCount=0)["service"]["serviceArn"]
         finally:
             for key, value in old.items():
                 if value is None:
@@ -136,6 +142,7 @@ def measure(repeats: int) -> Figures:
             "LANES": json.dumps(lanes.to_dict()), "PRICE_OVERRIDES": "{}", "STAGE": "bench", "JOBS_TABLE": made.table,
             "RESULTS_BUCKET": made.bucket, "LANE_QUEUE_URLS": json.dumps(made.queue_urls),
             "WEBHOOK_QUEUE_URL": made.webhook_queue_url, "MODEL_ID": config.model_id,
+            "LANE_SERVICES": json.dumps({"cpu": service_arn}),
             # As in AWS: the key in Secrets Manager (never fetched: no request here calls Claude).
             "ANTHROPIC_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:anthropic",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -190,7 +197,7 @@ def section(quick: bool = False, *, repeats: int | None = None) -> Section:
         f"| `import anthropic` | {_ms(f.sdk_s)} | 1.00 × |",
         f"| `import router.handler` | {_ms(f.import_s)} | {ratio(f.import_s)} |",
         f"| first `GET /v1/tasks` (settings, clients, cost model) | {_ms(f.first_get_s)} | {ratio(f.first_get_s)} |",
-        f"| first queued `POST /v1/jobs` (+ the first DynamoDB and SQS calls) | {_ms(f.first_post_s)} | {ratio(f.first_post_s)} |",
+        f"| first queued `POST /v1/jobs` (+ the first DynamoDB, SQS and ECS calls) | {_ms(f.first_post_s)} | {ratio(f.first_post_s)} |",
         f"| cold start to a GET answered (import + first GET) | {_ms(cold_get)} | {ratio(cold_get)} |",
         f"| cold start to a queued POST answered (import + first POST) | {_ms(cold_post)} | {ratio(cold_post)} |",
         f"| SnapStart's priming (`router.snapstart.prime`, in the snapshot) | {_ms(f.prime_s)} | {ratio(f.prime_s)} |",
