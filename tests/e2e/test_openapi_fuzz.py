@@ -59,7 +59,7 @@ def test_linked_operations_answer_as_documented(pipeline):
     """Sequences that follow the document's links: a job submitted, then read, canceled, its deliveries
     read and redelivered, so the views of real jobs in every state they reach are checked too."""
 
-    class Sequences(schema.as_state_machine()):  # type: ignore[misc, valid-type]
+    class Sequences(schema.as_state_machine()):
         def get_call_kwargs(self, case):
             return {"base_url": pipeline["api_url"], "headers": HEADERS, "timeout": 60}
 
