@@ -6,7 +6,9 @@ turns its answer back into HTTP, enforcing what the real gateway enforces: the r
 router: API Gateway takes 10 MB, but the Lambda event that carries a request to the router holds at
 most 6 MB, so a larger event gets the router's own 413 ``payload_too_large`` (:mod:`router.payload`).
 A body that is not UTF-8 is passed base64-encoded (``isBase64Encoded``, as API Gateway passes a
-binary body), and the router answers 400.
+binary body), and the router answers 400. Its own answers (403 without a key, 504 past the timeout) are in
+the API's error shape with API Gateway's response type as ``error.type``, as the API construct's gateway
+responses render them; a method or path that is no route is 404 ``not_found``.
 """
 
 from __future__ import annotations

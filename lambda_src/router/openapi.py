@@ -45,7 +45,7 @@ ERROR = "#/components/schemas/Error"
 # API Gateway's own answers (its gateway responses, rendered by the API construct in the router's error
 # shape with its response type as ``error.type``), by status; the local gateway answers the same.
 GATEWAY_ERRORS: dict[int, tuple[str, ...]] = {
-    403: ("INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN"),
+    403: ("INVALID_API_KEY",),  # no key, or not a key of the usage plan
     413: ("REQUEST_TOO_LARGE",),
     429: ("THROTTLED", "QUOTA_EXCEEDED"),
     502: ("DEFAULT_5XX",),
@@ -216,8 +216,7 @@ _QUERY = {"list": ("status", "limit", "cursor", "source"), "wait": ("wait",)}
 def error_types(raised: Iterable[type[errors.JobError]]) -> dict[int, list[str]]:
     """Each status an operation answers on failure, and the ``error.type`` values it then carries: the
     domain errors ``raised`` (and their subclasses) and COMMON_ERRORS through STATUS_BY_ERROR, 500
-    ``internal_error``, API Gateway's :data:`GATEWAY_ERRORS`; ``not_found`` is also the answer to a
-    route the router does not know."""
+    ``internal_error``, and API Gateway's own :data:`GATEWAY_ERRORS`."""
     from router.handler import STATUS_BY_ERROR  # the handler's table; imported here, as the handler imports this module
 
     by_status: dict[int, set[str]] = {500: {errors.JobError.type}}
