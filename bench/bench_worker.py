@@ -59,6 +59,7 @@ class CaseResult:
     latency_s: float
     worker: list[Round]
     reference: list[Round]
+    worker_peak_mb: float = 0.0  # the worker process's peak resident memory
 
     @property
     def ideal(self) -> float:
@@ -201,6 +202,14 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far, in MiB (Linux: VmHWM)."""
+    for line in open(f"/proc/{pid}/status", encoding="ascii"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> CaseResult:
     from local.pipeline import PYTHONPATH, LocalPipeline, Options
 
@@ -226,6 +235,7 @@ def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> Cas
                 pair = [(worker_queue, worker_pid, worker), (reference_queue, reference.pid, ref)]
                 for queue, pid, into in pair if n % 2 == 0 else pair[::-1]:
                     into.append(driver.run(queue, jobs, consumer_pid=pid))
+            peak_mb = peak_rss_mb(worker_pid)
         finally:
             if reference.stdin is not None:
                 reference.stdin.close()
@@ -236,7 +246,7 @@ def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> Cas
     from moto.moto_api._internal.models import moto_api_backend
 
     moto_api_backend.reset()  # moto's state is this process's: the next case's pipeline starts from nothing
-    return CaseResult(slots, latency_s, worker, ref)
+    return CaseResult(slots, latency_s, worker, ref, peak_mb)
 
 
 # --- the section ---------------------------------------------------------------------------------------
@@ -265,11 +275,12 @@ def section(quick: bool = False, *, cases: tuple[tuple[int, float], ...] = CASES
         sec.lines.append(f"| {r.slots} × {r.latency_s:g} s | {w.jobs} | {r.ideal:.1f} | {w.jobs_per_s:.1f} ({w.jobs_per_s / r.ideal:.2f}) "
                          f"| {ref.jobs_per_s:.1f} ({ref.jobs_per_s / r.ideal:.2f}) | {r.ratio:.2f} | {times} | {ok} |")
     sec.lines += ["", "| slots × latency | worker CPU ms / job (its process; moto + stand-in) "
-                  "| reference CPU ms / job (its process; moto + stand-in) |", "|---|---|---|"]
+                  "| reference CPU ms / job (its process; moto + stand-in) | worker peak memory |", "|---|---|---|---|"]
     for r in results:
         w, ref = r.best(r.worker), r.best(r.reference)
         sec.lines.append(f"| {r.slots} × {r.latency_s:g} s | {1000 * w.consumer_cpu_s / w.jobs:.1f}; {1000 * w.server_cpu_s / w.jobs:.1f} "
-                         f"| {1000 * ref.consumer_cpu_s / ref.jobs:.1f}; {1000 * ref.server_cpu_s / ref.jobs:.1f} |")
+                         f"| {1000 * ref.consumer_cpu_s / ref.jobs:.1f}; {1000 * ref.server_cpu_s / ref.jobs:.1f} "
+                         f"| {r.worker_peak_mb:.0f} MiB |")
     sec.lines += ["", "Best round of each (the one the shared machine disturbed least); a round times from the first send "
                   "until its queue is empty. The reference consumer: receive ≤ 10, call the model, PUT the result, update "
                   "the item, delete, one thread per slot, in its own process; moto and the stand-in serve both."]
