@@ -31,7 +31,7 @@ def test_the_article_section_recomputes_its_figures(capsys):
     # The frequency note prices the cpu lane as cdk.json sizes it (1 vCPU / 2 GB; it used the cost model's
     # 4 GB default before lanes, hence 3.24/min then): a Spot month of (0.04048 + 2 × 0.004445) $/h × 0.35
     # × 730 h over what one request saves queued, 8 s of the 1 GB arm64 router less the queue's requests.
-    assert "one always-on Fargate Spot worker (1 vCPU / 2 GB, 8 jobs at once) above 2.75/min" in out
+    assert "one always-on Fargate Spot worker (1 vCPU / 2 GB, 32 jobs at once) above 2.75/min" in out
 
 
 def test_json_output_parses(capsys):
