@@ -102,7 +102,8 @@ class Poller:
     visibility_timeout_s: int
     protection: TaskProtection = field(default_factory=lambda: TaskProtection(None))
     wait_time_s: int = SQS_MAX_WAIT_S
-    heartbeat_s: float = 2.0  # lease renewal and cancel check; visibility is extended every third of its timeout
+    # Cancel and lease check (a read); the lease is renewed every RENEW_EVERY_BEATS beats, visibility every third of its timeout.
+    heartbeat_s: float = 2.0
     receivers: int = 0  # receives in flight at once; 0: one per SQS_MAX_BATCH slots, at most MAX_RECEIVERS
     settle_linger_s: float = SETTLE_LINGER_S
     drain_s: float = DRAIN_LIMIT_S  # the jobs in flight may finish for this long after the stop
