@@ -283,7 +283,10 @@ def section(quick: bool = False, *, cases: tuple[tuple[int, float], ...] = CASES
                          f"| {r.worker_peak_mb:.0f} MiB |")
     sec.lines += ["", "Best round of each (the one the shared machine disturbed least); a round times from the first send "
                   "until its queue is empty. The reference consumer: receive ≤ 10, call the model, PUT the result, update "
-                  "the item, delete, one thread per slot, in its own process; moto and the stand-in serve both."]
+                  "the item, delete, one thread per slot, in its own process; moto and the stand-in serve both. Where both "
+                  "fall short of the ideal, the machine is the limit, not the slots: moto and the stand-in spend the CPU "
+                  "column's milliseconds per job in one Python process (moto's server closes every connection, so each AWS "
+                  "call is a new one), beside the consumer and the local pipeline's other processes."]
     return sec
 
 
