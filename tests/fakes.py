@@ -12,7 +12,7 @@ from typing import IO, Any
 from jobcore.errors import BlobNotFoundError, ConflictError, EnqueueError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE, BatchCompute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
-from jobcore.model import ACTIVE, Job, JobStatus, Webhook, watch_at
+from jobcore.model import ACTIVE, Job, JobStatus, Webhook, transition, watch_at
 from jobcore.ports import Cursor
 from jobcore.runner import Backoff, JobRunner
 
@@ -66,6 +66,16 @@ class MemoryJobStore:
             raise ConflictError(f"job {job.job_id} changed since version {expected_version}")
         self.jobs[job.job_id] = job
         self.writes += 1
+
+    def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
+        job = self.jobs.get(job_id)
+        if (job is None or job.status is not JobStatus.QUEUED or job.model_wait is not None
+                or (job.queue_deadline_at is not None and job.queue_deadline_at < now_ms)):
+            return job, False
+        claimed = transition(job, JobStatus.RUNNING, now_ms=now_ms, lease_owner=owner, lease_expires_at=lease_expires_at)
+        self.jobs[job_id] = claimed
+        self.writes += 1
+        return claimed, True
 
     def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         due = sorted((at, job.job_id) for job in self.jobs.values() if (at := watch_at(job)) is not None and at <= until_ms)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from jobadapters import schema
@@ -44,10 +45,32 @@ class DynamoJobStore:
 
     @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
-        item = self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item")
-        if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item or job_id == schema.OPEN_BATCHES_KEY:
-            return None  # an idempotency record, a batch record or the open-batch set: never a job
-        return Job.from_dict(_plain(item))
+        return _job_of(self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item"))
+
+    @translated(_STORE)
+    def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
+        # transition(job, RUNNING, ...) of a queued job as one update, the watch index following the lease (see
+        # _item); a job that may not be claimed so comes back as it stands, from the refused write itself.
+        try:
+            item = self._table.update_item(
+                Key={JOBS_PARTITION_KEY: job_id},
+                UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
+                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #shard = :shard, #watch = :until",
+                ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
+                                    "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
+                ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,
+                                          "#watch": schema.WATCH_INDEX_SORT_KEY},
+                ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
+                                           ":one": 1, ":owner": owner, ":until": lease_expires_at,
+                                           ":shard": _watch_shard(_shard_of(job_id))},
+                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )["Attributes"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item")  # the low-level shape: the Table resource converts only answers
+            return _job_of({k: _DESERIALIZE.deserialize(v) for k, v in old.items()} if old else None), False
+        return Job.from_dict(_plain(item)), True
 
     @translated(_STORE)
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
@@ -192,6 +215,15 @@ class DynamoJobStore:
 
 
 _MAX_LIST_PAGES = 10
+_DESERIALIZE = TypeDeserializer()
+
+
+def _job_of(item: dict[str, Any] | None) -> Job | None:
+    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item:
+        return None
+    if item.get(JOBS_PARTITION_KEY) == schema.OPEN_BATCHES_KEY:
+        return None  # an idempotency record, a batch record or the open-batch set: never a job
+    return Job.from_dict(_plain(item))
 
 
 def _item(job: Job) -> dict[str, Any]:

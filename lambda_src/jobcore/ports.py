@@ -35,6 +35,13 @@ class JobStore(Protocol):
     def save(self, job: Job, *, expected_version: int) -> None:
         """Persist ``job`` only if the stored version is still ``expected_version``, else ConflictError."""
 
+    def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
+        """A worker's claim in one conditional write, without reading the job first: a job that is queued, not
+        past its queue deadline and not waiting for the model becomes ``transition(job, RUNNING, now_ms=now_ms,
+        lease_owner=owner, lease_expires_at=lease_expires_at)``, returned with True. Any other job is left as
+        it is and returned as it stands (None: no such job) with False, for the runner to decide from."""
+        ...
+
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         """``(job id, ms)`` of the pending webhook deliveries the sweep must act on by ``until_ms``
         (:meth:`jobcore.deliveries.Delivery.sweep_at`), earliest first."""

@@ -119,12 +119,35 @@ class JobRunner:
     # --- the worker's entry point ------------------------------------------------------------
 
     def process(self, job_id: str, *, ctx: RunContext, receive_count: int, max_receives: int) -> Disposition:
-        job = self.store.get(job_id)
+        now = self.clock_ms()
+        # The common case, a queued job that may run now, is claimed in one conditional write without reading
+        # it first; any other job comes back as it stands, unwritten, and is looked at here.
+        job, claimed = self.store.claim(job_id, owner=self.owner, now_ms=now, lease_expires_at=now + self.lease_ms)
+        if not claimed or job is None:
+            looked_at = self._claim_after_look(job_id, job, now, receive_count=receive_count, max_receives=max_receives)
+            if isinstance(looked_at, Disposition):
+                return looked_at
+            job = looked_at
+        try:
+            return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
+        except ConflictError as error:
+            return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
+        except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
+            try:
+                return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
+            except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
+                current = self.store.get(job.job_id)
+                if current is not None and current.status is JobStatus.CANCELING:
+                    return Disposition(True, self._finish(current, JobStatus.CANCELED))
+                return Disposition(True, current, note="changed while running; its new state stands")
+
+    def _claim_after_look(self, job_id: str, job: Job | None, now: int, *, receive_count: int,
+                          max_receives: int) -> Job | Disposition:
+        """A job the one-write claim refused: what to do with its message, or the job claimed after all."""
         if job is None:
             return Disposition(True, note=f"job {job_id} does not exist")
         if job.status.terminal:
             return Disposition(True, job, note=f"already {job.status.value}")
-        now = self.clock_ms()
         held_until = job.lease_expires_at or 0
         if job.status in ACTIVE and held_until > now and job.lease_owner != self.owner:
             # Another runner holds a live lease (a duplicate message, or a visibility timeout that
@@ -148,22 +171,10 @@ class JobRunner:
             crashed = JobError(f"the worker died while running it, {receive_count - 1} times")
             return Disposition(True, self.fail(job, crashed))
         try:
-            job = self.save(job, transition(job, JobStatus.RUNNING, now_ms=now, **self.lease(now)))
+            return self.save(job, transition(job, JobStatus.RUNNING, now_ms=now, **self.lease(now)))
         except ConflictError as error:
             # Another runner claimed it first; see it again later, by when it will have finished.
             return Disposition(False, job, retry_in_s=self.backoff.delay_s(1), note=str(error))
-        try:
-            return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
-        except ConflictError as error:
-            return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
-        except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
-            try:
-                return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
-            except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
-                current = self.store.get(job.job_id)
-                if current is not None and current.status is JobStatus.CANCELING:
-                    return Disposition(True, self._finish(current, JobStatus.CANCELED))
-                return Disposition(True, current, note="changed while running; its new state stands")
 
     def lease(self, now_ms: int, *, ms: int | None = None) -> dict[str, Any]:
         """The fields of a fresh claim by this runner."""

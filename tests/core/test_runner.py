@@ -159,9 +159,26 @@ def test_a_canceled_job_is_not_run():
     assert outcome.delete and model.calls == [] and "already canceled" in outcome.note
 
 
-def test_a_claim_that_loses_the_race_is_seen_again_later():
+def test_a_queued_job_is_claimed_in_one_write_without_reading_it_first():
     h = harness()
     queued_job(h)
+    h.store.get = lambda job_id: pytest.fail("a queued job is claimed without a read")
+    writes = h.store.writes
+
+    outcome, model = process(h, [text_response("done")])
+
+    assert outcome.delete and outcome.job.status is JobStatus.SUCCEEDED and outcome.job.attempts == 1
+    assert h.store.writes - writes == 2  # claimed, finished
+
+
+def test_a_claim_that_loses_the_race_is_seen_again_later():
+    """GIVEN a job whose worker died (its lease ran out): the one-write claim refuses it, the runner re-claims
+    it on the version it read WHEN another worker's claim lands first THEN it is seen again later."""
+    h = harness()
+    job = queued_job(h)
+    h.store.save(transition(job, JobStatus.RUNNING, now_ms=h.clock.ms(), lease_owner="dead", lease_expires_at=h.clock.ms()),
+                 expected_version=0)
+    h.clock.advance(1)
     save = h.store.save
 
     def another_worker_wins(job, *, expected_version):
@@ -171,7 +188,7 @@ def test_a_claim_that_loses_the_race_is_seen_again_later():
     h.store.save = another_worker_wins
     outcome, model = process(h, [])
     assert not outcome.delete and outcome.retry_in_s == BACKOFF.base_s and model.calls == []
-    assert h.store.get("job_1").status is JobStatus.QUEUED
+    assert h.store.get("job_1").lease_owner == "dead"  # the winner's write is not this runner's
 
 
 class SlowExecutor:
