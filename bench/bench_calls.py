@@ -7,8 +7,8 @@ moto in this process with a stand-in model that answers at once; every boto3 cal
 made (``local.aws_calls``: botocore's ``before-call``, once per API call, retries not counted). Each path
 is counted twice: now, and with every result stored in S3 as before results could live in the job item
 (``RESULT_IN_ITEM_BYTES`` set to 0); the notes give the counts from before issue 15. The counts are
-deterministic (but for the worker's poller row, which includes its idle receives); ``--quick`` changes nothing. Goal: an inline job makes at most 2 AWS calls (record it,
-finish it). It never fails a build.
+deterministic (but for the worker's poller row, which includes its idle receives); ``--quick`` changes
+nothing. Goal: an inline job makes at most 2 AWS calls (record it, finish it). It never fails a build.
 """
 
 from __future__ import annotations
