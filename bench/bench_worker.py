@@ -96,9 +96,6 @@ def reference_consumer(queue_url: str, table_name: str, bucket: str, slots: int,
     model = anthropic.Anthropic(api_key="local-standin", base_url=os.environ["ANTHROPIC_BASE_URL"], max_retries=3, timeout=300)
     free = threading.Semaphore(slots)
     stop = threading.Event()
-    # moto's delete of one message is not safe against a concurrent delete on the same queue (a lost update
-    # brings a deleted message back after its visibility timeout, a 60 s stall): one delete at a time.
-    deleting = threading.Lock()
 
     def handle(message: dict[str, Any]) -> None:
         try:
@@ -110,8 +107,7 @@ def reference_consumer(queue_url: str, table_name: str, bucket: str, slots: int,
                 Key={"job_id": job_id}, UpdateExpression="SET #s = :s, result_ref = :r, result_bytes = :b, version = version + :one",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":s": "succeeded", ":r": result_key(job_id), ":b": len(body), ":one": 1})
-            with deleting:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         finally:
             free.release()
 
@@ -210,9 +206,31 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def atomic_moto_deletes() -> None:
+    """Make moto's delete of a message atomic (in this process, where its server runs).
+
+    moto rebuilds a queue's message list on each delete without its lock, so two deletes at once (or a delete
+    and a send) can lose an update: a deleted message comes back after its visibility timeout (a 60 s stall
+    of the round), or a sent one is lost. SQS has no such race; the bench must not measure it.
+    """
+    from moto.sqs.models import Queue
+
+    original = Queue.delete_message
+    if getattr(original, "atomic", False):
+        return
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:  # the lock moto's own send takes
+            original(self, receipt_handle)
+
+    delete_message.atomic = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
 def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> CaseResult:
     from local.pipeline import PYTHONPATH, LocalPipeline, Options
 
+    atomic_moto_deletes()
     options = Options(standin_latency_s=latency_s, config={"worker_concurrency": slots})
     pipeline = LocalPipeline(options)
     with pipeline as endpoints:
