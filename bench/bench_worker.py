@@ -8,7 +8,8 @@ router, the cpu lane's worker with ``worker_concurrency`` = slots, the sweeper a
 least a consumer can do per job (receive up to 10 messages, never more than its free slots; call the model
 through the same anthropic SDK; PUT the result to S3 and update the job's item in DynamoDB; delete the
 message), on a queue of its own, with as many threads as the worker has slots. Both get the same jobs
-(``claude.messages``, queued items in the jobs table, one message each, all sent at once), one consumer at a
+(``claude.messages``, queued items in the jobs table as the router makes them, one message each, all sent at
+once; the worker runs them as it runs any job, the reference always PUTs the result to S3), one consumer at a
 time, after a warm-up round each; a round times from the first send until the queue is empty (every message
 deleted, so every result written). Throughput is jobs per second; the ideal is slots ÷ latency. The goal:
 the worker within 10 % of the reference (ratio ≥ 0.9) at 8 and 64 slots. The CPU each process used in
@@ -138,11 +139,12 @@ def reference_consumer(queue_url: str, table_name: str, bucket: str, slots: int,
 class Driver:
     """Makes queued jobs, sends their messages, times a queue until it is empty."""
 
-    def __init__(self, endpoints: Any, model_id: str):
+    def __init__(self, endpoints: Any, model_id: str, *, job_ttl_days: int = 30):
         from jobadapters.dynamo import DynamoJobStore
 
         self.resources = endpoints.resources
         self.model_id = model_id
+        self.job_ttl_days = job_ttl_days
         self.sqs = boto3.client("sqs")
         self.dynamodb = boto3.resource("dynamodb")
         self.table = self.dynamodb.Table(self.resources.table)
@@ -153,10 +155,10 @@ class Driver:
 
         now = int(time.time() * 1000)
         ids = [f"bench-{uuid.uuid4().hex}" for _ in range(count)]
-        for job_id in ids:
+        for job_id in ids:  # as the router makes a queued job (its item's TTL too)
             self.store.create(Job(job_id=job_id, tenant_id="bench", task="claude.messages", status=JobStatus.QUEUED,
                                   lane="cpu", route_reason="bench_worker", mode=Mode.ASYNC, created_at=now, updated_at=now,
-                                  input=dict(INPUT)))
+                                  input=dict(INPUT), expires_at=now // 1000 + self.job_ttl_days * 86_400))
         return ids
 
     def run(self, queue_url: str, count: int, *, consumer_pid: int, timeout_s: float = 600) -> Round:
@@ -235,7 +237,7 @@ def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> Cas
     pipeline = LocalPipeline(options)
     with pipeline as endpoints:
         model_id = pipeline.config.worker_model_id
-        driver = Driver(endpoints, model_id)
+        driver = Driver(endpoints, model_id, job_ttl_days=pipeline.config.job_ttl_days)
         worker_queue = endpoints.resources.queue_urls["cpu"]
         reference_queue = driver.sqs.create_queue(QueueName=f"bench-reference-{slots}", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
         reference = subprocess.Popen(
