@@ -1,7 +1,7 @@
 """The poll loop: receive, run concurrently, keep messages hidden and leases live while running, settle each one.
 
-- Long-polls up to 10 messages at a time, never more than the free slots, from several receivers at once
-  (one per 10 slots, at most ``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
+- Long-polls up to 10 messages at a time, never more than the free slots, from two receivers at once
+  above 10 slots (``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
   by the next receiver, not left idle until that receive returns. No receive waits on a timer: each
   goes as soon as a slot is free.
 - A heartbeat thread, every ``heartbeat_s``, reads the state of every job in flight (one strongly consistent
@@ -61,8 +61,10 @@ RELEASE_RESERVE_S = 5
 DRAIN_LIMIT_S = ECS_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S - RELEASE_RESERVE_S
 # A delete or visibility change waits at most this long for others to share its batch call.
 SETTLE_LINGER_S = 0.05
-# Receives in flight at once: one per SQS_MAX_BATCH slots, at most this many.
-MAX_RECEIVERS = 4
+# Receives in flight at once: one per SQS_MAX_BATCH slots, at most this many. Two keep one receive in flight while
+# another takes the slots freed meanwhile; more only split the freed slots into more, smaller receives (each a
+# request: SQS bills per request, and on the bench machine each costs CPU).
+MAX_RECEIVERS = 2
 # A lease is renewed every this many heartbeats (and at most a third of the lease apart); the beats between
 # only read the jobs' states, 100 a call.
 RENEW_EVERY_BEATS = 10

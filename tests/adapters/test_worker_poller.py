@@ -120,6 +120,20 @@ def test_a_queued_job_succeeds_its_result_is_recorded_and_the_message_is_deleted
     assert running.poller.processed == 1
 
 
+def test_with_two_receivers_every_job_runs_once_and_its_message_is_deleted(worker):
+    """Two receives in flight at once, each for no more messages than the slots it holds: every job runs once."""
+    job_ids = [worker.submit(f"job_many_{n}") for n in range(7)]
+    running = worker.start(concurrency=3, receivers=2)
+    assert running.poller.receivers == 2
+
+    wait_until(lambda: all(worker.status(j) is JobStatus.SUCCEEDED for j in job_ids), what="every job to succeed")
+    wait_until(lambda: worker.counts() == (0, 0), what="every message to be deleted")
+    running.halt()
+
+    assert worker.standin.stats()["requests"] == 7 and running.poller.processed == 7
+    assert all(worker.store.get(j).attempts == 1 for j in job_ids)
+
+
 def test_a_duplicate_message_for_a_finished_job_is_deleted_without_running_it_again(worker):
     """GIVEN a job the worker already finished
     WHEN SQS delivers its message again (at-least-once)
