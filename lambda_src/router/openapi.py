@@ -454,7 +454,8 @@ def _views() -> dict[str, Any]:
                                        "delivery": {"type": "string"}}},
             "duration_ms": {"type": "integer"},
             "result": {"description": "The task's output (null once expired: see result_status)"},
-            "result_url": {"type": "string", "description": "A presigned URL of the stored result"},
+            "result_url": {"type": "string", "description": "A presigned URL of the stored result: only for a result stored in S3 "
+                           "(over RESULT_IN_ITEM_BYTES); a smaller one lives in the job item and is in result"},
             "result_status": {"const": "expired"},
             "files": {"type": "object", "additionalProperties": {
                 "type": "object", "additionalProperties": False,
