@@ -1,5 +1,5 @@
-"""Fixtures of the SDK and CLI tests: the local pipeline (once per module that asks for it), its Claude
-stand-in, a receiver that keeps each webhook's raw request, and tiny scripted HTTP servers."""
+"""Fixtures of the SDK and CLI tests (the local pipeline and its stand-in are tests/conftest.py's): a
+receiver that keeps each webhook's raw request, and tiny scripted HTTP servers."""
 
 from __future__ import annotations
 
@@ -12,22 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from tests.e2e.harness import StandIn, start_pipeline, stop_pipeline
-
-
-@pytest.fixture(scope="module")
-def pipeline(request, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    ready = start_pipeline(tmp_path_factory.mktemp("pipeline"), getattr(request.module, "PIPELINE_ARGS", ()))
-    yield ready
-    stop_pipeline(ready)
-
-
-@pytest.fixture
-def standin(pipeline) -> Iterator[StandIn]:
-    control = StandIn(pipeline["standin_url"])
-    yield control
-    control.reset()
 
 
 class Scripted:

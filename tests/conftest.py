@@ -1,8 +1,9 @@
-"""The end-to-end fixtures: the local pipeline in its own process, and its Claude stand-in.
+"""Fixtures shared by the suites that drive the local pipeline over HTTP (tests/e2e, tests/sdk).
 
-Each module that asks for ``pipeline`` gets one of its own (module scope): ``python -m local.serve``
-with a 4 s inline budget and a quick webhook schedule, plus whatever the module's ``PIPELINE_ARGS``
-adds. ``harness.start_pipeline`` starts others (a module may need one with other settings).
+``pipeline``: a local pipeline in its own process for each module that asks for one (module scope):
+``python -m local.serve`` with a 4 s inline budget and a quick webhook schedule, plus whatever the
+module's ``PIPELINE_ARGS`` adds. ``tests.e2e.harness.start_pipeline`` starts others (a module may need
+one with other settings).
 """
 
 from __future__ import annotations
