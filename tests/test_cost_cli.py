@@ -16,8 +16,8 @@ def run(capsys, *argv: str) -> str:
 
 def test_the_table_names_the_cheapest_route_for_each_seed_scenario(capsys):
     out = run(capsys)
-    assert "cheapest route that can run it: Fargate Spot 0.25 vCPU / 1 GB, $105.23/month" in out
-    assert "cheapest route that can run it: Fargate Spot 0.5 vCPU / 1 GB, $4,388.72/month" in out
+    assert "cheapest route that can run it: Fargate Spot 0.25 vCPU / 1 GB, $105.18/month" in out
+    assert "cheapest route that can run it: Fargate Spot 0.5 vCPU / 1 GB, $3,074.72/month" in out
     assert "cheapest route that can run it: EC2 g5.xlarge (A10G), $4.02/month" in out
     assert "cannot run: 14,400 s is over Lambda's 900 s limit" in out
 
@@ -72,14 +72,14 @@ def test_money(value, text):
 def test_the_invoice_scenario_shows_the_batch_lane_and_prompt_caching(capsys):
     out = run(capsys)
     assert "  cutting the Claude bill (monthly, against the hybrid route):" in out
-    assert "today                 claude   $105.00, total   $105.23  Messages API at list price, no caching" in out
+    assert "today                 claude   $105.00, total   $105.18  Messages API at list price, no caching" in out
     # 10,000 x (1,500 x 3 + 400 x 15) / 2M = $52.50 of tokens, no worker, 10,000 queued jobs' requests
-    assert ("batch lane            claude    $52.50, total    $52.62  saves $52.61 (50%): tokens 50% off, no worker; "
+    assert ("batch lane            claude    $52.50, total    $52.57  saves $52.61 (50%): tokens 50% off, no worker; "
             "latency: up to 24 h, usually minutes") in out
     # 10,000 x (300 x 3 + 1,200 x (0.68 x 0.3 + 0.32 x 3.75) + 400 x 15) / 1M = $85.85
-    assert ("prompt caching        claude    $85.85, total    $86.07  saves $19.15 (18%): assumes 1,200 of 1,500 input "
+    assert ("prompt caching        claude    $85.85, total    $86.02  saves $19.15 (18%): assumes 1,200 of 1,500 input "
             "tokens a shared prefix, 68% of jobs finding it cached") in out
-    assert "batch lane + caching  claude    $42.92, total    $43.04  saves $62.18 (59%)" in out
+    assert "batch lane + caching  claude    $42.92, total    $42.99  saves $62.18 (59%)" in out
     data = json.loads(run(capsys, "--json"))
     cuts = {cut["name"]: cut for cut in data["tasks"][0]["claude_cuts"]}
     assert cuts["batch lane"]["claude"] == pytest.approx(52.5) and data["tasks"][2]["claude_cuts"] == []

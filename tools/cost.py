@@ -267,7 +267,7 @@ def _continuous_notes(claims: Mapping[str, Any], rows: Mapping[str, TaskComparis
         f"Continuous documents at {per_s:,g}/s ({task.monthly_volume:,.0f} a month): the article blames Lambda's "
         f"cold starts, but at that rate execution environments stay warm; what costs is the busy second. Lambda "
         f"bills {money(on_lambda.compute)} of compute; {spot.route} ({spot.priced.basis}) {money(spot.priced.compute)}, "
-        f"on-demand {money(on_demand.priced.compute)}. The per-request charges (API Gateway, router, DynamoDB, S3, "
+        f"on-demand {money(on_demand.priced.compute)}. The per-request charges (API Gateway, router, DynamoDB, "
         f"SQS) come to {money(requests)} a month, {than} the compute on the cheapest route."
     ]
 

@@ -9,8 +9,9 @@ it encodes, because they decide the answers:
 - EC2 bills the instance per second (60 s minimum).
 - Claude bills tokens, the same whichever lane made the call, except that the Message Batches API (the
   batch lane) bills them at half price.
-- Every job of this pipeline also pays API Gateway, the router Lambda's request, DynamoDB and an S3 PUT;
-  a queued one adds SQS.
+- Every job of this pipeline also pays API Gateway, the router Lambda's request and DynamoDB; a queued
+  one adds SQS. Its result lives in the job item (up to ``RESULT_IN_ITEM_BYTES``, typical results), so
+  no S3 PUT is counted: a larger result adds one (``s3_put_per_thousand``, a fraction of a micro-dollar).
 
 The month-long comparison of whole workloads across strategies lives with the command that prints it
 (``tools/workloads.py``): it never runs in the router or a worker.
@@ -30,8 +31,8 @@ SECONDS_PER_HOUR = 3600
 MB_PER_GB = 1024  # AWS bills Lambda GB-s and Fargate GB-h in binary GB: 1,024 MB each
 
 # Per job: DynamoDB writes (created, [claimed by a worker,] finished) and SQS requests (send, receive,
-# delete; the message carries only the job id, so each is one 64 KB chunk), inline and queued. Every
-# job also makes one DynamoDB read (the idempotency lookup or the worker's claim) and one S3 PUT.
+# delete; the message carries only the job id, so each is one 64 KB chunk), inline and queued: what
+# bench/bench_calls.py counts on the real adapters. Every job is also read once (the client's GET of it).
 _DYNAMODB_WRITES = {False: 2, True: 3}
 _SQS_REQUESTS = {False: 0, True: 3}
 
@@ -144,7 +145,7 @@ def job_requests(prices: Prices, *, queued: bool) -> float:
     """The request charges of one job, inline or queued: everything but compute and tokens."""
     return request_charges(
         prices, api_gateway=1, lambda_invocations=1, sqs=_SQS_REQUESTS[queued],
-        dynamodb_writes=_DYNAMODB_WRITES[queued], dynamodb_reads=1, s3_puts=1,
+        dynamodb_writes=_DYNAMODB_WRITES[queued], dynamodb_reads=1,
     )
 
 
@@ -287,7 +288,7 @@ def _tokens_basis(prices: Prices, model_id: str | None, usage: Usage, *, batch: 
 
 def _requests_basis(queued: bool) -> str:
     sqs = f", {_SQS_REQUESTS[queued]} SQS" if queued else ""
-    return f"requests: API Gateway, Lambda, {_DYNAMODB_WRITES[queued]} DynamoDB writes + 1 read, S3 PUT{sqs}"
+    return f"requests: API Gateway, Lambda, {_DYNAMODB_WRITES[queued]} DynamoDB writes + 1 read{sqs}"
 
 
 # -- when the always-on worker beats inline ---------------------------------------------------------

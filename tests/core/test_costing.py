@@ -27,10 +27,11 @@ from jobcore.pricing import Prices, default_prices
 from tests.fakes import LANES, make_lanes
 from tools.workloads import fargate_task
 
-# Per-job request charges, by hand: API Gateway 3.50/M + router Lambda 0.20/M + DynamoDB reads 0.125/M
-# + S3 PUT 0.005/1k, plus DynamoDB writes at 0.625/M (2 inline, 3 queued) and SQS 3 x 0.40/M when queued.
-INLINE_REQUESTS = 3.5e-6 + 0.2e-6 + 2 * 0.625e-6 + 0.125e-6 + 5e-6  # 10.075e-6
-QUEUED_REQUESTS = 3.5e-6 + 0.2e-6 + 3 * 0.625e-6 + 0.125e-6 + 5e-6 + 3 * 0.4e-6  # 11.9e-6
+# Per-job request charges, by hand: API Gateway 3.50/M + router Lambda 0.20/M + DynamoDB reads 0.125/M,
+# plus DynamoDB writes at 0.625/M (2 inline, 3 queued) and SQS 3 x 0.40/M when queued (the result lives in
+# the job item: no S3 PUT).
+INLINE_REQUESTS = 3.5e-6 + 0.2e-6 + 2 * 0.625e-6 + 0.125e-6  # 5.075e-6
+QUEUED_REQUESTS = 3.5e-6 + 0.2e-6 + 3 * 0.625e-6 + 0.125e-6 + 3 * 0.4e-6  # 6.9e-6
 SPOT_WORKER_HOUR = (1 * 0.04048 + 4 * 0.004445) * (1 - 0.65)  # 1 vCPU / 4 GB Spot: 0.020391/h
 
 
