@@ -61,6 +61,7 @@ clean:
 
 ## Benchmarks (speed goals live here, not in tests): see bench/README.md.
 bench: venv
+	$(PY) -m bench.bench_latency
 	$(PY) -m bench.bench_pipeline
 	$(PY) -m bench.bench_webhooks
 	$(PY) -m bench.bench_control

@@ -1,4 +1,4 @@
-"""Issue 15's figures in one run: router cold and warm overhead, AWS calls per job by path, worker
+"""Start-up, round trips and throughput in one run: router cold and warm overhead, AWS calls per job by path, worker
 throughput beside a minimal reference consumer, and the idle-lane wake call.
 
     python -m bench.bench_latency [--quick] [--out FILE]
