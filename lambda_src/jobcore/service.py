@@ -270,9 +270,10 @@ class JobService:
         return deliveries_view(self.runner.redeliver(self.get(job_id, tenant_id=tenant_id)))
 
     def describe(self, task: TaskSpec) -> dict[str, Any]:
-        """A task's profile, where its typical job runs and why, and what that typically costs."""
+        """A task's profile, its input (a JSON Schema), where its typical job runs and why, and what that typically costs."""
         expected_s = task.profile.expected_duration_s
-        described: dict[str, Any] = {"name": task.name, "description": task.description, "profile": asdict(task.profile)}
+        described: dict[str, Any] = {"name": task.name, "description": task.description, "profile": asdict(task.profile),
+                                     "input_schema": task.input_schema}
         try:
             where = self.route(task, expected_s)
         except UnroutableError as error:

@@ -472,8 +472,11 @@ def _views() -> dict[str, Any]:
                                "state": {"enum": [s.value for s in DeliveryState]}, "series": {"type": "integer"},
                                "summary": {"type": "string"}, "attempts": {"type": "array", "items": attempt},
                                "next_attempt_at": _TIME, "reason": {"type": "string"}}}
-    task = {"type": "object", "additionalProperties": False, "required": ["name", "description", "profile", "route"],
+    task = {"type": "object", "additionalProperties": False,
+            "required": ["name", "description", "profile", "input_schema", "route"],
             "properties": {"name": {"enum": list(CATALOGUE)}, "description": {"type": "string"}, "profile": _OBJECT,
+                           "input_schema": {"type": "object", "description": "The task's input as a JSON Schema (the "
+                                            "same as the SubmitJob variant of this task in this document)"},
                            "route": {"type": "object", "additionalProperties": False, "required": ["lane", "reason"],
                                      "properties": {"lane": {"type": ["string", "null"]}, "reason": {"type": "string"}}},
                            "frequency": _OBJECT, "typical_cost": {"type": ["object", "null"]},

@@ -186,6 +186,17 @@ def test_describe_reports_an_unroutable_task_with_the_reason():
 
     described = service.describe(GpuInvoice())
     assert described["route"] == {"lane": None, "reason": "needs a GPU, and the gpu lane is not enabled in this deployment"}
+    assert described["input_schema"] == InvoiceTask.input_schema  # what to send, even where it cannot run
+
+
+def test_describe_gives_each_task_its_input_schema_a_valid_json_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    service, _ = priced_service()
+    for described in service.tasks():
+        schema = described["input_schema"]
+        jsonschema.Draft202012Validator.check_schema(schema)
+        task = service.runner.catalogue[described["name"]]
+        assert schema == task.input_schema
 
 
 def test_describe_shows_the_batch_price_beside_the_routed_one():
