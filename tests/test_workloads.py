@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from jobcore.pricing import Prices, default_prices
+from tests.core.test_costing import INLINE_REQUESTS  # worked out by hand there, once
 from tools.workloads import WorkloadTask, compare, load_workload
 
 SEED = Path(__file__).resolve().parents[1] / "workloads" / "seed-article.json"
-INLINE_REQUESTS = 3.5e-6 + 0.2e-6 + 2 * 0.625e-6 + 0.125e-6 + 5e-6  # see tests/core/test_costing.py
 ROUTER = {"inline_budget_s": 20, "router_memory_mb": 1024}
 
 
