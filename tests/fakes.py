@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,9 @@ from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE, BatchCompute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
 from jobcore.model import ACTIVE, Job, JobStatus, Webhook, transition, watch_at
 from jobcore.ports import Cursor
+from jobcore.routing import RoutingPolicy
 from jobcore.runner import Backoff, JobRunner
+from jobcore.service import JobService
 
 
 def make_lanes(
@@ -260,6 +263,21 @@ def harness() -> Harness:
     store, blobs, deliveries, clock = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue(), FakeClock()
     runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=LANES, backoff=TOP_OF_JITTER)
     return Harness(store, blobs, deliveries, clock, runner)
+
+
+def make_service(script: Sequence[Any] = (), *, llm: Any = None, queue: Any = None, policy: RoutingPolicy | None = None,
+                 id_format: str = "job_{}", **fields: Any) -> tuple[JobService, Harness]:
+    """A JobService over a fresh :func:`harness`: its ports, its clock, ids ``id_format`` of 0, 1, … .
+    ``script``: the model's answers (or ``llm``: a model of the test's own); ``policy``: routing over ``LANES``
+    unless given; ``fields``: the service's other settings (``cost_model``, ``uploads``, ``waker``, …)."""
+    h = harness()
+    ids = (id_format.format(i) for i in itertools.count())
+    service = JobService(
+        runner=h.runner, queue=queue or MemoryQueue(), llm=llm or ScriptedModel(list(script)),
+        policy=policy or RoutingPolicy(lanes=LANES), model_id="claude-default", new_id=lambda: next(ids),
+        monotonic=h.clock.monotonic, sleep=h.clock.sleep, **fields,
+    )
+    return service, h
 
 
 # --- the batch lane --------------------------------------------------------------------------------

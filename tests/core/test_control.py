@@ -17,25 +17,19 @@ from jobcore.errors import (
 from jobcore.idempotency import check_key
 from jobcore.model import JobStatus, Mode, Webhook, transition
 from jobcore.requests import SubmitRequest, parse_list_query, parse_submit, parse_wait, well_formed_job_id
-from jobcore.routing import RoutingPolicy
-from jobcore.service import JobService, decode_cursor, encode_cursor
+from jobcore.service import decode_cursor, encode_cursor
 from jobcore.sweeper import Sweeper
 from jobcore.tasks import RunContext
-from tests.fakes import LANES, MemoryQueue, ScriptedModel, harness, text_response
+from tests import fakes
+from tests.fakes import MemoryQueue, ScriptedModel, text_response
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
 SUMMARIZE = {"documents": [{"id": str(i), "text": f"document {i}"} for i in range(5)]}
 
 
 def make_service(script=(), *, queue=None):
-    h = harness()
-    ids = iter(f"job_{i:03d}" for i in range(1000))
-    service = JobService(
-        runner=h.runner, queue=queue or MemoryQueue(), llm=ScriptedModel(list(script), default=lambda p: text_response("ok")),
-        policy=RoutingPolicy(lanes=LANES), model_id="claude-default", new_id=lambda: next(ids),
-        monotonic=h.clock.monotonic, sleep=h.clock.sleep,
-    )
-    return service, h
+    llm = ScriptedModel(list(script), default=lambda p: text_response("ok"))
+    return fakes.make_service(llm=llm, queue=queue, id_format="job_{:03d}")  # ids that sort as they are made
 
 
 def submit(service, task="claude.messages", payload=MESSAGES, tenant="tenant-a", key=None, **kwargs):

@@ -8,9 +8,10 @@ from jobcore.errors import EnqueueError, JobNotFoundError, ModelRequestError, Mo
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Hints, RoutingPolicy
-from jobcore.service import INLINE_INPUT_LIMIT, JobService, render
+from jobcore.service import INLINE_INPUT_LIMIT, render
 from jobcore.tasks.invoice import InvoiceTask
-from tests.fakes import LANES, MemoryQueue, ScriptedModel, harness, make_lanes, text_response
+from tests import fakes
+from tests.fakes import LANES, MemoryQueue, make_lanes, text_response
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
 
@@ -19,14 +20,7 @@ POLICY = RoutingPolicy(lanes=LANES)
 
 
 def make_service(script=(), *, queue=None, policy=POLICY, cost_model=None):
-    h = harness()
-    ids = iter(f"job_{i}" for i in range(100))
-    service = JobService(
-        runner=h.runner, queue=queue or MemoryQueue(), llm=ScriptedModel(list(script)), policy=policy,
-        model_id="claude-default", new_id=lambda: next(ids), monotonic=h.clock.monotonic, sleep=h.clock.sleep,
-        cost_model=cost_model,
-    )
-    return service, h
+    return fakes.make_service(script, queue=queue, policy=policy, cost_model=cost_model)
 
 
 def submit(service, task="claude.messages", payload=MESSAGES, **kwargs):

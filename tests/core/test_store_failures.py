@@ -11,11 +11,10 @@ from jobcore.errors import ModelUnavailableError, StoreUnavailableError
 from jobcore.limits import RESULT_IN_ITEM_BYTES
 from jobcore.model import JobStatus
 from jobcore.requests import SubmitRequest
-from jobcore.routing import RoutingPolicy
-from jobcore.service import JobService, render
+from jobcore.service import render
 from jobcore.sweeper import Sweeper
 from jobcore.views import job_view
-from tests.fakes import LANES, MemoryQueue, ScriptedModel, harness, text_response
+from tests.fakes import make_service, text_response
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
 
@@ -24,14 +23,6 @@ def unavailable() -> StoreUnavailableError:
     return StoreUnavailableError("the job store is unavailable (throttled or unreachable); retry shortly")
 
 
-def make_service(script=()):
-    h = harness()
-    ids = iter(f"job_{i}" for i in range(100))
-    service = JobService(
-        runner=h.runner, queue=MemoryQueue(), llm=ScriptedModel(list(script)), policy=RoutingPolicy(lanes=LANES),
-        model_id="claude-default", new_id=lambda: next(ids), monotonic=h.clock.monotonic, sleep=h.clock.sleep,
-    )
-    return service, h
 
 
 def submit(service, key=None):

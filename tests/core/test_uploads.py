@@ -9,12 +9,12 @@ from jobcore.errors import InvalidInputError, UnroutableError
 from jobcore.limits import MAX_UPLOAD_BYTES
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest, parse_submit
-from jobcore.routing import RoutingPolicy
 from jobcore.schema_keys import upload_key
-from jobcore.service import INLINE_INPUT_LIMIT, JobService
+from jobcore.service import INLINE_INPUT_LIMIT
 from jobcore.tasks import RunContext
 from jobcore.uploads import UploadInfo, UploadRequest, parse_upload_request, well_formed_upload_id
-from tests.fakes import LANES, MemoryQueue, ScriptedModel, harness, text_response
+from tests import fakes
+from tests.fakes import ScriptedModel, text_response
 
 UPLOAD = "upl_" + "a" * 32
 
@@ -38,13 +38,8 @@ class MemoryUploads:
 
 
 def make_service(script=()):
-    h = harness()
-    ids = iter(f"job_{i}" for i in range(100))
-    service = JobService(
-        runner=h.runner, queue=MemoryQueue(), llm=ScriptedModel(list(script)), policy=RoutingPolicy(lanes=LANES),
-        model_id="claude-default", new_id=lambda: next(ids), monotonic=h.clock.monotonic, sleep=h.clock.sleep,
-        uploads=MemoryUploads(h.blobs),
-    )
+    service, h = fakes.make_service(script)
+    service.uploads = MemoryUploads(h.blobs)
     return service, h
 
 

@@ -10,9 +10,9 @@ from jobcore.errors import EnqueueError, ModelUnavailableError
 from jobcore.limits import WAKE_EVERY_S
 from jobcore.requests import SubmitRequest
 from jobcore.routing import RoutingPolicy
-from jobcore.service import JobService
 from jobcore.wake import GatedWaker, WakeGate
-from tests.fakes import FakeClock, MemoryQueue, ScriptedModel, harness, make_lanes
+from tests import fakes
+from tests.fakes import FakeClock, MemoryQueue, make_lanes
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}
 LONG = {**MESSAGES, "max_tokens": 4000}  # past the inline budget: queued on the cpu lane
@@ -115,14 +115,7 @@ def test_a_failing_wake_is_swallowed_and_still_spends_the_window():
 
 
 def make_service(script=(), *, queue=None, waker=None):
-    h = harness()
-    ids = iter(f"job_{i}" for i in range(100))
-    service = JobService(
-        runner=h.runner, queue=queue or MemoryQueue(), llm=ScriptedModel(list(script)), policy=RoutingPolicy(lanes=make_lanes()),
-        model_id="claude-default", new_id=lambda: next(ids), monotonic=h.clock.monotonic, sleep=h.clock.sleep,
-        waker=waker,
-    )
-    return service, h
+    return fakes.make_service(script, queue=queue, policy=RoutingPolicy(lanes=make_lanes()), waker=waker)
 
 
 def submit(service, payload=MESSAGES, **kwargs):
