@@ -159,7 +159,7 @@ class Gateway:
 
     def invoke(self, method: str, path: str, headers: dict[str, str], body: str | bytes | None) -> tuple[int, dict[str, str], bytes]:
         if self._require_key and not headers.get("x-api-key"):
-            return _error(403, "INVALID_API_KEY", "Forbidden: send your API key in the x-api-key header")
+            return _api_error(403, "INVALID_API_KEY", "Forbidden: send your API key in the x-api-key header")
         try:
             event = to_event(method, path, headers, body)
         except ValueError:
@@ -173,9 +173,9 @@ class Gateway:
         worker.start()
         worker.join(INTEGRATION_TIMEOUT_S)
         if worker.is_alive():
-            return _error(504, "INTEGRATION_TIMEOUT", "Endpoint request timed out (API Gateway's 29 s integration timeout)")
+            return _api_error(504, "INTEGRATION_TIMEOUT", "Endpoint request timed out (API Gateway's 29 s integration timeout)")
         if not answer:
-            return _error(502, "DEFAULT_5XX", "Internal server error (the handler raised)")
+            return _api_error(502, "DEFAULT_5XX", "Internal server error (the handler raised)")
         return answer["statusCode"], response_headers(answer), (answer.get("body") or "").encode()
 
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:
@@ -245,12 +245,6 @@ def response_headers(answer: dict[str, Any]) -> dict[str, str]:
     for key, values in (answer.get("multiValueHeaders") or {}).items():
         headers[key] = ", ".join(values)
     return headers
-
-
-def _error(status: int, response_type: str, message: str) -> tuple[int, dict[str, str], bytes]:
-    """API Gateway's own answer, as the API construct's gateway responses render it: the router's error
-    shape with the gateway response type (``INVALID_API_KEY``) as ``error.type``."""
-    return _api_error(status, response_type, message)
 
 
 def _api_error(status: int, error_type: str, message: str) -> tuple[int, dict[str, str], bytes]:

@@ -128,13 +128,9 @@ def _failed(service: JobService, obj: IntakeObject, error: JobError, *, tenant_i
     task = obj.key[len(PREFIX):].partition("/")[0] if obj.key.startswith(PREFIX) else ""
     record = idempotency.new_record(tenant_id=tenant_id, key=key, job_id=service.new_id(), body={"source": obj.source},
                                     now_ms=now)
-    held = runner.store.reserve_key(record)
-    if held is not None:
-        existing = runner.store.get(held.job_id)
-        if existing is not None:
-            return existing
-        runner.store.release_key(held.record_id)  # its holder died before creating the job
-        runner.store.reserve_key(record)
+    replay = service.reserve(record)
+    if replay is not None:
+        return replay.job
     job = Job(
         job_id=record.job_id, tenant_id=tenant_id, task=task or "unknown", status=JobStatus.QUEUED, lane=NOT_ROUTED,
         route_reason=f"not routed: the S3 intake object {obj.source} could not become a job", mode=Mode.ASYNC,

@@ -120,13 +120,13 @@ class JobService:
             job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         if source is not None:
             why = "S3 intake: no client waits for an event-triggered job, so mode async"
-            reason = decision.reason.replace("client asked for async", why)
+            reason = job.route_reason.replace("client asked for async", why)
             job = replace(job, source=source, route_reason=reason if why in reason else f"{reason} ({why})")
         if idempotency_key is None:
             return self._start(job)
         record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,
                                         body=_fingerprint(request), now_ms=self.runner.clock_ms())
-        replay = self._reserve(record)
+        replay = self.reserve(record)
         if replay is not None:
             return replay
         try:
@@ -134,7 +134,7 @@ class JobService:
         except StoreUnavailableError as error:
             if error.job_id is None:
                 self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
-            else:  # recorded, and will finish: a retry with the key must find it (_reserve does, even if this fails)
+            else:  # recorded, and will finish: a retry with the key must find it (reserve does, even if this fails)
                 try:
                     self.runner.store.complete_key(record.record_id, status_code=202)
                 except Exception as failure:  # noqa: BLE001 - the client must still learn its job's id
@@ -154,9 +154,10 @@ class JobService:
             outcome = Outcome(self._enqueue(job))
         return Submitted(outcome.job, outcome.output, 200 if outcome.job.status.terminal else 202)
 
-    def _reserve(self, mine: IdempotencyRecord) -> Submitted | None:
+    def reserve(self, mine: IdempotencyRecord) -> Submitted | None:
         """None once ``mine`` holds the key; else the original request's job and status code, waiting
-        (up to the inline budget) while that request is still being answered."""
+        (up to the inline budget) while that request is still being answered (a key whose holder died
+        is taken over). Every idempotent submission goes through here: the API's and the S3 intake's."""
         deadline = self.monotonic() + self.policy.lanes.inline.time_limit_s
         while True:
             held = self.runner.store.reserve_key(mine)

@@ -7,12 +7,9 @@ on the router (a restored snapshot instead of an init). docs/deploy.md quotes th
 
 from __future__ import annotations
 
-from jobcore.costing import worker_hourly
+from jobcore.costing import MB_PER_GB, SECONDS_PER_HOUR, worker_hourly
 from jobcore.lanes import Compute
 from jobcore.pricing import Prices
-
-MB_PER_GB = 1024
-S_PER_HOUR = 3600
 
 
 def warm_tasks_month(prices: Prices, compute: Compute, *, tasks: int = 1) -> float:
@@ -23,7 +20,7 @@ def warm_tasks_month(prices: Prices, compute: Compute, *, tasks: int = 1) -> flo
 def provisioned_month(prices: Prices, *, memory_mb: int, arch: str, environments: int) -> float:
     """``environments`` of provisioned concurrency all month: the standing charge only (the invocations they serve
     are billed at :func:`provisioned_duration_discount` below the on-demand duration rate)."""
-    gb_s = environments * memory_mb / MB_PER_GB * prices.hours_per_month * S_PER_HOUR
+    gb_s = environments * memory_mb / MB_PER_GB * prices.hours_per_month * SECONDS_PER_HOUR
     return gb_s * prices.lambda_.provisioned_gb_second[arch]
 
 
@@ -36,5 +33,5 @@ def snapstart_month(prices: Prices, *, memory_mb: int, restores: int, versions: 
     """SnapStart: the cache of ``versions`` active published versions all month, plus ``restores`` restores
     (one per cold start it serves)."""
     gb = memory_mb / MB_PER_GB
-    cache = versions * gb * prices.hours_per_month * S_PER_HOUR * prices.lambda_.snapstart_cache_gb_second
+    cache = versions * gb * prices.hours_per_month * SECONDS_PER_HOUR * prices.lambda_.snapstart_cache_gb_second
     return cache + restores * gb * prices.lambda_.snapstart_restore_gb

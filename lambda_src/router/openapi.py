@@ -17,6 +17,7 @@ router serves the same document at ``GET /v1/openapi.json``. Pure: nothing here 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterable
@@ -138,6 +139,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+@functools.cache
 def document() -> dict[str, Any]:
     """The API's OpenAPI 3.1 document."""
     missing = [route for route in ROUTES if route not in OPERATIONS]
