@@ -142,7 +142,7 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
-        uploads=runner.blobs,
+        uploads=S3BlobStore(clients.s3, settings.results_bucket),  # the runner's bucket, as an UploadStore
         waker=build_waker(settings.lane_services, lanes),
     )
 

@@ -21,10 +21,11 @@ from jobadapters.wiring import build_dispatcher, build_runner, clock_ms
 from jobcore.dispatch import Dispatcher
 from jobcore.limits import API_GATEWAY_TIMEOUT_S
 from jobcore.model import JobStatus, transition
+from jobcore.schema_keys import upload_key
 from jobcore.service import JobService
 from jobcore.sweeper import Sweeper
 from jobcore.views import iso
-from local.gateway import LambdaContext, response_headers, to_event
+from local.gateway import LambdaContext, api_key_id, response_headers, to_event
 from local.webhook_receiver import WebhookReceiver
 from router import handler as router
 from tests.adapters.support import LANES, RecordingServer
@@ -877,6 +878,7 @@ def test_post_uploads_answers_201_with_a_presigned_put_that_signs_type_and_lengt
     url = urlsplit(reply.body["url"])
     path = unquote(url.path)
     assert path.endswith(f"/uploads/{path.split('/uploads/')[1].split('/')[0]}/{upload_id}")
+    assert path.endswith("/" + upload_key(api_key_id(KEY), upload_id))  # under the caller's tenant, no other
     query = parse_qs(url.query)
     signed = query["X-Amz-SignedHeaders"][0].split(";")
     assert {"content-length", "content-type", "host"} <= set(signed)

@@ -33,6 +33,8 @@ def test_a_short_job_is_created_inline_and_comes_back_finished(client):
     assert job.succeeded and job.terminal and job.lane == "inline" and job.route_reason
     assert job.result["content"][0]["text"].startswith("Summary: Name one AWS region.")
     assert client.jobs.get(job.id) == {**job, **client.jobs.get(job.id)}  # the same job, read back
+    got = client.jobs.get(job.id)
+    assert (got.id, got.status, got.lane, got.result) == (job.id, job.status, job.lane, job.result)
 
 
 def test_a_long_job_is_queued_then_waited_for(client):

@@ -139,6 +139,12 @@ def test_429_and_5xx_are_retried_with_growing_jittered_delays(scripted):
     job = Client(server.url, KEY, retries=retries, sleep=sleeps).jobs.get("job_1")
     assert job.succeeded and len(server.requests) == 4
     assert [0 <= s <= 2 ** n for n, s in enumerate(sleeps)] == [True, True, True]
+    # Full jitter draws from [0, the cap]; at the top of every draw, the caps double: 1, 2, 4 s.
+    server = scripted((429, {"message": "Too Many Requests"}), (502, {"message": "Bad Gateway"}), error(500, "internal_error"),
+                      (200, DONE))
+    top = Sleeps()
+    Client(server.url, KEY, retries=retries, sleep=top, jitter=lambda low, high: high).jobs.get("job_1")
+    assert top == [1.0, 2.0, 4.0]
 
 
 def test_retries_give_up_after_max_retries_with_the_last_error(scripted):

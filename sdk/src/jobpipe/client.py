@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import builtins
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -29,16 +30,18 @@ DEFAULT_WAIT_S = 300.0
 class Client:
     """The job API. ``base_url`` and ``api_key`` default to ``JOBPIPE_API_URL`` and ``JOBPIPE_API_KEY``,
     then to the file ``jobpipe configure`` writes. ``timeout``: seconds, or a :class:`Timeout` (connect,
-    read); every call has one. ``max_retries``: how often a safe request is sent again (0: never)."""
+    read); every call has one. ``max_retries``: how often a safe request is sent again (0: never).
+    ``sleep`` and ``jitter`` (a draw from ``[low, high]``, full jitter) are there for tests."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: float | Timeout | None = None, max_retries: int = 3, retries: Retries | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[float, float], float] = random.uniform):
         settings = resolve(base_url, api_key)
         self.base_url = settings.api_url
         policy = retries or Retries(max_retries=max_retries)
         self._transport = Transport(settings.api_url, settings.api_key, timeout=Timeout.of(timeout), retries=policy,
-                                    sleep=sleep)
+                                    sleep=sleep, jitter=jitter)
         self.jobs = Jobs(self._transport, sleep=sleep)
         self.tasks = Tasks(self._transport)
         self.webhooks = Webhooks()
