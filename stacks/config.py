@@ -94,7 +94,7 @@ class PipelineConfig:
     # slots, using about 13 ms of its CPU per job (the AWS calls), so 32 slots of 8 s calls take ~5 % of its vCPU;
     # its memory grew 114 -> 124 MiB from 8 to 64 slots of small jobs, so 2 GiB leaves ~55 MiB a slot for inputs
     # and outputs (not for 32 large uploads at once: lower it for those). The anthropic client's pool (1,000
-    # connections, 100 kept alive) and the AWS clients' (slots + 8) hold 32 calls at once. The model's rate limit
+    # connections, 100 kept alive) and the AWS clients' (slots + 4) hold 32 calls at once. The model's rate limit
     # must allow worker_max_tasks x 32 slots / call seconds (4 x 32 / 8 s = 16 requests/s): lower it for a smaller one.
     worker_concurrency: int = 32
     worker_min_tasks: int = 0

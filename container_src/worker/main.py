@@ -9,12 +9,12 @@ from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
 from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
 from jobcore.tasks import RunContext
-from worker.poller import Poller
+from worker.poller import MAX_RECEIVERS, Poller
 from worker.protection import TaskProtection
 
 log = logging.getLogger("worker")
-# AWS connections beyond one per slot: the receivers (worker.poller.MAX_RECEIVERS), the heartbeat, the batcher.
-POOL_HEADROOM = 8
+# AWS connections beyond one per slot: the receivers, the heartbeat, the batcher.
+POOL_HEADROOM = MAX_RECEIVERS + 2
 
 
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:

@@ -336,32 +336,30 @@ class Poller:
         store, owner = self.runner.store, self.runner.owner
         # A run told to stop is renewed still until it returns (a call in progress ends first), so the
         # sweeper does not take a live run for a dead one; a released one is left to run out.
-        live = [e for e in entries if e.job_id is not None and not e.ran and not e.released]
+        live = [(e, e.job_id) for e in entries if e.job_id is not None and not e.ran and not e.released]
         now = self.runner.clock_ms()
-        due = [e for e in live if now >= e.renew_at_ms]
-        for entry in due:
+        due = [(entry, job_id) for entry, job_id in live if now >= entry.renew_at_ms]
+        rest = [(entry, job_id, entry.leased) for entry, job_id in live if now < entry.renew_at_ms]  # only read
+        for entry, job_id in due:
             was_leased = entry.leased  # read before asking: a None for a claim not yet made means nothing
             try:
-                status = store.renew_lease(entry.job_id or "", owner=owner, until_ms=self.runner.clock_ms() + self.runner.lease_ms)
+                status = store.renew_lease(job_id, owner=owner, until_ms=self.runner.clock_ms() + self.runner.lease_ms)
             except Exception as error:  # noqa: BLE001 - the next beat tries again; the lease outlives several
-                log.warning("job %s: lease renewal failed: %s", entry.job_id, error)
+                log.warning("job %s: lease renewal failed: %s", job_id, error)
                 continue
             entry.renew_at_ms = now + self.renew_every_ms
             self._observe(entry, was_leased, status)
-        renewed = {id(e) for e in due}
-        rest = [e for e in live if id(e) not in renewed]
         if not rest:
             return
-        leased_before = {id(e): e.leased for e in rest}
         try:
-            states = store.lease_states([e.job_id or "" for e in rest])
+            states = store.lease_states([job_id for _, job_id, _ in rest])
         except Exception as error:  # noqa: BLE001 - the next beat reads again
             log.warning("reading the state of %d jobs in flight failed: %s", len(rest), error)
             return
-        for entry in rest:
-            status, holder = states.get(entry.job_id or "", (None, None))
+        for entry, job_id, was_leased in rest:
+            status, holder = states.get(job_id, (None, None))
             held = status in (JobStatus.RUNNING, JobStatus.CANCELING) and holder == owner
-            self._observe(entry, leased_before[id(entry)], status if held else None)
+            self._observe(entry, was_leased, status if held else None)
 
     def _observe(self, entry: _InFlight, was_leased: bool, status: JobStatus | None) -> None:
         """Act on a job's state as its heartbeat found it: ``status`` None when this worker does not hold it."""
