@@ -21,13 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.report import percentile
 from local.client import call
 from local.pipeline import LocalPipeline, Options
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

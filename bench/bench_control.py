@@ -26,15 +26,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.report import percentile
 from local.client import call
 from local.pipeline import LocalPipeline, Options
 
 GOAL_CANCEL_P95_S = 5.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

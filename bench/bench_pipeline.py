@@ -18,17 +18,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.report import percentile
 from local.client import call
 from local.pipeline import LocalPipeline, Options
 
 # Goals, on the 2-core development machine (see bench/README.md).
 GOAL_INLINE_OVERHEAD_P50_MS = 150.0
 GOAL_WORKER_EFFICIENCY = 0.6  # of the ideal concurrency / latency jobs per second
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def inline_overheads(api: str, count: int, latency_s: float) -> list[float]:

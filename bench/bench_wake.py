@@ -28,17 +28,12 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.report import Goal, Section
+from bench.report import Goal, Section, percentile
 from jobcore.lanes import FargateCompute
 
 CLUSTER, SERVICE = "bench-workers", "bench-cpu"
 GOAL_EXTRA_CALLS = 2  # DescribeServices + UpdateService, on an idle lane only
 GOAL_GATED_EXTRA_MS = 1.0  # a closed gate: no call at all
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
 def measure(submits: int) -> dict[str, Any]:
@@ -171,7 +166,7 @@ def section(quick: bool = False, *, submits: int | None = None) -> Section:
         "",
         "| submit | median | p95 | added to the median |",
         "|---|---|---|---|",
-        *[f"| {name} | {1000 * statistics.median(t):.1f} ms | {1000 * _p95(t):.1f} ms | "
+        *[f"| {name} | {1000 * statistics.median(t):.1f} ms | {1000 * percentile(t, 0.95):.1f} ms | "
           f"{1000 * (statistics.median(t) - base):+.1f} ms |" for name, t in rows],
         "",
         f"One submit on an idle lane: {', '.join(f'{k} {v}' for k, v in sorted(other_calls.items()))} for the job, and "

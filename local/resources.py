@@ -36,10 +36,8 @@ def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybr
     sqs = session.client("sqs")
     queues, dlqs = {}, {}
     for lane in lanes.queued():
-        # A worker lane's visibility is its time limit; the batch lane's is a collector pass (the CDK app's too).
-        visibility_s = schema.BATCH_QUEUE_VISIBILITY_S if lane.batch else int(lane.time_limit_s)
         queues[lane.name], dlqs[lane.name] = _queue_pair(
-            sqs, f"{prefix}-{lane.name}", visibility_s=visibility_s, max_receives=max_receives)
+            sqs, f"{prefix}-{lane.name}", visibility_s=schema.queue_visibility_s(lane), max_receives=max_receives)
     webhooks, webhooks_dlq = _queue_pair(sqs, f"{prefix}-webhooks", visibility_s=WEBHOOK_VISIBILITY_S,
                                          max_receives=WEBHOOK_MAX_RECEIVES)
     intake_queue, intake_dlq = _intake(session.client("s3"), sqs, bucket, prefix)

@@ -11,10 +11,10 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from jobadapters import schema
 from jobcore.lanes import Ec2Compute, FargateCompute, Lane
 from jobcore.limits import CPU_UNITS_PER_VCPU
 from stacks.config import PipelineConfig
-from stacks.constructs import batch_collector
 from stacks.constructs.api import JobsApi
 from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.cluster import WorkerCluster
@@ -67,11 +67,8 @@ class ServiceStack(Stack):
         queued = lanes.queued()
         if any(isinstance(lane.compute, Ec2Compute) for lane in queued):
             self.check_gpu_ami_release(c.gpu_ami_release, default_region)
-        # A worker lane's visibility is its job timeout (the worker extends it while a job runs); the batch lane's
-        # queue is held only within a collector pass.
         queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
-                                      visibility_timeout=batch_collector.QUEUE_VISIBILITY if lane.batch
-                                      else Duration.seconds(int(lane.time_limit_s)))
+                                      visibility_timeout=Duration.seconds(schema.queue_visibility_s(lane)))
                   for lane in queued}
 
         code = source_code()  # one asset for every function of the stack

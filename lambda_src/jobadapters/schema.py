@@ -3,7 +3,14 @@
 Changing one of these changes a stateful resource in every deployed account: don't.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from jobcore.schema_keys import INPUTS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX  # noqa: F401 - re-exported for the constructs
+
+if TYPE_CHECKING:
+    from jobcore.lanes import Lane
 
 JOBS_PARTITION_KEY = "job_id"
 TENANT_INDEX = "by_tenant"
@@ -31,7 +38,14 @@ WEBHOOK_VISIBILITY_S = 360
 WEBHOOK_MAX_RECEIVES = 5
 # The batch lane's queue: a message is held only within a collector pass (5 min at most, the collector
 # Lambda's timeout) plus a minute, then deleted or released; never the lane's 24 h time limit.
-BATCH_QUEUE_VISIBILITY_S = 360
+COLLECTOR_TIMEOUT_S = 300  # the batch collector Lambda's timeout: one pass
+BATCH_QUEUE_VISIBILITY_S = COLLECTOR_TIMEOUT_S + 60
+
+
+def queue_visibility_s(lane: Lane) -> int:
+    """A lane queue's visibility timeout: a worker lane's is its job time limit (the worker extends it while a
+    job runs); the batch lane's is one collector pass and a minute (its 24 h limit is over SQS's 12 h)."""
+    return BATCH_QUEUE_VISIBILITY_S if lane.batch else int(lane.time_limit_s)
 # Batch records (jobcore.batches) share the jobs table too: one item per Message Batch, its key
 # BATCH_ITEM_PREFIX + the batch's id, marked with BATCH_MARK (no tenant_id: no tenant lists them; the
 # same TTL), and one item, OPEN_BATCHES_KEY, whose string set OPEN_BATCHES_ATTRIBUTE holds the open ones.

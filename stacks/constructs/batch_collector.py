@@ -34,9 +34,8 @@ from stacks.constructs.storage import JobStorage
 HANDLER = "collector.handler.handler"
 COLLECT_EVERY = Duration.minutes(1)
 # A pass drains up to 5,000 messages and settles what ended, stopping 30 s before this; the next run goes on.
-FUNCTION_TIMEOUT = Duration.minutes(5)
+FUNCTION_TIMEOUT = Duration.seconds(schema.COLLECTOR_TIMEOUT_S)
 # The batch lane's queue: a message is held only within a pass (then deleted, or released for the window).
-QUEUE_VISIBILITY = Duration.seconds(schema.BATCH_QUEUE_VISIBILITY_S)  # the function's timeout and a minute
 OPEN_BATCH_PERIOD = Duration.minutes(5)
 
 

@@ -19,6 +19,7 @@ from infra_support import (
     variables,
 )
 
+from jobadapters import schema
 from jobadapters.settings import CollectorSettings
 from stacks.constructs import batch_collector
 
@@ -63,7 +64,8 @@ def test_env_is_exactly_what_collector_settings_read_and_it_parses(app):
 
 def test_the_batch_lane_has_a_queue_held_only_within_a_pass_and_no_worker_service(app):
     queue = app.service_json["Resources"][batch_queue(app)]["Properties"]
-    assert queue["VisibilityTimeout"] == batch_collector.QUEUE_VISIBILITY.to_seconds() == 360
+    assert queue["VisibilityTimeout"] == schema.BATCH_QUEUE_VISIBILITY_S == 360
+    assert batch_collector.FUNCTION_TIMEOUT.to_seconds() + 60 == 360  # one pass and a minute
     services = resources(app.service_json, "AWS::ECS::Service")
     assert not [name for name in services if name.startswith("Batch")]
     assert not [name for name in resources(app.service_json, "AWS::ECS::TaskDefinition") if name.startswith("Batch")]
