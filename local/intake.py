@@ -8,11 +8,10 @@ after its visibility timeout, and goes to the intake's dead-letter queue after `
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-from intake.handler import take
+from intake.handler import take_message
 
 from jobadapters.process import start_process
 from jobadapters.settings import IntakeSettings
@@ -36,8 +35,7 @@ def main() -> None:
         taken = []
         for message in messages.get("Messages", []):
             try:
-                notification = json.loads(message["Body"])
-                jobs = take(notification if isinstance(notification, dict) else {}, parts)
+                jobs = take_message(message["Body"], parts, message_id=message["MessageId"])
             except Exception:  # noqa: BLE001 - as a failed record of a partial batch response: received again
                 log.exception("an intake message failed; it is received again after its visibility timeout")
                 continue

@@ -59,13 +59,19 @@ def take(notification: dict[str, Any], parts: Intake) -> list[Job]:
     return jobs
 
 
-def _record(record: SQSRecord) -> None:
+def take_message(body: str, parts: Intake, *, message_id: str) -> list[Job]:
+    """One intake queue message's jobs; a body that is not a notification is logged and dropped (nothing to
+    retry: it never becomes one). Whatever else fails raises, and the message is received again."""
     try:
-        notification = json.loads(record.body)
+        notification = json.loads(body)
     except ValueError:
-        logger.error("dropping a message that is not an S3 event notification", extra={"message_id": record.message_id})
-        return
-    take(notification if isinstance(notification, dict) else {}, intake())
+        logger.error("dropping a message that is not an S3 event notification", extra={"message_id": message_id})
+        return []
+    return take(notification if isinstance(notification, dict) else {}, parts)
+
+
+def _record(record: SQSRecord) -> None:
+    take_message(record.body, intake(), message_id=record.message_id)
 
 
 @logger.inject_lambda_context(clear_state=True)
