@@ -1,5 +1,5 @@
 """Starting the local pipeline in its own process, and driving its Claude stand-in, for the end-to-end tests
-(the fixtures are in conftest.py)."""
+(the fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jobcore.model import JobStatus
+from local import client
 from local.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
 BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
 READY_TIMEOUT_S = 120  # a loaded 2-core machine can take a minute to start every process
+TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 
 
 def start_pipeline(logs: Path, args: Sequence[str] = (), *, config: dict[str, Any] | None = None,
@@ -104,3 +107,13 @@ def wait_until(condition, *, timeout_s: float, every_s: float = 0.2, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {timeout_s:g} s")
         time.sleep(every_s)
+
+
+def finished_job(pipeline: dict[str, Any], job_id: str, *, timeout_s: float = 60, key: str = client.LOCAL_API_KEY,
+                 every_s: float = 0.2) -> dict[str, Any]:
+    """The job as ``GET /v1/jobs/{id}`` answers it once it is terminal (every answer must be a 200)."""
+    def done() -> dict[str, Any] | None:
+        status, _, job = client.call("GET", f"{pipeline['api_url']}/v1/jobs/{job_id}", key=key)
+        assert status == 200, job
+        return job if job["status"] in TERMINAL else None
+    return wait_until(done, timeout_s=timeout_s, every_s=every_s, what=f"job {job_id} finishing")

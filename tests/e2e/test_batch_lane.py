@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from local import client
-from tests.e2e.harness import wait_until
+from tests.e2e.harness import finished_job, wait_until
 
 PIPELINE_ARGS = ("--context", json.dumps({"batch_window_s": 2}))
 INPUTS = {
@@ -34,10 +34,7 @@ def submit(pipeline, task, payload, **extra):
 
 
 def finished(pipeline, job_id, timeout_s=60):
-    def done():
-        _, _, job = api(pipeline, "GET", f"/v1/jobs/{job_id}")
-        return job if job["status"] in {"succeeded", "failed", "canceled", "expired", "timed_out"} else None
-    return wait_until(done, timeout_s=timeout_s, what=f"job {job_id} finishing")
+    return finished_job(pipeline, job_id, timeout_s=timeout_s)
 
 
 @pytest.fixture(autouse=True)

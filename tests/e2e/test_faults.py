@@ -36,12 +36,11 @@ from jobcore.tasks import CATALOGUE
 from local import client
 from local.gateway import api_key_id
 from tests.bodies import LONG, SHORT
-from tests.e2e.harness import StandIn, start_pipeline, stop_pipeline, wait_until
+from tests.e2e.harness import TERMINAL, StandIn, start_pipeline, stop_pipeline, wait_until
 
 PIPELINE_ARGS = ("--worker-concurrency", "1")
 KEY = "faults-key"
 REGION = "us-east-1"
-TERMINAL = {"succeeded", "failed", "canceled", "expired", "timed_out"}
 
 
 def documents(n: int) -> dict[str, Any]:

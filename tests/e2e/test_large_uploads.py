@@ -11,7 +11,7 @@ import json
 import urllib.request
 
 from local import client
-from tests.e2e.harness import wait_until
+from tests.e2e.harness import finished_job
 
 DOCUMENTS = 130
 CHARS = 385_000
@@ -22,10 +22,7 @@ def api(pipeline, method, path, body=None, *, key=client.LOCAL_API_KEY):
 
 
 def finished(pipeline, job_id, *, timeout_s=180):
-    def done():
-        _, _, job = api(pipeline, "GET", f"/v1/jobs/{job_id}")
-        return job if job["status"] not in {"queued", "running"} else None
-    return wait_until(done, timeout_s=timeout_s, every_s=0.5, what=f"job {job_id} finishing")
+    return finished_job(pipeline, job_id, timeout_s=timeout_s, every_s=0.5)
 
 
 def upload(pipeline, data: bytes, content_type: str = "application/json", *, key=client.LOCAL_API_KEY) -> str:
