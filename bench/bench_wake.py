@@ -27,6 +27,7 @@ import sys
 import time
 from collections import Counter
 from typing import Any
+from unittest import mock
 
 from bench.report import Goal, Section, percentile
 from jobcore.lanes import FargateCompute
@@ -46,24 +47,17 @@ def measure(submits: int) -> dict[str, Any]:
     from jobcore.requests import SubmitRequest
     from jobcore.wake import GatedWaker, WakeGate
     from local import resources
+    from local.aws_calls import AwsCalls
     from stacks.config import PipelineConfig
 
-    saved = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                  "AWS_DEFAULT_REGION", "AWS_REGION")}
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1"})
-    try:
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_REGION": "us-east-1"}
+    with mock.patch.dict(os.environ, env):  # restores the environment as it was, AWS_ENDPOINT_URL included
+        os.environ.pop("AWS_ENDPOINT_URL", None)
         with mock_aws():
             config = PipelineConfig()
             lanes = config.lanes()
             session = boto3.Session(region_name="us-east-1")
-            calls: Counter[str] = Counter()
-
-            def count(event_name: str, **_: Any) -> None:
-                calls[event_name.split(".")[-1]] += 1
-
-            session.events.register("before-call", count)  # before any client: each copies the session's events
             made = resources.create(session, lanes=lanes, max_receives=config.max_receives, prefix="bench-wake")
             ecs = session.client("ecs")
             ecs.create_cluster(clusterName=CLUSTER)
@@ -80,6 +74,10 @@ def measure(submits: int) -> dict[str, Any]:
             settings = RouterSettings.from_env(env)
             clients = AwsClients(session.resource("dynamodb").Table(made.table), session.client("sqs"), session.client("s3"))
             service = build_service(settings, clients)
+            counted = AwsCalls(ecs, clients.table, clients.sqs, clients.s3)
+
+            def calls() -> dict[str, int]:
+                return dict(Counter(call.split(":")[1] for call in counted.take()))
             services = {"cpu": LaneService.from_arn(arn)}
             request = SubmitRequest(task="documents.summarize",
                                     input={"documents": [{"id": "a", "text": "One short document."}]})
@@ -112,23 +110,17 @@ def measure(submits: int) -> dict[str, Any]:
                 waking.append(submit())
                 service.waker = woken
                 gated.append(submit())
-            # One submit on an idle lane, its AWS calls counted (the ECS client is the session's, counted too).
+            # One submit on an idle lane, its AWS calls counted (the waker's ECS client too).
             idle_lane()
             before = desired()
-            calls.clear()
+            calls()
             service.submit(request, tenant_id="bench")
-            one_submit = dict(calls)
+            one_submit = calls()
             after = desired()
             service.waker = woken
-            calls.clear()
+            calls()
             service.submit(request, tenant_id="bench")
-            gated_submit = dict(calls)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            gated_submit = calls()
     return {"without": without, "waking": waking, "gated": gated, "one_submit": one_submit, "gated_submit": gated_submit,
             "before": before, "after": after, "submits": submits}
 
