@@ -119,6 +119,10 @@ def test_the_claude_bill_cut_by_the_batch_lane_and_by_caching_by_hand(seed):
     assert cuts["prompt caching"].total == pytest.approx(today.total - 105.0 + 10_000 * per_job)
     assert cuts["batch lane + caching"].claude == pytest.approx(10_000 * per_job / 2)
     assert cuts["prompt caching"].saves == pytest.approx(today.total - cuts["prompt caching"].total)
+    # By hand: caching changes only the tokens, so it saves $105.00 of list-price Claude less the cached bill
+    assert cuts["today"].claude == pytest.approx(105.0)
+    assert cuts["prompt caching"].saves == pytest.approx(105.0 - 10_000 * per_job)  # $19.15
+    assert cuts["prompt caching"].saves == pytest.approx(19.15, abs=0.005)
 
 
 def test_a_prefix_under_the_models_minimum_is_not_cached_and_a_task_without_tokens_has_no_cuts(prices):
