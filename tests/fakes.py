@@ -259,18 +259,19 @@ class Harness:
     runner: JobRunner
 
 
-def harness() -> Harness:
+def harness(*, lanes: Lanes = LANES, cost_model: Any = None) -> Harness:
     store, blobs, deliveries, clock = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue(), FakeClock()
-    runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=LANES, backoff=TOP_OF_JITTER)
+    runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=lanes, backoff=TOP_OF_JITTER,
+                       cost_model=cost_model)
     return Harness(store, blobs, deliveries, clock, runner)
 
 
 def make_service(script: Sequence[Any] = (), *, llm: Any = None, queue: Any = None, policy: RoutingPolicy | None = None,
-                 id_format: str = "job_{}", **fields: Any) -> tuple[JobService, Harness]:
-    """A JobService over a fresh :func:`harness`: its ports, its clock, ids ``id_format`` of 0, 1, … .
+                 id_format: str = "job_{}", h: Harness | None = None, **fields: Any) -> tuple[JobService, Harness]:
+    """A JobService over ``h`` (a fresh :func:`harness` by default): its ports, its clock, ids ``id_format`` of 0, 1, … .
     ``script``: the model's answers (or ``llm``: a model of the test's own); ``policy``: routing over ``LANES``
     unless given; ``fields``: the service's other settings (``cost_model``, ``uploads``, ``waker``, …)."""
-    h = harness()
+    h = h or harness()
     ids = (id_format.format(i) for i in itertools.count())
     service = JobService(
         runner=h.runner, queue=queue or MemoryQueue(), llm=llm or ScriptedModel(list(script)),

@@ -12,19 +12,16 @@ from jobcore.costing import CostModel
 from jobcore.errors import ModelRequestError, ModelUnavailableError, StoreUnavailableError
 from jobcore.model import Job, JobStatus, Mode
 from jobcore.pricing import default_prices
-from jobcore.runner import JobRunner
 from jobcore.service import render
 from jobcore.sweeper import Sweeper
 from tests.fakes import (
-    TOP_OF_JITTER,
     FakeBatchApi,
     FakeClock,
     MemoryBatchStore,
-    MemoryBlobs,
     MemoryInbox,
-    MemoryJobStore,
-    RecordingDeliveryQueue,
+    harness,
     make_lanes,
+    make_service,
 )
 
 LANES = make_lanes(batch=True)
@@ -33,10 +30,8 @@ MODEL = "claude-sonnet-4-5"
 
 class World:
     def __init__(self, **collector: object) -> None:
-        self.clock = FakeClock()
-        self.store, self.blobs, self.deliveries = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue()
-        self.runner = JobRunner(store=self.store, blobs=self.blobs, deliveries=self.deliveries, clock_ms=self.clock.ms,
-                                lanes=LANES, backoff=TOP_OF_JITTER, cost_model=CostModel(default_prices(), LANES))
+        self.h = h = harness(lanes=LANES, cost_model=CostModel(default_prices(), LANES))
+        self.clock, self.store, self.blobs, self.deliveries, self.runner = h.clock, h.store, h.blobs, h.deliveries, h.runner
         self.records, self.inbox, self.api = MemoryBatchStore(), MemoryInbox(), FakeBatchApi(self.clock)
         self.collector = Collector(runner=self.runner, batches=self.records, api=self.api, inbox=self.inbox,
                                    queue=self.inbox, model_id=MODEL, **collector)  # type: ignore[arg-type]
@@ -413,14 +408,11 @@ def test_each_tasks_profile_says_whether_its_executor_only_calls_claude(task):
 def test_a_batch_job_is_queued_on_the_batch_lane_with_a_half_price_token_estimate():
     from jobcore.requests import parse_submit
     from jobcore.routing import RoutingPolicy as Policy
-    from jobcore.service import JobService
-    from tests.fakes import ScriptedModel
 
     w = World()
     queue = MemoryInbox()
-    service = JobService(runner=w.runner, queue=queue, llm=ScriptedModel(), policy=Policy(lanes=LANES), model_id=MODEL,
-                         new_id=lambda: "job_" + "a" * 32, monotonic=w.clock.monotonic, sleep=w.clock.sleep,
-                         cost_model=CostModel(default_prices(), LANES))
+    service, _ = make_service(queue=queue, policy=Policy(lanes=LANES), cost_model=w.runner.cost_model, h=w.h,
+                              id_format="job_{:032x}")
     body = {"task": "claude.messages", "mode": "batch", "input": {"max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}}
     submitted = service.submit(parse_submit(body), tenant_id="t")
     assert submitted.status_code == 202 and submitted.job.lane == "batch" and submitted.job.mode is Mode.BATCH
