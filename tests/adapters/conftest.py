@@ -40,10 +40,11 @@ def boto_session():
 
 
 @pytest.fixture
-def aws(boto_session):
-    """The table, bucket and cpu queue (+ DLQ) exactly as the CDK app makes them, in moto."""
+def aws(request, boto_session):
+    """The table, bucket and each queued lane's queue (+ DLQ) exactly as the CDK app makes them, in moto: for
+    ``LANES`` (tests.adapters.support), or the module's own ``AWS_LANES``."""
     with mock_aws():
-        yield resources.create(boto_session, lanes=LANES, max_receives=MAX_RECEIVES)
+        yield resources.create(boto_session, lanes=getattr(request.module, "AWS_LANES", LANES), max_receives=MAX_RECEIVES)
 
 
 @pytest.fixture

@@ -8,42 +8,28 @@ import time
 
 import pytest
 from collector import handler as lambda_handler
-from moto import mock_aws
 
 from jobadapters import schema
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
 from jobadapters.s3 import S3BlobStore
 from jobadapters.settings import ConfigError
 from jobadapters.sqs import SqsJobQueue
-from jobadapters.wiring import AwsClients
 from jobcore.model import Job, JobStatus, Mode
 from jobcore.service import render
-from local import resources
 from local.claude_standin import ClaudeStandIn
 from local.gateway import LambdaContext
 from stacks.constructs.runtime_env import lane_environment
-from tests.adapters.support import MAX_RECEIVES, queue_counts
+from tests.adapters.support import queue_counts
 from tests.fakes import make_lanes
 
 # The adapter tests' lanes, with the batch lane enabled.
 LANES = make_lanes(inline_budget_s=10, cpu_time_limit_s=300, gpu_enabled=False, batch=True)
+AWS_LANES = LANES  # the conftest's aws fixture makes these lanes' queues
 SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event"}
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000  # the stand-in times batches on the wall clock, as does the collector
-
-
-@pytest.fixture
-def batch_aws(boto_session):
-    with mock_aws():
-        yield resources.create(boto_session, lanes=LANES, max_receives=MAX_RECEIVES)
-
-
-@pytest.fixture
-def clients(batch_aws, boto_session):
-    return AwsClients(boto_session.resource("dynamodb").Table(batch_aws.table), boto_session.client("sqs"),
-                      boto_session.client("s3"))
 
 
 @pytest.fixture
@@ -53,10 +39,10 @@ def standin():
 
 
 @pytest.fixture
-def collector_env(batch_aws, standin, monkeypatch):
+def collector_env(aws, standin, monkeypatch):
     for key, value in {
-        **lane_environment(LANES, {}), "STAGE": "test", "JOBS_TABLE": batch_aws.table, "RESULTS_BUCKET": batch_aws.bucket,
-        "BATCH_QUEUE_URL": batch_aws.queue_urls["batch"], "WEBHOOK_QUEUE_URL": batch_aws.webhook_queue_url,
+        **lane_environment(LANES, {}), "STAGE": "test", "JOBS_TABLE": aws.table, "RESULTS_BUCKET": aws.bucket,
+        "BATCH_QUEUE_URL": aws.queue_urls["batch"], "WEBHOOK_QUEUE_URL": aws.webhook_queue_url,
         "MODEL_ID": "claude-sonnet-4-5", "ANTHROPIC_BASE_URL": standin.base_url,
     }.items():
         monkeypatch.setenv(key, value)
@@ -67,25 +53,25 @@ def collector_env(batch_aws, standin, monkeypatch):
     lambda_handler.collector.cache_clear()
 
 
-def queue_batch_job(batch_aws, clients, job_id: str = "job_" + "b" * 32) -> Job:
+def queue_batch_job(aws, clients, job_id: str = "job_" + "b" * 32) -> Job:
     """A job the router routed to the batch lane: stored queued, its message on the batch lane's queue."""
     now = wall_ms()
     job = Job(job_id=job_id, tenant_id="tenant-a", task="claude.messages", status=JobStatus.QUEUED, lane="batch",
               route_reason="batch: the client asked for the batch lane", mode=Mode.BATCH, created_at=now, updated_at=now,
               input={"max_tokens": 50, "messages": [{"role": "user", "content": "What is a batch? Answer briefly."}]})
     DynamoJobStore(clients.table).create(job)
-    SqsJobQueue(clients.sqs, {"batch": batch_aws.queue_urls["batch"]}).enqueue(job)
+    SqsJobQueue(clients.sqs, {"batch": aws.queue_urls["batch"]}).enqueue(job)
     return job
 
 
-def test_the_local_batch_queue_is_held_only_within_a_pass_as_the_cdk_app_makes_it(batch_aws, clients):
-    attributes = clients.sqs.get_queue_attributes(QueueUrl=batch_aws.queue_urls["batch"],
+def test_the_local_batch_queue_is_held_only_within_a_pass_as_the_cdk_app_makes_it(aws, clients):
+    attributes = clients.sqs.get_queue_attributes(QueueUrl=aws.queue_urls["batch"],
                                                   AttributeNames=["VisibilityTimeout"])["Attributes"]
     assert int(attributes["VisibilityTimeout"]) == schema.BATCH_QUEUE_VISIBILITY_S  # not the lane's 24 h (over SQS's 12 h)
 
 
-def test_a_first_pass_creates_a_batch_and_a_later_one_settles_it(batch_aws, clients, standin, collector_env):
-    job = queue_batch_job(batch_aws, clients)
+def test_a_first_pass_creates_a_batch_and_a_later_one_settles_it(aws, clients, standin, collector_env):
+    job = queue_batch_job(aws, clients)
     store, batches = DynamoJobStore(clients.table), DynamoBatchStore(clients.table)
 
     first = lambda_handler.handler(SCHEDULED, LambdaContext(300))
@@ -96,7 +82,7 @@ def test_a_first_pass_creates_a_batch_and_a_later_one_settles_it(batch_aws, clie
     sent = store.get(job.job_id)
     assert sent is not None and (sent.status, sent.batch_id, sent.batch_attempts) == (JobStatus.RUNNING, batch_id, 1)
     assert standin.stats()["batches"]["requests"] == {batch_id: 1}
-    assert queue_counts(clients.sqs, batch_aws.queue_urls["batch"]) == (0, 0)  # its message deleted
+    assert queue_counts(clients.sqs, aws.queue_urls["batch"]) == (0, 0)  # its message deleted
 
     second = lambda_handler.handler(SCHEDULED, LambdaContext(300))
 
@@ -105,7 +91,7 @@ def test_a_first_pass_creates_a_batch_and_a_later_one_settles_it(batch_aws, clie
     done = store.get(job.job_id)
     assert done is not None and done.status is JobStatus.SUCCEEDED and done.batch_id == batch_id
     assert done.usage is not None and done.usage.model_calls == 1
-    result = render(done, S3BlobStore(clients.s3, batch_aws.bucket))["result"]  # in the item, or in S3 if large
+    result = render(done, S3BlobStore(clients.s3, aws.bucket))["result"]  # in the item, or in S3 if large
     assert "Summary: What is a batch?" in str(result)
     assert batches.open_batches() == [] and batches.get_batch(batch_id).status == "done"
     assert standin.stats()["batches"]["created"] == 1
@@ -133,13 +119,13 @@ BAD_ENVIRONMENTS = {
 @pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")  # the failed invocations add none
 @pytest.mark.parametrize(("changes", "removed", "named"), BAD_ENVIRONMENTS.values(), ids=BAD_ENVIRONMENTS.keys())
 def test_a_collector_whose_settings_are_refused_fails_shut_and_touches_nothing(
-    batch_aws, clients, standin, collector_env, monkeypatch, changes, removed, named,
+    aws, clients, standin, collector_env, monkeypatch, changes, removed, named,
 ):
     """GIVEN an environment CollectorSettings.from_env refuses
     WHEN the schedule invokes the collector
     THEN the invocation fails (the Lambda's Errors alarm) naming the variable, no client is made, no batch is sent and
     the queued job and its message stay as they were; once the environment is right the next invocation works."""
-    job = queue_batch_job(batch_aws, clients)
+    job = queue_batch_job(aws, clients)
     for key in removed:
         monkeypatch.delenv(key)
     for key, value in changes.items():
@@ -157,12 +143,12 @@ def test_a_collector_whose_settings_are_refused_fails_shut_and_touches_nothing(
     assert standin.stats()["requests"] == 0 and standin.stats()["batches"]["created"] == 0
     assert DynamoJobStore(clients.table).get(job.job_id) == job
     assert DynamoBatchStore(clients.table).open_batches() == []
-    assert queue_counts(clients.sqs, batch_aws.queue_urls["batch"]) == (1, 0)
+    assert queue_counts(clients.sqs, aws.queue_urls["batch"]) == (1, 0)
 
     # The operator fixes the environment (and the clients are real again).
     monkeypatch.setattr(lambda_handler.AwsClients, "create", real_create)
-    for key, value in {**lane_environment(LANES, {}), "JOBS_TABLE": batch_aws.table, "RESULTS_BUCKET": batch_aws.bucket,
-                       "BATCH_QUEUE_URL": batch_aws.queue_urls["batch"], "WEBHOOK_QUEUE_URL": batch_aws.webhook_queue_url,
+    for key, value in {**lane_environment(LANES, {}), "JOBS_TABLE": aws.table, "RESULTS_BUCKET": aws.bucket,
+                       "BATCH_QUEUE_URL": aws.queue_urls["batch"], "WEBHOOK_QUEUE_URL": aws.webhook_queue_url,
                        "ANTHROPIC_BASE_URL": standin.base_url}.items():
         monkeypatch.setenv(key, value)
     for key in ("BATCH_WINDOW_S", "BATCH_MAX_ATTEMPTS", "ANTHROPIC_SECRET_ARN"):
