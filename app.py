@@ -16,7 +16,7 @@ from stacks.pipeline import add_pipeline  # noqa: E402
 
 app = cdk.App()
 try:
-    config = PipelineConfig.from_context(app.node.try_get_context)
+    config = PipelineConfig.from_app(app)
     # The stacks are environment-agnostic: `cdk deploy` sends them to the CLI's region, which it passes
     # as CDK_DEFAULT_REGION (checks that depend on the region, like the GPU AMI release, use it).
     add_pipeline(app, config, default_region=os.environ.get("CDK_DEFAULT_REGION") or None)

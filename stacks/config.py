@@ -9,13 +9,14 @@ fields to the stacks as keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobcore.costing import CostModel
 from jobcore.deliveries import DEFAULT_GAPS_S, RetrySchedule
@@ -33,16 +34,22 @@ from jobcore.lanes import (
 from jobcore.limits import (
     API_GATEWAY_TIMEOUT_S,
     CPU_UNITS_PER_VCPU,
+    ECS_INSTANCE_MEMORY_HEADROOM,
     FARGATE_SIZES,
     INLINE_FALLBACK_MARGIN_S,
     LAMBDA_MAX_MEMORY_MB,
     LAMBDA_MIN_MEMORY_MB,
     MAX_INLINE_BUDGET_S,
     MAX_SCALING_STEPS,
+    SQS_EVENT_SOURCE_MAX_CONCURRENCY,
+    SQS_EVENT_SOURCE_MIN_CONCURRENCY,
     SQS_MAX_VISIBILITY_S,
 )
 from jobcore.pricing import Prices, default_prices
 from jobcore.tasks import arrival_rates
+
+if TYPE_CHECKING:
+    from constructs import Construct
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = frozenset({
@@ -64,6 +71,17 @@ _GPU_AMI_RELEASE = re.compile(r"^al2023-ami-ecs-gpu-hvm-2023\.\d+\.\d{8}-kernel-
 
 
 BATCH_COLLECTOR_MEMORY_MB = 1024  # the collector Lambda's memory (a pass holds an ended batch's results)
+
+# Context keys that belong to the CDK, not to this configuration: feature flags (``@aws-cdk/...``, any package's
+# ``@scope/...``), the CLI's switches (``aws:cdk:...``), the context providers' cached lookups in cdk.context.json
+# (``availability-zones:account=...``: every one has a colon), and what ``cdk acknowledge`` and ``cdk
+# cli-telemetry`` write there. Every other key must be a field of :class:`PipelineConfig`.
+_CDK_KEY_PREFIXES = ("@", "aws:cdk:", "aws-cdk:")
+_CDK_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+
+
+def is_cdk_context_key(key: str) -> bool:
+    return key.startswith(_CDK_KEY_PREFIXES) or ":" in key or key in _CDK_KEYS
 
 
 class ConfigError(ValueError):
@@ -87,6 +105,15 @@ class PipelineConfig:
     # environments kept initialized (0: none). Lambda refuses both on one function.
     router_snapstart: bool = False
     router_provisioned_concurrency: int = 0
+    # The batch collector's reserved concurrency (None: none, the default). 1 would keep its passes from
+    # overlapping (an overlap only wastes calls: batch records are written on their version), but any reservation
+    # fails the deploy in an account whose concurrency quota is below 100 + it (new accounts: 10; docs/deploy.md).
+    collector_reserved_concurrency: int | None = None
+    # The most concurrent invocations the SQS event sources may use: the webhook dispatcher's and the S3 intake's
+    # (2 to 1000, AWS's bounds). Without a cap, a burst of webhooks or of dropped objects could take the account's
+    # unreserved concurrency from the router; with these, 7 of it at most.
+    webhook_max_concurrency: int = 5
+    intake_max_concurrency: int = 2
     worker_cpu: int = 1024
     worker_memory_mb: int = 2048
     # Jobs one CPU worker runs at once: 32, from bench/bench_worker.py (bench/README.md). A Claude call waits on
@@ -187,6 +214,25 @@ class PipelineConfig:
             raise ConfigError(f"context keys for the lanes: {error}") from None
         except ValueError as error:  # a lane the price file cannot price, e.g. an unlisted instance type
             raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: {error}") from None
+        self._check_gpu_task_fits(prices)
+
+    def _check_gpu_task_fits(self, prices: Prices) -> None:
+        """A GPU task larger than its instance type synthesizes and deploys, and then no task is ever placed.
+        The instance's size is the price file's (with ``price_overrides``, where a new type is added)."""
+        instance = prices.ec2.instances[self.gpu_instance_type]
+        max_cpu = int(instance.vcpu * CPU_UNITS_PER_VCPU)
+        max_memory_mb = gpu_task_memory_limit_mb(instance.memory_gib)
+        size = f"{self.gpu_instance_type} has {instance.vcpu:g} vCPU and {instance.memory_gib:g} GiB"
+        if self.gpu_cpu > max_cpu:
+            raise ConfigError(f"context keys 'gpu_cpu' and 'gpu_instance_type' ({self.gpu_cpu} CPU units on "
+                              f"{self.gpu_instance_type}): {size}, so a task may ask for at most {max_cpu} CPU units")
+        if self.gpu_memory_mb > max_memory_mb:
+            raise ConfigError(
+                f"context keys 'gpu_memory_mb' and 'gpu_instance_type' ({self.gpu_memory_mb} MiB on {self.gpu_instance_type}): "
+                f"{size}, so a task may ask for at most {max_memory_mb} MiB (the installed memory less "
+                f"{ECS_INSTANCE_MEMORY_HEADROOM:.0%} kept for the ECS agent and the system)")
+        if instance.gpus < 1:
+            raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: the price file gives it no GPU")
 
     def prices(self) -> Prices:
         """The price file with ``price_overrides`` merged in, exactly as the runtime builds it."""
@@ -227,19 +273,37 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_context(cls, get: Callable[[str], Any]) -> PipelineConfig:
-        """Reads each key with ``get`` (e.g. ``app.node.try_get_context``); a missing key keeps its default."""
+    def from_app(cls, app: Construct) -> PipelineConfig:
+        """The configuration of an app: its whole context (cdk.json, cdk.context.json, ``-c``), as :meth:`from_mapping`."""
+        return cls.from_mapping(app.node.get_all_context())
+
+    @classmethod
+    def from_mapping(cls, context: Mapping[str, Any]) -> PipelineConfig:
+        """Reads each key of ``context``; a missing key keeps its default. A key that is neither the CDK's nor one
+        of :meth:`keys` is refused, with the nearest known key, before any value is read."""
+        check_known_keys(context)
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for key in cls.keys():
-            raw = get(key)
+            raw = context.get(key)
             if raw is not None:
                 values[key] = _coerce(key, raw, hints[key])
         return cls(**values)
 
-    @classmethod
-    def from_mapping(cls, context: Mapping[str, Any]) -> PipelineConfig:
-        return cls.from_context(context.get)
+
+def gpu_task_memory_limit_mb(memory_gib: float) -> int:
+    """The most memory (MiB) a task may ask for on an instance with ``memory_gib`` installed."""
+    return int(memory_gib * 1024 * (1 - ECS_INSTANCE_MEMORY_HEADROOM))
+
+
+def check_known_keys(context: Mapping[str, Any]) -> None:
+    """Raises :class:`ConfigError` for the first context key (in sorted order) this configuration does not define,
+    naming the closest key it does: a misspelt key would otherwise be ignored, and its default deployed."""
+    known = PipelineConfig.keys()
+    for key in sorted(k for k in context if k not in known and not is_cdk_context_key(k)):
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else "see the keys in cdk.json or docs/deploy.md"
+        raise ConfigError(f"context key {key!r} is not a setting of this pipeline: {hint}")
 
 
 def _coerce(key: str, raw: Any, hint: Any) -> Any:
@@ -294,6 +358,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "router_reserved_concurrency": ((lambda v: v is None or 1 <= v <= 10000), "null (unreserved) or 1 to 10000"),
     "router_snapstart": ((lambda v: isinstance(v, bool)), "true or false"),
     "router_provisioned_concurrency": _between(0, 10000),
+    "collector_reserved_concurrency": ((lambda v: v is None or 1 <= v <= 10000), "null (unreserved) or 1 to 10000"),
+    "webhook_max_concurrency": _between(SQS_EVENT_SOURCE_MIN_CONCURRENCY, SQS_EVENT_SOURCE_MAX_CONCURRENCY),
+    "intake_max_concurrency": _between(SQS_EVENT_SOURCE_MIN_CONCURRENCY, SQS_EVENT_SOURCE_MAX_CONCURRENCY),
     "worker_cpu": ((lambda v: v in FARGATE_SIZES), f"a Fargate CPU size, one of {sorted(FARGATE_SIZES)}"),
     "worker_memory_mb": _between(512, 122880),
     "worker_concurrency": _between(1, 100),

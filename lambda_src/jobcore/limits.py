@@ -22,6 +22,12 @@ LAMBDA_MB_PER_VCPU = 1_769  # Lambda allocates CPU in proportion to memory
 LAMBDA_MAX_VCPU = 6
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * MIB  # request and response of a synchronous invocation, each
 LAMBDA_MAX_ENVIRONMENT_BYTES = 4 * KIB  # all of a function's environment variables, keys and values
+# Lambda refuses a reserved concurrency that leaves fewer unreserved executions than this in the account; a new
+# account's concurrency quota can be as low as 10, so there any reservation fails the deploy.
+LAMBDA_MIN_UNRESERVED_CONCURRENCY = 100
+# An SQS event source's MaximumConcurrency (ScalingConfig): the concurrent invocations it may use.
+SQS_EVENT_SOURCE_MIN_CONCURRENCY = 2
+SQS_EVENT_SOURCE_MAX_CONCURRENCY = 1_000
 
 # SQS
 SQS_MAX_VISIBILITY_S = 12 * 3600
@@ -54,6 +60,12 @@ CPU_UNITS_PER_VCPU = 1024
 
 # ECS
 ECS_MAX_STOP_TIMEOUT_S = 120  # SIGTERM → SIGKILL; Fargate Spot gives the same two minutes' notice
+# ECS on EC2: the share of an instance's installed memory a task may not ask for. The agent registers less than
+# the installed memory (the kernel's and the platform's share: AWS's example, an m4.large of 8,192 MiB, registers
+# 7,985, 2.5 % less), and AWS Batch's guide, for the same agent, recommends keeping 5 % for the agent and the
+# system (ECS_RESERVED_MEMORY). A task asking for more than the rest is never placed. The CPU is registered
+# whole: CPU_UNITS_PER_VCPU units a vCPU.
+ECS_INSTANCE_MEMORY_HEADROOM = 0.05
 
 # Application Auto Scaling allows 20 step adjustments per policy.
 MAX_SCALING_STEPS = 20

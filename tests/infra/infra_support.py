@@ -63,7 +63,7 @@ def build(app: cdk.App, *, default_region: str | None = CLI_REGION,
           env: cdk.Environment | None = None) -> tuple[PipelineConfig, DataStack, ServiceStack]:
     """What app.py does under the CDK CLI: read the config once from the context, add the stacks (with the
     CLI's default region, as app.py passes CDK_DEFAULT_REGION)."""
-    config = PipelineConfig.from_context(app.node.try_get_context)
+    config = PipelineConfig.from_app(app)
     data, service = add_pipeline(app, config, default_region=default_region, env=env)
     return config, data, service
 

@@ -28,7 +28,7 @@ from jobcore.limits import (
     MAX_INLINE_BUDGET_S,
     SQS_MAX_VISIBILITY_S,
 )
-from stacks.config import ConfigError, PipelineConfig
+from stacks.config import ConfigError, PipelineConfig, check_known_keys, gpu_task_memory_limit_mb
 from stacks.constructs.runtime_env import compact_json, lane_environment
 
 # One bad value per key; the test below checks that every key has one.
@@ -42,6 +42,9 @@ BAD_VALUES = {
     "router_reserved_concurrency": 0,
     "router_snapstart": "on",
     "router_provisioned_concurrency": -1,
+    "collector_reserved_concurrency": 0,
+    "webhook_max_concurrency": 1,  # AWS's minimum is 2
+    "intake_max_concurrency": 1001,
     "worker_cpu": 300,
     "worker_memory_mb": 100,
     "worker_concurrency": 0,
@@ -132,6 +135,88 @@ def test_cdk_json_holds_every_key_with_the_default_value():
     # ... and no key the configuration no longer reads (the rest are CDK feature flags).
     assert {key for key in CDK_JSON["context"] if not key.startswith("@")} == set(defaults)
     assert PipelineConfig.from_mapping(CDK_JSON["context"]) == PipelineConfig()
+
+
+class TestUnknownKeys:
+    """A misspelt key would be ignored and its default deployed: it is refused, naming the nearest known key."""
+
+    @pytest.mark.parametrize(("key", "nearest"), [
+        ("worker_concurency", "worker_concurrency"),
+        ("gpu_memory", "gpu_memory_mb"),
+        ("worker-max-tasks", "worker_max_tasks"),
+        ("Stage", "stage"),
+    ])
+    def test_a_misspelt_key_fails_suggesting_the_nearest_one(self, key, nearest):
+        with pytest.raises(ConfigError) as raised:
+            PipelineConfig.from_mapping({**CDK_JSON["context"], key: 16})
+        assert str(raised.value) == f"context key {key!r} is not a setting of this pipeline: did you mean {nearest!r}?"
+
+    def test_a_key_like_no_other_still_fails_naming_itself(self):
+        with pytest.raises(ConfigError, match="context key 'zzz' is not a setting of this pipeline: see the keys"):
+            PipelineConfig.from_mapping({"zzz": 1})
+
+    @pytest.mark.parametrize("key", [
+        "@aws-cdk/aws-lambda:recognizeLayerVersion",  # feature flags, also a flag this aws-cdk-lib does not know
+        "@aws-cdk/core:someFutureFlag",
+        "@aws-cdk-containers/ecs-service-extensions:enableDefaultLogDriver",
+        "aws:cdk:bundling-stacks",  # the CLI's own switches
+        "aws:cdk:enable-path-metadata",
+        "aws:cdk:toolkit:default-region",
+        "acknowledged-issue-numbers",  # written by `cdk acknowledge`
+        "cli-telemetry",  # written by `cdk cli-telemetry --disable`
+        "availability-zones:account=123456789012:region=us-east-1",  # a context provider's cached lookup
+        "ssm:account=123456789012:parameterName=/x:region=us-east-1",
+    ])
+    def test_the_cdks_own_keys_pass(self, key):
+        assert PipelineConfig.from_mapping({**CDK_JSON["context"], key: [1]}) == PipelineConfig()
+
+    def test_the_known_keys_are_the_fields_of_the_config(self):
+        check_known_keys({key: None for key in PipelineConfig.keys()})
+        assert {"worker_concurrency", "gpu_memory_mb", "collector_reserved_concurrency"} <= set(PipelineConfig.keys())
+
+    def test_app_py_refuses_a_misspelt_key(self):
+        env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({**CDK_JSON["context"], "worker_concurency": "8"}),
+               "CDK_OUTDIR": "/nonexistent-never-written"}
+        result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0
+        assert ("configuration error: context key 'worker_concurency' is not a setting of this pipeline: "
+                "did you mean 'worker_concurrency'?") in result.stderr
+
+
+class TestGpuTaskFitsItsInstance:
+    """A GPU task larger than its instance synthesizes, deploys, and is never placed: synth refuses it."""
+
+    def test_the_limits_are_the_instance_size_less_the_agents_headroom(self):
+        # g5.xlarge: 4 vCPU, 16 GiB in prices.json; 5 % of 16,384 MiB kept for the agent and the system.
+        assert gpu_task_memory_limit_mb(16) == 15564
+        config = PipelineConfig.from_mapping({"gpu_instance_type": "g5.xlarge", "gpu_cpu": 4096, "gpu_memory_mb": 15564})
+        assert (config.gpu_cpu, config.gpu_memory_mb) == (4096, 15564)
+
+    @pytest.mark.parametrize(("values", "keys", "detail"), [
+        ({"gpu_memory_mb": 16384}, ("gpu_memory_mb", "gpu_instance_type"), "at most 15564 MiB"),
+        ({"gpu_memory_mb": 15565}, ("gpu_memory_mb", "gpu_instance_type"), "at most 15564 MiB"),
+        ({"gpu_cpu": 8192}, ("gpu_cpu", "gpu_instance_type"), "at most 4096 CPU units"),
+        ({"gpu_cpu": 4097, "gpu_enabled": True}, ("gpu_cpu", "gpu_instance_type"), "at most 4096 CPU units"),
+    ])
+    def test_a_task_larger_than_a_g5_xlarge_fails_naming_both_keys(self, values, keys, detail):
+        with pytest.raises(ConfigError) as raised:
+            PipelineConfig.from_mapping({"gpu_instance_type": "g5.xlarge", **values})
+        message = str(raised.value)
+        assert all(f"'{key}'" in message for key in keys) and detail in message
+        assert "g5.xlarge has 4 vCPU and 16 GiB" in message
+
+    def test_a_larger_instance_takes_the_larger_task(self):
+        config = PipelineConfig.from_mapping({"gpu_instance_type": "g5.2xlarge", "gpu_cpu": 8192, "gpu_memory_mb": 16384})
+        assert config.lanes().get("gpu").memory_mb == 16384
+
+    def test_an_instance_added_by_price_overrides_is_sized_by_them(self):
+        g6e = {"hour": 1.861, "vcpu": 4, "memory_gib": 32, "gpus": 1, "gpu_model": "L40S"}
+        overrides = {"ec2": {"instances": {"g6e.xlarge": g6e}}}
+        assert PipelineConfig.from_mapping({"gpu_instance_type": "g6e.xlarge", "gpu_memory_mb": 30000,
+                                            "price_overrides": overrides}).gpu_memory_mb == 30000
+        with pytest.raises(ConfigError, match="at most 31129 MiB"):
+            PipelineConfig.from_mapping({"gpu_instance_type": "g6e.xlarge", "gpu_memory_mb": 32768,
+                                         "price_overrides": overrides})
 
 
 def test_config_is_frozen():
