@@ -74,7 +74,7 @@ class ServiceStack(Stack):
         code = source_code()  # one asset for every function of the stack
         webhooks = WebhookDispatcher(
             self, "Webhooks", code=code, storage=storage, webhook_secret=secrets.webhook_signing_secret, stage=c.stage,
-            retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention)
+            retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention, max_concurrency=c.webhook_max_concurrency)
 
         router = RouterFunction(
             self, "Router", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
@@ -107,7 +107,7 @@ class ServiceStack(Stack):
             webhook_queue=webhooks.job_queue, anthropic_secret=secrets.anthropic_api_key, stage=c.stage,
             model_id=c.worker_model_id, window_s=c.batch_window_s, max_attempts=c.batch_max_attempts,
             job_ttl_days=c.job_ttl_days, result_retention_days=c.result_retention_days,
-            price_overrides=c.price_overrides, log_retention=retention)
+            price_overrides=c.price_overrides, log_retention=retention, reserved_concurrency=c.collector_reserved_concurrency)
         sweeper = JobSweeper(
             self, "Sweeper", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
             stage=c.stage, max_receives=c.max_receives, price_overrides=c.price_overrides, log_retention=retention)
@@ -117,7 +117,7 @@ class ServiceStack(Stack):
             webhook_queue=webhooks.job_queue, stage=c.stage, model_id=c.model_id, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days, task_rates_per_min=c.task_rates_per_min,
             price_overrides=c.price_overrides, tenant_id=c.intake_tenant, webhook_url=c.intake_webhook_url,
-            log_retention=retention)
+            log_retention=retention, max_concurrency=c.intake_max_concurrency)
         intake.wake_lanes({lane: worker.service for lane, worker in workers.items()})
 
         PipelineMonitoring(self, "Monitoring", intake=intake, alarm_email=c.alarm_email, router=router.function, api=api.api,

@@ -3,8 +3,10 @@ settles the batches that ended (``lambda_src/collector``, :mod:`jobcore.batches`
 
 Why a scheduled Lambda and not an ECS service: a pass is seconds of work (a few API calls and DynamoDB writes),
 while a batch takes minutes to hours to end; a function that runs a minute apart costs nothing in between,
-where a task would idle all day. Reserved concurrency 1: one pass at a time (its batch records are also
-written on their version, so an overlap could not corrupt them, only waste calls).
+where a task would idle all day. No reserved concurrency by default (``reserved_concurrency``, the config's
+``collector_reserved_concurrency``): a reservation fails the deploy in an account whose concurrency quota is
+low, and passes that overlap cannot corrupt anything (batch records are written on their version), only waste
+calls. 1 keeps them one at a time.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ OPEN_BATCH_PERIOD = Duration.minutes(5)
 
 class BatchCollector(Construct):
     """Creates ``function`` (from ``code``, the stack's ``python_lambda.source_code()``; own ``role`` and log
-    group; ``memory_mb`` the batch lane's; reserved concurrency 1) and ``schedule``, an EventBridge rule that runs
+    group; ``memory_mb`` the batch lane's; ``reserved_concurrency``, None for none) and ``schedule``, an EventBridge rule that runs
     it every ``COLLECT_EVERY`` (a failed or late run is not retried: the next one does the same work).
 
     It gets exactly the environment ``CollectorSettings`` reads (``LANES``, ``PRICE_OVERRIDES``; ``BATCH_QUEUE_URL``,
@@ -57,6 +59,7 @@ class BatchCollector(Construct):
         code: lambda_.Code, storage: JobStorage, lanes: Lanes, queue: JobQueue, webhook_queue: JobQueue,
         anthropic_secret: secretsmanager.ISecret, stage: str, model_id: str, window_s: int, max_attempts: int,
         job_ttl_days: int, result_retention_days: int, price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         lane = lanes.batch_lane
@@ -82,7 +85,7 @@ class BatchCollector(Construct):
         runtime_env.check(CollectorSettings.from_env, environment, where=self.node.path)
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=lane.memory_mb, timeout=FUNCTION_TIMEOUT,
-            log_retention=log_retention, retry_attempts=0, reserved_concurrency=1,
+            log_retention=log_retention, retry_attempts=0, reserved_concurrency=reserved_concurrency,
             role_description="The batch collector Lambda's role",
             description="Sends the batch lane's jobs as Message Batches and settles the batches that ended.")
         self.function, self.role, self.log_group = made.function, made.role, made.log_group

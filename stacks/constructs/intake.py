@@ -77,7 +77,8 @@ class IntakeQueue(Construct):
 
 class IntakeFunction(Construct):
     """Creates ``function`` (from ``code``, the stack's ``python_lambda.source_code()``; own ``role`` and log group),
-    consuming ``intake.job_queue`` (batches of ``BATCH_SIZE``, partial batch responses).
+    consuming ``intake.job_queue`` (batches of ``BATCH_SIZE``, partial batch responses, at most ``max_concurrency``
+    invocations at once).
 
     It gets exactly the environment ``IntakeSettings`` reads: the router's (without the Anthropic secret: an intake
     job is async, never run inline, so the function never calls Claude), ``INTAKE_TENANT`` (``tenant_id``, the API
@@ -93,7 +94,7 @@ class IntakeFunction(Construct):
         code: lambda_.Code, storage: JobStorage, intake: IntakeQueue, lanes: Lanes, queues: Mapping[str, JobQueue],
         webhook_queue: JobQueue, stage: str, model_id: str, job_ttl_days: int, result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any], tenant_id: str, webhook_url: str,
-        log_retention: logs.RetentionDays,
+        log_retention: logs.RetentionDays, max_concurrency: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.intake_queue = intake_queue = intake.job_queue
@@ -116,7 +117,7 @@ class IntakeFunction(Construct):
             description="Turns objects created under intake/<task>/ of the job bucket into jobs.")
         self.function, self.role, self.log_group = made.function, made.role, made.log_group
         self.function.add_event_source(event_sources.SqsEventSource(
-            intake_queue.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True))
+            intake_queue.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True, max_concurrency=max_concurrency))
         self.role.add_managed_policy(intake.read_policy)
         storage.grant_job_data(self.role)
         for job_queue in queues.values():

@@ -48,8 +48,9 @@ class WebhookDispatcher(Construct):
     delivery over again) and two functions from ``code`` (the stack's ``python_lambda.source_code()``),
     each with its own role and log group:
 
-      ``dispatcher``: consumes the queue (batches of ``BATCH_SIZE``, partial batch responses), one
-        attempt per hand-over; timeout ``FUNCTION_TIMEOUT`` (a sixth of the queue's visibility).
+      ``dispatcher``: consumes the queue (batches of ``BATCH_SIZE``, partial batch responses, at most
+        ``max_concurrency`` invocations at once), one attempt per hand-over; timeout ``FUNCTION_TIMEOUT`` (a
+        sixth of the queue's visibility).
       ``sweep``: run every ``SWEEP_EVERY`` by an EventBridge rule (``schedule``); hands over what falls
         due before the next run. A failed run is not retried: the next one does the same work.
 
@@ -63,7 +64,7 @@ class WebhookDispatcher(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
         code: lambda_.Code, storage: JobStorage, webhook_secret: secretsmanager.ISecret,
-        stage: str, retry_schedule_s: str, log_retention: logs.RetentionDays,
+        stage: str, retry_schedule_s: str, log_retention: logs.RetentionDays, max_concurrency: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.job_queue = JobQueue(self, "Delivery", visibility_timeout=Duration.seconds(schema.WEBHOOK_VISIBILITY_S),
@@ -89,7 +90,7 @@ class WebhookDispatcher(Construct):
             description="Makes the webhook attempt each hand-over names, records it, schedules the next.")
         self.dispatcher = dispatcher.function
         dispatcher.function.add_event_source(event_sources.SqsEventSource(
-            self.job_queue.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True))
+            self.job_queue.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True, max_concurrency=max_concurrency))
         storage.grant_job_data(dispatcher.role)
         self.job_queue.grant_send(dispatcher.role)
         webhook_secret.grant_read(dispatcher.role)

@@ -27,6 +27,9 @@ GPU_OVERRIDES = {
     "gpu_enabled": "true",  # a string, as `cdk deploy -c gpu_enabled=true` passes it
     "alarm_email": "ops@example.com",
     "router_reserved_concurrency": 50,
+    "collector_reserved_concurrency": 1,
+    "webhook_max_concurrency": 20,
+    "intake_max_concurrency": "10",
     "worker_on_demand_base": 1,
     "worker_on_demand_weight": 1,
     "worker_spot_fallback_after_s": 600,

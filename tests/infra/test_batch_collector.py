@@ -1,4 +1,4 @@
-"""BatchCollector: the collector Lambda (reserved concurrency 1) and its schedule, the exact environment
+"""BatchCollector: the collector Lambda (reserved concurrency only when configured) and its schedule, the exact environment
 CollectorSettings reads, its permissions, the batch lane's queue (held only within a pass, no worker service),
 its alarms, and no collector when the batch lane is off."""
 
@@ -41,16 +41,21 @@ def batch_queue(app) -> str:
     return one(app.service_json, "AWS::SQS::Queue", "BatchLaneQueue")[0]
 
 
-def test_the_collector_is_a_scheduled_lambda_one_at_a_time(default_app):
+def test_the_collector_is_a_scheduled_lambda_without_reserved_concurrency_by_default(default_app):
     _, function = collector(default_app)
     props = function["Properties"]
     assert props["Handler"] == batch_collector.HANDLER == "collector.handler.handler"
     assert (props["Architectures"], props["Runtime"], props["Timeout"], props["MemorySize"]) == (["arm64"], "python3.13", 300, 1024)
-    assert props["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in props  # a reservation fails the deploy in a new account
     _, rule = one(default_app.service_json, "AWS::Events::Rule", "CollectorSchedule")
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == arn(collector(default_app)[0])
+
+
+def test_a_configured_reservation_keeps_passes_one_at_a_time(gpu_app):
+    assert gpu_app.config.collector_reserved_concurrency == 1
+    assert collector(gpu_app)[1]["Properties"]["ReservedConcurrentExecutions"] == 1
 
 
 def test_env_is_exactly_what_collector_settings_read_and_it_parses(app):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aws_cdk
 import pytest
-from infra_support import CDK_JSON, REPO
+from infra_support import CDK_JSON, REPO, resources
 
 from jobadapters import settings
 from jobadapters.settings import DispatcherSettings, RouterSettings
@@ -26,6 +26,7 @@ from jobcore.limits import (
     LAMBDA_MAX_MEMORY_MB,
     LAMBDA_MIN_MEMORY_MB,
     MAX_INLINE_BUDGET_S,
+    SQS_EVENT_SOURCE_MIN_CONCURRENCY,
     SQS_MAX_VISIBILITY_S,
 )
 from stacks.config import ConfigError, PipelineConfig, check_known_keys, gpu_task_memory_limit_mb
@@ -217,6 +218,26 @@ class TestGpuTaskFitsItsInstance:
         with pytest.raises(ConfigError, match="at most 31129 MiB"):
             PipelineConfig.from_mapping({"gpu_instance_type": "g6e.xlarge", "gpu_memory_mb": 32768,
                                          "price_overrides": overrides})
+
+
+class TestANewAccount:
+    """The defaults deploy in a new account, whose Lambda concurrency quota can be 10: Lambda refuses any reserved
+    concurrency that leaves fewer than 100 unreserved executions, and an SQS event source without a maximum
+    concurrency could take all of them from the router."""
+
+    def test_no_function_reserves_concurrency_by_default(self, default_app):
+        for template in (default_app.data_json, default_app.service_json):
+            functions = resources(template, "AWS::Lambda::Function")
+            assert functions
+            assert {name for name, f in functions.items() if "ReservedConcurrentExecutions" in f["Properties"]} == set()
+        assert PipelineConfig().router_reserved_concurrency is None and PipelineConfig().collector_reserved_concurrency is None
+
+    def test_every_sqs_event_source_has_a_maximum_concurrency(self, default_app, gpu_app):
+        for app in (default_app, gpu_app):
+            mappings = resources(app.service_json, "AWS::Lambda::EventSourceMapping")
+            assert len(mappings) == 2  # the webhook dispatcher's and the S3 intake's
+            for name, mapping in mappings.items():
+                assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] >= SQS_EVENT_SOURCE_MIN_CONCURRENCY, name
 
 
 def test_config_is_frozen():

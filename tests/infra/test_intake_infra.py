@@ -59,6 +59,14 @@ def test_the_intake_function_consumes_the_queue_in_batches_with_partial_failures
     assert mapping["Properties"]["BatchSize"] == intake.BATCH_SIZE <= 10
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert QUEUE in json.dumps(mapping["Properties"]["EventSourceArn"])
+    # A bulk drop of objects may not take the account's concurrency from the router.
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": default_app.config.intake_max_concurrency} == {
+        "MaximumConcurrency": 2}
+
+
+def test_the_intakes_maximum_concurrency_comes_from_config(gpu_app):
+    _, mapping = one(gpu_app.service_json, "AWS::Lambda::EventSourceMapping", "IntakeFunction")
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 10}
 
 
 def test_the_intake_function_gets_exactly_what_intake_settings_read(default_app):

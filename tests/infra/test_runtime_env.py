@@ -246,7 +246,7 @@ class TestConstructsCheckTheirEnvironment:
             WebhookDispatcher(
                 stack, "Webhooks", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 webhook_secret=PipelineSecrets(stack, "Secrets").webhook_signing_secret, stage="dev",
-                retry_schedule_s="5,-300", log_retention=logs.RetentionDays.ONE_DAY)
+                retry_schedule_s="5,-300", log_retention=logs.RetentionDays.ONE_DAY, max_concurrency=5)
 
     def test_a_sweeper_without_a_queue_for_an_enabled_lane(self, stack):
         config = PipelineConfig(gpu_enabled=True)

@@ -141,6 +141,14 @@ def test_the_dispatcher_consumes_the_queue_in_batches_with_partial_failures(defa
     assert props["EventSourceArn"] == {"Fn::GetAtt": [QUEUE, "Arn"]}
     assert props["BatchSize"] == webhook_dispatcher.BATCH_SIZE == 3
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A burst of webhooks may not take the account's concurrency from the router.
+    assert props["ScalingConfig"] == {"MaximumConcurrency": default_app.config.webhook_max_concurrency} == {
+        "MaximumConcurrency": 5}
+
+
+def test_the_dispatchers_maximum_concurrency_comes_from_config(gpu_app):
+    _, mapping = one(gpu_app.service_json, "AWS::Lambda::EventSourceMapping", "WebhooksDispatcher")
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}
 
 
 def test_dispatcher_role_uses_job_data_the_queue_and_the_signing_secret_only(default_app):
