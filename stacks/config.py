@@ -65,7 +65,7 @@ _HF_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INTAKE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # GPU families that ECS can expose to a task as a GPU resource (x86: the worker image is linux/amd64).
-_GPU_INSTANCE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
+GPU_INSTANCE_TYPE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
 # A release of the ECS-optimized AL2023 GPU AMI, e.g. al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs.
 _GPU_AMI_RELEASE = re.compile(r"^al2023-ami-ecs-gpu-hvm-2023\.\d+\.\d{8}-kernel-\d+\.\d+-x86_64-ebs$")
 
@@ -373,7 +373,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cpu_job_timeout_s": _between(60, SQS_MAX_VISIBILITY_S),
     "max_receives": _between(1, 1000),
     "gpu_enabled": ((lambda v: isinstance(v, bool)), "true or false"),
-    "gpu_instance_type": _matches(_GPU_INSTANCE, "a GPU instance type such as 'g5.xlarge' (g4dn, g5, g6, g6e, p3-p5)"),
+    "gpu_instance_type": _matches(GPU_INSTANCE_TYPE, "a GPU instance type such as 'g5.xlarge' (g4dn, g5, g6, g6e, p3-p5)"),
     "gpu_ami_release": _matches(
         _GPU_AMI_RELEASE, "an ECS-optimized AL2023 GPU AMI release such as "
         "'al2023-ami-ecs-gpu-hvm-2023.0.20260901-kernel-6.1-x86_64-ebs'"),

@@ -1,4 +1,8 @@
-"""The GPU lane's AMI release, checked at synth against the regions it is published in.
+"""Where the GPU lane can deploy: its instance type and its AMI release, checked at synth against the deploy region.
+
+``gpu_instance_type`` must be offered in the region: ``gpu_instance_regions.json`` lists the regions of each GPU
+instance type, generated from cfn-lint's regional data by ``python -m tools.gpu_regions`` (a test keeps it equal
+to what the pinned cfn-lint says). A type the region lacks would deploy an Auto Scaling group that never launches.
 
 ``gpu_ami_release`` names a release of the ECS-optimized Amazon Linux 2023 GPU AMI, read at deploy from
 the public SSM parameter ``/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/<release>/image_id``. AWS
@@ -17,6 +21,7 @@ from pathlib import Path
 from stacks.config import ConfigError
 
 RELEASES_FILE = Path(__file__).resolve().with_name("gpu_ami_releases.json")
+INSTANCE_REGIONS_FILE = Path(__file__).resolve().with_name("gpu_instance_regions.json")
 PARAMETER_PATH = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu"
 _SHOWN = "stacks/gpu_ami_releases.json"
 
@@ -65,3 +70,35 @@ class GpuAmiReleases:
         raise GpuAmiReleaseError(
             f"context key 'gpu_ami_release' = {release!r}: not published in {region} as far as {_SHOWN} knows "
             f"(listed for {', '.join(sorted(regions))}); {pick}. {how}")
+
+
+class GpuInstanceRegionError(ConfigError):
+    """The configured instance type is not offered in the deploy region; the message names the ones that are."""
+
+
+@dataclass(frozen=True)
+class GpuInstanceRegions:
+    """``regions``: GPU instance type -> the regions it is offered in; ``source``: where that was read."""
+
+    regions: Mapping[str, frozenset[str]]
+    source: str
+
+    @classmethod
+    def load(cls, path: Path = INSTANCE_REGIONS_FILE) -> GpuInstanceRegions:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(regions={name: frozenset(regions) for name, regions in data["instance_types"].items()},
+                   source=str(data["source"]))
+
+    def in_region(self, region: str) -> list[str]:
+        return sorted(name for name, regions in self.regions.items() if region in regions)
+
+    def check(self, instance_type: str, region: str) -> None:
+        """Returns if ``instance_type`` is offered in ``region``; raises :class:`GpuInstanceRegionError` otherwise."""
+        if region in self.regions.get(instance_type, ()):
+            return
+        offered = self.in_region(region)
+        pick = (f"GPU types offered in {region}: {', '.join(offered)}" if offered
+                else f"no GPU instance type is offered in {region}")
+        raise GpuInstanceRegionError(
+            f"context key 'gpu_instance_type' = {instance_type!r}: not offered in {region} ({pick}; "
+            f"stacks/gpu_instance_regions.json, from {self.source})")

@@ -28,7 +28,7 @@ from stacks.constructs.router import RouterFunction
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 from stacks.data_stack import DataStack
-from stacks.gpu_ami import GpuAmiReleases
+from stacks.gpu_ami import GpuAmiReleases, GpuInstanceRegions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Both built with the repo root as context (see .dockerignore), for linux/amd64.
@@ -53,7 +53,7 @@ class ServiceStack(Stack):
 
     Each lane's workers get their image (:func:`worker_image`): the CPU lane's from ``Dockerfile``, the GPU
     lane's from ``Dockerfile.gpu`` with the embedding model to bake as build args. With the GPU lane on, the
-    AMI release is checked against the deploy region first (:meth:`check_gpu_ami_release`): the stack's
+    instance type and the AMI release are checked against the deploy region first (:meth:`check_gpu_region`): the stack's
     own region, or, for an environment-agnostic stack, ``default_region`` (the CDK CLI's default region,
     ``CDK_DEFAULT_REGION``, which is where ``cdk deploy`` sends such a stack)."""
 
@@ -66,7 +66,7 @@ class ServiceStack(Stack):
         lanes = c.lanes()
         queued = lanes.queued()
         if any(isinstance(lane.compute, Ec2Compute) for lane in queued):
-            self.check_gpu_ami_release(c.gpu_ami_release, default_region)
+            self.check_gpu_region(c.gpu_instance_type, c.gpu_ami_release, default_region)
         queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
                                       visibility_timeout=Duration.seconds(schema.queue_visibility_s(lane)))
                   for lane in queued}
@@ -140,17 +140,20 @@ class ServiceStack(Stack):
         CfnOutput(self, "WebhookDeadLetterQueueUrl", value=webhooks.job_queue.dead_letter_queue.queue_url,
                   description="Hand-overs the dispatcher could not process; the sweep retries pending deliveries")
 
-    def check_gpu_ami_release(self, release: str, default_region: str | None) -> None:
-        """Fails synth (:class:`stacks.gpu_ami.GpuAmiReleaseError`, saying what to do) unless
-        ``gpu_ami_releases.json`` lists ``release`` for the deploy region; a warning when no region is known."""
+    def check_gpu_region(self, instance_type: str, release: str, default_region: str | None) -> None:
+        """Fails synth unless the deploy region offers ``instance_type`` (``gpu_instance_regions.json``:
+        :class:`stacks.gpu_ami.GpuInstanceRegionError`) and ``gpu_ami_releases.json`` lists ``release`` for it
+        (:class:`stacks.gpu_ami.GpuAmiReleaseError`, saying what to do); a warning when no region is known."""
         region = self.region if not Token.is_unresolved(self.region) else default_region
         if not region:
             Annotations.of(self).add_warning_v2(
                 "pipeline:gpu-ami-release-unchecked",
-                f"gpu_ami_release {release!r} was not checked against a region: the stack is environment-agnostic "
+                f"gpu_instance_type {instance_type!r} and gpu_ami_release {release!r} were not checked against a "
+                "region: the stack is environment-agnostic "
                 "and CDK_DEFAULT_REGION is not set. cdk deploy sets it; to check by hand, synth with AWS_REGION "
                 "set or see stacks/gpu_ami_releases.json.")
             return
+        GpuInstanceRegions.load().check(instance_type, region)
         GpuAmiReleases.load().check(release, region)
 
     def _image(self, config: PipelineConfig, lane: Lane) -> ecs.ContainerImage:

@@ -8,7 +8,7 @@ import os
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # before jsii starts
 
 import pytest  # noqa: E402
-from infra_support import GPU_OVERRIDES, Synth, synth  # noqa: E402
+from infra_support import GPU_OVERRIDES, GPU_REGION, Synth, synth  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -18,4 +18,4 @@ def default_app() -> Synth:
 
 @pytest.fixture(scope="session")
 def gpu_app() -> Synth:
-    return synth(**GPU_OVERRIDES)
+    return synth(default_region=GPU_REGION, **GPU_OVERRIDES)

@@ -21,6 +21,9 @@ CDK_JSON = json.loads((REPO / "cdk.json").read_text())
 NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
 # The region the CDK CLI hands app.py as CDK_DEFAULT_REGION when none is configured (its own default).
 CLI_REGION = "us-east-1"
+# The region the GPU builds deploy to: stacks/gpu_ami_releases.json lists the default release there only (verified),
+# and stacks/gpu_instance_regions.json says it offers g5.xlarge.
+GPU_REGION = "ap-northeast-1"
 
 # The GPU build also turns on the options that are off by default, so each is synthesized at least once.
 GPU_OVERRIDES = {

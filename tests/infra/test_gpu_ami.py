@@ -1,4 +1,5 @@
-"""The GPU AMI release, checked at synth against the deploy region (stacks/gpu_ami_releases.json)."""
+"""Where the GPU lane can deploy, checked at synth against the deploy region: its AMI release
+(stacks/gpu_ami_releases.json) and its instance type (stacks/gpu_instance_regions.json, from cfn-lint's data)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,26 @@ import sys
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Annotations, Match
-from infra_support import CDK_JSON, REPO, synth
+from infra_support import CDK_JSON, GPU_REGION, REPO, synth
 
-from stacks.config import _GPU_AMI_RELEASE, PipelineConfig
+from stacks.config import _GPU_AMI_RELEASE, GPU_INSTANCE_TYPE, PipelineConfig
 from stacks.constructs.compute import GPU_AMI_PARAMETER
-from stacks.gpu_ami import PARAMETER_PATH, RELEASES_FILE, GpuAmiReleaseError, GpuAmiReleases
+from stacks.gpu_ami import (
+    INSTANCE_REGIONS_FILE,
+    PARAMETER_PATH,
+    RELEASES_FILE,
+    GpuAmiReleaseError,
+    GpuAmiReleases,
+    GpuInstanceRegionError,
+    GpuInstanceRegions,
+)
+from tools import gpu_regions
 
 DEFAULT_RELEASE = PipelineConfig().gpu_ami_release
 UNKNOWN_RELEASE = "al2023-ami-ecs-gpu-hvm-2023.0.20200101-kernel-6.1-x86_64-ebs"
-UNLISTED_REGION = "il-central-1"  # a commercial region the file does not (yet) list
+DEFAULT_INSTANCE = PipelineConfig().gpu_instance_type
+UNLISTED_REGION = "il-central-1"  # a commercial region that offers g5.xlarge but the releases file does not (yet) list
+NO_G5_REGION = "us-west-1"  # a region that does not offer g5.xlarge (cfn-lint's regional data)
 
 
 def test_the_data_file_lists_releases_with_their_regions_and_says_how_to_refresh_it():
@@ -31,16 +43,54 @@ def test_the_data_file_lists_releases_with_their_regions_and_says_how_to_refresh
         assert _GPU_AMI_RELEASE.fullmatch(release), release
         assert regions == sorted(set(regions)) and regions
         assert all(re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region) for region in regions), regions
-    # cdk.json's release is one synth can check, in the regions most deployments use.
-    assert {"us-east-1", "us-west-2", "eu-west-1"} <= set(data["releases"][CDK_JSON["context"]["gpu_ami_release"]])
+    # cdk.json's release is one synth can check: listed for the region it was verified in, and only that.
+    assert data["releases"][CDK_JSON["context"]["gpu_ami_release"]] == [GPU_REGION]
+
+
+def test_every_region_listed_for_a_release_offers_the_default_instance_type():
+    # The check that would have caught the old list: 6 of its 21 regions do not offer g5.xlarge.
+    offered = GpuInstanceRegions.load().regions[DEFAULT_INSTANCE]
+    for release, regions in GpuAmiReleases.load().releases.items():
+        assert regions <= offered, (release, sorted(regions - offered))
+
+
+class TestInstanceRegions:
+    regions = GpuInstanceRegions.load()
+
+    def test_the_data_file_is_what_the_pinned_cfn_lint_says(self):
+        assert INSTANCE_REGIONS_FILE.read_text() == gpu_regions.render(gpu_regions.build()), (
+            "stacks/gpu_instance_regions.json is stale: run python -m tools.gpu_regions")
+        pin = next(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("cfn-lint=="))
+        assert self.regions.source.startswith(f"cfn-lint {pin.split('==')[1]}, ")
+
+    def test_it_covers_the_instance_types_the_config_admits(self):
+        assert DEFAULT_INSTANCE in self.regions.regions
+        assert all(GPU_INSTANCE_TYPE.fullmatch(name) for name in self.regions.regions)
+        assert {"g5.xlarge", "g5.2xlarge", "g6.xlarge"} <= set(self.regions.regions)  # every GPU type prices.json lists
+
+    def test_g5_xlarge_is_absent_where_cfn_lint_says_so(self):
+        absent = {"af-south-1", "ap-northeast-3", "ap-southeast-1", "eu-south-1", "me-south-1", "us-west-1"}
+        assert not absent & self.regions.regions["g5.xlarge"]
+        assert {"us-east-1", "us-west-2", "eu-west-1", GPU_REGION} <= self.regions.regions["g5.xlarge"]
+
+    def test_a_type_the_region_lacks_fails_naming_the_ones_it_offers(self):
+        assert self.regions.check("g5.xlarge", "us-east-1") is None
+        with pytest.raises(GpuInstanceRegionError) as raised:
+            self.regions.check("g5.xlarge", NO_G5_REGION)
+        message = str(raised.value)
+        assert message.startswith(f"context key 'gpu_instance_type' = 'g5.xlarge': not offered in {NO_G5_REGION} (GPU types "
+                                  f"offered in {NO_G5_REGION}: g4dn.")
+        assert "cfn-lint" in message
+        with pytest.raises(GpuInstanceRegionError, match="no GPU instance type is offered in xx-nowhere-1"):
+            self.regions.check("g5.xlarge", "xx-nowhere-1")
 
 
 class TestCheck:
     releases = GpuAmiReleases.load()
 
     def test_a_release_listed_for_the_region_passes(self):
-        assert self.releases.check(DEFAULT_RELEASE, "eu-west-1") is None
-        assert self.releases.in_region("eu-west-1") == [DEFAULT_RELEASE]
+        assert self.releases.check(DEFAULT_RELEASE, GPU_REGION) is None
+        assert self.releases.in_region(GPU_REGION) == [DEFAULT_RELEASE]
 
     def test_a_release_not_published_in_the_region_fails_saying_how_to_pick_one(self):
         with pytest.raises(GpuAmiReleaseError) as raised:
@@ -53,18 +103,18 @@ class TestCheck:
 
     def test_an_unknown_release_fails_naming_the_releases_of_the_region(self):
         with pytest.raises(GpuAmiReleaseError) as raised:
-            self.releases.check(UNKNOWN_RELEASE, "us-east-1")
+            self.releases.check(UNKNOWN_RELEASE, GPU_REGION)
         message = str(raised.value)
         assert f"{UNKNOWN_RELEASE!r}: not a release listed in stacks/gpu_ami_releases.json" in message
-        assert f"releases listed for us-east-1: {DEFAULT_RELEASE}" in message
-        assert "--region us-east-1" in message and "-c gpu_ami_release=" in message
+        assert f"releases listed for {GPU_REGION}: {DEFAULT_RELEASE}" in message
+        assert f"--region {GPU_REGION}" in message and "-c gpu_ami_release=" in message
 
 
 class TestSynth:
     def test_a_listed_release_synthesizes_in_the_cli_region_and_in_an_explicit_one(self, gpu_app):
-        assert gpu_app.config.gpu_ami_release == DEFAULT_RELEASE  # gpu_app: the CLI's default region, us-east-1
-        app = synth(gpu_enabled="true", default_region=None, env=cdk.Environment(region="eu-west-2"))
-        assert app.service.region == "eu-west-2"
+        assert gpu_app.config.gpu_ami_release == DEFAULT_RELEASE  # gpu_app: the CLI's default region, GPU_REGION
+        app = synth(gpu_enabled="true", default_region=None, env=cdk.Environment(region=GPU_REGION))
+        assert app.service.region == GPU_REGION
         assert Annotations.from_stack(app.service).find_warning("*", Match.string_like_regexp("gpu_ami_release")) == []
 
     def test_an_unlisted_region_fails_synth(self):
@@ -72,11 +122,17 @@ class TestSynth:
             synth(gpu_enabled="true", default_region=UNLISTED_REGION)
         # The stack's own region wins over the CLI's default.
         with pytest.raises(GpuAmiReleaseError, match=f"not published in {UNLISTED_REGION}"):
-            synth(gpu_enabled="true", default_region="us-east-1", env=cdk.Environment(region=UNLISTED_REGION))
+            synth(gpu_enabled="true", default_region=GPU_REGION, env=cdk.Environment(region=UNLISTED_REGION))
 
     def test_an_unknown_release_fails_synth(self):
         with pytest.raises(GpuAmiReleaseError, match="not a release listed"):
-            synth(gpu_enabled="true", gpu_ami_release=UNKNOWN_RELEASE)
+            synth(gpu_enabled="true", gpu_ami_release=UNKNOWN_RELEASE, default_region=GPU_REGION)
+
+    def test_an_instance_type_the_region_does_not_offer_fails_synth(self):
+        with pytest.raises(GpuInstanceRegionError, match=f"'gpu_instance_type' = 'g5.xlarge': not offered in {NO_G5_REGION}"):
+            synth(gpu_enabled="true", default_region=NO_G5_REGION)
+        with pytest.raises(GpuInstanceRegionError, match="not offered in ap-northeast-3"):
+            synth(gpu_enabled="true", default_region=None, env=cdk.Environment(region="ap-northeast-3"))
 
     def test_without_the_gpu_lane_nothing_is_checked(self):
         synth(gpu_ami_release=UNKNOWN_RELEASE, default_region=UNLISTED_REGION)

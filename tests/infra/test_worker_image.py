@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from infra_support import REPO, inline_statements, synth, worker_variables
+from infra_support import GPU_REGION, REPO, inline_statements, synth, worker_variables
 
 from jobadapters import embeddings as embeddings_module
 from stacks.config import PipelineConfig
@@ -29,7 +29,8 @@ fetch_model = _load_fetch_model()
 @pytest.fixture(scope="module")
 def baked_gpu_app():
     """The GPU lane with a public model to bake (no S3 model), at a pinned commit."""
-    return synth(gpu_enabled="true", embedding_model_repo="org/embedder", embedding_model_revision="0123abcd")
+    return synth(gpu_enabled="true", embedding_model_repo="org/embedder", embedding_model_revision="0123abcd",
+                 default_region=GPU_REGION)
 
 DOCKERFILE = (REPO / "container_src" / "Dockerfile").read_text()
 
