@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from aws_cdk import DockerImage, ILocalBundling
 # Lambda's Python runtimes on arm64 run Amazon Linux 2023 (glibc 2.34): any of these wheels load there.
 # pip does not widen a --platform to older manylinux tags by itself, so each is named.
 LAMBDA_ARM64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
-_NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
+NOT_COPIED = ("__pycache__", "*.pyc", "tests")  # of the source packages
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -47,9 +48,21 @@ class PipLocalBundling:
         self._run = run
 
     def pip_command(self, output_dir: str) -> list[str]:
+        return [sys.executable, *self._pip_args(output_dir, str(self.requirements))]
+
+    def recipe(self) -> str:
+        """How the bundle is made, apart from the sources: pip's arguments (the target platforms, Python version,
+        implementation, flags; the lock named relative to the sources) and what the copy leaves out. The asset
+        hash covers it (:func:`stacks.constructs.python_lambda.asset_hash`): a changed recipe is a new bundle even
+        when no source changed. Nothing machine-specific (no absolute path, not this machine's Python)."""
+        requirements = (self.requirements.relative_to(self.source_dir).as_posix()
+                        if self.requirements.is_relative_to(self.source_dir) else self.requirements.name)
+        return json.dumps({"pip": self._pip_args("<asset output>", requirements), "not_copied": NOT_COPIED})
+
+    def _pip_args(self, output_dir: str, requirements: str) -> list[str]:
         platform_args = [arg for platform in self.platforms for arg in ("--platform", platform)]
         return [
-            sys.executable, "-m", "pip", "install", "--requirement", str(self.requirements), "--require-hashes",
+            "-m", "pip", "install", "--requirement", requirements, "--require-hashes",
             "--no-deps", "--target", output_dir, *platform_args, "--implementation", "cp", "--python-version", self.python_version,
             "--only-binary=:all:", "--no-compile", "--disable-pip-version-check", "--quiet",
         ]
@@ -65,5 +78,6 @@ class PipLocalBundling:
                 f"command: {' '.join(result.args)}\n{result.stdout}{result.stderr}")
         shutil.rmtree(Path(output_dir) / "bin", ignore_errors=True)  # console scripts: no use in a Lambda
         for package in self.packages():
-            shutil.copytree(package, Path(output_dir) / package.name, ignore=_NOT_COPIED, dirs_exist_ok=True)
+            shutil.copytree(package, Path(output_dir) / package.name, ignore=shutil.ignore_patterns(*NOT_COPIED),
+                            dirs_exist_ok=True)
         return True

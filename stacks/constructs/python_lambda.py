@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy
+from aws_cdk import AssetHashType, BundlingOptions, Duration, FileSystem, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -23,6 +23,7 @@ LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME (and `make lock`'s for the Lambda)
 LAMBDA_REQUIREMENTS = LAMBDA_SRC / "requirements.lock"
+SOURCE_EXCLUDE = ("**/__pycache__", "**/*.pyc", "**/tests")
 
 
 def source_code() -> lambda_.AssetCode:
@@ -32,17 +33,25 @@ def source_code() -> lambda_.AssetCode:
     One instance serves every function of a stack (CDK stages and uploads it once); a second stack
     needs its own.
     """
+    bundling = lambda_bundling()
     return lambda_.Code.from_asset(
         str(LAMBDA_SRC),
-        exclude=["**/__pycache__", "**/*.pyc", "**/tests"],
-        # Hash the sources, not pip's output: a synth that changes nothing changes nothing. The lock sits in
-        # lambda_src, so the hash covers every resolved dependency and its wheel hashes too.
-        asset_hash_type=AssetHashType.SOURCE,
+        exclude=list(SOURCE_EXCLUDE),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=asset_hash(bundling),
         bundling=BundlingOptions(
             image=RUNTIME.bundling_image,  # never used: local bundling either succeeds or raises
-            local=lambda_bundling(),
+            local=bundling,
         ),
     )
+
+
+def asset_hash(bundling: PipLocalBundling) -> str:
+    """The sources' fingerprint with the bundling recipe (:meth:`PipLocalBundling.recipe`), not pip's output: a
+    synth that changes nothing changes nothing. The lock sits in lambda_src, so the sources cover every resolved
+    dependency and its wheel hashes; the recipe covers the platform and the Python they are installed for (CDK's
+    own source hash sees neither: its bundling options hold the local bundler only as an object reference)."""
+    return FileSystem.fingerprint(str(bundling.source_dir), exclude=list(SOURCE_EXCLUDE), extra_hash=bundling.recipe())
 
 
 def lambda_bundling() -> PipLocalBundling:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import aws_cdk as cdk
 import pytest
 from infra_support import REPO
 
+from stacks.constructs import python_lambda
 from stacks.constructs.bundling import LAMBDA_ARM64_PLATFORMS, BundlingError, PipLocalBundling
+from stacks.constructs.python_lambda import asset_hash
 
 
 class FakePip:
@@ -81,3 +85,42 @@ def test_runtime_pins_match_the_versions_tested_here(requirements):
         if line and not line.startswith("#"):
             name, version = line.split("==")
             assert metadata.version(name) == version, f"{requirements}: {name}"
+
+
+# ---- the asset hash: the sources and the recipe, nothing of this machine
+
+
+def test_the_recipe_is_pips_arguments_without_anything_of_this_machine(source, tmp_path):
+    bundler = PipLocalBundling(source_dir=source, requirements=source / "requirements.txt", python_version="3.13")
+    recipe = json.loads(bundler.recipe())
+    command = bundler.pip_command("<asset output>")
+    command[command.index("--requirement") + 1] = "requirements.txt"  # named relative to the sources
+    assert recipe["pip"] == command[1:]
+    assert str(tmp_path) not in bundler.recipe() and sys.executable not in bundler.recipe()
+
+
+def test_the_asset_hash_changes_with_the_recipe_even_when_no_source_does(source):
+    def hashed(**changes) -> str:
+        options = {"source_dir": source, "requirements": source / "requirements.txt", "python_version": "3.13", **changes}
+        return asset_hash(PipLocalBundling(**options))
+
+    assert hashed() == hashed()
+    assert hashed(python_version="3.12") != hashed()
+    assert hashed(platforms=("manylinux2014_aarch64",)) != hashed()
+    assert hashed(platforms=("manylinux2014_x86_64",)) != hashed(platforms=("manylinux2014_aarch64",))
+    before = hashed()
+    (source / "jobcore" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"compiled")  # excluded: no change
+    assert hashed() == before
+    (source / "requirements.txt").write_text("anthropic==2.15.0\n")  # the lock is a source
+    assert hashed() != before
+
+
+def test_the_lambda_asset_is_a_new_bundle_when_the_recipe_changes(monkeypatch):
+    def object_key() -> str:
+        stack = cdk.Stack(cdk.App(context={"aws:cdk:bundling-stacks": []}), "Stack")
+        return python_lambda.source_code().bind(stack).s3_location.object_key
+
+    same_recipe = object_key()
+    assert object_key() == same_recipe
+    monkeypatch.setattr(python_lambda, "PYTHON_VERSION", "3.14")
+    assert object_key() != same_recipe
