@@ -3,6 +3,7 @@ Safe to destroy and redeploy."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aws_cdk import Annotations, CfnOutput, Duration, Stack, Token
@@ -31,7 +32,8 @@ from stacks.data_stack import DataStack
 from stacks.gpu_ami import GpuAmiReleases, GpuInstanceRegions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Both built with the repo root as context (see .dockerignore), for linux/amd64.
+# Both built with the repo root as context, for linux/amd64, each narrowed to what its Dockerfile copies
+# (build_context_exclude): a change to one image's files never rebuilds and redeploys the other lane.
 WORKER_DOCKERFILE = "container_src/Dockerfile"  # the CPU lane: Python slim, onnxruntime on the CPU
 GPU_WORKER_DOCKERFILE = "container_src/Dockerfile.gpu"  # the GPU lane: CUDA runtime, onnxruntime-gpu, a baked model
 _R = logs.RetentionDays
@@ -163,19 +165,43 @@ class ServiceStack(Stack):
         return ecs.ContainerImage.from_docker_image_asset(asset)
 
 
-def worker_image(scope: Construct, config: PipelineConfig, lane: Lane) -> ecr_assets.DockerImageAsset:
-    """A lane's worker image asset, built at ``cdk deploy`` for linux/amd64 from the repository root.
+def worker_image(scope: Construct, config: PipelineConfig, lane: Lane, *, root: Path = REPO_ROOT) -> ecr_assets.DockerImageAsset:
+    """A lane's worker image asset, built at ``cdk deploy`` for linux/amd64 from the repository root (``root``),
+    staged and hashed with only what its Dockerfile copies (:func:`build_context_exclude`).
 
     The GPU lane's comes from ``Dockerfile.gpu`` and bakes ``embedding_model_repo`` at
     ``embedding_model_revision`` (nothing when ``embedding_model_s3_uri`` is set: the worker loads that
     instead, so the image need not carry a model it never reads).
     """
     if not lane.gpu:
-        return ecr_assets.DockerImageAsset(scope, "WorkerImage", directory=str(REPO_ROOT), file=WORKER_DOCKERFILE,
+        return ecr_assets.DockerImageAsset(scope, "WorkerImage", directory=str(root), file=WORKER_DOCKERFILE,
+                                           exclude=build_context_exclude(root / WORKER_DOCKERFILE, root=root),
                                            platform=ecr_assets.Platform.LINUX_AMD64)
     return ecr_assets.DockerImageAsset(
-        scope, f"{lane.name.capitalize()}WorkerImage", directory=str(REPO_ROOT), file=GPU_WORKER_DOCKERFILE,
+        scope, f"{lane.name.capitalize()}WorkerImage", directory=str(root), file=GPU_WORKER_DOCKERFILE,
+        exclude=build_context_exclude(root / GPU_WORKER_DOCKERFILE, root=root),
         platform=ecr_assets.Platform.LINUX_AMD64, build_args=gpu_build_args(config))
+
+
+def copied_sources(dockerfile: Path) -> list[str]:
+    """The build-context paths a Dockerfile's ``COPY`` instructions read (not ``COPY --from`` a stage)."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text(encoding="utf-8"))
+    sources: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(word.startswith("--from") for word in words):
+            continue
+        sources += [word for word in words[1:-1] if not word.startswith("--")]  # the last word is the destination
+    return sources
+
+
+def build_context_exclude(dockerfile: Path, *, root: Path = REPO_ROOT) -> list[str]:
+    """Patterns (Docker's, after .dockerignore's) that leave in the context only ``dockerfile`` and what it copies,
+    without caches or tests. CDK stages and hashes the context after them, so each image's hash covers its own
+    files, the shared packages and .dockerignore, and nothing only the other image reads."""
+    keep = [dockerfile.relative_to(root).as_posix(), *copied_sources(dockerfile)]
+    return ["*", *(f"!{path}/" if (root / path).is_dir() else f"!{path}" for path in keep),
+            "**/__pycache__", "**/*.pyc", "**/tests"]
 
 
 def gpu_build_args(config: PipelineConfig) -> dict[str, str]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
 from infra_support import GPU_REGION, REPO, inline_statements, synth, worker_variables
 
 from jobadapters import embeddings as embeddings_module
 from stacks.config import PipelineConfig
-from stacks.service_stack import gpu_build_args
+from stacks.service_stack import copied_sources, gpu_build_args, worker_image
 
 
 def _load_fetch_model():
@@ -35,21 +37,84 @@ def baked_gpu_app():
 DOCKERFILE = (REPO / "container_src" / "Dockerfile").read_text()
 
 
-def staged_context(app) -> Path:
-    (staged,) = [p for p in Path(app.app.outdir).glob("asset.*") if (p / "container_src" / "Dockerfile").exists()]
+def staged_context(app, dockerfile: str) -> Path:
+    (staged,) = [p for p in Path(app.app.outdir).glob("asset.*") if (p / dockerfile).exists()]
     return staged
 
 
-def test_staged_context_holds_only_what_the_image_copies(default_app):
-    staged = staged_context(default_app)
-    top = {p.relative_to(staged).as_posix() for p in staged.glob("*/*")}
-    assert top == {"container_src/Dockerfile", "container_src/Dockerfile.gpu", "container_src/requirements.lock",
-                   "container_src/requirements-gpu.lock", "container_src/requirements-model.lock",
-                   "container_src/fetch_model.py", "container_src/worker", "lambda_src/jobcore", "lambda_src/jobadapters"}
+def staged_files(staged: Path) -> set[str]:
+    """What a staged context holds, directories named at depth 2 (container_src/worker, lambda_src/jobcore)."""
+    return {p.relative_to(staged).as_posix() for p in staged.glob("*/*")}
+
+
+SHARED = {"container_src/worker", "lambda_src/jobcore", "lambda_src/jobadapters"}
+STAGED = {
+    "container_src/Dockerfile": SHARED | {"container_src/Dockerfile", "container_src/requirements.lock"},
+    "container_src/Dockerfile.gpu": SHARED | {"container_src/Dockerfile.gpu", "container_src/requirements-gpu.lock",
+                                              "container_src/requirements-model.lock", "container_src/fetch_model.py"},
+}
+
+
+@pytest.mark.parametrize("dockerfile", sorted(STAGED))
+def test_each_staged_context_holds_only_what_its_image_copies(gpu_app, dockerfile):
+    staged = staged_context(gpu_app, dockerfile)
+    assert staged_files(staged) == STAGED[dockerfile]
+    assert {p.name for p in staged.iterdir() if p.is_file()} == {".dockerignore"}  # CDK keeps it
     everything = [p.relative_to(staged).as_posix() for p in staged.rglob("*")]
     assert not [p for p in everything if p.split("/")[0] in {".venv", "node_modules", ".git", "tests", "local"}
-                or "cdk.out" in p or "__pycache__" in p]
+                or "cdk.out" in p or "__pycache__" in p or "/tests" in p]
     assert sum(p.stat().st_size for p in staged.rglob("*") if p.is_file()) < 2_000_000
+
+
+def test_the_contexts_are_what_the_dockerfiles_copy():
+    assert copied_sources(REPO / "container_src/Dockerfile") == [
+        "container_src/requirements.lock", "lambda_src/jobcore", "lambda_src/jobadapters", "container_src/worker"]
+    assert "container_src/requirements-gpu.lock" in copied_sources(REPO / "container_src/Dockerfile.gpu")
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """The files the images read, in a copy of the repository that a test may change."""
+    root = tmp_path / "repo"
+    for path in (".dockerignore", "container_src", "lambda_src/jobcore", "lambda_src/jobadapters"):
+        source = REPO / path
+        if source.is_dir():
+            shutil.copytree(source, root / path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / path)
+    return root
+
+
+def image_hashes(root: Path) -> dict[str, str]:
+    """Each lane's worker image asset hash, for the repository at ``root``."""
+    config = PipelineConfig(gpu_enabled=True)
+    stack = cdk.Stack(cdk.App(outdir=str(root.parent / f"out{len(list(root.parent.glob('out*')))}")), "Stack")
+    return {lane.name: worker_image(stack, config, lane, root=root).asset_hash for lane in config.lanes().worker_lanes()}
+
+
+def test_a_change_only_one_image_reads_rebuilds_only_that_image(repo_copy):
+    before = image_hashes(repo_copy)
+    assert set(before) == {"cpu", "gpu"} and before["cpu"] != before["gpu"]
+    assert image_hashes(repo_copy) == before  # nothing changed: nothing to build
+
+    with (repo_copy / "container_src/requirements-gpu.lock").open("a") as lock:
+        lock.write("# the GPU lock moved\n")
+    after_gpu = image_hashes(repo_copy)
+    assert after_gpu["cpu"] == before["cpu"] and after_gpu["gpu"] != before["gpu"]
+
+    with (repo_copy / "container_src/requirements.lock").open("a") as lock:
+        lock.write("# the CPU lock moved\n")
+    after_cpu = image_hashes(repo_copy)
+    assert after_cpu["gpu"] == after_gpu["gpu"] and after_cpu["cpu"] != after_gpu["cpu"]
+
+    (repo_copy / "container_src/fetch_model.py").write_text("# changed\n", encoding="utf-8")  # the GPU model stage's
+    after_model = image_hashes(repo_copy)
+    assert after_model["cpu"] == after_cpu["cpu"] and after_model["gpu"] != after_cpu["gpu"]
+
+    (repo_copy / "lambda_src/jobcore/__init__.py").write_text("# shared code changed\n", encoding="utf-8")
+    after_shared = image_hashes(repo_copy)
+    assert after_shared["cpu"] != after_model["cpu"] and after_shared["gpu"] != after_model["gpu"]
 
 
 def test_image_runs_the_worker_module_as_a_non_root_user():
