@@ -92,7 +92,8 @@ def test_the_cpu_image_pins_the_versions_the_shared_runtime_is_tested_with():
 
 
 def test_locks_are_resolved_for_the_platform_that_installs_them():
-    from_image = re.search(r"^FROM python:(\d+\.\d+)\.\d+-slim-bookworm$", (REPO / "container_src/Dockerfile").read_text(), re.M)
+    from_image = re.search(r"^FROM python:(\d+\.\d+)\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$",
+                           (REPO / "container_src/Dockerfile").read_text(), re.M)
     assert from_image, "the CPU image's base is python:<x.y.z>-slim-bookworm"
 
     def target(lock: str) -> tuple[str, str]:

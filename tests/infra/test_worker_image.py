@@ -1,5 +1,5 @@
-"""The worker image: built from container_src/Dockerfile with the repo root as context, narrowed by
-.dockerignore to the shared packages and the worker, so CDK's asset staging copies only those."""
+"""The worker images: each built from its Dockerfile with the repo root as context, staged with only what that
+Dockerfile copies (the shared packages, the worker, its own lock), so CDK's asset staging and hash see only those."""
 
 from __future__ import annotations
 
@@ -153,23 +153,39 @@ def instructions(dockerfile: str, keyword: str) -> list[str]:
     return [line[len(keyword) + 1:].strip() for line in joined.splitlines() if line.startswith(f"{keyword} ")]
 
 
+def pinned(base: str) -> tuple[str, str, str]:
+    """``name:tag@sha256:<digest>`` as (name, tag, digest); fails for any other form."""
+    match = re.fullmatch(r"([a-z0-9./-]+):([A-Za-z0-9._-]+)@sha256:([0-9a-f]{64})", base)
+    assert match, f"{base} is not pinned by tag and digest"
+    return match[1], match[2], match[3]
+
+
 @pytest.mark.parametrize("path", sorted(DOCKERFILES))
-def test_base_images_are_pinned_by_an_exact_tag(path):
+def test_base_images_are_pinned_by_an_exact_tag_and_a_digest(path):
     for base in bases(DOCKERFILES[path]):
-        name, _, tag = base.partition(":")
-        assert tag and tag != "latest", f"{path}: {base} is not pinned"
-        assert re.match(r"\d+\.\d+\.\d+-", tag), f"{path}: {base} is not an exact (patch) release"
+        _, tag, _ = pinned(base)  # a re-pushed tag cannot change what is pulled
+        assert tag != "latest" and re.match(r"\d+\.\d+\.\d+-", tag), f"{path}: {base} is not an exact (patch) release"
+
+
+def test_one_tag_one_digest_across_the_images():
+    digests: dict[tuple[str, str], set[str]] = {}
+    for dockerfile in DOCKERFILES.values():
+        for base in bases(dockerfile):
+            name, tag, digest = pinned(base)
+            digests.setdefault((name, tag), set()).add(digest)
+    assert all(len(found) == 1 for found in digests.values()), digests
+    assert ("python", "3.13.16-slim-bookworm") in digests and ("nvidia/cuda", "12.8.1-cudnn-runtime-ubuntu24.04") in digests
 
 
 def test_the_cpu_image_is_python_slim_without_cuda():
     (base,) = bases(DOCKERFILE)
-    assert re.fullmatch(r"python:3\.13\.\d+-slim-bookworm", base)
+    assert re.fullmatch(r"python:3\.13\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base)
     assert "cuda" not in DOCKERFILE.lower().replace("dockerfile.gpu", "")
 
 
 def test_the_gpu_image_is_cuda_12_with_cudnn_runtime_as_its_onnxruntime_gpu_needs():
     *_, base = bases(GPU_DOCKERFILE)
-    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-cudnn-runtime-ubuntu24\.04", base)
+    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-cudnn-runtime-ubuntu24\.04@sha256:[0-9a-f]{64}", base)
     assert match, base
     # onnxruntime-gpu's PyPI wheels: up to 1.26 built for CUDA 12 (+ cuDNN 9), from 1.27 for CUDA 13. A bump
     # of the pin past 1.26 needs a CUDA 13 base (and an AMI whose driver runs it), not just `make lock`.
