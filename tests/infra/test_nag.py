@@ -9,7 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from cdk_nag import AwsSolutionsChecks
-from infra_support import GPU_OVERRIDES, build, context
+from infra_support import CLI_REGION, GPU_OVERRIDES, GPU_REGION, build, context
 
 from stacks.constructs import nag
 
@@ -43,7 +43,7 @@ GPU_ONLY = {"AwsSolutions-IAM5[Action::ecs:Submit*]", "AwsSolutions-AS3",
 
 def nag_synth(tmp_path: Path, **overrides) -> tuple[cdk.App, dict | None]:
     app = cdk.App(context=context(**overrides), outdir=str(tmp_path))
-    build(app)
+    build(app, default_region=GPU_REGION if overrides.get("gpu_enabled") else CLI_REGION)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     try:
         app.synth()
