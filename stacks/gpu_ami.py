@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stacks.config import ConfigError
 
@@ -44,9 +45,8 @@ class GpuAmiReleases:
 
     @classmethod
     def load(cls, path: Path = RELEASES_FILE) -> GpuAmiReleases:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(releases={release: frozenset(regions) for release, regions in data["releases"].items()},
-                   last_checked=str(data["last_checked"]))
+        data, releases = _load_by_region(path, "releases")
+        return cls(releases=releases, last_checked=str(data["last_checked"]))
 
     def in_region(self, region: str) -> list[str]:
         """The listed releases published in ``region``, newest first."""
@@ -85,9 +85,8 @@ class GpuInstanceRegions:
 
     @classmethod
     def load(cls, path: Path = INSTANCE_REGIONS_FILE) -> GpuInstanceRegions:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(regions={name: frozenset(regions) for name, regions in data["instance_types"].items()},
-                   source=str(data["source"]))
+        data, regions = _load_by_region(path, "instance_types")
+        return cls(regions=regions, source=str(data["source"]))
 
     def in_region(self, region: str) -> list[str]:
         return sorted(name for name, regions in self.regions.items() if region in regions)
@@ -102,3 +101,9 @@ class GpuInstanceRegions:
         raise GpuInstanceRegionError(
             f"context key 'gpu_instance_type' = {instance_type!r}: not offered in {region} ({pick}; "
             f"stacks/gpu_instance_regions.json, from {self.source})")
+
+
+def _load_by_region(path: Path, key: str) -> tuple[dict[str, Any], dict[str, frozenset[str]]]:
+    """A data file of this folder, and its ``key``: name -> the regions it is in."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data, {name: frozenset(regions) for name, regions in data[key].items()}
