@@ -22,9 +22,6 @@ LAMBDA_MB_PER_VCPU = 1_769  # Lambda allocates CPU in proportion to memory
 LAMBDA_MAX_VCPU = 6
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * MIB  # request and response of a synchronous invocation, each
 LAMBDA_MAX_ENVIRONMENT_BYTES = 4 * KIB  # all of a function's environment variables, keys and values
-# Lambda refuses a reserved concurrency that leaves fewer unreserved executions than this in the account; a new
-# account's concurrency quota can be as low as 10, so there any reservation fails the deploy.
-LAMBDA_MIN_UNRESERVED_CONCURRENCY = 100
 # An SQS event source's MaximumConcurrency (ScalingConfig): the concurrent invocations it may use.
 SQS_EVENT_SOURCE_MIN_CONCURRENCY = 2
 SQS_EVENT_SOURCE_MAX_CONCURRENCY = 1_000
