@@ -8,12 +8,21 @@ it::
     calls = AwsCalls(clients.table, clients.sqs, clients.s3)
     service.submit(...)
     calls.take()  # ['dynamodb:PutItem', 'dynamodb:PutItem']
+
+:class:`CallRecorder` records every call of a local component process to a file instead (``record_process``;
+``local.recorded`` runs a module with it), for the permission check (tools/iam_check.py).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 
@@ -43,3 +52,83 @@ def summary(calls: list[str]) -> str:
     counted = Counter(calls)
     which = ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in counted.items())
     return f"{len(calls)} ({which})" if calls else "0"
+
+
+# --- every call of a process, to a file: what tools/iam_check.py evaluates against the roles -----------------
+
+# The directory a local component process appends its calls to (one JSON-lines file per process), when set.
+RECORD_DIR_ENV = "AWS_CALLS_RECORD_DIR"
+# The parameters that name what a call acts on (and the condition keys IAM reads from them); never item or
+# message bodies.
+IDENTIFYING = ("QueueUrl", "QueueName", "TableName", "IndexName", "Bucket", "Key", "Prefix", "CopySource", "SecretId", "cluster",
+               "service", "services", "task", "tasks", "Namespace")
+_acting: ContextVar[str | None] = ContextVar("aws_calls_acting", default=None)
+
+
+@contextmanager
+def acting_as(component: str) -> Iterator[None]:
+    """Calls made in this block (this thread or task) are ``component``'s: a local process that does the work of two
+    functions with two roles in AWS (the dispatcher and its sweep) says which one is calling."""
+    token = _acting.set(component)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+class CallRecorder:
+    """Appends one JSON line per API call of the clients of ``events`` (a boto3 session's, so every client made
+    from it) to ``path``: the component, ``service:Operation``, the identifying parameters, and whether it was
+    only presigned (a presigned URL is used with the signer's permissions, so it counts as the signer's call).
+
+    botocore emits ``before-parameter-build`` once per call and per presigned URL, with the call's parameters."""
+
+    def __init__(self, path: Path, component: str):
+        self.path, self.component = path, component
+        self._lock = threading.Lock()
+
+    def install(self, events: Any) -> CallRecorder:
+        events.register("before-parameter-build", self._record, unique_id=f"call-recorder-{id(self)}")
+        return self
+
+    def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any] | None = None, **_: Any) -> None:
+        line = json.dumps({
+            "component": _acting.get() or self.component, "service": model.service_model.service_name,
+            "operation": model.name, "params": identifying(params),
+            "presigned": bool((context or {}).get("is_presign_request")),
+        })
+        with self._lock, self.path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+def identifying(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a call acts on: the ``IDENTIFYING`` parameters, and the table names of a batch or transaction."""
+    kept = {key: params[key] for key in IDENTIFYING if key in params}
+    if "RequestItems" in params:
+        kept["RequestItems"] = sorted(params["RequestItems"])
+    if "TransactItems" in params:
+        kept["TransactItems"] = [{kind: {"TableName": item[kind].get("TableName")} for kind in item}
+                                 for item in params["TransactItems"]]
+    return kept
+
+
+def record_process(component: str, env: Mapping[str, str] = os.environ) -> CallRecorder | None:
+    """When ``RECORD_DIR_ENV`` names a directory: record every call this process makes through boto3's default
+    session (``boto3.client``, ``boto3.resource``) to ``<dir>/<component>-<pid>.jsonl``. Call it before any client
+    is made (a client copies the session's handlers when it is created)."""
+    directory = env.get(RECORD_DIR_ENV)
+    if not directory:
+        return None
+    import boto3
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    return CallRecorder(Path(directory) / f"{component}-{os.getpid()}.jsonl", component).install(boto3.DEFAULT_SESSION.events)
+
+
+def read_records(directory: Path) -> list[dict[str, Any]]:
+    """Every call recorded under ``directory``, file by file."""
+    return [json.loads(line) for path in sorted(directory.glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -20,8 +20,10 @@ from jobadapters.settings import DispatcherSettings
 from jobadapters.sqs import decode_hand_over
 from jobadapters.wiring import AwsClients, build_dispatcher
 from jobcore.dispatch import Dispatcher
+from local.aws_calls import acting_as
 
 log = logging.getLogger("dispatcher")
+SWEEP_COMPONENT = "webhook-sweep"
 CONCURRENCY = 16  # attempts in flight at once: each waits on a receiver for up to 15 s
 
 
@@ -30,7 +32,8 @@ def run(dispatcher: Dispatcher, sqs: Any, queue_url: str, *, sweep_every_s: floa
     with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="delivery") as pool:
         while not stop.is_set():
             if time.monotonic() >= next_sweep:
-                _guarded(dispatcher.sweep)
+                with acting_as(SWEEP_COMPONENT):  # the sweep is a Lambda of its own in AWS, with a narrower role
+                    _guarded(dispatcher.sweep)
                 next_sweep = time.monotonic() + sweep_every_s
             try:
                 messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])

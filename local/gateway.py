@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S, MAX_REQUEST_EVENT_BYTES
+from local.aws_calls import record_process
 from router import payload as request_size
 from router.routes import ROUTES
 
@@ -111,9 +112,11 @@ class ExecutionEnvironments:
     in a Lambda environment and would mix up concurrent requests (and their tenants) in threads of one
     process; a process per concurrent request is also what Lambda does."""
 
-    def __init__(self, target: str, *, size: int = 8, timeout_s: float = 60.0):
+    def __init__(self, target: str, *, size: int = 8, timeout_s: float = 60.0, component: str = "router"):
         self._target, self._timeout_s = target, timeout_s
-        self._pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+        # Each environment records its AWS calls as ``component``'s when the pipeline records them (local.aws_calls).
+        self._pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=record_process, initargs=(component,))
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         return self._pool.submit(_invoke, self._target, event, self._timeout_s).result()

@@ -9,6 +9,7 @@ worker's); Claude is the offline stand-in unless ANTHROPIC_API_KEY is set and no
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from local import resources
+from local import aws_calls, resources
 from local.claude_standin import ClaudeStandIn
 from local.gateway import LOCAL_API_KEY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
@@ -69,6 +70,8 @@ class Options:
     # The GPU lane's embedding model (when the lane is on): a model directory (model.onnx + tokenizer.json),
     # uploaded to the local S3 as a deploy's embedding_model_s3_uri would hold it; None: a tiny one built here.
     embedding_model_dir: Path | None = None
+    # Where each process records every AWS call it makes (local.aws_calls; the permission check reads them); None: not.
+    aws_calls_dir: Path | None = None
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Endpoints:
             "webhook_url": self.webhook_url, "worker_log": self.worker_log, "table": self.resources.table,
             "bucket": self.resources.bucket, "queues": self.resources.queue_urls, "dead_letter_queues": self.resources.dlq_urls,
             "webhook_queue": self.resources.webhook_queue_url, "intake_queue": self.resources.intake_queue_url,
+            "lane_services": self.resources.lane_services,
         }
 
 
@@ -112,7 +116,11 @@ class LocalPipeline:
 
     def start(self) -> Endpoints:
         aws_endpoint = self._start_moto()
-        made = resources.create(boto3.Session(region_name=REGION), lanes=self.lanes, max_receives=self.config.max_receives)
+        session = boto3.Session(region_name=REGION)
+        made = resources.create(session, lanes=self.lanes, max_receives=self.config.max_receives)
+        made = dataclasses.replace(made, lane_services=resources.create_lane_services(session, lanes=self.lanes))
+        if self.options.aws_calls_dir is not None:  # before any process starts: each records from its first call
+            self._set_env({aws_calls.RECORD_DIR_ENV: str(self.options.aws_calls_dir)})
         standin_url = self._start_standin()
         self._set_env(self._router_env(made, standin_url))
         self.webhooks.start()
@@ -124,20 +132,20 @@ class LocalPipeline:
         logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}) for lane in self.lanes.worker_lanes()]
         batch = self.lanes.batch_lane
         if batch is not None:  # drained by the collector, not a worker (a scheduled Lambda in AWS)
-            self._spawn("local.collector", log_dir / "collector.log", {
+            self._spawn("local.collector", "collector", log_dir / "collector.log", {
                 "BATCH_QUEUE_URL": made.queue_urls[batch.name], "MODEL_ID": self.config.worker_model_id,
                 "BATCH_WINDOW_S": str(self.config.batch_window_s), "BATCH_MAX_ATTEMPTS": str(self.config.batch_max_attempts),
                 "COLLECT_EVERY_S": str(self.options.collect_every_s),
             })
-        self._spawn("local.dispatcher", log_dir / "dispatcher.log", {
+        self._spawn("local.dispatcher", "dispatcher", log_dir / "dispatcher.log", {
             "WEBHOOK_RETRY_SCHEDULE_S": self.options.webhook_retry_schedule_s,
             "WEBHOOK_SWEEP_EVERY_S": str(self.options.webhook_sweep_every_s),
         })
-        self._spawn("local.intake", log_dir / "intake.log", {
+        self._spawn("local.intake", "intake", log_dir / "intake.log", {
             "INTAKE_QUEUE_URL": made.intake_queue_url, "INTAKE_EVERY_S": str(self.options.intake_every_s),
             **self.intake_environment(),
         })
-        self._spawn("local.sweeper", log_dir / "sweeper.log", {
+        self._spawn("local.sweeper", "sweeper", log_dir / "sweeper.log", {
             "LANE_DLQ_URLS": compact_json(made.dlq_urls), "MAX_RECEIVES": str(self.config.max_receives),
             "SWEEP_EVERY_S": str(self.options.sweep_every_s),
         })
@@ -193,6 +201,8 @@ class LocalPipeline:
             "WEBHOOK_SECRET": self.options.webhook_secret,
             # The local receivers listen on 127.0.0.1 over http: loopback only, never other private targets.
             "WEBHOOK_ALLOW_LOOPBACK": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            # The worker lanes' ECS services (in moto, at 0 tasks): the router and the intake wake them as in AWS.
+            "LANE_SERVICES": compact_json(made.lane_services),
         }
         if standin_url:
             env["ANTHROPIC_BASE_URL"] = standin_url
@@ -210,7 +220,7 @@ class LocalPipeline:
     def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path, extra: dict[str, str]) -> Path:
         """One worker process for ``lane``, with the environment its ECS task gets (plus the local ones)."""
         log_path = log_dir / ("worker.log" if lane == self.lanes.fallback.name else f"worker-{lane}.log")
-        self._spawn("worker.main", log_path, {
+        self._spawn("worker.main", f"worker-{lane}", log_path, {
             "LANE": lane, "QUEUE_URL": made.queue_urls[lane], "MAX_RECEIVES": str(self.config.max_receives),
             "MODEL_ID": self.config.worker_model_id, "VISIBILITY_TIMEOUT_S": str(int(self.lanes.get(lane).time_limit_s)),
             "POLL_WAIT_S": "1", **extra,
@@ -228,10 +238,11 @@ class LocalPipeline:
         uri = resources.upload_model(boto3.Session(region_name=REGION), directory)
         return {"EMBEDDING_MODEL_URI": uri, "EMBEDDING_MODEL_CACHE": str(log_dir / "model-cache")}
 
-    def _spawn(self, module: str, log_path: Path, env: dict[str, str]) -> None:
+    def _spawn(self, module: str, component: str, log_path: Path, env: dict[str, str]) -> None:
         """``python -m module`` with this process's environment (the router's, which it shares) plus ``env``,
-        supervised: restarted when it dies, as ECS replaces a stopped task."""
-        supervised = Supervised(module, log_path, {**os.environ, "PYTHONPATH": PYTHONPATH, **env})
+        supervised: restarted when it dies, as ECS replaces a stopped task. ``component`` names it in the
+        recorded AWS calls."""
+        supervised = Supervised(module, log_path, {**os.environ, "PYTHONPATH": PYTHONPATH, **env}, component=component)
         supervised.start()
         self._processes.append(supervised)
 
@@ -256,8 +267,8 @@ class LocalPipeline:
 class Supervised:
     """One child process of the local runtime, and how to start it again."""
 
-    def __init__(self, module: str, log_path: Path, env: dict[str, str]):
-        self.module, self.log_path, self.env = module, log_path, env
+    def __init__(self, module: str, log_path: Path, env: dict[str, str], *, component: str):
+        self.module, self.log_path, self.env, self.component = module, log_path, env, component
         lane = env.get("LANE")
         self.name = f"{module}:{lane}" if module == "worker.main" and lane else module
         self.restarts = 0
@@ -265,7 +276,8 @@ class Supervised:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=log,
+        recorded = ["local.recorded", self.component] if self.env.get(aws_calls.RECORD_DIR_ENV) else []
+        self.process = subprocess.Popen([sys.executable, "-m", *recorded, self.module], env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, cwd=ROOT)
 
     def restart(self) -> None:

@@ -1,10 +1,10 @@
 """Create, in moto, the same resources the CDK app deploys (table, bucket, lane queues and the webhook
-queue, each with its DLQ)."""
+queue, each with its DLQ; the worker lanes' ECS services, which the router wakes)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class LocalResources:
     webhook_dlq_url: str
     intake_queue_url: str = ""  # the bucket's notifications of objects created under intake/ (jobcore.intake)
     intake_dlq_url: str = ""
+    lane_services: dict[str, str] = field(default_factory=dict)  # worker lane -> its ECS service's ARN (LANE_SERVICES)
 
 
 def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybrid-local") -> LocalResources:
@@ -54,6 +55,22 @@ def _intake(s3: Any, sqs: Any, bucket: str, prefix: str) -> tuple[str, str]:
         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": intake.PREFIX}]}},
     }]})
     return queue, dlq
+
+
+def create_lane_services(session: Any, *, lanes: Lanes, prefix: str = "hybrid-local") -> dict[str, str]:
+    """A cluster and, for each worker lane, an ECS service at 0 tasks (moto runs no task), as the CDK app's
+    WorkerService makes one; each service's ARN, which names its cluster, by lane (``LANE_SERVICES``)."""
+    ecs = session.client("ecs")
+    cluster = f"{prefix}-workers"
+    ecs.create_cluster(clusterName=cluster)
+    services = {}
+    for lane in lanes.worker_lanes():
+        family = f"{prefix}-{lane.name}"
+        ecs.register_task_definition(family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024",
+                                     memory="2048", containerDefinitions=[{"name": "Worker", "image": "worker", "essential": True}])
+        services[lane.name] = ecs.create_service(cluster=cluster, serviceName=family, taskDefinition=family, desiredCount=0,
+                                                 launchType="FARGATE")["service"]["serviceArn"]
+    return services
 
 
 MODEL_FILES = ("model.onnx", "tokenizer.json", "embedding.json")

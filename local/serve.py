@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpu", action="store_true", help="turn the gpu lane on (embeddings.encode; CPU provider here)")
     parser.add_argument("--embedding-model", type=Path, default=None,
                         help="the gpu lane's model directory (model.onnx + tokenizer.json); default: a tiny one built offline")
+    parser.add_argument("--record-aws-calls", type=Path, default=None, metavar="DIR",
+                        help="each process records every AWS call it makes under DIR (for tools/iam_check.py)")
     parser.add_argument("--context", type=json.loads, default={},
                         help="cdk.json context overrides as a JSON object, e.g. '{\"max_receives\": 2}'")
     return parser.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(
         api_port=args.port, standin_latency_s=args.standin_latency, log_dir=args.log_dir,
         webhook_retry_schedule_s=args.webhook_schedule, embedding_model_dir=args.embedding_model,
-        standin_batch_delay_s=args.batch_delay,
+        standin_batch_delay_s=args.batch_delay, aws_calls_dir=args.record_aws_calls,
         config={key: value for key, value in config.items() if value is not None},
     )
     stop = stop_on_signals()

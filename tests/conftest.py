@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import StandIn, start_pipeline, stop_pipeline
+from tests.e2e.harness import SUMMARIES, StandIn, start_pipeline, stop_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +29,11 @@ def standin(pipeline) -> Iterator[StandIn]:
     control = StandIn(pipeline["standin_url"])
     yield control
     control.reset()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """What modules listed for the reader without failing (e.g. grants no AWS call used)."""
+    for title, lines in SUMMARIES:
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)

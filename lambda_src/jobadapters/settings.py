@@ -212,7 +212,7 @@ class RouterSettings:
     lanes: LaneSettings
     allow_loopback_webhooks: bool = False
     # Worker lane -> its ECS service, to wake when a job is queued on it while it has no task (jobcore.wake).
-    # LANE_SERVICES unset or {}: no waking (the local runtime), the backlog alarm alone starts tasks.
+    # LANE_SERVICES unset or {}: no waking, the backlog alarm alone starts tasks.
     lane_services: dict[str, LaneService] = dataclasses.field(default_factory=dict)
 
     @classmethod

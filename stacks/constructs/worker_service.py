@@ -39,8 +39,9 @@ class WorkerService(Construct):
     ``RESULT_RETENTION_DAYS``: how long the bucket keeps results, for a job's ``result_expires_at``), checked
     with ``WorkerSettings`` at synth, and the Anthropic key as an ECS secret (never a plain value). The task
     role may consume the lane queue, send to ``webhook_queue`` (a finished job's webhook is handed over to
-    the dispatcher there, never sent from here), read/write job items and objects (not delete the table or
-    the bucket) and set its own task's scale-in protection.
+    the dispatcher there, never sent from here), send to the lane queue (a job waiting for the model is put back
+    as a new delayed message), read/write job items and objects (not delete the table or the bucket) and set its
+    own task's scale-in protection.
 
     Scaling (no CPU-based policy: Claude work is I/O bound): the backlog is visible + in-flight messages.
     While it is ≥ 1 the service runs ceil(backlog / ``concurrency``) tasks (between ``min_tasks`` and
@@ -158,6 +159,9 @@ class WorkerService(Construct):
     def _grant(self, cluster: WorkerCluster, storage: JobStorage, webhook_queue: JobQueue) -> None:
         task_role = self.task_definition.task_role
         self.job_queue.grant_consume(task_role)
+        # A job waiting for an overloaded or rate-limited model goes back on its lane as a new, delayed message
+        # (jobcore.runner's model wait): without this, every wait is AccessDenied and spends a receive instead.
+        self.job_queue.grant_send(task_role)
         webhook_queue.grant_send(task_role)
         storage.grant_job_data(task_role)
         task_role.add_to_principal_policy(iam.PolicyStatement(

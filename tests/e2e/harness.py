@@ -24,6 +24,8 @@ WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
 BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
 READY_TIMEOUT_S = 120  # a loaded 2-core machine can take a minute to start every process
 TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
+# Reports a module adds for the end of the run (tests/conftest.py prints them): (title, lines).
+SUMMARIES: list[tuple[str, list[str]]] = []
 
 
 def start_pipeline(logs: Path, args: Sequence[str] = (), *, config: dict[str, Any] | None = None,

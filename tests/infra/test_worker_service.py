@@ -24,6 +24,7 @@ from jobadapters.settings import WorkerSettings
 from jobcore.limits import CPU_UNITS_PER_VCPU, ECS_MAX_STOP_TIMEOUT_S
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.worker_service import backlog_steps
+from tools.iam_check import Account, Request, Templates
 
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
@@ -191,6 +192,18 @@ def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_
     assert not {a for a in granted if "Delete" in a and a != "sqs:DeleteMessage"}
     (managed,) = attached_managed_policies(app.service_json, role_id)
     assert is_job_data_policy(managed)  # its actions: test_storage.py (no DeleteTable, no DeleteBucket)
+
+
+def test_task_role_may_put_a_job_back_on_its_own_lane_and_no_other(lane_app):
+    """A job waiting for an overloaded model goes back on its lane as a new, delayed message (jobcore.runner): without
+    SendMessage on its own queue, every wait was AccessDenied in AWS (issue 20). Evaluated with tools.iam_check."""
+    app, lane = lane_app
+    where = Account(account="111122223333", region="us-east-1")
+    templates = Templates({app.data.stack_name: app.data_json, app.service.stack_name: app.service_json}, where)
+    role = templates.role(app.service.stack_name, task_definition(app, lane)["TaskRoleArn"]["Fn::GetAtt"][0])
+    queues = {other: where.arn("sqs", queue) for other, queue in LANE_QUEUES.items() if queue in app.service_json["Resources"]}
+    assert {other: role.decide(Request("sqs:SendMessage", arn)).allowed for other, arn in queues.items()} == \
+        {other: other == lane for other in queues}
 
 
 def test_task_protection_is_limited_to_tasks_of_this_cluster(default_app):
