@@ -12,6 +12,7 @@ from jobadapters import schema
 from jobadapters.schema import WEBHOOK_MAX_RECEIVES, WEBHOOK_VISIBILITY_S
 from jobcore import intake
 from jobcore.lanes import Lanes
+from jobcore.limits import QUEUE_RETENTION_S
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _queue_pair(sqs: Any, name: str, *, visibility_s: int, max_receives: int) ->
     dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue = sqs.create_queue(QueueName=name, Attributes={
-        "VisibilityTimeout": str(visibility_s),
+        "VisibilityTimeout": str(visibility_s), "MessageRetentionPeriod": str(QUEUE_RETENTION_S),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
     })["QueueUrl"]
     return queue, dlq

@@ -156,6 +156,9 @@ class MemoryBlobs:
             raise BlobNotFoundError(f"the stored document {key} is gone")
         return copy.deepcopy(self.docs[key])
 
+    def exists(self, key: str) -> bool:
+        return key in self.docs or key in self.files
+
     def url_for(self, key: str) -> str | None:
         return f"memory://{key}"
 

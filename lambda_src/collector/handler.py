@@ -56,7 +56,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     counts = {"batches_created": report.batches_created, "requests_sent": report.requests_sent, "jobs_sent": report.jobs_sent,
               "batches_ended": report.batches_ended, "succeeded": len(report.succeeded), "failed": len(report.failed),
               "requeued": len(report.requeued), "canceled": len(report.canceled), "expired": len(report.expired),
-              "open_batches": report.open_batches, "oldest_open_s": round(report.oldest_open_s), "errors": report.errors}
+              "open_batches": report.open_batches, "oldest_open_s": round(report.oldest_open_s), "errors": report.errors,
+              "poison": report.poison}
     metrics.add_metric(name=BATCH_OLDEST_OPEN_METRIC, unit=MetricUnit.Seconds, value=report.oldest_open_s)
     metrics.add_metric(name=BATCHES_CREATED_METRIC, unit=MetricUnit.Count, value=report.batches_created)
     metrics.add_metric(name=BATCH_REQUESTS_METRIC, unit=MetricUnit.Count, value=report.requests_sent)

@@ -55,7 +55,8 @@ class DynamoJobStore:
             item = self._table.update_item(
                 Key={JOBS_PARTITION_KEY: job_id},
                 UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
-                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #shard = :shard, #watch = :until",
+                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #shard = :shard, #watch = :until "
+                                 "REMOVE unsent_since",
                 ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
                                     "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
                 ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,

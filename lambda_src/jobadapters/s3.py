@@ -51,6 +51,9 @@ class S3BlobStore:
             raise
         return response["Body"], response.get("ContentType") or "application/octet-stream"
 
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
     @translated(_STORE)
     def head(self, key: str) -> UploadInfo | None:
         """An uploaded object's size and content type; None if there is none."""

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jobcore.errors import EnqueueError
 from jobcore.limits import SQS_MAX_DELAY_S
 from jobcore.model import Job
+from jobcore.requests import well_formed_job_id
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,16 @@ def encode(job: Job) -> str:
 
 
 def decode(body: str) -> str:
-    """The job id of a message; ValueError for a message that is not ours."""
+    """The job id of a message; ValueError for a message that is not ours, or whose ``job_id`` could be no
+    job's id (empty, too long, odd characters: DynamoDB would refuse it as a key, failing the consumer)."""
     try:
         job_id = json.loads(body)["job_id"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"not a job message: {body[:80]!r}") from None
     if not isinstance(job_id, str):
         raise ValueError("job_id is not a string")
+    if not well_formed_job_id(job_id):
+        raise ValueError(f"job_id {job_id[:80]!r} is not a job id")
     return job_id
 
 
@@ -73,7 +77,8 @@ def decode_hand_over(body: str) -> tuple[str, int | None]:
         job_id, due_at = message["job_id"], message.get("due_at")
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise ValueError(f"not a webhook hand-over: {body[:80]!r}") from None
-    if not isinstance(job_id, str) or not (due_at is None or isinstance(due_at, int) and not isinstance(due_at, bool)):
+    if (not isinstance(job_id, str) or not well_formed_job_id(job_id)
+            or not (due_at is None or isinstance(due_at, int) and not isinstance(due_at, bool))):
         raise ValueError(f"not a webhook hand-over: {body[:80]!r}")
     return job_id, due_at
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from jobcore.errors import ConflictError, EnqueueError, JobError, ModelError, ModelRequestError, TaskOutputError
 from jobcore.model import ACTIVE, Job, JobStatus, Usage, transition
 from jobcore.ports import BatchApi, BatchInbox, BatchInfo, BatchRecord, BatchRequest, BatchResult, BatchStore, JobQueue
+from jobcore.requests import well_formed_job_id
 from jobcore.runner import JobRunner, expired_error
 from jobcore.tasks import TaskResult, lookup
 from jobcore.tasks.base import ModelCallsExecutor, ModelRequest, load_executor, usage_of
@@ -105,10 +106,11 @@ class CollectReport:
     oldest_open_s: float = 0.0  # the age of the oldest batch still open after the pass
     deferred: int = 0  # messages held back for the window
     errors: int = 0  # API or store failures this pass (retried next pass)
+    poison: int = 0  # messages that named no job (not job messages, malformed ids), logged and deleted
 
     def __bool__(self) -> bool:
         return bool(self.batches_created or self.batches_ended or self.succeeded or self.failed or self.requeued
-                    or self.canceled or self.expired or self.batches_canceled)
+                    or self.canceled or self.expired or self.batches_canceled or self.poison)
 
 
 @dataclass
@@ -321,8 +323,13 @@ class Collector:
             if not messages:
                 break
             for job_id, receipt in messages:
-                if job_id is None or job_id in seen:
-                    self.inbox.delete(receipt)  # poison, or a duplicate of one in hand
+                if job_id is None or not well_formed_job_id(job_id):
+                    log.warning("collector: dropped a poison message from the batch queue (job id %r)", job_id)
+                    report.poison += 1
+                    self.inbox.delete(receipt)
+                    continue
+                if job_id in seen:
+                    self.inbox.delete(receipt)  # a duplicate of one in hand
                     continue
                 seen.add(job_id)
                 item = self._admit(job_id, receipt, report)

@@ -112,6 +112,14 @@ MAX_QUOTED_CHARS = 64
 # MODEL_WAIT_LIMIT_S to change it.
 MODEL_WAIT_LIMIT_S = 3600
 
+# A lane queue keeps a message this long (SQS's default, 4 days): the constructs and the local runtime
+# create every job queue with it. A job still queued MAX_QUEUED_S after its submission expires, whatever its
+# ``max_queue_s``: the sweeper watches every queued job until then, so it is settled (``expired``, saying why)
+# before SQS could drop its message unseen. Every message of a job is sent after its submission, so the bound
+# holds for a job sent again since; the margin covers a sweeper that was behind or down for hours.
+QUEUE_RETENTION_S = 4 * 86_400
+MAX_QUEUED_S = QUEUE_RETENTION_S - 12 * 3600
+
 # A ``mode: sync`` job whose model was unavailable inline is refused (503) with this Retry-After when the
 # model gave none: about one inline attempt's back-off.
 SYNC_RETRY_AFTER_S = 10

@@ -13,6 +13,7 @@ from typing import Any
 
 from jobcore.deliveries import Delivery
 from jobcore.errors import InvalidTransitionError
+from jobcore.limits import MAX_QUEUED_S
 
 
 class JobStatus(enum.StrEnum):
@@ -37,13 +38,14 @@ TERMINAL = frozenset({
 # running → running: a redelivered message re-claims a job whose worker died mid-run (its lease expired).
 # running → queued: an inline run fell back to the queue, a worker released the job on shutdown, or the
 # sweeper re-queued a job whose worker stopped renewing its lease.
+# running → expired: an inline run fell back to the queue after its max_queue_s had passed.
 # canceling → canceled: the worker (or the sweeper, for a dead worker) confirms the cancel; a job being
 # canceled can end no other way.
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.EXPIRED, JobStatus.FAILED}),
     JobStatus.RUNNING: frozenset({
         JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELING,
-        JobStatus.TIMED_OUT,
+        JobStatus.TIMED_OUT, JobStatus.EXPIRED,
     }),
     JobStatus.CANCELING: frozenset({JobStatus.CANCELED}),
 }
@@ -129,6 +131,8 @@ class Job:
     cost: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
     queue_deadline_at: int | None = None  # a queued job not started by then expires (the request's max_queue_s)
+    # Queued, but its lane's queue refused its message then (epoch ms): the sweeper sends it (jobcore.sweeper).
+    unsent_since: int | None = None
     lease_owner: str | None = None  # who runs it (a worker, or the router inline), while running
     lease_expires_at: int | None = None  # renewed by its runner's heartbeat; past it, the job is stale
     result_expires_at: int | None = None  # when the stored result is deleted (the bucket's lifecycle)
@@ -181,6 +185,7 @@ def transition(job: Job, to: JobStatus, *, now_ms: int, **changes: Any) -> Job:
     if to is JobStatus.RUNNING:
         changes.setdefault("started_at", now_ms)
         changes["attempts"] = job.attempts + 1
+        changes.setdefault("unsent_since", None)  # it was received: its message was sent after all
         if job.model_wait is not None and job.model_wait.next_attempt_at is not None:  # its wait is over
             changes.setdefault("model_wait", replace(job.model_wait, next_attempt_at=None))
     if to is JobStatus.SUCCEEDED:  # an earlier attempt's error stays in attempt_errors only
@@ -209,10 +214,17 @@ def _with_attempt_error(job: Job, error: dict[str, Any], now_ms: int) -> tuple[d
 
 
 def watch_at(job: Job) -> int | None:
-    """When the sweeper must look at this job: its lease's end while it runs, its queue deadline while
-    queued; None when there is nothing to watch. The jobs table indexes this (sparse)."""
+    """When the sweeper must look at this job: its lease's end while it runs; while queued, the first of its
+    queue deadline, its unsent message (at once) and :func:`queued_limit_at` (so every queued job is watched);
+    None when there is nothing to watch. The jobs table indexes this (sparse)."""
     if job.status in ACTIVE:
         return job.lease_expires_at
     if job.status is JobStatus.QUEUED:
-        return job.queue_deadline_at
+        return min(at for at in (job.queue_deadline_at, job.unsent_since, queued_limit_at(job)) if at is not None)
     return None
+
+
+def queued_limit_at(job: Job) -> int:
+    """When a job still queued expires whatever its ``max_queue_s``: MAX_QUEUED_S after its submission,
+    before its lane queue's retention could drop its message (jobcore.limits)."""
+    return job.created_at + MAX_QUEUED_S * 1000

@@ -110,6 +110,10 @@ class BlobStore(Protocol):
         BlobNotFoundError if there is none."""
         ...
 
+    def exists(self, key: str) -> bool:
+        """Whether a document is stored at ``key`` (without reading it)."""
+        ...
+
     def url_for(self, key: str) -> str | None:
         """A URL the client can GET the document from (presigned), or None where there is none."""
 

@@ -22,6 +22,7 @@ from jobcore import uploads, webhooks
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
     ConflictError,
+    EnqueueError,
     InvalidInputError,
     JobCanceledError,
     JobError,
@@ -291,6 +292,13 @@ class JobRunner:
         self.save(job, renewed)
         self._hand_over(renewed, now)
         return renewed
+
+    def unsent(self, job: Job, error: EnqueueError) -> Job:
+        """A queued job whose lane's queue refused its message: it stays queued (it was accepted), marked
+        ``unsent_since`` so that the sweeper sends it (:mod:`jobcore.sweeper`). ``job``: as last saved."""
+        log.warning("job %s: the %s queue refused its message (%s); the sweeper sends it", job.job_id, job.lane, error)
+        now = self.clock_ms()
+        return self.save(job, replace(job, unsent_since=now, updated_at=now, version=job.version + 1))
 
     def save(self, old: Job, new: Job) -> Job:
         self.store.save(new, expected_version=old.version)

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from jobcore import idempotency, uploads
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
-    BlobNotFoundError,
     ConflictError,
     EnqueueError,
     IdempotencyInProgressError,
@@ -36,7 +35,7 @@ from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
 from jobcore.model import Job, JobStatus, Mode, transition
-from jobcore.ports import BlobStore, Cursor, JobQueue, LaneWaker, LanguageModel
+from jobcore.ports import Cursor, JobQueue, LaneWaker, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
 from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome, error_record
@@ -44,13 +43,10 @@ from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
 from jobcore.validation import quoted
-from jobcore.views import deliveries_view, job_view, result_expired
+from jobcore.views import deliveries_view, job_view, render
 
 log = logging.getLogger(__name__)
 
-# Results up to this size are returned in the job itself; larger ones only through result_url. (Those up to
-# jobcore.limits.RESULT_IN_ITEM_BYTES are kept in the job item: no result_url, no S3 read.)
-INLINE_RESULT_LIMIT = 256 * 1024
 # Inputs above this many bytes go to the blob store (a DynamoDB item holds at most 400 KB).
 INLINE_INPUT_LIMIT = 64 * 1024
 DAY_S = 86_400
@@ -214,9 +210,8 @@ class JobService:
             if len(jobs) > limit:
                 jobs = jobs[:limit]
                 after = Cursor(jobs[-1].created_at, jobs[-1].job_id)
-        blobs = self.runner.blobs
         now = self.runner.clock_ms()
-        views = [job_view(job, url_for=blobs.url_for, now_ms=now) for job in jobs]
+        views = [render(job, self.runner.blobs, now_ms=now, listed=True) for job in jobs]
         return {"jobs": views, "next_cursor": encode_cursor(after) if after else None}
 
     def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
@@ -346,7 +341,8 @@ class JobService:
             lane=decision.lane, route_reason=decision.reason, mode=request.mode,
             created_at=now, updated_at=now, hints=_hints_dict(request), metadata=request.metadata,
             webhook=request.webhook, expires_at=now // 1000 + self.job_ttl_days * DAY_S,
-            queue_deadline_at=None if inline or request.max_queue_s is None else now + math.ceil(request.max_queue_s * 1000),
+            # Set for an inline job too: should it fall back to the queue, the client's deadline still holds.
+            queue_deadline_at=None if request.max_queue_s is None else now + math.ceil(request.max_queue_s * 1000),
             started_at=now if inline else None, attempts=1 if inline else 0,
             # An inline run holds its lease for as long as the router can live (API Gateway's timeout):
             # past it, a job still running had its router die, and the sweeper recovers it.
@@ -407,9 +403,9 @@ class JobService:
                 if current is not None and current.version != job.version:
                     return current
             return self._fall_back(job, error)
-        except EnqueueError:
-            raise  # the job is recorded failed, with the reason; nothing will run
         except Exception as failure:  # noqa: BLE001 - the client is told the job's id, and the sweeper recovers it
+            if isinstance(failure, StoreUnavailableError) and failure.job_id is not None:
+                raise  # queued, but neither its queue nor the store could be reached: _enqueue says so
             log.warning("job %s: could not queue it after its inline run failed (%s); the sweeper will", job.job_id, failure)
             raise StoreUnavailableError(
                 f"job {job.job_id} was accepted but could not be run now; it is queued again automatically within "
@@ -423,6 +419,12 @@ class JobService:
         task = lookup(job.task, self.runner.catalogue)
         estimate = self.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
         now = self.runner.clock_ms()
+        if job.queue_deadline_at is not None and now > job.queue_deadline_at:
+            # The client would not have it start later than this: it expires rather than waiting in the queue.
+            waited_s = (job.queue_deadline_at - job.created_at) / 1000
+            return self.runner.finish(job, JobStatus.EXPIRED, error={"type": "expired", "message": (
+                f"not run within max_queue_s ({waited_s:g} s): its inline attempt could not finish "
+                f"({record['message']}), and the deadline had passed when it would have been queued")})
         # A model that is down: the queued job waits as a worker's would (the runner's back-off, with the
         # model's Retry-After as its floor), and its view says so.
         wait = None
@@ -438,30 +440,18 @@ class JobService:
         try:
             self.queue.enqueue(job, delay_s=delay_s)
         except EnqueueError as error:
-            # The client gets a 503 and resubmits; the record says why this attempt never ran.
-            self.runner.fail(job, error)
-            raise
+            # The job is recorded, so it is accepted (202 with it), never a 503 saying nothing was accepted
+            # beside a job that exists: it stays queued, marked, and the sweeper sends it within minutes.
+            try:
+                return self.runner.unsent(job, error)
+            except Exception as failure:  # noqa: BLE001 - the store failed too: the client must learn the job's id
+                raise StoreUnavailableError(
+                    f"job {job.job_id} was recorded but neither its queue nor the job store could be reached to queue "
+                    "it; it expires if nothing sends it: poll it, or cancel it and submit again", job_id=job.job_id,
+                ) from failure
         if self.waker is not None and delay_s == 0:  # a delayed job (the model is down) is in no hurry
             self.waker.wake(job.lane)
         return job
-
-
-def render(job: Job, blobs: BlobStore, *, now_ms: int | None = None) -> dict[str, Any]:
-    """The job as the API returns it, with its result when small enough and links to it and its files always;
-    a result that is gone (past ``result_expires_at`` at ``now_ms``, or not found) is ``null`` with
-    ``"result_status": "expired"``. A result kept in the job item (``result_json``) is shown without any read."""
-    if job.result_ref is None and job.result_json is None:
-        return job_view(job)
-    if result_expired(job, now_ms):
-        return job_view(job, now_ms=now_ms)
-    if job.result_ref is None:
-        return job_view(job, result=json.loads(job.result_json or "null"), url_for=blobs.url_for)
-    try:
-        result = blobs.get_json(job.result_ref) if (job.result_bytes or 0) <= INLINE_RESULT_LIMIT else None
-    except BlobNotFoundError:
-        log.warning("job %s: its result %s is gone before result_expires_at", job.job_id, job.result_ref)
-        return job_view(job, result_gone=True)
-    return job_view(job, result=result, url_for=blobs.url_for)
 
 
 def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:

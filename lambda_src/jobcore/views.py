@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from jobcore.deliveries import Delivery
+from jobcore.errors import BlobNotFoundError
 from jobcore.model import Job, JobStatus, Usage
+from jobcore.ports import BlobStore
+
+log = logging.getLogger(__name__)
 
 
 def iso(ms: int | None) -> str | None:
@@ -18,6 +24,34 @@ def iso(ms: int | None) -> str | None:
 
 # ``result_status`` of a job whose stored result is gone (its retention ran out, or it was deleted).
 RESULT_EXPIRED = "expired"
+# Results up to this size are returned in the job itself; larger ones only through result_url. (Those up to
+# jobcore.limits.RESULT_IN_ITEM_BYTES are kept in the job item: no result_url, no S3 read.)
+INLINE_RESULT_LIMIT = 256 * 1024
+
+
+def render(job: Job, blobs: BlobStore, *, now_ms: int | None = None, listed: bool = False) -> dict[str, Any]:
+    """The job as the API returns it: ``GET /v1/jobs/{id}``, its webhook and, ``listed``, each entry of
+    ``GET /v1/jobs``. Its result when small enough (never in a list: a page would be too big), links to it and
+    its files always; a result that is gone (past ``result_expires_at`` at ``now_ms``, or its object not found)
+    is ``null`` with ``"result_status": "expired"`` and no links, in every view alike. A result kept in the
+    job item (``result_json``) is shown without any read; one in S3 is read, or looked for when not shown."""
+    if job.result_ref is None and job.result_json is None:
+        return job_view(job)
+    if result_expired(job, now_ms):
+        return job_view(job, now_ms=now_ms)
+    if job.result_ref is None:
+        return job_view(job, result=None if listed else json.loads(job.result_json or "null"), url_for=blobs.url_for)
+    if listed or (job.result_bytes or 0) > INLINE_RESULT_LIMIT:
+        result, found = None, blobs.exists(job.result_ref)
+    else:
+        try:
+            result, found = blobs.get_json(job.result_ref), True
+        except BlobNotFoundError:
+            result, found = None, False
+    if not found:
+        log.warning("job %s: its result %s is gone before result_expires_at", job.job_id, job.result_ref)
+        return job_view(job, result_gone=True)
+    return job_view(job, result=result, url_for=blobs.url_for)
 
 
 def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | None] | None = None,

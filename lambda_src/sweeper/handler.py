@@ -2,8 +2,9 @@
 
 Settles jobs whose runner is gone (stale leases, expired queue deadlines) and turns every lane's
 dead-letter messages into settled jobs (see :mod:`jobcore.sweeper`), stopping well before its timeout.
-Metrics: ``JobsRecoveredBySweeper`` (runs whose worker or router died: alarmed), ``JobsExpiredInQueue``
-(a client's ``max_queue_s`` passed: expected, not alarmed) and ``DeadLetters`` / ``PoisonMessages``.
+Metrics: ``JobsRecoveredBySweeper`` (runs whose worker or router died, messages a queue had refused, jobs
+still queued when their queue's retention nears its end: alarmed), ``JobsExpiredInQueue`` (a client's
+``max_queue_s`` passed: expected, not alarmed) and ``DeadLetters`` / ``PoisonMessages``.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
         sweep.drain(queue, lane=lane, report=report,
                     keep_going=lambda: context.get_remaining_time_in_millis() > _MARGIN_MS)
     counts = {"requeued": len(report.requeued), "failed": len(report.failed), "canceled": len(report.canceled),
-              "expired": len(report.expired), "dead_letters": report.dead_letters, "poison": report.poison}
-    recovered = len(report.requeued) + len(report.failed) + len(report.canceled)
+              "expired": len(report.expired), "sent": len(report.sent), "stranded": len(report.stranded),
+              "dead_letters": report.dead_letters, "poison": report.poison}
+    recovered = sum(counts[name] for name in ("requeued", "failed", "canceled", "sent", "stranded"))
     for name, value in ((RECOVERED_METRIC, recovered), (EXPIRED_METRIC, len(report.expired)),
                         (DEAD_LETTERS_METRIC, report.dead_letters), (POISON_METRIC, report.poison)):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if report:
-        logger.warning("sweeper settled jobs", extra={**counts, "requeued_ids": report.requeued[:20], "failed_ids": report.failed[:20]})
+        logger.warning("sweeper settled jobs", extra={**counts, "requeued_ids": report.requeued[:20], "failed_ids": report.failed[:20],
+                                                     "stranded_ids": report.stranded[:20]})
     return counts

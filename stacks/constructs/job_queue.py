@@ -7,6 +7,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from jobcore.limits import QUEUE_RETENTION_S
+
 DRAIN_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
@@ -15,7 +17,8 @@ class JobQueue(Construct):
 
     ``queue``: visibility ``visibility_timeout`` (size it to the lane's job timeout: the worker extends it while
     a job runs, and a dead worker's job reappears after it), long polling (20 s), retention
-    ``retention_days`` (default 4); a message received ``max_receive_count`` times moves to the DLQ.
+    ``jobcore.limits.QUEUE_RETENTION_S`` (4 days: the job sweeper expires a job still queued half a day before
+    it); a message received ``max_receive_count`` times moves to the DLQ.
     ``dead_letter_queue``: retention 14 days (the SQS maximum). A lane's is drained by the job sweeper
     (``JobSweeper``, :meth:`grant_drain_dead_letters`) within a minute: each job is recorded failed with the
     reason, then its message deleted; the webhook queue's is left for inspection and redrive.
@@ -25,8 +28,7 @@ class JobQueue(Construct):
     dispatcher's queue is one too (``WebhookDispatcher``), sized to its consumer Lambda instead.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, visibility_timeout: Duration, max_receive_count: int,
-                 retention_days: int = 4) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, visibility_timeout: Duration, max_receive_count: int) -> None:
         super().__init__(scope, construct_id)
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
@@ -42,7 +44,7 @@ class JobQueue(Construct):
             enforce_ssl=True,
             visibility_timeout=visibility_timeout,
             receive_message_wait_time=Duration.seconds(20),
-            retention_period=Duration.days(retention_days),
+            retention_period=Duration.seconds(QUEUE_RETENTION_S),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receive_count),
         )
 

@@ -13,6 +13,7 @@ from jobcore.errors import (
     JobCanceledError,
     JobFinishedError,
     JobNotFoundError,
+    StoreUnavailableError,
 )
 from jobcore.idempotency import check_key
 from jobcore.model import JobStatus, Mode, Webhook, transition
@@ -231,10 +232,23 @@ def test_a_duplicate_gets_409_when_the_first_is_not_answered_within_the_inline_b
 
 
 def test_a_submit_that_fails_releases_its_key():
-    service, h = make_service(queue=MemoryQueue(broken=True))
-    with pytest.raises(Exception, match="no queue|refused|unavailable"):
+    service, h = make_service()
+
+    def down(job):
+        raise StoreUnavailableError("the job store is unavailable (throttled or unreachable); retry shortly")
+
+    h.store.create = down
+    with pytest.raises(StoreUnavailableError):
         submit(service, key="k-6", mode=Mode.ASYNC)
     assert h.store.keys == {}
+
+
+def test_a_submit_whose_queue_refused_it_keeps_its_key_and_a_retry_gets_the_same_job():
+    service, h = make_service(queue=MemoryQueue(broken=True))
+    first = submit(service, key="k-7", mode=Mode.ASYNC)
+    again = submit(service, key="k-7", mode=Mode.ASYNC)
+    assert first.status_code == again.status_code == 202 and again.job.job_id == first.job.job_id
+    assert len(h.store.jobs) == 1
 
 
 @pytest.mark.parametrize("raw", ["", "x" * 256, "has space", "naïve"])

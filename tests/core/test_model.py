@@ -3,7 +3,8 @@
 import pytest
 
 from jobcore.errors import InvalidTransitionError
-from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Usage, Webhook, transition, watch_at
+from jobcore.limits import MAX_QUEUED_S, QUEUE_RETENTION_S
+from jobcore.model import ALLOWED, TERMINAL, Job, JobStatus, Mode, Usage, Webhook, queued_limit_at, transition, watch_at
 
 
 def make_job(status: JobStatus = JobStatus.QUEUED, **changes) -> Job:
@@ -41,7 +42,17 @@ def test_the_lease_ends_with_the_run_and_the_sweeper_watches_what_needs_it():
     done = transition(running, JobStatus.SUCCEEDED, now_ms=2_000)
     assert (done.lease_owner, done.lease_expires_at, watch_at(done)) == (None, None, None)
     queued = make_job(JobStatus.QUEUED, queue_deadline_at=5_000)
-    assert watch_at(queued) == 5_000 and watch_at(make_job(JobStatus.QUEUED)) is None
+    assert watch_at(queued) == 5_000
+    # Every queued job is watched: at the latest until its queue's retention nears its end, at once if unsent.
+    limit = 1_000 + MAX_QUEUED_S * 1000
+    assert watch_at(make_job(JobStatus.QUEUED)) == queued_limit_at(queued) == limit < 1_000 + QUEUE_RETENTION_S * 1000
+    assert watch_at(make_job(JobStatus.QUEUED, queue_deadline_at=limit + 1)) == limit
+    assert watch_at(make_job(JobStatus.QUEUED, unsent_since=3_000, queue_deadline_at=5_000)) == 3_000
+
+
+def test_a_claim_clears_an_unsent_mark():
+    running = transition(make_job(JobStatus.QUEUED, unsent_since=3_000), JobStatus.RUNNING, now_ms=4_000)
+    assert running.unsent_since is None
 
 
 def test_queued_cannot_succeed_without_running():

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from jobcore.errors import EnqueueError, JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
+from jobcore.errors import JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Hints, RoutingPolicy
@@ -66,12 +66,12 @@ def test_inline_permanent_model_error_fails_the_job_without_queueing():
     assert service.queue.sent == []
 
 
-def test_enqueue_failure_marks_the_job_failed_and_raises():
+def test_a_queue_that_refuses_the_job_leaves_it_accepted_queued_and_marked_for_the_sweeper():
     service, h = make_service(queue=MemoryQueue(broken=True))
-    with pytest.raises(EnqueueError):
-        submit(service, mode=Mode.ASYNC)
+    submitted = submit(service, mode=Mode.ASYNC)
     (job,) = h.store.jobs.values()
-    assert job.status is JobStatus.FAILED and job.error["type"] == "unavailable"
+    assert submitted.status_code == 202 and submitted.job == job
+    assert job.status is JobStatus.QUEUED and job.unsent_since == h.clock.ms() and job.error is None
 
 
 def test_unroutable_requests_store_nothing():
