@@ -129,7 +129,10 @@ def result_expired(job: Job, now_ms: int | None) -> bool:
 
 
 def waiting_line(job: Job) -> str | None:
-    """Why a queued job waits, when it waits for the model: ``model rate-limited (429); next attempt at …``."""
+    """Why a queued job waits, when it waits for the model (``model rate-limited (429); next attempt at …``) or
+    for its message to be sent (its queue refused it)."""
+    if job.status is JobStatus.QUEUED and job.unsent_since is not None:
+        return f"its queue refused it at {iso(job.unsent_since)}; it is sent again automatically within minutes"
     wait = job.model_wait
     if job.status is not JobStatus.QUEUED or wait is None or wait.next_attempt_at is None:
         return None

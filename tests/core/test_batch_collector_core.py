@@ -274,6 +274,22 @@ def test_a_message_for_a_job_already_in_a_batch_is_dropped():
     assert report.batches_created == 0 and w.inbox.deleted.count(job_id) == 2
 
 
+def test_poison_messages_are_counted_and_deleted_without_a_lookup_and_the_pass_sends_the_rest():
+    w = World()
+    job_id = w.submit()
+    for poison in (None, "", "x" * 100, "job 1"):
+        w.inbox.put(poison)
+    looked_up = []
+    real_get = w.store.get
+    w.store.get = lambda key: looked_up.append(key) or real_get(key)  # type: ignore[method-assign]
+
+    report = w.collector.collect()
+
+    assert report.poison == 4 and report.jobs_sent == 1 and w.job(job_id).status is JobStatus.RUNNING
+    assert sorted(w.inbox.deleted, key=str) == sorted([None, "", "x" * 100, "job 1", job_id], key=str)
+    assert set(looked_up) == {job_id}
+
+
 def test_the_window_holds_jobs_back_until_the_oldest_has_waited_it():
     w = World(window_s=60)
     w.submit()
