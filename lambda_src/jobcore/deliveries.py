@@ -3,8 +3,9 @@
 When a job reaches a terminal state that its webhook asked for, the same conditional write that
 records the state opens a :class:`Delivery` on the job (the outbox): nothing is sent on the request
 path, and a process that dies right after the write loses nothing, since the dispatcher finds every
-pending delivery by its due time. The dispatcher (:mod:`jobcore.dispatch`) claims an attempt, POSTs,
-and records it here; each attempt of one event carries the same event id (the receiver's dedupe key).
+pending delivery by its due time. The dispatcher (:mod:`jobcore.dispatch`) claims an attempt (recording
+it in flight), POSTs, and records its outcome here; each attempt of one event carries the same event id (the
+receiver's dedupe key). An attempt whose dispatcher died mid-POST stays in the log, ``interrupted``.
 
 Pure: no clock, no randomness, no I/O of its own; callers pass ``now_ms`` and a random draw.
 """
@@ -26,9 +27,13 @@ DEFAULT_GAPS_S = (5, 300, 1800, 7200, 18000, 36000, 36000)
 MAX_ATTEMPTS_KEPT = 60
 MAX_RETRY_AFTER_S = 24 * 3600
 # A hand-over to the dispatcher's queue is trusted this long past its due time; after that the sweep
-# hands the attempt over again (the message was lost, or its dispatcher died mid-attempt). Longer than
-# an attempt's claim, so a slow attempt is never doubled.
+# hands the attempt over again (the message was lost, or its dispatcher died before claiming it). An attempt
+# that was claimed is the claim's business instead: the sweep acts when the claim ends (Delivery.sweep_at).
 HANDOVER_GRACE_MS = 5 * 60 * 1000
+# The error kinds of an attempt without an outcome: being made now (claimed, not yet recorded), or left so by
+# a dispatcher that died during it (the receiver may have got it: the next attempt sends the same event id).
+IN_FLIGHT = "in_flight"
+INTERRUPTED = "interrupted"
 
 
 class DeliveryState(enum.StrEnum):
@@ -82,7 +87,7 @@ class AttemptResult:
 
     status: int | None
     duration_ms: int
-    error: str | None = None  # timeout, dns, refused, blocked, tls, connection, redirect, http
+    error: str | None = None  # timeout, dns, refused, blocked, tls, connection, redirect, http (or IN_FLIGHT, INTERRUPTED)
     detail: str = ""
     retry_after_s: float | None = None
 
@@ -131,18 +136,23 @@ class Delivery:
         return self.pending and (self.next_attempt_at or 0) <= now_ms and (self.claimed_until or 0) <= now_ms
 
     def sweep_at(self) -> int | None:
-        """When the sweep must act on this delivery: at its due time if nothing was handed over for it
-        (an attempt beyond the queue's longest delay), or a grace period after it if something was (in
-        case that hand-over was lost). None once it is settled. The jobs table indexes this."""
+        """When the sweep must act on this delivery: when its claim ends if an attempt is claimed (its
+        dispatcher died if the claim is still there then: the claim outlasts the POST's timeout by a margin),
+        else at its due time if nothing was handed over for it (an attempt beyond the queue's longest delay),
+        or a grace period after it if something was (in case that hand-over was lost). None once it is settled.
+        The jobs table indexes this."""
         if not self.pending or self.next_attempt_at is None:
             return None
+        if self.claimed_until is not None:
+            return max(self.claimed_until, self.next_attempt_at)
         if self.handed_over == self.next_attempt_at:
             return max(self.next_attempt_at, self.handed_over_at or 0) + HANDOVER_GRACE_MS
         return self.next_attempt_at
 
     def handed(self, *, now_ms: int) -> Delivery:
-        """This delivery with its next attempt marked as handed over now."""
-        return replace(self, handed_over=self.next_attempt_at, handed_over_at=now_ms)
+        """This delivery with its next attempt marked as handed over now. Called only while no claim holds it:
+        a claim that lapsed (its dispatcher died) is let go; its attempt stays in flight until the next claim."""
+        return replace(self, handed_over=self.next_attempt_at, handed_over_at=now_ms, claimed_until=None)
 
     def summary(self) -> str:
         """One line for the job's view."""
@@ -178,24 +188,37 @@ def open_delivery(*, event_id: str, event_type: str, url: str, now_ms: int) -> D
 
 
 def claim(delivery: Delivery, *, now_ms: int, lease_ms: int) -> Delivery | None:
-    """The delivery held by the caller for one attempt until ``now + lease``; None if not due or held."""
+    """The delivery held by the caller for one attempt until ``now + lease``, that attempt in its log as
+    IN_FLIGHT from now (saved before anything is sent, so a dispatcher that dies mid-POST leaves it there);
+    None if not due or held. An attempt a dead dispatcher left in flight becomes INTERRUPTED (outcome unknown)
+    and counts as one of the series' attempts."""
     if not delivery.due(now_ms):
         return None
-    return replace(delivery, claimed_until=now_ms + lease_ms)
+    if delivery.attempts and delivery.attempts[-1].error == IN_FLIGHT:
+        left = delivery.attempts[-1]
+        lost = replace(left, error=INTERRUPTED, detail="its dispatcher stopped during the attempt: the outcome is unknown")
+        delivery = replace(delivery, step=delivery.step + 1, attempts=(*delivery.attempts[:-1], lost))
+    attempt = Attempt(number=_next_number(delivery), series=delivery.series, at_ms=now_ms, duration_ms=0, status=None,
+                      error=IN_FLIGHT, detail="being made; its outcome is not recorded yet")
+    return replace(delivery, claimed_until=now_ms + lease_ms, attempts=(*delivery.attempts, attempt)[-MAX_ATTEMPTS_KEPT:])
 
 
 def record(
     delivery: Delivery, result: AttemptResult, *, at_ms: int, now_ms: int, schedule: RetrySchedule, draw: float,
 ) -> Delivery:
     """The delivery after one attempt (made at ``at_ms``, ended at ``now_ms``): delivered, failed for
-    good, or due again per the schedule, counted from the attempt's end."""
+    good, or due again per the schedule, counted from the attempt's end. The attempt :func:`claim` put in
+    flight is the one recorded."""
+    earlier = delivery.attempts
+    if earlier and earlier[-1].error == IN_FLIGHT:
+        earlier = earlier[:-1]
     attempt = Attempt(
-        number=(delivery.attempts[-1].number if delivery.attempts else 0) + 1, series=delivery.series,
+        number=_next_number(replace(delivery, attempts=earlier)), series=delivery.series,
         at_ms=at_ms, duration_ms=result.duration_ms, status=result.status, error=result.error,
         detail=result.detail[:300],
     )
     step = delivery.step + 1
-    done = replace(delivery, step=step, claimed_until=None, attempts=(*delivery.attempts, attempt)[-MAX_ATTEMPTS_KEPT:])
+    done = replace(delivery, step=step, claimed_until=None, attempts=(*earlier, attempt)[-MAX_ATTEMPTS_KEPT:])
     if result.delivered:
         return replace(done, state=DeliveryState.DELIVERED, next_attempt_at=None, reason=f"HTTP {result.status}")
     if result.gone:
@@ -214,6 +237,10 @@ def redeliver(delivery: Delivery, *, now_ms: int) -> Delivery:
     renewed = replace(delivery, state=DeliveryState.PENDING, series=delivery.series + 1, step=0, next_attempt_at=now_ms,
                       claimed_until=None, reason=None)
     return renewed.handed(now_ms=now_ms)
+
+
+def _next_number(delivery: Delivery) -> int:
+    return (delivery.attempts[-1].number if delivery.attempts else 0) + 1
 
 
 def _describe(attempt: Attempt) -> str:

@@ -5,11 +5,12 @@ over (:meth:`jobcore.runner.JobRunner.finish`): a slow or dead receiver never ho
 
 - :meth:`Dispatcher.deliver` makes the one attempt a hand-over names (job id + due time): it claims
   it with a conditional write (so duplicate hand-overs, SQS redeliveries and the sweep never POST
-  twice), POSTs the event's fixed body, records the attempt, and hands the job over again for the next
+  twice) that also logs the attempt in flight, POSTs the event's fixed body, records the outcome, and hands the job over again for the next
   one when that is within SQS's 15-minute delay. A hand-over for an attempt already made is dropped.
 - :meth:`Dispatcher.sweep` runs on a schedule: it finds, through the table's due-time index, the
-  deliveries it must act on before its next run (attempts beyond the queue's 15-minute delay, and
-  hand-overs overdue past their grace: lost, or their dispatcher died), marks each handed over and
+  deliveries it must act on before its next run (attempts beyond the queue's 15-minute delay, claims
+  that ended without a record: their dispatcher died mid-attempt, and hand-overs overdue past their grace:
+  lost), marks each handed over and
   hands it over with the exact delay left, so a 10-hour retry fires on time and nothing is sent twice
   in the ordinary course.
 
@@ -37,6 +38,8 @@ from jobcore.webhooks import payload
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 15.0  # a receiver must answer 2xx within this to count as delivered
+# A claim outlasts the POST's timeout by this much: the body's render and store before it, the record after.
+CLAIM_MARGIN_S = 30
 WEBHOOKS_PREFIX = "webhooks/"
 
 
@@ -60,8 +63,9 @@ class Dispatcher:
 
     @property
     def lease_ms(self) -> int:
-        """How long a claim holds: past the POST's timeout, so a crashed attempt is retried, not lost."""
-        return math.ceil((self.timeout_s + 30) * 1000)
+        """How long a claim holds: past the POST's timeout, so a crashed attempt is retried, not lost, as soon
+        as it ends (the sweep acts then: :meth:`jobcore.deliveries.Delivery.sweep_at`)."""
+        return math.ceil((self.timeout_s + CLAIM_MARGIN_S) * 1000)
 
     def deliver(self, job_id: str, *, due_at: int | None = None) -> Job | None:
         """Make the attempt due at ``due_at`` (None: whichever is due) for ``job_id``; the job as it stands."""

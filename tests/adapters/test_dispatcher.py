@@ -501,24 +501,30 @@ def test_of_two_dispatchers_that_read_the_job_at_once_only_one_claims_and_posts(
     assert len(rig.store.get(job.job_id).delivery.attempts) == 1
 
 
-def test_an_attempt_whose_dispatcher_died_after_claiming_is_made_by_the_sweep_after_the_grace(rig, servers):
-    """GIVEN a delivery claimed by a dispatcher that died before its POST (its message gone with it)
-    THEN the sweep hands it over once the hand-over is overdue past its grace (longer than the claim's
-    lease), and it is attempted once."""
+def test_an_attempt_whose_dispatcher_died_after_claiming_is_logged_and_made_by_the_sweep_once_the_claim_ends(rig, servers):
+    """GIVEN a delivery claimed by a dispatcher that died before recording its attempt (its message gone with it)
+    THEN the job item's log shows that attempt (interrupted: its outcome unknown), and the sweep hands the
+    delivery over once the claim has ended (the POST's timeout and a margin; the next sweep after it), well
+    before the hand-over grace, and it is attempted once more."""
     server = servers(RecordingServer(status=204))
     dispatcher = rig.dispatcher()
     job = rig.finished("job_crash", server.url)
     rig.queue.take()  # the hand-over the dead dispatcher had received
     claimed = claim(job.delivery, now_ms=rig.clock.ms(), lease_ms=dispatcher.lease_ms)
     rig.store.save(dataclasses.replace(job, delivery=claimed, version=job.version + 1), expected_version=job.version)
+    assert [a.error for a in rig.store.get(job.job_id).delivery.attempts] == ["in_flight"]  # in the item already
 
     settled = run_until_settled(rig, dispatcher, job.job_id)
 
-    [attempt] = settled.delivery.attempts
-    assert attempt.at_ms >= claimed.claimed_until  # never while the lease holds
-    assert attempt.at_ms - job.delivery.next_attempt_at <= HANDOVER_GRACE_MS  # the sweep's grace, no later
+    interrupted, attempt = settled.delivery.attempts
+    assert (interrupted.number, interrupted.error, interrupted.at_ms) == (1, "interrupted", job.delivery.next_attempt_at)
+    assert (attempt.number, attempt.status) == (2, 204)
+    assert claimed.claimed_until <= attempt.at_ms <= claimed.claimed_until + SWEEP_EVERY_MS  # never while the claim holds
+    assert attempt.at_ms - job.delivery.next_attempt_at < HANDOVER_GRACE_MS
     assert len(server.requests) == 1
     assert [hand.by for hand in rig.attempted] == ["sweep"]
+    logged = deliveries_view(settled)["deliveries"][0]["attempts"]
+    assert [(a["attempt"], a.get("status"), a.get("error")) for a in logged] == [(1, None, "interrupted"), (2, 204, None)]
 
 
 class SweepingFirst:

@@ -233,19 +233,69 @@ def test_a_hand_over_arriving_while_another_dispatcher_holds_the_claim_is_droppe
     assert sender.posts == [] and queue.scheduled == []
 
 
-def test_a_crashed_attempt_is_retried_by_the_sweep_after_the_hand_over_grace():
+class DiesMidPost:
+    """A sender whose dispatcher dies during the POST, after the receiver got the event."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, bytes]] = []
+
+    def post(self, url: str, *, event_id: str, body: bytes, timeout_s: float) -> AttemptResult:
+        self.posts.append((url, event_id, body))
+        raise SystemExit("the dispatcher's process died")
+
+
+def test_an_attempt_whose_dispatcher_died_mid_post_is_logged_and_retried_once_its_claim_ends():
+    """GIVEN a dispatcher that dies during its POST (the receiver got the event)
+    THEN the log already shows that attempt (in flight, then interrupted: outcome unknown), the sweep hands it
+    over again as soon as the claim ends (the POST's timeout + a margin, not the hand-over grace), and the next
+    attempt sends the same event id and body; the log shows both attempts."""
     clock = FakeClock()
-    sender = ScriptedSender(200)
-    d, store, queue = dispatcher(sender, clock=clock)
-    job = pending_job(store, clock)
-    held = replace(job, delivery=claim(job.delivery, now_ms=clock.ms(), lease_ms=d.lease_ms), version=job.version + 1)
-    store.save(held, expected_version=job.version)  # then that dispatcher died, its message lost with it
-    assert HANDOVER_GRACE_MS > d.lease_ms
-    clock.advance(HANDOVER_GRACE_MS / 1000 - d.sweep_every_s - 1)
-    assert d.sweep() == 0  # the hand-over is still trusted
-    clock.advance(2)
+    dying = DiesMidPost()
+    d, store, queue = dispatcher(dying, clock=clock)
+    pending_job(store, clock)
+    started = clock.ms()
+    with pytest.raises(SystemExit):
+        d.deliver("job_1")
+    queue.scheduled.clear()  # its hand-over went with it
+
+    [in_flight] = store.get("job_1").delivery.attempts
+    assert (in_flight.number, in_flight.at_ms, in_flight.error) == (1, started, "in_flight")
+    delivery = store.get("job_1").delivery
+    assert delivery.sweep_at() == delivery.claimed_until == started + d.lease_ms == started + (15 + 30) * 1000
+    assert d.lease_ms < HANDOVER_GRACE_MS
+
+    clock.advance(d.lease_ms / 1000 - 1)
+    assert d.sweep() == 0  # the claim still holds: the attempt may still be under way
+    clock.advance(1)
     assert d.sweep() == 1 and d.sweep() == 0  # handed over once, and marked so
-    assert run_until_settled(d, store, queue, clock, "job_1").delivery.state is DeliveryState.DELIVERED
+    sender = ScriptedSender(204)
+    d.sender = sender
+    settled = run_until_settled(d, store, queue, clock, "job_1")
+
+    first, second = settled.delivery.attempts
+    assert (first.number, first.error, first.status, first.at_ms) == (1, "interrupted", None, started)
+    assert "outcome is unknown" in first.detail
+    assert (second.number, second.status, second.error) == (2, 204, None)
+    assert second.at_ms - started <= d.lease_ms + d.sweep_every_s * 1000
+    assert settled.delivery.state is DeliveryState.DELIVERED and settled.delivery.summary() == "delivered on attempt 2 (HTTP 204)"
+    assert [post[1:] for post in sender.posts] == [post[1:] for post in dying.posts]  # same webhook-id, same body
+
+
+def test_an_attempt_in_flight_is_recorded_in_place_and_an_interrupted_one_counts_in_the_series():
+    clock = FakeClock()
+    opened = open_delivery(event_id="evt", event_type="job.succeeded", url="https://r.example/", now_ms=clock.ms())
+    held = claim(opened, now_ms=clock.ms(), lease_ms=45_000)
+    assert [a.error for a in held.attempts] == ["in_flight"] and held.summary().startswith("pending, 1 attempt so far")
+    done = record(held, AttemptResult(status=503, duration_ms=9, error="http"), at_ms=clock.ms(), now_ms=clock.ms(),
+                  schedule=NO_JITTER, draw=0.5)
+    assert [(a.number, a.status) for a in done.attempts] == [(1, 503)] and done.step == 1
+
+    clock.advance(60)
+    lapsed = claim(done, now_ms=clock.ms(), lease_ms=45_000)
+    clock.advance(60)  # its dispatcher died; the claim ended
+    again = claim(replace(lapsed, claimed_until=None), now_ms=clock.ms(), lease_ms=45_000)
+    assert [(a.number, a.error) for a in again.attempts] == [(1, "http"), (2, "interrupted"), (3, "in_flight")]
+    assert again.step == 2  # the interrupted attempt spent one of the schedule's
 
 
 def test_the_sweep_hands_over_what_falls_due_before_the_next_sweep_with_the_delay_left():
