@@ -238,17 +238,32 @@ def delayed(api: Api) -> int:
     return int(attributes["ApproximateNumberOfMessagesDelayed"])
 
 
-def test_a_queue_that_refuses_the_job_answers_503_and_records_it_failed(api, monkeypatch):
+def test_a_queue_that_refuses_the_job_answers_202_with_it_and_the_sweeper_sends_it(api, monkeypatch):
+    """GIVEN the lane queue unreachable at submit
+    THEN the job is accepted (202 with it; listed queued, never failed, no webhook) and marked in the watch
+    index, where the sweeper finds it and sends its message."""
     missing = api.aws.queue_urls["cpu"].replace("hybrid-local-cpu", "no-such-queue")
     monkeypatch.setenv("LANE_QUEUE_URLS", json.dumps({"cpu": missing}))
     router.service.cache_clear()
 
     reply = api.call("POST", "/v1/jobs", LONG)
 
-    assert reply.status == 503 and reply.headers["Retry-After"] == "5"
-    assert reply.body["error"]["type"] == "unavailable" and "no-such-queue" not in reply.body["error"]["message"]
-    [item] = api.clients.table.scan()["Items"]
-    assert item["status"] == "failed" and item["error"]["type"] == "unavailable"
+    assert reply.status == 202, reply.body
+    job_id = reply.body["id"]
+    assert reply.body["status"] == "queued" and "no-such-queue" not in reply.body["waiting"]
+    assert reply.body["waiting"].startswith("its queue refused it at ")
+    [listed] = api.call("GET", "/v1/jobs").body["jobs"]
+    assert (listed["id"], listed["status"]) == (job_id, "queued")
+    item = api.item(job_id)
+    assert item["unsent_since"] == item["watch_at"] and "delivery" not in item
+    assert api.messages() == []
+
+    runner = build_runner(api.clients, api.aws.bucket, api.aws.webhook_queue_url, LANES, cost_model=None, role="sweeper")
+    its_next_run = dataclasses.replace(runner, clock_ms=lambda: clock_ms() + 60_000)
+    report = Sweeper(runner=its_next_run, queue=SqsJobQueue(api.clients.sqs, api.aws.queue_urls), max_attempts=3).sweep()
+
+    assert report.sent == [job_id] and "unsent_since" not in api.item(job_id)
+    assert [decode(message["Body"]) for message in api.messages()] == [job_id]
 
 
 # --- webhooks: handed to the dispatcher, never sent from the router ----------------------------

@@ -62,6 +62,9 @@ def test_enqueue_to_a_queue_sqs_refuses_raises_enqueue_error(aws, sqs):
     '{"id": "job_1"}',
     '{"job_id": 42}',
     '{"job_id": null}',
+    '{"job_id": ""}',
+    '{"job_id": "job 1"}',
+    '{"job_id": "' + "j" * 65 + '"}',
     '{"Records": [{"eventSource": "aws:s3"}]}',
 ])
 def test_decode_rejects_messages_that_are_not_ours(body):
@@ -112,6 +115,8 @@ def test_decode_hand_over_accepts_a_hand_over_without_a_due_time():
     '{"id": "job_1"}',
     '{"job_id": 42}',
     '{"job_id": null, "due_at": 1}',
+    '{"job_id": "", "due_at": 1}',
+    '{"job_id": "job/../1"}',
     '{"job_id": "job_1", "due_at": "1700000000000"}',
     '{"job_id": "job_1", "due_at": 1.5}',
     '{"job_id": "job_1", "due_at": true}',

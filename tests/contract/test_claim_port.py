@@ -29,6 +29,16 @@ def test_a_queued_job_is_claimed_as_the_runner_would_write_it_and_is_watched_by_
     store.save(transition(expected, JobStatus.SUCCEEDED, now_ms=NOW_MS + 1), expected_version=expected.version)  # its version
 
 
+def test_a_claim_clears_a_mark_that_the_jobs_message_was_unsent_as_the_transition_does(store):
+    job = make_job(unsent_since=NOW_MS - 60_000)
+    store.create(job)
+
+    claimed, ok = claim(store)
+
+    expected = transition(job, JobStatus.RUNNING, now_ms=NOW_MS, lease_owner="worker-a", lease_expires_at=LEASE_UNTIL)
+    assert ok and expected.unsent_since is None and claimed == expected == store.get("job_1")
+
+
 @pytest.mark.parametrize("why", ["running", "succeeded", "canceling", "past its deadline", "waiting for the model"])
 def test_any_other_job_comes_back_as_it_stands_without_a_write(store, why):
     changes = {

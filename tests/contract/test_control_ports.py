@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from jobcore.idempotency import new_record
+from jobcore.limits import MAX_QUEUED_S, QUEUE_RETENTION_S
 from jobcore.model import Job, JobStatus, transition
 from jobcore.ports import Cursor, JobStore
 from tests.contract.test_ports import NOW_MS, queued_job
@@ -102,6 +103,16 @@ def test_watched_lists_leases_and_queue_deadlines_due_earliest_first(store):
     assert store.watched(until_ms=NOW_MS + 5_000, limit=10) == []
     assert store.watched(until_ms=NOW_MS + 60_000, limit=10) == [("job_deadline", NOW_MS + 10_000), ("job_run", NOW_MS + 30_000)]
     assert store.watched(until_ms=NOW_MS + 60_000, limit=1) == [("job_deadline", NOW_MS + 10_000)]
+
+
+def test_every_queued_job_is_watched_an_unsent_one_at_once_any_other_before_its_queue_could_drop_it(store):
+    made(store, "job_plain")
+    made(store, "job_unsent", unsent_since=NOW_MS + 1)
+    made(store, "job_late_deadline", queue_deadline_at=NOW_MS + QUEUE_RETENTION_S * 1000)
+    limit = NOW_MS + MAX_QUEUED_S * 1000
+    assert store.watched(until_ms=NOW_MS + 60_000, limit=10) == [("job_unsent", NOW_MS + 1)]
+    assert store.watched(until_ms=limit, limit=10) == [
+        ("job_unsent", NOW_MS + 1), ("job_late_deadline", limit), ("job_plain", limit)]
 
 
 def test_a_renewed_lease_moves_in_the_watch_index_and_a_finished_job_leaves_it(store):

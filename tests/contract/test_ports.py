@@ -51,7 +51,8 @@ def every_field_job(job_id: str = "job_contract") -> Job:
             "actual": {"total": 0.004370, "basis": "1.141 s of a 1 vCPU / 4096 MB Fargate Spot worker × ¼"},
         },
         expires_at=NOW_MS // 1000 + 30 * 86_400, version=7,
-        queue_deadline_at=NOW_MS + 600_000, lease_owner="worker-cpu:host:42:abcd1234", lease_expires_at=NOW_MS + 60_000,
+        queue_deadline_at=NOW_MS + 600_000, unsent_since=NOW_MS + 5, lease_owner="worker-cpu:host:42:abcd1234",
+        lease_expires_at=NOW_MS + 60_000,
         result_expires_at=NOW_MS + 30 * 86_400_000,
         files={"vectors.npy": {"key": f"results/{job_id}/vectors.npy", "bytes": 1_536_128, "content_type": "application/octet-stream"}},
         delivery=Delivery(
@@ -251,15 +252,16 @@ def test_a_delivered_or_failed_delivery_drops_out_once_saved_and_a_retried_one_m
     assert store.due_deliveries(until_ms=NOW_MS + 4_999, limit=10) == [("job_waiting", NOW_MS + 3)]
 
 
-def test_a_claimed_delivery_is_still_listed(store):
+def test_a_claimed_delivery_is_still_listed_by_when_its_claim_ends(store):
     """A claim (an attempt in flight, or one whose dispatcher died) keeps the delivery pending: the sweep
-    still finds it, and the dispatcher decides, by the claim's lease, whether to attempt it."""
+    finds it once the claim's lease ends, and the dispatcher decides, by that lease, whether to attempt it."""
     job = pending(store, "job_claimed", NOW_MS)
     claimed = dataclasses.replace(job, delivery=dataclasses.replace(job.delivery, claimed_until=NOW_MS + 45_000),
                                   version=job.version + 1)
     store.save(claimed, expected_version=job.version)
 
-    assert store.due_deliveries(until_ms=NOW_MS, limit=10) == [("job_claimed", NOW_MS)]
+    assert store.due_deliveries(until_ms=NOW_MS + 44_999, limit=10) == []
+    assert store.due_deliveries(until_ms=NOW_MS + 45_000, limit=10) == [("job_claimed", NOW_MS + 45_000)]
     assert store.get("job_claimed").delivery.claimed_until == NOW_MS + 45_000
 
 
@@ -422,6 +424,13 @@ def test_blobs_put_bytes_stores_the_bytes_as_given_and_returns_their_size(blobs,
         stored = request.getfixturevalue("boto_session").client("s3").get_object(
             Bucket=request.getfixturevalue("aws").bucket, Key="results/job_1/vectors.npy")
         assert stored["Body"].read() == data and stored["ContentType"] == "application/octet-stream"
+
+
+def test_blobs_exists_says_whether_a_document_or_file_is_stored_without_reading_it(blobs):
+    blobs.put_json("results/here.json", {"a": 1})
+    blobs.put_bytes("results/job_1/file.bin", b"\x00\x01", content_type="application/octet-stream")
+    assert blobs.exists("results/here.json") and blobs.exists("results/job_1/file.bin")
+    assert not blobs.exists("results/gone.json") and not blobs.exists("results/here")
 
 
 def test_blobs_get_of_a_missing_key_raises_blob_not_found(blobs):
