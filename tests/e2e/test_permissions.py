@@ -32,7 +32,7 @@ from local.dispatcher import SWEEP_COMPONENT  # noqa: E402
 from tests.bodies import SHORT  # noqa: E402
 from tests.e2e import harness  # noqa: E402
 from tests.e2e.harness import finished_job, start_pipeline, stop_pipeline, wait_until  # noqa: E402
-from tests.infra.infra_support import Synth, synth  # noqa: E402
+from tests.infra.infra_support import GPU_REGION, Synth, synth  # noqa: E402
 from tools.iam_check import Account, Report, Role, Templates, check  # noqa: E402
 
 # The local model's place (local.resources.upload_model) as the deployment's embedding_model_s3_uri: the gpu
@@ -162,7 +162,9 @@ def roles(app: Synth, templates: Templates) -> dict[str, Role]:
 
 @pytest.fixture(scope="module")
 def report(run) -> Report:
-    app = synth(**CONTEXT)
+    # Synthesized for a region the GPU lane's AMI release is verified in; the ARNs are still resolved in moto's
+    # region (``where``), where the calls were made.
+    app = synth(default_region=GPU_REGION, **CONTEXT)
     account = urlsplit(run["queues"]["cpu"]).path.strip("/").split("/")[0]  # moto's
     where = Account(account=account, region=REGION)
     templates = Templates({app.data.stack_name: app.data_json, app.service.stack_name: app.service_json}, where,
