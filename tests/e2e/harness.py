@@ -21,7 +21,7 @@ from local.webhook_receiver import WebhookReceiver
 ROOT = Path(__file__).resolve().parents[2]
 # Five attempts a second or so apart (SQS delays are whole seconds): the schedule's shape, quickly.
 WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
-BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
+BASE_ARGS = ("--port", "0", "--aws-port", "0", "--webhook-port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
 READY_TIMEOUT_S = 120  # a loaded 2-core machine can take a minute to start every process
 TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 
