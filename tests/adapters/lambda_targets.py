@@ -1,5 +1,6 @@
 """Handlers for the local gateway's execution environments to run in their own processes (tests of
-``local.gateway.ExecutionEnvironments``): each answers a proxy event by what its body asks."""
+``local.gateway.ExecutionEnvironments``): each answers a proxy event by what its body asks. With
+``INIT_HOLD`` in the environment, importing this module (an environment's init) waits until that path exists."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+
+def _hold(path: str) -> None:
+    while not Path(path).exists():
+        time.sleep(0.01)
+
+
+if os.environ.get("INIT_HOLD"):
+    _hold(os.environ["INIT_HOLD"])
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -19,7 +29,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if ask.get("raise"):
         raise ValueError("asked to raise")
     if "hold" in ask:
-        while not Path(ask["hold"]).exists():
-            time.sleep(0.01)
+        _hold(ask["hold"])
     return {"statusCode": 200, "headers": {"content-type": "application/json"},
             "body": json.dumps({"pid": os.getpid(), "remaining_ms": context.get_remaining_time_in_millis()})}

@@ -14,8 +14,7 @@ import os
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from jobcore.limits import MAX_REQUEST_EVENT_BYTES
 from local.gateway import EnvironmentFailed, ExecutionEnvironments, Gateway, Throttled, to_event
 from router import handler as router
 from tests.adapters.test_router_handler import KEY, SHORT, api, router_env  # noqa: F401  (fixtures)
+from tests.e2e.harness import exited, wait_until
 
 ASYNC = {**SHORT, "mode": "async"}
 
@@ -142,21 +142,6 @@ def answered_by(answer: dict[str, Any]) -> int:
     return json.loads(answer["body"])["pid"]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.01)
-
-
-def dead(pid: int) -> bool:
-    """The process has exited (a zombie not yet reaped by its parent counts)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
-    except (FileNotFoundError, IndexError):
-        return True
-
-
 @pytest.fixture
 def environments(request) -> Iterator[ExecutionEnvironments]:
     options = getattr(request, "param", {})
@@ -171,7 +156,7 @@ def hold(pool: ExecutionEnvironments, release: Path, n: int) -> list[threading.T
     threads = [threading.Thread(target=pool, args=(event({"hold": str(release)}), None), daemon=True) for _ in range(n)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: pool.busy == busy, f"{busy} requests in flight")
+    wait_until(lambda: pool.busy == busy, timeout_s=30, every_s=0.01, what=f"{busy} requests in flight")
     return threads
 
 
@@ -187,7 +172,7 @@ def test_an_environment_that_dies_mid_request_fails_that_request_only_and_is_rep
 def test_an_environment_killed_while_idle_is_replaced_and_no_request_fails(environments):
     first = answered_by(environments(event({}), None))
     os.kill(first, signal.SIGKILL)  # our pool's child, by its own pid
-    wait_until(lambda: dead(first), "the killed environment exited")
+    wait_until(lambda: exited(first), timeout_s=30, every_s=0.01, what="the killed environment's exit")
     second = answered_by(environments(event({}), None))
     assert second != first and environments.pids() == [second]
 
@@ -213,12 +198,42 @@ def test_environments_start_on_demand_up_to_the_limit_then_requests_are_throttle
     assert answered_by(environments(event({}), None)) in environments.pids()  # warm again: no cold start
 
 
+@pytest.mark.parametrize("environments", [{"max_starting": 1, "warm": 0, "wait_s": 0.2}], indirect=True)
+def test_past_the_cold_starts_under_way_a_request_waits_for_one_then_is_throttled(environments, tmp_path, monkeypatch):
+    init = tmp_path / "init"
+    monkeypatch.setenv("INIT_HOLD", str(init))  # the environments' init waits for it
+    first: list[dict[str, Any]] = []
+    starting = threading.Thread(target=lambda: first.append(environments(event({}), None)), daemon=True)
+    starting.start()
+    wait_until(lambda: environments.busy == 1, timeout_s=30, every_s=0.01, what="a cold start under way")
+    with pytest.raises(Throttled, match="no router environment came free or started within 0.2 s"):
+        environments(event({}), None)
+    init.touch()
+    starting.join(timeout=30)
+    assert answered_by(first[0]) == answered_by(environments(event({}), None))  # then warm, and reused
+
+
+@pytest.mark.parametrize("environments", [{"max_starting": 1, "warm": 0, "wait_s": 30.0}], indirect=True)
+def test_a_request_waiting_for_a_start_slot_is_served_once_the_start_ends(environments, tmp_path, monkeypatch):
+    init = tmp_path / "init"
+    monkeypatch.setenv("INIT_HOLD", str(init))
+    answers: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: answers.append(environments(event({}), None)), daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: environments.busy == 1, timeout_s=30, every_s=0.01, what="one cold start, one request waiting")
+    init.touch()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(answers) == 2 and all(answered_by(answer) for answer in answers)
+
+
 @pytest.mark.parametrize("environments", [{"timeout_s": 1.0}], indirect=True)
 def test_an_invoke_past_the_function_timeout_is_ended_and_its_environment_replaced(environments, tmp_path):
     first = answered_by(environments(event({}), None))
     with pytest.raises(EnvironmentFailed, match="timeout"):
         environments(event({"hold": str(tmp_path / "never")}), None)
-    assert dead(first) and answered_by(environments(event({}), None)) != first
+    assert exited(first) and answered_by(environments(event({}), None)) != first
 
 
 def test_idle_environments_past_their_idle_time_are_stopped_keeping_the_warm_one(tmp_path):

@@ -109,6 +109,14 @@ def wait_until(condition, *, timeout_s: float, every_s: float = 0.2, what: str =
         time.sleep(every_s)
 
 
+def exited(pid: int) -> bool:
+    """The process ``pid`` has exited (a zombie its parent has not reaped yet counts): Linux's /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2][:1] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
 def finished_job(pipeline: dict[str, Any], job_id: str, *, timeout_s: float = 60, key: str = client.LOCAL_API_KEY,
                  every_s: float = 0.2) -> dict[str, Any]:
     """The job as ``GET /v1/jobs/{id}`` answers it once it is terminal (every answer must be a 200)."""
