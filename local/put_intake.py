@@ -8,6 +8,7 @@ moto (``make serve``'s, on 127.0.0.1:8081 unless ``--aws-endpoint`` says otherwi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,8 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("file", nargs="?", type=Path, default=SAMPLE, help="the object's content (default: a sample invoice)")
     parser.add_argument("--task", default="invoice.extract", help="the task its prefix names (default: invoice.extract)")
     parser.add_argument("--name", help="the object's name under intake/<task>/ (default: the file's)")
-    parser.add_argument("--aws-endpoint", default=f"http://127.0.0.1:{AWS_PORT}", help="moto's URL (local.serve's aws_endpoint)")
-    parser.add_argument("--api-url", default=f"http://127.0.0.1:{API_PORT}", help="the local API, to show the job")
+    parser.add_argument("--aws-endpoint", default=os.environ.get("AWS_ENDPOINT_URL", f"http://127.0.0.1:{AWS_PORT}"),
+                        help="moto's URL (local.serve's aws_endpoint; default: AWS_ENDPOINT_URL, else make serve's)")
+    parser.add_argument("--api-url", default=os.environ.get("JOBPIPE_API_URL", f"http://127.0.0.1:{API_PORT}"),
+                        help="the local API, to show the job (default: JOBPIPE_API_URL, else make serve's)")
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the job to finish (0: do not look)")
     return parser.parse_args(argv)
 
