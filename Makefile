@@ -1,9 +1,9 @@
-# Every target sets itself up: a fresh machine needs only Python 3.11+, Node 20 and npm.
+# Every target sets itself up: a fresh machine needs only Python 3.11+, Node 22 or 24 and npm (README: Deploy in brief).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve test lint synth lock cost chart bench clean venv openapi
+.PHONY: demo serve intake test lint synth lock cost chart bench clean venv openapi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt sdk/pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,9 +17,15 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m local.demo
 
-## The local pipeline, kept running on 127.0.0.1:8080 for curl.
+## The local pipeline, kept running for curl and the CLI: the API on 127.0.0.1:8080, moto on :8081, a webhook
+## receiver on :9999. Options in ARGS (make serve ARGS="--gpu --port 9000"; python -m local.serve --help).
 serve: venv
-	$(PY) -m local.serve --port 8080
+	$(PY) -m local.serve $(ARGS)
+
+## Drop a file into the running pipeline's S3 intake and show its job: make intake ARGS="FILE --task TASK"
+## (default: a sample invoice as invoice.extract; python -m local.put_intake --help).
+intake: venv
+	$(PY) -m local.put_intake $(ARGS)
 
 ## Every test: core, adapters (moto), end to end (local pipeline over HTTP), infrastructure.
 test: venv

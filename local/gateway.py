@@ -17,15 +17,21 @@ import base64
 import hashlib
 import importlib
 import json
-import multiprocessing
+import logging
+import os
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S, MAX_REQUEST_EVENT_BYTES
@@ -35,6 +41,11 @@ from router.routes import ROUTES
 
 INTEGRATION_TIMEOUT_S = float(API_GATEWAY_TIMEOUT_S)
 LOCAL_API_KEY = "local-dev-key"
+# The router's concurrency locally when the configuration reserves none (Lambda's unreserved pool is an
+# account's 1,000): enough for bursts and a few dozen long polls at once, few enough processes for a laptop.
+LOCAL_ROUTER_CONCURRENCY = 32
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("local.gateway")
 
 
 def match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
@@ -106,30 +117,233 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-class ExecutionEnvironments:
-    """The router as Lambda runs it: up to ``size`` execution environments (processes), each serving one
-    request at a time. Powertools' resolver keeps the current request in a class attribute, which is safe
-    in a Lambda environment and would mix up concurrent requests (and their tenants) in threads of one
-    process; a process per concurrent request is also what Lambda does."""
+class Throttled(Exception):
+    """No execution environment could take the request: the concurrency limit is reached (Lambda throttles the
+    invoke), or no environment came free nor started within the wait."""
 
-    def __init__(self, target: str, *, size: int = 8, timeout_s: float = 60.0, component: str = "router"):
-        self._target, self._timeout_s = target, timeout_s
-        # Each environment records its AWS calls as ``component``'s when the pipeline records them (local.aws_calls).
-        self._pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=record_process, initargs=(component,))
+
+class EnvironmentFailed(Exception):
+    """The execution environment died, or ran past its init or the function's timeout, during the invoke (Lambda:
+    a runtime error); later requests get a fresh one."""
+
+
+class _Undelivered(Exception):
+    """The environment was gone before it took the event: the invoke can go to another one."""
+
+
+class _Environment:
+    """One execution environment: a process that imports the handler once (its init, which it reports), then
+    serves one event at a time over a socket of its own; its stdout and stderr are its logs."""
+
+    def __init__(self, target: str, timeout_s: float, log: IO[bytes] | None):
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "local.gateway", target, str(theirs.fileno()), str(timeout_s)],
+                pass_fds=(theirs.fileno(),), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None,
+            )
+        self._connection = Connection(ours.detach())
+        self.ready = False
+        self.idle_since = 0.0
+
+    def initialize(self, timeout_s: float) -> None:
+        """Wait for the init (the handler imported), which Lambda bounds apart from the invoke's timeout."""
+        self._receive(timeout_s, "its init")
+        self.ready = True
+
+    def invoke(self, event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        try:
+            self._connection.send(event)
+        except OSError as error:
+            raise _Undelivered from error
+        ok, value = self._receive(timeout_s, "the function's timeout")
+        if not ok:
+            raise RuntimeError(f"the handler raised {value}")
+        return value
+
+    def _receive(self, timeout_s: float, limit: str) -> Any:
+        # poll is also true at end of file: the process died, and recv says so.
+        if not self._connection.poll(timeout_s):
+            self.stop()  # Lambda ends an invoke at its limit and resets the environment
+            raise EnvironmentFailed(f"ran past {limit} ({timeout_s:g} s)")
+        try:
+            return self._connection.recv()
+        except (EOFError, OSError):
+            raise EnvironmentFailed(f"the execution environment exited ({self.process.wait(timeout=5)})") from None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        self._connection.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class ExecutionEnvironments:
+    """The router as Lambda runs it: execution environments (processes) that each serve one request at a
+    time, reused while warm, started on demand up to ``concurrency`` (the function's concurrency limit) and
+    stopped after ``idle_s`` unused (``warm`` of them are kept). A request that finds every environment busy
+    at the limit is throttled at once (:class:`Throttled`). Below it, one that finds none idle waits
+    ``reuse_wait_s`` for one to come free, then starts one (a cold start: its latency includes the init),
+    unless ``max_starting`` are starting already: then it waits for an environment to come free or a start
+    slot, at most ``wait_s``, else it is throttled too. Neither wait is Lambda's: a cold start here costs a
+    process's imports (seconds on a loaded machine), most requests take milliseconds, and a burst of cold
+    starts starves a small machine. An environment that dies, or runs past its init or ``timeout_s``, fails
+    its own request only (:class:`EnvironmentFailed`)
+    and is replaced by the next cold start.
+
+    Powertools' resolver keeps the current request in a class attribute, which is safe in a Lambda
+    environment and would mix up concurrent requests (and their tenants) in threads of one process; a
+    process per concurrent request is also what Lambda does."""
+
+    def __init__(self, target: str, *, concurrency: int = LOCAL_ROUTER_CONCURRENCY, timeout_s: float = 28.0,
+                 init_timeout_s: float = 60.0, warm: int = 1, idle_s: float = 300.0,
+                 max_starting: int = max(2, os.cpu_count() or 2), wait_s: float = 10.0, reuse_wait_s: float = 0.2,
+                 log_path: Path | None = None, clock: Callable[[], float] = time.monotonic):
+        self._target, self._concurrency, self._timeout_s, self._init_timeout_s = target, concurrency, timeout_s, init_timeout_s
+        self._warm, self._idle_s, self._max_starting, self._wait_s, self._clock = warm, idle_s, max_starting, wait_s, clock
+        self._reuse_wait_s = reuse_wait_s
+        self._log = log_path.open("ab") if log_path else None
+        self._changed = threading.Condition()
+        self._idle: list[_Environment] = []  # the most recently used last
+        self._all: set[_Environment] = set()
+        self._starting = 0
+        self.cold_starts = 0
+        for _ in range(min(warm, concurrency)):
+            self._idle.append(self._start())
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return self._pool.submit(_invoke, self._target, event, self._timeout_s).result()
+        while True:
+            environment, counted = self._acquire()
+            try:
+                if not environment.ready:
+                    try:
+                        environment.initialize(self._init_timeout_s)
+                    finally:
+                        self._started(counted)
+                answer = environment.invoke(event, self._timeout_s)
+            except _Undelivered:
+                self._discard(environment)  # it died while idle: the event never reached it
+                continue
+            except EnvironmentFailed as error:
+                log.warning("router environment %d failed (%s); a new one replaces it", environment.process.pid, error)
+                self._discard(environment)
+                raise
+            except BaseException:
+                self._release(environment)
+                raise
+            self._release(environment)
+            return answer
+
+    @property
+    def busy(self) -> int:
+        """Environments serving a request now (starting ones included)."""
+        with self._changed:
+            return len(self._all) - len(self._idle)
+
+    def pids(self) -> list[int]:
+        with self._changed:
+            return sorted(environment.process.pid for environment in self._all)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._changed:
+            environments, self._idle = list(self._all), []
+            self._all.clear()
+            self._changed.notify_all()
+        for environment in environments:
+            environment.stop()
+        if self._log is not None:
+            self._log.close()
+
+    def _acquire(self) -> tuple[_Environment, bool]:
+        """An idle environment, or a new one (True: it holds a start slot until its init is over)."""
+        deadline, reused = time.monotonic() + self._wait_s, False
+        with self._changed:
+            while True:
+                while self._idle:
+                    environment = self._idle.pop()
+                    if environment.alive():
+                        return environment, False
+                    log.warning("router environment %d exited (%s) while idle; a new one replaces it",
+                                environment.process.pid, environment.process.returncode)
+                    self._all.discard(environment)
+                if len(self._all) >= self._concurrency:
+                    raise Throttled(f"the router is at its concurrency limit ({self._concurrency} requests at once)")
+                if not reused and self._all:
+                    # Most requests take milliseconds: one coming free soon beats a process's cold start.
+                    reused = True
+                    self._changed.wait(self._reuse_wait_s)
+                    continue
+                if self._starting < self._max_starting:
+                    self._starting += 1
+                    return self._start(), True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Throttled(f"no router environment came free or started within {self._wait_s:g} s")
+                self._changed.wait(left)
+
+    def _start(self) -> _Environment:
+        """A cold start (with the lock held, or in ``__init__``): the process starts now and imports the
+        handler while the event is on its way."""
+        environment = _Environment(self._target, self._timeout_s, self._log)
+        self._all.add(environment)
+        self.cold_starts += 1
+        return environment
+
+    def _started(self, counted: bool) -> None:
+        if counted:
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+
+    def _release(self, environment: _Environment) -> None:
+        now = self._clock()
+        environment.idle_since = now
+        stale: list[_Environment] = []
+        with self._changed:
+            if environment not in self._all:
+                return  # closed meanwhile
+            self._idle.append(environment)
+            while len(self._idle) > self._warm and now - self._idle[0].idle_since > self._idle_s:
+                stale.append(self._idle.pop(0))
+                self._all.discard(stale[-1])
+            self._changed.notify_all()
+        for old in stale:
+            old.stop()
+
+    def _discard(self, environment: _Environment) -> None:
+        with self._changed:
+            self._all.discard(environment)
+            self._changed.notify_all()
+        environment.stop()
 
 
-def _invoke(target: str, event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """In an execution environment: the handler ``module:function``, imported once per process."""
+def _serve(target: str, fd: int, timeout_s: float) -> None:
+    """In an execution environment: import the handler ``module:function`` once and say so, then answer each
+    event that arrives on the socket ``fd`` until it closes."""
+    connection = Connection(fd)
+    # The environment records its AWS calls as the router's when the pipeline records them (local.aws_calls),
+    # before the handler's import makes its clients.
+    record_process("router")
     module, _, name = target.partition(":")
     handler = getattr(importlib.import_module(module), name)
-    return handler(event, LambdaContext(timeout_s))
+    connection.send("ready")
+    while True:
+        try:
+            event = connection.recv()
+        except EOFError:
+            return
+        try:
+            connection.send((True, handler(event, LambdaContext(timeout_s))))
+        except Exception as error:  # noqa: BLE001 - as Lambda: the invoke fails, the environment stays
+            traceback.print_exc()
+            connection.send((False, f"{type(error).__name__}: {error}"))
 
 
 class _Server(ThreadingHTTPServer):
@@ -171,14 +385,27 @@ class Gateway:
             return _api_error(404, "not_found", f"no route {method} {urlsplit(path).path[:200]}")
         if request_size.too_large(event):  # Lambda would refuse the invocation: answer as the router does
             return request_size.STATUS, {"content-type": "application/json"}, json.dumps(request_size.error_body()).encode()
-        answer: dict[str, Any] = {}
-        worker = threading.Thread(target=lambda: answer.update(self._handler(event, LambdaContext(60.0))), daemon=True)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["answer"] = self._handler(event, LambdaContext(60.0))
+            except Throttled as error:
+                outcome["throttled"] = error
+            except Exception:  # noqa: BLE001 - API Gateway answers 502 for a failed invoke; the log says why
+                log.exception("the router's invoke failed")
+
+        worker = threading.Thread(target=call, daemon=True)
         worker.start()
         worker.join(INTEGRATION_TIMEOUT_S)
         if worker.is_alive():
             return _api_error(504, "INTEGRATION_TIMEOUT", "Endpoint request timed out (API Gateway's 29 s integration timeout)")
-        if not answer:
+        if "throttled" in outcome:
+            status, headers, body = _api_error(429, "THROTTLED", f"Too Many Requests: {outcome['throttled']}; retry shortly")
+            return status, {**headers, "retry-after": "1"}, body
+        if "answer" not in outcome:
             return _api_error(502, "DEFAULT_5XX", "Internal server error (the handler raised)")
+        answer = outcome["answer"]
         return answer["statusCode"], response_headers(answer), (answer.get("body") or "").encode()
 
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:
@@ -253,3 +480,7 @@ def response_headers(answer: dict[str, Any]) -> dict[str, str]:
 def _api_error(status: int, error_type: str, message: str) -> tuple[int, dict[str, str], bytes]:
     """An answer in the router's error shape, for what the router would answer were it invoked."""
     return status, {"content-type": "application/json"}, json.dumps({"error": {"type": error_type, "message": message}}).encode()
+
+
+if __name__ == "__main__":  # an execution environment, started by ExecutionEnvironments
+    _serve(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))

@@ -27,10 +27,10 @@ from moto.server import ThreadedMotoServer
 
 from local import aws_calls, resources
 from local.claude_standin import ClaudeStandIn
-from local.gateway import LOCAL_API_KEY, ExecutionEnvironments, Gateway, api_key_id
+from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
-from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.lane_env import compact_json, lane_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
@@ -53,6 +53,8 @@ def new_webhook_secret() -> str:
 @dataclass
 class Options:
     api_port: int = 0
+    aws_port: int = 0  # moto's
+    webhook_port: int = 0  # the pipeline's own webhook receiver's
     # cdk.json context keys to change for this run, e.g. {"inline_budget_s": 4, "worker_concurrency": 16}
     config: dict[str, Any] = field(default_factory=dict)
     standin_latency_s: float = 0.0
@@ -101,9 +103,10 @@ class LocalPipeline:
         self.config = deployment_config(**self.options.config)
         self.lanes = self.config.lanes()
         self.standin: ClaudeStandIn | None = None
-        self.webhooks = WebhookReceiver(self.options.webhook_secret)
+        self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
         self._moto: ThreadedMotoServer | None = None
         self._gateway: Gateway | None = None
+        self.router: ExecutionEnvironments | None = None
         self._processes: list[Supervised] = []  # the workers, the collector, the webhook dispatcher and the sweeper
         self._stopping = threading.Event()
         self._saved_env: dict[str, str | None] = {}
@@ -124,10 +127,13 @@ class LocalPipeline:
         standin_url = self._start_standin()
         self._set_env(self._router_env(made, standin_url))
         self.webhooks.start()
-        # Its environment is set: the router's execution environments (processes) start with it.
-        self._gateway = Gateway(ExecutionEnvironments(ROUTER_HANDLER), port=self.options.api_port).start()
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="hybrid-local-"))
         log_dir.mkdir(parents=True, exist_ok=True)
+        # Its environment is set: the router's execution environments (processes) start with it.
+        self.router = ExecutionEnvironments(
+            ROUTER_HANDLER, concurrency=self.config.router_reserved_concurrency or LOCAL_ROUTER_CONCURRENCY,
+            timeout_s=self.config.router_timeout_s, log_path=log_dir / "router.log")
+        self._gateway = Gateway(self.router, port=self.options.api_port).start()
         model_env = self._embedding_model(log_dir) if self.lanes.gpu_lanes() else {}
         logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}) for lane in self.lanes.worker_lanes()]
         batch = self.lanes.batch_lane
@@ -174,7 +180,7 @@ class LocalPipeline:
 
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
@@ -246,9 +252,10 @@ class LocalPipeline:
         supervised.start()
         self._processes.append(supervised)
 
-    def pids(self) -> dict[str, int]:
-        """The current process id of each supervised process (a test may kill one)."""
-        return {s.name: s.process.pid for s in self._processes}
+    def pids(self) -> dict[str, Any]:
+        """The current process id of each supervised process, and the router's execution environments' (a
+        test may kill one)."""
+        return {**{s.name: s.process.pid for s in self._processes}, "router": self.router.pids() if self.router else []}
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.5):

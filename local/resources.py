@@ -28,11 +28,19 @@ class LocalResources:
     lane_services: dict[str, str] = field(default_factory=dict)  # worker lane -> its ECS service's ARN (LANE_SERVICES)
 
 
-def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = "hybrid-local") -> LocalResources:
+PREFIX = "hybrid-local"
+
+
+def bucket_name(prefix: str = PREFIX) -> str:
+    """The job bucket (results, uploads, the S3 intake's ``intake/``)."""
+    return f"{prefix}-results"
+
+
+def create(session: Any, *, lanes: Lanes, max_receives: int, prefix: str = PREFIX) -> LocalResources:
     """A queue and a DLQ for each enabled queued lane, with the lane's time limit as the visibility
     timeout and redrive after ``max_receives``, as the CDK app's JobQueue makes them."""
     table = f"{prefix}-jobs"
-    bucket = f"{prefix}-results"
+    bucket = bucket_name(prefix)
     _create_table(session.client("dynamodb"), table)
     session.client("s3").create_bucket(Bucket=bucket)
     sqs = session.client("sqs")

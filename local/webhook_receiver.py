@@ -2,7 +2,8 @@
 
 The URL's query can make it misbehave, per event (``webhook-id``), so a client can try retries by hand:
 ``?fail=N`` answers 503 to the first N attempts of each event; ``?hang=S`` waits S seconds before
-answering. ``attempts`` counts every request per event id, verified or not.
+answering. ``attempts`` counts every request per event id, verified or not; ``on_event`` is called with
+each verified event (``local.serve`` prints a line).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,8 +21,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str, *, host: str = "127.0.0.1", port: int = 0, status: int = 204):
+    def __init__(self, secret: str, *, host: str = "127.0.0.1", port: int = 0, status: int = 204,
+                 on_event: Callable[[dict[str, Any]], None] | None = None):
         self._verifier = Webhook(secret)
+        self.on_event = on_event
         self._status = status
         self.events: list[dict[str, Any]] = []
         self.rejected: list[str] = []
@@ -73,9 +77,12 @@ class WebhookReceiver:
         except WebhookVerificationError as error:
             self.rejected.append(str(error))
             return False
+        verified = event if isinstance(event, dict) else json.loads(body)
         with self._changed:
-            self.events.append(event if isinstance(event, dict) else json.loads(body))
+            self.events.append(verified)
             self._changed.notify_all()
+        if self.on_event is not None:
+            self.on_event(verified)
         return True
 
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:

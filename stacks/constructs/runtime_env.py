@@ -7,7 +7,6 @@ deployment whose functions would refuse their own settings fails ``cdk synth`` i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,21 +15,7 @@ from aws_cdk import Stack, Token
 from jobadapters.settings import ConfigError
 from jobcore.lanes import Lanes
 from jobcore.limits import LAMBDA_MAX_ENVIRONMENT_BYTES
-
-
-def compact_json(value: Any, *, sort_keys: bool = True) -> str:
-    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
-
-
-def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[str, str]:
-    """``LaneSettings.ENV``: the lanes and the price overrides, the same for the router and every worker.
-
-    The lanes keep their order (routing takes the first lane that fits; the first CPU lane is the fallback).
-    """
-    return {
-        "LANES": compact_json(lanes.to_dict(), sort_keys=False),
-        "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
-    }
+from stacks.lane_env import compact_json, lane_environment  # re-exported: the constructs' one import
 
 
 def service_environment(

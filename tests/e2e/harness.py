@@ -21,7 +21,7 @@ from local.webhook_receiver import WebhookReceiver
 ROOT = Path(__file__).resolve().parents[2]
 # Five attempts a second or so apart (SQS delays are whole seconds): the schedule's shape, quickly.
 WEBHOOK_SCHEDULE = "0.5,0.5,0.5,0.5"
-BASE_ARGS = ("--port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
+BASE_ARGS = ("--port", "0", "--aws-port", "0", "--webhook-port", "0", "--inline-budget", "4", "--webhook-schedule", WEBHOOK_SCHEDULE)
 READY_TIMEOUT_S = 120  # a loaded 2-core machine can take a minute to start every process
 TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 # Reports a module adds for the end of the run (tests/conftest.py prints them): (title, lines).
@@ -109,6 +109,14 @@ def wait_until(condition, *, timeout_s: float, every_s: float = 0.2, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {timeout_s:g} s")
         time.sleep(every_s)
+
+
+def exited(pid: int) -> bool:
+    """The process ``pid`` has exited (a zombie its parent has not reaped yet counts): Linux's /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2][:1] in "ZX"
+    except FileNotFoundError:
+        return True
 
 
 def finished_job(pipeline: dict[str, Any], job_id: str, *, timeout_s: float = 60, key: str = client.LOCAL_API_KEY,

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local import client
+from local import client, put_intake
 from tests.e2e.harness import wait_until
 
 INVOICE = (Path(__file__).resolve().parents[2] / "local" / "samples" / "invoice_acme.txt").read_bytes()
@@ -78,3 +78,13 @@ def test_an_object_that_cannot_run_becomes_a_failed_job_with_the_reason(pipeline
     [job] = finished(pipeline, source)
     assert job["status"] == "failed" and job["error"]["type"] == "intake_rejected"
     assert why in job["error"]["message"] and source in job["error"]["message"]
+
+
+def test_the_readme_s_intake_command_puts_a_file_and_shows_its_job(pipeline, capsys):
+    """``make intake`` (``python -m local.put_intake``): no AWS CLI, no credentials; its exit status is the job's."""
+    code = put_intake.main(["--task", "invoice.extract", "--name", "readme.txt", "--aws-endpoint", pipeline["aws_endpoint"],
+                            "--api-url", pipeline["api_url"], "--wait", "60"])
+    out = capsys.readouterr().out
+    source = f"s3://{pipeline['bucket']}/intake/invoice.extract/readme.txt"
+    (job,) = by_source(pipeline, source)
+    assert code == 0 and out.splitlines() == [f"put {source}", f"{job['id']} succeeded, route {job['route']['reason']}"]

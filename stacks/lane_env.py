@@ -1,0 +1,27 @@
+"""The lanes' environment values, without the CDK: the stacks put them on every function and task
+(:mod:`stacks.constructs.runtime_env`), and the local runtime on its processes, which must not load the
+CDK library (jsii starts a Node process) just to write two JSON strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jobcore.lanes import Lanes
+
+
+def compact_json(value: Any, *, sort_keys: bool = True) -> str:
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
+
+
+def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[str, str]:
+    """``LaneSettings.ENV``: the lanes and the price overrides, the same for the router and every worker.
+
+    The lanes keep their order (routing takes the first lane that fits; the first CPU lane is the fallback).
+    """
+    return {
+        "LANES": compact_json(lanes.to_dict(), sort_keys=False),
+        "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
+    }
