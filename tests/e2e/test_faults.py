@@ -182,7 +182,8 @@ def test_an_inline_run_whose_router_died_is_requeued_by_the_sweeper_and_run_by_a
     DynamoJobStore(table).create(job)
     item = table.get_item(Key={"job_id": job.job_id}, ConsistentRead=True)["Item"]
     assert item["watch_shard"].startswith("watch-") and int(item["watch_at"]) == job.lease_expires_at
-    assert get(pipeline, job.job_id)["status"] == "running"
+    # No read of its status here: the sweeper (every 2 s) may already have re-queued and run it, and the reason
+    # checked below says it did.
 
     done, seen = settle(pipeline, job.job_id, timeout_s=60)
     assert done["status"] == "succeeded", (done, seen)
