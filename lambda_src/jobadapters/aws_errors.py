@@ -30,10 +30,17 @@ TRANSIENT_CODES = frozenset({
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+class RequestTimeSpentError(BotoCoreError):
+    """An AWS call not attempted: the request it serves has too little time left for it
+    (:mod:`jobadapters.request_time`). Transient, like a timeout: a retry of the request may succeed."""
+
+    fmt = "not calling AWS: the request has {left_s:.1f} s left, and an attempt may take {attempt_s:.1f} s"
+
+
 def transient(error: BaseException) -> bool:
     """Whether ``error`` is botocore's way of saying the service throttled, failed or could not be reached."""
-    if isinstance(error, (BotoConnectionError, HTTPClientError)):  # endpoint unreachable, connect or read timeout, reset
-        return True
+    if isinstance(error, (BotoConnectionError, HTTPClientError, RequestTimeSpentError)):  # endpoint unreachable,
+        return True  # connect or read timeout, reset; or no time left to try
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -20,6 +21,8 @@ from jobcore.errors import ConflictError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
 from jobcore.ports import BatchRecord, Cursor
+
+log = logging.getLogger(__name__)
 
 # What a tenant is told when the table throttles or cannot be reached (the details are logged).
 _STORE = "the job store"
@@ -138,7 +141,7 @@ class DynamoJobStore:
         last = None
         for _ in range(_MAX_LIST_PAGES):  # a status filter can leave pages empty: bound one request's reads
             page = self._table.query(**kwargs)
-            jobs += [Job.from_dict(_plain(item)) for item in page.get("Items", [])]
+            jobs += _listed(page.get("Items", []))
             last = page.get("LastEvaluatedKey")
             if last is None or len(jobs) >= limit:
                 break
@@ -225,6 +228,18 @@ def _job_of(item: dict[str, Any] | None) -> Job | None:
     if item.get(JOBS_PARTITION_KEY) == schema.OPEN_BATCHES_KEY:
         return None  # an idempotency record, a batch record or the open-batch set: never a job
     return Job.from_dict(_plain(item))
+
+
+def _listed(items: list[dict[str, Any]]) -> list[Job]:
+    """The jobs of a page of items; an item that is no longer a job this code can read (a field it cannot
+    take) is left out and logged, never the page's failure: the tenant can still list its other jobs."""
+    jobs = []
+    for item in items:
+        try:
+            jobs.append(Job.from_dict(_plain(item)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.exception("job %s: its item cannot be read as a job; left out of the list", item.get(JOBS_PARTITION_KEY))
+    return jobs
 
 
 def _item(job: Job) -> dict[str, Any]:

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from jobadapters import request_time
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
 from jobadapters.ecs import EcsLaneWaker, LaneService
+from jobadapters.request_time import RequestDeadline
 from jobadapters.s3 import S3BlobStore
 from jobadapters.settings import (
     ClaudeSettings,
@@ -64,18 +66,28 @@ class AwsClients:
     s3: Any
 
     @classmethod
-    def create(cls, table_name: str, *, max_pool_connections: int = 10) -> AwsClients:
+    def create(cls, table_name: str, *, max_pool_connections: int = 10,
+               deadline: RequestDeadline | None = None) -> AwsClients:
         """``max_pool_connections``: connections each client keeps open (botocore's default is 10); a process
         calling from more threads at once (a worker with many slots) needs one per thread, or it opens and
-        discards a connection per call beyond them."""
+        discards a connection per call beyond them. ``deadline``: the clients of a request's path (the
+        router's), bounded by :mod:`jobadapters.request_time` and by the request's time left."""
         # Every AWS call is bounded: a stalled connection must not outlast a request's budget or a worker's
-        # stop timeout. SQS's read timeout leaves room for its 20 s long poll.
-        bounded = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"},
-                         max_pool_connections=max_pool_connections)
-        sqs = boto3.client("sqs", config=bounded.merge(Config(read_timeout=SQS_MAX_WAIT_S + 10)))
+        # stop timeout. SQS's read timeout leaves room for its 20 s long poll (a worker's; a request never polls).
+        pool = Config(max_pool_connections=max_pool_connections)
+        if deadline is None:
+            bounded = pool.merge(Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}))
+            sqs_config = bounded.merge(Config(read_timeout=SQS_MAX_WAIT_S + 10))
+        else:
+            bounded = sqs_config = pool.merge(request_time.CONFIG)
+        sqs = boto3.client("sqs", config=sqs_config)
         # SigV4 for presigned result URLs: buckets created since mid-2020 refuse the older SigV2.
         s3 = boto3.client("s3", config=bounded.merge(Config(signature_version="s3v4")))
-        return cls(boto3.resource("dynamodb", config=bounded).Table(table_name), sqs, s3)
+        clients = cls(boto3.resource("dynamodb", config=bounded).Table(table_name), sqs, s3)
+        if deadline is not None:
+            for client in (clients.table, clients.sqs, clients.s3):
+                deadline.bind(client)
+        return clients
 
 
 def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ) -> AnthropicModel:

@@ -39,6 +39,7 @@ FUNCTION_TIMEOUT_S = 30
 QUEUE_VISIBILITY_S = 6 * FUNCTION_TIMEOUT_S  # AWS's advice for a Lambda event source
 MAX_RECEIVES = 5
 BATCH_SIZE = 10
+_OBJECT = "the object"  # how messages name an intake object's content
 
 
 class IntakeError(JobError):
@@ -82,19 +83,19 @@ def decode_input(task: str, data: bytes) -> Any:
     if len(data) > MAX_OBJECT_BYTES:
         raise IntakeError(f"the object is {len(data):,} bytes; an intake object may have at most {MAX_OBJECT_BYTES:,}")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise IntakeError(f"the object is not UTF-8 text (byte {error.start} is not valid UTF-8)") from None
+        text = jsonbody.decode(data, document=_OBJECT)
+    except BadRequestError as error:
+        raise IntakeError(str(error)) from None
     if task in TEXT_TASKS:
         if not text.strip():
             raise IntakeError("the object is empty; an invoice.extract object holds the invoice's text")
         return {"text": text}
     if not text.strip():
         raise IntakeError(f"the object is empty; a {task} object holds the task's input as a JSON document")
-    try:
-        return jsonbody.loads(text)
+    try:  # the one parser of every input: what a request body may not carry, an intake object may not either
+        return jsonbody.parse(text, document=_OBJECT, root="input")
     except (BadRequestError, InvalidInputError) as error:
-        raise IntakeError(f"the object is not a JSON document ({error})") from None
+        raise IntakeError(f"the object is not a JSON document the pipeline can keep ({error})") from None
 
 
 def idempotency_key(obj: IntakeObject) -> str:

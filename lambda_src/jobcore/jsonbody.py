@@ -1,4 +1,10 @@
-"""A request body: JSON the pipeline can keep, checked once, whole, right after parsing.
+"""Every JSON input, however it arrives, parsed and checked here: JSON the pipeline can keep, checked once,
+whole, right after parsing.
+
+An input arrives three ways: as the request body (``POST /v1/jobs``), as an upload a job names
+(``input_upload``: :mod:`jobcore.uploads`, read by the router or by a worker), and as an S3 intake object
+(:mod:`jobcore.intake`). Each is parsed by :func:`parse` and nothing else: what one way refuses, the others
+refuse too, so nothing is stored that a later read or view cannot take back.
 
 JSON allows more than the pipeline can store or send on. A job's input and metadata go into a
 DynamoDB item (or S3) and are later sent to Claude as UTF-8, so every value of a body, including the
@@ -12,10 +18,11 @@ parts a task passes through unread (most of a ``claude.messages`` body), must be
 - nested at most :data:`~jobcore.limits.MAX_JSON_DEPTH` levels (DynamoDB's nesting limit; Python's
   parser itself gives up near a thousand).
 
-:func:`loads` parses and checks; :func:`check` checks a value already parsed. A body that is not JSON
-(NaN, too deep to parse) or not text is a :class:`BadRequestError` (400); a number out of DynamoDB's
-range or an empty key is an :class:`InvalidInputError` (422). Both name the field:
-``input.messages[0].content[1].x``.
+:func:`parse` decodes (UTF-8), parses and checks; :func:`check` checks a value already parsed. A document
+that is not JSON (NaN, too deep to parse) or not text is a :class:`BadRequestError` (400); a number out of
+DynamoDB's range or an empty key is an :class:`InvalidInputError` (422). Both name the field:
+``input.messages[0].content[1].x`` (``root`` names the document itself: ``input`` for an upload or an intake
+object, which is the task's input).
 """
 
 from __future__ import annotations
@@ -51,47 +58,65 @@ class _Rejected:
         self.bad_request = bad_request
 
 
-def loads(text: str) -> Any:
-    """``text`` parsed and checked (see the module's docstring); BadRequestError if it is not JSON."""
+BODY = "the request body"
+
+
+def parse(data: str | bytes, *, document: str = BODY, root: str = "") -> Any:
+    """``data`` (UTF-8 bytes, or text) parsed and checked (see the module's docstring). ``document`` names it in
+    messages (``the uploaded input``), ``root`` in field paths (``input``); BadRequestError if it is not UTF-8,
+    empty or not JSON, InvalidInputError (or BadRequestError) naming the first value that cannot be kept."""
+    text = decode(data, document=document) if isinstance(data, bytes) else data
+    del data  # a large upload: its bytes may go before the parsed document comes
+    if not text.strip():
+        raise BadRequestError(f"{document} is empty; send a JSON document")
     try:
         value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
     except json.JSONDecodeError as error:
         raise BadRequestError(
-            f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+            f"{document} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
     except RecursionError:
-        raise BadRequestError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    check(value)
+        raise BadRequestError(f"{document} nests deeper than {MAX_JSON_DEPTH} levels") from None
+    check(value, root, document=document)
     return value
 
 
-def check(value: Any, path: str = "") -> None:
+def decode(data: bytes, *, document: str = BODY) -> str:
+    """``data`` as text; BadRequestError naming the first byte that is not UTF-8 (JSON is UTF-8; so is text a
+    task takes: anything else could never be sent on to the model)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequestError(f"{document} is not UTF-8 text (byte {error.start} is not valid UTF-8)") from None
+
+
+def check(value: Any, path: str = "", *, document: str = BODY) -> None:
     """Raise BadRequestError or InvalidInputError naming the first value of ``value`` that the pipeline
-    cannot keep (``path`` names ``value`` itself; "" is the body)."""
+    cannot keep (``path`` names ``value`` itself; "" is the body; ``document`` names it in messages)."""
     # Iterative, depth-first: a deep document must not exhaust the stack here either.
     stack: list[tuple[Any, tuple[Segment, ...]]] = [(value, ())]
     while stack:
         node, where = stack.pop()
         if isinstance(node, dict):
-            _check_depth(where, path)
+            _check_depth(where, path, document)
             for key, item in node.items():
                 if not key:
                     raise InvalidInputError(_name(path, (*where, key)), "is an empty key; a key must not be empty")
                 if _SURROGATE.search(key):
                     raise BadRequestError(f"{_name(path, (*where, key))}: {_NOT_TEXT}", field=_name(path, (*where, key)))
-                _scalar(item, path, where, key, stack)
+                _scalar(item, path, where, key, stack, document)
         elif isinstance(node, list):
-            _check_depth(where, path)
+            _check_depth(where, path, document)
             for index, item in enumerate(node):
-                _scalar(item, path, where, index, stack)
+                _scalar(item, path, where, index, stack, document)
         else:
-            _scalar(node, path, (), None, stack)
+            _scalar(node, path, (), None, stack, document)
 
 
 _NOT_TEXT = "is not text: it holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot encode"
 
 
 def _scalar(item: Any, path: str, where: tuple[Segment, ...], segment: Segment | None,
-            stack: list[tuple[Any, tuple[Segment, ...]]]) -> None:
+            stack: list[tuple[Any, tuple[Segment, ...]]], document: str) -> None:
     """Check one value; a container goes on ``stack`` for later."""
     here = where if segment is None else (*where, segment)
     if isinstance(item, str):
@@ -103,7 +128,7 @@ def _scalar(item: Any, path: str, where: tuple[Segment, ...], segment: Segment |
     elif isinstance(item, _Rejected):
         name = _name(path, here)
         if item.bad_request:
-            raise BadRequestError(f"the request body is not valid JSON: {item.reason} (at {name})", field=name)
+            raise BadRequestError(f"{document} is not valid JSON: {item.reason} (at {name})", field=name)
         raise InvalidInputError(name, item.reason)
     elif isinstance(item, float):
         reason = _float_problem(item)
@@ -113,10 +138,10 @@ def _scalar(item: Any, path: str, where: tuple[Segment, ...], segment: Segment |
         raise InvalidInputError(_name(path, here), _TOO_MANY_DIGITS)
 
 
-def _check_depth(where: tuple[Segment, ...], path: str) -> None:
+def _check_depth(where: tuple[Segment, ...], path: str, document: str) -> None:
     if len(where) >= MAX_JSON_DEPTH:  # this container is at level len(where) + 1
         name = _name(path, where)
-        raise BadRequestError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels (at {name})", field=name)
+        raise BadRequestError(f"{document} nests deeper than {MAX_JSON_DEPTH} levels (at {name})", field=name)
 
 
 def _name(path: str, segments: tuple[Segment, ...]) -> str:

@@ -43,14 +43,9 @@ class SubmitRequest:
 def parse_json(body: str | bytes | None) -> Any:
     """The request body parsed, and checked whole by :mod:`jobcore.jsonbody` (numbers DynamoDB can
     store, text UTF-8 can encode, bounded nesting): BadRequestError or InvalidInputError otherwise."""
-    if isinstance(body, bytes):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequestError("the body is not UTF-8 JSON") from None
     if not body:
         raise BadRequestError("the request body is empty; send a JSON object")
-    return jsonbody.loads(body)
+    return jsonbody.parse(body)
 
 
 def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitRequest:

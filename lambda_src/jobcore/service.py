@@ -9,6 +9,7 @@ and the job is not lost.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
 from jobcore.validation import quoted
-from jobcore.views import deliveries_view, job_view, render
+from jobcore.views import deliveries_view, job_view, jsonable, render, safe_view
 
 log = logging.getLogger(__name__)
 
@@ -255,15 +256,17 @@ class JobService:
         if outcome.output is None:
             return self.view(outcome.job)
         job = outcome.job
-        return job_view(job, result=outcome.output, url_for=self.runner.blobs.url_for)
+        return safe_view(job, functools.partial(job_view, job, result=outcome.output, url_for=self.runner.blobs.url_for))
 
     def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
         """The job's webhook delivery log."""
-        return deliveries_view(self.get(job_id, tenant_id=tenant_id))
+        job = self.get(job_id, tenant_id=tenant_id)
+        return jsonable(deliveries_view(job), what=f"job {job.job_id}'s deliveries")
 
     def redeliver(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
         """Send the job's terminal event again: a new series of attempts, the same event id and body."""
-        return deliveries_view(self.runner.redeliver(self.get(job_id, tenant_id=tenant_id)))
+        job = self.runner.redeliver(self.get(job_id, tenant_id=tenant_id))
+        return jsonable(deliveries_view(job), what=f"job {job.job_id}'s deliveries")
 
     def describe(self, task: TaskSpec) -> dict[str, Any]:
         """A task's profile, its input (a JSON Schema), where its typical job runs and why, and what that typically costs."""

@@ -6,20 +6,21 @@ only name its own. A JSON upload (``application/json``) is the task's ``input`` 
 upload is accepted by the tasks in :data:`TEXT_INPUT` (the text becomes that task's text field).
 
 The router never reads a large upload: one above ``INLINE_INPUT_LIMIT`` is checked only by its size
-(HEAD), routed from the task's profile (or the client's hints) and always queued; the worker reads it,
-streaming from S3 into the JSON parser, and validates it (an invalid one fails the job ``invalid_input``).
+(HEAD), routed from the task's profile (or the client's hints) and always queued; the worker reads it, parses
+and checks it as a request body is (:mod:`jobcore.jsonbody`), and validates it (an invalid one fails the job
+``invalid_input``). A small one the router reads and checks the same way at submission (422 there).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from jobcore.errors import BlobNotFoundError, InvalidInputError
+from jobcore import jsonbody
+from jobcore.errors import BadRequestError, BlobNotFoundError, InvalidInputError
 from jobcore.limits import MAX_UPLOAD_BYTES, UPLOAD_URL_TTL_S
 from jobcore.schema_keys import UPLOADS_PREFIX, upload_key
 from jobcore.validation import expect_object, get, reject_unknown
@@ -29,6 +30,8 @@ JSON = "application/json"
 TEXT = "text/plain"
 CONTENT_TYPES = (JSON, TEXT)
 _UPLOAD_ID = re.compile(r"^upl_[0-9a-f]{32}$")
+UPLOADED = "the uploaded input"  # how messages name an upload's content
+_MESSAGE_CHARS = 300  # an error's message quotes no more of what was uploaded
 
 # Tasks that take a text/plain upload, and the input it becomes (the text in the task's text field).
 TEXT_INPUT: dict[str, Callable[[str, str], dict[str, Any]]] = {
@@ -128,8 +131,9 @@ def is_upload_key(key: str) -> bool:
 
 
 def load(reader: UploadReader, key: str, *, task: str) -> Any:
-    """The task input an upload holds, read streaming from the store (not yet validated by the task);
-    InvalidInputError (``input_upload``) if it is not JSON, not UTF-8 text, or gone."""
+    """The task input an upload holds, read from the store, parsed and checked as a request body is
+    (:func:`jobcore.jsonbody.parse`; not yet validated by the task); InvalidInputError (``input_upload``, the
+    message naming the place inside it) if it is not UTF-8 text, not JSON, holds what cannot be kept, or is gone."""
     try:
         stream, content_type = reader.open_stream(key)
     except BlobNotFoundError:
@@ -137,16 +141,12 @@ def load(reader: UploadReader, key: str, *, task: str) -> Any:
     upload_id = key.rsplit("/", 1)[-1]
     try:
         if content_type.split(";")[0].strip().lower() == TEXT and task in TEXT_INPUT:
-            try:
-                text = stream.read().decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidInputError("input_upload", "the uploaded text is not UTF-8") from None
-            return TEXT_INPUT[task](text, upload_id)
-        try:
-            # json.load reads the whole body (the stdlib parser is not incremental), then parses it: the
-            # upload's bytes and the parsed document, no third copy (no read() into a str of our own).
-            return json.load(stream)
-        except (ValueError, RecursionError) as error:
-            raise InvalidInputError("input_upload", f"the uploaded input is not valid JSON ({error})"[:300]) from None
+            return TEXT_INPUT[task](jsonbody.decode(stream.read(), document=UPLOADED), upload_id)
+        # The one parser of every input (a body's, an intake object's): what a body may not carry, an upload may
+        # not either. The stdlib parser is not incremental: the whole body is read, decoded, then parsed (as
+        # json.load does), and the bytes are dropped once decoded.
+        return jsonbody.parse(stream.read(), document=UPLOADED, root="input")
+    except (BadRequestError, InvalidInputError) as error:
+        raise InvalidInputError("input_upload", str(error)[:_MESSAGE_CHARS]) from None
     finally:
         stream.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
+import math
+import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from jobcore.deliveries import Delivery
-from jobcore.errors import BlobNotFoundError
+from jobcore.errors import BlobNotFoundError, JobError
 from jobcore.model import Job, JobStatus, Usage
 from jobcore.ports import BlobStore
 
@@ -34,7 +38,12 @@ def render(job: Job, blobs: BlobStore, *, now_ms: int | None = None, listed: boo
     ``GET /v1/jobs``. Its result when small enough (never in a list: a page would be too big), links to it and
     its files always; a result that is gone (past ``result_expires_at`` at ``now_ms``, or its object not found)
     is ``null`` with ``"result_status": "expired"`` and no links, in every view alike. A result kept in the
-    job item (``result_json``) is shown without any read; one in S3 is read, or looked for when not shown."""
+    job item (``result_json``) is shown without any read; one in S3 is read, or looked for when not shown.
+    Never fails for what the job or its result holds (:func:`safe_view`)."""
+    return safe_view(job, functools.partial(_render, job, blobs, now_ms=now_ms, listed=listed))
+
+
+def _render(job: Job, blobs: BlobStore, *, now_ms: int | None, listed: bool) -> dict[str, Any]:
     if job.result_ref is None and job.result_json is None:
         return job_view(job)
     if result_expired(job, now_ms):
@@ -182,3 +191,91 @@ def _delivery(delivery: Delivery) -> dict[str, Any]:
         "next_attempt_at": iso(delivery.next_attempt_at) if delivery.pending else None, "reason": delivery.reason,
     }
     return {k: v for k, v in view.items() if v is not None}
+
+
+# --- rendering stored data defensively --------------------------------------------------------------
+#
+# A view is made of stored data: a job item, a result document. Whatever a store holds (an item written by
+# an older version, a result a task produced, a value no check ever saw), its view must still render, and as
+# JSON that any client can parse: one odd job must never turn GET /v1/jobs/{id}, or a page of GET /v1/jobs
+# that holds it, into a 500.
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOTED = 5  # replaced places a log line names (the count is always there)
+
+
+def safe_view(job: Job, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``render()`` (``job``'s view) made safe to send: see :func:`jsonable`. When that fails (a stored value the
+    view cannot take, a result nested too deep to walk), the view without the result and its links, or failing
+    that the job's bare identity (:func:`bare_view`); each fall back is logged with the job's id. A JobError
+    raised by ``render`` (a store that is unavailable: a 503) is not rendering's failure and is raised as it is."""
+    what = f"job {_id(job)}"
+    try:
+        return jsonable(render(), what=what)
+    except JobError:
+        raise
+    except Exception:  # noqa: BLE001 - any stored value may be odd; the view must still render
+        log.exception("%s: its view could not be rendered; showing it without its result", what)
+    try:
+        return jsonable(job_view(job), what=what)
+    except Exception:  # noqa: BLE001 - as above: even the job's own fields may be odd
+        log.exception("%s: its fields could not be rendered; showing its identity only", what)
+    return jsonable(bare_view(job), what=what)
+
+
+def bare_view(job: Job) -> dict[str, Any]:
+    """What is shown of a job whose view cannot be rendered: its id, task, status and link, each as text."""
+    job_id = _id(job)
+    status = getattr(job, "status", None)
+    return {"id": job_id, "task": str(getattr(job, "task", "")),
+            "status": status.value if isinstance(status, JobStatus) else str(status),
+            "links": {"self": f"/v1/jobs/{job_id}"}}
+
+
+def jsonable(value: Any, *, what: str = "a view") -> Any:
+    """``value`` as strict JSON can carry it, to any client: a float that is NaN or infinite becomes null;
+    a Decimal a number; a set or tuple a list; a key that is not text, text; a lone surrogate (half of a
+    UTF-16 pair, which UTF-8 cannot encode) U+FFFD; anything else (bytes, an object) null. What was
+    replaced is logged, with ``what`` and the places."""
+    replaced: list[str] = []
+    clean = _jsonable(value, "", replaced)
+    if replaced:
+        log.warning("%s: %d value(s) could not be shown as JSON and were replaced: %s", what, len(replaced),
+                    ", ".join(replaced[:_NOTED]))
+    return clean
+
+
+def _jsonable(value: Any, path: str, replaced: list[str]) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        if _LONE_SURROGATE.search(value):
+            replaced.append(path or "(root)")
+            return _LONE_SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        replaced.append(path or "(root)")
+        return None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            replaced.append(path or "(root)")
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        clean: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _jsonable(key if isinstance(key, str) else str(key), f"{path}.<key>" if path else "<key>", replaced)
+            clean[name] = _jsonable(item, f"{path}.{name}" if path else name, replaced)
+        return clean
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item, f"{path}[{i}]", replaced) for i, item in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return [_jsonable(item, f"{path}[]", replaced) for item in sorted(value, key=repr)]
+    replaced.append(path or "(root)")
+    return None
+
+
+def _id(job: Job) -> str:
+    return str(getattr(job, "job_id", "?"))

@@ -25,6 +25,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from jobadapters import aws_errors
+from jobadapters.request_time import REQUEST_DEADLINE
 from jobadapters.settings import ConfigError, RouterSettings
 from jobadapters.wiring import AwsClients, build_service
 from jobcore import errors
@@ -76,7 +77,8 @@ class _Service:
         if self._service is None and self._problem is None:
             try:
                 settings = RouterSettings.from_env(os.environ)
-                self._service = build_service(settings, AwsClients.create(settings.jobs_table))
+                clients = AwsClients.create(settings.jobs_table, deadline=REQUEST_DEADLINE)
+                self._service = build_service(settings, clients)
             except (ConfigError, ValueError, TypeError) as error:  # ConfigError is a ValueError; all fail shut
                 self._problem = str(error)
                 logger.error("router misconfigured; answering 503 to every request", extra={"reason": self._problem})
@@ -252,5 +254,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if payload.too_large(event):  # only the local gateway can hand over such an event: Lambda cannot
         return {"statusCode": payload.STATUS, "headers": {"Content-Type": "application/json"},
                 "body": json.dumps(payload.error_body()), "isBase64Encoded": False}
-    return app.resolve(event, context)
+    with REQUEST_DEADLINE.request(context):  # every AWS call of this request ends before the gateway gives up
+        return app.resolve(event, context)
 

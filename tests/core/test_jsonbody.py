@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jobcore.errors import BadRequestError, InvalidInputError
-from jobcore.jsonbody import check, loads
+from jobcore.jsonbody import check, parse
 from jobcore.limits import MAX_JSON_DEPTH
 from jobcore.requests import parse_json
 
@@ -32,7 +32,7 @@ def body_with(value: str) -> str:
 ])
 def test_a_number_dynamodb_cannot_store_is_422_naming_its_field(number, why):
     with pytest.raises(InvalidInputError) as raised:
-        loads(body_with(number))
+        parse(body_with(number))
     assert raised.value.field == DEEP_FIELD and why in str(raised.value)
 
 
@@ -42,25 +42,25 @@ def test_a_number_dynamodb_cannot_store_is_422_naming_its_field(number, why):
     "0.000000000000000000000000000000000000000001", "3.141592653589793", "-17",
 ])
 def test_numbers_dynamodb_stores_pass(number):
-    assert loads(body_with(number))["input"]["messages"][0]["content"][1]["x"] == json.loads(number)
+    assert parse(body_with(number))["input"]["messages"][0]["content"][1]["x"] == json.loads(number)
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json_400_naming_the_field(constant):
     with pytest.raises(BadRequestError) as raised:
-        loads(body_with(constant))
+        parse(body_with(constant))
     assert raised.value.field == DEEP_FIELD and constant in str(raised.value)
 
 
 def test_nesting_is_bounded_with_a_400_whether_python_could_parse_it_or_not():
     nested = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
-    assert loads(nested) == json.loads(nested)
+    assert parse(nested) == json.loads(nested)
     one_more = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
     with pytest.raises(BadRequestError, match=f"deeper than {MAX_JSON_DEPTH} levels") as raised:
-        loads(one_more)
+        parse(one_more)
     assert raised.value.field == "body" + "[0]" * MAX_JSON_DEPTH
     with pytest.raises(BadRequestError, match=f"deeper than {MAX_JSON_DEPTH} levels"):
-        loads('{"input": ' + "[" * 50_000 + "]" * 50_000 + "}")  # json.loads itself gives up (RecursionError)
+        parse('{"input": ' + "[" * 50_000 + "]" * 50_000 + "}")  # json.loads itself gives up (RecursionError)
 
 
 @pytest.mark.parametrize(("text", "field"), [
@@ -71,23 +71,23 @@ def test_nesting_is_bounded_with_a_400_whether_python_could_parse_it_or_not():
 ])
 def test_a_lone_surrogate_in_a_value_or_a_key_is_400_naming_where(text, field):
     with pytest.raises(BadRequestError, match="lone surrogate") as raised:
-        loads(text)
+        parse(text)
     assert raised.value.field == field
 
 
 def test_a_surrogate_pair_is_one_character_and_fine():
-    assert loads('"\\ud83d\\ude00"') == "\U0001F600"
+    assert parse('"\\ud83d\\ude00"') == "\U0001F600"
 
 
 def test_an_empty_key_anywhere_is_422_since_dynamodb_refuses_empty_attribute_names():
     with pytest.raises(InvalidInputError) as raised:
-        loads(body_with('{"": 1}'))
+        parse(body_with('{"": 1}'))
     assert raised.value.field == DEEP_FIELD + '[""]'
 
 
 def test_a_field_name_quotes_an_odd_key_bounded():
     with pytest.raises(InvalidInputError) as raised:
-        loads('{"metadata": {"' + "k" * 10_000 + '": 1e999}}')
+        parse('{"metadata": {"' + "k" * 10_000 + '": 1e999}}')
     assert raised.value.field.startswith('metadata["kkk') and "(10000 characters)" in raised.value.field
     assert len(str(raised.value)) < 400
 
