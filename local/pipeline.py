@@ -26,7 +26,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from local import aws_calls, resources
-from local.claude_standin import ClaudeStandIn
+from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
@@ -66,6 +66,8 @@ class Options:
     intake_every_s: float = 0.5  # the S3 intake's receives (an SQS event source in AWS)
     # The stand-in's Message Batches processing: seconds until a batch's requests are done.
     standin_batch_delay_s: float = 1.0
+    # The stand-in's rate limits (RPM, ITPM, OTPM), enforced as Anthropic enforces them; None: unlimited.
+    standin_limits: ModelLimits | None = None
     use_standin: bool = True
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
@@ -194,7 +196,8 @@ class LocalPipeline:
         if not self.options.use_standin:
             return None
         self.standin = ClaudeStandIn(latency_s=self.options.standin_latency_s,
-                                     batch_delay_s=self.options.standin_batch_delay_s).start()
+                                     batch_delay_s=self.options.standin_batch_delay_s,
+                                     limits=self.options.standin_limits).start()
         return self.standin.base_url
 
     def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 from jobadapters.process import stop_on_signals
 from local.gateway import LOCAL_API_KEY
 from local.pipeline import REGION, LocalPipeline, Options
+from local.standin.limits import limits_argument
 
 API_PORT, AWS_PORT, WEBHOOK_PORT = 8080, 8081, 9999
 
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--standin-latency", type=float, default=0.0, help="seconds the Claude stand-in waits per answer")
     parser.add_argument("--batch-delay", type=float, default=Options.standin_batch_delay_s,
                         help="seconds the Claude stand-in takes to process a Message Batch")
+    parser.add_argument("--model-limits", type=limits_argument, default=None,
+                        help="the Claude stand-in's rate limits per minute, e.g. rpm=120,itpm=40000,otpm=8000 (default: none)")
     parser.add_argument("--worker-concurrency", type=int, help="jobs a cpu worker runs at once (default: cdk.json's)")
     parser.add_argument("--webhook-schedule", default=Options.webhook_retry_schedule_s,
                         help="seconds between webhook attempts, comma-separated (WEBHOOK_RETRY_SCHEDULE_S)")
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         standin_latency_s=args.standin_latency, log_dir=args.log_dir,
         webhook_retry_schedule_s=args.webhook_schedule, embedding_model_dir=args.embedding_model,
         standin_batch_delay_s=args.batch_delay, aws_calls_dir=args.record_aws_calls,
+        standin_limits=args.model_limits,
         config={key: value for key, value in config.items() if value is not None},
     )
     stop = stop_on_signals()
