@@ -74,3 +74,4 @@ bench: venv
 	$(PY) -m bench.bench_storm
 	$(PY) -m bench.bench_embeddings
 	$(PY) -m bench.bench_batch
+	$(PY) -m bench.bench_capacity

@@ -69,6 +69,7 @@ class Options:
     # The stand-in's rate limits (RPM, ITPM, OTPM), enforced as Anthropic enforces them; None: unlimited.
     standin_limits: ModelLimits | None = None
     use_standin: bool = True
+    workers_per_lane: int = 1  # worker processes (ECS tasks) per worker lane
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
     # The GPU lane's embedding model (when the lane is on): a model directory (model.onnx + tokenizer.json),
@@ -137,7 +138,8 @@ class LocalPipeline:
             timeout_s=self.config.router_timeout_s, log_path=log_dir / "router.log")
         self._gateway = Gateway(self.router, port=self.options.api_port).start()
         model_env = self._embedding_model(log_dir) if self.lanes.gpu_lanes() else {}
-        logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}) for lane in self.lanes.worker_lanes()]
+        logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}, index)
+                for lane in self.lanes.worker_lanes() for index in range(self.options.workers_per_lane)]
         batch = self.lanes.batch_lane
         if batch is not None:  # drained by the collector, not a worker (a scheduled Lambda in AWS)
             self._spawn("local.collector", "collector", log_dir / "collector.log", {
@@ -226,10 +228,11 @@ class LocalPipeline:
             "INTAKE_WEBHOOK_URL": context.get("intake_webhook_url") or self.webhooks.url,
         }
 
-    def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path, extra: dict[str, str]) -> Path:
-        """One worker process for ``lane``, with the environment its ECS task gets (plus the local ones)."""
-        log_path = log_dir / ("worker.log" if lane == self.lanes.fallback.name else f"worker-{lane}.log")
-        self._spawn("worker.main", f"worker-{lane}", log_path, {
+    def _start_worker(self, made: resources.LocalResources, lane: str, log_dir: Path, extra: dict[str, str], index: int = 0) -> Path:
+        """Worker process ``index`` for ``lane``, with the environment its ECS task gets (plus the local ones)."""
+        suffix = f"-{index + 1}" if index else ""
+        log_path = log_dir / (f"worker{suffix}.log" if lane == self.lanes.fallback.name else f"worker-{lane}{suffix}.log")
+        self._spawn("worker.main", f"worker-{lane}{suffix}", log_path, {
             "LANE": lane, "QUEUE_URL": made.queue_urls[lane], "MAX_RECEIVES": str(self.config.max_receives),
             "MODEL_ID": self.config.worker_model_id, "VISIBILITY_TIMEOUT_S": str(int(self.lanes.get(lane).time_limit_s)),
             "POLL_WAIT_S": "1", **extra,
