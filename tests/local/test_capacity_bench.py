@@ -45,3 +45,12 @@ def test_a_limit_never_reached_has_no_goodput():
     measured = goodput(stats(120, None, rows))
 
     assert (measured["reached_at_s"], measured["goodput"], measured["windows"]) == (None, None, [])
+
+
+def test_a_full_bucket_idle_before_the_burst_does_not_count_as_spent():
+    # 30 s of nothing (the bucket stays full: no refill beyond it), then the burst and the refill.
+    rows = [[30, 60, 0, 0, 0]] + [[s, 1, 0, 0, 0] for s in range(31, 151)]
+
+    measured = goodput(stats(60, None, rows))
+
+    assert (measured["reached_at_s"], measured["goodput"]) == (31, 1.0)
