@@ -90,8 +90,9 @@ def summarize_job(documents: int) -> dict[str, Any]:
 @contextmanager
 def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, latency_s: float) -> Iterator[tuple[str, Any]]:
     """A fresh local pipeline (API URL, its stand-in), admission on or off."""
-    options = Options(standin_latency_s=latency_s, standin_limits=limits, workers_per_lane=workers,
-                      config={"model_admission": admission})
+    # A build without admission refuses the unknown key; there both runs are the same pipeline.
+    config = {"model_admission": admission} if admission_built() else {}
+    options = Options(standin_latency_s=latency_s, standin_limits=limits, workers_per_lane=workers, config=config)
     local = LocalPipeline(options)
     with local as endpoints:
         try:
