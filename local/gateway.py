@@ -413,6 +413,9 @@ class Gateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The headers and the body go out in two writes: with Nagle's algorithm on, a kept-alive client's
+            # delayed ACK holds the body back ~40 ms.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 try:

@@ -89,6 +89,8 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # as the gateway's: no delayed-ACK stall between headers and body
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 self.send_response(receiver._answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
