@@ -2,9 +2,10 @@
 
 It turns each HTTP request into the event API Gateway would send, calls the handler in-process and
 turns its answer back into HTTP, enforcing what the real gateway enforces: the routes, an API key
-(it identifies the tenant; the web console's page and assets need none), the 29 s integration timeout, and the largest request that can reach the
-router: API Gateway takes 10 MB, but the Lambda event that carries a request to the router holds at
-most 6 MB, so a larger event gets the router's own 413 ``payload_too_large`` (:mod:`router.payload`).
+(it identifies the tenant; the web console's page and assets need none), the 29 s integration timeout,
+and the largest request that can reach the router: API Gateway takes 10 MB, but the Lambda event that
+carries a request to the router holds at most 6 MB, so a larger event gets the router's own 413
+``payload_too_large`` (:mod:`router.payload`).
 A body that is not UTF-8 is passed base64-encoded (``isBase64Encoded``, as API Gateway passes a
 binary body), and the router answers 400. Its own answers (403 without a key, 504 past the timeout) are in
 the API's error shape with API Gateway's response type as ``error.type``, as the API construct's gateway

@@ -22,9 +22,10 @@ ASSETS: dict[str, str] = {
 PAGE_TYPE = "text/html; charset=utf-8"
 BASE_MARK = "{{base}}"
 
-# Everything from this origin only, no inline script or style (the page shows tenants' own data, which may
-# hold markup: were any of it ever rendered as markup, it still could not run), no framing, no form submitted by
-# the browser itself (the script sends each; without it, a key typed in the form never lands in a URL). connect-src 'self': the page calls only this API, so the API needs no CORS at all.
+# Everything from this origin only, and no inline script or style: the page shows tenants' own data, which
+# may hold markup; were any of it ever rendered as markup, it still could not run. No framing; no form
+# submitted by the browser itself (the script sends each, so a key typed in a form never lands in a URL).
+# connect-src 'self': the page calls only this API, so the API needs no CORS at all.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HEADERS: dict[str, str] = {
