@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve intake test lint synth lock cost chart bench clean venv openapi
+.PHONY: demo serve intake test lint synth lock cost chart bench clean venv openapi browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt sdk/pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,8 +17,8 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m local.demo
 
-## The local pipeline, kept running for curl and the CLI: the API on 127.0.0.1:8080, moto on :8081, a webhook
-## receiver on :9999. Options in ARGS (make serve ARGS="--gpu --port 9000"; python -m local.serve --help).
+## The local pipeline, kept running for curl, the CLI and the web console (/console): the API on 127.0.0.1:8080,
+## moto on :8081, a webhook receiver on :9999. Options in ARGS (make serve ARGS="--gpu --port 9000"; python -m local.serve --help).
 serve: venv
 	$(PY) -m local.serve $(ARGS)
 
@@ -27,8 +27,17 @@ serve: venv
 intake: venv
 	$(PY) -m local.put_intake $(ARGS)
 
-## Every test: core, adapters (moto), end to end (local pipeline over HTTP), infrastructure.
-test: venv
+## Headless Chromium for the web console's browser tests (tests/e2e/test_console.py, Playwright's client with
+## this browser: nothing is downloaded at test time). Debian's package, installed where we are root (CI);
+## elsewhere the tests skip without it, and fail under CI=true.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make browser: no chromium here; install Debian's chromium package (or set CHROMIUM=/path)"; fi; }
+
+## Every test: core, adapters (moto), end to end (local pipeline over HTTP, the console in Chromium), infrastructure.
+test: venv browser
 	$(PY) -m pytest -q
 
 ## ruff (lint, import order) and mypy (types), configured in pyproject.toml.

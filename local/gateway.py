@@ -2,9 +2,10 @@
 
 It turns each HTTP request into the event API Gateway would send, calls the handler in-process and
 turns its answer back into HTTP, enforcing what the real gateway enforces: the routes, an API key
-(it identifies the tenant), the 29 s integration timeout, and the largest request that can reach the
-router: API Gateway takes 10 MB, but the Lambda event that carries a request to the router holds at
-most 6 MB, so a larger event gets the router's own 413 ``payload_too_large`` (:mod:`router.payload`).
+(it identifies the tenant; the web console's page and assets need none), the 29 s integration timeout,
+and the largest request that can reach the router: API Gateway takes 10 MB, but the Lambda event that
+carries a request to the router holds at most 6 MB, so a larger event gets the router's own 413
+``payload_too_large`` (:mod:`router.payload`).
 A body that is not UTF-8 is passed base64-encoded (``isBase64Encoded``, as API Gateway passes a
 binary body), and the router answers 400. Its own answers (403 without a key, 504 past the timeout) are in
 the API's error shape with API Gateway's response type as ``error.type``, as the API construct's gateway
@@ -37,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S, MAX_REQUEST_EVENT_BYTES
 from local.aws_calls import record_process
 from router import payload as request_size
-from router.routes import ROUTES
+from router.routes import CONSOLE_ROUTES, ROUTES
 
 INTEGRATION_TIMEOUT_S = float(API_GATEWAY_TIMEOUT_S)
 LOCAL_API_KEY = "local-dev-key"
@@ -50,12 +51,19 @@ log = logging.getLogger("local.gateway")
 
 def match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
     """The route template (API Gateway's ``resource``) and path parameters, or None."""
-    for route_method, template in ROUTES:
+    for route_method, template in ROUTES + CONSOLE_ROUTES:
         pattern = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
         found = re.match(pattern, path)
         if found and route_method == method:
             return template, found.groupdict()
     return None
+
+
+def is_console(path: str) -> bool:
+    """Whether ``path`` is one of the console's routes, which a browser loads without an API key (as the API
+    construct deploys them)."""
+    found = match("GET", urlsplit(path).path)
+    return found is not None and ("GET", found[0]) in CONSOLE_ROUTES
 
 
 def api_key_id(key: str) -> str:
@@ -375,7 +383,7 @@ class Gateway:
             close()
 
     def invoke(self, method: str, path: str, headers: dict[str, str], body: str | bytes | None) -> tuple[int, dict[str, str], bytes]:
-        if self._require_key and not headers.get("x-api-key"):
+        if self._require_key and not headers.get("x-api-key") and not is_console(path):
             return _api_error(403, "INVALID_API_KEY", "Forbidden: send your API key in the x-api-key header")
         try:
             event = to_event(method, path, headers, body)

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join([
             "local pipeline up; Ctrl-C stops it.",
             f"  API         {endpoints.api_url}  (header x-api-key: {LOCAL_API_KEY}; each key is a tenant)",
+            f"  console     {endpoints.api_url}/console  (in a browser; enter the key {LOCAL_API_KEY})",
             f"  AWS (moto)  {endpoints.aws_endpoint}  (region {REGION}, any credentials; bucket {endpoints.resources.bucket})",
             f"  webhooks    {endpoints.webhook_url}  (any path; a line here per verified event)",
             f"  Claude      {endpoints.standin_url or 'the real API (ANTHROPIC_API_KEY)'}",

@@ -10,6 +10,7 @@ Routes (API Gateway REST proxy integration):
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
   POST /v1/uploads     201: a presigned PUT for a large input; a job names it with ``input_upload``
   GET  /v1/openapi.json   the API's OpenAPI 3.1 description (router/openapi.py; committed as docs/openapi.json)
+  GET  /console        the web console, a page for a browser (router/console_page.py); no API key to load it
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from jobcore.service import JobService
 from jobcore.uploads import parse_upload_request
 from jobcore.validation import quoted
 from jobcore.views import with_base_path
-from router import payload, snapstart
+from router import console_page, payload, snapstart
 
 logger = Logger(service="router")
 app = APIGatewayRestResolver()
@@ -57,6 +58,9 @@ STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.SyncUnavailableError, 503),
     (errors.MisconfiguredError, 503),
 ]
+# On every JSON answer: a browser that opens one (a job's result may hold markup) never renders it as a page.
+# No CORS header on any answer: the web console calls the API from its own origin, and no other origin may.
+JSON_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
 # Seconds a 503 ``unavailable`` (a queue or store that throttled or failed) asks the client to wait.
 RETRY_AFTER_S = 5
 
@@ -118,7 +122,7 @@ def base_path() -> str:
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer; the links in ``body`` (and a ``Location``) are made absolute paths of this API."""
     base = base_path()
-    headers = {k: base + v if k == "Location" else v for k, v in (headers or {}).items()}
+    headers = {**JSON_HEADERS, **{k: base + v if k == "Location" else v for k, v in (headers or {}).items()}}
     return Response(status_code=status, content_type="application/json", body=json.dumps(with_base_path(body, base)),
                     headers=headers)
 
@@ -208,6 +212,21 @@ def openapi_document() -> Response:
     document = openapi.document()
     base = base_path()
     return json_response(HTTPStatus.OK, {**document, "servers": [{"url": base}]} if base else document)
+
+
+@app.get("/console")
+def console() -> Response:
+    return Response(status_code=HTTPStatus.OK, content_type=console_page.PAGE_TYPE, body=console_page.page(base_path()),
+                    headers=console_page.HEADERS)
+
+
+@app.get("/console/<asset>")
+def console_asset(asset: str) -> Response:
+    found = console_page.asset(asset)
+    if found is None:
+        return json_response(404, {"error": {"type": "not_found", "message": f"no console file {quoted(asset)}"}})
+    content_type, text = found
+    return Response(status_code=HTTPStatus.OK, content_type=content_type, body=text, headers=console_page.HEADERS)
 
 
 @app.exception_handler(errors.JobError)

@@ -12,3 +12,10 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/uploads"),
     ("GET", "/v1/openapi.json"),
 )
+
+# The web console (router/console_page.py): a page and its assets for a browser, which sends no API key to load
+# them, so these are the API's only routes without one. Every call the page makes goes to ROUTES with the key.
+CONSOLE_ROUTES: tuple[tuple[str, str], ...] = (
+    ("GET", "/console"),
+    ("GET", "/console/{asset}"),
+)

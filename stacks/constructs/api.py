@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from router.routes import ROUTES
+from router.routes import CONSOLE_ROUTES, ROUTES
 from stacks.constructs.nag import acknowledge
 
 _ACCESS_LOG_FORMAT = json.dumps({
@@ -31,7 +31,8 @@ _ERROR_TEMPLATE = '{"error": {"type": "$context.error.responseType", "message": 
 
 
 class JobsApi(Construct):
-    """Creates ``api``: a regional REST API whose every method requires an API key and proxies to ``handler``.
+    """Creates ``api``: a regional REST API whose every method requires an API key and proxies to ``handler``
+    (but the web console's page and assets, ``GET /console``, which a browser loads without one).
 
     Also: a JSON access log (``log_group``, with the caller's API key id), stage throttling
     (``rate_limit``/``burst_limit``), ERROR-level execution logs (``execution_log_group``, same retention;
@@ -79,6 +80,10 @@ class JobsApi(Construct):
         self._integration = apigw.LambdaIntegration(handler, allow_test_invoke=False)
         for method, path in ROUTES:
             self.add_route(method, path)
+        # The web console's page and assets: a browser loads them without a key; each call the page makes
+        # then sends the visitor's key to the routes above.
+        for method, path in CONSOLE_ROUTES:
+            self.api.root.resource_for_path(path).add_method(method, self._integration, api_key_required=False)
 
         self.usage_plan = self.api.add_usage_plan(
             "UsagePlan",
@@ -91,7 +96,8 @@ class JobsApi(Construct):
 
         acknowledge(self.api, "AwsSolutions-APIG4",
                     "Every method requires an API key bound to a usage plan; the key id is the tenant id the "
-                    "router scopes every job to (README: why API keys rather than an authorizer).")
+                    "router scopes every job to (README: why API keys rather than an authorizer). The web "
+                    "console's static page and assets (GET /console) are public and hold no data.")
         acknowledge(self.api, "AwsSolutions-COG4",
                     "Callers are services holding an API key, not end users signing in, so there is no Cognito "
                     "user pool; see the README's authentication choice.")
