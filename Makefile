@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve intake test lint synth lock cost chart bench clean venv openapi browser
+.PHONY: demo serve intake test screenshots lint synth lock cost chart bench clean venv openapi browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt sdk/pyproject.toml
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ browser:
 ## Every test: core, adapters (moto), end to end (local pipeline over HTTP, the console in Chromium), infrastructure.
 test: venv browser
 	$(PY) -m pytest -q
+
+## The console's screenshots in docs/console/ (README links them), taken by its browser tests.
+screenshots: venv browser
+	CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q tests/e2e/test_console.py
 
 ## ruff (lint, import order) and mypy (types), configured in pyproject.toml.
 lint: venv

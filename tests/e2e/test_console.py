@@ -1,7 +1,7 @@
 """The web console in a real headless Chromium (Debian's ``chromium``, driven by Playwright's Python client; no
 browser download), against the local pipeline: sign in with a key, watch jobs appear and finish without a
 reload, a job and its webhook deliveries, a redelivery, a cancel, paging, tenancy, escaping, the task
-catalogue and its submit form, usage. Each page's screenshot is written to docs/console/ (README links them).
+catalogue and its submit form, usage. Each page's screenshot is taken; `make screenshots` writes them to docs/console/ (README links them).
 
 Every wait is for a condition in the page (Playwright's auto-waiting assertions), bounded; none is a sleep.
 Without chromium the module is skipped, except under CI (``CI=true``), where that fails: ``make browser``
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +29,9 @@ from tests.bodies import LONG, SHORT
 from tests.e2e.harness import finished_job, wait_until
 
 PIPELINE_ARGS = ("--worker-concurrency", "1")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# `make screenshots` writes them where the README links them (docs/console/); any other run takes them all the same
+# (each page is rendered and captured) but keeps them out of the work tree.
+SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "jobpipe-console-shots")
 WAIT_MS = 90_000  # the slowest condition: a queued job run by the one worker on a loaded 2-core machine
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
