@@ -420,3 +420,27 @@ class FakeBatchApi:
         if batch["status"] == "in_progress":
             batch["status"] = "canceling"
         return self.info(batch_id)
+
+
+# --- model capacity ------------------------------------------------------------------------------------
+
+
+class MemoryCapacityStore:
+    """CapacityStore in memory: one bucket per family, written only on its version (as DynamoDB's condition)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, Any] = {}
+        self.writes = 0
+        self.lost = 0
+
+    def load(self, family: str) -> Any:
+        return self.buckets.get(family)
+
+    def swap(self, family: str, bucket: Any, *, expected_version: int) -> Any:
+        current = self.buckets.get(family)
+        if (current.version if current is not None else 0) != expected_version:
+            self.lost += 1
+            return current
+        self.buckets[family] = bucket
+        self.writes += 1
+        return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jobcore.capacity import PHRASES
+
 
 class JobError(Exception):
     """Base of every error the core raises on purpose."""
@@ -224,3 +226,20 @@ class TaskTimeoutError(JobError):
     """The job ran past its task's time limit."""
 
     type = "timed_out"
+
+
+class CapacityWaitError(ModelUnavailableError):
+    """The call was not made: the model's shared budget (jobcore.capacity) grants it no sooner than
+    ``expected_at_ms``, later than the caller can wait. Not the model's failure and not the job's: a queued job
+    waits for it re-queued with a delay (no receive, no attempt spent, not counted toward the runner's
+    ``model_wait_limit_s``); an inline job falls back to the queue (``auto``) or is refused with this Retry-After
+    (``sync``). ``dimension``: the limit that binds (``input_tokens``...), None when a 429's Retry-After does."""
+
+    def __init__(self, message: str, *, expected_at_ms: int, now_ms: int, dimension: str | None):
+        super().__init__(message, retry_after_s=max(1.0, (expected_at_ms - now_ms) / 1000), kind="capacity")
+        self.expected_at_ms = expected_at_ms
+        self.dimension = dimension
+
+    def describe(self) -> str:
+        """``model capacity (input tokens)``: the job view's reason."""
+        return f"model capacity ({PHRASES.get(self.dimension or '', 'rate-limited')})"

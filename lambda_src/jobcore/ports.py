@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
+from jobcore.capacity import SharedBucket
 from jobcore.deliveries import AttemptResult
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus
@@ -121,6 +122,21 @@ class BlobStore(Protocol):
 class LanguageModel(Protocol):
     def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         """One Messages API call; the response as a plain dict. Raises jobcore.errors.ModelError."""
+
+
+class CapacityStore(Protocol):
+    """The shared model budgets (jobcore.capacity), one per model family, where every process reaches them.
+    StoreUnavailableError when the store fails."""
+
+    def load(self, family: str) -> SharedBucket | None:
+        """The family's bucket as stored (strongly consistent), None if none is stored yet."""
+        ...
+
+    def swap(self, family: str, bucket: SharedBucket, *, expected_version: int) -> SharedBucket | None:
+        """Store ``bucket`` (its ``version`` the next one) if the stored version is still ``expected_version``
+        (0: none is stored); None when written, else the bucket as it is stored now (the race lost), from the
+        refused write itself, so that the retry needs no read."""
+        ...
 
 
 class DeliveryQueue(Protocol):

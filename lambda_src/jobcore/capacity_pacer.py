@@ -1,0 +1,466 @@
+"""Admission: every model call waits for a grant from its family's shared budget, fairly between tenants.
+
+- :class:`FamilyPacer` is one process's admission for one model family, a single-threaded state machine over a
+  fake-able clock: callers wait in it (:meth:`FamilyPacer.enqueue`), :meth:`FamilyPacer.pump` grants them in
+  order from a *slice* this process leased from the shared bucket (:func:`jobcore.capacity.lease`, one
+  conditional write of the :class:`jobcore.ports.CapacityStore` per slice, not per call), and a call's
+  :meth:`FamilyPacer.settle` returns what it reserved and did not use. Inline callers go first and may use the
+  whole bucket; queued callers leave ``inline_reserved_share`` of it, and a tenant above its fair share also
+  ``fair_reserve_share``, so a quiet tenant starts at once during another's burst. Among queued callers,
+  tenants take turns by start-time fair queuing (equivalent to weighted deficit round robin: each grant
+  advances its tenant's virtual time by its cost over its weight; the least advanced goes next).
+- :class:`Pacer` holds one per family and lets threads wait (one lock; a condition wakes the waiters).
+- :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from jobcore.capacity import (
+    Amount,
+    CapacityConfig,
+    RateLimits,
+    Report,
+    SharedBucket,
+    actual_use,
+    clamp_demand,
+    corrected,
+    effective_limits,
+    estimate_demand,
+    give_back,
+    lease,
+    limits_for,
+    ready_at,
+    report_from_headers,
+    share_of,
+)
+from jobcore.errors import CapacityWaitError, ModelUnavailableError
+from jobcore.ports import CapacityStore, LanguageModel
+
+# A process leases at most this much of a minute's budget at once (a second's worth): small enough that a
+# crashed holder's slice comes back by refill within a second, large enough that a busy process writes the
+# shared item about once a second, not once a call.
+SLICE_MS = 1_000
+# An unused slice goes back to the shared bucket after this long with no caller waiting.
+IDLE_RETURN_MS = 1_000
+# Conditional writes tried per lease before giving up for now (each lost race returns the winner's bucket).
+SWAP_TRIES = 5
+# A report that says the API has this much less left than we think (of the limit) is written to the shared bucket.
+CORRECTION_SLACK = 0.05
+# How often a waiting thread looks again, at most (a grant elsewhere, a slice returned, a settled call).
+POLL_MS = 250
+# How long a queued job's call may wait in the worker for a grant; beyond, the job is re-queued (delayed) to wait.
+QUEUED_MAX_WAIT_S = 30.0
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A call waiting for a grant."""
+
+    tenant: str
+    demand: Amount
+    inline: bool
+    seq: int
+    enqueued_ms: int
+    grant: Amount | None = None  # set when granted: what was reserved
+
+
+@dataclass(eq=False)
+class FamilyPacer:
+    family: str
+    configured: RateLimits
+    store: CapacityStore
+    config: CapacityConfig
+    slice_ms: int = SLICE_MS
+    bucket: SharedBucket | None = None  # the last state this process saw of the shared bucket
+    slice: Amount = field(default_factory=Amount)  # leased, not yet granted to a call
+    waiters: list[Waiter] = field(default_factory=list)
+    vtime: dict[str, float] = field(default_factory=dict)  # each tenant's virtual time (fair queuing)
+    in_flight: Counter[str] = field(default_factory=Counter)
+    used: dict[str, float] = field(default_factory=dict)  # each tenant's grants (cost) since the last lease
+    next_try_ms: int = 0  # no lease before this (the bucket cannot grant the next call sooner)
+    idle_since_ms: int | None = None
+    writes: int = 0  # conditional writes of the shared bucket, for the cost figures
+    granted_calls: int = 0
+    _seq: int = 0
+
+    @property
+    def limits(self) -> RateLimits:
+        return effective_limits(self.configured, self.bucket)
+
+    # --- callers ------------------------------------------------------------------------------------
+
+    def enqueue(self, tenant: str, demand: Amount, *, inline: bool, now_ms: int) -> Waiter:
+        self._seq += 1
+        if tenant not in self.vtime or not any(w.tenant == tenant for w in self.waiters):
+            # A tenant that starts waiting gets no credit for its idle time: it starts level with those waiting.
+            self.vtime[tenant] = max(self.vtime.get(tenant, 0.0), self._virtual_now())
+        waiter = Waiter(tenant, clamp_demand(demand, self.limits, Amount()), inline, self._seq, now_ms)
+        self.waiters.append(waiter)
+        self.idle_since_ms = None
+        return waiter
+
+    def cancel(self, waiter: Waiter, *, now_ms: int) -> None:
+        if waiter in self.waiters:
+            self.waiters.remove(waiter)
+        if not self.waiters:
+            self.idle_since_ms = now_ms
+
+    def settle(self, waiter: Waiter, used: Amount, *, now_ms: int) -> None:
+        """A granted call ended, having used ``used`` (as the API counts it): its unused reservation is this
+        process's to grant again (an overrun is owed, from the slice)."""
+        if waiter.grant is None:
+            return
+        self.in_flight[waiter.tenant] -= 1
+        self.slice = self.slice + (waiter.grant - used)
+        waiter.grant = None
+        if not self.waiters and self.idle_since_ms is None:
+            self.idle_since_ms = now_ms
+
+    # --- granting ------------------------------------------------------------------------------------
+
+    def pump(self, now_ms: int) -> int | None:
+        """Grant every waiter that can go now, in order; when to pump again (None: nobody waits)."""
+        while True:
+            waiter = self._next()
+            if waiter is None:
+                break
+            if self.slice.covers(clamp_demand(waiter.demand, self.limits, self._floor(waiter))):
+                self._grant(waiter)
+                continue
+            if now_ms < self.next_try_ms or not self._lease_for(waiter, now_ms):
+                break
+        if not self.waiters:
+            self._return_idle_slice(now_ms)
+            return None
+        return max(self.next_try_ms, now_ms + 1)
+
+    def expected(self, waiter: Waiter, now_ms: int) -> tuple[int, str | None]:
+        """When ``waiter`` should be granted if this process alone drew on the bucket, and the binding dimension."""
+        if waiter.grant is not None:
+            return now_ms, None
+        ahead = [w for w in self.waiters if self._before(w, waiter) or w is waiter]
+        need = sum((w.demand for w in ahead), Amount()) - self.slice.positive()
+        bucket = self.bucket or SharedBucket.full(self.limits, now_ms)
+        return ready_at(bucket, self.limits, need=need.positive(), floor=self._floor(waiter), now_ms=now_ms)
+
+    def _grant(self, waiter: Waiter) -> None:
+        self.slice = self.slice - waiter.demand
+        waiter.grant = waiter.demand
+        self.waiters.remove(waiter)
+        cost = self.limits.cost(waiter.demand)
+        self.used[waiter.tenant] = self.used.get(waiter.tenant, 0.0) + cost
+        self.in_flight[waiter.tenant] += 1
+        self.granted_calls += 1
+        if not waiter.inline:
+            weight = share_of(waiter.tenant, self.config.tenants).weight
+            self.vtime[waiter.tenant] = max(self.vtime.get(waiter.tenant, 0.0), self._virtual_now()) + cost / weight
+
+    def _next(self) -> Waiter | None:
+        """Inline callers first (oldest first); then the queued tenant least advanced in virtual time, skipping a
+        tenant at its in-flight cap or above its share cap while another tenant waits."""
+        inline = [w for w in self.waiters if w.inline]
+        if inline:
+            return min(inline, key=lambda w: w.seq)
+        tenants = {w.tenant for w in self.waiters}
+        if not tenants:
+            return None
+        eligible = [t for t in tenants if not self._capped(t, others=len(tenants) > 1)]
+        if not eligible:
+            eligible = list(tenants)  # every waiting tenant is capped: the caps give way to idle capacity
+        tenant = min(eligible, key=lambda t: (self.vtime.get(t, 0.0), min(w.seq for w in self.waiters if w.tenant == t)))
+        return min((w for w in self.waiters if w.tenant == tenant), key=lambda w: w.seq)
+
+    def _before(self, a: Waiter, b: Waiter) -> bool:
+        if a.inline != b.inline:
+            return a.inline
+        if a.inline or a.tenant == b.tenant:
+            return a.seq < b.seq
+        return (self.vtime.get(a.tenant, 0.0), a.seq) < (self.vtime.get(b.tenant, 0.0), b.seq)
+
+    def _capped(self, tenant: str, *, others: bool) -> bool:
+        share = share_of(tenant, self.config.tenants)
+        if share.max_in_flight is not None and self.in_flight[tenant] >= share.max_in_flight:
+            return True
+        others_active = others or any(t != tenant for t in self._shared_usage())
+        return others_active and share.max_share < 1 and self._recent_share(tenant) >= share.max_share
+
+    def _virtual_now(self) -> float:
+        waiting = [self.vtime.get(w.tenant, 0.0) for w in self.waiters if not w.inline]
+        return min(waiting) if waiting else max(self.vtime.values(), default=0.0)
+
+    # --- the shared bucket ----------------------------------------------------------------------------
+
+    def _shared_usage(self) -> Mapping[str, float]:
+        return self.bucket.usage if self.bucket is not None else {}
+
+    def _recent_share(self, tenant: str) -> float:
+        usage = dict(self._shared_usage())
+        for t, cost in self.used.items():
+            usage[t] = usage.get(t, 0.0) + cost
+        total = sum(usage.values())
+        return usage.get(tenant, 0.0) / total if total > 0 else 0.0
+
+    def over_fair_share(self, tenant: str) -> bool:
+        """Whether ``tenant`` has recently used more than its weight's share among the tenants active lately,
+        counting one newcomer of weight 1: a tenant alone is over its share, so that the fair reserve is
+        there when a second tenant arrives."""
+        usage = dict(self._shared_usage())
+        for t, cost in self.used.items():
+            usage[t] = usage.get(t, 0.0) + cost
+        total = sum(usage.values())
+        if total <= 0 or usage.get(tenant, 0.0) <= 0:
+            return False
+        weights = {t: share_of(t, self.config.tenants).weight for t in usage if usage[t] > 0}
+        fair = weights.get(tenant, 1.0) / (sum(weights.values()) + 1.0)
+        return usage[tenant] / total > fair
+
+    def _floor(self, waiter: Waiter) -> Amount:
+        """What ``waiter`` must leave in the bucket: nothing (inline), the inline reserve (queued), and the fair
+        reserve too when its tenant is above its fair share."""
+        if waiter.inline:
+            return Amount()
+        share = self.config.inline_reserved_share
+        if self.over_fair_share(waiter.tenant):
+            share += self.config.fair_reserve_share
+        return self.limits.capacity.scaled(share)
+
+    def _lease_for(self, waiter: Waiter, now_ms: int) -> bool:
+        """Lease a slice big enough for ``waiter`` (and, up to ``slice_ms`` of the limit, for those behind it);
+        False, with ``next_try_ms`` set, when the bucket cannot grant it yet."""
+        limits = self.limits
+        floor = self._floor(waiter)
+        need = (clamp_demand(waiter.demand, limits, floor) - self.slice).positive()
+        behind = sum((w.demand for w in self.waiters), Amount())
+        per_slice = limits.capacity.scaled(self.slice_ms / 60_000)
+        want = Amount.of([max(n, min(b, p)) for n, b, p in
+                          zip(need.values(), (behind - self.slice).positive().values(), per_slice.values(), strict=True)])
+        used = dict(self.used)
+        taken = Amount()
+
+        def step(bucket: SharedBucket) -> SharedBucket | None:
+            nonlocal taken
+            outcome = lease(bucket, effective_limits(self.configured, bucket), want=want, need=need, floor=floor,
+                            now_ms=now_ms, used=used)
+            taken = outcome.slice
+            return None if taken.empty else outcome.bucket  # nothing to take: nothing to write
+
+        bucket = self._swap(step, now_ms)
+        if taken.empty:
+            # Try again once a whole slice (what those waiting want, up to slice_ms of the limit) has refilled: a
+            # bucket that binds is then written about once a slice per process, not once a call, and the wait
+            # costs no throughput (the bucket is below its capacity meanwhile, so its refill is not lost).
+            self.next_try_ms = max(ready_at(bucket, limits, need=want, floor=floor, now_ms=now_ms)[0], now_ms + 1)
+            return False
+        self.used.clear()
+        self.slice = self.slice + taken
+        return True
+
+    def _return_idle_slice(self, now_ms: int, *, at_once: bool = False) -> None:
+        """Give an unused slice back once nobody has waited for IDLE_RETURN_MS (``at_once``: now, on shutdown);
+        an overrun owed is paid back the same way."""
+        if (self.slice.empty and not any(v < -1e-6 for v in self.slice.values())) and not self.used:
+            return
+        idle = self.idle_since_ms is not None and now_ms - self.idle_since_ms >= IDLE_RETURN_MS
+        if self.waiters or any(self.in_flight.values()) or not (idle or at_once):
+            return
+        amount, self.slice = self.slice, Amount()
+        used = dict(self.used)
+        self.used.clear()
+        self._swap(lambda b: give_back(lease(b, effective_limits(self.configured, b), want=Amount(), need=Amount(),
+                                             floor=Amount(), now_ms=now_ms, used=used).bucket,
+                                       effective_limits(self.configured, b), amount, now_ms=now_ms), now_ms)
+
+    def return_slice(self, now_ms: int) -> None:
+        self._return_idle_slice(now_ms, at_once=True)
+
+    def observe(self, report: Report) -> None:
+        """Correct the shared bucket from an answer's report when it disagrees enough to matter (or a 429 blocks)."""
+        bucket = self.bucket
+        if report.retry_after_ms is None and bucket is not None:
+            mine = bucket.refilled(self.limits, report.at_ms).levels
+            slack = self.limits.capacity.scaled(CORRECTION_SLACK)
+            lower = report.remaining is not None and not (report.remaining + slack).covers(mine)
+            new_limits = report.limits is not None and report.limits != self.limits
+            if not (lower or new_limits):
+                return
+        self._swap(lambda b: corrected(b, self.configured, report), report.at_ms)
+        if report.retry_after_ms is not None:
+            self.next_try_ms = max(self.next_try_ms, report.at_ms + report.retry_after_ms)
+
+    def _swap(self, change: Callable[[SharedBucket], SharedBucket | None], now_ms: int) -> SharedBucket:
+        """Apply ``change`` to the shared bucket by conditional write, starting from the state this process last
+        saw (no read: a lost race returns the stored state, and ``change`` is applied to that); the bucket as it
+        now stands. ``change`` returning None writes nothing."""
+        bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or _fresh(self.configured, now_ms))
+        for _ in range(SWAP_TRIES):
+            new = change(bucket)
+            if new is None:
+                self.bucket = bucket
+                return bucket
+            new = replace(new, version=bucket.version + 1)
+            self.writes += 1
+            current = self.store.swap(self.family, new, expected_version=bucket.version)
+            if current is None:
+                self.bucket = new
+                return new
+            bucket = current
+        self.bucket = bucket
+        # Lost every race (a crowd at the same instant): try again shortly.
+        self.next_try_ms = now_ms + POLL_MS
+        return bucket
+
+    def snapshot(self, now_ms: int) -> dict[str, Any]:
+        limits = self.limits
+        bucket = (self.bucket or self.store.load(self.family) or _fresh(self.configured, now_ms)).refilled(limits, now_ms)
+        self.bucket = self.bucket or bucket
+        capacity = limits.capacity
+        return {
+            "family": self.family, "limits": limits.to_dict(), "configured": self.configured.to_dict(),
+            "available": bucket.levels.positive().to_dict(),
+            "in_use": {name: round(1 - max(0.0, level) / cap, 4)
+                       for name, level, cap in zip(("requests", "input_tokens", "output_tokens"), bucket.levels.values(),
+                                                   capacity.values(), strict=True)},
+            "blocked_until_ms": bucket.blocked_until_ms if bucket.blocked_until_ms > now_ms else None,
+            "tenant_use": dict(bucket.usage),
+        }
+
+
+def _fresh(limits: RateLimits, now_ms: int) -> SharedBucket:
+    return SharedBucket.full(limits, now_ms)
+
+
+@dataclass(frozen=True)
+class Grant:
+    pacer: FamilyPacer
+    waiter: Waiter
+    waited_ms: int
+
+
+@dataclass(eq=False)
+class Pacer:
+    """This process's admission for every model family, for many threads: one lock; a waiting thread sleeps on a
+    condition until a grant may have become possible (a settle, a cancel) or its next lease time comes.
+
+    ``wait(condition, seconds)`` is how a thread waits (injected: tests advance a fake clock in it)."""
+
+    store: CapacityStore
+    config: CapacityConfig
+    clock_ms: Callable[[], int]
+    wait: Callable[[threading.Condition, float], None] = field(default=lambda c, s: c.wait(s), repr=False)
+    families: dict[str, FamilyPacer] = field(default_factory=dict)
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def family_of(self, model_id: str) -> FamilyPacer | None:
+        found = limits_for(model_id, self.config.limits)
+        if found is None:
+            return None
+        family, limits = found
+        if family not in self.families:
+            self.families[family] = FamilyPacer(family, limits, self.store, self.config)
+        return self.families[family]
+
+    def acquire(self, model_id: str, tenant: str, demand: Amount, *, inline: bool, max_wait_s: float) -> Grant | None:
+        """A grant for one call of ``demand``, waiting up to ``max_wait_s`` for it; None when no limit applies to
+        the model. CapacityWaitError, without waiting, when the grant is expected later than that."""
+        with self._lock:
+            family = self.family_of(model_id)
+            if family is None:
+                return None
+            start = self.clock_ms()
+            deadline = start + int(max_wait_s * 1000)
+            waiter = family.enqueue(tenant, demand, inline=inline, now_ms=start)
+            while True:
+                now = self.clock_ms()
+                next_ms = family.pump(now)
+                if waiter.grant is not None:
+                    self._lock.notify_all()
+                    return Grant(family, waiter, now - start)
+                expected, dimension = family.expected(waiter, now)
+                if expected > deadline:
+                    family.cancel(waiter, now_ms=now)
+                    self._lock.notify_all()
+                    raise CapacityWaitError(
+                        f"no grant from the model's budget ({family.family}) before {expected - now} ms", expected_at_ms=expected,
+                        now_ms=now, dimension=dimension)
+                until = min(next_ms if next_ms is not None else expected, expected, now + POLL_MS)
+                self.wait(self._lock, max(0.001, (until - now) / 1000))
+
+    def settle(self, grant: Grant, used: Amount) -> None:
+        with self._lock:
+            grant.pacer.settle(grant.waiter, used, now_ms=self.clock_ms())
+            self._lock.notify_all()
+
+    def observe(self, model_id: str, headers: Mapping[str, str]) -> None:
+        """An answer's (or a 429's) rate-limit headers, for the shared bucket's correction."""
+        with self._lock:
+            family = self.family_of(model_id)
+            report = report_from_headers(headers, now_ms=self.clock_ms())
+            if family is not None and report is not None:
+                family.observe(report)
+                self._lock.notify_all()
+
+    def release(self) -> None:
+        """Give every unused slice back (a worker stopping)."""
+        with self._lock:
+            now = self.clock_ms()
+            for family in self.families.values():
+                family.return_slice(now)
+
+    def snapshot(self, model_ids: list[str]) -> list[dict[str, Any]]:
+        with self._lock:
+            now = self.clock_ms()
+            seen, views = set(), []
+            for model_id in model_ids:
+                family = self.family_of(model_id)
+                if family is not None and family.family not in seen:
+                    seen.add(family.family)
+                    views.append(family.snapshot(now))
+            return views
+
+
+@dataclass
+class PacedModel:
+    """A LanguageModel that takes a grant before each call and settles it after (:class:`Pacer`).
+
+    :meth:`for_job` binds it to a job's tenant and path (inline or queued); unbound, it paces as tenant "-".
+    ``waited_ms``: the time this binding's calls waited for grants, for the job's view.
+    """
+
+    llm: LanguageModel
+    pacer: Pacer
+    default_model: str
+    tenant: str = "-"
+    inline: bool = False
+    max_wait_s: float = QUEUED_MAX_WAIT_S
+    waited_ms: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def for_job(self, tenant: str, *, inline: bool, max_wait_s: float) -> PacedModel:
+        return PacedModel(self.llm, self.pacer, self.default_model, tenant, inline, max_wait_s)
+
+    def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        model_id = str(params.get("model") or self.default_model)
+        max_wait = self.max_wait_s if timeout_s is None or not self.inline else min(self.max_wait_s, timeout_s)
+        grant = self.pacer.acquire(model_id, self.tenant, estimate_demand(params), inline=self.inline, max_wait_s=max_wait)
+        if grant is None:
+            return self.llm.create(params, timeout_s=timeout_s)
+        with self._lock:
+            self.waited_ms += grant.waited_ms
+        try:
+            response = self.llm.create(params, timeout_s=timeout_s)
+        except ModelUnavailableError:
+            # A call refused or failed counts nothing toward the budget we know of; a 429's headers reach the
+            # pacer through the adapter's observer, which corrects the shared bucket.
+            self.pacer.settle(grant, Amount())
+            raise
+        except BaseException:
+            self.pacer.settle(grant, Amount())
+            raise
+        self.pacer.settle(grant, actual_use(response))
+        return response
