@@ -53,3 +53,8 @@ BATCH_MARK = "batch_record"
 BATCH_ITEM_PREFIX = "batch#"
 OPEN_BATCHES_KEY = "batch#open"
 OPEN_BATCHES_ATTRIBUTE = "open_ids"
+# The model's shared budgets (jobcore.capacity) share the jobs table too: one item per model family, its key
+# CAPACITY_ITEM_PREFIX + the family, the bucket as JSON in CAPACITY_ATTRIBUTE beside its version (no tenant_id,
+# no TTL: it is rewritten about once a second while the model is in use, and a few hundred bytes).
+CAPACITY_ITEM_PREFIX = "capacity#"
+CAPACITY_ATTRIBUTE = "capacity_bucket"
