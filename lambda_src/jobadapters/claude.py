@@ -20,28 +20,56 @@ MAX_MESSAGE_CHARS = 300
 STANDIN_API_KEY = "local-standin"
 
 
-class AnthropicModel:
-    """One SDK client, built lazily, rebuilt when the API key changes (secret rotation)."""
+# Who hears each answer's rate-limit headers (``anthropic-ratelimit-*``, a 429's ``retry-after``): the pacer
+# (jobcore.capacity_pacer.Pacer.observe), with the model id the call named.
+HeadersObserver = Callable[[str, Mapping[str, str]], None]
 
-    def __init__(self, *, api_key: Callable[[], str | None], base_url: str | None = None, timeout_s: float = 600.0, max_retries: int = 2):
+
+class AnthropicModel:
+    """One SDK client, built lazily, rebuilt when the API key changes (secret rotation).
+
+    With an ``observer`` (admission on), every answer's headers, a refusal's included, are handed to it: the raw
+    response is read for them (``with_raw_response``), which costs nothing more than the parse the SDK does anyway.
+    """
+
+    def __init__(self, *, api_key: Callable[[], str | None], base_url: str | None = None, timeout_s: float = 600.0,
+                 max_retries: int = 2, observer: HeadersObserver | None = None):
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_s = timeout_s
         self._max_retries = max_retries
+        self._observer = observer
         self._client: Any = None
         self._client_key: str | None = None
         self._lock = threading.Lock()
 
     def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         client = self._current_client()
+        model_id = str(params.get("model", ""))
         try:
-            message = client.messages.create(**params, timeout=timeout_s or self._timeout_s)
+            if self._observer is None:
+                message = client.messages.create(**params, timeout=timeout_s or self._timeout_s)
+            else:
+                raw = client.messages.with_raw_response.create(**params, timeout=timeout_s or self._timeout_s)
+                self._observe(model_id, raw.headers)
+                message = raw.parse()
         except Exception as error:  # noqa: BLE001 - the SDK's errors become the domain's
+            response = getattr(error, "response", None)
+            if response is not None:
+                self._observe(model_id, response.headers)
             translated = translate(error)
             if translated is error:
                 raise
             raise translated from error
         return message.model_dump(mode="json", exclude_none=True)
+
+    def _observe(self, model_id: str, headers: Any) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(model_id, {k.lower(): v for k, v in headers.items()})
+        except Exception:  # noqa: BLE001 - a correction that fails (the store is down) must not fail the answered call
+            log.warning("the rate-limit headers of a %s answer could not be applied", model_id, exc_info=True)
 
     def _current_client(self) -> Any:
         key = self._api_key()

@@ -334,7 +334,7 @@ def give_back(bucket: SharedBucket, limits: RateLimits, amount: Amount, *, now_m
 
 def ready_at(bucket: SharedBucket, limits: RateLimits, *, need: Amount, floor: Amount, now_ms: int) -> tuple[int, str | None]:
     """When ``need`` fits above ``floor`` with no one else taking anything, and the dimension that binds then
-    (None: it fits now, or only the 429's block holds it back)."""
+    (None: it fits now, or a 429's Retry-After holds it back longer)."""
     now = bucket.refilled(limits, now_ms)
     wait_ms, binding = 0.0, None
     for name, level, n, f, rate in zip(DIMENSIONS, now.levels.values(), need.values(), floor.values(),
@@ -344,7 +344,7 @@ def ready_at(bucket: SharedBucket, limits: RateLimits, *, need: Amount, floor: A
             wait_ms, binding = short / rate, name
     at = now_ms + math.ceil(wait_ms)
     if now.blocked_until_ms > at:
-        return now.blocked_until_ms, binding or "blocked"
+        return now.blocked_until_ms, None
     return at, binding
 
 

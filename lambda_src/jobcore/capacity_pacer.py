@@ -126,6 +126,9 @@ class FamilyPacer:
 
     def pump(self, now_ms: int) -> int | None:
         """Grant every waiter that can go now, in order; when to pump again (None: nobody waits)."""
+        blocked_until = self.bucket.blocked_until_ms if self.bucket is not None else 0
+        if now_ms < blocked_until:  # a 429's Retry-After holds every call, even from a slice held here
+            return blocked_until if self.waiters else None
         while True:
             waiter = self._next()
             if waiter is None:
@@ -291,6 +294,8 @@ class FamilyPacer:
                 return
         self._swap(lambda b: corrected(b, self.configured, report), report.at_ms)
         if report.retry_after_ms is not None:
+            # The API refused: what this process holds is not there after all. The slice is forfeit, not returned.
+            self.slice = Amount()
             self.next_try_ms = max(self.next_try_ms, report.at_ms + report.retry_after_ms)
 
     def _swap(self, change: Callable[[SharedBucket], SharedBucket | None], now_ms: int) -> SharedBucket:
@@ -454,10 +459,10 @@ class PacedModel:
             self.waited_ms += grant.waited_ms
         try:
             response = self.llm.create(params, timeout_s=timeout_s)
-        except ModelUnavailableError:
-            # A call refused or failed counts nothing toward the budget we know of; a 429's headers reach the
-            # pacer through the adapter's observer, which corrects the shared bucket.
-            self.pacer.settle(grant, Amount())
+        except ModelUnavailableError as error:
+            # A 429: the API had less than we thought, and its headers (through the adapter's observer) have
+            # corrected the shared bucket; the reservation is forfeit. Any other failure used nothing.
+            self.pacer.settle(grant, grant.waiter.grant or Amount() if error.status == 429 else Amount())
             raise
         except BaseException:
             self.pacer.settle(grant, Amount())
