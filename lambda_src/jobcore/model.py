@@ -92,11 +92,17 @@ class ModelWait:
     waits: int  # times it was re-queued to wait for the model
     reason: str  # the last one, as the job's view says it: "model rate-limited (429)"
     next_attempt_at: int | None = None  # while queued to wait: when it runs again (None once it runs)
+    # The last wait was for the model's shared budget (jobcore.capacity): the next grant expected at next_attempt_at.
+    capacity: bool = False
+    # Of the time since ``since``, how long it waited for the budget rather than for the model: not counted
+    # toward the runner's model_wait_limit_s.
+    excluded_ms: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelWait:
         return cls(since=int(data["since"]), waits=int(data["waits"]), reason=str(data["reason"]),
-                   next_attempt_at=None if data.get("next_attempt_at") is None else int(data["next_attempt_at"]))
+                   next_attempt_at=None if data.get("next_attempt_at") is None else int(data["next_attempt_at"]),
+                   capacity=bool(data.get("capacity", False)), excluded_ms=int(data.get("excluded_ms") or 0))
 
 
 # The attempt history kept on a job: its last attempts' errors, each message cut to this length.
@@ -139,6 +145,7 @@ class Job:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's files: name → key, bytes, content_type
     delivery: Delivery | None = None  # the webhook outbox entry, opened with the terminal state
     model_wait: ModelWait | None = None  # waiting for the model (and since when), see ModelWait
+    capacity_wait_ms: int = 0  # how long it waited, in all, for grants from the model's shared budget (jobcore.capacity)
     # The errors of its failed attempts, oldest first, the last ATTEMPT_ERRORS_KEPT: {attempt, at, type, message}.
     attempt_errors: tuple[dict[str, Any], ...] = ()
     # The batch lane (jobcore.batches): the Message Batch its requests are in (the last one, once it ended),

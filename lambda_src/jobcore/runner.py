@@ -19,8 +19,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from jobcore import uploads, webhooks
+from jobcore.capacity_pacer import QUEUED_MAX_WAIT_S, PacedModel
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
+    CapacityWaitError,
     ConflictError,
     EnqueueError,
     InvalidInputError,
@@ -129,12 +131,15 @@ class JobRunner:
             if isinstance(looked_at, Disposition):
                 return looked_at
             job = looked_at
+        ctx = paced_for(job, ctx, inline=False)
         try:
             return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
         except ConflictError as error:
             return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
         except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
             try:
+                if isinstance(error, CapacityWaitError) and error.dimension is not None:
+                    return self._wait_for_capacity(job, error, waited_ms=waited_ms(ctx))
                 return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
             except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
                 current = self.store.get(job.job_id)
@@ -204,7 +209,8 @@ class JobRunner:
             if isinstance(error, ConflictError):
                 raise
             return Outcome(self.fail(job, error))
-        return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id), result.output)
+        return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id, waited_ms=waited_ms(ctx)),
+                       result.output)
 
     def load_input(self, job: Job) -> dict[str, Any]:
         if job.input_ref is not None and uploads.is_upload_key(job.input_ref):
@@ -213,9 +219,10 @@ class JobRunner:
             return self.blobs.get_json(job.input_ref)
         return job.input or {}
 
-    def succeed(self, job: Job, result: TaskResult, *, model_id: str) -> Job:
+    def succeed(self, job: Job, result: TaskResult, *, model_id: str, waited_ms: int = 0) -> Job:
         """Record the job succeeded with ``result``: a small output in the job item itself (the finishing write is
-        then the only call), a larger one in S3 (see :func:`keeps_in_item`); its files always in S3."""
+        then the only call), a larger one in S3 (see :func:`keeps_in_item`); its files always in S3. ``waited_ms``:
+        how long this run's calls waited for grants from the model's budget."""
         files = {name: self._store_file(job, name, file) for name, file in result.files.items()}
         now = self.clock_ms()
         expires = now + self.result_retention_days * 86_400_000 if self.result_retention_days else None
@@ -230,7 +237,7 @@ class JobRunner:
             duration_s = (now - (job.started_at or now)) / 1000
             cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=model_id, usage=result.usage, duration_s=duration_s)
         return self.finish(job, JobStatus.SUCCEEDED, **stored, usage=result.usage, cost=cost,
-                           result_expires_at=expires, files=files)
+                           result_expires_at=expires, files=files, capacity_wait_ms=job.capacity_wait_ms + waited_ms)
 
     def _store_file(self, job: Job, name: str, file: OutputFile) -> dict[str, Any]:
         if not _FILE_NAME.fullmatch(name):
@@ -314,7 +321,8 @@ class JobRunner:
         return lookup(job.task, self.catalogue)
 
     def _retry_or_fail(self, job: Job, error: Exception, *, receive_count: int, max_receives: int) -> Disposition:
-        if isinstance(error, ModelUnavailableError) and error.model_down:
+        if isinstance(error, ModelUnavailableError) and (error.model_down or isinstance(error, CapacityWaitError)):
+            # A budget blocked by a 429's Retry-After is the model rate-limiting: that wait counts toward the limit.
             return self._wait_for_model(job, error)
         retryable = getattr(error, "retryable", not isinstance(error, JobError))
         if not retryable or receive_count >= max_receives:
@@ -345,19 +353,32 @@ class JobRunner:
                            note=f"waiting for the model ({error.describe()}): next attempt in {delay_s} s, wait {waiting.waits} "
                                 f"since {iso(waiting.since)} ({self.backoff!r})")
 
+    def _wait_for_capacity(self, job: Job, error: CapacityWaitError, *, waited_ms: int) -> Disposition:
+        """Queue the job again until the budget's next grant is expected (a new, delayed message): waiting is not
+        failing, so neither a receive nor an attempt is spent, nothing is recorded as an error, and the time does
+        not count toward ``model_wait_limit_s``."""
+        now = self.clock_ms()
+        delay_s, waiting = capacity_wait(job, error, now_ms=now)
+        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, attempts=job.attempts - 1, model_wait=waiting,
+                                           capacity_wait_ms=job.capacity_wait_ms + waited_ms + delay_s * 1000))
+        return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
+                           note=f"waiting for {error.describe()}: next grant expected in {delay_s} s")
+
     def model_wait(self, job: Job, error: ModelUnavailableError, *, now_ms: int) -> tuple[int, ModelWait] | None:
         """How long ``job`` waits before its next attempt after the model failed with ``error``, and its wait
         record; None once it has waited ``model_wait_limit_s`` since its first such failure. The back-off
         counts the job's waits (its receives start again with each new message), Retry-After is a floor,
         and the last wait ends at the limit, so the job gets a last attempt then."""
         since = job.model_wait.since if job.model_wait else now_ms
-        limit_at = since + int(self.model_wait_limit_s * 1000)
+        excluded = job.model_wait.excluded_ms if job.model_wait else 0
+        limit_at = since + excluded + int(self.model_wait_limit_s * 1000)
         if now_ms >= limit_at:
             return None
         waits = (job.model_wait.waits if job.model_wait else 0) + 1
         delay_s = min(self.backoff.delay_s(waits, retry_after_s=error.retry_after_s), SQS_MAX_DELAY_S,
                       math.ceil((limit_at - now_ms) / 1000))
-        return delay_s, ModelWait(since=since, waits=waits, reason=error.describe(), next_attempt_at=now_ms + delay_s * 1000)
+        return delay_s, ModelWait(since=since, waits=waits, reason=error.describe(), next_attempt_at=now_ms + delay_s * 1000,
+                                  excluded_ms=excluded)
 
 
 class _Reason(Exception):
@@ -366,6 +387,28 @@ class _Reason(Exception):
     def __init__(self, original: Exception, message: str):
         super().__init__(message)
         self.type = getattr(original, "type", "internal_error")
+
+
+def capacity_wait(job: Job, error: CapacityWaitError, *, now_ms: int) -> tuple[int, ModelWait]:
+    """The delay until the budget's next grant is expected (at least a second, at most SQS's longest delay) and the
+    job's wait record: the time is excluded from the model-wait limit."""
+    delay_s = min(max(1, math.ceil((error.expected_at_ms - now_ms) / 1000)), SQS_MAX_DELAY_S)
+    prior = job.model_wait
+    return delay_s, ModelWait(since=prior.since if prior else now_ms, waits=(prior.waits if prior else 0) + 1,
+                              reason=error.describe(), next_attempt_at=now_ms + delay_s * 1000, capacity=True,
+                              excluded_ms=(prior.excluded_ms if prior else 0) + delay_s * 1000)
+
+
+def paced_for(job: Job, ctx: RunContext, *, inline: bool, max_wait_s: float = QUEUED_MAX_WAIT_S) -> RunContext:
+    """``ctx`` with its model bound to ``job``'s tenant, when the model is paced (admission on)."""
+    if isinstance(ctx.llm, PacedModel):
+        return replace(ctx, llm=ctx.llm.for_job(job.tenant_id, inline=inline, max_wait_s=max_wait_s))
+    return ctx
+
+
+def waited_ms(ctx: RunContext) -> int:
+    """How long the calls of a run with ``ctx`` waited for grants (0 when the model is not paced)."""
+    return ctx.llm.waited_ms if isinstance(ctx.llm, PacedModel) else 0
 
 
 def keeps_in_item(job: Job, *, size: int, result_expires_at: int | None) -> bool:

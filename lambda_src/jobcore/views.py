@@ -86,6 +86,7 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         "finished_at": iso(job.finished_at),
         "queue_deadline_at": iso(job.queue_deadline_at) if job.status is JobStatus.QUEUED else None,
         "waiting": waiting_line(job),
+        "capacity_wait_ms": job.capacity_wait_ms or None,
         "result_expires_at": iso(job.result_expires_at),
         "attempts": job.attempts,
         "batch_id": job.batch_id,
@@ -145,6 +146,8 @@ def waiting_line(job: Job) -> str | None:
     wait = job.model_wait
     if job.status is not JobStatus.QUEUED or wait is None or wait.next_attempt_at is None:
         return None
+    if wait.capacity:
+        return f"{wait.reason}; next grant expected at {iso(wait.next_attempt_at)}, waited {job.capacity_wait_ms / 1000:.0f} s so far"
     return (f"{wait.reason}; next attempt at {iso(wait.next_attempt_at)}, attempt {job.attempts + 1}, "
             f"waiting since {iso(wait.since)}")
 

@@ -1,0 +1,95 @@
+"""Waiting for the model's shared budget is not failing: a queued job without a grant is re-queued until the next
+grant is expected (no receive, no attempt, no error), its view says why, and the time does not count toward the
+model-wait limit; a real 429 storm still ends as model_unavailable after the limit, as documented."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from jobcore.capacity import Amount, CapacityConfig, RateLimits, SharedBucket
+from jobcore.capacity_pacer import PacedModel, Pacer
+from jobcore.errors import ModelUnavailableError
+from jobcore.limits import MODEL_WAIT_LIMIT_S
+from jobcore.model import Job, JobStatus, ModelWait
+from jobcore.tasks import RunContext
+from jobcore.views import iso, job_view
+from tests.fakes import MemoryCapacityStore, ScriptedModel, harness, text_response
+
+LIMITS = RateLimits(rpm=120, itpm=40_000, otpm=16_000)
+MODEL = "claude-sonnet-4-5"
+MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def world(model: ScriptedModel):
+    h = harness()
+    store = MemoryCapacityStore()
+    pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), h.clock.ms, wait=lambda _c, s: h.clock.advance(s))
+    job = Job(job_id="job_1", tenant_id="t", task="claude.messages", status=JobStatus.QUEUED, lane="cpu",
+              route_reason="cpu: test", created_at=h.clock.ms(), updated_at=h.clock.ms(), input=MESSAGES)
+    h.store.create(job)
+    ctx = RunContext(llm=PacedModel(model, pacer, MODEL), model_id=MODEL)
+    return h, store, pacer, ctx
+
+
+def test_a_job_waits_two_hours_for_the_budget_without_spending_attempts_and_then_succeeds():
+    """GIVEN a budget two hours in debt on input tokens (other work used far more than it reserved)
+    WHEN a worker handles the job's messages as they come
+    THEN each is re-queued, delayed until the next grant is expected (at most SQS's 15 minutes), its view saying
+    so; the model is not called until then; the job succeeds on its first attempt, two hours later, not failed
+    by the one-hour model-wait limit, and its view shows how long it waited for capacity."""
+    model = ScriptedModel([text_response("at last")])
+    h, store, _, ctx = world(model)
+    store.buckets["sonnet-4"] = SharedBucket(Amount(120, -40_000 * 120, 16_000), h.clock.ms(), version=1)
+    start = h.clock.ms()
+    delays = []
+    while (outcome := h.runner.process("job_1", ctx=ctx, receive_count=1, max_receives=5)).requeue:
+        job = h.store.get("job_1")
+        assert job.status is JobStatus.QUEUED and job.attempts == 0 and job.error is None and not job.attempt_errors
+        view = job_view(job)
+        assert view["waiting"].startswith(f"model capacity (input tokens); next grant expected at {iso(job.model_wait.next_attempt_at)}")
+        delays.append(outcome.retry_in_s)
+        h.clock.advance(outcome.retry_in_s)
+    done = h.store.get("job_1")
+
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 1 and len(model.calls) == 1
+    assert max(delays) == 900 and h.clock.ms() - start >= 2 * 3600_000 > MODEL_WAIT_LIMIT_S * 1000
+    assert job_view(done)["capacity_wait_ms"] == done.capacity_wait_ms >= 2 * 3600_000
+
+
+def test_a_429_storm_longer_than_the_model_wait_limit_still_ends_as_model_unavailable():
+    """GIVEN a model that answers every call 429 (retry-after: 1), its headers reaching the pacer
+    WHEN the job is handled for as long as it keeps coming back
+    THEN it waits as for any rate-limited model (the pacer's block counts toward the limit too) and fails as
+    model_unavailable once it has waited the limit, about an hour."""
+    pacer_box: list[Pacer] = []
+
+    def refuse(params):
+        pacer_box[0].observe(MODEL, {"retry-after": "1"})
+        raise ModelUnavailableError("the model was rate-limited (429)", retry_after_s=1, status=429)
+
+    model = ScriptedModel(default=refuse)
+    h, _, pacer, ctx = world(model)
+    pacer_box.append(pacer)
+    start = h.clock.ms()
+    while (outcome := h.runner.process("job_1", ctx=ctx, receive_count=1, max_receives=5)).requeue:
+        h.clock.advance(outcome.retry_in_s)
+    failed = h.store.get("job_1")
+
+    assert failed.status is JobStatus.FAILED and failed.error["type"] == "model_unavailable"
+    assert "gave up after waiting 60 min (the limit is 60 min)" in failed.error["message"]
+    assert MODEL_WAIT_LIMIT_S * 1000 <= h.clock.ms() - start < (MODEL_WAIT_LIMIT_S + 60) * 1000
+    assert len(model.calls) > 5
+
+
+def test_time_waited_for_the_budget_does_not_count_toward_the_model_wait_limit():
+    """GIVEN a job that waited 50 minutes for the budget, then meets a rate-limited model
+    THEN its model-wait limit ends an hour after its first wait plus those 50 minutes."""
+    h, _, _, _ = world(ScriptedModel())
+    job = h.store.get("job_1")
+    waited = replace(job, model_wait=ModelWait(since=h.clock.ms(), waits=4, reason="model capacity (input tokens)",
+                                               capacity=True, excluded_ms=50 * 60_000))
+    h.clock.advance(100 * 60)  # 100 minutes later: 50 of them counted
+    error = ModelUnavailableError("the model was rate-limited (429)", retry_after_s=1, status=429)
+    assert h.runner.model_wait(waited, error, now_ms=h.clock.ms()) is not None
+    h.clock.advance(10 * 60)
+    assert h.runner.model_wait(waited, error, now_ms=h.clock.ms()) is None
