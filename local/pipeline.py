@@ -30,7 +30,7 @@ from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
-from stacks.lane_env import compact_json, lane_environment
+from stacks.lane_env import capacity_environment, compact_json, lane_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
@@ -214,6 +214,9 @@ class LocalPipeline:
             "WEBHOOK_ALLOW_LOOPBACK": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             # The worker lanes' ECS services (in moto, at 0 tasks): the router and the intake wake them as in AWS.
             "LANE_SERVICES": compact_json(made.lane_services),
+            # The model's budget from the deployment's configuration (Options.config overrides it, e.g. the bench's
+            # {"model_rate_limits": {"*": {...}}, "model_admission": false}); the workers inherit it.
+            **capacity_environment(self.config.capacity()),
         }
         if standin_url:
             env["ANTHROPIC_BASE_URL"] = standin_url

@@ -18,6 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobcore.capacity import (
+    CapacityConfig,
+    CapacityConfigError,
+    parse_rate_limits,
+    parse_reserved_share,
+    parse_tenant_shares,
+)
 from jobcore.costing import CostModel
 from jobcore.deliveries import DEFAULT_GAPS_S, RetrySchedule
 from jobcore.lanes import (
@@ -175,6 +182,16 @@ class PipelineConfig:
     # price overrides (same shape as lambda_src/jobcore/prices.json). JSON objects; `-c` takes them as JSON.
     task_rates_per_min: dict[str, float] = field(default_factory=dict)
     price_overrides: dict[str, Any] = field(default_factory=dict)
+    # The model's budget (docs/capacity.md): every Claude call of the router, the workers and the collector waits
+    # for a grant from a budget shared through the jobs table. model_rate_limits: per model family ("sonnet-4",
+    # "haiku-3.5", or "*" for any), {"rpm", "itpm", "otpm"}: your organisation's tier (the API's headers correct
+    # them at run time); {}: nothing is paced. model_admission false: calls go unpaced (and the SDK retries 429s)
+    # whatever the limits. tenant_shares: {"<tenant>": {"weight", "max_in_flight", "max_share"}} ("*": any other).
+    # inline_reserved_share: the part of each limit queued work may not take, kept for inline requests.
+    model_admission: bool = True
+    model_rate_limits: dict[str, Any] = field(default_factory=dict)
+    tenant_shares: dict[str, Any] = field(default_factory=dict)
+    inline_reserved_share: float = 0.1
 
     def __post_init__(self) -> None:
         for key, (check, expected) in _RULES.items():
@@ -204,6 +221,13 @@ class PipelineConfig:
             raise ConfigError(f"context keys 'job_ttl_days' and 'webhook_retry_schedule_s' ({self.job_ttl_days} days, "
                               f"retries over up to {longest_s / 3600:.1f} h): expected the jobs kept longer than the "
                               "webhook schedule runs")
+        for key, parse in (("model_rate_limits", lambda: parse_rate_limits(self.model_rate_limits)),
+                           ("tenant_shares", lambda: parse_tenant_shares(self.tenant_shares)),
+                           ("inline_reserved_share", lambda: parse_reserved_share(self.inline_reserved_share, "value"))):
+            try:
+                parse()
+            except CapacityConfigError as error:
+                raise ConfigError(f"context key {key!r}: {error}") from None
         try:
             prices = self.prices()
         except ValueError as error:
@@ -233,6 +257,14 @@ class PipelineConfig:
                 f"{ECS_INSTANCE_MEMORY_HEADROOM:.0%} kept for the ECS agent and the system)")
         if instance.gpus < 1:
             raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: the price file gives it no GPU")
+
+    def capacity(self) -> CapacityConfig:
+        """The model's budget, parsed by the core's own parsers (the runtime parses the same values again)."""
+        return CapacityConfig(
+            admission=self.model_admission, limits=parse_rate_limits(self.model_rate_limits),
+            tenants=parse_tenant_shares(self.tenant_shares),
+            inline_reserved_share=parse_reserved_share(self.inline_reserved_share, "inline_reserved_share"),
+        )
 
     def prices(self) -> Prices:
         """The price file with ``price_overrides`` merged in, exactly as the runtime builds it."""
@@ -324,6 +356,12 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
         if isinstance(raw, str) and re.fullmatch(r"\s*-?\d+\s*", raw):
             return int(raw)
         raise ConfigError(f"context key {key!r} = {raw!r}: expected a whole number")
+    if base is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", raw):
+            return float(raw)
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected a number")
     if base is str:
         if isinstance(raw, str):
             return raw.strip()

@@ -1,6 +1,6 @@
 """The lanes' environment values, without the CDK: the stacks put them on every function and task
 (:mod:`stacks.constructs.runtime_env`), and the local runtime on its processes, which must not load the
-CDK library (jsii starts a Node process) just to write two JSON strings.
+CDK library (jsii starts a Node process) just to write a few JSON strings.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lanes
 
 
@@ -24,4 +25,16 @@ def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[s
     return {
         "LANES": compact_json(lanes.to_dict(), sort_keys=False),
         "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
+    }
+
+
+def capacity_environment(capacity: CapacityConfig) -> dict[str, str]:
+    """What ``jobadapters.settings.capacity_from_env`` reads: the model's budget, for every process that calls the model."""
+    return {
+        "MODEL_ADMISSION": "on" if capacity.admission else "off",
+        "MODEL_RATE_LIMITS": compact_json({family: limits.to_dict() for family, limits in capacity.limits.items()}),
+        "TENANT_SHARES": compact_json({tenant: {"weight": share.weight, "max_share": share.max_share,
+                                                **({"max_in_flight": share.max_in_flight} if share.max_in_flight else {})}
+                                       for tenant, share in capacity.tenants.items()}),
+        "INLINE_RESERVED_SHARE": str(capacity.inline_reserved_share),
     }

@@ -7,7 +7,7 @@ import os
 
 from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
-from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_runner
+from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_pacer, build_runner
 from jobcore.tasks import RunContext
 from worker.poller import MAX_RECEIVERS, Poller
 from worker.protection import TaskProtection
@@ -21,7 +21,8 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
                           cost_model=settings.lanes.cost_model(), role=f"worker-{settings.lane}",
                           result_retention_days=settings.result_retention_days, model_wait_limit_s=settings.model_wait_limit_s)
-    model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S)
+    model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S,
+                        pacer=build_pacer(settings.claude, clients))
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,
         ctx=RunContext(llm=model, model_id=settings.claude.model_id),

@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from jobadapters.ecs import LaneService
+from jobcore.capacity import (
+    CapacityConfig,
+    CapacityConfigError,
+    parse_rate_limits,
+    parse_reserved_share,
+    parse_tenant_shares,
+)
 from jobcore.costing import CostModel
 from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
@@ -114,6 +121,25 @@ class LaneSettings:
         return CostModel(self.prices, self.lanes)
 
 
+def capacity_from_env(env: Mapping[str, str]) -> CapacityConfig:
+    """The model's budget (jobcore.capacity): MODEL_ADMISSION ("on"/"off", default on), MODEL_RATE_LIMITS and
+    TENANT_SHARES (JSON objects, as cdk.json's ``model_rate_limits`` and ``tenant_shares``), INLINE_RESERVED_SHARE
+    (a fraction); parsed by the core's own parsers, as the CDK app validates them at synth."""
+    raw = env.get("MODEL_ADMISSION", "on").strip().lower()
+    if raw not in {"on", "off", ""}:
+        raise ConfigError(f"environment variable MODEL_ADMISSION={raw!r} must be 'on' or 'off'")
+    try:
+        return CapacityConfig(
+            admission=raw != "off",
+            limits=parse_rate_limits(_json_object(env, "MODEL_RATE_LIMITS"), "MODEL_RATE_LIMITS"),
+            tenants=parse_tenant_shares(_json_object(env, "TENANT_SHARES"), "TENANT_SHARES"),
+            inline_reserved_share=parse_reserved_share(
+                _number(env, "INLINE_RESERVED_SHARE", CapacityConfig.inline_reserved_share, float), "INLINE_RESERVED_SHARE"),
+        )
+    except CapacityConfigError as error:
+        raise ConfigError(f"environment variable {error}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClaudeSettings:
     """How to reach Claude: a local stand-in (base_url), a key in Secrets Manager, or the SDK default.
@@ -122,9 +148,14 @@ class ClaudeSettings:
     real API with the key from ``ANTHROPIC_API_KEY`` or, in AWS, from the secret ``secret_arn``.
     """
 
+    # The model's budget, read by every process that calls the model (router, workers, collector). The CDK app
+    # does not set these yet: in AWS, admission stays off until it does (docs/capacity.md).
+    CAPACITY_ENV = frozenset({"MODEL_ADMISSION", "MODEL_RATE_LIMITS", "TENANT_SHARES", "INLINE_RESERVED_SHARE"})
+
     model_id: str
     base_url: str | None = None
     secret_arn: str | None = None
+    capacity: CapacityConfig = CapacityConfig()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, key_in_secret: bool) -> ClaudeSettings:
@@ -133,6 +164,7 @@ class ClaudeSettings:
             model_id=env.get("MODEL_ID") or "claude-sonnet-4-5",
             base_url=env.get("ANTHROPIC_BASE_URL") or None,
             secret_arn=(env.get("ANTHROPIC_SECRET_ARN") or None) if key_in_secret else None,
+            capacity=capacity_from_env(env),
         )
 
 
@@ -196,7 +228,7 @@ class RouterSettings:
     }) | LaneSettings.ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK"})
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK"}) | ClaudeSettings.CAPACITY_ENV
 
     stage: str
     jobs_table: str
@@ -313,7 +345,8 @@ class WorkerSettings:
     # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
     # only the local runtime. MODEL_WAIT_LIMIT_S: the CDK app does not set it (yet), so in AWS a job waits
     # for an unavailable model for jobcore.limits.MODEL_WAIT_LIMIT_S (an hour); benches and tests shorten it.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S"}) | EmbeddingSettings.IMAGE_ENV
+    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S"}) | EmbeddingSettings.IMAGE_ENV
+                 | ClaudeSettings.CAPACITY_ENV)
 
     stage: str
     lane: str
@@ -410,7 +443,7 @@ class CollectorSettings:
         "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "BATCH_QUEUE_URL", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "BATCH_WINDOW_S", "BATCH_MAX_ATTEMPTS",
     }) | LaneSettings.ENV
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"})
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"}) | ClaudeSettings.CAPACITY_ENV
 
     stage: str
     lane: str  # the batch lane of LANES

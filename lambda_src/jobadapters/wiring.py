@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 
 from jobadapters import request_time
+from jobadapters.capacity_store import DynamoCapacityStore
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
 from jobadapters.ecs import EcsLaneWaker, LaneService
@@ -29,10 +30,12 @@ from jobadapters.settings import (
 )
 from jobadapters.sqs import SqsBatchInbox, SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookSender
+from jobcore.capacity_pacer import PacedModel, Pacer
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
+from jobcore.ports import LanguageModel
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -90,9 +93,22 @@ class AwsClients:
         return clients
 
 
-def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ) -> AnthropicModel:
+def build_pacer(settings: ClaudeSettings, clients: AwsClients) -> Pacer | None:
+    """This process's admission to the model's shared budget (jobcore.capacity_pacer); None when nothing is paced."""
+    if not settings.capacity.active:
+        return None
+    return Pacer(DynamoCapacityStore(clients.table), settings.capacity, clock_ms)
+
+
+def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ,
+                pacer: Pacer | None = None) -> LanguageModel:
+    """The model over the SDK; with a ``pacer``, every call waits for a grant, and the SDK does not retry (its blind
+    retries of a 429 are what the pacer replaces): a refusal or failure goes to the runner, which decides."""
     key = api_key_source(base_url=settings.base_url, secret_arn=settings.secret_arn, env=env)
-    return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
+    if pacer is None:
+        return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
+    llm = AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=0, observer=pacer.observe)
+    return PacedModel(llm, pacer, settings.model_id)
 
 
 def build_runner(
@@ -150,7 +166,8 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
-        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env),
+        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env,
+                        pacer=build_pacer(settings.claude, clients)),
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,

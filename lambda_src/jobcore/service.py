@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from jobcore import idempotency, uploads
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
+    CapacityWaitError,
     ConflictError,
     EnqueueError,
     IdempotencyInProgressError,
@@ -39,7 +40,7 @@ from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import Cursor, JobQueue, LaneWaker, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
 from jobcore.routing import Decision, RoutingPolicy, decide
-from jobcore.runner import JobRunner, Outcome, error_record
+from jobcore.runner import JobRunner, Outcome, capacity_wait, error_record, paced_for
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
@@ -371,8 +372,12 @@ class JobService:
 
     def _run_inline(self, job: Job) -> Outcome:
         self.runner.store.create(job)
-        deadline = self.monotonic() + self.policy.lanes.inline.time_limit_s
-        llm = DeadlineModel(self.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
+        budget_s = self.policy.lanes.inline.time_limit_s
+        deadline = self.monotonic() + budget_s
+        # Paced (admission on): an inline call goes ahead of queued work and may use the budget's inline reserve; it
+        # waits for a grant only while an answer could still come within the budget.
+        paced = paced_for(job, RunContext(llm=self.llm, model_id=self.model_id), inline=True, max_wait_s=budget_s)
+        llm = DeadlineModel(paced.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
         ctx = RunContext(llm=llm, model_id=self.model_id)
         try:
             done = self.runner.execute(job, ctx)
@@ -431,7 +436,9 @@ class JobService:
         # A model that is down: the queued job waits as a worker's would (the runner's back-off, with the
         # model's Retry-After as its floor), and its view says so.
         wait = None
-        if isinstance(error, ModelUnavailableError) and error.model_down:
+        if isinstance(error, CapacityWaitError) and error.dimension is not None:
+            wait = capacity_wait(job, error, now_ms=now)  # queued until the budget's next grant is expected
+        elif isinstance(error, ModelUnavailableError) and (error.model_down or isinstance(error, CapacityWaitError)):
             wait = self.runner.model_wait(job, error, now_ms=now)
         queued = self.runner.save(job, transition(
             job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost=_estimated(estimate),

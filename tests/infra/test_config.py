@@ -82,6 +82,10 @@ BAD_VALUES = {
     "webhook_retry_schedule_s": "5,soon",
     "intake_tenant": "not a key id",
     "intake_webhook_url": "http://hooks.example.com/intake",
+    "model_admission": "sometimes",
+    "model_rate_limits": '{"sonnet-4": {"rpm": 0, "itpm": 1, "otpm": 1}}',
+    "tenant_shares": '{"a": {"weight": 0}}',
+    "inline_reserved_share": 0.9,
 }
 
 
