@@ -22,6 +22,7 @@ from jobcore import uploads, webhooks
 from jobcore.capacity_pacer import QUEUED_MAX_WAIT_S, PacedModel
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
+    BlobNotFoundError,
     CapacityWaitError,
     ConflictError,
     EnqueueError,
@@ -37,8 +38,9 @@ from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
 from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore
-from jobcore.schema_keys import file_key, result_key
+from jobcore.schema_keys import file_key, partial_key, result_key
 from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
+from jobcore.tasks.base import IncompleteCallsError
 from jobcore.views import iso
 
 log = logging.getLogger(__name__)
@@ -195,8 +197,13 @@ class JobRunner:
             payload = self.load_input(job)
         except InvalidInputError as error:  # an uploaded input, validated here rather than by the router
             return Outcome(self.fail(job, error))
+        known = self._answers_kept(job)
         try:
-            result = _run(task, payload, ctx, timeout_s)
+            try:
+                result = _run(task, payload, ctx, timeout_s, known)
+            except IncompleteCallsError as incomplete:
+                self._keep_answers(job, incomplete.responses)
+                raise incomplete.error from None
         except ModelError as error:
             if error.retryable:
                 raise
@@ -211,6 +218,26 @@ class JobRunner:
             return Outcome(self.fail(job, error))
         return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id, waited_ms=waited_ms(ctx)),
                        result.output)
+
+    def _answers_kept(self, job: Job) -> dict[str, dict[str, Any]]:
+        """The answers an earlier run of this job kept (its calls that were answered before others were refused);
+        none to look for on a first run."""
+        if job.attempts <= 1 and job.model_wait is None:
+            return {}
+        try:
+            kept = self.blobs.get_json(partial_key(job.job_id))
+        except BlobNotFoundError:
+            return {}
+        except Exception as error:  # noqa: BLE001 - without them the calls are made again: dearer, not wrong
+            log.warning("job %s: the answers kept from its last run could not be read (%s)", job.job_id, error)
+            return {}
+        return kept if isinstance(kept, dict) else {}
+
+    def _keep_answers(self, job: Job, responses: dict[str, dict[str, Any]]) -> None:
+        try:
+            self.blobs.put_json(partial_key(job.job_id), responses)
+        except Exception as error:  # noqa: BLE001 - the retry makes those calls again: dearer, not wrong
+            log.warning("job %s: the answers of its last run could not be kept (%s)", job.job_id, error)
 
     def load_input(self, job: Job) -> dict[str, Any]:
         if job.input_ref is not None and uploads.is_upload_key(job.input_ref):
@@ -448,14 +475,15 @@ def _duration(ms: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _run(task: TaskSpec, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None) -> TaskResult:
+def _run(task: TaskSpec, payload: dict[str, Any], ctx: RunContext, timeout_s: float | None,
+         known: dict[str, dict[str, Any]]) -> TaskResult:
     if timeout_s is None:
-        return run_task(task, payload, ctx)
+        return run_task(task, payload, ctx, known)
     # A thread cannot be killed: past the limit the job is recorded as timed out and whatever the
     # thread returns later is dropped (nothing writes it).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"task-{task.name}")
     try:
-        return pool.submit(run_task, task, payload, ctx).result(timeout=timeout_s)
+        return pool.submit(run_task, task, payload, ctx, known).result(timeout=timeout_s)
     except FutureTimeout:
         raise TaskTimeoutError(f"ran past the task's limit of {timeout_s:g} s") from None
     finally:

@@ -13,6 +13,12 @@ def file_key(job_id: str, name: str) -> str:
     return f"{RESULTS_PREFIX}{job_id}/{name}"
 
 
+def partial_key(job_id: str) -> str:
+    """The answers a multi-call job already has, kept between its runs (``results/<job id>/partial.json``, kept as
+    long as results), so that a retry makes only the calls that were refused."""
+    return f"{RESULTS_PREFIX}{job_id}/partial.json"
+
+
 def input_key(job_id: str) -> str:
     return f"{INPUTS_PREFIX}{job_id}.json"
 

@@ -67,7 +67,9 @@ def every_field_job(job_id: str = "job_contract") -> Job:
                         detail="answered 503 — später"),
             ),
         ),
-        model_wait=ModelWait(since=NOW_MS + 100, waits=3, reason="model rate-limited (429) — “busy”", next_attempt_at=NOW_MS + 90_000),
+        model_wait=ModelWait(since=NOW_MS + 100, waits=3, reason="model rate-limited (429) — “busy”", next_attempt_at=NOW_MS + 90_000,
+                             capacity=True, excluded_ms=45_000),
+        capacity_wait_ms=52_500,
         attempt_errors=(
             {"attempt": 1, "at": NOW_MS + 1_000, "type": "model_unavailable", "message": "the model was rate-limited (429)"},
             {"attempt": 2, "at": NOW_MS + 31_000, "type": "internal_error", "message": "an internal error — ünïcode"},

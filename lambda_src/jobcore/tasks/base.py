@@ -131,24 +131,56 @@ def text_of(response: Mapping[str, Any]) -> str:
     return "".join(block.get("text", "") for block in response.get("content", []) if block.get("type") == "text")
 
 
-def run_task(spec: TaskSpec, payload: dict[str, Any], ctx: RunContext) -> TaskResult:
-    """Run one job of ``spec`` with ``ctx``: its model calls concurrently, or the executor itself."""
+class IncompleteCallsError(Exception):
+    """Some of a job's model calls failed (``error``, the first) while others answered (``responses``, by key):
+    the runner keeps those answers, so that the job's next run makes only the calls that failed."""
+
+    def __init__(self, error: Exception, responses: dict[str, dict[str, Any]]):
+        super().__init__(str(error))
+        self.error = error
+        self.responses = responses
+
+
+def run_task(spec: TaskSpec, payload: dict[str, Any], ctx: RunContext,
+             known: Mapping[str, dict[str, Any]] | None = None) -> TaskResult:
+    """Run one job of ``spec`` with ``ctx``: its model calls concurrently (those whose answer is ``known`` from an
+    earlier run are not made again), or the executor itself."""
     executor = load_executor(spec.executor)
     if isinstance(executor, ModelCallsExecutor):
-        responses = call_all(executor.requests(payload, model_id=ctx.model_id), ctx)
+        known = dict(known or {})
+        requests = [r for r in executor.requests(payload, model_id=ctx.model_id) if r.key not in known]
+        responses = {**known, **call_all(requests, ctx, answered=known)}
         usage = sum((usage_of(response) for response in responses.values()), Usage())
         return TaskResult(executor.assemble(payload, responses), usage)
     return executor.run(payload, ctx)
 
 
-def call_all(requests: Sequence[ModelRequest], ctx: RunContext) -> dict[str, dict[str, Any]]:
-    """Every request's response by key, ``ctx.concurrency`` at a time; ``ctx.check`` before each call."""
+def call_all(requests: Sequence[ModelRequest], ctx: RunContext,
+             answered: Mapping[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Every request's response by key, ``ctx.concurrency`` at a time; ``ctx.check`` before each call. When some
+    fail, the others still run to their end, and when the first failure is retryable IncompleteCallsError carries it
+    with the answers (``answered`` too)."""
 
     def call(request: ModelRequest) -> tuple[str, dict[str, Any]]:
         ctx.check()
         return request.key, ctx.llm.create(request.params, timeout_s=ctx.call_timeout_s)
 
-    if len(requests) == 1:
+    if not requests:
+        return {}
+    if len(requests) == 1 and not answered:
         return dict([call(requests[0])])
     with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(requests))), thread_name_prefix="model") as pool:
-        return dict(pool.map(call, requests))
+        futures = [pool.submit(call, request) for request in requests]
+        responses, failures = {}, []
+        for future in futures:
+            try:
+                key, response = future.result()
+                responses[key] = response
+            except Exception as error:  # noqa: BLE001 - re-raised below, with the answers that did come
+                failures.append(error)
+    if failures:
+        # Only a failure worth retrying (the model refused or failed) keeps the answers; any other ends the job.
+        if (responses or answered) and getattr(failures[0], "retryable", False):
+            raise IncompleteCallsError(failures[0], {**(answered or {}), **responses}) from failures[0]
+        raise failures[0]
+    return responses
