@@ -163,11 +163,12 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, lanes, cost_model=cost_model,
                           role="router", result_retention_days=settings.result_retention_days)
     inline_budget_s = lanes.inline.time_limit_s
+    pacer = build_pacer(settings.claude, clients)
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
-        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env,
-                        pacer=build_pacer(settings.claude, clients)),
+        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env, pacer=pacer),
+        pacer=pacer,
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,

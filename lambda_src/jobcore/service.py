@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from jobcore import idempotency, uploads
+from jobcore.capacity import ANY_FAMILY
+from jobcore.capacity_pacer import Pacer
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
     CapacityWaitError,
@@ -45,7 +47,7 @@ from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
 from jobcore.validation import quoted
-from jobcore.views import deliveries_view, job_view, jsonable, render, safe_view
+from jobcore.views import deliveries_view, iso, job_view, jsonable, render, safe_view
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class JobService:
     # Asks a worker lane's idle service for a task as soon as a job is queued there (jobcore.wake); None: the
     # lane's backlog alarm alone starts it (the local runtime, tests).
     waker: LaneWaker | None = None
+    # This process's admission to the model's shared budget (jobcore.capacity_pacer); None: nothing is paced.
+    pacer: Pacer | None = None
 
     def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
                source: str | None = None) -> Submitted:
@@ -298,6 +302,29 @@ class JobService:
 
     def tasks(self) -> list[dict[str, Any]]:
         return [self.describe(task) for task in self.runner.catalogue.values()]
+
+    def capacity(self, *, tenant_id: str) -> dict[str, Any]:
+        """``GET /v1/capacity``: each model budget (its limits, what is left, how much is in use, the caller's own
+        recent share) and the caller's own jobs waiting for it; never another tenant's."""
+        if self.pacer is None:
+            return {"admission": "off", "budgets": [], "waiting": None}
+        config = self.pacer.config
+        models = [self.model_id, *(family for family in config.limits if family != ANY_FAMILY)]
+        budgets = []
+        for budget in self.pacer.snapshot(models):
+            use = budget.pop("tenant_use")
+            total = sum(use.values())
+            budget["your_recent_share"] = round(use.get(tenant_id, 0.0) / total, 4) if total else 0.0
+            budget["blocked_until"] = iso(budget.pop("blocked_until_ms"))
+            budgets.append(budget)
+        queued, _ = self.runner.store.list_jobs(tenant_id, status=JobStatus.QUEUED, limit=MAX_SCAN_PAGE, after=None)
+        waiting = [job for job in queued if job.model_wait is not None and job.model_wait.capacity]
+        next_grant = min((job.model_wait.next_attempt_at or 0 for job in waiting if job.model_wait), default=None)
+        return {
+            "admission": "on", "budgets": budgets,
+            "waiting": {"jobs": len(waiting), "of_queued_jobs_seen": len(queued), "next_grant_expected_at": iso(next_grant),
+                        "waited_ms": sum(job.capacity_wait_ms for job in waiting)},
+        }
 
     def create_upload(self, request: UploadRequest, *, tenant_id: str) -> dict[str, Any]:
         """``POST /v1/uploads``: a presigned PUT for one input of the tenant's."""

@@ -8,6 +8,7 @@ Routes (API Gateway REST proxy integration):
   POST /v1/jobs/{id}/cancel   cancel: 200 canceled, 202 canceling (a running job), 409 if finished
   GET  /v1/jobs/{id}/deliveries   the webhook delivery log; POST: send the terminal event again
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
+  GET  /v1/capacity    the model's budgets, their use, and the caller's own jobs waiting for them (docs/capacity.md)
   POST /v1/uploads     201: a presigned PUT for a large input; a job names it with ``input_upload``
   GET  /v1/openapi.json   the API's OpenAPI 3.1 description (router/openapi.py; committed as docs/openapi.json)
   GET  /console        the web console, a page for a browser (router/console_page.py); no API key to load it
@@ -192,6 +193,11 @@ def checked(job_id: str) -> str:
 @app.get("/v1/tasks")
 def list_tasks() -> Response:
     return json_response(HTTPStatus.OK, {"tasks": service().tasks()})
+
+
+@app.get("/v1/capacity")
+def capacity() -> Response:
+    return json_response(HTTPStatus.OK, service().capacity(tenant_id=tenant_id()))
 
 
 @app.post("/v1/uploads")

@@ -123,6 +123,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": {200: ("The tasks", "TaskList", {})},
         "errors": (),
     },
+    ("GET", "/v1/capacity"): {
+        "operationId": "getCapacity", "summary": "The model's budgets, their use, and your jobs waiting for them",
+        "description": "Every Claude call waits for a grant from its model family's budget (docs/capacity.md); "
+                       "only your own share and your own waiting jobs are shown.",
+        "ok": {200: ("The budgets", "Capacity", {})},
+        "errors": (),
+    },
     ("POST", "/v1/uploads"): {
         "operationId": "createUpload", "summary": "A presigned PUT for a large input",
         "description": "A job then names the upload with input_upload instead of carrying its input.",
@@ -439,7 +446,9 @@ def _views() -> dict[str, Any]:
             "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
             "queue_deadline_at": {**_TIME, "description": "A queued job not started by then expires"},
             "waiting": {"type": "string",
-                        "description": "Why a queued job waits: for the model, or for its message to be sent (its queue refused it)"},
+                        "description": "Why a queued job waits: for the model or its budget, or for its message to be sent "
+                                       "(its queue refused it)"},
+            "capacity_wait_ms": {"type": "integer", "description": "How long it waited for the model's budget, in all"},
             "result_expires_at": _TIME,
             "attempts": {"type": "integer", "minimum": 0},
             "batch_id": {"type": "string"},
@@ -484,6 +493,13 @@ def _views() -> dict[str, Any]:
                                      "properties": {"lane": {"type": ["string", "null"]}, "reason": {"type": "string"}}},
                            "frequency": _OBJECT, "typical_cost": {"type": ["object", "null"]},
                            "batch_cost": {"type": ["object", "null"]}}}
+    dimensions = {"type": "object", "additionalProperties": False, "properties": {
+        name: {"type": "number"} for name in ("requests", "input_tokens", "output_tokens")}}
+    limits = {"type": "object", "additionalProperties": False, "required": ["rpm", "itpm", "otpm"],
+              "properties": {name: {"type": "integer"} for name in ("rpm", "itpm", "otpm")}}
+    budget = {"type": "object", "additionalProperties": False, "properties": {
+        "family": {"type": "string"}, "limits": limits, "configured": limits, "available": dimensions,
+        "in_use": dimensions, "blocked_until": {"type": ["string", "null"]}, "your_recent_share": {"type": "number"}}}
     return {
         "Job": job,
         "JobPage": {"type": "object", "additionalProperties": False, "required": ["jobs", "next_cursor"],
@@ -495,6 +511,13 @@ def _views() -> dict[str, Any]:
                                                 "properties": {"job": {"type": "string"}}}}},
         "TaskList": {"type": "object", "additionalProperties": False, "required": ["tasks"],
                      "properties": {"tasks": {"type": "array", "items": task}}},
+        "Capacity": {"type": "object", "additionalProperties": False, "required": ["admission", "budgets", "waiting"],
+                     "properties": {"admission": {"enum": ["on", "off"]},
+                                    "budgets": {"type": "array", "items": budget},
+                                    "waiting": {"type": ["object", "null"], "additionalProperties": False,
+                                                "properties": {"jobs": {"type": "integer"}, "of_queued_jobs_seen": {"type": "integer"},
+                                                               "next_grant_expected_at": {"type": ["string", "null"]},
+                                                               "waited_ms": {"type": "integer"}}}}},
         "Upload": {"type": "object", "additionalProperties": False,
                    "required": ["upload_id", "url", "method", "headers", "expires_at", "max_bytes", "size", "content_type"],
                    "properties": {"upload_id": {"type": "string", "pattern": "^upl_[0-9a-f]{32}$"}, "url": {"type": "string"},

@@ -9,6 +9,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/v1/jobs/{id}/deliveries"),
     ("POST", "/v1/jobs/{id}/deliveries"),
     ("GET", "/v1/tasks"),
+    ("GET", "/v1/capacity"),
     ("POST", "/v1/uploads"),
     ("GET", "/v1/openapi.json"),
 )

@@ -25,7 +25,7 @@ def paced_service(levels: Amount):
     pacer = Pacer(store, CapacityConfig(limits={"*": LIMITS}), h.clock.ms, wait=lambda _c, s: h.clock.advance(s))
     model = ScriptedModel(default=lambda params: text_response("ok"))
     queue = MemoryQueue()
-    service, h = make_service(llm=PacedModel(model, pacer, "claude-default"), queue=queue, h=h)
+    service, h = make_service(llm=PacedModel(model, pacer, "claude-default"), queue=queue, h=h, pacer=pacer)
     return service, h, model, queue
 
 
@@ -47,6 +47,10 @@ def test_an_inline_job_without_a_grant_in_its_budget_is_queued_until_the_next_gr
     THEN the model is not called; the job is queued (202), delayed until its grant is expected, its view saying so."""
     service, h, model, queue = paced_service(Amount(120, -400_000, 16_000))
     queued = submit(service)
+    capacity = service.capacity(tenant_id="tenant-b")
+    assert capacity["admission"] == "on" and capacity["waiting"]["jobs"] == 1
+    assert capacity["budgets"][0]["limits"] == LIMITS.to_dict() and capacity["budgets"][0]["in_use"]["input_tokens"] == 1
+    assert service.capacity(tenant_id="tenant-a")["waiting"]["jobs"] == 0  # only one's own jobs
     assert queued.status_code == 202 and queued.job.status is JobStatus.QUEUED and not model.calls
     job = h.store.get(queued.job.job_id)
     assert job.model_wait.capacity and job.model_wait.next_attempt_at > h.clock.ms() + 590_000
