@@ -85,7 +85,7 @@ class ServiceStack(Stack):
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days,
             task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention,
-            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency)
+            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency, capacity=c.capacity())
         api = JobsApi(self, "Api", handler=router.target, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
@@ -98,7 +98,7 @@ class ServiceStack(Stack):
                 compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
                 stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
                 price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
-                log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "")
+                log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "", capacity=c.capacity())
             for lane in lanes.worker_lanes()
         }
         # A job queued on an idle worker lane asks ECS for its first task at once (jobcore.wake), not a minute later.

@@ -8,6 +8,7 @@ import os
 from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
 from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_pacer, build_runner
+from jobcore.capacity_pacer import PacedModel
 from jobcore.tasks import RunContext
 from worker.poller import MAX_RECEIVERS, Poller
 from worker.protection import TaskProtection
@@ -37,7 +38,10 @@ def main() -> None:
     settings = WorkerSettings.from_env(os.environ)
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
     clients = AwsClients.create(settings.jobs_table, max_pool_connections=settings.concurrency + POOL_HEADROOM)
-    build_poller(settings, clients).run(stop)
+    poller = build_poller(settings, clients)
+    poller.run(stop)
+    if isinstance(poller.ctx.llm, PacedModel):
+        poller.ctx.llm.pacer.release()  # an unused slice of the model's budget goes back now, not by refill
     # Messages still in flight were released during the drain; a thread stuck in a model call must
     # not keep the process (and the ECS task) alive until the SDK times out.
     logging.shutdown()

@@ -148,8 +148,8 @@ class ClaudeSettings:
     real API with the key from ``ANTHROPIC_API_KEY`` or, in AWS, from the secret ``secret_arn``.
     """
 
-    # The model's budget, read by every process that calls the model (router, workers, collector). The CDK app
-    # does not set these yet: in AWS, admission stays off until it does (docs/capacity.md).
+    # The model's budget, read by every process that calls the model: the CDK app sets them on the router and the
+    # workers (stacks/constructs/runtime_env.capacity_environment); the collector's batches are not paced.
     CAPACITY_ENV = frozenset({"MODEL_ADMISSION", "MODEL_RATE_LIMITS", "TENANT_SHARES", "INLINE_RESERVED_SHARE"})
 
     model_id: str
@@ -225,10 +225,10 @@ class RouterSettings:
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
         "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES",
-    }) | LaneSettings.ENV
+    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK"}) | ClaudeSettings.CAPACITY_ENV
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK"})
 
     stage: str
     jobs_table: str
@@ -337,7 +337,7 @@ class WorkerSettings:
     ENV = frozenset({
         "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID",
-    }) | LaneSettings.ENV
+    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
     SECRETS = frozenset({"ANTHROPIC_API_KEY"})
     # Only on lanes that run embeddings with the model in S3 (the worker image sets the others).
@@ -345,8 +345,7 @@ class WorkerSettings:
     # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
     # only the local runtime. MODEL_WAIT_LIMIT_S: the CDK app does not set it (yet), so in AWS a job waits
     # for an unavailable model for jobcore.limits.MODEL_WAIT_LIMIT_S (an hour); benches and tests shorten it.
-    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S"}) | EmbeddingSettings.IMAGE_ENV
-                 | ClaudeSettings.CAPACITY_ENV)
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S"}) | EmbeddingSettings.IMAGE_ENV
 
     stage: str
     lane: str

@@ -13,12 +13,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from jobadapters.settings import RouterSettings
+from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.lane_waker import let_wake
 from stacks.constructs.python_lambda import python_function
-from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
+from stacks.constructs.runtime_env import capacity_environment, queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
 
 HANDLER = "router.handler.handler"
@@ -53,6 +54,7 @@ class RouterFunction(Construct):
         result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],
         log_retention: logs.RetentionDays, snapstart: bool = False, provisioned_concurrency: int = 0,
+        capacity: CapacityConfig | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
@@ -62,6 +64,7 @@ class RouterFunction(Construct):
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
                 result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id),
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
+            **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))

@@ -16,6 +16,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from jobadapters.settings import WorkerSettings
+from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lane, Lanes
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S
 from stacks.constructs import runtime_env
@@ -23,7 +24,7 @@ from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.nag import acknowledge, ref
-from stacks.constructs.runtime_env import lane_environment
+from stacks.constructs.runtime_env import capacity_environment, lane_environment
 from stacks.constructs.storage import JobStorage
 
 STOP_TIMEOUT = Duration.seconds(ECS_MAX_STOP_TIMEOUT_S)  # Fargate Spot gives the same 2 minutes' notice
@@ -64,7 +65,7 @@ class WorkerService(Construct):
         job_queue: JobQueue, webhook_queue: JobQueue, storage: JobStorage, anthropic_secret: secretsmanager.ISecret,
         stage: str, model_id: str, min_tasks: int, max_tasks: int, result_retention_days: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
-        model_s3_uri: str = "",
+        model_s3_uri: str = "", capacity: CapacityConfig | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.lane = lane.name
@@ -83,6 +84,7 @@ class WorkerService(Construct):
             "MAX_RECEIVES": str(job_queue.max_receive_count),
             "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
             "MODEL_ID": model_id,
+            **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
         }
         if model_s3_uri:
             environment["EMBEDDING_MODEL_URI"] = model_s3_uri

@@ -34,6 +34,18 @@ def test_enqueue_sends_a_claim_check_with_the_job_id_and_never_the_input(aws, sq
     assert "customer's document" not in message["Body"]
 
 
+def test_a_jobs_message_group_is_its_tenant_so_a_standard_queue_is_a_fair_queue(aws, sqs):
+    queue = SqsJobQueue(sqs, {"cpu": aws.queue_urls["cpu"]})
+    queue.enqueue(make_job("job_a", tenant_id="tenant-a"))
+    queue.enqueue(make_job("job_z", tenant_id="tenant-zürich"), delay_s=0)
+
+    messages = sqs.receive_message(QueueUrl=aws.queue_urls["cpu"], MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                   MessageSystemAttributeNames=["MessageGroupId"])["Messages"]
+    groups = {decode(m["Body"]): m["Attributes"]["MessageGroupId"] for m in messages}
+    assert groups["job_a"] == "tenant-a"
+    assert groups["job_z"].startswith("t-") and groups["job_z"].isascii()  # a group id is printable ASCII
+
+
 def test_enqueue_to_a_lane_without_a_queue_raises_enqueue_error_and_sends_nothing(aws, sqs):
     queue = SqsJobQueue(sqs, {"cpu": aws.queue_urls["cpu"]})
 

@@ -33,7 +33,7 @@ from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
-from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.constructs.runtime_env import capacity_environment, compact_json, lane_environment
 from stacks.constructs.secrets import PipelineSecrets
 from stacks.constructs.storage import JobStorage
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
@@ -56,6 +56,7 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
         "ANTHROPIC_SECRET_ARN": "arn:anthropic",
         "LANE_SERVICES": compact_json({lane.name: f"arn:aws:ecs:us-east-1:111122223333:service/workers/{lane.name}"
                                        for lane in config.lanes().worker_lanes()}),
+        **capacity_environment(config.capacity()),
     }
 
 
@@ -67,6 +68,7 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
         "RESULTS_BUCKET": "results", "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks",
         "RESULT_RETENTION_DAYS": str(config.result_retention_days), "MAX_RECEIVES": str(config.max_receives),
         "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
+        **capacity_environment(config.capacity()),
     }
 
 
