@@ -19,8 +19,9 @@ from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.lane_waker import let_wake
 from stacks.constructs.python_lambda import python_function
-from stacks.constructs.runtime_env import capacity_environment, queue_url_placeholders, service_environment
+from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
+from stacks.lane_env import capacity_environment
 
 HANDLER = "router.handler.handler"
 LIVE_ALIAS = "live"  # with SnapStart or provisioned concurrency: the alias API Gateway invokes

@@ -24,8 +24,9 @@ from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.nag import acknowledge, ref
-from stacks.constructs.runtime_env import capacity_environment, lane_environment
+from stacks.constructs.runtime_env import lane_environment
 from stacks.constructs.storage import JobStorage
+from stacks.lane_env import capacity_environment
 
 STOP_TIMEOUT = Duration.seconds(ECS_MAX_STOP_TIMEOUT_S)  # Fargate Spot gives the same 2 minutes' notice
 _MINUTE = Duration.minutes(1)

@@ -33,11 +33,12 @@ from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
-from stacks.constructs.runtime_env import capacity_environment, compact_json, lane_environment
+from stacks.constructs.runtime_env import compact_json, lane_environment
 from stacks.constructs.secrets import PipelineSecrets
 from stacks.constructs.storage import JobStorage
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
+from stacks.lane_env import capacity_environment
 
 WHERE = "Pipeline/Service/Router"
 LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
