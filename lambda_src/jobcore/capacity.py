@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
+_T = TypeVar("_T")
 DIMENSIONS = ("requests", "input_tokens", "output_tokens")
 PHRASES = {"requests": "requests", "input_tokens": "input tokens", "output_tokens": "output tokens"}
 # The configuration key whose limits apply to every model family not named.
@@ -110,11 +111,7 @@ class RateLimits:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> RateLimits:
-        if not isinstance(data, Mapping):
-            raise CapacityConfigError(f"{where}: must be an object {{\"rpm\": int, \"itpm\": int, \"otpm\": int}}")
-        unknown = set(data) - {"rpm", "itpm", "otpm"}
-        if unknown:
-            raise CapacityConfigError(f"{where}: unknown key(s) {sorted(unknown)}; the keys are rpm, itpm, otpm")
+        data = _object(data, where, ("rpm", "itpm", "otpm"))
         values = []
         for key in ("rpm", "itpm", "otpm"):
             value = data.get(key)
@@ -126,15 +123,33 @@ class RateLimits:
 
 def parse_rate_limits(data: Any, where: str = "model_rate_limits") -> dict[str, RateLimits]:
     """``{"<model family>": {"rpm": .., "itpm": .., "otpm": ..}}`` (``"*"``: every other family), validated."""
+    return _table(data, where, what="model families, e.g. {\"sonnet-4\": {\"rpm\": 50, ...}}",
+                  key_ok=lambda k: k == ANY_FAMILY or bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,63}", k)),
+                  key_hint="a model family (e.g. 'sonnet-4', 'haiku-3.5', or '*')", parse=RateLimits.from_dict)
+
+
+def _object(data: Any, where: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    """A configuration entry: an object with no key but ``keys``."""
+    if not isinstance(data, Mapping):
+        raise CapacityConfigError(f"{where}: must be an object with {', '.join(keys)}")
+    unknown = set(data) - set(keys)
+    if unknown:
+        raise CapacityConfigError(f"{where}: unknown key(s) {sorted(unknown)}; the keys are {', '.join(keys)}")
+    return data
+
+
+def _table(data: Any, where: str, *, what: str, key_ok: Callable[[str], bool], key_hint: str,
+           parse: Callable[[Any, str], _T]) -> dict[str, _T]:
+    """A configuration object of named entries, each key checked and each value parsed (None: empty)."""
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise CapacityConfigError(f"{where}: must be an object of model families, e.g. {{\"sonnet-4\": {{\"rpm\": 50, ...}}}}")
+        raise CapacityConfigError(f"{where}: must be an object of {what}")
     table = {}
-    for family, limits in data.items():
-        if not isinstance(family, str) or not (family == ANY_FAMILY or re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,63}", family)):
-            raise CapacityConfigError(f"{where}: {family!r} is not a model family (e.g. 'sonnet-4', 'haiku-3.5', or '*')")
-        table[family] = RateLimits.from_dict(limits, f"{where}.{family}")
+    for key, value in data.items():
+        if not isinstance(key, str) or not key_ok(key):
+            raise CapacityConfigError(f"{where}: {key!r} is not {key_hint}")
+        table[key] = parse(value, f"{where}.{key}")
     return table
 
 
@@ -181,11 +196,7 @@ class TenantShare:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TenantShare:
-        if not isinstance(data, Mapping):
-            raise CapacityConfigError(f"{where}: must be an object {{\"weight\", \"max_in_flight\", \"max_share\"}}")
-        unknown = set(data) - {"weight", "max_in_flight", "max_share"}
-        if unknown:
-            raise CapacityConfigError(f"{where}: unknown key(s) {sorted(unknown)}; the keys are weight, max_in_flight, max_share")
+        data = _object(data, where, ("weight", "max_in_flight", "max_share"))
         weight = data.get("weight", 1)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight <= 1000:
             raise CapacityConfigError(f"{where}.weight: must be a number above 0, at most 1000, not {weight!r}")
@@ -200,16 +211,8 @@ class TenantShare:
 
 def parse_tenant_shares(data: Any, where: str = "tenant_shares") -> dict[str, TenantShare]:
     """``{"<tenant>": {"weight": 3, "max_in_flight": 50, "max_share": 0.5}}`` (``"*"``: every other tenant)."""
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise CapacityConfigError(f"{where}: must be an object of tenants")
-    shares = {}
-    for tenant, share in data.items():
-        if not isinstance(tenant, str) or not tenant or len(tenant) > 128:
-            raise CapacityConfigError(f"{where}: {tenant!r} is not a tenant id")
-        shares[tenant] = TenantShare.from_dict(share, f"{where}.{tenant}")
-    return shares
+    return _table(data, where, what="tenants", key_ok=lambda k: 0 < len(k) <= 128, key_hint="a tenant id",
+                  parse=TenantShare.from_dict)
 
 
 def share_of(tenant: str, shares: Mapping[str, TenantShare]) -> TenantShare:

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from jobadapters.settings import ConfigError, DispatcherSettings, IntakeSettings, RouterSettings, WorkerSettings
+from jobadapters.settings import ConfigError, DispatcherSettings, IntakeSettings, RouterSettings, WorkerSettings, capacity_from_env
+from jobcore.capacity import RateLimits, TenantShare
 from jobcore.deliveries import RetrySchedule
 from tests.fakes import make_lanes
 
@@ -146,3 +147,17 @@ def test_intake_settings_need_a_tenant_and_a_public_webhook():
 def test_numbers_out_of_range_are_refused(settings, env, key, value):
     with pytest.raises(ConfigError, match=f"{key}='{value}' must be from"):
         settings.from_env({**env, key: value})
+
+
+def test_the_models_budget_is_read_once_from_the_environment_by_the_cores_parsers():
+    capacity = capacity_from_env({"MODEL_RATE_LIMITS": '{"sonnet-4": {"rpm": 120, "itpm": 40000, "otpm": 16000}}',
+                                  "TENANT_SHARES": '{"b": {"weight": 3}}', "INLINE_RESERVED_SHARE": "0.2"})
+    assert capacity.active and capacity.limits == {"sonnet-4": RateLimits(120, 40_000, 16_000)}
+    assert capacity.tenants == {"b": TenantShare(3.0)} and capacity.inline_reserved_share == 0.2
+    assert not capacity_from_env({"MODEL_ADMISSION": "off", "MODEL_RATE_LIMITS": '{"*": {"rpm": 1, "itpm": 1, "otpm": 1}}'}).active
+    assert not capacity_from_env({}).active  # no limits configured: nothing is paced
+    for env, names in [({"MODEL_ADMISSION": "maybe"}, "MODEL_ADMISSION"),
+                       ({"MODEL_RATE_LIMITS": '{"sonnet-4": {"rpm": 0, "itpm": 1, "otpm": 1}}'}, "MODEL_RATE_LIMITS.sonnet-4.rpm"),
+                       ({"INLINE_RESERVED_SHARE": "0.9"}, "INLINE_RESERVED_SHARE")]:
+        with pytest.raises(ConfigError, match=names):
+            capacity_from_env(env)
