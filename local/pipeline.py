@@ -46,6 +46,21 @@ def deployment_config(**overrides: Any) -> PipelineConfig:
     return PipelineConfig.from_mapping({**context, **overrides})
 
 
+# A dimension the stand-in leaves unlimited is, for the pipeline's budget, one it can never spend in a minute.
+UNLIMITED_PER_MINUTE = 10**9
+
+
+def budget_of(limits: ModelLimits | None) -> dict[str, Any]:
+    """The pipeline's model budget (cdk.json's ``model_rate_limits``) for a stand-in limited to ``limits``: the same
+    limits, for every model, as an operator would configure their tier's; nothing when the stand-in is unlimited.
+    A ``model_rate_limits`` of the run's own config wins."""
+    if limits is None:
+        return {}
+    per_minute = {key: value or UNLIMITED_PER_MINUTE for key, value in
+                  (("rpm", limits.rpm), ("itpm", limits.itpm), ("otpm", limits.otpm))}
+    return {"model_rate_limits": {"*": per_minute}}
+
+
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -103,7 +118,7 @@ class LocalPipeline:
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
-        self.config = deployment_config(**self.options.config)
+        self.config = deployment_config(**{**budget_of(self.options.standin_limits), **self.options.config})
         self.lanes = self.config.lanes()
         self.standin: ClaudeStandIn | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
