@@ -156,9 +156,15 @@ def span_s(jobs: list[dict[str, Any]]) -> float:
 
 # --- figures from the stand-in's counters ------------------------------------------------------------
 
+# The bucket's level below which the limit counts as reached: under the pacer's two reserves (10 % each by default).
+REACHED_LEVEL = 0.25
+
+
 def goodput(limits_stats: dict[str, Any]) -> dict[str, Any]:
-    """The binding limit's use once it is reached: from the second after its bucket first ran dry (replayed from
-    the timeline) to the last second with a call admitted; per whole minute window too.
+    """The binding limit's use once it is reached: from the second after its bucket first fell below
+    ``REACHED_LEVEL`` of its capacity (replayed from the timeline) to the last second with a call admitted; per
+    whole minute window too. Not "ran dry": the pacer never drains the bucket (it keeps the inline and the fair
+    reserves, docs/capacity.md), and a full bucket's first minute is a burst, not the limit's rate.
 
     ``limits_stats`` is the stand-in's ``stats()["limits"]``; the binding dimension is the one used most."""
     columns = {"requests": 1, "input_tokens": 3, "output_tokens": 4}
@@ -174,7 +180,7 @@ def goodput(limits_stats: dict[str, Any]) -> dict[str, Any]:
         level, reached = float(per_minute), None
         for second in range(last + 1):  # the stand-in's bucket, replayed a second at a time
             level -= used.get(second, 0)
-            if level <= 0.02 * per_minute:  # dry: less than 2 % of a bucket left
+            if level <= REACHED_LEVEL * per_minute:
                 reached = second + 1
                 break
             level = min(float(per_minute), level + rate)
