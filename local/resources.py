@@ -126,7 +126,7 @@ def _create_table(dynamodb: Any, name: str) -> None:
                 {"AttributeName": schema.TENANT_INDEX_PARTITION_KEY, "KeyType": "HASH"},
                 {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(schema.TENANT_INDEX_ATTRIBUTES)},
         }, {
             "IndexName": schema.DELIVERY_INDEX,
             "KeySchema": [

@@ -35,7 +35,8 @@ def main() -> None:
     stop = start_process()
     settings = WorkerSettings.from_env(os.environ)
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
-    clients = AwsClients.create(settings.jobs_table, max_pool_connections=settings.concurrency + POOL_HEADROOM)
+    clients = AwsClients.create(settings.jobs_table, shards=settings.index_shards,
+                                max_pool_connections=settings.concurrency + POOL_HEADROOM)
     build_poller(settings, clients).run(stop)
     # Messages still in flight were released during the drain; a thread stuck in a model call must
     # not keep the process (and the ECS task) alive until the SDK times out.

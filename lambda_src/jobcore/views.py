@@ -72,7 +72,8 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
     A result that is gone (``result_gone``: its object was not found; or, given ``now_ms``, past
     ``result_expires_at``) shows as ``"result": null`` with ``"result_status": "expired"`` and no links.
     """
-    has_result = job.result_ref is not None or job.result_json is not None
+    # result_bytes too: a job listed from the tenant index carries its result's size but not its text.
+    has_result = job.result_ref is not None or job.result_json is not None or job.result_bytes is not None
     expired = has_result and (result_gone or result_expired(job, now_ms))
     links_for = None if expired else url_for
     view: dict[str, Any] = {

@@ -124,7 +124,7 @@ def test_a_pending_delivery_puts_the_item_in_the_sparse_due_index_and_a_settled_
 
     item = table.get_item(Key={"job_id": "job_outbox"})["Item"]
     assert item[schema.DELIVERY_INDEX_SORT_KEY] == job.delivery.sweep_at() == NOW_MS + HANDOVER_GRACE_MS
-    assert item[schema.DELIVERY_INDEX_PARTITION_KEY] in {f"pending-{shard}" for shard in range(schema.INDEX_SHARDS)}
+    assert item[schema.DELIVERY_INDEX_PARTITION_KEY] in {f"pending-{shard}" for shard in range(schema.IndexShards().delivery)}
     indexed = table.query(IndexName=schema.DELIVERY_INDEX,
                           KeyConditionExpression=Key(schema.DELIVERY_INDEX_PARTITION_KEY).eq(item[schema.DELIVERY_INDEX_PARTITION_KEY]))
     assert [row["job_id"] for row in indexed["Items"]] == ["job_outbox"]
@@ -153,8 +153,8 @@ def test_due_deliveries_spans_every_shard(store):
     for index, at in enumerate(due):
         job = make_job_for_delivery(f"job_shard_{index}", now_ms=at)
         store.create(dataclasses.replace(job, delivery=dataclasses.replace(job.delivery, handed_over=None, handed_over_at=None)))
-    shards = {zlib.crc32(f"job_shard_{index}".encode()) % schema.INDEX_SHARDS for index in range(40)}
-    assert shards == set(range(schema.INDEX_SHARDS))
+    shards = {zlib.crc32(f"job_shard_{index}".encode()) % schema.IndexShards().delivery for index in range(40)}
+    assert shards == set(range(schema.IndexShards().delivery))
 
     found = store.due_deliveries(until_ms=NOW_MS + 1_000 * 39, limit=25)
 
