@@ -19,15 +19,16 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from jobadapters import schema
 from jobadapters.dynamo import _item
 from jobadapters.schema import IndexShards
 from jobcore import deliveries, webhooks
 from jobcore.concurrency import INLINE_SHARE
+from jobcore.costing import CostModel
 from jobcore.deliveries import AttemptResult, RetrySchedule
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
+from jobcore.pricing import default_prices
 from local.resources import table_definition
 from local.write_units import TABLE, Index, indexes_of, item_size, units
 from stacks.config import PipelineConfig
@@ -35,6 +36,7 @@ from stacks.config import PipelineConfig
 PARTITION_WCU_S = 1_000  # write units a second one DynamoDB partition takes (table or index)
 RENEW_EVERY_S = 20  # the worker's heartbeat renews a lease this often (worker.poller: 10 beats of 2 s)
 T0 = 1_700_000_000_000
+MODEL_ID = PipelineConfig().model_id
 
 # AWS's default quotas (us-east-1, November 2026), and what to ask for when one binds.
 QUOTAS: dict[str, tuple[float, str]] = {
@@ -108,16 +110,23 @@ def layout(name: str, config: PipelineConfig | None = None) -> Layout:
 # --- per job: the writes the code makes -------------------------------------------------------------------
 
 
-def job_states(*, inline: bool, renewals: int, webhook: bool, result_bytes: int, input_bytes: int) -> Iterator[tuple[str, Job | None, Job]]:
-    """``(step, item before, item after)`` of each write of one job, made by the real transitions."""
-    text = "x" * max(0, input_bytes - 80)
+def job_states(*, inline: bool, renewals: int, webhook: bool, result_bytes: int, input_bytes: int,
+               actual_cost: bool = True) -> Iterator[tuple[str, Job | None, Job]]:
+    """``(step, item before, item after)`` of each write of one job, made by the real transitions; its cost as the
+    real cost model records it (the router's estimate; the runner's actual, unless ``actual_cost`` is False)."""
+    costs = CostModel(default_prices(), PipelineConfig().lanes())
+    lane = "inline" if inline else "cpu"
+    usage = Usage(input_tokens=512, output_tokens=188, model_calls=1)
+    estimate = costs.estimate(lane=lane, model_id=MODEL_ID, expected_duration_s=3.0, input_tokens=500, output_tokens=200)
+    shell = len(json.dumps({"max_tokens": 1024, "messages": [{"role": "user", "content": ""}]}))
+    text = "x" * max(0, input_bytes - shell)  # the input's JSON is ``input_bytes`` long
     job = Job(job_id="job_" + "0" * 32, tenant_id="tenant-0001", task="claude.messages",
               status=JobStatus.RUNNING if inline else JobStatus.QUEUED, lane="inline" if inline else "cpu",
               route_reason="inline: expected 3.0 s <= budget 20 s" if inline else "cpu: client asked for async",
               mode=Mode.AUTO if inline else Mode.ASYNC, created_at=T0, updated_at=T0, expires_at=T0 // 1000 + 30 * 86_400,
               input={"max_tokens": 1024, "messages": [{"role": "user", "content": text}]},
               webhook=Webhook("https://hooks.example.com/jobs") if webhook else None,
-              cost={"estimate": {"usd": 0.010591, "lane": "inline" if inline else "cpu"}},
+              cost={"estimate": estimate},
               **({"started_at": T0, "attempts": 1, "lease_owner": "router:host:1:abcdef12",
                   "lease_expires_at": T0 + 30_000} if inline else {}))
     yield "create", None, job
@@ -134,10 +143,13 @@ def job_states(*, inline: bool, renewals: int, webhook: bool, result_bytes: int,
             yield "renew", job, renewed
             job = renewed
     now += 1_000
-    result = json.dumps({"content": [{"type": "text", "text": "y" * max(0, result_bytes - 40)}]})
+    shell = len(json.dumps({"content": [{"type": "text", "text": ""}]}))
+    result = json.dumps({"content": [{"type": "text", "text": "y" * max(0, result_bytes - shell)}]})
+    cost = dict(job.cost)
+    if actual_cost:
+        cost["actual"] = costs.actual(lane=lane, model_id=MODEL_ID, usage=usage, duration_s=(now - (job.started_at or now)) / 1000)
     done = transition(job, JobStatus.SUCCEEDED, now_ms=now, result_json=result, result_bytes=len(result),
-                      result_expires_at=now + 30 * 86_400_000, usage=Usage(input_tokens=512, output_tokens=188, model_calls=1),
-                      cost={**job.cost, "actual": {"usd": 0.003551, "detail": "1.672 s of the 1024 MB arm64 router"}})
+                      result_expires_at=now + 30 * 86_400_000, usage=usage, cost=cost)
     if webhook:
         done = replace(done, delivery=webhooks.open_for(done, now_ms=now))
     yield "finish", job, done
@@ -164,11 +176,11 @@ class PerJob:
 
 
 def per_job(lay: Layout, *, inline: bool, renewals: int, webhook: bool, result_bytes: int = 2_000,
-            input_bytes: int = 600) -> PerJob:
+            input_bytes: int = 600, actual_cost: bool = True) -> PerJob:
     totals: dict[str, float] = {TABLE: 0}
     steps = []
     for step, before, after in job_states(inline=inline, renewals=renewals, webhook=webhook, result_bytes=result_bytes,
-                                          input_bytes=input_bytes):
+                                          input_bytes=input_bytes, actual_cost=actual_cost):
         old = _item(before, lay.shards) if before is not None else None
         new = _item(after, lay.shards)
         cost = {TABLE: units(max(item_size(old) if old else 0, item_size(new)))}
