@@ -127,8 +127,9 @@ def job_states(*, inline: bool, renewals: int, webhook: bool, result_bytes: int,
               input={"max_tokens": 1024, "messages": [{"role": "user", "content": text}]},
               webhook=Webhook("https://hooks.example.com/jobs") if webhook else None,
               cost={"estimate": estimate},
-              **({"started_at": T0, "attempts": 1, "lease_owner": "router:host:1:abcdef12",
-                  "lease_expires_at": T0 + 30_000} if inline else {}))
+)
+    if inline:  # recorded running, its lease held for as long as the router can live
+        job = replace(job, started_at=T0, attempts=1, lease_owner="router:host:1:abcdef12", lease_expires_at=T0 + 30_000)
     yield "create", None, job
     now = T0
     if not inline:
