@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from jobadapters.dynamo import _item
-from jobcore.errors import StoreUnavailableError
 from jobcore.costing import CostModel
+from jobcore.errors import StoreUnavailableError
 from jobcore.model import Job, JobStatus, Mode, Usage
 from jobcore.pricing import default_prices
 from jobcore.requests import SubmitRequest
