@@ -20,7 +20,8 @@ log = logging.getLogger("collector")
 def main() -> None:
     stop = start_process()
     settings = CollectorSettings.from_env(os.environ)
-    collector = build_collector(settings, AwsClients.create(settings.jobs_table), keep_going=lambda: not stop.is_set())
+    collector = build_collector(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards),
+                                keep_going=lambda: not stop.is_set())
     log.info("collector every %g s on the %s lane (window %d s)", settings.collect_every_s, settings.lane, settings.window_s)
     every(stop, settings.collect_every_s, collector.collect, log=log, what="collect")
 

@@ -68,7 +68,7 @@ def _guarded(call: Any, *args: Any, **kwargs: Any) -> bool:
 def main() -> None:
     stop = start_process()
     settings = DispatcherSettings.from_env(os.environ)
-    clients = AwsClients.create(settings.jobs_table)
+    clients = AwsClients.create(settings.jobs_table, shards=settings.index_shards)
     log.info("webhook dispatcher polling %s, schedule %s", settings.queue_url, settings.schedule.gaps_s)
     run(build_dispatcher(settings, clients), clients.sqs, settings.queue_url, sweep_every_s=settings.sweep_every_s, stop=stop)
 

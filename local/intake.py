@@ -25,7 +25,7 @@ log = logging.getLogger("intake")
 def main() -> None:
     stop = start_process()
     settings = IntakeSettings.from_env(os.environ)
-    clients = AwsClients.create(settings.router.jobs_table)
+    clients = AwsClients.create(settings.router.jobs_table, shards=settings.router.index_shards)
     parts = build_intake(settings, clients)
     queue_url = os.environ["INTAKE_QUEUE_URL"]
     log.info("intake from %s for tenant %s", queue_url, settings.tenant_id)

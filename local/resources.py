@@ -106,9 +106,10 @@ def _queue_pair(sqs: Any, name: str, *, visibility_s: int, max_receives: int) ->
     return queue, dlq
 
 
-def _create_table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
+def table_definition() -> dict[str, Any]:
+    """The jobs table as the CDK app deploys it (keys, indexes, projections), in CreateTable's (and
+    DescribeTable's) shape: the local runtime creates it, ``tools.scale`` bills writes against it."""
+    return dict(
         BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": schema.JOBS_PARTITION_KEY, "KeyType": "HASH"}],
         AttributeDefinitions=[
@@ -126,7 +127,7 @@ def _create_table(dynamodb: Any, name: str) -> None:
                 {"AttributeName": schema.TENANT_INDEX_PARTITION_KEY, "KeyType": "HASH"},
                 {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(schema.TENANT_INDEX_ATTRIBUTES)},
         }, {
             "IndexName": schema.DELIVERY_INDEX,
             "KeySchema": [
@@ -143,4 +144,8 @@ def _create_table(dynamodb: Any, name: str) -> None:
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
     )
+
+
+def _create_table(dynamodb: Any, name: str) -> None:
+    dynamodb.create_table(TableName=name, **table_definition())
     dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE})

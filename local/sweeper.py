@@ -20,7 +20,7 @@ log = logging.getLogger("sweeper")
 def main() -> None:
     stop = start_process()
     settings = SweeperSettings.from_env(os.environ)
-    sweeper, letters = build_sweeper(settings, AwsClients.create(settings.jobs_table))
+    sweeper, letters = build_sweeper(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
     log.info("sweeper every %g s over %s", settings.sweep_every_s, ", ".join(letters))
 
     def sweep_and_drain() -> object:

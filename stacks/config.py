@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobadapters.schema import MAX_INDEX_SHARDS, IndexShards
 from jobcore.capacity import (
     CapacityConfig,
     CapacityConfigError,
@@ -25,6 +26,7 @@ from jobcore.capacity import (
     parse_reserved_share,
     parse_tenant_shares,
 )
+from jobcore.concurrency import inline_slots
 from jobcore.costing import CostModel
 from jobcore.deliveries import DEFAULT_GAPS_S, RetrySchedule
 from jobcore.lanes import (
@@ -193,6 +195,21 @@ class PipelineConfig:
     tenant_shares: dict[str, Any] = field(default_factory=dict)
     inline_reserved_share: float = 0.1
 
+    # Scale (docs/scale.md; ``python -m tools.scale`` sizes them for a workload). The partitions each index spreads
+    # its items over: a tenant's jobs in the tenant index (a partition takes ~1,000 write units a second), the
+    # running and deadline-bound jobs in the watch index, the pending webhooks in the delivery index. Raise them
+    # freely; never lower them on a live table.
+    tenant_index_shards: int = 4
+    watch_index_shards: int = 8
+    delivery_index_shards: int = 4
+    # The first deploy of a table made before by_tenant_list keeps the old tenant index (CloudFormation adds or
+    # drops one index per update): true for that one deploy, then false (docs/deploy.md).
+    legacy_tenant_index: bool = False
+    # The account's Lambda concurrency quota in the region (1,000 by default, raised on request; new accounts
+    # start lower): the router's budget, when it reserves none, is this less the other functions' caps, and its
+    # inline runs may hold INLINE_SHARE of that budget at once; past it, new jobs are queued instead.
+    lambda_concurrency_quota: int = 1000
+
     def __post_init__(self) -> None:
         for key, (check, expected) in _RULES.items():
             value = getattr(self, key)
@@ -239,6 +256,10 @@ class PipelineConfig:
         except ValueError as error:  # a lane the price file cannot price, e.g. an unlisted instance type
             raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: {error}") from None
         self._check_gpu_task_fits(prices)
+        try:
+            self.index_shards()
+        except ValueError as error:
+            raise ConfigError(f"context keys 'tenant_index_shards', 'watch_index_shards', 'delivery_index_shards': {error}") from None
 
     def _check_gpu_task_fits(self, prices: Prices) -> None:
         """A GPU task larger than its instance type synthesizes and deploys, and then no task is ever placed.
@@ -265,6 +286,22 @@ class PipelineConfig:
             tenants=parse_tenant_shares(self.tenant_shares),
             inline_reserved_share=parse_reserved_share(self.inline_reserved_share, "inline_reserved_share"),
         )
+
+    def index_shards(self) -> IndexShards:
+        return IndexShards(tenant=self.tenant_index_shards, watch=self.watch_index_shards,
+                           delivery=self.delivery_index_shards)
+
+    def router_concurrency(self) -> int:
+        """The router's concurrency budget: its reservation, or the account's quota less what the other functions
+        may hold (the dispatcher's and the intake's caps, the collector's reservation or one pass, the sweeper's one)."""
+        if self.router_reserved_concurrency is not None:
+            return self.router_reserved_concurrency
+        others = self.webhook_max_concurrency + self.intake_max_concurrency + (self.collector_reserved_concurrency or 1) + 1
+        return max(1, self.lambda_concurrency_quota - others)
+
+    def inline_concurrency(self) -> int:
+        """How many inline runs may hold a router execution at once (``INLINE_CONCURRENCY``)."""
+        return inline_slots(self.router_concurrency())
 
     def prices(self) -> Prices:
         """The price file with ``price_overrides`` merged in, exactly as the runtime builds it."""
@@ -433,6 +470,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_retention_days": ((lambda v: v in LOG_RETENTION_DAYS), f"one of {sorted(LOG_RETENTION_DAYS)}"),
     "job_ttl_days": _between(1, 3650),
     "result_retention_days": _between(1, 3650),
+    "tenant_index_shards": _between(1, MAX_INDEX_SHARDS),
+    "watch_index_shards": _between(1, MAX_INDEX_SHARDS),
+    "delivery_index_shards": _between(1, MAX_INDEX_SHARDS),
+    "legacy_tenant_index": ((lambda v: isinstance(v, bool)), "true or false"),
+    "lambda_concurrency_quota": _between(10, 1_000_000),
     "api_rate_limit": _between(1, 10000),
     "api_burst_limit": _between(1, 5000),
     # Empty would not mean "no retries" to the dispatcher but its default schedule: say what is meant.

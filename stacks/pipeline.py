@@ -21,6 +21,7 @@ def add_pipeline(app: App, config: PipelineConfig, *, default_region: str | None
     """
     prefix = f"{PROJECT}-{config.stage}"
     data = DataStack(app, f"{prefix}-Data", result_retention_days=config.result_retention_days, env=env,
+                     index_shards=config.index_shards(), legacy_tenant_index=config.legacy_tenant_index,
                      description="Hybrid AI job pipeline: job table, job bucket, secrets (stateful)")
     service = ServiceStack(app, f"{prefix}-Service", config=config, data=data, default_region=default_region, env=env,
                            description="Hybrid AI job pipeline: API, router, queues, workers, monitoring")

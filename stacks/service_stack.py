@@ -85,7 +85,8 @@ class ServiceStack(Stack):
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days,
             task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention,
-            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency, capacity=c.capacity())
+            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency, capacity=c.capacity(),
+            inline_concurrency=c.inline_concurrency())
         api = JobsApi(self, "Api", handler=router.target, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
 

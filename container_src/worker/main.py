@@ -37,7 +37,8 @@ def main() -> None:
     stop = start_process()
     settings = WorkerSettings.from_env(os.environ)
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
-    clients = AwsClients.create(settings.jobs_table, max_pool_connections=settings.concurrency + POOL_HEADROOM)
+    clients = AwsClients.create(settings.jobs_table, shards=settings.index_shards,
+                                max_pool_connections=settings.concurrency + POOL_HEADROOM)
     poller = build_poller(settings, clients)
     poller.run(stop)
     if isinstance(poller.ctx.llm, PacedModel):

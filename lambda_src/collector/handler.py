@@ -45,7 +45,7 @@ def _time_left() -> bool:
 @functools.cache
 def collector() -> Collector:
     settings = CollectorSettings.from_env(os.environ)
-    return build_collector(settings, AwsClients.create(settings.jobs_table), keep_going=_time_left)
+    return build_collector(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards), keep_going=_time_left)
 
 
 @metrics.log_metrics

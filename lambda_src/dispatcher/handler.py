@@ -37,7 +37,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @functools.cache
 def dispatcher() -> Dispatcher:
     settings = DispatcherSettings.from_env(os.environ)
-    made = build_dispatcher(settings, AwsClients.create(settings.jobs_table))
+    made = build_dispatcher(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
     made.on_exhausted = _exhausted
     return made
 

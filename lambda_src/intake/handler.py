@@ -34,7 +34,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @functools.cache
 def intake() -> Intake:
     settings = IntakeSettings.from_env(os.environ)
-    return build_intake(settings, AwsClients.create(settings.router.jobs_table))
+    return build_intake(settings, AwsClients.create(settings.router.jobs_table, shards=settings.router.index_shards))
 
 
 def objects(notification: dict[str, Any]) -> Iterator[IntakeObject]:

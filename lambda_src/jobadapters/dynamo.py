@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import random
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -16,7 +19,8 @@ from botocore.exceptions import ClientError
 
 from jobadapters import schema
 from jobadapters.aws_errors import translated
-from jobadapters.schema import JOBS_PARTITION_KEY
+from jobadapters.schema import JOBS_PARTITION_KEY, IndexShards
+from jobcore.concurrency import SLOT_WINDOW_S, slot_shards
 from jobcore.errors import ConflictError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
@@ -34,9 +38,11 @@ _JOB_STATUSES = frozenset(status.value for status in JobStatus)
 class DynamoJobStore:
     """Transient DynamoDB errors (throttling, 5xx, timeouts) raise StoreUnavailableError."""
 
-    def __init__(self, table: Any):
-        """``table``: a boto3 ``dynamodb.Table`` resource (it converts types; floats need Decimal)."""
+    def __init__(self, table: Any, *, shards: IndexShards | None = None):
+        """``table``: a boto3 ``dynamodb.Table`` resource (it converts types; floats need Decimal); ``shards``: the
+        indexes' partitions per tenant or in all (the deployment's, ``INDEX_SHARDS``)."""
         self._table = table
+        self._shards = shards or IndexShards()
 
     @translated(_STORE)
     def create(self, job: Job) -> None:
@@ -66,7 +72,7 @@ class DynamoJobStore:
                                           "#watch": schema.WATCH_INDEX_SORT_KEY},
                 ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
                                            ":one": 1, ":owner": owner, ":until": lease_expires_at,
-                                           ":shard": _watch_shard(_shard_of(job_id))},
+                                           ":shard": _watch_shard(_shard_of(job_id, self._shards.watch))},
                 ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]
         except ClientError as error:
@@ -79,12 +85,12 @@ class DynamoJobStore:
     @translated(_STORE)
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         return self._sharded(schema.DELIVERY_INDEX, schema.DELIVERY_INDEX_PARTITION_KEY, schema.DELIVERY_INDEX_SORT_KEY,
-                             _delivery_shard, until_ms, limit)
+                             _delivery_shard, self._shards.delivery, until_ms, limit)
 
     @translated(_STORE)
     def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
         return self._sharded(schema.WATCH_INDEX, schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY,
-                             _watch_shard, until_ms, limit)
+                             _watch_shard, self._shards.watch, until_ms, limit)
 
     @translated(_STORE)
     def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
@@ -128,30 +134,47 @@ class DynamoJobStore:
 
     @translated(_STORE)
     def list_jobs(self, tenant_id: str, *, status: JobStatus | None, limit: int, after: Cursor | None) -> tuple[list[Job], Cursor | None]:
-        kwargs: dict[str, Any] = {
-            "IndexName": schema.TENANT_INDEX, "ScanIndexForward": False, "Limit": limit,
-            "KeyConditionExpression": Key(schema.TENANT_INDEX_PARTITION_KEY).eq(tenant_id),
-        }
+        # Each shard is read newest first down to ``limit`` matches (or its end); a shard that may hold more
+        # stopped at a position, and the newest of those stops bounds what is certain: every shard has been read
+        # down to it, so the jobs at or after it are exactly the tenant's, and the page ends there at the latest.
+        found: list[Job] = []
+        stops: list[tuple[int, str]] = []
+        for shard in range(self._shards.tenant):
+            jobs, stop = self._tenant_shard(tenant_id, shard, status=status, limit=limit, after=after)
+            found += jobs
+            if stop is not None:
+                stops.append(stop)
+        bound = max(stops, default=None)
+        ordered = sorted((job for job in found if bound is None or (job.created_at, job.job_id) >= bound),
+                         key=lambda job: (job.created_at, job.job_id), reverse=True)
+        if len(ordered) > limit:
+            page = ordered[:limit]
+            return page, Cursor(page[-1].created_at, page[-1].job_id)
+        return ordered, None if bound is None else Cursor(*bound)
+
+    def _tenant_shard(self, tenant_id: str, shard: int, *, status: JobStatus | None, limit: int,
+                      after: Cursor | None) -> tuple[list[Job], tuple[int, str] | None]:
+        """One shard's jobs before ``after``, newest first, up to ``limit`` of them; and where its read stopped
+        when it may hold more (None: read to its end)."""
+        condition = Key(schema.TENANT_INDEX_PARTITION_KEY).eq(_tenant_shard(tenant_id, shard))
+        if after is not None:  # the cursor's own millisecond may hold more of this shard's jobs: kept, then cut by id
+            condition &= Key(schema.TENANT_INDEX_SORT_KEY).lte(after.created_at)
+        kwargs: dict[str, Any] = {"IndexName": schema.TENANT_INDEX, "ScanIndexForward": False, "Limit": limit,
+                                  "KeyConditionExpression": condition}
         if status is not None:
             kwargs["FilterExpression"] = Attr("status").eq(status.value)
-        if after is not None:
-            kwargs["ExclusiveStartKey"] = {JOBS_PARTITION_KEY: after.job_id, schema.TENANT_INDEX_PARTITION_KEY: tenant_id,
-                                           schema.TENANT_INDEX_SORT_KEY: after.created_at}
         jobs: list[Job] = []
-        last = None
         for _ in range(_MAX_LIST_PAGES):  # a status filter can leave pages empty: bound one request's reads
             page = self._table.query(**kwargs)
-            jobs += _listed(page.get("Items", []))
+            jobs += [job for job in _listed(page.get("Items", []))
+                     if after is None or (job.created_at, job.job_id) < (after.created_at, after.job_id)]
             last = page.get("LastEvaluatedKey")
-            if last is None or len(jobs) >= limit:
+            if last is None:
+                return jobs, None
+            if len(jobs) >= limit:
                 break
             kwargs["ExclusiveStartKey"] = last
-        if len(jobs) > limit or (jobs and last is not None):
-            jobs = jobs[:limit]
-            return jobs, Cursor(jobs[-1].created_at, jobs[-1].job_id)
-        if last is None:
-            return jobs, None
-        return [], Cursor(int(last[schema.TENANT_INDEX_SORT_KEY]), str(last[JOBS_PARTITION_KEY]))
+        return jobs, (int(last[schema.TENANT_INDEX_SORT_KEY]), str(last[JOBS_PARTITION_KEY]))
 
     @translated(_STORE)
     def reserve_key(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
@@ -190,10 +213,10 @@ class DynamoJobStore:
         self._table.update_item(Key={JOBS_PARTITION_KEY: record_id}, UpdateExpression="SET released = :yes",
                                 ExpressionAttributeValues={":yes": True})
 
-    def _sharded(self, index: str, partition: str, sort: str, shard_name: Callable[[int], str], until_ms: int,
-                 limit: int) -> list[tuple[str, int]]:
+    def _sharded(self, index: str, partition: str, sort: str, shard_name: Callable[[int], str], shards: int,
+                 until_ms: int, limit: int) -> list[tuple[str, int]]:
         found: list[tuple[int, str]] = []
-        for shard in range(schema.INDEX_SHARDS):  # each shard is sorted: its first ``limit`` suffice
+        for shard in range(shards):  # each shard is sorted: its first ``limit`` suffice
             condition = Key(partition).eq(shard_name(shard)) & Key(sort).lte(until_ms)
             kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition, "Limit": limit}
             in_shard: list[tuple[int, str]] = []
@@ -206,8 +229,11 @@ class DynamoJobStore:
             found += in_shard[:limit]
         return [(job_id, at) for at, job_id in sorted(found)[:limit]]
 
+    def _item(self, job: Job) -> dict[str, Any]:
+        return _item(job, self._shards)
+
     def _put(self, job: Job, condition: str, names: dict[str, str], values: dict[str, Any], conflict: str) -> None:
-        kwargs: dict[str, Any] = {"Item": _item(job), "ConditionExpression": condition, "ExpressionAttributeNames": names}
+        kwargs: dict[str, Any] = {"Item": self._item(job), "ConditionExpression": condition, "ExpressionAttributeNames": names}
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
@@ -224,6 +250,8 @@ _DESERIALIZE = TypeDeserializer()
 
 def _job_of(item: dict[str, Any] | None) -> Job | None:
     if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item:
+        return None
+    if str(item.get(JOBS_PARTITION_KEY, "")).startswith(schema.INLINE_SLOT_PREFIX):
         return None
     if item.get(JOBS_PARTITION_KEY) == schema.OPEN_BATCHES_KEY:
         return None  # an idempotency record, a batch record or the open-batch set: never a job
@@ -242,21 +270,26 @@ def _listed(items: list[dict[str, Any]]) -> list[Job]:
     return jobs
 
 
-def _item(job: Job) -> dict[str, Any]:
+def _item(job: Job, shards: IndexShards) -> dict[str, Any]:
     item = json.loads(json.dumps(job.to_dict()), parse_float=Decimal)
+    item[schema.TENANT_INDEX_PARTITION_KEY] = _tenant_shard(job.tenant_id, _shard_of(job.job_id, shards.tenant))
     sweep_at = job.delivery.sweep_at() if job.delivery is not None else None
     if sweep_at is not None:  # only pending deliveries are in the (sparse) delivery index
-        item[schema.DELIVERY_INDEX_PARTITION_KEY] = _delivery_shard(_shard_of(job.job_id))
+        item[schema.DELIVERY_INDEX_PARTITION_KEY] = _delivery_shard(_shard_of(job.job_id, shards.delivery))
         item[schema.DELIVERY_INDEX_SORT_KEY] = sweep_at
     watch = watch_at(job)
     if watch is not None:  # only jobs the sweeper watches are in the (sparse) watch index
-        item[schema.WATCH_INDEX_PARTITION_KEY] = _watch_shard(_shard_of(job.job_id))
+        item[schema.WATCH_INDEX_PARTITION_KEY] = _watch_shard(_shard_of(job.job_id, shards.watch))
         item[schema.WATCH_INDEX_SORT_KEY] = watch
     return item
 
 
-def _shard_of(job_id: str) -> int:
-    return zlib.crc32(job_id.encode()) % schema.INDEX_SHARDS
+def _shard_of(job_id: str, shards: int) -> int:
+    return zlib.crc32(job_id.encode()) % shards
+
+
+def _tenant_shard(tenant_id: str, shard: int) -> str:
+    return f"{tenant_id}#{shard}"
 
 
 def _delivery_shard(shard: int) -> str:
@@ -346,3 +379,47 @@ class DynamoBatchStore:
         if record.counts is not None:
             item["counts"] = dict(record.counts)
         return item
+
+
+class DynamoInlineSlots:
+    """InlineSlots on the jobs table: ``slot_shards(limit)`` counter items per window of ``SLOT_WINDOW_S``
+    (``inline#<shard>#<window>``), each taking a run only while under its share of ``limit`` (one conditional
+    ADD), given back by a second ADD to the item it was taken from. A slot an execution never gave back (it died)
+    counts until its window turns; a run that starts just after the turn does not see the runs of the window
+    before, so the budget can be passed by at most the runs started in the last window that are still running."""
+
+    def __init__(self, table: Any, *, limit: int, clock_s: Callable[[], float] = time.time,
+                 rng: Callable[[], float] = random.random):
+        self._table = table
+        self._shards = slot_shards(limit)
+        self._cap = math.ceil(limit / self._shards)
+        self._clock_s = clock_s
+        self._rng = rng
+
+    def take(self) -> str | None:
+        window = int(self._clock_s() // SLOT_WINDOW_S)
+        key = f"{schema.INLINE_SLOT_PREFIX}{min(int(self._rng() * self._shards), self._shards - 1)}#{window}"
+        try:
+            self._table.update_item(
+                Key={JOBS_PARTITION_KEY: key}, UpdateExpression="ADD #n :one SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#n) OR #n < :cap",
+                ExpressionAttributeNames={"#n": "running", "#ttl": schema.TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":one": 1, ":cap": self._cap, ":ttl": (window + 2) * SLOT_WINDOW_S + 3600})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            log.warning("inline slots: not counted (%s); the run is admitted", error)
+            return ""
+        except Exception as error:  # noqa: BLE001 - a count that failed must not refuse the job
+            log.warning("inline slots: not counted (%s); the run is admitted", error)
+            return ""
+        return key
+
+    def give_back(self, token: str) -> None:
+        if not token:
+            return
+        try:
+            self._table.update_item(Key={JOBS_PARTITION_KEY: token}, UpdateExpression="ADD #n :minus",
+                                    ExpressionAttributeNames={"#n": "running"}, ExpressionAttributeValues={":minus": -1})
+        except Exception as error:  # noqa: BLE001 - forgotten when its window turns
+            log.warning("inline slots: slot %s not given back (%s)", token, error)

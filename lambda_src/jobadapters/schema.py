@@ -5,6 +5,8 @@ Changing one of these changes a stateful resource in every deployed account: don
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from jobcore.schema_keys import INPUTS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX  # noqa: F401 - re-exported for the constructs
@@ -13,9 +15,22 @@ if TYPE_CHECKING:
     from jobcore.lanes import Lane
 
 JOBS_PARTITION_KEY = "job_id"
-TENANT_INDEX = "by_tenant"
-TENANT_INDEX_PARTITION_KEY = "tenant_id"
+# A tenant's jobs, newest first (GET /v1/jobs). It replaced ``by_tenant`` (partition key tenant_id, projection
+# ALL: every write of every job of a tenant, lease renewals included, went to one partition at full size). This
+# one holds only what a list entry shows (INCLUDE: TENANT_INDEX_ATTRIBUTES), so a write that changes none of it
+# (a lease renewal, a watch entry) does not touch it, and its partition key spreads a tenant's jobs over
+# ``IndexShards.tenant`` partitions (``<tenant id>#<k>``), merged again when listed (docs/scale.md).
+TENANT_INDEX = "by_tenant_list"
+LEGACY_TENANT_INDEX = "by_tenant"  # dropped by the second step of the two-step deploy (docs/deploy.md)
+TENANT_INDEX_PARTITION_KEY = "tenant_shard"
 TENANT_INDEX_SORT_KEY = "created_at"
+# What GET /v1/jobs shows of a job (jobcore.views.job_view without a result), besides the index's keys and the
+# table's: a job read from the index has these and nothing else (no input, hints, result text or lease).
+TENANT_INDEX_ATTRIBUTES = (
+    "tenant_id", "task", "status", "lane", "route_reason", "mode", "updated_at", "started_at", "finished_at",
+    "queue_deadline_at", "model_wait", "result_expires_at", "result_ref", "result_bytes", "attempts", "batch_id",
+    "metadata", "source", "usage", "cost", "error", "attempt_errors", "webhook", "delivery", "files",
+)
 TTL_ATTRIBUTE = "expires_at"
 # A sparse index of the jobs whose webhook delivery is pending, by when the dispatcher's sweep must act
 # on it (jobcore.deliveries.Delivery.sweep_at).
@@ -27,7 +42,43 @@ DELIVERY_INDEX_SORT_KEY = "delivery_due_at"
 WATCH_INDEX = "by_watch"
 WATCH_INDEX_PARTITION_KEY = "watch_shard"
 WATCH_INDEX_SORT_KEY = "watch_at"
-INDEX_SHARDS = 4  # each sparse index spreads its items over this many partitions
+MAX_INDEX_SHARDS = 256
+
+
+@dataclass(frozen=True)
+class IndexShards:
+    """How many partitions each index spreads its items over: the tenant index per tenant, the sparse indexes in
+    all. A partition takes about 1,000 write units a second; ``python -m tools.scale`` says how many a workload
+    needs. Configured (``tenant_index_shards``, ``watch_index_shards``, ``delivery_index_shards``) and handed to
+    every function as ``INDEX_SHARDS``. A count may be raised on a live table (an item keeps the shard it was
+    written to, below the new count, and every read covers them all); lowering one would hide the items written
+    to the shards above it until they are written again."""
+
+    tenant: int = 1
+    watch: int = 4
+    delivery: int = 4
+
+    def __post_init__(self) -> None:
+        for name, count in asdict(self).items():
+            if not (isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= MAX_INDEX_SHARDS):
+                raise ValueError(f"{name} index shards = {count!r}: expected a whole number from 1 to {MAX_INDEX_SHARDS}")
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> IndexShards:
+        """``{"tenant": 4, "watch": 8, "delivery": 4}`` (a key left out keeps its default); ValueError naming the problem."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"index shards {text!r}: expected a JSON object") from None
+        if not isinstance(data, dict) or set(data) - {"tenant", "watch", "delivery"}:
+            raise ValueError(f"index shards {text!r}: expected a JSON object of tenant, watch and delivery counts")
+        return cls(**data)
+
+
+INDEX_SHARDS_ENV = "INDEX_SHARDS"
 # Idempotency-Key records share the jobs table (same key attribute, their own ids, the same TTL);
 # this attribute marks them, and they carry no tenant_id, so the tenant index never lists them.
 IDEMPOTENCY_MARK = "idempotency_key"
@@ -58,3 +109,6 @@ OPEN_BATCHES_ATTRIBUTE = "open_ids"
 # no TTL: it is rewritten about once a second while the model is in use, and a few hundred bytes).
 CAPACITY_ITEM_PREFIX = "capacity#"
 CAPACITY_ATTRIBUTE = "capacity_bucket"
+# The router's inline slot counters (jobcore.concurrency, jobadapters.dynamo.DynamoInlineSlots) share the table
+# too: ``inline#<shard>#<window>``, no tenant_id and no status (never listed, never read as a job), the same TTL.
+INLINE_SLOT_PREFIX = "inline#"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from jobadapters.ecs import LaneService
+from jobadapters.schema import INDEX_SHARDS_ENV, IndexShards
 from jobcore.capacity import (
     CapacityConfig,
     CapacityConfigError,
@@ -58,6 +59,16 @@ def _in_range(env: Mapping[str, str], key: str, value: _N, low: _N, high: _N) ->
     if not low <= value <= high:
         raise ConfigError(f"environment variable {key}={env.get(key)!r} must be from {low} to {high}")
     return value
+
+
+def _index_shards(env: Mapping[str, str]) -> IndexShards:
+    raw = env.get(INDEX_SHARDS_ENV, "")
+    if raw == "":
+        return IndexShards()
+    try:
+        return IndexShards.parse(raw)
+    except ValueError as error:
+        raise ConfigError(f"environment variable {INDEX_SHARDS_ENV}: {error}") from None
 
 
 def _base_path(env: Mapping[str, str]) -> str:
@@ -178,13 +189,14 @@ class DispatcherSettings:
     """
 
     ENV = frozenset({
-        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_RETRY_SCHEDULE_S",
+        "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_RETRY_SCHEDULE_S",
         "WEBHOOK_SWEEP_EVERY_S", "API_BASE_PATH",
     })
     LOCAL_ENV = frozenset({"WEBHOOK_SECRET", "WEBHOOK_ALLOW_LOOPBACK"})
 
     stage: str
     jobs_table: str
+    index_shards: IndexShards = dataclasses.field(default_factory=IndexShards)  # INDEX_SHARDS
     results_bucket: str
     queue_url: str
     secret: str | None
@@ -206,7 +218,7 @@ class DispatcherSettings:
             raise ConfigError("environment variable WEBHOOK_SECRET_ARN (or WEBHOOK_SECRET) is required: webhooks are signed")
         return cls(
             stage=env.get("STAGE") or "dev",
-            jobs_table=_required(env, "JOBS_TABLE"),
+            jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
             secret=secret,
@@ -223,8 +235,9 @@ class RouterSettings:
     """What the router Lambda needs: where jobs live, each queued lane's queue, the lanes themselves."""
 
     ENV = frozenset({
-        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
+        "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
         "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES",
+        "INLINE_CONCURRENCY",
     }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
@@ -232,6 +245,7 @@ class RouterSettings:
 
     stage: str
     jobs_table: str
+    index_shards: IndexShards = dataclasses.field(default_factory=IndexShards)  # INDEX_SHARDS
     results_bucket: str
     queue_urls: dict[str, str]  # enabled queued lane -> its SQS queue
     webhook_queue_url: str  # the dispatcher's queue: terminal jobs with a webhook are handed over there
@@ -246,13 +260,15 @@ class RouterSettings:
     # Worker lane -> its ECS service, to wake when a job is queued on it while it has no task (jobcore.wake).
     # LANE_SERVICES unset or {}: no waking, the backlog alarm alone starts tasks.
     lane_services: dict[str, LaneService] = dataclasses.field(default_factory=dict)
+    # Inline runs the router admits at once across its executions (jobcore.concurrency); None (unset): uncounted.
+    inline_concurrency: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
         lanes = LaneSettings.from_env(env)
         return cls(
             stage=env.get("STAGE") or "dev",
-            jobs_table=_required(env, "JOBS_TABLE"),
+            jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_urls=_queue_urls(env, lanes.lanes),
             webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
@@ -263,6 +279,8 @@ class RouterSettings:
             lanes=lanes,
             allow_loopback_webhooks=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
             lane_services=_lane_services(env, lanes.lanes),
+            inline_concurrency=(None if not env.get("INLINE_CONCURRENCY") else _in_range(
+                env, "INLINE_CONCURRENCY", _number(env, "INLINE_CONCURRENCY", 0, int), 1, 1_000_000)),
         )
 
 
@@ -335,7 +353,7 @@ class WorkerSettings:
     """What a worker task needs: its lane's queue, how many jobs at once, and where results go."""
 
     ENV = frozenset({
-        "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
+        "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID",
     }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
@@ -351,6 +369,7 @@ class WorkerSettings:
     lane: str
     queue_url: str
     jobs_table: str
+    index_shards: IndexShards = dataclasses.field(default_factory=IndexShards)  # INDEX_SHARDS
     results_bucket: str
     webhook_queue_url: str
     result_retention_days: int | None
@@ -374,7 +393,7 @@ class WorkerSettings:
             stage=env.get("STAGE") or "dev",
             lane=lane,
             queue_url=_required(env, "QUEUE_URL"),
-            jobs_table=_required(env, "JOBS_TABLE"),
+            jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),
             result_retention_days=_retention(env),
@@ -402,12 +421,13 @@ class SweeperSettings:
     re-queue a stale job on its lane), the webhook queue (a settled job's webhook) and MAX_RECEIVES."""
 
     ENV = frozenset({
-        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "LANE_DLQ_URLS", "WEBHOOK_QUEUE_URL", "MAX_RECEIVES",
+        "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "LANE_DLQ_URLS", "WEBHOOK_QUEUE_URL", "MAX_RECEIVES",
     }) | LaneSettings.ENV
     LOCAL_ENV: frozenset[str] = frozenset({"SWEEP_EVERY_S"})
 
     stage: str
     jobs_table: str
+    index_shards: IndexShards = dataclasses.field(default_factory=IndexShards)  # INDEX_SHARDS
     results_bucket: str
     queue_urls: dict[str, str]
     dlq_urls: dict[str, str]
@@ -421,7 +441,7 @@ class SweeperSettings:
         lanes = LaneSettings.from_env(env)
         return cls(
             stage=env.get("STAGE") or "dev",
-            jobs_table=_required(env, "JOBS_TABLE"),
+            jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_urls=_queue_urls(env, lanes.lanes),
             dlq_urls=_queue_urls(env, lanes.lanes, key="LANE_DLQ_URLS"),
@@ -439,7 +459,7 @@ class CollectorSettings:
     the key from Secrets Manager in AWS), the window and the bound on batches per job."""
 
     ENV = frozenset({
-        "STAGE", "JOBS_TABLE", "RESULTS_BUCKET", "BATCH_QUEUE_URL", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
+        "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "BATCH_QUEUE_URL", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "BATCH_WINDOW_S", "BATCH_MAX_ATTEMPTS",
     }) | LaneSettings.ENV
     LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"}) | ClaudeSettings.CAPACITY_ENV
@@ -447,6 +467,7 @@ class CollectorSettings:
     stage: str
     lane: str  # the batch lane of LANES
     jobs_table: str
+    index_shards: IndexShards = dataclasses.field(default_factory=IndexShards)  # INDEX_SHARDS
     results_bucket: str
     queue_url: str
     webhook_queue_url: str
@@ -467,7 +488,7 @@ class CollectorSettings:
         return cls(
             stage=env.get("STAGE") or "dev",
             lane=lane.name,
-            jobs_table=_required(env, "JOBS_TABLE"),
+            jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
             results_bucket=_required(env, "RESULTS_BUCKET"),
             queue_url=_required(env, "BATCH_QUEUE_URL"),
             webhook_queue_url=_required(env, "WEBHOOK_QUEUE_URL"),

@@ -16,10 +16,11 @@ from botocore.config import Config
 from jobadapters import request_time
 from jobadapters.capacity_store import DynamoCapacityStore
 from jobadapters.claude import AnthropicModel, api_key_source
-from jobadapters.dynamo import DynamoBatchStore, DynamoJobStore
+from jobadapters.dynamo import DynamoBatchStore, DynamoInlineSlots, DynamoJobStore
 from jobadapters.ecs import EcsLaneWaker, LaneService
 from jobadapters.request_time import RequestDeadline
 from jobadapters.s3 import S3BlobStore
+from jobadapters.schema import IndexShards
 from jobadapters.settings import (
     ClaudeSettings,
     CollectorSettings,
@@ -67,9 +68,10 @@ class AwsClients:
     table: Any
     sqs: Any
     s3: Any
+    shards: IndexShards = IndexShards()  # the table's indexes' shards (INDEX_SHARDS), for every store over it
 
     @classmethod
-    def create(cls, table_name: str, *, max_pool_connections: int = 10,
+    def create(cls, table_name: str, *, shards: IndexShards | None = None, max_pool_connections: int = 10,
                deadline: RequestDeadline | None = None) -> AwsClients:
         """``max_pool_connections``: connections each client keeps open (botocore's default is 10); a process
         calling from more threads at once (a worker with many slots) needs one per thread, or it opens and
@@ -86,7 +88,7 @@ class AwsClients:
         sqs = boto3.client("sqs", config=sqs_config)
         # SigV4 for presigned result URLs: buckets created since mid-2020 refuse the older SigV2.
         s3 = boto3.client("s3", config=bounded.merge(Config(signature_version="s3v4")))
-        clients = cls(boto3.resource("dynamodb", config=bounded).Table(table_name), sqs, s3)
+        clients = cls(boto3.resource("dynamodb", config=bounded).Table(table_name), sqs, s3, shards or IndexShards())
         if deadline is not None:
             for client in (clients.table, clients.sqs, clients.s3):
                 deadline.bind(client)
@@ -118,7 +120,7 @@ def build_runner(
     """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
     dispatcher's queue, never sent from here. ``role`` names this process in the leases it takes."""
     return JobRunner(
-        store=DynamoJobStore(clients.table), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
+        store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
         deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
     )
@@ -174,6 +176,7 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
         uploads=S3BlobStore(clients.s3, settings.results_bucket),  # the runner's bucket, as an UploadStore
         waker=build_waker(settings.lane_services, lanes),
+        inline_slots=None if settings.inline_concurrency is None else DynamoInlineSlots(clients.table, limit=settings.inline_concurrency),
     )
 
 
@@ -205,7 +208,7 @@ def build_intake(settings: IntakeSettings, clients: AwsClients, *, env: Mapping[
 def build_dispatcher(settings: DispatcherSettings, clients: AwsClients) -> Dispatcher:
     blobs = S3BlobStore(clients.s3, settings.results_bucket)
     return Dispatcher(
-        store=DynamoJobStore(clients.table), blobs=blobs, queue=SqsDeliveryQueue(clients.sqs, settings.queue_url),
+        store=DynamoJobStore(clients.table, shards=clients.shards), blobs=blobs, queue=SqsDeliveryQueue(clients.sqs, settings.queue_url),
         sender=HttpWebhookSender(secret=_webhook_secret(settings), clock_ms=clock_ms, allow_loopback=settings.allow_loopback),
         render=lambda job: with_base_path(render(job, blobs, now_ms=clock_ms()), settings.api_base_path),
         clock_ms=clock_ms, schedule=settings.schedule,

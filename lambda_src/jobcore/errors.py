@@ -151,10 +151,18 @@ class SyncUnavailableError(JobError):
     type = "model_unavailable"
     retryable = True
 
-    def __init__(self, message: str, *, job_id: str, retry_after_s: int):
+    def __init__(self, message: str, *, job_id: str | None, retry_after_s: int):
         super().__init__(message)
         self.job_id = job_id
         self.retry_after_s = retry_after_s
+
+
+class InlineBusyError(SyncUnavailableError):
+    """A ``mode: sync`` job found every inline slot of the router in use (jobcore.concurrency): not recorded, not
+    queued (sync means inline or not at all); the client is told when to try again, and that ``mode: auto``
+    would have queued it."""
+
+    type = "router_busy"
 
 
 # The kinds of ModelUnavailableError that mean the model itself is down for a while (not this job's

@@ -79,6 +79,18 @@ class JobStore(Protocol):
         """Forget a reservation whose request was not accepted (so a retry may use the key)."""
 
 
+class InlineSlots(Protocol):
+    """The router's inline runs in flight, counted across its executions (:mod:`jobcore.concurrency`)."""
+
+    def take(self) -> str | None:
+        """A slot for one inline run (a token to give back), or None when the budget is in use. Never raises:
+        a store that cannot count admits the run (None only means "full")."""
+        ...
+
+    def give_back(self, token: str) -> None:
+        """The run is over. Never raises: a slot not given back is forgotten when its window turns."""
+
+
 class JobQueue(Protocol):
     def enqueue(self, job: Job, *, delay_s: int = 0) -> None:
         """Hand the job id to its lane's queue, to be received no sooner than ``delay_s`` from now (at most

@@ -27,6 +27,7 @@ from jobcore.errors import (
     EnqueueError,
     IdempotencyInProgressError,
     IdempotencyMismatchError,
+    InlineBusyError,
     InvalidInputError,
     JobFinishedError,
     JobNotFoundError,
@@ -39,7 +40,7 @@ from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
 from jobcore.model import Job, JobStatus, Mode, transition
-from jobcore.ports import Cursor, JobQueue, LaneWaker, LanguageModel
+from jobcore.ports import Cursor, InlineSlots, JobQueue, LaneWaker, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
 from jobcore.routing import Decision, RoutingPolicy, decide
 from jobcore.runner import JobRunner, Outcome, capacity_wait, error_record, paced_for
@@ -106,6 +107,9 @@ class JobService:
     waker: LaneWaker | None = None
     # This process's admission to the model's shared budget (jobcore.capacity_pacer); None: nothing is paced.
     pacer: Pacer | None = None
+    # The router's inline runs in flight across its executions (jobcore.concurrency); None: not counted (tests,
+    # the local runtime's default), every inline job runs inline.
+    inline_slots: InlineSlots | None = None
 
     def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
                source: str | None = None) -> Submitted:
@@ -125,14 +129,14 @@ class JobService:
             reason = job.route_reason.replace("client asked for async", why)
             job = replace(job, source=source, route_reason=reason if why in reason else f"{reason} ({why})")
         if idempotency_key is None:
-            return self._start(job)
+            return self._admitted(job, request)
         record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,
                                         body=_fingerprint(request), now_ms=self.runner.clock_ms())
         replay = self.reserve(record)
         if replay is not None:
             return replay
         try:
-            submitted = self._start(job)
+            submitted = self._admitted(job, request)
         except StoreUnavailableError as error:
             if error.job_id is None:
                 self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
@@ -147,6 +151,32 @@ class JobService:
             raise
         self.runner.store.complete_key(record.record_id, status_code=submitted.status_code)
         return submitted
+
+    def _admitted(self, job: Job, request: SubmitRequest) -> Submitted:
+        """Start the job; an inline one holds an inline slot while it runs, or is queued when none is free."""
+        if job.lane != INLINE or self.inline_slots is None:
+            return self._start(job)
+        slot = self.inline_slots.take()
+        if slot is None:
+            return self._start(self._queued_for_budget(job, request))
+        try:
+            return self._start(job)
+        finally:
+            self.inline_slots.give_back(slot)
+
+    def _queued_for_budget(self, job: Job, request: SubmitRequest) -> Job:
+        """The inline ``job``, queued on the fallback lane instead: every inline slot is in use."""
+        why = "every inline slot of the router is in use (its concurrency budget)"
+        if request.mode is Mode.SYNC:
+            raise InlineBusyError(f"{why}; mode sync runs inline or not at all, so the job was not recorded: retry in "
+                                  f"{SYNC_RETRY_AFTER_S} s, or submit with mode auto to have it queued",
+                                  job_id=None, retry_after_s=SYNC_RETRY_AFTER_S)
+        lane = self.policy.lanes.fallback.name
+        task = lookup(job.task, self.runner.catalogue)
+        expected_s = task.expected_duration_s(self.runner.load_input(job))
+        return replace(job, status=JobStatus.QUEUED, lane=lane, route_reason=f"{lane}: {why} ({job.route_reason})",
+                       started_at=None, attempts=0, lease_owner=None, lease_expires_at=None,
+                       cost=_estimated(self.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
 
     def _start(self, job: Job) -> Submitted:
         if job.lane == INLINE:

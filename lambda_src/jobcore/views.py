@@ -44,7 +44,7 @@ def render(job: Job, blobs: BlobStore, *, now_ms: int | None = None, listed: boo
 
 
 def _render(job: Job, blobs: BlobStore, *, now_ms: int | None, listed: bool) -> dict[str, Any]:
-    if job.result_ref is None and job.result_json is None:
+    if not has_result(job):
         return job_view(job)
     if result_expired(job, now_ms):
         return job_view(job, now_ms=now_ms)
@@ -72,8 +72,7 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
     A result that is gone (``result_gone``: its object was not found; or, given ``now_ms``, past
     ``result_expires_at``) shows as ``"result": null`` with ``"result_status": "expired"`` and no links.
     """
-    has_result = job.result_ref is not None or job.result_json is not None
-    expired = has_result and (result_gone or result_expired(job, now_ms))
+    expired = has_result(job) and (result_gone or result_expired(job, now_ms))
     links_for = None if expired else url_for
     view: dict[str, Any] = {
         "id": job.job_id,
@@ -130,6 +129,12 @@ def usage_view(usage: Usage) -> dict[str, int]:
     if usage.cache_creation_1h_input_tokens:
         view["cache_creation_1h_input_tokens"] = usage.cache_creation_1h_input_tokens
     return view
+
+
+def has_result(job: Job) -> bool:
+    """Whether the job stored a result: in S3, in its item, or (a job read from the tenant index, which holds its
+    result's size but not its text) somewhere."""
+    return job.result_ref is not None or job.result_json is not None or job.result_bytes is not None
 
 
 def result_expired(job: Job, now_ms: int | None) -> bool:

@@ -82,7 +82,7 @@ class _Service:
         if self._service is None and self._problem is None:
             try:
                 settings = RouterSettings.from_env(os.environ)
-                clients = AwsClients.create(settings.jobs_table, deadline=REQUEST_DEADLINE)
+                clients = AwsClients.create(settings.jobs_table, shards=settings.index_shards, deadline=REQUEST_DEADLINE)
                 self._service = build_service(settings, clients)
             except (ConfigError, ValueError, TypeError) as error:  # ConfigError is a ValueError; all fail shut
                 self._problem = str(error)

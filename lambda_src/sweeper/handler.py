@@ -37,7 +37,7 @@ _MARGIN_MS = 10_000  # stop draining this long before the Lambda's timeout
 @functools.cache
 def sweeper() -> tuple[Sweeper, dict[str, SqsDeadLetters]]:
     settings = SweeperSettings.from_env(os.environ)
-    return build_sweeper(settings, AwsClients.create(settings.jobs_table))
+    return build_sweeper(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
 
 
 @metrics.log_metrics

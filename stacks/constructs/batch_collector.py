@@ -70,7 +70,7 @@ class BatchCollector(Construct):
         environment = {
             **lane_environment(lanes, price_overrides),
             "STAGE": stage,
-            "JOBS_TABLE": storage.table.table_name,
+            **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "BATCH_QUEUE_URL": queue.queue.queue_url,
             "WEBHOOK_QUEUE_URL": webhook_queue.queue.queue_url,

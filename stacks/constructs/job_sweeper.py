@@ -60,7 +60,7 @@ class JobSweeper(Construct):
         environment = {
             **lane_environment(lanes, price_overrides),
             "STAGE": stage,
-            "JOBS_TABLE": storage.table.table_name,
+            **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "LANE_QUEUE_URLS": stack.to_json_string({lane: q.queue.queue_url for lane, q in queues.items()}),
             "LANE_DLQ_URLS": stack.to_json_string({lane: q.dead_letter_queue.queue_url for lane, q in queues.items()}),

@@ -40,7 +40,8 @@ class RouterFunction(Construct):
     use job data (``JobStorage.access_policy``; presigned URLs are signed with this role), send (never
     receive) to each lane queue and to the webhook queue (a finished job's webhook is handed over there,
     never sent from here), read the Anthropic key.
-    ``reserved_concurrency`` None leaves the function on the account's unreserved pool.
+    ``reserved_concurrency`` None leaves the function on the account's unreserved pool. ``inline_concurrency``
+    (``INLINE_CONCURRENCY``): the inline runs it admits at once before queueing new jobs (jobcore.concurrency).
     ``snapstart`` (SnapStart on published versions; ``router.handler`` primes the snapshot) or
     ``provisioned_concurrency`` (that many environments kept initialized) publish a version behind the alias
     ``live`` (``alias``); ``target`` is what API Gateway must invoke: that alias, else the function.
@@ -56,16 +57,18 @@ class RouterFunction(Construct):
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],
         log_retention: logs.RetentionDays, snapstart: bool = False, provisioned_concurrency: int = 0,
         capacity: CapacityConfig | None = None,
+        inline_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
             **service_environment(
-                self, lanes=lanes, price_overrides=price_overrides, stage=stage, table_name=storage.table.table_name,
+                self, lanes=lanes, price_overrides=price_overrides, stage=stage, table=storage.table_environment(),
                 bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
                 result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id),
             "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
             **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
+            **({} if inline_concurrency is None else {"INLINE_CONCURRENCY": str(inline_concurrency)}),
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))

@@ -19,7 +19,7 @@ from stacks.lane_env import compact_json, lane_environment  # re-exported: the c
 
 
 def service_environment(
-    scope: Any, *, lanes: Lanes, price_overrides: Mapping[str, Any], stage: str, table_name: str, bucket_name: str,
+    scope: Any, *, lanes: Lanes, price_overrides: Mapping[str, Any], stage: str, table: Mapping[str, str], bucket_name: str,
     queue_urls: Mapping[str, str], webhook_queue_url: str, job_ttl_days: int, result_retention_days: int,
     task_rates_per_min: Mapping[str, float], model_id: str,
 ) -> dict[str, str]:
@@ -28,7 +28,7 @@ def service_environment(
     return {
         **lane_environment(lanes, price_overrides),
         "STAGE": stage,
-        "JOBS_TABLE": table_name,
+        **table,  # JOBS_TABLE and INDEX_SHARDS (JobStorage.table_environment)
         "RESULTS_BUCKET": bucket_name,
         "LANE_QUEUE_URLS": Stack.of(scope).to_json_string(dict(queue_urls)),
         "WEBHOOK_QUEUE_URL": webhook_queue_url,

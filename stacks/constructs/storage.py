@@ -34,8 +34,9 @@ class JobStorage(Construct):
     """Where jobs live.
 
     Creates:
-      ``table``: on-demand, point-in-time recovery, TTL on ``expires_at``, GSI ``by_tenant``
-        (``tenant_id`` + ``created_at``) to list a tenant's jobs newest first, and the sparse GSI
+      ``table``: on-demand, point-in-time recovery, TTL on ``expires_at``, GSI ``by_tenant_list``
+        (``tenant_shard`` + ``created_at``, INCLUDE: what a list entry shows) to list a tenant's jobs newest first
+        (its ``shards.tenant`` partitions merged), and the sparse GSI
         ``by_delivery_due`` (``delivery_shard`` + ``delivery_due_at``, keys only: only jobs whose webhook
         delivery is pending carry them) where the webhook dispatcher's sweep finds what falls due, and the
         sparse GSI ``by_watch`` (``watch_shard`` + ``watch_at``, keys only: running jobs by their lease's end,
@@ -53,8 +54,10 @@ class JobStorage(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, object_retention_days: int,
-                 access_log_retention_days: int = 90) -> None:
+                 access_log_retention_days: int = 90, shards: schema.IndexShards | None = None,
+                 legacy_tenant_index: bool = False) -> None:
         super().__init__(scope, construct_id)
+        self.shards = shards or schema.IndexShards()
         self.table = dynamodb.Table(
             self, "Table",
             partition_key=dynamodb.Attribute(name=schema.JOBS_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
@@ -64,12 +67,24 @@ class JobStorage(Construct):
             time_to_live_attribute=schema.TTL_ATTRIBUTE,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # The tenant index holds only what a list shows, spread over ``shards.tenant`` partitions a tenant. It
+        # replaced by_tenant (ALL, one partition a tenant) under a new name: CloudFormation creates or deletes one
+        # GSI per table update, so a table that has by_tenant keeps it for one deploy (``legacy_tenant_index``)
+        # while this one is created, and drops it the next (docs/deploy.md).
         self.table.add_global_secondary_index(
             index_name=schema.TENANT_INDEX,
             partition_key=dynamodb.Attribute(name=schema.TENANT_INDEX_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=schema.TENANT_INDEX_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.ALL,
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(schema.TENANT_INDEX_ATTRIBUTES),
         )
+        if legacy_tenant_index:
+            self.table.add_global_secondary_index(
+                index_name=schema.LEGACY_TENANT_INDEX,
+                partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=schema.TENANT_INDEX_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
         # Adding a GSI to the deployed table is an in-place update (CloudFormation adds one index per update).
         self.table.add_global_secondary_index(
             index_name=schema.DELIVERY_INDEX,
@@ -100,6 +115,10 @@ class JobStorage(Construct):
             ],
         )
         self.access_policy = self._access_policy()
+
+    def table_environment(self) -> dict[str, str]:
+        """What every function that reads or writes jobs is told of the table: its name and its indexes' shards."""
+        return {"JOBS_TABLE": self.table.table_name, schema.INDEX_SHARDS_ENV: self.shards.to_env()}
 
     def grant_job_data(self, role: iam.IRole) -> None:
         """Lets ``role`` read and write jobs (items and objects) but not delete or reconfigure the stores."""

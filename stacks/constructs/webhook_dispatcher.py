@@ -71,7 +71,7 @@ class WebhookDispatcher(Construct):
                                   max_receive_count=schema.WEBHOOK_MAX_RECEIVES)
         environment = {
             "STAGE": stage,
-            "JOBS_TABLE": storage.table.table_name,
+            **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "WEBHOOK_QUEUE_URL": self.job_queue.queue.queue_url,
             "WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,

@@ -78,7 +78,7 @@ class WorkerService(Construct):
             "STAGE": stage,
             "LANE": lane.name,
             "QUEUE_URL": job_queue.queue.queue_url,
-            "JOBS_TABLE": storage.table.table_name,
+            **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "WEBHOOK_QUEUE_URL": webhook_queue.queue.queue_url,
             "RESULT_RETENTION_DAYS": str(result_retention_days),

@@ -124,7 +124,7 @@ def test_a_pending_delivery_puts_the_item_in_the_sparse_due_index_and_a_settled_
 
     item = table.get_item(Key={"job_id": "job_outbox"})["Item"]
     assert item[schema.DELIVERY_INDEX_SORT_KEY] == job.delivery.sweep_at() == NOW_MS + HANDOVER_GRACE_MS
-    assert item[schema.DELIVERY_INDEX_PARTITION_KEY] in {f"pending-{shard}" for shard in range(schema.INDEX_SHARDS)}
+    assert item[schema.DELIVERY_INDEX_PARTITION_KEY] in {f"pending-{shard}" for shard in range(schema.IndexShards().delivery)}
     indexed = table.query(IndexName=schema.DELIVERY_INDEX,
                           KeyConditionExpression=Key(schema.DELIVERY_INDEX_PARTITION_KEY).eq(item[schema.DELIVERY_INDEX_PARTITION_KEY]))
     assert [row["job_id"] for row in indexed["Items"]] == ["job_outbox"]
@@ -153,8 +153,8 @@ def test_due_deliveries_spans_every_shard(store):
     for index, at in enumerate(due):
         job = make_job_for_delivery(f"job_shard_{index}", now_ms=at)
         store.create(dataclasses.replace(job, delivery=dataclasses.replace(job.delivery, handed_over=None, handed_over_at=None)))
-    shards = {zlib.crc32(f"job_shard_{index}".encode()) % schema.INDEX_SHARDS for index in range(40)}
-    assert shards == set(range(schema.INDEX_SHARDS))
+    shards = {zlib.crc32(f"job_shard_{index}".encode()) % schema.IndexShards().delivery for index in range(40)}
+    assert shards == set(range(schema.IndexShards().delivery))
 
     found = store.due_deliveries(until_ms=NOW_MS + 1_000 * 39, limit=25)
 
@@ -204,3 +204,71 @@ def test_a_lost_conditional_write_is_still_a_conflict_and_a_missing_table_is_not
         stub.add_client_error("get_item", service_error_code="ResourceNotFoundException", http_status_code=400)
         with pytest.raises(ClientError, match="ResourceNotFoundException"):  # a deployment bug: a 500, logged
             store.get("job_1")
+
+
+# --- the tenant index: a tenant spread over shards, listed as one ------------------------------------
+
+
+def _walk(store, tenant, *, status=None, limit):
+    """Every page of ``tenant``'s list, in order, as job ids (and the number of pages)."""
+    seen, after, pages = [], None, 0
+    while True:
+        page, after = store.list_jobs(tenant, status=status, limit=limit, after=after)
+        seen += [job.job_id for job in page]
+        pages += 1
+        if after is None:
+            return seen, pages
+        assert pages < 100, "the cursor does not move"
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8])
+def test_a_tenant_spread_over_shards_lists_newest_first_page_by_page_with_no_job_lost_or_repeated(table, shards):
+    """Jobs of one tenant in every shard, several created in the same millisecond (ties broken by id) and
+    another tenant's beside them: walked a page at a time, with and without a status filter, the pages
+    together are exactly the tenant's jobs, newest first, each once; and a second walk gives the same pages."""
+    store = DynamoJobStore(table, shards=schema.IndexShards(tenant=shards))
+    jobs = [make_job(f"job_{i:02d}", created_at=NOW_MS + (i // 3) * 10, updated_at=NOW_MS,
+                     status=JobStatus.RUNNING if i % 4 == 0 else JobStatus.QUEUED) for i in range(31)]
+    for job in jobs:
+        store.create(job)
+    store.create(make_job("job_other", tenant_id="tenant-b"))
+    newest_first = [j.job_id for j in sorted(jobs, key=lambda j: (j.created_at, j.job_id), reverse=True)]
+    running = [job_id for job_id in newest_first if int(job_id[4:]) % 4 == 0]
+    assert len({zlib.crc32(j.job_id.encode()) % shards for j in jobs}) == shards  # every shard holds some
+
+    for limit in (1, 4, 10, 50):
+        assert _walk(store, "tenant-a", limit=limit)[0] == newest_first
+        assert _walk(store, "tenant-a", status=JobStatus.RUNNING, limit=limit)[0] == running
+    assert _walk(store, "tenant-a", limit=4) == _walk(store, "tenant-a", limit=4)
+
+
+def test_a_listed_job_carries_what_a_list_shows_and_not_its_input_or_lease(table):
+    """The tenant index projects what GET /v1/jobs shows: the input and the lease stay in the item."""
+    store = DynamoJobStore(table, shards=schema.IndexShards(tenant=2))
+    job = rich_job()
+    store.create(dataclasses.replace(job, lease_owner="worker-1", lease_expires_at=NOW_MS + 60_000))
+    (listed,), _ = store.list_jobs(job.tenant_id, status=None, limit=5, after=None)
+    assert (listed.input, listed.hints, listed.lease_owner) == (None, {}, None)
+    assert (listed.metadata, listed.usage, listed.cost, listed.webhook, listed.result_ref) == (
+        job.metadata, job.usage, job.cost, job.webhook, job.result_ref)
+
+
+def test_inline_slots_count_across_executions_and_a_slot_never_given_back_is_forgotten_when_its_window_turns(table):
+    """Two routers' slot counters on one table (one shard for 10 slots): the 11th run is refused until one
+    gives its slot back; a slot never given back (its execution died) stops counting in the next window."""
+    from jobadapters.dynamo import DynamoInlineSlots
+    from jobcore.concurrency import SLOT_WINDOW_S
+
+    now = [1_700_000_000.0]
+    routers = [DynamoInlineSlots(table, limit=10, clock_s=lambda: now[0], rng=lambda: 0.5) for _ in range(2)]
+    held = [routers[i % 2].take() for i in range(10)]
+    assert all(held) and routers[0].take() is None and routers[1].take() is None
+    routers[1].give_back(held.pop())
+    assert routers[0].take() is not None
+    assert store_reads_no_job(table, held[0])
+    now[0] += SLOT_WINDOW_S
+    assert routers[1].take() is not None  # the dead slots of the last window no longer count
+
+
+def store_reads_no_job(table, key):
+    return DynamoJobStore(table).get(key) is None

@@ -75,6 +75,11 @@ BAD_VALUES = {
     "log_retention_days": 31,
     "job_ttl_days": 0,
     "result_retention_days": 0,
+    "tenant_index_shards": 0,
+    "watch_index_shards": 257,
+    "delivery_index_shards": "four",
+    "legacy_tenant_index": "yes",
+    "lambda_concurrency_quota": 5,
     "api_rate_limit": 0,
     "api_burst_limit": 1.5,
     "task_rates_per_min": '{"summarize": -2}',
@@ -500,3 +505,12 @@ def test_the_gpu_lane_needs_an_embedding_model():
         PipelineConfig(gpu_enabled=True, embedding_model_s3_uri="", embedding_model_repo="")
     assert PipelineConfig(gpu_enabled=True, embedding_model_s3_uri="s3://models-bucket/minilm/", embedding_model_repo="")
     assert PipelineConfig(gpu_enabled=False, embedding_model_repo="")
+
+
+def test_the_router_budget_is_its_reservation_or_the_quota_less_the_other_functions_and_inline_holds_nine_tenths():
+    from jobcore.concurrency import INLINE_SHARE
+
+    unreserved = PipelineConfig(lambda_concurrency_quota=1000, webhook_max_concurrency=5, intake_max_concurrency=2)
+    assert unreserved.router_concurrency() == 1000 - 5 - 2 - 1 - 1  # the collector's pass and the sweeper's
+    assert unreserved.inline_concurrency() == int(991 * INLINE_SHARE) == 891
+    assert PipelineConfig(router_reserved_concurrency=200).inline_concurrency() == 180

@@ -49,7 +49,8 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
     """The environment RouterFunction builds for ``config``, with plain stand-ins for the deploy-time values."""
     return {
         **lane_environment(config.lanes(), config.price_overrides),
-        "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(),
+        "INLINE_CONCURRENCY": str(config.inline_concurrency()), "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane.name: f"https://sqs.example/{lane.name}" for lane in config.lanes().queued()}),
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "JOB_TTL_DAYS": str(config.job_ttl_days),
         "RESULT_RETENTION_DAYS": str(config.result_retention_days),
@@ -66,6 +67,7 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
     return {
         **lane_environment(config.lanes(), config.price_overrides),
         "STAGE": config.stage, "LANE": lane, "QUEUE_URL": f"https://sqs.example/{lane}", "JOBS_TABLE": "jobs",
+        "INDEX_SHARDS": config.index_shards().to_env(),
         "RESULTS_BUCKET": "results", "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks",
         "RESULT_RETENTION_DAYS": str(config.result_retention_days), "MAX_RECEIVES": str(config.max_receives),
         "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
@@ -76,7 +78,7 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
 def dispatcher_env(config: PipelineConfig) -> dict[str, str]:
     """The environment WebhookDispatcher builds (both functions), likewise."""
     return {
-        "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(), "RESULTS_BUCKET": "results",
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "WEBHOOK_SECRET_ARN": "arn:webhook",
         "WEBHOOK_RETRY_SCHEDULE_S": config.webhook_retry_schedule_s, "WEBHOOK_SWEEP_EVERY_S": "60",
         "API_BASE_PATH": f"/{config.stage}",
@@ -88,7 +90,8 @@ def sweeper_env(config: PipelineConfig) -> dict[str, str]:
     lanes = [lane.name for lane in config.lanes().queued()]
     return {
         **lane_environment(config.lanes(), config.price_overrides),
-        "STAGE": config.stage, "JOBS_TABLE": "jobs", "RESULTS_BUCKET": "results",
+        "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(),
+        "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane: f"https://sqs.example/{lane}" for lane in lanes}),
         "LANE_DLQ_URLS": compact_json({lane: f"https://sqs.example/{lane}-dlq" for lane in lanes}),
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "MAX_RECEIVES": str(config.max_receives),

@@ -41,7 +41,8 @@ def test_table_is_on_demand_with_pitr_ttl_the_tenant_delivery_and_watch_indexes(
                     {"AttributeName": schema.TENANT_INDEX_PARTITION_KEY, "KeyType": "HASH"},
                     {"AttributeName": schema.TENANT_INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                # Only what a list entry shows: a lease renewal or a watch entry changes none of it.
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(schema.TENANT_INDEX_ATTRIBUTES)},
             }, {
                 # Sparse: only jobs whose webhook delivery is pending carry these two attributes.
                 "IndexName": schema.DELIVERY_INDEX,
@@ -77,6 +78,31 @@ def test_the_table_keeps_its_logical_id_with_the_new_indexes(default_app, gpu_ap
         assert table_id == "StorageTableB43FDCE7"
         assert [i["IndexName"] for i in table["Properties"]["GlobalSecondaryIndexes"]] == [
             schema.TENANT_INDEX, schema.DELIVERY_INDEX, schema.WATCH_INDEX]
+
+
+def test_the_tenant_index_holds_no_lease_watch_or_bulky_attribute():
+    """What changes while a job runs (its lease, its watch entry) and what is large (its input, its result's text)
+    stay out of the tenant index: those writes never reach a tenant's partition."""
+    kept = set(schema.TENANT_INDEX_ATTRIBUTES)
+    assert kept.isdisjoint({"lease_owner", "lease_expires_at", schema.WATCH_INDEX_SORT_KEY, schema.WATCH_INDEX_PARTITION_KEY,
+                            "input", "hints", "result_json", "version", schema.TTL_ATTRIBUTE})
+
+
+def test_the_first_step_of_the_two_step_deploy_keeps_the_old_tenant_index_beside_the_new_one():
+    """CloudFormation creates or deletes one GSI per table update: the step that creates by_tenant_list keeps
+    by_tenant (legacy_tenant_index), the next drops it; the table keeps its logical id throughout."""
+    from infra_support import synth
+
+    app = synth(legacy_tenant_index=True, tenant_index_shards=8, watch_index_shards=16)
+    table_id, table = one(app.data_json, "AWS::DynamoDB::Table")
+    assert table_id == "StorageTableB43FDCE7"
+    indexes = {i["IndexName"]: i for i in table["Properties"]["GlobalSecondaryIndexes"]}
+    assert list(indexes) == [schema.TENANT_INDEX, schema.LEGACY_TENANT_INDEX, schema.DELIVERY_INDEX, schema.WATCH_INDEX]
+    assert indexes[schema.LEGACY_TENANT_INDEX]["Projection"] == {"ProjectionType": "ALL"}
+    from infra_support import router_variables, sweeper_variables
+
+    for variables in (router_variables(app), sweeper_variables(app)):  # every function is told the shards
+        assert schema.IndexShards.parse(variables[schema.INDEX_SHARDS_ENV]) == schema.IndexShards(tenant=8, watch=16, delivery=4)
 
 
 def test_bucket_is_encrypted_private_ssl_only_and_expires_job_objects(default_app):
