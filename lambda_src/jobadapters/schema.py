@@ -58,3 +58,8 @@ OPEN_BATCHES_ATTRIBUTE = "open_ids"
 # no TTL: it is rewritten about once a second while the model is in use, and a few hundred bytes).
 CAPACITY_ITEM_PREFIX = "capacity#"
 CAPACITY_ATTRIBUTE = "capacity_bucket"
+
+# The model providers' circuit breakers (jobcore.breaker) share the jobs table: one small item per provider,
+# BREAKER_ITEM_PREFIX + its name, the state as JSON in BREAKER_ATTRIBUTE, written only on its version.
+BREAKER_ITEM_PREFIX = "breaker#"
+BREAKER_ATTRIBUTE = "breaker"
