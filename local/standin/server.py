@@ -32,6 +32,15 @@ class _Server(ThreadingHTTPServer):
         self.bedrock = bedrock  # the Bedrock runtime path's own failures and counters
         self.stopping = threading.Event()
 
+    def stats(self) -> dict[str, Any]:
+        return stats_of(self.state, self.bedrock)
+
+
+def stats_of(state: State, bedrock: State) -> dict[str, Any]:
+    """The Anthropic paths' stats, and the Bedrock path's ``requests``, ``by_status`` and ``last_request``."""
+    on_bedrock = bedrock.stats()
+    return {**state.stats(), "bedrock": {k: on_bedrock[k] for k in ("requests", "by_status", "last_request")}}
+
 
 # /v1/messages/batches, /v1/messages/batches/{id}, /v1/messages/batches/{id}/results or .../cancel
 _BATCH_PATH = re.compile(r"/v1/messages/batches(?:/(?P<id>[^/]+)(?:/(?P<action>results|cancel))?)?/?")
@@ -50,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/_standin/stats":
-            self._send(200, self.server.state.stats())
+            self._send(200, self.server.stats())
         elif _BATCH_PATH.fullmatch(path):
             self._batch_call("GET", b"")
         else:
@@ -413,8 +422,7 @@ class ClaudeStandIn:
         ``/v1/messages`` calls, ``batches``: ``created`` (a count) and ``requests`` (batch id → its size),
         and ``limits``: None, or the rate limits' counters (:meth:`local.standin.limits.RateLimiter.stats`);
         ``bedrock``: the Bedrock runtime path's ``requests``, ``by_status`` and ``last_request``."""
-        bedrock = self._bedrock.stats()
-        return {**self._state.stats(), "bedrock": {k: bedrock[k] for k in ("requests", "by_status", "last_request")}}
+        return stats_of(self._state, self._bedrock)
 
 
 def main(argv: list[str] | None = None) -> None:
