@@ -27,7 +27,7 @@ from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
-from jobcore.providers import ANTHROPIC, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, parse_providers, parse_scope
+from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
 
 _N = TypeVar("_N", int, float)
@@ -181,7 +181,8 @@ class ClaudeSettings:
             capacity=capacity_from_env(env),
             providers=providers,
             bedrock_scope=_bedrock_scope(env),
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            # Set by Lambda and ECS themselves (never by the CDK app): read only where Bedrock is called.
+            region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None) if BEDROCK in providers else None,
             bedrock_base_url=env.get("BEDROCK_BASE_URL") or None,
             breaker_cool_down_s=_in_range(env, "BREAKER_COOL_DOWN_S", _number(env, "BREAKER_COOL_DOWN_S", 30.0, float), 0.1, 3600.0),
         )

@@ -53,3 +53,6 @@ class ModelAccess:
 
 def model_access(providers: Sequence[str], bedrock_scope: str, profiles: Sequence[BedrockProfile]) -> ModelAccess:
     return ModelAccess(tuple(providers), bedrock_scope, tuple(profiles))
+
+
+ANTHROPIC_ONLY = ModelAccess()  # the default deployment's

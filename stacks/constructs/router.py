@@ -18,7 +18,7 @@ from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.lane_waker import let_wake
-from stacks.constructs.model_access import ModelAccess
+from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
@@ -51,7 +51,7 @@ class RouterFunction(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
         code: lambda_.Code, storage: JobStorage, lanes: Lanes, queues: Mapping[str, JobQueue], webhook_queue: JobQueue,
-        anthropic_secret: secretsmanager.ISecret, model_access: ModelAccess,
+        anthropic_secret: secretsmanager.ISecret, model_access: ModelAccess = ANTHROPIC_ONLY,
         stage: str, model_id: str, timeout: Duration, reserved_concurrency: int | None, job_ttl_days: int,
         result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],

@@ -23,7 +23,7 @@ from stacks.constructs import runtime_env
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
-from stacks.constructs.model_access import ModelAccess
+from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.nag import acknowledge, ref
 from stacks.constructs.runtime_env import lane_environment
 from stacks.constructs.storage import JobStorage
@@ -65,7 +65,8 @@ class WorkerService(Construct):
         self, scope: Construct, construct_id: str, *,
         cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: Lane, lanes: Lanes,
         job_queue: JobQueue, webhook_queue: JobQueue, storage: JobStorage, anthropic_secret: secretsmanager.ISecret,
-        model_access: ModelAccess, stage: str, model_id: str, min_tasks: int, max_tasks: int, result_retention_days: int,
+        model_access: ModelAccess = ANTHROPIC_ONLY, stage: str, model_id: str, min_tasks: int, max_tasks: int,
+        result_retention_days: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
         model_s3_uri: str = "", capacity: CapacityConfig | None = None,
     ) -> None:
