@@ -84,6 +84,8 @@ class Options:
     # The stand-in's rate limits (RPM, ITPM, OTPM), enforced as Anthropic enforces them; None: unlimited.
     standin_limits: ModelLimits | None = None
     use_standin: bool = True
+    # How long an open provider breaker refuses calls (BREAKER_COOL_DOWN_S; 30 s by default in AWS too).
+    breaker_cool_down_s: float | None = None
     workers_per_lane: int = 1  # worker processes (ECS tasks) per worker lane
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
@@ -219,7 +221,8 @@ class LocalPipeline:
 
     def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:
         env = {
-            **lane_environment(self.lanes, self.config.price_overrides),
+            **lane_environment(self.lanes, self.config.price_overrides, self.config.bedrock_profile),
+            "MODEL_PROVIDERS": ",".join(self.config.model_providers),
             "STAGE": "local", "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
             "LANE_QUEUE_URLS": compact_json(made.queue_urls), "MODEL_ID": self.config.model_id,
             "WEBHOOK_QUEUE_URL": made.webhook_queue_url, "TASK_RATES_PER_MIN": compact_json(self.config.task_rates_per_min),
@@ -234,7 +237,10 @@ class LocalPipeline:
             **capacity_environment(self.config.capacity()),
         }
         if standin_url:
-            env["ANTHROPIC_BASE_URL"] = standin_url
+            # Both providers are the one stand-in: the Anthropic API's paths and Bedrock's runtime path.
+            env["ANTHROPIC_BASE_URL"] = env["BEDROCK_BASE_URL"] = standin_url
+        if self.options.breaker_cool_down_s is not None:
+            env["BREAKER_COOL_DOWN_S"] = str(self.options.breaker_cool_down_s)
         return env
 
     def intake_environment(self) -> dict[str, str]:

@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds the Claude stand-in takes to process a Message Batch")
     parser.add_argument("--model-limits", type=limits_argument, default=None,
                         help="the Claude stand-in's rate limits per minute, e.g. rpm=120,itpm=40000,otpm=8000 (default: none)")
+    parser.add_argument("--providers", default=None,
+                        help="model providers in order, e.g. anthropic,bedrock (default: cdk.json's model_providers)")
     parser.add_argument("--worker-concurrency", type=int, help="jobs a cpu worker runs at once (default: cdk.json's)")
     parser.add_argument("--webhook-schedule", default=Options.webhook_retry_schedule_s,
                         help="seconds between webhook attempts, comma-separated (WEBHOOK_RETRY_SCHEDULE_S)")
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     if taken := taken_ports(args):
         sys.exit(f"local.serve: in use: {', '.join(taken)}; another `make serve`? Give another port (0: any free one).")
     config = {**args.context, "inline_budget_s": args.inline_budget, "worker_concurrency": args.worker_concurrency,
-              "gpu_enabled": True if args.gpu else None}
+              "gpu_enabled": True if args.gpu else None,
+              "model_providers": [p.strip() for p in args.providers.split(",")] if args.providers else None}
     options = Options(
         api_port=args.port, aws_port=args.aws_port, webhook_port=args.webhook_port,
         standin_latency_s=args.standin_latency, log_dir=args.log_dir,

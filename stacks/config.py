@@ -54,7 +54,8 @@ from jobcore.limits import (
     SQS_EVENT_SOURCE_MIN_CONCURRENCY,
     SQS_MAX_VISIBILITY_S,
 )
-from jobcore.pricing import Prices, default_prices
+from jobcore.pricing import BedrockProfile, Prices, default_prices
+from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, batch_allowed, bedrock_profiles, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
 
 if TYPE_CHECKING:
@@ -164,6 +165,11 @@ class PipelineConfig:
     # retryable failure fails it; batch_open_alarm_hours: alarm when a batch stays open longer.
     batch_enabled: bool = True
     batch_window_s: int = 0
+    # Who answers the Claude calls, in order (docs/providers.md): ["anthropic"], ["bedrock"] or both, the second
+    # taking the calls the first refuses while its circuit breaker is open. bedrock_profile: the inference profile
+    # scope ("global", "us", "eu") whose id the Bedrock client calls, checked against the deploy Region.
+    model_providers: list[str] = field(default_factory=lambda: list(DEFAULT_PROVIDERS))
+    bedrock_profile: str = DEFAULT_BEDROCK_SCOPE
     batch_max_attempts: int = 3
     batch_open_alarm_hours: int = 24
     alarm_email: str = ""
@@ -249,6 +255,7 @@ class PipelineConfig:
             prices = self.prices()
         except ValueError as error:
             raise ConfigError(f"context key 'price_overrides': {error}") from None
+        self.bedrock_profiles(None)
         try:
             CostModel(prices, self.lanes())
         except LaneConfigError as error:
@@ -303,6 +310,16 @@ class PipelineConfig:
         """How many inline runs may hold a router execution at once (``INLINE_CONCURRENCY``)."""
         return inline_slots(self.router_concurrency())
 
+    def bedrock_profiles(self, region: str | None) -> list[BedrockProfile]:
+        """The inference profiles the Bedrock provider calls (none without it), checked to exist for the models
+        and, with a ``region`` (the deploy Region), to be callable from it."""
+        if "bedrock" not in self.model_providers:
+            return []
+        try:
+            return bedrock_profiles(self.prices().claude, (self.model_id, self.worker_model_id), self.bedrock_profile, region)
+        except ValueError as error:
+            raise ConfigError(f"context keys 'model_providers', 'bedrock_profile' and the model ids: {error}") from None
+
     def prices(self) -> Prices:
         """The price file with ``price_overrides`` merged in, exactly as the runtime builds it."""
         return default_prices().with_overrides(self.price_overrides)
@@ -329,7 +346,9 @@ class PipelineConfig:
                  time_limit_s=self.gpu_job_timeout_s, concurrency=self.gpu_concurrency,
                  compute=Ec2Compute(instance=self.gpu_instance_type)),
             # No compute of its own: its memory is the collector's, its time limit the API's 24 h.
-            Lane(name="batch", queued=True, enabled=self.batch_enabled, memory_mb=BATCH_COLLECTOR_MEMORY_MB,
+            # The batch lane is Anthropic's Message Batches API: off without Anthropic (mode batch: a 422).
+            Lane(name="batch", queued=True, enabled=self.batch_enabled and batch_allowed(self.model_providers),
+                 memory_mb=BATCH_COLLECTOR_MEMORY_MB,
                  time_limit_s=BATCH_WINDOW_MAX_S, compute=BatchCompute()),
         ))
 
@@ -403,6 +422,12 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
         if isinstance(raw, str):
             return raw.strip()
         raise ConfigError(f"context key {key!r} = {raw!r}: expected a string")
+    if typing.get_origin(base) is list:
+        if isinstance(raw, str):  # -c model_providers=anthropic,bedrock, or a JSON list
+            raw = json.loads(raw) if raw.strip().startswith("[") else [part.strip() for part in raw.split(",") if part.strip()]
+        if isinstance(raw, list):
+            return raw
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected a list")
     if typing.get_origin(base) is dict:
         if isinstance(raw, str):
             try:
@@ -423,7 +448,19 @@ def _matches(pattern: re.Pattern[str], expected: str) -> tuple[Callable[[str], b
     return (lambda v: bool(pattern.fullmatch(v))), expected
 
 
+def _parses(parse: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            parse(value)
+        except ValueError:
+            return False
+        return True
+    return check
+
+
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model_providers": (_parses(parse_providers), 'a non-empty list of distinct providers: "anthropic", "bedrock"'),
+    "bedrock_profile": (_parses(parse_scope), 'an inference profile scope: "global", "us" or "eu"'),
     "stage": _matches(_STAGE, "lower-case letters, digits and '-', starting with a letter, at most 16 characters"),
     "model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
     "worker_model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),

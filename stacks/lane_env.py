@@ -11,20 +11,23 @@ from typing import Any
 
 from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lanes
+from jobcore.providers import DEFAULT_BEDROCK_SCOPE
 
 
 def compact_json(value: Any, *, sort_keys: bool = True) -> str:
     return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
 
 
-def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any]) -> dict[str, str]:
-    """``LaneSettings.ENV``: the lanes and the price overrides, the same for the router and every worker.
+def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any], bedrock_scope: str = DEFAULT_BEDROCK_SCOPE) -> dict[str, str]:
+    """``LaneSettings.ENV``: the lanes, the price overrides and the Bedrock profile priced, the same for the router
+    and every worker (the functions that never call a model leave the profile at its default).
 
     The lanes keep their order (routing takes the first lane that fits; the first CPU lane is the fallback).
     """
     return {
         "LANES": compact_json(lanes.to_dict(), sort_keys=False),
         "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
+        "BEDROCK_PROFILE": bedrock_scope,
     }
 
 

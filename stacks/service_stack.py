@@ -23,6 +23,7 @@ from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.intake import IntakeFunction
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.job_sweeper import JobSweeper
+from stacks.constructs.model_access import model_access
 from stacks.constructs.monitoring import PipelineMonitoring
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
@@ -67,6 +68,8 @@ class ServiceStack(Stack):
         storage, secrets = data.storage, data.secrets
         lanes = c.lanes()
         queued = lanes.queued()
+        region = self.region if not Token.is_unresolved(self.region) else default_region
+        access = model_access(c.model_providers, c.bedrock_profile, c.bedrock_profiles(region))
         if any(isinstance(lane.compute, Ec2Compute) for lane in queued):
             self.check_gpu_region(c.gpu_instance_type, c.gpu_ami_release, default_region)
         queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
@@ -80,7 +83,7 @@ class ServiceStack(Stack):
 
         router = RouterFunction(
             self, "Router", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
-            anthropic_secret=secrets.anthropic_api_key,
+            anthropic_secret=secrets.anthropic_api_key, model_access=access,
             stage=c.stage, model_id=c.model_id, timeout=Duration.seconds(c.router_timeout_s),
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days,
@@ -97,7 +100,7 @@ class ServiceStack(Stack):
                 self, f"{lane.name.capitalize()}Worker", cluster=cluster, image=self._image(c, lane), storage=storage,
                 lane=lane, lanes=lanes, job_queue=queues[lane.name], webhook_queue=webhooks.job_queue,
                 compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
-                stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key,
+                stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key, model_access=access,
                 price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
                 log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "", capacity=c.capacity())
             for lane in lanes.worker_lanes()

@@ -23,7 +23,7 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
                           cost_model=settings.lanes.cost_model(), role=f"worker-{settings.lane}",
                           result_retention_days=settings.result_retention_days, model_wait_limit_s=settings.model_wait_limit_s)
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S,
-                        pacer=build_pacer(settings.claude, clients))
+                        pacer=build_pacer(settings.claude, clients), table=clients.table)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,
         ctx=RunContext(llm=model, model_id=settings.claude.model_id),

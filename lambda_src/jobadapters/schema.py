@@ -112,3 +112,8 @@ CAPACITY_ATTRIBUTE = "capacity_bucket"
 # The router's inline slot counters (jobcore.concurrency, jobadapters.dynamo.DynamoInlineSlots) share the table
 # too: ``inline#<shard>#<window>``, no tenant_id and no status (never listed, never read as a job), the same TTL.
 INLINE_SLOT_PREFIX = "inline#"
+
+# The model providers' circuit breakers (jobcore.breaker) share the jobs table: one small item per provider,
+# BREAKER_ITEM_PREFIX + its name, the state as JSON in BREAKER_ATTRIBUTE, written only on its version.
+BREAKER_ITEM_PREFIX = "breaker#"
+BREAKER_ATTRIBUTE = "breaker"

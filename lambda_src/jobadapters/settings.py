@@ -28,6 +28,7 @@ from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
+from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
 
 _N = TypeVar("_N", int, float)
@@ -106,10 +107,11 @@ class LaneSettings:
     actual costs) alike; the CDK app builds ``LANES`` from its configuration with the same classes.
     """
 
-    ENV = frozenset({"LANES", "PRICE_OVERRIDES"})
+    ENV = frozenset({"LANES", "PRICE_OVERRIDES", "BEDROCK_PROFILE"})
 
     lanes: Lanes
     prices: Prices
+    bedrock_scope: str = DEFAULT_BEDROCK_SCOPE  # the price of the calls Bedrock answers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LaneSettings:
@@ -121,7 +123,7 @@ class LaneSettings:
             prices = default_prices().with_overrides(_json_object(env, "PRICE_OVERRIDES"))
         except ValueError as error:
             raise ConfigError(f"environment variable PRICE_OVERRIDES: {error}") from None
-        settings = cls(lanes=lanes, prices=prices)
+        settings = cls(lanes=lanes, prices=prices, bedrock_scope=_bedrock_scope(env))
         try:
             settings.cost_model()
         except ValueError as error:
@@ -129,7 +131,7 @@ class LaneSettings:
         return settings
 
     def cost_model(self) -> CostModel:
-        return CostModel(self.prices, self.lanes)
+        return CostModel(self.prices, self.lanes, bedrock_scope=self.bedrock_scope)
 
 
 def capacity_from_env(env: Mapping[str, str]) -> CapacityConfig:
@@ -167,16 +169,46 @@ class ClaudeSettings:
     base_url: str | None = None
     secret_arn: str | None = None
     capacity: CapacityConfig = CapacityConfig()
+    # Who answers, in order (jobcore.providers, MODEL_PROVIDERS); Bedrock through the BEDROCK_PROFILE profile of
+    # the model, called in this process's Region (AWS_REGION, set by Lambda and ECS); BEDROCK_BASE_URL: the
+    # stand-in's Bedrock path, locally. BREAKER_COOL_DOWN_S: how long an open breaker refuses (benches, tests).
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    bedrock_scope: str = DEFAULT_BEDROCK_SCOPE
+    region: str | None = None
+    bedrock_base_url: str | None = None
+    breaker_cool_down_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, key_in_secret: bool) -> ClaudeSettings:
         """``key_in_secret``: the Lambda fetches the key itself; ECS injects it as ANTHROPIC_API_KEY."""
+        try:
+            providers = parse_providers(env.get("MODEL_PROVIDERS") or ",".join(DEFAULT_PROVIDERS))
+        except ValueError as error:
+            raise ConfigError(f"environment variable MODEL_PROVIDERS: {error}") from None
         return cls(
             model_id=env.get("MODEL_ID") or "claude-sonnet-4-5",
             base_url=env.get("ANTHROPIC_BASE_URL") or None,
-            secret_arn=(env.get("ANTHROPIC_SECRET_ARN") or None) if key_in_secret else None,
+            secret_arn=(env.get("ANTHROPIC_SECRET_ARN") or None) if key_in_secret and ANTHROPIC in providers else None,
             capacity=capacity_from_env(env),
+            providers=providers,
+            bedrock_scope=_bedrock_scope(env),
+            # Set by Lambda and ECS themselves (never by the CDK app): read only where Bedrock is called.
+            region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None) if BEDROCK in providers else None,
+            bedrock_base_url=env.get("BEDROCK_BASE_URL") or None,
+            breaker_cool_down_s=_in_range(env, "BREAKER_COOL_DOWN_S", _number(env, "BREAKER_COOL_DOWN_S", 30.0, float), 0.1, 3600.0),
         )
+
+    @property
+    def batch_allowed(self) -> bool:
+        """The batch lane calls Anthropic's Message Batches API: without Anthropic, ``mode: batch`` is refused."""
+        return ANTHROPIC in self.providers
+
+
+def _bedrock_scope(env: Mapping[str, str]) -> str:
+    try:
+        return parse_scope(env.get("BEDROCK_PROFILE") or DEFAULT_BEDROCK_SCOPE)
+    except ValueError as error:
+        raise ConfigError(f"environment variable BEDROCK_PROFILE: {error}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,12 +268,12 @@ class RouterSettings:
 
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
-        "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES",
+        "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES", "MODEL_PROVIDERS",
         "INLINE_CONCURRENCY",
     }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK"})
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S"})
 
     stage: str
     jobs_table: str
@@ -354,7 +386,7 @@ class WorkerSettings:
 
     ENV = frozenset({
         "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
-        "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID",
+        "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID", "MODEL_PROVIDERS",
     }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
     SECRETS = frozenset({"ANTHROPIC_API_KEY"})
@@ -363,7 +395,8 @@ class WorkerSettings:
     # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
     # only the local runtime. MODEL_WAIT_LIMIT_S: the CDK app does not set it (yet), so in AWS a job waits
     # for an unavailable model for jobcore.limits.MODEL_WAIT_LIMIT_S (an hour); benches and tests shorten it.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S"}) | EmbeddingSettings.IMAGE_ENV
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S", "BEDROCK_BASE_URL",
+                           "BREAKER_COOL_DOWN_S"}) | EmbeddingSettings.IMAGE_ENV
 
     stage: str
     lane: str

@@ -14,6 +14,8 @@ import boto3
 from botocore.config import Config
 
 from jobadapters import request_time
+from jobadapters.bedrock import BedrockModel
+from jobadapters.breaker_store import DynamoBreakerStore
 from jobadapters.capacity_store import DynamoCapacityStore
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoInlineSlots, DynamoJobStore
@@ -24,6 +26,7 @@ from jobadapters.schema import IndexShards
 from jobadapters.settings import (
     ClaudeSettings,
     CollectorSettings,
+    ConfigError,
     DispatcherSettings,
     IntakeSettings,
     RouterSettings,
@@ -31,12 +34,16 @@ from jobadapters.settings import (
 )
 from jobadapters.sqs import SqsBatchInbox, SqsDeadLetters, SqsDeliveryQueue, SqsJobQueue
 from jobadapters.webhook_sender import HttpWebhookSender
+from jobcore.breaker import BreakerPolicy, Breakers, MemoryBreakerStore
 from jobcore.capacity_pacer import PacedModel, Pacer
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
+from jobcore.failover import FailoverModel
 from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.ports import LanguageModel
+from jobcore.pricing import default_prices
+from jobcore.providers import ANTHROPIC, DEFAULT_PROVIDERS
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -102,15 +109,41 @@ def build_pacer(settings: ClaudeSettings, clients: AwsClients) -> Pacer | None:
     return Pacer(DynamoCapacityStore(clients.table), settings.capacity, clock_ms)
 
 
+
 def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ,
-                pacer: Pacer | None = None) -> LanguageModel:
-    """The model over the SDK; with a ``pacer``, every call waits for a grant, and the SDK does not retry (its blind
-    retries of a 429 are what the pacer replaces): a refusal or failure goes to the runner, which decides."""
-    key = api_key_source(base_url=settings.base_url, secret_arn=settings.secret_arn, env=env)
-    if pacer is None:
-        return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
-    llm = AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=0, observer=pacer.observe)
-    return PacedModel(llm, pacer, settings.model_id)
+                pacer: Pacer | None = None, table: Any = None) -> LanguageModel:
+    """The model: the Anthropic API alone (the default), or the providers in order behind FailoverModel, their
+    breakers shared through the jobs ``table`` (a process's own without one). With a ``pacer``, every Anthropic
+    call waits for a grant of Anthropic's budget and the SDK does not retry (its blind retries of a 429 are what the
+    pacer replaces): a refusal or failure goes to the next provider, or to the runner, which decides."""
+    if settings.providers == DEFAULT_PROVIDERS:
+        return _provider_model(ANTHROPIC, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer)
+    models = [(name, _provider_model(name, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer))
+              for name in settings.providers]
+    breakers = None
+    if len(models) > 1:
+        store = MemoryBreakerStore() if table is None else DynamoBreakerStore(table)
+        breakers = Breakers(store, BreakerPolicy(cool_down_ms=int(settings.breaker_cool_down_s * 1000)), clock_ms)
+    return FailoverModel(models, breakers)
+
+
+def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
+                    env: Mapping[str, str], pacer: Pacer | None = None) -> LanguageModel:
+    if name == ANTHROPIC:
+        # The capacity budget (jobcore.capacity) is Anthropic's: its rate-limit headers correct it. Bedrock's
+        # quotas are its own (per profile and Region) and not paced here.
+        key = api_key_source(base_url=settings.base_url, secret_arn=settings.secret_arn, env=env)
+        if pacer is None:
+            return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
+        llm = AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=0, observer=pacer.observe)
+        return PacedModel(llm, pacer, settings.model_id)
+    if not settings.region:
+        raise ConfigError("the Bedrock provider needs the process's Region (AWS_REGION)")
+    claude = default_prices().claude
+    profiles = {model_id: claude.bedrock_profile(model_id, settings.bedrock_scope).id
+                for model_id, scopes in claude.bedrock.items() if settings.bedrock_scope in scopes}
+    return BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url, timeout_s=timeout_s,
+                        max_retries=max_retries)
 
 
 def build_runner(
@@ -169,7 +202,8 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
-        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env, pacer=pacer),
+        llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env, pacer=pacer,
+                        table=clients.table),
         pacer=pacer,
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,

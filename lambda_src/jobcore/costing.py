@@ -25,7 +25,8 @@ from typing import Any
 
 from jobcore.lanes import BatchCompute, Compute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
 from jobcore.model import Usage
-from jobcore.pricing import Instance, Prices
+from jobcore.pricing import Instance, Prices, TokenPrices
+from jobcore.providers import DEFAULT_BEDROCK_SCOPE
 
 SECONDS_PER_HOUR = 3600
 MB_PER_GB = 1024  # AWS bills Lambda GB-s and Fargate GB-h in binary GB: 1,024 MB each
@@ -107,14 +108,22 @@ def batch_run(prices: Prices, compute: Compute, *, items: int, items_per_s: floa
     return BatchRun(seconds, billed / SECONDS_PER_HOUR * worker_hourly(prices, compute))
 
 
-def claude_cost(prices: Prices, model_id: str | None, usage: Usage, *, batch: bool = False) -> float:
+def claude_cost(prices: Prices, model_id: str | None, usage: Usage, *, batch: bool = False,
+                bedrock_scope: str = DEFAULT_BEDROCK_SCOPE) -> float:
     """Tokens × the model's prices; an unknown model is priced as the file's default model.
 
     Input at the input price; a cached prefix written at 1.25× it (2× for the 1-hour TTL) and read at 0.1×;
     output at the output price; everything at half price (``prices.claude.batch_discount`` off) when the
-    request went through the Message Batches API (``batch``).
+    request went through the Message Batches API (``batch``). The calls each provider answered
+    (``usage.by_provider``) at that provider's price: Bedrock's is its ``bedrock_scope`` profile's.
     """
-    rates, _ = prices.claude.for_model(model_id)
+    if usage.by_provider:
+        return sum(_tokens_cost(prices, prices.claude.rates(model_id, name, bedrock_scope), part, batch=batch)
+                   for name, part in usage.by_provider.items())
+    return _tokens_cost(prices, prices.claude.for_model(model_id)[0], usage, batch=batch)
+
+
+def _tokens_cost(prices: Prices, rates: TokenPrices, usage: Usage, *, batch: bool) -> float:
     caching = prices.claude.caching
     writes_1h = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
     input_equivalent = (
@@ -194,9 +203,10 @@ class CostModel:
     price (an EC2 instance type it lists): checked here, so a bad configuration fails at start.
     """
 
-    def __init__(self, prices: Prices, lanes: Lanes) -> None:
+    def __init__(self, prices: Prices, lanes: Lanes, *, bedrock_scope: str = DEFAULT_BEDROCK_SCOPE) -> None:
         self.prices = prices
         self.lanes = lanes
+        self.bedrock_scope = bedrock_scope  # the inference profile a Bedrock provider calls (its price)
         for lane in lanes:
             if isinstance(lane.compute, Ec2Compute):
                 try:
@@ -237,7 +247,8 @@ class CostModel:
         basis = (f"{lane.name}: {duration_s:g} s {_share(lane)}; {_tokens_basis(self.prices, model_id, usage, batch=batch)}; "
                  f"{_requests_basis(lane.queued)}; prices {self.prices.as_of}")
         return Cost(
-            claude=claude_cost(self.prices, model_id, usage, batch=batch), compute=self._compute(lane, duration_s),
+            claude=claude_cost(self.prices, model_id, usage, batch=batch, bedrock_scope=self.bedrock_scope),
+            compute=self._compute(lane, duration_s),
             requests=job_requests(self.prices, queued=lane.queued), basis=basis,
         )
 

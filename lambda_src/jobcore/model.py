@@ -8,6 +8,7 @@ message (SQS delivers at least once) therefore cannot both finish the job: the s
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -72,9 +73,22 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
+    # The part of it each model provider answered (jobcore.failover): provider → its Usage. Empty for the calls
+    # of a deployment with one provider, and for items stored before there were providers.
+    by_provider: Mapping[str, Usage] = field(default_factory=dict)
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage)))
+        counts = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage) if f.name != "by_provider"}
+        merged = dict(self.by_provider)
+        for name, part in other.by_provider.items():
+            merged[name] = merged[name] + part if name in merged else part
+        return Usage(**counts, by_provider=merged)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        fields_ = dict(data)
+        fields_["by_provider"] = {name: cls.from_dict(part) for name, part in (fields_.get("by_provider") or {}).items()}
+        return cls(**fields_)
 
 
 @dataclass(frozen=True)
@@ -175,7 +189,7 @@ class Job:
         fields["mode"] = Mode(fields.get("mode", "auto"))
         if fields.get("webhook"):
             fields["webhook"] = Webhook(fields["webhook"]["url"], tuple(fields["webhook"].get("events", ())))
-        fields["usage"] = Usage(**fields.get("usage", {}))
+        fields["usage"] = Usage.from_dict(fields.get("usage", {}))
         if fields.get("delivery"):
             fields["delivery"] = Delivery.from_dict(fields["delivery"])
         if fields.get("model_wait"):

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from jobcore.capacity import SharedBucket
 from jobcore.deliveries import AttemptResult
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus
+
+if TYPE_CHECKING:
+    from jobcore.breaker import BreakerState
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,20 @@ class BlobStore(Protocol):
 
 class LanguageModel(Protocol):
     def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
-        """One Messages API call; the response as a plain dict. Raises jobcore.errors.ModelError."""
+        """One Messages API call; the response as a plain dict. Raises jobcore.errors.ModelError.
+
+        Behind :class:`jobcore.failover.FailoverModel` the dict also names the provider that answered
+        (``"provider": "bedrock"``), which the job's usage records per provider."""
+
+
+class BreakerStore(Protocol):
+    """The providers' circuit breakers, shared by every process (jobcore.breaker)."""
+
+    def load(self, provider: str) -> BreakerState:
+        """The provider's breaker; a closed one at version 0 when none is stored."""
+
+    def save(self, provider: str, state: BreakerState, *, expected_version: int) -> bool:
+        """Write it if the stored version is still ``expected_version``; False when another process won."""
 
 
 class CapacityStore(Protocol):

@@ -13,12 +13,12 @@ import functools
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
 # Maps keyed by a name rather than by a field: overrides may add entries (a new model, an instance type).
-_OPEN_MAPS = frozenset({("ec2", "instances"), ("claude", "models")})
+_OPEN_MAPS = frozenset({("ec2", "instances"), ("claude", "models"), ("claude", "bedrock", "models")})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,11 +78,48 @@ class CachingPrices:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BedrockProfile:
+    """One inference profile of a model on Amazon Bedrock: its id, its prices, where it may be called from
+    (``sources``) and where it routes calls (``destinations``; None: every commercial Region, a global profile)."""
+
+    scope: str  # "global", "us", "eu": the profile id's prefix
+    id: str
+    model: str  # the foundation model it routes to
+    input_per_million: float
+    output_per_million: float
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClaudePrices:
     models: Mapping[str, TokenPrices]
     default_model: str
     batch_discount: float  # fraction off every token of a Message Batches request
     caching: CachingPrices
+    # Anthropic model id → inference profile scope → the profile (jobadapters.claude's Bedrock client, the IAM
+    # grant, the config's Region check and the price of a call Bedrock answered).
+    bedrock: Mapping[str, Mapping[str, BedrockProfile]] = field(default_factory=dict)
+
+    def bedrock_profile(self, model_id: str, scope: str) -> BedrockProfile:
+        """The model's profile of that scope; ValueError saying which exist when there is none."""
+        profiles = self.bedrock.get(model_id)
+        if profiles is None:
+            raise ValueError(f"model {model_id!r} has no Amazon Bedrock inference profile in the price file "
+                             f"(it has: {', '.join(sorted(self.bedrock)) or 'none'})")
+        if scope not in profiles:
+            raise ValueError(f"model {model_id!r} has no {scope!r} inference profile on Amazon Bedrock "
+                             f"(it has: {', '.join(sorted(profiles))})")
+        return profiles[scope]
+
+    def rates(self, model_id: str | None, provider: str | None, bedrock_scope: str) -> TokenPrices:
+        """What a call answered by ``provider`` costs per token: Bedrock's profile price for a model it lists,
+        the Anthropic API's otherwise (an unknown model at the default model's)."""
+        anthropic, _ = self.for_model(model_id)
+        profile = self.bedrock.get(model_id or "", {}).get(bedrock_scope) if provider == "bedrock" else None
+        if profile is None:
+            return anthropic
+        return replace(anthropic, input_per_million=profile.input_per_million, output_per_million=profile.output_per_million)
 
     def for_model(self, model_id: str | None) -> tuple[TokenPrices, bool]:
         """The model's prices and whether it was known; unknown models cost what the default costs."""
@@ -171,6 +208,15 @@ class _Reader:
     def optional_text(self, key: str) -> str | None:
         return self.text(key) if key in self._data else None
 
+    def is_list(self, key: str) -> bool:
+        return isinstance(self._data.get(key), list)
+
+    def regions(self, key: str) -> tuple[str, ...]:
+        value = self._get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"prices: {self._where(key)} must be a non-empty list of Region names")
+        return tuple(value)
+
     def has(self, key: str) -> bool:
         return key in self._data
 
@@ -238,7 +284,24 @@ def _claude(r: _Reader) -> ClaudePrices:
     cache = r.group("prompt_caching")
     caching = CachingPrices(write_5m_multiplier=cache.num("write_5m_multiplier"),
                             write_1h_multiplier=cache.num("write_1h_multiplier"), read_multiplier=cache.num("read_multiplier"))
-    return ClaudePrices(models=models, default_model=default, batch_discount=discount, caching=caching)
+    return ClaudePrices(models=models, default_model=default, batch_discount=discount, caching=caching,
+                        bedrock=_bedrock(r.group("bedrock").group("models")) if r.has("bedrock") else {})
+
+
+def _bedrock(r: _Reader) -> dict[str, dict[str, BedrockProfile]]:
+    table: dict[str, dict[str, BedrockProfile]] = {}
+    for model_id, spec in r.groups():
+        foundation = spec.text("model")
+        table[model_id] = {}
+        for scope, profile in spec.group("profiles").groups():
+            destinations = profile.regions("destinations") if profile.is_list("destinations") else None
+            table[model_id][scope] = BedrockProfile(
+                scope=scope, id=profile.text("id"), model=foundation, input_per_million=profile.num("input_per_million"),
+                output_per_million=profile.num("output_per_million"), sources=profile.regions("sources"),
+                destinations=destinations)
+            if not table[model_id][scope].id.startswith(f"{scope}.{foundation}"):
+                raise ValueError(f"prices: claude.bedrock.models.{model_id}.profiles.{scope}.id must be '{scope}.{foundation}'")
+    return table
 
 
 def _requests(root: _Reader) -> RequestPrices:

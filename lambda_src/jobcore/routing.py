@@ -156,7 +156,8 @@ def _batch(profile: TaskProfile, lanes: Lanes) -> Decision:
                               "(Message Batches API) cannot run it; use auto or async")
     lane = lanes.batch_lane
     if lane is None:
-        raise UnroutableError("the batch lane is not enabled in this deployment (batch_enabled); use auto or async")
+        raise UnroutableError("the batch lane is not enabled in this deployment (batch_enabled; it is Anthropic's Message "
+                              "Batches API, so it is off when 'anthropic' is not among model_providers); use auto or async")
     return Decision(lane.name, f"{lane.name}: client asked for batch (Message Batches API: half the token price, "
                                "results within 24 h)")
 

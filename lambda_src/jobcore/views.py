@@ -118,16 +118,19 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
     return shown
 
 
-def usage_view(usage: Usage) -> dict[str, int]:
+def usage_view(usage: Usage) -> dict[str, Any]:
     """The job's tokens: uncached input, output, calls, and the cached prefix written and read (0 without
-    caching); the 1-hour-TTL part of the writes only when there is one."""
-    view = {
+    caching); the 1-hour-TTL part of the writes only when there is one; ``by_provider`` (the same, per model
+    provider that answered) when the deployment fails over between providers."""
+    view: dict[str, Any] = {
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "model_calls": usage.model_calls,
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens,
     }
     if usage.cache_creation_1h_input_tokens:
         view["cache_creation_1h_input_tokens"] = usage.cache_creation_1h_input_tokens
+    if usage.by_provider:
+        view["by_provider"] = {name: usage_view(part) for name, part in sorted(usage.by_provider.items())}
     return view
 
 

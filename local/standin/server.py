@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from local.standin.answers import build_message
 from local.standin.api import ApiError, invalid
 from local.standin.batches import BATCH_MAX_BYTES, Batch, Batches, BatchSettings, validate_batch
+from local.standin.bedrock import INVOKE_PATH, as_bedrock, authenticate, messages_body
 from local.standin.cache import prompt_blocks
 from local.standin.control import State, non_negative
 from local.standin.limits import Grant, ModelLimits, limits_argument
@@ -25,10 +26,20 @@ from local.standin.prompt import prompt_tokens, validate_request
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], state: State, batches: Batches):
+    def __init__(self, address: tuple[str, int], state: State, batches: Batches, bedrock: State):
         super().__init__(address, _Handler)
         self.state, self.batches = state, batches
+        self.bedrock = bedrock  # the Bedrock runtime path's own failures and counters
         self.stopping = threading.Event()
+
+    def stats(self) -> dict[str, Any]:
+        return stats_of(self.state, self.bedrock)
+
+
+def stats_of(state: State, bedrock: State) -> dict[str, Any]:
+    """The Anthropic paths' stats, and the Bedrock path's ``requests``, ``by_status`` and ``last_request``."""
+    on_bedrock = bedrock.stats()
+    return {**state.stats(), "bedrock": {k: on_bedrock[k] for k in ("requests", "by_status", "last_request")}}
 
 
 # /v1/messages/batches, /v1/messages/batches/{id}, /v1/messages/batches/{id}/results or .../cancel
@@ -48,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/_standin/stats":
-            self._send(200, self.server.state.stats())
+            self._send(200, self.server.stats())
         elif _BATCH_PATH.fullmatch(path):
             self._batch_call("GET", b"")
         else:
@@ -70,8 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(ApiError(413, "request_too_large", message, {"connection": "close"}))
             return
         raw = self.rfile.read(length)
+        invoke = INVOKE_PATH.fullmatch(path)
         if path == "/v1/messages":
             self._messages(raw)
+        elif invoke is not None:
+            self._invoke(invoke.group("model"), raw)
         elif _BATCH_PATH.fullmatch(path):
             self._batch_call("POST", raw)
         elif path == "/_standin/control":
@@ -83,12 +97,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(ApiError(404, "not_found_error", f"{self.path}: not found"))
 
     def _control(self, raw: bytes) -> None:
+        """The control body; ``"provider": "bedrock"`` applies it to the Bedrock path instead."""
+        control = _json_or_none(raw)
+        state = self.server.state
+        if isinstance(control, dict) and "provider" in control:
+            provider = control.pop("provider")
+            if provider not in ("anthropic", "bedrock"):
+                self._send_error(invalid("provider: must be 'anthropic' or 'bedrock'"))
+                return
+            state = self.server.bedrock if provider == "bedrock" else state
         try:
-            self.server.state.apply_control(_json_or_none(raw))
+            state.apply_control(control)
         except ValueError as err:
             self._send_error(invalid(str(err)))
             return
-        self._send(200, self.server.state.config())
+        self._send(200, state.config())
+
+    def _invoke(self, path_model: str, raw: bytes) -> None:
+        """Bedrock's InvokeModel for an Anthropic model: the Messages API answer, Bedrock's errors."""
+        state = self.server.bedrock
+        body = _json_or_none(raw)
+        hang_s, latency_s = state.arrive(body)
+        if not (self._wait(hang_s) and self._wait(latency_s)):
+            self.close_connection = True
+            return
+        try:
+            authenticate(self.headers)
+            failure = state.take_failure()
+            if failure:
+                raise failure
+            request = messages_body(path_model, body)
+            validate_request(request)
+            status, payload, headers = 200, build_message(request, raw, cache=state.cache, now=state.clock()), {}
+        except ApiError as err:
+            error = as_bedrock(err)
+            status, payload, headers = error.status, error.payload(), error.headers
+        state.answered(status)
+        self._send(status, payload, {"x-amzn-requestid": _request_id(raw), **headers})
 
     def _messages(self, raw: bytes) -> None:
         state = self.server.state
@@ -277,6 +322,7 @@ class ClaudeStandIn:
         self._address = (host, port)
         settings = BatchSettings(non_negative(batch_delay_s, "batch_delay_s"), non_negative(batch_cancel_delay_s, "batch_cancel_delay_s"))
         self._state = State(latency_s, settings, clock, limits)
+        self._bedrock = State(latency_s, settings, clock)
         self._batches = Batches(clock, self._state.cache)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -284,7 +330,7 @@ class ClaudeStandIn:
     def start(self) -> ClaudeStandIn:
         """Bind and serve in a background daemon thread; returns self for chaining."""
         if self._server is None:
-            self._server = _Server(self._address, self._state, self._batches)
+            self._server = _Server(self._address, self._state, self._batches, self._bedrock)
             self._thread = threading.Thread(
                 target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="claude-standin", daemon=True
             )
@@ -325,6 +371,7 @@ class ClaudeStandIn:
         batch_delay_s: float | None = None,
         batch_cancel_delay_s: float | None = None,
         batch_fail: list[dict[str, Any]] | None = None,
+        provider: str = "anthropic",
     ) -> None:
         """Change behaviour; arguments left as None are unchanged.
 
@@ -337,7 +384,18 @@ class ClaudeStandIn:
         :class:`BatchSettings`); ``batch_fail`` is a list of :class:`BatchFailRule` dicts, e.g.
         ``[{"custom_id": "^bad", "error_type": "invalid_request_error"}, {"index": 2, "result": "expired"},
         {"fraction": 0.5}]``, the first rule that selects a request deciding it; ``[]`` drops them.
+
+        ``provider="bedrock"``: the latency, failures and hang of the Bedrock runtime path instead (its 529 is
+        answered as Bedrock's 503).
         """
+        if provider == "bedrock":
+            if fail_status is not None:
+                self._bedrock.set_fail(fail_status, fail_times, fail_for_s, retry_after)
+            if latency_s is not None:
+                self._bedrock.set_latency(latency_s)
+            if hang_s is not None:
+                self._bedrock.set_hang(hang_s)
+            return
         if (fail_times is not None or fail_for_s is not None or retry_after is not None) and fail_status is None:
             raise ValueError("fail_times, fail_for_s and retry_after need fail_status")
         if latency_s is not None:
@@ -357,12 +415,14 @@ class ClaudeStandIn:
         """Back to the constructor's latency, batch settings and limits (buckets full), no failures, no
         hang, an empty prompt cache and zeroed stats. Batches made so far stay (they live as long as the stand-in)."""
         self._state.reset()
+        self._bedrock.reset()
 
     def stats(self) -> dict[str, Any]:
         """``requests``, ``by_status`` (status as a string → count) and ``last_request`` (parsed body) of
         ``/v1/messages`` calls, ``batches``: ``created`` (a count) and ``requests`` (batch id → its size),
-        and ``limits``: None, or the rate limits' counters (:meth:`local.standin.limits.RateLimiter.stats`)."""
-        return self._state.stats()
+        and ``limits``: None, or the rate limits' counters (:meth:`local.standin.limits.RateLimiter.stats`);
+        ``bedrock``: the Bedrock runtime path's ``requests``, ``by_status`` and ``last_request``."""
+        return stats_of(self._state, self._bedrock)
 
 
 def main(argv: list[str] | None = None) -> None:

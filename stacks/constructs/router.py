@@ -18,6 +18,7 @@ from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.lane_waker import let_wake
+from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
@@ -51,7 +52,7 @@ class RouterFunction(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
         code: lambda_.Code, storage: JobStorage, lanes: Lanes, queues: Mapping[str, JobQueue], webhook_queue: JobQueue,
-        anthropic_secret: secretsmanager.ISecret,
+        anthropic_secret: secretsmanager.ISecret, model_access: ModelAccess = ANTHROPIC_ONLY,
         stage: str, model_id: str, timeout: Duration, reserved_concurrency: int | None, job_ttl_days: int,
         result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any],
@@ -65,11 +66,13 @@ class RouterFunction(Construct):
                 self, lanes=lanes, price_overrides=price_overrides, stage=stage, table=storage.table_environment(),
                 bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
-                result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id),
-            "ANTHROPIC_SECRET_ARN": anthropic_secret.secret_arn,
+                result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id,
+                model_providers=model_access.providers, bedrock_scope=model_access.bedrock_scope),
             **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
             **({} if inline_concurrency is None else {"INLINE_CONCURRENCY": str(inline_concurrency)}),
         }
+        if model_access.anthropic:  # no key, and no grant to read it, when Anthropic is not a provider
+            environment["ANTHROPIC_SECRET_ARN"] = anthropic_secret.secret_arn
         runtime_env.check_lambda_size(environment, where=self.node.path)
         runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))
         self._environment, self._placeholders = environment, queue_url_placeholders(queues)
@@ -96,7 +99,7 @@ class RouterFunction(Construct):
         for job_queue in queues.values():
             job_queue.grant_send(self.role)
         webhook_queue.grant_send(self.role)
-        anthropic_secret.grant_read(self.role)
+        model_access.grant(self.role, anthropic_secret)
 
     def wake_lanes(self, services: Mapping[str, ecs.BaseService]) -> None:
         """Lets the router wake each worker lane's idle service when it queues a job there (``jobcore.wake``):

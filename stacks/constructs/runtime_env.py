@@ -7,7 +7,7 @@ deployment whose functions would refuse their own settings fails ``cdk synth`` i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_cdk import Stack, Token
@@ -15,18 +15,21 @@ from aws_cdk import Stack, Token
 from jobadapters.settings import ConfigError
 from jobcore.lanes import Lanes
 from jobcore.limits import LAMBDA_MAX_ENVIRONMENT_BYTES
+from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS
 from stacks.lane_env import compact_json, lane_environment  # re-exported: the constructs' one import
 
 
 def service_environment(
     scope: Any, *, lanes: Lanes, price_overrides: Mapping[str, Any], stage: str, table: Mapping[str, str], bucket_name: str,
     queue_urls: Mapping[str, str], webhook_queue_url: str, job_ttl_days: int, result_retention_days: int,
-    task_rates_per_min: Mapping[str, float], model_id: str,
+    task_rates_per_min: Mapping[str, float], model_id: str, model_providers: Sequence[str] = DEFAULT_PROVIDERS,
+    bedrock_scope: str = DEFAULT_BEDROCK_SCOPE,
 ) -> dict[str, str]:
     """What ``jobadapters.wiring.build_service`` reads besides the Claude key: the environment of every
-    function that submits jobs (the router; the S3 intake), built in one place."""
+    function that submits jobs (the router; the S3 intake, which never calls the model itself), built in one place."""
     return {
-        **lane_environment(lanes, price_overrides),
+        **lane_environment(lanes, price_overrides, bedrock_scope),
+        "MODEL_PROVIDERS": ",".join(model_providers),
         "STAGE": stage,
         **table,  # JOBS_TABLE and INDEX_SHARDS (JobStorage.table_environment)
         "RESULTS_BUCKET": bucket_name,

@@ -23,6 +23,7 @@ from stacks.constructs import runtime_env
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile
 from stacks.constructs.job_queue import JobQueue
+from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.nag import acknowledge, ref
 from stacks.constructs.runtime_env import lane_environment
 from stacks.constructs.storage import JobStorage
@@ -64,7 +65,8 @@ class WorkerService(Construct):
         self, scope: Construct, construct_id: str, *,
         cluster: WorkerCluster, compute: ComputeProfile, image: ecs.ContainerImage, lane: Lane, lanes: Lanes,
         job_queue: JobQueue, webhook_queue: JobQueue, storage: JobStorage, anthropic_secret: secretsmanager.ISecret,
-        stage: str, model_id: str, min_tasks: int, max_tasks: int, result_retention_days: int,
+        model_access: ModelAccess = ANTHROPIC_ONLY, stage: str, model_id: str, min_tasks: int, max_tasks: int,
+        result_retention_days: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
         model_s3_uri: str = "", capacity: CapacityConfig | None = None,
     ) -> None:
@@ -74,7 +76,8 @@ class WorkerService(Construct):
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.task_definition = compute.task_definition(self)
         environment = {
-            **lane_environment(lanes, price_overrides),
+            **lane_environment(lanes, price_overrides, model_access.bedrock_scope),
+            **model_access.environment(),
             "STAGE": stage,
             "LANE": lane.name,
             "QUEUE_URL": job_queue.queue.queue_url,
@@ -94,7 +97,8 @@ class WorkerService(Construct):
             "Worker",
             image=image,
             environment=environment,
-            secrets={"ANTHROPIC_API_KEY": ecs.Secret.from_secrets_manager(anthropic_secret)},
+            # ECS injects the key (its execution role reads the secret): only where Anthropic is a provider.
+            secrets={"ANTHROPIC_API_KEY": ecs.Secret.from_secrets_manager(anthropic_secret)} if model_access.anthropic else None,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=lane.name, log_group=self.log_group),
             stop_timeout=STOP_TIMEOUT,
             **compute.container_sizing(),
@@ -106,6 +110,7 @@ class WorkerService(Construct):
         # construct reaches them (cfn-lint W3005 about the cluster itself is the price, see .cfnlintrc).
         self.service.node.add_dependency(cluster.cluster)
         self._grant(cluster, storage, webhook_queue)
+        model_access.grant(self.task_definition.task_role, None)  # the key is the execution role's to read, for ECS
         if model_s3_uri:
             self._grant_model(model_s3_uri)
         self.scaling = self._scale_on_backlog(cluster, lane.concurrency, min_tasks, max_tasks, idle_minutes)

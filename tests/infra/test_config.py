@@ -34,6 +34,8 @@ from stacks.constructs.runtime_env import compact_json, lane_environment
 
 # One bad value per key; the test below checks that every key has one.
 BAD_VALUES = {
+    "model_providers": ["anthropic", "anthropic"],
+    "bedrock_profile": "apac",
     "stage": "Prod_1",
     "model_id": "",
     "worker_model_id": "claude sonnet",

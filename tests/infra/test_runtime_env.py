@@ -55,7 +55,7 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "JOB_TTL_DAYS": str(config.job_ttl_days),
         "RESULT_RETENTION_DAYS": str(config.result_retention_days),
         "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min), "MODEL_ID": config.model_id,
-        "ANTHROPIC_SECRET_ARN": "arn:anthropic",
+        "ANTHROPIC_SECRET_ARN": "arn:anthropic", "MODEL_PROVIDERS": ",".join(config.model_providers),
         "LANE_SERVICES": compact_json({lane.name: f"arn:aws:ecs:us-east-1:111122223333:service/workers/{lane.name}"
                                        for lane in config.lanes().worker_lanes()}),
         **capacity_environment(config.capacity()),
@@ -72,6 +72,7 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
         "RESULT_RETENTION_DAYS": str(config.result_retention_days), "MAX_RECEIVES": str(config.max_receives),
         "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
         **capacity_environment(config.capacity()),
+        "MODEL_PROVIDERS": ",".join(config.model_providers),
     }
 
 

@@ -343,6 +343,7 @@ def test_http_control_drives_failures_and_stats(standin):
     assert http(standin, "/_standin/reset", {})[0] == 200
     assert http(standin, "/_standin/stats")[1] == {
         "requests": 0, "by_status": {}, "last_request": None, "batches": {"created": 0, "requests": {}}, "limits": None,
+        "bedrock": {"requests": 0, "by_status": {}, "last_request": None},
     }
 
 

@@ -19,7 +19,7 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from jobcore.model import Usage
@@ -119,12 +119,14 @@ def usage_of(response: Mapping[str, Any]) -> Usage:
     def count(source: Mapping[str, Any], key: str) -> int:
         return int(source.get(key) or 0)  # absent or null (exclude_none drops it; the API sends null) is 0
 
-    return Usage(
+    counted = Usage(
         input_tokens=count(usage, "input_tokens"), output_tokens=count(usage, "output_tokens"), model_calls=1,
         cache_creation_input_tokens=count(usage, "cache_creation_input_tokens"),
         cache_read_input_tokens=count(usage, "cache_read_input_tokens"),
         cache_creation_1h_input_tokens=count(creation, "ephemeral_1h_input_tokens"),
     )
+    provider = response.get("provider")  # named by jobcore.failover.FailoverModel
+    return replace(counted, by_provider={provider: counted}) if isinstance(provider, str) else counted
 
 
 def text_of(response: Mapping[str, Any]) -> str:
