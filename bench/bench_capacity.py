@@ -137,7 +137,11 @@ def list_jobs(api: str, key: str) -> Iterator[dict[str, Any]]:
     cursor: str | None = None
     while True:
         query = "limit=100" + (f"&cursor={cursor}" if cursor else "")
-        status, _, page = call("GET", f"{api}/v1/jobs?{query}", key=key)
+        for _ in range(30):  # a 503 (the store slow under the load: the router's bounded calls) is retried, as by a client
+            status, _, page = call("GET", f"{api}/v1/jobs?{query}", key=key)
+            if status != 503:
+                break
+            time.sleep(1)
         assert status == 200, page
         yield from page["jobs"]
         cursor = page.get("next_cursor")
