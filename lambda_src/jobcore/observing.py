@@ -34,5 +34,11 @@ class Quiet:
     def finished(self, job: Job) -> None:
         pass
 
+    def capacity_wait(self, job: Job) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
 
 QUIET = Quiet()

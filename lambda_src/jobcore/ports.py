@@ -317,3 +317,9 @@ class Observer(Protocol):
     def started(self, job: Job, *, now_ms: int) -> None: ...
 
     def finished(self, job: Job) -> None: ...
+
+    def capacity_wait(self, job: Job) -> None:
+        """``job`` was queued again to wait for the model's capacity (rate-limited, overloaded, failing)."""
+
+    def flush(self) -> None:
+        """Export what is buffered (before a Lambda returns, before a worker exits)."""

@@ -424,6 +424,7 @@ class JobRunner:
             return Disposition(True, self.fail(job, _Reason(error, why)))
         delay_s, waiting = wait
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, error=error_record(error), model_wait=waiting))
+        self.observer.capacity_wait(queued)
         return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
                            note=f"waiting for the model ({error.describe()}): next attempt in {delay_s} s, wait {waiting.waits} "
                                 f"since {iso(waiting.since)} ({self.backoff!r})")

@@ -10,6 +10,7 @@ that sums are exact to the cent however many jobs they add up.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -150,3 +151,18 @@ def _row(counts: Mapping[str, int]) -> dict[str, Any]:
         "compute_s": round(counts.get("compute_ms", 0) / 1000, 3),
         "cost_usd": round(counts.get("cost_micro_usd", 0) / 1_000_000, 6),
     }
+
+
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # an API key's id, as API Gateway gives it
+
+
+def tenant_budgets(raw: Mapping[str, Any]) -> dict[str, float]:
+    """Monthly budgets in USD by tenant, checked (the configuration's ``tenant_budgets_usd``): ValueError saying what is wrong."""
+    budgets = {}
+    for tenant, value in raw.items():
+        if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+            raise ValueError(f"{tenant!r} is not a tenant (an API key id: letters, digits, '_', '-')")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000_000:
+            raise ValueError(f"{tenant}: {value!r} must be a number of USD from 0 to 10,000,000")
+        budgets[tenant] = float(value)
+    return budgets
