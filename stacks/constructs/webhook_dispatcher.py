@@ -65,12 +65,14 @@ class WebhookDispatcher(Construct):
         self, scope: Construct, construct_id: str, *,
         code: lambda_.Code, storage: JobStorage, webhook_secret: secretsmanager.ISecret,
         stage: str, retry_schedule_s: str, log_retention: logs.RetentionDays, max_concurrency: int,
+        traces_endpoint: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.job_queue = JobQueue(self, "Delivery", visibility_timeout=Duration.seconds(schema.WEBHOOK_VISIBILITY_S),
                                   max_receive_count=schema.WEBHOOK_MAX_RECEIVES)
         environment = {
             "STAGE": stage,
+            "TRACES_ENDPOINT": traces_endpoint,
             **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "WEBHOOK_QUEUE_URL": self.job_queue.queue.queue_url,
