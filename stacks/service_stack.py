@@ -132,7 +132,8 @@ class ServiceStack(Stack):
 
         PipelineMonitoring(self, "Monitoring", intake=intake, alarm_email=c.alarm_email, router=router.function, api=api.api,
                            workers=workers, webhooks=webhooks, sweeper=sweeper, collector=collector,
-                           batch_open_alarm_hours=c.batch_open_alarm_hours)
+                           batch_open_alarm_hours=c.batch_open_alarm_hours, stage=c.stage, table=storage.table,
+                           api_access_logs=api.log_group, cluster=cluster.cluster)
 
         CfnOutput(self, "ApiUrl", value=api.api.url, description="Base URL; jobs are at <ApiUrl>v1/jobs")
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id)
