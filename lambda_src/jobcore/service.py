@@ -541,6 +541,8 @@ class JobService:
             job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost=_estimated(estimate),
             **({"model_wait": wait[1]} if wait else {}),
         ))
+        if wait:
+            self.runner.observer.capacity_wait(queued)
         return self._enqueue(queued, delay_s=wait[0] if wait else 0)
 
     def _enqueue(self, job: Job, *, delay_s: int = 0) -> Job:
