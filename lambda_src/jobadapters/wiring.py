@@ -41,6 +41,7 @@ from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.failover import FailoverModel
 from jobcore.lanes import Lanes
+from jobcore.observing import QUIET
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.ports import LanguageModel
 from jobcore.pricing import default_prices
@@ -164,7 +165,7 @@ def build_runner(
     dispatcher's queue, never sent from here; its usage is added to its tenant's counters. ``role`` names this
     process in the leases it takes."""
     return JobRunner(
-        usage=DynamoUsageStore(clients.table), **({"observer": telemetry} if telemetry is not None else {}),
+        usage=DynamoUsageStore(clients.table), observer=telemetry if telemetry is not None else QUIET,
         store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
         deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,

@@ -103,5 +103,6 @@ class BatchCollector(Construct):
     def metric_oldest_open_batch(self, *, period: Duration = OPEN_BATCH_PERIOD) -> cloudwatch.Metric:
         """The age (s) of the oldest Message Batch the collector has not settled, as each pass reports it."""
         return cloudwatch.Metric(
-            namespace=NAMESPACE, metric_name=BATCH_OLDEST_OPEN_METRIC, dimensions_map={"service": COLLECTOR_SERVICE, STAGE_DIMENSION: self.stage},
+            namespace=NAMESPACE, metric_name=BATCH_OLDEST_OPEN_METRIC,
+            dimensions_map={"service": COLLECTOR_SERVICE, STAGE_DIMENSION: self.stage},
             statistic="Maximum", period=period, label="oldest open batch (s)")

@@ -19,7 +19,6 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from jobadapters.telemetry import NAMESPACE, STAGE_DIMENSION
-
 from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.intake import IntakeFunction
 from stacks.constructs.job_sweeper import JobSweeper
@@ -167,10 +166,10 @@ class PipelineMonitoring(Construct):
                 ], right=[collector.function.metric_duration(period=_MINUTE, statistic="Maximum")]),
             )
 
-    def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *,
                threshold: float, description: str) -> None:
-        alarm = metric.create_alarm(
-            self, construct_id, threshold=threshold, evaluation_periods=1,
+        alarm = cloudwatch.Alarm(
+            self, construct_id, metric=metric, threshold=threshold, evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))

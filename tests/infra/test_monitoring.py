@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from infra_support import one, resources
+from test_runtime_env import dispatcher_env, sweeper_env
 
 from dispatcher import handler as dispatcher_handler
-from stacks.constructs import job_sweeper, webhook_dispatcher
 from stacks.config import PipelineConfig
+from stacks.constructs import job_sweeper, webhook_dispatcher
 from sweeper import handler as sweeper_handler
-from test_runtime_env import dispatcher_env, sweeper_env
 
 
 def monitoring_alarms(app):
@@ -113,7 +113,8 @@ def test_an_exhausted_delivery_alarms_on_the_metric_the_dispatcher_publishes(def
 
 
 def test_the_alarmed_metric_is_the_one_the_handler_emits(monkeypatch):
-    for key, value in {**dispatcher_env(PipelineConfig(stage="qa")), "WEBHOOK_SECRET": "whsec_x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    env = {**dispatcher_env(PipelineConfig(stage="qa")), "WEBHOOK_SECRET": "whsec_x", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     dispatcher_handler.dispatcher.cache_clear()
     dispatcher_handler.dispatcher()  # sets the stage dimension from its settings, as on a cold start
