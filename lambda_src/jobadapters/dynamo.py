@@ -251,7 +251,7 @@ _DESERIALIZE = TypeDeserializer()
 
 
 def _job_of(item: dict[str, Any] | None) -> Job | None:
-    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item:
+    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item or schema.USAGE_MARK in item:
         return None
     if str(item.get(JOBS_PARTITION_KEY, "")).startswith(schema.INLINE_SLOT_PREFIX):
         return None

@@ -41,8 +41,8 @@ from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.failover import FailoverModel
 from jobcore.lanes import Lanes
-from jobcore.observing import QUIET
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
+from jobcore.observing import QUIET
 from jobcore.ports import LanguageModel
 from jobcore.pricing import default_prices
 from jobcore.providers import ANTHROPIC, DEFAULT_PROVIDERS
