@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
+from jobadapters.observer import telemetry_for
 from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
-from jobadapters.observer import telemetry_for
 from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_pacer, build_runner
 from jobcore.capacity_pacer import PacedModel
 from jobcore.tasks import RunContext
