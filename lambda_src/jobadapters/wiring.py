@@ -20,8 +20,8 @@ from jobadapters.capacity_store import DynamoCapacityStore
 from jobadapters.claude import AnthropicModel, api_key_source
 from jobadapters.dynamo import DynamoBatchStore, DynamoInlineSlots, DynamoJobStore, DynamoUsageStore
 from jobadapters.ecs import EcsLaneWaker, LaneService
-from jobadapters.request_time import RequestDeadline
 from jobadapters.observer import Telemetry, TracedModel, telemetry_for
+from jobadapters.request_time import RequestDeadline
 from jobadapters.s3 import S3BlobStore
 from jobadapters.schema import IndexShards
 from jobadapters.settings import (

@@ -437,6 +437,7 @@ class JobRunner:
         delay_s, waiting = capacity_wait(job, error, now_ms=now)
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, attempts=job.attempts - 1, model_wait=waiting,
                                            capacity_wait_ms=job.capacity_wait_ms + waited_ms + delay_s * 1000))
+        self.observer.capacity_wait(queued)
         return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
                            note=f"waiting for {error.describe()}: next grant expected in {delay_s} s")
 
