@@ -301,7 +301,8 @@ class RouterSettings:
     }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S"}) | ObservabilitySettings.LOCAL_ENV
+    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S"})
+                 | ObservabilitySettings.LOCAL_ENV)
 
     stage: str
     jobs_table: str
@@ -343,7 +344,9 @@ class RouterSettings:
             allow_loopback_webhooks=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
             lane_services=_lane_services(env, lanes.lanes),
             inline_concurrency=(None if not env.get("INLINE_CONCURRENCY") else _in_range(
-                env, "INLINE_CONCURRENCY", "TENANT_BUDGETS_USD", _number(env, "INLINE_CONCURRENCY", "TENANT_BUDGETS_USD", 0, int), 1, 1_000_000)),
+                env, "INLINE_CONCURRENCY", _number(env, "INLINE_CONCURRENCY", 0, int), 1, 1_000_000)),
+            budgets_usd=_budgets(env),
+            observability=ObservabilitySettings.from_env(env),
         )
 
 
