@@ -8,7 +8,8 @@ made (``local.aws_calls``: botocore's ``before-call``, once per API call, retrie
 is counted twice: now, and with every result stored in S3 as before results could live in the job item
 (``RESULT_IN_ITEM_BYTES`` set to 0); the notes give the counts from before issue 15. The counts are
 deterministic (but for the worker's poller row, which includes its idle receives); ``--quick`` changes
-nothing. Goal: an inline job makes at most 2 AWS calls (record it, finish it). It never fails a build.
+nothing. Goal: an inline job makes at most 3 AWS calls (record it, finish it, add it to its tenant's usage: issue 23).
+It never fails a build.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from bench.report import Goal, Section
 from jobcore.limits import RESULT_IN_ITEM_BYTES
 from local.aws_calls import AwsCalls, summary
 
-GOAL_INLINE_CALLS = 2
+GOAL_INLINE_CALLS = 3  # record, finish, and (since issue 23) the tenant's usage counters
+BUDGETED_TENANT = "tenant-budgeted"
 MESSAGES = {"max_tokens": 20, "messages": [{"role": "user", "content": "Ping."}]}
 TENANT = "tenant-bench"
 LIMIT_KB = RESULT_IN_ITEM_BYTES // 1024
@@ -96,6 +98,7 @@ def _service(aws: Any, clients: Any) -> tuple[Any, Any, StandInModel]:
         "PRICE_OVERRIDES": "{}", "LANE_QUEUE_URLS": json.dumps({"cpu": aws.queue_urls["cpu"]}),
         "WEBHOOK_QUEUE_URL": aws.webhook_queue_url, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
         "MODEL_ID": "claude-bench", "JOB_TTL_DAYS": "30", "RESULT_RETENTION_DAYS": "30",  # cdk.json's defaults
+        "TENANT_BUDGETS_USD": json.dumps({BUDGETED_TENANT: 100}), "METRICS_FILE": os.devnull,  # the EMF lines: not this report
     }
     service = build_service(RouterSettings.from_env(env), clients, env=env)
     model = StandInModel()
@@ -121,14 +124,15 @@ def count_paths() -> dict[str, list[str]]:
             found[name] = calls.take()
             return done
 
-        def submit(key: str | None = None, **body: Any) -> Any:
+        def submit(key: str | None = None, *, tenant: str = TENANT, **body: Any) -> Any:
             request = parse_submit({"task": "claude.messages", "input": MESSAGES, **body})
-            return service.submit(request, tenant_id=TENANT, idempotency_key=key)
+            return service.submit(request, tenant_id=tenant, idempotency_key=key)
 
         def get(job_id: str) -> Any:
             return service.view(service.get(job_id, tenant_id=TENANT))
 
         inline = path("inline job (sync, no webhook)", lambda: submit(mode="sync"))
+        path("inline job of a tenant with a monthly budget", lambda: submit(mode="sync", tenant=BUDGETED_TENANT))
         path("inline job with a webhook", lambda: submit(mode="sync", webhook={"url": "https://hooks.example.com/jobs"}))
         path("inline job with an Idempotency-Key", lambda: submit("key-1", mode="sync"))
         path("the same request again (Idempotency-Key replayed)", lambda: submit("key-1", mode="sync"))
@@ -221,6 +225,10 @@ def section(quick: bool = False) -> Section:
         "are still PUT to S3 (and read back by a GET when up to 256 KB). The limit is low on purpose: a result in "
         "the item is written again by every later write of the job (to the table and its tenant index), and an S3 "
         "PUT costs about as much as 8 KB of DynamoDB writes; typical results are a few KB.",
+        "- Issue 23: every finished job adds one `UpdateItem` (its tenant's usage counters of the day, `ADD`s, no "
+        "read; `jobcore.usage`), after its terminal write; a submission of a tenant with a monthly budget adds one "
+        "`BatchGetItem` (the month's usage items, at most 31 keys). Tracing adds no AWS call (spans go to the "
+        "collector's OTLP endpoint); the trace context rides in the message's attributes.",
         "- A webhook adds one `SendMessage`: the hand-over to the dispatcher, after the finishing write that "
         "opened its outbox entry (the dispatcher's own calls, per attempt, are not the job's path).",
         "- An Idempotency-Key adds a `PutItem` (the key reserved) and an `UpdateItem` (the key completed); a "

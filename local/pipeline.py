@@ -94,6 +94,9 @@ class Options:
     embedding_model_dir: Path | None = None
     # Where each process records every AWS call it makes (local.aws_calls; the permission check reads them); None: not.
     aws_calls_dir: Path | None = None
+    # Every process's spans, as JSON lines (local.traces reads them), and their EMF metric lines; None: not kept.
+    traces_file: Path | None = None
+    metrics_file: Path | None = None
 
 
 @dataclass
@@ -235,7 +238,12 @@ class LocalPipeline:
             # The model's budget from the deployment's configuration (Options.config overrides it, e.g. the bench's
             # {"model_rate_limits": {"*": {...}}, "model_admission": false}); the workers inherit it.
             **capacity_environment(self.config.capacity()),
+            "TENANT_BUDGETS_USD": compact_json(self.config.tenant_budgets_usd),
         }
+        if self.options.traces_file is not None:
+            env["TRACES_FILE"] = str(self.options.traces_file)
+        if self.options.metrics_file is not None:
+            env["METRICS_FILE"] = str(self.options.metrics_file)
         if standin_url:
             # Both providers are the one stand-in: the Anthropic API's paths and Bedrock's runtime path.
             env["ANTHROPIC_BASE_URL"] = env["BEDROCK_BASE_URL"] = standin_url

@@ -46,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the gpu lane's model directory (model.onnx + tokenizer.json); default: a tiny one built offline")
     parser.add_argument("--record-aws-calls", type=Path, default=None, metavar="DIR",
                         help="each process records every AWS call it makes under DIR (for tools/iam_check.py)")
+    parser.add_argument("--traces", type=Path, default=None, metavar="FILE",
+                        help="every process appends its OpenTelemetry spans to FILE as JSON lines (python -m local.traces FILE)")
+    parser.add_argument("--metrics", type=Path, default=None, metavar="FILE",
+                        help="every process appends its EMF metric lines to FILE (instead of its log)")
     parser.add_argument("--context", type=json.loads, default={},
                         help="cdk.json context overrides as a JSON object, e.g. '{\"max_receives\": 2}'")
     return parser.parse_args(argv)
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         webhook_retry_schedule_s=args.webhook_schedule, embedding_model_dir=args.embedding_model,
         standin_batch_delay_s=args.batch_delay, aws_calls_dir=args.record_aws_calls,
         standin_limits=args.model_limits,
+        traces_file=args.traces, metrics_file=args.metrics,
         config={key: value for key, value in config.items() if value is not None},
     )
     stop = stop_on_signals()

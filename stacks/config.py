@@ -57,6 +57,7 @@ from jobcore.limits import (
 from jobcore.pricing import BedrockProfile, Prices, default_prices
 from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, batch_allowed, bedrock_profiles, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
+from jobcore.usage import tenant_budgets
 
 if TYPE_CHECKING:
     from constructs import Construct
@@ -73,6 +74,7 @@ _S3_MODEL_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _HF_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_TRACES_ENDPOINT = re.compile(r"^https?://[^\s/]+(/\S*)?$")  # what ObservabilitySettings accepts
 _INTAKE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # GPU families that ECS can expose to a task as a GPU resource (x86: the worker image is linux/amd64).
 GPU_INSTANCE_TYPE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
@@ -200,6 +202,12 @@ class PipelineConfig:
     model_rate_limits: dict[str, Any] = field(default_factory=dict)
     tenant_shares: dict[str, Any] = field(default_factory=dict)
     inline_reserved_share: float = 0.1
+    # Monthly budgets in USD by tenant (an API key's id): a submission whose estimate would pass what is left of its
+    # tenant's budget this month is refused (402 budget_exceeded). A tenant not named has none.
+    tenant_budgets_usd: dict[str, float] = field(default_factory=dict)
+    # Where the router, the workers and the webhook dispatcher send their traces: an OTLP/HTTP traces endpoint,
+    # e.g. an ADOT collector's (docs/deploy.md, "Traces"); '' for none (nothing of the OpenTelemetry SDK is loaded).
+    traces_endpoint: str = ""
 
     # Scale (docs/scale.md; ``python -m tools.scale`` sizes them for a workload). The partitions each index spreads
     # its items over: a tenant's jobs in the tenant index (a partition takes ~1,000 write units a second), the
@@ -234,6 +242,10 @@ class PipelineConfig:
             arrival_rates(self.task_rates_per_min)
         except ValueError as error:
             raise ConfigError(f"context key 'task_rates_per_min': {error}") from None
+        try:
+            tenant_budgets(self.tenant_budgets_usd)
+        except ValueError as error:
+            raise ConfigError(f"context key 'tenant_budgets_usd': {error}") from None
         try:
             schedule = RetrySchedule.parse(self.webhook_retry_schedule_s)
         except ValueError as error:
@@ -504,6 +516,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_max_attempts": _between(1, 10),
     "batch_open_alarm_hours": _between(1, 48),
     "alarm_email": ((lambda v: v == "" or bool(_EMAIL.fullmatch(v))), "an e-mail address, or '' for none"),
+    "traces_endpoint": ((lambda v: v == "" or bool(_TRACES_ENDPOINT.fullmatch(v))),
+                        "'' or an OTLP/HTTP traces URL such as 'http://localhost:4318/v1/traces'"),
     "log_retention_days": ((lambda v: v in LOG_RETENTION_DAYS), f"one of {sorted(LOG_RETENTION_DAYS)}"),
     "job_ttl_days": _between(1, 3650),
     "result_retention_days": _between(1, 3650),

@@ -79,7 +79,8 @@ class ServiceStack(Stack):
         code = source_code()  # one asset for every function of the stack
         webhooks = WebhookDispatcher(
             self, "Webhooks", code=code, storage=storage, webhook_secret=secrets.webhook_signing_secret, stage=c.stage,
-            retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention, max_concurrency=c.webhook_max_concurrency)
+            retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention, max_concurrency=c.webhook_max_concurrency,
+            traces_endpoint=c.traces_endpoint)
 
         router = RouterFunction(
             self, "Router", code=code, storage=storage, lanes=lanes, queues=queues, webhook_queue=webhooks.job_queue,
@@ -89,7 +90,8 @@ class ServiceStack(Stack):
             result_retention_days=c.result_retention_days,
             task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention,
             snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency, capacity=c.capacity(),
-            inline_concurrency=c.inline_concurrency())
+            inline_concurrency=c.inline_concurrency(),
+            tenant_budgets_usd=c.tenant_budgets_usd, traces_endpoint=c.traces_endpoint)
         api = JobsApi(self, "Api", handler=router.target, stage_name=c.stage, rate_limit=c.api_rate_limit,
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
@@ -102,7 +104,8 @@ class ServiceStack(Stack):
                 compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
                 stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key, model_access=access,
                 price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
-                log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "", capacity=c.capacity())
+                log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "", capacity=c.capacity(),
+                traces_endpoint=c.traces_endpoint)
             for lane in lanes.worker_lanes()
         }
         # A job queued on an idle worker lane asks ECS for its first task at once (jobcore.wake), not a minute later.
@@ -123,12 +126,14 @@ class ServiceStack(Stack):
             webhook_queue=webhooks.job_queue, stage=c.stage, model_id=c.model_id, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days, task_rates_per_min=c.task_rates_per_min,
             price_overrides=c.price_overrides, tenant_id=c.intake_tenant, webhook_url=c.intake_webhook_url,
-            log_retention=retention, max_concurrency=c.intake_max_concurrency)
+            log_retention=retention, max_concurrency=c.intake_max_concurrency, tenant_budgets_usd=c.tenant_budgets_usd,
+            traces_endpoint=c.traces_endpoint)
         intake.wake_lanes({lane: worker.service for lane, worker in workers.items()})
 
         PipelineMonitoring(self, "Monitoring", intake=intake, alarm_email=c.alarm_email, router=router.function, api=api.api,
                            workers=workers, webhooks=webhooks, sweeper=sweeper, collector=collector,
-                           batch_open_alarm_hours=c.batch_open_alarm_hours)
+                           batch_open_alarm_hours=c.batch_open_alarm_hours, stage=c.stage, table=storage.table,
+                           api_access_logs=api.log_group, cluster=cluster.cluster)
 
         CfnOutput(self, "ApiUrl", value=api.api.url, description="Base URL; jobs are at <ApiUrl>v1/jobs")
         CfnOutput(self, "ApiKeyId", value=api.api_key.key_id)

@@ -444,3 +444,18 @@ class MemoryCapacityStore:
         self.buckets[family] = bucket
         self.writes += 1
         return None
+
+
+class MemoryUsageStore:
+    """UsageStore in memory: the counters by (tenant, day)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, int]] = {}
+
+    def add(self, entry: Any) -> None:
+        item = self.items.setdefault((entry.tenant_id, entry.day), {})
+        for name, value in entry.attributes().items():
+            item[name] = item.get(name, 0) + value
+
+    def read(self, tenant_id: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        return {day: dict(self.items[(tenant_id, day)]) for day in days if (tenant_id, day) in self.items}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from jobadapters.observer import telemetry_for
 from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
 from jobadapters.wiring import WORKER_CALL_TIMEOUT_S, WORKER_SDK_RETRIES, AwsClients, build_model, build_pacer, build_runner
@@ -19,11 +20,14 @@ POOL_HEADROOM = MAX_RECEIVERS + 2
 
 
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
+    telemetry = telemetry_for(f"worker-{settings.lane}", settings.observability, stage=settings.stage)
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
                           cost_model=settings.lanes.cost_model(), role=f"worker-{settings.lane}",
-                          result_retention_days=settings.result_retention_days, model_wait_limit_s=settings.model_wait_limit_s)
+                          result_retention_days=settings.result_retention_days, model_wait_limit_s=settings.model_wait_limit_s,
+                          telemetry=telemetry)
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S,
-                        pacer=build_pacer(settings.claude, clients), table=clients.table)
+                        pacer=build_pacer(settings.claude, clients), table=clients.table, telemetry=telemetry,
+                        lane=settings.lane)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,
         ctx=RunContext(llm=model, model_id=settings.claude.model_id),
@@ -43,6 +47,7 @@ def main() -> None:
     poller.run(stop)
     if isinstance(poller.ctx.llm, PacedModel):
         poller.ctx.llm.pacer.release()  # an unused slice of the model's budget goes back now, not by refill
+    poller.runner.observer.flush()
     # Messages still in flight were released during the drain; a thread stuck in a model call must
     # not keep the process (and the ECS task) alive until the SDK times out.
     logging.shutdown()

@@ -40,7 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobadapters.sqs import decode, send
+from jobadapters.sqs import decode, send, traceparent_of
+from jobadapters.tracing import TRACEPARENT
 from jobcore.errors import JobCanceledError
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus
@@ -84,6 +85,7 @@ class _InFlight:
     ran: bool = False  # the runner has returned: nothing left to renew
     released: bool = False  # given back to the queue at shutdown: never settled from here
     why: str = ""  # why the run was told to stop
+    traceparent: str | None = None  # the submit's trace context, from the message's attributes
     stop: threading.Event = field(default_factory=threading.Event)
 
     def stop_run(self, why: str) -> None:
@@ -195,6 +197,7 @@ class Poller:
                 messages = self.sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=min(SQS_MAX_BATCH, free), WaitTimeSeconds=self.wait_time_s,
                     VisibilityTimeout=self.hold_s, MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    MessageAttributeNames=[TRACEPARENT],
                 ).get("Messages", [])
             except Exception:  # noqa: BLE001 - a failed poll is logged and retried, never fatal
                 log.exception("receive failed")
@@ -261,9 +264,13 @@ class Poller:
             log.error("message %s: %s", entry.message_id, entry.problem)
             self._batcher.change_visibility(entry.message_id, entry.receipt, _MALFORMED_RETRY_S)
             return
+        # Each receive is a span of the submit's trace, linked to the submit: a retry or a redelivery is another.
+        attributes = {"job.id": entry.job_id, "messaging.system": "aws_sqs", "messaging.receive_count": entry.receives}
         try:
-            outcome = self.runner.process(entry.job_id, ctx=self._context(entry), receive_count=entry.receives,
-                                          max_receives=self.max_receives)
+            with self.runner.observer.span("worker.run", parent=entry.traceparent, link=entry.traceparent,
+                                           attributes=attributes):
+                outcome = self.runner.process(entry.job_id, ctx=self._context(entry), receive_count=entry.receives,
+                                              max_receives=self.max_receives)
         finally:
             entry.ran = True
         log.info("job %s: %s %s", entry.job_id, outcome.job.status.value if outcome.job else "-", outcome.note)
@@ -543,4 +550,5 @@ def _entry(message: dict[str, Any]) -> _InFlight:
         job_id, problem = decode(message["Body"]), ""
     except ValueError as error:
         job_id, problem = None, str(error)
-    return _InFlight(message["MessageId"], message["ReceiptHandle"], receives, job_id, problem)
+    return _InFlight(message["MessageId"], message["ReceiptHandle"], receives, job_id, problem,
+                     traceparent=traceparent_of(message))

@@ -45,6 +45,7 @@ def _time_left() -> bool:
 @functools.cache
 def collector() -> Collector:
     settings = CollectorSettings.from_env(os.environ)
+    metrics.set_default_dimensions(stage=settings.stage)  # a stage's alarms read only its own
     return build_collector(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards), keep_going=_time_left)
 
 

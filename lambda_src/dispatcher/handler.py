@@ -37,6 +37,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @functools.cache
 def dispatcher() -> Dispatcher:
     settings = DispatcherSettings.from_env(os.environ)
+    metrics.set_default_dimensions(stage=settings.stage)  # a stage's alarms read only its own
     made = build_dispatcher(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
     made.on_exhausted = _exhausted
     return made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from jobcore.errors import ConflictError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
 from jobcore.ports import BatchRecord, Cursor
+from jobcore.usage import UsageEntry
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +251,7 @@ _DESERIALIZE = TypeDeserializer()
 
 
 def _job_of(item: dict[str, Any] | None) -> Job | None:
-    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item:
+    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item or schema.USAGE_MARK in item:
         return None
     if str(item.get(JOBS_PARTITION_KEY, "")).startswith(schema.INLINE_SLOT_PREFIX):
         return None
@@ -423,3 +425,53 @@ class DynamoInlineSlots:
                                     ExpressionAttributeNames={"#n": "running"}, ExpressionAttributeValues={":minus": -1})
         except Exception as error:  # noqa: BLE001 - forgotten when its window turns
             log.warning("inline slots: slot %s not given back (%s)", token, error)
+
+
+class DynamoUsageStore:
+    """UsageStore on the jobs table: one item per tenant and day whose counters (``task|lane|counter``) each
+    finished job ADDs to in one UpdateItem (no read; its write units: the item's size, a few hundred bytes per task
+    and lane used that day); a range of days is read in one BatchGetItem (at most 100 days)."""
+
+    def __init__(self, table: Any):
+        self._table = table
+
+    @staticmethod
+    def key(tenant_id: str, day: str) -> str:
+        return f"{schema.USAGE_ITEM_PREFIX}{tenant_id}#{day}"
+
+    @translated(_STORE)
+    def add(self, entry: UsageEntry) -> None:
+        counts = entry.attributes()
+        names = {f"#c{n}": name for n, name in enumerate(counts)}
+        values: dict[str, Any] = {f":c{n}": value for n, value in enumerate(counts.values())}
+        adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
+        expires = _day_epoch_s(entry.day) + schema.USAGE_TTL_DAYS * 86_400
+        self._table.update_item(
+            Key={JOBS_PARTITION_KEY: self.key(entry.tenant_id, entry.day)},
+            UpdateExpression=f"SET #mark = :yes, #ttl = :ttl ADD {adds}",
+            ExpressionAttributeNames={**names, "#mark": schema.USAGE_MARK, "#ttl": schema.TTL_ATTRIBUTE},
+            ExpressionAttributeValues={**values, ":yes": True, ":ttl": expires},
+        )
+
+    @translated(_STORE)
+    def read(self, tenant_id: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        keys = {self.key(tenant_id, day): day for day in dict.fromkeys(days)}
+        found: dict[str, dict[str, int]] = {}
+        key_list = list(keys)
+        for start in range(0, len(key_list), _BATCH_GET_MAX):
+            request: dict[str, Any] = {self._table.name: {
+                "Keys": [{JOBS_PARTITION_KEY: key} for key in key_list[start:start + _BATCH_GET_MAX]], "ConsistentRead": True}}
+            for _ in range(_BATCH_GET_ROUNDS):
+                answer = self._table.meta.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table.name, []):
+                    if schema.USAGE_MARK in item:
+                        found[keys[item[JOBS_PARTITION_KEY]]] = {
+                            name: int(value) for name, value in item.items() if name.count("|") == 2}
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
+
+
+def _day_epoch_s(day: str) -> int:
+    return int(dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=dt.UTC).timestamp())

@@ -117,3 +117,9 @@ INLINE_SLOT_PREFIX = "inline#"
 # BREAKER_ITEM_PREFIX + its name, the state as JSON in BREAKER_ATTRIBUTE, written only on its version.
 BREAKER_ITEM_PREFIX = "breaker#"
 BREAKER_ATTRIBUTE = "breaker"
+# Usage counters (jobcore.usage) share the jobs table too: one item per tenant and UTC day, its key
+# USAGE_ITEM_PREFIX + "<tenant>#<YYYY-MM-DD>", marked with USAGE_MARK (no tenant_id, no status: neither the
+# tenant index nor any job read sees it), kept for USAGE_TTL_DAYS.
+USAGE_MARK = "usage_counters"
+USAGE_ITEM_PREFIX = "usage#"
+USAGE_TTL_DAYS = 400

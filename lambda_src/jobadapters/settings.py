@@ -30,6 +30,7 @@ from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAI
 from jobcore.pricing import Prices, default_prices
 from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
+from jobcore.usage import tenant_budgets
 
 _N = TypeVar("_N", int, float)
 _S3_MODEL_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
@@ -154,6 +155,31 @@ def capacity_from_env(env: Mapping[str, str]) -> CapacityConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ObservabilitySettings:
+    """Where traces and metrics go. ``TRACES_ENDPOINT``: an OTLP/HTTP traces endpoint (an ADOT collector's), set by
+    the CDK app ("" when the deployment names none: no tracing). Locally, ``TRACES_FILE`` (spans as JSON lines) and
+    ``METRICS_FILE`` (the EMF lines, instead of stdout)."""
+
+    ENV = frozenset({"TRACES_ENDPOINT"})
+    LOCAL_ENV = frozenset({"TRACES_FILE", "METRICS_FILE"})
+
+    traces_endpoint: str = ""
+    traces_file: str = ""
+    metrics_file: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ObservabilitySettings:
+        endpoint = env.get("TRACES_ENDPOINT", "")
+        if endpoint and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
+            raise ConfigError(f"environment variable TRACES_ENDPOINT={endpoint!r} must be an http(s) URL")
+        return cls(traces_endpoint=endpoint, traces_file=env.get("TRACES_FILE", ""), metrics_file=env.get("METRICS_FILE", ""))
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self.traces_endpoint or self.traces_file)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClaudeSettings:
     """How to reach Claude: a local stand-in (base_url), a key in Secrets Manager, or the SDK default.
 
@@ -223,8 +249,8 @@ class DispatcherSettings:
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_RETRY_SCHEDULE_S",
         "WEBHOOK_SWEEP_EVERY_S", "API_BASE_PATH",
-    })
-    LOCAL_ENV = frozenset({"WEBHOOK_SECRET", "WEBHOOK_ALLOW_LOOPBACK"})
+    }) | ObservabilitySettings.ENV
+    LOCAL_ENV = frozenset({"WEBHOOK_SECRET", "WEBHOOK_ALLOW_LOOPBACK"}) | ObservabilitySettings.LOCAL_ENV
 
     stage: str
     jobs_table: str
@@ -237,6 +263,7 @@ class DispatcherSettings:
     sweep_every_s: float
     allow_loopback: bool
     api_base_path: str = ""  # where the API is mounted (its stage), for the links in a webhook's job
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DispatcherSettings:
@@ -259,6 +286,7 @@ class DispatcherSettings:
             sweep_every_s=_in_range(env, "WEBHOOK_SWEEP_EVERY_S", _number(env, "WEBHOOK_SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
             allow_loopback=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
             api_base_path=_base_path(env),
+            observability=ObservabilitySettings.from_env(env),
         )
 
 
@@ -269,11 +297,12 @@ class RouterSettings:
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
         "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES", "MODEL_PROVIDERS",
-        "INLINE_CONCURRENCY",
-    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
+        "INLINE_CONCURRENCY", "TENANT_BUDGETS_USD",
+    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers.
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S"})
+    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S"})
+                 | ObservabilitySettings.LOCAL_ENV)
 
     stage: str
     jobs_table: str
@@ -294,6 +323,9 @@ class RouterSettings:
     lane_services: dict[str, LaneService] = dataclasses.field(default_factory=dict)
     # Inline runs the router admits at once across its executions (jobcore.concurrency); None (unset): uncounted.
     inline_concurrency: int | None = None
+    # Monthly budgets in USD by tenant (TENANT_BUDGETS_USD, the configuration's tenant_budgets_usd).
+    budgets_usd: dict[str, float] = dataclasses.field(default_factory=dict)
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
@@ -313,6 +345,8 @@ class RouterSettings:
             lane_services=_lane_services(env, lanes.lanes),
             inline_concurrency=(None if not env.get("INLINE_CONCURRENCY") else _in_range(
                 env, "INLINE_CONCURRENCY", _number(env, "INLINE_CONCURRENCY", 0, int), 1, 1_000_000)),
+            budgets_usd=_budgets(env),
+            observability=ObservabilitySettings.from_env(env),
         )
 
 
@@ -387,7 +421,7 @@ class WorkerSettings:
     ENV = frozenset({
         "STAGE", "LANE", "QUEUE_URL", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "MAX_RECEIVES", "VISIBILITY_TIMEOUT_S", "MODEL_ID", "MODEL_PROVIDERS",
-    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV
+    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.ENV
     # Injected by ECS from Secrets Manager (never plain environment values in the task definition).
     SECRETS = frozenset({"ANTHROPIC_API_KEY"})
     # Only on lanes that run embeddings with the model in S3 (the worker image sets the others).
@@ -396,7 +430,7 @@ class WorkerSettings:
     # only the local runtime. MODEL_WAIT_LIMIT_S: the CDK app does not set it (yet), so in AWS a job waits
     # for an unavailable model for jobcore.limits.MODEL_WAIT_LIMIT_S (an hour); benches and tests shorten it.
     LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S", "BEDROCK_BASE_URL",
-                           "BREAKER_COOL_DOWN_S"}) | EmbeddingSettings.IMAGE_ENV
+                           "BREAKER_COOL_DOWN_S"}) | EmbeddingSettings.IMAGE_ENV | ObservabilitySettings.LOCAL_ENV
 
     stage: str
     lane: str
@@ -414,6 +448,7 @@ class WorkerSettings:
     ecs_agent_uri: str | None = None
     poll_wait_s: int = SQS_MAX_WAIT_S
     model_wait_limit_s: int = MODEL_WAIT_LIMIT_S  # how long, in all, a job may wait for an unavailable model
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerSettings:
@@ -440,6 +475,7 @@ class WorkerSettings:
             poll_wait_s=_in_range(env, "POLL_WAIT_S", _number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int), 0, SQS_MAX_WAIT_S),
             model_wait_limit_s=_in_range(env, "MODEL_WAIT_LIMIT_S", _number(env, "MODEL_WAIT_LIMIT_S", MODEL_WAIT_LIMIT_S, int),
                                          0, 7 * 86_400),
+            observability=ObservabilitySettings.from_env(env),
         )
 
     @property
@@ -456,7 +492,7 @@ class SweeperSettings:
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "LANE_DLQ_URLS", "WEBHOOK_QUEUE_URL", "MAX_RECEIVES",
     }) | LaneSettings.ENV
-    LOCAL_ENV: frozenset[str] = frozenset({"SWEEP_EVERY_S"})
+    LOCAL_ENV: frozenset[str] = frozenset({"SWEEP_EVERY_S"}) | ObservabilitySettings.LOCAL_ENV
 
     stage: str
     jobs_table: str
@@ -468,6 +504,7 @@ class SweeperSettings:
     max_receives: int
     lanes: LaneSettings
     sweep_every_s: float
+    observability: ObservabilitySettings = ObservabilitySettings()  # metrics only: the sweeper traces nothing
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
@@ -482,6 +519,7 @@ class SweeperSettings:
             max_receives=_in_range(env, "MAX_RECEIVES", _number(env, "MAX_RECEIVES", 5, int), 1, 1000),
             lanes=lanes,
             sweep_every_s=_in_range(env, "SWEEP_EVERY_S", _number(env, "SWEEP_EVERY_S", 60.0, float), 0.1, 900.0),
+            observability=ObservabilitySettings(metrics_file=env.get("METRICS_FILE", "")),
         )
 
 
@@ -495,7 +533,7 @@ class CollectorSettings:
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "BATCH_QUEUE_URL", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "BATCH_WINDOW_S", "BATCH_MAX_ATTEMPTS",
     }) | LaneSettings.ENV
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"}) | ClaudeSettings.CAPACITY_ENV
+    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"}) | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.LOCAL_ENV
 
     stage: str
     lane: str  # the batch lane of LANES
@@ -511,6 +549,7 @@ class CollectorSettings:
     window_s: int
     max_attempts: int
     collect_every_s: float = 60.0
+    observability: ObservabilitySettings = ObservabilitySettings()  # metrics only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CollectorSettings:
@@ -532,6 +571,7 @@ class CollectorSettings:
             window_s=_in_range(env, "BATCH_WINDOW_S", _number(env, "BATCH_WINDOW_S", 0, int), 0, 3600),
             max_attempts=_in_range(env, "BATCH_MAX_ATTEMPTS", _number(env, "BATCH_MAX_ATTEMPTS", 3, int), 1, 10),
             collect_every_s=_in_range(env, "COLLECT_EVERY_S", _number(env, "COLLECT_EVERY_S", 60.0, float), 0.1, 900.0),
+            observability=ObservabilitySettings(metrics_file=env.get("METRICS_FILE", "")),
         )
 
 
@@ -565,6 +605,13 @@ def _lane_services(env: Mapping[str, str], lanes: Lanes) -> dict[str, LaneServic
             raise ConfigError(f"environment variable LANE_SERVICES: {lane!r} must be its ECS service's ARN")
         services[lane] = LaneService.from_arn(service)
     return services
+
+
+def _budgets(env: Mapping[str, str]) -> dict[str, float]:
+    try:
+        return tenant_budgets(_json_object(env, "TENANT_BUDGETS_USD"))
+    except ValueError as error:
+        raise ConfigError(f"environment variable TENANT_BUDGETS_USD: {error}") from None
 
 
 def _rates(env: Mapping[str, str]) -> dict[str, float]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobadapters.tracing import TRACEPARENT
 from jobcore.errors import EnqueueError
 from jobcore.limits import SQS_MAX_DELAY_S
 from jobcore.model import Job
@@ -43,7 +44,8 @@ def send(client: Any, url: str, job: Job, *, delay_s: int = 0) -> None:
     tenant's messages ahead of a tenant that dominates the messages in flight (docs/capacity.md)."""
     delay = max(0, min(int(delay_s), SQS_MAX_DELAY_S))
     client.send_message(QueueUrl=url, MessageBody=encode(job), MessageGroupId=message_group(job.tenant_id),
-                        **({"DelaySeconds": delay} if delay else {}))
+                        **({"DelaySeconds": delay} if delay else {}),
+                        **({"MessageAttributes": trace_attributes(job.trace_parent)} if job.trace_parent else {}))
 
 
 def message_group(tenant_id: str) -> str:
@@ -54,6 +56,16 @@ def message_group(tenant_id: str) -> str:
 
 
 _GROUP = re.compile(r"[!-~]{1,128}")
+
+
+def trace_attributes(traceparent: str) -> dict[str, Any]:
+    return {TRACEPARENT: {"DataType": "String", "StringValue": traceparent}}
+
+
+def traceparent_of(message: dict[str, Any]) -> str | None:
+    """The trace context a received message carries, if any."""
+    value = (message.get("MessageAttributes") or {}).get(TRACEPARENT) or {}
+    return value.get("StringValue") or None
 
 
 def encode(job: Job) -> str:

@@ -17,3 +17,20 @@ BATCH_OLDEST_OPEN_METRIC = "OldestOpenBatchAgeSeconds"  # the oldest Message Bat
 BATCHES_CREATED_METRIC = "BatchesCreated"
 BATCH_REQUESTS_METRIC = "BatchRequestsSent"
 BATCH_JOBS_FAILED_METRIC = "BatchJobsFailed"
+
+# The jobs themselves (jobadapters.observer), from the router, the workers, the collector and the sweeper alike:
+# dimensions stage, task and lane (and outcome where a job finished). Every custom metric also has ``stage``, so a
+# stage's alarms read only its own.
+JOBS_SUBMITTED_METRIC = "JobsSubmitted"
+JOBS_STARTED_METRIC = "JobsStarted"
+QUEUE_WAIT_METRIC = "QueueWaitMs"  # from submission to a first start (p50/p99 from the metric's statistics)
+JOBS_FINISHED_METRIC = "JobsFinished"  # + outcome
+RUN_TIME_METRIC = "RunTimeMs"  # + outcome: from its (last) start to its end
+COST_METRIC = "CostUsd"  # + outcome: the job's actual cost
+MODEL_CALLS_METRIC = "ModelCalls"  # + outcome, and the tokens of its calls:
+TOKEN_METRICS = {"input_tokens": "InputTokens", "output_tokens": "OutputTokens",
+                 "cache_read_input_tokens": "CacheReadTokens", "cache_creation_input_tokens": "CacheWriteTokens"}
+# Per model call (dimensions stage and lane): a 429 answer, and a job re-queued to wait for the model's capacity.
+MODEL_RATE_LIMITED_METRIC = "ModelRateLimited"
+MODEL_CAPACITY_WAITS_METRIC = "ModelCapacityWaits"
+STAGE_DIMENSION = "stage"

@@ -18,8 +18,9 @@ from jobadapters.bedrock import BedrockModel
 from jobadapters.breaker_store import DynamoBreakerStore
 from jobadapters.capacity_store import DynamoCapacityStore
 from jobadapters.claude import AnthropicModel, api_key_source
-from jobadapters.dynamo import DynamoBatchStore, DynamoInlineSlots, DynamoJobStore
+from jobadapters.dynamo import DynamoBatchStore, DynamoInlineSlots, DynamoJobStore, DynamoUsageStore
 from jobadapters.ecs import EcsLaneWaker, LaneService
+from jobadapters.observer import Telemetry, TracedModel, telemetry_for
 from jobadapters.request_time import RequestDeadline
 from jobadapters.s3 import S3BlobStore
 from jobadapters.schema import IndexShards
@@ -41,6 +42,7 @@ from jobcore.dispatch import Dispatcher
 from jobcore.failover import FailoverModel
 from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
+from jobcore.observing import QUIET
 from jobcore.ports import LanguageModel
 from jobcore.pricing import default_prices
 from jobcore.providers import ANTHROPIC, DEFAULT_PROVIDERS
@@ -111,14 +113,18 @@ def build_pacer(settings: ClaudeSettings, clients: AwsClients) -> Pacer | None:
 
 
 def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ,
-                pacer: Pacer | None = None, table: Any = None) -> LanguageModel:
+                pacer: Pacer | None = None, table: Any = None, telemetry: Telemetry | None = None,
+                lane: str = "") -> LanguageModel:
     """The model: the Anthropic API alone (the default), or the providers in order behind FailoverModel, their
     breakers shared through the jobs ``table`` (a process's own without one). With a ``pacer``, every Anthropic
     call waits for a grant of Anthropic's budget and the SDK does not retry (its blind retries of a 429 are what the
-    pacer replaces): a refusal or failure goes to the next provider, or to the runner, which decides."""
+    pacer replaces): a refusal or failure goes to the next provider, or to the runner, which decides. With
+    ``telemetry``, each provider call is a span (inside the pacer: a wait for a grant is not the model's time)."""
     if settings.providers == DEFAULT_PROVIDERS:
-        return _provider_model(ANTHROPIC, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer)
-    models = [(name, _provider_model(name, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer))
+        return _provider_model(ANTHROPIC, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer,
+                               telemetry=telemetry, lane=lane)
+    models = [(name, _provider_model(name, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer,
+                                     telemetry=telemetry, lane=lane))
               for name in settings.providers]
     breakers = None
     if len(models) > 1:
@@ -128,31 +134,38 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
 
 
 def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
-                    env: Mapping[str, str], pacer: Pacer | None = None) -> LanguageModel:
+                    env: Mapping[str, str], pacer: Pacer | None = None, telemetry: Telemetry | None = None,
+                    lane: str = "") -> LanguageModel:
+    def traced(model: LanguageModel) -> LanguageModel:
+        return model if telemetry is None else TracedModel(model, telemetry, lane=lane, provider=name)
+
     if name == ANTHROPIC:
         # The capacity budget (jobcore.capacity) is Anthropic's: its rate-limit headers correct it. Bedrock's
         # quotas are its own (per profile and Region) and not paced here.
         key = api_key_source(base_url=settings.base_url, secret_arn=settings.secret_arn, env=env)
         if pacer is None:
-            return AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries)
+            return traced(AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries))
         llm = AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=0, observer=pacer.observe)
-        return PacedModel(llm, pacer, settings.model_id)
+        return PacedModel(traced(llm), pacer, settings.model_id)
     if not settings.region:
         raise ConfigError("the Bedrock provider needs the process's Region (AWS_REGION)")
     claude = default_prices().claude
     profiles = {model_id: claude.bedrock_profile(model_id, settings.bedrock_scope).id
                 for model_id, scopes in claude.bedrock.items() if settings.bedrock_scope in scopes}
-    return BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url, timeout_s=timeout_s,
-                        max_retries=max_retries)
+    return traced(BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url,
+                               timeout_s=timeout_s, max_retries=max_retries))
 
 
 def build_runner(
     clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel | None,
     role: str, result_retention_days: int | None = None, model_wait_limit_s: float = MODEL_WAIT_LIMIT_S,
+    telemetry: Telemetry | None = None,
 ) -> JobRunner:
     """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
-    dispatcher's queue, never sent from here. ``role`` names this process in the leases it takes."""
+    dispatcher's queue, never sent from here; its usage is added to its tenant's counters. ``role`` names this
+    process in the leases it takes."""
     return JobRunner(
+        usage=DynamoUsageStore(clients.table), observer=telemetry if telemetry is not None else QUIET,
         store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
         deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
@@ -166,7 +179,8 @@ def lease_owner(role: str) -> str:
 
 def build_sweeper(settings: SweeperSettings, clients: AwsClients) -> tuple[Sweeper, dict[str, SqsDeadLetters]]:
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
-                          cost_model=None, role="sweeper")
+                          cost_model=None, role="sweeper",
+                          telemetry=telemetry_for("sweeper", settings.observability, stage=settings.stage))
     sweeper = Sweeper(runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls), max_attempts=settings.max_receives)
     return sweeper, {lane: SqsDeadLetters(clients.sqs, url) for lane, url in settings.dlq_urls.items()}
 
@@ -180,7 +194,8 @@ def build_collector(settings: CollectorSettings, clients: AwsClients, *, keep_go
 
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
                           cost_model=settings.lanes.cost_model(), role="collector",
-                          result_retention_days=settings.result_retention_days)
+                          result_retention_days=settings.result_retention_days,
+                          telemetry=telemetry_for("collector", settings.observability, stage=settings.stage))
     claude = settings.claude
     api = AnthropicBatches(api_key=api_key_source(base_url=claude.base_url, secret_arn=claude.secret_arn, env=env),
                            base_url=claude.base_url)
@@ -192,19 +207,21 @@ def build_collector(settings: CollectorSettings, clients: AwsClients, *, keep_go
     )
 
 
-def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ) -> JobService:
+def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping[str, str] = os.environ,
+                  telemetry: Telemetry | None = None) -> JobService:
     cost_model = settings.lanes.cost_model()
     lanes = settings.lanes.lanes
+    telemetry = telemetry or telemetry_for("router", settings.observability, stage=settings.stage)
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, lanes, cost_model=cost_model,
-                          role="router", result_retention_days=settings.result_retention_days)
+                          role="router", result_retention_days=settings.result_retention_days, telemetry=telemetry)
     inline_budget_s = lanes.inline.time_limit_s
     pacer = build_pacer(settings.claude, clients)
     return JobService(
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
         llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env, pacer=pacer,
-                        table=clients.table),
-        pacer=pacer,
+                        table=clients.table, telemetry=telemetry, lane=lanes.inline.name),
+        pacer=pacer, budgets_usd=settings.budgets_usd,
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,
         cost_model=cost_model, arrival_rates_per_min=settings.task_rates_per_min,
@@ -246,7 +263,7 @@ def build_dispatcher(settings: DispatcherSettings, clients: AwsClients) -> Dispa
         sender=HttpWebhookSender(secret=_webhook_secret(settings), clock_ms=clock_ms, allow_loopback=settings.allow_loopback),
         render=lambda job: with_base_path(render(job, blobs, now_ms=clock_ms()), settings.api_base_path),
         clock_ms=clock_ms, schedule=settings.schedule,
-        sweep_every_s=settings.sweep_every_s,
+        sweep_every_s=settings.sweep_every_s, observer=telemetry_for("webhooks", settings.observability, stage=settings.stage),
     )
 
 

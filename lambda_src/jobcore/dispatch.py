@@ -32,7 +32,8 @@ from jobcore.deliveries import Delivery, RetrySchedule
 from jobcore.errors import ConflictError
 from jobcore.limits import SQS_MAX_DELAY_S
 from jobcore.model import Job
-from jobcore.ports import BlobStore, DeliveryQueue, JobStore, WebhookSender
+from jobcore.observing import QUIET
+from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, WebhookSender
 from jobcore.webhooks import payload
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Dispatcher:
     timeout_s: float = WEBHOOK_TIMEOUT_S
     sweep_every_s: float = 60.0  # how often the sweep runs: it hands over what falls due before the next one
     on_exhausted: Callable[[Job], None] = lambda job: None
+    observer: Observer = QUIET  # each attempt is a span of its job's trace
 
     @property
     def lease_ms(self) -> int:
@@ -90,7 +92,11 @@ class Dispatcher:
         except ConflictError:
             return None  # changed under the claim (a redelivery): nothing was sent; the new state stands
         started = self.clock_ms()
-        result = self.sender.post(held.url, event_id=held.event_id, body=body, timeout_s=self.timeout_s)
+        attributes = {"job.id": job.job_id, "webhook.event_id": held.event_id, "webhook.attempt": len(held.attempts) + 1}
+        with self.observer.span("webhook.deliver", parent=job.trace_parent, attributes=attributes) as span:
+            result = self.sender.post(held.url, event_id=held.event_id, body=body, timeout_s=self.timeout_s)
+            span.set_attribute("http.response.status_code", result.status or 0)
+            span.set_attribute("webhook.delivered", result.delivered)
         now = self.clock_ms()
         after = deliveries.record(held, result, at_ms=started, now_ms=now, schedule=self.schedule, draw=self.draw())
         soon = after.pending and after.next_attempt_at is not None and after.next_attempt_at - now <= SQS_MAX_DELAY_S * 1000

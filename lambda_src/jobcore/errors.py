@@ -251,3 +251,14 @@ class CapacityWaitError(ModelUnavailableError):
     def describe(self) -> str:
         """``model capacity (input tokens)``: the job view's reason."""
         return f"model capacity ({PHRASES.get(self.dimension or '', 'rate-limited')})"
+
+
+class BudgetExceededError(JobError):
+    """A job would cost more than its tenant may still spend this month, or more than its own ``max_cost_usd``
+    (refused at submission, 402 with the figures); or a running job reached its ``max_cost_usd`` (it fails)."""
+
+    type = "budget_exceeded"
+
+    def __init__(self, message: str, *, figures: dict[str, float | str]):
+        super().__init__(message)
+        self.figures = figures

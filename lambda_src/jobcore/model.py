@@ -166,6 +166,10 @@ class Job:
     # and how many batches it has been sent in.
     batch_id: str | None = None
     batch_attempts: int = 0
+    # Tracing (jobadapters.tracing): the W3C traceparent of the submit's span, carried by every message of the
+    # job (SQS message attributes) and the webhook; its trace id is the job view's ``trace_id``.
+    trace_parent: str | None = None
+    max_cost_usd: float | None = None  # the request's cap: its run stops between model calls on reaching it
     source: str | None = None  # an S3-triggered job's object, "s3://bucket/intake/<task>/<name>" (jobcore.intake)
     version: int = 0
 
@@ -197,6 +201,14 @@ class Job:
         fields["attempt_errors"] = tuple(dict(entry) for entry in fields.get("attempt_errors") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``); None for anything else."""
+    parts = (traceparent or "").split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    return parts[1] if all(c in "0123456789abcdef" for c in parts[1]) else None
 
 
 def transition(job: Job, to: JobStatus, *, now_ms: int, **changes: Any) -> Job:

@@ -7,6 +7,7 @@ tests implement them in memory (``tests/fakes.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -14,6 +15,7 @@ from jobcore.capacity import SharedBucket
 from jobcore.deliveries import AttemptResult
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus
+from jobcore.usage import UsageEntry
 
 if TYPE_CHECKING:
     from jobcore.breaker import BreakerState
@@ -277,3 +279,47 @@ class BatchInbox(Protocol):
 
     def release(self, receipt: str, *, delay_s: int) -> None:
         """Make the message visible again in ``delay_s`` seconds."""
+
+
+# --- operating it: usage counters, traces and metrics ---------------------------------------------
+
+
+class UsageStore(Protocol):
+    """Per-tenant, per-day usage counters (:mod:`jobcore.usage`). StoreUnavailableError when the store fails."""
+
+    def add(self, entry: UsageEntry) -> None:
+        """Add ``entry``'s counts to its tenant's item of its day, in one write."""
+
+    def read(self, tenant_id: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The tenant's counters of each of ``days`` that has any (``task|lane|counter`` → value), by day."""
+        ...
+
+
+class Span(Protocol):
+    def set_attribute(self, key: str, value: Any) -> None: ...
+
+
+class Observer(Protocol):
+    """Traces and metrics (OpenTelemetry and EMF in :mod:`jobadapters.observer`); no method raises."""
+
+    def span(self, name: str, *, parent: str | None = None, link: str | None = None,
+             attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Span]:
+        """A span around a block: a child of the current span, or of ``parent`` (a W3C traceparent) when given;
+        ``link``: a traceparent it is linked to (a queued job's submit)."""
+        ...
+
+    def traceparent(self) -> str | None:
+        """The current span's W3C traceparent (None when not tracing): what a new job records."""
+        ...
+
+    def submitted(self, job: Job) -> None: ...
+
+    def started(self, job: Job, *, now_ms: int) -> None: ...
+
+    def finished(self, job: Job) -> None: ...
+
+    def capacity_wait(self, job: Job) -> None:
+        """``job`` was queued again to wait for the model's capacity (rate-limited, overloaded, failing)."""
+
+    def flush(self) -> None:
+        """Export what is buffered (before a Lambda returns, before a worker exits)."""

@@ -38,6 +38,7 @@ class SubmitRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     max_queue_s: float | None = None  # a job not started by then expires, never runs
     input_upload: str | None = None  # an upload's id (jobcore.uploads) in place of ``input``
+    max_cost_usd: float | None = None  # refused if its estimate is higher; stopped between model calls on reaching it
 
 
 def parse_json(body: str | bytes | None) -> Any:
@@ -52,7 +53,8 @@ def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitReque
     """``POST /v1/jobs``'s body. ``allow_http_webhooks``: the local runtime's receivers, plain ``http``
     on loopback (every other non-public target stays refused)."""
     body = expect_object(body, "body")
-    reject_unknown(body, {"task", "input", "input_upload", "mode", "hints", "webhook", "metadata", "max_queue_s"}, "")
+    reject_unknown(body, {"task", "input", "input_upload", "mode", "hints", "webhook", "metadata", "max_queue_s",
+                         "max_cost_usd"}, "")
     task = get(body, "task", str, "")
     if "input_upload" in body:
         if "input" in body:
@@ -69,7 +71,19 @@ def parse_submit(body: Any, *, allow_http_webhooks: bool = False) -> SubmitReque
         webhook=_webhook(body.get("webhook"), allow_http=allow_http_webhooks),
         metadata=_metadata(body.get("metadata")),
         max_queue_s=_max_queue_s(body),
+        max_cost_usd=_max_cost_usd(body),
     )
+
+
+# A job's own cost cap: a tenth of a micro-dollar would stop every job; a million dollars is no cap.
+MAX_COST_USD_RANGE = (0.000001, 1_000_000.0)
+
+
+def _max_cost_usd(body: dict[str, Any]) -> float | None:
+    value = get(body, "max_cost_usd", float, "", required=False)
+    if value is not None:
+        in_range(value, "max_cost_usd", *MAX_COST_USD_RANGE)
+    return None if value is None else float(value)
 
 
 def _max_queue_s(body: dict[str, Any]) -> float | None:

@@ -7,6 +7,7 @@ redelivered message can neither run a finished job again nor write a second resu
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -36,11 +37,14 @@ from jobcore.errors import (
 )
 from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
+from jobcore.metering import MeteredModel
 from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
-from jobcore.ports import BlobStore, DeliveryQueue, JobStore
+from jobcore.observing import QUIET
+from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, UsageStore
 from jobcore.schema_keys import file_key, partial_key, result_key
 from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
-from jobcore.tasks.base import IncompleteCallsError
+from jobcore.tasks.base import IncompleteCallsError, usage_of
+from jobcore.usage import entry_for
 from jobcore.views import iso
 
 log = logging.getLogger(__name__)
@@ -120,6 +124,8 @@ class JobRunner:
     lease_ms: int = 60_000  # a claim lasts this long unless its heartbeat renews it
     result_retention_days: int | None = None  # the bucket's lifecycle, for result_expires_at
     model_wait_limit_s: float = MODEL_WAIT_LIMIT_S  # how long a job may wait for an unavailable model, in all
+    usage: UsageStore | None = None  # the tenants' usage counters, added to after each terminal write
+    observer: Observer = QUIET  # traces and metrics
 
     # --- the worker's entry point ------------------------------------------------------------
 
@@ -134,6 +140,7 @@ class JobRunner:
                 return looked_at
             job = looked_at
         ctx = paced_for(job, ctx, inline=False)
+        self.observer.started(job, now_ms=now)
         try:
             return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
         except ConflictError as error:
@@ -192,32 +199,40 @@ class JobRunner:
 
     def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None) -> Outcome:
         """Run a RUNNING job to a terminal state. Retryable errors propagate to the caller."""
+        with self.observer.span("job.run", attributes={"job.id": job.job_id, "job.task": job.task, "job.lane": job.lane,
+                                                       "job.attempt": job.attempts}) as span:
+            outcome = self._execute(job, ctx, timeout_s)
+            span.set_attribute("job.status", outcome.job.status.value)
+            return outcome
+
+    def _execute(self, job: Job, ctx: RunContext, timeout_s: float | None) -> Outcome:
         task = self._task(job)
         try:
             payload = self.load_input(job)
         except InvalidInputError as error:  # an uploaded input, validated here rather than by the router
             return Outcome(self.fail(job, error))
+        model_id = payload.get("model") or ctx.model_id
+        meter = self.meter(job, ctx, model_id=model_id)
         known = self._answers_kept(job)
         try:
             try:
-                result = _run(task, payload, ctx, timeout_s, known)
+                result = _run(task, payload, replace(ctx, llm=meter), timeout_s, known)
             except IncompleteCallsError as incomplete:
                 self._keep_answers(job, incomplete.responses)
                 raise incomplete.error from None
         except ModelError as error:
             if error.retryable:
                 raise
-            return Outcome(self.fail(job, error))
+            return Outcome(self.fail(job, error, **self._spent(job, meter)))
         except TaskTimeoutError as error:
-            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=error_record(error)))
+            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=error_record(error), **self._spent(job, meter)))
         except JobCanceledError:
             return Outcome(self._canceled(job))
         except JobError as error:
             if isinstance(error, ConflictError):
                 raise
-            return Outcome(self.fail(job, error))
-        return Outcome(self.succeed(job, result, model_id=payload.get("model") or ctx.model_id, waited_ms=waited_ms(ctx)),
-                       result.output)
+            return Outcome(self.fail(job, error, **self._spent(job, meter)))
+        return Outcome(self.succeed(job, result, model_id=model_id, waited_ms=waited_ms(ctx)), result.output)
 
     def _answers_kept(self, job: Job) -> dict[str, dict[str, Any]]:
         """The answers an earlier run of this job kept (its calls that were answered before others were refused);
@@ -238,6 +253,28 @@ class JobRunner:
             self.blobs.put_json(partial_key(job.job_id), responses)
         except Exception as error:  # noqa: BLE001 - the retry makes those calls again: dearer, not wrong
             log.warning("job %s: the answers of its last run could not be kept (%s)", job.job_id, error)
+
+    def meter(self, job: Job, ctx: RunContext, *, model_id: str) -> MeteredModel:
+        """The run's model, metered, and capped at the job's ``max_cost_usd`` (priced by the cost model's Claude part)."""
+        def price(model: str | None, usage: Usage) -> float:
+            if self.cost_model is None:
+                return 0.0
+            return float(self.cost_model.actual(lane=job.lane, model_id=model or model_id, usage=usage,
+                                                duration_s=0)["breakdown"]["claude"])
+
+        cap = job.max_cost_usd if self.cost_model is not None else None
+        return MeteredModel(ctx.llm, price=price, usage_of=usage_of, model_id=model_id, cap_usd=cap)
+
+    def _spent(self, job: Job, meter: MeteredModel) -> dict[str, Any]:
+        """What a run that did not succeed used, for its record: its tokens and their actual cost (none: nothing)."""
+        if not meter.usage.model_calls:
+            return {}
+        cost = dict(job.cost)
+        if self.cost_model is not None:
+            duration_s = (self.clock_ms() - (job.started_at or self.clock_ms())) / 1000
+            cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=meter.model_id or "", usage=meter.usage,
+                                                    duration_s=duration_s)
+        return {"usage": meter.usage, "cost": cost}
 
     def load_input(self, job: Job) -> dict[str, Any]:
         if job.input_ref is not None and uploads.is_upload_key(job.input_ref):
@@ -273,8 +310,8 @@ class JobRunner:
         return {"key": key, "bytes": self.blobs.put_bytes(key, file.data, content_type=file.content_type),
                 "content_type": file.content_type}
 
-    def fail(self, job: Job, error: Exception) -> Job:
-        return self.finish(job, JobStatus.FAILED, error=error_record(error))
+    def fail(self, job: Job, error: Exception, **changes: Any) -> Job:
+        return self.finish(job, JobStatus.FAILED, error=error_record(error), **changes)
 
     def finish(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         """Record a terminal state; a webhook that wants it gets its outbox entry in the same write.
@@ -304,9 +341,20 @@ class JobRunner:
         if webhooks.wants(done):
             done = replace(done, delivery=webhooks.open_for(done, now_ms=now))
         self.save(job, done)
+        self._count(done)
         if done.delivery is not None:
             self._hand_over(done, now)
         return done
+
+    def _count(self, job: Job) -> None:
+        """Add a finished job to its tenant's usage (one write) and to the metrics. Only the writer whose terminal
+        write succeeded gets here, so a job is never counted twice; a failed add is logged, the job stands."""
+        if self.usage is not None:
+            try:
+                self.usage.add(entry_for(job))
+            except Exception as error:  # noqa: BLE001 - the job's outcome stands; its usage is in its item
+                log.warning("job %s: its usage was not counted (%s)", job.job_id, error)
+        self.observer.finished(job)
 
     def _hand_over(self, job: Job, due_at: int) -> None:
         try:
@@ -376,6 +424,7 @@ class JobRunner:
             return Disposition(True, self.fail(job, _Reason(error, why)))
         delay_s, waiting = wait
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, error=error_record(error), model_wait=waiting))
+        self.observer.capacity_wait(queued)
         return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
                            note=f"waiting for the model ({error.describe()}): next attempt in {delay_s} s, wait {waiting.waits} "
                                 f"since {iso(waiting.since)} ({self.backoff!r})")
@@ -388,6 +437,7 @@ class JobRunner:
         delay_s, waiting = capacity_wait(job, error, now_ms=now)
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, attempts=job.attempts - 1, model_wait=waiting,
                                            capacity_wait_ms=job.capacity_wait_ms + waited_ms + delay_s * 1000))
+        self.observer.capacity_wait(queued)
         return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
                            note=f"waiting for {error.describe()}: next grant expected in {delay_s} s")
 
@@ -483,7 +533,8 @@ def _run(task: TaskSpec, payload: dict[str, Any], ctx: RunContext, timeout_s: fl
     # thread returns later is dropped (nothing writes it).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"task-{task.name}")
     try:
-        return pool.submit(run_task, task, payload, ctx, known).result(timeout=timeout_s)
+        # The caller's context (its current span) goes with the run into the pool's thread.
+        return pool.submit(contextvars.copy_context().run, run_task, task, payload, ctx, known).result(timeout=timeout_s)
     except FutureTimeout:
         raise TaskTimeoutError(f"ran past the task's limit of {timeout_s:g} s") from None
     finally:

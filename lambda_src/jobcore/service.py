@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from jobcore import idempotency, uploads
+from jobcore import idempotency, uploads, usage
 from jobcore.capacity import ANY_FAMILY
 from jobcore.capacity_pacer import Pacer
 from jobcore.deadline import DeadlineModel
@@ -39,6 +39,7 @@ from jobcore.errors import (
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
+from jobcore.metering import check_submission
 from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import Cursor, InlineSlots, JobQueue, LaneWaker, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
@@ -110,6 +111,8 @@ class JobService:
     # The router's inline runs in flight across its executions (jobcore.concurrency); None: not counted (tests,
     # the local runtime's default), every inline job runs inline.
     inline_slots: InlineSlots | None = None
+    # Monthly budgets in USD by tenant (configuration: tenant_budgets_usd); a tenant not named has none.
+    budgets_usd: dict[str, float] | None = None
 
     def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
                source: str | None = None) -> Submitted:
@@ -122,7 +125,7 @@ class JobService:
         else:
             payload = task.validate(request.input)
             expected_s = task.expected_duration_s(payload)
-            decision = self.route(task, expected_s, request)
+            decision = self._routed(task, expected_s, request)
             job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         if source is not None:
             why = "S3 intake: no client waits for an event-triggered job, so mode async"
@@ -179,12 +182,46 @@ class JobService:
                        cost=_estimated(self.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
 
     def _start(self, job: Job) -> Submitted:
+        self.check_budget(job)  # after the idempotency check: a retry of an accepted request gets its job
         if job.lane == INLINE:
             outcome = self._run_inline(job)
         else:
             self.runner.store.create(job)
+            self.runner.observer.submitted(job)
             outcome = Outcome(self._enqueue(job))
         return Submitted(outcome.job, outcome.output, 200 if outcome.job.status.terminal else 202)
+
+    def _routed(self, task: TaskSpec, expected_s: float, request: SubmitRequest) -> Decision:
+        with self.runner.observer.span("job.route", attributes={"job.task": task.name}) as span:
+            decision = self.route(task, expected_s, request)
+            span.set_attribute("job.lane", decision.lane)
+            span.set_attribute("job.route_reason", decision.reason)
+            return decision
+
+    def check_budget(self, job: Job) -> None:
+        """Refuse a job whose estimate exceeds its ``max_cost_usd`` or its tenant's budget left this month
+        (BudgetExceededError, 402). The month's spend is read only for a tenant that has a budget."""
+        estimate = float(((job.cost or {}).get("estimate") or {}).get("total") or 0.0)
+        budget = (self.budgets_usd or {}).get(job.tenant_id)
+        spent_usd = 0.0
+        if budget is not None:
+            month = self._usage_items(job.tenant_id, usage.month_days(self.runner.clock_ms()))
+            spent_usd = usage.month_cost_micro_usd(month.values()) / 1_000_000
+        check_submission(estimate_usd=estimate, max_cost_usd=job.max_cost_usd, budget_usd=budget, month_spent_usd=spent_usd)
+
+    def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
+        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane."""
+        query = usage.parse_query(params, now_ms=self.runner.clock_ms())
+        view = usage.report(query, self._usage_items(tenant_id, query.days))
+        budget = (self.budgets_usd or {}).get(tenant_id)
+        if budget is not None:
+            spent = usage.month_cost_micro_usd(self._usage_items(tenant_id, usage.month_days(self.runner.clock_ms())).values()) / 1e6
+            view["budget"] = {"monthly_usd": budget, "month_spent_usd": round(spent, 6),
+                              "remaining_usd": round(max(0.0, budget - spent), 6)}
+        return view
+
+    def _usage_items(self, tenant_id: str, days: list[str]) -> dict[str, dict[str, int]]:
+        return self.runner.usage.read(tenant_id, days) if self.runner.usage is not None else {}
 
     def reserve(self, mine: IdempotencyRecord) -> Submitted | None:
         """None once ``mine`` holds the key; else the original request's job and status code, waiting
@@ -375,10 +412,10 @@ class JobService:
         if info.size <= INLINE_INPUT_LIMIT:
             payload = task.validate(uploads.load(self.runner.blobs, key, task=task.name))
             expected_s = task.expected_duration_s(payload)
-            decision = self.route(task, expected_s, request)
+            decision = self._routed(task, expected_s, request)
             return self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         expected_s = task.profile.expected_duration_s
-        decision = self.route(task, expected_s, request)
+        decision = self._routed(task, expected_s, request)
         if decision.lane == INLINE:
             if request.mode is Mode.SYNC:
                 raise UnroutableError(f"an uploaded input over {INLINE_INPUT_LIMIT // 1024} KB is read and checked by a "
@@ -409,6 +446,7 @@ class JobService:
             # past it, a job still running had its router die, and the sweeper recovers it.
             **(self.runner.lease(now, ms=(API_GATEWAY_TIMEOUT_S + 1) * 1000) if inline else {}),
             cost=_estimated(self.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
+            trace_parent=self.runner.observer.traceparent(), max_cost_usd=request.max_cost_usd,
         )
         if input_ref is not None:  # an upload, read by the worker
             return replace(job, input_ref=input_ref)
@@ -429,6 +467,8 @@ class JobService:
 
     def _run_inline(self, job: Job) -> Outcome:
         self.runner.store.create(job)
+        self.runner.observer.submitted(job)
+        self.runner.observer.started(job, now_ms=job.created_at)
         budget_s = self.policy.lanes.inline.time_limit_s
         deadline = self.monotonic() + budget_s
         # Paced (admission on): an inline call goes ahead of queued work and may use the budget's inline reserve; it
@@ -501,6 +541,8 @@ class JobService:
             job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost=_estimated(estimate),
             **({"model_wait": wait[1]} if wait else {}),
         ))
+        if wait:
+            self.runner.observer.capacity_wait(queued)
         return self._enqueue(queued, delay_s=wait[0] if wait else 0)
 
     def _enqueue(self, job: Job, *, delay_s: int = 0) -> Job:

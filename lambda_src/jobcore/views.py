@@ -14,7 +14,7 @@ from typing import Any
 
 from jobcore.deliveries import Delivery
 from jobcore.errors import BlobNotFoundError, JobError
-from jobcore.model import Job, JobStatus, Usage
+from jobcore.model import Job, JobStatus, Usage, trace_id_of
 from jobcore.ports import BlobStore
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def job_view(job: Job, *, result: Any = None, url_for: Callable[[str], str | Non
         "batch_id": job.batch_id,
         "metadata": job.metadata,
         "source": job.source,
+        "trace_id": trace_id_of(job.trace_parent),
+        "max_cost_usd": job.max_cost_usd,
         "usage": usage_view(job.usage),
         "cost": job.cost or None,
         "error": job.error,

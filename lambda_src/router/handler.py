@@ -7,6 +7,7 @@ Routes (API Gateway REST proxy integration):
   GET  /v1/jobs/{id}   the job: status, route and reason, result or result_url, usage, cost (?wait=N: long poll)
   POST /v1/jobs/{id}/cancel   cancel: 200 canceled, 202 canceling (a running job), 409 if finished
   GET  /v1/jobs/{id}/deliveries   the webhook delivery log; POST: send the terminal event again
+  GET  /v1/usage       the caller's usage by day, task or lane: ?from=&to=&group_by= (and its monthly budget)
   GET  /v1/tasks       the catalogue, each task's profile and where it would run
   GET  /v1/capacity    the model's budgets, their use, and the caller's own jobs waiting for them (docs/capacity.md)
   POST /v1/uploads     201: a presigned PUT for a large input; a job names it with ``input_upload``
@@ -32,6 +33,8 @@ from jobadapters.settings import ConfigError, RouterSettings
 from jobadapters.wiring import AwsClients, build_service
 from jobcore import errors
 from jobcore.idempotency import check_key
+from jobcore.observing import QUIET
+from jobcore.ports import Observer
 from jobcore.requests import parse_json, parse_list_query, parse_submit, parse_wait, well_formed_job_id
 from jobcore.service import JobService
 from jobcore.uploads import parse_upload_request
@@ -50,6 +53,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
     (errors.InvalidInputError, 422),
     (errors.UnknownTaskError, 422),
     (errors.UnroutableError, 422),
+    (errors.BudgetExceededError, 402),
     (errors.JobNotFoundError, 404),
     (errors.JobFinishedError, 409),
     (errors.IdempotencyInProgressError, 409),
@@ -190,6 +194,12 @@ def checked(job_id: str) -> str:
     return job_id
 
 
+@app.get("/v1/usage")
+def get_usage() -> Response:
+    """The caller's usage over a range of days, by day, task or lane (``?from=&to=&group_by=``), and its budget."""
+    return json_response(HTTPStatus.OK, service().usage(tenant_id=tenant_id(), params=app.current_event.query_string_parameters))
+
+
 @app.get("/v1/tasks")
 def list_tasks() -> Response:
     return json_response(HTTPStatus.OK, {"tasks": service().tasks()})
@@ -243,6 +253,8 @@ def job_error(error: errors.JobError) -> Response:
         body["field"] = error.field  # type: ignore[attr-defined]
     if isinstance(error, errors.JobFinishedError):
         body["status"] = error.status
+    if isinstance(error, errors.BudgetExceededError):
+        body["figures"] = error.figures
     headers: dict[str, str] = {}
     if isinstance(error, errors.SyncUnavailableError):
         headers["Retry-After"] = str(error.retry_after_s)
@@ -274,11 +286,28 @@ def not_found(_: Exception) -> Response:
     return json_response(404, {"error": {"type": "not_found", "message": f"no route {quoted(event.http_method)} {quoted(event.path)}"}})
 
 
+def observer() -> Observer:
+    """The service's observer (traces, metrics); a misconfigured service has none."""
+    try:
+        return service().runner.observer
+    except errors.JobError:
+        return QUIET
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if payload.too_large(event):  # only the local gateway can hand over such an event: Lambda cannot
         return {"statusCode": payload.STATUS, "headers": {"Content-Type": "application/json"},
                 "body": json.dumps(payload.error_body()), "isBase64Encoded": False}
-    with REQUEST_DEADLINE.request(context):  # every AWS call of this request ends before the gateway gives up
-        return app.resolve(event, context)
+    telemetry = observer()
+    headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+    route = (event.get("resource") or event.get("path") or "")[:200]
+    attributes = {"http.request.method": str(event.get("httpMethod") or ""), "http.route": route}
+    # A client's own traceparent makes the request a span of its trace.
+    with telemetry.span("api.request", parent=headers.get("traceparent"), attributes=attributes) as span:
+        with REQUEST_DEADLINE.request(context):  # every AWS call of this request ends before the gateway gives up
+            answer = app.resolve(event, context)
+        span.set_attribute("http.response.status_code", int(answer.get("statusCode") or 0))
+    telemetry.flush()
+    return answer
 

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from jobcore import errors, idempotency, requests, uploads
+from jobcore import errors, idempotency, requests, uploads, usage
 from jobcore.deliveries import DeliveryState
 from jobcore.limits import (
     MAX_METADATA_KEY_CHARS,
@@ -88,7 +88,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": {200: ("The job ran inline: finished, with its result", "Job", {}),
                202: ("The job is queued; poll Location or wait for the webhook", "Job", {"Location": True})},
         "errors": (*_BODY_ERRORS, errors.UnknownTaskError, errors.UnroutableError, errors.IdempotencyInProgressError,
-                   errors.ConflictError, errors.EnqueueError, errors.SyncUnavailableError),
+                   errors.ConflictError, errors.EnqueueError, errors.SyncUnavailableError, errors.BudgetExceededError),
     },
     ("GET", "/v1/jobs"): {
         "operationId": "listJobs", "summary": "The caller's jobs, newest first",
@@ -117,6 +117,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "redeliver", "summary": "Send the job's terminal webhook event again",
         "ok": {202: ("A new series of attempts of the same event", "Deliveries", {})},
         "errors": (*_JOB_ERRORS, errors.NoDeliveryError, errors.ConflictError),
+    },
+    ("GET", "/v1/usage"): {
+        "operationId": "getUsage", "summary": "The caller's usage by day, task or lane, and its monthly budget",
+        "description": ("From counters each job adds when it finishes (no scan): jobs by outcome, tokens, model calls, "
+                        "compute seconds and cost, over at most 92 days (UTC); by default this month so far, by day."),
+        "query": "usage",
+        "ok": {200: ("The caller's usage", "Usage", {})},
+        "errors": (errors.InvalidInputError,),
     },
     ("GET", "/v1/tasks"): {
         "operationId": "listTasks", "summary": "The task catalogue: each task's profile and where it would run",
@@ -219,7 +227,7 @@ _JOB_LINKS = {
     for name, operation_id in (("GetJob", "getJob"), ("CancelJob", "cancelJob"), ("GetDeliveries", "getDeliveries"),
                                ("Redeliver", "redeliver"))
 }
-_QUERY = {"list": ("status", "limit", "cursor", "source"), "wait": ("wait",)}
+_QUERY = {"list": ("status", "limit", "cursor", "source"), "wait": ("wait",), "usage": ("from", "to", "group_by")}
 
 
 def error_types(raised: Iterable[type[errors.JobError]]) -> dict[int, list[str]]:
@@ -255,6 +263,7 @@ def _response(description: str, schema: dict[str, Any], headers: dict[str, bool]
 
 _STATUS_TEXT = {
     400: "The body is not UTF-8 JSON or nests too deep; or the request is malformed", 401: "No API key identified the caller",
+    402: "The job's estimate exceeds its max_cost_usd or its tenant's budget left this month (error.figures)",
     403: "API Gateway refused the API key (missing or invalid)", 404: "No such job (or another tenant's)",
     409: "The job's state forbids it, or a request with this Idempotency-Key is still being answered",
     413: f"The request reaches the router as a Lambda event of more than {MAX_REQUEST_EVENT_BYTES // MIB} MB",
@@ -299,6 +308,11 @@ def _parameters() -> dict[str, Any]:
                    "description": "The next_cursor of the previous page"},
         "source": {"name": "source", "in": "query", "description": "Only the jobs of this S3 intake object (empty: all)",
                    "schema": {"type": "string", "pattern": "^(s3://|$)", "maxLength": 1100}},
+        "from": {"name": "from", "in": "query", "description": "First day, UTC (default: the 1st of this month)",
+                 "schema": {"type": "string", "format": "date"}},
+        "to": {"name": "to", "in": "query", "description": "Last day, UTC (default: today)",
+               "schema": {"type": "string", "format": "date"}},
+        "group_by": {"name": "group_by", "in": "query", "schema": {"enum": list(usage.GROUPS), "default": "day"}},
         "wait": {"name": "wait", "in": "query", "description": "Seconds to wait for the job to finish (long poll)",
                  "schema": {"type": "number", "minimum": 0, "maximum": requests.MAX_WAIT_S, "default": 0}},
     }
@@ -369,6 +383,10 @@ def _task_schemas(name: str, task: TaskSpec) -> dict[str, Any]:
             "metadata": {"$ref": "#/components/schemas/Metadata"},
             "max_queue_s": {"type": "number", "minimum": 1, "maximum": SQS_MAX_RETENTION_S,
                             "description": "A job not started by then expires and never runs"},
+            "max_cost_usd": {"type": "number", "minimum": requests.MAX_COST_USD_RANGE[0],
+                             "maximum": requests.MAX_COST_USD_RANGE[1],
+                             "description": "Refused (402) if the job's estimate is higher; its run stops before a model "
+                                            "call whose ceiling (input + max_tokens) could pass it, and fails budget_exceeded"},
         },
     }, keep=("input", "input_upload"))
     return schemas
@@ -417,9 +435,30 @@ def _error_schema() -> dict[str, Any]:
                 "job_id": {"type": "string", "description": "The job was recorded before the failure: poll it"},
                 "links": {"type": "object", "additionalProperties": False, "required": ["job"],
                           "properties": {"job": {"type": "string"}}},
+                "figures": {"type": "object", "additionalProperties": {"type": "number"},
+                            "description": "budget_exceeded: the estimate, the cap or budget, what was spent (USD)"},
             },
         }},
     }
+
+
+def _usage_schema() -> dict[str, Any]:
+    number = {"type": "number", "minimum": 0}
+    counts = {"type": "integer", "minimum": 0}
+    row = {"type": "object", "required": ["jobs", "tokens", "model_calls", "compute_s", "cost_usd"], "properties": {
+        "jobs": {"type": "object", "required": ["total"], "additionalProperties": counts,
+                 "description": "Jobs by outcome (succeeded, failed, canceled, expired, timed_out) and in total"},
+        "tokens": {"type": "object", "additionalProperties": False, "required": ["input", "output", "cache_read", "cache_write"],
+                   "properties": {key: counts for key in ("input", "output", "cache_read", "cache_write")}},
+        "model_calls": counts, "compute_s": number, "cost_usd": number,
+        "day": {"type": "string", "format": "date"}, "task": {"type": "string"}, "lane": {"type": "string"}}}
+    return {"type": "object", "additionalProperties": False, "required": ["from", "to", "group_by", "groups", "total"],
+            "properties": {
+                "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                "group_by": {"enum": list(usage.GROUPS)}, "groups": {"type": "array", "items": row}, "total": row,
+                "budget": {"type": "object", "additionalProperties": False,
+                           "required": ["monthly_usd", "month_spent_usd", "remaining_usd"],
+                           "properties": {key: number for key in ("monthly_usd", "month_spent_usd", "remaining_usd")}}}}
 
 
 _TIME = {"type": "string", "format": "date-time"}
@@ -454,6 +493,9 @@ def _views() -> dict[str, Any]:
             "batch_id": {"type": "string"},
             "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
             "source": {"type": "string", "description": "The S3 intake object the job came from"},
+            "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                         "description": "The job's trace (OpenTelemetry), from its submit to its webhook"},
+            "max_cost_usd": {"type": "number", "description": "The job's cost cap, as submitted"},
             "usage": usage,
             "cost": {**_OBJECT, "description": "What the job cost: compute and tokens, in USD"},
             "error": {"type": "object", "required": ["type", "message"],
@@ -509,6 +551,7 @@ def _views() -> dict[str, Any]:
                        "properties": {"job_id": {"type": "string"}, "deliveries": {"type": "array", "items": delivery},
                                       "links": {"type": "object", "additionalProperties": False, "required": ["job"],
                                                 "properties": {"job": {"type": "string"}}}}},
+        "Usage": _usage_schema(),
         "TaskList": {"type": "object", "additionalProperties": False, "required": ["tasks"],
                      "properties": {"tasks": {"type": "array", "items": task}}},
         "Capacity": {"type": "object", "additionalProperties": False, "required": ["admission", "budgets", "waiting"],

@@ -8,6 +8,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/jobs/{id}/cancel"),
     ("GET", "/v1/jobs/{id}/deliveries"),
     ("POST", "/v1/jobs/{id}/deliveries"),
+    ("GET", "/v1/usage"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/capacity"),
     ("POST", "/v1/uploads"),

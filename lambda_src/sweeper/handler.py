@@ -37,6 +37,7 @@ _MARGIN_MS = 10_000  # stop draining this long before the Lambda's timeout
 @functools.cache
 def sweeper() -> tuple[Sweeper, dict[str, SqsDeadLetters]]:
     settings = SweeperSettings.from_env(os.environ)
+    metrics.set_default_dimensions(stage=settings.stage)  # a stage's alarms read only its own
     return build_sweeper(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
 
 

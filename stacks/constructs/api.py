@@ -15,6 +15,7 @@ from stacks.constructs.nag import acknowledge
 
 _ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId",
+    "stage": "$context.stage",
     "apiKeyId": "$context.identity.apiKeyId",
     "ip": "$context.identity.sourceIp",
     "method": "$context.httpMethod",

@@ -25,7 +25,7 @@ from constructs import Construct
 
 from jobadapters import schema
 from jobadapters.settings import CollectorSettings
-from jobadapters.telemetry import BATCH_OLDEST_OPEN_METRIC, COLLECTOR_SERVICE, NAMESPACE
+from jobadapters.telemetry import BATCH_OLDEST_OPEN_METRIC, COLLECTOR_SERVICE, NAMESPACE, STAGE_DIMENSION
 from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
@@ -62,6 +62,7 @@ class BatchCollector(Construct):
         reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.stage = stage  # the dimension of its metrics
         lane = lanes.batch_lane
         if lane is None:
             raise ValueError(f"{self.node.path}: the lanes have no enabled batch lane to collect")
@@ -102,5 +103,6 @@ class BatchCollector(Construct):
     def metric_oldest_open_batch(self, *, period: Duration = OPEN_BATCH_PERIOD) -> cloudwatch.Metric:
         """The age (s) of the oldest Message Batch the collector has not settled, as each pass reports it."""
         return cloudwatch.Metric(
-            namespace=NAMESPACE, metric_name=BATCH_OLDEST_OPEN_METRIC, dimensions_map={"service": COLLECTOR_SERVICE},
+            namespace=NAMESPACE, metric_name=BATCH_OLDEST_OPEN_METRIC,
+            dimensions_map={"service": COLLECTOR_SERVICE, STAGE_DIMENSION: self.stage},
             statistic="Maximum", period=period, label="oldest open batch (s)")

@@ -94,7 +94,8 @@ class IntakeFunction(Construct):
         code: lambda_.Code, storage: JobStorage, intake: IntakeQueue, lanes: Lanes, queues: Mapping[str, JobQueue],
         webhook_queue: JobQueue, stage: str, model_id: str, job_ttl_days: int, result_retention_days: int,
         task_rates_per_min: Mapping[str, float], price_overrides: Mapping[str, Any], tenant_id: str, webhook_url: str,
-        log_retention: logs.RetentionDays, max_concurrency: int,
+        log_retention: logs.RetentionDays, max_concurrency: int, tenant_budgets_usd: Mapping[str, float] | None = None,
+        traces_endpoint: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.intake_queue = intake_queue = intake.job_queue
@@ -103,7 +104,8 @@ class IntakeFunction(Construct):
                 self, lanes=lanes, price_overrides=price_overrides, stage=stage, table=storage.table_environment(),
                 bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
-                result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id),
+                result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id,
+                tenant_budgets_usd=tenant_budgets_usd, traces_endpoint=traces_endpoint),
             "INTAKE_TENANT": tenant_id,
             "INTAKE_WEBHOOK_URL": webhook_url,
         }

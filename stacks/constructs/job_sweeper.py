@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from jobadapters.settings import SweeperSettings
-from jobadapters.telemetry import NAMESPACE, RECOVERED_METRIC, SWEEPER_SERVICE
+from jobadapters.telemetry import NAMESPACE, RECOVERED_METRIC, STAGE_DIMENSION, SWEEPER_SERVICE
 from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
@@ -52,6 +52,7 @@ class JobSweeper(Construct):
         stage: str, max_receives: int, price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.stage = stage  # the dimension of its metrics
         mismatched = sorted(lane for lane, q in queues.items() if q.max_receive_count != max_receives)
         if mismatched:
             raise ValueError(f"{self.node.path}: MAX_RECEIVES={max_receives} must be the redrive count of every lane "
@@ -93,5 +94,5 @@ class JobSweeper(Construct):
         dead-lettered or their queue deadline passed), as the sweeper counts them; a poison message it only
         drops is not counted."""
         return cloudwatch.Metric(
-            namespace=NAMESPACE, metric_name=RECOVERED_METRIC, dimensions_map={"service": SWEEPER_SERVICE},
+            namespace=NAMESPACE, metric_name=RECOVERED_METRIC, dimensions_map={"service": SWEEPER_SERVICE, STAGE_DIMENSION: self.stage},
             statistic="Sum", period=period, label="jobs recovered by the sweeper")

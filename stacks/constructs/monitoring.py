@@ -8,12 +8,17 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from jobadapters.telemetry import NAMESPACE, STAGE_DIMENSION
 from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.intake import IntakeFunction
 from stacks.constructs.job_sweeper import JobSweeper
@@ -23,6 +28,13 @@ from stacks.constructs.worker_service import WorkerService
 _MINUTE = Duration.minutes(1)
 # On top of a lane's job timeout: how long a message may wait for a worker to start before we call it stuck.
 QUEUE_AGE_ALLOWANCE = Duration.minutes(15)
+# The webhook queue holds hand-overs delayed up to SQS's 15 min by design: older than this, the dispatcher is stuck.
+WEBHOOK_QUEUE_AGE = Duration.minutes(30)
+# The S3 intake's notifications are consumed within seconds: older than this, the intake function is stuck.
+INTAKE_QUEUE_AGE = Duration.minutes(15)
+# The router's longest run in a minute, as a share of its timeout, past which it is about to time out.
+ROUTER_DURATION_SHARE = 0.8
+API_THROTTLED_METRIC = "ApiThrottled"  # 429s API Gateway answered (its access log, by stage)
 
 
 class PipelineMonitoring(Construct):
@@ -37,13 +49,20 @@ class PipelineMonitoring(Construct):
     dying or routers timing out; a client's queue deadline passing is counted apart, in
     ``JobsExpiredInQueue``, and not alarmed); the batch collector (when the batch lane is on): its errors, the
     batch lane's DLQ depth > 0, and a Message Batch open longer than ``batch_open_alarm_hours``
-    (``OldestOpenBatchAgeSeconds``, which each pass reports).
+    (``OldestOpenBatchAgeSeconds``, which each pass reports); the webhook queue's oldest hand-over older than
+    30 min and the intake queue's older than 15 min; DynamoDB throttling of the jobs table (any in a minute); the
+    router's longest run over 80 % of its timeout; API Gateway's 429s (``ApiThrottled``, from the access log: a
+    tenant over the usage plan's rate). Every alarm notifies the topic when it fires and when it recovers (OK).
+    ECS tasks of the cluster that stop before they start (``TaskFailedToStart``: image pull, secrets, capacity)
+    are sent to the topic by an EventBridge rule as they happen, not after the oldest-message alarm's wait.
+    The custom metrics an alarm reads carry the ``stage`` dimension: a stage's alarms read only its own.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, router: lambda_.Function,
                  api: apigw.RestApi, workers: Mapping[str, WorkerService], webhooks: WebhookDispatcher,
                  sweeper: JobSweeper, collector: BatchCollector | None = None, batch_open_alarm_hours: int = 24,
-                 intake: IntakeFunction | None = None) -> None:
+                 intake: IntakeFunction | None = None, stage: str = "dev", table: dynamodb.ITable | None = None,
+                 api_access_logs: logs.ILogGroup | None = None, cluster: ecs.ICluster | None = None) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Job pipeline alarms", enforce_ssl=True)
         if alarm_email:
@@ -69,6 +88,38 @@ class PipelineMonitoring(Construct):
                     description="router Lambda was throttled (reserved concurrency or account limit)")
         self._alarm("Api5xx", api.metric_server_error(period=_MINUTE, statistic="Sum"), threshold=0,
                     description="API answered 5xx")
+        timeout_ms = router.timeout.to_milliseconds() if router.timeout is not None else 3000
+        self._alarm("RouterNearTimeout", router.metric_duration(period=_MINUTE, statistic="Maximum"),
+                    threshold=timeout_ms * ROUTER_DURATION_SHARE,
+                    description=f"router Lambda ran over {ROUTER_DURATION_SHARE:.0%} of its {timeout_ms / 1000:g} s timeout "
+                                "(an inline run or a store call is about to be cut off)")
+        self._alarm("WebhookOldestMessage", _maximum(webhooks.job_queue.queue.metric_approximate_age_of_oldest_message),
+                    threshold=WEBHOOK_QUEUE_AGE.to_seconds(),
+                    description=f"webhooks: a hand-over has waited over {WEBHOOK_QUEUE_AGE.to_minutes():g} min "
+                                "(the dispatcher is not consuming its queue)")
+        if table is not None:
+            self._alarm("TableThrottles", table.metric_throttled_requests_for_operations(
+                operations=[dynamodb.Operation.GET_ITEM, dynamodb.Operation.PUT_ITEM, dynamodb.Operation.UPDATE_ITEM,
+                            dynamodb.Operation.QUERY, dynamodb.Operation.BATCH_GET_ITEM], period=_MINUTE),
+                        threshold=0, description="the jobs table throttled requests (callers got 503 unavailable or retried)")
+        if api_access_logs is not None:
+            logs.MetricFilter(self, "ApiThrottledFilter", log_group=api_access_logs, metric_namespace=NAMESPACE,
+                              metric_name=API_THROTTLED_METRIC, metric_value="1",
+                              filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
+                              dimensions={STAGE_DIMENSION: "$.stage"})
+            throttled = cloudwatch.Metric(namespace=NAMESPACE, metric_name=API_THROTTLED_METRIC, statistic="Sum",
+                                          period=_MINUTE, dimensions_map={STAGE_DIMENSION: stage})
+            self._alarm("Api429", throttled, threshold=0,
+                        description="API Gateway answered 429: a tenant is over the usage plan's rate or burst")
+        if cluster is not None:
+            rule = events.Rule(self, "TaskFailedToStart", description="ECS tasks of the workers that failed to start",
+                               event_pattern=events.EventPattern(
+                                   source=["aws.ecs"], detail_type=["ECS Task State Change"],
+                                   detail={"clusterArn": [cluster.cluster_arn], "lastStatus": ["STOPPED"],
+                                           "stopCode": ["TaskFailedToStart"]}))
+            rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
+                f"{stage}: an ECS worker task failed to start: {events.EventField.from_path('$.detail.stoppedReason')} "
+                f"(task {events.EventField.from_path('$.detail.taskArn')})")))
         self._alarm("WebhookDeadLetters", _maximum(webhooks.job_queue.dead_letter_queue.metric_approximate_number_of_messages_visible),
                     threshold=0, description="webhooks: hand-overs reached the dead-letter queue (the dispatcher failed "
                                              f"{webhooks.job_queue.max_receive_count} times; the sweep retries pending deliveries)")
@@ -102,6 +153,10 @@ class PipelineMonitoring(Construct):
                                     "unavailable; an object that cannot run becomes a failed job instead)")
             self._alarm("IntakeErrors", intake.function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
                         description="S3 intake Lambda raised errors")
+            self._alarm("IntakeOldestMessage", _maximum(intake.intake_queue.queue.metric_approximate_age_of_oldest_message),
+                        threshold=INTAKE_QUEUE_AGE.to_seconds(),
+                        description=f"S3 intake: a notification has waited over {INTAKE_QUEUE_AGE.to_minutes():g} min "
+                                    "(the intake function is not consuming its queue)")
         self.dashboard = self._dashboard(router, api, workers, webhooks, sweeper)
         if collector is not None:
             self.dashboard.add_widgets(
@@ -111,13 +166,14 @@ class PipelineMonitoring(Construct):
                 ], right=[collector.function.metric_duration(period=_MINUTE, statistic="Maximum")]),
             )
 
-    def _alarm(self, construct_id: str, metric: cloudwatch.Metric | cloudwatch.MathExpression, *,
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *,
                threshold: float, description: str) -> None:
-        alarm = metric.create_alarm(
-            self, construct_id, threshold=threshold, evaluation_periods=1,
+        alarm = cloudwatch.Alarm(
+            self, construct_id, metric=metric, threshold=threshold, evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cw_actions.SnsAction(self.topic))  # recovered: the on-call hears that too
         self.alarms[construct_id] = alarm
 
     def _dashboard(self, router: lambda_.Function, api: apigw.RestApi, workers: Mapping[str, WorkerService],

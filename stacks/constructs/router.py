@@ -59,6 +59,7 @@ class RouterFunction(Construct):
         log_retention: logs.RetentionDays, snapstart: bool = False, provisioned_concurrency: int = 0,
         capacity: CapacityConfig | None = None,
         inline_concurrency: int | None = None,
+        tenant_budgets_usd: Mapping[str, float] | None = None, traces_endpoint: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
@@ -67,7 +68,8 @@ class RouterFunction(Construct):
                 bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
                 result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id,
-                model_providers=model_access.providers, bedrock_scope=model_access.bedrock_scope),
+                model_providers=model_access.providers, bedrock_scope=model_access.bedrock_scope,
+                tenant_budgets_usd=tenant_budgets_usd, traces_endpoint=traces_endpoint),
             **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
             **({} if inline_concurrency is None else {"INLINE_CONCURRENCY": str(inline_concurrency)}),
         }

@@ -24,6 +24,7 @@ def service_environment(
     queue_urls: Mapping[str, str], webhook_queue_url: str, job_ttl_days: int, result_retention_days: int,
     task_rates_per_min: Mapping[str, float], model_id: str, model_providers: Sequence[str] = DEFAULT_PROVIDERS,
     bedrock_scope: str = DEFAULT_BEDROCK_SCOPE,
+    tenant_budgets_usd: Mapping[str, float] | None = None, traces_endpoint: str = "",
 ) -> dict[str, str]:
     """What ``jobadapters.wiring.build_service`` reads besides the Claude key: the environment of every
     function that submits jobs (the router; the S3 intake, which never calls the model itself), built in one place."""
@@ -39,6 +40,8 @@ def service_environment(
         "RESULT_RETENTION_DAYS": str(result_retention_days),
         "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
         "MODEL_ID": model_id,
+        "TENANT_BUDGETS_USD": compact_json(dict(tenant_budgets_usd or {})),
+        "TRACES_ENDPOINT": traces_endpoint,
     }
 
 

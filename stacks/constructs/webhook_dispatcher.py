@@ -15,7 +15,7 @@ from constructs import Construct
 
 from jobadapters import schema
 from jobadapters.settings import DispatcherSettings
-from jobadapters.telemetry import EXHAUSTED_METRIC, NAMESPACE, WEBHOOKS_SERVICE
+from jobadapters.telemetry import EXHAUSTED_METRIC, NAMESPACE, STAGE_DIMENSION, WEBHOOKS_SERVICE
 from jobcore.dispatch import WEBHOOK_TIMEOUT_S
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
@@ -65,12 +65,15 @@ class WebhookDispatcher(Construct):
         self, scope: Construct, construct_id: str, *,
         code: lambda_.Code, storage: JobStorage, webhook_secret: secretsmanager.ISecret,
         stage: str, retry_schedule_s: str, log_retention: logs.RetentionDays, max_concurrency: int,
+        traces_endpoint: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
+        self.stage = stage  # the dimension of its metrics
         self.job_queue = JobQueue(self, "Delivery", visibility_timeout=Duration.seconds(schema.WEBHOOK_VISIBILITY_S),
                                   max_receive_count=schema.WEBHOOK_MAX_RECEIVES)
         environment = {
             "STAGE": stage,
+            "TRACES_ENDPOINT": traces_endpoint,
             **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
             "WEBHOOK_QUEUE_URL": self.job_queue.queue.queue_url,
@@ -115,5 +118,5 @@ class WebhookDispatcher(Construct):
     def metric_exhausted(self, *, period: Duration = _MINUTE) -> cloudwatch.Metric:
         """Deliveries whose every attempt failed (their retry schedule ran out), as the dispatcher counts them."""
         return cloudwatch.Metric(
-            namespace=NAMESPACE, metric_name=EXHAUSTED_METRIC, dimensions_map={"service": WEBHOOKS_SERVICE},
+            namespace=NAMESPACE, metric_name=EXHAUSTED_METRIC, dimensions_map={"service": WEBHOOKS_SERVICE, STAGE_DIMENSION: self.stage},
             statistic="Sum", period=period, label="webhook deliveries exhausted")

@@ -68,7 +68,7 @@ class WorkerService(Construct):
         model_access: ModelAccess = ANTHROPIC_ONLY, stage: str, model_id: str, min_tasks: int, max_tasks: int,
         result_retention_days: int,
         price_overrides: Mapping[str, Any], log_retention: logs.RetentionDays, idle_minutes: int = 5,
-        model_s3_uri: str = "", capacity: CapacityConfig | None = None,
+        model_s3_uri: str = "", capacity: CapacityConfig | None = None, traces_endpoint: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.lane = lane.name
@@ -89,6 +89,7 @@ class WorkerService(Construct):
             "VISIBILITY_TIMEOUT_S": str(int(job_queue.visibility_timeout.to_seconds())),
             "MODEL_ID": model_id,
             **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
+            "TRACES_ENDPOINT": traces_endpoint,
         }
         if model_s3_uri:
             environment["EMBEDDING_MODEL_URI"] = model_s3_uri

@@ -75,6 +75,7 @@ def every_field_job(job_id: str = "job_contract") -> Job:
             {"attempt": 2, "at": NOW_MS + 31_000, "type": "internal_error", "message": "an internal error — ünïcode"},
         ),
         batch_id="msgbatch_01contract", batch_attempts=2, source="s3://results/intake/invoice.extract/ä b.txt",
+        trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", max_cost_usd=0.25,
     )
 
 

@@ -86,6 +86,8 @@ BAD_VALUES = {
     "api_burst_limit": 1.5,
     "task_rates_per_min": '{"summarize": -2}',
     "price_overrides": "[1, 2]",
+    "tenant_budgets_usd": '{"tenant-a": -5}',
+    "traces_endpoint": "localhost:4318",
     "webhook_retry_schedule_s": "5,soon",
     "intake_tenant": "not a key id",
     "intake_webhook_url": "http://hooks.example.com/intake",
@@ -516,3 +518,10 @@ def test_the_router_budget_is_its_reservation_or_the_quota_less_the_other_functi
     assert unreserved.router_concurrency() == 1000 - 5 - 2 - 1 - 1  # the collector's pass and the sweeper's
     assert unreserved.inline_concurrency() == int(991 * INLINE_SHARE) == 891
     assert PipelineConfig(router_reserved_concurrency=200).inline_concurrency() == 180
+
+
+def test_tenant_budgets_are_read_from_json_and_checked_by_the_runtimes_parser():
+    config = PipelineConfig.from_mapping({"tenant_budgets_usd": '{"tenant-a": 25, "tenant-b": 0.5}'})
+    assert config.tenant_budgets_usd == {"tenant-a": 25, "tenant-b": 0.5}
+    with pytest.raises(ConfigError, match="tenant_budgets_usd.*'a b' is not a tenant"):
+        PipelineConfig.from_mapping({"tenant_budgets_usd": '{"a b": 1}'})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from infra_support import one, resources
+from test_runtime_env import dispatcher_env, sweeper_env
 
 from dispatcher import handler as dispatcher_handler
+from stacks.config import PipelineConfig
 from stacks.constructs import job_sweeper, webhook_dispatcher
 from sweeper import handler as sweeper_handler
 
@@ -24,9 +26,48 @@ def test_every_monitoring_alarm_notifies_the_topic(gpu_app):
     alarms = monitoring_alarms(gpu_app)
     # 2 per lane and the CPU lane's on-demand fallback in use, router errors and throttles, API 5xx; webhooks:
     # dead letters, exhausted, dispatcher and sweep errors; the job sweeper: errors, jobs recovered
-    assert len(alarms) == 19  # 3 of the batch collector (test_batch_collector.py), 2 of the intake (test_intake_infra.py)
+    # ... and the router near its timeout, API 429s, table throttles, the webhook and intake queues' oldest message
+    assert len(alarms) == 24  # 3 of the batch collector (test_batch_collector.py), 3 of the intake (test_intake_infra.py)
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": topic_id}]
+        assert props["OKActions"] == [{"Ref": topic_id}]  # recovery is news too
+
+
+def custom_metric_dimensions(props):
+    """The dimensions of an alarm's metric in the pipeline's own namespace, or None for AWS's metrics."""
+    if "Metrics" in props:
+        stats = [query["MetricStat"]["Metric"] for query in props["Metrics"] if "MetricStat" in query]
+        return stats[0]["Dimensions"] if stats[0]["Namespace"] == "HybridJobs" else None
+    return props["Dimensions"] if props.get("Namespace") == "HybridJobs" else None
+
+
+def test_every_alarm_on_a_custom_metric_reads_its_own_stage(gpu_app):
+    custom = [dims for dims in map(custom_metric_dimensions, monitoring_alarms(gpu_app).values()) if dims is not None]
+    assert len(custom) >= 3  # exhausted webhooks, jobs recovered, API 429s (and the batch lane's open batch)
+    for dims in custom:
+        assert {"Name": "stage", "Value": gpu_app.config.stage} in dims
+
+
+def test_new_operator_alarms(default_app):
+    timeout_ms = default_app.config.router_timeout_s * 1000
+    assert (alarm(default_app, "RouterNearTimeout")["MetricName"], alarm(default_app, "RouterNearTimeout")["Threshold"]) == (
+        "Duration", timeout_ms * 0.8)
+    assert alarm(default_app, "WebhookOldestMessage")["Threshold"] == 1800
+    assert alarm(default_app, "IntakeOldestMessage")["Threshold"] == 900
+    throttles = alarm(default_app, "TableThrottles")
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in throttles["Metrics"] if "MetricStat" in m} == {"ThrottledRequests"}
+    filters = resources(default_app.service_json, "AWS::Logs::MetricFilter")
+    (throttled,) = [f["Properties"] for f in filters.values() if "429" in f["Properties"]["FilterPattern"]]
+    assert throttled["MetricTransformations"][0]["Dimensions"] == [{"Key": "stage", "Value": "$.stage"}]
+
+
+def test_tasks_that_fail_to_start_reach_the_topic_at_once(default_app):
+    topic_id, _ = one(default_app.service_json, "AWS::SNS::Topic")
+    rules = [r["Properties"] for r in resources(default_app.service_json, "AWS::Events::Rule").values()
+             if "ECS Task State Change" in str(r["Properties"].get("EventPattern"))]
+    (rule,) = rules
+    assert rule["EventPattern"]["detail"]["stopCode"] == ["TaskFailedToStart"]
+    assert rule["Targets"][0]["Arn"] == {"Ref": topic_id}
 
 
 def test_dead_letters_alarm_at_the_first_message(gpu_app):
@@ -66,12 +107,18 @@ def test_an_exhausted_delivery_alarms_on_the_metric_the_dispatcher_publishes(def
     assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
         "HybridJobs", "WebhookDeliveriesExhausted", "Sum", 60)
     # Powertools Metrics (EMF) publishes its service as the one dimension, named "service".
-    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "webhooks"}]
+    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "webhooks"}, {"Name": "stage", "Value": "dev"}]
     assert (props["Threshold"], props["ComparisonOperator"], props["TreatMissingData"]) == (
         0, "GreaterThanThreshold", "notBreaching")
 
 
-def test_the_alarmed_metric_is_the_one_the_handler_emits():
+def test_the_alarmed_metric_is_the_one_the_handler_emits(monkeypatch):
+    env = {**dispatcher_env(PipelineConfig(stage="qa")), "WEBHOOK_SECRET": "whsec_x", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    dispatcher_handler.dispatcher.cache_clear()
+    dispatcher_handler.dispatcher()  # sets the stage dimension from its settings, as on a cold start
+    dispatcher_handler.dispatcher.cache_clear()
     assert dispatcher_handler.EXHAUSTED_METRIC == webhook_dispatcher.EXHAUSTED_METRIC == "WebhookDeliveriesExhausted"
     assert dispatcher_handler.metrics.namespace == webhook_dispatcher.NAMESPACE == "HybridJobs"
     assert dispatcher_handler.metrics.service == webhook_dispatcher.WEBHOOKS_SERVICE == "webhooks"
@@ -82,8 +129,9 @@ def test_the_alarmed_metric_is_the_one_the_handler_emits():
     finally:
         dispatcher_handler.metrics.clear_metrics()
     (directive,) = document["_aws"]["CloudWatchMetrics"]
-    assert (directive["Namespace"], directive["Dimensions"], document["service"]) == (
-        "HybridJobs", [["service"]], "webhooks")
+    # CloudWatch names a metric by its set of dimensions: their order in the directive does not matter.
+    assert (directive["Namespace"], sorted(directive["Dimensions"][0]), document["service"], document["stage"]) == (
+        "HybridJobs", ["service", "stage"], "webhooks", "qa")
 
 
 def test_dispatcher_and_sweep_errors_alarm(default_app):
@@ -110,12 +158,17 @@ def test_jobs_recovered_by_the_sweeper_alarm_on_any_in_five_minutes(default_app)
     stat = query["MetricStat"]
     assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
         "HybridJobs", "JobsRecoveredBySweeper", "Sum", 300)
-    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "sweeper"}]
+    assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "sweeper"}, {"Name": "stage", "Value": "dev"}]
     assert (props["Threshold"], props["ComparisonOperator"], props["TreatMissingData"], props["EvaluationPeriods"]) == (
         0, "GreaterThanThreshold", "notBreaching", 1)
 
 
-def test_the_recovered_metric_is_the_one_the_sweeper_emits():
+def test_the_recovered_metric_is_the_one_the_sweeper_emits(monkeypatch):
+    for key, value in {**sweeper_env(PipelineConfig(stage="qa")), "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    sweeper_handler.sweeper.cache_clear()
+    sweeper_handler.sweeper()
+    sweeper_handler.sweeper.cache_clear()
     assert sweeper_handler.RECOVERED_METRIC == job_sweeper.RECOVERED_METRIC == "JobsRecoveredBySweeper"
     assert sweeper_handler.metrics.namespace == job_sweeper.NAMESPACE == "HybridJobs"
     assert sweeper_handler.metrics.service == job_sweeper.SWEEPER_SERVICE == "sweeper"
@@ -124,9 +177,11 @@ def test_the_recovered_metric_is_the_one_the_sweeper_emits():
         document = sweeper_handler.metrics.serialize_metric_set()
     finally:
         sweeper_handler.metrics.clear_metrics()
+        sweeper_handler.metrics.clear_default_dimensions()
     (directive,) = document["_aws"]["CloudWatchMetrics"]
-    assert (directive["Namespace"], directive["Dimensions"], document["service"]) == (
-        "HybridJobs", [["service"]], "sweeper")
+    # CloudWatch names a metric by its set of dimensions: their order in the directive does not matter.
+    assert (directive["Namespace"], sorted(directive["Dimensions"][0]), document["service"], document["stage"]) == (
+        "HybridJobs", ["service", "stage"], "sweeper", "qa")
 
 
 def test_email_subscription_only_when_configured(default_app, gpu_app):
@@ -138,8 +193,10 @@ def test_email_subscription_only_when_configured(default_app, gpu_app):
 
 def test_topic_refuses_plain_http_publishers(default_app):
     _, policy = one(default_app.service_json, "AWS::SNS::TopicPolicy")
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert (statement["Effect"], statement["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    deny, allow = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    # ... and EventBridge may publish (tasks that fail to start), nobody else
+    assert (allow["Effect"], allow["Principal"], allow["Action"]) == ("Allow", {"Service": "events.amazonaws.com"}, "sns:Publish")
 
 
 def test_dashboard_shows_every_lane(gpu_app):

@@ -56,6 +56,7 @@ def router_env(config: PipelineConfig) -> dict[str, str]:
         "RESULT_RETENTION_DAYS": str(config.result_retention_days),
         "TASK_RATES_PER_MIN": compact_json(config.task_rates_per_min), "MODEL_ID": config.model_id,
         "ANTHROPIC_SECRET_ARN": "arn:anthropic", "MODEL_PROVIDERS": ",".join(config.model_providers),
+        "TENANT_BUDGETS_USD": compact_json(config.tenant_budgets_usd), "TRACES_ENDPOINT": config.traces_endpoint,
         "LANE_SERVICES": compact_json({lane.name: f"arn:aws:ecs:us-east-1:111122223333:service/workers/{lane.name}"
                                        for lane in config.lanes().worker_lanes()}),
         **capacity_environment(config.capacity()),
@@ -73,6 +74,7 @@ def worker_env(config: PipelineConfig, lane: str) -> dict[str, str]:
         "VISIBILITY_TIMEOUT_S": str(int(config.lanes().get(lane).time_limit_s)), "MODEL_ID": config.worker_model_id,
         **capacity_environment(config.capacity()),
         "MODEL_PROVIDERS": ",".join(config.model_providers),
+        "TRACES_ENDPOINT": config.traces_endpoint,
     }
 
 
@@ -82,7 +84,7 @@ def dispatcher_env(config: PipelineConfig) -> dict[str, str]:
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(), "RESULTS_BUCKET": "results",
         "WEBHOOK_QUEUE_URL": "https://sqs.example/webhooks", "WEBHOOK_SECRET_ARN": "arn:webhook",
         "WEBHOOK_RETRY_SCHEDULE_S": config.webhook_retry_schedule_s, "WEBHOOK_SWEEP_EVERY_S": "60",
-        "API_BASE_PATH": f"/{config.stage}",
+        "API_BASE_PATH": f"/{config.stage}", "TRACES_ENDPOINT": config.traces_endpoint,
     }
 
 

@@ -176,3 +176,20 @@ def test_progress_shows_each_state_once_then_the_failed_job_exits_1(scripted):
     code, out, err = run_main("submit", "t", "--data", "{}", "--wait", "60", url=server.url)
     assert code == cli.JOB_FAILED and "error:  model_rejected: refused" in out
     assert [line.split()[1] for line in err.splitlines()] == ["queued", "running", "failed"]
+
+
+def test_usage_prints_the_callers_usage_with_a_bar_chart_and_json_for_scripts(jobpipe):
+    assert jobpipe("submit", SHORT["task"], "--input", "-", stdin=json.dumps(SHORT["input"])).returncode == cli.OK
+    report = jobpipe.json("usage", "--group-by", "task")
+    (row,) = [group for group in report["groups"] if group["task"] == SHORT["task"]]
+    assert row["jobs"]["succeeded"] >= 1 and row["cost_usd"] > 0
+    done = jobpipe("usage", "--group-by", "task")
+    assert done.returncode == cli.OK, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("usage ") and lines[1].split()[:2] == ["TASK", "JOBS"]
+    (line,) = [line for line in lines if line.startswith(SHORT["task"])]
+    assert "█" in line and lines[-1].startswith("total: ")
+
+
+def test_a_bar_is_its_share_of_the_width_in_eighths():
+    assert (cli.bar(1.0, width=4), cli.bar(0.0, width=4), cli.bar(0.5, width=4), cli.bar(1 / 32, width=4)) == ("████", "", "██", "▏")

@@ -15,6 +15,7 @@ through a batch API, with the same task code. A task that computes rather than c
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
@@ -172,7 +173,8 @@ def call_all(requests: Sequence[ModelRequest], ctx: RunContext,
     if len(requests) == 1 and not answered:
         return dict([call(requests[0])])
     with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(requests))), thread_name_prefix="model") as pool:
-        futures = [pool.submit(call, request) for request in requests]
+        # Each call runs in the caller's context (its current span), copied per call: one context is entered by one thread.
+        futures = [pool.submit(contextvars.copy_context().run, call, request) for request in requests]
         responses, failures = {}, []
         for future in futures:
             try:

@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("tasks", Cli.tasks, "list the tasks, where each typically runs and why")
 
+    usage = command("usage", Cli.usage, "your usage by day, task or lane: jobs, tokens, cost, with a bar chart")
+    usage.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", help="first day (UTC; default: the 1st of this month)")
+    usage.add_argument("--to", metavar="YYYY-MM-DD", help="last day (UTC; default: today)")
+    usage.add_argument("--group-by", choices=["day", "task", "lane"], default="day")
+
     configure = command("configure", Cli.configure,
                         "save the API URL and key: from a deployed service stack (boto3), or given by hand")
     configure.add_argument("--stack", help="the service stack's name, e.g. JobPipeline-dev-Service (its ApiUrl and ApiKeyId "
@@ -265,6 +270,29 @@ class Cli:
             return OK
         rows = [[task.get("name", ""), (task.get("route") or {}).get("lane") or "-", task.get("description", "")] for task in tasks]
         self.table(["TASK", "RUNS ON", "DESCRIPTION"], rows)
+        return OK
+
+    def usage(self) -> int:
+        report = self.client().usage.get(from_=self.args.from_, to=self.args.to, group_by=self.args.group_by)
+        if self.json:
+            self.emit_json(report)
+            return OK
+        key = report.get("group_by", "day")
+        groups = report.get("groups") or []
+        most = max((group.get("cost_usd", 0) for group in groups), default=0) or 1
+        rows = [[group.get(key, ""), group["jobs"]["total"], group["tokens"]["input"], group["tokens"]["output"],
+                 f"{group.get('cost_usd', 0):.6f}", bar(group.get("cost_usd", 0) / most)] for group in groups]
+        total = report.get("total") or {}
+        print(f"usage {report.get('from')} to {report.get('to')}, by {key}", file=self.out)
+        self.table([key.upper(), "JOBS", "IN TOKENS", "OUT TOKENS", "COST USD", ""], rows)
+        if total:
+            print(f"total: {total['jobs']['total']} jobs, {total['model_calls']} model calls, "
+                  f"{total['compute_s']:g} s of compute, {total['cost_usd']:.6f} USD", file=self.out)
+        budget = report.get("budget")
+        if budget:
+            print(f"budget: {budget['month_spent_usd']:.6f} of {budget['monthly_usd']:g} USD spent this month, "
+                  f"{budget['remaining_usd']:.6f} left  {bar(budget['month_spent_usd'] / (budget['monthly_usd'] or 1))}",
+                  file=self.out)
         return OK
 
     def configure(self) -> int:
@@ -394,6 +422,12 @@ def parse_metadata(pairs: list[str] | None) -> dict[str, str] | None:
             raise UsageError(f"--metadata takes KEY=VALUE, not {pair!r}")
         metadata[key] = value
     return metadata
+
+
+def bar(share: float, width: int = 24) -> str:
+    """A bar of ``share`` (0 to 1) of ``width`` cells, in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, share)) * width * 8)
+    return "█" * (eighths // 8) + ("" if eighths % 8 == 0 else " ▏▎▍▌▋▊▉"[eighths % 8])
 
 
 def mask(secret: str) -> str:

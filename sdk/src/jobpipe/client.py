@@ -44,6 +44,7 @@ class Client:
                                     sleep=sleep, jitter=jitter)
         self.jobs = Jobs(self._transport, sleep=sleep)
         self.tasks = Tasks(self._transport)
+        self.usage = Usage(self._transport)
         self.webhooks = Webhooks()
 
     def __enter__(self) -> Client:
@@ -69,7 +70,8 @@ class Jobs:
     def create(self, task: str, input: Any = None, *, mode: str | None = None, webhook: str | Mapping[str, Any] | None = None,
                metadata: Mapping[str, str] | None = None, hints: Mapping[str, Any] | None = None,
                max_queue_s: float | None = None, input_upload: str | None = None, idempotency_key: str | None = None,
-               wait: float | None = None, on_update: Callable[[Job], None] | None = None) -> Job:
+               wait: float | None = None, on_update: Callable[[Job], None] | None = None,
+               max_cost_usd: float | None = None) -> Job:
         """Submit a job: the finished job when it ran inline, else the queued one (or, with ``wait``, the
         job once finished, waiting at most ``wait`` seconds: :meth:`wait`). ``mode``: ``auto`` (default),
         ``sync``, ``async`` or ``batch``. ``webhook``: a URL, or ``{"url", "events"}``.
@@ -91,6 +93,8 @@ class Jobs:
             body["hints"] = dict(hints)
         if max_queue_s is not None:
             body["max_queue_s"] = max_queue_s
+        if max_cost_usd is not None:  # refused (402) if its estimate is higher; stopped between model calls on reaching it
+            body["max_cost_usd"] = max_cost_usd
         key = idempotency_key or f"jobpipe-{uuid.uuid4()}"
         response = self._transport.request("POST", "/v1/jobs", body=body, headers={"idempotency-key": key}, retry=True)
         job = Job(response.data)
@@ -191,6 +195,18 @@ class Tasks:
     def list(self) -> builtins.list[dict[str, Any]]:
         """The task catalogue: each task's profile, the route its typical job gets and why, its cost."""
         return list(self._transport.request("GET", "/v1/tasks", retry=True).data.get("tasks", []))
+
+
+class Usage:
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def get(self, *, from_: str | None = None, to: str | None = None, group_by: str | None = None) -> dict[str, Any]:
+        """Your usage from ``from_`` to ``to`` (UTC dates, YYYY-MM-DD; default: this month so far), grouped by
+        ``day`` (default), ``task`` or ``lane``: jobs by outcome, tokens, model calls, compute seconds, cost; and
+        your monthly budget, if you have one."""
+        query = {key: value for key, value in (("from", from_), ("to", to), ("group_by", group_by)) if value is not None}
+        return dict(self._transport.request("GET", "/v1/usage", query=query or None, retry=True).data)
 
 
 def _segment(job_id: str) -> str:

@@ -212,6 +212,13 @@ class CanceledError(APIError):
     type = "canceled"
 
 
+class BudgetExceededError(APIError):
+    """402: the job's estimate exceeds its ``max_cost_usd`` or the tenant's budget left this month (``figures`` in the
+    body say by how much); or, as a job's error, its run reached its ``max_cost_usd``."""
+
+    type = "budget_exceeded"
+
+
 class TimedOutError(APIError):
     """A job's error: it ran past its task's time limit."""
 
@@ -230,7 +237,7 @@ ERROR_TYPES: dict[str, type[APIError]] = {cls.type: cls for cls in _subclasses(A
 
 # For an answer whose ``type`` is unknown (or missing): the class of its HTTP status.
 _BY_STATUS: dict[int, type[APIError]] = {
-    400: BadRequestError, 401: UnauthenticatedError, 403: UnauthenticatedError, 404: NotFoundError,
+    400: BadRequestError, 401: UnauthenticatedError, 402: BudgetExceededError, 403: UnauthenticatedError, 404: NotFoundError,
     409: ConflictError, 413: PayloadTooLargeError, 422: InvalidInputError, 429: RateLimitedError,
     500: InternalError, 502: UnavailableError, 503: UnavailableError, 504: UnavailableError,
 }

@@ -1,0 +1,186 @@
+"""Usage per tenant (counted once, by the terminal write), the usage query and view, the budget check at submission,
+and the cap a job's max_cost_usd puts on its model calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import replace
+
+import pytest
+from fakes import LANES, MemoryUsageStore, ScriptedModel, make_service, text_response
+
+from jobcore import usage
+from jobcore.costing import CostModel
+from jobcore.errors import BudgetExceededError, ConflictError, InvalidInputError
+from jobcore.metering import MeteredModel, ceiling, check_submission
+from jobcore.model import JobStatus, Usage
+from jobcore.pricing import default_prices
+from jobcore.requests import parse_submit
+from jobcore.tasks import RunContext
+from jobcore.tasks.base import usage_of
+
+SHORT = {"task": "claude.messages", "input": {"max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}}
+
+
+def cost_model() -> CostModel:
+    return CostModel(default_prices(), LANES)
+
+
+def service_with_usage(script=(), **fields):
+    service, h = make_service(script, cost_model=cost_model(), **fields)
+    h.runner.usage = MemoryUsageStore()
+    h.runner.cost_model = cost_model()
+    return service, h
+
+
+# --- counting -----------------------------------------------------------------------------------
+
+
+def test_a_finished_job_adds_its_outcome_tokens_time_and_cost_to_its_tenants_day():
+    service, h = service_with_usage([text_response("hello", input_tokens=120, output_tokens=30)])
+    done = service.submit(parse_submit(SHORT), tenant_id="t1").job
+    assert done.status is JobStatus.SUCCEEDED
+
+    (item,) = h.runner.usage.items.values()
+    day = usage.day_of(done.finished_at)
+    assert list(h.runner.usage.items) == [("t1", day)]
+    assert item["claude.messages|inline|jobs_succeeded"] == 1
+    assert item["claude.messages|inline|input_tokens"] == 120 and item["claude.messages|inline|output_tokens"] == 30
+    assert item["claude.messages|inline|cost_micro_usd"] == usage.micro_usd(done.cost["actual"]["total"])
+
+
+def test_a_job_is_counted_once_even_when_a_later_write_loses():
+    service, h = service_with_usage([text_response("a")])
+    done = service.submit(parse_submit(SHORT), tenant_id="t1").job
+    with pytest.raises(ConflictError):
+        h.runner.finish(replace(done, status=JobStatus.RUNNING, version=done.version - 1), JobStatus.FAILED)
+    (item,) = h.runner.usage.items.values()
+    assert sum(v for k, v in item.items() if "|jobs_" in k) == 1
+
+
+def test_the_usage_view_groups_by_day_task_or_lane_and_keeps_tenants_apart():
+    service, h = service_with_usage(llm=ScriptedModel(default=lambda p: text_response("x", input_tokens=10, output_tokens=5)))
+    for tenant, count in (("t1", 3), ("t2", 2)):
+        for _ in range(count):
+            service.submit(parse_submit(SHORT), tenant_id=tenant)
+        h.clock.advance(86_400)
+    view = service.usage(tenant_id="t1", params={"group_by": "task", "from": "2023-11-01", "to": "2023-11-30"})
+    assert view["total"]["jobs"] == {"total": 3, "succeeded": 3}
+    assert view["total"]["tokens"] == {"input": 30, "output": 15, "cache_read": 0, "cache_write": 0}
+    assert [group["task"] for group in view["groups"]] == ["claude.messages"]
+    by_day = service.usage(tenant_id="t2", params={"from": "2023-11-01", "to": "2023-11-30"})
+    assert [group["jobs"]["total"] for group in by_day["groups"]] == [2]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"from": "2026-02-01", "to": "2026-01-01"}, "from"),
+    ({"from": "2026-01-01", "to": "2026-06-01"}, "from"),
+    ({"from": "yesterday"}, "from"),
+    ({"group_by": "tenant"}, "group_by"),
+    ({"until": "2026-01-01"}, "query.until"),
+])
+def test_a_bad_usage_query_names_its_field(params, field):
+    with pytest.raises(InvalidInputError) as raised:
+        usage.parse_query(params, now_ms=1_767_225_600_000)
+    assert raised.value.field == field
+
+
+def test_the_default_range_is_this_month_so_far():
+    query = usage.parse_query({}, now_ms=int(dt.datetime(2026, 3, 17, 12, tzinfo=dt.UTC).timestamp() * 1000))
+    assert (query.first.isoformat(), query.last.isoformat(), query.group_by) == ("2026-03-01", "2026-03-17", "day")
+
+
+# --- budgets at submission ----------------------------------------------------------------------
+
+
+def test_check_submission_names_the_figures():
+    check_submission(estimate_usd=1.0, max_cost_usd=1.0, budget_usd=5.0, month_spent_usd=4.0)  # exactly at both limits
+    with pytest.raises(BudgetExceededError) as over_cap:
+        check_submission(estimate_usd=1.5, max_cost_usd=1.0, budget_usd=None, month_spent_usd=0)
+    assert over_cap.value.figures == {"estimate_usd": 1.5, "max_cost_usd": 1.0}
+    with pytest.raises(BudgetExceededError) as over_budget:
+        check_submission(estimate_usd=1.0, max_cost_usd=None, budget_usd=5.0, month_spent_usd=4.5)
+    assert over_budget.value.figures["remaining_usd"] == 0.5
+
+
+def test_the_submission_that_would_pass_the_monthly_budget_is_refused_and_the_one_before_it_is_not():
+    service, h = service_with_usage(llm=ScriptedModel(default=lambda p: text_response("x")))
+    estimate = service.submit(parse_submit(SHORT), tenant_id="free").job.cost["estimate"]["total"]
+    # Room for one estimate and a micro-dollar: the first job fits, the second would pass it (the first spent more).
+    service.budgets_usd = {"capped": estimate + 0.000001}
+    accepted = [service.submit(parse_submit(SHORT), tenant_id="capped").job]
+    assert all(job.status is JobStatus.SUCCEEDED for job in accepted)
+    with pytest.raises(BudgetExceededError) as refused:
+        service.submit(parse_submit(SHORT), tenant_id="capped")
+    spent = sum(job.cost["actual"]["total"] for job in accepted)
+    assert refused.value.figures["month_spent_usd"] == pytest.approx(spent, abs=1e-6)
+    assert service.submit(parse_submit(SHORT), tenant_id="free").job.status is JobStatus.SUCCEEDED  # another tenant's own
+
+
+def test_max_cost_usd_under_the_estimate_is_refused_before_anything_is_recorded():
+    service, h = service_with_usage([text_response("x")])
+    with pytest.raises(BudgetExceededError):
+        service.submit(parse_submit({**SHORT, "max_cost_usd": 0.000001}), tenant_id="t1")
+    assert not h.store.jobs
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", 10**7])
+def test_max_cost_usd_must_be_a_positive_number(value):
+    with pytest.raises(InvalidInputError, match="max_cost_usd"):
+        parse_submit({**SHORT, "max_cost_usd": value})
+
+
+# --- the cap on a running job -------------------------------------------------------------------
+
+
+def price(model, used: Usage) -> float:
+    return used.input_tokens * 3e-6 + used.output_tokens * 15e-6
+
+
+def test_a_call_whose_ceiling_would_pass_the_cap_is_refused_between_calls():
+    params = {"max_tokens": 100, "messages": [{"role": "user", "content": "x" * 50}]}
+    one_call = price(None, ceiling(params))
+    llm = ScriptedModel(default=lambda p: text_response("y", input_tokens=60, output_tokens=100))
+    meter = MeteredModel(llm, price=price, usage_of=usage_of, cap_usd=one_call * 1.5)
+    meter.create(params)  # fits: nothing spent yet
+    with pytest.raises(BudgetExceededError, match="max_cost_usd"):
+        meter.create(params)  # spent + its ceiling would pass the cap
+    assert len(llm.calls) == 1 and meter.usage.model_calls == 1
+    assert meter.spent_usd <= one_call * 1.5
+
+
+def test_calls_in_flight_count_against_the_cap():
+    params = {"max_tokens": 100, "messages": [{"role": "user", "content": "x"}]}
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(p):
+        entered.set()
+        release.wait(5)
+        return text_response("y")
+
+    meter = MeteredModel(ScriptedModel(default=slow), price=price, usage_of=usage_of, cap_usd=price(None, ceiling(params)) * 1.5)
+    first = threading.Thread(target=meter.create, args=(params,))
+    first.start()
+    assert entered.wait(5)
+    with pytest.raises(BudgetExceededError):
+        meter.create(params)  # the first call's ceiling is reserved while it runs
+    release.set()
+    first.join(5)
+
+
+def test_the_ceiling_bounds_the_input_by_its_bytes_and_the_output_by_max_tokens():
+    params = {"max_tokens": 700, "system": "s", "messages": [{"role": "user", "content": "héllo"}]}
+    bound = ceiling(params)
+    assert bound.output_tokens == 700 and bound.input_tokens > len("héllo".encode())
+
+
+def test_a_capped_run_fails_with_budget_exceeded_and_records_what_it_used():
+    responses = [text_response("a", input_tokens=10, output_tokens=5)] * 8
+    service, h = service_with_usage(responses)
+    body = {"task": "documents.summarize", "input": {"documents": [{"id": str(i), "text": "word " * 20} for i in range(3)]}}
+    job = service.submit(parse_submit(body), tenant_id="t1").job
+    capped = replace(job, status=JobStatus.RUNNING, max_cost_usd=job.cost["estimate"]["total"] / 1000)
+    h.store.save(capped, expected_version=job.version)
+    outcome = h.runner.execute(capped, RunContext(llm=ScriptedModel(responses), model_id="claude-default", concurrency=1))
+    assert outcome.job.status is JobStatus.FAILED and outcome.job.error["type"] == "budget_exceeded"
