@@ -41,6 +41,19 @@ from jobcore.webhooks import COMPLETED, EVENT_TYPES
 from router.routes import ROUTES
 
 VERSION = "1.0.0"
+# Where a generated client points when told nothing: `make serve`'s local runtime (local.serve's default
+# port; a test holds them equal), else a deployed stage, its URL templated as the stack's ApiUrl output is.
+LOCAL_SERVER_URL = "http://127.0.0.1:8080"
+SERVERS: list[dict[str, Any]] = [
+    {"url": LOCAL_SERVER_URL, "description": "The local runtime (make serve), API key local-dev-key"},
+    {"url": "https://{apiId}.execute-api.{region}.amazonaws.com/{stage}",
+     "description": "A deployed stage: the ServiceStack's ApiUrl output",
+     "variables": {
+         "apiId": {"default": "abcdef1234", "description": "The REST API's id (the first label of ApiUrl)"},
+         "region": {"default": "us-east-1", "description": "The AWS Region the stacks are deployed in"},
+         "stage": {"default": "dev", "description": "The stage (cdk.json's stage)"},
+     }},
+]
 ERROR = "#/components/schemas/Error"
 
 # API Gateway's own answers (its gateway responses, rendered by the API construct in the router's error
@@ -168,6 +181,7 @@ def document() -> dict[str, Any]:
                             "relative to where the API is mounted (the stage, /dev, on an execute-api URL). "
                             "Generated from the code (router/openapi.py)."),
         },
+        "servers": SERVERS,
         "security": [{"apiKey": []}],
         "paths": paths,
         "components": {

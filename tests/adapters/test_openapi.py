@@ -20,9 +20,11 @@ from jobcore import errors
 from jobcore.model import JobStatus
 from jobcore.tasks import CATALOGUE
 from jobcore.views import deliveries_view, job_view
+from local import serve
 from router import openapi
 from router.handler import STATUS_BY_ERROR
 from router.routes import ROUTES
+from stacks.config import PipelineConfig
 from tests.adapters.test_base_path import deployed
 from tests.adapters.test_router_handler import Api, api, router_env  # noqa: F401  (fixtures)
 from tests.bodies import LONG, SHORT
@@ -40,6 +42,14 @@ def document() -> dict[str, Any]:
 def test_the_committed_document_is_the_generated_one():
     assert COMMITTED.read_text(encoding="utf-8") == openapi.render(), \
         "docs/openapi.json is stale: regenerate it with `make openapi`"
+
+
+def test_the_servers_are_the_local_runtime_s_default_and_a_deployed_stage(document):
+    local, deployed = document["servers"]
+
+    assert local["url"] == f"http://127.0.0.1:{serve.parse_args([]).port}"
+    assert deployed["url"].format(apiId="a1", region="eu-west-1", stage="prod") == "https://a1.execute-api.eu-west-1.amazonaws.com/prod"
+    assert deployed["variables"]["stage"]["default"] == PipelineConfig().stage
 
 
 def test_the_document_is_valid_openapi_3_1(document):
@@ -176,7 +186,8 @@ def test_on_a_stage_the_served_document_names_its_base_path_as_the_server(api: A
     reply = api.send(deployed("GET", "/v1/openapi.json"))
 
     assert reply.status == 200 and reply.body["servers"] == [{"url": "/dev"}]
-    assert {k: v for k, v in reply.body.items() if k != "servers"} == json.loads(COMMITTED.read_text(encoding="utf-8"))
+    committed = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    assert {**reply.body, "servers": committed["servers"]} == committed
 
 
 def test_like_every_route_it_needs_an_identified_caller(api: Api):  # noqa: F811 - the imported fixture
