@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from jobcore import errors
+from jobcore import errors, webhooks
 from jobcore.model import JobStatus
 from jobcore.tasks import CATALOGUE
 from jobcore.views import deliveries_view, job_view
@@ -145,6 +145,19 @@ def test_the_views_of_a_job_with_every_field_set_match_the_document(document, st
                  job_view(job, url_for=url_for, result_gone=True)):
         response_validator(document, "GET", "/v1/jobs/{id}", 200).validate(view)
     response_validator(document, "GET", "/v1/jobs/{id}/deliveries", 200).validate(deliveries_view(job))
+
+
+@pytest.mark.parametrize("status", [status for status in JobStatus if status.terminal])
+def test_a_webhook_event_matches_the_document(document, status):
+    job = dataclasses.replace(every_field_job(), status=status)
+    view = {k: v for k, v in job_view(job, result={"answer": 1}).items() if k != "result_url"}
+    event = webhooks.payload(view, job, timestamp_ms=NOW_MS)
+
+    schema = {**document["webhooks"]["jobFinished"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+              "components": document["components"]}
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(event)
+    assert event["timestamp"].endswith("Z") and not jsonschema.Draft202012Validator(schema).is_valid(
+        {**event, "timestamp": NOW_MS})
 
 
 def test_the_router_s_answers_match_the_document(api: Api, document):  # noqa: F811 - the imported fixture
