@@ -37,8 +37,8 @@ browser:
 	  else echo "make browser: no chromium here; install Debian's chromium package (or set CHROMIUM=/path)"; fi; }
 
 ## Every test: core, adapters (moto), end to end (local pipeline over HTTP, the console in Chromium), infrastructure;
-## on TEST_WORKERS processes (pytest-xdist), a file per process at a time (a module's local pipeline stays in its process).
-## pytest exits 5 when it collects nothing, and make fails on any status but 0.
+## on TEST_WORKERS processes (pytest-xdist): a test file per process at a time, and every test that runs a local
+## pipeline in one process (tests/conftest.py says why). pytest exits 5 when it collects nothing: make fails on it.
 TEST_WORKERS ?= auto
 test: venv browser
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
