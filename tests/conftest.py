@@ -9,30 +9,38 @@ one with other settings).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.harness import SUMMARIES, StandIn, start_pipeline, stop_pipeline
 
-E2E = Path(__file__).parent / "e2e"
-PIPELINE_GROUP = "local-pipeline"
+# The tests that start a local pipeline (tests/sdk's few others are quick): under xdist, one unit of work.
+PIPELINE_DIRS = ("tests/e2e/", "tests/sdk/", "tests/test_docs_commands.py")
+PIPELINE_UNIT = "local-pipeline"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items) -> None:
-    """For ``make test``'s ``--dist loadgroup``: a process per test file (as ``loadfile``), except that the
-    tests that run a local pipeline all share one, so that two pipelines never run at once: two (a dozen
-    processes each) on a loaded 2-core machine starved a router past API Gateway's 29 s (504s). That
-    group goes first: it is the longest, mostly waiting on real time, while the other process runs the rest."""
-    def runs_pipeline(item) -> bool:
-        return "pipeline" in item.fixturenames or item.path.is_relative_to(E2E)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test``'s ``--dist loadfile``: a test file per process at a time, except that the files that run
+    a local pipeline go to one process together, so that two pipelines never run at once: two (a dozen
+    processes each) on a loaded 2-core machine starved a router past API Gateway's 29 s (504s). (xdist's
+    own ``loadgroup`` cannot say so: it renames test ids, which pytest 9 no longer lets it do.)"""
+    from xdist.scheduler import LoadFileScheduling
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(PIPELINE_GROUP if runs_pipeline(item) else item.nodeid.split("::")[0]))
-    if config.getoption("dist", "no") == "loadgroup":
-        items.sort(key=lambda item: not runs_pipeline(item))  # stable: each group keeps its order
+    class PipelinesInOneProcess(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return PIPELINE_UNIT if scope.startswith(PIPELINE_DIRS) else scope
+
+    return PipelinesInOneProcess(config, log) if config.getoption("dist") == "loadfile" else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, the pipeline tests first: the longest unit, mostly waiting on real time, starts at
+    once while the other processes run the rest (xdist hands out units in collection order)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not item.nodeid.startswith(PIPELINE_DIRS))  # stable: files keep their order
 
 
 @pytest.fixture(scope="module")
