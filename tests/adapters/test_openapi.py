@@ -47,7 +47,7 @@ def test_the_committed_document_is_the_generated_one():
 def test_the_servers_are_the_local_runtime_s_default_and_a_deployed_stage(document):
     local, deployed = document["servers"]
 
-    assert local["url"] == f"http://127.0.0.1:{serve.parse_args([]).port}"
+    assert local["url"] == f"http://127.0.0.1:{serve.API_PORT}"
     assert deployed["url"].format(apiId="a1", region="eu-west-1", stage="prod") == "https://a1.execute-api.eu-west-1.amazonaws.com/prod"
     assert deployed["variables"]["stage"]["default"] == PipelineConfig().stage
 
