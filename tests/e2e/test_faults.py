@@ -140,7 +140,9 @@ def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once
     status, _, job = call("POST", jobs_url(pipeline), {**LONG, "webhook": {"url": receiver.url}})
     assert status == 202, job
     wait_for_status(pipeline, job["id"], "running", timeout_s=30)
-    wait_until(lambda: standin.requests() - before == 2, timeout_s=5, every_s=0.05, what="both model calls to be in flight")
+    # A bound, not a wait: each call takes 4 s, so both are still in flight whenever this returns; 5 s was
+    # too short on a 2-core machine running another test process (make test).
+    wait_until(lambda: standin.requests() - before == 2, timeout_s=30, every_s=0.05, what="both model calls to be in flight")
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     wait_for_log(pipeline, "worker.log", "--- supervisor: restart 1 after exit -9 ---", timeout_s=10)
