@@ -43,7 +43,7 @@ TEST_WORKERS ?= auto
 test: venv browser
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-## The quick tests, about 30 s: the core on fakes, the port contracts, the local stand-ins, the cost tools.
+## The quick tests (about 35 s of one core): the core on fakes, the port contracts, the local stand-ins, the cost tools.
 FAST_TESTS := tests/core tests/contract tests/local tests/test_cost_cli.py tests/test_gpu_cost.py tests/test_workloads.py
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" $(FAST_TESTS)
