@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
 
-.PHONY: demo serve intake test screenshots lint synth lock cost chart bench clean venv openapi browser
+.PHONY: demo serve intake test test-fast screenshots lint synth lock cost chart bench clean venv openapi browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt sdk/pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,9 +36,17 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make browser: no chromium here; install Debian's chromium package (or set CHROMIUM=/path)"; fi; }
 
-## Every test: core, adapters (moto), end to end (local pipeline over HTTP, the console in Chromium), infrastructure.
+## Every test: core, adapters (moto), end to end (local pipeline over HTTP, the console in Chromium), infrastructure;
+## on TEST_WORKERS processes (pytest-xdist): a test file per process at a time, and every test that runs a local
+## pipeline in one process (tests/conftest.py says why). pytest exits 5 when it collects nothing: make fails on it.
+TEST_WORKERS ?= auto
 test: venv browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+## The quick tests (about 35 s of one core): the core on fakes, the port contracts, the local stand-ins, the cost tools.
+FAST_TESTS := tests/core tests/contract tests/local tests/test_cost_cli.py tests/test_gpu_cost.py tests/test_workloads.py
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" $(FAST_TESTS)
 
 ## The console's screenshots in docs/console/ (README links them), taken by its browser tests.
 screenshots: venv browser

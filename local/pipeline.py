@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from local import aws_calls, resources
+from local.aws_server import CREDENTIALS, AwsServer
 from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
@@ -127,7 +127,7 @@ class LocalPipeline:
         self.lanes = self.config.lanes()
         self.standin: ClaudeStandIn | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: AwsServer | None = None
         self._gateway: Gateway | None = None
         self.router: ExecutionEnvironments | None = None
         self._processes: list[Supervised] = []  # the workers, the collector, the webhook dispatcher and the sweeper
@@ -204,13 +204,14 @@ class LocalPipeline:
 
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
+        self._moto = AwsServer(port=self.options.aws_port)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         self._set_env({
-            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": CREDENTIALS.access_key,
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS.secret_key, "AWS_SESSION_TOKEN": CREDENTIALS.token or "",
+            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
         })
         return endpoint
 

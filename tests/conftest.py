@@ -15,6 +15,33 @@ import pytest
 
 from tests.e2e.harness import SUMMARIES, StandIn, start_pipeline, stop_pipeline
 
+# The tests that start a local pipeline (tests/sdk's few others are quick): under xdist, one unit of work.
+PIPELINE_DIRS = ("tests/e2e/", "tests/sdk/", "tests/test_docs_commands.py")
+PIPELINE_UNIT = "local-pipeline"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test``'s ``--dist loadfile``: a test file per process at a time, except that the files that run
+    a local pipeline go to one process together, so that two pipelines never run at once: two (a dozen
+    processes each) on a loaded 2-core machine starved a router past API Gateway's 29 s (504s). (xdist's
+    own ``loadgroup`` cannot say so: it renames test ids, which pytest 9 no longer lets it do.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class PipelinesInOneProcess(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return PIPELINE_UNIT if scope.startswith(PIPELINE_DIRS) else scope
+
+    return PipelinesInOneProcess(config, log) if config.getoption("dist") == "loadfile" else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, the pipeline tests first: the longest unit, mostly waiting on real time, starts at
+    once while the other processes run the rest (xdist hands out units in collection order)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not item.nodeid.startswith(PIPELINE_DIRS))  # stable: files keep their order
+
 
 @pytest.fixture(scope="module")
 def pipeline(request, tmp_path_factory) -> Iterator[dict[str, Any]]:

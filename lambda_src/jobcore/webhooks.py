@@ -2,7 +2,9 @@
 
 Follows Standard Webhooks: a stable event id (the receiver's dedupe key across every attempt and
 redelivery), a type (``job.succeeded``, ``job.failed``, ``job.canceled``, ``job.expired``,
-``job.timed_out``) and the job as ``GET /v1/jobs/{id}`` shows it. Signing happens in the adapter with
+``job.timed_out``), a ``timestamp`` (ISO 8601, the spec's payload field and the API's form of every
+time; not the ``webhook-timestamp`` header, each attempt's integer seconds for the signature) and the
+job as ``GET /v1/jobs/{id}`` shows it. Signing happens in the adapter with
 the ``standardwebhooks`` package; attempts and their schedule are :mod:`jobcore.deliveries`.
 """
 
@@ -12,6 +14,7 @@ from typing import Any
 
 from jobcore.deliveries import Delivery, open_delivery
 from jobcore.model import TERMINAL, Job
+from jobcore.views import iso
 
 # What a webhook may ask for: every terminal state ("completed"), or some of them by name.
 EVENT_TYPES = frozenset(f"job.{status.value}" for status in TERMINAL)
@@ -50,4 +53,5 @@ def open_for(job: Job, *, now_ms: int) -> Delivery:
 
 
 def payload(job_view: dict[str, Any], job: Job, *, timestamp_ms: int) -> dict[str, Any]:
-    return {"id": event_id(job), "type": event_type(job), "timestamp": timestamp_ms, "data": job_view}
+    """The event's body; ``timestamp_ms``: when it was rendered (its first attempt, as the job ended)."""
+    return {"id": event_id(job), "type": event_type(job), "timestamp": iso(timestamp_ms), "data": job_view}

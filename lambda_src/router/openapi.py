@@ -41,6 +41,19 @@ from jobcore.webhooks import COMPLETED, EVENT_TYPES
 from router.routes import ROUTES
 
 VERSION = "1.0.0"
+# Where a generated client points when told nothing: `make serve`'s local runtime (local.serve's default
+# port; a test holds them equal), else a deployed stage, its URL templated as the stack's ApiUrl output is.
+LOCAL_SERVER_URL = "http://127.0.0.1:8080"
+SERVERS: list[dict[str, Any]] = [
+    {"url": LOCAL_SERVER_URL, "description": "The local runtime (make serve), API key local-dev-key"},
+    {"url": "https://{apiId}.execute-api.{region}.amazonaws.com/{stage}",
+     "description": "A deployed stage: the ServiceStack's ApiUrl output",
+     "variables": {
+         "apiId": {"default": "abcdef1234", "description": "The REST API's id (the first label of ApiUrl)"},
+         "region": {"default": "us-east-1", "description": "The AWS Region the stacks are deployed in"},
+         "stage": {"default": "dev", "description": "The stage (cdk.json's stage)"},
+     }},
+]
 ERROR = "#/components/schemas/Error"
 
 # API Gateway's own answers (its gateway responses, rendered by the API construct in the router's error
@@ -176,8 +189,10 @@ def document() -> dict[str, Any]:
                             "relative to where the API is mounted (the stage, /dev, on an execute-api URL). "
                             "Generated from the code (router/openapi.py)."),
         },
+        "servers": SERVERS,
         "security": [{"apiKey": []}],
         "paths": paths,
+        "webhooks": {"jobFinished": _webhook()},
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
                                            "description": "The tenant's API Gateway API key"}},
@@ -186,6 +201,30 @@ def document() -> dict[str, Any]:
             "schemas": schemas,
         },
     }
+
+
+def _webhook() -> dict[str, Any]:
+    """What the pipeline POSTs to a job's webhook URL (jobcore.webhooks, signed in jobadapters.webhook_sender)."""
+    header = {"required": True, "schema": {"type": "string"}}
+    return {"post": {
+        "summary": "A job reached a terminal state that its webhook asked for",
+        "description": ("Signed per Standard Webhooks; the same body bytes on every attempt and redelivery (GET the job "
+                        "for a fresh result_url). A 2xx is delivered; 410 stops the retries; anything else is retried "
+                        "on the delivery schedule (about a day), a Retry-After pushing the next attempt out."),
+        "security": [],
+        "parameters": [
+            {"name": "webhook-id", "in": "header", **header,
+             "description": "The event's id, the same on every attempt: the receiver's dedupe key"},
+            {"name": "webhook-timestamp", "in": "header", **header,
+             "description": "This attempt's time, integer Unix seconds (signed: reject one too far from now)"},
+            {"name": "webhook-signature", "in": "header", **header,
+             "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>; absent where no signing key is set"},
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/WebhookEvent"}}}},
+        "responses": {"2XX": {"description": "Delivered"}, "410": {"description": "Gone: no more attempts"},
+                      "default": {"description": "Not delivered: retried on the schedule"}},
+    }}
 
 
 # --- operations -------------------------------------------------------------------------------------
@@ -569,6 +608,14 @@ def _views() -> dict[str, Any]:
                                               "required": ["content-type", "content-length"]},
                                   "expires_at": _TIME, "max_bytes": {"type": "integer"}, "size": {"type": "integer"},
                                   "content_type": {"enum": list(uploads.CONTENT_TYPES)}}},
+        "WebhookEvent": {"type": "object", "additionalProperties": False, "required": ["id", "type", "timestamp", "data"],
+                         "properties": {
+                             "id": {"type": "string", "description": "evt_<job id>_<status>, as the webhook-id header"},
+                             "type": {"enum": sorted(EVENT_TYPES)},
+                             "timestamp": {**_TIME, "description": "When the event was rendered, as the job ended "
+                                                                   "(Standard Webhooks' payload field, ISO 8601)"},
+                             "data": {"$ref": "#/components/schemas/Job",
+                                      "description": "The job as GET /v1/jobs/{id} shows it, without result_url"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"],
                             "properties": {"openapi": {"const": "3.1.0"}}},
     }

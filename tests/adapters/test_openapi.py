@@ -16,13 +16,15 @@ import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from jobcore import errors
+from jobcore import errors, webhooks
 from jobcore.model import JobStatus
 from jobcore.tasks import CATALOGUE
 from jobcore.views import deliveries_view, job_view
+from local import serve
 from router import openapi
 from router.handler import STATUS_BY_ERROR
 from router.routes import ROUTES
+from stacks.config import PipelineConfig
 from tests.adapters.test_base_path import deployed
 from tests.adapters.test_router_handler import Api, api, router_env  # noqa: F401  (fixtures)
 from tests.bodies import LONG, SHORT
@@ -40,6 +42,14 @@ def document() -> dict[str, Any]:
 def test_the_committed_document_is_the_generated_one():
     assert COMMITTED.read_text(encoding="utf-8") == openapi.render(), \
         "docs/openapi.json is stale: regenerate it with `make openapi`"
+
+
+def test_the_servers_are_the_local_runtime_s_default_and_a_deployed_stage(document):
+    local, deployed = document["servers"]
+
+    assert local["url"] == f"http://127.0.0.1:{serve.API_PORT}"
+    assert deployed["url"].format(apiId="a1", region="eu-west-1", stage="prod") == "https://a1.execute-api.eu-west-1.amazonaws.com/prod"
+    assert deployed["variables"]["stage"]["default"] == PipelineConfig().stage
 
 
 def test_the_document_is_valid_openapi_3_1(document):
@@ -137,6 +147,19 @@ def test_the_views_of_a_job_with_every_field_set_match_the_document(document, st
     response_validator(document, "GET", "/v1/jobs/{id}/deliveries", 200).validate(deliveries_view(job))
 
 
+@pytest.mark.parametrize("status", [status for status in JobStatus if status.terminal])
+def test_a_webhook_event_matches_the_document(document, status):
+    job = dataclasses.replace(every_field_job(), status=status)
+    view = {k: v for k, v in job_view(job, result={"answer": 1}).items() if k != "result_url"}
+    event = webhooks.payload(view, job, timestamp_ms=NOW_MS)
+
+    schema = {**document["webhooks"]["jobFinished"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+              "components": document["components"]}
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(event)
+    assert event["timestamp"].endswith("Z") and not jsonschema.Draft202012Validator(schema).is_valid(
+        {**event, "timestamp": NOW_MS})
+
+
 def test_the_router_s_answers_match_the_document(api: Api, document):  # noqa: F811 - the imported fixture
     def check(method: str, path: str, template: str, body: Any = None, *, raw: str | None = None) -> Any:
         reply = api.call(method, path, body, raw=raw)
@@ -176,7 +199,8 @@ def test_on_a_stage_the_served_document_names_its_base_path_as_the_server(api: A
     reply = api.send(deployed("GET", "/v1/openapi.json"))
 
     assert reply.status == 200 and reply.body["servers"] == [{"url": "/dev"}]
-    assert {k: v for k, v in reply.body.items() if k != "servers"} == json.loads(COMMITTED.read_text(encoding="utf-8"))
+    committed = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    assert {**reply.body, "servers": committed["servers"]} == committed
 
 
 def test_like_every_route_it_needs_an_identified_caller(api: Api):  # noqa: F811 - the imported fixture

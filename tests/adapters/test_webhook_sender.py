@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from jobadapters.webhook_sender import USER_AGENT, HttpWebhookSender, RefusedTargetError, UnresolvableError, resolve, retry_after_s
 from jobcore.addresses import refusal
+from jobcore.views import iso
 from local.webhook_receiver import WebhookReceiver
 from tests.adapters.support import RecordingServer
 
@@ -30,7 +31,7 @@ def wall_ms() -> int:
 
 
 def event_body(job_id: str = "job_hook", **data) -> bytes:
-    document = {"id": f"evt_{job_id}_succeeded", "type": "job.succeeded", "timestamp": wall_ms(),
+    document = {"id": f"evt_{job_id}_succeeded", "type": "job.succeeded", "timestamp": iso(wall_ms()),
                 "data": {"id": job_id, "status": "succeeded", "note": "Grüße ✓", **data}}
     return json.dumps(document, separators=(",", ":")).encode()
 

@@ -23,6 +23,7 @@ from jobcore.dispatch import Dispatcher, body_key
 from jobcore.errors import ConflictError, NoDeliveryError
 from jobcore.model import Job, JobStatus
 from jobcore.runner import JobRunner
+from jobcore.views import iso
 from tests.fakes import LANES, FakeClock, MemoryBlobs, MemoryJobStore, RecordingDeliveryQueue, make_job_for_delivery
 
 NO_JITTER = RetrySchedule(DEFAULT_GAPS_S, jitter=0)
@@ -340,11 +341,13 @@ def test_the_event_body_is_stored_once_and_sent_as_is():
     sender = ScriptedSender(503, 200)
     d, store, queue = dispatcher(sender, clock=clock)
     pending_job(store, clock)
+    first_attempt_ms = clock.ms()
     d.deliver("job_1")
     clock.advance(10)
     d.deliver("job_1")
     document = d.blobs.get_json(body_key("evt_job_1_succeeded"))
     assert document["id"] == "evt_job_1_succeeded" and document["type"] == "job.succeeded"
+    assert document["timestamp"] == iso(first_attempt_ms)  # ISO 8601, as Standard Webhooks and every other time
     assert document["data"] == {"id": "job_1", "status": "succeeded"}  # render() minus any result_url
     assert sender.posts[0][2] == sender.posts[1][2] == json.dumps(document, separators=(",", ":")).encode()
 

@@ -121,6 +121,8 @@ def epoch_s(iso: str) -> float:
 
 # --- 1. a worker killed mid-job ----------------------------------------------------------------------
 
+@pytest.mark.slow
+@pytest.mark.timeout(420)  # 150 s after the kill (below), and the module's pipeline start when it runs first
 def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once(pipeline, standin):
     """kill -9 the cpu worker while its job waits on the model; the supervisor starts a new worker, and
     the job runs again and succeeds, with one result and one webhook event.
@@ -138,7 +140,9 @@ def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once
     status, _, job = call("POST", jobs_url(pipeline), {**LONG, "webhook": {"url": receiver.url}})
     assert status == 202, job
     wait_for_status(pipeline, job["id"], "running", timeout_s=30)
-    wait_until(lambda: standin.requests() - before == 2, timeout_s=5, every_s=0.05, what="both model calls to be in flight")
+    # A bound, not a wait: each call takes 4 s, so both are still in flight whenever this returns; 5 s was
+    # too short on a 2-core machine running another test process (make test).
+    wait_until(lambda: standin.requests() - before == 2, timeout_s=30, every_s=0.05, what="both model calls to be in flight")
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     wait_for_log(pipeline, "worker.log", "--- supervisor: restart 1 after exit -9 ---", timeout_s=10)
@@ -426,6 +430,8 @@ def few_receives(tmp_path_factory):
     stop_pipeline(ready)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(360)  # 120 s at most (below), and few_receives' pipeline start
 def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_job_fails_saying_how_long(few_receives):
     """The model answers 500 to every call: each attempt makes 1 + 3 SDK retries; the worker re-queues the
     job as a new delayed message each time (8-15 s, then the rest of the 30 s wait), so it gets more
@@ -467,6 +473,8 @@ def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_j
     assert restarts(few_receives) == ""
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(420)  # 200 s at most (below), and few_receives' pipeline start when it runs first
 def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_sweeper_drains_it(few_receives):
     """A message that is not a job: the worker hides it 60 s per receive (``_MALFORMED_RETRY_S``), so SQS
     moves it to the dead-letter queue on the receive after the second, about 120 s after it was sent; the

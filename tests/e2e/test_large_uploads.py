@@ -8,7 +8,10 @@ of 385,000 characters each (the task's per-document cap is 400,000).
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
+
+import pytest
 
 from local import client
 from tests.e2e.harness import finished_job
@@ -60,6 +63,21 @@ def test_the_presigned_put_refuses_another_length(pipeline):
     status, _, created = api(pipeline, "POST", "/v1/uploads", {"content_type": "application/json", "size": 10})
     assert status == 201
     assert created["headers"]["content-length"] == "10" and "content-length" in created["url"].lower()
+
+
+def test_the_presigned_put_refuses_another_content_type_as_s3_does(pipeline):
+    data = json.dumps({"documents": [{"id": "a", "text": "hello"}]}).encode()
+    status, _, created = api(pipeline, "POST", "/v1/uploads", {"content_type": "application/json", "size": len(data)})
+    assert status == 201, created
+    request = urllib.request.Request(created["url"], data=data, method="PUT",
+                                     headers={**created["headers"], "content-type": "text/plain"})
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+
+    assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
+    status, _, body = api(pipeline, "POST", "/v1/jobs", {"task": "documents.summarize", "input_upload": created["upload_id"]})
+    assert status == 422 and "PUT it" in body["error"]["message"], body  # nothing was stored
 
 
 def test_another_tenant_cannot_use_the_upload(pipeline):

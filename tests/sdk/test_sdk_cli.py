@@ -56,6 +56,16 @@ def test_the_console_script_is_installed():
     assert "submit" in done.stdout and "exit status" in done.stdout
 
 
+@pytest.mark.parametrize("command", ["", "submit", "get", "wait", "list", "cancel", "tasks", "configure"])
+def test_the_help_is_plain_text(command, capsys):
+    assert cli.main([command, "--help"] if command else ["--help"]) == cli.OK
+
+    text = capsys.readouterr().out
+    assert "usage: jobpipe" in text and "exit status" in text and "`" not in text, text
+    assert not command or f"jobpipe {command}" in text
+    assert command or "jobpipe submit claude.messages --input request.json --wait" in text
+
+
 def test_tasks_prints_the_catalogue_and_json_for_scripts(jobpipe):
     done = jobpipe("tasks")
     assert done.returncode == cli.OK

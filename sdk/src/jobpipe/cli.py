@@ -40,11 +40,11 @@ UNAVAILABLE = 5  # the API could not be reached, timed out, or failed (5xx): try
 INTERRUPTED = 130
 
 EXIT_CODES = f"""exit status:
-  {OK}  done (with --wait or `wait`: the job succeeded)
+  {OK}  done (with --wait or the wait command: the job succeeded)
   {JOB_FAILED}  the job finished without succeeding (failed, canceled, expired, timed_out)
   {USAGE}  bad arguments, an unreadable input file, or no API URL/key configured
   {REFUSED}  the API refused the request (4xx: invalid input, unknown task or job, already finished)
-  {STILL_RUNNING}  the wait ran out before the job finished (it goes on; `jobpipe wait ID` again)
+  {STILL_RUNNING}  the wait ran out before the job finished (it goes on: jobpipe wait ID waits again)
   {UNAVAILABLE}  the API could not be reached, did not answer in time, or failed (5xx)
 """
 
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--request-timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
                         help="seconds to wait for each answer of the API (default: 35; a long poll adds its wait)")
 
-    parser = argparse.ArgumentParser(prog="jobpipe", description=__doc__.split("\n\n")[0] if __doc__ else None,
+    # The module's docstring, examples included, without its reST literal markers: --help is plain text.
+    parser = argparse.ArgumentParser(prog="jobpipe", description=(__doc__ or "").replace("``", ""),
                                      parents=[common], epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"jobpipe {__version__}")
     parser.set_defaults(command=None)
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     submit = command("submit", Cli.submit, "submit a job; prints it (inline: finished; else queued, or --wait for it)")
-    submit.add_argument("task", help="the task's name (`jobpipe tasks` lists them)")
+    submit.add_argument("task", help="the task's name (jobpipe tasks lists them)")
     source = submit.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", "-i", metavar="FILE|-", help="the task's input: a JSON file, or - for stdin")
     source.add_argument("--data", "-d", metavar="JSON", help="the task's input as a JSON string")

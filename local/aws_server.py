@@ -1,0 +1,107 @@
+"""AWS on one machine: moto in server mode, plus the check S3 makes of a presigned URL and moto does not.
+
+A presigned URL (``X-Amz-Signature`` in its query) signs its key, its expiry and the headers it names (an
+upload's ``content-type`` and ``content-length``): S3 refuses a request whose signature does not match them
+(403 ``SignatureDoesNotMatch``) or that comes too late (403 ``AccessDenied``). moto accepts any, so without
+this a local upload PUT with another content type than the signed one would succeed where AWS refuses it.
+The signature is recomputed as S3 does, with botocore's own presigner over the request as received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
+
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+# The local runtime's credentials (boto3 in every local process signs with them; moto accepts any).
+CREDENTIALS = Credentials("testing", "testing", "testing")
+SIGNATURE = "X-Amz-Signature"
+_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class PresignedUrlCheck:
+    """WSGI middleware: a presigned request goes on to ``app`` only if S3 would take it."""
+
+    def __init__(self, app: WsgiApp, *, credentials: Credentials = CREDENTIALS, now: Callable[[], dt.datetime] = utc_now):
+        self.app, self.credentials, self.now = app, credentials, now
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        refusal = self.refusal(environ) if SIGNATURE in environ.get("QUERY_STRING", "") else None
+        if refusal is None:
+            return self.app(environ, start_response)
+        code, message = refusal
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{escape(message)}</Message>'
+                "</Error>").encode()
+        start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def refusal(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """S3's error code and message for this presigned request, or None if S3 would take it."""
+        # The URL as sent (werkzeug keeps it): the signature covers the path and query as the client encoded them.
+        url = f"http://{environ.get('HTTP_HOST', '')}{environ.get('RAW_URI') or environ.get('REQUEST_URI', '')}"
+        parts = urlsplit(url)
+        pairs = [pair for pair in parts.query.split("&") if pair]
+        signature = next((pair.partition("=")[2] for pair in pairs if pair.partition("=")[0] == SIGNATURE), "")
+        params = {key: values[0] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
+        try:
+            access_key, date, region, service, _ = params["X-Amz-Credential"].split("/")
+            signed_at = dt.datetime.strptime(params["X-Amz-Date"], _TIMESTAMP).replace(tzinfo=dt.UTC)
+            expires_s = int(params["X-Amz-Expires"])
+            signed_headers = params["X-Amz-SignedHeaders"].split(";")
+        except (KeyError, ValueError):
+            return "AuthorizationQueryParametersError", "The presigned URL's X-Amz-* query parameters are malformed."
+        if access_key != self.credentials.access_key:
+            return "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."
+        if self.now() > signed_at + dt.timedelta(seconds=expires_s):
+            return "AccessDenied", "Request has expired"
+        request = AWSRequest(
+            method=environ["REQUEST_METHOD"],
+            url=parts._replace(query="&".join(pair for pair in pairs if pair.partition("=")[0] != SIGNATURE)).geturl(),
+            headers={name: _header(environ, name) for name in signed_headers},
+        )
+        request.context["timestamp"] = params["X-Amz-Date"]
+        auth = S3SigV4QueryAuth(self.credentials, service, region, expires=expires_s)
+        expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+        if not hmac.compare_digest(expected, signature):
+            return ("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you "
+                    "provided. Check your key and signing method.")
+        return None
+
+
+def _header(environ: dict[str, Any], name: str) -> str:
+    key = name.upper().replace("-", "_")
+    # WSGI keeps these two out of HTTP_*; a signed header that is absent signs as empty, and so mismatches.
+    return str(environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}", ""))
+
+
+class AwsServer(ThreadedMotoServer):
+    """moto's threaded server with :class:`PresignedUrlCheck` in front (``now``: its clock, for tests)."""
+
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0, *, verbose: bool = False,
+                 now: Callable[[], dt.datetime] = utc_now):
+        super().__init__(ip_address=ip_address, port=port, verbose=verbose)
+        self._now = now
+
+    def _server_entry(self) -> None:
+        # ThreadedMotoServer's own entry, the app wrapped: it takes no middleware.
+        check = PresignedUrlCheck(DomainDispatcherApplication(create_backend_app), now=self._now)
+        self._server = make_server(self._ip_address, self._port, check, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()

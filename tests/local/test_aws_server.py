@@ -1,0 +1,90 @@
+"""The local runtime's S3 refuses what S3 refuses of a presigned URL (local/aws_server.py): another content
+type or length than the signed ones, another key, a URL past its expiry; the signed request goes through."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from local.aws_server import CREDENTIALS, AwsServer
+
+BUCKET = "uploads"
+TYPE, DATA = "application/json", b'{"documents": []}'
+LATER = dt.timedelta(hours=2)  # past the URLs' one hour
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, str]]:
+    """Two servers on one moto backend: one with the real clock, one two hours ahead of it."""
+    now, later = AwsServer(), AwsServer(now=lambda: dt.datetime.now(dt.UTC) + LATER)
+    now.start(), later.start()
+    urls = {name: "http://{}:{}".format(*server.get_host_and_port()) for name, server in (("now", now), ("later", later))}
+    s3(urls["now"]).create_bucket(Bucket=BUCKET)
+    yield urls
+    now.stop(), later.stop()
+
+
+def s3(endpoint: str):
+    # SigV4, as the adapters presign (jobadapters/wiring.py): the signature the check verifies.
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(signature_version="s3v4"),
+                        aws_access_key_id=CREDENTIALS.access_key, aws_secret_access_key=CREDENTIALS.secret_key,
+                        aws_session_token=CREDENTIALS.token)
+
+
+def presigned_put(endpoint: str, key: str) -> str:
+    return s3(endpoint).generate_presigned_url("put_object", ExpiresIn=3600, Params={
+        "Bucket": BUCKET, "Key": key, "ContentType": TYPE, "ContentLength": len(DATA)})
+
+
+def send(url: str, *, method: str = "PUT", data: bytes | None = DATA, content_type: str = TYPE) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_signed_put_is_taken(servers):
+    assert send(presigned_put(servers["now"], "in/signed"))[0] == 200
+
+    stored = s3(servers["now"]).head_object(Bucket=BUCKET, Key="in/signed")
+    assert stored["ContentType"] == TYPE and stored["ContentLength"] == len(DATA)
+
+
+@pytest.mark.parametrize(("change", "what"), [
+    ({"content_type": "text/plain"}, "another content type"),
+    ({"data": DATA + b" "}, "another length"),
+])
+def test_a_put_unlike_the_signed_one_is_refused_and_stores_nothing(servers, change, what):
+    key = f"in/{what.replace(' ', '-')}"
+
+    status, body = send(presigned_put(servers["now"], key), **change)
+
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body, (what, body)
+    assert s3(servers["now"]).list_objects_v2(Bucket=BUCKET, Prefix=key)["KeyCount"] == 0
+
+
+def test_another_key_is_refused(servers):
+    url = presigned_put(servers["now"], "in/mine").replace("in/mine", "in/theirs")
+
+    assert send(url)[0] == 403
+
+
+def test_a_url_past_its_expiry_is_refused(servers):
+    status, body = send(presigned_put(servers["later"], "in/late"))
+
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body and b"expired" in body
+
+
+def test_a_presigned_get_and_unsigned_requests_go_through(servers):
+    s3(servers["now"]).put_object(Bucket=BUCKET, Key="out/result.json", Body=b"{}")
+    url = s3(servers["now"]).generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "out/result.json"})
+
+    assert send(url, method="GET", data=None) == (200, b"{}")
