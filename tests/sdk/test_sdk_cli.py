@@ -114,7 +114,9 @@ def test_a_queued_job_is_waited_for_listed_and_read_back(jobpipe):
 
 
 def test_cancel_a_queued_job_then_its_wait_exits_1_and_a_second_cancel_3(jobpipe, standin):
-    standin(latency_s=3)  # holds the only cpu worker with the first job
+    # Holds the only cpu worker with the first job for as long as the CLI calls below may take on a loaded
+    # machine (each starts an interpreter): the held job must still be queued when it is canceled.
+    standin(latency_s=20)
     blocker = jobpipe.json("submit", "documents.summarize", "--data", json.dumps({"documents": [{"id": "x", "text": "One."}]}))
     wait_until(lambda: jobpipe.json("get", blocker["id"])["status"] == "running", timeout_s=30, what="the first job running")
     held = jobpipe.json("submit", LONG["task"], "--data", json.dumps(LONG["input"]), "--mode", "async")
@@ -129,6 +131,7 @@ def test_cancel_a_queued_job_then_its_wait_exits_1_and_a_second_cancel_3(jobpipe
     again = jobpipe("cancel", held["id"], "--json")
     assert again.returncode == cli.REFUSED and "409 job_finished" in again.stderr
     assert json.loads(again.stdout)["error"]["status"] == "canceled"
+    jobpipe("cancel", blocker["id"])  # frees the worker for the next test
 
 
 def test_errors_exit_with_their_codes_and_say_why(jobpipe, tmp_path):
