@@ -34,12 +34,7 @@ class DynamoBreakerStore:
         document = {"failures_at": list(state.failures_at), "opened_at": state.opened_at, "probe_until": state.probe_until}
         item = {JOBS_PARTITION_KEY: schema.BREAKER_ITEM_PREFIX + provider, "version": state.version,
                 schema.BREAKER_ATTRIBUTE: json.dumps(document, separators=(",", ":"))}
-        if expected_version == 0:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#pk)",
-                                         "ExpressionAttributeNames": {"#pk": JOBS_PARTITION_KEY}}
-        else:
-            condition = {"ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "version"},
-                         "ExpressionAttributeValues": {":v": expected_version}}
+        condition = schema.versioned_put(expected_version)
         try:
             self._table.put_item(Item=item, **condition)
         except ClientError as error:

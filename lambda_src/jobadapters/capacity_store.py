@@ -34,12 +34,7 @@ class DynamoCapacityStore:
     def swap(self, family: str, bucket: SharedBucket, *, expected_version: int) -> SharedBucket | None:
         item = {JOBS_PARTITION_KEY: schema.CAPACITY_ITEM_PREFIX + family, "version": bucket.version,
                 schema.CAPACITY_ATTRIBUTE: json.dumps(bucket.to_dict(), separators=(",", ":"))}
-        if expected_version == 0:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#pk)",
-                                         "ExpressionAttributeNames": {"#pk": JOBS_PARTITION_KEY}}
-        else:
-            condition = {"ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "version"},
-                         "ExpressionAttributeValues": {":v": expected_version}}
+        condition = schema.versioned_put(expected_version)
         try:
             self._table.put_item(Item=item, ReturnValuesOnConditionCheckFailure="ALL_OLD", **condition)
         except ClientError as error:

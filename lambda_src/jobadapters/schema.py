@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobcore.schema_keys import INPUTS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX  # noqa: F401 - re-exported for the constructs
 
@@ -123,3 +123,12 @@ BREAKER_ATTRIBUTE = "breaker"
 USAGE_MARK = "usage_counters"
 USAGE_ITEM_PREFIX = "usage#"
 USAGE_TTL_DAYS = 400
+
+
+def versioned_put(expected_version: int) -> dict[str, Any]:
+    """The condition of a PutItem that replaces a small shared item (a capacity budget, a breaker) only as it
+    was read: absent for ``expected_version`` 0, else at that ``version``."""
+    if expected_version == 0:
+        return {"ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": JOBS_PARTITION_KEY}}
+    return {"ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": {":v": expected_version}}
