@@ -32,6 +32,7 @@ from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 from stacks.data_stack import DataStack
 from stacks.gpu_ami import GpuAmiReleases, GpuInstanceRegions
+from stacks.lane_env import code_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Both built with the repo root as context, for linux/amd64, each narrowed to what its Dockerfile copies
@@ -81,6 +82,7 @@ class ServiceStack(Stack):
                   for lane in queued}
 
         code = source_code(lanes)  # one asset for every function of the stack, the lane document in it
+        self.code_files = code_files(lanes)  # what source_code generates into it
         webhooks = WebhookDispatcher(
             self, "Webhooks", code=code, storage=storage, webhook_secret=secrets.webhook_signing_secret, stage=c.stage,
             retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention, max_concurrency=c.webhook_max_concurrency)

@@ -17,6 +17,7 @@ from infra_support import (
     context,
     deployed_environment,
     dispatcher_variables,
+    lane_queue_id,
     router_variables,
     sweeper_variables,
     synth,
@@ -41,7 +42,6 @@ from stacks.constructs.worker_service import WorkerService
 from stacks.lane_env import capacity_environment
 
 WHERE = "Pipeline/Service/Router"
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 
 
@@ -275,10 +275,10 @@ class TestTheSynthesizedEnvironmentParses:
 
     def test_the_router_environment(self, app):
         config = app.config
-        settings = RouterSettings.from_env(deployed_environment(router_variables(app)))
+        settings = RouterSettings.from_env(deployed_environment(router_variables(app), app))
         assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in config.lanes()}
         assert settings.lanes.prices == config.prices()
-        assert settings.queue_urls == {lane.name: f"ref:{LANE_QUEUES[lane.name]}" for lane in config.lanes().queued()}
+        assert settings.queue_urls == {lane.name: f"ref:{lane_queue_id(app, lane.name)}" for lane in config.lanes().queued()}
         assert settings.task_rates_per_min == {task: float(rate) for task, rate in config.task_rates_per_min.items()}
         assert (settings.stage, settings.job_ttl_days, settings.claude.model_id) == (
             config.stage, config.job_ttl_days, config.model_id)
@@ -293,7 +293,7 @@ class TestTheSynthesizedEnvironmentParses:
         for lane in config.lanes().worker_lanes():
             settings = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert settings.lane == lane.name
-            assert settings.queue_url == f"ref:{LANE_QUEUES[lane.name]}"
+            assert settings.queue_url == f"ref:{lane_queue_id(app, lane.name)}"
             assert settings.concurrency == lane.concurrency
             assert settings.visibility_timeout_s == lane.time_limit_s
             assert settings.max_receives == config.max_receives
@@ -315,8 +315,8 @@ class TestTheSynthesizedEnvironmentParses:
 
     def test_the_sweeper_environment(self, app):
         config = app.config
-        settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app)))
-        assert settings.queue_urls == RouterSettings.from_env(deployed_environment(router_variables(app))).queue_urls
+        settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app), app))
+        assert settings.queue_urls == RouterSettings.from_env(deployed_environment(router_variables(app), app)).queue_urls
         assert set(settings.dlq_urls) == {lane.name for lane in config.lanes().queued()}
         assert settings.max_receives == config.max_receives
         assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in config.lanes()}
@@ -325,16 +325,16 @@ class TestTheSynthesizedEnvironmentParses:
         assert settings.jobs_table.startswith("Fn::GetStackOutput:")
 
     def test_the_router_workers_and_sweeper_hand_over_to_the_dispatchers_queue(self, app):
-        router = RouterSettings.from_env(deployed_environment(router_variables(app)))
+        router = RouterSettings.from_env(deployed_environment(router_variables(app), app))
         dispatcher = DispatcherSettings.from_env(deployed_environment(dispatcher_variables(app, "Dispatcher")))
         assert router.webhook_queue_url == dispatcher.queue_url
-        assert SweeperSettings.from_env(deployed_environment(sweeper_variables(app))).webhook_queue_url == dispatcher.queue_url
+        assert SweeperSettings.from_env(deployed_environment(sweeper_variables(app), app)).webhook_queue_url == dispatcher.queue_url
         for lane in app.config.lanes().worker_lanes():
             worker = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert worker.webhook_queue_url == dispatcher.queue_url
 
     def test_the_gpu_synth_carries_the_non_default_cost_inputs(self, gpu_app):
-        settings = RouterSettings.from_env(deployed_environment(router_variables(gpu_app)))
+        settings = RouterSettings.from_env(deployed_environment(router_variables(gpu_app), gpu_app))
         assert settings.lanes.prices.fargate.spot_discount == 0.6
         assert settings.task_rates_per_min == {"documents.summarize": 30.0}
         assert [lane.name for lane in settings.lanes.lanes.gpu_lanes()] == ["gpu"]

@@ -15,6 +15,7 @@ from infra_support import GPU_REGION, REPO, inline_statements, synth, worker_var
 
 from jobadapters import embeddings as embeddings_module
 from stacks.config import PipelineConfig
+from stacks.names import construct_id
 from stacks.service_stack import copied_sources, gpu_build_args, worker_image
 
 
@@ -300,7 +301,7 @@ def docker_images(app) -> dict[str, dict]:
 def image_asset_of(app, lane: str) -> dict:
     """The asset manifest entry of the image the lane's container runs (matched by its image tag)."""
     (definition,) = [v for k, v in app.service_json["Resources"].items()
-                     if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"{lane.capitalize()}Worker")]
+                     if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"{construct_id(lane)}Worker")]
     (container,) = definition["Properties"]["ContainerDefinitions"]
     image = json.dumps(container["Image"])
     (asset,) = [entry["source"] for asset_hash, entry in docker_images(app).items() if asset_hash in image]
