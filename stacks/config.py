@@ -370,9 +370,11 @@ class PipelineConfig:
         try:
             CostModel(prices, lanes)
         except ValueError as error:  # a lane the price file cannot price, e.g. an unlisted instance type
-            instance = next((lane.compute.instance for lane in lanes if isinstance(lane.compute, Ec2Compute)
-                             and lane.compute.instance not in prices.ec2.instances), self.gpu_instance_type)
-            raise ConfigError(f"the lanes' instance type {instance!r} (gpu_instance_type or a 'lanes' entry): {error}") from None
+            unpriced = next((lane for lane in lanes if isinstance(lane.compute, Ec2Compute)
+                             and lane.compute.instance not in prices.ec2.instances), lanes.get("gpu"))
+            where = ("context key 'gpu_instance_type'" if unpriced.name == "gpu"
+                     else f"context key 'lanes' ({unpriced.name!r}): compute.instance")
+            raise ConfigError(f"{where} = {getattr(unpriced.compute, 'instance', '')!r}: {error}") from None
         self._check_gpu_task_fits(prices)
         for worker in self.worker_lanes(enabled=False)[2:]:
             if isinstance(worker.lane.compute, Ec2Compute):

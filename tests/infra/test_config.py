@@ -86,6 +86,7 @@ BAD_VALUES = {
     "api_burst_limit": 1.5,
     "task_rates_per_min": '{"summarize": -2}',
     "price_overrides": "[1, 2]",
+    "lanes": '{"name": "cpu-large"}',
     "webhook_retry_schedule_s": "5,soon",
     "intake_tenant": "not a key id",
     "intake_webhook_url": "http://hooks.example.com/intake",
