@@ -131,6 +131,17 @@ class WorkerLane:
     def name(self) -> str:
         return self.lane.name
 
+    @property
+    def on_demand_only(self) -> bool:
+        """A Fargate lane whose every task runs on regular Fargate: not Spot, and no Spot share to keep."""
+        compute = self.lane.compute
+        return isinstance(compute, FargateCompute) and not compute.spot and not (self.on_demand_base or self.on_demand_weight)
+
+    @property
+    def has_on_demand_fallback(self) -> bool:
+        """Its service has an on-demand fallback service beside it (``FargateSpot.fallback_service``)."""
+        return isinstance(self.lane.compute, FargateCompute) and bool(self.spot_fallback_after_s) and not self.on_demand_only
+
     @classmethod
     def from_entry(cls, entry: Any, index: int) -> WorkerLane:
         """One entry of the ``lanes`` context key, e.g. ``{"name": "cpu-large", "memory_mb": 8192, "time_limit_s": 900,

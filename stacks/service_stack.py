@@ -229,7 +229,7 @@ def compute_profile(config: PipelineConfig, worker: WorkerLane) -> ComputeProfil
         return FargateSpot(cpu=int(compute.vcpu * CPU_UNITS_PER_VCPU), memory_mb=compute.memory_mb,
                            on_demand_base=worker.on_demand_base, on_demand_weight=worker.on_demand_weight,
                            spot_fallback_after_s=worker.spot_fallback_after_s,
-                           on_demand_only=not compute.spot and not (worker.on_demand_base or worker.on_demand_weight))
+                           on_demand_only=worker.on_demand_only)
     if isinstance(compute, Ec2Compute):
         return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=worker.task_cpu,
                             memory_mb=lane.memory_mb, max_instances=worker.max_tasks)

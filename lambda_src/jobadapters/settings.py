@@ -125,9 +125,10 @@ class LaneSettings:
     bedrock_scope: str = DEFAULT_BEDROCK_SCOPE  # the price of the calls Bedrock answers
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> LaneSettings:
+    def from_env(cls, env: Mapping[str, str], *, in_code: bool = False) -> LaneSettings:
+        """``in_code``: a Lambda's (``CODE_ENV``: the document in ``LANES_FILE``; ``LANES`` only locally)."""
         try:
-            lanes = Lanes.from_dict(_lane_document(env))
+            lanes = Lanes.from_dict(_lane_document(env) if in_code else _json_object(env, "LANES", required=True))
         except LaneConfigError as error:
             raise ConfigError(f"environment variable {'LANES_FILE' if env.get('LANES_FILE') else 'LANES'}: {error}") from None
         try:
@@ -309,7 +310,7 @@ class RouterSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
-        lanes = LaneSettings.from_env(env)
+        lanes = LaneSettings.from_env(env, in_code=True)
         return cls(
             stage=env.get("STAGE") or "dev",
             jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
@@ -483,7 +484,7 @@ class SweeperSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
-        lanes = LaneSettings.from_env(env)
+        lanes = LaneSettings.from_env(env, in_code=True)
         return cls(
             stage=env.get("STAGE") or "dev",
             jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
@@ -527,7 +528,7 @@ class CollectorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CollectorSettings:
-        lanes = LaneSettings.from_env(env)
+        lanes = LaneSettings.from_env(env, in_code=True)
         lane = lanes.lanes.batch_lane
         if lane is None:
             raise ConfigError("environment variable LANES has no enabled batch lane for the collector to drain")

@@ -90,7 +90,7 @@ def check(parse: Callable[[Mapping[str, str]], Any], environment: Mapping[str, s
         for key, value in environment.items()
     }
     with tempfile.TemporaryDirectory(prefix="code-") as code_root:
-        if "LANES_FILE" in resolved:
+        if "LANES_FILE" in resolved and not Path(resolved["LANES_FILE"]).is_absolute():  # a file of the code
             if lanes is None:
                 raise ValueError(f"{where}: LANES_FILE is set; check it with the lanes source_code() was made with")
             for name, text in code_files(lanes).items():

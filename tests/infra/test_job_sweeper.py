@@ -120,7 +120,7 @@ def test_env_names_each_queued_lanes_queue_and_dlq_and_carries_the_config(app):
     assert variables["STAGE"] == config.stage
     router = one(app.service_json, "AWS::Lambda::Function", "RouterFunction")[1]["Properties"]
     router_variables = router["Environment"]["Variables"]
-    assert (variables["LANES"], variables["PRICE_OVERRIDES"]) == (router_variables["LANES"], router_variables["PRICE_OVERRIDES"])
+    assert (variables["LANES_FILE"], variables["PRICE_OVERRIDES"]) == (router_variables["LANES_FILE"], router_variables["PRICE_OVERRIDES"])
     assert (variables["JOBS_TABLE"], variables["RESULTS_BUCKET"]) == (
         router_variables["JOBS_TABLE"], router_variables["RESULTS_BUCKET"])
 
@@ -199,7 +199,7 @@ def test_a_max_receives_other_than_the_queues_redrive_fails_synth():
     queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=3)
     with pytest.raises(ValueError, match="^Stack/Sweeper: MAX_RECEIVES=5 .* not of cpu"):
         job_sweeper.JobSweeper(
-            stack, "Sweeper", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+            stack, "Sweeper", code=source_code(PipelineConfig().lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
             lanes=PipelineConfig().lanes(), queues={"cpu": queue},
             webhook_queue=JobQueue(stack, "Webhooks", visibility_timeout=cdk.Duration.seconds(360), max_receive_count=5),
             stage="dev", max_receives=5, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)

@@ -106,7 +106,8 @@ class TestManyLanes:
         assert "LANES" not in router_variables(many)
         # The document rides in the code asset instead, and names every lane.
         assert set(json.loads(many.service.code_files["lanes.json"])) == {lane.name for lane in many.config.lanes()}
-        assert len(resources(many.service_json, "AWS::ECS::Service")) == 9 + 1  # and the cpu lane's fallback
+        fallbacks = [worker for worker in many.config.worker_lanes() if worker.has_on_demand_fallback]
+        assert len(resources(many.service_json, "AWS::ECS::Service")) == 9 + len(fallbacks)
 
 
 class TestTheEntryIsChecked:

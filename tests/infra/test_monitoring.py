@@ -25,7 +25,7 @@ def expected_alarm_count(app) -> int:
     dead letters, exhausted, dispatcher and sweep errors; the job sweeper: errors, jobs recovered; 3 of the batch
     collector when the batch lane is on (test_batch_collector.py); 2 of the intake (test_intake_infra.py)."""
     workers = app.config.worker_lanes()
-    fallbacks = [w for w in workers if w.spot_fallback_after_s and w.lane.compute.spot]
+    fallbacks = [w for w in workers if w.has_on_demand_fallback]
     return 2 * len(workers) + len(fallbacks) + 3 + 4 + 2 + (3 if app.config.lanes().batch_lane else 0) + 2
 
 

@@ -61,8 +61,9 @@ def test_lane_queue_urls_name_exactly_the_queued_lanes_queues(request, app_name)
 
 def test_env_values_carry_the_config(default_app):
     variables, config = router_variables(default_app), default_app.config
-    assert json.loads(variables["LANES"]) == config.lanes().to_dict()
-    assert json.loads(variables["LANES"])["inline"]["time_limit_s"] == config.inline_budget_s
+    lanes = json.loads(default_app.service.code_files[variables["LANES_FILE"]])  # the lane document in its code
+    assert lanes == config.lanes().to_dict()
+    assert lanes["inline"]["time_limit_s"] == config.inline_budget_s
     assert variables["MODEL_ID"] == config.model_id
     assert variables["STAGE"] == config.stage
     assert variables["JOB_TTL_DAYS"] == str(config.job_ttl_days)
@@ -79,7 +80,7 @@ def test_the_router_is_the_inline_lane_it_describes(default_app, gpu_app):
     for app in (default_app, gpu_app):
         inline = app.config.lanes().inline
         assert router(app)["MemorySize"] == inline.memory_mb == app.config.router_memory_mb
-        assert json.loads(router_variables(app)["LANES"])["inline"]["compute"] == {
+        assert json.loads(app.service.code_files[router_variables(app)["LANES_FILE"]])["inline"]["compute"] == {
             "kind": "lambda", "memory_mb": router(app)["MemorySize"], "arch": router(app)["Architectures"][0]}
 
 
@@ -104,7 +105,7 @@ def test_cost_model_inputs_travel_as_json(gpu_app):
     variables = router_variables(gpu_app)
     assert json.loads(variables["TASK_RATES_PER_MIN"]) == {"documents.summarize": 30}
     assert json.loads(variables["PRICE_OVERRIDES"]) == {"fargate": {"spot_discount": 0.6}}
-    lanes = json.loads(variables["LANES"])
+    lanes = json.loads(gpu_app.service.code_files[variables["LANES_FILE"]])
     assert lanes == gpu_app.config.lanes().to_dict()
     assert lanes["gpu"]["enabled"] is True
     assert lanes["cpu"]["compute"] == {

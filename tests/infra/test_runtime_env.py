@@ -6,7 +6,9 @@ synthesized, with CloudFormation's values replaced by placeholders, as the deplo
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -34,21 +36,33 @@ from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
-from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.constructs.runtime_env import code_lane_environment, compact_json, lane_environment
 from stacks.constructs.secrets import PipelineSecrets
 from stacks.constructs.storage import JobStorage
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
-from stacks.lane_env import capacity_environment
+from stacks.lane_env import LANES_FILE, capacity_environment, code_files
 
 WHERE = "Pipeline/Service/Router"
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 
 
+_DOCUMENTS = Path(tempfile.mkdtemp(prefix="lanes-"))
+
+
+def lanes_file(config: PipelineConfig) -> str:
+    """The lane document of ``config``'s code, as a file (what ``LANES_FILE`` names, resolved)."""
+    text = code_files(config.lanes())[LANES_FILE]
+    path = _DOCUMENTS / f"{abs(hash(text))}.json"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
 def router_env(config: PipelineConfig) -> dict[str, str]:
-    """The environment RouterFunction builds for ``config``, with plain stand-ins for the deploy-time values."""
+    """The environment RouterFunction builds for ``config``, with plain stand-ins for the deploy-time values
+    (``runtime_env.check`` finds its ``LANES_FILE`` in the code it is given the lanes of)."""
     return {
-        **lane_environment(config.lanes(), config.price_overrides),
+        **code_lane_environment(config.price_overrides), "LANES_FILE": lanes_file(config),
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(),
         "INLINE_CONCURRENCY": str(config.inline_concurrency()), "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane.name: f"https://sqs.example/{lane.name}" for lane in config.lanes().queued()}),
@@ -90,7 +104,7 @@ def sweeper_env(config: PipelineConfig) -> dict[str, str]:
     """The environment JobSweeper builds, likewise."""
     lanes = [lane.name for lane in config.lanes().queued()]
     return {
-        **lane_environment(config.lanes(), config.price_overrides),
+        **code_lane_environment(config.price_overrides), "LANES_FILE": lanes_file(config),
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(),
         "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane: f"https://sqs.example/{lane}" for lane in lanes}),
@@ -117,11 +131,11 @@ class TestCheck:
             assert runtime_env.check(SweeperSettings.from_env, sweeper_env(config), where=WHERE) is None
 
     @pytest.mark.parametrize(("parse", "env", "detail"), [
-        (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES"), "LANES is required"),
-        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": "cpu,gpu"}, "LANES"),
-        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": compact_json(
+        (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES_FILE"), "LANES is required"),
+        (RouterSettings.from_env, {**without(router_env(PipelineConfig()), "LANES_FILE"), "LANES": "cpu,gpu"}, "LANES"),
+        (RouterSettings.from_env, {**without(router_env(PipelineConfig()), "LANES_FILE"), "LANES": compact_json(
             {k: v for k, v in PipelineConfig().lanes().to_dict().items() if k != "inline"})}, "'inline'"),
-        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": compact_json(
+        (RouterSettings.from_env, {**without(router_env(PipelineConfig()), "LANES_FILE"), "LANES": compact_json(
             {**PipelineConfig().lanes().to_dict(), "cpu": {"queued": True}})}, "lanes.cpu.memory_mb"),
         (RouterSettings.from_env, {**router_env(PipelineConfig()), "PRICE_OVERRIDES": '{"fargate_spot_discount": 0.6}'},
          "PRICE_OVERRIDES"),
@@ -208,7 +222,7 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError) as raised:
             RouterFunction(
-                stack, "Router", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Router", code=source_code(config.lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
                 anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
@@ -223,7 +237,7 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError, match="^Stack/Router: .*PRICE_OVERRIDES.*'fargate.spot_discountt'"):
             RouterFunction(
-                stack, "Router", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Router", code=source_code(config.lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
                 anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
@@ -251,7 +265,8 @@ class TestConstructsCheckTheirEnvironment:
         # PipelineConfig refuses this value itself; the construct is the backstop for any other caller.
         with pytest.raises(ValueError, match="^Stack/Webhooks: the runtime would refuse .*WEBHOOK_RETRY_SCHEDULE_S"):
             WebhookDispatcher(
-                stack, "Webhooks", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Webhooks", code=source_code(PipelineConfig().lanes()),
+                storage=JobStorage(stack, "Storage", object_retention_days=30),
                 webhook_secret=PipelineSecrets(stack, "Secrets").webhook_signing_secret, stage="dev",
                 retry_schedule_s="5,-300", log_retention=logs.RetentionDays.ONE_DAY, max_concurrency=5)
 
@@ -260,7 +275,7 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError, match="^Stack/Sweeper: the runtime would refuse this environment: .*LANE_QUEUE_URLS"):
             JobSweeper(
-                stack, "Sweeper", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Sweeper", code=source_code(config.lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack), stage="dev",
                 max_receives=5, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
 

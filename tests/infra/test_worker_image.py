@@ -14,7 +14,7 @@ import pytest
 from infra_support import GPU_REGION, REPO, inline_statements, synth, worker_variables
 
 from jobadapters import embeddings as embeddings_module
-from stacks.config import PipelineConfig
+from stacks.config import IMAGE_KINDS, PipelineConfig
 from stacks.names import construct_id
 from stacks.service_stack import copied_sources, gpu_build_args, worker_image
 
@@ -91,7 +91,7 @@ def image_hashes(root: Path) -> dict[str, str]:
     """Each lane's worker image asset hash, for the repository at ``root``."""
     config = PipelineConfig(gpu_enabled=True)
     stack = cdk.Stack(cdk.App(outdir=str(root.parent / f"out{len(list(root.parent.glob('out*')))}")), "Stack")
-    return {lane.name: worker_image(stack, config, lane, root=root).asset_hash for lane in config.lanes().worker_lanes()}
+    return {kind: worker_image(stack, config, kind, root=root).asset_hash for kind in IMAGE_KINDS}
 
 
 def test_a_change_only_one_image_reads_rebuilds_only_that_image(repo_copy):

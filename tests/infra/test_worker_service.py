@@ -120,13 +120,13 @@ def test_env_carries_the_same_lanes_and_prices_as_the_router(lane_app):
 def test_each_queued_lane_and_only_those_has_a_worker_service(default_app, gpu_app):
     for app in (default_app, gpu_app):
         lanes = [lane.name for lane in app.config.lanes().worker_lanes()]
-        fallbacks = [w.name for w in app.config.worker_lanes() if w.spot_fallback_after_s and w.lane.compute.spot]
+        fallbacks = [w.name for w in app.config.worker_lanes() if w.has_on_demand_fallback]
         services = resources(app.service_json, "AWS::ECS::Service")
         assert set(services) == ({worker_resource_id(app, lane, "Service") for lane in lanes}
                                  | {worker_resource_id(app, lane, "OnDemandService") for lane in fallbacks})
         definitions = resources(app.service_json, "AWS::ECS::TaskDefinition")
         assert set(definitions) == {worker_resource_id(app, lane, "TaskDefinition") for lane in lanes}
-        assert {worker_variables(app, lane)["LANE"] for lane in lanes} == lanes
+        assert {worker_variables(app, lane)["LANE"] for lane in lanes} == set(lanes)
 
 
 def test_container_drains_for_120_s_and_logs_to_its_log_group(lane_app):
