@@ -150,8 +150,8 @@ class TestConstructId:
         assert clashing_ids(["cpu", "cpu-1", "cpu1", "gpu"]) == [("cpu-1", "cpu1")]
         assert clashing_ids(["cpu", "cpu-large", "cpularge"]) == []
 
-    def test_the_entry_adds_only_resources_of_its_own(self, default_app, large_app):
-        default_ids = set(default_app.service_json["Resources"])
+    def test_the_entry_adds_only_resources_of_its_own(self, large_app):
+        default_ids = set(synth(lanes=[]).service_json["Resources"])
         added = set(large_app.service_json["Resources"]) - default_ids
         assert added and all(k.startswith(construct_id(LARGE["name"])) or k.startswith("Monitoring") for k in added), \
             sorted(k for k in added if not k.startswith(construct_id(LARGE["name"])))

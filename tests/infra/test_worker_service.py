@@ -210,7 +210,8 @@ def test_an_on_demand_base_puts_that_many_tasks_on_regular_fargate(gpu_app):
 def test_worker_security_groups_admit_nothing_and_allow_only_https_out(gpu_app):
     groups = {k: v for k, v in resources(gpu_app.service_json, "AWS::EC2::SecurityGroup").items()
               if "Worker" in k}
-    assert len(groups) == 2
+    # One per worker lane: a Fargate service's, or a GPU lane's instances'.
+    assert len(groups) == len(gpu_app.config.lanes().worker_lanes())
     for group in groups.values():
         assert "SecurityGroupIngress" not in group["Properties"]
         assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in group["Properties"]["SecurityGroupEgress"]] == [
@@ -407,7 +408,8 @@ class TestOnDemandFallback:
 
     def test_zero_turns_it_off(self, no_fallback_app):
         assert not [k for k in no_fallback_app.service_json["Resources"] if "OnDemand" in k]
-        assert set(resources(no_fallback_app.service_json, "AWS::ECS::Service")) == {worker_resource_id(no_fallback_app, "cpu", "Service")}
+        assert set(resources(no_fallback_app.service_json, "AWS::ECS::Service")) == {
+            worker_resource_id(no_fallback_app, lane.name, "Service") for lane in no_fallback_app.config.lanes().worker_lanes()}
 
 
 @pytest.fixture(scope="module")
