@@ -4,6 +4,10 @@ Every key lives flat in ``cdk.json`` → ``context`` (so ``cdk deploy -c key=val
 given with ``-c`` arrive as strings and are parsed here). A bad value fails synth with a message naming the key.
 Constructs never read the context themselves: ``app.py`` builds one :class:`PipelineConfig` and hands its
 fields to the stacks as keyword arguments.
+
+The worker lanes are :meth:`PipelineConfig.worker_lanes`: the built-in ``cpu`` and ``gpu`` lanes (sized by the
+flat ``worker_*`` and ``gpu_*`` keys, so ``-c gpu_enabled=true`` keeps working) and one more per entry of the
+``lanes`` list (:meth:`WorkerLane.from_entry`). The stacks and their tests iterate over them; none names a lane.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from jobcore.pricing import BedrockProfile, Prices, default_prices
 from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, batch_allowed, bedrock_profiles, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
 from jobcore.usage import tenant_budgets
+from stacks.names import clashing_ids
 
 if TYPE_CHECKING:
     from constructs import Construct
@@ -98,6 +103,110 @@ def is_cdk_context_key(key: str) -> bool:
 
 class ConfigError(ValueError):
     """A context value is missing, of the wrong type or out of range; the message names the key."""
+
+
+IMAGE_KINDS = ("cpu", "gpu")  # the worker images (stacks/service_stack.py: WORKER_IMAGES), one per kind
+# A ``lanes`` entry: the core's lane fields (``Lane.from_dict``: memory_mb, time_limit_s, gpu, concurrency,
+# enabled, compute; ``queued`` is implied) besides these, which only the deployment reads.
+_ENTRY_KEYS = frozenset({"name", "image", "scaling", "task_cpu"})
+_SCALING_KEYS = frozenset({"min_tasks", "max_tasks", "spot_fallback_after_s"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLane:
+    """A worker lane as the stacks deploy it: the core's :class:`Lane` and what only the deployment reads.
+
+    ``image``: which worker image its tasks run (one of :data:`IMAGE_KINDS`); ``min_tasks``/``max_tasks``: its
+    service's scaling; Fargate: ``on_demand_base``/``on_demand_weight`` (tasks on regular Fargate beside Spot) and
+    ``spot_fallback_after_s`` (the on-demand fallback service; 0: none); EC2: ``task_cpu`` (CPU units of a task)."""
+
+    lane: Lane
+    image: str
+    min_tasks: int = 0
+    max_tasks: int = 1
+    on_demand_base: int = 0
+    on_demand_weight: int = 0
+    spot_fallback_after_s: int = 0
+    task_cpu: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.lane.name
+
+    @property
+    def on_demand_only(self) -> bool:
+        """A Fargate lane whose every task runs on regular Fargate: not Spot, and no Spot share to keep."""
+        compute = self.lane.compute
+        return isinstance(compute, FargateCompute) and not compute.spot and not (self.on_demand_base or self.on_demand_weight)
+
+    @property
+    def has_on_demand_fallback(self) -> bool:
+        """Its service has an on-demand fallback service beside it (``FargateSpot.fallback_service``)."""
+        return isinstance(self.lane.compute, FargateCompute) and bool(self.spot_fallback_after_s) and not self.on_demand_only
+
+    @classmethod
+    def from_entry(cls, entry: Any, index: int) -> WorkerLane:
+        """One entry of the ``lanes`` context key, e.g. ``{"name": "cpu-large", "memory_mb": 8192, "time_limit_s": 900,
+        "concurrency": 8, "compute": {"kind": "fargate", "vcpu": 4, "memory_mb": 8192, "spot": true},
+        "scaling": {"min_tasks": 0, "max_tasks": 2}, "image": "cpu"}``. The lane's own fields are read by
+        ``Lane.from_dict`` (the runtime's parser); the rest here. A Fargate lane is all Spot (``spot`` true,
+        ``scaling.spot_fallback_after_s`` for an on-demand fallback) or all regular Fargate (``spot`` false)."""
+        where = f"context key 'lanes'[{index}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}: expected an object with a \"name\" (see docs/deploy.md, \"Lanes\")")
+        name = entry["name"]
+        where = f"context key 'lanes' ({name!r})"
+        fields = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
+        if fields.get("queued", True) is not True:
+            raise ConfigError(f"{where}: a listed lane is a queued worker lane (\"queued\": true or left out)")
+        try:
+            lane = Lane.from_dict(name, {**fields, "queued": True})
+        except LaneConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        if lane.batch:
+            raise ConfigError(f"{where}: the batch lane is batch_enabled's, not a listed lane")
+        image = entry.get("image", "gpu" if lane.gpu else "cpu")
+        if image not in IMAGE_KINDS:
+            raise ConfigError(f"{where}.image: one of {', '.join(IMAGE_KINDS)}, not {image!r}")
+        scaling = entry.get("scaling", {})
+        if not isinstance(scaling, Mapping) or set(scaling) - _SCALING_KEYS:
+            raise ConfigError(f"{where}.scaling: an object of {', '.join(sorted(_SCALING_KEYS))}")
+        min_tasks, max_tasks = scaling.get("min_tasks", 0), scaling.get("max_tasks", 1)
+        fallback_s = scaling.get("spot_fallback_after_s", 0)
+        task_cpu = entry.get("task_cpu", 0)
+        for key, value, (check, expected) in (
+            ("scaling.min_tasks", min_tasks, _RULES["worker_min_tasks"]),
+            ("scaling.max_tasks", max_tasks, _RULES["worker_max_tasks"]),
+            ("scaling.spot_fallback_after_s", fallback_s, _RULES["worker_spot_fallback_after_s"]),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not check(value):
+                raise ConfigError(f"{where}.{key} = {value!r}: expected {expected}")
+        if min_tasks > max_tasks:
+            raise ConfigError(f"{where}.scaling: min_tasks {min_tasks} above max_tasks {max_tasks}")
+        compute = lane.compute
+        if isinstance(compute, FargateCompute):
+            cpu = compute.vcpu * CPU_UNITS_PER_VCPU
+            if cpu not in FARGATE_SIZES or compute.memory_mb not in FARGATE_SIZES[int(cpu)]:
+                raise ConfigError(f"{where}.compute: {compute.vcpu:g} vCPU with {compute.memory_mb} MB is not a Fargate "
+                                  f"task size (vCPU one of {', '.join(f'{c / CPU_UNITS_PER_VCPU:g}' for c in sorted(FARGATE_SIZES))}, "
+                                  "with a memory that size allows)")
+            if fallback_s and not compute.spot:
+                raise ConfigError(f"{where}.scaling.spot_fallback_after_s: an on-demand fallback is for a Spot lane")
+            if "task_cpu" in entry:
+                raise ConfigError(f"{where}.task_cpu: a Fargate task's CPU is compute.vcpu")
+        elif isinstance(compute, Ec2Compute):  # Lane.from_dict admits no other for a queued lane but batch
+            if not lane.gpu:
+                raise ConfigError(f"{where}.gpu: an ec2 lane runs on GPU instances (\"gpu\": true)")
+            if fallback_s:
+                raise ConfigError(f"{where}.scaling.spot_fallback_after_s: Fargate Spot lanes only")
+            check, expected = _RULES["gpu_cpu"]
+            if isinstance(task_cpu, bool) or not isinstance(task_cpu, int) or not check(task_cpu):
+                raise ConfigError(f"{where}.task_cpu = {task_cpu!r}: expected {expected} (the task's CPU units)")
+            if not GPU_INSTANCE_TYPE.fullmatch(compute.instance):
+                raise ConfigError(f"{where}.compute.instance = {compute.instance!r}: expected "
+                                  f"{_RULES['gpu_instance_type'][1]}")
+        return cls(lane=lane, image=image, min_tasks=min_tasks, max_tasks=max_tasks, task_cpu=task_cpu,
+                   spot_fallback_after_s=fallback_s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +317,10 @@ class PipelineConfig:
     # Where the router, the workers and the webhook dispatcher send their traces: an OTLP/HTTP traces endpoint,
     # e.g. an ADOT collector's (docs/deploy.md, "Traces"); '' for none (nothing of the OpenTelemetry SDK is loaded).
     traces_endpoint: str = ""
+    # More worker lanes, after cpu and gpu, each one entry (WorkerLane.from_entry; docs/deploy.md, "Lanes"):
+    # routing takes the first CPU lane a job fits, so list smaller lanes first.
+    # The context key is "lanes" (keys()); the field has another name, for lanes() is the deployment's Lanes.
+    lane_entries: list[dict[str, Any]] = field(default_factory=list, metadata={"key": "lanes"})
 
     # Scale (docs/scale.md; ``python -m tools.scale`` sizes them for a workload). The partitions each index spreads
     # its items over: a tenant's jobs in the tenant index (a partition takes ~1,000 write units a second), the
@@ -268,35 +381,40 @@ class PipelineConfig:
         except ValueError as error:
             raise ConfigError(f"context key 'price_overrides': {error}") from None
         self.bedrock_profiles(None)
+        if not isinstance(self.lane_entries, list):
+            raise ConfigError(f"context key 'lanes' = {self.lane_entries!r}: expected a list of lanes (docs/deploy.md, \"Lanes\")")
         try:
-            CostModel(prices, self.lanes())
+            lanes = self.lanes()
         except LaneConfigError as error:
             raise ConfigError(f"context keys for the lanes: {error}") from None
+        for first, second in clashing_ids(lane.name for lane in lanes):
+            raise ConfigError(f"context key 'lanes': {first!r} and {second!r} would name the same resources "
+                              "(CDK keeps only the letters and digits of a name): rename one")
+        try:
+            CostModel(prices, lanes)
         except ValueError as error:  # a lane the price file cannot price, e.g. an unlisted instance type
-            raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: {error}") from None
+            unpriced = next((lane for lane in lanes if isinstance(lane.compute, Ec2Compute)
+                             and lane.compute.instance not in prices.ec2.instances), lanes.get("gpu"))
+            where = ("context key 'gpu_instance_type'" if unpriced.name == "gpu"
+                     else f"context key 'lanes' ({unpriced.name!r}): compute.instance")
+            raise ConfigError(f"{where} = {getattr(unpriced.compute, 'instance', '')!r}: {error}") from None
         self._check_gpu_task_fits(prices)
+        for worker in self.worker_lanes(enabled=False)[2:]:
+            if isinstance(worker.lane.compute, Ec2Compute):
+                _check_task_fits(prices, worker.lane.compute.instance, worker.task_cpu, worker.lane.memory_mb,
+                                 lambda *keys, name=worker.name: f"context key 'lanes' ({name!r}): "
+                                 + " and ".join({"instance_type": "compute.instance", "cpu": "task_cpu"}.get(k, k)
+                                                for k in keys))
         try:
             self.index_shards()
         except ValueError as error:
             raise ConfigError(f"context keys 'tenant_index_shards', 'watch_index_shards', 'delivery_index_shards': {error}") from None
 
     def _check_gpu_task_fits(self, prices: Prices) -> None:
-        """A GPU task larger than its instance type synthesizes and deploys, and then no task is ever placed.
-        The instance's size is the price file's (with ``price_overrides``, where a new type is added)."""
-        instance = prices.ec2.instances[self.gpu_instance_type]
-        max_cpu = int(instance.vcpu * CPU_UNITS_PER_VCPU)
-        max_memory_mb = gpu_task_memory_limit_mb(instance.memory_gib)
-        size = f"{self.gpu_instance_type} has {instance.vcpu:g} vCPU and {instance.memory_gib:g} GiB"
-        if self.gpu_cpu > max_cpu:
-            raise ConfigError(f"context keys 'gpu_cpu' and 'gpu_instance_type' ({self.gpu_cpu} CPU units on "
-                              f"{self.gpu_instance_type}): {size}, so a task may ask for at most {max_cpu} CPU units")
-        if self.gpu_memory_mb > max_memory_mb:
-            raise ConfigError(
-                f"context keys 'gpu_memory_mb' and 'gpu_instance_type' ({self.gpu_memory_mb} MiB on {self.gpu_instance_type}): "
-                f"{size}, so a task may ask for at most {max_memory_mb} MiB (the installed memory less "
-                f"{ECS_INSTANCE_MEMORY_HEADROOM:.0%} kept for the ECS agent and the system)")
-        if instance.gpus < 1:
-            raise ConfigError(f"context key 'gpu_instance_type' = {self.gpu_instance_type!r}: the price file gives it no GPU")
+        """The built-in GPU lane's task on its instance type (:func:`_check_task_fits`)."""
+        _check_task_fits(prices, self.gpu_instance_type, self.gpu_cpu, self.gpu_memory_mb,
+                         lambda *keys: f"context key{'s' if len(keys) > 1 else ''} "
+                                       f"{' and '.join(repr(f'gpu_{key}') for key in keys)}")
 
     def capacity(self) -> CapacityConfig:
         """The model's budget, parsed by the core's own parsers (the runtime parses the same values again)."""
@@ -336,41 +454,55 @@ class PipelineConfig:
         """The price file with ``price_overrides`` merged in, exactly as the runtime builds it."""
         return default_prices().with_overrides(self.price_overrides)
 
-    def min_tasks(self, lane: str) -> int:
-        """Worker tasks a queued lane keeps running when idle."""
-        return {"cpu": self.worker_min_tasks}.get(lane, 0)
+    def worker_lanes(self, *, enabled: bool = True) -> tuple[WorkerLane, ...]:
+        """The worker lanes, in routing order: ``cpu`` (the flat ``worker_*`` keys), ``gpu`` (``gpu_*``; disabled
+        unless ``gpu_enabled``), then each entry of ``lanes``; only the enabled ones unless ``enabled`` is False."""
+        built_in = (
+            WorkerLane(
+                lane=Lane(name="cpu", queued=True, memory_mb=self.worker_memory_mb, time_limit_s=self.cpu_job_timeout_s,
+                          concurrency=self.worker_concurrency,
+                          compute=FargateCompute(vcpu=self.worker_cpu / CPU_UNITS_PER_VCPU, memory_mb=self.worker_memory_mb,
+                                                 spot=self.worker_on_demand_base == 0 and self.worker_on_demand_weight == 0)),
+                image="cpu", min_tasks=self.worker_min_tasks, max_tasks=self.worker_max_tasks,
+                on_demand_base=self.worker_on_demand_base, on_demand_weight=self.worker_on_demand_weight,
+                spot_fallback_after_s=self.worker_spot_fallback_after_s),
+            WorkerLane(
+                lane=Lane(name="gpu", queued=True, gpu=True, enabled=self.gpu_enabled, memory_mb=self.gpu_memory_mb,
+                          time_limit_s=self.gpu_job_timeout_s, concurrency=self.gpu_concurrency,
+                          compute=Ec2Compute(instance=self.gpu_instance_type)),
+                image="gpu", max_tasks=self.gpu_max_tasks, task_cpu=self.gpu_cpu),
+        )
+        listed = tuple(WorkerLane.from_entry(entry, index) for index, entry in enumerate(self.lane_entries))
+        return tuple(worker for worker in (*built_in, *listed) if worker.lane.enabled or not enabled)
 
-    def max_tasks(self, lane: str) -> int:
-        """The most worker tasks a queued lane scales to."""
-        return {"cpu": self.worker_max_tasks, "gpu": self.gpu_max_tasks}[lane]
+    def worker_lane(self, name: str) -> WorkerLane:
+        """The enabled worker lane ``name``; KeyError if there is none."""
+        return {worker.name: worker for worker in self.worker_lanes()}[name]
 
     def lanes(self) -> Lanes:
-        """The deployment's lanes: the router (inline), the Fargate CPU lane, the GPU lane (disabled unless
-        ``gpu_enabled``) and the batch lane (``batch_enabled``). The one place configuration turns into lane sizes."""
-        return Lanes((
+        """The deployment's lanes: the router (inline), the worker lanes (:meth:`worker_lanes`, disabled ones
+        included) and the batch lane (``batch_enabled``), read back with ``Lanes.from_dict``: the runtime's own
+        parser. The one place configuration turns into lane sizes."""
+        return Lanes.from_dict(Lanes((
             Lane(name=INLINE, queued=False, memory_mb=self.router_memory_mb, time_limit_s=self.inline_budget_s,
                  compute=LambdaCompute(memory_mb=self.router_memory_mb, arch="arm64")),
-            Lane(name="cpu", queued=True, memory_mb=self.worker_memory_mb, time_limit_s=self.cpu_job_timeout_s,
-                 concurrency=self.worker_concurrency,
-                 compute=FargateCompute(vcpu=self.worker_cpu / CPU_UNITS_PER_VCPU, memory_mb=self.worker_memory_mb,
-                                        spot=self.worker_on_demand_base == 0 and self.worker_on_demand_weight == 0)),
-            Lane(name="gpu", queued=True, gpu=True, enabled=self.gpu_enabled, memory_mb=self.gpu_memory_mb,
-                 time_limit_s=self.gpu_job_timeout_s, concurrency=self.gpu_concurrency,
-                 compute=Ec2Compute(instance=self.gpu_instance_type)),
+            *(worker.lane for worker in self.worker_lanes(enabled=False)),
             # No compute of its own: its memory is the collector's, its time limit the API's 24 h.
             # The batch lane is Anthropic's Message Batches API: off without Anthropic (mode batch: a 422).
             Lane(name="batch", queued=True, enabled=self.batch_enabled and batch_allowed(self.model_providers),
                  memory_mb=BATCH_COLLECTOR_MEMORY_MB,
                  time_limit_s=BATCH_WINDOW_MAX_S, compute=BatchCompute()),
-        ))
+        )).to_dict())
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
+        """The context keys: the fields' names, or a field's ``key`` where the two differ (``lanes``)."""
+        return tuple(_context_key(f) for f in dataclasses.fields(cls))
 
     def to_context(self) -> dict[str, Any]:
         """The values as cdk.json holds them."""
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        return {_context_key(f): values[f.name] for f in dataclasses.fields(self)}
 
     @classmethod
     def from_app(cls, app: Construct) -> PipelineConfig:
@@ -384,11 +516,35 @@ class PipelineConfig:
         check_known_keys(context)
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
-        for key in cls.keys():
-            raw = context.get(key)
+        for f in dataclasses.fields(cls):
+            raw = context.get(_context_key(f))
             if raw is not None:
-                values[key] = _coerce(key, raw, hints[key])
+                values[f.name] = _coerce(_context_key(f), raw, hints[f.name])
         return cls(**values)
+
+
+def _context_key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def _check_task_fits(prices: Prices, instance_type: str, cpu: int, memory_mb: int, keys: Callable[..., str]) -> None:
+    """A GPU task larger than its instance type synthesizes and deploys, and then no task is ever placed. The
+    instance's size is the price file's (with ``price_overrides``, where a new type is added). ``keys`` names the
+    settings for the message: called with some of ``cpu``, ``memory_mb`` and ``instance_type``."""
+    instance = prices.ec2.instances[instance_type]
+    max_cpu = int(instance.vcpu * CPU_UNITS_PER_VCPU)
+    max_memory_mb = gpu_task_memory_limit_mb(instance.memory_gib)
+    size = f"{instance_type} has {instance.vcpu:g} vCPU and {instance.memory_gib:g} GiB"
+    if cpu > max_cpu:
+        raise ConfigError(f"{keys('cpu', 'instance_type')} ({cpu} CPU units on {instance_type}): {size}, so a task "
+                          f"may ask for at most {max_cpu} CPU units")
+    if memory_mb > max_memory_mb:
+        raise ConfigError(
+            f"{keys('memory_mb', 'instance_type')} ({memory_mb} MiB on {instance_type}): {size}, so a task may ask for "
+            f"at most {max_memory_mb} MiB (the installed memory less {ECS_INSTANCE_MEMORY_HEADROOM:.0%} kept for the "
+            "ECS agent and the system)")
+    if instance.gpus < 1:
+        raise ConfigError(f"{keys('instance_type')} = {instance_type!r}: the price file gives it no GPU")
 
 
 def gpu_task_memory_limit_mb(memory_gib: float) -> int:
@@ -404,6 +560,10 @@ def check_known_keys(context: Mapping[str, Any]) -> None:
         near = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean {near[0]!r}?" if near else "see the keys in cdk.json or docs/deploy.md"
         raise ConfigError(f"context key {key!r} is not a setting of this pipeline: {hint}")
+
+
+def _is_str_list(hint: Any) -> bool:
+    return typing.get_args(hint) == (str,)
 
 
 def _coerce(key: str, raw: Any, hint: Any) -> Any:
@@ -435,11 +595,19 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
             return raw.strip()
         raise ConfigError(f"context key {key!r} = {raw!r}: expected a string")
     if typing.get_origin(base) is list:
-        if isinstance(raw, str):  # -c model_providers=anthropic,bedrock, or a JSON list
-            raw = json.loads(raw) if raw.strip().startswith("[") else [part.strip() for part in raw.split(",") if part.strip()]
+        if isinstance(raw, str):
+            # A list of strings also takes the comma form (-c model_providers=anthropic,bedrock); a list of objects
+            # (-c lanes=[{...}]) and anything that starts with "[" is JSON.
+            if raw.strip().startswith("[") or not _is_str_list(base):
+                try:
+                    raw = json.loads(raw)
+                except json.JSONDecodeError:
+                    raise ConfigError(f"context key {key!r} = {raw!r}: expected a JSON list") from None
+            else:
+                raw = [part.strip() for part in raw.split(",") if part.strip()]
         if isinstance(raw, list):
             return raw
-        raise ConfigError(f"context key {key!r} = {raw!r}: expected a list")
+        raise ConfigError(f"context key {key!r} = {raw!r}: expected a {'' if _is_str_list(base) else 'JSON '}list")
     if typing.get_origin(base) is dict:
         if isinstance(raw, str):
             try:

@@ -13,22 +13,46 @@ from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lanes
 from jobcore.providers import DEFAULT_BEDROCK_SCOPE
 
+# The lane document's file in the Lambda code asset (``LaneSettings``: LANES_FILE, relative to the code's root).
+LANES_FILE = "lanes.json"
+
 
 def compact_json(value: Any, *, sort_keys: bool = True) -> str:
     return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
 
 
-def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any], bedrock_scope: str = DEFAULT_BEDROCK_SCOPE) -> dict[str, str]:
-    """``LaneSettings.ENV``: the lanes, the price overrides and the Bedrock profile priced, the same for the router
-    and every worker (the functions that never call a model leave the profile at its default).
+def lanes_document(lanes: Lanes) -> str:
+    """The lanes as ``Lanes.from_dict`` reads them back. They keep their order (routing takes the first lane that
+    fits; the first CPU lane is the fallback)."""
+    return compact_json(lanes.to_dict(), sort_keys=False)
 
-    The lanes keep their order (routing takes the first lane that fits; the first CPU lane is the fallback).
-    """
+
+def lane_environment(lanes: Lanes, price_overrides: Mapping[str, Any], bedrock_scope: str = DEFAULT_BEDROCK_SCOPE) -> dict[str, str]:
+    """``LaneSettings.ENV``, a worker task's: the lanes inline, the price overrides and the Bedrock profile priced
+    (the functions that never call a model leave the profile at its default)."""
     return {
-        "LANES": compact_json(lanes.to_dict(), sort_keys=False),
+        "LANES": lanes_document(lanes),
         "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
         "BEDROCK_PROFILE": bedrock_scope,
     }
+
+
+def code_lane_environment(
+    price_overrides: Mapping[str, Any], bedrock_scope: str = DEFAULT_BEDROCK_SCOPE,
+) -> dict[str, str]:
+    """``LaneSettings.CODE_ENV``, a Lambda's: the name of the lane document in its code asset
+    (``python_lambda.source_code`` writes it there), the price overrides and the Bedrock profile priced. Its size is
+    the same for any lanes."""
+    return {
+        "LANES_FILE": LANES_FILE,
+        "PRICE_OVERRIDES": compact_json(dict(price_overrides)),
+        "BEDROCK_PROFILE": bedrock_scope,
+    }
+
+
+def code_files(lanes: Lanes) -> dict[str, str]:
+    """The files the CDK app generates into the Lambda code asset: the lane document."""
+    return {LANES_FILE: lanes_document(lanes)}
 
 
 def capacity_environment(capacity: CapacityConfig) -> dict[str, str]:

@@ -13,9 +13,10 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from jobadapters import schema
-from jobcore.lanes import Ec2Compute, FargateCompute, Lane
+from jobcore.lanes import Ec2Compute, FargateCompute
 from jobcore.limits import CPU_UNITS_PER_VCPU
-from stacks.config import PipelineConfig
+from stacks import names
+from stacks.config import PipelineConfig, WorkerLane
 from stacks.constructs.api import JobsApi
 from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.cluster import WorkerCluster
@@ -31,12 +32,15 @@ from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
 from stacks.data_stack import DataStack
 from stacks.gpu_ami import GpuAmiReleases, GpuInstanceRegions
+from stacks.lane_env import code_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Both built with the repo root as context, for linux/amd64, each narrowed to what its Dockerfile copies
-# (build_context_exclude): a change to one image's files never rebuilds and redeploys the other lane.
-WORKER_DOCKERFILE = "container_src/Dockerfile"  # the CPU lane: Python slim, onnxruntime on the CPU
-GPU_WORKER_DOCKERFILE = "container_src/Dockerfile.gpu"  # the GPU lane: CUDA runtime, onnxruntime-gpu, a baked model
+# (build_context_exclude): a change to one image's files never rebuilds and redeploys the lanes of the other.
+WORKER_DOCKERFILE = "container_src/Dockerfile"  # cpu: Python slim, onnxruntime on the CPU
+GPU_WORKER_DOCKERFILE = "container_src/Dockerfile.gpu"  # gpu: CUDA runtime, onnxruntime-gpu, a baked model
+# The worker images by kind (stacks.config.IMAGE_KINDS): a lane names its kind; lanes of one kind share one image.
+WORKER_DOCKERFILES = {"cpu": WORKER_DOCKERFILE, "gpu": GPU_WORKER_DOCKERFILE}
 _R = logs.RetentionDays
 LOG_RETENTION: dict[int, logs.RetentionDays] = {
     1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
@@ -48,14 +52,15 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 
 
 class ServiceStack(Stack):
-    """Composes the lanes (a queue per enabled queued lane of ``config.lanes()``; a worker service per worker lane:
-    cpu always, gpu when enabled; the batch collector for the batch lane when enabled), the router and its API,
+    """Composes the lanes (a queue per enabled queued lane of ``config.lanes()``; a worker service per enabled worker
+    lane, ``config.worker_lanes()``; the batch collector for the batch lane when enabled), the router and its API,
     the webhook dispatcher (the router, the workers, the collector and the sweeper hand finished jobs' webhooks to
     its queue), the job sweeper (settles jobs whose runner is gone,
     drains the lanes' dead-letter queues), and monitoring, on the data stack's table, bucket and secrets.
 
-    Each lane's workers get their image (:func:`worker_image`): the CPU lane's from ``Dockerfile``, the GPU
-    lane's from ``Dockerfile.gpu`` with the embedding model to bake as build args. With the GPU lane on, the
+    Each lane's workers run the image of its kind (:func:`worker_image`, one asset per kind in ``worker_images``):
+    ``cpu`` from ``Dockerfile``, ``gpu`` from ``Dockerfile.gpu`` with the embedding model to bake as build args. Construct
+    ids come from the lane names (:func:`stacks.names.construct_id`). With an EC2 lane on, its
     instance type and the AMI release are checked against the deploy region first (:meth:`check_gpu_region`): the stack's
     own region, or, for an environment-agnostic stack, ``default_region`` (the CDK CLI's default region,
     ``CDK_DEFAULT_REGION``, which is where ``cdk deploy`` sends such a stack)."""
@@ -70,13 +75,14 @@ class ServiceStack(Stack):
         queued = lanes.queued()
         region = self.region if not Token.is_unresolved(self.region) else default_region
         access = model_access(c.model_providers, c.bedrock_profile, c.bedrock_profiles(region))
-        if any(isinstance(lane.compute, Ec2Compute) for lane in queued):
-            self.check_gpu_region(c.gpu_instance_type, c.gpu_ami_release, default_region)
-        queues = {lane.name: JobQueue(self, f"{lane.name.capitalize()}Lane", max_receive_count=c.max_receives,
+        for instance_type in dict.fromkeys(lane.compute.instance for lane in queued if isinstance(lane.compute, Ec2Compute)):
+            self.check_gpu_region(instance_type, c.gpu_ami_release, default_region)
+        queues = {lane.name: JobQueue(self, f"{names.construct_id(lane.name)}Lane", max_receive_count=c.max_receives,
                                       visibility_timeout=Duration.seconds(schema.queue_visibility_s(lane)))
                   for lane in queued}
 
-        code = source_code()  # one asset for every function of the stack
+        code = source_code(lanes)  # one asset for every function of the stack, the lane document in it
+        self.code_files = code_files(lanes)  # what source_code generates into it
         webhooks = WebhookDispatcher(
             self, "Webhooks", code=code, storage=storage, webhook_secret=secrets.webhook_signing_secret, stage=c.stage,
             retry_schedule_s=c.webhook_retry_schedule_s, log_retention=retention, max_concurrency=c.webhook_max_concurrency,
@@ -96,17 +102,18 @@ class ServiceStack(Stack):
                       burst_limit=c.api_burst_limit, log_retention=retention)
 
         cluster = WorkerCluster(self, "Workers", log_retention=retention)
-        self.worker_images: dict[str, ecr_assets.DockerImageAsset] = {}
+        self.worker_images: dict[str, ecr_assets.DockerImageAsset] = {}  # by image kind
         workers = {
-            lane.name: WorkerService(
-                self, f"{lane.name.capitalize()}Worker", cluster=cluster, image=self._image(c, lane), storage=storage,
-                lane=lane, lanes=lanes, job_queue=queues[lane.name], webhook_queue=webhooks.job_queue,
-                compute=compute_profile(c, lane), min_tasks=c.min_tasks(lane.name), max_tasks=c.max_tasks(lane.name),
-                stage=c.stage, model_id=c.worker_model_id, anthropic_secret=secrets.anthropic_api_key, model_access=access,
-                price_overrides=c.price_overrides, result_retention_days=c.result_retention_days,
-                log_retention=retention, model_s3_uri=c.embedding_model_s3_uri if lane.gpu else "", capacity=c.capacity(),
+            worker.name: WorkerService(
+                self, f"{names.construct_id(worker.name)}Worker", cluster=cluster, image=self._image(c, worker.image),
+                storage=storage, lane=worker.lane, lanes=lanes, job_queue=queues[worker.name],
+                webhook_queue=webhooks.job_queue, compute=compute_profile(c, worker), min_tasks=worker.min_tasks,
+                max_tasks=worker.max_tasks, stage=c.stage, model_id=c.worker_model_id,
+                anthropic_secret=secrets.anthropic_api_key, model_access=access, price_overrides=c.price_overrides,
+                result_retention_days=c.result_retention_days, log_retention=retention,
+                model_s3_uri=c.embedding_model_s3_uri if worker.lane.gpu else "", capacity=c.capacity(),
                 traces_endpoint=c.traces_endpoint)
-            for lane in lanes.worker_lanes()
+            for worker in c.worker_lanes()
         }
         # A job queued on an idle worker lane asks ECS for its first task at once (jobcore.wake), not a minute later.
         router.wake_lanes({lane: worker.service for lane, worker in workers.items()})
@@ -140,8 +147,8 @@ class ServiceStack(Stack):
         CfnOutput(self, "GetApiKeyCommand", value=(
             f"aws apigateway get-api-key --api-key {api.api_key.key_id} --include-value --query value --output text"))
         for lane, job_queue in queues.items():
-            CfnOutput(self, f"{lane.capitalize()}QueueUrl", value=job_queue.queue.queue_url)
-            CfnOutput(self, f"{lane.capitalize()}DeadLetterQueueUrl", value=job_queue.dead_letter_queue.queue_url)
+            CfnOutput(self, f"{names.construct_id(lane)}QueueUrl", value=job_queue.queue.queue_url)
+            CfnOutput(self, f"{names.construct_id(lane)}DeadLetterQueueUrl", value=job_queue.dead_letter_queue.queue_url)
         if collector is not None:
             CfnOutput(self, "BatchCollectorFunctionName", value=collector.function.function_name,
                       description="The batch lane's collector (every minute); its log shows each pass")
@@ -167,29 +174,27 @@ class ServiceStack(Stack):
         GpuInstanceRegions.load().check(instance_type, region)
         GpuAmiReleases.load().check(release, region)
 
-    def _image(self, config: PipelineConfig, lane: Lane) -> ecs.ContainerImage:
-        asset = self.worker_images.get(lane.name)
+    def _image(self, config: PipelineConfig, kind: str) -> ecs.ContainerImage:
+        """The worker image of ``kind``, made once however many lanes run it."""
+        asset = self.worker_images.get(kind)
         if asset is None:
-            asset = self.worker_images[lane.name] = worker_image(self, config, lane)
+            asset = self.worker_images[kind] = worker_image(self, config, kind)
         return ecs.ContainerImage.from_docker_image_asset(asset)
 
 
-def worker_image(scope: Construct, config: PipelineConfig, lane: Lane, *, root: Path = REPO_ROOT) -> ecr_assets.DockerImageAsset:
-    """A lane's worker image asset, built at ``cdk deploy`` for linux/amd64 from the repository root (``root``),
-    staged and hashed with only what its Dockerfile copies (:func:`build_context_exclude`).
+def worker_image(scope: Construct, config: PipelineConfig, kind: str, *, root: Path = REPO_ROOT) -> ecr_assets.DockerImageAsset:
+    """The worker image asset of ``kind`` (``<Kind>WorkerImage``), built at ``cdk deploy`` for linux/amd64 from the
+    repository root (``root``), staged and hashed with only what its Dockerfile copies (:func:`build_context_exclude`).
 
-    The GPU lane's comes from ``Dockerfile.gpu`` and bakes ``embedding_model_repo`` at
-    ``embedding_model_revision`` (nothing when ``embedding_model_s3_uri`` is set: the worker loads that
-    instead, so the image need not carry a model it never reads).
+    ``gpu`` comes from ``Dockerfile.gpu`` and bakes ``embedding_model_repo`` at ``embedding_model_revision``
+    (nothing when ``embedding_model_s3_uri`` is set: the worker loads that instead, so the image need not carry a
+    model it never reads).
     """
-    if not lane.gpu:
-        return ecr_assets.DockerImageAsset(scope, "WorkerImage", directory=str(root), file=WORKER_DOCKERFILE,
-                                           exclude=build_context_exclude(root / WORKER_DOCKERFILE, root=root),
-                                           platform=ecr_assets.Platform.LINUX_AMD64)
+    dockerfile = WORKER_DOCKERFILES[kind]
     return ecr_assets.DockerImageAsset(
-        scope, f"{lane.name.capitalize()}WorkerImage", directory=str(root), file=GPU_WORKER_DOCKERFILE,
-        exclude=build_context_exclude(root / GPU_WORKER_DOCKERFILE, root=root),
-        platform=ecr_assets.Platform.LINUX_AMD64, build_args=gpu_build_args(config))
+        scope, f"{names.construct_id(kind)}WorkerImage", directory=str(root), file=dockerfile,
+        exclude=build_context_exclude(root / dockerfile, root=root), platform=ecr_assets.Platform.LINUX_AMD64,
+        build_args=gpu_build_args(config) if kind == "gpu" else None)
 
 
 def copied_sources(dockerfile: Path) -> list[str]:
@@ -221,15 +226,16 @@ def gpu_build_args(config: PipelineConfig) -> dict[str, str]:
     }
 
 
-def compute_profile(config: PipelineConfig, lane: Lane) -> ComputeProfile:
-    """Where a queued lane's workers run: its compute, as the lane describes it, with the deployment's
-    own settings for it (Spot base and weight, on-demand fallback, GPU AMI release, task CPU)."""
-    compute = lane.compute
+def compute_profile(config: PipelineConfig, worker: WorkerLane) -> ComputeProfile:
+    """Where a worker lane's tasks run: its compute, as the lane describes it, with what the deployment adds for it
+    (Spot base and weight, on-demand fallback, the GPU AMI release, task CPU)."""
+    lane, compute = worker.lane, worker.lane.compute
     if isinstance(compute, FargateCompute):
         return FargateSpot(cpu=int(compute.vcpu * CPU_UNITS_PER_VCPU), memory_mb=compute.memory_mb,
-                           on_demand_base=config.worker_on_demand_base, on_demand_weight=config.worker_on_demand_weight,
-                           spot_fallback_after_s=config.worker_spot_fallback_after_s)
+                           on_demand_base=worker.on_demand_base, on_demand_weight=worker.on_demand_weight,
+                           spot_fallback_after_s=worker.spot_fallback_after_s,
+                           on_demand_only=worker.on_demand_only)
     if isinstance(compute, Ec2Compute):
-        return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=config.gpu_cpu,
-                            memory_mb=lane.memory_mb, max_instances=config.max_tasks(lane.name))
+        return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=worker.task_cpu,
+                            memory_mb=lane.memory_mb, max_instances=worker.max_tasks)
     raise ValueError(f"lanes.{lane.name}: no compute profile for {compute.kind!r} workers")

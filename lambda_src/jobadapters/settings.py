@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from jobadapters.ecs import LaneService
@@ -100,26 +101,37 @@ def _json_object(env: Mapping[str, str], key: str, *, required: bool = False) ->
     return value
 
 
+# The directory holding the code's packages: the Lambda asset's root (/var/task) in AWS, lambda_src here.
+CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
 @dataclass(frozen=True, kw_only=True)
 class LaneSettings:
     """The deployment's lanes and the prices they are costed with, parsed by the core's own rules.
 
     Read by the router (routing, estimates, the frequency break-even) and the workers (time limits,
-    actual costs) alike; the CDK app builds ``LANES`` from its configuration with the same classes.
+    actual costs) alike; the CDK app builds the lane document from its configuration with the same classes.
+
+    The Lambdas read the document from a file of their code asset (``LANES_FILE``, relative to the code's root;
+    the CDK app writes it there at synth), so their environment, which Lambda bounds at 4 KB, does not grow with
+    the lanes; the worker tasks, whose image is the same whatever the lanes, get it inline (``LANES``).
+    Exactly one of the two is set.
     """
 
-    ENV = frozenset({"LANES", "PRICE_OVERRIDES", "BEDROCK_PROFILE"})
+    ENV = frozenset({"LANES", "PRICE_OVERRIDES", "BEDROCK_PROFILE"})  # a worker task's
+    CODE_ENV = frozenset({"LANES_FILE", "PRICE_OVERRIDES", "BEDROCK_PROFILE"})  # a Lambda's
 
     lanes: Lanes
     prices: Prices
     bedrock_scope: str = DEFAULT_BEDROCK_SCOPE  # the price of the calls Bedrock answers
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> LaneSettings:
+    def from_env(cls, env: Mapping[str, str], *, in_code: bool = False) -> LaneSettings:
+        """``in_code``: a Lambda's (``CODE_ENV``: the document in ``LANES_FILE``; ``LANES`` only locally)."""
         try:
-            lanes = Lanes.from_dict(_json_object(env, "LANES", required=True))
+            lanes = Lanes.from_dict(_lane_document(env) if in_code else _json_object(env, "LANES", required=True))
         except LaneConfigError as error:
-            raise ConfigError(f"environment variable LANES: {error}") from None
+            raise ConfigError(f"environment variable {'LANES_FILE' if env.get('LANES_FILE') else 'LANES'}: {error}") from None
         try:
             prices = default_prices().with_overrides(_json_object(env, "PRICE_OVERRIDES"))
         except ValueError as error:
@@ -298,10 +310,11 @@ class RouterSettings:
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "WEBHOOK_QUEUE_URL", "TASK_RATES_PER_MIN",
         "JOB_TTL_DAYS", "RESULT_RETENTION_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "LANE_SERVICES", "MODEL_PROVIDERS",
         "INLINE_CONCURRENCY", "TENANT_BUDGETS_USD",
-    }) | LaneSettings.ENV | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.ENV
+    }) | LaneSettings.CODE_ENV | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.ENV
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
-    # and loopback webhook URLs at submission, for the local receivers.
-    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S"})
+    # and loopback webhook URLs at submission, for the local receivers. LANES: the local runtime's functions share
+    # its workers' environment, so they get the lanes inline, not from a file of a code asset.
+    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S", "LANES"})
                  | ObservabilitySettings.LOCAL_ENV)
 
     stage: str
@@ -329,7 +342,7 @@ class RouterSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterSettings:
-        lanes = LaneSettings.from_env(env)
+        lanes = LaneSettings.from_env(env, in_code=True)
         return cls(
             stage=env.get("STAGE") or "dev",
             jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
@@ -491,8 +504,9 @@ class SweeperSettings:
 
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "LANE_QUEUE_URLS", "LANE_DLQ_URLS", "WEBHOOK_QUEUE_URL", "MAX_RECEIVES",
-    }) | LaneSettings.ENV
-    LOCAL_ENV: frozenset[str] = frozenset({"SWEEP_EVERY_S"}) | ObservabilitySettings.LOCAL_ENV
+    }) | LaneSettings.CODE_ENV
+    # LANES: as RouterSettings.LOCAL_ENV says
+    LOCAL_ENV: frozenset[str] = frozenset({"SWEEP_EVERY_S", "LANES"}) | ObservabilitySettings.LOCAL_ENV
 
     stage: str
     jobs_table: str
@@ -508,7 +522,7 @@ class SweeperSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SweeperSettings:
-        lanes = LaneSettings.from_env(env)
+        lanes = LaneSettings.from_env(env, in_code=True)
         return cls(
             stage=env.get("STAGE") or "dev",
             jobs_table=_required(env, "JOBS_TABLE"), index_shards=_index_shards(env),
@@ -532,8 +546,10 @@ class CollectorSettings:
     ENV = frozenset({
         "STAGE", "JOBS_TABLE", "INDEX_SHARDS", "RESULTS_BUCKET", "BATCH_QUEUE_URL", "WEBHOOK_QUEUE_URL", "RESULT_RETENTION_DAYS",
         "JOB_TTL_DAYS", "MODEL_ID", "ANTHROPIC_SECRET_ARN", "BATCH_WINDOW_S", "BATCH_MAX_ATTEMPTS",
-    }) | LaneSettings.ENV
-    LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S"}) | ClaudeSettings.CAPACITY_ENV | ObservabilitySettings.LOCAL_ENV
+    }) | LaneSettings.CODE_ENV
+    # LANES: as RouterSettings.LOCAL_ENV says
+    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "COLLECT_EVERY_S", "LANES"}) | ClaudeSettings.CAPACITY_ENV
+                 | ObservabilitySettings.LOCAL_ENV)
 
     stage: str
     lane: str  # the batch lane of LANES
@@ -553,7 +569,7 @@ class CollectorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CollectorSettings:
-        lanes = LaneSettings.from_env(env)
+        lanes = LaneSettings.from_env(env, in_code=True)
         lane = lanes.lanes.batch_lane
         if lane is None:
             raise ConfigError("environment variable LANES has no enabled batch lane for the collector to drain")
@@ -573,6 +589,25 @@ class CollectorSettings:
             collect_every_s=_in_range(env, "COLLECT_EVERY_S", _number(env, "COLLECT_EVERY_S", 60.0, float), 0.1, 900.0),
             observability=ObservabilitySettings(metrics_file=env.get("METRICS_FILE", "")),
         )
+
+
+def _lane_document(env: Mapping[str, str]) -> dict:
+    """LANES (the document) or LANES_FILE (a JSON file holding it, relative to :data:`CODE_ROOT`), not both."""
+    name = env.get("LANES_FILE", "")
+    if not name:
+        return _json_object(env, "LANES", required=True)
+    if env.get("LANES"):
+        raise ConfigError("environment variables LANES and LANES_FILE: set one, the lanes or the file holding them")
+    path = CODE_ROOT / name
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"environment variable LANES_FILE={name!r}: cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"environment variable LANES_FILE={name!r}: {path} is not valid JSON: {error.msg}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"environment variable LANES_FILE={name!r}: {path} must hold a JSON object")
+    return value
 
 
 def _retention(env: Mapping[str, str]) -> int | None:

@@ -30,7 +30,7 @@ from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.python_lambda import python_function
-from stacks.constructs.runtime_env import lane_environment
+from stacks.constructs.runtime_env import code_lane_environment
 from stacks.constructs.storage import JobStorage
 
 HANDLER = "collector.handler.handler"
@@ -46,7 +46,8 @@ class BatchCollector(Construct):
     group; ``memory_mb`` the batch lane's; ``reserved_concurrency``, None for none) and ``schedule``, an EventBridge rule that runs
     it every ``COLLECT_EVERY`` (a failed or late run is not retried: the next one does the same work).
 
-    It gets exactly the environment ``CollectorSettings`` reads (``LANES``, ``PRICE_OVERRIDES``; ``BATCH_QUEUE_URL``,
+    It gets exactly the environment ``CollectorSettings`` reads (``LANES_FILE``: the lane document in ``code``, which
+    must be ``source_code(lanes)``; ``PRICE_OVERRIDES``; ``BATCH_QUEUE_URL``,
     the batch lane's queue; ``WEBHOOK_QUEUE_URL``; ``MODEL_ID``; ``ANTHROPIC_SECRET_ARN``; ``BATCH_WINDOW_S``,
     ``BATCH_MAX_ATTEMPTS``; the retention days), parsed with it at synth. Permissions, on its own role: job data
     (``JobStorage.access_policy``: job items and batch records, results and inputs in the bucket), consume and
@@ -69,7 +70,7 @@ class BatchCollector(Construct):
         self.lane = lane
         self.queue = queue
         environment = {
-            **lane_environment(lanes, price_overrides),
+            **code_lane_environment(price_overrides),
             "STAGE": stage,
             **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
@@ -83,7 +84,7 @@ class BatchCollector(Construct):
             "BATCH_MAX_ATTEMPTS": str(max_attempts),
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
-        runtime_env.check(CollectorSettings.from_env, environment, where=self.node.path)
+        runtime_env.check(CollectorSettings.from_env, environment, where=self.node.path, lanes=lanes)
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=lane.memory_mb, timeout=FUNCTION_TIMEOUT,
             log_retention=log_retention, retry_attempts=0, reserved_concurrency=reserved_concurrency,

@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ class BundlingError(RuntimeError):
 class PipLocalBundling:
     """``try_bundle`` pip-installs ``requirements`` (a lock file: every package pinned, with hashes) for the
     Lambda platform into the asset, then copies the source packages (every directory of ``source_dir``
-    holding an ``__init__.py``, without tests or caches).
+    holding an ``__init__.py``, without tests or caches) and writes the ``generated`` files (the lane document).
 
     pip runs with ``--require-hashes`` (a wheel whose hash the lock does not list is refused, whatever the
     index serves) and ``--no-deps`` (the lock already holds the whole tree, resolved for this platform by
@@ -40,11 +40,13 @@ class PipLocalBundling:
     """
 
     def __init__(self, *, source_dir: Path, requirements: Path, python_version: str,
-                 platforms: Sequence[str] = LAMBDA_ARM64_PLATFORMS, run: Runner = subprocess.run) -> None:
+                 platforms: Sequence[str] = LAMBDA_ARM64_PLATFORMS, run: Runner = subprocess.run,
+                 generated: Mapping[str, str] | None = None) -> None:
         self.source_dir = source_dir
         self.requirements = requirements
         self.python_version = python_version
         self.platforms = tuple(platforms)
+        self.generated = dict(generated or {})  # file name (at the asset's root) -> its text, made at synth
         self._run = run
 
     def pip_command(self, output_dir: str) -> list[str]:
@@ -57,7 +59,8 @@ class PipLocalBundling:
         when no source changed. Nothing machine-specific (no absolute path, not this machine's Python)."""
         requirements = (self.requirements.relative_to(self.source_dir).as_posix()
                         if self.requirements.is_relative_to(self.source_dir) else self.requirements.name)
-        return json.dumps({"pip": self._pip_args("<asset output>", requirements), "not_copied": NOT_COPIED})
+        return json.dumps({"pip": self._pip_args("<asset output>", requirements), "not_copied": NOT_COPIED,
+                           "generated": dict(sorted(self.generated.items()))})
 
     def _pip_args(self, output_dir: str, requirements: str) -> list[str]:
         platform_args = [arg for platform in self.platforms for arg in ("--platform", platform)]
@@ -80,4 +83,6 @@ class PipLocalBundling:
         for package in self.packages():
             shutil.copytree(package, Path(output_dir) / package.name, ignore=shutil.ignore_patterns(*NOT_COPIED),
                             dirs_exist_ok=True)
+        for name, text in self.generated.items():
+            (Path(output_dir) / name).write_text(text, encoding="utf-8")
         return True

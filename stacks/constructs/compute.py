@@ -49,6 +49,8 @@ class FargateSpot:
     WorkerCluster) behind a security group that admits nothing. Deploys keep every running task until
     its replacement runs (100/200 %) and roll back on repeated failures.
 
+    ``on_demand_only``: every task on regular Fargate (a lane whose compute is not Spot), no fallback.
+
     With ``spot_fallback_after_s`` set, :meth:`fallback_service` adds a second service on regular Fargate
     (same task definition, security group and queue, 0 tasks) for ``WorkerService`` to scale out when jobs
     wait that long: ECS does not move a service from FARGATE_SPOT to FARGATE when Spot has no capacity.
@@ -59,6 +61,7 @@ class FargateSpot:
     on_demand_base: int = 0
     on_demand_weight: int = 0
     spot_fallback_after_s: int = 0
+    on_demand_only: bool = False
 
     def task_definition(self, scope: Construct) -> ecs.TaskDefinition:
         return ecs.FargateTaskDefinition(
@@ -70,6 +73,8 @@ class FargateSpot:
         return {}  # the task's size is the container's
 
     def capacity_provider_strategies(self) -> list[ecs.CapacityProviderStrategy]:
+        if self.on_demand_only:
+            return [ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)]
         strategies = [ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=1)]
         if self.on_demand_base or self.on_demand_weight:
             strategies.append(ecs.CapacityProviderStrategy(
@@ -91,7 +96,7 @@ class FargateSpot:
                          primary: ecs.BaseService) -> OnDemandFallback | None:
         """``OnDemandService``: the same tasks as ``primary`` on regular Fargate only, 0 of them until scaled
         out (``WorkerService`` does, on the queue's age); None without ``spot_fallback_after_s``."""
-        if not self.spot_fallback_after_s:
+        if not self.spot_fallback_after_s or self.on_demand_only:
             return None
         service = ecs.FargateService(
             scope, "OnDemandService", cluster=cluster.cluster, task_definition=task_definition,

@@ -110,8 +110,9 @@ class IntakeFunction(Construct):
             "INTAKE_WEBHOOK_URL": webhook_url,
         }
         runtime_env.check_lambda_size(environment, where=self.node.path)
-        runtime_env.check(IntakeSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))
-        self._environment, self._placeholders = environment, queue_url_placeholders(queues)
+        runtime_env.check(IntakeSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues),
+                          lanes=lanes)
+        self._environment, self._placeholders, self._lanes = environment, queue_url_placeholders(queues), lanes
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=MEMORY_MB, timeout=FUNCTION_TIMEOUT,
@@ -130,4 +131,4 @@ class IntakeFunction(Construct):
         """Lets the intake wake each worker lane's idle service when it queues a job there, as the router does
         (``RouterFunction.wake_lanes``)."""
         let_wake(self.function, self.role, services, environment=self._environment, parse=IntakeSettings.from_env,
-                 where=self.node.path, placeholders=self._placeholders)
+                 where=self.node.path, placeholders=self._placeholders, lanes=self._lanes)

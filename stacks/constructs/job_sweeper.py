@@ -19,7 +19,7 @@ from jobcore.lanes import Lanes
 from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.python_lambda import python_function
-from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.constructs.runtime_env import code_lane_environment, compact_json
 from stacks.constructs.storage import JobStorage
 
 HANDLER = "sweeper.handler.handler"
@@ -36,8 +36,9 @@ class JobSweeper(Construct):
     group) and ``schedule``, an EventBridge rule that runs it every ``SWEEP_EVERY`` (a failed or late run
     is not retried: the next one does the same work).
 
-    It gets exactly the environment ``SweeperSettings`` reads (``LANES`` and ``PRICE_OVERRIDES`` as
-    ``runtime_env.lane_environment`` makes them; ``LANE_QUEUE_URLS`` and ``LANE_DLQ_URLS``: each queued
+    It gets exactly the environment ``SweeperSettings`` reads (``LANES_FILE``, the lane document in ``code``, which
+    must be ``source_code(lanes)``, and ``PRICE_OVERRIDES``, as ``runtime_env.code_lane_environment`` makes them;
+    ``LANE_QUEUE_URLS`` and ``LANE_DLQ_URLS``: each queued
     lane's queue and dead-letter queue in ``queues``; ``WEBHOOK_QUEUE_URL``; ``MAX_RECEIVES``, the lane
     queues' redrive count), parsed with ``SweeperSettings`` at synth.
     Permissions, on its own role: job data (``JobStorage.access_policy``: items and the watch index), send
@@ -59,7 +60,7 @@ class JobSweeper(Construct):
                              f"queue; not of {', '.join(mismatched)}")
         stack = Stack.of(self)
         environment = {
-            **lane_environment(lanes, price_overrides),
+            **code_lane_environment(price_overrides),
             "STAGE": stage,
             **storage.table_environment(),
             "RESULTS_BUCKET": storage.bucket.bucket_name,
@@ -72,7 +73,7 @@ class JobSweeper(Construct):
         runtime_env.check(SweeperSettings.from_env, environment, where=self.node.path, placeholders={
             "LANE_QUEUE_URLS": compact_json({lane: f"https://queue/{lane}" for lane in queues}),
             "LANE_DLQ_URLS": compact_json({lane: f"https://queue/{lane}-dlq" for lane in queues}),
-        })
+        }, lanes=lanes)
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=MEMORY_MB, timeout=FUNCTION_TIMEOUT,

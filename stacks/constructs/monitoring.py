@@ -19,6 +19,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from jobadapters.telemetry import NAMESPACE, STAGE_DIMENSION
+from stacks import names
 from stacks.constructs.batch_collector import BatchCollector
 from stacks.constructs.intake import IntakeFunction
 from stacks.constructs.job_sweeper import JobSweeper
@@ -69,7 +70,7 @@ class PipelineMonitoring(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for lane, worker in workers.items():
-            queues, name = worker.job_queue, lane.capitalize()
+            queues, name = worker.job_queue, names.construct_id(lane)
             self._alarm(f"{name}DeadLetters", _maximum(queues.dead_letter_queue.metric_approximate_number_of_messages_visible),
                         threshold=0, description=f"{lane} lane: jobs reached the dead-letter queue "
                                                  f"(received {queues.max_receive_count} times without finishing)")
@@ -138,7 +139,7 @@ class PipelineMonitoring(Construct):
             lane = collector.lane.name
             self._alarm("BatchCollectorErrors", collector.function.metric_errors(period=_MINUTE, statistic="Sum"), threshold=0,
                         description="batch collector Lambda raised errors (batch jobs are not being sent or settled)")
-            self._alarm(f"{lane.capitalize()}DeadLetters",
+            self._alarm(f"{names.construct_id(lane)}DeadLetters",
                         _maximum(collector.queue.dead_letter_queue.metric_approximate_number_of_messages_visible), threshold=0,
                         description=f"{lane} lane: jobs reached the dead-letter queue (the collector received them "
                                     f"{collector.queue.max_receive_count} times without sending them)")

@@ -16,8 +16,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from jobcore.lanes import Lanes
 from stacks.constructs.bundling import PipLocalBundling
 from stacks.constructs.nag import acknowledge
+from stacks.lane_env import code_files
 
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -26,14 +28,16 @@ LAMBDA_REQUIREMENTS = LAMBDA_SRC / "requirements.lock"
 SOURCE_EXCLUDE = ("**/__pycache__", "**/*.pyc", "**/tests")
 
 
-def source_code() -> lambda_.AssetCode:
+def source_code(lanes: Lanes) -> lambda_.AssetCode:
     """``lambda_src``'s packages + pip-installed ``lambda_src/requirements.lock`` (the pins of
-    ``requirements.txt`` resolved for Python 3.13 on arm64, with hashes: ``make lock``), bundled locally.
+    ``requirements.txt`` resolved for Python 3.13 on arm64, with hashes: ``make lock``), bundled locally, with
+    ``lanes``' document generated into it (``lane_env.LANES_FILE``, which the functions' ``LANES_FILE`` names):
+    the lanes ride in the code, not in the 4 KB environment, and a change to them is a new asset.
 
     One instance serves every function of a stack (CDK stages and uploads it once); a second stack
     needs its own.
     """
-    bundling = lambda_bundling()
+    bundling = lambda_bundling(generated=code_files(lanes))
     return lambda_.Code.from_asset(
         str(LAMBDA_SRC),
         exclude=list(SOURCE_EXCLUDE),
@@ -54,9 +58,11 @@ def asset_hash(bundling: PipLocalBundling) -> str:
     return FileSystem.fingerprint(str(bundling.source_dir), exclude=list(SOURCE_EXCLUDE), extra_hash=bundling.recipe())
 
 
-def lambda_bundling() -> PipLocalBundling:
-    """The local bundler of :func:`source_code`: ``requirements.lock``, hashes required, for the runtime's Python."""
-    return PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_REQUIREMENTS, python_version=PYTHON_VERSION)
+def lambda_bundling(generated: Mapping[str, str] | None = None) -> PipLocalBundling:
+    """The local bundler of :func:`source_code`: ``requirements.lock``, hashes required, for the runtime's Python,
+    and the ``generated`` files."""
+    return PipLocalBundling(source_dir=LAMBDA_SRC, requirements=LAMBDA_REQUIREMENTS, python_version=PYTHON_VERSION,
+                            generated=generated)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ class RouterFunction(Construct):
     """Creates ``function`` (arm64, Python 3.13, ``code``: the stack's ``python_lambda.source_code()``),
     its ``role`` and its log group.
 
-    It sets exactly the environment ``RouterSettings`` reads (``LANES`` and ``PRICE_OVERRIDES`` as
-    ``runtime_env.lane_environment`` makes them, ``LANE_QUEUE_URLS`` with a queue for each queued lane
+    It sets exactly the environment ``RouterSettings`` reads (``LANES_FILE``, naming the lane document in ``code``,
+    which must be ``source_code(lanes)``, and ``PRICE_OVERRIDES``, as ``runtime_env.code_lane_environment`` makes
+    them; ``LANE_QUEUE_URLS`` with a queue for each queued lane
     in ``queues``, ``WEBHOOK_QUEUE_URL``: the webhook dispatcher's queue, ``RESULT_RETENTION_DAYS``: how long
     the bucket keeps results, for a job's ``result_expires_at``), and parses it with
     ``RouterSettings`` at synth: a bad value fails synth, not requests.
@@ -76,8 +77,9 @@ class RouterFunction(Construct):
         if model_access.anthropic:  # no key, and no grant to read it, when Anthropic is not a provider
             environment["ANTHROPIC_SECRET_ARN"] = anthropic_secret.secret_arn
         runtime_env.check_lambda_size(environment, where=self.node.path)
-        runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues))
-        self._environment, self._placeholders = environment, queue_url_placeholders(queues)
+        runtime_env.check(RouterSettings.from_env, environment, where=self.node.path, placeholders=queue_url_placeholders(queues),
+                          lanes=lanes)
+        self._environment, self._placeholders, self._lanes = environment, queue_url_placeholders(queues), lanes
 
         made = python_function(
             self, code=code, handler=HANDLER, environment=environment, memory_mb=lanes.inline.memory_mb,
@@ -107,4 +109,4 @@ class RouterFunction(Construct):
         """Lets the router wake each worker lane's idle service when it queues a job there (``jobcore.wake``):
         ``LANE_SERVICES`` names them, and the role may DescribeServices and UpdateService on exactly those."""
         let_wake(self.function, self.role, services, environment=self._environment, parse=RouterSettings.from_env,
-                 where=self.node.path, placeholders=self._placeholders)
+                 where=self.node.path, placeholders=self._placeholders, lanes=self._lanes)

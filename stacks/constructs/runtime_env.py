@@ -7,7 +7,9 @@ deployment whose functions would refuse their own settings fails ``cdk synth`` i
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Stack, Token
@@ -16,7 +18,14 @@ from jobadapters.settings import ConfigError
 from jobcore.lanes import Lanes
 from jobcore.limits import LAMBDA_MAX_ENVIRONMENT_BYTES
 from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS
-from stacks.lane_env import compact_json, lane_environment  # re-exported: the constructs' one import
+from stacks.lane_env import (  # re-exported: the constructs' one import
+    code_files,
+    code_lane_environment,
+    compact_json,
+    lane_environment,
+)
+
+__all__ = ["code_lane_environment", "compact_json", "lane_environment"]
 
 
 def service_environment(
@@ -27,9 +36,10 @@ def service_environment(
     tenant_budgets_usd: Mapping[str, float] | None = None, traces_endpoint: str = "",
 ) -> dict[str, str]:
     """What ``jobadapters.wiring.build_service`` reads besides the Claude key: the environment of every
-    function that submits jobs (the router; the S3 intake, which never calls the model itself), built in one place."""
+    function that submits jobs (the router; the S3 intake, which never calls the model itself), built in one place.
+    ``lanes`` are read from the function's code (``LANES_FILE``): :func:`check` them with the same ``lanes``."""
     return {
-        **lane_environment(lanes, price_overrides, bedrock_scope),
+        **code_lane_environment(price_overrides, bedrock_scope),
         "MODEL_PROVIDERS": ",".join(model_providers),
         "STAGE": stage,
         **table,  # JOBS_TABLE and INDEX_SHARDS (JobStorage.table_environment)
@@ -70,17 +80,26 @@ def check_lambda_size(environment: Mapping[str, str], *, where: str) -> None:
 
 
 def check(parse: Callable[[Mapping[str, str]], Any], environment: Mapping[str, str], *, where: str,
-          placeholders: Mapping[str, str] | None = None) -> None:
+          placeholders: Mapping[str, str] | None = None, lanes: Lanes | None = None) -> None:
     """Parse ``environment`` as the runtime will; ValueError naming ``where`` and the reason if it refuses.
 
     Values that are deploy-time tokens (a queue URL, a table name) stand in as placeholders, or as
-    ``placeholders[key]`` where the runtime parses the value's shape (a JSON object of URLs).
+    ``placeholders[key]`` where the runtime parses the value's shape (a JSON object of URLs). A function that
+    reads its lanes from its code (``LANES_FILE``) is parsed with the code's files as ``source_code(lanes)``
+    generates them, written to a scratch directory.
     """
     resolved = {
         key: (placeholders or {}).get(key, f"placeholder-for-{key.lower()}") if Token.is_unresolved(value) else value
         for key, value in environment.items()
     }
-    try:
-        parse(resolved)
-    except ConfigError as error:
-        raise ValueError(f"{where}: the runtime would refuse this environment: {error}") from None
+    with tempfile.TemporaryDirectory(prefix="code-") as code_root:
+        if "LANES_FILE" in resolved and not Path(resolved["LANES_FILE"]).is_absolute():  # a file of the code
+            if lanes is None:
+                raise ValueError(f"{where}: LANES_FILE is set; check it with the lanes source_code() was made with")
+            for name, text in code_files(lanes).items():
+                (Path(code_root) / name).write_text(text, encoding="utf-8")
+            resolved["LANES_FILE"] = str(Path(code_root) / resolved["LANES_FILE"])
+        try:
+            parse(resolved)
+        except ConfigError as error:
+            raise ValueError(f"{where}: the runtime would refuse this environment: {error}") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from aws_cdk.assertions import Template
 
 from stacks.config import PipelineConfig
 from stacks.data_stack import DataStack
+from stacks.names import construct_id
 from stacks.pipeline import add_pipeline
 from stacks.service_stack import ServiceStack
 
@@ -59,6 +62,15 @@ class Synth:
     @property
     def data_json(self) -> dict[str, Any]:
         return self.data_template.to_json()
+
+    @functools.cached_property
+    def code_root(self) -> Path:
+        """A directory holding the files the service stack generates into its Lambda code (the lane document), as
+        the deployed functions find them at their code's root (``LANES_FILE``)."""
+        root = Path(tempfile.mkdtemp(prefix="code-"))
+        for name, text in self.service.code_files.items():
+            (root / name).write_text(text, encoding="utf-8")
+        return root
 
 
 def context(**overrides: Any) -> dict[str, Any]:
@@ -157,8 +169,30 @@ def sweeper_variables(app: Synth) -> dict[str, Any]:
     return variables(found["Properties"]["Environment"]["Variables"])
 
 
+def logical_id(app: Synth, *path: str) -> str:
+    """The service stack's logical id of the CloudFormation resource at ``path`` (construct ids) below it: found
+    from the construct tree, not from a copy of the id (the pinned ids are test_logical_ids.py's alone)."""
+    node = app.service.node
+    for part in path:
+        node = node.find_child(part).node
+    return app.service.get_logical_id(node.default_child)
+
+
+def lane_queue_id(app: Synth, lane: str) -> str:
+    return logical_id(app, f"{construct_id(lane)}Lane", "Queue")
+
+
+def lane_dlq_id(app: Synth, lane: str) -> str:
+    return logical_id(app, f"{construct_id(lane)}Lane", "DeadLetterQueue")
+
+
+def worker_resource_id(app: Synth, lane: str, *path: str) -> str:
+    """A resource of ``lane``'s WorkerService, e.g. ``worker_resource_id(app, lane, "Service")``."""
+    return logical_id(app, f"{construct_id(lane)}Worker", *path)
+
+
 def worker_variables(app: Synth, lane: str) -> dict[str, Any]:
-    _, definition = one(app.service_json, "AWS::ECS::TaskDefinition", f"{lane.capitalize()}Worker")
+    _, definition = one(app.service_json, "AWS::ECS::TaskDefinition", f"{construct_id(lane)}WorkerTaskDefinition")
     (container,) = definition["Properties"]["ContainerDefinitions"]
     return variables(container["Environment"])
 
@@ -179,6 +213,11 @@ def placeholder(value: Any) -> str:
     return f"{intrinsic}:{json.dumps(argument, sort_keys=True)}"
 
 
-def deployed_environment(environment: dict[str, Any]) -> dict[str, str]:
-    """A synthesized environment with every intrinsic replaced by its :func:`placeholder`."""
-    return {name: placeholder(value) for name, value in environment.items()}
+def deployed_environment(environment: dict[str, Any], app: Synth | None = None) -> dict[str, str]:
+    """A synthesized environment with every intrinsic replaced by its :func:`placeholder`; a ``LANES_FILE`` (a
+    Lambda's) made to name the file in ``app``'s :attr:`Synth.code_root`."""
+    deployed = {name: placeholder(value) for name, value in environment.items()}
+    if "LANES_FILE" in deployed:
+        assert app is not None, "a Lambda's environment names a file of its code: give the app it was synthesized in"
+        deployed["LANES_FILE"] = str(app.code_root / deployed["LANES_FILE"])
+    return deployed

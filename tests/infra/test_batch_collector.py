@@ -62,7 +62,7 @@ def test_env_is_exactly_what_collector_settings_read_and_it_parses(app):
     env = variables(collector(app)[1]["Properties"]["Environment"]["Variables"])
     assert env_names(env) == CollectorSettings.ENV
     assert not env_names(env) & CollectorSettings.LOCAL_ENV
-    settings = CollectorSettings.from_env(deployed_environment(env))
+    settings = CollectorSettings.from_env(deployed_environment(env, app))
     assert settings.lane == "batch" and settings.queue_url == f"ref:{batch_queue(app)}"
     assert (settings.window_s, settings.max_attempts) == (app.config.batch_window_s, app.config.batch_max_attempts)
 

@@ -12,6 +12,7 @@ import aws_cdk as cdk
 import pytest
 from infra_support import REPO
 
+from stacks.config import PipelineConfig
 from stacks.constructs import python_lambda
 from stacks.constructs.bundling import LAMBDA_ARM64_PLATFORMS, BundlingError, PipLocalBundling
 from stacks.constructs.python_lambda import asset_hash
@@ -119,7 +120,7 @@ def test_the_asset_hash_changes_with_the_recipe_even_when_no_source_does(source)
 def test_the_lambda_asset_is_a_new_bundle_when_the_recipe_changes(monkeypatch):
     def object_key() -> str:
         stack = cdk.Stack(cdk.App(context={"aws:cdk:bundling-stacks": []}), "Stack")
-        return python_lambda.source_code().bind(stack).s3_location.object_key
+        return python_lambda.source_code(PipelineConfig().lanes()).bind(stack).s3_location.object_key
 
     same_recipe = object_key()
     assert object_key() == same_recipe

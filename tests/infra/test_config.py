@@ -88,6 +88,7 @@ BAD_VALUES = {
     "price_overrides": "[1, 2]",
     "tenant_budgets_usd": '{"tenant-a": -5}',
     "traces_endpoint": "localhost:4318",
+    "lanes": '{"name": "cpu-large"}',
     "webhook_retry_schedule_s": "5,soon",
     "intake_tenant": "not a key id",
     "intake_webhook_url": "http://hooks.example.com/intake",

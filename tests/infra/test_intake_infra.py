@@ -76,7 +76,7 @@ def test_the_intake_function_gets_exactly_what_intake_settings_read(default_app)
     assert env["INTAKE_WEBHOOK_URL"] == ""
     assert "ANTHROPIC_SECRET_ARN" not in env  # intake jobs are async: it never calls Claude
     assert set(env) <= IntakeSettings.ENV
-    IntakeSettings.from_env(deployed_environment(env))
+    IntakeSettings.from_env(deployed_environment(env, default_app))
 
 
 def test_the_intake_dead_letter_queue_is_alarmed(default_app):

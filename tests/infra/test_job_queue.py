@@ -6,15 +6,10 @@ from __future__ import annotations
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
-from infra_support import resources
+from infra_support import lane_dlq_id, lane_queue_id, resources
 
 from stacks.constructs.job_queue import JobQueue
 
-PINNED_QUEUE_IDS = {
-    "cpu": ("CpuLaneQueueD39CD4BF", "CpuLaneDeadLetterQueue2974786C"),
-    "gpu": ("GpuLaneQueue4B038172", "GpuLaneDeadLetterQueueA616FCCF"),
-    "batch": ("BatchLaneQueueF6C61517", "BatchLaneDeadLetterQueue5AC3974F"),
-}
 WEBHOOK_QUEUE_IDS = ("WebhooksDeliveryQueueAF018C07", "WebhooksDeliveryDeadLetterQueue5577D6B7")
 
 
@@ -49,19 +44,18 @@ def test_both_queues_deny_requests_without_tls(lone_queue):
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-@pytest.mark.parametrize("app_name, lanes", [("default_app", ("cpu", "batch")), ("gpu_app", ("cpu", "gpu", "batch"))])
-def test_lane_queues_are_pinned_and_sized_to_the_lane_job_timeout(request, app_name, lanes):
+@pytest.mark.parametrize("app_name", ["default_app", "gpu_app"])
+def test_each_queued_lane_has_a_queue_sized_to_its_job_timeout(request, app_name):
     app = request.getfixturevalue(app_name)
     queues = resources(app.service_json, "AWS::SQS::Queue")
-    assert set(queues) == {logical_id for lane in lanes for logical_id in PINNED_QUEUE_IDS[lane]} | set(WEBHOOK_QUEUE_IDS)
-    assert tuple(lane.name for lane in app.config.lanes().queued()) == lanes
-    timeouts = {"cpu": app.config.cpu_job_timeout_s, "gpu": app.config.gpu_job_timeout_s}
-    for lane in lanes:
-        queue_id, dlq_id = PINNED_QUEUE_IDS[lane]
-        properties = queues[queue_id]["Properties"]
-        if lane == "batch":  # held only within a collector pass (test_batch_collector.py)
+    queued = app.config.lanes().queued()
+    assert set(queues) == {logical_id for lane in queued for logical_id in (lane_queue_id(app, lane.name), lane_dlq_id(app, lane.name))} \
+        | set(WEBHOOK_QUEUE_IDS)
+    for lane in queued:
+        properties = queues[lane_queue_id(app, lane.name)]["Properties"]
+        if lane.batch:  # held only within a collector pass (test_batch_collector.py)
             assert properties["VisibilityTimeout"] == 360
         else:
-            assert properties["VisibilityTimeout"] == timeouts[lane] == app.config.lanes().get(lane).time_limit_s
+            assert properties["VisibilityTimeout"] == lane.time_limit_s
         assert properties["RedrivePolicy"] == {
-            "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": app.config.max_receives}
+            "deadLetterTargetArn": {"Fn::GetAtt": [lane_dlq_id(app, lane.name), "Arn"]}, "maxReceiveCount": app.config.max_receives}

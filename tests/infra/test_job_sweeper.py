@@ -16,6 +16,8 @@ from infra_support import (
     env_names,
     inline_statements,
     is_job_data_policy,
+    lane_dlq_id,
+    lane_queue_id,
     one,
     placeholder,
     resources,
@@ -41,9 +43,6 @@ PINNED_SWEEPER_IDS = {
     "SweeperScheduleAllowEventRuleJobPipelinedevServiceSweeperFunctionCB2EBF24E82EB585": "AWS::Lambda::Permission",
 }
 FUNCTION, ROLE = "SweeperFunction15FDF226", "SweeperRole6226D845"
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
-LANE_DLQS = {"cpu": "CpuLaneDeadLetterQueue2974786C", "gpu": "GpuLaneDeadLetterQueueA616FCCF",
-             "batch": "BatchLaneDeadLetterQueue5AC3974F"}
 WEBHOOK_QUEUE, WEBHOOK_DLQ = "WebhooksDeliveryQueueAF018C07", "WebhooksDeliveryDeadLetterQueue5577D6B7"
 SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 DRAIN = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
@@ -111,25 +110,25 @@ def test_env_is_exactly_what_sweeper_settings_read(app):
 def test_env_names_each_queued_lanes_queue_and_dlq_and_carries_the_config(app):
     variables, config = sweeper_variables(app), app.config
     assert "Fn::Join" in variables["LANE_QUEUE_URLS"] and "Fn::Join" in variables["LANE_DLQ_URLS"]
-    assert json.loads(placeholder(variables["LANE_QUEUE_URLS"])) == {lane: f"ref:{LANE_QUEUES[lane]}" for lane in queued(app)}
-    assert json.loads(placeholder(variables["LANE_DLQ_URLS"])) == {lane: f"ref:{LANE_DLQS[lane]}" for lane in queued(app)}
+    assert json.loads(placeholder(variables["LANE_QUEUE_URLS"])) == {lane: f"ref:{lane_queue_id(app, lane)}" for lane in queued(app)}
+    assert json.loads(placeholder(variables["LANE_DLQ_URLS"])) == {lane: f"ref:{lane_dlq_id(app, lane)}" for lane in queued(app)}
     assert variables["WEBHOOK_QUEUE_URL"] == {"Ref": WEBHOOK_QUEUE}
     assert variables["MAX_RECEIVES"] == str(config.max_receives)
     for lane in queued(app):  # a stale job has used its attempts when the lane queue would dead-letter it
-        redrive = app.service_json["Resources"][LANE_QUEUES[lane]]["Properties"]["RedrivePolicy"]
+        redrive = app.service_json["Resources"][lane_queue_id(app, lane)]["Properties"]["RedrivePolicy"]
         assert redrive["maxReceiveCount"] == config.max_receives
     assert variables["STAGE"] == config.stage
     router = one(app.service_json, "AWS::Lambda::Function", "RouterFunction")[1]["Properties"]
     router_variables = router["Environment"]["Variables"]
-    assert (variables["LANES"], variables["PRICE_OVERRIDES"]) == (router_variables["LANES"], router_variables["PRICE_OVERRIDES"])
+    assert (variables["LANES_FILE"], variables["PRICE_OVERRIDES"]) == (router_variables["LANES_FILE"], router_variables["PRICE_OVERRIDES"])
     assert (variables["JOBS_TABLE"], variables["RESULTS_BUCKET"]) == (
         router_variables["JOBS_TABLE"], router_variables["RESULTS_BUCKET"])
 
 
 def test_the_synthesized_env_parses_with_sweeper_settings(app):
-    settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app)))
-    assert settings.queue_urls == {lane: f"ref:{LANE_QUEUES[lane]}" for lane in queued(app)}
-    assert settings.dlq_urls == {lane: f"ref:{LANE_DLQS[lane]}" for lane in queued(app)}
+    settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app), app))
+    assert settings.queue_urls == {lane: f"ref:{lane_queue_id(app, lane)}" for lane in queued(app)}
+    assert settings.dlq_urls == {lane: f"ref:{lane_dlq_id(app, lane)}" for lane in queued(app)}
     assert settings.webhook_queue_url == f"ref:{WEBHOOK_QUEUE}"
     assert settings.max_receives == app.config.max_receives
     assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in app.config.lanes()}
@@ -150,20 +149,20 @@ def test_role_sends_to_the_lane_queues_and_the_webhook_queue_only(app):
     (send,) = [s for s in _sqs_statements(app) if "sqs:SendMessage" in actions([s])]
     assert set(send["Action"]) == SEND
     assert sorted(map(json.dumps, _resources(send))) == sorted(
-        json.dumps(arn(q)) for q in [*(LANE_QUEUES[lane] for lane in queued(app)), WEBHOOK_QUEUE])
+        json.dumps(arn(q)) for q in [*(lane_queue_id(app, lane) for lane in queued(app)), WEBHOOK_QUEUE])
 
 
 def test_role_receives_and_deletes_on_each_lane_dlq_only(app):
     (drain,) = [s for s in _sqs_statements(app) if "sqs:ReceiveMessage" in actions([s])]
     assert set(drain["Action"]) == DRAIN
-    assert sorted(map(json.dumps, _resources(drain))) == sorted(json.dumps(arn(LANE_DLQS[lane])) for lane in queued(app))
+    assert sorted(map(json.dumps, _resources(drain))) == sorted(json.dumps(arn(lane_dlq_id(app, lane))) for lane in queued(app))
 
 
 def test_role_never_consumes_a_lane_queue_nor_touches_the_webhook_dlq(app):
     statements = inline_statements(app.service_json, ROLE)
     for lane in queued(app):
-        assert actions(statements_on(statements, arn(LANE_QUEUES[lane]))) == SEND  # never receive a live job
-        assert actions(statements_on(statements, arn(LANE_DLQS[lane]))) == DRAIN  # never send to a DLQ
+        assert actions(statements_on(statements, arn(lane_queue_id(app, lane)))) == SEND  # never receive a live job
+        assert actions(statements_on(statements, arn(lane_dlq_id(app, lane)))) == DRAIN  # never send to a DLQ
     assert actions(statements_on(statements, arn(WEBHOOK_QUEUE))) == SEND
     assert WEBHOOK_DLQ not in json.dumps(statements)
     assert not actions(statements) & {"sqs:ChangeMessageVisibility", "sqs:PurgeQueue", "sqs:DeleteQueue"}
@@ -191,7 +190,7 @@ def test_only_the_sweeper_drains_the_lane_dlqs(app):
     # The workers consume their lane queue, never its DLQ; the router only sends.
     for role_id in resources(app.service_json, "AWS::IAM::Role"):
         on_dlqs = {a for lane in queued(app)
-                   for a in actions(statements_on(inline_statements(app.service_json, role_id), arn(LANE_DLQS[lane])))}
+                   for a in actions(statements_on(inline_statements(app.service_json, role_id), arn(lane_dlq_id(app, lane))))}
         assert not on_dlqs or role_id == ROLE, f"{role_id} may {sorted(on_dlqs)} on a lane DLQ"
 
 
@@ -200,7 +199,7 @@ def test_a_max_receives_other_than_the_queues_redrive_fails_synth():
     queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=3)
     with pytest.raises(ValueError, match="^Stack/Sweeper: MAX_RECEIVES=5 .* not of cpu"):
         job_sweeper.JobSweeper(
-            stack, "Sweeper", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+            stack, "Sweeper", code=source_code(PipelineConfig().lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
             lanes=PipelineConfig().lanes(), queues={"cpu": queue},
             webhook_queue=JobQueue(stack, "Webhooks", visibility_timeout=cdk.Duration.seconds(360), max_receive_count=5),
             stage="dev", max_receives=5, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)

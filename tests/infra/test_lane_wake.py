@@ -10,6 +10,7 @@ from infra_support import deployed_environment, inline_statements, one, placehol
 
 from jobadapters.ecs import LaneService
 from jobadapters.settings import IntakeSettings, RouterSettings
+from stacks.names import construct_id
 
 WAKE = {"ecs:DescribeServices", "ecs:UpdateService"}
 
@@ -25,7 +26,7 @@ def function(app, prefix: str) -> dict:
 
 def worker_service(app, lane: str) -> str:
     """The logical id of the lane's (Spot) worker service: the one the backlog policy scales, not the on-demand fallback."""
-    (found,) = [name for name in resources(app.service_json, "AWS::ECS::Service") if name.startswith(f"{lane.capitalize()}WorkerService")]
+    (found,) = [name for name in resources(app.service_json, "AWS::ECS::Service") if name.startswith(f"{construct_id(lane)}WorkerService")]
     return found
 
 
@@ -53,7 +54,7 @@ def test_lane_services_name_each_worker_lane_s_service(app, prefix):
 @pytest.mark.parametrize(("prefix", "parse"), [("RouterFunction", RouterSettings.from_env),
                                               ("IntakeFunction", lambda env: IntakeSettings.from_env(env).router)])
 def test_the_deployed_code_reads_the_lane_services(app, prefix, parse):
-    settings = parse(deployed_environment(variables(function(app, prefix)["Environment"]["Variables"])))
+    settings = parse(deployed_environment(variables(function(app, prefix)["Environment"]["Variables"]), app))
 
     assert set(settings.lane_services) == {lane.name for lane in app.config.lanes().worker_lanes()}
     assert all(isinstance(where, LaneService) for where in settings.lane_services.values())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from infra_support import one, resources
+from infra_support import lane_dlq_id, one, resources
 from test_runtime_env import dispatcher_env, sweeper_env
 
 from dispatcher import handler as dispatcher_handler
 from stacks.config import PipelineConfig
 from stacks.constructs import job_sweeper, webhook_dispatcher
+from stacks.names import construct_id
 from sweeper import handler as sweeper_handler
 
 
@@ -21,16 +22,24 @@ def alarm(app, name):
     return props
 
 
-def test_every_monitoring_alarm_notifies_the_topic(gpu_app):
-    topic_id, _ = one(gpu_app.service_json, "AWS::SNS::Topic")
-    alarms = monitoring_alarms(gpu_app)
-    # 2 per lane and the CPU lane's on-demand fallback in use, router errors and throttles, API 5xx; webhooks:
-    # dead letters, exhausted, dispatcher and sweep errors; the job sweeper: errors, jobs recovered
-    # ... and the router near its timeout, API 429s, table throttles, the webhook and intake queues' oldest message
-    assert len(alarms) == 24  # 3 of the batch collector (test_batch_collector.py), 3 of the intake (test_intake_infra.py)
-    for props in alarms.values():
-        assert props["AlarmActions"] == [{"Ref": topic_id}]
-        assert props["OKActions"] == [{"Ref": topic_id}]  # recovery is news too
+def expected_alarm_count(app) -> int:
+    """2 per worker lane and 1 per lane with an on-demand fallback; router errors and throttles, API 5xx; webhooks:
+    dead letters, exhausted, dispatcher and sweep errors; the job sweeper: errors, jobs recovered; 3 of the batch
+    collector when the batch lane is on (test_batch_collector.py); 2 of the intake (test_intake_infra.py); and the
+    operator's 5: the router near its timeout, API 429s, table throttles, the webhook and intake queues' oldest message."""
+    workers = app.config.worker_lanes()
+    fallbacks = [w for w in workers if w.has_on_demand_fallback]
+    return 2 * len(workers) + len(fallbacks) + 3 + 4 + 2 + (3 if app.config.lanes().batch_lane else 0) + 2 + 5
+
+
+def test_every_monitoring_alarm_notifies_the_topic(default_app, gpu_app):
+    for app in (default_app, gpu_app):
+        topic_id, _ = one(app.service_json, "AWS::SNS::Topic")
+        alarms = monitoring_alarms(app)
+        assert len(alarms) == expected_alarm_count(app)
+        for props in alarms.values():
+            assert props["AlarmActions"] == [{"Ref": topic_id}]
+            assert props["OKActions"] == [{"Ref": topic_id}]  # recovery is news too
 
 
 def custom_metric_dimensions(props):
@@ -71,17 +80,18 @@ def test_tasks_that_fail_to_start_reach_the_topic_at_once(default_app):
 
 
 def test_dead_letters_alarm_at_the_first_message(gpu_app):
-    for lane, dlq in (("Cpu", "CpuLaneDeadLetterQueue2974786C"), ("Gpu", "GpuLaneDeadLetterQueueA616FCCF")):
-        props = alarm(gpu_app, f"{lane}DeadLetters")
+    for lane in gpu_app.config.lanes().worker_lanes():
+        props = alarm(gpu_app, f"{construct_id(lane.name)}DeadLetters")
         assert (props["MetricName"], props["Threshold"], props["ComparisonOperator"]) == (
             "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
-        assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+        assert props["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [lane_dlq_id(gpu_app, lane.name), "QueueName"]}}]
 
 
 def test_oldest_message_alarm_allows_the_lane_job_timeout_plus_15_minutes(gpu_app):
-    for lane, timeout in (("Cpu", gpu_app.config.cpu_job_timeout_s), ("Gpu", gpu_app.config.gpu_job_timeout_s)):
-        props = alarm(gpu_app, f"{lane}OldestMessage")
-        assert (props["MetricName"], props["Threshold"]) == ("ApproximateAgeOfOldestMessage", timeout + 900)
+    for lane in gpu_app.config.lanes().worker_lanes():
+        props = alarm(gpu_app, f"{construct_id(lane.name)}OldestMessage")
+        assert (props["MetricName"], props["Threshold"]) == ("ApproximateAgeOfOldestMessage", lane.time_limit_s + 900)
 
 
 def test_router_errors_and_throttles_alarm(default_app):

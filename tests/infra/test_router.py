@@ -11,6 +11,7 @@ from infra_support import (
     env_names,
     inline_statements,
     is_job_data_policy,
+    lane_queue_id,
     one,
     placeholder,
     router_variables,
@@ -19,7 +20,6 @@ from infra_support import (
 
 from jobadapters.settings import RouterSettings
 
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 # Lambda refuses a function whose environment (names and values) exceeds 4 KB, at deploy, not at synth.
 LAMBDA_MAX_ENVIRONMENT_BYTES = 4096
@@ -50,19 +50,20 @@ def test_env_is_exactly_what_router_settings_read(default_app, gpu_app):
         assert env_names(router(app)["Environment"]["Variables"]) == RouterSettings.ENV
 
 
-@pytest.mark.parametrize(("app_name", "queued"), [("default_app", ("cpu", "batch")), ("gpu_app", ("cpu", "gpu", "batch"))])
-def test_lane_queue_urls_name_exactly_the_queued_lanes_queues(request, app_name, queued):
+@pytest.mark.parametrize("app_name", ["default_app", "gpu_app"])
+def test_lane_queue_urls_name_exactly_the_queued_lanes_queues(request, app_name):
     app = request.getfixturevalue(app_name)
-    assert [lane.name for lane in app.config.lanes().queued()] == list(queued)
+    queued = [lane.name for lane in app.config.lanes().queued()]
     urls = router_variables(app)["LANE_QUEUE_URLS"]
     assert "Fn::Join" in urls  # a JSON object with the queue URLs filled in by CloudFormation
-    assert json.loads(placeholder(urls)) == {lane: f"ref:{LANE_QUEUES[lane]}" for lane in queued}
+    assert json.loads(placeholder(urls)) == {lane: f"ref:{lane_queue_id(app, lane)}" for lane in queued}
 
 
 def test_env_values_carry_the_config(default_app):
     variables, config = router_variables(default_app), default_app.config
-    assert json.loads(variables["LANES"]) == config.lanes().to_dict()
-    assert json.loads(variables["LANES"])["inline"]["time_limit_s"] == config.inline_budget_s
+    lanes = json.loads(default_app.service.code_files[variables["LANES_FILE"]])  # the lane document in its code
+    assert lanes == config.lanes().to_dict()
+    assert lanes["inline"]["time_limit_s"] == config.inline_budget_s
     assert variables["MODEL_ID"] == config.model_id
     assert variables["STAGE"] == config.stage
     assert variables["JOB_TTL_DAYS"] == str(config.job_ttl_days)
@@ -79,7 +80,7 @@ def test_the_router_is_the_inline_lane_it_describes(default_app, gpu_app):
     for app in (default_app, gpu_app):
         inline = app.config.lanes().inline
         assert router(app)["MemorySize"] == inline.memory_mb == app.config.router_memory_mb
-        assert json.loads(router_variables(app)["LANES"])["inline"]["compute"] == {
+        assert json.loads(app.service.code_files[router_variables(app)["LANES_FILE"]])["inline"]["compute"] == {
             "kind": "lambda", "memory_mb": router(app)["MemorySize"], "arch": router(app)["Architectures"][0]}
 
 
@@ -104,7 +105,7 @@ def test_cost_model_inputs_travel_as_json(gpu_app):
     variables = router_variables(gpu_app)
     assert json.loads(variables["TASK_RATES_PER_MIN"]) == {"documents.summarize": 30}
     assert json.loads(variables["PRICE_OVERRIDES"]) == {"fargate": {"spot_discount": 0.6}}
-    lanes = json.loads(variables["LANES"])
+    lanes = json.loads(gpu_app.service.code_files[variables["LANES_FILE"]])
     assert lanes == gpu_app.config.lanes().to_dict()
     assert lanes["gpu"]["enabled"] is True
     assert lanes["cpu"]["compute"] == {
@@ -116,7 +117,7 @@ def test_cost_model_inputs_travel_as_json(gpu_app):
 def test_router_may_send_to_every_lane_queue_and_the_webhook_queue_but_never_consume(gpu_app):
     role_id = router(gpu_app)["Role"]["Fn::GetAtt"][0]
     statements = inline_statements(gpu_app.service_json, role_id)
-    for queue in (*LANE_QUEUES.values(), WEBHOOK_QUEUE):
+    for queue in (*(lane_queue_id(gpu_app, lane.name) for lane in gpu_app.config.lanes().queued()), WEBHOOK_QUEUE):
         on_queue = actions(statements_on(statements, {"Fn::GetAtt": [queue, "Arn"]}))
         assert "sqs:SendMessage" in on_queue
         assert not on_queue & CONSUME

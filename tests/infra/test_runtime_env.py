@@ -6,7 +6,9 @@ synthesized, with CloudFormation's values replaced by placeholders, as the deplo
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -17,6 +19,7 @@ from infra_support import (
     context,
     deployed_environment,
     dispatcher_variables,
+    lane_queue_id,
     router_variables,
     sweeper_variables,
     synth,
@@ -33,22 +36,33 @@ from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.job_sweeper import JobSweeper
 from stacks.constructs.python_lambda import source_code
 from stacks.constructs.router import RouterFunction
-from stacks.constructs.runtime_env import compact_json, lane_environment
+from stacks.constructs.runtime_env import code_lane_environment, compact_json, lane_environment
 from stacks.constructs.secrets import PipelineSecrets
 from stacks.constructs.storage import JobStorage
 from stacks.constructs.webhook_dispatcher import WebhookDispatcher
 from stacks.constructs.worker_service import WorkerService
-from stacks.lane_env import capacity_environment
+from stacks.lane_env import LANES_FILE, capacity_environment, code_files
 
 WHERE = "Pipeline/Service/Router"
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 
 
+_DOCUMENTS = Path(tempfile.mkdtemp(prefix="lanes-"))
+
+
+def lanes_file(config: PipelineConfig) -> str:
+    """The lane document of ``config``'s code, as a file (what ``LANES_FILE`` names, resolved)."""
+    text = code_files(config.lanes())[LANES_FILE]
+    path = _DOCUMENTS / f"{abs(hash(text))}.json"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
 def router_env(config: PipelineConfig) -> dict[str, str]:
-    """The environment RouterFunction builds for ``config``, with plain stand-ins for the deploy-time values."""
+    """The environment RouterFunction builds for ``config``, with plain stand-ins for the deploy-time values
+    (``runtime_env.check`` finds its ``LANES_FILE`` in the code it is given the lanes of)."""
     return {
-        **lane_environment(config.lanes(), config.price_overrides),
+        **code_lane_environment(config.price_overrides), "LANES_FILE": lanes_file(config),
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(),
         "INLINE_CONCURRENCY": str(config.inline_concurrency()), "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane.name: f"https://sqs.example/{lane.name}" for lane in config.lanes().queued()}),
@@ -92,7 +106,7 @@ def sweeper_env(config: PipelineConfig) -> dict[str, str]:
     """The environment JobSweeper builds, likewise."""
     lanes = [lane.name for lane in config.lanes().queued()]
     return {
-        **lane_environment(config.lanes(), config.price_overrides),
+        **code_lane_environment(config.price_overrides), "LANES_FILE": lanes_file(config),
         "STAGE": config.stage, "JOBS_TABLE": "jobs", "INDEX_SHARDS": config.index_shards().to_env(),
         "RESULTS_BUCKET": "results",
         "LANE_QUEUE_URLS": compact_json({lane: f"https://sqs.example/{lane}" for lane in lanes}),
@@ -119,11 +133,11 @@ class TestCheck:
             assert runtime_env.check(SweeperSettings.from_env, sweeper_env(config), where=WHERE) is None
 
     @pytest.mark.parametrize(("parse", "env", "detail"), [
-        (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES"), "LANES is required"),
-        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": "cpu,gpu"}, "LANES"),
-        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": compact_json(
+        (RouterSettings.from_env, without(router_env(PipelineConfig()), "LANES_FILE"), "LANES is required"),
+        (RouterSettings.from_env, {**without(router_env(PipelineConfig()), "LANES_FILE"), "LANES": "cpu,gpu"}, "LANES"),
+        (RouterSettings.from_env, {**without(router_env(PipelineConfig()), "LANES_FILE"), "LANES": compact_json(
             {k: v for k, v in PipelineConfig().lanes().to_dict().items() if k != "inline"})}, "'inline'"),
-        (RouterSettings.from_env, {**router_env(PipelineConfig()), "LANES": compact_json(
+        (RouterSettings.from_env, {**without(router_env(PipelineConfig()), "LANES_FILE"), "LANES": compact_json(
             {**PipelineConfig().lanes().to_dict(), "cpu": {"queued": True}})}, "lanes.cpu.memory_mb"),
         (RouterSettings.from_env, {**router_env(PipelineConfig()), "PRICE_OVERRIDES": '{"fargate_spot_discount": 0.6}'},
          "PRICE_OVERRIDES"),
@@ -210,7 +224,7 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError) as raised:
             RouterFunction(
-                stack, "Router", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Router", code=source_code(config.lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
                 anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
@@ -225,7 +239,7 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError, match="^Stack/Router: .*PRICE_OVERRIDES.*'fargate.spot_discountt'"):
             RouterFunction(
-                stack, "Router", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Router", code=source_code(config.lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack),
                 anthropic_secret=secrets.anthropic_api_key,
                 stage="dev", model_id="claude-sonnet-4-5", timeout=cdk.Duration.seconds(28), reserved_concurrency=None,
@@ -253,7 +267,8 @@ class TestConstructsCheckTheirEnvironment:
         # PipelineConfig refuses this value itself; the construct is the backstop for any other caller.
         with pytest.raises(ValueError, match="^Stack/Webhooks: the runtime would refuse .*WEBHOOK_RETRY_SCHEDULE_S"):
             WebhookDispatcher(
-                stack, "Webhooks", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Webhooks", code=source_code(PipelineConfig().lanes()),
+                storage=JobStorage(stack, "Storage", object_retention_days=30),
                 webhook_secret=PipelineSecrets(stack, "Secrets").webhook_signing_secret, stage="dev",
                 retry_schedule_s="5,-300", log_retention=logs.RetentionDays.ONE_DAY, max_concurrency=5)
 
@@ -262,7 +277,7 @@ class TestConstructsCheckTheirEnvironment:
         cpu_queue = JobQueue(stack, "CpuLane", visibility_timeout=cdk.Duration.seconds(900), max_receive_count=5)
         with pytest.raises(ValueError, match="^Stack/Sweeper: the runtime would refuse this environment: .*LANE_QUEUE_URLS"):
             JobSweeper(
-                stack, "Sweeper", code=source_code(), storage=JobStorage(stack, "Storage", object_retention_days=30),
+                stack, "Sweeper", code=source_code(config.lanes()), storage=JobStorage(stack, "Storage", object_retention_days=30),
                 lanes=config.lanes(), queues={"cpu": cpu_queue}, webhook_queue=self.webhook_queue(stack), stage="dev",
                 max_receives=5, price_overrides={}, log_retention=logs.RetentionDays.ONE_DAY)
 
@@ -277,10 +292,10 @@ class TestTheSynthesizedEnvironmentParses:
 
     def test_the_router_environment(self, app):
         config = app.config
-        settings = RouterSettings.from_env(deployed_environment(router_variables(app)))
+        settings = RouterSettings.from_env(deployed_environment(router_variables(app), app))
         assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in config.lanes()}
         assert settings.lanes.prices == config.prices()
-        assert settings.queue_urls == {lane.name: f"ref:{LANE_QUEUES[lane.name]}" for lane in config.lanes().queued()}
+        assert settings.queue_urls == {lane.name: f"ref:{lane_queue_id(app, lane.name)}" for lane in config.lanes().queued()}
         assert settings.task_rates_per_min == {task: float(rate) for task, rate in config.task_rates_per_min.items()}
         assert (settings.stage, settings.job_ttl_days, settings.claude.model_id) == (
             config.stage, config.job_ttl_days, config.model_id)
@@ -295,7 +310,7 @@ class TestTheSynthesizedEnvironmentParses:
         for lane in config.lanes().worker_lanes():
             settings = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert settings.lane == lane.name
-            assert settings.queue_url == f"ref:{LANE_QUEUES[lane.name]}"
+            assert settings.queue_url == f"ref:{lane_queue_id(app, lane.name)}"
             assert settings.concurrency == lane.concurrency
             assert settings.visibility_timeout_s == lane.time_limit_s
             assert settings.max_receives == config.max_receives
@@ -317,8 +332,8 @@ class TestTheSynthesizedEnvironmentParses:
 
     def test_the_sweeper_environment(self, app):
         config = app.config
-        settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app)))
-        assert settings.queue_urls == RouterSettings.from_env(deployed_environment(router_variables(app))).queue_urls
+        settings = SweeperSettings.from_env(deployed_environment(sweeper_variables(app), app))
+        assert settings.queue_urls == RouterSettings.from_env(deployed_environment(router_variables(app), app)).queue_urls
         assert set(settings.dlq_urls) == {lane.name for lane in config.lanes().queued()}
         assert settings.max_receives == config.max_receives
         assert {lane.name: lane for lane in settings.lanes.lanes} == {lane.name: lane for lane in config.lanes()}
@@ -327,16 +342,16 @@ class TestTheSynthesizedEnvironmentParses:
         assert settings.jobs_table.startswith("Fn::GetStackOutput:")
 
     def test_the_router_workers_and_sweeper_hand_over_to_the_dispatchers_queue(self, app):
-        router = RouterSettings.from_env(deployed_environment(router_variables(app)))
+        router = RouterSettings.from_env(deployed_environment(router_variables(app), app))
         dispatcher = DispatcherSettings.from_env(deployed_environment(dispatcher_variables(app, "Dispatcher")))
         assert router.webhook_queue_url == dispatcher.queue_url
-        assert SweeperSettings.from_env(deployed_environment(sweeper_variables(app))).webhook_queue_url == dispatcher.queue_url
+        assert SweeperSettings.from_env(deployed_environment(sweeper_variables(app), app)).webhook_queue_url == dispatcher.queue_url
         for lane in app.config.lanes().worker_lanes():
             worker = WorkerSettings.from_env(deployed_environment(worker_variables(app, lane.name)))
             assert worker.webhook_queue_url == dispatcher.queue_url
 
     def test_the_gpu_synth_carries_the_non_default_cost_inputs(self, gpu_app):
-        settings = RouterSettings.from_env(deployed_environment(router_variables(gpu_app)))
+        settings = RouterSettings.from_env(deployed_environment(router_variables(gpu_app), gpu_app))
         assert settings.lanes.prices.fargate.spot_discount == 0.6
         assert settings.task_rates_per_min == {"documents.summarize": 30.0}
         assert [lane.name for lane in settings.lanes.lanes.gpu_lanes()] == ["gpu"]

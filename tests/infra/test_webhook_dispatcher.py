@@ -22,6 +22,7 @@ from jobadapters import schema
 from jobadapters.settings import DispatcherSettings
 from jobcore.dispatch import WEBHOOK_TIMEOUT_S
 from stacks.constructs import webhook_dispatcher
+from stacks.names import construct_id
 
 # A renamed queue is a replaced one: the hand-overs in it would be lost (the sweep would find their
 # deliveries again, up to a minute late). The functions, roles and schedule are pinned alike.
@@ -205,6 +206,6 @@ def test_only_the_router_workers_sweeper_and_dispatcher_functions_may_send_hand_
     # The job sweeper hands over the webhook of a job it settles (test_job_sweeper.py); the S3 intake, that of a
     # job it rejects (test_intake_infra.py).
     expected = {"RouterRole", "WebhooksDispatcherRole", "WebhooksSweepRole", "SweeperRole", "CollectorRole", "IntakeRole"} | {
-        f"{lane.name.capitalize()}WorkerTaskDefinitionTaskRole" for lane in app.config.lanes().worker_lanes()}
+        f"{construct_id(lane.name)}WorkerTaskDefinitionTaskRole" for lane in app.config.lanes().worker_lanes()}
     assert {next(prefix for prefix in expected if role.startswith(prefix)) for role in senders} == expected
     assert len(senders) == len(expected)

@@ -14,7 +14,8 @@ import pytest
 from infra_support import GPU_REGION, REPO, inline_statements, synth, worker_variables
 
 from jobadapters import embeddings as embeddings_module
-from stacks.config import PipelineConfig
+from stacks.config import IMAGE_KINDS, PipelineConfig
+from stacks.names import construct_id
 from stacks.service_stack import copied_sources, gpu_build_args, worker_image
 
 
@@ -90,7 +91,7 @@ def image_hashes(root: Path) -> dict[str, str]:
     """Each lane's worker image asset hash, for the repository at ``root``."""
     config = PipelineConfig(gpu_enabled=True)
     stack = cdk.Stack(cdk.App(outdir=str(root.parent / f"out{len(list(root.parent.glob('out*')))}")), "Stack")
-    return {lane.name: worker_image(stack, config, lane, root=root).asset_hash for lane in config.lanes().worker_lanes()}
+    return {kind: worker_image(stack, config, kind, root=root).asset_hash for kind in IMAGE_KINDS}
 
 
 def test_a_change_only_one_image_reads_rebuilds_only_that_image(repo_copy):
@@ -300,7 +301,7 @@ def docker_images(app) -> dict[str, dict]:
 def image_asset_of(app, lane: str) -> dict:
     """The asset manifest entry of the image the lane's container runs (matched by its image tag)."""
     (definition,) = [v for k, v in app.service_json["Resources"].items()
-                     if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"{lane.capitalize()}Worker")]
+                     if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"{construct_id(lane)}Worker")]
     (container,) = definition["Properties"]["ContainerDefinitions"]
     image = json.dumps(container["Image"])
     (asset,) = [entry["source"] for asset_hash, entry in docker_images(app).items() if asset_hash in image]

@@ -7,37 +7,44 @@ import json
 import pytest
 from aws_cdk import aws_applicationautoscaling as appscaling
 from infra_support import (
+    GPU_OVERRIDES,
     actions,
     attached_managed_policies,
+    context,
     env_names,
     inline_statements,
     is_job_data_policy,
+    lane_queue_id,
     one,
     resources,
     router_variables,
     statements_on,
     synth,
+    worker_resource_id,
     worker_variables,
 )
 
 from jobadapters.settings import WorkerSettings
 from jobcore.limits import CPU_UNITS_PER_VCPU, ECS_MAX_STOP_TIMEOUT_S
+from stacks.config import PipelineConfig
 from stacks.constructs.compute import FargateSpot
 from stacks.constructs.worker_service import backlog_steps
+from stacks.names import construct_id
 from tools.iam_check import Account, Request, Templates
 
-LANE_QUEUES = {"cpu": "CpuLaneQueueD39CD4BF", "gpu": "GpuLaneQueue4B038172", "batch": "BatchLaneQueueF6C61517"}
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
-# The logical ids from before lanes were generated from the config: a rename replaces the running service.
-PINNED_SERVICE_IDS = {"cpu": "CpuWorkerService005B3AE0", "gpu": "GpuWorkerService03CE4426"}
-# The CPU lane's on-demand fallback (worker_spot_fallback_after_s, on by default): a second service.
-FALLBACK_SERVICE_ID = "CpuWorkerOnDemandService355A88B2"
-PINNED_TASK_DEFINITION_IDS = {"cpu": "CpuWorkerTaskDefinition1461A621", "gpu": "GpuWorkerTaskDefinition00ED52AE"}
-LANES = [("default_app", "cpu"), ("gpu_app", "cpu"), ("gpu_app", "gpu")]
+# Each (app fixture, worker lane) its config has, read from the same context the fixtures synthesize.
+LANES = [(app_name, lane.name) for app_name, overrides in (("default_app", {}), ("gpu_app", GPU_OVERRIDES))
+         for lane in PipelineConfig.from_mapping(context(**overrides)).lanes().worker_lanes()]
+
+
+def fallback_service_id(app) -> str:
+    """The CPU lane's on-demand fallback (worker_spot_fallback_after_s, on by default): a second service."""
+    return worker_resource_id(app, "cpu", "OnDemandService")
 
 
 def task_definition(app, lane):
-    return one(app.service_json, "AWS::ECS::TaskDefinition", f"{lane.capitalize()}Worker")[1]["Properties"]
+    return one(app.service_json, "AWS::ECS::TaskDefinition", f"{construct_id(lane)}WorkerTaskDefinition")[1]["Properties"]
 
 
 def container(app, lane):
@@ -46,7 +53,7 @@ def container(app, lane):
 
 
 def queue_properties(app, lane):
-    return app.service_json["Resources"][LANE_QUEUES[lane]]["Properties"]
+    return app.service_json["Resources"][lane_queue_id(app, lane)]["Properties"]
 
 
 @pytest.fixture(params=LANES, ids=[f"{a}-{lane}" for a, lane in LANES])
@@ -58,7 +65,7 @@ def lane_app(request):
 def test_env_is_exactly_what_worker_settings_read(lane_app):
     app, lane = lane_app
     # EMBEDDING_MODEL_URI only where the model comes from S3: the GPU lane, with embedding_model_s3_uri set.
-    model_env = WorkerSettings.MODEL_ENV if lane == "gpu" and app.config.embedding_model_s3_uri else frozenset()
+    model_env = WorkerSettings.MODEL_ENV if app.config.lanes().get(lane).gpu and app.config.embedding_model_s3_uri else frozenset()
     assert env_names(container(app, lane)["Environment"]) == WorkerSettings.ENV | model_env
 
 
@@ -87,7 +94,7 @@ def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_ap
     env = worker_variables(app, lane)
     queue = queue_properties(app, lane)
     assert env["LANE"] == lane
-    assert env["QUEUE_URL"] == {"Ref": LANE_QUEUES[lane]}
+    assert env["QUEUE_URL"] == {"Ref": lane_queue_id(app, lane)}
     assert env["MAX_RECEIVES"] == str(queue["RedrivePolicy"]["maxReceiveCount"]) == str(app.config.max_receives)
     assert env["VISIBILITY_TIMEOUT_S"] == str(queue["VisibilityTimeout"])
     assert queue["VisibilityTimeout"] == app.config.lanes().get(lane).time_limit_s
@@ -100,65 +107,26 @@ def test_env_wires_the_lane_queue_and_matches_its_redrive_and_visibility(lane_ap
 def test_env_carries_the_same_lanes_and_prices_as_the_router(lane_app):
     app, lane = lane_app
     env, router_env = worker_variables(app, lane), router_variables(app)
-    assert (env["LANES"], env["PRICE_OVERRIDES"]) == (router_env["LANES"], router_env["PRICE_OVERRIDES"])
+    # The router reads the same lane document from its code (LANES_FILE); the worker gets it inline.
+    assert env["LANES"] == app.service.code_files[router_env["LANES_FILE"]]
+    assert env["PRICE_OVERRIDES"] == router_env["PRICE_OVERRIDES"]
     lanes = json.loads(env["LANES"])
     assert lanes == app.config.lanes().to_dict()
     # The worker's concurrency is its lane's, read from LANES (there is no separate variable for it).
-    concurrency = {"cpu": app.config.worker_concurrency, "gpu": app.config.gpu_concurrency}[lane]
-    assert lanes[lane]["concurrency"] == concurrency
+    assert lanes[lane]["concurrency"] == app.config.worker_lane(lane).lane.concurrency
     assert json.loads(env["PRICE_OVERRIDES"]) == app.config.price_overrides
 
 
-# Every resource of each lane, with the logical id it had before the lanes were built from the config
-# (a renamed id is a replaced resource: a new queue loses its messages, a new service restarts its tasks).
-PINNED_LANE_IDS = {
-    "cpu": {
-        "CpuLaneQueueD39CD4BF", "CpuLaneQueuePolicyE3D13F27", "CpuLaneDeadLetterQueue2974786C",
-        "CpuLaneDeadLetterQueuePolicy045F8170", "CpuWorkerLogs311F66E4", "CpuWorkerSecurityGroupFDB8F463",
-        "CpuWorkerService005B3AE0", "CpuWorkerTaskDefinition1461A621", "CpuWorkerTaskDefinitionExecutionRoleBC9354C0",
-        "CpuWorkerTaskDefinitionExecutionRoleDefaultPolicy9BEE7B58", "CpuWorkerTaskDefinitionTaskRole3D2F2D1F",
-        "CpuWorkerTaskDefinitionTaskRoleDefaultPolicyECE61591", "CpuWorkerTaskCount80DDFD4A",
-        "CpuWorkerTaskCountScaleOnBacklogUpperAlarm9F02922E", "CpuWorkerTaskCountScaleOnBacklogUpperPolicy11945643",
-        "CpuWorkerIdleAlarm69A7A929", "CpuWorkerScaleInWhenIdle19607330",
-    },
-    # Added with the on-demand fallback; pinned from then on.
-    "cpu-fallback": {
-        FALLBACK_SERVICE_ID, "CpuWorkerOnDemandTaskCountCD125BEB",
-        "CpuWorkerOnDemandTaskCountScaleOutWhenJobsWaitUpperPolicyFD3EE40C",
-        "CpuWorkerOnDemandTaskCountScaleOutWhenJobsWaitUpperAlarm003073AC", "CpuWorkerOnDemandScaleInWhenClearF43EE6C3",
-        "CpuWorkerOnDemandClearAlarm5D09E3B3",
-    },
-    "gpu": {
-        "GpuLaneQueue4B038172", "GpuLaneQueuePolicy77C8A2CD", "GpuLaneDeadLetterQueueA616FCCF",
-        "GpuLaneDeadLetterQueuePolicy0275726A", "GpuWorkerLogs7FDB9D62", "GpuWorkerCapacityProvider43CF1E4E",
-        "GpuWorkerInstanceRole19CFB072", "GpuWorkerInstanceRoleDefaultPolicy7B437044",
-        "GpuWorkerInstanceSecurityGroup31FCFD99", "GpuWorkerInstancesASG550BFCB9", "GpuWorkerLaunchTemplate3C003375",
-        "GpuWorkerLaunchTemplateProfileCCF8F7E0", "GpuWorkerService03CE4426", "GpuWorkerTaskDefinition00ED52AE",
-        "GpuWorkerTaskDefinitionExecutionRole4AF69FF6", "GpuWorkerTaskDefinitionExecutionRoleDefaultPolicy9AABA5BF",
-        "GpuWorkerTaskDefinitionTaskRole7CC150A8", "GpuWorkerTaskDefinitionTaskRoleDefaultPolicy2106708A",
-        "GpuWorkerTaskCount78DC2508", "GpuWorkerTaskCountScaleOnBacklogUpperAlarm7C0DEE82",
-        "GpuWorkerTaskCountScaleOnBacklogUpperPolicy2E33D78E", "GpuWorkerIdleAlarmE871F492",
-        "GpuWorkerScaleInWhenIdle494369FD",
-    },
-}
-
-
-@pytest.mark.parametrize(("app_name", "lanes"), [("default_app", ("cpu", "cpu-fallback")),
-                                                 ("gpu_app", ("cpu", "cpu-fallback", "gpu"))])
-def test_lane_resources_keep_their_logical_ids(request, app_name, lanes):
-    app = request.getfixturevalue(app_name)
-    lane_ids = {k for k in app.service_json["Resources"] if k.startswith(("CpuLane", "CpuWorker", "GpuLane", "GpuWorker"))}
-    assert lane_ids == set().union(*(PINNED_LANE_IDS[lane] for lane in lanes))
-
-
 def test_each_queued_lane_and_only_those_has_a_worker_service(default_app, gpu_app):
-    for app, lanes in ((default_app, {"cpu"}), (gpu_app, {"cpu", "gpu"})):
-        assert {lane.name for lane in app.config.lanes().worker_lanes()} == lanes
+    for app in (default_app, gpu_app):
+        lanes = [lane.name for lane in app.config.lanes().worker_lanes()]
+        fallbacks = [w.name for w in app.config.worker_lanes() if w.has_on_demand_fallback]
         services = resources(app.service_json, "AWS::ECS::Service")
-        assert set(services) == {PINNED_SERVICE_IDS[lane] for lane in lanes} | {FALLBACK_SERVICE_ID}
+        assert set(services) == ({worker_resource_id(app, lane, "Service") for lane in lanes}
+                                 | {worker_resource_id(app, lane, "OnDemandService") for lane in fallbacks})
         definitions = resources(app.service_json, "AWS::ECS::TaskDefinition")
-        assert set(definitions) == {PINNED_TASK_DEFINITION_IDS[lane] for lane in lanes}
-        assert {worker_variables(app, lane)["LANE"] for lane in lanes} == lanes
+        assert set(definitions) == {worker_resource_id(app, lane, "TaskDefinition") for lane in lanes}
+        assert {worker_variables(app, lane)["LANE"] for lane in lanes} == set(lanes)
 
 
 def test_container_drains_for_120_s_and_logs_to_its_log_group(lane_app):
@@ -167,16 +135,16 @@ def test_container_drains_for_120_s_and_logs_to_its_log_group(lane_app):
     assert definition["StopTimeout"] == ECS_MAX_STOP_TIMEOUT_S == 120
     assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
     log_group_id = definition["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
-    assert log_group_id.startswith(f"{lane.capitalize()}WorkerLogs")
+    assert log_group_id == worker_resource_id(app, lane, "Logs")
 
 
 def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_stores(lane_app):
     app, lane = lane_app
     role_id = task_definition(app, lane)["TaskRoleArn"]["Fn::GetAtt"][0]
     statements = inline_statements(app.service_json, role_id)
-    on_queue = actions(statements_on(statements, {"Fn::GetAtt": [LANE_QUEUES[lane], "Arn"]}))
+    on_queue = actions(statements_on(statements, {"Fn::GetAtt": [lane_queue_id(app, lane), "Arn"]}))
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= on_queue
-    other_lanes = [q for other, q in LANE_QUEUES.items() if other != lane]
+    other_lanes = [lane_queue_id(app, other.name) for other in app.config.lanes().queued() if other.name != lane]
     assert not any(q in json.dumps(s["Resource"]) for s in statements for q in other_lanes)
     assert {"ecs:UpdateTaskProtection", "ecs:GetTaskProtection"} <= actions(statements)
     # It hands finished jobs' webhooks over to the dispatcher's queue: send, never receive.
@@ -185,7 +153,7 @@ def test_task_role_consumes_its_own_queue_protects_itself_and_cannot_delete_the_
     granted = actions(statements)
     # Job data only through the data policy; the GPU lane may also read its embedding model's S3 prefix.
     model_statements = [s for s in statements if "my-models" in json.dumps(s["Resource"])]
-    assert bool(model_statements) == (lane == "gpu" and bool(app.config.embedding_model_s3_uri))
+    assert bool(model_statements) == (app.config.lanes().get(lane).gpu and bool(app.config.embedding_model_s3_uri))
     assert actions(model_statements) <= {"s3:GetObject", "s3:ListBucket"}
     assert not {a for a in actions([s for s in statements if s not in model_statements])
                 if a.startswith(("dynamodb:", "s3:"))}
@@ -201,7 +169,7 @@ def test_task_role_may_put_a_job_back_on_its_own_lane_and_no_other(lane_app):
     where = Account(account="111122223333", region="us-east-1")
     templates = Templates({app.data.stack_name: app.data_json, app.service.stack_name: app.service_json}, where)
     role = templates.role(app.service.stack_name, task_definition(app, lane)["TaskRoleArn"]["Fn::GetAtt"][0])
-    queues = {other: where.arn("sqs", queue) for other, queue in LANE_QUEUES.items() if queue in app.service_json["Resources"]}
+    queues = {other.name: where.arn("sqs", lane_queue_id(app, other.name)) for other in app.config.lanes().queued()}
     assert {other: role.decide(Request("sqs:SendMessage", arn)).allowed for other, arn in queues.items()} == \
         {other: other == lane for other in queues}
 
@@ -221,13 +189,13 @@ def test_cpu_worker_is_fargate_spot_first_x86_and_sized_from_config(default_app)
                                                str(lane.compute.memory_mb))
     assert lane.compute.spot and lane.compute.arch == "x86_64"
     assert props["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
-    service = default_app.service_json["Resources"][PINNED_SERVICE_IDS["cpu"]]
+    service = default_app.service_json["Resources"][worker_resource_id(default_app, "cpu", "Service")]
     assert service["Properties"]["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
     assert service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
 
 
 def test_an_on_demand_base_puts_that_many_tasks_on_regular_fargate(gpu_app):
-    service = gpu_app.service_json["Resources"][PINNED_SERVICE_IDS["cpu"]]
+    service = gpu_app.service_json["Resources"][worker_resource_id(gpu_app, "cpu", "Service")]
     # GPU_OVERRIDES: worker_on_demand_base 1, worker_on_demand_weight 1 (beyond the base, half on each)
     assert service["Properties"]["CapacityProviderStrategy"] == [
         {"CapacityProvider": "FARGATE_SPOT", "Weight": 1}, {"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1}]
@@ -242,7 +210,8 @@ def test_an_on_demand_base_puts_that_many_tasks_on_regular_fargate(gpu_app):
 def test_worker_security_groups_admit_nothing_and_allow_only_https_out(gpu_app):
     groups = {k: v for k, v in resources(gpu_app.service_json, "AWS::EC2::SecurityGroup").items()
               if "Worker" in k}
-    assert len(groups) == 2
+    # One per worker lane: a Fargate service's, or a GPU lane's instances'.
+    assert len(groups) == len(gpu_app.config.lanes().worker_lanes())
     for group in groups.values():
         assert "SecurityGroupIngress" not in group["Properties"]
         assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in group["Properties"]["SecurityGroupEgress"]] == [
@@ -257,7 +226,7 @@ def test_cluster_has_container_insights(default_app):
 class TestScaling:
     def scaling(self, app, lane):
         """The lane's own service's scaling (the on-demand fallback's: TestOnDemandFallback)."""
-        prefix = f"{lane.capitalize()}Worker"
+        prefix = f"{construct_id(lane)}Worker"
         target = one(app.service_json, "AWS::ApplicationAutoScaling::ScalableTarget", f"{prefix}TaskCount")
         policies = {k: v for k, v in resources(app.service_json, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
                     if k.startswith(prefix) and not k.startswith(f"{prefix}OnDemand")}
@@ -364,7 +333,7 @@ class TestOnDemandFallback:
 
     def fallback(self, app):
         resources_ = app.service_json["Resources"]
-        service = resources_[FALLBACK_SERVICE_ID]["Properties"]
+        service = resources_[fallback_service_id(app)]["Properties"]
         target_id, target = one(app.service_json, "AWS::ApplicationAutoScaling::ScalableTarget", "CpuWorkerOnDemand")
         policies = {k: v["Properties"] for k, v in resources(app.service_json, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
                     if k.startswith("CpuWorkerOnDemand")}
@@ -375,14 +344,14 @@ class TestOnDemandFallback:
     def test_it_runs_the_lanes_tasks_on_regular_fargate_at_zero_tasks(self, lane_app):
         app, lane = lane_app
         if lane != "cpu":
-            assert not [k for k in app.service_json["Resources"] if k.startswith(f"{lane.capitalize()}WorkerOnDemand")]
+            assert not [k for k in app.service_json["Resources"] if k.startswith(f"{construct_id(lane)}WorkerOnDemand")]
             return
         service, _, _, _ = self.fallback(app)
-        primary = app.service_json["Resources"][PINNED_SERVICE_IDS["cpu"]]["Properties"]
+        primary = app.service_json["Resources"][worker_resource_id(app, "cpu", "Service")]["Properties"]
         assert service["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE", "Weight": 1}]
         assert service["DesiredCount"] == 0
         # The same task definition (so the same image, environment, queue and roles), network and security group.
-        assert service["TaskDefinition"] == primary["TaskDefinition"] == {"Ref": PINNED_TASK_DEFINITION_IDS["cpu"]}
+        assert service["TaskDefinition"] == primary["TaskDefinition"] == {"Ref": worker_resource_id(app, "cpu", "TaskDefinition")}
         assert service["NetworkConfiguration"] == primary["NetworkConfiguration"]
         assert service["DeploymentConfiguration"] == primary["DeploymentConfiguration"]
 
@@ -390,7 +359,7 @@ class TestOnDemandFallback:
         for app in (default_app, gpu_app):  # cdk.json's 300 s; GPU_OVERRIDES' 600 s
             after_s = app.config.worker_spot_fallback_after_s
             _, (target_id, target), policies, alarms = self.fallback(app)
-            assert target["ResourceId"]["Fn::Join"][1][-1] == {"Fn::GetAtt": [FALLBACK_SERVICE_ID, "Name"]}
+            assert target["ResourceId"]["Fn::Join"][1][-1] == {"Fn::GetAtt": [fallback_service_id(app), "Name"]}
             assert (target["MinCapacity"], target["MaxCapacity"]) == (0, app.config.worker_max_tasks)
             (alarm,) = [a for k, a in alarms.items() if "ScaleOutWhenJobsWaitUpperAlarm" in k]
             queries = {m["Id"]: m for m in alarm["Metrics"]}
@@ -398,7 +367,7 @@ class TestOnDemandFallback:
             assert queries["visible"]["MetricStat"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
             for query in ("age", "visible"):
                 assert queries[query]["MetricStat"]["Metric"]["Dimensions"] == [
-                    {"Name": "QueueName", "Value": {"Fn::GetAtt": [LANE_QUEUES["cpu"], "QueueName"]}}]
+                    {"Name": "QueueName", "Value": {"Fn::GetAtt": [lane_queue_id(app, "cpu"), "QueueName"]}}]
                 assert (queries[query]["MetricStat"]["Period"], queries[query]["MetricStat"]["Stat"]) == (60, "Maximum")
             (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
             assert expression == f"IF(FILL(visible, 0) >= 1 AND FILL(age, 0) >= {after_s}, FILL(visible, 0), 0)"
@@ -435,12 +404,12 @@ class TestOnDemandFallback:
         metric = query["MetricStat"]["Metric"]
         assert (metric["Namespace"], metric["MetricName"], props["Threshold"], props["ComparisonOperator"]) == (
             "ECS/ContainerInsights", "RunningTaskCount", 0, "GreaterThanThreshold")
-        assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": [FALLBACK_SERVICE_ID, "Name"]}} in metric["Dimensions"]
+        assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": [fallback_service_id(gpu_app), "Name"]}} in metric["Dimensions"]
 
     def test_zero_turns_it_off(self, no_fallback_app):
-        assert FALLBACK_SERVICE_ID not in no_fallback_app.service_json["Resources"]
         assert not [k for k in no_fallback_app.service_json["Resources"] if "OnDemand" in k]
-        assert set(resources(no_fallback_app.service_json, "AWS::ECS::Service")) == {PINNED_SERVICE_IDS["cpu"]}
+        assert set(resources(no_fallback_app.service_json, "AWS::ECS::Service")) == {
+            worker_resource_id(no_fallback_app, lane.name, "Service") for lane in no_fallback_app.config.lanes().worker_lanes()}
 
 
 @pytest.fixture(scope="module")
