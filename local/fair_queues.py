@@ -23,7 +23,7 @@ The local pipeline counts a tenant as noisy from its first message in flight (``
 that a quiet tenant's job overtakes the backlog there too.
 
 :func:`install` patches moto's ``Queue.messages`` (the visible messages a receive walks, in order) for the whole
-process while installed; the local moto front (:class:`local.aws_server.AwsServer`) installs it while it runs. Unit tests
+process while installed; the local moto front (:class:`local.aws_server.AwsServer`) installs it while it runs. Unit tests'
 ``mock_aws`` is not patched unless a test installs it.
 """
 
