@@ -23,6 +23,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
+from local import fair_queues
+
 # The local runtime's credentials (boto3 in every local process signs with them; moto accepts any).
 CREDENTIALS = Credentials("testing", "testing", "testing")
 SIGNATURE = "X-Amz-Signature"
@@ -92,12 +94,28 @@ def _header(environ: dict[str, Any], name: str) -> str:
 
 
 class AwsServer(ThreadedMotoServer):
-    """moto's threaded server with :class:`PresignedUrlCheck` in front (``now``: its clock, for tests)."""
+    """moto's threaded server with :class:`PresignedUrlCheck` in front (``now``: its clock, for tests), and standard
+    queues delivering as SQS fair queues while it runs (:mod:`local.fair_queues`: the lane messages' group is their
+    tenant; moto alone delivers oldest first, a quiet tenant's job behind another's whole backlog)."""
 
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0, *, verbose: bool = False,
                  now: Callable[[], dt.datetime] = utc_now):
         super().__init__(ip_address=ip_address, port=port, verbose=verbose)
         self._now = now
+        self._fair = False
+
+    def start(self) -> None:
+        fair_queues.install(noisy_min_in_flight=fair_queues.LOCAL_NOISY_MIN_IN_FLIGHT)
+        self._fair = True
+        super().start()
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self._fair:
+                fair_queues.uninstall()
+                self._fair = False
 
     def _server_entry(self) -> None:
         # ThreadedMotoServer's own entry, the app wrapped: it takes no middleware.

@@ -33,7 +33,7 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
         ctx=RunContext(llm=model, model_id=settings.claude.model_id),
         concurrency=settings.concurrency, max_receives=settings.max_receives,
         visibility_timeout_s=settings.visibility_timeout_s, protection=TaskProtection(settings.ecs_agent_uri),
-        wait_time_s=settings.poll_wait_s,
+        wait_time_s=settings.poll_wait_s, tenant_shares=settings.claude.capacity.tenants,
     )
 
 

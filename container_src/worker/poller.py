@@ -1,9 +1,13 @@
 """The poll loop: receive, run concurrently, keep messages hidden and leases live while running, settle each one.
 
-- Long-polls up to 10 messages at a time, never more than the free slots, from two receivers at once
-  above 10 slots (``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
+- Long-polls up to 10 messages at a time, holding at most ``lookahead`` more than its slots, from two receivers
+  at once above 10 slots (``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
   by the next receiver, not left idle until that receive returns. No receive waits on a timer: each
-  goes as soon as a slot is free.
+  goes as soon as there is room.
+- Which held job starts when a slot frees is the tenants' turn (:mod:`worker.fairness`: deficit round robin by
+  ``tenant_shares`` weights, ``max_in_flight`` while another tenant waits), the tenant being the message's group.
+  A held job not started yet keeps its message hidden (the heartbeat extends it with the others) and is not
+  claimed, so another worker cannot run it meanwhile and nothing runs it twice; at the stop it is released.
 - A heartbeat thread, every ``heartbeat_s``, reads the state of every job in flight (one strongly consistent
   BatchGetItem per 100 jobs, no write), renews the lease of each whose renewal is due (every
   ``RENEW_EVERY_BEATS`` beats, at most a third of the lease, after it was received or last renewed)
@@ -35,18 +39,20 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobadapters.sqs import decode, send, traceparent_of
+from jobadapters.sqs import decode, message_group, send, traceparent_of
 from jobadapters.tracing import TRACEPARENT
+from jobcore.capacity import TenantShare
 from jobcore.errors import JobCanceledError
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus
 from jobcore.runner import Disposition, JobRunner
 from jobcore.tasks import RunContext
+from worker.fairness import FairSlots
 from worker.protection import TaskProtection
 
 log = logging.getLogger(__name__)
@@ -82,6 +88,8 @@ class _InFlight:
     problem: str = ""
     leased: bool = False  # the runner has claimed the job (its run began, or a renewal succeeded)
     renew_at_ms: int = 0  # when its lease is next renewed (runner clock): due a set time after receipt or renewal
+    tenant: str = ""  # its message group (the job's tenant, as :func:`jobadapters.sqs.message_group` makes it)
+    started: bool = False  # given a slot: before, it is only held (hidden, not claimed)
     ran: bool = False  # the runner has returned: nothing left to renew
     released: bool = False  # given back to the queue at shutdown: never settled from here
     why: str = ""  # why the run was told to stop
@@ -112,6 +120,10 @@ class Poller:
     settle_linger_s: float = SETTLE_LINGER_S
     drain_s: float = DRAIN_LIMIT_S  # the jobs in flight may finish for this long after the stop
     clock: Callable[[], float] = time.monotonic  # seconds; injected by tests
+    tenant_shares: Mapping[str, TenantShare] = field(default_factory=dict)  # weights and caps, by tenant id
+    # Messages held beyond the slots, for the tenants' turns to choose among; -1: one per slot, at most 10. More
+    # hide more of the queue from the other workers (a short queue's last jobs wait here while they idle).
+    lookahead: int = -1
 
     def __post_init__(self) -> None:
         lease_s = self.runner.lease_ms / 1000
@@ -128,7 +140,16 @@ class Poller:
         self._batcher = SqsBatcher(self.sqs, self.queue_url, linger_s=self.settle_linger_s)
         self._in_flight: dict[str, _InFlight] = {}  # by message id
         self._lock = threading.Lock()
-        self._slots = threading.Semaphore(self.concurrency)
+        if self.lookahead < 0:
+            self.lookahead = min(SQS_MAX_BATCH, self.concurrency)
+        # Room for messages held (running or waiting for a slot); the slots themselves are counted in ``_fair``.
+        self._slots = threading.Semaphore(self.concurrency + self.lookahead)
+        # The shares by message group, as the messages name their tenant (a long or odd tenant id is hashed).
+        self._fair: FairSlots[_InFlight] = FairSlots(
+            {key if key == "*" else message_group(key): share for key, share in self.tenant_shares.items()})
+        self._running = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._stop: threading.Event | None = None
         self._protection_lock = threading.Lock()
         # Held across the heartbeat's extension and the shutdown's release: an extension read before the
         # release must not land after it (the message would stay hidden for a whole visibility timeout).
@@ -144,6 +165,7 @@ class Poller:
         threading.Thread(target=self._heartbeat, args=(finished,), name="heartbeat", daemon=True).start()
         threading.Thread(target=self._batcher.run, args=(finished,), name="sqs-batcher", daemon=True).start()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
+        self._pool, self._stop = pool, stop
         others = [threading.Thread(target=self._receive_loop, args=(stop, pool), name=f"receiver-{n}", daemon=True)
                   for n in range(1, self.receivers)]
         try:
@@ -152,6 +174,7 @@ class Poller:
             self._receive_loop(stop, pool)
             for thread in others:  # each returns once its receive in flight has (at most wait_time_s)
                 thread.join()
+            self._release_waiting()
             self._drain()
             if not self._batcher.flush(timeout_s=RELEASE_RESERVE_S):
                 log.warning("some deletes and visibility changes were not sent before the stop; their messages come back")
@@ -162,9 +185,34 @@ class Poller:
 
     def _receive_loop(self, stop: threading.Event, pool: ThreadPoolExecutor) -> None:
         while not stop.is_set():
-            for entry in self._receive(stop):
-                pool.submit(self._handle, entry)
+            entries = self._receive(stop)
+            with self._lock:
+                for entry in entries:
+                    self._fair.add(entry.tenant, entry)
+            self._dispatch()
             self._sync_protection()
+
+    def _dispatch(self) -> None:
+        """Start held jobs in the tenants' turns while slots are free (none once the stop has come)."""
+        with self._lock:
+            if self._pool is None or (self._stop is not None and self._stop.is_set()):
+                return
+            starting = []
+            while self._running < self.concurrency:
+                taken = self._fair.take()
+                if taken is None:
+                    break
+                entry = taken[1]
+                entry.started = True
+                self._running += 1
+                starting.append(entry)
+        for entry in starting:
+            self._pool.submit(self._handle, entry)
+
+    def waiting(self) -> dict[str, int]:
+        """Jobs held here waiting for a slot, by tenant (message group)."""
+        with self._lock:
+            return {str(tenant): n for tenant, n in self._fair.waiting().items()}
 
     def stopping(self) -> dict[str, str]:
         """The jobs in flight whose runs were told to stop, with why (canceled, lease lost, released)."""
@@ -196,7 +244,7 @@ class Poller:
             try:
                 messages = self.sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=min(SQS_MAX_BATCH, free), WaitTimeSeconds=self.wait_time_s,
-                    VisibilityTimeout=self.hold_s, MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    VisibilityTimeout=self.hold_s, MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
                     MessageAttributeNames=[TRACEPARENT],
                 ).get("Messages", [])
             except Exception:  # noqa: BLE001 - a failed poll is logged and retried, never fatal
@@ -256,7 +304,10 @@ class Poller:
             with self._lock:
                 self._in_flight.pop(entry.message_id, None)
                 self.processed += 1
+                self._running -= 1
+                self._fair.done(entry.tenant)
             self._slots.release()
+            self._dispatch()
             self._sync_protection()
 
     def _settle(self, entry: _InFlight) -> None:
@@ -343,7 +394,7 @@ class Poller:
         store, owner = self.runner.store, self.runner.owner
         # A run told to stop is renewed still until it returns (a call in progress ends first), so the
         # sweeper does not take a live run for a dead one; a released one is left to run out.
-        live = [(e, e.job_id) for e in entries if e.job_id is not None and not e.ran and not e.released]
+        live = [(e, e.job_id) for e in entries if e.job_id is not None and e.started and not e.ran and not e.released]
         now = self.runner.clock_ms()
         due = [(entry, job_id) for entry, job_id in live if now >= entry.renew_at_ms]
         rest = [(entry, job_id, entry.leased) for entry, job_id in live if now < entry.renew_at_ms]  # only read
@@ -394,6 +445,20 @@ class Poller:
                 self._protection_renew_at = now + self.protection.renew_after_s
 
     # --- stopping -------------------------------------------------------------------------------
+
+    def _release_waiting(self) -> None:
+        """At the stop: the held jobs not started are given back to the queue at once, never started here."""
+        with self._visibility_lock:
+            with self._lock:
+                waiting = self._fair.drain()
+                for entry in waiting:
+                    entry.released = True
+                    self._in_flight.pop(entry.message_id, None)
+            if waiting:
+                log.warning("releasing %d held messages not started", len(waiting))
+                self._change_visibility([(e.message_id, e.receipt) for e in waiting], 0)
+        for _ in waiting:
+            self._slots.release()
 
     def _drain(self) -> None:
         deadline = self._stop_time() + self.drain_s
@@ -545,10 +610,11 @@ class SqsBatcher:
 
 
 def _entry(message: dict[str, Any]) -> _InFlight:
-    receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    attributes = message.get("Attributes", {})
+    receives = int(attributes.get("ApproximateReceiveCount", "1"))
     try:
         job_id, problem = decode(message["Body"]), ""
     except ValueError as error:
         job_id, problem = None, str(error)
     return _InFlight(message["MessageId"], message["ReceiptHandle"], receives, job_id, problem,
-                     traceparent=traceparent_of(message))
+                     traceparent=traceparent_of(message), tenant=attributes.get("MessageGroupId", ""))

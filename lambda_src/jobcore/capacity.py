@@ -191,7 +191,7 @@ class TenantShare:
     """A tenant's weight among those waiting for the model, and its caps (which hold only while others wait)."""
 
     weight: float = 1.0
-    max_in_flight: int | None = None  # model calls of this tenant in flight at once, per process
+    max_in_flight: int | None = None  # model calls of this tenant in flight at once, per process; and jobs per worker
     max_share: float = 1.0  # of the budget, in its recent use
 
     @classmethod

@@ -30,6 +30,7 @@ from jobcore.pricing import default_prices
 from jobcore.runner import Backoff
 from jobcore.service import render
 from jobcore.tasks import RunContext
+from local import fair_queues
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from tests.fakes import FakeClock, text_response
 from worker.poller import DRAIN_LIMIT_S, RELEASE_RESERVE_S, RENEW_EVERY_BEATS, STOP_MARGIN_S, Poller
@@ -462,7 +463,7 @@ def test_two_workers_given_the_same_job_never_run_it_at_once_the_second_backs_of
     THEN B does not call the model nor claim the job; it hides the message until A's lease could have ended."""
     model_a, model_b = gated(pause_at=1), gated()
     job_id = worker.submit("job_shared")
-    first = worker.start(ctx=model_ctx(model_a), concurrency=1)  # one slot, busy: A receives nothing more
+    first = worker.start(ctx=model_ctx(model_a), concurrency=1, lookahead=0)  # one slot, busy, none held: A receives nothing more
     wait_until(model_a.paused.is_set, what="A's model call")
 
     worker.queue.enqueue(worker.store.get(job_id))  # the job's message again (at-least-once delivery)
@@ -740,3 +741,71 @@ def test_when_sqs_refuses_the_new_message_the_old_one_comes_back_after_the_delay
     assert worker.status(job_id) is JobStatus.QUEUED
     assert sqs.deleted == 0 and sqs.visibility_changes() == [[2]]  # never lost: the old message returns in 2 s
     assert worker.counts() == (0, 1)
+
+
+# --- fair share between tenants: SQS fair queues, then the worker's own turns -------------------------------
+
+
+class SteppedModel:
+    """A LanguageModel whose calls each wait for one ``step``; records which job each call was for."""
+
+    def __init__(self) -> None:
+        self.jobs: list[str] = []
+        self.steps = threading.Semaphore(0)
+        self._lock = threading.Lock()
+
+    def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        with self._lock:
+            self.jobs.append(next(word for word in str(params["messages"]).replace("'", " ").split() if word.startswith("job_")))
+        assert self.steps.acquire(timeout=10), "the test never let the call go"
+        return text_response("Summary.")
+
+
+def _tenant_job(worker: Worker, job_id: str, tenant: str) -> None:
+    worker.submit(job_id, tenant_id=tenant, input={"documents": [{"id": "a", "text": f"{job_id} text"}], "max_words": 20,
+                                                   "instructions": ""})
+
+
+def test_a_quiet_tenants_job_starts_before_a_noisy_tenants_backlog_drains(worker):
+    """GIVEN a worker of one slot busy with tenant A's backlog of 6 jobs, holding 2 more
+    WHEN tenant B submits one job
+    THEN B's message is received before A's older ones (SQS fair queue) and B's job starts next (the worker's turns)."""
+    model = SteppedModel()
+    with fair_queues.fair_queues(noisy_min_in_flight=1):
+        for i in range(6):
+            _tenant_job(worker, f"job_a{i}", "tenant-a")
+        running = worker.start(ctx=model_ctx(model), concurrency=1, lookahead=2)
+        try:
+            wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
+            wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="two of A's jobs held")
+            _tenant_job(worker, "job_b0", "tenant-b")
+            model.steps.release()  # A's first ends: A's next held job starts, and room for one more message frees
+            wait_until(lambda: running.poller.waiting() == {"tenant-a": 1, "tenant-b": 1}, what="B's message held")
+            model.steps.release()
+            wait_until(lambda: len(model.jobs) == 3, what="the third job to start")
+            assert model.jobs == ["job_a0", "job_a1", "job_b0"]  # not behind A's 4 left
+            for _ in range(5):  # B's, then A's 4 left
+                model.steps.release()
+            wait_until(lambda: running.poller.processed == 7, what="every job to end")
+        finally:
+            for _ in range(10):
+                model.steps.release()
+            running.halt()
+    assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(6)] + ["job_b0"])  # each ran once
+    assert all(worker.status(job_id) is JobStatus.SUCCEEDED for job_id in model.jobs)
+
+
+def test_held_jobs_not_started_are_released_at_the_stop(worker):
+    """A held message is hidden, not claimed: at the stop it goes back to the queue at once, its job still queued."""
+    model = SteppedModel()
+    for i in range(3):
+        _tenant_job(worker, f"job_a{i}", "tenant-a")
+    running = worker.start(ctx=model_ctx(model), concurrency=1, lookahead=2)
+    wait_until(lambda: model.jobs == ["job_a0"], what="the first job to start")
+    wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="two jobs held")
+    running.stop.set()
+    model.steps.release()
+    running.halt()
+    assert model.jobs == ["job_a0"]
+    assert [worker.status(f"job_a{i}") for i in (1, 2)] == [JobStatus.QUEUED, JobStatus.QUEUED]
+    assert worker.counts() == (2, 0)  # visible again at once, for another worker
