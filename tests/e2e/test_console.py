@@ -1,18 +1,21 @@
 """The web console in a real headless Chromium (Debian's ``chromium``, driven by Playwright's Python client; no
 browser download), against the local pipeline: sign in with a key, watch jobs appear and finish without a
 reload, a job and its webhook deliveries, a redelivery, a cancel, paging, tenancy, escaping, the task
-catalogue and its submit form, usage. Each page's screenshot is taken; `make screenshots` writes them to docs/console/ (README links them).
+catalogue and its submit form, usage (the API's counters, and the job-list sum where the API has none), the model's
+capacity. Each page's screenshot is taken; `make screenshots` writes them to docs/console/ (README links them).
 
 Every wait is for a condition in the page (Playwright's auto-waiting assertions), bounded; none is a sleep.
 Without chromium the module is skipped, except under CI (``CI=true``), where that fails: ``make browser``
 installs it. Every request the page makes goes to the pipeline's own origin, and no page raises an error.
 
 This module's pipeline runs one job at a time on its cpu worker (``--worker-concurrency 1``), so that a job
-can be held in the queue behind another and canceled there.
+can be held in the queue behind another and canceled there; its model calls are paced by a budget far above what
+they use (admission on: the capacity page has a budget to show), and the usage test's key has a monthly budget.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -25,10 +28,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from local import client
+from local.gateway import api_key_id
 from tests.bodies import LONG, SHORT
 from tests.e2e.harness import finished_job, wait_until
 
-PIPELINE_ARGS = ("--worker-concurrency", "1")
+USAGE_KEY = "console-usage"
+MONTHLY_BUDGET_USD = 5
+PIPELINE_ARGS = ("--worker-concurrency", "1", "--context", json.dumps({
+    "model_rate_limits": {"*": {"rpm": 1200, "itpm": 2_000_000, "otpm": 400_000}},
+    "tenant_budgets_usd": {api_key_id(USAGE_KEY): MONTHLY_BUDGET_USD}}))
 # `make screenshots` writes them where the README links them (docs/console/); any other run takes them all the same
 # (each page is rendered and captured) but keeps them out of the work tree.
 SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "jobpipe-console-shots")
@@ -245,9 +253,8 @@ def test_markup_in_a_job_s_metadata_and_result_is_shown_as_text(context, pipelin
     assert page.evaluate("window.pwned") is None
 
 
-def test_tasks_usage_and_an_api_error_as_the_api_words_it(context, pipeline):
+def test_tasks_and_an_api_error_as_the_api_words_it(context, pipeline):
     key = "console-tasks"
-    submit(pipeline, SHORT, key)
     page = sign_in(context, pipeline, key)
 
     page.get_by_role("link", name="Tasks", exact=True).click()
@@ -268,17 +275,111 @@ def test_tasks_usage_and_an_api_error_as_the_api_words_it(context, pipeline):
     expect(page.get_by_role("alert")).to_contain_text(refused["error"]["message"])
     expect(page.get_by_role("alert")).to_contain_text(refused["error"]["type"])
 
+
+def usage_of(pipeline: dict[str, Any], key: str, query: str = "") -> dict[str, Any]:
+    status, _, answer = client.call("GET", f"{pipeline['api_url']}/v1/usage{query}", key=key)
+    assert status == 200, answer
+    return answer
+
+
+def all_tokens(row: dict[str, Any]) -> int:
+    return sum(row["tokens"].values())
+
+
+def test_usage_shows_the_api_s_counters_and_its_budget_and_a_bad_range_as_the_api_words_it(context, pipeline):
+    inline = submit(pipeline, SHORT, USAGE_KEY)
+    queued = submit(pipeline, LONG, USAGE_KEY)
+    assert inline["status"] == "succeeded" and queued["status"] == "queued"
+    finished_job(pipeline, queued["id"], key=USAGE_KEY, timeout_s=WAIT_MS / 1000)
+    # A job's counters are added just after its terminal write: wait for both, then the API's figures are final.
+    wait_until(lambda: usage_of(pipeline, USAGE_KEY)["total"]["jobs"]["total"] == 2, timeout_s=30, what="both jobs counted")
+    by_day, by_task = usage_of(pipeline, USAGE_KEY), usage_of(pipeline, USAGE_KEY, "?group_by=task")
+    total = by_day["total"]
+    assert total["cost_usd"] > 0 and all_tokens(total) > 0
+
+    page = sign_in(context, pipeline, USAGE_KEY)
     page.get_by_role("link", name="Usage", exact=True).click()
-    expect(page.locator("svg.chart").first).to_be_visible()
-    expect(page.locator("main")).to_contain_text("From your 1 most recent jobs")
-    expect(page.get_by_role("table", name="Per task")).to_contain_text("claude.messages")
+    main = page.locator("main")
+    expect(page.locator("#usage")).to_have_attribute("aria-busy", "false")
+    expect(main).to_contain_text(f"From {by_day['from']} to {by_day['to']} (UTC)")
+    expect(page.locator("#total-jobs")).to_have_text("2 (2 succeeded)")
+    expect(page.locator("#total-cost")).to_have_text(f"${total['cost_usd']:.6f}")
+    expect(page.locator("#total-tokens")).to_have_text(str(all_tokens(total)))
+    expect(page.locator("#total-calls")).to_have_text(str(total["model_calls"]))
+    expect(page.locator("#usage-from")).to_have_value(by_day["from"])
+    expect(page.locator("#usage-to")).to_have_value(by_day["to"])
+    budget = by_day["budget"]
+    assert budget["monthly_usd"] == MONTHLY_BUDGET_USD
+    expect(page.locator("#usage-budget")).to_contain_text(
+        f"${budget['month_spent_usd']:.6f} of ${MONTHLY_BUDGET_USD} spent this month (UTC); ${budget['remaining_usd']:.6f} left")
+    expect(page.locator("svg.chart")).to_have_count(3)
+
+    per_day = page.get_by_role("table", name="Per day").locator("tbody tr")
+    expect(per_day).to_have_count(len(by_day["groups"]))
+    for index, group in enumerate(by_day["groups"]):
+        expect(per_day.nth(index).locator("td").nth(0)).to_have_text(group["day"])
+        expect(per_day.nth(index).locator("td").nth(1)).to_have_text(str(group["jobs"]["total"]))
+        expect(per_day.nth(index).locator("td").nth(3)).to_have_text(str(all_tokens(group)))
+    per_task = page.get_by_role("table", name="Per task").locator("tbody tr")
+    assert [group["task"] for group in by_task["groups"]] == ["claude.messages", "documents.summarize"]
+    expect(per_task).to_have_count(2)
+    for index, group in enumerate(by_task["groups"]):
+        expect(per_task.nth(index).locator("td").nth(0)).to_have_text(group["task"])
+        expect(per_task.nth(index).locator("td").nth(1)).to_have_text("1")
+        expect(per_task.nth(index).locator("td").nth(3)).to_have_text(str(all_tokens(group)))
     shot(page, "usage")
 
-    capacity = client.call("GET", f"{pipeline['api_url']}/v1/capacity", key=key)[0]
+    # A range the API refuses: its words, in an alert; then a quiet one.
+    page.get_by_label("From", exact=True).fill("2000-01-01")
+    page.get_by_label("To", exact=True).fill("2000-12-31")
+    page.get_by_role("button", name="Show").click()
+    refused = client.call("GET", f"{pipeline['api_url']}/v1/usage?from=2000-01-01&to=2000-12-31&group_by=day", key=USAGE_KEY)
+    assert refused[0] == 422 and refused[2]["error"]["field"] == "from"
+    expect(page.get_by_role("alert")).to_contain_text(refused[2]["error"]["message"])
+    expect(page.get_by_role("alert")).to_contain_text("field from")
+    page.get_by_label("To", exact=True).fill("2000-01-31")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#no-usage")).to_have_text("No job finished on these days.")
+    expect(page.locator("#total-jobs")).to_have_text("0")
+    assert "from=2000-01-01" in page.url and "to=2000-01-31" in page.url
+
+
+def test_usage_falls_back_to_the_job_list_where_the_api_has_no_usage_endpoint(context, pipeline):
+    key = "console-usage-fallback"
+    submit(pipeline, SHORT, key)
+    page = sign_in(context, pipeline, key)
+    not_found = json.dumps({"error": {"type": "NOT_FOUND", "message": "no such route"}})
+    page.route("**/v1/usage?**", lambda route: route.fulfill(status=404, content_type="application/json", body=not_found))
+    page.get_by_role("link", name="Usage", exact=True).click()
+    expect(page.locator("main")).to_contain_text("This API has no usage endpoint: from your 1 most recent jobs")
+    expect(page.get_by_role("table", name="Per task")).to_contain_text("claude.messages")
+    expect(page.locator("svg.chart")).to_have_count(3)
+    expect(page.locator("#usage-from")).to_be_hidden()
+
+
+def test_the_capacity_page_shows_the_model_s_budget_and_the_caller_s_waiting_jobs(context, pipeline):
+    key = "console-capacity"
+    assert submit(pipeline, SHORT, key)["status"] == "succeeded"  # a model call of this tenant's, paced
+    page = sign_in(context, pipeline, key)
     link = page.get_by_role("link", name="Capacity", exact=True)
-    if capacity == 200:  # the route exists in this build: its page is offered
-        link.click()
-        expect(page.get_by_role("heading", name="Capacity")).to_be_visible()
-        shot(page, "capacity")
-    else:
-        expect(link).to_be_hidden()
+    expect(link).to_be_visible()
+    link.click()
+    expect(page.get_by_role("heading", name="Capacity", exact=True)).to_be_visible()
+    expect(page.locator("#capacity")).to_have_attribute("aria-busy", "false")
+    status, _, capacity = client.call("GET", f"{pipeline['api_url']}/v1/capacity", key=key)
+    assert status == 200 and capacity["admission"] == "on" and capacity["budgets"], capacity
+    expect(page.locator("#admission")).to_contain_text("Admission is on")
+    expect(page.locator("#capacity-waiting")).to_contain_text(
+        f"{capacity['waiting']['jobs']} of the {capacity['waiting']['of_queued_jobs_seen']} queued jobs seen")
+    cards = page.locator("#capacity section.card")
+    expect(cards).to_have_count(len(capacity["budgets"]))
+    for index, budget in enumerate(capacity["budgets"]):
+        card = cards.nth(index)
+        expect(card.get_by_role("heading", name=budget["family"])).to_be_visible()
+        rows = card.locator("tbody tr")
+        expect(rows).to_have_count(3)
+        for row_index, name in enumerate(("rpm", "itpm", "otpm")):
+            expect(rows.nth(row_index).locator("td").nth(1)).to_have_text(str(budget["limits"][name]))
+        expect(card).to_contain_text("your recent share")
+        expect(card).to_contain_text("not blocked" if budget["blocked_until"] is None else "blocked until")
+    shot(page, "capacity")

@@ -13,7 +13,7 @@
   const PAGE_SIZE = 20;
   const LIVE_MS = 2000;      // while something shown is unfinished
   const IDLE_MS = 10000;     // otherwise: new jobs still appear without a reload
-  const USAGE_PAGES = 5;     // the usage page sums at most this many pages of 100 jobs
+  const USAGE_PAGES = 5;     // without GET /v1/usage, the usage page sums at most this many pages of 100 jobs
   const main = document.getElementById('main');
   const nav = document.getElementById('nav');
   const announcer = document.getElementById('announce');
@@ -223,7 +223,7 @@
     if (page === 'jobs' && parts.length === 1) jobsPage(mine, query.get('status') || '');
     else if (page === 'jobs' && parts.length === 2) jobPage(mine, parts[1]);
     else if (page === 'jobs' && parts[2] === 'deliveries') deliveriesPage(mine, parts[1]);
-    else if (page === 'usage') usagePage(mine);
+    else if (page === 'usage') usagePage(mine, query);
     else if (page === 'tasks' && parts.length === 1) tasksPage(mine);
     else if (page === 'tasks' && parts[2] === 'submit') submitPage(mine, parts[1]);
     else if (page === 'capacity') capacityPage(mine);
@@ -278,13 +278,15 @@
     route();
   }
 
-  // The capacity page is offered only where the API has the route.
+  // The capacity page is offered wherever the API has the route (an older API answers 404); another error is
+  // the page's to show, as the API words it.
   async function probeCapacity() {
+    const link = document.getElementById('nav-capacity');
     try {
       await api('GET', '/v1/capacity');
-      document.getElementById('nav-capacity').hidden = false;
-    } catch (_) {
-      document.getElementById('nav-capacity').hidden = true;
+      link.hidden = false;
+    } catch (error) {
+      link.hidden = error.status === 404;
     }
   }
 
@@ -556,10 +558,94 @@
 
   // --- usage -------------------------------------------------------------------------------------------
 
-  async function usagePage(mine) {
+  // From the API's usage counters (GET /v1/usage), by day and by task over the same days; an API without the
+  // endpoint (404) gets the old estimate, summed from the tenant's latest jobs.
+  async function usagePage(mine, query) {
     title('Usage');
-    const body = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted', text: 'Loading…' }));
-    main.append(body);
+    const from = h('input', { id: 'usage-from', name: 'from', type: 'date', value: query.get('from') || '' });
+    const to = h('input', { id: 'usage-to', name: 'to', type: 'date', value: query.get('to') || '' });
+    const form = h('form', { class: 'toolbar', method: 'get', action: '#' },
+      h('div', {}, h('label', { for: 'usage-from', text: 'From ' }), from),
+      h('div', {}, h('label', { for: 'usage-to', text: 'To ' }), to),
+      h('button', { type: 'submit', text: 'Show' }),
+      h('span', { class: 'muted', text: 'Days in UTC; empty: this month so far.' }));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const range = new URLSearchParams();
+      if (from.value) range.set('from', from.value);
+      if (to.value) range.set('to', to.value);
+      location.hash = range.toString() ? `#/usage?${range}` : '#/usage';
+    });
+    const body = h('div', { id: 'usage', 'aria-busy': 'true' }, h('p', { class: 'muted', text: 'Loading…' }));
+    append(main, form, body);
+    const range = new URLSearchParams();
+    for (const name of ['from', 'to']) if (query.get(name)) range.set(name, query.get(name));
+    const ask = (group) => api('GET', `/v1/usage?${new URLSearchParams([...range, ['group_by', group]])}`);
+    let byDay;
+    let byTask;
+    try {
+      [byDay, byTask] = (await Promise.all([ask('day'), ask('task')])).map((answer) => answer.data);
+    } catch (error) {
+      if (mine !== generation) return;
+      if (error.status === 404) {
+        form.hidden = true;
+        usageFromJobs(mine, body);
+      } else {
+        replace(body, errorBox(error));
+        body.setAttribute('aria-busy', 'false');
+      }
+      return;
+    }
+    if (mine !== generation) return;
+    if (!from.value) from.value = byDay.from;
+    if (!to.value) to.value = byDay.to;
+    const days = byDay.groups.map((g) => usageGroup(g.day, g));
+    const perTask = byTask.groups.map((g) => usageGroup(g.task, g));
+    body.setAttribute('aria-busy', 'false');
+    replace(body,
+      h('p', { class: 'notice', text: `From ${byDay.from} to ${byDay.to} (UTC), as the API counts it: each job as it finishes, `
+        + 'on the day it finished, with its actual cost and tokens (input, output, cache reads and writes).' }),
+      byDay.budget ? usageBudget(byDay.budget) : null,
+      h('h2', { text: 'Total' }), usageTotal(byDay.total),
+      days.length ? [
+        h('h2', { text: 'Cost per day' }), chart(days, 'cost', usd, 'Cost per day'),
+        h('h2', { text: 'Tokens per day' }), chart(days, 'tokens', String, 'Tokens per day'),
+        h('h2', { text: 'Per task' }), chart(perTask, 'cost', usd, 'Cost per task'),
+        usageTable('Per day', 'day', days), usageTable('Per task', 'task', perTask),
+      ] : h('p', { id: 'no-usage', text: 'No job finished on these days.' }));
+  }
+
+  // A row of GET /v1/usage as the charts and tables take it.
+  function usageGroup(name, row) {
+    const t = row.tokens || {};
+    return { name: name || '—', jobs: (row.jobs && row.jobs.total) || 0, cost: row.cost_usd || 0,
+      tokens: (t.input || 0) + (t.output || 0) + (t.cache_read || 0) + (t.cache_write || 0),
+      calls: row.model_calls || 0, compute: row.compute_s || 0 };
+  }
+
+  function usageTotal(total) {
+    const g = usageGroup('total', total);
+    const outcomes = Object.entries(total.jobs || {}).filter(([name]) => name !== 'total').map(([name, n]) => `${n} ${name}`);
+    const t = total.tokens || {};
+    return h('dl', { class: 'facts', id: 'usage-total' },
+      h('dt', { text: 'jobs' }), h('dd', { id: 'total-jobs', text: `${g.jobs}${outcomes.length ? ` (${outcomes.join(', ')})` : ''}` }),
+      h('dt', { text: 'cost' }), h('dd', { id: 'total-cost', text: `$${g.cost.toFixed(6)}` }),
+      h('dt', { text: 'tokens' }), h('dd', {}, h('span', { id: 'total-tokens', text: String(g.tokens) }),
+        h('span', { class: 'muted', text: ` (input ${t.input || 0}, output ${t.output || 0}, cache reads ${t.cache_read || 0}, `
+          + `cache writes ${t.cache_write || 0})` })),
+      h('dt', { text: 'model calls' }), h('dd', { id: 'total-calls', text: String(g.calls) }),
+      h('dt', { text: 'compute' }), h('dd', { text: duration(g.compute * 1000) }));
+  }
+
+  function usageBudget(budget) {
+    return h('section', { class: 'card', id: 'usage-budget', 'aria-labelledby': 'budget-heading' },
+      h('h2', { id: 'budget-heading', text: 'Monthly budget' }),
+      h('meter', { min: 0, max: budget.monthly_usd || 1, value: budget.month_spent_usd, 'aria-labelledby': 'budget-heading' }),
+      h('p', { text: `$${budget.month_spent_usd.toFixed(6)} of $${budget.monthly_usd} spent this month (UTC); `
+        + `$${budget.remaining_usd.toFixed(6)} left. A job whose estimate exceeds what is left is refused.` }));
+  }
+
+  async function usageFromJobs(mine, body) {
     const jobs = [];
     let cursor = null;
     let more = false;
@@ -582,8 +668,9 @@
     const byTask = sum(jobs, (job) => job.task);
     body.setAttribute('aria-busy', 'false');
     replace(body,
-      h('p', { class: 'notice', text: `From your ${jobs.length} most recent jobs${more ? ' (older ones are not counted)' : ''}: `
-        + 'the actual cost of finished jobs, and their tokens (input, output and cached prefix), per day (UTC) and per task.' }),
+      h('p', { class: 'notice', text: `This API has no usage endpoint: from your ${jobs.length} most recent jobs`
+        + `${more ? ' (older ones are not counted)' : ''}, the actual cost of finished jobs, and their tokens `
+        + '(input, output and cached prefix), per day (UTC) and per task.' }),
       jobs.length ? [
         h('h2', { text: 'Cost per day' }), chart(byDay, 'cost', usd, 'Cost per day'),
         h('h2', { text: 'Tokens per day' }), chart(byDay, 'tokens', String, 'Tokens per day'),
@@ -606,10 +693,13 @@
   }
 
   function usageTable(caption, label, groups) {
+    const counted = groups.length && groups[0].calls !== undefined; // the API's rows also count calls and compute
     return table(caption, [
       [label, (g) => g.name], ['jobs', (g) => String(g.jobs), 'num'], ['cost', (g) => usd(g.cost), 'num'],
       ['tokens', (g) => String(g.tokens), 'num'],
-    ], groups);
+      counted ? ['model calls', (g) => String(g.calls), 'num wide-only'] : null,
+      counted ? ['compute', (g) => duration(g.compute * 1000), 'num wide-only'] : null,
+    ].filter(Boolean), groups);
   }
 
   // Horizontal bars as SVG built node by node (no markup strings); the table beside it holds the same numbers.
@@ -770,22 +860,81 @@
 
   // --- capacity ----------------------------------------------------------------------------------------
 
+  // GET /v1/capacity: each model family's budget (per minute: the limits, what is left now, the share in use) and
+  // the caller's own jobs waiting for a grant; refreshed while shown.
   async function capacityPage(mine) {
     title('Capacity');
-    const body = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted', text: 'Loading…' }));
-    main.append(body);
+    const body = h('div', { id: 'capacity', 'aria-busy': 'true' }, h('p', { class: 'muted', text: 'Loading…' }));
+    const updated = h('p', { class: 'muted', id: 'capacity-updated' });
+    append(main, body, updated);
+    let shown = null;
     async function load() {
+      let data;
       try {
-        const { data } = await api('GET', '/v1/capacity');
-        if (mine !== generation) return;
-        replace(body, render(data));
-        body.setAttribute('aria-busy', 'false');
-        later(mine, IDLE_MS, load);
+        data = (await api('GET', '/v1/capacity')).data;
       } catch (error) {
-        if (mine === generation) replace(body, errorBox(error));
+        if (mine !== generation) return;
+        replace(body, errorBox(error));
+        body.setAttribute('aria-busy', 'false');
+        shown = null;
+        later(mine, IDLE_MS, load);
+        return;
       }
+      if (mine !== generation) return;
+      const text = JSON.stringify(data);
+      if (text !== shown) {
+        shown = text;
+        replace(body, capacityView(data));
+      }
+      body.setAttribute('aria-busy', 'false');
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+      later(mine, data.waiting && data.waiting.jobs ? LIVE_MS : IDLE_MS, load);
     }
     load();
+  }
+
+  function capacityView(data) {
+    if (data.admission !== 'on') {
+      return h('p', { class: 'notice', id: 'admission', text: 'Admission is off in this deployment: model calls are not paced '
+        + 'by a shared budget, so no job waits for one (a call the model refuses for its rate limit is retried).' });
+    }
+    const waiting = data.waiting || { jobs: 0, of_queued_jobs_seen: 0, waited_ms: 0 };
+    return [
+      h('p', { class: 'notice', id: 'admission', text: 'Admission is on: every model call first takes a grant from its model '
+        + "family's budget per minute (requests, input tokens, output tokens), shared by every tenant; a job whose call "
+        + 'finds the budget spent waits in the queue for its grant instead of being refused.' }),
+      h('h2', { text: 'Your jobs waiting for capacity' }),
+      h('div', { class: waiting.jobs ? 'waiting' : null, id: 'capacity-waiting' }, facts([
+        ['waiting', `${waiting.jobs} of the ${waiting.of_queued_jobs_seen} queued jobs seen`],
+        waiting.jobs ? ['next grant expected', when(waiting.next_grant_expected_at)] : null,
+        waiting.jobs ? ['waited so far', duration(waiting.waited_ms)] : null,
+      ])),
+      h('h2', { text: 'Budgets' }),
+      data.budgets.length ? h('div', { class: 'budgets' }, data.budgets.map(budgetCard))
+        : h('p', { text: 'No model budget is configured.' }),
+    ];
+  }
+
+  function budgetCard(budget) {
+    const dimensions = [['requests', 'rpm', 'requests'], ['input tokens', 'itpm', 'input_tokens'], ['output tokens', 'otpm', 'output_tokens']];
+    const limits = budget.limits || {};
+    const configured = budget.configured || {};
+    const share = (value) => (typeof value === 'number' ? `${Math.round(value * 1000) / 10} %` : '—');
+    const count = (value) => (typeof value === 'number' ? String(Math.floor(value)) : '—');
+    const id = `budget-${budget.family}`;
+    return h('section', { class: 'card', 'aria-labelledby': id },
+      h('h2', { id, class: 'mono', text: budget.family }),
+      table(`The ${budget.family} budget`, [
+        ['per minute', ([name]) => name],
+        ['limit', ([, key]) => count(limits[key]) + (configured[key] !== undefined && configured[key] !== limits[key]
+          ? ` (configured ${configured[key]})` : ''), 'num'],
+        ['left now', ([, , key]) => count((budget.available || {})[key]), 'num'],
+        ['in use', ([, , key]) => share((budget.in_use || {})[key]), 'num'],
+      ], dimensions),
+      facts([
+        ['your recent share', share(budget.your_recent_share)],
+        ['blocked until', budget.blocked_until ? when(budget.blocked_until) : 'not blocked'],
+      ]));
   }
 
   // --- start -------------------------------------------------------------------------------------------
