@@ -412,6 +412,9 @@ def test_cli_prints_base_url_serves_and_stops_on_ctrl_c():
     with subprocess.Popen(
         [sys.executable, "-m", "local.claude_standin", "--port", "0", "--latency", "0.1"],
         cwd=root, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+        # As from a terminal: pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in a
+        # child, so Python would install no KeyboardInterrupt handler there.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as process:
         try:
             base_url = process.stdout.readline().strip()

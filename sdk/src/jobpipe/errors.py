@@ -175,6 +175,13 @@ class UnavailableError(APIError):
     type = "unavailable"
 
 
+class RouterBusyError(UnavailableError):
+    """503 for a ``mode: sync`` job when the router's inline runs are at their concurrency budget (nothing was
+    recorded); retry after ``retry_after``, or submit it ``auto`` to have it queued."""
+
+    type = "router_busy"
+
+
 class MisconfiguredError(APIError):
     """503: the deployment's settings are invalid; its operator must fix them."""
 
