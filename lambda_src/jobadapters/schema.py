@@ -30,6 +30,9 @@ TENANT_INDEX_ATTRIBUTES = (
     "tenant_id", "task", "status", "lane", "route_reason", "mode", "updated_at", "started_at", "finished_at",
     "queue_deadline_at", "model_wait", "result_expires_at", "result_ref", "result_bytes", "attempts", "batch_id",
     "metadata", "source", "usage", "cost", "error", "attempt_errors", "webhook", "delivery", "files",
+    # Shown in a list entry as in GET (the waiting line, the time waited for capacity, the trace, the cap):
+    # an INCLUDE projection cannot change in place, so every field the list view reads is here from the start.
+    "unsent_since", "capacity_wait_ms", "trace_parent", "max_cost_usd",
 )
 TTL_ATTRIBUTE = "expires_at"
 # A sparse index of the jobs whose webhook delivery is pending, by when the dispatcher's sweep must act

@@ -47,7 +47,11 @@ class FailoverModel:
                 if self.breakers is not None and error.kind in PROVIDER_DOWN_KINDS:
                     self.breakers.record_failure(name)
                     log.warning("model provider %s refused a call (%s); trying the next", name, error.describe())
-                refused = error
+                # A wait for this provider's capacity (the pacer's refusal) is what the runner must see if every
+                # provider refuses: it re-queues the job without spending an attempt; another provider's outage
+                # would count toward the model-wait limit instead.
+                if refused is None or getattr(refused, "kind", None) != "capacity":
+                    refused = error
                 continue
             if self.breakers is not None:
                 self.breakers.record_success(name, probe=bool(permit and permit.probe))

@@ -69,9 +69,11 @@ MAX_SCALING_STEPS = 20
 
 # --- rules of this pipeline that follow from the limits above ------------------------------------
 
-# After the inline budget the router still has to fall back (record the job, enqueue it) and answer
-# 202 before API Gateway's timeout: this much time is kept for that, plus one second of slack.
-INLINE_FALLBACK_MARGIN_S = 3
+# After the inline budget the router still has to write (finish the job, or record the fallback and enqueue
+# it) and answer before API Gateway's timeout. The request's deadline starts no AWS call that could end past it
+# (jobadapters.request_time: an attempt is bounded at 5 s, and 1 s is kept to answer), so this much time is
+# kept after the budget: one bounded attempt, the answer, one second of slack (a test ties it to request_time).
+INLINE_FALLBACK_MARGIN_S = 7
 MAX_INLINE_BUDGET_S = API_GATEWAY_TIMEOUT_S - INLINE_FALLBACK_MARGIN_S - 1
 
 # What one request may carry. A request reaches the router as a Lambda event (the body inside it, as a

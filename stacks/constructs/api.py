@@ -13,6 +13,11 @@ from constructs import Construct
 from router.routes import CONSOLE_ROUTES, ROUTES
 from stacks.constructs.nag import acknowledge
 
+# Requests a second (and burst) to the key-less console routes, per route, for the whole stage: a page and its two
+# assets per visit.
+CONSOLE_RATE_LIMIT = 10
+CONSOLE_BURST_LIMIT = 20
+
 _ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId",
     "stage": "$context.stage",
@@ -63,6 +68,11 @@ class JobsApi(Construct):
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 throttling_rate_limit=rate_limit,
                 throttling_burst_limit=burst_limit,
+                # The console's routes take no key, so no usage plan bounds them: their own small throttle keeps
+                # anonymous requests from spending the stage's throttle and the router's concurrency.
+                method_options={f"{path}/{method}": apigw.MethodDeploymentOptions(
+                    throttling_rate_limit=CONSOLE_RATE_LIMIT, throttling_burst_limit=CONSOLE_BURST_LIMIT)
+                    for method, path in CONSOLE_ROUTES},
             ),
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )

@@ -20,7 +20,7 @@ from jobadapters.dynamo import DynamoJobStore
 from jobadapters.request_time import RequestDeadline
 from jobadapters.wiring import AwsClients
 from jobcore.errors import StoreUnavailableError
-from jobcore.limits import API_GATEWAY_TIMEOUT_S
+from jobcore.limits import API_GATEWAY_TIMEOUT_S, INLINE_FALLBACK_MARGIN_S
 from jobcore.service import INLINE_INPUT_LIMIT
 from local.gateway import LambdaContext, response_headers, to_event
 from router import handler as router
@@ -121,3 +121,10 @@ def test_a_hanging_store_answers_503_well_within_the_gateways_timeout(api, hangi
     assert len(hanging.requests) == request_time.ATTEMPTS  # every attempt reached the server, and no more
     # The configured bound is 11 s; the margin up to the gateway's 29 s absorbs a slow, shared machine.
     assert took < API_GATEWAY_TIMEOUT_S - request_time.ANSWER_MARGIN_S, took
+
+
+def test_the_time_kept_after_the_inline_budget_fits_one_bounded_write_and_the_answer():
+    """A model call that spends its whole inline budget still gets its job written: the margin the config keeps
+    between the budget and the router's timeout holds one bounded attempt and the answer's margin (a deadline
+    that refused that write would leave the job running until the sweeper ran it, and paid for it, again)."""
+    assert INLINE_FALLBACK_MARGIN_S >= request_time.ATTEMPT_BOUND_S + request_time.ANSWER_MARGIN_S + 1

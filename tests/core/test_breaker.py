@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jobcore.breaker import BreakerPolicy, Breakers, BreakerState, MemoryBreakerStore
-from jobcore.errors import ModelRequestError, ModelUnavailableError
+from jobcore.errors import CapacityWaitError, ModelRequestError, ModelUnavailableError
 from jobcore.failover import FailoverModel
 from jobcore.model import Usage
 from jobcore.tasks.base import usage_of
@@ -130,6 +130,18 @@ def test_every_provider_down_raises_the_last_refusal_then_waits_for_the_cool_dow
     with pytest.raises(ModelUnavailableError, match="every model provider") as raised:
         model.create({})
     assert raised.value.retry_after_s == 60.0 and raised.value.model_down
+
+
+def test_a_wait_for_capacity_survives_the_next_provider_s_outage() -> None:
+    """The first provider's pacer refuses (no grant yet) and the second is down: the runner must see the
+    capacity wait (re-queued, no attempt spent), not the outage (counted toward the model-wait limit)."""
+    anthropic, bedrock = Provider("anthropic"), Provider("bedrock")
+    anthropic.down = bedrock.down = True
+    anthropic.error = CapacityWaitError("no grant yet", expected_at_ms=5_000, now_ms=0, dimension="input_tokens")
+    model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(Clock()))
+    with pytest.raises(CapacityWaitError) as raised:
+        model.create({})
+    assert raised.value.kind == "capacity" and bedrock.calls == 1
 
 
 def test_one_provider_has_no_breaker_and_its_refusals_go_to_the_runner() -> None:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from jobcore.lanes import INLINE, Ec2Compute, FargateCompute, LambdaCompute, Lane, LaneConfigError, Lanes
+from jobcore.limits import MAX_INLINE_BUDGET_S
 from tests.fakes import LANES, make_lanes
 
 
@@ -33,7 +34,7 @@ def lane_dict(**changes):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"inline__time_limit_s": 26}, r"lanes\.inline\.time_limit_s: at most 25 s"),
+    ({"inline__time_limit_s": MAX_INLINE_BUDGET_S + 1}, rf"lanes\.inline\.time_limit_s: at most {MAX_INLINE_BUDGET_S} s"),
     ({"inline__memory_mb": 64}, r"lanes\.inline\.memory_mb"),
     ({"inline__queued": True}, r"lanes\.inline\.compute: a queued lane runs on fargate or ec2"),
     ({"cpu__enabled": False}, "at least one enabled queued lane without a GPU"),

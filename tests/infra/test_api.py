@@ -6,7 +6,7 @@ import json
 
 from infra_support import one, resources
 
-from stacks.constructs.api import CONSOLE_ROUTES, ROUTES
+from stacks.constructs.api import CONSOLE_BURST_LIMIT, CONSOLE_RATE_LIMIT, CONSOLE_ROUTES, ROUTES
 
 
 def paths(template):
@@ -55,11 +55,18 @@ def test_stage_logs_access_with_the_tenant_key_and_throttles(default_app):
     access_log = json.loads(props["AccessLogSetting"]["Format"])
     assert access_log["apiKeyId"] == "$context.identity.apiKeyId"
     assert "ApiAccessLogs" in json.dumps(props["AccessLogSetting"]["DestinationArn"])
-    (settings,) = props["MethodSettings"]
+    by_path = {(s["ResourcePath"], s["HttpMethod"]): s for s in props["MethodSettings"]}
+    settings = by_path[("/*", "*")]
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (
         config.api_rate_limit, config.api_burst_limit)
     assert settings["LoggingLevel"] == "ERROR"
     assert settings["DataTraceEnabled"] is False  # request bodies (the users' inputs) stay out of the logs
+    # The key-less console routes have a throttle of their own, below the stage's (no usage plan bounds them).
+    consoles = {path: s for (path, _), s in by_path.items() if path != "/*"}
+    assert set(consoles) == {"/" + path.replace("/", "~1") for _, path in CONSOLE_ROUTES}  # CloudFormation escapes "/"
+    for s in consoles.values():
+        assert (s["ThrottlingRateLimit"], s["ThrottlingBurstLimit"]) == (CONSOLE_RATE_LIMIT, CONSOLE_BURST_LIMIT)
+        assert CONSOLE_RATE_LIMIT < config.api_rate_limit
 
 
 def test_usage_plan_throttles_each_key_and_holds_the_first_tenant_key(default_app):
