@@ -188,7 +188,9 @@ def test_a_job_its_deliveries_and_a_redelivery(context, pipeline):
 
 def test_a_queued_job_shows_why_it_waits_and_is_canceled_from_its_page(context, pipeline, standin):
     key = "console-cancel"
-    standin(latency_s=5)  # the one worker is held by the blocker, so the next job stays queued
+    # The one worker is held by the blocker for longer than a loaded machine takes to open the page, so the next
+    # job is still queued when it is canceled; the blocker is canceled at the end.
+    standin(latency_s=30)
     blocker = submit(pipeline, {"task": "documents.summarize", "input": {"documents": [{"text": "Hold the worker."}]}}, key)
     wait_until(lambda: client.call("GET", f"{pipeline['api_url']}/v1/jobs/{blocker['id']}", key=key)[2]["status"] == "running",
                timeout_s=60, what="the blocker running")
@@ -204,7 +206,8 @@ def test_a_queued_job_shows_why_it_waits_and_is_canceled_from_its_page(context, 
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     status, _, canceled = client.call("GET", f"{pipeline['api_url']}/v1/jobs/{job['id']}", key=key)
     assert status == 200 and canceled["status"] == "canceled" and canceled["attempts"] == 0
-    finished_job(pipeline, blocker["id"], key=key, timeout_s=60)
+    client.call("POST", f"{pipeline['api_url']}/v1/jobs/{blocker['id']}/cancel", key=key)
+    finished_job(pipeline, blocker["id"], key=key, timeout_s=90)
 
 
 def test_45_jobs_page_by_the_api_cursor_and_another_key_sees_none_of_them(context, pipeline):

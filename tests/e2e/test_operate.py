@@ -135,6 +135,9 @@ def test_each_tenants_usage_is_the_sum_of_its_own_jobs_to_the_cent(operated):
             assert status in (200, 202), job
             jobs[key].append(finished_job(operated, job["id"], key=key))
     for key, own in jobs.items():
+        # A job's usage is added by a write just after its terminal one: wait until its last job is counted.
+        wait_until(lambda key=key, own=own: call("GET", f"{operated['api_url']}/v1/usage", key=key)[2]["total"]["jobs"]["total"]
+                   >= len(own), timeout_s=30, what="the last job counted")
         status, _, usage = call("GET", f"{operated['api_url']}/v1/usage?group_by=task", key=key)
         assert status == 200, usage
         total = usage["total"]
