@@ -66,3 +66,24 @@ def test_the_batch_lane_and_the_webhook_queues_keep_their_logical_ids(default_ap
 def test_construct_ids_of_the_existing_lanes_are_what_capitalize_made():
     # The ids above were made with name.capitalize(); construct_id must give the same for these names.
     assert [construct_id(name) for name in ("cpu", "gpu", "batch", "inline")] == ["Cpu", "Gpu", "Batch", "Inline"]
+
+
+@pytest.mark.parametrize(("app_name", "workers", "queued", "alarms"), [
+    ("default_app", ["cpu"], ["cpu", "batch"], 22),
+    ("gpu_app", ["cpu", "gpu"], ["cpu", "gpu", "batch"], 24),
+])
+def test_each_build_has_the_lanes_and_alarms_it_is_known_to_have(request, app_name, workers, queued, alarms):
+    """The other infra tests derive their expected lanes and counts from the config (a lane added to cdk.json needs
+    no test edit); this is where the built-in builds are written out, so a derivation that went empty, or a lane
+    or an alarm that appeared or vanished, fails here."""
+    from test_monitoring import monitoring_alarms
+
+    app = request.getfixturevalue(app_name)
+    assert [worker.name for worker in app.config.worker_lanes()] == workers
+    assert [lane.name for lane in app.config.lanes().queued()] == queued
+    assert len(monitoring_alarms(app)) == alarms
+    # The built-in lanes' time limits are their own context keys (queue visibility and alarms derive from them).
+    lanes = app.config.lanes()
+    assert lanes.get("cpu").time_limit_s == app.config.cpu_job_timeout_s
+    if "gpu" in workers:
+        assert lanes.get("gpu").time_limit_s == app.config.gpu_job_timeout_s
