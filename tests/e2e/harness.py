@@ -111,6 +111,22 @@ def wait_until(condition, *, timeout_s: float, every_s: float = 0.2, what: str =
         time.sleep(every_s)
 
 
+def children(pid: int, containing: str) -> list[int]:
+    """The live child processes of ``pid`` whose command line contains ``containing``: Linux's /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(") ")[2].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == pid and containing in command and not exited(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def exited(pid: int) -> bool:
     """The process ``pid`` has exited (a zombie its parent has not reaped yet counts): Linux's /proc."""
     try:

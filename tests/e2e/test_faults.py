@@ -37,7 +37,7 @@ from jobcore.tasks import CATALOGUE
 from local import client
 from local.gateway import api_key_id
 from tests.bodies import LONG, SHORT
-from tests.e2e.harness import TERMINAL, StandIn, exited, start_pipeline, stop_pipeline, wait_until
+from tests.e2e.harness import TERMINAL, StandIn, children, exited, start_pipeline, stop_pipeline, wait_until
 
 PIPELINE_ARGS = ("--worker-concurrency", "1")
 KEY = "faults-key"
@@ -405,11 +405,17 @@ def test_sixteen_long_polls_at_once_leave_room_for_submissions(pipeline, standin
 
 
 def test_a_killed_router_environment_is_replaced_and_the_api_keeps_answering(pipeline):
-    for pid in pipeline["pids"]["router"]:
-        os.kill(pid, signal.SIGKILL)  # the pipeline's warm router process, from its ready line
+    # Every router environment alive now (the warm one of the ready line, and any an earlier test left warm), so
+    # that the next request cannot be served by a survivor: it finds a dead one, which must be replaced.
+    environments = children(pipeline["process"].pid, "local.gateway")
+    assert set(pipeline["pids"]["router"]) <= set(environments) and environments
+    for pid in environments:
+        os.kill(pid, signal.SIGKILL)
         wait_until(lambda pid=pid: exited(pid), timeout_s=30, every_s=0.05, what=f"router process {pid} exiting")
     statuses = [call("GET", f"{pipeline['api_url']}/v1/tasks")[0] for _ in range(10)]
     assert statuses == [200] * 10
+    assert "a new one replaces it" in log_text(pipeline, "serve.log")
+    assert set(children(pipeline["process"].pid, "local.gateway")).isdisjoint(environments)
 
 
 # --- 3. poison messages and jobs that fail on every receive (a pipeline with max_receives 2) --------------
