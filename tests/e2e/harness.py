@@ -111,6 +111,13 @@ def wait_until(condition, *, timeout_s: float, every_s: float = 0.2, what: str =
         time.sleep(every_s)
 
 
+def submit(pipeline: dict[str, Any], body: dict[str, Any], key: str = client.LOCAL_API_KEY) -> dict[str, Any]:
+    """POST /v1/jobs, answered 200 (ran inline) or 202 (queued): the job."""
+    status, _, job = client.call("POST", f"{pipeline['api_url']}/v1/jobs", body, key=key)
+    assert status in (200, 202), job
+    return job
+
+
 def children(pid: int, containing: str) -> list[int]:
     """The live child processes of ``pid`` whose command line contains ``containing``: Linux's /proc."""
     found = []

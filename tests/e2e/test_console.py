@@ -30,7 +30,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from local import client
 from local.gateway import api_key_id
 from tests.bodies import LONG, SHORT
-from tests.e2e.harness import finished_job, wait_until
+from tests.e2e.harness import finished_job, submit, wait_until
 
 USAGE_KEY = "console-usage"
 MONTHLY_BUDGET_USD = 5
@@ -97,12 +97,6 @@ def sign_in(context: BrowserContext, pipeline: dict[str, Any], key: str, *, at: 
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def submit(pipeline: dict[str, Any], body: dict[str, Any], key: str) -> dict[str, Any]:
-    status, _, job = client.call("POST", f"{pipeline['api_url']}/v1/jobs", body, key=key)
-    assert status in (200, 202), job
-    return job
 
 
 def row(page: Page, job_id: str):

@@ -29,9 +29,10 @@ from aws_cdk import Stack  # noqa: E402
 from local import client  # noqa: E402
 from local.aws_calls import read_records  # noqa: E402
 from local.dispatcher import SWEEP_COMPONENT  # noqa: E402
+from stacks.names import construct_id  # noqa: E402
 from tests.bodies import SHORT  # noqa: E402
 from tests.e2e import harness  # noqa: E402
-from tests.e2e.harness import finished_job, start_pipeline, stop_pipeline, wait_until  # noqa: E402
+from tests.e2e.harness import finished_job, start_pipeline, stop_pipeline, submit, wait_until  # noqa: E402
 from tests.infra.infra_support import GPU_REGION, Synth, synth  # noqa: E402
 from tools.iam_check import Account, Report, Role, Templates, check  # noqa: E402
 
@@ -64,12 +65,6 @@ def run(tmp_path_factory) -> dict[str, Any]:
 def api(ready: dict[str, Any], method: str, path: str, body: Any = None) -> tuple[int, Any]:
     status, _, answer = client.call(method, ready["api_url"] + path, body)
     return status, answer
-
-
-def submit(ready: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    status, job = api(ready, "POST", "/v1/jobs", body)
-    assert status in (200, 202), job
-    return job
 
 
 def scenario(ready: dict[str, Any]) -> None:
@@ -138,13 +133,13 @@ def local_names(app: Synth, ready: dict[str, Any]) -> dict[str, str]:
              logical_id(app.data.intake.job_queue.queue): queue_name(ready["intake_queue"]),
              logical_id(service.find_child("Webhooks").job_queue.queue): queue_name(ready["webhook_queue"])}
     for lane, url in ready["queues"].items():
-        job_queue = service.find_child(f"{lane.capitalize()}Lane")
+        job_queue = service.find_child(f"{construct_id(lane)}Lane")
         names[logical_id(job_queue.queue)] = queue_name(url)
         names[logical_id(job_queue.dead_letter_queue)] = queue_name(ready["dead_letter_queues"][lane])
     for lane, arn in ready["lane_services"].items():
         cluster, name = arn.rsplit("/", 2)[-2:]
         names[logical_id(service.find_child("Workers").cluster)] = cluster
-        names[logical_id(service.find_child(f"{lane.capitalize()}Worker").service)] = name
+        names[logical_id(service.find_child(f"{construct_id(lane)}Worker").service)] = name
     return names
 
 
@@ -156,7 +151,7 @@ def roles(app: Synth, templates: Templates) -> dict[str, Role]:
             "dispatcher": webhooks.dispatcher.role, SWEEP_COMPONENT: webhooks.sweep.role,
             "sweeper": service.find_child("Sweeper").role, "intake": service.find_child("Intake").role}
     for lane in app.config.lanes().worker_lanes():
-        made[f"worker-{lane.name}"] = service.find_child(f"{lane.name.capitalize()}Worker").task_definition.task_role
+        made[f"worker-{lane.name}"] = service.find_child(f"{construct_id(lane.name)}Worker").task_definition.task_role
     return {component: templates.role(app.service.stack_name, logical_id(role)) for component, role in made.items()}
 
 

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from local import client
 from tests.bodies import SHORT
-from tests.e2e.harness import StandIn, finished_job, start_pipeline, stop_pipeline, wait_until
+from tests.e2e.harness import StandIn, finished_job, start_pipeline, stop_pipeline, submit, wait_until
 
 INLINE_JOBS, QUEUED_JOBS = 4, 6
 COOL_DOWN_S = 3
@@ -29,12 +28,6 @@ def pipeline(tmp_path_factory):
                            env={"BREAKER_COOL_DOWN_S": str(COOL_DOWN_S)})
     yield ready
     stop_pipeline(ready)
-
-
-def submit(pipeline: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    status, _, job = client.call("POST", f"{pipeline['api_url']}/v1/jobs", body=body)
-    assert status in (200, 202), job
-    return job
 
 
 def providers_of(job: dict[str, Any]) -> set[str]:
