@@ -147,7 +147,6 @@ class Poller:
         # The shares by message group, as the messages name their tenant (a long or odd tenant id is hashed).
         self._fair: FairSlots[_InFlight] = FairSlots(
             {key if key == "*" else message_group(key): share for key, share in self.tenant_shares.items()})
-        self._running = 0
         self._pool: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
         self._protection_lock = threading.Lock()
@@ -198,13 +197,12 @@ class Poller:
             if self._pool is None or (self._stop is not None and self._stop.is_set()):
                 return
             starting = []
-            while self._running < self.concurrency:
+            while self._fair.running.total() < self.concurrency:  # the slots in use, counted by the scheduler
                 taken = self._fair.take()
                 if taken is None:
                     break
                 entry = taken[1]
                 entry.started = True
-                self._running += 1
                 starting.append(entry)
         for entry in starting:
             self._pool.submit(self._handle, entry)
@@ -304,7 +302,6 @@ class Poller:
             with self._lock:
                 self._in_flight.pop(entry.message_id, None)
                 self.processed += 1
-                self._running -= 1
                 self._fair.done(entry.tenant)
             self._slots.release()
             self._dispatch()
