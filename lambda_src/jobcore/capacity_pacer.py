@@ -10,14 +10,18 @@
   tenants take turns by start-time fair queuing (equivalent to weighted deficit round robin: each grant
   advances its tenant's virtual time by its cost over its weight; the least advanced goes next).
 - :class:`Pacer` holds one per family and lets threads wait (one lock; a condition wakes the waiters).
-- :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call.
+- :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call, for the job
+  :func:`pacing` bound the calling context to (its tenant, inline or queued), wherever it sits among the model's
+  wrappers.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -429,34 +433,63 @@ class Pacer:
             return views
 
 
-@dataclass
-class PacedModel:
-    """A LanguageModel that takes a grant before each call and settles it after (:class:`Pacer`).
+@dataclass(eq=False)
+class Pacing:
+    """The job whose model calls are being made, for :class:`PacedModel` (:func:`pacing` binds it to the calling
+    context): its tenant, its path (inline or queued), how long a call may wait for a grant, and how long its
+    calls have waited in all (``waited_ms``, for the job's record; its calls may run in several threads)."""
 
-    :meth:`for_job` binds it to a job's tenant and path (inline or queued); unbound, it paces as tenant "-".
-    ``waited_ms``: the time this binding's calls waited for grants, for the job's view.
-    """
-
-    llm: LanguageModel
-    pacer: Pacer
-    default_model: str
-    tenant: str = "-"
+    tenant: str
     inline: bool = False
     max_wait_s: float = QUEUED_MAX_WAIT_S
     waited_ms: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def for_job(self, tenant: str, *, inline: bool, max_wait_s: float) -> PacedModel:
-        return PacedModel(self.llm, self.pacer, self.default_model, tenant, inline, max_wait_s)
+    def waited(self, ms: int) -> None:
+        with self._lock:
+            self.waited_ms += ms
+
+
+# The job the current context's model calls are for: set by whoever runs the job (the runner for a queued job, the
+# service for an inline one), read by PacedModel however deep in the model's wrappers it is (failover, deadline,
+# metering). A thread started for the job's calls must run in a copy of its starter's context
+# (contextvars.copy_context().run), as the runner's and the tasks' pools do: the copy shares the same Pacing.
+_PACING: ContextVar[Pacing | None] = ContextVar("jobcore.capacity_pacer.pacing", default=None)
+
+
+@contextmanager
+def pacing(tenant: str, *, inline: bool, max_wait_s: float = QUEUED_MAX_WAIT_S) -> Iterator[Pacing]:
+    """Pace every model call made in this context (and in threads given a copy of it) as ``tenant``'s job."""
+    job = Pacing(tenant, inline, max_wait_s)
+    token = _PACING.set(job)
+    try:
+        yield job
+    finally:
+        _PACING.reset(token)
+
+
+def current_pacing() -> Pacing | None:
+    """The job the current context's model calls are paced for (None: none bound)."""
+    return _PACING.get()
+
+
+@dataclass
+class PacedModel:
+    """A LanguageModel that takes a grant before each call and settles it after (:class:`Pacer`), for the job the
+    calling context is bound to (:func:`pacing`); unbound, it paces as tenant "-", queued."""
+
+    llm: LanguageModel
+    pacer: Pacer
+    default_model: str
 
     def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        job = _PACING.get() or Pacing("-")
         model_id = str(params.get("model") or self.default_model)
-        max_wait = self.max_wait_s if timeout_s is None or not self.inline else min(self.max_wait_s, timeout_s)
-        grant = self.pacer.acquire(model_id, self.tenant, estimate_demand(params), inline=self.inline, max_wait_s=max_wait)
+        max_wait = job.max_wait_s if timeout_s is None or not job.inline else min(job.max_wait_s, timeout_s)
+        grant = self.pacer.acquire(model_id, job.tenant, estimate_demand(params), inline=job.inline, max_wait_s=max_wait)
         if grant is None:
             return self.llm.create(params, timeout_s=timeout_s)
-        with self._lock:
-            self.waited_ms += grant.waited_ms
+        job.waited(grant.waited_ms)
         try:
             response = self.llm.create(params, timeout_s=timeout_s)
         except ModelUnavailableError as error:
