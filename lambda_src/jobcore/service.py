@@ -205,17 +205,21 @@ class JobService:
         budget = (self.budgets_usd or {}).get(job.tenant_id)
         spent_usd = 0.0
         if budget is not None:
-            month = self._usage_items(job.tenant_id, usage.month_days(self.runner.clock_ms()))
-            spent_usd = usage.month_cost_micro_usd(month.values()) / 1_000_000
+            month = usage.month_days(self.runner.clock_ms())
+            spent_usd = _month_spent_usd(self._usage_items(job.tenant_id, month), month)
         check_submission(estimate_usd=estimate, max_cost_usd=job.max_cost_usd, budget_usd=budget, month_spent_usd=spent_usd)
 
     def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
-        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane."""
-        query = usage.parse_query(params, now_ms=self.runner.clock_ms())
-        view = usage.report(query, self._usage_items(tenant_id, query.days))
+        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane; with a
+        budget, what it has spent this month too (one read of both ranges' days)."""
+        now = self.runner.clock_ms()
+        query = usage.parse_query(params, now_ms=now)
         budget = (self.budgets_usd or {}).get(tenant_id)
+        month = usage.month_days(now) if budget is not None else []
+        items = self._usage_items(tenant_id, list(dict.fromkeys(query.days + month)))
+        view = usage.report(query, items)
         if budget is not None:
-            spent = usage.month_cost_micro_usd(self._usage_items(tenant_id, usage.month_days(self.runner.clock_ms())).values()) / 1e6
+            spent = _month_spent_usd(items, month)
             view["budget"] = {"monthly_usd": budget, "month_spent_usd": round(spent, 6),
                               "remaining_usd": round(max(0.0, budget - spent), 6)}
         return view
@@ -565,6 +569,11 @@ class JobService:
         if self.waker is not None and delay_s == 0:  # a delayed job (the model is down) is in no hurry
             self.waker.wake(job.lane)
         return job
+
+
+def _month_spent_usd(items: dict[str, dict[str, int]], month: list[str]) -> float:
+    """What a tenant has spent this month, from its day ``items`` (read for ``month``'s days, maybe more)."""
+    return usage.month_cost_micro_usd(items[day] for day in month if day in items) / 1_000_000
 
 
 def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:
