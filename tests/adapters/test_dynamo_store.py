@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import zlib
 
 import pytest
@@ -11,7 +12,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError
 from botocore.stub import Stubber
 
 from jobadapters import schema
-from jobadapters.dynamo import DynamoJobStore
+from jobadapters.dynamo import DynamoJobStore, DynamoUsageStore
 from jobcore.deliveries import HANDOVER_GRACE_MS, DeliveryState
 from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.model import JobStatus, transition
@@ -272,3 +273,46 @@ def test_inline_slots_count_across_executions_and_a_slot_never_given_back_is_for
 
 def store_reads_no_job(table, key):
     return DynamoJobStore(table).get(key) is None
+
+
+class BatchGetTable:
+    """A table whose BatchGetItem answers from ``items`` and leaves the last key of each first request unprocessed."""
+
+    name = "jobs"
+
+    def __init__(self, items: dict[str, dict]) -> None:
+        self.items, self.requests = items, []
+        self.meta = types.SimpleNamespace(client=self)
+
+    def batch_get_item(self, *, RequestItems):  # noqa: N803 - boto3's name
+        part = RequestItems[self.name]
+        self.requests.append(part)
+        keys = [key[schema.JOBS_PARTITION_KEY] for key in part["Keys"]]
+        assert len(keys) <= 100 and len(set(keys)) == len(keys)
+        first_try = len(self.requests) % 2 == 1 and len(keys) > 1
+        answered, left = (keys[:-1], keys[-1:]) if first_try else (keys, [])
+        answer = {"Responses": {self.name: [self.items[key] for key in answered if key in self.items]}}
+        if left:
+            answer["UnprocessedKeys"] = {self.name: {**part, "Keys": [{schema.JOBS_PARTITION_KEY: key} for key in left]}}
+        return answer
+
+
+def test_both_batch_reads_chunk_the_keys_ask_again_for_unprocessed_ones_and_keep_their_projection():
+    """The job store's lease states and the usage counters share one BatchGetItem loop: 100 keys a call, each key
+    once, consistent, unprocessed keys asked for again with the same projection."""
+    jobs = {f"job_{n}": {schema.JOBS_PARTITION_KEY: f"job_{n}", "status": "running", "lease_owner": "w"} for n in range(150)}
+    table = BatchGetTable(jobs)
+    states = DynamoJobStore(table).lease_states([*jobs, "job_0", "job_missing"])
+    assert states == {job_id: (JobStatus.RUNNING, "w") for job_id in jobs}
+    assert [len(part["Keys"]) for part in table.requests] == [100, 1, 51, 1]
+    assert all(part["ConsistentRead"] and part["ProjectionExpression"] == "#pk, #status, lease_owner" for part in table.requests)
+
+    usage_store = DynamoUsageStore(BatchGetTable({}))
+    days = [f"2026-01-{d:02d}" for d in range(1, 32)] * 4  # 124 days asked for, 31 of them distinct
+    items = {usage_store.key("t", day): {schema.JOBS_PARTITION_KEY: usage_store.key("t", day), schema.USAGE_MARK: True,
+                                         "claude.messages|cpu|model_calls": 2} for day in days[:30]}
+    usage_store._table.items = items
+    found = usage_store.read("t", days)
+    assert found == {day: {"claude.messages|cpu|model_calls": 2} for day in days[:30]}
+    assert [len(part["Keys"]) for part in usage_store._table.requests] == [31, 1]
+    assert "ProjectionExpression" not in usage_store._table.requests[0]
