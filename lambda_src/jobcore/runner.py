@@ -43,7 +43,7 @@ from jobcore.observing import QUIET
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, UsageStore
 from jobcore.schema_keys import file_key, partial_key, result_key
 from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
-from jobcore.tasks.base import IncompleteCallsError, usage_of
+from jobcore.tasks.base import IncompleteCallsError, ModelCallsExecutor, load_executor, usage_of
 from jobcore.usage import entry_for
 from jobcore.views import iso
 
@@ -217,7 +217,7 @@ class JobRunner:
             return Outcome(self.fail(job, error))
         model_id = payload.get("model") or ctx.model_id
         meter = self.meter(job, ctx, model_id=model_id)
-        known = self._answers_kept(job)
+        known = self._answers_kept(job, task)
         try:
             try:
                 result = _run(task, payload, replace(ctx, llm=meter), timeout_s, known)
@@ -239,10 +239,13 @@ class JobRunner:
         paced = current_pacing()  # set by whoever runs the job: the worker's process, or the inline path
         return Outcome(self.succeed(job, result, model_id=model_id, waited_ms=paced.waited_ms if paced else 0), result.output)
 
-    def _answers_kept(self, job: Job) -> dict[str, dict[str, Any]]:
+    def _answers_kept(self, job: Job, task: TaskSpec) -> dict[str, dict[str, Any]]:
         """The answers an earlier run of this job kept (its calls that were answered before others were refused);
-        none to look for on a first run."""
+        none to look for on a first run, nor for a task that makes its calls itself (only a ModelCallsExecutor's
+        calls are kept)."""
         if job.attempts <= 1 and job.model_wait is None:
+            return {}
+        if not isinstance(load_executor(task.executor), ModelCallsExecutor):
             return {}
         try:
             kept = self.blobs.get_json(partial_key(job.job_id))
