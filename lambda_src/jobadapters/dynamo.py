@@ -396,12 +396,9 @@ class DynamoInlineSlots:
                 ConditionExpression="attribute_not_exists(#n) OR #n < :cap",
                 ExpressionAttributeNames={"#n": "running", "#ttl": schema.TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":one": 1, ":cap": self._cap, ":ttl": (window + 2) * SLOT_WINDOW_S + 3600})
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            log.warning("inline slots: not counted (%s); the run is admitted", error)
-            return ""
         except Exception as error:  # noqa: BLE001 - a count that failed must not refuse the job
+            if isinstance(error, ClientError) and error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None  # every slot of the window taken
             log.warning("inline slots: not counted (%s); the run is admitted", error)
             return ""
         return key

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobcore.capacity import (
+    DIMENSIONS,
     Amount,
     CapacityConfig,
     RateLimits,
@@ -90,7 +91,6 @@ class FamilyPacer:
     next_try_ms: int = 0  # no lease before this (the bucket cannot grant the next call sooner)
     idle_since_ms: int | None = None
     writes: int = 0  # conditional writes of the shared bucket, for the cost figures
-    granted_calls: int = 0
     _seq: int = 0
 
     @property
@@ -163,7 +163,6 @@ class FamilyPacer:
         cost = self.limits.cost(waiter.demand)
         self.used[waiter.tenant] = self.used.get(waiter.tenant, 0.0) + cost
         self.in_flight[waiter.tenant] += 1
-        self.granted_calls += 1
         if not waiter.inline:
             weight = share_of(waiter.tenant, self.config.tenants).weight
             self.vtime[waiter.tenant] = max(self.vtime.get(waiter.tenant, 0.0), self._virtual_now()) + cost / weight
@@ -206,10 +205,15 @@ class FamilyPacer:
     def _shared_usage(self) -> Mapping[str, float]:
         return self.bucket.usage if self.bucket is not None else {}
 
-    def _recent_share(self, tenant: str) -> float:
+    def _merged_usage(self) -> dict[str, float]:
+        """Each tenant's recent use: the shared bucket's, plus this process's grants since its last lease."""
         usage = dict(self._shared_usage())
         for t, cost in self.used.items():
             usage[t] = usage.get(t, 0.0) + cost
+        return usage
+
+    def _recent_share(self, tenant: str) -> float:
+        usage = self._merged_usage()
         total = sum(usage.values())
         return usage.get(tenant, 0.0) / total if total > 0 else 0.0
 
@@ -217,9 +221,7 @@ class FamilyPacer:
         """Whether ``tenant`` has recently used more than its weight's share among the tenants active lately,
         counting one newcomer of weight 1: a tenant alone is over its share, so that the fair reserve is
         there when a second tenant arrives."""
-        usage = dict(self._shared_usage())
-        for t, cost in self.used.items():
-            usage[t] = usage.get(t, 0.0) + cost
+        usage = self._merged_usage()
         total = sum(usage.values())
         if total <= 0 or usage.get(tenant, 0.0) <= 0:
             return False
@@ -306,7 +308,7 @@ class FamilyPacer:
         """Apply ``change`` to the shared bucket by conditional write, starting from the state this process last
         saw (no read: a lost race returns the stored state, and ``change`` is applied to that); the bucket as it
         now stands. ``change`` returning None writes nothing."""
-        bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or _fresh(self.configured, now_ms))
+        bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or SharedBucket.full(self.configured, now_ms))
         for _ in range(SWAP_TRIES):
             new = change(bucket)
             if new is None:
@@ -326,22 +328,17 @@ class FamilyPacer:
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         limits = self.limits
-        bucket = (self.bucket or self.store.load(self.family) or _fresh(self.configured, now_ms)).refilled(limits, now_ms)
+        bucket = (self.bucket or self.store.load(self.family) or SharedBucket.full(self.configured, now_ms)).refilled(limits, now_ms)
         self.bucket = self.bucket or bucket
         capacity = limits.capacity
         return {
             "family": self.family, "limits": limits.to_dict(), "configured": self.configured.to_dict(),
             "available": bucket.levels.positive().to_dict(),
             "in_use": {name: round(1 - max(0.0, level) / cap, 4)
-                       for name, level, cap in zip(("requests", "input_tokens", "output_tokens"), bucket.levels.values(),
-                                                   capacity.values(), strict=True)},
+                       for name, level, cap in zip(DIMENSIONS, bucket.levels.values(), capacity.values(), strict=True)},
             "blocked_until_ms": bucket.blocked_until_ms if bucket.blocked_until_ms > now_ms else None,
             "tenant_use": dict(bucket.usage),
         }
-
-
-def _fresh(limits: RateLimits, now_ms: int) -> SharedBucket:
-    return SharedBucket.full(limits, now_ms)
 
 
 @dataclass(frozen=True)

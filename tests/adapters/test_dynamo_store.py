@@ -271,6 +271,26 @@ def test_inline_slots_count_across_executions_and_a_slot_never_given_back_is_for
     assert routers[1].take() is not None  # the dead slots of the last window no longer count
 
 
+@pytest.mark.parametrize("failure", [
+    ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem"),
+    ConnectTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.invalid"),
+])
+def test_an_inline_slot_count_that_fails_admits_the_run_and_gives_nothing_back(table, monkeypatch, failure):
+    """Only a full window refuses a run (None); any other failure of the count, an AWS error or none, admits it
+    uncounted (an empty token, whose give-back writes nothing)."""
+    from jobadapters.dynamo import DynamoInlineSlots
+
+    slots = DynamoInlineSlots(table, limit=1, clock_s=lambda: 1_700_000_000.0, rng=lambda: 0.0)
+    assert slots.take() is not None and slots.take() is None  # the window's one slot taken: refused
+
+    def failing(**kwargs):
+        raise failure
+
+    monkeypatch.setattr(table, "update_item", failing)
+    assert slots.take() == ""
+    slots.give_back("")  # no write: update_item would raise
+
+
 def store_reads_no_job(table, key):
     return DynamoJobStore(table).get(key) is None
 
