@@ -240,12 +240,11 @@ _DESERIALIZE = TypeDeserializer()
 
 
 def _job_of(item: dict[str, Any] | None) -> Job | None:
-    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item or schema.USAGE_MARK in item:
+    """The job an item of the table holds; None for any other item (an idempotency or batch record, the open-batch
+    set, a capacity bucket, a breaker, an inline slot counter, usage counters): only a job has both a job status and
+    a tenant, as lease_states reads them."""
+    if item is None or item.get("status") not in _JOB_STATUSES or "tenant_id" not in item:
         return None
-    if str(item.get(JOBS_PARTITION_KEY, "")).startswith(schema.INLINE_SLOT_PREFIX):
-        return None
-    if item.get(JOBS_PARTITION_KEY) == schema.OPEN_BATCHES_KEY:
-        return None  # an idempotency record, a batch record or the open-batch set: never a job
     return Job.from_dict(_plain(item))
 
 

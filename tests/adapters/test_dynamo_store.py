@@ -336,3 +336,31 @@ def test_both_batch_reads_chunk_the_keys_ask_again_for_unprocessed_ones_and_keep
     assert found == {day: {"claude.messages|cpu|model_calls": 2} for day in days[:30]}
     assert [len(part["Keys"]) for part in usage_store._table.requests] == [31, 1]
     assert "ProjectionExpression" not in usage_store._table.requests[0]
+
+
+def test_no_item_but_a_job_is_ever_read_as_one(store, table):
+    """Every other kind of item on the jobs table (a capacity bucket, a breaker, an inline slot counter, usage
+    counters, an idempotency or batch record) reads as no job, by get and by a claim alike."""
+    from jobadapters.breaker_store import DynamoBreakerStore
+    from jobadapters.capacity_store import DynamoCapacityStore
+    from jobadapters.dynamo import DynamoInlineSlots
+    from jobcore.breaker import BreakerState
+    from jobcore.capacity import RateLimits, SharedBucket
+    from jobcore.idempotency import IdempotencyRecord
+    from jobcore.usage import UsageEntry
+
+    DynamoCapacityStore(table).swap("sonnet-4", SharedBucket.full(RateLimits(rpm=60, itpm=1_000, otpm=1_000), NOW_MS),
+                                    expected_version=0)
+    DynamoBreakerStore(table).save("bedrock", BreakerState(opened_at=NOW_MS, version=1), expected_version=0)
+    slot = DynamoInlineSlots(table, limit=1, clock_s=lambda: NOW_MS / 1000, rng=lambda: 0.0).take()
+    usage_store = DynamoUsageStore(table)
+    usage_store.add(UsageEntry(tenant_id="t", day="2026-01-01", task="claude.messages", lane="cpu", counts={"jobs_succeeded": 1}))
+    store.reserve_key(IdempotencyRecord(record_id="idem_1", job_id="job_1", body_hash="h", created_at=NOW_MS,
+                                        expires_at=NOW_MS // 1000 + 3600))
+    keys = [schema.CAPACITY_ITEM_PREFIX + "sonnet-4", schema.BREAKER_ITEM_PREFIX + "bedrock", slot,
+            usage_store.key("t", "2026-01-01"), "idem_1"]
+    for key in keys:
+        assert table.get_item(Key={schema.JOBS_PARTITION_KEY: key}).get("Item"), key  # the item is there
+        assert store.get(key) is None, key
+        assert store.claim(key, owner="w", now_ms=NOW_MS, lease_expires_at=NOW_MS + 60_000) == (None, False), key
+    assert store.lease_states(keys) == {}
