@@ -27,7 +27,7 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
                           telemetry=telemetry)
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S,
                         pacer=build_pacer(settings.claude, clients), table=clients.table, telemetry=telemetry,
-                        lane=settings.lane)
+                        lane=settings.lane, prices=settings.lanes.prices)
     return Poller(
         sqs=clients.sqs, queue_url=settings.queue_url, runner=runner,
         ctx=RunContext(llm=model, model_id=settings.claude.model_id),

@@ -9,7 +9,7 @@ import math
 import random
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -116,22 +116,11 @@ class DynamoJobStore:
 
     @translated(_STORE)
     def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
-        states, ids = {}, list(dict.fromkeys(job_ids))  # a key asked for twice is refused
-        for start in range(0, len(ids), _BATCH_GET_MAX):
-            request: dict[str, Any] = {self._table.name: {
-                "Keys": [{JOBS_PARTITION_KEY: job_id} for job_id in ids[start:start + _BATCH_GET_MAX]],
-                "ConsistentRead": True, "ProjectionExpression": "#pk, #status, lease_owner",
-                "ExpressionAttributeNames": {"#pk": JOBS_PARTITION_KEY, "#status": "status"},
-            }}
-            for _ in range(_BATCH_GET_ROUNDS):  # keys DynamoDB left unprocessed (throttling) are asked for again
-                # The Table's own client: boto3 converts the DynamoDB types for it, as for the Table's calls.
-                answer = self._table.meta.client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table.name, []):
-                    if item.get("status") in _JOB_STATUSES:  # a job, not an idempotency or a batch record
-                        states[item[JOBS_PARTITION_KEY]] = (JobStatus(item["status"]), item.get("lease_owner"))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
+        states = {}
+        for item in _batch_get(self._table, job_ids, ProjectionExpression="#pk, #status, lease_owner",
+                               ExpressionAttributeNames={"#pk": JOBS_PARTITION_KEY, "#status": "status"}):
+            if item.get("status") in _JOB_STATUSES:  # a job, not an idempotency or a batch record
+                states[item[JOBS_PARTITION_KEY]] = (JobStatus(item["status"]), item.get("lease_owner"))
         return states
 
     @translated(_STORE)
@@ -251,12 +240,11 @@ _DESERIALIZE = TypeDeserializer()
 
 
 def _job_of(item: dict[str, Any] | None) -> Job | None:
-    if item is None or schema.IDEMPOTENCY_MARK in item or schema.BATCH_MARK in item or schema.USAGE_MARK in item:
+    """The job an item of the table holds; None for any other item (an idempotency or batch record, the open-batch
+    set, a capacity bucket, a breaker, an inline slot counter, usage counters): only a job has both a job status and
+    a tenant, as lease_states reads them."""
+    if item is None or item.get("status") not in _JOB_STATUSES or "tenant_id" not in item:
         return None
-    if str(item.get(JOBS_PARTITION_KEY, "")).startswith(schema.INLINE_SLOT_PREFIX):
-        return None
-    if item.get(JOBS_PARTITION_KEY) == schema.OPEN_BATCHES_KEY:
-        return None  # an idempotency record, a batch record or the open-batch set: never a job
     return Job.from_dict(_plain(item))
 
 
@@ -407,12 +395,9 @@ class DynamoInlineSlots:
                 ConditionExpression="attribute_not_exists(#n) OR #n < :cap",
                 ExpressionAttributeNames={"#n": "running", "#ttl": schema.TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":one": 1, ":cap": self._cap, ":ttl": (window + 2) * SLOT_WINDOW_S + 3600})
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            log.warning("inline slots: not counted (%s); the run is admitted", error)
-            return ""
         except Exception as error:  # noqa: BLE001 - a count that failed must not refuse the job
+            if isinstance(error, ClientError) and error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None  # every slot of the window taken
             log.warning("inline slots: not counted (%s); the run is admitted", error)
             return ""
         return key
@@ -455,22 +440,30 @@ class DynamoUsageStore:
 
     @translated(_STORE)
     def read(self, tenant_id: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
-        keys = {self.key(tenant_id, day): day for day in dict.fromkeys(days)}
+        keys = {self.key(tenant_id, day): day for day in days}
         found: dict[str, dict[str, int]] = {}
-        key_list = list(keys)
-        for start in range(0, len(key_list), _BATCH_GET_MAX):
-            request: dict[str, Any] = {self._table.name: {
-                "Keys": [{JOBS_PARTITION_KEY: key} for key in key_list[start:start + _BATCH_GET_MAX]], "ConsistentRead": True}}
-            for _ in range(_BATCH_GET_ROUNDS):
-                answer = self._table.meta.client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table.name, []):
-                    if schema.USAGE_MARK in item:
-                        found[keys[item[JOBS_PARTITION_KEY]]] = {
-                            name: int(value) for name, value in item.items() if name.count("|") == 2}
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
+        for item in _batch_get(self._table, list(keys)):
+            if schema.USAGE_MARK in item:
+                found[keys[item[JOBS_PARTITION_KEY]]] = {name: int(value) for name, value in item.items() if name.count("|") == 2}
         return found
+
+
+def _batch_get(table: Any, keys: Sequence[str], **extra: Any) -> Iterator[dict[str, Any]]:
+    """The items of the jobs table whose partition keys are ``keys`` (those that exist), read consistently by
+    BatchGetItem, ``_BATCH_GET_MAX`` keys a call (a key asked for twice is asked for once: DynamoDB refuses the
+    request otherwise); keys DynamoDB leaves unprocessed (throttling) are asked for again, ``_BATCH_GET_ROUNDS`` calls
+    at most per chunk. ``extra``: more of the request's part for the table (a projection and its names)."""
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _BATCH_GET_MAX):
+        request: dict[str, Any] = {table.name: {
+            "Keys": [{JOBS_PARTITION_KEY: key} for key in unique[start:start + _BATCH_GET_MAX]], "ConsistentRead": True, **extra}}
+        for _ in range(_BATCH_GET_ROUNDS):
+            # The Table's own client: boto3 converts the DynamoDB types for it, as for the Table's calls.
+            answer = table.meta.client.batch_get_item(RequestItems=request)
+            yield from answer.get("Responses", {}).get(table.name, [])
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
 
 
 def _day_epoch_s(day: str) -> int:

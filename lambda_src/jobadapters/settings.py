@@ -236,11 +236,6 @@ class ClaudeSettings:
             breaker_cool_down_s=_in_range(env, "BREAKER_COOL_DOWN_S", _number(env, "BREAKER_COOL_DOWN_S", 30.0, float), 0.1, 3600.0),
         )
 
-    @property
-    def batch_allowed(self) -> bool:
-        """The batch lane calls Anthropic's Message Batches API: without Anthropic, ``mode: batch`` is refused."""
-        return ANTHROPIC in self.providers
-
 
 def _bedrock_scope(env: Mapping[str, str]) -> str:
     try:

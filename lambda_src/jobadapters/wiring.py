@@ -44,7 +44,7 @@ from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.observing import QUIET
 from jobcore.ports import LanguageModel
-from jobcore.pricing import default_prices
+from jobcore.pricing import Prices
 from jobcore.providers import ANTHROPIC, DEFAULT_PROVIDERS
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
@@ -114,17 +114,19 @@ def build_pacer(settings: ClaudeSettings, clients: AwsClients) -> Pacer | None:
 
 def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float, env: Mapping[str, str] = os.environ,
                 pacer: Pacer | None = None, table: Any = None, telemetry: Telemetry | None = None,
-                lane: str = "") -> LanguageModel:
+                lane: str = "", prices: Prices | None = None) -> LanguageModel:
     """The model: the Anthropic API alone (the default), or the providers in order behind FailoverModel, their
     breakers shared through the jobs ``table`` (a process's own without one). With a ``pacer``, every Anthropic
     call waits for a grant of Anthropic's budget and the SDK does not retry (its blind retries of a 429 are what the
     pacer replaces): a refusal or failure goes to the next provider, or to the runner, which decides. With
-    ``telemetry``, each provider call is a span (inside the pacer: a wait for a grant is not the model's time)."""
+    ``telemetry``, each provider call is a span (inside the pacer: a wait for a grant is not the model's time).
+    ``prices``: the deployment's (PRICE_OVERRIDES applied, as the CDK app's grants and the costing use them), whose
+    Bedrock table maps each model to its inference profile; needed with the Bedrock provider."""
     if settings.providers == DEFAULT_PROVIDERS:
         return _provider_model(ANTHROPIC, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer,
-                               telemetry=telemetry, lane=lane)
+                               telemetry=telemetry, lane=lane, prices=prices)
     models = [(name, _provider_model(name, settings, max_retries=max_retries, timeout_s=timeout_s, env=env, pacer=pacer,
-                                     telemetry=telemetry, lane=lane))
+                                     telemetry=telemetry, lane=lane, prices=prices))
               for name in settings.providers]
     breakers = None
     if len(models) > 1:
@@ -135,7 +137,7 @@ def build_model(settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
 
 def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, timeout_s: float,
                     env: Mapping[str, str], pacer: Pacer | None = None, telemetry: Telemetry | None = None,
-                    lane: str = "") -> LanguageModel:
+                    lane: str = "", prices: Prices | None = None) -> LanguageModel:
     def traced(model: LanguageModel) -> LanguageModel:
         return model if telemetry is None else TracedModel(model, telemetry, lane=lane, provider=name)
 
@@ -149,9 +151,10 @@ def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, ti
         return PacedModel(traced(llm), pacer, settings.model_id)
     if not settings.region:
         raise ConfigError("the Bedrock provider needs the process's Region (AWS_REGION)")
-    claude = default_prices().claude
-    profiles = {model_id: claude.bedrock_profile(model_id, settings.bedrock_scope).id
-                for model_id, scopes in claude.bedrock.items() if settings.bedrock_scope in scopes}
+    if prices is None:
+        raise ConfigError("the Bedrock provider needs the deployment's prices (their Bedrock table, PRICE_OVERRIDES applied)")
+    profiles = {model_id: scopes[settings.bedrock_scope].id
+                for model_id, scopes in prices.claude.bedrock.items() if settings.bedrock_scope in scopes}
     return traced(BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url,
                                timeout_s=timeout_s, max_retries=max_retries))
 
@@ -220,7 +223,7 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
         runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
         llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env, pacer=pacer,
-                        table=clients.table, telemetry=telemetry, lane=lanes.inline.name),
+                        table=clients.table, telemetry=telemetry, lane=lanes.inline.name, prices=settings.lanes.prices),
         pacer=pacer, budgets_usd=settings.budgets_usd,
         new_id=new_job_id, monotonic=time.monotonic, sleep=time.sleep, job_ttl_days=settings.job_ttl_days,
         allow_http_webhooks=settings.allow_loopback_webhooks,

@@ -6,7 +6,8 @@ so a fleet of workers does not all probe at once); its success closes the breake
 another cool-down. A probe whose process died is given up after ``probe_timeout_ms`` and another may claim it.
 
 Pure: the transitions are functions of a state and the time; :class:`Breakers` reads and writes the shared copy,
-and keeps a local one for ``refresh_ms`` so a closed breaker costs no store read per call.
+and keeps a local one (a closed breaker's for ``refresh_ms``, an open one's until its cool-down ends) so that neither
+costs a store read per call.
 """
 
 from __future__ import annotations
@@ -124,12 +125,21 @@ class Breakers:
     def _state(self, provider: str, now: int) -> BreakerState:
         with self._lock:
             cached = self._local.get(provider)
-        if cached is not None and cached[0].opened_at is None and now - cached[1] < self.policy.refresh_ms:
+        if cached is not None and self._trusted(*cached, now):
             return cached[0]
         state = self.store.load(provider)
         with self._lock:
             self._local[provider] = (state, now)
         return state
+
+    def _trusted(self, state: BreakerState, seen_at: int, now: int) -> bool:
+        """Whether the local copy stands without a read: closed, for ``refresh_ms``; open, until its cool-down ends,
+        so that an outage costs no store read per call (another process's refusal only lengthens the cool-down,
+        seen when this one ends; a late success elsewhere that closes it early is seen then too)."""
+        if state.opened_at is None:
+            return now - seen_at < self.policy.refresh_ms
+        reopens_at = state.reopens_at(self.policy)
+        return reopens_at is not None and now < reopens_at
 
     def _update(self, provider: str, change: Callable[[BreakerState, int], BreakerState]) -> None:
         # Another process's write between the read and ours loses us the race: read again and reapply,

@@ -10,18 +10,23 @@
   tenants take turns by start-time fair queuing (equivalent to weighted deficit round robin: each grant
   advances its tenant's virtual time by its cost over its weight; the least advanced goes next).
 - :class:`Pacer` holds one per family and lets threads wait (one lock; a condition wakes the waiters).
-- :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call.
+- :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call, for the job
+  :func:`pacing` bound the calling context to (its tenant, inline or queued), wherever it sits among the model's
+  wrappers.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobcore.capacity import (
+    DIMENSIONS,
     Amount,
     CapacityConfig,
     RateLimits,
@@ -86,7 +91,6 @@ class FamilyPacer:
     next_try_ms: int = 0  # no lease before this (the bucket cannot grant the next call sooner)
     idle_since_ms: int | None = None
     writes: int = 0  # conditional writes of the shared bucket, for the cost figures
-    granted_calls: int = 0
     _seq: int = 0
 
     @property
@@ -159,7 +163,6 @@ class FamilyPacer:
         cost = self.limits.cost(waiter.demand)
         self.used[waiter.tenant] = self.used.get(waiter.tenant, 0.0) + cost
         self.in_flight[waiter.tenant] += 1
-        self.granted_calls += 1
         if not waiter.inline:
             weight = share_of(waiter.tenant, self.config.tenants).weight
             self.vtime[waiter.tenant] = max(self.vtime.get(waiter.tenant, 0.0), self._virtual_now()) + cost / weight
@@ -202,10 +205,15 @@ class FamilyPacer:
     def _shared_usage(self) -> Mapping[str, float]:
         return self.bucket.usage if self.bucket is not None else {}
 
-    def _recent_share(self, tenant: str) -> float:
+    def _merged_usage(self) -> dict[str, float]:
+        """Each tenant's recent use: the shared bucket's, plus this process's grants since its last lease."""
         usage = dict(self._shared_usage())
         for t, cost in self.used.items():
             usage[t] = usage.get(t, 0.0) + cost
+        return usage
+
+    def _recent_share(self, tenant: str) -> float:
+        usage = self._merged_usage()
         total = sum(usage.values())
         return usage.get(tenant, 0.0) / total if total > 0 else 0.0
 
@@ -213,9 +221,7 @@ class FamilyPacer:
         """Whether ``tenant`` has recently used more than its weight's share among the tenants active lately,
         counting one newcomer of weight 1: a tenant alone is over its share, so that the fair reserve is
         there when a second tenant arrives."""
-        usage = dict(self._shared_usage())
-        for t, cost in self.used.items():
-            usage[t] = usage.get(t, 0.0) + cost
+        usage = self._merged_usage()
         total = sum(usage.values())
         if total <= 0 or usage.get(tenant, 0.0) <= 0:
             return False
@@ -302,7 +308,7 @@ class FamilyPacer:
         """Apply ``change`` to the shared bucket by conditional write, starting from the state this process last
         saw (no read: a lost race returns the stored state, and ``change`` is applied to that); the bucket as it
         now stands. ``change`` returning None writes nothing."""
-        bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or _fresh(self.configured, now_ms))
+        bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or SharedBucket.full(self.configured, now_ms))
         for _ in range(SWAP_TRIES):
             new = change(bucket)
             if new is None:
@@ -322,22 +328,17 @@ class FamilyPacer:
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         limits = self.limits
-        bucket = (self.bucket or self.store.load(self.family) or _fresh(self.configured, now_ms)).refilled(limits, now_ms)
+        bucket = (self.bucket or self.store.load(self.family) or SharedBucket.full(self.configured, now_ms)).refilled(limits, now_ms)
         self.bucket = self.bucket or bucket
         capacity = limits.capacity
         return {
             "family": self.family, "limits": limits.to_dict(), "configured": self.configured.to_dict(),
             "available": bucket.levels.positive().to_dict(),
             "in_use": {name: round(1 - max(0.0, level) / cap, 4)
-                       for name, level, cap in zip(("requests", "input_tokens", "output_tokens"), bucket.levels.values(),
-                                                   capacity.values(), strict=True)},
+                       for name, level, cap in zip(DIMENSIONS, bucket.levels.values(), capacity.values(), strict=True)},
             "blocked_until_ms": bucket.blocked_until_ms if bucket.blocked_until_ms > now_ms else None,
             "tenant_use": dict(bucket.usage),
         }
-
-
-def _fresh(limits: RateLimits, now_ms: int) -> SharedBucket:
-    return SharedBucket.full(limits, now_ms)
 
 
 @dataclass(frozen=True)
@@ -429,34 +430,63 @@ class Pacer:
             return views
 
 
-@dataclass
-class PacedModel:
-    """A LanguageModel that takes a grant before each call and settles it after (:class:`Pacer`).
+@dataclass(eq=False)
+class Pacing:
+    """The job whose model calls are being made, for :class:`PacedModel` (:func:`pacing` binds it to the calling
+    context): its tenant, its path (inline or queued), how long a call may wait for a grant, and how long its
+    calls have waited in all (``waited_ms``, for the job's record; its calls may run in several threads)."""
 
-    :meth:`for_job` binds it to a job's tenant and path (inline or queued); unbound, it paces as tenant "-".
-    ``waited_ms``: the time this binding's calls waited for grants, for the job's view.
-    """
-
-    llm: LanguageModel
-    pacer: Pacer
-    default_model: str
-    tenant: str = "-"
+    tenant: str
     inline: bool = False
     max_wait_s: float = QUEUED_MAX_WAIT_S
     waited_ms: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def for_job(self, tenant: str, *, inline: bool, max_wait_s: float) -> PacedModel:
-        return PacedModel(self.llm, self.pacer, self.default_model, tenant, inline, max_wait_s)
+    def waited(self, ms: int) -> None:
+        with self._lock:
+            self.waited_ms += ms
+
+
+# The job the current context's model calls are for: set by whoever runs the job (the runner for a queued job, the
+# service for an inline one), read by PacedModel however deep in the model's wrappers it is (failover, deadline,
+# metering). A thread started for the job's calls must run in a copy of its starter's context
+# (contextvars.copy_context().run), as the runner's and the tasks' pools do: the copy shares the same Pacing.
+_PACING: ContextVar[Pacing | None] = ContextVar("jobcore.capacity_pacer.pacing", default=None)
+
+
+@contextmanager
+def pacing(tenant: str, *, inline: bool, max_wait_s: float = QUEUED_MAX_WAIT_S) -> Iterator[Pacing]:
+    """Pace every model call made in this context (and in threads given a copy of it) as ``tenant``'s job."""
+    job = Pacing(tenant, inline, max_wait_s)
+    token = _PACING.set(job)
+    try:
+        yield job
+    finally:
+        _PACING.reset(token)
+
+
+def current_pacing() -> Pacing | None:
+    """The job the current context's model calls are paced for (None: none bound)."""
+    return _PACING.get()
+
+
+@dataclass
+class PacedModel:
+    """A LanguageModel that takes a grant before each call and settles it after (:class:`Pacer`), for the job the
+    calling context is bound to (:func:`pacing`); unbound, it paces as tenant "-", queued."""
+
+    llm: LanguageModel
+    pacer: Pacer
+    default_model: str
 
     def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        job = _PACING.get() or Pacing("-")
         model_id = str(params.get("model") or self.default_model)
-        max_wait = self.max_wait_s if timeout_s is None or not self.inline else min(self.max_wait_s, timeout_s)
-        grant = self.pacer.acquire(model_id, self.tenant, estimate_demand(params), inline=self.inline, max_wait_s=max_wait)
+        max_wait = job.max_wait_s if timeout_s is None or not job.inline else min(job.max_wait_s, timeout_s)
+        grant = self.pacer.acquire(model_id, job.tenant, estimate_demand(params), inline=job.inline, max_wait_s=max_wait)
         if grant is None:
             return self.llm.create(params, timeout_s=timeout_s)
-        with self._lock:
-            self.waited_ms += grant.waited_ms
+        job.waited(grant.waited_ms)
         try:
             response = self.llm.create(params, timeout_s=timeout_s)
         except ModelUnavailableError as error:

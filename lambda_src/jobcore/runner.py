@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from jobcore import uploads, webhooks
-from jobcore.capacity_pacer import QUEUED_MAX_WAIT_S, PacedModel
+from jobcore.capacity_pacer import Pacing, current_pacing, pacing
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
     BlobNotFoundError,
@@ -43,7 +43,7 @@ from jobcore.observing import QUIET
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, UsageStore
 from jobcore.schema_keys import file_key, partial_key, result_key
 from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
-from jobcore.tasks.base import IncompleteCallsError, usage_of
+from jobcore.tasks.base import IncompleteCallsError, ModelCallsExecutor, load_executor, usage_of
 from jobcore.usage import entry_for
 from jobcore.views import iso
 
@@ -139,8 +139,12 @@ class JobRunner:
             if isinstance(looked_at, Disposition):
                 return looked_at
             job = looked_at
-        ctx = paced_for(job, ctx, inline=False)
         self.observer.started(job, now_ms=now)
+        # Its model calls are paced as its tenant's, queued (jobcore.capacity_pacer), however the model is wrapped.
+        with pacing(job.tenant_id, inline=False) as paced:
+            return self._run_claimed(job, ctx, paced, receive_count=receive_count, max_receives=max_receives)
+
+    def _run_claimed(self, job: Job, ctx: RunContext, paced: Pacing, *, receive_count: int, max_receives: int) -> Disposition:
         try:
             return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
         except ConflictError as error:
@@ -148,7 +152,7 @@ class JobRunner:
         except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
             try:
                 if isinstance(error, CapacityWaitError) and error.dimension is not None:
-                    return self._wait_for_capacity(job, error, waited_ms=waited_ms(ctx))
+                    return self._wait_for_capacity(job, error, waited_ms=paced.waited_ms)
                 return self._retry_or_fail(job, error, receive_count=receive_count, max_receives=max_receives)
             except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
                 current = self.store.get(job.job_id)
@@ -213,7 +217,7 @@ class JobRunner:
             return Outcome(self.fail(job, error))
         model_id = payload.get("model") or ctx.model_id
         meter = self.meter(job, ctx, model_id=model_id)
-        known = self._answers_kept(job)
+        known = self._answers_kept(job, task)
         try:
             try:
                 result = _run(task, payload, replace(ctx, llm=meter), timeout_s, known)
@@ -232,12 +236,16 @@ class JobRunner:
             if isinstance(error, ConflictError):
                 raise
             return Outcome(self.fail(job, error, **self._spent(job, meter)))
-        return Outcome(self.succeed(job, result, model_id=model_id, waited_ms=waited_ms(ctx)), result.output)
+        paced = current_pacing()  # set by whoever runs the job: the worker's process, or the inline path
+        return Outcome(self.succeed(job, result, model_id=model_id, waited_ms=paced.waited_ms if paced else 0), result.output)
 
-    def _answers_kept(self, job: Job) -> dict[str, dict[str, Any]]:
+    def _answers_kept(self, job: Job, task: TaskSpec) -> dict[str, dict[str, Any]]:
         """The answers an earlier run of this job kept (its calls that were answered before others were refused);
-        none to look for on a first run."""
+        none to look for on a first run, nor for a task that makes its calls itself (only a ModelCallsExecutor's
+        calls are kept)."""
         if job.attempts <= 1 and job.model_wait is None:
+            return {}
+        if not isinstance(load_executor(task.executor), ModelCallsExecutor):
             return {}
         try:
             kept = self.blobs.get_json(partial_key(job.job_id))
@@ -474,18 +482,6 @@ def capacity_wait(job: Job, error: CapacityWaitError, *, now_ms: int) -> tuple[i
     return delay_s, ModelWait(since=prior.since if prior else now_ms, waits=(prior.waits if prior else 0) + 1,
                               reason=error.describe(), next_attempt_at=now_ms + delay_s * 1000, capacity=True,
                               excluded_ms=(prior.excluded_ms if prior else 0) + delay_s * 1000)
-
-
-def paced_for(job: Job, ctx: RunContext, *, inline: bool, max_wait_s: float = QUEUED_MAX_WAIT_S) -> RunContext:
-    """``ctx`` with its model bound to ``job``'s tenant, when the model is paced (admission on)."""
-    if isinstance(ctx.llm, PacedModel):
-        return replace(ctx, llm=ctx.llm.for_job(job.tenant_id, inline=inline, max_wait_s=max_wait_s))
-    return ctx
-
-
-def waited_ms(ctx: RunContext) -> int:
-    """How long the calls of a run with ``ctx`` waited for grants (0 when the model is not paced)."""
-    return ctx.llm.waited_ms if isinstance(ctx.llm, PacedModel) else 0
 
 
 def keeps_in_item(job: Job, *, size: int, result_expires_at: int | None) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from jobcore import idempotency, uploads, usage
 from jobcore.capacity import ANY_FAMILY
-from jobcore.capacity_pacer import Pacer
+from jobcore.capacity_pacer import Pacer, pacing
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
     CapacityWaitError,
@@ -44,7 +44,7 @@ from jobcore.model import Job, JobStatus, Mode, transition
 from jobcore.ports import Cursor, InlineSlots, JobQueue, LaneWaker, LanguageModel
 from jobcore.requests import SubmitRequest, well_formed_job_id
 from jobcore.routing import Decision, RoutingPolicy, decide
-from jobcore.runner import JobRunner, Outcome, capacity_wait, error_record, paced_for
+from jobcore.runner import JobRunner, Outcome, capacity_wait, error_record
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
@@ -205,17 +205,21 @@ class JobService:
         budget = (self.budgets_usd or {}).get(job.tenant_id)
         spent_usd = 0.0
         if budget is not None:
-            month = self._usage_items(job.tenant_id, usage.month_days(self.runner.clock_ms()))
-            spent_usd = usage.month_cost_micro_usd(month.values()) / 1_000_000
+            month = usage.month_days(self.runner.clock_ms())
+            spent_usd = _month_spent_usd(self._usage_items(job.tenant_id, month), month)
         check_submission(estimate_usd=estimate, max_cost_usd=job.max_cost_usd, budget_usd=budget, month_spent_usd=spent_usd)
 
     def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
-        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane."""
-        query = usage.parse_query(params, now_ms=self.runner.clock_ms())
-        view = usage.report(query, self._usage_items(tenant_id, query.days))
+        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane; with a
+        budget, what it has spent this month too (one read of both ranges' days)."""
+        now = self.runner.clock_ms()
+        query = usage.parse_query(params, now_ms=now)
         budget = (self.budgets_usd or {}).get(tenant_id)
+        month = usage.month_days(now) if budget is not None else []
+        items = self._usage_items(tenant_id, list(dict.fromkeys(query.days + month)))
+        view = usage.report(query, items)
         if budget is not None:
-            spent = usage.month_cost_micro_usd(self._usage_items(tenant_id, usage.month_days(self.runner.clock_ms())).values()) / 1e6
+            spent = _month_spent_usd(items, month)
             view["budget"] = {"monthly_usd": budget, "month_spent_usd": round(spent, 6),
                               "remaining_usd": round(max(0.0, budget - spent), 6)}
         return view
@@ -471,43 +475,45 @@ class JobService:
         self.runner.observer.started(job, now_ms=job.created_at)
         budget_s = self.policy.lanes.inline.time_limit_s
         deadline = self.monotonic() + budget_s
+        llm = DeadlineModel(self.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
+        ctx = RunContext(llm=llm, model_id=self.model_id)
         # Paced (admission on): an inline call goes ahead of queued work and may use the budget's inline reserve; it
         # waits for a grant only while an answer could still come within the budget.
-        paced = paced_for(job, RunContext(llm=self.llm, model_id=self.model_id), inline=True, max_wait_s=budget_s)
-        llm = DeadlineModel(paced.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
-        ctx = RunContext(llm=llm, model_id=self.model_id)
-        try:
-            done = self.runner.execute(job, ctx)
-        except ModelUnavailableError as error:
-            if job.mode is Mode.SYNC:
-                self._refuse_sync(job, error)
-            return Outcome(self._rescue(job, error))
-        except (ConflictError, EnqueueError):
-            raise
-        except Exception as error:  # noqa: BLE001 - a store failed (or a bug): the recorded job must still finish
-            log.exception("job %s: inline run failed; queueing it", job.job_id)
-            return Outcome(self._rescue(job, error))
+        with pacing(job.tenant_id, inline=True, max_wait_s=budget_s) as paced:
+            try:
+                done = self.runner.execute(job, ctx)
+            except ModelUnavailableError as error:
+                if job.mode is Mode.SYNC:
+                    self._refuse_sync(job, error, waited_ms=paced.waited_ms)
+                return Outcome(self._rescue(job, error, waited_ms=paced.waited_ms))
+            except (ConflictError, EnqueueError):
+                raise
+            except Exception as error:  # noqa: BLE001 - a store failed (or a bug): the recorded job must still finish
+                log.exception("job %s: inline run failed; queueing it", job.job_id)
+                return Outcome(self._rescue(job, error, waited_ms=paced.waited_ms))
         return done
 
-    def _refuse_sync(self, job: Job, error: ModelUnavailableError) -> None:
+    def _refuse_sync(self, job: Job, error: ModelUnavailableError, *, waited_ms: int = 0) -> None:
         """``mode: sync`` and the model could not answer within the inline budget: never a 202 the client did
-        not ask for. The job ends failed (its record says why) and the client gets 503 with a retry hint."""
+        not ask for. The job ends failed (its record says why, and how long its calls waited for grants) and the
+        client gets 503 with a retry hint."""
         retry_after_s = max(1, math.ceil(error.retry_after_s or SYNC_RETRY_AFTER_S))
-        self.runner.fail(job, error)
+        self.runner.fail(job, error, capacity_wait_ms=job.capacity_wait_ms + waited_ms)
         raise SyncUnavailableError(
             f"{error}; mode sync runs inline or not at all, so the job was not queued: retry in {retry_after_s} s, "
             "or submit with mode auto to have it queued when the model is busy", job_id=job.job_id,
             retry_after_s=retry_after_s) from error
 
-    def _rescue(self, job: Job, error: Exception) -> Job:
+    def _rescue(self, job: Job, error: Exception, *, waited_ms: int = 0) -> Job:
         """Queue a recorded inline job whose run could not finish; if even that fails (the store is down),
-        503 with its id: its inline lease runs out and the sweeper queues it (jobcore.sweeper)."""
+        503 with its id: its inline lease runs out and the sweeper queues it (jobcore.sweeper). ``waited_ms``: how
+        long its calls waited for grants, for its record."""
         try:
             if not isinstance(error, ModelUnavailableError):
                 current = self.runner.store.get(job.job_id)  # a write that failed may have landed all the same
                 if current is not None and current.version != job.version:
                     return current
-            return self._fall_back(job, error)
+            return self._fall_back(job, error, waited_ms=waited_ms)
         except Exception as failure:  # noqa: BLE001 - the client is told the job's id, and the sweeper recovers it
             if isinstance(failure, StoreUnavailableError) and failure.job_id is not None:
                 raise  # queued, but neither its queue nor the store could be reached: _enqueue says so
@@ -516,7 +522,7 @@ class JobService:
                 f"job {job.job_id} was accepted but could not be run now; it is queued again automatically within "
                 f"minutes: poll it rather than submitting it again", job_id=job.job_id) from failure
 
-    def _fall_back(self, job: Job, error: Exception) -> Job:
+    def _fall_back(self, job: Job, error: Exception, *, waited_ms: int = 0) -> Job:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
         lane = self.policy.lanes.fallback.name
         record = error_record(error)
@@ -533,13 +539,15 @@ class JobService:
         # A model that is down: the queued job waits as a worker's would (the runner's back-off, with the
         # model's Retry-After as its floor), and its view says so.
         wait = None
+        capacity_wait_ms = job.capacity_wait_ms + waited_ms
         if isinstance(error, CapacityWaitError) and error.dimension is not None:
             wait = capacity_wait(job, error, now_ms=now)  # queued until the budget's next grant is expected
+            capacity_wait_ms += wait[0] * 1000  # that delay is a wait for capacity too, as a worker counts it
         elif isinstance(error, ModelUnavailableError) and (error.model_down or isinstance(error, CapacityWaitError)):
             wait = self.runner.model_wait(job, error, now_ms=now)
         queued = self.runner.save(job, transition(
             job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost=_estimated(estimate),
-            **({"model_wait": wait[1]} if wait else {}),
+            capacity_wait_ms=capacity_wait_ms, **({"model_wait": wait[1]} if wait else {}),
         ))
         if wait:
             self.runner.observer.capacity_wait(queued)
@@ -561,6 +569,11 @@ class JobService:
         if self.waker is not None and delay_s == 0:  # a delayed job (the model is down) is in no hurry
             self.waker.wake(job.lane)
         return job
+
+
+def _month_spent_usd(items: dict[str, dict[str, int]], month: list[str]) -> float:
+    """What a tenant has spent this month, from its day ``items`` (read for ``month``'s days, maybe more)."""
+    return usage.month_cost_micro_usd(items[day] for day in month if day in items) / 1_000_000
 
 
 def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:

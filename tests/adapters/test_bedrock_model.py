@@ -11,6 +11,8 @@ import pytest
 from jobadapters.bedrock import BedrockModel
 from jobadapters.breaker_store import DynamoBreakerStore
 from jobadapters.claude import AnthropicModel
+from jobadapters.settings import ClaudeSettings, ConfigError
+from jobadapters.wiring import build_model
 from jobcore.breaker import BreakerPolicy, Breakers, BreakerState, MemoryBreakerStore
 from jobcore.errors import ModelRequestError, ModelUnavailableError
 from jobcore.failover import FailoverModel
@@ -92,3 +94,24 @@ def test_the_dynamodb_breaker_store_writes_only_on_its_version(clients):
     assert not store.save("bedrock", BreakerState(version=1), expected_version=0)
     assert store.load("bedrock") == opened
     assert store.save("bedrock", BreakerState(version=2), expected_version=1)
+
+
+def test_a_model_added_to_bedrocks_table_by_price_overrides_is_callable(standin):
+    """PRICE_OVERRIDES may add a model's Bedrock profile (the CDK app grants it and the costing prices it): the
+    wired Bedrock provider calls it through that profile, while without the override it is not available."""
+    custom = "anthropic.claude-custom-5-20260101-v1:0"
+    overrides = {"claude": {"bedrock": {"models": {"claude-custom-5": {"model": custom, "profiles": {"global": {
+        "id": f"global.{custom}", "input_per_million": 1.0, "output_per_million": 5.0, "sources": ["us-east-1"],
+        "destinations": "all commercial Regions"}}}}}}}
+    settings = ClaudeSettings(model_id="claude-custom-5", providers=("bedrock",), region="us-east-1",
+                              bedrock_base_url=standin.base_url)
+    model = build_model(settings, max_retries=0, timeout_s=5.0, prices=default_prices().with_overrides(overrides))
+
+    answer = model.create({**HELLO, "model": "claude-custom-5"})
+
+    assert answer["provider"] == "bedrock" and answer["content"][0]["type"] == "text"
+    assert standin.stats()["bedrock"]["requests"] == 1
+    with pytest.raises(ModelRequestError, match="not available"):
+        build_model(settings, max_retries=0, timeout_s=5.0, prices=default_prices()).create({**HELLO, "model": "claude-custom-5"})
+    with pytest.raises(ConfigError, match="prices"):
+        build_model(settings, max_retries=0, timeout_s=5.0)

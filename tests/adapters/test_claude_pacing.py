@@ -12,7 +12,7 @@ import pytest
 
 from jobadapters.claude import AnthropicModel
 from jobcore.capacity import Amount, CapacityConfig, RateLimits
-from jobcore.capacity_pacer import PacedModel, Pacer
+from jobcore.capacity_pacer import PacedModel, Pacer, pacing
 from jobcore.errors import CapacityWaitError, ModelUnavailableError
 from tests.fakes import FakeClock, MemoryCapacityStore, text_response
 
@@ -72,15 +72,15 @@ def test_a_429_is_not_retried_by_the_sdk_and_blocks_every_process_until_its_retr
     clock, store = FakeClock(), MemoryCapacityStore()
     pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), clock.ms)
     llm = AnthropicModel(api_key=lambda: "k", base_url=url, timeout_s=5, max_retries=0, observer=pacer.observe)
-    paced = PacedModel(llm, pacer, "claude-sonnet-4-5").for_job("a", inline=False, max_wait_s=5)
+    paced = PacedModel(llm, pacer, "claude-sonnet-4-5")
 
-    with pytest.raises(ModelUnavailableError) as caught:
+    with pacing("a", inline=False, max_wait_s=5), pytest.raises(ModelUnavailableError) as caught:
         paced.create(HELLO)
     assert caught.value.kind == "rate_limited" and state.requests == 1
 
     bucket = store.buckets["sonnet-4"]
     assert bucket.blocked_until_ms == clock.ms() + 20_000 and bucket.levels.input_tokens == 0
-    with pytest.raises(CapacityWaitError) as waiting:
+    with pacing("a", inline=False, max_wait_s=5), pytest.raises(CapacityWaitError) as waiting:
         paced.create(HELLO)
     assert waiting.value.expected_at_ms == clock.ms() + 20_000 and state.requests == 1
     assert waiting.value.describe() == "model capacity (rate-limited)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import zlib
 
 import pytest
@@ -11,7 +12,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError
 from botocore.stub import Stubber
 
 from jobadapters import schema
-from jobadapters.dynamo import DynamoJobStore
+from jobadapters.dynamo import DynamoJobStore, DynamoUsageStore
 from jobcore.deliveries import HANDOVER_GRACE_MS, DeliveryState
 from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.model import JobStatus, transition
@@ -270,5 +271,96 @@ def test_inline_slots_count_across_executions_and_a_slot_never_given_back_is_for
     assert routers[1].take() is not None  # the dead slots of the last window no longer count
 
 
+@pytest.mark.parametrize("failure", [
+    ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem"),
+    ConnectTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.invalid"),
+])
+def test_an_inline_slot_count_that_fails_admits_the_run_and_gives_nothing_back(table, monkeypatch, failure):
+    """Only a full window refuses a run (None); any other failure of the count, an AWS error or none, admits it
+    uncounted (an empty token, whose give-back writes nothing)."""
+    from jobadapters.dynamo import DynamoInlineSlots
+
+    slots = DynamoInlineSlots(table, limit=1, clock_s=lambda: 1_700_000_000.0, rng=lambda: 0.0)
+    assert slots.take() is not None and slots.take() is None  # the window's one slot taken: refused
+
+    def failing(**kwargs):
+        raise failure
+
+    monkeypatch.setattr(table, "update_item", failing)
+    assert slots.take() == ""
+    slots.give_back("")  # no write: update_item would raise
+
+
 def store_reads_no_job(table, key):
     return DynamoJobStore(table).get(key) is None
+
+
+class BatchGetTable:
+    """A table whose BatchGetItem answers from ``items`` and leaves the last key of each first request unprocessed."""
+
+    name = "jobs"
+
+    def __init__(self, items: dict[str, dict]) -> None:
+        self.items, self.requests = items, []
+        self.meta = types.SimpleNamespace(client=self)
+
+    def batch_get_item(self, *, RequestItems):  # noqa: N803 - boto3's name
+        part = RequestItems[self.name]
+        self.requests.append(part)
+        keys = [key[schema.JOBS_PARTITION_KEY] for key in part["Keys"]]
+        assert len(keys) <= 100 and len(set(keys)) == len(keys)
+        first_try = len(self.requests) % 2 == 1 and len(keys) > 1
+        answered, left = (keys[:-1], keys[-1:]) if first_try else (keys, [])
+        answer = {"Responses": {self.name: [self.items[key] for key in answered if key in self.items]}}
+        if left:
+            answer["UnprocessedKeys"] = {self.name: {**part, "Keys": [{schema.JOBS_PARTITION_KEY: key} for key in left]}}
+        return answer
+
+
+def test_both_batch_reads_chunk_the_keys_ask_again_for_unprocessed_ones_and_keep_their_projection():
+    """The job store's lease states and the usage counters share one BatchGetItem loop: 100 keys a call, each key
+    once, consistent, unprocessed keys asked for again with the same projection."""
+    jobs = {f"job_{n}": {schema.JOBS_PARTITION_KEY: f"job_{n}", "status": "running", "lease_owner": "w"} for n in range(150)}
+    table = BatchGetTable(jobs)
+    states = DynamoJobStore(table).lease_states([*jobs, "job_0", "job_missing"])
+    assert states == {job_id: (JobStatus.RUNNING, "w") for job_id in jobs}
+    assert [len(part["Keys"]) for part in table.requests] == [100, 1, 51, 1]
+    assert all(part["ConsistentRead"] and part["ProjectionExpression"] == "#pk, #status, lease_owner" for part in table.requests)
+
+    usage_store = DynamoUsageStore(BatchGetTable({}))
+    days = [f"2026-01-{d:02d}" for d in range(1, 32)] * 4  # 124 days asked for, 31 of them distinct
+    items = {usage_store.key("t", day): {schema.JOBS_PARTITION_KEY: usage_store.key("t", day), schema.USAGE_MARK: True,
+                                         "claude.messages|cpu|model_calls": 2} for day in days[:30]}
+    usage_store._table.items = items
+    found = usage_store.read("t", days)
+    assert found == {day: {"claude.messages|cpu|model_calls": 2} for day in days[:30]}
+    assert [len(part["Keys"]) for part in usage_store._table.requests] == [31, 1]
+    assert "ProjectionExpression" not in usage_store._table.requests[0]
+
+
+def test_no_item_but_a_job_is_ever_read_as_one(store, table):
+    """Every other kind of item on the jobs table (a capacity bucket, a breaker, an inline slot counter, usage
+    counters, an idempotency or batch record) reads as no job, by get and by a claim alike."""
+    from jobadapters.breaker_store import DynamoBreakerStore
+    from jobadapters.capacity_store import DynamoCapacityStore
+    from jobadapters.dynamo import DynamoInlineSlots
+    from jobcore.breaker import BreakerState
+    from jobcore.capacity import RateLimits, SharedBucket
+    from jobcore.idempotency import IdempotencyRecord
+    from jobcore.usage import UsageEntry
+
+    DynamoCapacityStore(table).swap("sonnet-4", SharedBucket.full(RateLimits(rpm=60, itpm=1_000, otpm=1_000), NOW_MS),
+                                    expected_version=0)
+    DynamoBreakerStore(table).save("bedrock", BreakerState(opened_at=NOW_MS, version=1), expected_version=0)
+    slot = DynamoInlineSlots(table, limit=1, clock_s=lambda: NOW_MS / 1000, rng=lambda: 0.0).take()
+    usage_store = DynamoUsageStore(table)
+    usage_store.add(UsageEntry(tenant_id="t", day="2026-01-01", task="claude.messages", lane="cpu", counts={"jobs_succeeded": 1}))
+    store.reserve_key(IdempotencyRecord(record_id="idem_1", job_id="job_1", body_hash="h", created_at=NOW_MS,
+                                        expires_at=NOW_MS // 1000 + 3600))
+    keys = [schema.CAPACITY_ITEM_PREFIX + "sonnet-4", schema.BREAKER_ITEM_PREFIX + "bedrock", slot,
+            usage_store.key("t", "2026-01-01"), "idem_1"]
+    for key in keys:
+        assert table.get_item(Key={schema.JOBS_PARTITION_KEY: key}).get("Item"), key  # the item is there
+        assert store.get(key) is None, key
+        assert store.claim(key, owner="w", now_ms=NOW_MS, lease_expires_at=NOW_MS + 60_000) == (None, False), key
+    assert store.lease_states(keys) == {}

@@ -90,6 +90,32 @@ def test_a_closed_clean_breaker_costs_no_write() -> None:
     assert store.load("anthropic") == BreakerState()
 
 
+class CountingStore(MemoryBreakerStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def load(self, provider: str) -> BreakerState:
+        self.loads += 1
+        return super().load(provider)
+
+
+def test_an_open_breaker_is_served_from_the_local_copy_until_its_cool_down_ends() -> None:
+    """An outage costs no store read per call: the copy of an open breaker stands until it half-opens; then the
+    shared state is read again (another process may have reopened it, or closed it)."""
+    clock, store = Clock(), CountingStore()
+    b = breakers(clock, store)  # refresh_ms=0: a closed breaker's copy is never trusted
+    for _ in range(3):
+        b.record_failure("anthropic")
+    loads = store.loads
+    for _ in range(50):
+        clock.now += 1_000
+        assert not b.permit("anthropic").allowed
+    assert store.loads == loads  # 50 calls over 50 s of the 60 s cool-down: no read
+    clock.now += 10_000
+    assert b.permit("anthropic").probe and store.loads == loads + 1  # cool-down over: read, then the probe claimed
+
+
 def test_policy_is_validated() -> None:
     with pytest.raises(ValueError, match="failures"):
         BreakerPolicy(failures=0)

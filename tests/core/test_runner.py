@@ -1,6 +1,7 @@
 """The worker's job processing: claims, results, retries, give-ups and duplicates."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -9,6 +10,7 @@ from jobcore.errors import ConflictError, ModelRequestError, ModelUnavailableErr
 from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
 from jobcore.runner import Backoff
+from jobcore.schema_keys import partial_key
 from jobcore.service import render
 from jobcore.tasks import RunContext, TaskResult
 from tests.fakes import RecordingDeliveryQueue, ScriptedModel, harness, make_lanes, text_response
@@ -229,6 +231,40 @@ def test_a_job_past_its_time_limit_is_timed_out_and_its_late_answer_dropped():
     job = h.store.get("job_1")
     assert outcome.delete and job.status is JobStatus.TIMED_OUT and "0.05 s" in job.error["message"]
     assert "results/job_1.json" not in h.blobs.docs
+
+
+class EchoExecutor:
+    """A RunExecutor that answers at once (it makes its calls itself, if any: none are kept between runs)."""
+
+    def run(self, payload, ctx):
+        return TaskResult({"echo": payload}, Usage())
+
+
+ECHO = EchoExecutor()
+
+
+class EchoTask(SlowTask):
+    name = "echo"
+    profile = TaskProfile(expected_duration_s=1, memory_mb=128, timeout_s=5)
+    executor = "tests.core.test_runner:ECHO"
+
+
+@pytest.mark.parametrize(("task", "reads"), [("echo", 0), ("claude.messages", 1)])
+def test_only_a_retried_model_calls_task_looks_for_the_answers_its_last_run_kept(task, reads):
+    """A retry of a task that runs itself (a RunExecutor) has no kept answers to read: no S3 read; a retry of a
+    model-calls task reads them once."""
+    h = harness()
+    h.runner.catalogue = {**h.runner.catalogue, "echo": EchoTask()}
+    job = queued_job(h, task=task, payload={} if task == "echo" else MESSAGES)
+    h.store.save(replace(job, attempts=1, version=job.version + 1), expected_version=job.version)  # its second run
+    looked_up = []
+    get_json = h.blobs.get_json
+    h.blobs.get_json = lambda key: looked_up.append(key) or get_json(key)
+
+    outcome, _ = process(h, [text_response("ok")], receive_count=2)
+
+    assert outcome.delete and h.store.get("job_1").status is JobStatus.SUCCEEDED and h.store.get("job_1").attempts == 2
+    assert looked_up == [partial_key("job_1")] * reads
 
 
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED])

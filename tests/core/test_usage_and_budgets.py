@@ -73,6 +73,42 @@ def test_the_usage_view_groups_by_day_task_or_lane_and_keeps_tenants_apart():
     assert [group["jobs"]["total"] for group in by_day["groups"]] == [2]
 
 
+class CountingUsageStore(MemoryUsageStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+
+    def read(self, tenant_id, days):
+        self.reads.append(list(days))
+        return super().read(tenant_id, days)
+
+
+def test_the_usage_view_with_a_budget_reads_the_days_once_and_counts_only_this_months_spend():
+    """GET /v1/usage over last month and this one, for a tenant with a budget: one read of the days asked for and
+    this month's; the report covers both months, the budget only this month's spend."""
+    service, h = service_with_usage(llm=ScriptedModel(default=lambda p: text_response("x", input_tokens=10, output_tokens=5)))
+    h.runner.usage = store = CountingUsageStore()
+    november = service.submit(parse_submit(SHORT), tenant_id="t1").job  # 2023-11-14
+    h.clock.advance(17 * 86_400)
+    december = service.submit(parse_submit(SHORT), tenant_id="t1").job  # 2023-12-01
+    assert usage.day_of(november.finished_at)[:7] == "2023-11" and usage.day_of(december.finished_at) == "2023-12-01"
+    service.budgets_usd = {"t1": 10.0}
+    store.reads.clear()
+
+    view = service.usage(tenant_id="t1", params={"from": "2023-11-01", "to": "2023-12-01"})
+
+    assert len(store.reads) == 1 and len(store.reads[0]) == len(set(store.reads[0])) == 31
+    assert view["total"]["jobs"] == {"total": 2, "succeeded": 2}
+    spent = december.cost["actual"]["total"]
+    assert view["budget"]["month_spent_usd"] == pytest.approx(spent, abs=1e-6)
+    assert view["budget"]["remaining_usd"] == pytest.approx(10.0 - spent, abs=1e-6)
+    # A range that leaves out this month still reads it, in the same read, for the budget.
+    store.reads.clear()
+    earlier = service.usage(tenant_id="t1", params={"from": "2023-11-01", "to": "2023-11-30"})
+    assert len(store.reads) == 1 and "2023-12-01" in store.reads[0]
+    assert earlier["total"]["jobs"]["total"] == 1 and earlier["budget"]["month_spent_usd"] == view["budget"]["month_spent_usd"]
+
+
 @pytest.mark.parametrize("params, field", [
     ({"from": "2026-02-01", "to": "2026-01-01"}, "from"),
     ({"from": "2026-01-01", "to": "2026-06-01"}, "from"),
