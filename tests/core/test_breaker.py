@@ -11,16 +11,9 @@ from jobcore.errors import CapacityWaitError, ModelRequestError, ModelUnavailabl
 from jobcore.failover import FailoverModel
 from jobcore.model import Usage
 from jobcore.tasks.base import usage_of
+from tests.fakes import FakeClock
 
 POLICY = BreakerPolicy(failures=3, window_ms=10_000, cool_down_ms=60_000, probe_timeout_ms=5_000, refresh_ms=0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
 
 
 class Provider:
@@ -37,30 +30,30 @@ class Provider:
         return {"content": [{"type": "text", "text": self.name}], "usage": {"input_tokens": 10, "output_tokens": 2}}
 
 
-def breakers(clock: Clock, store: MemoryBreakerStore | None = None) -> Breakers:
-    return Breakers(store or MemoryBreakerStore(), POLICY, clock)
+def breakers(clock: FakeClock, store: MemoryBreakerStore | None = None) -> Breakers:
+    return Breakers(store or MemoryBreakerStore(), POLICY, clock.ms)
 
 
 def test_a_run_of_failures_within_the_window_opens_it_and_older_ones_expire() -> None:
-    clock = Clock()
+    clock = FakeClock(start_ms=1_000_000)
     b = breakers(clock)
     b.record_failure("anthropic")
-    clock.now += 11_000  # out of the window: forgotten
+    clock.now_ms += 11_000  # out of the window: forgotten
     b.record_failure("anthropic")
     b.record_failure("anthropic")
     assert b.position("anthropic") == "closed"
     b.record_failure("anthropic")
     assert b.position("anthropic") == "open"
     permit = b.permit("anthropic")
-    assert not permit.allowed and permit.retry_at == clock.now + 60_000
+    assert not permit.allowed and permit.retry_at == clock.now_ms + 60_000
 
 
 def test_after_the_cool_down_one_probe_is_let_through_and_its_success_closes_it() -> None:
-    clock, store = Clock(), MemoryBreakerStore()
+    clock, store = FakeClock(start_ms=1_000_000), MemoryBreakerStore()
     one, other = breakers(clock, store), breakers(clock, store)  # two processes sharing the store
     for _ in range(3):
         one.record_failure("anthropic")
-    clock.now += 60_000
+    clock.now_ms += 60_000
     first = one.permit("anthropic")
     assert first.allowed and first.probe
     assert not other.permit("anthropic").allowed  # the probe is out: the other process does not probe too
@@ -69,22 +62,22 @@ def test_after_the_cool_down_one_probe_is_let_through_and_its_success_closes_it(
 
 
 def test_a_failed_probe_reopens_it_and_a_lost_probe_is_given_up() -> None:
-    clock = Clock()
+    clock = FakeClock(start_ms=1_000_000)
     b = breakers(clock)
     for _ in range(3):
         b.record_failure("bedrock")
-    clock.now += 60_000
+    clock.now_ms += 60_000
     assert b.permit("bedrock").probe
     b.record_failure("bedrock")
     assert b.position("bedrock") == "open"
-    clock.now += 60_000
+    clock.now_ms += 60_000
     assert b.permit("bedrock").probe
-    clock.now += 5_000  # the prober died without reporting
+    clock.now_ms += 5_000  # the prober died without reporting
     assert b.permit("bedrock").probe
 
 
 def test_a_closed_clean_breaker_costs_no_write() -> None:
-    clock, store = Clock(), MemoryBreakerStore()
+    clock, store = FakeClock(start_ms=1_000_000), MemoryBreakerStore()
     b = breakers(clock, store)
     b.record_success("anthropic")
     assert store.load("anthropic") == BreakerState()
@@ -103,16 +96,16 @@ class CountingStore(MemoryBreakerStore):
 def test_an_open_breaker_is_served_from_the_local_copy_until_its_cool_down_ends() -> None:
     """An outage costs no store read per call: the copy of an open breaker stands until it half-opens; then the
     shared state is read again (another process may have reopened it, or closed it)."""
-    clock, store = Clock(), CountingStore()
+    clock, store = FakeClock(start_ms=1_000_000), CountingStore()
     b = breakers(clock, store)  # refresh_ms=0: a closed breaker's copy is never trusted
     for _ in range(3):
         b.record_failure("anthropic")
     loads = store.loads
     for _ in range(50):
-        clock.now += 1_000
+        clock.now_ms += 1_000
         assert not b.permit("anthropic").allowed
     assert store.loads == loads  # 50 calls over 50 s of the 60 s cool-down: no read
-    clock.now += 10_000
+    clock.now_ms += 10_000
     assert b.permit("anthropic").probe and store.loads == loads + 1  # cool-down over: read, then the probe claimed
 
 
@@ -122,7 +115,7 @@ def test_policy_is_validated() -> None:
 
 
 def test_failover_goes_to_the_next_provider_while_the_first_is_down_and_comes_back_after_the_cool_down() -> None:
-    clock = Clock()
+    clock = FakeClock(start_ms=1_000_000)
     anthropic, bedrock = Provider("anthropic"), Provider("bedrock")
     model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(clock))
     anthropic.down = True
@@ -130,23 +123,23 @@ def test_failover_goes_to_the_next_provider_while_the_first_is_down_and_comes_ba
     assert answered == ["bedrock"] * 10
     assert anthropic.calls == 3  # the breaker opened on the third refusal: no more calls during the cool-down
     anthropic.down = False
-    clock.now += 59_999
+    clock.now_ms += 59_999
     assert model.create({})["provider"] == "bedrock"
-    clock.now += 1
+    clock.now_ms += 1
     assert [model.create({})["provider"] for _ in range(3)] == ["anthropic"] * 3
 
 
 def test_a_malformed_request_is_not_sent_elsewhere() -> None:
     anthropic, bedrock = Provider("anthropic"), Provider("bedrock")
     anthropic.down, anthropic.error = True, ModelRequestError("bad request")
-    model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(Clock()))
+    model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(FakeClock(start_ms=1_000_000)))
     with pytest.raises(ModelRequestError):
         model.create({})
     assert bedrock.calls == 0
 
 
 def test_every_provider_down_raises_the_last_refusal_then_waits_for_the_cool_down() -> None:
-    clock = Clock()
+    clock = FakeClock(start_ms=1_000_000)
     anthropic, bedrock = Provider("anthropic"), Provider("bedrock")
     anthropic.down = bedrock.down = True
     model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(clock))
@@ -164,7 +157,7 @@ def test_a_wait_for_capacity_survives_the_next_provider_s_outage() -> None:
     anthropic, bedrock = Provider("anthropic"), Provider("bedrock")
     anthropic.down = bedrock.down = True
     anthropic.error = CapacityWaitError("no grant yet", expected_at_ms=5_000, now_ms=0, dimension="input_tokens")
-    model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(Clock()))
+    model = FailoverModel([("anthropic", anthropic), ("bedrock", bedrock)], breakers(FakeClock(start_ms=1_000_000)))
     with pytest.raises(CapacityWaitError) as raised:
         model.create({})
     assert raised.value.kind == "capacity" and bedrock.calls == 1
