@@ -137,6 +137,23 @@ class TestSynth:
     def test_without_the_gpu_lane_nothing_is_checked(self):
         synth(gpu_ami_release=UNKNOWN_RELEASE, default_region=UNLISTED_REGION)
 
+    def test_two_ec2_lanes_read_each_file_once_and_check_each_instance_type(self, monkeypatch):
+        from stacks import service_stack
+
+        loads: list[str] = []
+        for cls in (GpuInstanceRegions, GpuAmiReleases):
+            real = cls.load
+            monkeypatch.setattr(service_stack, cls.__name__, type(cls.__name__, (), {
+                "load": staticmethod(lambda real=real, name=cls.__name__: loads.append(name) or real())}))
+        big = {"name": "gpu-big", "gpu": True, "memory_mb": 14336, "time_limit_s": 900, "task_cpu": 2048,
+               "compute": {"kind": "ec2", "instance": "g5.2xlarge"}}
+        synth(gpu_enabled="true", lanes=[big], default_region=GPU_REGION)
+        assert sorted(loads) == ["GpuAmiReleases", "GpuInstanceRegions"]
+        # Every lane's instance type is checked, not only the first's (eu-west-1 offers g5 but not g6).
+        with pytest.raises(GpuInstanceRegionError, match="'g6.xlarge': not offered in eu-west-1"):
+            synth(gpu_enabled="true", lanes=[{**big, "compute": {"kind": "ec2", "instance": "g6.xlarge"}}],
+                  default_region="eu-west-1")
+
     def test_an_environment_agnostic_synth_without_a_region_warns_that_it_did_not_check(self):
         app = synth(gpu_enabled="true", default_region=None)
         (warning,) = Annotations.from_stack(app.service).find_warning("*", Match.string_like_regexp("gpu_ami_release"))
