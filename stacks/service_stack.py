@@ -239,7 +239,7 @@ def compute_profile(config: PipelineConfig, worker: WorkerLane) -> ComputeProfil
     if isinstance(compute, FargateCompute):
         return FargateSpot(cpu=int(compute.vcpu * CPU_UNITS_PER_VCPU), memory_mb=compute.memory_mb,
                            on_demand_base=worker.on_demand_base, on_demand_weight=worker.on_demand_weight,
-                           spot_fallback_after_s=worker.spot_fallback_after_s,
+                           spot_fallback_after_s=worker.spot_fallback_after_s if worker.has_on_demand_fallback else 0,
                            on_demand_only=worker.on_demand_only)
     if isinstance(compute, Ec2Compute):
         return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=worker.task_cpu,
