@@ -20,6 +20,7 @@ from stacks import names
 from stacks.config import PipelineConfig, WorkerLane
 from stacks.constructs.api import JobsApi
 from stacks.constructs.batch_collector import BatchCollector
+from stacks.constructs.bundling import NOT_COPIED_ANYWHERE
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.intake import IntakeFunction
@@ -220,8 +221,7 @@ def build_context_exclude(dockerfile: Path, *, root: Path = REPO_ROOT) -> list[s
     without caches or tests. CDK stages and hashes the context after them, so each image's hash covers its own
     files, the shared packages and .dockerignore, and nothing only the other image reads."""
     keep = [dockerfile.relative_to(root).as_posix(), *copied_sources(dockerfile)]
-    return ["*", *(f"!{path}/" if (root / path).is_dir() else f"!{path}" for path in keep),
-            "**/__pycache__", "**/*.pyc", "**/tests"]
+    return ["*", *(f"!{path}/" if (root / path).is_dir() else f"!{path}" for path in keep), *NOT_COPIED_ANYWHERE]
 
 
 def gpu_build_args(config: PipelineConfig) -> dict[str, str]:
