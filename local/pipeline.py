@@ -302,16 +302,16 @@ class LocalPipeline:
         self._processes.append(supervised)
 
     def pids(self) -> dict[str, Any]:
-        """The current process id of each supervised process, and the router's execution environments' (a
-        test may kill one)."""
-        return {**{s.name: s.process.pid for s in self._processes}, "router": self.router.pids() if self.router else []}
+        """The current process id of each supervised process, by its component (``worker-cpu``, ``worker-cpu-2``,
+        ``collector``, ...), and the router's execution environments' (a test may kill one)."""
+        return {**{s.component: s.process.pid for s in self._processes}, "router": self.router.pids() if self.router else []}
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.5):
             for supervised in self._processes:
                 code = supervised.process.poll()
                 if code is not None and not self._stopping.is_set():
-                    log.warning("%s exited with %s; restarting it (restart %d)", supervised.name, code, supervised.restarts + 1)
+                    log.warning("%s exited with %s; restarting it (restart %d)", supervised.component, code, supervised.restarts + 1)
                     supervised.restart()
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -321,12 +321,11 @@ class LocalPipeline:
 
 
 class Supervised:
-    """One child process of the local runtime, and how to start it again."""
+    """One child process of the local runtime, and how to start it again. ``component`` names it, uniquely among
+    the pipeline's processes (``LocalPipeline.pids`` keys by it; the recorded AWS calls name it)."""
 
     def __init__(self, module: str, log_path: Path, env: dict[str, str], *, component: str):
         self.module, self.log_path, self.env, self.component = module, log_path, env, component
-        lane = env.get("LANE")
-        self.name = f"{module}:{lane}" if module == "worker.main" and lane else module
         self.restarts = 0
         self.process: subprocess.Popen = None  # type: ignore[assignment]  # set by start()
 
