@@ -63,6 +63,18 @@ class TestInstanceRegions:
         pin = next(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("cfn-lint=="))
         assert self.regions.source.startswith(f"cfn-lint {pin.split('==')[1]}, ")
 
+    def test_the_tool_reads_cfn_lint_once_a_run(self, tmp_path, monkeypatch, capsys):
+        calls = []
+        data = {"about": "", "instance_types": {"g5.xlarge": ["us-east-1"]}}
+        monkeypatch.setattr(gpu_regions, "build", lambda: calls.append(1) or data)
+        out = tmp_path / "stacks" / "gpu_instance_regions.json"
+        out.parent.mkdir()
+        monkeypatch.setattr(gpu_regions, "INSTANCE_REGIONS_FILE", out)
+        monkeypatch.setattr(gpu_regions, "ROOT", tmp_path)
+        assert gpu_regions.main([]) == 0
+        assert out.read_text() == gpu_regions.render(data) and len(calls) == 1
+        assert "1 instance types" in capsys.readouterr().out
+
     def test_it_covers_the_instance_types_the_config_admits(self):
         assert DEFAULT_INSTANCE in self.regions.regions
         assert all(GPU_INSTANCE_TYPE.fullmatch(name) for name in self.regions.regions)
