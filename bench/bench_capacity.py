@@ -24,9 +24,6 @@ jobs, a quarter of the limits, one worker): its figures are not the goals'. It n
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import math
-import platform
 import sys
 import time
 import urllib.request
@@ -36,7 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.report import Goal, Section
+from bench.report import Goal, Section, epoch_s, publish
+from jobcore.model import TERMINAL
 from local.client import call
 from local.gateway import LOCAL_API_KEY
 from local.pipeline import LocalPipeline, Options
@@ -48,7 +46,6 @@ LATENCY_S = 1.0  # the model's answer time, limited runs
 UNLIMITED_LATENCY_S = 5.0  # without a limit the worker's slots bind: 5 s calls, as the issue measured
 PROMPT = ("Capacity planning note: the model's rate limit is the pipeline's real bottleneck, not compute. " * 15)[:1_440]
 TENANT_B_KEY = "tenant-b-key"
-TERMINAL = {"succeeded", "failed", "canceled", "expired", "timed_out"}
 # Goals (issue 21), printed beside the measures.
 GOAL_GOODPUT = 0.95
 GOAL_429_PER_JOB = 0.05
@@ -149,13 +146,9 @@ def list_jobs(api: str, key: str) -> Iterator[dict[str, Any]]:
             return
 
 
-def _ms(stamp: str | None) -> float:
-    return dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-
-
 def span_s(jobs: list[dict[str, Any]]) -> float:
     """From the first job's creation to the last one's finish, by the jobs' own timestamps."""
-    return max(_ms(j["finished_at"]) for j in jobs if j["finished_at"]) - min(_ms(j["created_at"]) for j in jobs)
+    return max(epoch_s(j["finished_at"]) for j in jobs if j["finished_at"]) - min(epoch_s(j["created_at"]) for j in jobs)
 
 
 # --- figures from the stand-in's counters ------------------------------------------------------------
@@ -349,15 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = QUICK if args.quick else Scale()
     started = time.perf_counter()
     sections = [SECTIONS[name](scale) for name in args.only or SECTIONS]
-    note = "" if admission_built() else " This build has no model admission: \"on\" ran as \"off\"."
-    head = (f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d} on {platform.machine()}, Python {platform.python_version()}, "
-            f"{'quick' if args.quick else 'full'} run, {math.ceil(time.perf_counter() - started)} s in all; the stand-in at "
-            f"{scale.limits.rpm} RPM / {scale.limits.itpm:,} ITPM, {LATENCY_S:g} s a call.{note}\n")
-    report = "\n".join([head, *(s.markdown() for s in sections)])
-    print(report)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            out.write(report)
+    publish(sections, quick=args.quick, started=started, out=args.out,
+            detail=f"the stand-in at {scale.limits.rpm} RPM / {scale.limits.itpm:,} ITPM, {LATENCY_S:g} s a call",
+            note="" if admission_built() else "This build has no model admission: \"on\" ran as \"off\".")
     return 0
 
 

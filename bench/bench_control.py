@@ -53,7 +53,7 @@ def kill_and_settle(pipeline: LocalPipeline, api: str, args: argparse.Namespace)
             ids += [job["id"] for status, _, job in batch if status == 202]
             while kill_at and kill_at[0] < len(ids):
                 kill_at.pop(0)
-                os.kill(pipeline.pids()["worker.main:cpu"], signal.SIGKILL)
+                os.kill(pipeline.pids()["worker-cpu"], signal.SIGKILL)
     deadline = time.perf_counter() + args.settle
     states: dict[str, dict[str, Any]] = {}
     pending = set(ids)

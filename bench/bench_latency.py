@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 
-from bench.report import Section
+from bench.report import Section, publish
 
 # In the order the README reports them: what a caller waits for first comes first.
 SECTIONS = ("bench.bench_coldstart", "bench.bench_calls", "bench.bench_worker", "bench.bench_wake")
@@ -33,14 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or SECTIONS:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         sections.append(importlib.import_module(name).section(quick=args.quick))
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    head = (f"Run {stamp} on {platform.machine()}, Python {platform.python_version()}, "
-            f"{'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s in all.\n")
-    report = "\n".join([head, *(s.markdown() for s in sections)])
-    print(report)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            out.write(report)
+    publish(sections, quick=args.quick, started=started, out=args.out)
     missed = [g.name for s in sections for g in s.goals if not g.met]
     print(f"goals missed: {len(missed)}" + (f" ({'; '.join(missed)})" if missed else ""), file=sys.stderr)
     return 0

@@ -16,7 +16,6 @@ every job spent its five receives within about 30 s and failed. It never fails a
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -24,10 +23,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.report import epoch_s
+from jobcore.model import TERMINAL
 from local.client import call
 from local.pipeline import LocalPipeline, Options
 
-SETTLED = {"succeeded", "failed", "canceled", "expired", "timed_out"}
+SETTLED = TERMINAL  # a job's last states
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,10 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retry-after", type=float, default=1.0, help="the 429s' retry-after header, seconds")
     parser.add_argument("--settle", type=float, default=900.0, help="how long to wait for every job to settle")
     return parser.parse_args(argv)
-
-
-def epoch_s(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def warm_up(api: str, body: dict[str, Any], timeout_s: float = 120.0) -> None:

@@ -246,7 +246,7 @@ def measure_case(slots: int, latency_s: float, *, jobs: int, rounds: int) -> Cas
             env={**os.environ, "PYTHONPATH": PYTHONPATH}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert reference.stdout is not None and reference.stdout.readline().strip() == "ready", "the reference consumer did not start"
-            worker_pid = pipeline.pids()["worker.main:cpu"]
+            worker_pid = pipeline.pids()["worker-cpu"]
             driver.run(worker_queue, slots, consumer_pid=worker_pid)  # warm-up: imports, connections, the SDK's client
             driver.run(reference_queue, slots, consumer_pid=reference.pid)
             worker: list[Round] = []

@@ -30,7 +30,7 @@ from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
-from stacks.lane_env import capacity_environment, compact_json, lane_environment
+from stacks.lane_env import compact_json, lane_environment, service_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("lambda_src", "container_src", "."))
@@ -44,6 +44,19 @@ def deployment_config(**overrides: Any) -> PipelineConfig:
     runs the lanes, sizes and prices of the default deployment, not numbers of its own."""
     context = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
     return PipelineConfig.from_mapping({**context, **overrides})
+
+
+LOCAL_STAGE = "local"
+
+
+def local_service_settings(config: PipelineConfig) -> dict[str, str]:
+    """The settings a deploy of ``config`` gives its router (``runtime_env.service_environment``), but the stage."""
+    return service_settings(
+        stage=LOCAL_STAGE, model_id=config.model_id, model_providers=config.model_providers,
+        job_ttl_days=config.job_ttl_days, result_retention_days=config.result_retention_days,
+        task_rates_per_min=config.task_rates_per_min, tenant_budgets_usd=config.tenant_budgets_usd,
+        traces_endpoint=config.traces_endpoint, index_shards=config.index_shards(), capacity=config.capacity(),
+        inline_concurrency=config.inline_concurrency())
 
 
 # A dimension the stand-in leaves unlimited is, for the pipeline's budget, one it can never spend in a minute.
@@ -226,20 +239,17 @@ class LocalPipeline:
     def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:
         env = {
             **lane_environment(self.lanes, self.config.price_overrides, self.config.bedrock_profile),
-            "MODEL_PROVIDERS": ",".join(self.config.model_providers),
-            "STAGE": "local", "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
-            "LANE_QUEUE_URLS": compact_json(made.queue_urls), "MODEL_ID": self.config.model_id,
-            "WEBHOOK_QUEUE_URL": made.webhook_queue_url, "TASK_RATES_PER_MIN": compact_json(self.config.task_rates_per_min),
-            "JOB_TTL_DAYS": str(self.config.job_ttl_days), "RESULT_RETENTION_DAYS": str(self.config.result_retention_days),
+            # What a deploy's router gets from the same configuration (shards, inline budget, the model's budget
+            # from cdk.json, or Options.config's, e.g. the bench's {"model_rate_limits": {"*": {...}},
+            # "model_admission": false}); the workers inherit it.
+            **local_service_settings(self.config),
+            "JOBS_TABLE": made.table, "RESULTS_BUCKET": made.bucket,
+            "LANE_QUEUE_URLS": compact_json(made.queue_urls), "WEBHOOK_QUEUE_URL": made.webhook_queue_url,
             "WEBHOOK_SECRET": self.options.webhook_secret,
             # The local receivers listen on 127.0.0.1 over http: loopback only, never other private targets.
             "WEBHOOK_ALLOW_LOOPBACK": "true", "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             # The worker lanes' ECS services (in moto, at 0 tasks): the router and the intake wake them as in AWS.
             "LANE_SERVICES": compact_json(made.lane_services),
-            # The model's budget from the deployment's configuration (Options.config overrides it, e.g. the bench's
-            # {"model_rate_limits": {"*": {...}}, "model_admission": false}); the workers inherit it.
-            **capacity_environment(self.config.capacity()),
-            "TENANT_BUDGETS_USD": compact_json(self.config.tenant_budgets_usd),
         }
         if self.options.traces_file is not None:
             env["TRACES_FILE"] = str(self.options.traces_file)
@@ -292,16 +302,16 @@ class LocalPipeline:
         self._processes.append(supervised)
 
     def pids(self) -> dict[str, Any]:
-        """The current process id of each supervised process, and the router's execution environments' (a
-        test may kill one)."""
-        return {**{s.name: s.process.pid for s in self._processes}, "router": self.router.pids() if self.router else []}
+        """The current process id of each supervised process, by its component (``worker-cpu``, ``worker-cpu-2``,
+        ``collector``, ...), and the router's execution environments' (a test may kill one)."""
+        return {**{s.component: s.process.pid for s in self._processes}, "router": self.router.pids() if self.router else []}
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.5):
             for supervised in self._processes:
                 code = supervised.process.poll()
                 if code is not None and not self._stopping.is_set():
-                    log.warning("%s exited with %s; restarting it (restart %d)", supervised.name, code, supervised.restarts + 1)
+                    log.warning("%s exited with %s; restarting it (restart %d)", supervised.component, code, supervised.restarts + 1)
                     supervised.restart()
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -311,12 +321,11 @@ class LocalPipeline:
 
 
 class Supervised:
-    """One child process of the local runtime, and how to start it again."""
+    """One child process of the local runtime, and how to start it again. ``component`` names it, uniquely among
+    the pipeline's processes (``LocalPipeline.pids`` keys by it; the recorded AWS calls name it)."""
 
     def __init__(self, module: str, log_path: Path, env: dict[str, str], *, component: str):
         self.module, self.log_path, self.env, self.component = module, log_path, env, component
-        lane = env.get("LANE")
-        self.name = f"{module}:{lane}" if module == "worker.main" and lane else module
         self.restarts = 0
         self.process: subprocess.Popen = None  # type: ignore[assignment]  # set by start()
 

@@ -6,9 +6,10 @@ CDK library (jsii starts a Node process) just to write a few JSON strings.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobadapters.schema import INDEX_SHARDS_ENV, IndexShards
 from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lanes
 from jobcore.providers import DEFAULT_BEDROCK_SCOPE
@@ -64,4 +65,33 @@ def capacity_environment(capacity: CapacityConfig) -> dict[str, str]:
                                                 **({"max_in_flight": share.max_in_flight} if share.max_in_flight else {})}
                                        for tenant, share in capacity.tenants.items()}),
         "INLINE_RESERVED_SHARE": str(capacity.inline_reserved_share),
+    }
+
+
+def providers_value(providers: Sequence[str]) -> str:
+    """``MODEL_PROVIDERS`` (``ClaudeSettings``): the providers in the order they are tried, comma-separated."""
+    return ",".join(providers)
+
+
+def service_settings(
+    *, stage: str, model_id: str, model_providers: Sequence[str], job_ttl_days: int, result_retention_days: int,
+    task_rates_per_min: Mapping[str, float], tenant_budgets_usd: Mapping[str, float] | None, traces_endpoint: str,
+    index_shards: IndexShards, capacity: CapacityConfig | None, inline_concurrency: int | None,
+) -> dict[str, str]:
+    """The token-free part of what ``RouterSettings`` reads, for the deployed functions that submit jobs
+    (``runtime_env.service_environment``) and the local router alike, so that a local run has the stage's shards,
+    inline budget and model budget of a deploy. ``capacity`` and ``inline_concurrency`` None leave their keys out
+    (a function that never runs a job inline)."""
+    return {
+        "STAGE": stage,
+        "MODEL_ID": model_id,
+        "MODEL_PROVIDERS": providers_value(model_providers),
+        INDEX_SHARDS_ENV: index_shards.to_env(),
+        "JOB_TTL_DAYS": str(job_ttl_days),
+        "RESULT_RETENTION_DAYS": str(result_retention_days),
+        "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
+        "TENANT_BUDGETS_USD": compact_json(dict(tenant_budgets_usd or {})),
+        "TRACES_ENDPOINT": traces_endpoint,
+        **({} if capacity is None else capacity_environment(capacity)),
+        **({} if inline_concurrency is None else {"INLINE_CONCURRENCY": str(inline_concurrency)}),
     }

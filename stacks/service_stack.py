@@ -4,6 +4,7 @@ Safe to destroy and redeploy."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from aws_cdk import Annotations, CfnOutput, Duration, Stack, Token
@@ -19,6 +20,7 @@ from stacks import names
 from stacks.config import PipelineConfig, WorkerLane
 from stacks.constructs.api import JobsApi
 from stacks.constructs.batch_collector import BatchCollector
+from stacks.constructs.bundling import NOT_COPIED_ANYWHERE
 from stacks.constructs.cluster import WorkerCluster
 from stacks.constructs.compute import ComputeProfile, FargateSpot, GpuInstances
 from stacks.constructs.intake import IntakeFunction
@@ -73,10 +75,12 @@ class ServiceStack(Stack):
         storage, secrets = data.storage, data.secrets
         lanes = c.lanes()
         queued = lanes.queued()
+        capacity = c.capacity()  # the model's budget, for the router and every worker lane
         region = self.region if not Token.is_unresolved(self.region) else default_region
         access = model_access(c.model_providers, c.bedrock_profile, c.bedrock_profiles(region))
-        for instance_type in dict.fromkeys(lane.compute.instance for lane in queued if isinstance(lane.compute, Ec2Compute)):
-            self.check_gpu_region(instance_type, c.gpu_ami_release, default_region)
+        instance_types = list(dict.fromkeys(lane.compute.instance for lane in queued if isinstance(lane.compute, Ec2Compute)))
+        if instance_types:
+            self.check_gpu_region(instance_types, c.gpu_ami_release, region)
         queues = {lane.name: JobQueue(self, f"{names.construct_id(lane.name)}Lane", max_receive_count=c.max_receives,
                                       visibility_timeout=Duration.seconds(schema.queue_visibility_s(lane)))
                   for lane in queued}
@@ -95,7 +99,7 @@ class ServiceStack(Stack):
             reserved_concurrency=c.router_reserved_concurrency, job_ttl_days=c.job_ttl_days,
             result_retention_days=c.result_retention_days,
             task_rates_per_min=c.task_rates_per_min, price_overrides=c.price_overrides, log_retention=retention,
-            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency, capacity=c.capacity(),
+            snapstart=c.router_snapstart, provisioned_concurrency=c.router_provisioned_concurrency, capacity=capacity,
             inline_concurrency=c.inline_concurrency(),
             tenant_budgets_usd=c.tenant_budgets_usd, traces_endpoint=c.traces_endpoint)
         api = JobsApi(self, "Api", handler=router.target, stage_name=c.stage, rate_limit=c.api_rate_limit,
@@ -111,7 +115,7 @@ class ServiceStack(Stack):
                 max_tasks=worker.max_tasks, stage=c.stage, model_id=c.worker_model_id,
                 anthropic_secret=secrets.anthropic_api_key, model_access=access, price_overrides=c.price_overrides,
                 result_retention_days=c.result_retention_days, log_retention=retention,
-                model_s3_uri=c.embedding_model_s3_uri if worker.lane.gpu else "", capacity=c.capacity(),
+                model_s3_uri=c.embedding_model_s3_uri if worker.lane.gpu else "", capacity=capacity,
                 traces_endpoint=c.traces_endpoint)
             for worker in c.worker_lanes()
         }
@@ -158,20 +162,23 @@ class ServiceStack(Stack):
         CfnOutput(self, "WebhookDeadLetterQueueUrl", value=webhooks.job_queue.dead_letter_queue.queue_url,
                   description="Hand-overs the dispatcher could not process; the sweep retries pending deliveries")
 
-    def check_gpu_region(self, instance_type: str, release: str, default_region: str | None) -> None:
-        """Fails synth unless the deploy region offers ``instance_type`` (``gpu_instance_regions.json``:
-        :class:`stacks.gpu_ami.GpuInstanceRegionError`) and ``gpu_ami_releases.json`` lists ``release`` for it
-        (:class:`stacks.gpu_ami.GpuAmiReleaseError`, saying what to do); a warning when no region is known."""
-        region = self.region if not Token.is_unresolved(self.region) else default_region
+    def check_gpu_region(self, instance_types: Sequence[str], release: str, region: str | None) -> None:
+        """Fails synth unless ``region`` (the deploy region) offers each of ``instance_types``
+        (``gpu_instance_regions.json``: :class:`stacks.gpu_ami.GpuInstanceRegionError`) and ``gpu_ami_releases.json``
+        lists ``release`` for it (:class:`stacks.gpu_ami.GpuAmiReleaseError`, saying what to do); a warning when no
+        region is known. Each file is read once, the release checked once."""
         if not region:
+            types = ", ".join(repr(instance_type) for instance_type in instance_types)
             Annotations.of(self).add_warning_v2(
                 "pipeline:gpu-ami-release-unchecked",
-                f"gpu_instance_type {instance_type!r} and gpu_ami_release {release!r} were not checked against a "
+                f"gpu_instance_type {types} and gpu_ami_release {release!r} were not checked against a "
                 "region: the stack is environment-agnostic "
                 "and CDK_DEFAULT_REGION is not set. cdk deploy sets it; to check by hand, synth with AWS_REGION "
                 "set or see stacks/gpu_ami_releases.json.")
             return
-        GpuInstanceRegions.load().check(instance_type, region)
+        offered = GpuInstanceRegions.load()
+        for instance_type in instance_types:
+            offered.check(instance_type, region)
         GpuAmiReleases.load().check(release, region)
 
     def _image(self, config: PipelineConfig, kind: str) -> ecs.ContainerImage:
@@ -214,8 +221,7 @@ def build_context_exclude(dockerfile: Path, *, root: Path = REPO_ROOT) -> list[s
     without caches or tests. CDK stages and hashes the context after them, so each image's hash covers its own
     files, the shared packages and .dockerignore, and nothing only the other image reads."""
     keep = [dockerfile.relative_to(root).as_posix(), *copied_sources(dockerfile)]
-    return ["*", *(f"!{path}/" if (root / path).is_dir() else f"!{path}" for path in keep),
-            "**/__pycache__", "**/*.pyc", "**/tests"]
+    return ["*", *(f"!{path}/" if (root / path).is_dir() else f"!{path}" for path in keep), *NOT_COPIED_ANYWHERE]
 
 
 def gpu_build_args(config: PipelineConfig) -> dict[str, str]:
@@ -233,7 +239,7 @@ def compute_profile(config: PipelineConfig, worker: WorkerLane) -> ComputeProfil
     if isinstance(compute, FargateCompute):
         return FargateSpot(cpu=int(compute.vcpu * CPU_UNITS_PER_VCPU), memory_mb=compute.memory_mb,
                            on_demand_base=worker.on_demand_base, on_demand_weight=worker.on_demand_weight,
-                           spot_fallback_after_s=worker.spot_fallback_after_s,
+                           spot_fallback_after_s=worker.spot_fallback_after_s if worker.has_on_demand_fallback else 0,
                            on_demand_only=worker.on_demand_only)
     if isinstance(compute, Ec2Compute):
         return GpuInstances(instance_type=compute.instance, ami_release=config.gpu_ami_release, cpu=worker.task_cpu,

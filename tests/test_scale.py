@@ -128,3 +128,15 @@ def test_one_tenant_at_300_submissions_a_second_with_10000_running_stays_under_e
     before = {row.resource.split(" (")[0]: row for row in scale.ceilings(work, scale.layout("before"))}
     assert before["tenant index"].headroom < 1  # one partition, over its 1,000 WCU/s
     assert rows["tenant index"].headroom >= 10 * before["tenant index"].headroom
+
+
+def test_the_router_rows_follow_the_layout_s_config():
+    from stacks.config import PipelineConfig
+
+    config = PipelineConfig(router_reserved_concurrency=50)
+    lay = scale.layout("after", config)
+    assert lay.costs is lay.costs  # one cost model a layout, built from its config
+    work = next(w for w in scale.WORKLOADS if w.name == "one-tenant-300")
+    rows = {row.resource.split(" (")[0]: row for row in scale.ceilings(work, lay)}
+    assert rows["router: inline runs"].limit == config.inline_concurrency()
+    assert rows["router: Lambda concurrency"].limit == config.router_concurrency() == 50

@@ -62,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    text = render(build())
+    data = build()
+    text = render(data)
     if args.check:
         same = INSTANCE_REGIONS_FILE.read_text(encoding="utf-8") == text
         print(f"{INSTANCE_REGIONS_FILE.name}: {'up to date' if same else 'differs: run python -m tools.gpu_regions'}")
         return 0 if same else 1
     INSTANCE_REGIONS_FILE.write_text(text, encoding="utf-8")
-    print(f"wrote {INSTANCE_REGIONS_FILE.relative_to(ROOT)}: {len(build()['instance_types'])} instance types")
+    print(f"wrote {INSTANCE_REGIONS_FILE.relative_to(ROOT)}: {len(data['instance_types'])} instance types")
     return 0
 
 

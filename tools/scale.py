@@ -19,16 +19,16 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from jobadapters import schema
 from jobadapters.dynamo import _item
 from jobadapters.schema import IndexShards
 from jobcore import deliveries, webhooks
-from jobcore.concurrency import INLINE_SHARE
+from jobcore.concurrency import inline_slots
 from jobcore.costing import CostModel
 from jobcore.deliveries import AttemptResult, RetrySchedule
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
-from jobcore.pricing import default_prices
 from local.resources import table_definition
 from local.write_units import TABLE, Index, indexes_of, item_size, units
 from stacks.config import PipelineConfig
@@ -36,7 +36,6 @@ from stacks.config import PipelineConfig
 PARTITION_WCU_S = 1_000  # write units a second one DynamoDB partition takes (table or index)
 RENEW_EVERY_S = 20  # the worker's heartbeat renews a lease this often (worker.poller: 10 beats of 2 s)
 T0 = 1_700_000_000_000
-MODEL_ID = PipelineConfig().model_id
 
 # AWS's default quotas (us-east-1, November 2026), and what to ask for when one binds.
 QUOTAS: dict[str, tuple[float, str]] = {
@@ -93,6 +92,11 @@ class Layout:
     router_concurrency: int
     config: PipelineConfig = field(default_factory=PipelineConfig)
 
+    @cached_property
+    def costs(self) -> CostModel:
+        """The cost model of ``config``'s lanes and prices, as the router and the runners record costs with it."""
+        return CostModel(self.config.prices(), self.config.lanes())
+
 
 def layout(name: str, config: PipelineConfig | None = None) -> Layout:
     """``after``: this code's table and router; ``before``: the layout it replaced (by_tenant ALL on tenant_id,
@@ -110,14 +114,13 @@ def layout(name: str, config: PipelineConfig | None = None) -> Layout:
 # --- per job: the writes the code makes -------------------------------------------------------------------
 
 
-def job_states(*, inline: bool, renewals: int, webhook: bool, result_bytes: int, input_bytes: int,
-               actual_cost: bool = True) -> Iterator[tuple[str, Job | None, Job]]:
-    """``(step, item before, item after)`` of each write of one job, made by the real transitions; its cost as the
-    real cost model records it (the router's estimate; the runner's actual, unless ``actual_cost`` is False)."""
-    costs = CostModel(default_prices(), PipelineConfig().lanes())
+def job_states(*, costs: CostModel, model_id: str, inline: bool, renewals: int, webhook: bool, result_bytes: int,
+               input_bytes: int, actual_cost: bool = True) -> Iterator[tuple[str, Job | None, Job]]:
+    """``(step, item before, item after)`` of each write of one job, made by the real transitions; its cost as
+    ``costs`` records it for ``model_id`` (the router's estimate; the runner's actual, unless ``actual_cost`` is False)."""
     lane = "inline" if inline else "cpu"
     usage = Usage(input_tokens=512, output_tokens=188, model_calls=1)
-    estimate = costs.estimate(lane=lane, model_id=MODEL_ID, expected_duration_s=3.0, input_tokens=500, output_tokens=200)
+    estimate = costs.estimate(lane=lane, model_id=model_id, expected_duration_s=3.0, input_tokens=500, output_tokens=200)
     shell = len(json.dumps({"max_tokens": 1024, "messages": [{"role": "user", "content": ""}]}))
     text = "x" * max(0, input_bytes - shell)  # the input's JSON is ``input_bytes`` long
     job = Job(job_id="job_" + "0" * 32, tenant_id="tenant-0001", task="claude.messages",
@@ -148,7 +151,7 @@ def job_states(*, inline: bool, renewals: int, webhook: bool, result_bytes: int,
     result = json.dumps({"content": [{"type": "text", "text": "y" * max(0, result_bytes - shell)}]})
     cost = dict(job.cost)
     if actual_cost:
-        cost["actual"] = costs.actual(lane=lane, model_id=MODEL_ID, usage=usage, duration_s=(now - (job.started_at or now)) / 1000)
+        cost["actual"] = costs.actual(lane=lane, model_id=model_id, usage=usage, duration_s=(now - (job.started_at or now)) / 1000)
     done = transition(job, JobStatus.SUCCEEDED, now_ms=now, result_json=result, result_bytes=len(result),
                       result_expires_at=now + 30 * 86_400_000, usage=usage, cost=cost)
     if webhook:
@@ -180,8 +183,9 @@ def per_job(lay: Layout, *, inline: bool, renewals: int, webhook: bool, result_b
             input_bytes: int = 600, actual_cost: bool = True) -> PerJob:
     totals: dict[str, float] = {TABLE: 0}
     steps = []
-    for step, before, after in job_states(inline=inline, renewals=renewals, webhook=webhook, result_bytes=result_bytes,
-                                          input_bytes=input_bytes, actual_cost=actual_cost):
+    for step, before, after in job_states(costs=lay.costs, model_id=lay.config.model_id, inline=inline, renewals=renewals,
+                                          webhook=webhook, result_bytes=result_bytes, input_bytes=input_bytes,
+                                          actual_cost=actual_cost):
         old = _item(before, lay.shards) if before is not None else None
         new = _item(after, lay.shards)
         cost = {TABLE: units(max(item_size(old) if old else 0, item_size(new)))}
@@ -245,13 +249,15 @@ def ceilings(work: Workload, lay: Layout) -> list[Ceiling]:
     ]
     # The router: an inline job holds an execution for its model call, a queued one for its writes (~50 ms).
     short_s = 0.05
-    router_load = inline_s * work.inline_s + (queued_s + work.jobs_s) * short_s  # submissions and one poll each
+    inline_load = inline_s * work.inline_s
+    short_load = (queued_s + work.jobs_s) * short_s  # submissions and one poll each
     if lay.inline_capped:  # inline runs past the budget's share are queued instead: the rest never throttles
-        inline_cap = math.floor(lay.router_concurrency * INLINE_SHARE)
-        router_load = min(inline_s * work.inline_s, inline_cap) + (queued_s + work.jobs_s) * short_s
+        inline_cap = inline_slots(lay.router_concurrency)
+        inline_load = min(inline_load, inline_cap)
         rows.append(Ceiling("router: inline runs (past the budget they are queued, not throttled)",
                             inline_s * work.inline_s, inline_cap, "executions",
                             "lambda_concurrency_quota (or router_reserved_concurrency)"))
+    router_load = inline_load + short_load
     rows.append(Ceiling("router: Lambda concurrency (all requests)", router_load, lay.router_concurrency, "executions",
                         "lambda_concurrency_quota: the account's Lambda concurrency (Service Quotas)"))
     rows += [

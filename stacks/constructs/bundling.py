@@ -16,7 +16,9 @@ from aws_cdk import DockerImage, ILocalBundling
 # Lambda's Python runtimes on arm64 run Amazon Linux 2023 (glibc 2.34): any of these wheels load there.
 # pip does not widen a --platform to older manylinux tags by itself, so each is named.
 LAMBDA_ARM64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
-NOT_COPIED = ("__pycache__", "*.pyc", "tests")  # of the source packages
+NOT_COPIED = ("__pycache__", "*.pyc", "tests")  # of the source packages: the one list of what no asset or image holds
+# The same as asset and Docker build-context exclude patterns, which match at any depth only with a leading "**/".
+NOT_COPIED_ANYWHERE = tuple(f"**/{pattern}" for pattern in NOT_COPIED)
 
 Runner = Callable[..., subprocess.CompletedProcess]
 

@@ -49,7 +49,8 @@ class FargateSpot:
     WorkerCluster) behind a security group that admits nothing. Deploys keep every running task until
     its replacement runs (100/200 %) and roll back on repeated failures.
 
-    ``on_demand_only``: every task on regular Fargate (a lane whose compute is not Spot), no fallback.
+    ``on_demand_only``: every task on regular Fargate (a lane whose compute is not Spot); such a lane has no
+    fallback, so its ``spot_fallback_after_s`` is 0 (``WorkerLane.has_on_demand_fallback``).
 
     With ``spot_fallback_after_s`` set, :meth:`fallback_service` adds a second service on regular Fargate
     (same task definition, security group and queue, 0 tasks) for ``WorkerService`` to scale out when jobs
@@ -95,8 +96,9 @@ class FargateSpot:
     def fallback_service(self, scope: Construct, *, cluster: WorkerCluster, task_definition: ecs.TaskDefinition,
                          primary: ecs.BaseService) -> OnDemandFallback | None:
         """``OnDemandService``: the same tasks as ``primary`` on regular Fargate only, 0 of them until scaled
-        out (``WorkerService`` does, on the queue's age); None without ``spot_fallback_after_s``."""
-        if not self.spot_fallback_after_s or self.on_demand_only:
+        out (``WorkerService`` does, on the queue's age); None without ``spot_fallback_after_s`` (which
+        ``service_stack.compute_profile`` sets only for a lane that ``has_on_demand_fallback``)."""
+        if not self.spot_fallback_after_s:
             return None
         service = ecs.FargateService(
             scope, "OnDemandService", cluster=cluster.cluster, task_definition=task_definition,

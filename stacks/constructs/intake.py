@@ -101,7 +101,8 @@ class IntakeFunction(Construct):
         self.intake_queue = intake_queue = intake.job_queue
         environment = {
             **service_environment(
-                self, lanes=lanes, price_overrides=price_overrides, stage=stage, table=storage.table_environment(),
+                self, lanes=lanes, price_overrides=price_overrides, stage=stage, jobs_table=storage.table.table_name,
+                index_shards=storage.shards,
                 bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
                 result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id,

@@ -14,6 +14,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 
 from jobcore.pricing import BedrockProfile
 from jobcore.providers import ANTHROPIC, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS
+from stacks.lane_env import providers_value
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ModelAccess:
 
     def environment(self) -> dict[str, str]:
         """``MODEL_PROVIDERS`` (ClaudeSettings); ``BEDROCK_PROFILE`` is the lanes' (stacks.lane_env)."""
-        return {"MODEL_PROVIDERS": ",".join(self.providers)}
+        return {"MODEL_PROVIDERS": providers_value(self.providers)}
 
     def invoke_resources(self) -> list[str]:
         resources: list[str] = []

@@ -17,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from jobcore.lanes import Lanes
-from stacks.constructs.bundling import PipLocalBundling
+from stacks.constructs.bundling import NOT_COPIED_ANYWHERE, PipLocalBundling
 from stacks.constructs.nag import acknowledge
 from stacks.lane_env import code_files
 
@@ -25,7 +25,7 @@ LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 PYTHON_VERSION = "3.13"  # the pip target of the bundle; must match RUNTIME (and `make lock`'s for the Lambda)
 LAMBDA_REQUIREMENTS = LAMBDA_SRC / "requirements.lock"
-SOURCE_EXCLUDE = ("**/__pycache__", "**/*.pyc", "**/tests")
+SOURCE_EXCLUDE = NOT_COPIED_ANYWHERE  # what the bundle leaves out, as the asset hash leaves it out
 
 
 def source_code(lanes: Lanes) -> lambda_.AssetCode:

@@ -22,7 +22,6 @@ from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
-from stacks.lane_env import capacity_environment
 
 HANDLER = "router.handler.handler"
 LIVE_ALIAS = "live"  # with SnapStart or provisioned concurrency: the alias API Gateway invokes
@@ -65,14 +64,15 @@ class RouterFunction(Construct):
         super().__init__(scope, construct_id)
         environment = {
             **service_environment(
-                self, lanes=lanes, price_overrides=price_overrides, stage=stage, table=storage.table_environment(),
+                self, lanes=lanes, price_overrides=price_overrides, stage=stage, jobs_table=storage.table.table_name,
+                index_shards=storage.shards,
                 bucket_name=storage.bucket.bucket_name, queue_urls={lane: q.queue.queue_url for lane, q in queues.items()},
                 webhook_queue_url=webhook_queue.queue.queue_url, job_ttl_days=job_ttl_days,
                 result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min, model_id=model_id,
                 model_providers=model_access.providers, bedrock_scope=model_access.bedrock_scope,
-                tenant_budgets_usd=tenant_budgets_usd, traces_endpoint=traces_endpoint),
-            **capacity_environment(capacity or CapacityConfig()),  # none: nothing paced
-            **({} if inline_concurrency is None else {"INLINE_CONCURRENCY": str(inline_concurrency)}),
+                tenant_budgets_usd=tenant_budgets_usd, traces_endpoint=traces_endpoint,
+                capacity=capacity or CapacityConfig(),  # none: nothing paced
+                inline_concurrency=inline_concurrency),
         }
         if model_access.anthropic:  # no key, and no grant to read it, when Anthropic is not a provider
             environment["ANTHROPIC_SECRET_ARN"] = anthropic_secret.secret_arn

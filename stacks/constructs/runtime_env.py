@@ -14,7 +14,9 @@ from typing import Any
 
 from aws_cdk import Stack, Token
 
+from jobadapters.schema import IndexShards
 from jobadapters.settings import ConfigError
+from jobcore.capacity import CapacityConfig
 from jobcore.lanes import Lanes
 from jobcore.limits import LAMBDA_MAX_ENVIRONMENT_BYTES
 from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS
@@ -23,35 +25,36 @@ from stacks.lane_env import (  # re-exported: the constructs' one import
     code_lane_environment,
     compact_json,
     lane_environment,
+    service_settings,
 )
 
 __all__ = ["code_lane_environment", "compact_json", "lane_environment"]
 
 
 def service_environment(
-    scope: Any, *, lanes: Lanes, price_overrides: Mapping[str, Any], stage: str, table: Mapping[str, str], bucket_name: str,
-    queue_urls: Mapping[str, str], webhook_queue_url: str, job_ttl_days: int, result_retention_days: int,
+    scope: Any, *, lanes: Lanes, price_overrides: Mapping[str, Any], stage: str, jobs_table: str, index_shards: IndexShards,
+    bucket_name: str, queue_urls: Mapping[str, str], webhook_queue_url: str, job_ttl_days: int, result_retention_days: int,
     task_rates_per_min: Mapping[str, float], model_id: str, model_providers: Sequence[str] = DEFAULT_PROVIDERS,
     bedrock_scope: str = DEFAULT_BEDROCK_SCOPE,
     tenant_budgets_usd: Mapping[str, float] | None = None, traces_endpoint: str = "",
+    capacity: CapacityConfig | None = None, inline_concurrency: int | None = None,
 ) -> dict[str, str]:
     """What ``jobadapters.wiring.build_service`` reads besides the Claude key: the environment of every
-    function that submits jobs (the router; the S3 intake, which never calls the model itself), built in one place.
-    ``lanes`` are read from the function's code (``LANES_FILE``): :func:`check` them with the same ``lanes``."""
+    function that submits jobs (the router; the S3 intake, which never calls the model itself), built in one place:
+    the deploy-time names and URLs here, the rest by :func:`stacks.lane_env.service_settings` (which the local
+    runtime's router uses too). ``lanes`` are read from the function's code (``LANES_FILE``): :func:`check` them with
+    the same ``lanes``."""
     return {
         **code_lane_environment(price_overrides, bedrock_scope),
-        "MODEL_PROVIDERS": ",".join(model_providers),
-        "STAGE": stage,
-        **table,  # JOBS_TABLE and INDEX_SHARDS (JobStorage.table_environment)
+        **service_settings(
+            stage=stage, model_id=model_id, model_providers=model_providers, job_ttl_days=job_ttl_days,
+            result_retention_days=result_retention_days, task_rates_per_min=task_rates_per_min,
+            tenant_budgets_usd=tenant_budgets_usd, traces_endpoint=traces_endpoint, index_shards=index_shards,
+            capacity=capacity, inline_concurrency=inline_concurrency),
+        "JOBS_TABLE": jobs_table,
         "RESULTS_BUCKET": bucket_name,
         "LANE_QUEUE_URLS": Stack.of(scope).to_json_string(dict(queue_urls)),
         "WEBHOOK_QUEUE_URL": webhook_queue_url,
-        "JOB_TTL_DAYS": str(job_ttl_days),
-        "RESULT_RETENTION_DAYS": str(result_retention_days),
-        "TASK_RATES_PER_MIN": compact_json(dict(task_rates_per_min)),
-        "MODEL_ID": model_id,
-        "TENANT_BUDGETS_USD": compact_json(dict(tenant_budgets_usd or {})),
-        "TRACES_ENDPOINT": traces_endpoint,
     }
 
 

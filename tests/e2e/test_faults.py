@@ -132,7 +132,7 @@ def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once
     then) or from the sweeper's re-queue (after its 5 s grace); whichever comes second finds it taken.
     """
     receiver = pipeline["receiver"]
-    pid = pipeline["pids"]["worker.main:cpu"]
+    pid = pipeline["pids"]["worker-cpu"]
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert b"worker.main" in cmdline, f"pid {pid} is not the pipeline's cpu worker: {cmdline}"
     standin(latency_s=4)  # each of the job's two model calls takes 4 s: time to kill its worker mid-call

@@ -126,3 +126,14 @@ def test_the_lambda_asset_is_a_new_bundle_when_the_recipe_changes(monkeypatch):
     assert object_key() == same_recipe
     monkeypatch.setattr(python_lambda, "PYTHON_VERSION", "3.14")
     assert object_key() != same_recipe
+
+
+def test_the_asset_and_the_image_contexts_leave_out_what_the_bundle_does_not_copy():
+    from stacks.constructs.bundling import NOT_COPIED
+    from stacks.constructs.python_lambda import SOURCE_EXCLUDE
+    from stacks.service_stack import WORKER_DOCKERFILES, build_context_exclude
+
+    anywhere = [f"**/{pattern}" for pattern in NOT_COPIED]
+    assert list(SOURCE_EXCLUDE) == anywhere
+    for dockerfile in WORKER_DOCKERFILES.values():
+        assert build_context_exclude(REPO / dockerfile)[-len(anywhere):] == anywhere

@@ -63,6 +63,18 @@ class TestInstanceRegions:
         pin = next(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("cfn-lint=="))
         assert self.regions.source.startswith(f"cfn-lint {pin.split('==')[1]}, ")
 
+    def test_the_tool_reads_cfn_lint_once_a_run(self, tmp_path, monkeypatch, capsys):
+        calls = []
+        data = {"about": "", "instance_types": {"g5.xlarge": ["us-east-1"]}}
+        monkeypatch.setattr(gpu_regions, "build", lambda: calls.append(1) or data)
+        out = tmp_path / "stacks" / "gpu_instance_regions.json"
+        out.parent.mkdir()
+        monkeypatch.setattr(gpu_regions, "INSTANCE_REGIONS_FILE", out)
+        monkeypatch.setattr(gpu_regions, "ROOT", tmp_path)
+        assert gpu_regions.main([]) == 0
+        assert out.read_text() == gpu_regions.render(data) and len(calls) == 1
+        assert "1 instance types" in capsys.readouterr().out
+
     def test_it_covers_the_instance_types_the_config_admits(self):
         assert DEFAULT_INSTANCE in self.regions.regions
         assert all(GPU_INSTANCE_TYPE.fullmatch(name) for name in self.regions.regions)
@@ -136,6 +148,23 @@ class TestSynth:
 
     def test_without_the_gpu_lane_nothing_is_checked(self):
         synth(gpu_ami_release=UNKNOWN_RELEASE, default_region=UNLISTED_REGION)
+
+    def test_two_ec2_lanes_read_each_file_once_and_check_each_instance_type(self, monkeypatch):
+        from stacks import service_stack
+
+        loads: list[str] = []
+        for cls in (GpuInstanceRegions, GpuAmiReleases):
+            real = cls.load
+            monkeypatch.setattr(service_stack, cls.__name__, type(cls.__name__, (), {
+                "load": staticmethod(lambda real=real, name=cls.__name__: loads.append(name) or real())}))
+        big = {"name": "gpu-big", "gpu": True, "memory_mb": 14336, "time_limit_s": 900, "task_cpu": 2048,
+               "compute": {"kind": "ec2", "instance": "g5.2xlarge"}}
+        synth(gpu_enabled="true", lanes=[big], default_region=GPU_REGION)
+        assert sorted(loads) == ["GpuAmiReleases", "GpuInstanceRegions"]
+        # Every lane's instance type is checked, not only the first's (eu-west-1 offers g5 but not g6).
+        with pytest.raises(GpuInstanceRegionError, match="'g6.xlarge': not offered in eu-west-1"):
+            synth(gpu_enabled="true", lanes=[{**big, "compute": {"kind": "ec2", "instance": "g6.xlarge"}}],
+                  default_region="eu-west-1")
 
     def test_an_environment_agnostic_synth_without_a_region_warns_that_it_did_not_check(self):
         app = synth(gpu_enabled="true", default_region=None)

@@ -28,6 +28,8 @@ from infra_support import (
 
 from jobadapters.settings import DispatcherSettings, RouterSettings, SweeperSettings, WorkerSettings
 from jobcore.deliveries import RetrySchedule
+from local.pipeline import LocalPipeline, Options, local_service_settings
+from local.resources import LocalResources
 from stacks.config import PipelineConfig
 from stacks.constructs import runtime_env
 from stacks.constructs.cluster import WorkerCluster
@@ -44,6 +46,10 @@ from stacks.constructs.worker_service import WorkerService
 from stacks.lane_env import LANES_FILE, capacity_environment, code_files
 
 WHERE = "Pipeline/Service/Router"
+# What local.pipeline's router environment names of the local resources (moto's), as stand-ins.
+LOCAL_RESOURCES = LocalResources(
+    table="jobs", bucket="results", queue_urls={"cpu": "http://sqs/cpu"}, dlq_urls={}, webhook_queue_url="http://sqs/webhooks",
+    webhook_dlq_url="", lane_services={"cpu": "arn:aws:ecs:us-east-1:000000000000:service/workers/cpu"})
 WEBHOOK_QUEUE = "WebhooksDeliveryQueueAF018C07"
 
 
@@ -304,6 +310,19 @@ class TestTheSynthesizedEnvironmentParses:
         assert settings.lanes.cost_model() is not None
         # Each worker lane's service, to wake when a job is queued on it while it has no task (jobcore.wake).
         assert set(settings.lane_services) == {lane.name for lane in config.lanes().worker_lanes()}
+
+    def test_the_local_router_gets_what_a_deploy_of_its_configuration_gives_the_router(self, app):
+        """The local runtime's router (local.pipeline) is given the deployed router's settings for the same
+        configuration: the same index shards, inline budget, model budget and the rest, all but the stage."""
+        pipeline = LocalPipeline(Options(config=app.config.to_context()))
+        local = pipeline._router_env(LOCAL_RESOURCES, None)
+        deployed = router_variables(app)
+        shared = set(local_service_settings(pipeline.config)) - {"STAGE"}
+        assert {"INDEX_SHARDS", "INLINE_CONCURRENCY", "MODEL_PROVIDERS", "MODEL_ADMISSION"} <= shared
+        assert {key: local[key] for key in shared} == {key: deployed[key] for key in shared}
+        assert (local["INDEX_SHARDS"], local["INLINE_CONCURRENCY"]) == (
+            app.config.index_shards().to_env(), str(app.config.inline_concurrency()))
+        assert local["STAGE"] == "local"
 
     def test_each_worker_environment(self, app):
         config = app.config

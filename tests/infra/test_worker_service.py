@@ -415,3 +415,20 @@ class TestOnDemandFallback:
 @pytest.fixture(scope="module")
 def no_fallback_app():
     return synth(worker_spot_fallback_after_s=0)
+
+
+def test_only_a_lane_with_an_on_demand_fallback_gets_a_fallback_delay_in_its_compute_profile():
+    import dataclasses
+
+    from stacks.service_stack import compute_profile
+
+    config = PipelineConfig(worker_spot_fallback_after_s=600)
+    spot = config.worker_lane("cpu")
+    assert spot.has_on_demand_fallback and spot.spot_fallback_after_s == 600
+    assert compute_profile(config, spot).spot_fallback_after_s == 600
+    regular = dataclasses.replace(spot, lane=dataclasses.replace(
+        spot.lane, compute=dataclasses.replace(spot.lane.compute, spot=False)))
+    assert regular.on_demand_only and not regular.has_on_demand_fallback
+    profile = compute_profile(config, regular)
+    assert isinstance(profile, FargateSpot) and profile.on_demand_only
+    assert profile.spot_fallback_after_s == 0  # no fallback service beside an on-demand-only one
