@@ -11,7 +11,6 @@ they may take and why.
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import json
 import os
@@ -28,6 +27,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bench.report import epoch_s
 from jobadapters.dynamo import DynamoJobStore
 from jobadapters.wiring import WORKER_SDK_RETRIES
 from jobcore.limits import API_GATEWAY_TIMEOUT_S
@@ -113,10 +113,6 @@ def queue_depth(pipeline: dict[str, Any], url: str) -> int:
 def restarts(pipeline: dict[str, Any]) -> str:
     """What the supervisor restarted, from the logs (empty when nothing died)."""
     return "".join(line for line in log_text(pipeline, "serve.log").splitlines(keepends=True) if "restarting it" in line)
-
-
-def epoch_s(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 # --- 1. a worker killed mid-job ----------------------------------------------------------------------
