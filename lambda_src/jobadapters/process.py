@@ -11,6 +11,11 @@ import socket
 import threading
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The wakeup sockets' writers, open for the life of the process: signals keep arriving after the stop event is
+# set (a burst, a second ``kill``), and a closed wakeup fd turns each of them into an error report in the main
+# thread, or, once its number is reused, a write into some other file; that is how a stream of stop signals
+# used to hang a stopping process.
+_WAKEUP_WRITERS: list[socket.socket] = []
 
 
 def start_process() -> threading.Event:
@@ -31,10 +36,11 @@ def stop_on_signals() -> threading.Event:
     stop = threading.Event()
     reader, writer = socket.socketpair()
     writer.setblocking(False)
+    _WAKEUP_WRITERS.append(writer)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     for signum in STOP_SIGNALS:
         signal.signal(signum, _noted)
-    threading.Thread(target=_watch, args=(reader, writer, stop), name="signals", daemon=True).start()
+    threading.Thread(target=_watch, args=(reader, stop), name="signals", daemon=True).start()
     return stop
 
 
@@ -42,12 +48,12 @@ def _noted(signum: int, frame: object) -> None:
     """The Python-level handler: nothing (the wakeup socket carries the signal to the watcher thread)."""
 
 
-def _watch(reader: socket.socket, writer: socket.socket, stop: threading.Event) -> None:
+def _watch(reader: socket.socket, stop: threading.Event) -> None:
+    """Reads the wakeup socket for the life of the process, after the event is set too (see _WAKEUP_WRITERS)."""
     wanted = {int(signum) for signum in STOP_SIGNALS}
-    with reader, writer:  # the writer lives as long as the watcher: the wakeup fd must stay open
-        while not stop.is_set():
-            received = reader.recv(64)
-            if not received:
-                return
-            if wanted & set(received):
-                stop.set()
+    while True:
+        received = reader.recv(64)
+        if not received:
+            return
+        if wanted & set(received):
+            stop.set()
