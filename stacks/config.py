@@ -20,6 +20,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobadapters.schema import MAX_INDEX_SHARDS, IndexShards
@@ -214,8 +215,9 @@ class PipelineConfig:
     """Everything a deployment may vary. Defaults equal the values in ``cdk.json`` (a test keeps them in sync)."""
 
     stage: str = "dev"
-    model_id: str = "claude-sonnet-4-5"  # the router's inline calls
-    worker_model_id: str = "claude-sonnet-4-5"  # queued jobs (both lanes)
+    # The router's inline calls / queued jobs (every lane); by default the price file's default model.
+    model_id: str = field(default_factory=lambda: default_prices().claude.default_model)
+    worker_model_id: str = field(default_factory=lambda: default_prices().claude.default_model)
     inline_budget_s: int = 20
     router_memory_mb: int = 1024
     router_timeout_s: int = 28
@@ -380,6 +382,10 @@ class PipelineConfig:
             prices = self.prices()
         except ValueError as error:
             raise ConfigError(f"context key 'price_overrides': {error}") from None
+        for key in ("model_id", "worker_model_id"):
+            retired = prices.claude.retired(getattr(self, key), datetime.now(UTC).date())
+            if retired:
+                raise ConfigError(f"context key {key!r}: {retired}")
         self.bedrock_profiles(None)
         if not isinstance(self.lane_entries, list):
             raise ConfigError(f"context key 'lanes' = {self.lane_entries!r}: expected a list of lanes (docs/deploy.md, \"Lanes\")")
@@ -642,8 +648,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_providers": (_parses(parse_providers), 'a non-empty list of distinct providers: "anthropic", "bedrock"'),
     "bedrock_profile": (_parses(parse_scope), 'an inference profile scope: "global", "us" or "eu"'),
     "stage": _matches(_STAGE, "lower-case letters, digits and '-', starting with a letter, at most 16 characters"),
-    "model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
-    "worker_model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-5'"),
+    "model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-6'"),
+    "worker_model_id": _matches(_MODEL_ID, "a Claude model id such as 'claude-sonnet-4-6'"),
     "inline_budget_s": _between(1, MAX_INLINE_BUDGET_S),
     "router_memory_mb": _between(LAMBDA_MIN_MEMORY_MB, LAMBDA_MAX_MEMORY_MB),
     "router_timeout_s": _between(4, API_GATEWAY_TIMEOUT_S),

@@ -224,7 +224,7 @@ class ClaudeSettings:
         except ValueError as error:
             raise ConfigError(f"environment variable MODEL_PROVIDERS: {error}") from None
         return cls(
-            model_id=env.get("MODEL_ID") or "claude-sonnet-4-5",
+            model_id=env.get("MODEL_ID") or default_prices().claude.default_model,
             base_url=env.get("ANTHROPIC_BASE_URL") or None,
             secret_arn=(env.get("ANTHROPIC_SECRET_ARN") or None) if key_in_secret and ANTHROPIC in providers else None,
             capacity=capacity_from_env(env),

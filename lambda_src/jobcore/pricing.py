@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from importlib import resources
 from typing import Any
 
@@ -100,6 +101,16 @@ class ClaudePrices:
     # Anthropic model id → inference profile scope → the profile (jobadapters.claude's Bedrock client, the IAM
     # grant, the config's Region check and the price of a call Bedrock answered).
     bedrock: Mapping[str, Mapping[str, BedrockProfile]] = field(default_factory=dict)
+    # Anthropic model id → the day Anthropic retires it (the API answers 404 from then on).
+    end_of_life: Mapping[str, date] = field(default_factory=dict)
+
+    def retired(self, model_id: str, today: date) -> str | None:
+        """Why ``model_id`` can no longer be called on ``today`` (its end of life has come), or None."""
+        day = self.end_of_life.get(model_id)
+        if day is None or today < day:
+            return None
+        return (f"model {model_id!r} reached its end of life on {day.isoformat()} (Anthropic answers it 404 from then on); "
+                f"use a current model such as {self.default_model!r}")
 
     def bedrock_profile(self, model_id: str, scope: str) -> BedrockProfile:
         """The model's profile of that scope; ValueError saying which exist when there is none."""
@@ -278,6 +289,10 @@ def _claude(r: _Reader) -> ClaudePrices:
         )
         for name, spec in specs.items()
     }
+    retirements = {name: _day(spec.text("end_of_life"), f"claude.models.{name}.end_of_life")
+                   for name, spec in specs.items() if spec.has("end_of_life")}
+    if default in retirements:
+        raise ValueError(f"prices: claude.default_model {default!r} has an end of life; the default must be a current model")
     discount = r.group("batch").num("discount")
     if discount >= 1:
         raise ValueError("prices: claude.batch.discount is a fraction below 1")
@@ -285,7 +300,15 @@ def _claude(r: _Reader) -> ClaudePrices:
     caching = CachingPrices(write_5m_multiplier=cache.num("write_5m_multiplier"),
                             write_1h_multiplier=cache.num("write_1h_multiplier"), read_multiplier=cache.num("read_multiplier"))
     return ClaudePrices(models=models, default_model=default, batch_discount=discount, caching=caching,
-                        bedrock=_bedrock(r.group("bedrock").group("models")) if r.has("bedrock") else {})
+                        bedrock=_bedrock(r.group("bedrock").group("models")) if r.has("bedrock") else {},
+                        end_of_life=retirements)
+
+
+def _day(text: str, where: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"prices: {where} = {text!r}: expected a date, YYYY-MM-DD") from None
 
 
 def _bedrock(r: _Reader) -> dict[str, dict[str, BedrockProfile]]:

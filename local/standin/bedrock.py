@@ -16,8 +16,9 @@ from local.standin.api import ApiError
 
 INVOKE_PATH = re.compile(r"/model/(?P<model>[^/]+)/invoke")
 BEDROCK_VERSION = "bedrock-2023-05-31"
-# anthropic.claude-sonnet-4-5-20250929-v1:0, optionally behind a profile scope: us., eu., apac., global. ...
-_MODEL = re.compile(r"^(?:(?P<scope>global|us|eu|apac|jp|au)\.)?anthropic\.(?P<name>claude-[a-z0-9-]+?)(?:-\d{8})?-v\d+(?::\d+)?$")
+# anthropic.claude-sonnet-4-5-20250929-v1:0, or from Sonnet 4.6 on without date and version
+# (anthropic.claude-sonnet-4-6), optionally behind a profile scope: us., eu., apac., global. ...
+_MODEL = re.compile(r"^(?:(?P<scope>global|us|eu|apac|jp|au)\.)?anthropic\.(?P<name>claude-[a-z0-9-]+?)(?:-\d{8})?(?:-v\d+(?::\d+)?)?$")
 # The stand-in's failure statuses in Bedrock's words (Bedrock has no 529: an overloaded model is a 503).
 _ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
            429: "ThrottlingException", 500: "InternalServerException", 503: "ServiceUnavailableException"}

@@ -162,7 +162,7 @@ def test_actual_prices_the_tokens_used_and_flags_an_unknown_model(prices):
         lane="inline", model_id="claude-from-the-future", usage=Usage(2000, 1000, 1), duration_s=3.5)
     assert cost["breakdown"]["claude"] == pytest.approx(2000 * 3e-6 + 1000 * 15e-6)
     assert cost["breakdown"]["compute"] == pytest.approx(3.5 * 0.0000133334)
-    assert "unknown model: priced as claude-sonnet-4-5" in cost["basis"]
+    assert "unknown model: priced as claude-sonnet-4-6" in cost["basis"]
     assert json.loads(json.dumps(cost)) == cost
 
 
@@ -220,7 +220,7 @@ def test_the_batch_discount_and_the_caching_multipliers_are_in_the_price_file(pr
     caching = prices.claude.caching
     assert (caching.write_5m_multiplier, caching.write_1h_multiplier, caching.read_multiplier) == (1.25, 2.0, 0.1)
     minimum = {name: model.min_cacheable_tokens for name, model in prices.claude.models.items()}
-    assert minimum == {"claude-sonnet-4-5": 1024, "claude-haiku-4-5": 4096, "claude-opus-4-5": 4096}
+    assert minimum == {"claude-sonnet-4-6": 1024, "claude-sonnet-4-5": 1024, "claude-haiku-4-5": 4096, "claude-opus-4-5": 4096}
 
 
 def test_batch_and_caching_overrides_merge_and_a_typo_is_refused(prices):
@@ -238,7 +238,7 @@ def test_a_model_added_without_its_minimum_cacheable_length_gets_the_default_mod
         "claude-next": {"input_per_million": 2, "output_per_million": 10},
         "claude-tiny": {"input_per_million": 1, "output_per_million": 2, "min_cacheable_tokens": 512},
     }}})
-    assert more.claude.models["claude-next"].min_cacheable_tokens == 1024  # claude-sonnet-4-5's
+    assert more.claude.models["claude-next"].min_cacheable_tokens == 1024  # the default model's (claude-sonnet-4-6)
     assert more.claude.models["claude-tiny"].min_cacheable_tokens == 512
 
 

@@ -11,7 +11,7 @@ from infra_support import inline_statements, one, resources, synth, variables
 from jobcore.pricing import default_prices
 from stacks.config import ConfigError, PipelineConfig
 
-SONNET = default_prices().claude.bedrock["claude-sonnet-4-5"]
+SONNET = default_prices().claude.bedrock[default_prices().claude.default_model]
 
 
 @pytest.fixture(scope="module")
