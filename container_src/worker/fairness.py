@@ -10,6 +10,10 @@ and starts them in this order:
 - ``max_in_flight`` caps a tenant's jobs running in this worker while another tenant has a job waiting; with no
   one else waiting it bursts into the idle slots.
 - Within a tenant, jobs start in the order they were received.
+- A few slots beyond the regular ones (:meth:`FairSlots.take_under_share`) start at once the jobs of a tenant
+  running fewer than its fair share of the slots (its weight's share among the tenants running or waiting here):
+  a tenant that arrives while another fills every slot does not wait for one of its jobs to end. A tenant alone
+  is at its share with every slot, so it never uses them.
 
 Single-threaded: the poller calls it under its lock. Pure (no clock, no I/O).
 """
@@ -66,6 +70,17 @@ class FairSlots(Generic[T]):
                 return tenant, self._start(tenant)
             self._end_turn(tenant)
 
+    def take_under_share(self, slots: int) -> tuple[Hashable, T] | None:
+        """The next job of a tenant running fewer than its fair share of ``slots`` (in the tenants' turn order), for
+        a slot beyond the regular ones; None when every waiting tenant has its share. Not charged to its deficit:
+        the regular turns stay as they were."""
+        active = set(self._ring) | set(self.running)
+        total = sum(self._weight(t) for t in active)
+        for tenant in self._ring:
+            if self.running[tenant] < slots * self._weight(tenant) / total:
+                return tenant, self._start(tenant, cost=0.0)
+        return None
+
     def done(self, tenant: Hashable) -> None:
         self.running[tenant] -= 1
         if self.running[tenant] <= 0:
@@ -83,15 +98,15 @@ class FairSlots(Generic[T]):
     def waiting(self) -> dict[Hashable, int]:
         return {tenant: len(queue) for tenant, queue in self._waiting.items()}
 
-    def _start(self, tenant: Hashable) -> T:
-        self._deficit[tenant] -= JOB_COST
+    def _start(self, tenant: Hashable, cost: float = JOB_COST) -> T:
+        self._deficit[tenant] -= cost
         self.running[tenant] += 1
         queue = self._waiting[tenant]
         item = queue.popleft()
         if not queue:  # nothing waiting: no credit kept for later
             del self._waiting[tenant], self._deficit[tenant]
             self._topped.discard(tenant)
-            self._ring.popleft()
+            self._ring.remove(tenant)
         return item
 
     def _end_turn(self, tenant: Hashable) -> None:

@@ -34,6 +34,8 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
         concurrency=settings.concurrency, max_receives=settings.max_receives,
         visibility_timeout_s=settings.visibility_timeout_s, protection=TaskProtection(settings.ecs_agent_uri),
         wait_time_s=settings.poll_wait_s, tenant_shares=settings.claude.capacity.tenants,
+        # A GPU's memory holds exactly the lane's slots: no job beyond them (-1: the Poller's default).
+        fair_extra_slots=0 if settings.lanes.lanes.get(settings.lane).gpu else -1,
     )
 
 

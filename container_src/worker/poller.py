@@ -1,11 +1,14 @@
 """The poll loop: receive, run concurrently, keep messages hidden and leases live while running, settle each one.
 
-- Long-polls up to 10 messages at a time, holding at most ``lookahead`` more than its slots, from two receivers
+- Long-polls up to 10 messages at a time, holding at most ``lookahead`` + ``fair_extra_slots`` more than its slots, from two receivers
   at once above 10 slots (``MAX_RECEIVERS``): slots that free while a receive is in flight are filled
   by the next receiver, not left idle until that receive returns. No receive waits on a timer: each
   goes as soon as there is room.
 - Which held job starts when a slot frees is the tenants' turn (:mod:`worker.fairness`: deficit round robin by
   ``tenant_shares`` weights, ``max_in_flight`` while another tenant waits), the tenant being the message's group.
+  A tenant running fewer than its fair share of the slots also starts at once in one of ``fair_extra_slots``
+  beyond them (a quarter of the slots by default; none on GPU lanes), so it does not wait for another tenant's
+  job to end.
   A held job not started yet keeps its message hidden (the heartbeat extends it with the others) and is not
   claimed, so another worker cannot run it meanwhile and nothing runs it twice; at the stop it is released.
 - A heartbeat thread, every ``heartbeat_s``, reads the state of every job in flight (one strongly consistent
@@ -124,6 +127,10 @@ class Poller:
     # Messages held beyond the slots, for the tenants' turns to choose among; -1: one per slot, at most 10. More
     # hide more of the queue from the other workers (a short queue's last jobs wait here while they idle).
     lookahead: int = -1
+    # Slots beyond ``concurrency`` for the jobs of a tenant running fewer than its fair share of the slots
+    # (worker.fairness): a tenant arriving while another fills every slot starts at once. -1: a quarter of the
+    # slots, at least 1; 0 on lanes whose slots are a hard resource (a GPU's memory).
+    fair_extra_slots: int = -1
 
     def __post_init__(self) -> None:
         lease_s = self.runner.lease_ms / 1000
@@ -142,8 +149,12 @@ class Poller:
         self._lock = threading.Lock()
         if self.lookahead < 0:
             self.lookahead = min(SQS_MAX_BATCH, self.concurrency)
-        # Room for messages held (running or waiting for a slot); the slots themselves are counted in ``_fair``.
-        self._slots = threading.Semaphore(self.concurrency + self.lookahead)
+        if self.fair_extra_slots < 0:
+            self.fair_extra_slots = max(1, self.concurrency // 4)
+        # Room for messages held (running or waiting for a slot); the slots themselves are counted in ``_fair``. The
+        # fair extra slots add room too, so that a receive is in flight (and a quiet tenant's message, which the
+        # fair queue delivers first, arrives) even while one tenant's jobs fill the regular slots and the lookahead.
+        self._slots = threading.Semaphore(self.concurrency + self.lookahead + self.fair_extra_slots)
         # The shares by message group, as the messages name their tenant (a long or odd tenant id is hashed).
         self._fair: FairSlots[_InFlight] = FairSlots(
             {key if key == "*" else message_group(key): share for key, share in self.tenant_shares.items()})
@@ -163,7 +174,7 @@ class Poller:
         threading.Thread(target=self._watch_stop, args=(stop, finished), name="stop-watch", daemon=True).start()
         threading.Thread(target=self._heartbeat, args=(finished,), name="heartbeat", daemon=True).start()
         threading.Thread(target=self._batcher.run, args=(finished,), name="sqs-batcher", daemon=True).start()
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job")
+        pool = ThreadPoolExecutor(max_workers=self.concurrency + self.fair_extra_slots, thread_name_prefix="job")
         self._pool, self._stop = pool, stop
         others = [threading.Thread(target=self._receive_loop, args=(stop, pool), name=f"receiver-{n}", daemon=True)
                   for n in range(1, self.receivers)]
@@ -201,9 +212,14 @@ class Poller:
                 taken = self._fair.take()
                 if taken is None:
                     break
-                entry = taken[1]
+                starting.append(taken[1])
+            while self._fair.running.total() < self.concurrency + self.fair_extra_slots:
+                taken = self._fair.take_under_share(self.concurrency)
+                if taken is None:
+                    break
+                starting.append(taken[1])
+            for entry in starting:
                 entry.started = True
-                starting.append(entry)
         for entry in starting:
             self._pool.submit(self._handle, entry)
 

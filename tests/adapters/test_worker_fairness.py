@@ -121,3 +121,39 @@ def test_drain_returns_what_waits_and_starts_nothing_more():
     assert sorted(slots.drain() + [first[1]]) == ["A-0", "A-1", "B-0"]
     assert slots.take() is None
     assert slots.waiting() == {}
+
+
+def test_a_tenant_alone_never_takes_a_slot_beyond_the_regular_ones():
+    slots: FairSlots[str] = FairSlots()
+    _backlog(slots, "A", 20)
+    for _ in range(8):
+        slots.take()
+    assert slots.take_under_share(8) is None  # A runs 8 of 8: its whole share
+
+
+def test_a_tenant_under_its_share_starts_beyond_the_regular_slots_until_it_has_its_share():
+    slots: FairSlots[str] = FairSlots({"B": TenantShare(weight=3)})
+    _backlog(slots, "A", 20)
+    for _ in range(8):  # A fills every regular slot
+        slots.take()
+    _backlog(slots, "B", 10)
+    extra = [slots.take_under_share(8) for _ in range(7)]
+    # B's share of 8 slots at weight 3 against A's 1 is 6: six of B's jobs start at once, then none
+    assert [item for _, item in filter(None, extra)] == [f"B-{i}" for i in range(6)]
+    assert extra[6] is None
+    assert slots.running == {"A": 8, "B": 6}
+    # The regular turns are unchanged: the next regular start is still decided by deficit round robin
+    assert slots.take() is not None
+
+
+def test_a_slot_beyond_the_regular_ones_skips_a_tenant_with_its_share_for_one_without():
+    slots: FairSlots[str] = FairSlots()
+    _backlog(slots, "A", 20)
+    for _ in range(4):
+        slots.take()
+    _backlog(slots, "B", 1)
+    _backlog(slots, "C", 1)
+    for _ in range(3):  # B and C run 1 each; A keeps the regular slots it has
+        slots.take_under_share(4)
+    assert slots.running == {"A": 4, "B": 1, "C": 1}
+    assert slots.waiting() == {"A": 16}

@@ -79,6 +79,7 @@ class Worker:
         settings = dict(
             sqs=self.sqs, queue_url=self.url, runner=self.runner, ctx=self.ctx, concurrency=2,
             max_receives=5, visibility_timeout_s=30, wait_time_s=1,
+            fair_extra_slots=0,  # exact slots (the fair extra slots have tests of their own)
         )
         poller = Poller(**{**settings, **overrides})
         stop = threading.Event()
@@ -793,6 +794,33 @@ def test_a_quiet_tenants_job_starts_before_a_noisy_tenants_backlog_drains(worker
             running.halt()
     assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(6)] + ["job_b0"])  # each ran once
     assert all(worker.status(job_id) is JobStatus.SUCCEEDED for job_id in model.jobs)
+
+
+def test_a_quiet_tenants_job_starts_at_once_in_a_fair_extra_slot(worker):
+    """GIVEN a worker of one slot (and one fair extra slot) busy with tenant A's backlog
+    WHEN tenant B submits one job
+    THEN B's job starts as soon as its message is received, beside A's next job, not after it."""
+    model = SteppedModel()
+    with fair_queues.fair_queues(noisy_min_in_flight=1):
+        for i in range(6):
+            _tenant_job(worker, f"job_a{i}", "tenant-a")
+        running = worker.start(ctx=model_ctx(model), concurrency=1, lookahead=1, fair_extra_slots=1)
+        try:
+            wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
+            wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="A's jobs held (lookahead and extra room)")
+            assert model.jobs == ["job_a0"]  # A alone never runs in the extra slot
+            _tenant_job(worker, "job_b0", "tenant-b")
+            model.steps.release()  # A's first ends: A's next starts, and room for a message frees
+            wait_until(lambda: len(model.jobs) == 3, what="A's next job and B's to start, no other call ended")
+            assert sorted(model.jobs[1:]) == ["job_a1", "job_b0"]
+            for _ in range(6):
+                model.steps.release()
+            wait_until(lambda: running.poller.processed == 7, what="every job to end")
+        finally:
+            for _ in range(10):
+                model.steps.release()
+            running.halt()
+    assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(6)] + ["job_b0"])  # each ran once
 
 
 def test_held_jobs_not_started_are_released_at_the_stop(worker):

@@ -381,3 +381,22 @@ def test_an_environment_over_lambdas_4_kb_fails_synth_naming_the_function():
                                  for i in range(80)}}}
     with pytest.raises(ValueError, match=r"Router: the environment is [\d,]+ bytes, over Lambda's 4,096"):
         synth(price_overrides=big)
+
+
+def test_a_worker_takes_fair_extra_slots_on_a_cpu_lane_and_none_on_a_gpu_lane(monkeypatch):
+    """A GPU's memory holds exactly the lane's slots; a CPU lane's jobs wait on the model, so a quiet tenant's job
+    may start beyond them (container_src/worker/fairness.py)."""
+    from moto import mock_aws
+
+    from jobadapters.wiring import AwsClients
+    from worker.main import build_poller
+
+    config = PipelineConfig(gpu_enabled=True, embedding_model_repo="sentence-transformers/all-MiniLM-L6-v2")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    extra = {}
+    with mock_aws():
+        for lane in ("cpu", "gpu"):
+            settings = WorkerSettings.from_env(worker_env(config, lane))
+            poller = build_poller(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
+            extra[lane] = poller.fair_extra_slots
+    assert extra == {"cpu": max(1, config.worker_concurrency // 4), "gpu": 0}
