@@ -18,16 +18,16 @@ from jobcore.errors import ModelRequestError, ModelUnavailableError
 from jobcore.failover import FailoverModel
 from jobcore.pricing import default_prices
 
-PROFILE = default_prices().claude.bedrock_profile("claude-sonnet-4-5", "us").id
+PROFILE = default_prices().claude.bedrock_profile("claude-sonnet-4-6", "us").id
 HELLO = {
-    "model": "claude-sonnet-4-5",
+    "model": "claude-sonnet-4-6",
     "max_tokens": 60,
     "messages": [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. It was not amused."}],
 }
 
 
 def bedrock_for(standin) -> BedrockModel:
-    return BedrockModel(region="us-east-1", profiles={"claude-sonnet-4-5": PROFILE}, base_url=standin.base_url,
+    return BedrockModel(region="us-east-1", profiles={"claude-sonnet-4-6": PROFILE}, base_url=standin.base_url,
                         timeout_s=5.0, max_retries=0)
 
 

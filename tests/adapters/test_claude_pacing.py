@@ -17,7 +17,7 @@ from jobcore.errors import CapacityWaitError, ModelUnavailableError
 from tests.fakes import FakeClock, MemoryCapacityStore, text_response
 
 LIMITS = RateLimits(rpm=120, itpm=40_000, otpm=16_000)
-HELLO = {"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}
+HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}
 
 
 class Stub:
@@ -72,7 +72,7 @@ def test_a_429_is_not_retried_by_the_sdk_and_blocks_every_process_until_its_retr
     clock, store = FakeClock(), MemoryCapacityStore()
     pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), clock.ms)
     llm = AnthropicModel(api_key=lambda: "k", base_url=url, timeout_s=5, max_retries=0, observer=pacer.observe)
-    paced = PacedModel(llm, pacer, "claude-sonnet-4-5")
+    paced = PacedModel(llm, pacer, "claude-sonnet-4-6")
 
     with pacing("a", inline=False, max_wait_s=5), pytest.raises(ModelUnavailableError) as caught:
         paced.create(HELLO)
@@ -96,7 +96,7 @@ def test_answers_headers_lower_the_shared_budget_when_the_api_has_less_left_than
     pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), clock.ms)
     llm = AnthropicModel(api_key=lambda: "k", base_url=url, timeout_s=5, max_retries=0, observer=pacer.observe)
 
-    answer = PacedModel(llm, pacer, "claude-sonnet-4-5").create(HELLO)
+    answer = PacedModel(llm, pacer, "claude-sonnet-4-6").create(HELLO)
 
     assert answer["content"][0]["text"] == "hi"
     family = pacer.families["sonnet-4"]
