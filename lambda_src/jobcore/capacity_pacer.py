@@ -72,6 +72,7 @@ class Waiter:
     inline: bool
     seq: int
     enqueued_ms: int
+    deadline_ms: int | None = None  # the caller gives up (re-queues its job) when its grant is expected later
     grant: Amount | None = None  # set when granted: what was reserved
 
 
@@ -99,12 +100,12 @@ class FamilyPacer:
 
     # --- callers ------------------------------------------------------------------------------------
 
-    def enqueue(self, tenant: str, demand: Amount, *, inline: bool, now_ms: int) -> Waiter:
+    def enqueue(self, tenant: str, demand: Amount, *, inline: bool, now_ms: int, deadline_ms: int | None = None) -> Waiter:
         self._seq += 1
         if tenant not in self.vtime or not any(w.tenant == tenant for w in self.waiters):
             # A tenant that starts waiting gets no credit for its idle time: it starts level with those waiting.
             self.vtime[tenant] = max(self.vtime.get(tenant, 0.0), self._virtual_now())
-        waiter = Waiter(tenant, clamp_demand(demand, self.limits, Amount()), inline, self._seq, now_ms)
+        waiter = Waiter(tenant, clamp_demand(demand, self.limits, Amount()), inline, self._seq, now_ms, deadline_ms)
         self.waiters.append(waiter)
         self.idle_since_ms = None
         return waiter
@@ -148,13 +149,32 @@ class FamilyPacer:
         return max(self.next_try_ms, now_ms + 1)
 
     def expected(self, waiter: Waiter, now_ms: int) -> tuple[int, str | None]:
-        """When ``waiter`` should be granted if this process alone drew on the bucket, and the binding dimension."""
+        """When ``waiter`` should be granted if this process alone drew on the bucket, and the binding dimension.
+
+        The waiters ahead of it count in their order, except those whose own grant is expected after their
+        deadline: they give up (their jobs are re-queued) before it, so they are not ahead of it for long. Counting
+        them made a deep queue's last waiters re-queue their jobs for far too long, and at the end of a backlog the
+        budget refilled unused until they came back."""
         if waiter.grant is not None:
             return now_ms, None
-        ahead = [w for w in self.waiters if self._before(w, waiter) or w is waiter]
-        need = sum((w.demand for w in ahead), Amount()) - self.slice.positive()
-        bucket = self.bucket or SharedBucket.full(self.limits, now_ms)
-        return ready_at(bucket, self.limits, need=need.positive(), floor=self._floor(waiter), now_ms=now_ms)
+        limits, floor = self.limits, self._floor(waiter)
+        bucket = self.bucket or SharedBucket.full(limits, now_ms)
+        ahead = sorted((w for w in self.waiters if w is not waiter and self._before(w, waiter)), key=self._order)
+        need = Amount() - self.slice.positive()
+        for other in ahead:
+            with_other = need + other.demand
+            if other.deadline_ms is not None and ready_at(bucket, limits, need=with_other.positive(), floor=floor,
+                                                          now_ms=now_ms)[0] > other.deadline_ms:
+                continue
+            need = with_other
+        return ready_at(bucket, limits, need=(need + waiter.demand).positive(), floor=floor, now_ms=now_ms)
+
+    def _order(self, waiter: Waiter) -> tuple[int, float, int]:
+        """The grant order of :meth:`_before` as a sort key: inline callers first, oldest first; then queued ones by
+        their tenant's virtual time, oldest first."""
+        if waiter.inline:
+            return 0, 0.0, waiter.seq
+        return 1, self.vtime.get(waiter.tenant, 0.0), waiter.seq
 
     def _grant(self, waiter: Waiter) -> None:
         self.slice = self.slice - waiter.demand
@@ -223,7 +243,12 @@ class FamilyPacer:
         there when a second tenant arrives."""
         usage = self._merged_usage()
         total = sum(usage.values())
-        if total <= 0 or usage.get(tenant, 0.0) <= 0:
+        if total <= 0:
+            # Nobody has used the budget lately: this tenant is alone, so over its share from its first call.
+            # (Counted as under it, its first burst took the fair reserve too, and the budget then stood still
+            # while the reserve refilled: seconds of the limit lost at every burst's start.)
+            return True
+        if usage.get(tenant, 0.0) <= 0:
             return False
         weights = {t: share_of(t, self.config.tenants).weight for t in usage if usage[t] > 0}
         fair = weights.get(tenant, 1.0) / (sum(weights.values()) + 1.0)
@@ -241,30 +266,36 @@ class FamilyPacer:
 
     def _lease_for(self, waiter: Waiter, now_ms: int) -> bool:
         """Lease a slice big enough for ``waiter`` (and, up to ``slice_ms`` of the limit, for those behind it);
-        False, with ``next_try_ms`` set, when the bucket cannot grant it yet."""
-        limits = self.limits
-        floor = self._floor(waiter)
-        need = (clamp_demand(waiter.demand, limits, floor) - self.slice).positive()
-        behind = sum((w.demand for w in self.waiters), Amount())
-        per_slice = limits.capacity.scaled(self.slice_ms / 60_000)
-        want = Amount.of([max(n, min(b, p)) for n, b, p in
-                          zip(need.values(), (behind - self.slice).positive().values(), per_slice.values(), strict=True)])
+        False, with ``next_try_ms`` set, when the bucket cannot grant it yet.
+
+        What the waiter must leave (its floor) is decided on the bucket each try starts from: the tenants' use it
+        records says whether the waiter's tenant is over its fair share (a lost race brings the current bucket,
+        so a view from before another tenant's burst does not decide it)."""
         used = dict(self.used)
-        taken = Amount()
+        taken = want = floor = Amount()
 
         def step(bucket: SharedBucket) -> SharedBucket | None:
-            nonlocal taken
-            outcome = lease(bucket, effective_limits(self.configured, bucket), want=want, need=need, floor=floor,
-                            now_ms=now_ms, used=used)
+            nonlocal taken, want, floor
+            self.bucket = bucket
+            limits = effective_limits(self.configured, bucket)
+            floor = self._floor(waiter)
+            need = (clamp_demand(waiter.demand, limits, floor) - self.slice).positive()
+            behind = sum((w.demand for w in self.waiters), Amount())
+            per_slice = limits.capacity.scaled(self.slice_ms / 60_000)
+            want = Amount.of([max(n, min(b, p)) for n, b, p in
+                              zip(need.values(), (behind - self.slice).positive().values(), per_slice.values(), strict=True)])
+            outcome = lease(bucket, limits, want=want, need=need, floor=floor, now_ms=now_ms, used=used)
             taken = outcome.slice
             return None if taken.empty else outcome.bucket  # nothing to take: nothing to write
 
-        bucket = self._swap(step, now_ms)
+        bucket, committed = self._swap(step, now_ms)
+        if not committed:  # every race lost: what the last try computed was never written, so it is not ours
+            return False
         if taken.empty:
             # Try again once a whole slice (what those waiting want, up to slice_ms of the limit) has refilled: a
             # bucket that binds is then written about once a slice per process, not once a call, and the wait
             # costs no throughput (the bucket is below its capacity meanwhile, so its refill is not lost).
-            self.next_try_ms = max(ready_at(bucket, limits, need=want, floor=floor, now_ms=now_ms)[0], now_ms + 1)
+            self.next_try_ms = max(ready_at(bucket, self.limits, need=want, floor=floor, now_ms=now_ms)[0], now_ms + 1)
             return False
         self.used.clear()
         self.slice = self.slice + taken
@@ -304,27 +335,28 @@ class FamilyPacer:
             self.slice = Amount()
             self.next_try_ms = max(self.next_try_ms, report.at_ms + report.retry_after_ms)
 
-    def _swap(self, change: Callable[[SharedBucket], SharedBucket | None], now_ms: int) -> SharedBucket:
+    def _swap(self, change: Callable[[SharedBucket], SharedBucket | None], now_ms: int) -> tuple[SharedBucket, bool]:
         """Apply ``change`` to the shared bucket by conditional write, starting from the state this process last
         saw (no read: a lost race returns the stored state, and ``change`` is applied to that); the bucket as it
-        now stands. ``change`` returning None writes nothing."""
+        now stands, and whether the change holds (written, or nothing to write). ``change`` returning None writes
+        nothing."""
         bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or SharedBucket.full(self.configured, now_ms))
         for _ in range(SWAP_TRIES):
             new = change(bucket)
             if new is None:
                 self.bucket = bucket
-                return bucket
+                return bucket, True
             new = replace(new, version=bucket.version + 1)
             self.writes += 1
             current = self.store.swap(self.family, new, expected_version=bucket.version)
             if current is None:
                 self.bucket = new
-                return new
+                return new, True
             bucket = current
         self.bucket = bucket
         # Lost every race (a crowd at the same instant): try again shortly.
         self.next_try_ms = now_ms + POLL_MS
-        return bucket
+        return bucket, False
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         limits = self.limits
@@ -380,7 +412,7 @@ class Pacer:
                 return None
             start = self.clock_ms()
             deadline = start + int(max_wait_s * 1000)
-            waiter = family.enqueue(tenant, demand, inline=inline, now_ms=start)
+            waiter = family.enqueue(tenant, demand, inline=inline, now_ms=start, deadline_ms=deadline)
             while True:
                 now = self.clock_ms()
                 next_ms = family.pump(now)

@@ -399,3 +399,60 @@ def test_ten_times_tier_4_is_far_from_the_shared_items_write_ceiling():
     assert calls / 20 >= 0.99 * tier4x10.rpm / 60
     assert attempts / 20 <= 200  # measured: about 140 a second, against a ceiling of 1,000
     assert attempts * 4 < calls
+
+
+class AlwaysBeatenStore(MemoryCapacityStore):
+    """Another process wins every race: each conditional write finds a newer version (the same levels)."""
+
+    def swap(self, family, bucket, *, expected_version):
+        self.lost += 1
+        current = self.buckets.get(family) or SharedBucket.full(LIMITS, T0)
+        self.buckets[family] = type(current)(**{**current.__dict__, "version": expected_version + 1})
+        return self.buckets[family]
+
+
+def test_a_lease_whose_every_race_is_lost_grants_nothing():
+    """What a lost race computed was never written: granting it would spend budget no one reserved."""
+    store = AlwaysBeatenStore()
+    pacer = FamilyPacer("sonnet-4", LIMITS, store, CONFIG)
+    waiter = pacer.enqueue("a", Amount(1, 300, 200), inline=False, now_ms=T0)
+    pacer.pump(T0)
+    assert waiter.grant is None and pacer.slice.empty
+    assert store.lost >= 5 and pacer.next_try_ms > T0
+
+
+def test_a_waiter_is_not_counted_behind_waiters_that_will_give_up_before_their_grant():
+    """GIVEN a deep queue in one process, the bucket at its floor, calls that wait at most 30 s
+    WHEN the last waiter asks when its grant is expected
+    THEN the waiters ahead whose own grant is past their deadline (their jobs are re-queued) do not count, so the
+    last one's job is re-queued for about when the budget can serve it, not for the whole queue's time."""
+    store = MemoryCapacityStore()
+    pacer = FamilyPacer("sonnet-4", LIMITS, store, CONFIG)
+    floor = pacer.limits.capacity.scaled(CONFIG.inline_reserved_share + CONFIG.fair_reserve_share)
+    store.buckets["sonnet-4"] = SharedBucket.full(LIMITS, T0)
+    pacer.bucket = type(store.buckets["sonnet-4"])(**{**store.buckets["sonnet-4"].__dict__, "levels": floor})
+    demand = Amount(1, 400, 0)  # 40,000 ITPM refill 400 tokens in 0.6 s: 50 calls a 30 s wait
+    deadline = T0 + 30_000
+    waiters = [pacer.enqueue("a", demand, inline=False, now_ms=T0, deadline_ms=deadline) for _ in range(80)]
+    pacer.used["a"] = 1.0  # tenant a has used the budget lately: it keeps the fair reserve
+    at_50, _ = pacer.expected(waiters[49], T0)
+    at_51, _ = pacer.expected(waiters[50], T0)
+    last, _ = pacer.expected(waiters[-1], T0)
+    assert at_50 <= deadline < at_51  # the 51st is the first to give up
+    # The last counts only the 50 that stay ahead of it: about 51 calls' refill, not 80
+    assert last == pytest.approx(at_51, abs=1)
+    assert last < T0 + 80 * 600
+
+
+def test_a_lone_tenants_first_burst_leaves_the_fair_reserve_too():
+    """A tenant alone is over its fair share from its first call: its burst stops at both reserves, so the budget
+    does not stand still afterwards while the fair reserve refills."""
+    store = MemoryCapacityStore()
+    pacer = FamilyPacer("sonnet-4", LIMITS, store, CONFIG)
+    for _ in range(200):
+        pacer.enqueue("a", Amount(1, 400, 0), inline=False, now_ms=T0)
+    pacer.pump(T0)
+    level = store.buckets["sonnet-4"].levels
+    floor = LIMITS.capacity.scaled(CONFIG.inline_reserved_share + CONFIG.fair_reserve_share)
+    assert level.values()[1] >= floor.values()[1] - 1e-6  # input tokens kept: both reserves
+    assert level.values()[1] < floor.values()[1] + 400 + 1e-6  # and no more than one call above them
