@@ -90,6 +90,7 @@ class FamilyPacer:
     in_flight: Counter[str] = field(default_factory=Counter)
     used: dict[str, float] = field(default_factory=dict)  # each tenant's grants (cost) since the last lease
     next_try_ms: int = 0  # no lease before this (the bucket cannot grant the next call sooner)
+    next_try_binding: str = "requests"  # the dimension that set next_try_ms
     idle_since_ms: int | None = None
     writes: int = 0  # conditional writes of the shared bucket, for the cost figures
     _seq: int = 0
@@ -167,7 +168,11 @@ class FamilyPacer:
                                                           now_ms=now_ms)[0] > other.deadline_ms:
                 continue
             need = with_other
-        return ready_at(bucket, limits, need=(need + waiter.demand).positive(), floor=floor, now_ms=now_ms)
+        at, binding = ready_at(bucket, limits, need=(need + waiter.demand).positive(), floor=floor, now_ms=now_ms)
+        if self.next_try_ms > at and self.next_try_ms > bucket.blocked_until_ms:
+            # No lease is tried before next_try_ms (a whole slice's refill): the grant cannot come sooner either.
+            return self.next_try_ms, self.next_try_binding
+        return at, binding
 
     def _order(self, waiter: Waiter) -> tuple[int, float, int]:
         """The grant order of :meth:`_before` as a sort key: inline callers first, oldest first; then queued ones by
@@ -295,7 +300,8 @@ class FamilyPacer:
             # Try again once a whole slice (what those waiting want, up to slice_ms of the limit) has refilled: a
             # bucket that binds is then written about once a slice per process, not once a call, and the wait
             # costs no throughput (the bucket is below its capacity meanwhile, so its refill is not lost).
-            self.next_try_ms = max(ready_at(bucket, self.limits, need=want, floor=floor, now_ms=now_ms)[0], now_ms + 1)
+            at, binding = ready_at(bucket, self.limits, need=want, floor=floor, now_ms=now_ms)
+            self.next_try_ms, self.next_try_binding = max(at, now_ms + 1), binding or self.next_try_binding
             return False
         self.used.clear()
         self.slice = self.slice + taken
@@ -423,9 +429,12 @@ class Pacer:
                 if expected > deadline:
                     family.cancel(waiter, now_ms=now)
                     self._lock.notify_all()
+                    # Only a 429's Retry-After blocks with no dimension binding (a model wait, counted as such);
+                    # a deadline reached while others ahead took what refilled is a wait for capacity still.
+                    blocked = family.bucket is not None and family.bucket.blocked_until_ms > now
                     raise CapacityWaitError(
                         f"no grant from the model's budget ({family.family}) before {expected - now} ms", expected_at_ms=expected,
-                        now_ms=now, dimension=dimension)
+                        now_ms=now, dimension=dimension or (None if blocked else family.next_try_binding))
                 until = min(next_ms if next_ms is not None else expected, expected, now + POLL_MS)
                 self.wait(self._lock, max(0.001, (until - now) / 1000))
 

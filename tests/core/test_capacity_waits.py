@@ -93,3 +93,29 @@ def test_time_waited_for_the_budget_does_not_count_toward_the_model_wait_limit()
     assert h.runner.model_wait(waited, error, now_ms=h.clock.ms()) is not None
     h.clock.advance(10 * 60)
     assert h.runner.model_wait(waited, error, now_ms=h.clock.ms()) is None
+
+
+def test_a_grant_is_not_expected_before_the_next_lease_try_and_a_wait_past_it_is_a_capacity_wait():
+    """GIVEN a process that tries no lease before a whole slice has refilled (next_try_ms), while the bucket would
+    fit one more call now
+    WHEN a queued call's grant is expected
+    THEN it is expected at that try, not now; and when that is past the call's wait, the error names the
+    dimension, so the runner re-queues the job for capacity (no attempt spent) instead of backing off as if the
+    model had failed (that cost a job an attempt and 40 s at the end of a backlog)."""
+    h = harness()
+    store = MemoryCapacityStore()
+    pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), h.clock.ms, wait=lambda _c, s: h.clock.advance(s))
+    family = pacer.family_of(MODEL)
+    assert family is not None
+    now = h.clock.ms()
+    family.bucket = SharedBucket.full(LIMITS, now)
+    family.next_try_ms, family.next_try_binding = now + 45_000, "input_tokens"
+    waiter = family.enqueue("t", Amount(1, 100, 100), inline=False, now_ms=now)
+    assert family.expected(waiter, now) == (now + 45_000, "input_tokens")
+    family.cancel(waiter, now_ms=now)
+    try:
+        pacer.acquire(MODEL, "t", Amount(1, 100, 100), inline=False, max_wait_s=30)
+    except ModelUnavailableError as error:
+        assert error.dimension == "input_tokens" and error.expected_at_ms == now + 45_000
+    else:
+        raise AssertionError("expected a capacity wait")
