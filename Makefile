@@ -13,9 +13,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt sdk/pyproject.toml
 
 venv: $(VENV)/.installed
 
-## The local pipeline end to end: moto, Claude stand-in, router, worker, webhooks.
+## The local pipeline end to end: moto, Claude stand-in, router, worker, webhooks (make demo ARGS="--providers bedrock":
+## every model call through the SDK's Bedrock client).
 demo: venv
-	$(PY) -m local.demo
+	$(PY) -m local.demo $(ARGS)
 
 ## The local pipeline, kept running for curl, the CLI and the web console (/console): the API on 127.0.0.1:8080,
 ## moto on :8081, a webhook receiver on :9999. Options in ARGS (make serve ARGS="--gpu --port 9000"; python -m local.serve --help).

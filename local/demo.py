@@ -9,11 +9,13 @@
 4. Waits for both signed webhooks (the short job's receiver fails its first attempt, so that one
    arrives on the retry) and shows the delivery log, and how many Messages API calls Claude got.
 
-Exits 0 only if every step did what it should. ``python -m local.demo``
+Exits 0 only if every step did what it should. ``python -m local.demo`` (``--providers bedrock``: every model call
+through the anthropic SDK's Bedrock client, to the stand-in's Bedrock runtime path, with no Anthropic key anywhere).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -156,9 +158,18 @@ def delivery_log(api: str, job_id: str) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def main() -> int:
-    use_standin = not os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("USE_STANDIN") == "1"
-    pipeline = LocalPipeline(Options(use_standin=use_standin))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The whole job path on one machine, end to end.")
+    parser.add_argument("--providers", default=None,
+                        help="model providers in order, e.g. bedrock or anthropic,bedrock (default: cdk.json's model_providers)")
+    args = parser.parse_args(argv)
+    providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
+    bedrock_only = providers == ["bedrock"]
+    # Bedrock is always the stand-in locally; with it alone no Anthropic key is read, even one in the environment.
+    use_standin = bedrock_only or not os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("USE_STANDIN") == "1"
+    if bedrock_only:
+        os.environ.pop("ANTHROPIC_API_KEY", None)  # nor do the pipeline's processes inherit one
+    pipeline = LocalPipeline(Options(use_standin=use_standin, config={"model_providers": providers} if providers else {}))
     with pipeline as endpoints:
         print(f"local pipeline up: API {endpoints.api_url}, AWS (moto) {endpoints.aws_endpoint}, "
               f"Claude {'stand-in ' + endpoints.standin_url if endpoints.standin_url else 'API (ANTHROPIC_API_KEY)'}")
@@ -172,7 +183,12 @@ def main() -> int:
             print(f"DEMO FAILED: {failure}\n(logs: {Path(endpoints.worker_log).parent})", file=sys.stderr)
             return 1
         if pipeline.standin is not None:
-            print(f"[claude] the stand-in answered {pipeline.standin.stats()['requests']} Messages API requests from the anthropic SDK")
+            stats = pipeline.standin.stats()
+            print(f"[claude] the stand-in answered {stats['requests']} Messages API requests from the anthropic SDK"
+                  f" and {stats['bedrock']['requests']} Bedrock InvokeModel requests from its Bedrock client")
+            if bedrock_only and (stats["requests"] or not stats["bedrock"]["requests"]):
+                print("DEMO FAILED: with providers [bedrock] every model call goes to Bedrock", file=sys.stderr)
+                return 1
     print("demo succeeded")
     return 0
 
