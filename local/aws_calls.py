@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -92,13 +94,37 @@ class CallRecorder:
         return self
 
     def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any] | None = None, **_: Any) -> None:
-        line = json.dumps({
-            "component": _acting.get() or self.component, "service": model.service_model.service_name,
-            "operation": model.name, "params": identifying(params),
-            "presigned": bool((context or {}).get("is_presign_request")),
-        })
+        self.write(model.service_model.service_name, model.name, identifying(params),
+                   presigned=bool((context or {}).get("is_presign_request")))
+
+    def write(self, service: str, operation: str, params: Mapping[str, Any], *, presigned: bool = False) -> None:
+        line = json.dumps({"component": _acting.get() or self.component, "service": service, "operation": operation,
+                           "params": dict(params), "presigned": presigned})
         with self._lock, self.path.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
+
+    def install_bedrock(self) -> CallRecorder:
+        """Record the anthropic SDK's Bedrock client's calls too: it signs and sends them itself (httpx, not
+        botocore), as ``bedrock-runtime:InvokeModel`` (or ``InvokeModelWithResponseStream``) with their ``modelId``."""
+        from anthropic.lib.bedrock import _client as bedrock_client
+
+        original = bedrock_client.AnthropicBedrock._prepare_request
+        recorder = self
+
+        def prepare(client: Any, request: Any) -> None:
+            found = _BEDROCK_PATH.search(request.url.path)
+            if found is not None:
+                operation = "InvokeModelWithResponseStream" if found.group("stream") else "InvokeModel"
+                recorder.write("bedrock-runtime", operation, {"modelId": urllib.parse.unquote(found.group("model"))})
+            original(client, request)
+
+        # Patched on the class, in this recording process only (local.recorded): the client is made inside the component.
+        bedrock_client.AnthropicBedrock._prepare_request = prepare  # type: ignore[method-assign,assignment]
+        return self
+
+
+# The Bedrock runtime's invoke paths, as the SDK's Bedrock client builds them.
+_BEDROCK_PATH = re.compile(r"/model/(?P<model>[^/]+)/invoke(?P<stream>-with-response-stream)?$")
 
 
 def identifying(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,7 +140,8 @@ def identifying(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def record_process(component: str, env: Mapping[str, str] = os.environ) -> CallRecorder | None:
     """When ``RECORD_DIR_ENV`` names a directory: record every call this process makes through boto3's default
-    session (``boto3.client``, ``boto3.resource``) to ``<dir>/<component>-<pid>.jsonl``. Call it before any client
+    session (``boto3.client``, ``boto3.resource``), and through the anthropic SDK's Bedrock client, to
+    ``<dir>/<component>-<pid>.jsonl``. Call it before any client
     is made (a client copies the session's handlers when it is created)."""
     directory = env.get(RECORD_DIR_ENV)
     if not directory:
@@ -125,7 +152,8 @@ def record_process(component: str, env: Mapping[str, str] = os.environ) -> CallR
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
-    return CallRecorder(Path(directory) / f"{component}-{os.getpid()}.jsonl", component).install(boto3.DEFAULT_SESSION.events)
+    recorder = CallRecorder(Path(directory) / f"{component}-{os.getpid()}.jsonl", component)
+    return recorder.install(boto3.DEFAULT_SESSION.events).install_bedrock()
 
 
 def read_records(directory: Path) -> list[dict[str, Any]]:

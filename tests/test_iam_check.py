@@ -63,13 +63,24 @@ def allow(action, resource, **extra) -> dict:
     (call("cloudwatch", "PutMetricData", Namespace="Jobs"),
      [Request("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", "Jobs"),))]),
     (call("sts", "GetCallerIdentity"), []),
+    (call("bedrock-runtime", "InvokeModel", modelId="us.anthropic.claude-sonnet-4-6"),
+     [Request("bedrock:InvokeModel", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6"),
+      *(Request("bedrock:InvokeModel", f"arn:aws:bedrock:{region}::foundation-model/anthropic.claude-sonnet-4-6")
+        for region in ("us-east-1", "us-east-2", "us-west-1", "us-west-2"))]),
+    (call("bedrock-runtime", "InvokeModel", modelId="global.anthropic.claude-sonnet-4-6"),
+     [Request("bedrock:InvokeModel", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-sonnet-4-6"),
+      Request("bedrock:InvokeModel", "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-sonnet-4-6"),
+      Request("bedrock:InvokeModel", "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-6")]),
+    (call("bedrock-runtime", "InvokeModelWithResponseStream", modelId="anthropic.claude-haiku-4-5-20251001-v1:0"),
+     [Request("bedrock:InvokeModelWithResponseStream", "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0")]),
 ])
 def test_a_call_is_authorized_as_its_iam_actions_on_its_resources(made, expected):
     assert requests_for(made, HERE) == expected
 
 
 @pytest.mark.parametrize("made", [call("sqs", "TagQueue", QueueUrl=QUEUE_URL), call("s3", "PutBucketPolicy", Bucket="b"),
-                                  call("kinesis", "PutRecord")])
+                                  call("kinesis", "PutRecord"), call("bedrock-runtime", "Converse", modelId="x"),
+                                  call("bedrock-runtime", "InvokeModel", modelId="us.anthropic.claude-unknown")])
 def test_a_call_with_no_mapping_is_an_error_not_a_pass(made):
     with pytest.raises(UnmappedCall, match=made["operation"]):
         requests_for(made, HERE)

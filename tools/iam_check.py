@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from jobcore.pricing import default_prices
+
 PARTITION = "aws"
 
 
@@ -179,8 +181,34 @@ def _sts(operation: str, params: Mapping[str, Any], where: Account) -> list[Requ
     return []
 
 
+_BEDROCK_OPERATIONS = {"InvokeModel", "InvokeModelWithResponseStream"}
+
+
+def _bedrock_runtime(operation: str, params: Mapping[str, Any], where: Account) -> list[Request]:
+    """An invocation through an inference profile is authorized on the profile and on the foundation model it may
+    route to: each destination Region's (a geographic profile), or the source Region's and the Region-less ARN
+    (a global profile, which routes to any commercial Region); a foundation model invoked directly, on itself.
+    The profiles are the price file's (the table the stack grants from)."""
+    if operation not in _BEDROCK_OPERATIONS:
+        raise UnmappedCall(f"no IAM mapping for bedrock-runtime:{operation}")
+    action, model_id = f"bedrock:{operation}", params["modelId"]
+
+    def model(region: str, name: str) -> str:
+        return f"arn:{where.partition}:bedrock:{region}::foundation-model/{name}"
+
+    if model_id.startswith("anthropic."):
+        return [Request(action, model(where.region, model_id))]
+    profile = next((p for profiles in default_prices().claude.bedrock.values() for p in profiles.values() if p.id == model_id), None)
+    if profile is None:
+        raise UnmappedCall(f"bedrock-runtime:{operation} of {model_id!r}: not an inference profile of the price file")
+    requests = [Request(action, where.arn("bedrock", f"inference-profile/{model_id}"))]
+    if profile.destinations is None:
+        return [*requests, Request(action, model(where.region, profile.model)), Request(action, model("", profile.model))]
+    return [*requests, *(Request(action, model(region, profile.model)) for region in profile.destinations)]
+
+
 _SERVICES = {"sqs": _sqs, "dynamodb": _dynamodb, "s3": _s3, "ecs": _ecs, "secretsmanager": _secretsmanager,
-             "cloudwatch": _cloudwatch, "sts": _sts}
+             "cloudwatch": _cloudwatch, "sts": _sts, "bedrock-runtime": _bedrock_runtime}
 
 
 # --- policies ------------------------------------------------------------------------------------------

@@ -147,9 +147,12 @@ def roles(app: Synth, templates: Templates) -> dict[str, Role]:
     """Each component's role, as the templates grant it."""
     service = app.service.node
     webhooks = service.find_child("Webhooks")
-    made = {"router": service.find_child("Router").role, "collector": service.find_child("Collector").role,
-            "dispatcher": webhooks.dispatcher.role, SWEEP_COMPONENT: webhooks.sweep.role,
-            "sweeper": service.find_child("Sweeper").role, "intake": service.find_child("Intake").role}
+    made = {"router": service.find_child("Router").role, "dispatcher": webhooks.dispatcher.role,
+            SWEEP_COMPONENT: webhooks.sweep.role, "sweeper": service.find_child("Sweeper").role,
+            "intake": service.find_child("Intake").role}
+    collector = service.try_find_child("Collector")  # none when the batch lane is off (Bedrock alone)
+    if collector is not None:
+        made["collector"] = collector.role
     for lane in app.config.lanes().worker_lanes():
         made[f"worker-{lane.name}"] = service.find_child(f"{construct_id(lane.name)}Worker").task_definition.task_role
     return {component: templates.role(app.service.stack_name, logical_id(role)) for component, role in made.items()}
