@@ -72,7 +72,8 @@ def allow(action, resource, **extra) -> dict:
       Request("bedrock:InvokeModel", "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-sonnet-4-6"),
       Request("bedrock:InvokeModel", "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-6")]),
     (call("bedrock-runtime", "InvokeModelWithResponseStream", modelId="anthropic.claude-haiku-4-5-20251001-v1:0"),
-     [Request("bedrock:InvokeModelWithResponseStream", "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0")]),
+     [Request("bedrock:InvokeModelWithResponseStream",
+              "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0")]),
 ])
 def test_a_call_is_authorized_as_its_iam_actions_on_its_resources(made, expected):
     assert requests_for(made, HERE) == expected
