@@ -83,3 +83,29 @@ def test_the_invoice_scenario_shows_the_batch_lane_and_prompt_caching(capsys):
     data = json.loads(run(capsys, "--json"))
     cuts = {cut["name"]: cut for cut in data["tasks"][0]["claude_cuts"]}
     assert cuts["batch lane"]["claude"] == pytest.approx(52.5) and data["tasks"][2]["claude_cuts"] == []
+
+
+def test_bedrock_prices_each_task_at_its_profiles_price_and_has_no_batch_lane(capsys):
+    """The per-job cost prices a call at the provider that answered it; so does the cost command, for a deployment
+    on Bedrock: a geographic profile 10 % over the Anthropic API's list price, the global one at it."""
+    def claude(*argv: str) -> float:
+        data = json.loads(run(capsys, "--json", *argv))
+        return data["tasks"][0]["options"]["hybrid"]["breakdown"]["claude"]
+
+    anthropic = claude()
+    assert claude("--provider", "bedrock", "--bedrock-profile", "us") == pytest.approx(anthropic * 1.1)
+    assert claude("--provider", "bedrock") == pytest.approx(anthropic)  # the global profile
+    out = run(capsys, "--provider", "bedrock", "--bedrock-profile", "eu")
+    assert "claude-sonnet-4-6 on Amazon Bedrock (eu profile)" in out
+    assert "batch lane            not with Bedrock: the batch lane is Anthropic's Message Batches API" in out
+
+
+def test_a_provider_that_cannot_serve_a_tasks_model_is_refused_naming_the_field(capsys, tmp_path):
+    assert cost.main(["--provider", "bedrock", "--bedrock-profile", "apac"]) == 2
+    assert "--provider/--bedrock-profile for 'invoice-processing'.bedrock_profile: model 'claude-sonnet-4-6' has no 'apac'" in (
+        capsys.readouterr().err)
+    workload = tmp_path / "w.json"
+    workload.write_text(json.dumps({"tasks": [{"name": "t", "duration_s": 1, "memory_mb": 128, "monthly_volume": 1,
+                                               "provider": "vertex"}]}))
+    assert cost.main([str(workload)]) == 2
+    assert "workload.tasks[0].provider: must be 'anthropic' or 'bedrock'" in capsys.readouterr().err

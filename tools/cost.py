@@ -27,12 +27,14 @@ from jobcore.costing import MB_PER_GB, SECONDS_PER_HOUR, break_even_rate_per_min
 from jobcore.lanes import FargateCompute, Lane, Lanes
 from jobcore.limits import LAMBDA_MAX_DURATION_S, LAMBDA_MAX_MEMORY_MB
 from jobcore.pricing import Prices, default_prices
+from jobcore.providers import ANTHROPIC, BEDROCK
 from stacks.config import PipelineConfig
 from tools.workloads import (
     Comparison,
     Option,
     TaskComparison,
     WorkloadTask,
+    check_provider,
     compare,
     fargate_task,
     lambda_memory_mb,
@@ -59,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prices = prices.with_overrides(_read(args.prices))
         data = _read(args.workload)
         lanes = deployment_lanes()
-        comparison = compare(load_workload(data, prices), prices, inline_budget_s=lanes.inline.time_limit_s,
-                             router_memory_mb=lanes.inline.memory_mb)
+        tasks = served_by(load_workload(data, prices), prices, args.provider, args.bedrock_profile)
+        comparison = compare(tasks, prices, inline_budget_s=lanes.inline.time_limit_s, router_memory_mb=lanes.inline.memory_mb)
     except (OSError, ValueError) as error:
         print(f"cost: {error}", file=sys.stderr)
         return 2
@@ -82,7 +84,21 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--prices", type=Path, help="JSON or YAML price overrides, merged over prices.json")
     parser.add_argument("--chart", type=Path, help="also draw the break-even chart to this PNG")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument("--provider", choices=(ANTHROPIC, BEDROCK),
+                        help="price every task's Claude calls at this provider's prices (default: each task's own, else anthropic)")
+    parser.add_argument("--bedrock-profile", help="with Bedrock: the inference profile scope, e.g. global, us, eu (default: global)")
     return parser.parse_args(argv)
+
+
+def served_by(tasks: Sequence[WorkloadTask], prices: Prices, provider: str | None, profile: str | None) -> tuple[WorkloadTask, ...]:
+    """The tasks with their calls answered by ``provider`` through ``profile`` where given (ValueError if it cannot
+    serve a task's model)."""
+    changed = []
+    for task in tasks:
+        task = replace(task, provider=provider or task.provider, bedrock_profile=profile or task.bedrock_profile)
+        check_provider(task, prices, f"--provider/--bedrock-profile for {task.name!r}")
+        changed.append(task)
+    return tuple(changed)
 
 
 def _read(path: Path) -> Any:
@@ -141,7 +157,8 @@ def _cuts(row: TaskComparison) -> list[str]:
 def _describe(task: WorkloadTask) -> str:
     size = f"{task.vcpu:g} vCPU, {task.memory_mb:,} MB" + (f", {task.gpu_model or 'a'} GPU" if task.gpu else "")
     volume = "always on" if task.always_on else "scaled to demand"
-    tokens = f"; {task.model}, {task.input_tokens:,} in / {task.output_tokens:,} out tokens" if task.model else ""
+    served = f" on Amazon Bedrock ({task.bedrock_profile} profile)" if task.provider == BEDROCK else ""
+    tokens = f"; {task.model}{served}, {task.input_tokens:,} in / {task.output_tokens:,} out tokens" if task.model else ""
     jobs = "job" if task.monthly_volume == 1 else "jobs"
     return (f"{task.name}: {task.monthly_volume:,.0f} {jobs}/month of {task.duration_s:,g} s, {size}, "
             f"{task.concurrency} at a time per worker, {volume}{tokens}")

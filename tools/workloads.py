@@ -36,6 +36,7 @@ from jobcore.limits import (
 )
 from jobcore.model import Usage
 from jobcore.pricing import Instance, Prices
+from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE
 from jobcore.routing import RoutingPolicy, TaskProfile, decide
 
 STRATEGIES = ("lambda", "fargate", "fargate-spot", "ec2", "hybrid")
@@ -70,6 +71,10 @@ class WorkloadTask:
     input_tokens: int = 0
     output_tokens: int = 0
     model: str | None = None
+    # Who answers the calls, priced as it bills them: the Anthropic API, or Amazon Bedrock through an inference
+    # profile of this scope (its price file entry: a geographic profile costs 10 % more than the global one).
+    provider: str = ANTHROPIC
+    bedrock_profile: str = DEFAULT_BEDROCK_SCOPE
     # Prompt caching, an assumption of the workload's: this many of input_tokens are a prefix shared by every
     # job (instructions, tool schema), and this fraction of jobs find it still cached (5-minute TTL).
     cached_prefix_tokens: int = 0
@@ -117,7 +122,25 @@ def _workload_task(spec: Any, where: str, prices: Prices) -> WorkloadTask:
         raise ValueError(f"{where}.cache_hit_rate: must be a fraction from 0 to 1")
     if _number(task.cached_prefix_tokens, f"{where}.cached_prefix_tokens") > task.input_tokens:
         raise ValueError(f"{where}.cached_prefix_tokens: must be at most input_tokens ({task.input_tokens:,})")
+    check_provider(task, prices, where)
     return task
+
+
+def check_provider(task: WorkloadTask, prices: Prices, where: str) -> None:
+    """ValueError naming the field unless the task's provider can serve its model (Bedrock: a profile of its scope)."""
+    if task.provider not in (ANTHROPIC, BEDROCK):
+        raise ValueError(f"{where}.provider: must be {ANTHROPIC!r} or {BEDROCK!r}, not {task.provider!r}")
+    if task.provider == BEDROCK:
+        try:
+            prices.claude.bedrock_profile(task.model or prices.claude.default_model, task.bedrock_profile)
+        except ValueError as error:
+            raise ValueError(f"{where}.bedrock_profile: {error}") from None
+
+
+def task_claude_cost(prices: Prices, task: WorkloadTask, usage: Usage, *, batch: bool = False) -> float:
+    """``usage``'s tokens at the price of the provider that answers the task's calls (Bedrock: its profile's)."""
+    return claude_cost(prices, task.model, replace(usage, by_provider={task.provider: usage}), batch=batch,
+                       bedrock_scope=task.bedrock_profile)
 
 
 def _number(value: Any, where: str) -> float:
@@ -267,12 +290,16 @@ def claude_cuts(prices: Prices, task: WorkloadTask, today: Cost) -> tuple[Claude
     def cut(name: str, claude: float, total: float, note: str) -> ClaudeCut:
         return ClaudeCut(name, claude, total, today.total - total, note)
 
-    batch = claude_cost(prices, task.model, plain, batch=True)
-    cuts = [
-        ClaudeCut("today", today.claude, today.total, 0.0, "Messages API at list price, no caching"),
-        cut("batch lane", batch, batch + batch_requests,
-            f"tokens {prices.claude.batch_discount:.0%} off, no worker; {BATCH_LATENCY}"),
-    ]
+    on_bedrock = task.provider == BEDROCK
+    cuts = [ClaudeCut("today", today.claude, today.total, 0.0,
+                      f"Amazon Bedrock ({task.bedrock_profile} profile) at list price, no caching" if on_bedrock
+                      else "Messages API at list price, no caching")]
+    if on_bedrock:  # the batch lane is Anthropic's Message Batches API
+        cuts.append(ClaudeCut("batch lane", None, None, 0.0, "not with Bedrock: the batch lane is Anthropic's Message Batches API"))
+    else:
+        batch = task_claude_cost(prices, task, plain, batch=True)
+        cuts.append(cut("batch lane", batch, batch + batch_requests,
+                        f"tokens {prices.claude.batch_discount:.0%} off, no worker; {BATCH_LATENCY}"))
     if not task.cached_prefix_tokens:
         return tuple(cuts)
     rates, _ = prices.claude.for_model(task.model)
@@ -283,12 +310,11 @@ def claude_cuts(prices: Prices, task: WorkloadTask, today: Cost) -> tuple[Claude
                   f"{rates.min_cacheable_tokens:,}-token minimum")
         return (*cuts, ClaudeCut("prompt caching", None, None, 0.0, reason))
     cached_usage = _monthly_usage(task, hit_rate=task.cache_hit_rate)
-    cached = claude_cost(prices, task.model, cached_usage)
-    both = claude_cost(prices, task.model, cached_usage, batch=True)
-    cuts += [
-        cut("prompt caching", cached, today.total - today.claude + cached, assumption),
-        cut("batch lane + caching", both, both + batch_requests, f"the same assumptions; {BATCH_LATENCY}"),
-    ]
+    cached = task_claude_cost(prices, task, cached_usage)
+    cuts.append(cut("prompt caching", cached, today.total - today.claude + cached, assumption))
+    if not on_bedrock:
+        both = task_claude_cost(prices, task, cached_usage, batch=True)
+        cuts.append(cut("batch lane + caching", both, both + batch_requests, f"the same assumptions; {BATCH_LATENCY}"))
     return tuple(cuts)
 
 
@@ -460,6 +486,6 @@ def _worker_hours(
 def _monthly_cost(prices: Prices, task: WorkloadTask, compute: float, basis: str, *, queued: bool) -> Cost:
     usage = Usage(input_tokens=task.input_tokens, output_tokens=task.output_tokens)
     return Cost(
-        claude=task.monthly_volume * claude_cost(prices, task.model, usage), compute=compute,
+        claude=task.monthly_volume * task_claude_cost(prices, task, usage), compute=compute,
         requests=task.monthly_volume * job_requests(prices, queued=queued), basis=basis,
     )
