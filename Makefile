@@ -97,3 +97,4 @@ bench: venv
 	$(PY) -m bench.bench_embeddings
 	$(PY) -m bench.bench_batch
 	$(PY) -m bench.bench_capacity
+	$(PY) -m bench.bench_failover
