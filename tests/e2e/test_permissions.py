@@ -158,18 +158,22 @@ def roles(app: Synth, templates: Templates) -> dict[str, Role]:
     return {component: templates.role(app.service.stack_name, logical_id(role)) for component, role in made.items()}
 
 
-@pytest.fixture(scope="module")
-def report(run) -> Report:
-    # Synthesized for a region the GPU lane's AMI release is verified in; the ARNs are still resolved in moto's
-    # region (``where``), where the calls were made.
-    app = synth(default_region=GPU_REGION, **CONTEXT)
+def checked(run: dict[str, Any], app: Synth, title: str) -> Report:
+    """The run's calls evaluated against the roles of ``app``'s templates, resolved to what the run made (in moto's
+    account and region, where the calls were made); the report is listed at the end of the suite under ``title``."""
     account = urlsplit(run["queues"]["cpu"]).path.strip("/").split("/")[0]  # moto's
     where = Account(account=account, region=REGION)
     templates = Templates({app.data.stack_name: app.data_json, app.service.stack_name: app.service_json}, where,
                           names=local_names(app, run))
     made = check(run["calls"], roles(app, templates), where, outside=OUTSIDE)
-    harness.SUMMARIES.append(("AWS calls against their roles (tests/e2e/test_permissions.py)", made.lines()))
+    harness.SUMMARIES.append((title, made.lines()))
     return made
+
+
+@pytest.fixture(scope="module")
+def report(run) -> Report:
+    # Synthesized for a region the GPU lane's AMI release is verified in.
+    return checked(run, synth(default_region=GPU_REGION, **CONTEXT), "AWS calls against their roles (tests/e2e/test_permissions.py)")
 
 
 def test_each_component_s_calls_were_recorded(run):

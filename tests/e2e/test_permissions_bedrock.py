@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # before jsii starts
 
@@ -20,9 +19,9 @@ from local.aws_calls import read_records  # noqa: E402
 from tests.bodies import SHORT  # noqa: E402
 from tests.e2e import harness  # noqa: E402
 from tests.e2e.harness import finished_job, start_pipeline, stop_pipeline, submit  # noqa: E402
-from tests.e2e.test_permissions import OUTSIDE, REGION, local_names, roles  # noqa: E402
+from tests.e2e.test_permissions import REGION, checked  # noqa: E402
 from tests.infra.infra_support import synth  # noqa: E402
-from tools.iam_check import Account, Report, Templates, check  # noqa: E402
+from tools.iam_check import Report  # noqa: E402
 
 CONTEXT = {"model_providers": ["bedrock"]}
 
@@ -47,13 +46,7 @@ def run(tmp_path_factory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def report(run) -> Report:
     app = synth(default_region=REGION, **CONTEXT)
-    account = urlsplit(run["queues"]["cpu"]).path.strip("/").split("/")[0]  # moto's
-    where = Account(account=account, region=REGION)
-    templates = Templates({app.data.stack_name: app.data_json, app.service.stack_name: app.service_json}, where,
-                          names=local_names(app, run))
-    made = check(run["calls"], roles(app, templates), where, outside=OUTSIDE)
-    harness.SUMMARIES.append(("Bedrock calls against their roles (tests/e2e/test_permissions_bedrock.py)", made.lines()))
-    return made
+    return checked(run, app, "Bedrock calls against their roles (tests/e2e/test_permissions_bedrock.py)")
 
 
 def test_the_bedrock_client_s_invocations_were_recorded_for_the_router_and_the_worker(run):
