@@ -142,12 +142,39 @@ class FamilyPacer:
             if self.slice.covers(clamp_demand(waiter.demand, self.limits, self._floor(waiter))):
                 self._grant(waiter)
                 continue
-            if now_ms < self.next_try_ms or not self._lease_for(waiter, now_ms):
+            if now_ms >= self.next_try_ms and self._lease_for(waiter, now_ms):
+                continue
+            if not self._serve_under_share(waiter, now_ms):
                 break
         if not self.waiters:
             self._return_idle_slice(now_ms)
             return None
         return max(self.next_try_ms, now_ms + 1)
+
+    def _serve_under_share(self, blocked: Waiter, now_ms: int) -> bool:
+        """A waiter of a tenant under its fair share may take from the fair reserve at once, whatever the lease
+        cadence set for the others (``next_try_ms``): ``blocked`` itself when its tenant is under its share, else
+        the next such waiter of another tenant, out of turn. A quiet tenant's calls during another's burst then start
+        at once instead of each waiting for the noisy tenant's next lease. It leases just its own call, so the
+        tenants that must leave the reserve get none of it. Whether one was granted."""
+        if blocked.inline:
+            return False
+        if not self.over_fair_share(blocked.tenant):
+            under: Waiter | None = blocked
+        else:
+            under = min((w for w in self.waiters if not w.inline and w.tenant != blocked.tenant
+                         and not self.over_fair_share(w.tenant) and not self._capped(w.tenant, others=True)),
+                        key=self._order, default=None)
+        if under is None:
+            return False
+        if not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under))):
+            tried_at = self.next_try_ms
+            leased = self._lease_for(under, now_ms, just_its_own=True)
+            self.next_try_ms = min(tried_at, self.next_try_ms)  # whichever can lease first
+            if not leased or not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under))):
+                return False
+        self._grant(under)
+        return True
 
     def expected(self, waiter: Waiter, now_ms: int) -> tuple[int, str | None]:
         """When ``waiter`` should be granted if this process alone drew on the bucket, and the binding dimension.
@@ -269,9 +296,10 @@ class FamilyPacer:
             share += self.config.fair_reserve_share
         return self.limits.capacity.scaled(share)
 
-    def _lease_for(self, waiter: Waiter, now_ms: int) -> bool:
-        """Lease a slice big enough for ``waiter`` (and, up to ``slice_ms`` of the limit, for those behind it);
-        False, with ``next_try_ms`` set, when the bucket cannot grant it yet.
+    def _lease_for(self, waiter: Waiter, now_ms: int, *, just_its_own: bool = False) -> bool:
+        """Lease a slice big enough for ``waiter`` (and, up to ``slice_ms`` of the limit, for those behind it, unless
+        ``just_its_own``: a lease from the fair reserve is not for the tenants that must leave it); False, with
+        ``next_try_ms`` set, when the bucket cannot grant it yet.
 
         What the waiter must leave (its floor) is decided on the bucket each try starts from: the tenants' use it
         records says whether the waiter's tenant is over its fair share (a lost race brings the current bucket,
@@ -287,8 +315,9 @@ class FamilyPacer:
             need = (clamp_demand(waiter.demand, limits, floor) - self.slice).positive()
             behind = sum((w.demand for w in self.waiters), Amount())
             per_slice = limits.capacity.scaled(self.slice_ms / 60_000)
-            want = Amount.of([max(n, min(b, p)) for n, b, p in
-                              zip(need.values(), (behind - self.slice).positive().values(), per_slice.values(), strict=True)])
+            want = need if just_its_own else Amount.of(
+                [max(n, min(b, p)) for n, b, p in zip(need.values(), (behind - self.slice).positive().values(), per_slice.values(),
+                                                       strict=True)])
             outcome = lease(bucket, limits, want=want, need=need, floor=floor, now_ms=now_ms, used=used)
             taken = outcome.slice
             return None if taken.empty else outcome.bucket  # nothing to take: nothing to write
