@@ -152,8 +152,8 @@ class Poller:
         if self.fair_extra_slots < 0:
             self.fair_extra_slots = max(1, self.concurrency // 4)
         # Room for messages held (running or waiting for a slot); the slots themselves are counted in ``_fair``. The
-        # fair extra slots add room too, so that a receive is in flight (and a quiet tenant's message, which the
-        # fair queue delivers first, arrives) even while one tenant's jobs fill the regular slots and the lookahead.
+        # fair extra slots need room for the jobs they run (alone, a tenant's held messages fill it as they fill
+        # the lookahead's: a quiet tenant's message, which the fair queue delivers first, arrives when any frees).
         self._slots = threading.Semaphore(self.concurrency + self.lookahead + self.fair_extra_slots)
         # The shares by message group, as the messages name their tenant (a long or odd tenant id is hashed).
         self._fair: FairSlots[_InFlight] = FairSlots(
