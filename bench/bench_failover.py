@@ -12,19 +12,16 @@ Both providers are the one stand-in (the Messages API and Bedrock's InvokeModel 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.bench_capacity import list_jobs, warm
+from bench.bench_capacity import wait_for, warm
 from bench.report import Goal, Section, epoch_s, publish
 from jobcore.model import TERMINAL
 from local.client import call
-from local.gateway import LOCAL_API_KEY
 from local.pipeline import LocalPipeline, Options
 
 LATENCY_S = 0.5
@@ -41,12 +38,6 @@ class Scale:
 
 
 QUICK = Scale(queued=20, inline=5, down_s=15.0, cool_down_s=5.0, after=4)
-
-
-def control(standin_url: str, **settings: Any) -> None:
-    request = urllib.request.Request(f"{standin_url}/_standin/control", data=json.dumps(settings).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    urllib.request.urlopen(request, timeout=10).read()
 
 
 def submit_one(api: str, mode: str) -> str:
@@ -66,11 +57,12 @@ def providers(job: dict[str, Any]) -> set[str]:
 def run(scale: Scale) -> Section:
     options = Options(standin_latency_s=LATENCY_S, breaker_cool_down_s=scale.cool_down_s,
                       config={"model_providers": ["anthropic", "bedrock"]})
-    with LocalPipeline(options) as endpoints:
-        api, standin_url = endpoints.api_url, endpoints.standin_url
-        assert standin_url is not None
+    local = LocalPipeline(options)
+    with local as endpoints:
+        api, standin = endpoints.api_url, local.standin
+        assert standin is not None
         warm(api)
-        control(standin_url, fail={"status": 529, "for_s": scale.down_s})
+        standin.configure(fail_status=529, fail_for_s=scale.down_s)
         down_at, outage_ends = time.monotonic(), time.time() + scale.down_s
         # Spread over the outage's first two thirds: queued jobs submitted in a steady stream, inline ones among them.
         spread_s = scale.down_s * 2 / 3
@@ -95,17 +87,13 @@ def run(scale: Scale) -> Section:
             time.sleep(0.5)
         after_ids = [submit_one(api, "sync" if i % 2 else "async") for i in range(scale.after)]
         after = wait(api, after_ids, timeout_s=300)
-        stats = urllib.request.urlopen(f"{standin_url}/_standin/stats", timeout=10).read()
-    return report(scale, ids, during, after_ids, after, json.loads(stats), outage_ends, returned_after_s)
+        stats = standin.stats()
+    return report(scale, ids, during, after_ids, after, stats, outage_ends, returned_after_s)
 
 
 def wait(api: str, ids: list[str], *, timeout_s: float) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        views = {job["id"]: job for job in list_jobs(api, LOCAL_API_KEY) if job["id"] in set(ids)}
-        if all(views.get(i, {}).get("status") in TERMINAL for i in ids) or time.monotonic() > deadline:
-            return views
-        time.sleep(2)
+    """The jobs' views by id once all are terminal (or at the timeout: the unfinished ones are the stuck)."""
+    return {job["id"]: job for job in wait_for(api, ids, timeout_s=timeout_s)}
 
 
 def report(scale: Scale, ids: list[str], during: dict[str, dict[str, Any]], after_ids: list[str],

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -767,31 +768,39 @@ def _tenant_job(worker: Worker, job_id: str, tenant: str) -> None:
                                                    "instructions": ""})
 
 
-def test_a_quiet_tenants_job_starts_before_a_noisy_tenants_backlog_drains(worker):
-    """GIVEN a worker of one slot busy with tenant A's backlog of 6 jobs, holding 2 more
-    WHEN tenant B submits one job
-    THEN B's message is received before A's older ones (SQS fair queue) and B's job starts next (the worker's turns)."""
+@contextmanager
+def a_backlog(worker: Worker, jobs: int, **start: Any) -> Iterator[tuple[SteppedModel, Running]]:
+    """Tenant A's backlog of ``jobs`` on a stepped model (SQS fair queues emulated), a worker started over it with
+    ``start``; at the end every call is let go and the worker halted."""
     model = SteppedModel()
     with fair_queues.fair_queues(noisy_min_in_flight=1):
-        for i in range(6):
+        for i in range(jobs):
             _tenant_job(worker, f"job_a{i}", "tenant-a")
-        running = worker.start(ctx=model_ctx(model), concurrency=1, lookahead=2)
+        running = worker.start(ctx=model_ctx(model), **start)
         try:
-            wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
-            wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="two of A's jobs held")
-            _tenant_job(worker, "job_b0", "tenant-b")
-            model.steps.release()  # A's first ends: A's next held job starts, and room for one more message frees
-            wait_until(lambda: running.poller.waiting() == {"tenant-a": 1, "tenant-b": 1}, what="B's message held")
-            model.steps.release()
-            wait_until(lambda: len(model.jobs) == 3, what="the third job to start")
-            assert model.jobs == ["job_a0", "job_a1", "job_b0"]  # not behind A's 4 left
-            for _ in range(5):  # B's, then A's 4 left
-                model.steps.release()
-            wait_until(lambda: running.poller.processed == 7, what="every job to end")
+            yield model, running
         finally:
             for _ in range(10):
                 model.steps.release()
             running.halt()
+
+
+def test_a_quiet_tenants_job_starts_before_a_noisy_tenants_backlog_drains(worker):
+    """GIVEN a worker of one slot busy with tenant A's backlog of 6 jobs, holding 2 more
+    WHEN tenant B submits one job
+    THEN B's message is received before A's older ones (SQS fair queue) and B's job starts next (the worker's turns)."""
+    with a_backlog(worker, 6, concurrency=1, lookahead=2) as (model, running):
+        wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
+        wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="two of A's jobs held")
+        _tenant_job(worker, "job_b0", "tenant-b")
+        model.steps.release()  # A's first ends: A's next held job starts, and room for one more message frees
+        wait_until(lambda: running.poller.waiting() == {"tenant-a": 1, "tenant-b": 1}, what="B's message held")
+        model.steps.release()
+        wait_until(lambda: len(model.jobs) == 3, what="the third job to start")
+        assert model.jobs == ["job_a0", "job_a1", "job_b0"]  # not behind A's 4 left
+        for _ in range(5):  # B's, then A's 4 left
+            model.steps.release()
+        wait_until(lambda: running.poller.processed == 7, what="every job to end")
     assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(6)] + ["job_b0"])  # each ran once
     assert all(worker.status(job_id) is JobStatus.SUCCEEDED for job_id in model.jobs)
 
@@ -800,26 +809,17 @@ def test_a_quiet_tenants_job_starts_at_once_in_a_fair_extra_slot(worker):
     """GIVEN a worker of one slot (and one fair extra slot) busy with tenant A's backlog
     WHEN tenant B submits one job
     THEN B's job starts as soon as its message is received, beside A's next job, not after it."""
-    model = SteppedModel()
-    with fair_queues.fair_queues(noisy_min_in_flight=1):
-        for i in range(6):
-            _tenant_job(worker, f"job_a{i}", "tenant-a")
-        running = worker.start(ctx=model_ctx(model), concurrency=1, lookahead=1, fair_extra_slots=1)
-        try:
-            wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
-            wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="A's jobs held (lookahead and extra room)")
-            assert model.jobs == ["job_a0"]  # A alone never runs in the extra slot
-            _tenant_job(worker, "job_b0", "tenant-b")
-            model.steps.release()  # A's first ends: A's next starts, and room for a message frees
-            wait_until(lambda: len(model.jobs) == 3, what="A's next job and B's to start, no other call ended")
-            assert sorted(model.jobs[1:]) == ["job_a1", "job_b0"]
-            for _ in range(6):
-                model.steps.release()
-            wait_until(lambda: running.poller.processed == 7, what="every job to end")
-        finally:
-            for _ in range(10):
-                model.steps.release()
-            running.halt()
+    with a_backlog(worker, 6, concurrency=1, lookahead=1, fair_extra_slots=1) as (model, running):
+        wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
+        wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="A's jobs held (lookahead and extra room)")
+        assert model.jobs == ["job_a0"]  # A alone never runs in the extra slot
+        _tenant_job(worker, "job_b0", "tenant-b")
+        model.steps.release()  # A's first ends: A's next starts, and room for a message frees
+        wait_until(lambda: len(model.jobs) == 3, what="A's next job and B's to start, no other call ended")
+        assert sorted(model.jobs[1:]) == ["job_a1", "job_b0"]
+        for _ in range(6):
+            model.steps.release()
+        wait_until(lambda: running.poller.processed == 7, what="every job to end")
     assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(6)] + ["job_b0"])  # each ran once
 
 
