@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.bench_capacity import wait_for, warm
+from bench.bench_capacity import span_s, wait_for, warm
 from bench.report import Goal, Section, epoch_s, publish
 from jobcore.model import TERMINAL
 from local.client import call
@@ -40,14 +40,19 @@ class Scale:
 QUICK = Scale(queued=20, inline=5, down_s=15.0, cool_down_s=5.0, after=4)
 
 
-def submit_one(api: str, mode: str) -> str:
+def post(api: str, mode: str) -> dict[str, Any]:
+    """The job as the POST answered it (a sync job: finished, with its usage)."""
     for _ in range(30):  # a 503 (the router busy on a loaded machine) is retried, as a client would
         status, _, job = call("POST", f"{api}/v1/jobs", {**JOB, "mode": mode})
         if status != 503:
             break
         time.sleep(1)
     assert status in (200, 202), (status, job)
-    return str(job["id"])
+    return job
+
+
+def submit_one(api: str, mode: str) -> str:
+    return str(post(api, mode)["id"])
 
 
 def providers(job: dict[str, Any]) -> set[str]:
@@ -80,8 +85,7 @@ def run(scale: Scale) -> Section:
         time.sleep(max(0.0, down_at + scale.down_s + scale.cool_down_s - time.monotonic()))
         returned_after_s = None
         for _ in range(60):
-            probe = wait(api, [submit_one(api, "sync")], timeout_s=60)
-            if any(providers(job) == {"anthropic"} for job in probe.values()):
+            if providers(post(api, "sync")) == {"anthropic"}:  # answered inline: the POST's answer is the finished job
                 returned_after_s = time.monotonic() - (down_at + scale.down_s + scale.cool_down_s)
                 break
             time.sleep(0.5)
@@ -109,8 +113,8 @@ def report(scale: Scale, ids: list[str], during: dict[str, dict[str, Any]], afte
     back = [after.get(i, {}) for i in after_ids]
     back_ok = sum(job.get("status") == "succeeded" and providers(job) == {"anthropic"} for job in back)
     inline = [job for job in jobs if job.get("route", {}).get("lane") == "inline"]
-    span = (max(epoch_s(j["finished_at"]) for j in jobs if j.get("finished_at")) - min(epoch_s(j["created_at"]) for j in jobs)
-            if jobs and any(j.get("finished_at") for j in jobs) else float("nan"))
+    finished = [job for job in jobs if job.get("finished_at")]
+    span = span_s(finished) if finished else float("nan")
     refused = stats["by_status"].get("529", 0)
     goals = [
         Goal(f"{scale.queued} queued + {scale.inline} inline jobs during {scale.down_s:g} s of 529s: none failed",
@@ -123,7 +127,7 @@ def report(scale: Scale, ids: list[str], during: dict[str, dict[str, Any]], afte
         Goal("then every job answered by Anthropic", f"{back_ok} of {len(back)}", back_ok == len(back)),
     ]
     lines = [
-        "| jobs | succeeded | failed | stuck | with Bedrock calls | inline (sync) of them | Anthropic 529s | Bedrock 200s | span |",
+        "| jobs | succeeded | failed | stuck | with Bedrock calls | inline (sync) jobs | Anthropic 529s | Bedrock 200s | span |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {len(jobs)} | {sum(j.get('status') == 'succeeded' for j in jobs)} | {failed} | {stuck} | {on_bedrock} | "
         f"{len(inline)} | {refused} | {stats['bedrock']['by_status'].get('200', 0)} | {span:.0f} s |",

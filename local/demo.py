@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
     bedrock_only = providers == ["bedrock"]
-    # Bedrock is always the stand-in locally; with it alone no Anthropic key is read, even one in the environment.
+    # With Bedrock alone the stand-in answers every call (locally Bedrock is only ever the stand-in's path) and no
+    # Anthropic key is read, even one in the environment.
     use_standin = bedrock_only or not os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("USE_STANDIN") == "1"
     if bedrock_only:
         os.environ.pop("ANTHROPIC_API_KEY", None)  # nor do the pipeline's processes inherit one

@@ -136,6 +136,7 @@ def test_the_router_rows_follow_the_layout_s_config():
     config = PipelineConfig(router_reserved_concurrency=50)
     lay = scale.layout("after", config)
     assert lay.costs is lay.costs  # one cost model a layout, built from its config
+    assert lay.costs.lanes == config.lanes()
     work = next(w for w in scale.WORKLOADS if w.name == "one-tenant-300")
     rows = {row.resource.split(" (")[0]: row for row in scale.ceilings(work, lay)}
     assert rows["router: inline runs"].limit == config.inline_concurrency()

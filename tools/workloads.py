@@ -36,7 +36,7 @@ from jobcore.limits import (
 )
 from jobcore.model import Usage
 from jobcore.pricing import Instance, Prices
-from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE
+from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE, PROVIDERS
 from jobcore.routing import RoutingPolicy, TaskProfile, decide
 
 STRATEGIES = ("lambda", "fargate", "fargate-spot", "ec2", "hybrid")
@@ -128,8 +128,8 @@ def _workload_task(spec: Any, where: str, prices: Prices) -> WorkloadTask:
 
 def check_provider(task: WorkloadTask, prices: Prices, where: str) -> None:
     """ValueError naming the field unless the task's provider can serve its model (Bedrock: a profile of its scope)."""
-    if task.provider not in (ANTHROPIC, BEDROCK):
-        raise ValueError(f"{where}.provider: must be {ANTHROPIC!r} or {BEDROCK!r}, not {task.provider!r}")
+    if task.provider not in PROVIDERS:
+        raise ValueError(f"{where}.provider: must be {' or '.join(map(repr, PROVIDERS))}, not {task.provider!r}")
     if task.provider == BEDROCK:
         try:
             prices.claude.bedrock_profile(task.model or prices.claude.default_model, task.bedrock_profile)

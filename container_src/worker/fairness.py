@@ -71,13 +71,14 @@ class FairSlots(Generic[T]):
             self._end_turn(tenant)
 
     def take_under_share(self, slots: int) -> tuple[Hashable, T] | None:
-        """The next job of a tenant running fewer than its fair share of ``slots`` (in the tenants' turn order), for
-        a slot beyond the regular ones; None when every waiting tenant has its share. Not charged to its deficit:
-        the regular turns stay as they were."""
+        """The next job of a tenant running fewer than its fair share of ``slots`` (in the tenants' turn order) and
+        not at its ``max_in_flight`` cap, for a slot beyond the regular ones; None when every waiting tenant has its
+        share. Not charged to its deficit: the regular turns stay as they were."""
         active = set(self._ring) | set(self.running)
         total = sum(self._weight(t) for t in active)
+        others = len(self._ring) > 1
         for tenant in self._ring:
-            if self.running[tenant] < slots * self._weight(tenant) / total:
+            if self.running[tenant] < slots * self._weight(tenant) / total and not self._capped(tenant, others=others):
                 return tenant, self._start(tenant, cost=0.0)
         return None
 

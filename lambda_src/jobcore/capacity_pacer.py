@@ -196,8 +196,9 @@ class FamilyPacer:
                 continue
             need = with_other
         at, binding = ready_at(bucket, limits, need=(need + waiter.demand).positive(), floor=floor, now_ms=now_ms)
-        if self.next_try_ms > at and self.next_try_ms > bucket.blocked_until_ms:
-            # No lease is tried before next_try_ms (a whole slice's refill): the grant cannot come sooner either.
+        if self.next_try_ms > at and self.next_try_ms > bucket.blocked_until_ms and not any(self.in_flight.values()):
+            # No lease is tried before next_try_ms (a whole slice's refill), and no call in flight can settle an unused
+            # reservation back into the slice: the grant cannot come sooner either.
             return self.next_try_ms, self.next_try_binding
         return at, binding
 
@@ -235,11 +236,7 @@ class FamilyPacer:
         return min((w for w in self.waiters if w.tenant == tenant), key=lambda w: w.seq)
 
     def _before(self, a: Waiter, b: Waiter) -> bool:
-        if a.inline != b.inline:
-            return a.inline
-        if a.inline or a.tenant == b.tenant:
-            return a.seq < b.seq
-        return (self.vtime.get(a.tenant, 0.0), a.seq) < (self.vtime.get(b.tenant, 0.0), b.seq)
+        return self._order(a) < self._order(b)
 
     def _capped(self, tenant: str, *, others: bool) -> bool:
         share = share_of(tenant, self.config.tenants)

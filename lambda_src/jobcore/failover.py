@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobcore.breaker import Breakers
-from jobcore.errors import MODEL_DOWN_KINDS, ModelUnavailableError
+from jobcore.errors import MODEL_DOWN_KINDS, CapacityWaitError, ModelUnavailableError
 from jobcore.ports import LanguageModel
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class FailoverModel:
                 # A wait for this provider's capacity (the pacer's refusal) is what the runner must see if every
                 # provider refuses: it re-queues the job without spending an attempt; another provider's outage
                 # would count toward the model-wait limit instead.
-                if refused is None or getattr(refused, "kind", None) != "capacity":
+                if refused is None or not isinstance(refused, CapacityWaitError):
                     refused = error
                 continue
             if self.breakers is not None:

@@ -157,3 +157,14 @@ def test_a_slot_beyond_the_regular_ones_skips_a_tenant_with_its_share_for_one_wi
         slots.take_under_share(4)
     assert slots.running == {"A": 4, "B": 1, "C": 1}
     assert slots.waiting() == {"A": 16}
+
+
+def test_a_slot_beyond_the_regular_ones_respects_the_tenants_in_flight_cap():
+    slots: FairSlots[str] = FairSlots({"B": TenantShare(max_in_flight=2)})
+    _backlog(slots, "A", 20)
+    for _ in range(8):
+        slots.take()
+    _backlog(slots, "B", 10)
+    started = [slots.take_under_share(8) for _ in range(3)]
+    assert [item for _, item in filter(None, started)] == ["B-0", "B-1"]  # under its share of 4, but capped at 2
+    assert started[2] is None

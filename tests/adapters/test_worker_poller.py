@@ -805,10 +805,11 @@ def test_a_quiet_tenants_job_starts_before_a_noisy_tenants_backlog_drains(worker
     assert all(worker.status(job_id) is JobStatus.SUCCEEDED for job_id in model.jobs)
 
 
-def test_a_quiet_tenants_job_starts_at_once_in_a_fair_extra_slot(worker):
+def test_a_quiet_tenants_job_starts_in_a_fair_extra_slot_beside_a_noisy_tenants_next_job(worker):
     """GIVEN a worker of one slot (and one fair extra slot) busy with tenant A's backlog
     WHEN tenant B submits one job
-    THEN B's job starts as soon as its message is received, beside A's next job, not after it."""
+    THEN B's job starts when its message is received, in the extra slot beside A's next job, with no other call
+    ended first (without the extra slot it would wait for A's next job to end)."""
     with a_backlog(worker, 6, concurrency=1, lookahead=1, fair_extra_slots=1) as (model, running):
         wait_until(lambda: model.jobs == ["job_a0"], what="A's first job to start")
         wait_until(lambda: running.poller.waiting() == {"tenant-a": 2}, what="A's jobs held (lookahead and extra room)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
@@ -407,7 +407,7 @@ class AlwaysBeatenStore(MemoryCapacityStore):
     def swap(self, family, bucket, *, expected_version):
         self.lost += 1
         current = self.buckets.get(family) or SharedBucket.full(LIMITS, T0)
-        self.buckets[family] = type(current)(**{**current.__dict__, "version": expected_version + 1})
+        self.buckets[family] = replace(current, version=expected_version + 1)
         return self.buckets[family]
 
 
@@ -430,7 +430,7 @@ def test_a_waiter_is_not_counted_behind_waiters_that_will_give_up_before_their_g
     pacer = FamilyPacer("sonnet-4", LIMITS, store, CONFIG)
     floor = pacer.limits.capacity.scaled(CONFIG.inline_reserved_share + CONFIG.fair_reserve_share)
     store.buckets["sonnet-4"] = SharedBucket.full(LIMITS, T0)
-    pacer.bucket = type(store.buckets["sonnet-4"])(**{**store.buckets["sonnet-4"].__dict__, "levels": floor})
+    pacer.bucket = replace(store.buckets["sonnet-4"], levels=floor)
     demand = Amount(1, 400, 0)  # 40,000 ITPM refill 400 tokens in 0.6 s: 50 calls a 30 s wait
     deadline = T0 + 30_000
     waiters = [pacer.enqueue("a", demand, inline=False, now_ms=T0, deadline_ms=deadline) for _ in range(80)]

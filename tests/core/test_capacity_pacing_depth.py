@@ -12,11 +12,12 @@ from jobcore.capacity_pacer import Grant, PacedModel, Pacer, current_pacing, pac
 from jobcore.failover import FailoverModel
 from jobcore.model import Job, JobStatus
 from jobcore.requests import SubmitRequest
-from jobcore.tasks import RunContext
+from jobcore.tasks import ModelRequest, RunContext
+from jobcore.tasks.base import call_all
 from tests.fakes import MemoryCapacityStore, MemoryQueue, ScriptedModel, harness, make_service, text_response
 
 LIMITS = RateLimits(rpm=120, itpm=40_000, otpm=16_000)  # a request every 500 ms
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -81,18 +82,20 @@ def test_an_inline_job_is_paced_as_its_tenant_inside_the_deadline_model_and_its_
 
 
 def test_threads_started_for_a_jobs_calls_carry_its_binding_and_add_to_its_wait():
-    """The tasks' pools run each call in a copy of the starter's context: the copy shares the job's binding."""
-    import contextvars
-    from concurrent.futures import ThreadPoolExecutor
-
+    """The tasks' pool (``call_all``, each call in a copy of the starter's context) runs a job's calls in threads of
+    its own: each sees the job's binding, and their waits add up in it."""
     seen: list[Any] = []
-    with pacing("t", inline=False) as job, ThreadPoolExecutor(2) as pool:
-        def call() -> None:
-            seen.append(current_pacing())
+
+    class Recording:
+        def create(self, params: Any, *, timeout_s: float | None = None) -> dict[str, Any]:
             current = current_pacing()
+            seen.append(current)
             assert current is not None
             current.waited(250)
+            return text_response(params["messages"][0]["content"])
 
-        for future in [pool.submit(contextvars.copy_context().run, call) for _ in range(2)]:
-            future.result()
+    requests = [ModelRequest(f"r{i}", {"model": MODEL, **MESSAGES}) for i in range(2)]
+    with pacing("t", inline=False) as job:
+        answers = call_all(requests, RunContext(llm=Recording(), model_id=MODEL, concurrency=2))
+    assert set(answers) == {"r0", "r1"}
     assert seen == [job, job] and job.waited_ms == 500

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from jobcore.capacity import Amount, CapacityConfig, RateLimits, SharedBucket
 from jobcore.capacity_pacer import PacedModel, Pacer
 from jobcore.errors import ModelUnavailableError
@@ -102,9 +104,7 @@ def test_a_grant_is_not_expected_before_the_next_lease_try_and_a_wait_past_it_is
     THEN it is expected at that try, not now; and when that is past the call's wait, the error names the
     dimension, so the runner re-queues the job for capacity (no attempt spent) instead of backing off as if the
     model had failed (that cost a job an attempt and 40 s at the end of a backlog)."""
-    h = harness()
-    store = MemoryCapacityStore()
-    pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), h.clock.ms, wait=lambda _c, s: h.clock.advance(s))
+    h, _, pacer, _ = world(ScriptedModel())
     family = pacer.family_of(MODEL)
     assert family is not None
     now = h.clock.ms()
@@ -113,9 +113,6 @@ def test_a_grant_is_not_expected_before_the_next_lease_try_and_a_wait_past_it_is
     waiter = family.enqueue("t", Amount(1, 100, 100), inline=False, now_ms=now)
     assert family.expected(waiter, now) == (now + 45_000, "input_tokens")
     family.cancel(waiter, now_ms=now)
-    try:
+    with pytest.raises(ModelUnavailableError) as raised:
         pacer.acquire(MODEL, "t", Amount(1, 100, 100), inline=False, max_wait_s=30)
-    except ModelUnavailableError as error:
-        assert error.dimension == "input_tokens" and error.expected_at_ms == now + 45_000
-    else:
-        raise AssertionError("expected a capacity wait")
+    assert raised.value.dimension == "input_tokens" and raised.value.expected_at_ms == now + 45_000
