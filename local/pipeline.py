@@ -28,6 +28,7 @@ from local import aws_calls, resources
 from local.aws_server import CREDENTIALS, AwsServer
 from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
+from local.standin.remote import StandInProcess
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
 from stacks.lane_env import compact_json, lane_environment, service_settings
@@ -97,6 +98,9 @@ class Options:
     # The stand-in's rate limits (RPM, ITPM, OTPM), enforced as Anthropic enforces them; None: unlimited.
     standin_limits: ModelLimits | None = None
     use_standin: bool = True
+    # The stand-in in a process of its own (local.standin.remote: the capacity bench's model does not share this
+    # process's interpreter lock with moto); False: in this process, where tests read its recorded requests.
+    standin_process: bool = False
     # How long an open provider breaker refuses calls (BREAKER_COOL_DOWN_S; 30 s by default in AWS too).
     breaker_cool_down_s: float | None = None
     workers_per_lane: int = 1  # worker processes (ECS tasks) per worker lane
@@ -138,7 +142,7 @@ class LocalPipeline:
         self.options = options or Options()
         self.config = deployment_config(**{**budget_of(self.options.standin_limits), **self.options.config})
         self.lanes = self.config.lanes()
-        self.standin: ClaudeStandIn | None = None
+        self.standin: ClaudeStandIn | StandInProcess | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
         self._moto: AwsServer | None = None
         self._gateway: Gateway | None = None
@@ -231,9 +235,9 @@ class LocalPipeline:
     def _start_standin(self) -> str | None:
         if not self.options.use_standin:
             return None
-        self.standin = ClaudeStandIn(latency_s=self.options.standin_latency_s,
-                                     batch_delay_s=self.options.standin_batch_delay_s,
-                                     limits=self.options.standin_limits).start()
+        kind = StandInProcess if self.options.standin_process else ClaudeStandIn
+        self.standin = kind(latency_s=self.options.standin_latency_s, batch_delay_s=self.options.standin_batch_delay_s,
+                            limits=self.options.standin_limits).start()
         return self.standin.base_url
 
     def _router_env(self, made: resources.LocalResources, standin_url: str | None) -> dict[str, str]:

@@ -82,6 +82,16 @@ class FairSlots(Generic[T]):
                 return tenant, self._start(tenant, cost=0.0)
         return None
 
+    def newcomer_under_share(self, tenant: Hashable, slots: int) -> bool:
+        """Whether ``tenant``, with what it runs and holds here, is under its fair share of ``slots`` while another
+        tenant is active: a quiet tenant arriving beside a busy one (a tenant alone is never under its share)."""
+        others = (set(self._ring) | set(self.running)) - {tenant}
+        if not others:
+            return False
+        total = sum(self._weight(t) for t in others | {tenant})
+        held = self.running[tenant] + len(self._waiting.get(tenant, ()))
+        return held < slots * self._weight(tenant) / total
+
     def done(self, tenant: Hashable) -> None:
         self.running[tenant] -= 1
         if self.running[tenant] <= 0:

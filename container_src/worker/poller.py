@@ -8,7 +8,10 @@
   ``tenant_shares`` weights, ``max_in_flight`` while another tenant waits), the tenant being the message's group.
   A tenant running fewer than its fair share of the slots also starts at once in one of ``fair_extra_slots``
   beyond them (a quarter of the slots by default; none on GPU lanes), so it does not wait for another tenant's
-  job to end.
+  job to end. A receive that brings such a tenant's message is followed at once by another, beyond the room the
+  slots and the lookahead hold (at most ``fair_extra_slots`` messages beyond it): the fair queue delivers that
+  tenant's other messages first, so its whole burst starts together instead of one message per job another
+  tenant ends (while a busy tenant fills the room, a receive waits for one of its jobs to end).
   A held job not started yet keeps its message hidden (the heartbeat extends it with the others) and is not
   claimed, so another worker cannot run it meanwhile and nothing runs it twice; at the stop it is released.
 - A heartbeat thread, every ``heartbeat_s``, reads the state of every job in flight (one strongly consistent
@@ -93,6 +96,7 @@ class _InFlight:
     renew_at_ms: int = 0  # when its lease is next renewed (runner clock): due a set time after receipt or renewal
     tenant: str = ""  # its message group (the job's tenant, as :func:`jobadapters.sqs.message_group` makes it)
     started: bool = False  # given a slot: before, it is only held (hidden, not claimed)
+    beyond_room: bool = False  # received by a follow-up receive, beyond the room the slots' semaphore counts
     ran: bool = False  # the runner has returned: nothing left to renew
     released: bool = False  # given back to the queue at shutdown: never settled from here
     why: str = ""  # why the run was told to stop
@@ -158,6 +162,7 @@ class Poller:
         # The shares by message group, as the messages name their tenant (a long or odd tenant id is hashed).
         self._fair: FairSlots[_InFlight] = FairSlots(
             {key if key == "*" else message_group(key): share for key, share in self.tenant_shares.items()})
+        self._beyond_room = 0  # messages held beyond the semaphore's room (follow-up receives), under _lock
         self._pool: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
         self._protection_lock = threading.Lock()
@@ -253,11 +258,37 @@ class Poller:
         free = self._acquire_slots()
         if not free:
             return []
+        entries = self._receive_some(stop, free, wait_s=self.wait_time_s)
+        for _ in range(free - len(entries)):
+            self._slots.release()
+        return entries + self._follow_up(stop, entries)
+
+    def _follow_up(self, stop: threading.Event, received: list[_InFlight]) -> list[_InFlight]:
+        """While the last receive brought a message of a tenant under its fair share beside busy ones, receive again at
+        once (no wait), beyond the room, into at most ``fair_extra_slots`` held beyond it: the fair queue hands out that
+        tenant's other messages first. What comes with them of other tenants is held like the lookahead."""
+        entries: list[_InFlight] = []
+        while not stop.is_set():
+            with self._lock:
+                newcomer = any(self._fair.newcomer_under_share(e.tenant, self.concurrency) for e in received)
+                room = self.fair_extra_slots - self._beyond_room
+                if not newcomer or room <= 0:
+                    return entries
+                self._beyond_room += room
+            received = self._receive_some(stop, min(SQS_MAX_BATCH, room), wait_s=0)
+            with self._lock:
+                self._beyond_room -= room - len(received)
+                for entry in received:
+                    entry.beyond_room = True
+            entries += received
+        return entries
+
+    def _receive_some(self, stop: threading.Event, count: int, *, wait_s: int) -> list[_InFlight]:
         messages: list[dict[str, Any]] = []
         if not stop.is_set():
             try:
                 messages = self.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(SQS_MAX_BATCH, free), WaitTimeSeconds=self.wait_time_s,
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=wait_s,
                     VisibilityTimeout=self.hold_s, MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
                     MessageAttributeNames=[TRACEPARENT],
                 ).get("Messages", [])
@@ -273,9 +304,16 @@ class Poller:
         if held:  # its job runs here already (the lease cannot tell two runs of one process apart)
             log.warning("holding back %d messages whose jobs already run here", len(held))
             self._change_visibility(held, self.visibility_timeout_s)
-        for _ in range(free - len(entries)):
-            self._slots.release()
         return entries
+
+    def _free_room(self, entries: list[_InFlight]) -> None:
+        """The room each of ``entries`` held is free again (the semaphore's, or that beyond it)."""
+        beyond = sum(e.beyond_room for e in entries)
+        if beyond:
+            with self._lock:
+                self._beyond_room -= beyond
+        for _ in range(len(entries) - beyond):
+            self._slots.release()
 
     def _register(self, messages: list[dict[str, Any]]) -> tuple[list[_InFlight], list[tuple[str, str]]]:
         entries: list[_InFlight] = []
@@ -319,7 +357,7 @@ class Poller:
                 self._in_flight.pop(entry.message_id, None)
                 self.processed += 1
                 self._fair.done(entry.tenant)
-            self._slots.release()
+            self._free_room([entry])
             self._dispatch()
             self._sync_protection()
 
@@ -470,8 +508,7 @@ class Poller:
             if waiting:
                 log.warning("releasing %d held messages not started", len(waiting))
                 self._change_visibility([(e.message_id, e.receipt) for e in waiting], 0)
-        for _ in waiting:
-            self._slots.release()
+        self._free_room(waiting)
 
     def _drain(self) -> None:
         deadline = self._stop_time() + self.drain_s

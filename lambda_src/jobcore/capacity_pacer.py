@@ -9,7 +9,9 @@
   ``fair_reserve_share``, so a quiet tenant starts at once during another's burst. Among queued callers,
   tenants take turns by start-time fair queuing (equivalent to weighted deficit round robin: each grant
   advances its tenant's virtual time by its cost over its weight; the least advanced goes next).
-- :class:`Pacer` holds one per family and lets threads wait (one lock; a condition wakes the waiters).
+- :class:`Pacer` holds one per family and lets threads wait (one lock; a condition wakes the waiters). The shared
+  bucket's reads and writes run with that lock released (:class:`SharedBucketIO`), one at a time per family: a slow
+  DynamoDB write stalls only the lease it is for, never the grants, settles and waits of the process's other calls.
 - :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call, for the job
   :func:`pacing` bound the calling context to (its tenant, inline or queued), wherever it sits among the model's
   wrappers.
@@ -23,7 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from jobcore.capacity import (
     DIMENSIONS,
@@ -62,6 +65,59 @@ POLL_MS = 250
 # How long a queued job's call may wait in the worker for a grant; beyond, the job is re-queued (delayed) to wait.
 QUEUED_MAX_WAIT_S = 30.0
 
+T = TypeVar("T")
+
+
+class SharedBucketIO(Protocol):
+    """How a :class:`FamilyPacer` runs a read or write of the shared bucket: ``busy`` while one runs, so that no
+    other starts meanwhile; ``run`` waits for the one running, then runs ``io`` (the :class:`Pacer`'s: with its process
+    lock released)."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def idle(self) -> None:
+        """Return once no read or write runs (the caller then computes its change on the state as it stands)."""
+
+    def run(self, io: Callable[[], T]) -> T: ...
+
+
+class InlineIO:
+    """Reads and writes in the calling thread, the state machine's own lock (if any) held: a single-threaded user."""
+
+    busy = False
+
+    def idle(self) -> None:
+        return None
+
+    def run(self, io: Callable[[], T]) -> T:
+        return io()
+
+
+@dataclass(eq=False)
+class UnlockedIO:
+    """A family's shared-bucket I/O under :class:`Pacer`: run with the pacer's lock released, one at a time (a thread
+    that finds one running waits for it on the pacer's condition, which a finished one notifies)."""
+
+    lock: threading.Condition
+    wait: Callable[[threading.Condition, float], None]
+    busy: bool = False
+
+    def idle(self) -> None:
+        while self.busy:
+            self.wait(self.lock, POLL_MS / 1000)
+
+    def run(self, io: Callable[[], T]) -> T:
+        self.idle()
+        self.busy = True
+        self.lock.release()
+        try:
+            return io()
+        finally:
+            self.lock.acquire()
+            self.busy = False
+            self.lock.notify_all()
+
 
 @dataclass(eq=False)
 class Waiter:
@@ -93,6 +149,7 @@ class FamilyPacer:
     next_try_binding: str = "requests"  # the dimension that set next_try_ms
     idle_since_ms: int | None = None
     writes: int = 0  # conditional writes of the shared bucket, for the cost figures
+    io: SharedBucketIO = field(default_factory=InlineIO, repr=False)
     _seq: int = 0
 
     @property
@@ -142,7 +199,7 @@ class FamilyPacer:
             if self.slice.covers(clamp_demand(waiter.demand, self.limits, self._floor(waiter))):
                 self._grant(waiter)
                 continue
-            if now_ms >= self.next_try_ms and self._lease_for(waiter, now_ms):
+            if now_ms >= self.next_try_ms and not self.io.busy and self._lease_for(waiter, now_ms):
                 continue
             if not self._serve_under_share(waiter, now_ms):
                 break
@@ -168,10 +225,14 @@ class FamilyPacer:
         if under is None:
             return False
         if not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under))):
+            if self.io.busy:
+                return False
             tried_at = self.next_try_ms
             leased = self._lease_for(under, now_ms, just_its_own=True)
             self.next_try_ms = min(tried_at, self.next_try_ms)  # whichever can lease first
-            if not leased or not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under))):
+            # During the lease's write another thread may have granted or cancelled ``under``.
+            if (not leased or under not in self.waiters
+                    or not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under)))):
                 return False
         self._grant(under)
         return True
@@ -329,9 +390,18 @@ class FamilyPacer:
             at, binding = ready_at(bucket, self.limits, need=want, floor=floor, now_ms=now_ms)
             self.next_try_ms, self.next_try_binding = max(at, now_ms + 1), binding or self.next_try_binding
             return False
-        self.used.clear()
+        self._forget_used(used)
         self.slice = self.slice + taken
         return True
+
+    def _forget_used(self, written: Mapping[str, float]) -> None:
+        """The grants ``written`` are in the shared bucket's usage now; those made during the write are still to write."""
+        for tenant, cost in written.items():
+            left = self.used.get(tenant, 0.0) - cost
+            if left > 1e-9:
+                self.used[tenant] = left
+            else:
+                self.used.pop(tenant, None)
 
     def _return_idle_slice(self, now_ms: int, *, at_once: bool = False) -> None:
         """Give an unused slice back once nobody has waited for IDLE_RETURN_MS (``at_once``: now, on shutdown);
@@ -343,7 +413,7 @@ class FamilyPacer:
             return
         amount, self.slice = self.slice, Amount()
         used = dict(self.used)
-        self.used.clear()
+        self._forget_used(used)
         self._swap(lambda b: give_back(lease(b, effective_limits(self.configured, b), want=Amount(), need=Amount(),
                                              floor=Amount(), now_ms=now_ms, used=used).bucket,
                                        effective_limits(self.configured, b), amount, now_ms=now_ms), now_ms)
@@ -371,8 +441,10 @@ class FamilyPacer:
         """Apply ``change`` to the shared bucket by conditional write, starting from the state this process last
         saw (no read: a lost race returns the stored state, and ``change`` is applied to that); the bucket as it
         now stands, and whether the change holds (written, or nothing to write). ``change`` returning None writes
-        nothing."""
-        bucket = self.bucket if self.bucket is not None else (self.store.load(self.family) or SharedBucket.full(self.configured, now_ms))
+        nothing. Each read and write goes through ``io`` (with a :class:`Pacer`, its lock released meanwhile, so
+        ``change`` is computed on the state as it stands after the previous one)."""
+        self.io.idle()
+        bucket = self.bucket if self.bucket is not None else self._load(now_ms)
         for _ in range(SWAP_TRIES):
             new = change(bucket)
             if new is None:
@@ -380,7 +452,7 @@ class FamilyPacer:
                 return bucket, True
             new = replace(new, version=bucket.version + 1)
             self.writes += 1
-            current = self.store.swap(self.family, new, expected_version=bucket.version)
+            current = self.io.run(partial(self.store.swap, self.family, new, expected_version=bucket.version))
             if current is None:
                 self.bucket = new
                 return new, True
@@ -390,9 +462,12 @@ class FamilyPacer:
         self.next_try_ms = now_ms + POLL_MS
         return bucket, False
 
+    def _load(self, now_ms: int) -> SharedBucket:
+        return self.io.run(lambda: self.store.load(self.family)) or SharedBucket.full(self.configured, now_ms)
+
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         limits = self.limits
-        bucket = (self.bucket or self.store.load(self.family) or SharedBucket.full(self.configured, now_ms)).refilled(limits, now_ms)
+        bucket = (self.bucket or self._load(now_ms)).refilled(limits, now_ms)
         self.bucket = self.bucket or bucket
         capacity = limits.capacity
         return {
@@ -424,7 +499,8 @@ class Pacer:
     clock_ms: Callable[[], int]
     wait: Callable[[threading.Condition, float], None] = field(default=lambda c, s: c.wait(s), repr=False)
     families: dict[str, FamilyPacer] = field(default_factory=dict)
-    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    # Not reentrant: UnlockedIO releases it around a read or write, which must free it whatever the caller's depth.
+    _lock: threading.Condition = field(default_factory=lambda: threading.Condition(threading.Lock()), repr=False)
 
     def family_of(self, model_id: str) -> FamilyPacer | None:
         found = limits_for(model_id, self.config.limits)
@@ -432,7 +508,7 @@ class Pacer:
             return None
         family, limits = found
         if family not in self.families:
-            self.families[family] = FamilyPacer(family, limits, self.store, self.config)
+            self.families[family] = FamilyPacer(family, limits, self.store, self.config, io=UnlockedIO(self._lock, self.wait))
         return self.families[family]
 
     def acquire(self, model_id: str, tenant: str, demand: Amount, *, inline: bool, max_wait_s: float) -> Grant | None:

@@ -168,3 +168,16 @@ def test_a_slot_beyond_the_regular_ones_respects_the_tenants_in_flight_cap():
     started = [slots.take_under_share(8) for _ in range(3)]
     assert [item for _, item in filter(None, started)] == ["B-0", "B-1"]  # under its share of 4, but capped at 2
     assert started[2] is None
+
+
+def test_a_newcomer_is_under_its_share_only_beside_another_tenant_and_until_it_has_its_share():
+    slots: FairSlots[str] = FairSlots()
+    _backlog(slots, "a", 6)
+    for _ in range(4):
+        slots.take()
+    assert not slots.newcomer_under_share("a", 4)  # a tenant alone is never under its share
+    assert slots.newcomer_under_share("b", 4)  # a newcomer beside a busy tenant is
+    slots.add("b", "b0")
+    assert slots.newcomer_under_share("b", 4)  # one held of its share of 2
+    slots.add("b", "b1")
+    assert not slots.newcomer_under_share("b", 4)  # two held: its share

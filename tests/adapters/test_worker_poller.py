@@ -824,6 +824,25 @@ def test_a_quiet_tenants_job_starts_in_a_fair_extra_slot_beside_a_noisy_tenants_
     assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(6)] + ["job_b0"])  # each ran once
 
 
+def test_a_quiet_tenants_burst_starts_together_after_one_of_a_busy_tenants_jobs_ends(worker):
+    """GIVEN a worker of 4 slots (2 fair extra slots) whose room tenant A's backlog fills (4 running, 3 held)
+    WHEN tenant B submits 2 jobs and one of A's jobs ends
+    THEN the receive that brings B's first message is followed at once by another, beyond the room, so B's two jobs
+    start together in the extra slots, with no other of A's jobs ended (one message per ended job would start one)."""
+    with a_backlog(worker, 12, concurrency=4, lookahead=1, fair_extra_slots=2) as (model, running):
+        wait_until(lambda: len(model.jobs) == 4, what="A's first 4 jobs to start")
+        wait_until(lambda: running.poller.waiting() == {"tenant-a": 3}, what="A's jobs held in the rest of the room")
+        _tenant_job(worker, "job_b0", "tenant-b")
+        _tenant_job(worker, "job_b1", "tenant-b")
+        model.steps.release()  # one of A's jobs ends: room for one message frees
+        wait_until(lambda: {"job_b0", "job_b1"} <= set(model.jobs), what="both of B's jobs to start")
+        assert len(model.jobs) == 7  # A's 4, A's next in the freed slot, B's 2 in the extra slots: no other call ended
+        for _ in range(14):
+            model.steps.release()
+        wait_until(lambda: running.poller.processed == 14, what="every job to end")
+    assert sorted(model.jobs) == sorted([f"job_a{i}" for i in range(12)] + ["job_b0", "job_b1"])  # each ran once
+
+
 def test_held_jobs_not_started_are_released_at_the_stop(worker):
     """A held message is hidden, not claimed: at the stop it goes back to the queue at once, its job still queued."""
     model = SteppedModel()

@@ -4,7 +4,10 @@ model-wait limit; a real 429 storm still ends as model_unavailable after the lim
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -116,3 +119,56 @@ def test_a_grant_is_not_expected_before_the_next_lease_try_and_a_wait_past_it_is
     with pytest.raises(ModelUnavailableError) as raised:
         pacer.acquire(MODEL, "t", Amount(1, 100, 100), inline=False, max_wait_s=30)
     assert raised.value.dimension == "input_tokens" and raised.value.expected_at_ms == now + 45_000
+
+
+class GatedCapacityStore(MemoryCapacityStore):
+    """A shared bucket whose writes, once ``armed``, hang until ``opened`` (a slow or stalled DynamoDB)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.entered, self.opened = threading.Event(), threading.Event()
+
+    def swap(self, family: str, bucket: Any, *, expected_version: int) -> Any:
+        if self.armed:
+            self.entered.set()
+            self.opened.wait(30)
+        return super().swap(family, bucket, expected_version=expected_version)
+
+
+def test_a_hung_write_of_the_shared_bucket_stalls_only_the_lease_it_is_for():
+    """GIVEN a worker's pacer holding a slice that covers one more small call
+    WHEN one thread's big call needs a new lease and the shared bucket's write hangs
+    THEN another thread's call is granted from the slice, and a finished call settles, meanwhile (the pacer's lock is
+    not held across the write); once the write completes the big call is granted too."""
+    store = GatedCapacityStore()
+    pacer = Pacer(store, CapacityConfig(limits={"sonnet-4": LIMITS}), lambda: int(time.time() * 1000))
+    small = Amount(1, 10, 100)
+    first = pacer.acquire(MODEL, "t", small, inline=False, max_wait_s=5)
+    assert first is not None
+    pacer.settle(first, Amount())  # it used nothing: the slice holds a small call's reservation again
+    store.armed = True
+    granted: dict[str, Any] = {}
+
+    def big_call() -> None:
+        granted["big"] = pacer.acquire(MODEL, "t", Amount(1, 5_000, 100), inline=False, max_wait_s=20)
+
+    def small_call() -> None:
+        grant = pacer.acquire(MODEL, "t", small, inline=True, max_wait_s=5)
+        assert grant is not None
+        pacer.settle(grant, small)
+        granted["small"] = grant
+
+    big, during = threading.Thread(target=big_call), threading.Thread(target=small_call)
+    try:
+        big.start()
+        assert store.entered.wait(10), "the big call's lease never reached the store"
+        during.start()
+        during.join(10)
+        assert not during.is_alive() and "small" in granted, "a call the slice covers waited for another call's write"
+        assert not store.opened.is_set() and "big" not in granted
+    finally:
+        store.opened.set()
+        big.join(30)
+        during.join(30)
+    assert granted["big"] is not None and granted["big"].waiter.grant == Amount(1, 5_000, 100)

@@ -88,3 +88,29 @@ def test_a_presigned_get_and_unsigned_requests_go_through(servers):
     url = s3(servers["now"]).generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "out/result.json"})
 
     assert send(url, method="GET", data=None) == (200, b"{}")
+
+
+def test_the_retention_check_is_moto_s_own_in_constant_time():
+    """moto's check that a received message is within its queue's retention gives the same answers with the local
+    server's replacement, which reads the one attribute instead of computing them all (a count of every message)."""
+    from moto import mock_aws
+    from moto.sqs.models import SQSBackend, sqs_backends
+
+    from local.aws_server import speed_up_moto
+
+    original = SQSBackend.is_message_valid_based_on_retention_period
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="kept", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        for body in ("fresh", "old"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        backend = sqs_backends["123456789012"]["us-east-1"]
+        fresh, old = backend.get_queue("kept")._messages
+        old.sent_timestamp -= 61_000  # sent 61 s ago: past the queue's 60 s
+        expected = [original(backend, "kept", m) for m in (fresh, old)]
+        try:
+            speed_up_moto()
+            assert [backend.is_message_valid_based_on_retention_period("kept", m) for m in (fresh, old)] == expected
+        finally:
+            SQSBackend.is_message_valid_based_on_retention_period = original  # type: ignore[method-assign]
+    assert expected == [True, False]
