@@ -29,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from jobcore.limits import API_GATEWAY_MAX_PAYLOAD_BYTES, API_GATEWAY_TIMEOUT_S, MAX_REQUEST_EVENT_BYTES
 from local.aws_calls import record_process
+from local.listen import BurstHTTPServer
 from router import payload as request_size
 from router.routes import CONSOLE_ROUTES, ROUTES
 
@@ -354,9 +355,8 @@ def _serve(target: str, fd: int, timeout_s: float) -> None:
             connection.send((False, f"{type(error).__name__}: {error}"))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # API Gateway accepts bursts; the default listen backlog of 5 resets clients
+class _Server(BurstHTTPServer):
+    """API Gateway accepts bursts (local.listen)."""
 
 
 class Gateway:

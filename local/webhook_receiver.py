@@ -13,11 +13,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from local.listen import BurstHTTPServer
 
 
 class WebhookReceiver:
@@ -31,8 +33,7 @@ class WebhookReceiver:
         self.attempts: Counter[str] = Counter()  # requests per webhook-id
         self._changed = threading.Condition()
         self._host = host
-        self._server = ThreadingHTTPServer((host, port), self._request_handler())
-        self._server.daemon_threads = True
+        self._server = BurstHTTPServer((host, port), self._request_handler())
 
     @property
     def url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from jobadapters.claude import preload
 from jobadapters.observer import telemetry_for
 from jobadapters.process import start_process
 from jobadapters.settings import WorkerSettings
@@ -46,6 +47,7 @@ def main() -> None:
     clients = AwsClients.create(settings.jobs_table, shards=settings.index_shards,
                                 max_pool_connections=settings.concurrency + POOL_HEADROOM)
     poller = build_poller(settings, clients)
+    preload()  # before the first receive: the first burst's calls do not wait for the SDK's import
     poller.run(stop)
     if isinstance(poller.ctx.llm, PacedModel):
         poller.ctx.llm.pacer.release()  # an unused slice of the model's budget goes back now, not by refill

@@ -83,6 +83,13 @@ class AnthropicModel:
             return self._client
 
 
+def preload() -> None:
+    """Import the SDK and the resources its first call loads, now (a worker at its start) rather than in the first
+    calls: the router imports it lazily for its cold start, but in a worker the first burst of calls all waited behind
+    one thread's import (5 to 10 s on two busy cores, the 32 callers competing for the interpreter lock)."""
+    import anthropic.resources.messages  # noqa: F401 - imported for its side effect: loaded once, here
+
+
 def translate(error: Exception) -> Exception:
     """The domain error for an SDK exception; anything else is returned unchanged.
 

@@ -9,10 +9,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local.listen import BurstHTTPServer
 from local.standin.answers import build_message
 from local.standin.api import ApiError, invalid
 from local.standin.batches import BATCH_MAX_BYTES, Batch, Batches, BatchSettings, validate_batch
@@ -23,8 +24,8 @@ from local.standin.limits import Grant, ModelLimits, limits_argument
 from local.standin.prompt import prompt_tokens, validate_request
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(BurstHTTPServer):
+    """The API takes a worker's concurrent calls at once (local.listen: the default backlog delayed them 7-11 s)."""
 
     def __init__(self, address: tuple[str, int], state: State, batches: Batches, bedrock: State):
         super().__init__(address, _Handler)

@@ -100,3 +100,30 @@ def test_answering_a_get_or_a_queued_post_does_not_import_the_anthropic_sdk():
     done = subprocess.run([sys.executable, "-c", REQUEST_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
     assert done.returncode == 0, done.stderr
+
+
+WORKER_PROBE = """
+import sys
+from unittest import mock
+import worker.main
+calls = []
+with mock.patch.object(worker.main, "start_process", lambda: None), \\
+        mock.patch.object(worker.main.WorkerSettings, "from_env", lambda env: mock.MagicMock()), \\
+        mock.patch.object(worker.main.AwsClients, "create", lambda *a, **k: None), \\
+        mock.patch.object(worker.main, "build_poller", lambda s, c: mock.MagicMock(run=lambda stop: calls.append(
+            "anthropic.resources.messages" in sys.modules))), \\
+        mock.patch.object(worker.main.os, "_exit", lambda code: None):
+    assert "anthropic" not in sys.modules
+    worker.main.main()
+assert calls == [True], calls
+"""
+
+
+def test_the_worker_loads_the_sdk_before_its_first_receive_not_in_its_first_burst_of_calls():
+    """The opposite of the router's choice: a worker imports the SDK once at its start (its first burst of calls waited
+    5-10 s behind one thread's import), before its poll loop runs."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["lambda_src", "container_src", "."])}
+
+    done = subprocess.run([sys.executable, "-c", WORKER_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr

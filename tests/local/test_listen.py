@@ -1,0 +1,22 @@
+"""Every local server takes a burst of connections as the service it stands for does (local.listen): the default listen
+backlog of 5 made a worker's 32 concurrent model calls wait 7-11 s for TCP's SYN retries."""
+
+from __future__ import annotations
+
+from local.claude_standin import ClaudeStandIn
+from local.gateway import Gateway
+from local.listen import LISTEN_BACKLOG
+from local.webhook_receiver import WebhookReceiver
+
+
+def test_the_stand_in_the_gateway_and_the_webhook_receiver_listen_with_a_burst_s_backlog():
+    with ClaudeStandIn() as standin:
+        assert standin._server is not None and standin._server.request_queue_size == LISTEN_BACKLOG
+    gateway = Gateway(lambda event, context: {"statusCode": 200, "body": ""}, require_key=False)
+    receiver = WebhookReceiver("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    try:
+        assert gateway._server.request_queue_size == LISTEN_BACKLOG
+        assert receiver._server.request_queue_size == LISTEN_BACKLOG
+    finally:
+        gateway._server.server_close()
+        receiver._server.server_close()
