@@ -103,9 +103,11 @@ def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, laten
             urllib.request.urlopen(urllib.request.Request(f"{endpoints.aws_endpoint}/moto-api/reset", method="POST"), timeout=30).close()
 
 
-def warm(api: str, environments: int = 8) -> None:
-    """Start every execution environment of the router before timing anything: on a busy machine a cold one's
-    import can outlast the gateway's 29 s, and a submit must not be lost to that."""
+def warm(api: str, environments: int = 16) -> None:
+    """Start the router's execution environments before timing anything: on a busy machine a cold one's import can
+    outlast the gateway's 29 s, and a submit must not be lost to that. As many as the noisy neighbour's submits use at
+    once (A's 8 and B's 8): B's on an idle pipeline found warm ones, so B's beside A's burst must too, or B's time
+    measures Lambda cold starts (1-2 s each on this machine), not the pipeline's fairness."""
     for _ in range(5):
         with ThreadPoolExecutor(environments) as pool:
             statuses = list(pool.map(lambda _index: call("GET", f"{api}/v1/tasks")[0], range(environments)))
