@@ -27,6 +27,7 @@ from jobadapters.schema import MAX_INDEX_SHARDS, IndexShards
 from jobcore.capacity import (
     CapacityConfig,
     CapacityConfigError,
+    parse_bedrock_limits,
     parse_rate_limits,
     parse_reserved_share,
     parse_tenant_shares,
@@ -60,7 +61,15 @@ from jobcore.limits import (
     SQS_MAX_VISIBILITY_S,
 )
 from jobcore.pricing import BedrockProfile, Prices, default_prices
-from jobcore.providers import DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, batch_allowed, bedrock_profiles, parse_providers, parse_scope
+from jobcore.providers import (
+    BEDROCK,
+    DEFAULT_BEDROCK_SCOPE,
+    DEFAULT_PROVIDERS,
+    batch_allowed,
+    bedrock_profiles,
+    parse_providers,
+    parse_scope,
+)
 from jobcore.tasks import arrival_rates
 from jobcore.usage import tenant_budgets
 from stacks.names import clashing_ids
@@ -309,8 +318,12 @@ class PipelineConfig:
     # them at run time); {}: nothing is paced. model_admission false: calls go unpaced (and the SDK retries 429s)
     # whatever the limits. tenant_shares: {"<tenant>": {"weight", "max_in_flight", "max_share"}} ("*": any other).
     # inline_reserved_share: the part of each limit queued work may not take, kept for inline requests.
+    # bedrock_rate_limits: Bedrock's own budget, per model family, {"tpm", "rpm", "output_burndown"}: the account's
+    # quotas for the model's inference profile in the deploy Region (tokens per minute count input and output
+    # together, output `output_burndown` times, 5 by default for Claude 3.7 and later); {}: Bedrock calls unpaced.
     model_admission: bool = True
     model_rate_limits: dict[str, Any] = field(default_factory=dict)
+    bedrock_rate_limits: dict[str, Any] = field(default_factory=dict)
     tenant_shares: dict[str, Any] = field(default_factory=dict)
     inline_reserved_share: float = 0.1
     # Monthly budgets in USD by tenant (an API key's id): a submission whose estimate would pass what is left of its
@@ -371,7 +384,11 @@ class PipelineConfig:
             raise ConfigError(f"context keys 'job_ttl_days' and 'webhook_retry_schedule_s' ({self.job_ttl_days} days, "
                               f"retries over up to {longest_s / 3600:.1f} h): expected the jobs kept longer than the "
                               "webhook schedule runs")
+        if self.bedrock_rate_limits and BEDROCK not in self.model_providers:
+            raise ConfigError("context key 'bedrock_rate_limits': set, but 'model_providers' "
+                              f"({', '.join(self.model_providers)}) does not name bedrock: it would pace nothing")
         for key, parse in (("model_rate_limits", lambda: parse_rate_limits(self.model_rate_limits)),
+                           ("bedrock_rate_limits", lambda: parse_bedrock_limits(self.bedrock_rate_limits)),
                            ("tenant_shares", lambda: parse_tenant_shares(self.tenant_shares)),
                            ("inline_reserved_share", lambda: parse_reserved_share(self.inline_reserved_share, "value"))):
             try:
@@ -426,6 +443,7 @@ class PipelineConfig:
         """The model's budget, parsed by the core's own parsers (the runtime parses the same values again)."""
         return CapacityConfig(
             admission=self.model_admission, limits=parse_rate_limits(self.model_rate_limits),
+            bedrock=parse_bedrock_limits(self.bedrock_rate_limits),
             tenants=parse_tenant_shares(self.tenant_shares),
             inline_reserved_share=parse_reserved_share(self.inline_reserved_share, "inline_reserved_share"),
         )

@@ -61,6 +61,7 @@ def capacity_environment(capacity: CapacityConfig) -> dict[str, str]:
     return {
         "MODEL_ADMISSION": "on" if capacity.admission else "off",
         "MODEL_RATE_LIMITS": compact_json({family: limits.to_dict() for family, limits in capacity.limits.items()}),
+        "BEDROCK_RATE_LIMITS": compact_json({family: limits.to_dict() for family, limits in capacity.bedrock.items()}),
         "TENANT_SHARES": compact_json({tenant: {"weight": share.weight, "max_share": share.max_share,
                                                 **({"max_in_flight": share.max_in_flight} if share.max_in_flight else {})}
                                        for tenant, share in capacity.tenants.items()}),

@@ -20,6 +20,7 @@ from jobadapters.schema import INDEX_SHARDS_ENV, IndexShards
 from jobcore.capacity import (
     CapacityConfig,
     CapacityConfigError,
+    parse_bedrock_limits,
     parse_rate_limits,
     parse_reserved_share,
     parse_tenant_shares,
@@ -148,8 +149,9 @@ class LaneSettings:
 
 
 def capacity_from_env(env: Mapping[str, str]) -> CapacityConfig:
-    """The model's budget (jobcore.capacity): MODEL_ADMISSION ("on"/"off", default on), MODEL_RATE_LIMITS and
-    TENANT_SHARES (JSON objects, as cdk.json's ``model_rate_limits`` and ``tenant_shares``), INLINE_RESERVED_SHARE
+    """The model's budget (jobcore.capacity): MODEL_ADMISSION ("on"/"off", default on), MODEL_RATE_LIMITS,
+    BEDROCK_RATE_LIMITS and TENANT_SHARES (JSON objects, as cdk.json's ``model_rate_limits``, ``bedrock_rate_limits``
+    and ``tenant_shares``), INLINE_RESERVED_SHARE
     (a fraction); parsed by the core's own parsers, as the CDK app validates them at synth."""
     raw = env.get("MODEL_ADMISSION", "on").strip().lower()
     if raw not in {"on", "off", ""}:
@@ -158,6 +160,7 @@ def capacity_from_env(env: Mapping[str, str]) -> CapacityConfig:
         return CapacityConfig(
             admission=raw != "off",
             limits=parse_rate_limits(_json_object(env, "MODEL_RATE_LIMITS"), "MODEL_RATE_LIMITS"),
+            bedrock=parse_bedrock_limits(_json_object(env, "BEDROCK_RATE_LIMITS"), "BEDROCK_RATE_LIMITS"),
             tenants=parse_tenant_shares(_json_object(env, "TENANT_SHARES"), "TENANT_SHARES"),
             inline_reserved_share=parse_reserved_share(
                 _number(env, "INLINE_RESERVED_SHARE", CapacityConfig.inline_reserved_share, float), "INLINE_RESERVED_SHARE"),
@@ -201,7 +204,8 @@ class ClaudeSettings:
 
     # The model's budget, read by every process that calls the model: the CDK app sets them on the router and the
     # workers (stacks/constructs/runtime_env.capacity_environment); the collector's batches are not paced.
-    CAPACITY_ENV = frozenset({"MODEL_ADMISSION", "MODEL_RATE_LIMITS", "TENANT_SHARES", "INLINE_RESERVED_SHARE"})
+    CAPACITY_ENV = frozenset({"MODEL_ADMISSION", "MODEL_RATE_LIMITS", "BEDROCK_RATE_LIMITS", "TENANT_SHARES",
+                              "INLINE_RESERVED_SHARE"})
 
     model_id: str
     base_url: str | None = None

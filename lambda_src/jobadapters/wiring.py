@@ -45,7 +45,7 @@ from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.observing import QUIET
 from jobcore.ports import LanguageModel
 from jobcore.pricing import Prices
-from jobcore.providers import ANTHROPIC, DEFAULT_PROVIDERS
+from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_PROVIDERS
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
 from jobcore.service import JobService, render
@@ -142,8 +142,8 @@ def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, ti
         return model if telemetry is None else TracedModel(model, telemetry, lane=lane, provider=name)
 
     if name == ANTHROPIC:
-        # The capacity budget (jobcore.capacity) is Anthropic's: its rate-limit headers correct it. Bedrock's
-        # quotas are its own (per profile and Region) and not paced here.
+        # Each provider has its own budget (jobcore.capacity): Anthropic's, which its rate-limit headers correct, and
+        # Bedrock's (bedrock_rate_limits: its quotas per profile and Region, configured only; it sends no headers).
         key = api_key_source(base_url=settings.base_url, secret_arn=settings.secret_arn, env=env)
         if pacer is None:
             return traced(AnthropicModel(api_key=key, base_url=settings.base_url, timeout_s=timeout_s, max_retries=max_retries))
@@ -155,8 +155,12 @@ def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, ti
         raise ConfigError("the Bedrock provider needs the deployment's prices (their Bedrock table, PRICE_OVERRIDES applied)")
     profiles = {model_id: scopes[settings.bedrock_scope].id
                 for model_id, scopes in prices.claude.bedrock.items() if settings.bedrock_scope in scopes}
-    return traced(BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url,
-                               timeout_s=timeout_s, max_retries=max_retries))
+    if pacer is None or not pacer.config.bedrock:
+        return traced(BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url,
+                                   timeout_s=timeout_s, max_retries=max_retries))
+    bedrock = BedrockModel(region=settings.region, profiles=profiles, base_url=settings.bedrock_base_url,
+                           timeout_s=timeout_s, max_retries=0)
+    return PacedModel(traced(bedrock), pacer, settings.model_id, provider=BEDROCK)
 
 
 def build_runner(

@@ -33,6 +33,12 @@ USAGE_FORGET = 1e-4
 # The most tenants the shared item remembers (the item must stay small: it is written on every lease).
 MAX_TENANTS_TRACKED = 64
 _HEADER_DIMENSIONS = {"requests": "requests", "input-tokens": "input_tokens", "output-tokens": "output_tokens"}
+# A dimension a budget does not limit (a Bedrock budget's output tokens: its tokens per minute count them): a minute's
+# worth that no burst spends.
+UNLIMITED_PER_MINUTE = 10**9
+# Bedrock counts each output token of Claude 3.7 Sonnet and later this many times toward its tokens-per-minute quota
+# (AWS's "token burndown rate"; the price is per token, unchanged).
+BEDROCK_OUTPUT_BURNDOWN = 5
 
 
 class CapacityConfigError(ValueError):
@@ -121,6 +127,56 @@ class RateLimits:
         return cls(*values)
 
 
+@dataclass(frozen=True)
+class BedrockLimits:
+    """One model family's Bedrock quotas per minute, for the deployment's Region and inference profile scope: tokens,
+    input and output together with each output token counted ``output_burndown`` times (Bedrock reserves the input
+    and ``max_tokens`` at the start and settles with the real count), and requests if the account has such a quota.
+    Paced as a budget whose input dimension is those tokens (:meth:`as_rate_limits`, :meth:`demand`, :meth:`use`)."""
+
+    tpm: int
+    rpm: int | None = None
+    output_burndown: int = BEDROCK_OUTPUT_BURNDOWN
+
+    def as_rate_limits(self) -> RateLimits:
+        return RateLimits(self.rpm or UNLIMITED_PER_MINUTE, self.tpm, UNLIMITED_PER_MINUTE)
+
+    def tokens(self, input_tokens: float, output_tokens: float) -> float:
+        return input_tokens + self.output_burndown * output_tokens
+
+    def demand(self, params: Mapping[str, Any]) -> Amount:
+        """A call's demand as Bedrock reserves it: one request, its input and ``max_tokens`` burned down."""
+        anthropic = estimate_demand(params)
+        return Amount(1, self.tokens(anthropic.input_tokens, anthropic.output_tokens), 0)
+
+    def use(self, response: Mapping[str, Any]) -> Amount:
+        """What an answered call counted: its input (cache reads left out, as for Anthropic's limits) and its output."""
+        anthropic = actual_use(response)
+        return Amount(1, self.tokens(anthropic.input_tokens, anthropic.output_tokens), 0)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"tpm": self.tpm, **({"rpm": self.rpm} if self.rpm else {}), "output_burndown": self.output_burndown}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> BedrockLimits:
+        data = _object(data, where, ("tpm", "rpm", "output_burndown"))
+        for key, required, top in (("tpm", True, None), ("rpm", False, None), ("output_burndown", False, 100)):
+            value = data.get(key)
+            if value is None and not required:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (top is not None and value > top):
+                bound = f", at most {top}" if top else " (per minute)"
+                raise CapacityConfigError(f"{where}.{key}: must be a positive integer{bound}, not {value!r}")
+        return cls(data["tpm"], data.get("rpm"), data.get("output_burndown", BEDROCK_OUTPUT_BURNDOWN))
+
+
+def parse_bedrock_limits(data: Any, where: str = "bedrock_rate_limits") -> dict[str, BedrockLimits]:
+    """``{"<model family>": {"tpm": .., "rpm": .., "output_burndown": ..}}`` (``"*"``: every other family), validated."""
+    return _table(data, where, what="model families, e.g. {\"sonnet-4\": {\"tpm\": 200000}}",
+                  key_ok=lambda k: k == ANY_FAMILY or bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,63}", k)),
+                  key_hint="a model family (e.g. 'sonnet-4', 'haiku-3.5', or '*')", parse=BedrockLimits.from_dict)
+
+
 def parse_rate_limits(data: Any, where: str = "model_rate_limits") -> dict[str, RateLimits]:
     """``{"<model family>": {"rpm": .., "itpm": .., "otpm": ..}}`` (``"*"``: every other family), validated."""
     return _table(data, where, what="model families, e.g. {\"sonnet-4\": {\"rpm\": 50, ...}}",
@@ -176,7 +232,7 @@ def model_family(model_id: str) -> str:
     return f"{kind.group(1)}-{major}.{minor}"
 
 
-def limits_for(model_id: str, table: Mapping[str, RateLimits]) -> tuple[str, RateLimits] | None:
+def limits_for(model_id: str, table: Mapping[str, _T]) -> tuple[str, _T] | None:
     """The family of ``model_id`` and its limits (the family's own, else ``"*"``'s); None: no limit configured."""
     family = model_family(model_id)
     limits = table.get(family) or table.get(ANY_FAMILY)
@@ -234,14 +290,15 @@ class CapacityConfig:
     """The whole capacity configuration, as cdk.json gives it and the settings carry it."""
 
     admission: bool = True
-    limits: Mapping[str, RateLimits] = field(default_factory=dict)
+    limits: Mapping[str, RateLimits] = field(default_factory=dict)  # Anthropic's, by model family
     tenants: Mapping[str, TenantShare] = field(default_factory=dict)
     inline_reserved_share: float = 0.1  # of each dimension, that only inline calls may take
     fair_reserve_share: float = 0.1  # of each dimension, that a tenant above its fair share may not take
+    bedrock: Mapping[str, BedrockLimits] = field(default_factory=dict)  # Bedrock's, by model family
 
     @property
     def active(self) -> bool:
-        return self.admission and bool(self.limits)
+        return self.admission and bool(self.limits or self.bedrock)
 
 
 # --- the shared bucket -------------------------------------------------------------------------------------

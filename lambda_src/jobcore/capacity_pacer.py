@@ -12,6 +12,9 @@
 - :class:`Pacer` holds one per family and lets threads wait (one lock; a condition wakes the waiters). The shared
   bucket's reads and writes run with that lock released (:class:`SharedBucketIO`), one at a time per family: a slow
   DynamoDB write stalls only the lease it is for, never the grants, settles and waits of the process's other calls.
+- Each provider has its own budgets: Anthropic's per model family (RPM, ITPM, OTPM, corrected from its headers) and
+  Bedrock's (tokens per minute, input and output together, :class:`jobcore.capacity.BedrockLimits`), each family's
+  shared bucket its own item (Bedrock's named ``bedrock:<family>``).
 - :class:`PacedModel` is the :class:`jobcore.ports.LanguageModel` that asks the pacer before each call, for the job
   :func:`pacing` bound the calling context to (its tenant, inline or queued), wherever it sits among the model's
   wrappers.
@@ -49,6 +52,7 @@ from jobcore.capacity import (
 )
 from jobcore.errors import CapacityWaitError, ModelUnavailableError
 from jobcore.ports import CapacityStore, LanguageModel
+from jobcore.providers import ANTHROPIC, BEDROCK
 
 # A process leases at most this much of a minute's budget at once (a second's worth): small enough that a
 # crashed holder's slice comes back by refill within a second, large enough that a busy process writes the
@@ -502,8 +506,12 @@ class Pacer:
     # Not reentrant: UnlockedIO releases it around a read or write, which must free it whatever the caller's depth.
     _lock: threading.Condition = field(default_factory=lambda: threading.Condition(threading.Lock()), repr=False)
 
-    def family_of(self, model_id: str) -> FamilyPacer | None:
-        found = limits_for(model_id, self.config.limits)
+    def family_of(self, model_id: str, provider: str = ANTHROPIC) -> FamilyPacer | None:
+        if provider == BEDROCK:
+            on_bedrock = limits_for(model_id, self.config.bedrock)
+            found = None if on_bedrock is None else (f"{BEDROCK}:{on_bedrock[0]}", on_bedrock[1].as_rate_limits())
+        else:
+            found = limits_for(model_id, self.config.limits)
         if found is None:
             return None
         family, limits = found
@@ -511,11 +519,22 @@ class Pacer:
             self.families[family] = FamilyPacer(family, limits, self.store, self.config, io=UnlockedIO(self._lock, self.wait))
         return self.families[family]
 
-    def acquire(self, model_id: str, tenant: str, demand: Amount, *, inline: bool, max_wait_s: float) -> Grant | None:
+    def demand(self, params: Mapping[str, Any], model_id: str, provider: str = ANTHROPIC) -> Amount:
+        """What a call will count against its provider's budget, before it is made."""
+        on_bedrock = limits_for(model_id, self.config.bedrock) if provider == BEDROCK else None
+        return estimate_demand(params) if on_bedrock is None else on_bedrock[1].demand(params)
+
+    def use(self, response: Mapping[str, Any], model_id: str, provider: str = ANTHROPIC) -> Amount:
+        """What an answered call counted against its provider's budget."""
+        on_bedrock = limits_for(model_id, self.config.bedrock) if provider == BEDROCK else None
+        return actual_use(response) if on_bedrock is None else on_bedrock[1].use(response)
+
+    def acquire(self, model_id: str, tenant: str, demand: Amount, *, inline: bool, max_wait_s: float,
+                provider: str = ANTHROPIC) -> Grant | None:
         """A grant for one call of ``demand``, waiting up to ``max_wait_s`` for it; None when no limit applies to
         the model. CapacityWaitError, without waiting, when the grant is expected later than that."""
         with self._lock:
-            family = self.family_of(model_id)
+            family = self.family_of(model_id, provider)
             if family is None:
                 return None
             start = self.clock_ms()
@@ -562,15 +581,37 @@ class Pacer:
                 family.return_slice(now)
 
     def snapshot(self, model_ids: list[str]) -> list[dict[str, Any]]:
+        """Each budget that applies to one of ``model_ids``, Anthropic's then Bedrock's (its limits as configured, its
+        one token dimension named ``tokens``)."""
         with self._lock:
             now = self.clock_ms()
             seen, views = set(), []
-            for model_id in model_ids:
-                family = self.family_of(model_id)
-                if family is not None and family.family not in seen:
+            for provider in (ANTHROPIC, BEDROCK):
+                for model_id in model_ids:
+                    family = self.family_of(model_id, provider)
+                    if family is None or family.family in seen:
+                        continue
                     seen.add(family.family)
-                    views.append(family.snapshot(now))
+                    view = {"provider": provider, **family.snapshot(now)}
+                    if provider == BEDROCK:
+                        view = _bedrock_view(view, limits_for(model_id, self.config.bedrock))
+                    views.append(view)
             return views
+
+
+def _bedrock_view(view: dict[str, Any], found: tuple[str, Any] | None) -> dict[str, Any]:
+    """A Bedrock budget's snapshot in its own terms: its configured quotas, its tokens (the input dimension), and its
+    requests where it has a request quota."""
+    if found is None:
+        return view
+    family, limits = found
+    view["family"] = family
+    view["limits"] = view["configured"] = limits.to_dict()
+    for key in ("available", "in_use"):
+        levels = view[key]
+        view[key] = {"tokens": levels["input_tokens"],
+                     **({"requests": levels["requests"]} if limits.rpm else {})}
+    return view
 
 
 @dataclass(eq=False)
@@ -616,17 +657,20 @@ def current_pacing() -> Pacing | None:
 @dataclass
 class PacedModel:
     """A LanguageModel that takes a grant before each call and settles it after (:class:`Pacer`), for the job the
-    calling context is bound to (:func:`pacing`); unbound, it paces as tenant "-", queued."""
+    calling context is bound to (:func:`pacing`); unbound, it paces as tenant "-", queued. ``provider``: whose budget
+    (the model id is the one the task asks for; a provider's adapter maps it to its own)."""
 
     llm: LanguageModel
     pacer: Pacer
     default_model: str
+    provider: str = ANTHROPIC
 
     def create(self, params: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         job = _PACING.get() or Pacing("-")
         model_id = str(params.get("model") or self.default_model)
         max_wait = job.max_wait_s if timeout_s is None or not job.inline else min(job.max_wait_s, timeout_s)
-        grant = self.pacer.acquire(model_id, job.tenant, estimate_demand(params), inline=job.inline, max_wait_s=max_wait)
+        grant = self.pacer.acquire(model_id, job.tenant, self.pacer.demand(params, model_id, self.provider), inline=job.inline,
+                                   max_wait_s=max_wait, provider=self.provider)
         if grant is None:
             return self.llm.create(params, timeout_s=timeout_s)
         job.waited(grant.waited_ms)
@@ -640,5 +684,5 @@ class PacedModel:
         except BaseException:
             self.pacer.settle(grant, Amount())
             raise
-        self.pacer.settle(grant, actual_use(response))
+        self.pacer.settle(grant, self.pacer.use(response, model_id, self.provider))
         return response

@@ -11,6 +11,7 @@ from jobcore.capacity import Amount, CapacityConfig, RateLimits, SharedBucket
 from jobcore.capacity_pacer import Grant, PacedModel, Pacer, current_pacing, pacing
 from jobcore.failover import FailoverModel
 from jobcore.model import Job, JobStatus
+from jobcore.providers import ANTHROPIC
 from jobcore.requests import SubmitRequest
 from jobcore.tasks import ModelRequest, RunContext
 from jobcore.tasks.base import call_all
@@ -26,9 +27,10 @@ class RecordingPacer(Pacer):
 
     asked: list[tuple[str, bool, float]]
 
-    def acquire(self, model_id: str, tenant: str, demand: Amount, *, inline: bool, max_wait_s: float) -> Grant | None:
+    def acquire(self, model_id: str, tenant: str, demand: Amount, *, inline: bool, max_wait_s: float,
+                provider: str = ANTHROPIC) -> Grant | None:
         self.asked.append((tenant, inline, max_wait_s))
-        return super().acquire(model_id, tenant, demand, inline=inline, max_wait_s=max_wait_s)
+        return super().acquire(model_id, tenant, demand, inline=inline, max_wait_s=max_wait_s, provider=provider)
 
 
 def recording_pacer(h, family: str, levels: Amount, *, limits_key: str | None = None) -> RecordingPacer:

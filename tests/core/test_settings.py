@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jobadapters.settings import ConfigError, DispatcherSettings, IntakeSettings, RouterSettings, WorkerSettings, capacity_from_env
-from jobcore.capacity import RateLimits, TenantShare
+from jobcore.capacity import BedrockLimits, RateLimits, TenantShare
 from jobcore.deliveries import RetrySchedule
 from tests.fakes import make_lanes
 
@@ -156,8 +156,11 @@ def test_the_models_budget_is_read_once_from_the_environment_by_the_cores_parser
     assert capacity.tenants == {"b": TenantShare(3.0)} and capacity.inline_reserved_share == 0.2
     assert not capacity_from_env({"MODEL_ADMISSION": "off", "MODEL_RATE_LIMITS": '{"*": {"rpm": 1, "itpm": 1, "otpm": 1}}'}).active
     assert not capacity_from_env({}).active  # no limits configured: nothing is paced
+    bedrock_only = capacity_from_env({"BEDROCK_RATE_LIMITS": '{"*": {"tpm": 200000, "rpm": 100}}'})
+    assert bedrock_only.active and bedrock_only.bedrock == {"*": BedrockLimits(200_000, 100)} and not bedrock_only.limits
     for env, names in [({"MODEL_ADMISSION": "maybe"}, "MODEL_ADMISSION"),
                        ({"MODEL_RATE_LIMITS": '{"sonnet-4": {"rpm": 0, "itpm": 1, "otpm": 1}}'}, "MODEL_RATE_LIMITS.sonnet-4.rpm"),
+                       ({"BEDROCK_RATE_LIMITS": '{"*": {"tpm": 0}}'}, r"BEDROCK_RATE_LIMITS\.\*\.tpm"),
                        ({"INLINE_RESERVED_SHARE": "0.9"}, "INLINE_RESERVED_SHARE")]:
         with pytest.raises(ConfigError, match=names):
             capacity_from_env(env)

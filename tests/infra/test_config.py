@@ -94,6 +94,7 @@ BAD_VALUES = {
     "intake_webhook_url": "http://hooks.example.com/intake",
     "model_admission": "sometimes",
     "model_rate_limits": '{"sonnet-4": {"rpm": 0, "itpm": 1, "otpm": 1}}',
+    "bedrock_rate_limits": '{"sonnet-4": {"tpm": 200000}}',  # with model_providers ["anthropic"]: paces nothing
     "tenant_shares": '{"a": {"weight": 0}}',
     "inline_reserved_share": 0.9,
 }
