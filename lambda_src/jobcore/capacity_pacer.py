@@ -577,7 +577,7 @@ class Pacer:
         """Give every unused slice back (a worker stopping)."""
         with self._lock:
             now = self.clock_ms()
-            for family in self.families.values():
+            for family in list(self.families.values()):  # a return releases the lock: families may be added meanwhile
                 family.return_slice(now)
 
     def snapshot(self, model_ids: list[str]) -> list[dict[str, Any]]:
