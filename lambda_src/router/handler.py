@@ -272,7 +272,7 @@ def not_found(_: Exception) -> Response:
 def observer() -> Observer:
     """The service's observer (traces, metrics); a misconfigured service has none."""
     try:
-        return service().runner.observer
+        return service().context.observer
     except errors.JobError:
         return QUIET
 

@@ -216,3 +216,33 @@ def test_describe_has_no_batch_price_for_a_task_the_batch_lane_cannot_take():
     assert service.describe(GpuInvoice()).get("batch_cost") is None
     unpriced, _ = make_service()
     assert unpriced.describe(InvoiceTask())["batch_cost"] is None
+
+
+class CountingCatalogue(dict):
+    """The catalogue, counting the look-ups of each task by name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.looked_up: list[str] = []
+
+    def __getitem__(self, name):
+        self.looked_up.append(name)
+        return super().__getitem__(name)
+
+
+@pytest.mark.parametrize("script", [
+    [text_response("hi!")],  # runs inline
+    [ModelUnavailableError("529"), ModelUnavailableError("529")],  # runs inline, then falls back to the queue
+])
+def test_a_submit_looks_its_task_up_once(script):
+    service, h = make_service(script)
+    h.runner.context.catalogue = catalogue = CountingCatalogue(service.context.catalogue)
+    submit(service)
+    assert catalogue.looked_up == ["claude.messages"]
+
+
+def test_the_service_and_its_runner_share_one_context():
+    service, h = make_service()
+    assert service.context is h.runner.context
+    with pytest.raises(ValueError, match="one JobContext"):
+        replace(service, runner=fakes.harness().runner)
