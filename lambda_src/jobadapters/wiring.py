@@ -49,9 +49,9 @@ from jobcore.pricing import Prices
 from jobcore.providers import ANTHROPIC, DEFAULT_PROVIDERS
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
-from jobcore.service import JobService, render
+from jobcore.service import JobService
 from jobcore.sweeper import Sweeper
-from jobcore.views import with_base_path
+from jobcore.views import render, with_base_path
 from jobcore.wake import GatedWaker, WakeGate
 
 if TYPE_CHECKING:  # the batch lane's parts, imported by the collector only: the router's cold start skips them

@@ -1,4 +1,6 @@
-"""The job service: what ``POST /v1/jobs`` and ``GET /v1/jobs/{id}`` do, over the ports.
+"""The job service: what the API's routes do, over the ports. Submission and the commands (cancel, redeliver,
+uploads) are here; the reads are :class:`jobcore.queries.JobQueries`', the catalogue's view
+:class:`jobcore.catalogue_view.CatalogueView`, both over the service's settings.
 
 Submitting validates the request, routes it (:mod:`jobcore.routing`), records the job, and then
 either runs it inline under a deadline or enqueues it for a worker lane. An inline run that the model
@@ -8,18 +10,16 @@ and the job is not lost.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
-from jobcore import idempotency, uploads, usage
-from jobcore.capacity import ANY_FAMILY
+from jobcore import idempotency, uploads
 from jobcore.capacity_pacer import Pacer, pacing
+from jobcore.catalogue_view import CatalogueView, CostEstimator
 from jobcore.context import JobContext
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
@@ -31,7 +31,6 @@ from jobcore.errors import (
     InlineBusyError,
     InvalidInputError,
     JobFinishedError,
-    JobNotFoundError,
     ModelUnavailableError,
     StoreUnavailableError,
     SyncUnavailableError,
@@ -42,15 +41,15 @@ from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
 from jobcore.metering import check_submission
 from jobcore.model import Job, JobStatus, Mode, transition
-from jobcore.ports import Cursor, InlineSlots, JobQueue, LaneWaker, LanguageModel
-from jobcore.requests import SubmitRequest, well_formed_job_id
-from jobcore.routing import Decision, RoutingPolicy, decide
+from jobcore.ports import InlineSlots, JobQueue, LaneWaker, LanguageModel
+from jobcore.queries import JobQueries
+from jobcore.requests import SubmitRequest
+from jobcore.routing import Decision, RoutingPolicy
 from jobcore.runner import JobRunner, Outcome, capacity_wait, error_record
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
-from jobcore.validation import quoted
-from jobcore.views import deliveries_view, iso, job_view, jsonable, render, safe_view
+from jobcore.views import deliveries_view, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,6 @@ DAY_S = 86_400
 # A key reserved this long ago whose job was never created belongs to a request that died.
 IDEMPOTENCY_STALE_MS = 60_000
 IDEMPOTENCY_POLL_S = 0.2
-# GET /v1/jobs?source=: the tenant's jobs are read this many pages of MAX_SCAN_PAGE, filtered, per request.
-SOURCE_SCAN_PAGES = 10
-MAX_SCAN_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -72,18 +68,6 @@ class Submitted:
     job: Job
     output: dict[str, Any] | None
     status_code: int
-
-
-class CostEstimator(Protocol):
-    """What the service needs of :class:`jobcore.costing.CostModel`."""
-
-    def estimate(
-        self, *, lane: str, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int,
-    ) -> dict[str, Any]: ...
-
-    def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
-
-    def batch_estimate(self, *, model_id: str, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
 
 
 @dataclass(kw_only=True)
@@ -119,6 +103,49 @@ class JobService:
     def __post_init__(self) -> None:
         if self.runner.context is not self.context:
             raise ValueError("the service and its runner must share one JobContext")
+
+    # --- its parts: the API's reads (jobcore.queries) and the catalogue's view (jobcore.catalogue_view), over the
+    # service's settings as they stand
+
+    @property
+    def queries(self) -> JobQueries:
+        return JobQueries(context=self.context, monotonic=self.monotonic, sleep=self.sleep, model_id=self.model_id,
+                          pacer=self.pacer, budgets_usd=self.budgets_usd)
+
+    @property
+    def catalogue_view(self) -> CatalogueView:
+        return CatalogueView(catalogue=self.context.catalogue, policy=self.policy, model_id=self.model_id,
+                             cost_model=self.cost_model, arrival_rates_per_min=self.arrival_rates_per_min)
+
+    def get(self, job_id: str, *, tenant_id: str) -> Job:
+        return self.queries.get(job_id, tenant_id=tenant_id)
+
+    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
+                  source: str | None = None) -> dict[str, Any]:
+        return self.queries.list_jobs(tenant_id=tenant_id, status=status, limit=limit, cursor=cursor, source=source)
+
+    def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
+        return self.queries.wait(job_id, tenant_id=tenant_id, wait_s=wait_s)
+
+    def view(self, job: Job) -> dict[str, Any]:
+        return self.queries.view(job)
+
+    def submitted_view(self, outcome: Submitted) -> dict[str, Any]:
+        return self.queries.submitted_view(outcome.job, outcome.output)
+
+    def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
+        return self.queries.deliveries(job_id, tenant_id=tenant_id)
+
+    def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
+        return self.queries.usage(tenant_id=tenant_id, params=params)
+
+    def capacity(self, *, tenant_id: str) -> dict[str, Any]:
+        return self.queries.capacity(tenant_id=tenant_id)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.catalogue_view.tasks()
+
+    # --- submission and the commands ----------------------------------------------------------------
 
     def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
                source: str | None = None) -> Submitted:
@@ -185,7 +212,7 @@ class JobService:
         expected_s = task.expected_duration_s(self.runner.load_input(job))
         return replace(job, status=JobStatus.QUEUED, lane=lane, route_reason=f"{lane}: {why} ({job.route_reason})",
                        started_at=None, attempts=0, lease_owner=None, lease_expires_at=None,
-                       cost=_estimated(self.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
+                       cost=_estimated(self.catalogue_view.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
 
     def _start(self, job: Job, task: TaskSpec) -> Submitted:
         self.check_budget(job)  # after the idempotency check: a retry of an accepted request gets its job
@@ -199,7 +226,7 @@ class JobService:
 
     def _routed(self, task: TaskSpec, expected_s: float, request: SubmitRequest) -> Decision:
         with self.context.observer.span("job.route", attributes={"job.task": task.name}) as span:
-            decision = self.route(task, expected_s, request)
+            decision = self.catalogue_view.route(task, expected_s, request)
             span.set_attribute("job.lane", decision.lane)
             span.set_attribute("job.route_reason", decision.reason)
             return decision
@@ -209,29 +236,8 @@ class JobService:
         (BudgetExceededError, 402). The month's spend is read only for a tenant that has a budget."""
         estimate = float(((job.cost or {}).get("estimate") or {}).get("total") or 0.0)
         budget = (self.budgets_usd or {}).get(job.tenant_id)
-        spent_usd = 0.0
-        if budget is not None:
-            month = usage.month_days(self.context.clock_ms())
-            spent_usd = _month_spent_usd(self._usage_items(job.tenant_id, month), month)
+        spent_usd = 0.0 if budget is None else self.queries.month_spent_usd(job.tenant_id)
         check_submission(estimate_usd=estimate, max_cost_usd=job.max_cost_usd, budget_usd=budget, month_spent_usd=spent_usd)
-
-    def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
-        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane; with a
-        budget, what it has spent this month too (one read of both ranges' days)."""
-        now = self.context.clock_ms()
-        query = usage.parse_query(params, now_ms=now)
-        budget = (self.budgets_usd or {}).get(tenant_id)
-        month = usage.month_days(now) if budget is not None else []
-        items = self._usage_items(tenant_id, list(dict.fromkeys(query.days + month)))
-        view = usage.report(query, items)
-        if budget is not None:
-            spent = _month_spent_usd(items, month)
-            view["budget"] = {"monthly_usd": budget, "month_spent_usd": round(spent, 6),
-                              "remaining_usd": round(max(0.0, budget - spent), 6)}
-        return view
-
-    def _usage_items(self, tenant_id: str, days: list[str]) -> dict[str, dict[str, int]]:
-        return self.context.usage.read(tenant_id, days) if self.context.usage is not None else {}
 
     def reserve(self, mine: IdempotencyRecord) -> Submitted | None:
         """None once ``mine`` holds the key; else the original request's job and status code, waiting
@@ -275,133 +281,18 @@ class JobService:
             raise JobFinishedError(f"job {job_id} already finished: it is {job.status.value}", status=job.status.value)
         raise ConflictError(f"job {job_id} kept changing; try again")
 
-    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
-                  source: str | None = None) -> dict[str, Any]:
-        """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end).
-        ``source``: only the jobs of that S3 intake object, found by reading the tenant's jobs (at most
-        SOURCE_SCAN_PAGES pages of them per request; the cursor goes on from there)."""
-        after: Cursor | None = decode_cursor(cursor)
-        if source is None:
-            jobs, after = self.context.store.list_jobs(tenant_id, status=status, limit=limit, after=after)
-        else:
-            jobs = []
-            for _ in range(SOURCE_SCAN_PAGES):
-                page, after = self.context.store.list_jobs(tenant_id, status=status, limit=MAX_SCAN_PAGE, after=after)
-                jobs += [job for job in page if job.source == source]
-                if after is None or len(jobs) >= limit:
-                    break
-            if len(jobs) > limit:
-                jobs = jobs[:limit]
-                after = Cursor(jobs[-1].created_at, jobs[-1].job_id)
-        now = self.context.clock_ms()
-        views = [render(job, self.context.blobs, now_ms=now, listed=True) for job in jobs]
-        return {"jobs": views, "next_cursor": encode_cursor(after) if after else None}
 
-    def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
-        """The job, as soon as it is finished or ``wait_s`` has passed (long poll)."""
-        deadline = self.monotonic() + wait_s
-        interval = 0.1
-        while True:
-            job = self.get(job_id, tenant_id=tenant_id)
-            left = deadline - self.monotonic()
-            if job.status.terminal or left <= 0:
-                return job
-            self.sleep(min(interval, left))
-            interval = min(interval * 2, 1.0)
 
-    def route(self, task: TaskSpec, expected_s: float, request: SubmitRequest | None = None) -> Decision:
-        """The decision framework for one job (or, without a request, for the task's defaults)."""
-        rate = (self.arrival_rates_per_min or {}).get(task.name, 0.0)
-        threshold = self.cost_model.break_even_per_min(expected_s) if self.cost_model and rate > 0 else None
-        return decide(
-            task.profile, expected_duration_s=expected_s, policy=self.policy,
-            hints=request.hints if request else None, mode=request.mode if request else Mode.AUTO,
-            arrival_rate_per_min=rate, worker_cheaper_above_per_min=threshold,
-            max_queue_s=request.max_queue_s if request else None,
-        )
 
-    def get(self, job_id: str, *, tenant_id: str) -> Job:
-        job = self.context.store.get(job_id)
-        # Another tenant's job is reported as missing, not forbidden: ids must not leak.
-        if job is None or job.tenant_id != tenant_id:
-            raise JobNotFoundError(f"no job with id {quoted(job_id)}")
-        return job
 
-    # --- what the API shows -------------------------------------------------------------------------
 
-    def view(self, job: Job) -> dict[str, Any]:
-        """The job as the API returns it (see :func:`render`)."""
-        return render(job, self.context.blobs, now_ms=self.context.clock_ms())
 
-    def submitted_view(self, outcome: Submitted) -> dict[str, Any]:
-        """A just-submitted job; one that ran inline carries the result it has at hand (no read back)."""
-        if outcome.output is None:
-            return self.view(outcome.job)
-        job = outcome.job
-        return safe_view(job, functools.partial(job_view, job, result=outcome.output, url_for=self.context.blobs.url_for))
-
-    def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
-        """The job's webhook delivery log."""
-        job = self.get(job_id, tenant_id=tenant_id)
-        return jsonable(deliveries_view(job), what=f"job {job.job_id}'s deliveries")
 
     def redeliver(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
         """Send the job's terminal event again: a new series of attempts, the same event id and body."""
         job = self.runner.redeliver(self.get(job_id, tenant_id=tenant_id))
         return jsonable(deliveries_view(job), what=f"job {job.job_id}'s deliveries")
 
-    def describe(self, task: TaskSpec) -> dict[str, Any]:
-        """A task's profile, its input (a JSON Schema), where its typical job runs and why, and what that typically costs."""
-        expected_s = task.profile.expected_duration_s
-        described: dict[str, Any] = {"name": task.name, "description": task.description, "profile": asdict(task.profile),
-                                     "input_schema": task.input_schema}
-        try:
-            where = self.route(task, expected_s)
-        except UnroutableError as error:
-            return {**described, "route": {"lane": None, "reason": str(error)}}
-        frequency = {
-            "declared_rate_per_min": (self.arrival_rates_per_min or {}).get(task.name, 0.0),
-            "worker_cheaper_above_per_min": self.cost_model.break_even_per_min(expected_s) if self.cost_model else None,
-        }
-        return {
-            **described, "route": {"lane": where.lane, "reason": where.reason},
-            "frequency": frequency, "typical_cost": self.estimate(task, where.lane, expected_s),
-            "batch_cost": self.batch_estimate(task),
-        }
-
-    def batch_estimate(self, task: TaskSpec) -> dict[str, Any] | None:
-        """The typical job's tokens through the Message Batches API (half price, no compute of ours); None for
-        a task the batch lane cannot take (one that needs a GPU or computes its result itself)."""
-        if self.cost_model is None or task.profile.gpu or not task.profile.model_calls:
-            return None
-        return self.cost_model.batch_estimate(model_id=self.model_id, input_tokens=task.profile.typical_input_tokens,
-                                              output_tokens=task.profile.typical_output_tokens)
-
-    def tasks(self) -> list[dict[str, Any]]:
-        return [self.describe(task) for task in self.context.catalogue.values()]
-
-    def capacity(self, *, tenant_id: str) -> dict[str, Any]:
-        """``GET /v1/capacity``: each model budget (its limits, what is left, how much is in use, the caller's own
-        recent share) and the caller's own jobs waiting for it; never another tenant's."""
-        if self.pacer is None:
-            return {"admission": "off", "budgets": [], "waiting": None}
-        config = self.pacer.config
-        models = [self.model_id, *(family for family in config.limits if family != ANY_FAMILY)]
-        budgets = []
-        for budget in self.pacer.snapshot(models):
-            use = budget.pop("tenant_use")
-            total = sum(use.values())
-            budget["your_recent_share"] = round(use.get(tenant_id, 0.0) / total, 4) if total else 0.0
-            budget["blocked_until"] = iso(budget.pop("blocked_until_ms"))
-            budgets.append(budget)
-        queued, _ = self.context.store.list_jobs(tenant_id, status=JobStatus.QUEUED, limit=MAX_SCAN_PAGE, after=None)
-        waiting = [job for job in queued if job.model_wait is not None and job.model_wait.capacity]
-        next_grant = min((job.model_wait.next_attempt_at or 0 for job in waiting if job.model_wait), default=None)
-        return {
-            "admission": "on", "budgets": budgets,
-            "waiting": {"jobs": len(waiting), "of_queued_jobs_seen": len(queued), "next_grant_expected_at": iso(next_grant),
-                        "waited_ms": sum(job.capacity_wait_ms for job in waiting)},
-        }
 
     def create_upload(self, request: UploadRequest, *, tenant_id: str) -> dict[str, Any]:
         """``POST /v1/uploads``: a presigned PUT for one input of the tenant's."""
@@ -455,7 +346,7 @@ class JobService:
             # An inline run holds its lease for as long as the router can live (API Gateway's timeout):
             # past it, a job still running had its router die, and the sweeper recovers it.
             **(self.runner.lease(now, ms=(API_GATEWAY_TIMEOUT_S + 1) * 1000) if inline else {}),
-            cost=_estimated(self.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
+            cost=_estimated(self.catalogue_view.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
             trace_parent=self.context.observer.traceparent(), max_cost_usd=request.max_cost_usd,
         )
         if input_ref is not None:  # an upload, read by the worker
@@ -465,15 +356,6 @@ class JobService:
         key = input_key(job_id)
         self.context.blobs.put_json(key, payload)
         return replace(job, input_ref=key)
-
-    def estimate(self, task: TaskSpec, lane: str, expected_s: float, *, model_id: str | None = None) -> dict[str, Any] | None:
-        """What a job of this task should cost on ``lane``, from its profile's typical tokens."""
-        if self.cost_model is None:
-            return None
-        return self.cost_model.estimate(
-            lane=lane, model_id=model_id or self.model_id, expected_duration_s=expected_s,
-            input_tokens=task.profile.typical_input_tokens, output_tokens=task.profile.typical_output_tokens,
-        )
 
     def _run_inline(self, job: Job, task: TaskSpec) -> Outcome:
         self.context.store.create(job)
@@ -533,7 +415,7 @@ class JobService:
         lane = self.policy.lanes.fallback.name
         record = error_record(error)
         reason = f"{lane}: inline fallback, {record['message']} ({job.route_reason})"
-        estimate = self.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
+        estimate = self.catalogue_view.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
         now = self.context.clock_ms()
         if job.queue_deadline_at is not None and now > job.queue_deadline_at:
             # The client would not have it start later than this: it expires rather than waiting in the queue.
@@ -576,9 +458,6 @@ class JobService:
         return job
 
 
-def _month_spent_usd(items: dict[str, dict[str, int]], month: list[str]) -> float:
-    """What a tenant has spent this month, from its day ``items`` (read for ``month``'s days, maybe more)."""
-    return usage.month_cost_micro_usd(items[day] for day in month if day in items) / 1_000_000
 
 
 def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:
@@ -595,26 +474,7 @@ def _fingerprint(request: SubmitRequest) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(request), default=str))
 
 
-def encode_cursor(cursor: Cursor) -> str:
-    raw = json.dumps([cursor.created_at, cursor.job_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None) -> Cursor | None:
-    """The cursor a previous page returned; InvalidInputError for anything else."""
-    if text is None:
-        return None
-    if len(text) > _MAX_CURSOR_CHARS:
-        raise InvalidInputError("cursor", "is not a cursor this API returned")
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, TypeError, RecursionError):
-        raise InvalidInputError("cursor", "is not a cursor this API returned") from None
-    # Only what encode_cursor makes: an epoch-ms time (DynamoDB must take it as a key) and a job's id.
-    if (not isinstance(created_at, int) or isinstance(created_at, bool) or not 0 <= created_at < 10**15
-            or not isinstance(job_id, str) or not well_formed_job_id(job_id)):
-        raise InvalidInputError("cursor", "is not a cursor this API returned")
-    return Cursor(created_at, job_id)
 
 
-_MAX_CURSOR_CHARS = 128  # encode_cursor's are under 120

@@ -43,9 +43,8 @@ from jobcore.deliveries import DEFAULT_GAPS_S, HANDOVER_GRACE_MS, DeliveryState,
 from jobcore.dispatch import Dispatcher, body_key
 from jobcore.model import Job, JobStatus, Usage, Webhook
 from jobcore.runner import JobRunner
-from jobcore.service import render
 from jobcore.tasks import TaskResult
-from jobcore.views import deliveries_view, job_view
+from jobcore.views import deliveries_view, job_view, render
 from local.gateway import LambdaContext
 from local.webhook_receiver import WebhookReceiver
 from tests.adapters.support import LANES, RecordingServer, make_job

@@ -25,8 +25,8 @@ from jobcore.context import JobContext
 from jobcore.errors import JobCanceledError, JobError
 from jobcore.model import Job, JobStatus, Mode
 from jobcore.runner import JobRunner
-from jobcore.service import render
 from jobcore.tasks import CATALOGUE, RunContext
+from jobcore.views import render
 from local import resources, tiny_embedder
 from tests.fakes import FakeClock, MemoryBlobs, MemoryJobStore, RecordingDeliveryQueue, make_lanes
 

@@ -29,8 +29,8 @@ from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus, transition
 from jobcore.pricing import default_prices
 from jobcore.runner import Backoff
-from jobcore.service import render
 from jobcore.tasks import RunContext
+from jobcore.views import render
 from local import fair_queues
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from tests.fakes import FakeClock, text_response

@@ -11,8 +11,8 @@ from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
 from jobcore.runner import Backoff
 from jobcore.schema_keys import partial_key
-from jobcore.service import render
 from jobcore.tasks import RunContext, TaskResult
+from jobcore.views import render
 from tests.fakes import RecordingDeliveryQueue, ScriptedModel, harness, make_lanes, text_response
 
 BACKOFF = Backoff()  # the runner's default policy

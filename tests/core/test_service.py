@@ -8,8 +8,9 @@ from jobcore.errors import JobNotFoundError, ModelRequestError, ModelUnavailable
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
 from jobcore.routing import Hints, RoutingPolicy
-from jobcore.service import INLINE_INPUT_LIMIT, render
+from jobcore.service import INLINE_INPUT_LIMIT
 from jobcore.tasks.invoice import InvoiceTask
+from jobcore.views import render
 from tests import fakes
 from tests.fakes import LANES, MemoryQueue, make_lanes, text_response
 
@@ -178,7 +179,7 @@ def test_describe_reports_an_unroutable_task_with_the_reason():
     class GpuInvoice(InvoiceTask):
         profile = replace(InvoiceTask.profile, gpu=True)
 
-    described = service.describe(GpuInvoice())
+    described = service.catalogue_view.describe(GpuInvoice())
     assert described["route"] == {"lane": None, "reason": "needs a GPU, and the gpu lane is not enabled in this deployment"}
     assert described["input_schema"] == InvoiceTask.input_schema  # what to send, even where it cannot run
 
@@ -213,9 +214,9 @@ def test_describe_has_no_batch_price_for_a_task_the_batch_lane_cannot_take():
     class GpuInvoice(InvoiceTask):
         profile = replace(InvoiceTask.profile, gpu=True)
 
-    assert service.describe(GpuInvoice()).get("batch_cost") is None
+    assert service.catalogue_view.describe(GpuInvoice()).get("batch_cost") is None
     unpriced, _ = make_service()
-    assert unpriced.describe(InvoiceTask())["batch_cost"] is None
+    assert unpriced.catalogue_view.describe(InvoiceTask())["batch_cost"] is None
 
 
 class CountingCatalogue(dict):
