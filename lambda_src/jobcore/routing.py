@@ -6,17 +6,17 @@ The questions, in the order the policy asks them (each answer is recorded on the
                                        within 24 h), if it is enabled and the task only calls Claude (a GPU
                                        task or one that computes itself cannot: 422 saying why).
 1. Needs a GPU?                      → a GPU lane (ECS on EC2), if one is enabled; never sync, never batch.
-1b. ``auto``, a batch task (nobody waits on it) and the request's ``max_queue_s`` ≥ 86,400 (the client
+1b. ``auto``, a background task (nobody waits on it) and the request's ``max_queue_s`` ≥ 86,400 (the client
     accepts a day's wait)            → the batch lane, when it is enabled and the task only calls Claude
                                        (otherwise the questions below decide, as for any job).
 2. Memory beyond every lane?         → unroutable (422).
 3. Client asked ``async``?           → a CPU queue lane.
 4. Expected duration > inline budget → a CPU queue lane (sync: unroutable, it cannot answer in time).
 5. Memory > the router's memory?     → a CPU queue lane (sync: unroutable).
-6. A batch task (not event-driven)?  → a CPU queue lane, unless the client asked ``sync``.
+6. A background task?                → a CPU queue lane, unless the client asked ``sync``.
 7. Arriving faster than the rate at which the always-on worker becomes cheaper than
    per-request inline runs?          → a CPU queue lane, unless the client asked ``sync``.
-8. Otherwise                         → inline: short, small, event-driven, run it now.
+8. Otherwise                         → inline: short, small, a request waits for it: run it now.
 
 A queue lane is taken only if it can run the job (its memory and time limit); the lanes and their
 limits are the deployment's (:mod:`jobcore.lanes`), never numbers of this module's own. The batch lane is
@@ -25,13 +25,22 @@ never a fallback and never one of the CPU lanes questions 3 to 7 pick: only 0 an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from jobcore.errors import UnroutableError
 from jobcore.lanes import Lane, Lanes
 from jobcore.model import Mode
 
-# A client that accepts this long a wait (max_queue_s) for a batch task is sent to the batch lane (mode auto).
+# A client that accepts this long a wait (max_queue_s) for a background task is sent to the batch lane (mode auto).
 BATCH_AUTO_MIN_QUEUE_S = 86_400
+
+
+class Trigger(StrEnum):
+    """The decision framework's trigger: who waits for a task's job. Named apart from the batch lane (the Message
+    Batches API), which any Claude task may take, background or not."""
+
+    REQUEST = "request"  # a client's request waits for the answer: inline when it fits
+    BACKGROUND = "background"  # nobody waits on it (a bulk job): queued for a worker
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +51,7 @@ class TaskProfile:
     memory_mb: int
     timeout_s: float  # the longest one job may run; a lane's own limit may cut it shorter
     gpu: bool = False
-    trigger: str = "event"  # "event": a request waits for it; "batch": nobody waits
+    trigger: Trigger = Trigger.REQUEST
     typical_input_tokens: int = 0
     typical_output_tokens: int = 0
     # Its executor only describes Claude requests (a ModelCallsExecutor), so the batch lane can send them
@@ -93,9 +102,9 @@ def decide(
     lanes = policy.lanes
     if mode is Mode.BATCH:
         return _batch(profile, lanes)
-    if (mode is Mode.AUTO and profile.trigger == "batch" and not profile.gpu and profile.model_calls
+    if (mode is Mode.AUTO and profile.trigger is Trigger.BACKGROUND and not profile.gpu and profile.model_calls
             and max_queue_s is not None and max_queue_s >= BATCH_AUTO_MIN_QUEUE_S and lanes.batch_lane is not None):
-        return Decision(lanes.batch_lane.name, f"{lanes.batch_lane.name}: batch task and the client accepts a wait of "
+        return Decision(lanes.batch_lane.name, f"{lanes.batch_lane.name}: background task and the client accepts a wait of "
                                                f"{max_queue_s:,.0f} s (>= {BATCH_AUTO_MIN_QUEUE_S:,} s): Message Batches API")
     if profile.gpu:
         return _gpu(mode, lanes, memory, duration)
@@ -112,8 +121,8 @@ def decide(
         return queue.take(f"needs {memory} MB > router memory {inline.memory_mb} MB")
     if mode is Mode.SYNC:
         return Decision(inline.name, f"inline: client asked for sync; expected {duration:.1f} s fits the budget")
-    if profile.trigger == "batch":
-        return queue.take("batch task, nobody waits on it")
+    if profile.trigger is Trigger.BACKGROUND:
+        return queue.take("background task, nobody waits on it")
     threshold = worker_cheaper_above_per_min
     if threshold is not None and arrival_rate_per_min > threshold:
         return queue.take(f"arriving at {arrival_rate_per_min:,.4g}/min > {threshold:.3g}/min, where the always-on worker is cheaper")

@@ -130,7 +130,7 @@ def test_summarize_is_queued_202_with_location_and_one_message_on_the_cpu_queue(
     job_id = reply.body["id"]
     assert reply.headers["Location"] == f"/v1/jobs/{job_id}"
     assert reply.body["status"] == "queued" and reply.body["route"]["lane"] == "cpu"
-    assert "batch" in reply.body["route"]["reason"]
+    assert "background task" in reply.body["route"]["reason"]
     [message] = api.messages()
     assert decode(message["Body"]) == job_id
     assert api.item(job_id)["status"] == "queued"
@@ -464,7 +464,7 @@ def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
     assert {name: tasks[name]["route"]["lane"] for name in ("claude.messages", "invoice.extract", "documents.summarize")} == {
         "claude.messages": "inline", "invoice.extract": "inline", "documents.summarize": "cpu",
     }
-    assert tasks["documents.summarize"]["profile"]["trigger"] == "batch"
+    assert tasks["documents.summarize"]["profile"]["trigger"] == "background"
     assert tasks["invoice.extract"]["profile"]["memory_mb"] == 256
     assert all(task["description"] and task["route"]["reason"] for task in tasks.values())
     routed = [task for task in tasks.values() if task["route"]["lane"]]  # a task for a disabled lane has no cost

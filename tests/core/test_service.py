@@ -169,7 +169,7 @@ def test_describe_says_where_a_task_runs_why_and_what_it_costs():
     assert {"claude.messages", "invoice.extract", "documents.summarize"} <= set(described)
     summarize = described["documents.summarize"]
     assert summarize["route"] == {"lane": "cpu", "reason": "cpu: expected 60.0 s > inline budget 20 s"}
-    assert summarize["typical_cost"]["basis"].startswith("cpu:") and summarize["profile"]["trigger"] == "batch"
+    assert summarize["typical_cost"]["basis"].startswith("cpu:") and summarize["profile"]["trigger"] == "background"
     assert described["invoice.extract"]["route"]["lane"] == "inline"
 
 
