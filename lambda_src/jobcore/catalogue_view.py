@@ -57,8 +57,10 @@ class CatalogueView:
             "batch_cost": self.batch_estimate(task),
         }
 
-    def route(self, task: TaskSpec, expected_s: float, request: SubmitRequest | None = None) -> Decision:
-        """The decision framework for one job (or, without a request, for the task's defaults)."""
+    def route(self, task: TaskSpec, expected_s: float, request: SubmitRequest | None = None, *,
+              async_because: str | None = None) -> Decision:
+        """The decision framework for one job (or, without a request, for the task's defaults). ``async_because``:
+        why its mode is async, when its client did not ask for that (decide's rule 3)."""
         rate = (self.arrival_rates_per_min or {}).get(task.name, 0.0)
         threshold = self.cost_model.break_even_per_min(expected_s) if self.cost_model and rate > 0 else None
         return decide(
@@ -66,6 +68,7 @@ class CatalogueView:
             hints=request.hints if request else None, mode=request.mode if request else Mode.AUTO,
             arrival_rate_per_min=rate, worker_cheaper_above_per_min=threshold,
             max_queue_s=request.max_queue_s if request else None,
+            **({"async_because": async_because} if async_because is not None else {}),
         )
 
     def estimate(self, task: TaskSpec, lane: str, expected_s: float, *, model_id: str | None = None) -> dict[str, Any] | None:

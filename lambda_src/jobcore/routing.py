@@ -74,8 +74,17 @@ class RoutingPolicy:
 
 @dataclass(frozen=True)
 class Decision:
+    """A lane and why, as fields; :attr:`reason` renders them as the text the job records and the API shows
+    (``route.reason``): ``"<lane>: <why> (<earlier>) (<note>)"``."""
+
     lane: str
-    reason: str
+    why: str  # the rule that chose the lane
+    earlier: str | None = None  # the reason of the route this one replaces (an inline fallback, a re-queue)
+    note: str | None = None  # what the submitter adds (an S3 intake job: nobody waits for it)
+
+    @property
+    def reason(self) -> str:
+        return f"{self.lane}: {self.why}" + "".join(f" ({part})" for part in (self.earlier, self.note) if part is not None)
 
 
 def decide(
@@ -88,6 +97,7 @@ def decide(
     arrival_rate_per_min: float = 0.0,
     worker_cheaper_above_per_min: float | None = None,
     max_queue_s: float | None = None,
+    async_because: str = "client asked for async",
 ) -> Decision:
     """Route one job; raises UnroutableError with the reason when no lane can honour the request.
 
@@ -95,6 +105,7 @@ def decide(
     rate above which the always-on worker costs less than inline runs
     (:meth:`jobcore.costing.CostModel.break_even_per_min`; None: never prefer the worker for rate alone).
     ``max_queue_s``: how long the client accepts the job waits (the request's), for the batch rule 1b.
+    ``async_because``: why the mode is async, for rule 3's reason (the S3 intake's jobs: nobody waits for them).
     """
     hints = hints or Hints()
     duration = hints.expected_duration_s if hints.expected_duration_s is not None else expected_duration_s
@@ -104,8 +115,8 @@ def decide(
         return _batch(profile, lanes)
     if (mode is Mode.AUTO and profile.trigger is Trigger.BACKGROUND and not profile.gpu and profile.model_calls
             and max_queue_s is not None and max_queue_s >= BATCH_AUTO_MIN_QUEUE_S and lanes.batch_lane is not None):
-        return Decision(lanes.batch_lane.name, f"{lanes.batch_lane.name}: background task and the client accepts a wait of "
-                                               f"{max_queue_s:,.0f} s (>= {BATCH_AUTO_MIN_QUEUE_S:,} s): Message Batches API")
+        return Decision(lanes.batch_lane.name, f"background task and the client accepts a wait of {max_queue_s:,.0f} s "
+                                               f"(>= {BATCH_AUTO_MIN_QUEUE_S:,} s): Message Batches API")
     if profile.gpu:
         return _gpu(mode, lanes, memory, duration)
     inline = lanes.inline
@@ -114,22 +125,19 @@ def decide(
         raise UnroutableError(f"needs {memory} MB, more than any lane offers ({largest} MB)")
     queue = _Queue(lanes, memory, duration, mode)
     if mode is Mode.ASYNC:
-        return queue.take("client asked for async")
+        return queue.take(async_because)
     if duration > inline.time_limit_s:
         return queue.take(f"expected {duration:.1f} s > inline budget {inline.time_limit_s:g} s")
     if memory > inline.memory_mb:
         return queue.take(f"needs {memory} MB > router memory {inline.memory_mb} MB")
     if mode is Mode.SYNC:
-        return Decision(inline.name, f"inline: client asked for sync; expected {duration:.1f} s fits the budget")
+        return Decision(inline.name, f"client asked for sync; expected {duration:.1f} s fits the budget")
     if profile.trigger is Trigger.BACKGROUND:
         return queue.take("background task, nobody waits on it")
     threshold = worker_cheaper_above_per_min
     if threshold is not None and arrival_rate_per_min > threshold:
         return queue.take(f"arriving at {arrival_rate_per_min:,.4g}/min > {threshold:.3g}/min, where the always-on worker is cheaper")
-    return Decision(
-        inline.name,
-        f"inline: expected {duration:.1f} s <= budget {inline.time_limit_s:g} s, {memory} MB <= {inline.memory_mb} MB",
-    )
+    return Decision(inline.name, f"expected {duration:.1f} s <= budget {inline.time_limit_s:g} s, {memory} MB <= {inline.memory_mb} MB")
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ class _Queue:
         if self.mode is Mode.SYNC:
             raise UnroutableError(f"cannot run sync: {why}")
         lane = _first_fitting(self.lanes.cpu_lanes(), self.memory_mb, self.duration_s)
-        return Decision(lane.name, f"{lane.name}: {why}")
+        return Decision(lane.name, why)
 
 
 def _first_fitting(candidates: tuple[Lane, ...], memory_mb: int, duration_s: float) -> Lane:
@@ -167,8 +175,7 @@ def _batch(profile: TaskProfile, lanes: Lanes) -> Decision:
     if lane is None:
         raise UnroutableError("the batch lane is not enabled in this deployment (batch_enabled; it is Anthropic's Message "
                               "Batches API, so it is off when 'anthropic' is not among model_providers); use auto or async")
-    return Decision(lane.name, f"{lane.name}: client asked for batch (Message Batches API: half the token price, "
-                               "results within 24 h)")
+    return Decision(lane.name, "client asked for batch (Message Batches API: half the token price, results within 24 h)")
 
 
 def _gpu(mode: Mode, lanes: Lanes, memory: int, duration: float) -> Decision:
@@ -178,4 +185,4 @@ def _gpu(mode: Mode, lanes: Lanes, memory: int, duration: float) -> Decision:
     if not candidates:
         raise UnroutableError("needs a GPU, and the gpu lane is not enabled in this deployment")
     lane = _first_fitting(candidates, memory, duration)
-    return Decision(lane.name, f"{lane.name}: task needs a GPU (ECS on EC2)")
+    return Decision(lane.name, "task needs a GPU (ECS on EC2)")

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 # Inputs above this many bytes go to the blob store (a DynamoDB item holds at most 400 KB).
 INLINE_INPUT_LIMIT = 64 * 1024
 DAY_S = 86_400
+# Why an S3 intake job is async (its route reason says so): no client waits for it.
+INTAKE_ASYNC = "S3 intake: no client waits for an event-triggered job, so mode async"
 # A key reserved this long ago whose job was never created belongs to a request that died.
 IDEMPOTENCY_STALE_MS = 60_000
 IDEMPOTENCY_POLL_S = 0.2
@@ -153,17 +155,16 @@ class JobService:
         before (same tenant, key and body) returns the original job instead, with its status code.
         ``source``: the S3 object an event-triggered job came from (:mod:`jobcore.intake`)."""
         task = lookup(request.task, self.context.catalogue)
+        intake = source is not None
         if request.input_upload is not None:
-            job = self._uploaded_job(request, task, tenant_id=tenant_id)
+            job = self._uploaded_job(request, task, tenant_id=tenant_id, intake=intake)
         else:
             payload = task.validate(request.input)
             expected_s = task.expected_duration_s(payload)
-            decision = self._routed(task, expected_s, request)
+            decision = self._routed(task, expected_s, request, intake=intake)
             job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         if source is not None:
-            why = "S3 intake: no client waits for an event-triggered job, so mode async"
-            reason = job.route_reason.replace("client asked for async", why)
-            job = replace(job, source=source, route_reason=reason if why in reason else f"{reason} ({why})")
+            job = replace(job, source=source)
         if idempotency_key is None:
             return self._admitted(job, request, task)
         record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,
@@ -210,7 +211,7 @@ class JobService:
                                   job_id=None, retry_after_s=SYNC_RETRY_AFTER_S)
         lane = self.policy.lanes.fallback.name
         expected_s = task.expected_duration_s(self.runner.load_input(job))
-        return replace(job, status=JobStatus.QUEUED, lane=lane, route_reason=f"{lane}: {why} ({job.route_reason})",
+        return replace(job, status=JobStatus.QUEUED, lane=lane, route_reason=Decision(lane, why, earlier=job.route_reason).reason,
                        started_at=None, attempts=0, lease_owner=None, lease_expires_at=None,
                        cost=_estimated(self.catalogue_view.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
 
@@ -224,9 +225,12 @@ class JobService:
             outcome = Outcome(self._enqueue(job))
         return Submitted(outcome.job, outcome.output, 200 if outcome.job.status.terminal else 202)
 
-    def _routed(self, task: TaskSpec, expected_s: float, request: SubmitRequest) -> Decision:
+    def _routed(self, task: TaskSpec, expected_s: float, request: SubmitRequest, *, intake: bool) -> Decision:
+        """The job's route; an S3 intake job's reason says that nobody waits for it (why it is async)."""
         with self.context.observer.span("job.route", attributes={"job.task": task.name}) as span:
-            decision = self.catalogue_view.route(task, expected_s, request)
+            decision = self.catalogue_view.route(task, expected_s, request, async_because=INTAKE_ASYNC if intake else None)
+            if intake and decision.why != INTAKE_ASYNC:
+                decision = replace(decision, note=INTAKE_ASYNC)
             span.set_attribute("job.lane", decision.lane)
             span.set_attribute("job.route_reason", decision.reason)
             return decision
@@ -305,7 +309,7 @@ class JobService:
             raise InvalidInputError("input_upload", "this deployment takes no uploads")
         return self.uploads
 
-    def _uploaded_job(self, request: SubmitRequest, task: TaskSpec, *, tenant_id: str) -> Job:
+    def _uploaded_job(self, request: SubmitRequest, task: TaskSpec, *, tenant_id: str, intake: bool) -> Job:
         """A job whose input is the tenant's upload. A small one is read and validated here, as an input sent
         in the body is; a large one is never read by the router: routed from the task's profile (or the
         client's hints), always queued, with ``input_ref`` at the upload, validated by the worker."""
@@ -313,16 +317,16 @@ class JobService:
         if info.size <= INLINE_INPUT_LIMIT:
             payload = task.validate(uploads.load(self.context.blobs, key, task=task.name))
             expected_s = task.expected_duration_s(payload)
-            decision = self._routed(task, expected_s, request)
+            decision = self._routed(task, expected_s, request, intake=intake)
             return self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         expected_s = task.profile.expected_duration_s
-        decision = self._routed(task, expected_s, request)
+        decision = self._routed(task, expected_s, request, intake=intake)
         if decision.lane == INLINE:
             if request.mode is Mode.SYNC:
                 raise UnroutableError(f"an uploaded input over {INLINE_INPUT_LIMIT // 1024} KB is read and checked by a "
                                       "worker, so it never runs inline: submit it with mode auto or async")
             lane = self.policy.lanes.fallback.name
-            decision = Decision(lane, f"{lane}: uploaded input of {info.size:,} bytes is read by a worker, never inline")
+            decision = Decision(lane, f"uploaded input of {info.size:,} bytes is read by a worker, never inline")
         job = self._new_job(request, {}, decision, tenant_id=tenant_id, task=task, expected_s=expected_s, input_ref=key)
         return job
 
@@ -414,7 +418,7 @@ class JobService:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
         lane = self.policy.lanes.fallback.name
         record = error_record(error)
-        reason = f"{lane}: inline fallback, {record['message']} ({job.route_reason})"
+        reason = Decision(lane, f"inline fallback, {record['message']}", earlier=job.route_reason).reason
         estimate = self.catalogue_view.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
         now = self.context.clock_ms()
         if job.queue_deadline_at is not None and now > job.queue_deadline_at:

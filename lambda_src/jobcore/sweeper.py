@@ -31,6 +31,7 @@ from jobcore.limits import MAX_QUEUED_S, QUEUE_RETENTION_S
 from jobcore.model import ACTIVE, Job, JobStatus, queued_limit_at, transition, watch_at
 from jobcore.ports import JobQueue
 from jobcore.requests import well_formed_job_id
+from jobcore.routing import Decision
 from jobcore.runner import JobRunner, expired_error
 from jobcore.views import iso
 
@@ -133,7 +134,7 @@ class Sweeper:
     def _requeue(self, job: Job, now: int, why: str) -> None:
         lane = self.context.lanes.get(job.lane)
         target = lane.name if lane.queued and lane.enabled else self.context.lanes.fallback.name
-        reason = f"{target}: re-queued by the sweeper, {why} ({job.route_reason})"
+        reason = Decision(target, f"re-queued by the sweeper, {why}", earlier=job.route_reason).reason
         queued = self.runner.save(job, transition(job, JobStatus.QUEUED, now_ms=now, lane=target, route_reason=reason))
         try:
             self.queue.enqueue(queued)

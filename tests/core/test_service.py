@@ -7,8 +7,8 @@ import pytest
 from jobcore.errors import JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
-from jobcore.routing import Hints, RoutingPolicy
-from jobcore.service import INLINE_INPUT_LIMIT
+from jobcore.routing import Decision, Hints, RoutingPolicy
+from jobcore.service import INLINE_INPUT_LIMIT, INTAKE_ASYNC
 from jobcore.tasks.invoice import InvoiceTask
 from jobcore.views import render
 from tests import fakes
@@ -247,3 +247,25 @@ def test_the_service_and_its_runner_share_one_context():
     assert service.context is h.runner.context
     with pytest.raises(ValueError, match="one JobContext"):
         replace(service, runner=fakes.harness().runner)
+
+
+def test_a_route_reason_is_fields_rendered_as_text():
+    assert Decision("cpu", "client asked for async").reason == "cpu: client asked for async"
+    fallback = Decision("cpu", "inline fallback, the model was overloaded (529)", earlier="inline: expected 1.0 s <= budget 20 s")
+    assert fallback.reason == "cpu: inline fallback, the model was overloaded (529) (inline: expected 1.0 s <= budget 20 s)"
+    noted = replace(Decision("gpu", "task needs a GPU (ECS on EC2)"), note="no client")
+    assert noted.reason == "gpu: task needs a GPU (ECS on EC2) (no client)"
+
+
+def test_an_intake_job_is_async_because_nobody_waits_and_its_reason_says_so():
+    """GIVEN jobs submitted by the S3 intake (mode async, a source)
+    THEN the reason of the async rule is the intake's, and a rule that decided otherwise (a GPU) gets it as a note."""
+    service, _ = fakes.make_service(policy=RoutingPolicy(lanes=make_lanes(gpu_enabled=True)))
+    source = "s3://bucket/intake/claude.messages/a.json"
+    job = service.submit(SubmitRequest(task="claude.messages", input=MESSAGES, mode=Mode.ASYNC), tenant_id="t", source=source).job
+    assert (job.lane, job.route_reason, job.source) == ("cpu", f"cpu: {INTAKE_ASYNC}", source)
+    gpu = service.submit(SubmitRequest(task="embeddings.encode", input={"texts": ["a"]}, mode=Mode.ASYNC), tenant_id="t",
+                         source="s3://bucket/intake/embeddings.encode/b.json").job
+    assert (gpu.lane, gpu.route_reason) == ("gpu", f"gpu: task needs a GPU (ECS on EC2) ({INTAKE_ASYNC})")
+    plain = service.submit(SubmitRequest(task="claude.messages", input=MESSAGES, mode=Mode.ASYNC), tenant_id="t").job
+    assert plain.route_reason == "cpu: client asked for async" and plain.source is None
