@@ -1,4 +1,4 @@
-# Every target sets itself up: a fresh machine needs only Python 3.11+, Node 22 or 24 and npm (README: Deploy in brief).
+# Every target sets itself up: a fresh machine needs only Python 3.11+, Node 22 or 24 and npm (docs/deploy.md: Prerequisites).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := lambda_src:container_src:.
@@ -49,7 +49,7 @@ FAST_TESTS := tests/core tests/contract tests/local tests/test_cost_cli.py tests
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" $(FAST_TESTS)
 
-## The console's screenshots in docs/console/ (README links them), taken by its browser tests.
+## The console's screenshots in docs/console/ (docs/local.md links them), taken by its browser tests.
 screenshots: venv browser
 	CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q tests/e2e/test_console.py
 

@@ -1,4 +1,4 @@
-"""The local runtime: moto, the Claude stand-in, API Gateway's emulation, the demo (README: Try it).
+"""The local runtime: moto, the Claude stand-in, API Gateway's emulation, the demo (README: Try it; docs/local.md).
 
 The Lambda and container code is not a package of this checkout's root: the Makefile puts ``lambda_src`` and
 ``container_src`` on ``PYTHONPATH``, and so does importing this package, so that ``python -m local.serve``

@@ -2,7 +2,7 @@
 
 Prints one JSON line with the endpoints once everything is up (tests read it), then, on stderr, where each
 part listens, and a line per webhook its receiver verifies; serves until Ctrl-C or SIGTERM. The API, moto
-and the webhook receiver listen on fixed ports by default, so the README's commands can name them
+and the webhook receiver listen on fixed ports by default, so the docs' commands can name them
 (``--port``, ``--aws-port``, ``--webhook-port``; 0 takes any free port).
 """
 

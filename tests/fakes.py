@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
+from jobcore.context import JobContext
 from jobcore.errors import BlobNotFoundError, ConflictError, EnqueueError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.lanes import INLINE, BatchCompute, Ec2Compute, FargateCompute, LambdaCompute, Lane, Lanes
@@ -264,8 +265,8 @@ class Harness:
 
 def harness(*, lanes: Lanes = LANES, cost_model: Any = None) -> Harness:
     store, blobs, deliveries, clock = MemoryJobStore(), MemoryBlobs(), RecordingDeliveryQueue(), FakeClock()
-    runner = JobRunner(store=store, blobs=blobs, deliveries=deliveries, clock_ms=clock.ms, lanes=lanes, backoff=TOP_OF_JITTER,
-                       cost_model=cost_model)
+    runner = JobRunner(context=JobContext(store=store, blobs=blobs, clock_ms=clock.ms, lanes=lanes), deliveries=deliveries,
+                       backoff=TOP_OF_JITTER, cost_model=cost_model)
     return Harness(store, blobs, deliveries, clock, runner)
 
 
@@ -277,7 +278,7 @@ def make_service(script: Sequence[Any] = (), *, llm: Any = None, queue: Any = No
     h = h or harness()
     ids = (id_format.format(i) for i in itertools.count())
     service = JobService(
-        runner=h.runner, queue=queue or MemoryQueue(), llm=llm or ScriptedModel(list(script)),
+        context=h.runner.context, runner=h.runner, queue=queue or MemoryQueue(), llm=llm or ScriptedModel(list(script)),
         policy=policy or RoutingPolicy(lanes=LANES), model_id="claude-default", new_id=lambda: next(ids),
         monotonic=h.clock.monotonic, sleep=h.clock.sleep, **fields,
     )

@@ -112,7 +112,7 @@ def simulate(layout_name: str) -> Run:
     h = fakes.harness(cost_model=costs)
     meter = Meter(scale.layout(layout_name), h.clock)
     store = MeteredStore(meter)
-    h.runner.store = store
+    h.runner.context.store = store
     service, _ = fakes.make_service(h=h, cost_model=costs)
     failed: Counter[str] = Counter()
     due: dict[int, list[tuple[str, str]]] = defaultdict(list)  # second -> (what, job id)

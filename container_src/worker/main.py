@@ -41,7 +41,7 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
 
 
 def main() -> None:
-    stop = start_process()
+    stop = start_process(json_service="worker")
     settings = WorkerSettings.from_env(os.environ)
     log.info("worker for the %s lane polling %s, %d jobs at a time", settings.lane, settings.queue_url, settings.concurrency)
     clients = AwsClients.create(settings.jobs_table, shards=settings.index_shards,

@@ -1,14 +1,17 @@
 """What every long-running process of the pipeline does first (the worker; locally, the dispatcher, the
-sweeper and ``local.serve``): log to stderr at LOG_LEVEL, and turn SIGTERM/SIGINT into an event its loop
-watches."""
+sweeper and ``local.serve``): log to stderr at LOG_LEVEL (the worker as JSON, as the Lambdas log), and turn
+SIGTERM/SIGINT into an event its loop watches."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import socket
 import threading
+import time
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # The wakeup sockets' writers, open for the life of the process: signals keep arriving after the stop event is
@@ -18,10 +21,41 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _WAKEUP_WRITERS: list[socket.socket] = []
 
 
-def start_process() -> threading.Event:
-    """Logging configured; the event is set when the process is asked to stop (ECS sends SIGTERM)."""
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def start_process(*, json_service: str | None = None) -> threading.Event:
+    """Logging configured (with ``json_service``: a JSON object a line, :class:`JsonFormatter`, naming that service);
+    the event is set when the process is asked to stop (ECS sends SIGTERM)."""
+    level = os.environ.get("LOG_LEVEL", "INFO")
+    if json_service is None:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter(json_service))
+        logging.basicConfig(level=level, handlers=[handler])
     return stop_on_signals()
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one line of JSON with the keys Powertools' Logger writes in the Lambdas (``level``, ``location``,
+    ``message``, ``timestamp``, ``service``; ``exception`` and ``exception_name`` with a traceback), plus ``logger``,
+    so one CloudWatch Logs Insights query reads a worker's log and a function's alike. The standard library's: the
+    worker image does not ship Powertools."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "level": record.levelname, "location": f"{record.funcName}:{record.lineno}", "message": record.getMessage(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "service": self.service, "logger": record.name,
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception_name"] = record.exc_info[0].__name__
+        if record.stack_info:
+            entry["stack_trace"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def stop_on_signals() -> threading.Event:

@@ -37,6 +37,7 @@ from jobadapters.sqs import SqsBatchInbox, SqsDeadLetters, SqsDeliveryQueue, Sqs
 from jobadapters.webhook_sender import HttpWebhookSender
 from jobcore.breaker import BreakerPolicy, Breakers, MemoryBreakerStore
 from jobcore.capacity_pacer import PacedModel, Pacer
+from jobcore.context import JobContext
 from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.failover import FailoverModel
@@ -48,9 +49,9 @@ from jobcore.pricing import Prices
 from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_PROVIDERS
 from jobcore.routing import RoutingPolicy
 from jobcore.runner import JobRunner
-from jobcore.service import JobService, render
+from jobcore.service import JobService
 from jobcore.sweeper import Sweeper
-from jobcore.views import with_base_path
+from jobcore.views import render, with_base_path
 from jobcore.wake import GatedWaker, WakeGate
 
 if TYPE_CHECKING:  # the batch lane's parts, imported by the collector only: the router's cold start skips them
@@ -171,10 +172,12 @@ def build_runner(
     """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
     dispatcher's queue, never sent from here; its usage is added to its tenant's counters. ``role`` names this
     process in the leases it takes."""
+    context = JobContext(
+        store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms,
+        lanes=lanes, usage=DynamoUsageStore(clients.table), observer=telemetry if telemetry is not None else QUIET,
+    )
     return JobRunner(
-        usage=DynamoUsageStore(clients.table), observer=telemetry if telemetry is not None else QUIET,
-        store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
-        deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
+        context=context, deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
     )
 
@@ -224,7 +227,7 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
     inline_budget_s = lanes.inline.time_limit_s
     pacer = build_pacer(settings.claude, clients)
     return JobService(
-        runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
+        context=runner.context, runner=runner, queue=SqsJobQueue(clients.sqs, settings.queue_urls),
         policy=RoutingPolicy(lanes=lanes), model_id=settings.claude.model_id,
         llm=build_model(settings.claude, max_retries=INLINE_SDK_RETRIES, timeout_s=inline_budget_s, env=env, pacer=pacer,
                         table=clients.table, telemetry=telemetry, lane=lanes.inline.name, prices=settings.lanes.prices),

@@ -45,6 +45,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from jobcore.context import JobContext
 from jobcore.errors import ConflictError, EnqueueError, JobError, ModelError, ModelRequestError, TaskOutputError
 from jobcore.model import ACTIVE, Job, JobStatus, Usage, transition
 from jobcore.ports import BatchApi, BatchInbox, BatchInfo, BatchRecord, BatchRequest, BatchResult, BatchStore, JobQueue
@@ -123,7 +124,7 @@ class _Pending:
 
 @dataclass(kw_only=True)
 class Collector:
-    runner: JobRunner  # the store, blobs, webhook hand-over, clock, cost model and lanes
+    runner: JobRunner  # settles the jobs: terminal writes, webhook hand-over, cost
     batches: BatchStore
     api: BatchApi
     inbox: BatchInbox  # the batch lane's queue, consumed
@@ -140,6 +141,11 @@ class Collector:
     max_bytes: int = MAX_BATCH_BYTES
     max_jobs_per_batch: int = MAX_JOBS_PER_BATCH
     keep_going: Callable[[], bool] = lambda: True  # the Lambda stops before its timeout; the next pass goes on
+
+    @property
+    def context(self) -> JobContext:
+        """The store, clock and catalogue the collector reads: its runner's (jobcore.context)."""
+        return self.runner.context
 
     def collect(self) -> CollectReport:
         """One pass: settle ended batches and cancels, then send what waits in the queue."""
@@ -166,7 +172,7 @@ class Collector:
         record = self.batches.get_batch(batch_id)
         if record is None or record.status == "done":
             return
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         try:
             info = self.api.retrieve(batch_id)
         except BatchGoneError as error:  # 404: the API no longer has it; its requests will never come back
@@ -190,7 +196,7 @@ class Collector:
     def _all_canceling(self, record: BatchRecord) -> bool:
         """Every job still in this batch is being canceled (or has finished some other way)."""
         for job_id, _ in record.jobs:  # the common case stops at the first job: one read
-            job = self.runner.store.get(job_id)
+            job = self.context.store.get(job_id)
             if job is not None and self._in(job, record) and job.status is not JobStatus.CANCELING:
                 return False
         return True
@@ -209,14 +215,14 @@ class Collector:
         for index, (job_id, count) in enumerate(record.jobs):
             if not self.keep_going():
                 return  # the record stays open: the next pass settles the rest
-            job = self.runner.store.get(job_id)
+            job = self.context.store.get(job_id)
             if job is None or not self._in(job, record):
                 continue  # settled already (a pass that died), or canceled while queued
             try:
                 self._settle_job(job, record, by_job.get(index, {}), count, report, why=why)
             except ConflictError:
                 self._settle_changed(job_id, report)
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         counts = dict(info.counts or {}) if info is not None else None
         ended_at = (info.ended_at or now) if info is not None else now
         self.batches.save_batch(replace(record, status="done", ended_at=ended_at, counts=counts,
@@ -265,7 +271,7 @@ class Collector:
         if job.batch_attempts >= self.max_batch_attempts:
             self._fail(job, ModelError(f"gave up after {job.batch_attempts} batches: {why}"), report)
             return
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         error = {"type": "model_unavailable", "message": f"{why}; sent again in a new batch"}
         queued = transition(job, JobStatus.QUEUED, now_ms=now, error=error)
         if job.queue_deadline_at is not None and now > job.queue_deadline_at:
@@ -286,7 +292,7 @@ class Collector:
 
     def _settle_changed(self, job_id: str, report: CollectReport) -> None:
         """A job changed under the settling write: a cancel is confirmed; anything else stands."""
-        current = self.runner.store.get(job_id)
+        current = self.context.store.get(job_id)
         if current is not None and current.status is JobStatus.CANCELING:
             self.runner.finish(current, JobStatus.CANCELED)
             report.canceled.append(job_id)
@@ -317,8 +323,8 @@ class Collector:
     def _drain(self, report: CollectReport) -> list[_Pending]:
         pending: list[_Pending] = []
         seen: set[str] = set()
-        until = self.runner.clock_ms() + self.drain_ms
-        while len(pending) < self.max_jobs and self.keep_going() and self.runner.clock_ms() < until:
+        until = self.context.clock_ms() + self.drain_ms
+        while len(pending) < self.max_jobs and self.keep_going() and self.context.clock_ms() < until:
             messages = self.inbox.receive(limit=min(10, self.max_jobs - len(pending)))
             if not messages:
                 break
@@ -339,11 +345,11 @@ class Collector:
 
     def _admit(self, job_id: str, receipt: str, report: CollectReport) -> _Pending | None:
         """The job of a message, ready to send; None when the message was settled here (and deleted)."""
-        job = self.runner.store.get(job_id)
+        job = self.context.store.get(job_id)
         if job is None or job.status is not JobStatus.QUEUED:
             self.inbox.delete(receipt)  # finished, canceled, or already in a batch (a duplicate message)
             return None
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         try:
             if job.queue_deadline_at is not None and now > job.queue_deadline_at:
                 self.runner.finish(job, JobStatus.EXPIRED, error=expired_error(job))
@@ -390,7 +396,7 @@ class Collector:
 
     def _window_left_s(self, group: Sequence[_Pending]) -> int:
         oldest = min(item.job.updated_at for item in group)  # when it was (last) queued
-        return max(0, math.ceil((oldest + self.window_s * 1000 - self.runner.clock_ms()) / 1000))
+        return max(0, math.ceil((oldest + self.window_s * 1000 - self.context.clock_ms()) / 1000))
 
     def _send(self, group: list[_Pending], report: CollectReport) -> None:
         requests = [BatchRequest(custom_id(n, m), request.params)
@@ -428,7 +434,7 @@ class Collector:
         for item in group:
             job = item.job
             try:
-                self.runner.save(job, transition(job, JobStatus.RUNNING, now_ms=self.runner.clock_ms(), batch_id=info.batch_id,
+                self.runner.save(job, transition(job, JobStatus.RUNNING, now_ms=self.context.clock_ms(), batch_id=info.batch_id,
                                                  batch_attempts=job.batch_attempts + 1, model_wait=None, **lease))
                 report.jobs_sent += 1
             except ConflictError:
@@ -439,7 +445,7 @@ class Collector:
     # --- internals -----------------------------------------------------------------------------------
 
     def _executor(self, job: Job) -> ModelCallsExecutor:
-        executor = load_executor(lookup(job.task, self.runner.catalogue).executor)
+        executor = load_executor(lookup(job.task, self.context.catalogue).executor)
         if not isinstance(executor, ModelCallsExecutor):
             raise ModelRequestError(f"task {job.task} computes its result itself; the batch lane only sends Claude requests")
         return executor
@@ -448,7 +454,7 @@ class Collector:
         return job.status in ACTIVE and job.batch_id == record.batch_id
 
     def _open_figures(self, report: CollectReport) -> None:
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         ages = []
         for batch_id in self.batches.open_batches():
             record = self.batches.get_batch(batch_id)

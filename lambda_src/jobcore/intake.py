@@ -112,7 +112,7 @@ def submit_object(service: JobService, obj: IntakeObject, read: Callable[[], byt
     key = idempotency_key(obj)
     try:
         task = task_of(obj.key)
-        lookup(task, service.runner.catalogue)
+        lookup(task, service.context.catalogue)
         if obj.size > MAX_OBJECT_BYTES:
             raise IntakeError(f"the object is {obj.size:,} bytes; an intake object may have at most {MAX_OBJECT_BYTES:,}")
         request = SubmitRequest(task=task, input=decode_input(task, read()), mode=Mode.ASYNC, webhook=webhook)
@@ -124,8 +124,8 @@ def submit_object(service: JobService, obj: IntakeObject, read: Callable[[], byt
 def _failed(service: JobService, obj: IntakeObject, error: JobError, *, tenant_id: str, webhook: Webhook | None,
             key: str) -> Job:
     """A failed job recording why ``obj`` could not run (once per object version, like a runnable one)."""
-    runner = service.runner
-    now = runner.clock_ms()
+    runner, context = service.runner, service.context
+    now = context.clock_ms()
     task = obj.key[len(PREFIX):].partition("/")[0] if obj.key.startswith(PREFIX) else ""
     record = idempotency.new_record(tenant_id=tenant_id, key=key, job_id=service.new_id(), body={"source": obj.source},
                                     now_ms=now)
@@ -138,8 +138,8 @@ def _failed(service: JobService, obj: IntakeObject, error: JobError, *, tenant_i
         created_at=now, updated_at=now, webhook=webhook, expires_at=now // 1000 + service.job_ttl_days * DAY_S,
         source=obj.source,
     )
-    runner.store.create(job)
+    context.store.create(job)
     failed = runner.fail(job, IntakeError(f"S3 intake {obj.source}: {error}"))
-    runner.store.complete_key(record.record_id, status_code=200)
+    context.store.complete_key(record.record_id, status_code=200)
     log.warning("intake object %s became failed job %s: %s", obj.source, job.job_id, error)
     return failed

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from jobcore import uploads, webhooks
 from jobcore.capacity_pacer import Pacing, current_pacing, pacing
+from jobcore.context import JobContext
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
     BlobNotFoundError,
@@ -39,10 +40,9 @@ from jobcore.lanes import Lanes
 from jobcore.limits import MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
 from jobcore.metering import MeteredModel
 from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
-from jobcore.observing import QUIET
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, UsageStore
 from jobcore.schema_keys import file_key, partial_key, result_key
-from jobcore.tasks import CATALOGUE, OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
+from jobcore.tasks import OutputFile, RunContext, TaskResult, TaskSpec, lookup, run_task
 from jobcore.tasks.base import IncompleteCallsError, ModelCallsExecutor, load_executor, usage_of
 from jobcore.usage import entry_for
 from jobcore.views import iso
@@ -112,20 +112,43 @@ class CostModel(Protocol):
 
 @dataclass(kw_only=True)
 class JobRunner:
-    store: JobStore
-    blobs: BlobStore
+    context: JobContext  # the store, blobs, clock, lanes, catalogue, usage and observer, shared (jobcore.context)
     deliveries: DeliveryQueue
-    clock_ms: Callable[[], int]
-    lanes: Lanes
-    catalogue: dict[str, TaskSpec] = field(default_factory=lambda: CATALOGUE)
     cost_model: CostModel | None = None
     backoff: Backoff = Backoff()
     owner: str = "runner"  # this process, as a lease owner (the wiring makes it unique)
     lease_ms: int = 60_000  # a claim lasts this long unless its heartbeat renews it
     result_retention_days: int | None = None  # the bucket's lifecycle, for result_expires_at
     model_wait_limit_s: float = MODEL_WAIT_LIMIT_S  # how long a job may wait for an unavailable model, in all
-    usage: UsageStore | None = None  # the tenants' usage counters, added to after each terminal write
-    observer: Observer = QUIET  # traces and metrics
+
+    # The context's parts, read as the runner's own.
+    @property
+    def store(self) -> JobStore:
+        return self.context.store
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.context.blobs
+
+    @property
+    def clock_ms(self) -> Callable[[], int]:
+        return self.context.clock_ms
+
+    @property
+    def lanes(self) -> Lanes:
+        return self.context.lanes
+
+    @property
+    def catalogue(self) -> dict[str, TaskSpec]:
+        return self.context.catalogue
+
+    @property
+    def usage(self) -> UsageStore | None:
+        return self.context.usage
+
+    @property
+    def observer(self) -> Observer:
+        return self.context.observer
 
     # --- the worker's entry point ------------------------------------------------------------
 
@@ -201,16 +224,16 @@ class JobRunner:
 
     # --- shared with the inline path ----------------------------------------------------------
 
-    def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None) -> Outcome:
-        """Run a RUNNING job to a terminal state. Retryable errors propagate to the caller."""
+    def execute(self, job: Job, ctx: RunContext, *, timeout_s: float | None = None, task: TaskSpec | None = None) -> Outcome:
+        """Run a RUNNING job to a terminal state. Retryable errors propagate to the caller. ``task``: the job's task,
+        when the caller has looked it up already."""
         with self.observer.span("job.run", attributes={"job.id": job.job_id, "job.task": job.task, "job.lane": job.lane,
                                                        "job.attempt": job.attempts}) as span:
-            outcome = self._execute(job, ctx, timeout_s)
+            outcome = self._execute(job, ctx, timeout_s, task or self._task(job))
             span.set_attribute("job.status", outcome.job.status.value)
             return outcome
 
-    def _execute(self, job: Job, ctx: RunContext, timeout_s: float | None) -> Outcome:
-        task = self._task(job)
+    def _execute(self, job: Job, ctx: RunContext, timeout_s: float | None, task: TaskSpec) -> Outcome:
         try:
             payload = self.load_input(job)
         except InvalidInputError as error:  # an uploaded input, validated here rather than by the router

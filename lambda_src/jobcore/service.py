@@ -1,4 +1,6 @@
-"""The job service: what ``POST /v1/jobs`` and ``GET /v1/jobs/{id}`` do, over the ports.
+"""The job service: what the API's routes do, over the ports. Submission and the commands (cancel, redeliver,
+uploads) are here; the reads are :class:`jobcore.queries.JobQueries`', the catalogue's view
+:class:`jobcore.catalogue_view.CatalogueView`, both over the service's settings.
 
 Submitting validates the request, routes it (:mod:`jobcore.routing`), records the job, and then
 either runs it inline under a deadline or enqueues it for a worker lane. An inline run that the model
@@ -8,18 +10,17 @@ and the job is not lost.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
-from jobcore import idempotency, uploads, usage
-from jobcore.capacity import ANY_FAMILY
+from jobcore import idempotency, uploads
 from jobcore.capacity_pacer import Pacer, pacing
+from jobcore.catalogue_view import CatalogueView, CostEstimator
+from jobcore.context import JobContext
 from jobcore.deadline import DeadlineModel
 from jobcore.errors import (
     CapacityWaitError,
@@ -30,7 +31,6 @@ from jobcore.errors import (
     InlineBusyError,
     InvalidInputError,
     JobFinishedError,
-    JobNotFoundError,
     ModelUnavailableError,
     StoreUnavailableError,
     SyncUnavailableError,
@@ -41,27 +41,26 @@ from jobcore.lanes import INLINE
 from jobcore.limits import API_GATEWAY_TIMEOUT_S, SYNC_RETRY_AFTER_S
 from jobcore.metering import check_submission
 from jobcore.model import Job, JobStatus, Mode, transition
-from jobcore.ports import Cursor, InlineSlots, JobQueue, LaneWaker, LanguageModel
-from jobcore.requests import SubmitRequest, well_formed_job_id
-from jobcore.routing import Decision, RoutingPolicy, decide
+from jobcore.ports import InlineSlots, JobQueue, LaneWaker, LanguageModel
+from jobcore.queries import JobQueries
+from jobcore.requests import SubmitRequest
+from jobcore.routing import Decision, RoutingPolicy
 from jobcore.runner import JobRunner, Outcome, capacity_wait, error_record
 from jobcore.schema_keys import input_key
 from jobcore.tasks import RunContext, TaskSpec, lookup
 from jobcore.uploads import UploadRequest, UploadStore
-from jobcore.validation import quoted
-from jobcore.views import deliveries_view, iso, job_view, jsonable, render, safe_view
+from jobcore.views import deliveries_view, jsonable
 
 log = logging.getLogger(__name__)
 
 # Inputs above this many bytes go to the blob store (a DynamoDB item holds at most 400 KB).
 INLINE_INPUT_LIMIT = 64 * 1024
 DAY_S = 86_400
+# Why an S3 intake job is async (its route reason says so): no client waits for it.
+INTAKE_ASYNC = "S3 intake: no client waits for an event-triggered job, so mode async"
 # A key reserved this long ago whose job was never created belongs to a request that died.
 IDEMPOTENCY_STALE_MS = 60_000
 IDEMPOTENCY_POLL_S = 0.2
-# GET /v1/jobs?source=: the tenant's jobs are read this many pages of MAX_SCAN_PAGE, filtered, per request.
-SOURCE_SCAN_PAGES = 10
-MAX_SCAN_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -73,21 +72,10 @@ class Submitted:
     status_code: int
 
 
-class CostEstimator(Protocol):
-    """What the service needs of :class:`jobcore.costing.CostModel`."""
-
-    def estimate(
-        self, *, lane: str, model_id: str, expected_duration_s: float, input_tokens: int, output_tokens: int,
-    ) -> dict[str, Any]: ...
-
-    def break_even_per_min(self, expected_duration_s: float) -> float | None: ...
-
-    def batch_estimate(self, *, model_id: str, input_tokens: int, output_tokens: int) -> dict[str, Any]: ...
-
-
 @dataclass(kw_only=True)
 class JobService:
-    runner: JobRunner
+    context: JobContext  # the store, blobs, clock, catalogue, usage and observer, the runner's own (jobcore.context)
+    runner: JobRunner  # runs, finishes and re-queues the jobs
     queue: JobQueue
     llm: LanguageModel
     policy: RoutingPolicy
@@ -114,60 +102,107 @@ class JobService:
     # Monthly budgets in USD by tenant (configuration: tenant_budgets_usd); a tenant not named has none.
     budgets_usd: dict[str, float] | None = None
 
+    def __post_init__(self) -> None:
+        if self.runner.context is not self.context:
+            raise ValueError("the service and its runner must share one JobContext")
+
+    # --- its parts: the API's reads (jobcore.queries) and the catalogue's view (jobcore.catalogue_view), over the
+    # service's settings as they stand
+
+    @property
+    def queries(self) -> JobQueries:
+        return JobQueries(context=self.context, monotonic=self.monotonic, sleep=self.sleep, model_id=self.model_id,
+                          pacer=self.pacer, budgets_usd=self.budgets_usd)
+
+    @property
+    def catalogue_view(self) -> CatalogueView:
+        return CatalogueView(catalogue=self.context.catalogue, policy=self.policy, model_id=self.model_id,
+                             cost_model=self.cost_model, arrival_rates_per_min=self.arrival_rates_per_min)
+
+    def get(self, job_id: str, *, tenant_id: str) -> Job:
+        return self.queries.get(job_id, tenant_id=tenant_id)
+
+    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
+                  source: str | None = None) -> dict[str, Any]:
+        return self.queries.list_jobs(tenant_id=tenant_id, status=status, limit=limit, cursor=cursor, source=source)
+
+    def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
+        return self.queries.wait(job_id, tenant_id=tenant_id, wait_s=wait_s)
+
+    def view(self, job: Job) -> dict[str, Any]:
+        return self.queries.view(job)
+
+    def submitted_view(self, outcome: Submitted) -> dict[str, Any]:
+        return self.queries.submitted_view(outcome.job, outcome.output)
+
+    def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
+        return self.queries.deliveries(job_id, tenant_id=tenant_id)
+
+    def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
+        return self.queries.usage(tenant_id=tenant_id, params=params)
+
+    def capacity(self, *, tenant_id: str) -> dict[str, Any]:
+        return self.queries.capacity(tenant_id=tenant_id)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.catalogue_view.tasks()
+
+    # --- submission and the commands ----------------------------------------------------------------
+
     def submit(self, request: SubmitRequest, *, tenant_id: str, idempotency_key: str | None = None,
                source: str | None = None) -> Submitted:
         """Validate, route, record and run or queue one job. With an ``idempotency_key``, a request seen
         before (same tenant, key and body) returns the original job instead, with its status code.
         ``source``: the S3 object an event-triggered job came from (:mod:`jobcore.intake`)."""
-        task = lookup(request.task, self.runner.catalogue)
+        task = lookup(request.task, self.context.catalogue)
+        intake = source is not None
         if request.input_upload is not None:
-            job = self._uploaded_job(request, task, tenant_id=tenant_id)
+            job = self._uploaded_job(request, task, tenant_id=tenant_id, intake=intake)
         else:
             payload = task.validate(request.input)
             expected_s = task.expected_duration_s(payload)
-            decision = self._routed(task, expected_s, request)
+            decision = self._routed(task, expected_s, request, intake=intake)
             job = self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         if source is not None:
-            why = "S3 intake: no client waits for an event-triggered job, so mode async"
-            reason = job.route_reason.replace("client asked for async", why)
-            job = replace(job, source=source, route_reason=reason if why in reason else f"{reason} ({why})")
+            job = replace(job, source=source)
         if idempotency_key is None:
-            return self._admitted(job, request)
+            return self._admitted(job, request, task)
         record = idempotency.new_record(tenant_id=tenant_id, key=idempotency_key, job_id=job.job_id,
-                                        body=_fingerprint(request), now_ms=self.runner.clock_ms())
+                                        body=_fingerprint(request), now_ms=self.context.clock_ms())
         replay = self.reserve(record)
         if replay is not None:
             return replay
         try:
-            submitted = self._admitted(job, request)
+            submitted = self._admitted(job, request, task)
         except StoreUnavailableError as error:
             if error.job_id is None:
-                self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
+                self.context.store.release_key(record.record_id)  # not accepted: a retry may use the key
             else:  # recorded, and will finish: a retry with the key must find it (reserve does, even if this fails)
                 try:
-                    self.runner.store.complete_key(record.record_id, status_code=202)
+                    self.context.store.complete_key(record.record_id, status_code=202)
                 except Exception as failure:  # noqa: BLE001 - the client must still learn its job's id
                     log.warning("job %s: its idempotency key was not completed (%s)", error.job_id, failure)
             raise
         except BaseException:
-            self.runner.store.release_key(record.record_id)  # not accepted: a retry may use the key
+            self.context.store.release_key(record.record_id)  # not accepted: a retry may use the key
             raise
-        self.runner.store.complete_key(record.record_id, status_code=submitted.status_code)
+        self.context.store.complete_key(record.record_id, status_code=submitted.status_code)
         return submitted
 
-    def _admitted(self, job: Job, request: SubmitRequest) -> Submitted:
-        """Start the job; an inline one holds an inline slot while it runs, or is queued when none is free."""
+    def _admitted(self, job: Job, request: SubmitRequest, task: TaskSpec) -> Submitted:
+        """Start the job (of ``task``: looked up once per submit); an inline one holds an inline slot while it runs,
+        or is queued when none is free."""
         if job.lane != INLINE or self.inline_slots is None:
-            return self._start(job)
+            return self._start(job, task)
         slot = self.inline_slots.take()
         if slot is None:
-            return self._start(self._queued_for_budget(job, request))
+            return self._start(self._queued_for_budget(job, request, task), task)
         try:
-            return self._start(job)
+            return self._start(job, task)
         finally:
             self.inline_slots.give_back(slot)
 
-    def _queued_for_budget(self, job: Job, request: SubmitRequest) -> Job:
+    def _queued_for_budget(self, job: Job, request: SubmitRequest, task: TaskSpec) -> Job:
         """The inline ``job``, queued on the fallback lane instead: every inline slot is in use."""
         why = "every inline slot of the router is in use (its concurrency budget)"
         if request.mode is Mode.SYNC:
@@ -175,25 +210,27 @@ class JobService:
                                   f"{SYNC_RETRY_AFTER_S} s, or submit with mode auto to have it queued",
                                   job_id=None, retry_after_s=SYNC_RETRY_AFTER_S)
         lane = self.policy.lanes.fallback.name
-        task = lookup(job.task, self.runner.catalogue)
         expected_s = task.expected_duration_s(self.runner.load_input(job))
-        return replace(job, status=JobStatus.QUEUED, lane=lane, route_reason=f"{lane}: {why} ({job.route_reason})",
+        return replace(job, status=JobStatus.QUEUED, lane=lane, route_reason=Decision(lane, why, earlier=job.route_reason).reason,
                        started_at=None, attempts=0, lease_owner=None, lease_expires_at=None,
-                       cost=_estimated(self.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
+                       cost=_estimated(self.catalogue_view.estimate(task, lane, expected_s, model_id=(job.input or {}).get("model"))))
 
-    def _start(self, job: Job) -> Submitted:
+    def _start(self, job: Job, task: TaskSpec) -> Submitted:
         self.check_budget(job)  # after the idempotency check: a retry of an accepted request gets its job
         if job.lane == INLINE:
-            outcome = self._run_inline(job)
+            outcome = self._run_inline(job, task)
         else:
-            self.runner.store.create(job)
-            self.runner.observer.submitted(job)
+            self.context.store.create(job)
+            self.context.observer.submitted(job)
             outcome = Outcome(self._enqueue(job))
         return Submitted(outcome.job, outcome.output, 200 if outcome.job.status.terminal else 202)
 
-    def _routed(self, task: TaskSpec, expected_s: float, request: SubmitRequest) -> Decision:
-        with self.runner.observer.span("job.route", attributes={"job.task": task.name}) as span:
-            decision = self.route(task, expected_s, request)
+    def _routed(self, task: TaskSpec, expected_s: float, request: SubmitRequest, *, intake: bool) -> Decision:
+        """The job's route; an S3 intake job's reason says that nobody waits for it (why it is async)."""
+        with self.context.observer.span("job.route", attributes={"job.task": task.name}) as span:
+            decision = self.catalogue_view.route(task, expected_s, request, async_because=INTAKE_ASYNC if intake else None)
+            if intake and decision.why != INTAKE_ASYNC:
+                decision = replace(decision, note=INTAKE_ASYNC)
             span.set_attribute("job.lane", decision.lane)
             span.set_attribute("job.route_reason", decision.reason)
             return decision
@@ -203,29 +240,8 @@ class JobService:
         (BudgetExceededError, 402). The month's spend is read only for a tenant that has a budget."""
         estimate = float(((job.cost or {}).get("estimate") or {}).get("total") or 0.0)
         budget = (self.budgets_usd or {}).get(job.tenant_id)
-        spent_usd = 0.0
-        if budget is not None:
-            month = usage.month_days(self.runner.clock_ms())
-            spent_usd = _month_spent_usd(self._usage_items(job.tenant_id, month), month)
+        spent_usd = 0.0 if budget is None else self.queries.month_spent_usd(job.tenant_id)
         check_submission(estimate_usd=estimate, max_cost_usd=job.max_cost_usd, budget_usd=budget, month_spent_usd=spent_usd)
-
-    def usage(self, *, tenant_id: str, params: dict[str, str] | None) -> dict[str, Any]:
-        """``GET /v1/usage``: the tenant's counters over the days asked for, grouped by day, task or lane; with a
-        budget, what it has spent this month too (one read of both ranges' days)."""
-        now = self.runner.clock_ms()
-        query = usage.parse_query(params, now_ms=now)
-        budget = (self.budgets_usd or {}).get(tenant_id)
-        month = usage.month_days(now) if budget is not None else []
-        items = self._usage_items(tenant_id, list(dict.fromkeys(query.days + month)))
-        view = usage.report(query, items)
-        if budget is not None:
-            spent = _month_spent_usd(items, month)
-            view["budget"] = {"monthly_usd": budget, "month_spent_usd": round(spent, 6),
-                              "remaining_usd": round(max(0.0, budget - spent), 6)}
-        return view
-
-    def _usage_items(self, tenant_id: str, days: list[str]) -> dict[str, dict[str, int]]:
-        return self.runner.usage.read(tenant_id, days) if self.runner.usage is not None else {}
 
     def reserve(self, mine: IdempotencyRecord) -> Submitted | None:
         """None once ``mine`` holds the key; else the original request's job and status code, waiting
@@ -233,19 +249,19 @@ class JobService:
         is taken over). Every idempotent submission goes through here: the API's and the S3 intake's."""
         deadline = self.monotonic() + self.policy.lanes.inline.time_limit_s
         while True:
-            held = self.runner.store.reserve_key(mine)
+            held = self.context.store.reserve_key(mine)
             if held is None:
                 return None
             if held.body_hash != mine.body_hash:
                 raise IdempotencyMismatchError("was used with another request body; use a new key for a new request")
-            job = self.runner.store.get(held.job_id)
+            job = self.context.store.get(held.job_id)
             if held.status_code is not None and job is not None:
                 return Submitted(job, None, held.status_code)
-            if job is not None and self.runner.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
+            if job is not None and self.context.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
                 # Its request recorded the job, then died (or its store failed) before completing the key.
                 return Submitted(job, None, 200 if job.status.terminal else 202)
-            if job is None and self.runner.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
-                self.runner.store.release_key(held.record_id)  # its request died before creating the job
+            if job is None and self.context.clock_ms() - held.created_at > IDEMPOTENCY_STALE_MS:
+                self.context.store.release_key(held.record_id)  # its request died before creating the job
                 continue
             if self.monotonic() >= deadline:
                 raise IdempotencyInProgressError("a request with this Idempotency-Key is still being answered; retry shortly")
@@ -256,7 +272,7 @@ class JobService:
         its runner stops it and confirms; a finished one is refused with its state."""
         for _ in range(3):  # a conflicting write means it just changed: look again
             job = self.get(job_id, tenant_id=tenant_id)
-            now = self.runner.clock_ms()
+            now = self.context.clock_ms()
             try:
                 if job.status is JobStatus.QUEUED:
                     return self.runner.finish(job, JobStatus.CANCELED)
@@ -269,137 +285,22 @@ class JobService:
             raise JobFinishedError(f"job {job_id} already finished: it is {job.status.value}", status=job.status.value)
         raise ConflictError(f"job {job_id} kept changing; try again")
 
-    def list_jobs(self, *, tenant_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None,
-                  source: str | None = None) -> dict[str, Any]:
-        """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end).
-        ``source``: only the jobs of that S3 intake object, found by reading the tenant's jobs (at most
-        SOURCE_SCAN_PAGES pages of them per request; the cursor goes on from there)."""
-        after: Cursor | None = decode_cursor(cursor)
-        if source is None:
-            jobs, after = self.runner.store.list_jobs(tenant_id, status=status, limit=limit, after=after)
-        else:
-            jobs = []
-            for _ in range(SOURCE_SCAN_PAGES):
-                page, after = self.runner.store.list_jobs(tenant_id, status=status, limit=MAX_SCAN_PAGE, after=after)
-                jobs += [job for job in page if job.source == source]
-                if after is None or len(jobs) >= limit:
-                    break
-            if len(jobs) > limit:
-                jobs = jobs[:limit]
-                after = Cursor(jobs[-1].created_at, jobs[-1].job_id)
-        now = self.runner.clock_ms()
-        views = [render(job, self.runner.blobs, now_ms=now, listed=True) for job in jobs]
-        return {"jobs": views, "next_cursor": encode_cursor(after) if after else None}
 
-    def wait(self, job_id: str, *, tenant_id: str, wait_s: float) -> Job:
-        """The job, as soon as it is finished or ``wait_s`` has passed (long poll)."""
-        deadline = self.monotonic() + wait_s
-        interval = 0.1
-        while True:
-            job = self.get(job_id, tenant_id=tenant_id)
-            left = deadline - self.monotonic()
-            if job.status.terminal or left <= 0:
-                return job
-            self.sleep(min(interval, left))
-            interval = min(interval * 2, 1.0)
 
-    def route(self, task: TaskSpec, expected_s: float, request: SubmitRequest | None = None) -> Decision:
-        """The decision framework for one job (or, without a request, for the task's defaults)."""
-        rate = (self.arrival_rates_per_min or {}).get(task.name, 0.0)
-        threshold = self.cost_model.break_even_per_min(expected_s) if self.cost_model and rate > 0 else None
-        return decide(
-            task.profile, expected_duration_s=expected_s, policy=self.policy,
-            hints=request.hints if request else None, mode=request.mode if request else Mode.AUTO,
-            arrival_rate_per_min=rate, worker_cheaper_above_per_min=threshold,
-            max_queue_s=request.max_queue_s if request else None,
-        )
 
-    def get(self, job_id: str, *, tenant_id: str) -> Job:
-        job = self.runner.store.get(job_id)
-        # Another tenant's job is reported as missing, not forbidden: ids must not leak.
-        if job is None or job.tenant_id != tenant_id:
-            raise JobNotFoundError(f"no job with id {quoted(job_id)}")
-        return job
 
-    # --- what the API shows -------------------------------------------------------------------------
 
-    def view(self, job: Job) -> dict[str, Any]:
-        """The job as the API returns it (see :func:`render`)."""
-        return render(job, self.runner.blobs, now_ms=self.runner.clock_ms())
 
-    def submitted_view(self, outcome: Submitted) -> dict[str, Any]:
-        """A just-submitted job; one that ran inline carries the result it has at hand (no read back)."""
-        if outcome.output is None:
-            return self.view(outcome.job)
-        job = outcome.job
-        return safe_view(job, functools.partial(job_view, job, result=outcome.output, url_for=self.runner.blobs.url_for))
-
-    def deliveries(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
-        """The job's webhook delivery log."""
-        job = self.get(job_id, tenant_id=tenant_id)
-        return jsonable(deliveries_view(job), what=f"job {job.job_id}'s deliveries")
 
     def redeliver(self, job_id: str, *, tenant_id: str) -> dict[str, Any]:
         """Send the job's terminal event again: a new series of attempts, the same event id and body."""
         job = self.runner.redeliver(self.get(job_id, tenant_id=tenant_id))
         return jsonable(deliveries_view(job), what=f"job {job.job_id}'s deliveries")
 
-    def describe(self, task: TaskSpec) -> dict[str, Any]:
-        """A task's profile, its input (a JSON Schema), where its typical job runs and why, and what that typically costs."""
-        expected_s = task.profile.expected_duration_s
-        described: dict[str, Any] = {"name": task.name, "description": task.description, "profile": asdict(task.profile),
-                                     "input_schema": task.input_schema}
-        try:
-            where = self.route(task, expected_s)
-        except UnroutableError as error:
-            return {**described, "route": {"lane": None, "reason": str(error)}}
-        frequency = {
-            "declared_rate_per_min": (self.arrival_rates_per_min or {}).get(task.name, 0.0),
-            "worker_cheaper_above_per_min": self.cost_model.break_even_per_min(expected_s) if self.cost_model else None,
-        }
-        return {
-            **described, "route": {"lane": where.lane, "reason": where.reason},
-            "frequency": frequency, "typical_cost": self.estimate(task, where.lane, expected_s),
-            "batch_cost": self.batch_estimate(task),
-        }
-
-    def batch_estimate(self, task: TaskSpec) -> dict[str, Any] | None:
-        """The typical job's tokens through the Message Batches API (half price, no compute of ours); None for
-        a task the batch lane cannot take (one that needs a GPU or computes its result itself)."""
-        if self.cost_model is None or task.profile.gpu or not task.profile.model_calls:
-            return None
-        return self.cost_model.batch_estimate(model_id=self.model_id, input_tokens=task.profile.typical_input_tokens,
-                                              output_tokens=task.profile.typical_output_tokens)
-
-    def tasks(self) -> list[dict[str, Any]]:
-        return [self.describe(task) for task in self.runner.catalogue.values()]
-
-    def capacity(self, *, tenant_id: str) -> dict[str, Any]:
-        """``GET /v1/capacity``: each model budget (its limits, what is left, how much is in use, the caller's own
-        recent share) and the caller's own jobs waiting for it; never another tenant's."""
-        if self.pacer is None:
-            return {"admission": "off", "budgets": [], "waiting": None}
-        config = self.pacer.config
-        models = [self.model_id, *(family for family in config.limits if family != ANY_FAMILY)]
-        budgets = []
-        for budget in self.pacer.snapshot(models):
-            use = budget.pop("tenant_use")
-            total = sum(use.values())
-            budget["your_recent_share"] = round(use.get(tenant_id, 0.0) / total, 4) if total else 0.0
-            budget["blocked_until"] = iso(budget.pop("blocked_until_ms"))
-            budgets.append(budget)
-        queued, _ = self.runner.store.list_jobs(tenant_id, status=JobStatus.QUEUED, limit=MAX_SCAN_PAGE, after=None)
-        waiting = [job for job in queued if job.model_wait is not None and job.model_wait.capacity]
-        next_grant = min((job.model_wait.next_attempt_at or 0 for job in waiting if job.model_wait), default=None)
-        return {
-            "admission": "on", "budgets": budgets,
-            "waiting": {"jobs": len(waiting), "of_queued_jobs_seen": len(queued), "next_grant_expected_at": iso(next_grant),
-                        "waited_ms": sum(job.capacity_wait_ms for job in waiting)},
-        }
 
     def create_upload(self, request: UploadRequest, *, tenant_id: str) -> dict[str, Any]:
         """``POST /v1/uploads``: a presigned PUT for one input of the tenant's."""
-        return uploads.create(self._upload_store(), request, tenant_id=tenant_id, now_ms=self.runner.clock_ms())
+        return uploads.create(self._upload_store(), request, tenant_id=tenant_id, now_ms=self.context.clock_ms())
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -408,24 +309,24 @@ class JobService:
             raise InvalidInputError("input_upload", "this deployment takes no uploads")
         return self.uploads
 
-    def _uploaded_job(self, request: SubmitRequest, task: TaskSpec, *, tenant_id: str) -> Job:
+    def _uploaded_job(self, request: SubmitRequest, task: TaskSpec, *, tenant_id: str, intake: bool) -> Job:
         """A job whose input is the tenant's upload. A small one is read and validated here, as an input sent
         in the body is; a large one is never read by the router: routed from the task's profile (or the
         client's hints), always queued, with ``input_ref`` at the upload, validated by the worker."""
         key, info = uploads.resolve(self._upload_store(), request.input_upload, tenant_id=tenant_id, task=task.name)
         if info.size <= INLINE_INPUT_LIMIT:
-            payload = task.validate(uploads.load(self.runner.blobs, key, task=task.name))
+            payload = task.validate(uploads.load(self.context.blobs, key, task=task.name))
             expected_s = task.expected_duration_s(payload)
-            decision = self._routed(task, expected_s, request)
+            decision = self._routed(task, expected_s, request, intake=intake)
             return self._new_job(request, payload, decision, tenant_id=tenant_id, task=task, expected_s=expected_s)
         expected_s = task.profile.expected_duration_s
-        decision = self._routed(task, expected_s, request)
+        decision = self._routed(task, expected_s, request, intake=intake)
         if decision.lane == INLINE:
             if request.mode is Mode.SYNC:
                 raise UnroutableError(f"an uploaded input over {INLINE_INPUT_LIMIT // 1024} KB is read and checked by a "
                                       "worker, so it never runs inline: submit it with mode auto or async")
             lane = self.policy.lanes.fallback.name
-            decision = Decision(lane, f"{lane}: uploaded input of {info.size:,} bytes is read by a worker, never inline")
+            decision = Decision(lane, f"uploaded input of {info.size:,} bytes is read by a worker, never inline")
         job = self._new_job(request, {}, decision, tenant_id=tenant_id, task=task, expected_s=expected_s, input_ref=key)
         return job
 
@@ -434,7 +335,7 @@ class JobService:
         self, request: SubmitRequest, payload: dict[str, Any], decision: Decision, *, tenant_id: str, task: TaskSpec,
         expected_s: float, input_ref: str | None = None,
     ) -> Job:
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         job_id = self.new_id()
         inline = decision.lane == INLINE
         job = Job(
@@ -449,30 +350,21 @@ class JobService:
             # An inline run holds its lease for as long as the router can live (API Gateway's timeout):
             # past it, a job still running had its router die, and the sweeper recovers it.
             **(self.runner.lease(now, ms=(API_GATEWAY_TIMEOUT_S + 1) * 1000) if inline else {}),
-            cost=_estimated(self.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
-            trace_parent=self.runner.observer.traceparent(), max_cost_usd=request.max_cost_usd,
+            cost=_estimated(self.catalogue_view.estimate(task, decision.lane, expected_s, model_id=payload.get("model"))),
+            trace_parent=self.context.observer.traceparent(), max_cost_usd=request.max_cost_usd,
         )
         if input_ref is not None:  # an upload, read by the worker
             return replace(job, input_ref=input_ref)
         if len(json.dumps(payload)) <= INLINE_INPUT_LIMIT:
             return replace(job, input=payload)
         key = input_key(job_id)
-        self.runner.blobs.put_json(key, payload)
+        self.context.blobs.put_json(key, payload)
         return replace(job, input_ref=key)
 
-    def estimate(self, task: TaskSpec, lane: str, expected_s: float, *, model_id: str | None = None) -> dict[str, Any] | None:
-        """What a job of this task should cost on ``lane``, from its profile's typical tokens."""
-        if self.cost_model is None:
-            return None
-        return self.cost_model.estimate(
-            lane=lane, model_id=model_id or self.model_id, expected_duration_s=expected_s,
-            input_tokens=task.profile.typical_input_tokens, output_tokens=task.profile.typical_output_tokens,
-        )
-
-    def _run_inline(self, job: Job) -> Outcome:
-        self.runner.store.create(job)
-        self.runner.observer.submitted(job)
-        self.runner.observer.started(job, now_ms=job.created_at)
+    def _run_inline(self, job: Job, task: TaskSpec) -> Outcome:
+        self.context.store.create(job)
+        self.context.observer.submitted(job)
+        self.context.observer.started(job, now_ms=job.created_at)
         budget_s = self.policy.lanes.inline.time_limit_s
         deadline = self.monotonic() + budget_s
         llm = DeadlineModel(self.llm, deadline=deadline, clock=self.monotonic, sleep=self.sleep)
@@ -481,16 +373,16 @@ class JobService:
         # waits for a grant only while an answer could still come within the budget.
         with pacing(job.tenant_id, inline=True, max_wait_s=budget_s) as paced:
             try:
-                done = self.runner.execute(job, ctx)
+                done = self.runner.execute(job, ctx, task=task)
             except ModelUnavailableError as error:
                 if job.mode is Mode.SYNC:
                     self._refuse_sync(job, error, waited_ms=paced.waited_ms)
-                return Outcome(self._rescue(job, error, waited_ms=paced.waited_ms))
+                return Outcome(self._rescue(job, task, error, waited_ms=paced.waited_ms))
             except (ConflictError, EnqueueError):
                 raise
             except Exception as error:  # noqa: BLE001 - a store failed (or a bug): the recorded job must still finish
                 log.exception("job %s: inline run failed; queueing it", job.job_id)
-                return Outcome(self._rescue(job, error, waited_ms=paced.waited_ms))
+                return Outcome(self._rescue(job, task, error, waited_ms=paced.waited_ms))
         return done
 
     def _refuse_sync(self, job: Job, error: ModelUnavailableError, *, waited_ms: int = 0) -> None:
@@ -504,16 +396,16 @@ class JobService:
             "or submit with mode auto to have it queued when the model is busy", job_id=job.job_id,
             retry_after_s=retry_after_s) from error
 
-    def _rescue(self, job: Job, error: Exception, *, waited_ms: int = 0) -> Job:
+    def _rescue(self, job: Job, task: TaskSpec, error: Exception, *, waited_ms: int = 0) -> Job:
         """Queue a recorded inline job whose run could not finish; if even that fails (the store is down),
         503 with its id: its inline lease runs out and the sweeper queues it (jobcore.sweeper). ``waited_ms``: how
         long its calls waited for grants, for its record."""
         try:
             if not isinstance(error, ModelUnavailableError):
-                current = self.runner.store.get(job.job_id)  # a write that failed may have landed all the same
+                current = self.context.store.get(job.job_id)  # a write that failed may have landed all the same
                 if current is not None and current.version != job.version:
                     return current
-            return self._fall_back(job, error, waited_ms=waited_ms)
+            return self._fall_back(job, task, error, waited_ms=waited_ms)
         except Exception as failure:  # noqa: BLE001 - the client is told the job's id, and the sweeper recovers it
             if isinstance(failure, StoreUnavailableError) and failure.job_id is not None:
                 raise  # queued, but neither its queue nor the store could be reached: _enqueue says so
@@ -522,14 +414,13 @@ class JobService:
                 f"job {job.job_id} was accepted but could not be run now; it is queued again automatically within "
                 f"minutes: poll it rather than submitting it again", job_id=job.job_id) from failure
 
-    def _fall_back(self, job: Job, error: Exception, *, waited_ms: int = 0) -> Job:
+    def _fall_back(self, job: Job, task: TaskSpec, error: Exception, *, waited_ms: int = 0) -> Job:
         log.info("job %s: inline run gave up (%s); queueing it", job.job_id, error)
         lane = self.policy.lanes.fallback.name
         record = error_record(error)
-        reason = f"{lane}: inline fallback, {record['message']} ({job.route_reason})"
-        task = lookup(job.task, self.runner.catalogue)
-        estimate = self.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
-        now = self.runner.clock_ms()
+        reason = Decision(lane, f"inline fallback, {record['message']}", earlier=job.route_reason).reason
+        estimate = self.catalogue_view.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
+        now = self.context.clock_ms()
         if job.queue_deadline_at is not None and now > job.queue_deadline_at:
             # The client would not have it start later than this: it expires rather than waiting in the queue.
             waited_s = (job.queue_deadline_at - job.created_at) / 1000
@@ -550,7 +441,7 @@ class JobService:
             capacity_wait_ms=capacity_wait_ms, **({"model_wait": wait[1]} if wait else {}),
         ))
         if wait:
-            self.runner.observer.capacity_wait(queued)
+            self.context.observer.capacity_wait(queued)
         return self._enqueue(queued, delay_s=wait[0] if wait else 0)
 
     def _enqueue(self, job: Job, *, delay_s: int = 0) -> Job:
@@ -571,9 +462,6 @@ class JobService:
         return job
 
 
-def _month_spent_usd(items: dict[str, dict[str, int]], month: list[str]) -> float:
-    """What a tenant has spent this month, from its day ``items`` (read for ``month``'s days, maybe more)."""
-    return usage.month_cost_micro_usd(items[day] for day in month if day in items) / 1_000_000
 
 
 def _estimated(estimate: dict[str, Any] | None) -> dict[str, Any]:
@@ -590,26 +478,7 @@ def _fingerprint(request: SubmitRequest) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(request), default=str))
 
 
-def encode_cursor(cursor: Cursor) -> str:
-    raw = json.dumps([cursor.created_at, cursor.job_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None) -> Cursor | None:
-    """The cursor a previous page returned; InvalidInputError for anything else."""
-    if text is None:
-        return None
-    if len(text) > _MAX_CURSOR_CHARS:
-        raise InvalidInputError("cursor", "is not a cursor this API returned")
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, TypeError, RecursionError):
-        raise InvalidInputError("cursor", "is not a cursor this API returned") from None
-    # Only what encode_cursor makes: an epoch-ms time (DynamoDB must take it as a key) and a job's id.
-    if (not isinstance(created_at, int) or isinstance(created_at, bool) or not 0 <= created_at < 10**15
-            or not isinstance(job_id, str) or not well_formed_job_id(job_id)):
-        raise InvalidInputError("cursor", "is not a cursor this API returned")
-    return Cursor(created_at, job_id)
 
 
-_MAX_CURSOR_CHARS = 128  # encode_cursor's are under 120

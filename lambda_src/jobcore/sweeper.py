@@ -25,11 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from jobcore.context import JobContext
 from jobcore.errors import ConflictError, EnqueueError, JobError
 from jobcore.limits import MAX_QUEUED_S, QUEUE_RETENTION_S
 from jobcore.model import ACTIVE, Job, JobStatus, queued_limit_at, transition, watch_at
 from jobcore.ports import JobQueue
 from jobcore.requests import well_formed_job_id
+from jobcore.routing import Decision
 from jobcore.runner import JobRunner, expired_error
 from jobcore.views import iso
 
@@ -70,12 +72,17 @@ class Sweeper:
     grace_ms: int = 5_000  # past a lease's end before a run counts as dead (clock skew, a slow heartbeat)
     on_settled: Callable[[Job, str], None] = lambda job, why: None
 
+    @property
+    def context(self) -> JobContext:
+        """The store, clock and lanes the sweeper reads: its runner's (jobcore.context)."""
+        return self.runner.context
+
     def sweep(self, *, limit: int = 500) -> SweepReport:
         """Settle every watched job whose lease or deadline has passed."""
         report = SweepReport()
-        now = self.runner.clock_ms()
-        for job_id, _ in self.runner.store.watched(until_ms=now - self.grace_ms, limit=limit):
-            job = self.runner.store.get(job_id)
+        now = self.context.clock_ms()
+        for job_id, _ in self.context.store.watched(until_ms=now - self.grace_ms, limit=limit):
+            job = self.context.store.get(job_id)
             if job is None or (watch_at(job) or now) > now - self.grace_ms:
                 continue  # renewed or settled since the index was read
             try:
@@ -125,9 +132,9 @@ class Sweeper:
                 self._note(job, report.requeued, silent)
 
     def _requeue(self, job: Job, now: int, why: str) -> None:
-        lane = self.runner.lanes.get(job.lane)
-        target = lane.name if lane.queued and lane.enabled else self.runner.lanes.fallback.name
-        reason = f"{target}: re-queued by the sweeper, {why} ({job.route_reason})"
+        lane = self.context.lanes.get(job.lane)
+        target = lane.name if lane.queued and lane.enabled else self.context.lanes.fallback.name
+        reason = Decision(target, f"re-queued by the sweeper, {why}", earlier=job.route_reason).reason
         queued = self.runner.save(job, transition(job, JobStatus.QUEUED, now_ms=now, lane=target, route_reason=reason))
         try:
             self.queue.enqueue(queued)
@@ -151,12 +158,12 @@ class Sweeper:
 
     def _dead_letter(self, job_id: str, lane: str, report: SweepReport) -> str | None:
         """Settle the job of a dead letter; why the letter is poison (no such job), else None."""
-        job = self.runner.store.get(job_id)
+        job = self.context.store.get(job_id)
         if job is None:
             return f"no job {job_id}"
         if job.status.terminal:
             return None
-        now = self.runner.clock_ms()
+        now = self.context.clock_ms()
         if job.status in ACTIVE and (job.lease_expires_at or 0) > now:
             return None  # a live runner holds it and will settle it
         try:

@@ -41,28 +41,11 @@ from jobcore.uploads import parse_upload_request
 from jobcore.validation import quoted
 from jobcore.views import with_base_path
 from router import console_page, payload, snapstart
+from router.error_status import STATUS_BY_ERROR
 
 logger = Logger(service="router")
 app = APIGatewayRestResolver()
 
-# One table from domain errors to HTTP statuses; the most specific class wins.
-STATUS_BY_ERROR: list[tuple[type[errors.JobError], int]] = [
-    (errors.BadRequestError, 400),
-    (errors.PayloadTooLargeError, 413),
-    (errors.UnauthenticatedError, 401),
-    (errors.InvalidInputError, 422),
-    (errors.UnknownTaskError, 422),
-    (errors.UnroutableError, 422),
-    (errors.BudgetExceededError, 402),
-    (errors.JobNotFoundError, 404),
-    (errors.JobFinishedError, 409),
-    (errors.IdempotencyInProgressError, 409),
-    (errors.ConflictError, 409),
-    (errors.EnqueueError, 503),
-    (errors.StoreUnavailableError, 503),
-    (errors.SyncUnavailableError, 503),
-    (errors.MisconfiguredError, 503),
-]
 # On every JSON answer: a browser that opens one (a job's result may hold markup) never renders it as a page.
 # No CORS header on any answer: the web console calls the API from its own origin, and no other origin may.
 JSON_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
@@ -289,7 +272,7 @@ def not_found(_: Exception) -> Response:
 def observer() -> Observer:
     """The service's observer (traces, metrics); a misconfigured service has none."""
     try:
-        return service().runner.observer
+        return service().context.observer
     except errors.JobError:
         return QUIET
 

@@ -2,7 +2,7 @@
 
 - The paths are :data:`router.routes.ROUTES` (what API Gateway and the local gateway expose), each with
   an entry in :data:`OPERATIONS`; a route without one fails the build of the document.
-- Each error status and its ``error.type`` values come from :data:`router.handler.STATUS_BY_ERROR` and the
+- Each error status and its ``error.type`` values come from :data:`router.error_status.STATUS_BY_ERROR` and the
   :mod:`jobcore.errors` classes an operation raises (their subclasses included), plus what API Gateway
   itself answers (:data:`GATEWAY_ERRORS`, its response types in the same ``{"error": ...}`` shape).
 - The request bodies and query parameters take their bounds from :mod:`jobcore.limits`,
@@ -38,6 +38,7 @@ from jobcore.limits import (
 from jobcore.model import JobStatus, Mode
 from jobcore.tasks import CATALOGUE, TaskSpec
 from jobcore.webhooks import COMPLETED, EVENT_TYPES
+from router.error_status import STATUS_BY_ERROR
 from router.routes import ROUTES
 
 VERSION = "1.0.0"
@@ -273,7 +274,6 @@ def error_types(raised: Iterable[type[errors.JobError]]) -> dict[int, list[str]]
     """Each status an operation answers on failure, and the ``error.type`` values it then carries: the
     domain errors ``raised`` (and their subclasses) and COMMON_ERRORS through STATUS_BY_ERROR, 500
     ``internal_error``, and API Gateway's own :data:`GATEWAY_ERRORS`."""
-    from router.handler import STATUS_BY_ERROR  # the handler's table; imported here, as the handler imports this module
 
     by_status: dict[int, set[str]] = {500: {errors.JobError.type}}
     for kind in (*COMMON_ERRORS, *raised):

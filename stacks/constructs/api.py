@@ -44,7 +44,7 @@ class JobsApi(Construct):
     (``rate_limit``/``burst_limit``), ERROR-level execution logs (``execution_log_group``, same retention;
     request bodies are never logged), a request validator,
     JSON error bodies for API Gateway's own 4xx/5xx, a ``usage_plan`` with the same throttle and a first
-    tenant's ``api_key``. More tenants: more keys in the usage plan (README, "More tenants"). More routes:
+    tenant's ``api_key``. More tenants: more keys in the usage plan (docs/deploy.md, "More tenants"). More routes:
     :meth:`add_route`.
     """
 
@@ -107,11 +107,11 @@ class JobsApi(Construct):
 
         acknowledge(self.api, "AwsSolutions-APIG4",
                     "Every method requires an API key bound to a usage plan; the key id is the tenant id the "
-                    "router scopes every job to (README: why API keys rather than an authorizer). The web "
+                    "router scopes every job to (docs/deploy.md: why API keys rather than an authorizer). The web "
                     "console's static page and assets (GET /console) are public and hold no data.")
         acknowledge(self.api, "AwsSolutions-COG4",
                     "Callers are services holding an API key, not end users signing in, so there is no Cognito "
-                    "user pool; see the README's authentication choice.")
+                    "user pool; see docs/deploy.md's authentication choice.")
         acknowledge(self.api, "AwsSolutions-APIG3",
                     "WAF costs about $5/month plus $1 per rule even when idle; API keys, the usage plan and stage "
                     "throttling bound abuse. Attach a web ACL to the stage where the traffic calls for it.")

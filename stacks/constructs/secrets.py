@@ -11,7 +11,7 @@ from stacks.constructs.nag import acknowledge
 
 class PipelineSecrets(Construct):
     """Creates:
-      ``anthropic_api_key``: a random placeholder until the user puts the real key in (see the README, "Give it your Claude key");
+      ``anthropic_api_key``: a random placeholder until the user puts the real key in (see docs/deploy.md, "Give it your Claude key");
         the placeholder lets worker tasks start, ECS cannot inject a secret that has no value.
       ``webhook_signing_secret``: 64 random base64-alphabet characters, the Standard Webhooks key
         (``standardwebhooks`` accepts it with or without the ``whsec_`` prefix). Only the webhook

@@ -43,7 +43,7 @@ def queue_counts(sqs: Any, url: str) -> tuple[int, int]:
 def make_job(job_id: str = "job_1", *, task: str = "documents.summarize", status: JobStatus = JobStatus.QUEUED, **changes: Any) -> Job:
     fields: dict[str, Any] = dict(
         job_id=job_id, tenant_id="tenant-a", task=task, status=status, lane="cpu",
-        route_reason="cpu: batch task, nobody waits on it", mode=Mode.AUTO, created_at=NOW_MS, updated_at=NOW_MS,
+        route_reason="cpu: background task, nobody waits on it", mode=Mode.AUTO, created_at=NOW_MS, updated_at=NOW_MS,
         input={"documents": [{"id": "a", "text": "First document. It is short."}], "max_words": 20, "instructions": ""},
     )
     fields.update(changes)

@@ -15,7 +15,7 @@ from jobadapters.s3 import S3BlobStore
 from jobadapters.settings import ConfigError
 from jobadapters.sqs import SqsJobQueue
 from jobcore.model import Job, JobStatus, Mode
-from jobcore.service import render
+from jobcore.views import render
 from local.claude_standin import ClaudeStandIn
 from local.gateway import LambdaContext
 from stacks.constructs.runtime_env import lane_environment

@@ -38,13 +38,13 @@ from jobadapters.settings import DispatcherSettings
 from jobadapters.sqs import SqsDeliveryQueue, decode_hand_over
 from jobadapters.webhook_sender import HttpWebhookSender
 from jobadapters.wiring import build_dispatcher
+from jobcore.context import JobContext
 from jobcore.deliveries import DEFAULT_GAPS_S, HANDOVER_GRACE_MS, DeliveryState, RetrySchedule, claim
 from jobcore.dispatch import Dispatcher, body_key
 from jobcore.model import Job, JobStatus, Usage, Webhook
 from jobcore.runner import JobRunner
-from jobcore.service import render
 from jobcore.tasks import TaskResult
-from jobcore.views import deliveries_view, job_view
+from jobcore.views import deliveries_view, job_view, render
 from local.gateway import LambdaContext
 from local.webhook_receiver import WebhookReceiver
 from tests.adapters.support import LANES, RecordingServer, make_job
@@ -138,8 +138,8 @@ class Rig:
         return Dispatcher(**{**made, **changes})
 
     def runner(self, deliveries: Any = None) -> JobRunner:
-        return JobRunner(store=self.store, blobs=self.blobs, deliveries=deliveries or self.delivery_queue(),
-                         clock_ms=self.clock.ms, lanes=LANES)
+        return JobRunner(context=JobContext(store=self.store, blobs=self.blobs, clock_ms=self.clock.ms, lanes=LANES),
+                         deliveries=deliveries or self.delivery_queue())
 
     def finished(self, job_id: str, url: str, *, runner: JobRunner | None = None) -> Job:
         """A job with a webhook that has just succeeded: the runner opens its delivery and hands it over."""

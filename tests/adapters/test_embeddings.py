@@ -21,11 +21,12 @@ from jobadapters.embeddings import (
     pick_providers,
 )
 from jobadapters.settings import ConfigError, EmbeddingSettings, WorkerSettings
+from jobcore.context import JobContext
 from jobcore.errors import JobCanceledError, JobError
 from jobcore.model import Job, JobStatus, Mode
 from jobcore.runner import JobRunner
-from jobcore.service import render
 from jobcore.tasks import CATALOGUE, RunContext
+from jobcore.views import render
 from local import resources, tiny_embedder
 from tests.fakes import FakeClock, MemoryBlobs, MemoryJobStore, RecordingDeliveryQueue, make_lanes
 
@@ -209,8 +210,8 @@ def test_the_runner_stores_the_vectors_as_a_file_of_the_job_and_the_view_links_i
 
     monkeypatch.setattr(base, "load_executor", lambda path: executor(model_dir))
     clock, blobs, store = FakeClock(), MemoryBlobs(), MemoryJobStore()
-    runner = JobRunner(store=store, blobs=blobs, deliveries=RecordingDeliveryQueue(), clock_ms=clock.ms,
-                       lanes=make_lanes(gpu_enabled=True))
+    runner = JobRunner(context=JobContext(store=store, blobs=blobs, clock_ms=clock.ms, lanes=make_lanes(gpu_enabled=True)),
+                       deliveries=RecordingDeliveryQueue())
     job = Job(job_id="job_1", tenant_id="t", task=SPEC.name, status=JobStatus.RUNNING, lane="gpu", route_reason="gpu",
               mode=Mode.AUTO, created_at=clock.ms(), updated_at=clock.ms(), started_at=clock.ms(),
               input=SPEC.validate({"texts": TEXTS}))

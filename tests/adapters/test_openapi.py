@@ -22,7 +22,7 @@ from jobcore.tasks import CATALOGUE
 from jobcore.views import deliveries_view, job_view
 from local import serve
 from router import openapi
-from router.handler import STATUS_BY_ERROR
+from router.error_status import STATUS_BY_ERROR
 from router.routes import ROUTES
 from stacks.config import PipelineConfig
 from tests.adapters.test_base_path import deployed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,3 +61,28 @@ def test_one_sigterm_is_enough():
     child.send_signal(signal.SIGTERM)
     out, _ = child.communicate(timeout=10)
     assert out.strip() == "stopped"
+
+
+def test_the_worker_logs_a_json_object_a_line_with_the_keys_the_lambdas_log():
+    """GIVEN a process started as the worker starts (``start_process(json_service="worker")``)
+    WHEN it logs a line, and an exception
+    THEN each is one JSON object with Powertools' keys, the traceback in ``exception``."""
+    script = textwrap.dedent("""
+        import logging
+        from jobadapters.process import start_process
+        start_process(json_service="worker")
+        log = logging.getLogger("worker.poller")
+        log.info("job %s: it's \\"done\\" ✓", "job_1")
+        try:
+            raise KeyError("gone")
+        except KeyError:
+            log.exception("job %s failed", "job_2")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lambda_src"), "LOG_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(e["level"], e["message"], e["service"], e["logger"]) for e in lines] == [
+        ("INFO", 'job job_1: it\'s "done" ✓', "worker", "worker.poller"), ("ERROR", "job job_2 failed", "worker", "worker.poller")]
+    assert all(set(e) >= {"level", "location", "message", "timestamp", "service"} for e in lines)
+    assert lines[1]["exception_name"] == "KeyError" and "Traceback" in lines[1]["exception"] and "exception" not in lines[0]
+    assert lines[0]["timestamp"].endswith("Z") and lines[0]["location"].startswith("<module>:")

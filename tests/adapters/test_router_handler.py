@@ -130,7 +130,7 @@ def test_summarize_is_queued_202_with_location_and_one_message_on_the_cpu_queue(
     job_id = reply.body["id"]
     assert reply.headers["Location"] == f"/v1/jobs/{job_id}"
     assert reply.body["status"] == "queued" and reply.body["route"]["lane"] == "cpu"
-    assert "batch" in reply.body["route"]["reason"]
+    assert "background task" in reply.body["route"]["reason"]
     [message] = api.messages()
     assert decode(message["Body"]) == job_id
     assert api.item(job_id)["status"] == "queued"
@@ -259,7 +259,7 @@ def test_a_queue_that_refuses_the_job_answers_202_with_it_and_the_sweeper_sends_
     assert api.messages() == []
 
     runner = build_runner(api.clients, api.aws.bucket, api.aws.webhook_queue_url, LANES, cost_model=None, role="sweeper")
-    its_next_run = dataclasses.replace(runner, clock_ms=lambda: clock_ms() + 60_000)
+    its_next_run = dataclasses.replace(runner, context=dataclasses.replace(runner.context, clock_ms=lambda: clock_ms() + 60_000))
     report = Sweeper(runner=its_next_run, queue=SqsJobQueue(api.clients.sqs, api.aws.queue_urls), max_attempts=3).sweep()
 
     assert report.sent == [job_id] and "unsent_since" not in api.item(job_id)
@@ -464,7 +464,7 @@ def test_tasks_lists_the_catalogue_with_profiles_and_where_each_would_run(api):
     assert {name: tasks[name]["route"]["lane"] for name in ("claude.messages", "invoice.extract", "documents.summarize")} == {
         "claude.messages": "inline", "invoice.extract": "inline", "documents.summarize": "cpu",
     }
-    assert tasks["documents.summarize"]["profile"]["trigger"] == "batch"
+    assert tasks["documents.summarize"]["profile"]["trigger"] == "background"
     assert tasks["invoice.extract"]["profile"]["memory_mb"] == 256
     assert all(task["description"] and task["route"]["reason"] for task in tasks.values())
     routed = [task for task in tasks.values() if task["route"]["lane"]]  # a task for a disabled lane has no cost
@@ -794,7 +794,8 @@ def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with
     monkeypatch.setattr(table, "put_item", real_put)  # DynamoDB is back
 
     runner = build_runner(api.clients, api.aws.bucket, api.aws.webhook_queue_url, LANES, cost_model=None, role="sweeper")
-    later = dataclasses.replace(runner, clock_ms=lambda: clock_ms() + (API_GATEWAY_TIMEOUT_S + 10) * 1000)
+    later = dataclasses.replace(runner, context=dataclasses.replace(
+        runner.context, clock_ms=lambda: clock_ms() + (API_GATEWAY_TIMEOUT_S + 10) * 1000))
     queue = SqsJobQueue(api.clients.sqs, {"cpu": api.aws.queue_urls["cpu"]})
     report = Sweeper(runner=later, queue=queue, max_attempts=5).sweep()
 

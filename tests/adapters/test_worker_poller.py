@@ -29,8 +29,8 @@ from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_WAIT_S
 from jobcore.model import JobStatus, transition
 from jobcore.pricing import default_prices
 from jobcore.runner import Backoff
-from jobcore.service import render
 from jobcore.tasks import RunContext
+from jobcore.views import render
 from local import fair_queues
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from tests.fakes import FakeClock, text_response
@@ -438,7 +438,7 @@ def test_between_renewals_the_heartbeat_only_reads_and_still_sees_a_cancel(worke
     the renewal (RENEW_EVERY_BEATS beats), the lease is renewed."""
     clock = FakeClock(start_ms=worker.runner.clock_ms())
     store = CountingStore(worker.store)
-    worker.runner.store, worker.runner.clock_ms = store, clock.ms
+    worker.runner.context.store, worker.runner.context.clock_ms = store, clock.ms
     model = gated(pause_at=3)
     job_id = worker.submit("job_read", input=many_documents(50))
     running = worker.start(ctx=model_ctx(model), heartbeat_s=0.1)

@@ -30,7 +30,7 @@ def every_field_job(job_id: str = "job_contract") -> Job:
     """A job with every field set away from its default: floats, nesting, unicode, a webhook, usage."""
     return Job(
         job_id=job_id, tenant_id="tenant-zürich", task="documents.summarize", status=JobStatus.SUCCEEDED,
-        lane="cpu", route_reason="cpu: batch task — nobody waits on it ✓", mode=Mode.ASYNC,
+        lane="cpu", route_reason="cpu: background task — nobody waits on it ✓", mode=Mode.ASYNC,
         created_at=NOW_MS, updated_at=NOW_MS + 2_500,
         input={
             "documents": [{"id": "a", "text": "Grüße aus Köln, 東京 and 🚀"}, {"id": "b", "text": ""}],

@@ -12,8 +12,8 @@ from jobcore.costing import CostModel
 from jobcore.errors import ModelRequestError, ModelUnavailableError, StoreUnavailableError
 from jobcore.model import Job, JobStatus, Mode
 from jobcore.pricing import default_prices
-from jobcore.service import render
 from jobcore.sweeper import Sweeper
+from jobcore.views import render
 from tests.fakes import (
     FakeBatchApi,
     FakeClock,
@@ -433,7 +433,7 @@ def test_a_batch_job_is_queued_on_the_batch_lane_with_a_half_price_token_estimat
     submitted = service.submit(parse_submit(body), tenant_id="t")
     assert submitted.status_code == 202 and submitted.job.lane == "batch" and submitted.job.mode is Mode.BATCH
     assert queue.waiting[0][0] == submitted.job.job_id
-    inline = service.estimate(CATALOGUE["claude.messages"], "cpu", 1.0)
+    inline = service.catalogue_view.estimate(CATALOGUE["claude.messages"], "cpu", 1.0)
     assert submitted.job.cost["estimate"]["breakdown"]["claude"] == pytest.approx(inline["breakdown"]["claude"] / 2)
     job = w.store.get(submitted.job.job_id)
     w.runner.save(job, replace(job, status=JobStatus.RUNNING, batch_id="msgbatch_1", version=job.version + 1))

@@ -17,8 +17,8 @@ from jobcore.errors import (
 )
 from jobcore.idempotency import check_key
 from jobcore.model import JobStatus, Mode, Webhook, transition
+from jobcore.queries import decode_cursor, encode_cursor
 from jobcore.requests import SubmitRequest, parse_list_query, parse_submit, parse_wait, well_formed_job_id
-from jobcore.service import decode_cursor, encode_cursor
 from jobcore.sweeper import Sweeper
 from jobcore.tasks import RunContext
 from tests import fakes
@@ -338,7 +338,7 @@ def test_the_sweeper_recovers_an_inline_run_whose_router_died_onto_the_fallback_
     request = SubmitRequest(task="claude.messages", input=MESSAGES)
     task = h.runner.catalogue["claude.messages"]
     payload = task.validate(MESSAGES)
-    decision = service.route(task, task.expected_duration_s(payload), request)
+    decision = service.catalogue_view.route(task, task.expected_duration_s(payload), request)
     job = service._new_job(request, payload, decision, tenant_id="tenant-a", task=task, expected_s=1)
     h.store.create(job)  # recorded RUNNING inline, then the router died mid-call
     assert job.lane == "inline" and job.status is JobStatus.RUNNING

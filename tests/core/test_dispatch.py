@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from jobcore.context import JobContext
 from jobcore.deliveries import (
     DEFAULT_GAPS_S,
     HANDOVER_GRACE_MS,
@@ -60,7 +61,7 @@ def dispatcher(sender, *, clock=None, store=None, schedule=NO_JITTER) -> tuple[D
 
 def runner_on(d: Dispatcher, store: MemoryJobStore, queue: RecordingDeliveryQueue, clock: FakeClock) -> JobRunner:
     """The runner the router would use on the same store and queue (redelivery is its job)."""
-    return JobRunner(store=store, blobs=d.blobs, deliveries=queue, clock_ms=clock.ms, lanes=LANES)
+    return JobRunner(context=JobContext(store=store, blobs=d.blobs, clock_ms=clock.ms, lanes=LANES), deliveries=queue)
 
 
 def pending_job(store: MemoryJobStore, clock: FakeClock, job_id: str = "job_1") -> Job:

@@ -105,7 +105,7 @@ def test_poison_dead_letters_are_counted_logged_and_deleted_and_the_run_settles_
     the real job with the reason."""
     service, h = make_service()
     job = submit(service, LONG).job
-    h.runner.store = KeyCheckingStore(h.store)
+    h.runner.context.store = KeyCheckingStore(h.store)
     poison = ["", 42, "x" * 3000, "job 1; drop", "job_unknown", None]
     letters = Letters(*poison[:3], job.job_id, *poison[3:])
 

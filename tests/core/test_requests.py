@@ -8,8 +8,8 @@ import pytest
 from jobcore.errors import BadRequestError, InvalidInputError
 from jobcore.limits import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
 from jobcore.model import Mode
+from jobcore.queries import decode_cursor
 from jobcore.requests import parse_json, parse_list_query, parse_submit
-from jobcore.service import decode_cursor
 from jobcore.validation import field_path, quoted
 
 

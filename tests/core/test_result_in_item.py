@@ -7,8 +7,8 @@ import json
 
 from jobcore.limits import RESULT_IN_ITEM_BYTES
 from jobcore.model import Job, JobStatus, Usage
-from jobcore.service import render
 from jobcore.tasks import OutputFile, TaskResult
+from jobcore.views import render
 from tests.fakes import harness
 
 DAY_MS = 86_400_000

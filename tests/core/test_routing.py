@@ -5,7 +5,7 @@ import pytest
 from jobcore.errors import UnroutableError
 from jobcore.lanes import INLINE, FargateCompute, Lane, Lanes
 from jobcore.model import Mode
-from jobcore.routing import Hints, RoutingPolicy, TaskProfile, decide
+from jobcore.routing import Hints, RoutingPolicy, TaskProfile, Trigger, decide
 from tests.fakes import make_lanes
 
 POLICY = RoutingPolicy(lanes=make_lanes(inline_budget_s=20, router_memory_mb=1024, worker_memory_mb=4096, gpu_memory_mb=15360))
@@ -84,7 +84,7 @@ def test_sync_short_job_runs_inline():
 
 
 def test_batch_task_is_queued_unless_sync():
-    batch = TaskProfile(expected_duration_s=5, memory_mb=256, timeout_s=600, trigger="batch")
+    batch = TaskProfile(expected_duration_s=5, memory_mb=256, timeout_s=600, trigger=Trigger.BACKGROUND)
     assert route(batch).lane == "cpu"
     assert route(batch, mode=Mode.SYNC).lane == "inline"
 

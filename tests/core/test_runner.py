@@ -11,8 +11,8 @@ from jobcore.model import Job, JobStatus, Usage, Webhook, transition
 from jobcore.routing import TaskProfile
 from jobcore.runner import Backoff
 from jobcore.schema_keys import partial_key
-from jobcore.service import render
 from jobcore.tasks import RunContext, TaskResult
+from jobcore.views import render
 from tests.fakes import RecordingDeliveryQueue, ScriptedModel, harness, make_lanes, text_response
 
 BACKOFF = Backoff()  # the runner's default policy
@@ -222,7 +222,7 @@ class SlowTask:
 
 def test_a_job_past_its_time_limit_is_timed_out_and_its_late_answer_dropped():
     h = harness()
-    h.runner.catalogue = {"slow": SlowTask()}
+    h.runner.context.catalogue = {"slow": SlowTask()}
     queued_job(h, task="slow", payload={})
     try:
         outcome, _ = process(h, [])
@@ -254,7 +254,7 @@ def test_only_a_retried_model_calls_task_looks_for_the_answers_its_last_run_kept
     """A retry of a task that runs itself (a RunExecutor) has no kept answers to read: no S3 read; a retry of a
     model-calls task reads them once."""
     h = harness()
-    h.runner.catalogue = {**h.runner.catalogue, "echo": EchoTask()}
+    h.runner.context.catalogue = {**h.runner.catalogue, "echo": EchoTask()}
     job = queued_job(h, task=task, payload={} if task == "echo" else MESSAGES)
     h.store.save(replace(job, attempts=1, version=job.version + 1), expected_version=job.version)  # its second run
     looked_up = []
@@ -281,10 +281,10 @@ def test_webhook_events_filter(status):
 
 def test_the_lane_limit_cuts_a_longer_task_limit():
     h = harness()
-    h.runner.lanes = make_lanes(cpu_time_limit_s=120)
+    h.runner.context.lanes = make_lanes(cpu_time_limit_s=120)
     job = queued_job(h, task="documents.summarize", payload={"documents": [{"id": "1", "text": "x"}], "max_words": 5, "instructions": ""})
     assert h.runner.time_limit_s(job) == 120  # the task allows 3,600 s
-    h.runner.lanes = make_lanes(cpu_time_limit_s=7200)
+    h.runner.context.lanes = make_lanes(cpu_time_limit_s=7200)
     assert h.runner.time_limit_s(job) == 3600
 
 

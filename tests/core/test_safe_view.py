@@ -13,8 +13,7 @@ import pytest
 from jobcore.errors import StoreUnavailableError
 from jobcore.model import JobStatus
 from jobcore.requests import SubmitRequest
-from jobcore.service import render
-from jobcore.views import bare_view, jsonable, safe_view
+from jobcore.views import bare_view, jsonable, render, safe_view
 from tests.fakes import make_service, text_response
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}

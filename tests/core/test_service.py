@@ -7,9 +7,10 @@ import pytest
 from jobcore.errors import JobNotFoundError, ModelRequestError, ModelUnavailableError, UnroutableError
 from jobcore.model import JobStatus, Mode
 from jobcore.requests import SubmitRequest
-from jobcore.routing import Hints, RoutingPolicy
-from jobcore.service import INLINE_INPUT_LIMIT, render
+from jobcore.routing import Decision, Hints, RoutingPolicy
+from jobcore.service import INLINE_INPUT_LIMIT, INTAKE_ASYNC
 from jobcore.tasks.invoice import InvoiceTask
+from jobcore.views import render
 from tests import fakes
 from tests.fakes import LANES, MemoryQueue, make_lanes, text_response
 
@@ -168,7 +169,7 @@ def test_describe_says_where_a_task_runs_why_and_what_it_costs():
     assert {"claude.messages", "invoice.extract", "documents.summarize"} <= set(described)
     summarize = described["documents.summarize"]
     assert summarize["route"] == {"lane": "cpu", "reason": "cpu: expected 60.0 s > inline budget 20 s"}
-    assert summarize["typical_cost"]["basis"].startswith("cpu:") and summarize["profile"]["trigger"] == "batch"
+    assert summarize["typical_cost"]["basis"].startswith("cpu:") and summarize["profile"]["trigger"] == "background"
     assert described["invoice.extract"]["route"]["lane"] == "inline"
 
 
@@ -178,7 +179,7 @@ def test_describe_reports_an_unroutable_task_with_the_reason():
     class GpuInvoice(InvoiceTask):
         profile = replace(InvoiceTask.profile, gpu=True)
 
-    described = service.describe(GpuInvoice())
+    described = service.catalogue_view.describe(GpuInvoice())
     assert described["route"] == {"lane": None, "reason": "needs a GPU, and the gpu lane is not enabled in this deployment"}
     assert described["input_schema"] == InvoiceTask.input_schema  # what to send, even where it cannot run
 
@@ -213,6 +214,58 @@ def test_describe_has_no_batch_price_for_a_task_the_batch_lane_cannot_take():
     class GpuInvoice(InvoiceTask):
         profile = replace(InvoiceTask.profile, gpu=True)
 
-    assert service.describe(GpuInvoice()).get("batch_cost") is None
+    assert service.catalogue_view.describe(GpuInvoice()).get("batch_cost") is None
     unpriced, _ = make_service()
-    assert unpriced.describe(InvoiceTask())["batch_cost"] is None
+    assert unpriced.catalogue_view.describe(InvoiceTask())["batch_cost"] is None
+
+
+class CountingCatalogue(dict):
+    """The catalogue, counting the look-ups of each task by name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.looked_up: list[str] = []
+
+    def __getitem__(self, name):
+        self.looked_up.append(name)
+        return super().__getitem__(name)
+
+
+@pytest.mark.parametrize("script", [
+    [text_response("hi!")],  # runs inline
+    [ModelUnavailableError("529"), ModelUnavailableError("529")],  # runs inline, then falls back to the queue
+])
+def test_a_submit_looks_its_task_up_once(script):
+    service, h = make_service(script)
+    h.runner.context.catalogue = catalogue = CountingCatalogue(service.context.catalogue)
+    submit(service)
+    assert catalogue.looked_up == ["claude.messages"]
+
+
+def test_the_service_and_its_runner_share_one_context():
+    service, h = make_service()
+    assert service.context is h.runner.context
+    with pytest.raises(ValueError, match="one JobContext"):
+        replace(service, runner=fakes.harness().runner)
+
+
+def test_a_route_reason_is_fields_rendered_as_text():
+    assert Decision("cpu", "client asked for async").reason == "cpu: client asked for async"
+    fallback = Decision("cpu", "inline fallback, the model was overloaded (529)", earlier="inline: expected 1.0 s <= budget 20 s")
+    assert fallback.reason == "cpu: inline fallback, the model was overloaded (529) (inline: expected 1.0 s <= budget 20 s)"
+    noted = replace(Decision("gpu", "task needs a GPU (ECS on EC2)"), note="no client")
+    assert noted.reason == "gpu: task needs a GPU (ECS on EC2) (no client)"
+
+
+def test_an_intake_job_is_async_because_nobody_waits_and_its_reason_says_so():
+    """GIVEN jobs submitted by the S3 intake (mode async, a source)
+    THEN the reason of the async rule is the intake's, and a rule that decided otherwise (a GPU) gets it as a note."""
+    service, _ = fakes.make_service(policy=RoutingPolicy(lanes=make_lanes(gpu_enabled=True)))
+    source = "s3://bucket/intake/claude.messages/a.json"
+    job = service.submit(SubmitRequest(task="claude.messages", input=MESSAGES, mode=Mode.ASYNC), tenant_id="t", source=source).job
+    assert (job.lane, job.route_reason, job.source) == ("cpu", f"cpu: {INTAKE_ASYNC}", source)
+    gpu = service.submit(SubmitRequest(task="embeddings.encode", input={"texts": ["a"]}, mode=Mode.ASYNC), tenant_id="t",
+                         source="s3://bucket/intake/embeddings.encode/b.json").job
+    assert (gpu.lane, gpu.route_reason) == ("gpu", f"gpu: task needs a GPU (ECS on EC2) ({INTAKE_ASYNC})")
+    plain = service.submit(SubmitRequest(task="claude.messages", input=MESSAGES, mode=Mode.ASYNC), tenant_id="t").job
+    assert plain.route_reason == "cpu: client asked for async" and plain.source is None

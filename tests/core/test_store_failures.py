@@ -11,9 +11,8 @@ from jobcore.errors import ModelUnavailableError, StoreUnavailableError
 from jobcore.limits import RESULT_IN_ITEM_BYTES
 from jobcore.model import JobStatus
 from jobcore.requests import SubmitRequest
-from jobcore.service import render
 from jobcore.sweeper import Sweeper
-from jobcore.views import job_view
+from jobcore.views import job_view, render
 from tests.fakes import make_service, text_response
 
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Say hi."}]}

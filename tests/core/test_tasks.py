@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobcore.errors import InvalidInputError, JobError, TaskOutputError, UnknownTaskError
+from jobcore.routing import Trigger
 from jobcore.tasks import CATALOGUE, RunContext, lookup, run_task
 from jobcore.tasks.base import ModelCallsExecutor, RunExecutor, load_executor
 from jobcore.tasks.invoice import TOOL_NAME, arithmetic_checks, check_invoice
@@ -130,7 +131,7 @@ def test_summarize_calls_once_per_document_concurrently_and_combines():
 
 def test_summarize_is_a_batch_task_whose_estimate_scales_with_documents():
     task = lookup("documents.summarize")
-    assert task.profile.trigger == "batch"
+    assert task.profile.trigger is Trigger.BACKGROUND
     assert task.expected_duration_s({"documents": [{}] * 8}) == 8.0
     assert task.expected_duration_s({"documents": [{}] * 9}) == 16.0
 

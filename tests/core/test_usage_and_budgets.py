@@ -29,7 +29,7 @@ def cost_model() -> CostModel:
 
 def service_with_usage(script=(), **fields):
     service, h = make_service(script, cost_model=cost_model(), **fields)
-    h.runner.usage = MemoryUsageStore()
+    h.runner.context.usage = MemoryUsageStore()
     h.runner.cost_model = cost_model()
     return service, h
 
@@ -87,7 +87,7 @@ def test_the_usage_view_with_a_budget_reads_the_days_once_and_counts_only_this_m
     """GET /v1/usage over last month and this one, for a tenant with a budget: one read of the days asked for and
     this month's; the report covers both months, the budget only this month's spend."""
     service, h = service_with_usage(llm=ScriptedModel(default=lambda p: text_response("x", input_tokens=10, output_tokens=5)))
-    h.runner.usage = store = CountingUsageStore()
+    h.runner.context.usage = store = CountingUsageStore()
     november = service.submit(parse_submit(SHORT), tenant_id="t1").job  # 2023-11-14
     h.clock.advance(17 * 86_400)
     december = service.submit(parse_submit(SHORT), tenant_id="t1").job  # 2023-12-01

@@ -2,7 +2,7 @@
 browser download), against the local pipeline: sign in with a key, watch jobs appear and finish without a
 reload, a job and its webhook deliveries, a redelivery, a cancel, paging, tenancy, escaping, the task
 catalogue and its submit form, usage (the API's counters, and the job-list sum where the API has none), the model's
-capacity. Each page's screenshot is taken; `make screenshots` writes them to docs/console/ (README links them).
+capacity. Each page's screenshot is taken; `make screenshots` writes them to docs/console/ (docs/local.md links them).
 
 Every wait is for a condition in the page (Playwright's auto-waiting assertions), bounded; none is a sleep.
 Without chromium the module is skipped, except under CI (``CI=true``), where that fails: ``make browser``
@@ -37,7 +37,7 @@ MONTHLY_BUDGET_USD = 5
 PIPELINE_ARGS = ("--worker-concurrency", "1", "--context", json.dumps({
     "model_rate_limits": {"*": {"rpm": 1200, "itpm": 2_000_000, "otpm": 400_000}},
     "tenant_budgets_usd": {api_key_id(USAGE_KEY): MONTHLY_BUDGET_USD}}))
-# `make screenshots` writes them where the README links them (docs/console/); any other run takes them all the same
+# `make screenshots` writes them where docs/local.md links them (docs/console/); any other run takes them all the same
 # (each page is rendered and captured) but keeps them out of the work tree.
 SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "jobpipe-console-shots")
 WAIT_MS = 90_000  # the slowest condition: a queued job run by the one worker on a loaded 2-core machine

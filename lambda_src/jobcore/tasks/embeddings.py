@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobcore.errors import InvalidInputError
-from jobcore.routing import TaskProfile
+from jobcore.routing import TaskProfile, Trigger
 from jobcore.validation import expect_object, get, in_range, reject_unknown
 
 MAX_TEXTS = 20_000
@@ -47,7 +47,7 @@ class EmbeddingsTask:
     name = "embeddings.encode"
     description = "Many texts in; one embedding vector each out (ONNX Runtime on the GPU lane), as .npy or JSON lines."
     profile = TaskProfile(
-        expected_duration_s=10.0, memory_mb=4096, gpu=True, trigger="batch", timeout_s=1_800.0, model_calls=False,
+        expected_duration_s=10.0, memory_mb=4096, gpu=True, trigger=Trigger.BACKGROUND, timeout_s=1_800.0, model_calls=False,
     )
     executor = "jobadapters.embeddings:EmbeddingsExecutor"
     # The input as a JSON Schema (the API description's; :meth:`validate` is the authority).

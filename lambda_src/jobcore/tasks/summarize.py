@@ -1,6 +1,6 @@
 """``documents.summarize``: a long job. One Claude call per document, run concurrently, combined.
 
-A batch task: nobody waits on it, so the router queues it for a worker, which makes the calls side by
+A background task: nobody waits on it, so the router queues it for a worker, which makes the calls side by
 side (Claude work is I/O-bound).
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobcore.errors import InvalidInputError
-from jobcore.routing import TaskProfile
+from jobcore.routing import TaskProfile, Trigger
 from jobcore.tasks.base import ModelRequest, text_of
 from jobcore.tasks.caching import cached_system
 from jobcore.validation import expect_object, get, in_range, non_empty, reject_unknown
@@ -29,7 +29,7 @@ class SummarizeTask:
     name = "documents.summarize"
     description = "Many documents in; one summary each (one Claude call each, concurrently) and a digest out."
     profile = TaskProfile(
-        expected_duration_s=60.0, memory_mb=1024, trigger="batch", typical_input_tokens=20_000,
+        expected_duration_s=60.0, memory_mb=1024, trigger=Trigger.BACKGROUND, typical_input_tokens=20_000,
         typical_output_tokens=2_000, timeout_s=3_600.0,
     )
     executor = "jobcore.tasks.summarize:SummarizeExecutor"
