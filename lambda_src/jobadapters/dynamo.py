@@ -317,9 +317,10 @@ class DynamoJobStore:
         fail); a newer lease's item is left alone. Failing, it is logged: the sweep's ``watched`` ends it when met."""
         try:
             self._table.update_item(
-                Key={JOBS_PARTITION_KEY: _lease_key(job_id)}, UpdateExpression="REMOVE lease_owner, #shard, #watch",
+                Key={JOBS_PARTITION_KEY: _lease_key(job_id)},
+                UpdateExpression="REMOVE " + ", ".join(f"#e{n}" for n in range(len(_ENDED))),
                 ConditionExpression="lease_owner = :owner AND lease_attempt = :attempt",
-                ExpressionAttributeNames={"#shard": schema.WATCH_INDEX_PARTITION_KEY, "#watch": schema.WATCH_INDEX_SORT_KEY},
+                ExpressionAttributeNames={f"#e{n}": name for n, name in enumerate(_ENDED)},
                 ExpressionAttributeValues={":owner": owner, ":attempt": attempt})
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -396,6 +397,15 @@ def _lease_item(job_id: str, *, owner: str, attempt: int, until_ms: int, shards:
     return {JOBS_PARTITION_KEY: _lease_key(job_id), "lease_owner": owner, "lease_attempt": attempt,
             "lease_expires_at": until_ms, schema.WATCH_INDEX_PARTITION_KEY: _watch_shard(_shard_of(job_id, shards.watch)),
             schema.WATCH_INDEX_SORT_KEY: until_ms, schema.TTL_ATTRIBUTE: _lease_ttl(until_ms)}
+
+
+# What ending a lease takes from its item (``DynamoJobStore._end_lease``): its owner and its watch entry.
+_ENDED = ("lease_owner", schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY)
+
+
+def _ended_lease_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A lease item once its lease has ended."""
+    return {name: value for name, value in item.items() if name not in _ENDED}
 
 
 def _lease_key(job_id: str) -> str:
