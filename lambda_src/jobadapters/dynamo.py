@@ -180,7 +180,7 @@ class DynamoJobStore:
                                           "#shard": schema.WATCH_INDEX_PARTITION_KEY, "#watch": schema.WATCH_INDEX_SORT_KEY},
                 ExpressionAttributeValues={":until": until_ms, ":owner": owner, ":running": JobStatus.RUNNING.value,
                                            ":canceling": JobStatus.CANCELING.value},
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",  # its attempt (rare: once a run at most)
             )["Attributes"]
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -188,7 +188,7 @@ class DynamoJobStore:
             raise
         # A death before this write is found by the message coming back (the job item's lease has just been
         # extended to the same end), as for a claim whose lease item was not written.
-        self._table.put_item(Item=_lease_item(job_id, owner=owner, attempt=int(item[schema.LEASE_APART_MARK]),
+        self._table.put_item(Item=_lease_item(job_id, owner=owner, attempt=int(item["attempts"]),
                                               until_ms=until_ms, shards=self._shards))
         return True
 
