@@ -16,7 +16,7 @@
   no longer this worker's is told to stop.
 - A message is deleted only after the job's result and state are written (the runner does both
   before it returns); a retryable failure makes it visible again after the runner's back-off. Deletes
-  and these visibility changes go 10 a call (DeleteMessageBatch, ChangeMessageVisibilityBatch), each
+  and these visibility changes go 10 a call (:mod:`worker.batcher`: DeleteMessageBatch, ChangeMessageVisibilityBatch), each
   waiting at most ``SETTLE_LINGER_S`` for others to share its call; an entry a call refuses for a
   transient reason is tried again once (a message left undeleted comes back, finds its job finished
   and is deleted then). The slot is free as soon as the delete is asked for. A job
