@@ -308,9 +308,19 @@ class DynamoJobStore:
                                           "#shard": schema.WATCH_INDEX_PARTITION_KEY, "#watch": schema.WATCH_INDEX_SORT_KEY},
                 ExpressionAttributeValues={":attempt": job.attempts, ":v": job.version, ":owner": job.lease_owner})
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            # Written again since: a write that left the lease active kept it as this one did; any other ended it.
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return  # written again since: a write that left the lease active kept it as this one did; any other ended it
+            self._not_kept_apart(job, error)
+        except Exception as error:  # noqa: BLE001 - the save itself stands; see _not_kept_apart
+            self._not_kept_apart(job, error)
+
+    @staticmethod
+    def _not_kept_apart(job: Job, error: Exception) -> None:
+        # The job item is then watched by the end its lease had when it was read (its lease item, renewed, is
+        # not read without the mark): if the run outlives it, the sweeper takes it for dead and settles it as it
+        # stands (a cancel ends canceled; the worker's heartbeat then stops its run).
+        log.warning("job %s: its lease was not kept apart (%s); the sweeper may settle it at %s", job.job_id, error,
+                    job.lease_expires_at)
 
     def _end_lease(self, job_id: str, *, owner: str, attempt: int) -> None:
         """Take ``owner``'s lease item of ``attempt`` out of the watch index and from its owner (whose renewals then
