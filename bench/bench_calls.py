@@ -240,7 +240,9 @@ def section(quick: bool = False) -> Section:
         "A queued job that may run now is claimed in one conditional `UpdateItem` (`JobStore.claim`), without "
         "the `GetItem` that used to come first; a job it refuses (finished, held, canceling, past its deadline, "
         "waiting for the model) comes back from the refused write itself (`ReturnValuesOnConditionCheckFailure`) "
-        "and is handled as before.",
+        "and is handled as before. Its lease goes in an item of its own (a `PutItem` after the claim, an `UpdateItem` "
+        "ending it after the finish: two small writes a job, so that each renewal writes that item alone, one write "
+        "unit whatever the job's size; docs/scale.md).",
         "- An input over 64 KB adds an S3 `PutObject` on submit and a `GetObject` when it runs; a queued job "
         "to an idle lane may add the waker's ECS call (at most once per lane per interval per process, not "
         "per job; see its own section).",

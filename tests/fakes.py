@@ -85,12 +85,12 @@ class MemoryJobStore:
         due = sorted((at, job.job_id) for job in self.jobs.values() if (at := watch_at(job)) is not None and at <= until_ms)
         return [(job_id, at) for at, job_id in due[:limit]]
 
-    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> bool:
         job = self.jobs.get(job_id)
         if job is None or job.lease_owner != owner or job.status not in ACTIVE:
-            return None
+            return False
         self.jobs[job_id] = replace(job, lease_expires_at=until_ms)  # no new version, as in DynamoDB
-        return job.status
+        return True
 
     def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
         return {i: (self.jobs[i].status, self.jobs[i].lease_owner) for i in job_ids if i in self.jobs}

@@ -49,24 +49,32 @@ def counted():
                                 render=lambda job: {"id": job.job_id}, clock_ms=worker.clock_ms)
         dispatcher.deliver(job.job_id)
         phases["deliver"] = (units.take(), store.get(job.job_id))
-        # A heartbeat's renewal of a running job (the run above answered at once: no beat fell within it).
-        running = service.submit(parse_submit({"task": "claude.messages", "input": MESSAGES, "mode": "async"}), tenant_id=TENANT).job
-        claimed, _ = store.claim(running.job_id, owner="worker-1", now_ms=running.created_at, lease_expires_at=running.created_at + 60_000)
-        units.take()
-        assert store.renew_lease(running.job_id, owner="worker-1", until_ms=running.created_at + 80_000) is not None
-        phases["renew"] = (units.take(), claimed)
+        # A heartbeat's renewals of a running job (the run above answered at once: no beat fell within it), one
+        # with the bench's input and one with an input near the largest kept in the job item.
+        for phase, payload in (("renew", MESSAGES), ("renew big", BIG_MESSAGES)):
+            running = service.submit(parse_submit({"task": "claude.messages", "input": payload, "mode": "async"}),
+                                     tenant_id=TENANT).job
+            claimed, _ = store.claim(running.job_id, owner="worker-1", now_ms=running.created_at,
+                                     lease_expires_at=running.created_at + 60_000)
+            units.take()
+            assert store.renew_lease(running.job_id, owner="worker-1", until_ms=running.created_at + 80_000)
+            phases[phase] = (units.take(), store.get(running.job_id))
     return phases
 
 
-def _model_steps(renewals=0):
+BIG_MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "x" * 60_000}]}
+
+
+def _model_steps(renewals=0, *, messages=None, layout="after"):
     """The model's steps for a job the size of the counted one (its input and result as bench.bench_calls makes them)."""
     import json
 
     from bench.bench_calls import MESSAGES
 
-    lay = scale.layout("after")
-    return dict(scale.per_job(lay, inline=False, renewals=renewals, webhook=True, input_bytes=len(json.dumps(MESSAGES)),
-                              result_bytes=RESULT_BYTES, actual_cost=False).steps)  # the bench's worker prices nothing
+    lay = scale.layout(layout)
+    return dict(scale.per_job(lay, inline=False, renewals=renewals, webhook=True,
+                              input_bytes=len(json.dumps(messages or MESSAGES)), result_bytes=RESULT_BYTES,
+                              actual_cost=False).steps)  # the bench's worker prices nothing
 
 
 def _summed(steps, names):
@@ -97,10 +105,26 @@ def test_the_run_claims_and_finishes_as_the_model_bills_it(counted):
     assert abs(counted_units[TABLE] - modelled[TABLE]) <= 2, (counted_units, modelled)
 
 
-def test_a_lease_renewal_writes_the_table_and_moves_the_watch_entry_and_never_touches_the_tenant_index(counted):
-    counted_units, _ = counted["renew"]
-    modelled = _model_steps(renewals=1)["renew"]
-    assert counted_units == modelled == {TABLE: 1, "by_watch": 2}
+def test_a_lease_renewal_writes_its_lease_item_alone_one_unit_and_its_watch_entry_whatever_the_job_s_size(counted):
+    """The lease is in its own item (written with the claim): a renewal writes it (1 unit) and moves its keys-only
+    watch entry (2), never the job item (whose version stays) nor the tenant index; with the lease in the job item,
+    the renewal of a job with a 60 KB input was billed on the whole item."""
+    for phase, messages in (("renew", None), ("renew big", BIG_MESSAGES)):
+        counted_units, job = counted[phase]
+        assert counted_units == _model_steps(renewals=1, messages=messages)["renew"] == {TABLE: 1, "by_watch": 2}
+        assert job.lease_expires_at == job.created_at + 80_000 and job.version == 1  # read back from the lease item
+    in_item = _model_steps(renewals=1, messages=BIG_MESSAGES, layout="lease-in-item")["renew"]
+    assert in_item[TABLE] >= 60 and in_item["by_watch"] == 2
+
+
+def test_the_claim_writes_the_job_and_its_lease_item_and_the_finish_ends_the_lease_item(counted):
+    """Per step, the model's claim is two writes (the job leaves the watch index, its lease item enters it) and its
+    finish two (the job item; the lease item's owner and watch entry removed): two write units a job more than
+    with the lease in the job item, three fewer a renewal."""
+    after, in_item = _model_steps(), _model_steps(layout="lease-in-item")
+    assert after["claim"][TABLE] == in_item["claim"][TABLE] + 1 and after["claim"]["by_watch"] == in_item["claim"]["by_watch"]
+    assert after["finish"][TABLE] == in_item["finish"][TABLE] + 1
+    assert after["finish"]["by_watch"] == in_item["finish"]["by_watch"] == 1
 
 
 def test_a_delivered_webhook_is_three_writes_of_the_item_each_in_the_tenant_index_as_modelled(counted):
@@ -117,6 +141,18 @@ def test_after_the_change_a_queued_job_costs_fewer_write_units_than_before():
         old = sum(scale.per_job(before, inline=False, renewals=renewals, webhook=True).units.values())
         new = sum(scale.per_job(after, inline=False, renewals=renewals, webhook=True).units.values())
         assert new < old
+
+
+def test_with_the_lease_apart_a_long_job_s_renewals_cost_the_same_whatever_its_input():
+    """Ten renewals (a 200 s run): with the lease in the job item they cost ten times the item; apart, 3 units each."""
+    in_item, after = scale.layout("lease-in-item"), scale.layout("after")
+    for input_bytes, saved_at_least in ((600, 0), (scale.BIG_INPUT_BYTES, 600)):
+        old = sum(scale.per_job(in_item, inline=False, renewals=10, webhook=True, input_bytes=input_bytes).units.values())
+        new = sum(scale.per_job(after, inline=False, renewals=10, webhook=True, input_bytes=input_bytes).units.values())
+        assert old - new > saved_at_least
+        renewals = [cost for step, cost in scale.per_job(after, inline=False, renewals=10, webhook=True,
+                                                         input_bytes=input_bytes).steps if step.startswith("renew")]
+        assert renewals == [{TABLE: 1, "by_watch": 2}] * 10
 
 
 def test_one_tenant_at_300_submissions_a_second_with_10000_running_stays_under_every_partition_limit():

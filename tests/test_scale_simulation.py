@@ -1,26 +1,32 @@
-"""A simulated load of the control path: one tenant submitting 300 jobs a second, each running 33 s (10,000 at
-once), against the real core (the router's JobService, the runner's claim and finish, the heartbeat's lease
-renewals) over an in-memory store that bills every write like DynamoDB (``local.write_units``: the real adapter's
-items, the table's real indexes) and throttles a write whose table or index partition is past its 1,000 write
-units in the current second, as DynamoDB does (a throttled index throttles the table's write).
+"""A simulated load of the control path: one tenant submitting 300 jobs a second, each with a webhook and running
+33 s (10,000 at once), against the real core (the router's JobService, the runner's claim and finish, the
+heartbeat's lease renewals, the webhook dispatcher's delivery) over an in-memory store that bills every write like
+DynamoDB (``local.write_units``: the real adapter's items, the lease's own item beside the job's, the table's real
+indexes) and throttles a write whose table or index partition is past its 1,000 write units in the current second,
+as DynamoDB does (a throttled index throttles the table's write).
 
 Run on the layout this code replaced (``tools.scale.layout("before")``: by_tenant, ALL, one partition a tenant;
-4 watch shards) it throttles; on today's it does not, and each partition's peak is what the model predicts.
-The clock is simulated (no sleeps); ``SECONDS`` of load keep the run to a few seconds of CPU.
-"""
+4 watch shards) it throttles; on today's it does not, each partition's peak is what the model predicts, and so are
+each job's write units, submit to delivered webhook (``simulate("lease-in-item")``: the lease in the job item).
+The clock is simulated (no sleeps); ``SECONDS`` of load keep the run to a few seconds of CPU each."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from jobadapters.dynamo import _item
+from jobadapters.dynamo import _ended_lease_item, _item, _lease_item
+from jobadapters.schema import JOBS_PARTITION_KEY
 from jobcore.costing import CostModel
+from jobcore.deliveries import AttemptResult
+from jobcore.dispatch import Dispatcher
 from jobcore.errors import StoreUnavailableError
-from jobcore.model import Job, JobStatus, Mode, Usage
+from jobcore.model import ACTIVE, Job, JobStatus, Mode, Usage, Webhook
 from jobcore.pricing import default_prices
 from jobcore.requests import SubmitRequest
 from local.write_units import TABLE, item_size, units
@@ -32,22 +38,24 @@ RUN_S = 10_000 / RATE_S  # so 10,000 run at once
 SECONDS = 45  # past RUN_S + the first renewals: the steady state's writes all happen
 PARTITION = scale.PARTITION_WCU_S
 MESSAGES = {"max_tokens": 100, "messages": [{"role": "user", "content": "Summarise the attached invoice, please."}]}
+WEBHOOK = Webhook("https://hooks.example.com/jobs")
 
 
 @dataclass
 class Meter:
-    """Write units by (index, partition) in each simulated second; a write past a partition's limit is refused."""
+    """Write units by (index, partition) in each simulated second; a write past a partition's limit is refused.
+    Each write's units are also added to its job's total (``by_job``), its lease item's to the job's."""
 
     layout: scale.Layout
     clock: fakes.FakeClock
     used: dict[tuple[int, str, str], int] = field(default_factory=lambda: defaultdict(int))
     throttled: Counter[str] = field(default_factory=Counter)
+    by_job: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
-    def charge(self, old: Job | None, new: Job) -> None:
-        before = _item(old, self.layout.shards) if old is not None else None
-        after = _item(new, self.layout.shards)
+    def charge(self, job_id: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        """Bill one write of an item of ``job_id`` (its job item or its lease item), from ``before`` (None: new)."""
         second = self.clock.ms() // 1000
-        bill = [(TABLE, new.job_id, units(max(item_size(before) if before else 0, item_size(after))))]
+        bill = [(TABLE, str(after[JOBS_PARTITION_KEY]), units(max(item_size(before) if before else 0, item_size(after))))]
         for index in self.layout.indexes:
             bill += [(index.name, partition, count) for partition, count in index.writes(before, after)]
         over = [where for where, partition, count in bill if self.used[(second, where, partition)] + count > PARTITION]
@@ -56,6 +64,7 @@ class Meter:
             raise StoreUnavailableError(f"throttled: a partition of {over[0]} is past {PARTITION} WCU/s")
         for where, partition, count in bill:
             self.used[(second, where, partition)] += count
+            self.by_job[job_id][where] += count
 
     def peak(self, where: str) -> int:
         """The busiest partition-second of ``where``."""
@@ -63,41 +72,73 @@ class Meter:
 
 
 class MeteredStore(fakes.MemoryJobStore):
-    """The in-memory JobStore, every write billed (and refused when throttled) by ``meter`` first."""
+    """The in-memory JobStore, every write billed (and refused when throttled) by ``meter`` first, as the DynamoDB
+    adapter writes it: a claim puts the lease in an item of its own (when the layout keeps it apart), a renewal
+    writes that item alone, the run's end ends it."""
 
     def __init__(self, meter: Meter) -> None:
         super().__init__()
         self.meter = meter
+        self.leases: dict[str, dict[str, Any]] = {}  # the lease items of the runs under way, by job id
+
+    def _item(self, job: Job) -> dict[str, Any]:
+        return _item(job, self.meter.layout.shards, lease_apart=job.job_id in self.leases)
 
     def create(self, job: Job) -> None:
-        self.meter.charge(None, job)
+        self.meter.charge(job.job_id, None, self._item(job))
         super().create(job)
 
     def save(self, job: Job, *, expected_version: int) -> None:
-        self.meter.charge(self.jobs.get(job.job_id), job)
+        old = self.jobs.get(job.job_id)
+        lease = self.leases.get(job.job_id)
+        self.meter.charge(job.job_id, self._item(old) if old is not None else None,
+                          _item(job, self.meter.layout.shards, lease_apart=lease is not None and job.status in ACTIVE))
         super().save(job, expected_version=expected_version)
+        if lease is not None and job.status not in ACTIVE:  # the run ended: its lease item leaves the watch index
+            del self.leases[job.job_id]
+            self.meter.charge(job.job_id, lease, _ended_lease_item(lease))
 
     def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
         old = self.jobs.get(job_id)
         claimed, ok = super().claim(job_id, owner=owner, now_ms=now_ms, lease_expires_at=lease_expires_at)
-        if ok:
+        if ok and claimed is not None and old is not None:
+            apart = self.meter.layout.lease_apart
             try:
-                self.meter.charge(old, claimed)  # type: ignore[arg-type]
+                self.meter.charge(job_id, self._item(old), _item(claimed, self.meter.layout.shards, lease_apart=apart))
             except StoreUnavailableError:
-                self.jobs[job_id] = old  # type: ignore[assignment]
+                self.jobs[job_id] = old
                 raise
+            if apart:
+                lease = _lease_item(job_id, owner=owner, attempt=claimed.attempts, until_ms=lease_expires_at,
+                                    shards=self.meter.layout.shards)
+                self.meter.charge(job_id, None, lease)  # throttled: the claim stands all the same (see the adapter)
+                self.leases[job_id] = lease
         return claimed, ok
 
-    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> bool:
         old = self.jobs.get(job_id)
-        status = super().renew_lease(job_id, owner=owner, until_ms=until_ms)
-        if status is not None:
-            try:
-                self.meter.charge(old, self.jobs[job_id])
-            except StoreUnavailableError:
-                self.jobs[job_id] = old  # type: ignore[assignment]
-                raise
-        return status
+        lease = self.leases.get(job_id)
+        if not super().renew_lease(job_id, owner=owner, until_ms=until_ms):
+            return False
+        try:
+            if lease is not None:
+                renewed = _lease_item(job_id, owner=owner, attempt=int(lease["lease_attempt"]), until_ms=until_ms,
+                                      shards=self.meter.layout.shards)
+                self.meter.charge(job_id, lease, renewed)
+                self.leases[job_id] = renewed
+            else:
+                self.meter.charge(job_id, self._item(old), self._item(self.jobs[job_id]))  # type: ignore[arg-type]
+        except StoreUnavailableError:
+            self.jobs[job_id] = old  # type: ignore[assignment]
+            raise
+        return True
+
+
+class Receiver:
+    """The tenants' webhook endpoints: every delivery answered 204 at once."""
+
+    def post(self, url: str, *, event_id: str, body: bytes, timeout_s: float) -> AttemptResult:
+        return AttemptResult(status=204, duration_ms=20)
 
 
 @dataclass
@@ -105,6 +146,7 @@ class Run:
     meter: Meter
     failed: Counter[str]
     finished: int
+    delivered: list[str]  # the jobs whose webhook was delivered, submit to delivery within the run
 
 
 def simulate(layout_name: str) -> Run:
@@ -114,7 +156,10 @@ def simulate(layout_name: str) -> Run:
     store = MeteredStore(meter)
     h.runner.context.store = store
     service, _ = fakes.make_service(h=h, cost_model=costs)
+    dispatcher = Dispatcher(store=store, blobs=h.blobs, sender=Receiver(), queue=h.deliveries,
+                            render=lambda job: {"id": job.job_id}, clock_ms=h.clock.ms)
     failed: Counter[str] = Counter()
+    delivered: list[str] = []
     due: dict[int, list[tuple[str, str]]] = defaultdict(list)  # second -> (what, job id)
     start_s = h.clock.ms() // 1000
     finished = 0
@@ -123,7 +168,8 @@ def simulate(layout_name: str) -> Run:
         for n in range(RATE_S):  # the submissions of this second, spread over it
             h.clock.now_ms = second * 1000 + n * 1000 // RATE_S
             try:
-                job = service.submit(SubmitRequest(task="claude.messages", input=MESSAGES, mode=Mode.ASYNC), tenant_id="tenant-big").job
+                job = service.submit(SubmitRequest(task="claude.messages", input=MESSAGES, mode=Mode.ASYNC, webhook=WEBHOOK),
+                                     tenant_id="tenant-big").job
             except StoreUnavailableError:
                 failed["submit"] += 1
                 continue
@@ -137,18 +183,23 @@ def simulate(layout_name: str) -> Run:
                     due[second + scale.RENEW_EVERY_S].append(("renew", job_id))
                     due[second + math.ceil(RUN_S)].append(("finish", job_id))
                 elif what == "renew":
-                    if store.renew_lease(job_id, owner="worker-1", until_ms=now + h.runner.lease_ms) is not None:
+                    if store.renew_lease(job_id, owner="worker-1", until_ms=now + h.runner.lease_ms):
                         due[second + scale.RENEW_EVERY_S].append(("renew", job_id))
-                else:
+                elif what == "finish":
                     job = store.jobs[job_id]
                     usage = Usage(input_tokens=40, output_tokens=12, model_calls=1)
                     actual = costs.actual(lane=job.lane, model_id="claude-default", usage=usage, duration_s=RUN_S)
                     h.runner.finish(job, JobStatus.SUCCEEDED, result_json='{"text": "ok"}', result_bytes=14, usage=usage,
                                     cost={**job.cost, "actual": actual})
                     finished += 1
+                    due[second + 1].append(("deliver", job_id))  # the dispatcher takes the hand-over
+                else:
+                    done = dispatcher.deliver(job_id)
+                    if done is not None and done.delivery is not None and not done.delivery.pending:
+                        delivered.append(job_id)
             except StoreUnavailableError:
                 failed[what] += 1
-    return Run(meter, failed, finished)
+    return Run(meter, failed, finished, delivered)
 
 
 @pytest.fixture(scope="module")
@@ -165,16 +216,36 @@ def test_after_one_tenant_at_300_a_second_with_10000_running_meets_no_throttle(r
     after = runs["after"]
     assert after.meter.throttled == Counter() and after.failed == Counter()
     assert after.finished == RATE_S * (SECONDS - math.ceil(RUN_S) - 1)  # every job due to finish did
-    for where in ("by_tenant_list", "by_watch", TABLE):
+    assert len(after.delivered) == after.finished - RATE_S  # and its webhook, but those finished in the last second
+    for where in ("by_tenant_list", "by_watch", "by_delivery_due", TABLE):
         assert after.meter.peak(where) < PARTITION
+
+
+def simulated_per_job(run: Run) -> list[Counter[str]]:
+    """The write units of each job whose whole life (submit, claim, renewal, finish, webhook) fell in the run."""
+    return [run.meter.by_job[job_id] for job_id in run.delivered]
+
+
+def test_the_write_units_per_queued_job_webhook_included_are_the_models(runs):
+    """Each job's writes as simulated (the real core's writes, its lease item's and the dispatcher's delivery's,
+    billed as DynamoDB bills the adapter's items) against the model's per-job figure: every index the same, the
+    table within 2 units (the model's job has its own id, tenant, prices and result, tens of bytes off)."""
+    model = scale.per_job(scale.layout("after"), inline=False, renewals=int(RUN_S // scale.RENEW_EVERY_S), webhook=True,
+                          input_bytes=len(json.dumps(MESSAGES)), result_bytes=14).units
+    jobs = simulated_per_job(runs["after"])
+    assert len(jobs) == RATE_S * 9
+    for simulated in jobs:
+        assert {k: v for k, v in simulated.items() if k != TABLE} == {k: v for k, v in model.items() if k != TABLE and v}
+        assert abs(simulated[TABLE] - model[TABLE]) <= 2, (simulated, model)
 
 
 def test_the_peaks_are_the_models(runs):
     """Each index's busiest partition-second in the simulation is the model's per-partition load, within 15 %
     (the simulation's jobs are the core's own, the model's its representative one; both billed alike)."""
-    work = scale.Workload(name="sim", jobs_s=RATE_S, queued_s=RUN_S, webhook_share=0.0, result_bytes=14,
-                          input_bytes=len(str(MESSAGES)))
+    work = scale.Workload(name="sim", jobs_s=RATE_S, queued_s=RUN_S, webhook_share=1.0, result_bytes=14,
+                          input_bytes=len(json.dumps(MESSAGES)))
     rows = {row.resource.split(" (")[0]: row for row in scale.ceilings(work, scale.layout("after"))}
     after = runs["after"].meter
     assert after.peak("by_tenant_list") == pytest.approx(rows["tenant index"].load, rel=0.15)
     assert after.peak("by_watch") == pytest.approx(rows["watch index"].load, rel=0.15)
+    assert after.peak("by_delivery_due") == pytest.approx(rows["delivery index"].load, rel=0.15)

@@ -1,7 +1,7 @@
 """The capacity model: for a workload, the load on every shared resource and the workload at which each one binds.
 
     python -m tools.scale                       # the four reference workloads, before and after (docs/scale.md)
-    python -m tools.scale --workload one-tenant-300  [--layout before|after]
+    python -m tools.scale --workload one-tenant-300  [--layout before|lease-in-item|after]
 
 Per-job writes come from the code: each step of a job's life (created, claimed, renewed, finished, its webhook
 claimed, its body fixed, its attempt recorded) is the item the real adapter writes (``jobadapters.dynamo._item`` of
@@ -20,9 +20,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 from jobadapters import schema
-from jobadapters.dynamo import _item
+from jobadapters.dynamo import _ended_lease_item, _item, _lease_item
 from jobadapters.schema import IndexShards
 from jobcore import deliveries, webhooks
 from jobcore.concurrency import inline_slots
@@ -91,6 +92,7 @@ class Layout:
     inline_capped: bool
     router_concurrency: int
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    lease_apart: bool = True  # a worker's lease in an item of its own (False: in the job item, every renewal rewriting it)
 
     @cached_property
     def costs(self) -> CostModel:
@@ -98,26 +100,37 @@ class Layout:
         return CostModel(self.config.prices(), self.config.lanes())
 
 
+LAYOUTS = ("before", "lease-in-item", "after")
+
+
 def layout(name: str, config: PipelineConfig | None = None) -> Layout:
-    """``after``: this code's table and router; ``before``: the layout it replaced (by_tenant ALL on tenant_id,
-    4 shards per sparse index, no inline budget)."""
+    """``after``: this code's table and router; ``lease-in-item``: the same with each lease in its job's item,
+    every renewal rewriting the whole item (the code before the lease item); ``before``: the layout both replaced
+    (by_tenant ALL on tenant_id, 4 shards per sparse index, no inline budget, the lease in the job item)."""
     config = config or PipelineConfig()
     _, indexes = indexes_of(table_definition())
-    if name == "after":
-        return Layout(name, tuple(indexes), config.index_shards(), True, config.router_concurrency(), config)
+    if name in ("after", "lease-in-item"):
+        return Layout(name, tuple(indexes), config.index_shards(), True, config.router_concurrency(), config,
+                      lease_apart=name == "after")
+    if name != "before":
+        raise ValueError(f"layout {name!r}: one of {', '.join(LAYOUTS)}")
     legacy = Index(schema.LEGACY_TENANT_INDEX, ("tenant_id", schema.TENANT_INDEX_SORT_KEY), (schema.JOBS_PARTITION_KEY,), "ALL")
     others = tuple(index for index in indexes if index.name != schema.TENANT_INDEX)
     return Layout(name, (legacy, *others), IndexShards(tenant=1, watch=4, delivery=4), False,
-                  config.router_concurrency(), config)
+                  config.router_concurrency(), config, lease_apart=False)
 
 
 # --- per job: the writes the code makes -------------------------------------------------------------------
 
 
-def job_states(*, costs: CostModel, model_id: str, inline: bool, renewals: int, webhook: bool, result_bytes: int,
-               input_bytes: int, actual_cost: bool = True) -> Iterator[tuple[str, Job | None, Job]]:
-    """``(step, item before, item after)`` of each write of one job, made by the real transitions; its cost as
-    ``costs`` records it for ``model_id`` (the router's estimate; the runner's actual, unless ``actual_cost`` is False)."""
+def job_writes(*, shards: IndexShards, lease_apart: bool, costs: CostModel, model_id: str, inline: bool, renewals: int,
+               webhook: bool, result_bytes: int, input_bytes: int,
+               actual_cost: bool = True) -> Iterator[tuple[str, dict[str, Any] | None, dict[str, Any]]]:
+    """``(step, item before, item after)`` of each write of one job, the items the real adapter writes
+    (``jobadapters.dynamo``) for the job the real transitions make; a step may write two items (a claim, its
+    lease's). ``lease_apart``: the claim puts the lease in its own item, renewed alone (``DynamoJobStore``); False:
+    the lease in the job item, every renewal rewriting it (the code before). Its cost as ``costs`` records it for
+    ``model_id`` (the router's estimate; the runner's actual, unless ``actual_cost`` is False)."""
     lane = "inline" if inline else "cpu"
     usage = Usage(input_tokens=512, output_tokens=188, model_calls=1)
     estimate = costs.estimate(lane=lane, model_id=model_id, expected_duration_s=3.0, input_tokens=500, output_tokens=200)
@@ -131,21 +144,32 @@ def job_states(*, costs: CostModel, model_id: str, inline: bool, renewals: int, 
               webhook=Webhook("https://hooks.example.com/jobs") if webhook else None,
               cost={"estimate": estimate},
 )
-    if inline:  # recorded running, its lease held for as long as the router can live
+    if inline:  # recorded running, its lease held (in the job item) for as long as the router can live
         job = replace(job, started_at=T0, attempts=1, lease_owner="router:host:1:abcdef12", lease_expires_at=T0 + 30_000)
-    yield "create", None, job
+    yield "create", None, _item(job, shards)
     now = T0
+    apart = lease_apart and not inline
+    stored = job  # what the job item holds
+    lease: dict[str, Any] | None = None  # the lease item
     if not inline:
         now += 1_000
-        claimed = transition(job, JobStatus.RUNNING, now_ms=now, lease_owner="worker-cpu:ip-10-0-0-1:7:abcdef12",
-                             lease_expires_at=now + 60_000)
-        yield "claim", job, claimed
-        job = claimed
+        owner = "worker-cpu:ip-10-0-0-1:7:abcdef12"
+        claimed = transition(job, JobStatus.RUNNING, now_ms=now, lease_owner=owner, lease_expires_at=now + 60_000)
+        yield "claim", _item(job, shards), _item(claimed, shards, lease_apart=apart)
+        if apart:
+            lease = _lease_item(job.job_id, owner=owner, attempt=claimed.attempts, until_ms=now + 60_000, shards=shards)
+            yield "claim", None, lease
+        job = stored = claimed
         for _ in range(renewals):
             now += RENEW_EVERY_S * 1000
-            renewed = replace(job, lease_expires_at=now + 60_000)
-            yield "renew", job, renewed
-            job = renewed
+            if lease is not None:
+                renewed_lease = _lease_item(job.job_id, owner=owner, attempt=job.attempts, until_ms=now + 60_000, shards=shards)
+                yield "renew", lease, renewed_lease
+                lease = renewed_lease
+            else:
+                renewed = replace(job, lease_expires_at=now + 60_000)
+                yield "renew", _item(job, shards), _item(renewed, shards)
+                job = stored = renewed
     now += 1_000
     shell = len(json.dumps({"content": [{"type": "text", "text": ""}]}))
     result = json.dumps({"content": [{"type": "text", "text": "y" * max(0, result_bytes - shell)}]})
@@ -156,7 +180,9 @@ def job_states(*, costs: CostModel, model_id: str, inline: bool, renewals: int, 
                       result_expires_at=now + 30 * 86_400_000, usage=usage, cost=cost)
     if webhook:
         done = replace(done, delivery=webhooks.open_for(done, now_ms=now))
-    yield "finish", job, done
+    yield "finish", _item(stored, shards, lease_apart=apart), _item(done, shards)
+    if lease is not None:
+        yield "finish", lease, _ended_lease_item(lease)
     if not webhook or done.delivery is None:
         return
     held = deliveries.claim(done.delivery, now_ms=now + 100, lease_ms=120_000)
@@ -167,8 +193,18 @@ def job_states(*, costs: CostModel, model_id: str, inline: bool, renewals: int, 
                                                        now_ms=now + 280, schedule=RetrySchedule(), draw=0.5)))
     for step, delivery in steps:
         after = replace(done, delivery=delivery, version=done.version + 1)
-        yield step, done, after
+        yield step, _item(done, shards), _item(after, shards)
         done = after
+
+
+def bill(indexes: Sequence[Index], old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, int]:
+    """Write units of one write, from ``old`` (None: a new item) to ``new``, by table or index (DynamoDB's rules)."""
+    cost = {TABLE: units(max(item_size(old) if old else 0, item_size(new)))}
+    for index in indexes:
+        written = sum(count for _, count in index.writes(old, new))
+        if written:
+            cost[index.name] = written
+    return cost
 
 
 @dataclass
@@ -182,21 +218,19 @@ class PerJob:
 def per_job(lay: Layout, *, inline: bool, renewals: int, webhook: bool, result_bytes: int = 2_000,
             input_bytes: int = 600, actual_cost: bool = True) -> PerJob:
     totals: dict[str, float] = {TABLE: 0}
-    steps = []
-    for step, before, after in job_states(costs=lay.costs, model_id=lay.config.model_id, inline=inline, renewals=renewals,
-                                          webhook=webhook, result_bytes=result_bytes, input_bytes=input_bytes,
-                                          actual_cost=actual_cost):
-        old = _item(before, lay.shards) if before is not None else None
-        new = _item(after, lay.shards)
-        cost = {TABLE: units(max(item_size(old) if old else 0, item_size(new)))}
-        for index in lay.indexes:
-            written = sum(count for _, count in index.writes(old, new))
-            if written:
-                cost[index.name] = written
+    steps: dict[str, dict[str, int]] = {}  # a step's writes added up (a claim writes the job and its lease)
+    renewal = 0
+    for step, before, after in job_writes(shards=lay.shards, lease_apart=lay.lease_apart, costs=lay.costs,
+                                          model_id=lay.config.model_id, inline=inline, renewals=renewals, webhook=webhook,
+                                          result_bytes=result_bytes, input_bytes=input_bytes, actual_cost=actual_cost):
+        if step == "renew":  # each renewal a step of its own
+            renewal += 1
+            step = "renew" if renewal == 1 else f"renew {renewal}"
+        cost = bill(lay.indexes, before, after)
         for where, count in cost.items():
             totals[where] = totals.get(where, 0) + count
-        steps.append((step, cost))
-    return PerJob(totals, steps)
+            steps.setdefault(step, {})[where] = steps.get(step, {}).get(where, 0) + count
+    return PerJob(totals, list(steps.items()))
 
 
 # --- the ceilings ------------------------------------------------------------------------------------------
@@ -238,7 +272,7 @@ def ceilings(work: Workload, lay: Layout) -> list[Ceiling]:
     rows = [
         Ceiling(f"tenant index ({tenant_index.name}): the busiest tenant's partition",
                 rate_of(tenant_index.name) * work.top_tenant_share / shards.tenant, PARTITION_WCU_S, "WCU/s",
-                "tenant_index_shards" if lay.name == "after" else "(one partition a tenant: cannot be raised)"),
+                "tenant_index_shards" if lay.name != "before" else "(one partition a tenant: cannot be raised)"),
         Ceiling(f"watch index ({schema.WATCH_INDEX}): each of {shards.watch} partitions",
                 rate_of(schema.WATCH_INDEX) / shards.watch, PARTITION_WCU_S, "WCU/s", "watch_index_shards"),
         Ceiling(f"delivery index ({schema.DELIVERY_INDEX}): each of {shards.delivery} partitions",
@@ -292,18 +326,32 @@ def table_rows(work: Workload, lay: Layout) -> list[str]:
     return rows
 
 
-def per_job_line(lay: Layout, *, renewals: int) -> str:
-    job = per_job(lay, inline=False, renewals=renewals, webhook=True)
+def per_job_line(lay: Layout, *, renewals: int, input_bytes: int = 600) -> str:
+    job = per_job(lay, inline=False, renewals=renewals, webhook=True, input_bytes=input_bytes)
     shown = ", ".join(f"{where} {count:g}" for where, count in job.units.items())
     return f"{sum(job.units.values()):g} WCU ({shown})"
 
 
+def renewal_line(lay: Layout, *, input_bytes: int) -> str:
+    """Write units of one lease renewal (the second: the first is no different) of a queued job."""
+    steps = dict(per_job(lay, inline=False, renewals=2, webhook=True, input_bytes=input_bytes).steps)
+    shown = ", ".join(f"{where} {count:g}" for where, count in steps["renew 2"].items())
+    return f"{sum(steps['renew 2'].values()):g} WCU ({shown})"
+
+
+BIG_INPUT_BYTES = 64_000  # about the largest input kept in the job item (jobcore.service.INLINE_INPUT_LIMIT)
+
+
 def report(workloads: Sequence[Workload]) -> str:
-    before, after = layout("before"), layout("after")
+    before, in_item, after = (layout(name) for name in LAYOUTS)
     lines = ["# Ceilings (python -m tools.scale)", ""]
-    for renewals in (0, 1):
-        lines.append(f"- a queued job with a webhook, {renewals} lease renewal(s): before {per_job_line(before, renewals=renewals)}; "
-                     f"after {per_job_line(after, renewals=renewals)}")
+    for input_bytes in (600, BIG_INPUT_BYTES):
+        for renewals in (0, 1, 10):
+            lines.append(f"- a queued job with a webhook, a {input_bytes:,} B input, {renewals} lease renewal(s): "
+                         + "; ".join(f"{lay.name} {per_job_line(lay, renewals=renewals, input_bytes=input_bytes)}"
+                                     for lay in (before, in_item, after)))
+        lines.append(f"- a lease renewal, a {input_bytes:,} B input: "
+                     + "; ".join(f"{lay.name} {renewal_line(lay, input_bytes=input_bytes)}" for lay in (before, in_item, after)))
     for work in workloads:
         lines += ["", f"## {work.name}: {work.jobs_s:,.4g} jobs/s, {work.inline_share:.0%} inline, {work.tenants} tenant(s) "
                   f"(busiest {work.top_tenant_share:.0%}), {work.running:,.0f} running", ""]
@@ -315,7 +363,7 @@ def report(workloads: Sequence[Workload]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--workload", choices=[w.name for w in WORKLOADS], help="one reference workload (default: all)")
-    parser.add_argument("--layout", choices=["before", "after"], help="one layout (default: both)")
+    parser.add_argument("--layout", choices=LAYOUTS, help="one layout (default: before and after)")
     args = parser.parse_args(argv)
     chosen = [w for w in WORKLOADS if args.workload in (None, w.name)]
     if args.layout is None:

@@ -14,17 +14,12 @@
   tenant ends (while a busy tenant fills the room, a receive waits for one of its jobs to end).
   A held job not started yet keeps its message hidden (the heartbeat extends it with the others) and is not
   claimed, so another worker cannot run it meanwhile and nothing runs it twice; at the stop it is released.
-- A heartbeat thread, every ``heartbeat_s``, reads the state of every job in flight (one strongly consistent
-  BatchGetItem per 100 jobs, no write), renews the lease of each whose renewal is due (every
-  ``RENEW_EVERY_BEATS`` beats, at most a third of the lease, after it was received or last renewed)
-  and, less often, extends its message's visibility (batched), so a long job is neither swept as stale
-  nor delivered twice while it runs. A read or renewal that finds the job ``canceling``, or finds the
-  lease gone (the sweeper re-queued the job, or it was settled), tells that job's run to stop: its
-  ``RunContext.check`` raises :class:`JobCanceledError` before its next model call, and the runner
-  confirms the cancel. A job of a few seconds is thus never written by the heartbeat at all.
+- A heartbeat thread (:mod:`worker.heartbeat`), every ``heartbeat_s``, reads the state of every job in flight,
+  renews the leases that are due and, less often, extends the messages' visibility; a job found ``canceling`` or
+  no longer this worker's is told to stop.
 - A message is deleted only after the job's result and state are written (the runner does both
   before it returns); a retryable failure makes it visible again after the runner's back-off. Deletes
-  and these visibility changes go 10 a call (DeleteMessageBatch, ChangeMessageVisibilityBatch), each
+  and these visibility changes go 10 a call (:mod:`worker.batcher`: DeleteMessageBatch, ChangeMessageVisibilityBatch), each
   waiting at most ``SETTLE_LINGER_S`` for others to share its call; an entry a call refuses for a
   transient reason is tried again once (a message left undeleted comes back, finds its job finished
   and is deleted then). The slot is free as soon as the delete is asked for. A job
@@ -55,10 +50,11 @@ from jobadapters.tracing import TRACEPARENT
 from jobcore.capacity import TenantShare
 from jobcore.errors import JobCanceledError
 from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
-from jobcore.model import JobStatus
 from jobcore.runner import Disposition, JobRunner
 from jobcore.tasks import RunContext
+from worker.batcher import SETTLE_LINGER_S, SqsBatcher, change_visibility
 from worker.fairness import FairSlots
+from worker.heartbeat import Heartbeat, InFlight
 from worker.protection import TaskProtection
 
 log = logging.getLogger(__name__)
@@ -72,42 +68,10 @@ RELEASE_RESERVE_S = 5
 # So the jobs in flight may finish for at most this long after the stop. A receive in flight at the
 # stop (at most SQS_MAX_WAIT_S) returns well within it, and its messages are released at once.
 DRAIN_LIMIT_S = ECS_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S - RELEASE_RESERVE_S
-# A delete or visibility change waits at most this long for others to share its batch call.
-SETTLE_LINGER_S = 0.05
 # Receives in flight at once: one per SQS_MAX_BATCH slots, at most this many. Two keep one receive in flight while
 # another takes the slots freed meanwhile; more only split the freed slots into more, smaller receives (each a
 # request: SQS bills per request, and on the bench machine each costs CPU).
 MAX_RECEIVERS = 2
-# A lease is renewed every this many heartbeats (and at most a third of the lease apart); the beats between
-# only read the jobs' states, 100 a call.
-RENEW_EVERY_BEATS = 10
-
-
-@dataclass(eq=False)
-class _InFlight:
-    """A received message while it is this worker's: its job, and whether its run must stop."""
-
-    message_id: str
-    receipt: str  # the newest: SQS may deliver the same message again while it runs here
-    receives: int
-    job_id: str | None  # None: not a job message (``problem`` says why)
-    problem: str = ""
-    leased: bool = False  # the runner has claimed the job (its run began, or a renewal succeeded)
-    renew_at_ms: int = 0  # when its lease is next renewed (runner clock): due a set time after receipt or renewal
-    tenant: str = ""  # its message group (the job's tenant, as :func:`jobadapters.sqs.message_group` makes it)
-    started: bool = False  # given a slot: before, it is only held (hidden, not claimed)
-    beyond_room: bool = False  # received by a follow-up receive, beyond the room the slots' semaphore counts
-    ran: bool = False  # the runner has returned: nothing left to renew
-    released: bool = False  # given back to the queue at shutdown: never settled from here
-    why: str = ""  # why the run was told to stop
-    traceparent: str | None = None  # the submit's trace context, from the message's attributes
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def stop_run(self, why: str) -> None:
-        if not self.stop.is_set():
-            self.why = why
-            self.stop.set()
-            log.info("job %s: stopping its run: %s", self.job_id, why)
 
 
 @dataclass(kw_only=True)
@@ -149,7 +113,9 @@ class Poller:
         if not 1 <= self.receivers <= self.concurrency:
             raise ValueError(f"receivers={self.receivers}: need 1 <= receivers <= concurrency ({self.concurrency})")
         self._batcher = SqsBatcher(self.sqs, self.queue_url, linger_s=self.settle_linger_s)
-        self._in_flight: dict[str, _InFlight] = {}  # by message id
+        self._heartbeat = Heartbeat(runner=self.runner, every_s=self.heartbeat_s, hold_s=self.hold_s, clock=self.clock,
+                                    in_flight=self._in_flight_now, extend=self._extend_visibility)
+        self._in_flight: dict[str, InFlight] = {}  # by message id
         self._lock = threading.Lock()
         if self.lookahead < 0:
             self.lookahead = min(SQS_MAX_BATCH, self.concurrency)
@@ -160,7 +126,7 @@ class Poller:
         # the lookahead's: a quiet tenant's message, which the fair queue delivers first, arrives when any frees).
         self._slots = threading.Semaphore(self.concurrency + self.lookahead + self.fair_extra_slots)
         # The shares by message group, as the messages name their tenant (a long or odd tenant id is hashed).
-        self._fair: FairSlots[_InFlight] = FairSlots(
+        self._fair: FairSlots[InFlight] = FairSlots(
             {key if key == "*" else message_group(key): share for key, share in self.tenant_shares.items()})
         self._beyond_room = 0  # messages held beyond the semaphore's room (follow-up receives), under _lock
         self._pool: ThreadPoolExecutor | None = None
@@ -177,7 +143,7 @@ class Poller:
     def run(self, stop: threading.Event) -> None:
         finished = threading.Event()
         threading.Thread(target=self._watch_stop, args=(stop, finished), name="stop-watch", daemon=True).start()
-        threading.Thread(target=self._heartbeat, args=(finished,), name="heartbeat", daemon=True).start()
+        threading.Thread(target=self._heartbeat.run, args=(finished,), name="heartbeat", daemon=True).start()
         threading.Thread(target=self._batcher.run, args=(finished,), name="sqs-batcher", daemon=True).start()
         pool = ThreadPoolExecutor(max_workers=self.concurrency + self.fair_extra_slots, thread_name_prefix="job")
         self._pool, self._stop = pool, stop
@@ -254,7 +220,7 @@ class Poller:
                 log.info("stop requested: no more receives; draining for at most %g s", self.drain_s)
             return self.stopped_at
 
-    def _receive(self, stop: threading.Event) -> list[_InFlight]:
+    def _receive(self, stop: threading.Event) -> list[InFlight]:
         free = self._acquire_slots()
         if not free:
             return []
@@ -263,11 +229,11 @@ class Poller:
             self._slots.release()
         return entries + self._follow_up(stop, entries)
 
-    def _follow_up(self, stop: threading.Event, received: list[_InFlight]) -> list[_InFlight]:
+    def _follow_up(self, stop: threading.Event, received: list[InFlight]) -> list[InFlight]:
         """While the last receive brought a message of a tenant under its fair share beside busy ones, receive again at
         once (no wait), beyond the room, into at most ``fair_extra_slots`` held beyond it: the fair queue hands out that
         tenant's other messages first. What comes with them of other tenants is held like the lookahead."""
-        entries: list[_InFlight] = []
+        entries: list[InFlight] = []
         while not stop.is_set():
             with self._lock:
                 newcomer = any(self._fair.newcomer_under_share(e.tenant, self.concurrency) for e in received)
@@ -283,7 +249,7 @@ class Poller:
             entries += received
         return entries
 
-    def _receive_some(self, stop: threading.Event, count: int, *, wait_s: int) -> list[_InFlight]:
+    def _receive_some(self, stop: threading.Event, count: int, *, wait_s: int) -> list[InFlight]:
         messages: list[dict[str, Any]] = []
         if not stop.is_set():
             try:
@@ -306,7 +272,7 @@ class Poller:
             self._change_visibility(held, self.visibility_timeout_s)
         return entries
 
-    def _free_room(self, entries: list[_InFlight]) -> None:
+    def _free_room(self, entries: list[InFlight]) -> None:
         """The room each of ``entries`` held is free again (the semaphore's, or that beyond it)."""
         beyond = sum(e.beyond_room for e in entries)
         if beyond:
@@ -315,8 +281,8 @@ class Poller:
         for _ in range(len(entries) - beyond):
             self._slots.release()
 
-    def _register(self, messages: list[dict[str, Any]]) -> tuple[list[_InFlight], list[tuple[str, str]]]:
-        entries: list[_InFlight] = []
+    def _register(self, messages: list[dict[str, Any]]) -> tuple[list[InFlight], list[tuple[str, str]]]:
+        entries: list[InFlight] = []
         held: list[tuple[str, str]] = []
         # Renewed this long after its receipt: its claim comes after it, so its lease lasts longer still.
         renew_at_ms = self.runner.clock_ms() + self.renew_every_ms
@@ -346,7 +312,7 @@ class Poller:
 
     # --- running --------------------------------------------------------------------------------
 
-    def _handle(self, entry: _InFlight) -> None:
+    def _handle(self, entry: InFlight) -> None:
         try:
             if not entry.released:
                 self._settle(entry)
@@ -361,7 +327,7 @@ class Poller:
             self._dispatch()
             self._sync_protection()
 
-    def _settle(self, entry: _InFlight) -> None:
+    def _settle(self, entry: InFlight) -> None:
         if entry.job_id is None:
             log.error("message %s: %s", entry.message_id, entry.problem)
             self._batcher.change_visibility(entry.message_id, entry.receipt, _MALFORMED_RETRY_S)
@@ -400,7 +366,7 @@ class Poller:
             return False
         return True
 
-    def _context(self, entry: _InFlight) -> RunContext:
+    def _context(self, entry: InFlight) -> RunContext:
         """The run's context: its ``check`` stops the run once its job is canceled or its lease lost."""
         base = self.ctx.check
 
@@ -423,62 +389,19 @@ class Poller:
 
     @property
     def renew_every_ms(self) -> int:
-        """How often a job's lease is renewed: every ``RENEW_EVERY_BEATS`` beats, at most a third of the lease."""
-        return int(min(self.runner.lease_ms / 3, RENEW_EVERY_BEATS * self.heartbeat_s * 1000))
+        """How often a job's lease is renewed (:attr:`worker.heartbeat.Heartbeat.renew_every_ms`)."""
+        return self._heartbeat.renew_every_ms
 
-    def _heartbeat(self, finished: threading.Event) -> None:
-        visibility_every_s = max(1.0, self.hold_s / 3)
-        visibility_due = self.clock() + visibility_every_s
-        while not finished.wait(self.heartbeat_s):
+    def _in_flight_now(self) -> list[InFlight]:
+        with self._lock:
+            return list(self._in_flight.values())
+
+    def _extend_visibility(self, seconds: int) -> None:
+        """Keep every message held here hidden ``seconds`` more (none released meanwhile: see ``_visibility_lock``)."""
+        with self._visibility_lock:
             with self._lock:
-                entries = list(self._in_flight.values())
-            self._check_leases(entries)
-            if self.clock() >= visibility_due:
-                visibility_due = self.clock() + visibility_every_s
-                with self._visibility_lock:
-                    with self._lock:
-                        receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
-                    self._change_visibility(receipts, self.hold_s)
-
-    def _check_leases(self, entries: Sequence[_InFlight]) -> None:
-        """Renew the leases that are due; read the state of the other jobs in flight, 100 a call."""
-        store, owner = self.runner.store, self.runner.owner
-        # A run told to stop is renewed still until it returns (a call in progress ends first), so the
-        # sweeper does not take a live run for a dead one; a released one is left to run out.
-        live = [(e, e.job_id) for e in entries if e.job_id is not None and e.started and not e.ran and not e.released]
-        now = self.runner.clock_ms()
-        due = [(entry, job_id) for entry, job_id in live if now >= entry.renew_at_ms]
-        rest = [(entry, job_id, entry.leased) for entry, job_id in live if now < entry.renew_at_ms]  # only read
-        for entry, job_id in due:
-            was_leased = entry.leased  # read before asking: a None for a claim not yet made means nothing
-            try:
-                status = store.renew_lease(job_id, owner=owner, until_ms=self.runner.clock_ms() + self.runner.lease_ms)
-            except Exception as error:  # noqa: BLE001 - the next beat tries again; the lease outlives several
-                log.warning("job %s: lease renewal failed: %s", job_id, error)
-                continue
-            entry.renew_at_ms = now + self.renew_every_ms
-            self._observe(entry, was_leased, status)
-        if not rest:
-            return
-        try:
-            states = store.lease_states([job_id for _, job_id, _ in rest])
-        except Exception as error:  # noqa: BLE001 - the next beat reads again
-            log.warning("reading the state of %d jobs in flight failed: %s", len(rest), error)
-            return
-        for entry, job_id, was_leased in rest:
-            status, holder = states.get(job_id, (None, None))
-            held = status in (JobStatus.RUNNING, JobStatus.CANCELING) and holder == owner
-            self._observe(entry, was_leased, status if held else None)
-
-    def _observe(self, entry: _InFlight, was_leased: bool, status: JobStatus | None) -> None:
-        """Act on a job's state as its heartbeat found it: ``status`` None when this worker does not hold it."""
-        if status is None:
-            if was_leased and not entry.ran:  # a run that has just ended (and settled its job) lost nothing
-                entry.stop_run("its lease was lost (re-queued by the sweeper, or settled elsewhere)")
-            return
-        entry.leased = True
-        if status is JobStatus.CANCELING:
-            entry.stop_run("it is being canceled")
+                receipts = [(e.message_id, e.receipt) for e in self._in_flight.values() if not e.released]
+            self._change_visibility(receipts, seconds)
 
     def _sync_protection(self) -> None:
         """Make scale-in protection match whether jobs are in flight, renewing it before it expires.
@@ -533,138 +456,15 @@ class Poller:
     # --- SQS ------------------------------------------------------------------------------------
 
     def _change_visibility(self, messages: Sequence[tuple[str, str]], seconds: int) -> None:
-        """Set the visibility of ``(message id, receipt)``s, 10 a call; failures are logged, never raised."""
-        for start in range(0, len(messages), SQS_MAX_BATCH):
-            chunk = messages[start:start + SQS_MAX_BATCH]
-            entries = [{"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": int(seconds)} for i, (_, receipt) in enumerate(chunk)]
-            try:
-                failed = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
-            except Exception as error:  # noqa: BLE001 - the messages expire back into the queue anyway
-                log.warning("visibility change of %d messages failed: %s", len(chunk), error)
-                continue
-            for failure in failed:
-                message_id = chunk[int(failure["Id"])][0]
-                log.warning("visibility change of message %s failed: %s %s", message_id, failure.get("Code"), failure.get("Message"))
+        change_visibility(self.sqs, self.queue_url, messages, seconds)
 
 
-@dataclass(frozen=True)
-class _Settle:
-    """A delete (``seconds`` None) or a visibility change of one message, and how many calls it has been in."""
-
-    message_id: str
-    receipt: str
-    seconds: int | None = None
-    tries: int = 0
-
-
-class SqsBatcher:
-    """Deletes and visibility changes of one queue, sent 10 a call by one thread.
-
-    A request waits at most ``linger_s`` (from when it was asked for) for others of its kind to share its
-    call, less when 10 are waiting or a flush is asked for. A call that fails, and the entries it refuses
-    for a reason that is not the request's own (``SenderFault`` false), are tried once more; then logged
-    and left: an undeleted message comes back and finds its job finished, a message whose visibility
-    did not change comes back when its current visibility ends. One thread also keeps the deletes of
-    one queue from overlapping each other (moto's delete of one message is not safe against another's).
-    """
-
-    def __init__(self, sqs: Any, queue_url: str, *, linger_s: float):
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._linger_s = linger_s
-        self._cond = threading.Condition()
-        self._pending: list[tuple[float, _Settle]] = []  # (asked at, request), oldest first
-        self._sending = False
-        self._flushes = 0  # flushes waiting: send what is pending without lingering
-
-    def delete(self, message_id: str, receipt: str) -> None:
-        self._add(_Settle(message_id, receipt))
-
-    def change_visibility(self, message_id: str, receipt: str, seconds: int) -> None:
-        self._add(_Settle(message_id, receipt, int(seconds)))
-
-    def _add(self, request: _Settle) -> None:
-        with self._cond:
-            self._pending.append((time.monotonic(), request))
-            self._cond.notify_all()
-
-    def flush(self, *, timeout_s: float) -> bool:
-        """Send everything asked for so far; False if that took longer than ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            self._flushes += 1
-            self._cond.notify_all()
-            try:
-                while self._pending or self._sending:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._cond.wait(left)
-                return True
-            finally:
-                self._flushes -= 1
-
-    def run(self, finished: threading.Event) -> None:
-        while True:
-            with self._cond:
-                while not self._pending:
-                    if finished.is_set():
-                        return
-                    self._cond.wait(0.5)
-                while not (self._flushes or finished.is_set() or self._full()):
-                    left = self._pending[0][0] + self._linger_s - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                deletes = [r for _, r in self._pending if r.seconds is None][:SQS_MAX_BATCH]
-                changes = [r for _, r in self._pending if r.seconds is not None][:SQS_MAX_BATCH]
-                taken = {id(r) for r in deletes + changes}
-                self._pending = [(at, r) for at, r in self._pending if id(r) not in taken]
-                self._sending = True
-            try:
-                again = self._send(deletes, delete=True) + self._send(changes, delete=False)
-            finally:
-                with self._cond:
-                    self._pending[:0] = [(0.0, replace(r, tries=r.tries + 1)) for r in again]  # at the front: due now
-                    self._sending = False
-                    self._cond.notify_all()
-
-    def _full(self) -> bool:
-        deletes = sum(r.seconds is None for _, r in self._pending)
-        return deletes >= SQS_MAX_BATCH or len(self._pending) - deletes >= SQS_MAX_BATCH
-
-    def _send(self, requests: list[_Settle], *, delete: bool) -> list[_Settle]:
-        """One batch call; the requests to try again."""
-        if not requests:
-            return []
-        what = "delete" if delete else "visibility change"
-        entries: list[dict[str, Any]] = [{"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(requests)]
-        try:
-            if delete:
-                failed = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
-            else:
-                for entry, request in zip(entries, requests, strict=True):
-                    entry["VisibilityTimeout"] = request.seconds
-                failed = self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
-        except Exception as error:  # noqa: BLE001 - tried once more, then the messages come back by themselves
-            log.warning("%s of %d messages failed: %s", what, len(requests), error)
-            return [r for r in requests if r.tries == 0]
-        again = []
-        for failure in failed:
-            request = requests[int(failure["Id"])]
-            if not failure.get("SenderFault") and request.tries == 0:
-                again.append(request)
-                continue
-            log.warning("%s of message %s failed: %s %s", what, request.message_id, failure.get("Code"), failure.get("Message"))
-        return again
-
-
-def _entry(message: dict[str, Any]) -> _InFlight:
+def _entry(message: dict[str, Any]) -> InFlight:
     attributes = message.get("Attributes", {})
     receives = int(attributes.get("ApproximateReceiveCount", "1"))
     try:
         job_id, problem = decode(message["Body"]), ""
     except ValueError as error:
         job_id, problem = None, str(error)
-    return _InFlight(message["MessageId"], message["ReceiptHandle"], receives, job_id, problem,
+    return InFlight(message["MessageId"], message["ReceiptHandle"], receives, job_id, problem,
                      traceparent=traceparent_of(message), tenant=attributes.get("MessageGroupId", ""))

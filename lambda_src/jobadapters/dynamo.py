@@ -10,7 +10,7 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,7 @@ from jobadapters.schema import JOBS_PARTITION_KEY, IndexShards
 from jobcore.concurrency import SLOT_WINDOW_S, slot_shards
 from jobcore.errors import ConflictError
 from jobcore.idempotency import IdempotencyRecord
-from jobcore.model import Job, JobStatus, watch_at
+from jobcore.model import ACTIVE, Job, JobStatus, watch_at
 from jobcore.ports import BatchRecord, Cursor
 from jobcore.usage import UsageEntry
 
@@ -35,6 +35,8 @@ _STORE = "the job store"
 _BATCH_GET_MAX = 100  # keys in one BatchGetItem
 _BATCH_GET_ROUNDS = 3  # BatchGetItem calls per 100 keys, while DynamoDB leaves some unprocessed
 _JOB_STATUSES = frozenset(status.value for status in JobStatus)
+_ACTIVE_STATUSES = frozenset(status.value for status in ACTIVE)
+_LEASE_TTL_S = 86_400  # a lease item outlives its end by a day (then DynamoDB's TTL deletes it)
 
 
 class DynamoJobStore:
@@ -52,37 +54,64 @@ class DynamoJobStore:
 
     @translated(_STORE)
     def save(self, job: Job, *, expected_version: int) -> None:
-        self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, f"job {job.job_id} changed since version {expected_version}")
+        old = self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version},
+                        f"job {job.job_id} changed since version {expected_version}")
+        apart = old.get(schema.LEASE_APART_MARK)
+        if apart is None or old.get("status") not in _ACTIVE_STATUSES or apart != old.get("attempts"):
+            return
+        if job.status in ACTIVE and job.lease_owner == old.get("lease_owner") and job.attempts == apart:
+            self._keep_apart(job)  # saved during the run (a cancel): its lease item still holds the lease
+        else:  # the run ended, or the job changed hands: its lease item leaves the watch index
+            self._end_lease(job.job_id, owner=str(old.get("lease_owner")), attempt=int(apart))
 
     @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
-        return _job_of(self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item"))
+        return self._with_lease(self._table.get_item(Key={JOBS_PARTITION_KEY: job_id}, ConsistentRead=True).get("Item"))
+
+    def _with_lease(self, item: dict[str, Any] | None) -> Job | None:
+        """The job of ``item``, its lease's end read from its lease item when the lease is apart (the later of the
+        two ends: the job item keeps the claim's)."""
+        job = _job_of(item)
+        if job is None or item is None or job.status not in ACTIVE or item.get(schema.LEASE_APART_MARK) != job.attempts:
+            return job
+        lease = self._table.get_item(Key={JOBS_PARTITION_KEY: _lease_key(job.job_id)}, ConsistentRead=True).get("Item")
+        if lease is None or lease.get("lease_owner") != job.lease_owner or lease.get("lease_attempt") != job.attempts:
+            return job
+        return replace(job, lease_expires_at=max(job.lease_expires_at or 0, int(lease["lease_expires_at"])))
 
     @translated(_STORE)
     def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
-        # transition(job, RUNNING, ...) of a queued job as one update, the watch index following the lease (see
-        # _item); a job that may not be claimed so comes back as it stands, from the refused write itself.
+        # transition(job, RUNNING, ...) of a queued job as one update; a job that may not be claimed so comes back
+        # as it stands, from the refused write itself. The lease goes apart at once (see _lease_item): the job item
+        # leaves the watch index, its lease item enters it, so that no renewal ever writes the job item again.
         try:
             item = self._table.update_item(
                 Key={JOBS_PARTITION_KEY: job_id},
                 UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
-                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #shard = :shard, #watch = :until "
-                                 "REMOVE unsent_since",
+                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #apart = attempts + :one "
+                                 "REMOVE unsent_since, #shard, #watch",
                 ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
                                     "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
                 ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,
-                                          "#watch": schema.WATCH_INDEX_SORT_KEY},
+                                          "#watch": schema.WATCH_INDEX_SORT_KEY, "#apart": schema.LEASE_APART_MARK},
                 ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
-                                           ":one": 1, ":owner": owner, ":until": lease_expires_at,
-                                           ":shard": _watch_shard(_shard_of(job_id, self._shards.watch))},
+                                           ":one": 1, ":owner": owner, ":until": lease_expires_at},
                 ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = error.response.get("Item")  # the low-level shape: the Table resource converts only answers
-            return _job_of({k: _DESERIALIZE.deserialize(v) for k, v in old.items()} if old else None), False
-        return Job.from_dict(_plain(item)), True
+            return self._with_lease({k: _DESERIALIZE.deserialize(v) for k, v in old.items()} if old else None), False
+        claimed = Job.from_dict(_plain(item))
+        try:
+            self._table.put_item(Item=_lease_item(job_id, owner=owner, attempt=claimed.attempts, until_ms=lease_expires_at,
+                                                  shards=self._shards))
+        except Exception as error:  # noqa: BLE001 - the claim stands: the first renewal writes the lease item
+            # Until then the job item's lease holds it; if this worker dies first, its message comes back when that
+            # lease has ended (the message is hidden no longer than a lease) and the next receive claims the job.
+            log.warning("job %s: its lease item was not written (%s); the first renewal writes it", job_id, error)
+        return claimed, True
 
     @translated(_STORE)
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
@@ -91,28 +120,77 @@ class DynamoJobStore:
 
     @translated(_STORE)
     def watched(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
-        return self._sharded(schema.WATCH_INDEX, schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY,
-                             _watch_shard, self._shards.watch, until_ms, limit)
+        due = self._sharded(schema.WATCH_INDEX, schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY,
+                            _watch_shard, self._shards.watch, until_ms, limit)
+        leases = {key.removeprefix(schema.LEASE_ITEM_PREFIX) for key, _ in due if key.startswith(schema.LEASE_ITEM_PREFIX)}
+        held = self._held_leases(leases) if leases else set()
+        found: dict[str, int] = {}
+        for key, at in due:
+            job_id = key.removeprefix(schema.LEASE_ITEM_PREFIX)
+            if key.startswith(schema.LEASE_ITEM_PREFIX) and job_id not in held:
+                continue
+            found[job_id] = min(at, found.get(job_id, at))
+        return sorted(found.items(), key=lambda entry: (entry[1], entry[0]))
+
+    def _held_leases(self, job_ids: set[str]) -> set[str]:
+        """Of the jobs whose lease items came due, those whose lease the job still holds (running or canceling, by
+        that owner, on that attempt); the others' lease items are left over (a process died between the job's
+        write and its lease item's) and leave the watch index here."""
+        items = {item[JOBS_PARTITION_KEY]: item for item in _batch_get(
+            self._table, [key for job_id in sorted(job_ids) for key in (job_id, _lease_key(job_id))],
+            ProjectionExpression="#pk, #status, attempts, lease_owner, lease_attempt",
+            ExpressionAttributeNames={"#pk": JOBS_PARTITION_KEY, "#status": "status"})}
+        held = set()
+        for job_id in job_ids:
+            job, lease = items.get(job_id, {}), items.get(_lease_key(job_id))
+            if lease is None:
+                continue
+            if (job.get("status") in _ACTIVE_STATUSES and job.get("lease_owner") == lease.get("lease_owner")
+                    and job.get("attempts") == lease.get("lease_attempt")):
+                held.add(job_id)
+            elif "lease_owner" in lease:
+                self._end_lease(job_id, owner=str(lease["lease_owner"]), attempt=int(lease.get("lease_attempt", 0)))
+        return held
 
     @translated(_STORE)
-    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> bool:
+        # The lease item alone: one write unit, its keys-only watch entry moved; the job item, whatever its size,
+        # and its version are not touched.
+        try:
+            self._table.update_item(
+                Key={JOBS_PARTITION_KEY: _lease_key(job_id)},
+                UpdateExpression="SET lease_expires_at = :until, #watch = :until, #ttl = :ttl",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeNames={"#watch": schema.WATCH_INDEX_SORT_KEY, "#ttl": schema.TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":until": until_ms, ":owner": owner, ":ttl": _lease_ttl(until_ms)},
+            )
+            return True
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        # No lease item of this owner: the job was claimed by a save (a job that waited for the model, a run
+        # taken over from a dead worker), or its lease item was not written, or the owner lost the job. The first
+        # two move the lease apart now, the job item's condition telling them from the third.
         try:
             item = self._table.update_item(
                 Key={JOBS_PARTITION_KEY: job_id},
-                # The watch index's sort key moves with the lease; the version does not (no conflict with
-                # the runner's own next write).
-                UpdateExpression="SET lease_expires_at = :until, #watch = :until",
+                UpdateExpression="SET lease_expires_at = :until, #apart = attempts REMOVE #shard, #watch",
                 ConditionExpression="lease_owner = :owner AND #status IN (:running, :canceling)",
-                ExpressionAttributeNames={"#watch": schema.WATCH_INDEX_SORT_KEY, "#status": "status"},
+                ExpressionAttributeNames={"#apart": schema.LEASE_APART_MARK, "#status": "status",
+                                          "#shard": schema.WATCH_INDEX_PARTITION_KEY, "#watch": schema.WATCH_INDEX_SORT_KEY},
                 ExpressionAttributeValues={":until": until_ms, ":owner": owner, ":running": JobStatus.RUNNING.value,
                                            ":canceling": JobStatus.CANCELING.value},
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW",  # its attempt (rare: once a run at most)
             )["Attributes"]
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
+                return False
             raise
-        return JobStatus(item["status"])
+        # A death before this write is found by the message coming back (the job item's lease has just been
+        # extended to the same end), as for a claim whose lease item was not written.
+        self._table.put_item(Item=_lease_item(job_id, owner=owner, attempt=int(item["attempts"]),
+                                              until_ms=until_ms, shards=self._shards))
+        return True
 
     @translated(_STORE)
     def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
@@ -220,15 +298,58 @@ class DynamoJobStore:
             found += in_shard[:limit]
         return [(job_id, at) for at, job_id in sorted(found)[:limit]]
 
+    def _keep_apart(self, job: Job) -> None:
+        """The job item just saved keeps its lease apart (marked, out of the watch index): unless it changed again."""
+        try:
+            self._table.update_item(
+                Key={JOBS_PARTITION_KEY: job.job_id}, UpdateExpression="SET #apart = :attempt REMOVE #shard, #watch",
+                ConditionExpression="#v = :v AND lease_owner = :owner",
+                ExpressionAttributeNames={"#apart": schema.LEASE_APART_MARK, "#v": "version",
+                                          "#shard": schema.WATCH_INDEX_PARTITION_KEY, "#watch": schema.WATCH_INDEX_SORT_KEY},
+                ExpressionAttributeValues={":attempt": job.attempts, ":v": job.version, ":owner": job.lease_owner})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return  # written again since: a write that left the lease active kept it as this one did; any other ended it
+            self._not_kept_apart(job, error)
+        except Exception as error:  # noqa: BLE001 - the save itself stands; see _not_kept_apart
+            self._not_kept_apart(job, error)
+
+    @staticmethod
+    def _not_kept_apart(job: Job, error: Exception) -> None:
+        # The job item is then watched by the end its lease had when it was read (its lease item, renewed, is
+        # not read without the mark): if the run outlives it, the sweeper takes it for dead and settles it as it
+        # stands (a cancel ends canceled; the worker's heartbeat then stops its run).
+        log.warning("job %s: its lease was not kept apart (%s); the sweeper may settle it at %s", job.job_id, error,
+                    job.lease_expires_at)
+
+    def _end_lease(self, job_id: str, *, owner: str, attempt: int) -> None:
+        """Take ``owner``'s lease item of ``attempt`` out of the watch index and from its owner (whose renewals then
+        fail); a newer lease's item is left alone. Failing, it is logged: the sweep's ``watched`` ends it when met."""
+        try:
+            self._table.update_item(
+                Key={JOBS_PARTITION_KEY: _lease_key(job_id)},
+                UpdateExpression="REMOVE " + ", ".join(f"#e{n}" for n in range(len(_ENDED))),
+                ConditionExpression="lease_owner = :owner AND lease_attempt = :attempt",
+                ExpressionAttributeNames={f"#e{n}": name for n, name in enumerate(_ENDED)},
+                ExpressionAttributeValues={":owner": owner, ":attempt": attempt})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return
+            log.warning("job %s: its lease item was not ended (%s); the sweep ends it", job_id, error)
+        except Exception as error:  # noqa: BLE001 - the job's own write stands; the sweep ends the lease item
+            log.warning("job %s: its lease item was not ended (%s); the sweep ends it", job_id, error)
+
     def _item(self, job: Job) -> dict[str, Any]:
         return _item(job, self._shards)
 
-    def _put(self, job: Job, condition: str, names: dict[str, str], values: dict[str, Any], conflict: str) -> None:
-        kwargs: dict[str, Any] = {"Item": self._item(job), "ConditionExpression": condition, "ExpressionAttributeNames": names}
+    def _put(self, job: Job, condition: str, names: dict[str, str], values: dict[str, Any], conflict: str) -> dict[str, Any]:
+        """Put ``job``'s item on ``condition``; the item it replaced (empty: none)."""
+        kwargs: dict[str, Any] = {"Item": self._item(job), "ConditionExpression": condition, "ExpressionAttributeNames": names,
+                                  "ReturnValues": "ALL_OLD"}
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
-            self._table.put_item(**kwargs)
+            return self._table.put_item(**kwargs).get("Attributes") or {}
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ConflictError(conflict) from None
@@ -260,18 +381,49 @@ def _listed(items: list[dict[str, Any]]) -> list[Job]:
     return jobs
 
 
-def _item(job: Job, shards: IndexShards) -> dict[str, Any]:
+def _item(job: Job, shards: IndexShards, *, lease_apart: bool = False) -> dict[str, Any]:
+    """``job``'s item; ``lease_apart``: a running job whose lease is in its lease item (marked with its attempt,
+    and out of the watch index: the lease item is in it)."""
     item = json.loads(json.dumps(job.to_dict()), parse_float=Decimal)
     item[schema.TENANT_INDEX_PARTITION_KEY] = _tenant_shard(job.tenant_id, _shard_of(job.job_id, shards.tenant))
     sweep_at = job.delivery.sweep_at() if job.delivery is not None else None
     if sweep_at is not None:  # only pending deliveries are in the (sparse) delivery index
         item[schema.DELIVERY_INDEX_PARTITION_KEY] = _delivery_shard(_shard_of(job.job_id, shards.delivery))
         item[schema.DELIVERY_INDEX_SORT_KEY] = sweep_at
+    if lease_apart and job.status in ACTIVE:
+        item[schema.LEASE_APART_MARK] = job.attempts
+        return item
     watch = watch_at(job)
     if watch is not None:  # only jobs the sweeper watches are in the (sparse) watch index
         item[schema.WATCH_INDEX_PARTITION_KEY] = _watch_shard(_shard_of(job.job_id, shards.watch))
         item[schema.WATCH_INDEX_SORT_KEY] = watch
     return item
+
+
+def _lease_item(job_id: str, *, owner: str, attempt: int, until_ms: int, shards: IndexShards) -> dict[str, Any]:
+    """A worker's lease on ``attempt`` of a job, apart from the job's item (``schema.LEASE_ITEM_PREFIX``): in the
+    watch index by its end, in the job's watch shard. Once it is written the job item holds no watch entry: the
+    sweeper finds a dead worker's job by this item, and reads the lease's end from it (``DynamoJobStore.get``)."""
+    return {JOBS_PARTITION_KEY: _lease_key(job_id), "lease_owner": owner, "lease_attempt": attempt,
+            "lease_expires_at": until_ms, schema.WATCH_INDEX_PARTITION_KEY: _watch_shard(_shard_of(job_id, shards.watch)),
+            schema.WATCH_INDEX_SORT_KEY: until_ms, schema.TTL_ATTRIBUTE: _lease_ttl(until_ms)}
+
+
+# What ending a lease takes from its item (``DynamoJobStore._end_lease``): its owner and its watch entry.
+_ENDED = ("lease_owner", schema.WATCH_INDEX_PARTITION_KEY, schema.WATCH_INDEX_SORT_KEY)
+
+
+def _ended_lease_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A lease item once its lease has ended."""
+    return {name: value for name, value in item.items() if name not in _ENDED}
+
+
+def _lease_key(job_id: str) -> str:
+    return schema.LEASE_ITEM_PREFIX + job_id
+
+
+def _lease_ttl(until_ms: int) -> int:
+    return until_ms // 1000 + _LEASE_TTL_S
 
 
 def _shard_of(job_id: str, shards: int) -> int:

@@ -45,6 +45,13 @@ DELIVERY_INDEX_SORT_KEY = "delivery_due_at"
 WATCH_INDEX = "by_watch"
 WATCH_INDEX_PARTITION_KEY = "watch_shard"
 WATCH_INDEX_SORT_KEY = "watch_at"
+# A worker's lease, kept apart from its job (jobadapters.dynamo): one small item, LEASE_ITEM_PREFIX + the job's id,
+# holding the owner, the attempt it was claimed for and its end, in the watch index by that end; renewed alone (1
+# write unit, and its keys-only watch entry moved), whatever the job's size. The job item then carries LEASE_APART_MARK
+# (the attempt whose lease is apart) and no watch entry of its own. No tenant_id and no job status: never listed,
+# never read as a job; the same TTL, a day past its end.
+LEASE_ITEM_PREFIX = "lease#"
+LEASE_APART_MARK = "lease_apart"
 MAX_INDEX_SHARDS = 256
 
 

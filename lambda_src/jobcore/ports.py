@@ -58,9 +58,11 @@ class JobStore(Protocol):
         (:func:`jobcore.model.watch_at`: leases ending, queue deadlines passing), earliest first."""
         ...
 
-    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> JobStatus | None:
+    def renew_lease(self, job_id: str, *, owner: str, until_ms: int) -> bool:
         """Extend ``owner``'s lease on a running (or canceling) job to ``until_ms``, without changing its
-        version; the job's status, or None if ``owner`` no longer holds it."""
+        version; False if ``owner`` no longer holds it (its job re-queued, settled or claimed by another). It
+        says nothing of a cancel: :meth:`lease_states` does (DynamoDB renews the lease in an item of its own, a
+        write unit whatever the job's size, that knows nothing of the job's status)."""
         ...
 
     def lease_states(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:

@@ -103,6 +103,21 @@ class Disposition:
     # made visible again after ``retry_in_s`` as for any retry.
     requeue: bool = False
 
+    @classmethod
+    def settled(cls, job: Job | None = None, *, note: str = "") -> Disposition:
+        """Delete the message: its job is settled (or there is nothing to run)."""
+        return cls(True, job, note=note)
+
+    @classmethod
+    def retry(cls, job: Job, *, in_s: int, note: str = "") -> Disposition:
+        """Make the message visible again in ``in_s`` seconds (a receive spent)."""
+        return cls(False, job, retry_in_s=in_s, note=note)
+
+    @classmethod
+    def requeued(cls, job: Job, *, in_s: int, note: str = "") -> Disposition:
+        """Send the job again as a new message delayed by ``in_s`` seconds, then delete this one."""
+        return cls(False, job, retry_in_s=in_s, note=note, requeue=True)
+
 
 class CostModel(Protocol):
     """What the runner needs of :class:`jobcore.costing.CostModel` (None: no cost recorded)."""
@@ -169,9 +184,9 @@ class JobRunner:
 
     def _run_claimed(self, job: Job, ctx: RunContext, paced: Pacing, *, receive_count: int, max_receives: int) -> Disposition:
         try:
-            return Disposition(True, self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
+            return Disposition.settled(self.execute(job, ctx, timeout_s=self.time_limit_s(job)).job)
         except ConflictError as error:
-            return Disposition(True, job, note=f"changed while running ({error}); its new state stands")
+            return Disposition.settled(job, note=f"changed while running ({error}); its new state stands")
         except Exception as error:  # noqa: BLE001 - every failure is retried or recorded, never lost
             try:
                 if isinstance(error, CapacityWaitError) and error.dimension is not None:
@@ -180,43 +195,43 @@ class JobRunner:
             except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
                 current = self.store.get(job.job_id)
                 if current is not None and current.status is JobStatus.CANCELING:
-                    return Disposition(True, self._finish(current, JobStatus.CANCELED))
-                return Disposition(True, current, note="changed while running; its new state stands")
+                    return Disposition.settled(self._finish(current, JobStatus.CANCELED))
+                return Disposition.settled(current, note="changed while running; its new state stands")
 
     def _claim_after_look(self, job_id: str, job: Job | None, now: int, *, receive_count: int,
                           max_receives: int) -> Job | Disposition:
         """A job the one-write claim refused: what to do with its message, or the job claimed after all."""
         if job is None:
-            return Disposition(True, note=f"job {job_id} does not exist")
+            return Disposition.settled(note=f"job {job_id} does not exist")
         if job.status.terminal:
-            return Disposition(True, job, note=f"already {job.status.value}")
+            return Disposition.settled(job, note=f"already {job.status.value}")
         held_until = job.lease_expires_at or 0
         if job.status in ACTIVE and held_until > now and job.lease_owner != self.owner:
             # Another runner holds a live lease (a duplicate message, or a visibility timeout that
             # lapsed): never run it twice at once; see it again once that lease could have ended.
             wait_s = math.ceil((held_until - now) / 1000) + 1
-            return Disposition(False, job, retry_in_s=wait_s, note=f"held by {job.lease_owner} for {wait_s} s more")
+            return Disposition.retry(job, in_s=wait_s, note=f"held by {job.lease_owner} for {wait_s} s more")
         if job.status is JobStatus.CANCELING:
-            return Disposition(True, self.finish(job, JobStatus.CANCELED), note="its runner stopped while it was canceled")
+            return Disposition.settled(self.finish(job, JobStatus.CANCELED), note="its runner stopped while it was canceled")
         if job.status is JobStatus.QUEUED and job.queue_deadline_at is not None and now > job.queue_deadline_at:
-            return Disposition(True, self.finish(job, JobStatus.EXPIRED, error=expired_error(job)))
+            return Disposition.settled(self.finish(job, JobStatus.EXPIRED, error=expired_error(job)))
         waiting_until = job.model_wait.next_attempt_at if job.status is JobStatus.QUEUED and job.model_wait else None
         if waiting_until is not None and now < waiting_until - MODEL_WAIT_EARLY_MS:
             # The job waits for the model and was re-queued as a new message delayed until then: this one is
             # a stray copy (the delete of the old message failed, or SQS delivered it twice). The delayed
             # message brings the job back; this one must not spend receives until the DLQ takes it.
-            return Disposition(True, job, note=f"a stray message: the job waits for the model until {iso(waiting_until)}")
+            return Disposition.settled(job, note=f"a stray message: the job waits for the model until {iso(waiting_until)}")
         if job.status is JobStatus.RUNNING and receive_count >= max_receives:
             # Still RUNNING on a redelivery, its lease run out: the worker running it died (OOM, crash)
             # without recording anything. This receive is the last before the DLQ; spend it recording
             # the failure, so the job never stays "running" behind a message nobody will process.
             crashed = JobError(f"the worker died while running it, {receive_count - 1} times")
-            return Disposition(True, self.fail(job, crashed))
+            return Disposition.settled(self.fail(job, crashed))
         try:
             return self.save(job, transition(job, JobStatus.RUNNING, now_ms=now, **self.lease(now)))
         except ConflictError as error:
             # Another runner claimed it first; see it again later, by when it will have finished.
-            return Disposition(False, job, retry_in_s=self.backoff.delay_s(1), note=str(error))
+            return Disposition.retry(job, in_s=self.backoff.delay_s(1), note=str(error))
 
     def lease(self, now_ms: int, *, ms: int | None = None) -> dict[str, Any]:
         """The fields of a fresh claim by this runner."""
@@ -435,12 +450,12 @@ class JobRunner:
             public = error_record(error)["message"]
             why = f"gave up after {receive_count} attempts: {public}" if retryable else public
             log.warning("job %s failed: %s (%s)", job.job_id, why, error)
-            return Disposition(True, self.fail(job, _Reason(error, why)))
+            return Disposition.settled(self.fail(job, _Reason(error, why)))
         if not isinstance(error, JobError):
             log.exception("job %s attempt %d crashed; will retry", job.job_id, receive_count, exc_info=error)
         delay = self.backoff.delay_s(receive_count, retry_after_s=getattr(error, "retry_after_s", None))
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=error_record(error)))
-        return Disposition(False, queued, retry_in_s=delay, note=f"retrying in {delay} s ({self.backoff!r}): {error}")
+        return Disposition.retry(queued, in_s=delay, note=f"retrying in {delay} s ({self.backoff!r}): {error}")
 
     def _wait_for_model(self, job: Job, error: ModelUnavailableError) -> Disposition:
         """Queue the job again to wait for the model (a new, delayed message: no receive spent), or fail it
@@ -452,11 +467,11 @@ class JobRunner:
             why = (f"the model stayed unavailable ({error.describe()}): gave up after waiting {_duration(now - since)} "
                    f"(the limit is {_duration(self.model_wait_limit_s * 1000)}) over {job.attempts} attempts")
             log.warning("job %s failed: %s", job.job_id, why)
-            return Disposition(True, self.fail(job, _Reason(error, why)))
+            return Disposition.settled(self.fail(job, _Reason(error, why)))
         delay_s, waiting = wait
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, error=error_record(error), model_wait=waiting))
         self.observer.capacity_wait(queued)
-        return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
+        return Disposition.requeued(queued, in_s=delay_s,
                            note=f"waiting for the model ({error.describe()}): next attempt in {delay_s} s, wait {waiting.waits} "
                                 f"since {iso(waiting.since)} ({self.backoff!r})")
 
@@ -469,7 +484,7 @@ class JobRunner:
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, attempts=job.attempts - 1, model_wait=waiting,
                                            capacity_wait_ms=job.capacity_wait_ms + waited_ms + delay_s * 1000))
         self.observer.capacity_wait(queued)
-        return Disposition(False, queued, retry_in_s=delay_s, requeue=True,
+        return Disposition.requeued(queued, in_s=delay_s,
                            note=f"waiting for {error.describe()}: next grant expected in {delay_s} s")
 
     def model_wait(self, job: Job, error: ModelUnavailableError, *, now_ms: int) -> tuple[int, ModelWait] | None:

@@ -92,7 +92,9 @@ def test_a_worker_runs_a_queued_job_without_s3(service, calls, aws, clients):
     done = worker.process(job_id, ctx=RunContext(llm=service.llm, model_id="claude-test"), receive_count=1, max_receives=5)
 
     assert done.delete and done.job.status is JobStatus.SUCCEEDED
-    assert calls.take() == ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]  # claimed without a read; finished; usage
+    # Claimed without a read, its lease item written; finished, its lease item ended; usage.
+    assert calls.take() == ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                            "dynamodb:UpdateItem"]
 
 
 def test_the_largest_job_item_with_a_result_at_the_item_limit_fits_dynamodb(clients):

@@ -107,7 +107,7 @@ import sys
 from unittest import mock
 import worker.main
 calls = []
-with mock.patch.object(worker.main, "start_process", lambda: None), \\
+with mock.patch.object(worker.main, "start_process", lambda **kwargs: None), \\
         mock.patch.object(worker.main.WorkerSettings, "from_env", lambda env: mock.MagicMock()), \\
         mock.patch.object(worker.main.AwsClients, "create", lambda *a, **k: None), \\
         mock.patch.object(worker.main, "build_poller", lambda s, c: mock.MagicMock(run=lambda stop: calls.append(

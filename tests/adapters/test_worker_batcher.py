@@ -1,4 +1,4 @@
-"""The worker's batcher of deletes and visibility changes (worker.poller.SqsBatcher) over a scripted SQS client:
+"""The worker's batcher of deletes and visibility changes (worker.batcher.SqsBatcher) over a scripted SQS client:
 10 a call, kinds never mixed, transient refusals tried once more, the request's own faults never retried."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker.poller import SqsBatcher
+from worker.batcher import SqsBatcher
 
 URL = "https://sqs.example/queue"
 

@@ -34,7 +34,8 @@ from jobcore.views import render
 from local import fair_queues
 from tests.adapters.support import LANES, RecordingServer, make_job, queue_counts, wait_until
 from tests.fakes import FakeClock, text_response
-from worker.poller import DRAIN_LIMIT_S, RELEASE_RESERVE_S, RENEW_EVERY_BEATS, STOP_MARGIN_S, Poller
+from worker.heartbeat import RENEW_EVERY_BEATS
+from worker.poller import DRAIN_LIMIT_S, RELEASE_RESERVE_S, STOP_MARGIN_S, Poller
 from worker.protection import TaskProtection
 
 
@@ -419,7 +420,7 @@ class CountingStore:
         self.renewals = 0
         self.reads = 0
 
-    def renew_lease(self, job_id: str, **kwargs: Any) -> JobStatus | None:
+    def renew_lease(self, job_id: str, **kwargs: Any) -> bool:
         self.renewals += 1
         return self._store.renew_lease(job_id, **kwargs)
 

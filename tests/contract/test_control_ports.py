@@ -62,21 +62,60 @@ def test_list_jobs_never_lists_idempotency_records(store):
 
 def test_renew_lease_extends_it_without_a_new_version_for_its_owner_only(store):
     job = running(store, made(store, "job_a"))
-    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 90_000) is JobStatus.RUNNING
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 90_000) is True
     renewed = store.get("job_a")
     assert renewed.lease_expires_at == NOW_MS + 90_000 and renewed.version == job.version
-    assert store.renew_lease("job_a", owner="worker-b", until_ms=NOW_MS + 99_000) is None
-    assert store.renew_lease("job_missing", owner="worker-a", until_ms=NOW_MS) is None
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 95_000) is True  # again: the lease alone
+    assert store.get("job_a").lease_expires_at == NOW_MS + 95_000 and store.get("job_a").version == job.version
+    assert store.renew_lease("job_a", owner="worker-b", until_ms=NOW_MS + 99_000) is False
+    assert store.renew_lease("job_missing", owner="worker-a", until_ms=NOW_MS) is False
 
 
-def test_renew_lease_reports_a_cancel_and_ends_with_the_run(store):
+def test_a_claimed_lease_is_renewed_and_read_back_and_ends_with_the_run(store):
+    made(store, "job_a")
+    claimed, ok = store.claim("job_a", owner="worker-a", now_ms=NOW_MS, lease_expires_at=NOW_MS + 60_000)
+    assert ok and claimed.lease_expires_at == NOW_MS + 60_000
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 80_000) is True
+    assert store.renew_lease("job_a", owner="worker-b", until_ms=NOW_MS + 99_000) is False
+    held = store.get("job_a")
+    assert (held.lease_owner, held.lease_expires_at, held.version) == ("worker-a", NOW_MS + 80_000, claimed.version)
+    # A second claim is refused, the job coming back with its lease as renewed (the runner waits for its end).
+    refused, ok = store.claim("job_a", owner="worker-b", now_ms=NOW_MS + 1, lease_expires_at=NOW_MS + 60_001)
+    assert not ok and refused.lease_expires_at == NOW_MS + 80_000
+    assert store.watched(until_ms=NOW_MS + 79_999, limit=10) == []
+    assert store.watched(until_ms=NOW_MS + 80_000, limit=10) == [("job_a", NOW_MS + 80_000)]
+    store.save(transition(held, JobStatus.SUCCEEDED, now_ms=NOW_MS + 2), expected_version=held.version)
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 99_000) is False
+    assert store.watched(until_ms=NOW_MS + 10**9, limit=10) == []
+
+
+def test_a_renewed_lease_survives_a_cancel_and_the_canceled_job_leaves_the_watch(store):
     job = running(store, made(store, "job_a"))
-    canceling = transition(job, JobStatus.CANCELING, now_ms=NOW_MS)
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 90_000) is True
+    canceling = transition(store.get("job_a"), JobStatus.CANCELING, now_ms=NOW_MS)
     store.save(canceling, expected_version=job.version)
-    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 1) is JobStatus.CANCELING
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 100_000) is True  # its run ends first
+    assert store.get("job_a").lease_expires_at == NOW_MS + 100_000
+    assert store.watched(until_ms=NOW_MS + 10**9, limit=10) == [("job_a", NOW_MS + 100_000)]
     done = transition(store.get("job_a"), JobStatus.CANCELED, now_ms=NOW_MS)
     store.save(done, expected_version=canceling.version)
-    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 2) is None
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 2) is False
+    assert store.watched(until_ms=NOW_MS + 10**9, limit=10) == []
+
+
+def test_a_lease_taken_over_by_another_runner_is_the_new_one(store):
+    """A dead worker's job claimed again by a save: the old owner's renewals fail, the new owner's hold."""
+    job = running(store, made(store, "job_a"))
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 61_000) is True
+    old = store.get("job_a")
+    taken = transition(old, JobStatus.RUNNING, now_ms=NOW_MS + 70_000, lease_owner="worker-b",
+                       lease_expires_at=NOW_MS + 130_000)
+    store.save(taken, expected_version=job.version)
+    assert store.renew_lease("job_a", owner="worker-a", until_ms=NOW_MS + 140_000) is False
+    assert store.renew_lease("job_a", owner="worker-b", until_ms=NOW_MS + 150_000) is True
+    now = store.get("job_a")
+    assert (now.lease_owner, now.lease_expires_at, now.attempts) == ("worker-b", NOW_MS + 150_000, 2)
+    assert store.watched(until_ms=NOW_MS + 10**9, limit=10) == [("job_a", NOW_MS + 150_000)]
 
 
 def test_lease_states_reads_the_status_and_owner_of_the_jobs_that_exist_without_a_write(store):

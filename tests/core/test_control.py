@@ -299,14 +299,15 @@ def test_a_second_runner_never_runs_a_job_under_a_live_lease():
     assert outcome.delete and h.store.get(job.job_id).status is JobStatus.SUCCEEDED
 
 
-def test_renewing_a_lease_keeps_the_version_and_reports_a_cancel():
+def test_renewing_a_lease_keeps_the_version_and_a_cancel_is_read_with_the_lease_state():
     service, h = make_service()
     job = claim(h, submit(service, mode=Mode.ASYNC).job)
-    assert h.store.renew_lease(job.job_id, owner="worker-a", until_ms=h.clock.ms() + 99_000) is JobStatus.RUNNING
+    assert h.store.renew_lease(job.job_id, owner="worker-a", until_ms=h.clock.ms() + 99_000) is True
     assert h.store.get(job.job_id).version == job.version
     service.cancel(job.job_id, tenant_id="tenant-a")
-    assert h.store.renew_lease(job.job_id, owner="worker-a", until_ms=h.clock.ms() + 99_000) is JobStatus.CANCELING
-    assert h.store.renew_lease(job.job_id, owner="worker-b", until_ms=h.clock.ms() + 99_000) is None
+    assert h.store.renew_lease(job.job_id, owner="worker-a", until_ms=h.clock.ms() + 99_000) is True
+    assert h.store.lease_states([job.job_id]) == {job.job_id: (JobStatus.CANCELING, "worker-a")}
+    assert h.store.renew_lease(job.job_id, owner="worker-b", until_ms=h.clock.ms() + 99_000) is False
 
 
 def sweeper(h, queue=None, max_attempts=3):
