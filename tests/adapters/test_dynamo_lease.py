@@ -64,7 +64,7 @@ def test_a_worker_that_dies_after_its_claim_is_found_by_its_lease_item_and_its_j
     claimed(store)
     assert store.renew_lease("job_1", owner="worker-a", until_ms=NOW_MS + 80_000)  # then it dies
     h = fakes.harness()
-    h.runner.store, queue = store, fakes.MemoryQueue()
+    h.runner.context.store, queue = store, fakes.MemoryQueue()
     h.clock.now_ms = NOW_MS + 80_000 + 4_000  # within the sweeper's grace: alive as far as it knows
     assert not Sweeper(runner=h.runner, queue=queue, max_attempts=3).sweep()
     h.clock.now_ms = NOW_MS + 80_000 + 6_000
