@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -73,9 +74,9 @@ class MeteredStore(fakes.MemoryJobStore):
         self.meter.charge(None, job)
         super().create(job)
 
-    def save(self, job: Job, *, expected_version: int) -> None:
+    def save(self, job: Job, *, expected_version: int, usage: Any = None) -> None:
         self.meter.charge(self.jobs.get(job.job_id), job)
-        super().save(job, expected_version=expected_version)
+        super().save(job, expected_version=expected_version, usage=usage)
 
     def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
         old = self.jobs.get(job_id)

@@ -22,7 +22,7 @@ from jobadapters import schema
 from jobadapters.aws_errors import translated
 from jobadapters.schema import JOBS_PARTITION_KEY, IndexShards
 from jobcore.concurrency import SLOT_WINDOW_S, slot_shards
-from jobcore.errors import ConflictError
+from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
 from jobcore.ports import BatchRecord, Cursor
@@ -35,6 +35,10 @@ _STORE = "the job store"
 _BATCH_GET_MAX = 100  # keys in one BatchGetItem
 _BATCH_GET_ROUNDS = 3  # BatchGetItem calls per 100 keys, while DynamoDB leaves some unprocessed
 _JOB_STATUSES = frozenset(status.value for status in JobStatus)
+_TRANSACT_TRIES = 4  # a terminal write refused by a concurrent one on the same usage counters: tries in all
+_TRANSACT_PAUSE_S = 0.05  # the longest random pause before try n + 1 is n times this
+# A transaction's cancellation reasons that say "not now": another transaction on the item, throttling.
+_TRANSACT_TRANSIENT = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 class DynamoJobStore:
@@ -51,8 +55,35 @@ class DynamoJobStore:
         self._put(job, "attribute_not_exists(#pk)", {"#pk": JOBS_PARTITION_KEY}, {}, f"job {job.job_id} already exists")
 
     @translated(_STORE)
-    def save(self, job: Job, *, expected_version: int) -> None:
-        self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, f"job {job.job_id} changed since version {expected_version}")
+    def save(self, job: Job, *, expected_version: int, usage: UsageEntry | None = None) -> None:
+        conflict = f"job {job.job_id} changed since version {expected_version}"
+        if usage is None:
+            self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, conflict)
+            return
+        # The terminal write and the usage ADD in one TransactWriteItems: both or neither. It costs twice the write
+        # units of the two writes made apart (DynamoDB bills a transactional write double), so only a terminal write,
+        # once per job, pays it. Transactions that touch the same counter item at once are refused
+        # (TransactionConflict): tried again, a few times, after a short random pause; then, like throttling, the
+        # store is unavailable (the caller's write did not happen, and is retried as any other).
+        put = {"TableName": self._table.name, "Item": self._item(job), "ConditionExpression": "#v = :v",
+               "ExpressionAttributeNames": {"#v": "version"}, "ExpressionAttributeValues": {":v": expected_version}}
+        items = [{"Put": put}, {"Update": {"TableName": self._table.name, **_usage_update(usage)}}]
+        for attempt in range(1, _TRANSACT_TRIES + 1):
+            try:
+                self._table.meta.client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or ()]
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise ConflictError(conflict) from None
+                if not _TRANSACT_TRANSIENT & set(reasons):
+                    raise
+                if attempt == _TRANSACT_TRIES:
+                    log.warning("job %s: its terminal write was refused %d times (%s)", job.job_id, attempt, reasons)
+                    raise StoreUnavailableError(f"{_STORE} is unavailable (throttled or unreachable); retry shortly") from error
+                time.sleep(random.uniform(0, _TRANSACT_PAUSE_S * attempt))
 
     @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
@@ -426,17 +457,7 @@ class DynamoUsageStore:
 
     @translated(_STORE)
     def add(self, entry: UsageEntry) -> None:
-        counts = entry.attributes()
-        names = {f"#c{n}": name for n, name in enumerate(counts)}
-        values: dict[str, Any] = {f":c{n}": value for n, value in enumerate(counts.values())}
-        adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
-        expires = _day_epoch_s(entry.day) + schema.USAGE_TTL_DAYS * 86_400
-        self._table.update_item(
-            Key={JOBS_PARTITION_KEY: self.key(entry.tenant_id, entry.day)},
-            UpdateExpression=f"SET #mark = :yes, #ttl = :ttl ADD {adds}",
-            ExpressionAttributeNames={**names, "#mark": schema.USAGE_MARK, "#ttl": schema.TTL_ATTRIBUTE},
-            ExpressionAttributeValues={**values, ":yes": True, ":ttl": expires},
-        )
+        self._table.update_item(**_usage_update(entry))
 
     @translated(_STORE)
     def read(self, tenant_id: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -446,6 +467,20 @@ class DynamoUsageStore:
             if schema.USAGE_MARK in item:
                 found[keys[item[JOBS_PARTITION_KEY]]] = {name: int(value) for name, value in item.items() if name.count("|") == 2}
         return found
+
+
+def _usage_update(entry: UsageEntry) -> dict[str, Any]:
+    """The UpdateItem (its key and expressions) that adds ``entry`` to its tenant's counter item of its day: alone
+    (DynamoUsageStore.add) or in a job's terminal write (DynamoJobStore.save)."""
+    counts = entry.attributes()
+    names = {f"#c{n}": name for n, name in enumerate(counts)}
+    values: dict[str, Any] = {f":c{n}": value for n, value in enumerate(counts.values())}
+    adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
+    expires = _day_epoch_s(entry.day) + schema.USAGE_TTL_DAYS * 86_400
+    return {"Key": {JOBS_PARTITION_KEY: DynamoUsageStore.key(entry.tenant_id, entry.day)},
+            "UpdateExpression": f"SET #mark = :yes, #ttl = :ttl ADD {adds}",
+            "ExpressionAttributeNames": {**names, "#mark": schema.USAGE_MARK, "#ttl": schema.TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {**values, ":yes": True, ":ttl": expires}}
 
 
 def _batch_get(table: Any, keys: Sequence[str], **extra: Any) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,7 @@ The month-long comparison of whole workloads across strategies lives with the co
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +191,20 @@ class Cost:
             "currency": currency, "total": sig(self.total),
             "breakdown": {k: sig(v) for k, v in breakdown.items()}, "basis": self.basis,
         }
+
+
+def with_attempt(earlier: Mapping[str, Any] | None, attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's actual cost once one more of its attempts is priced (``attempt``: :meth:`CostModel.actual` of that
+    attempt's tokens and run time): totals and breakdown summed, ``attempts`` counted; the basis is the last
+    attempt's, with what the earlier ones cost. ``earlier``: the actual cost of the attempts before (None: none)."""
+    if not earlier:
+        return {**attempt, "attempts": 1}
+    breakdown = {name: sig(float(earlier["breakdown"].get(name, 0.0)) + float(value))
+                 for name, value in attempt["breakdown"].items()}
+    count = int(earlier.get("attempts") or 1) + 1
+    return {**attempt, "total": sig(float(earlier["total"]) + float(attempt["total"])), "breakdown": breakdown,
+            "attempts": count, "basis": f"{count} attempts, the earlier ones ${float(earlier['total']):.6f}; "
+                                       f"the last: {attempt['basis']}"}
 
 
 # -- per job ---------------------------------------------------------------------------------------

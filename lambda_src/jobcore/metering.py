@@ -39,6 +39,7 @@ class MeteredModel:
 
     ``price(model_id, usage)``: what those tokens cost in USD (the cost model's Claude part).
     ``usage_of(response)``: one answer's tokens.
+    ``spent_before_usd``: what the job's earlier attempts spent on the model: the cap is the job's, over all of them.
     """
 
     llm: LanguageModel
@@ -46,6 +47,7 @@ class MeteredModel:
     usage_of: Callable[[Mapping[str, Any]], Usage]
     model_id: str | None = None
     cap_usd: float | None = None
+    spent_before_usd: float = 0.0
     usage: Usage = Usage()
     _reserved_usd: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,10 +61,11 @@ class MeteredModel:
         most = self.price(model, ceiling(params)) if self.cap_usd is not None else 0.0
         with self._lock:
             if self.cap_usd is not None:
-                spent = self.spent_usd
+                spent = self.spent_before_usd + self.spent_usd
                 if spent + self._reserved_usd + most > self.cap_usd:
+                    before = f" (${self.spent_before_usd:.6f} of it by earlier attempts)" if self.spent_before_usd else ""
                     raise BudgetExceededError(
-                        f"stopped before its next model call: ${spent:.6f} spent, ${self._reserved_usd:.6f} in calls in "
+                        f"stopped before its next model call: ${spent:.6f} spent{before}, ${self._reserved_usd:.6f} in calls in "
                         f"flight, and the next call may cost up to ${most:.6f}, which would pass its max_cost_usd "
                         f"${self.cap_usd:g}", figures={"spent_usd": round(spent, 6), "next_call_ceiling_usd": round(most, 6),
                                                       "max_cost_usd": self.cap_usd})
