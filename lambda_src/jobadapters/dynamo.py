@@ -10,9 +10,10 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
@@ -21,12 +22,16 @@ from botocore.exceptions import ClientError
 from jobadapters import schema
 from jobadapters.aws_errors import translated
 from jobadapters.schema import JOBS_PARTITION_KEY, IndexShards
+from jobadapters.tracing import aws_call
 from jobcore.concurrency import SLOT_WINDOW_S, slot_shards
 from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.idempotency import IdempotencyRecord
 from jobcore.model import Job, JobStatus, watch_at
 from jobcore.ports import BatchRecord, Cursor
 from jobcore.usage import UsageEntry
+
+if TYPE_CHECKING:
+    from jobadapters.observer import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +49,33 @@ _TRANSACT_TRANSIENT = frozenset({"TransactionConflict", "ThrottlingError", "Prov
 class DynamoJobStore:
     """Transient DynamoDB errors (throttling, 5xx, timeouts) raise StoreUnavailableError."""
 
-    def __init__(self, table: Any, *, shards: IndexShards | None = None):
+    def __init__(self, table: Any, *, shards: IndexShards | None = None, telemetry: Telemetry | None = None):
         """``table``: a boto3 ``dynamodb.Table`` resource (it converts types; floats need Decimal); ``shards``: the
-        indexes' partitions per tenant or in all (the deployment's, ``INDEX_SHARDS``)."""
+        indexes' partitions per tenant or in all (the deployment's, ``INDEX_SHARDS``); ``telemetry``: its writes of a
+        job's life (create, claim, save) are spans when this process traces."""
         self._table = table
         self._shards = shards or IndexShards()
+        self._telemetry = telemetry
+
+    def _span(self, method: str) -> AbstractContextManager[Any]:
+        return aws_call(self._telemetry, "dynamodb", method, "jobs", **{"aws.dynamodb.table_names": (self._table.name,)})
 
     @translated(_STORE)
     def create(self, job: Job) -> None:
-        self._put(job, "attribute_not_exists(#pk)", {"#pk": JOBS_PARTITION_KEY}, {}, f"job {job.job_id} already exists")
+        with self._span("PutItem"):
+            self._put(job, "attribute_not_exists(#pk)", {"#pk": JOBS_PARTITION_KEY}, {}, f"job {job.job_id} already exists")
 
     @translated(_STORE)
     def save(self, job: Job, *, expected_version: int, usage: UsageEntry | None = None) -> None:
         conflict = f"job {job.job_id} changed since version {expected_version}"
         if usage is None:
-            self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, conflict)
+            with self._span("PutItem"):
+                self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, conflict)
             return
+        with self._span("TransactWriteItems"):
+            self._finish(job, expected_version, usage, conflict)
+
+    def _finish(self, job: Job, expected_version: int, usage: UsageEntry, conflict: str) -> None:
         # The terminal write and the usage ADD in one TransactWriteItems: both or neither. It costs twice the write
         # units of the two writes made apart (DynamoDB bills a transactional write double), so only a terminal write,
         # once per job, pays it. Transactions that touch the same counter item at once are refused
@@ -94,26 +110,30 @@ class DynamoJobStore:
         # transition(job, RUNNING, ...) of a queued job as one update, the watch index following the lease (see
         # _item); a job that may not be claimed so comes back as it stands, from the refused write itself.
         try:
-            item = self._table.update_item(
-                Key={JOBS_PARTITION_KEY: job_id},
-                UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
-                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #shard = :shard, #watch = :until "
-                                 "REMOVE unsent_since",
-                ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
-                                    "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
-                ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,
-                                          "#watch": schema.WATCH_INDEX_SORT_KEY},
-                ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
-                                           ":one": 1, ":owner": owner, ":until": lease_expires_at,
-                                           ":shard": _watch_shard(_shard_of(job_id, self._shards.watch))},
-                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )["Attributes"]
+            with self._span("UpdateItem"):
+                item = self._claim(job_id, owner=owner, now_ms=now_ms, lease_expires_at=lease_expires_at)
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = error.response.get("Item")  # the low-level shape: the Table resource converts only answers
             return _job_of({k: _DESERIALIZE.deserialize(v) for k, v in old.items()} if old else None), False
         return Job.from_dict(_plain(item)), True
+
+    def _claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> dict[str, Any]:
+        return self._table.update_item(
+            Key={JOBS_PARTITION_KEY: job_id},
+            UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
+                             "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #shard = :shard, #watch = :until "
+                             "REMOVE unsent_since",
+            ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
+                                "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
+            ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,
+                                      "#watch": schema.WATCH_INDEX_SORT_KEY},
+            ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
+                                       ":one": 1, ":owner": owner, ":until": lease_expires_at,
+                                       ":shard": _watch_shard(_shard_of(job_id, self._shards.watch))},
+            ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )["Attributes"]
 
     @translated(_STORE)
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:

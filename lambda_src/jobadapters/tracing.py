@@ -13,13 +13,27 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jobadapters.observer import Telemetry
     from jobadapters.settings import ObservabilitySettings
 
 TRACEPARENT = "traceparent"  # the W3C header, and the SQS message attribute that carries it
+# rpc.service of OpenTelemetry's AWS SDK conventions, by the lower-case name a span's name starts with.
+AWS_SERVICES = {"dynamodb": "DynamoDB", "s3": "S3"}
+
+
+def aws_call(telemetry: Telemetry | None, service: str, method: str, target: str,
+             **attributes: Any) -> AbstractContextManager[Any]:
+    """A CLIENT span around one AWS call, ``<service>.<Method> <target>`` (``dynamodb.PutItem jobs``), with
+    OpenTelemetry's AWS SDK attributes (``rpc.system`` aws-api, ``rpc.service``, ``rpc.method``) and the call's own
+    (``aws.dynamodb.table_names``, ``aws.s3.bucket``...); nothing at all when this process does not trace."""
+    if telemetry is None or telemetry.tracing is None:
+        return nullcontext()
+    return telemetry.span(f"{service}.{method} {target}", kind="CLIENT", attributes={
+        "rpc.system": "aws-api", "rpc.service": AWS_SERVICES[service], "rpc.method": method, **attributes})
 
 
 class Tracing:
@@ -113,4 +127,11 @@ def _span_record(span: Any, service: str) -> dict[str, Any]:
 
 
 def _plain(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in attributes.items() if isinstance(value, (str, bool, int, float))}
+    """What OpenTelemetry takes as attribute values: primitives, and sequences of strings (table names)."""
+    plain: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if isinstance(value, (str, bool, int, float)):
+            plain[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            plain[key] = tuple(value)
+    return plain

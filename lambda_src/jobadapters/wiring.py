@@ -169,7 +169,8 @@ def build_runner(
     process in the leases it takes."""
     return JobRunner(
         usage=DynamoUsageStore(clients.table), observer=telemetry if telemetry is not None else QUIET,
-        store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms, lanes=lanes,
+        store=DynamoJobStore(clients.table, shards=clients.shards, telemetry=telemetry),
+        blobs=S3BlobStore(clients.s3, bucket, telemetry=telemetry), clock_ms=clock_ms, lanes=lanes,
         deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
     )
