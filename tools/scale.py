@@ -22,15 +22,16 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from jobadapters import schema
-from jobadapters.dynamo import _item
+from jobadapters.dynamo import DynamoUsageStore, _item
 from jobadapters.schema import IndexShards
 from jobcore import deliveries, webhooks
 from jobcore.concurrency import inline_slots
 from jobcore.costing import CostModel
 from jobcore.deliveries import AttemptResult, RetrySchedule
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
+from jobcore.usage import entry_for
 from local.resources import table_definition
-from local.write_units import TABLE, Index, indexes_of, item_size, units
+from local.write_units import TABLE, TRANSACTION_FACTOR, Index, indexes_of, item_size, units
 from stacks.config import PipelineConfig
 
 PARTITION_WCU_S = 1_000  # write units a second one DynamoDB partition takes (table or index)
@@ -189,6 +190,8 @@ def per_job(lay: Layout, *, inline: bool, renewals: int, webhook: bool, result_b
         old = _item(before, lay.shards) if before is not None else None
         new = _item(after, lay.shards)
         cost = {TABLE: units(max(item_size(old) if old else 0, item_size(new)))}
+        if step == "finish":  # one transaction with the tenant's usage counters (the day's first job: a new item)
+            cost[TABLE] = TRANSACTION_FACTOR * (cost[TABLE] + units(item_size(_usage_item(after))))
         for index in lay.indexes:
             written = sum(count for _, count in index.writes(old, new))
             if written:
@@ -197,6 +200,13 @@ def per_job(lay: Layout, *, inline: bool, renewals: int, webhook: bool, result_b
             totals[where] = totals.get(where, 0) + count
         steps.append((step, cost))
     return PerJob(totals, steps)
+
+
+def _usage_item(job: Job) -> dict[str, object]:
+    """The usage counter item a finished job's terminal write makes (its tenant's first job of the day)."""
+    entry = entry_for(job)
+    return {schema.JOBS_PARTITION_KEY: DynamoUsageStore.key(entry.tenant_id, entry.day), schema.USAGE_MARK: True,
+            schema.TTL_ATTRIBUTE: 1_800_000_000, **entry.attributes()}
 
 
 # --- the ceilings ------------------------------------------------------------------------------------------

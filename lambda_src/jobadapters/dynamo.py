@@ -465,8 +465,9 @@ class DynamoInlineSlots:
 
 class DynamoUsageStore:
     """UsageStore on the jobs table: one item per tenant and day whose counters (``task|lane|counter``) each
-    finished job ADDs to in one UpdateItem (no read; its write units: the item's size, a few hundred bytes per task
-    and lane used that day); a range of days is read in one BatchGetItem (at most 100 days)."""
+    finished job ADDs to (no read; its write units: the item's size, a few hundred bytes per task and lane used that
+    day), in the transaction of its terminal write (DynamoJobStore.save); a range of days is read in one BatchGetItem
+    (at most 100 days)."""
 
     def __init__(self, table: Any):
         self._table = table

@@ -194,17 +194,18 @@ class Cost:
 
 
 def with_attempt(earlier: Mapping[str, Any] | None, attempt: Mapping[str, Any]) -> dict[str, Any]:
-    """A job's actual cost once one more of its attempts is priced (``attempt``: :meth:`CostModel.actual` of that
-    attempt's tokens and run time): totals and breakdown summed, ``attempts`` counted; the basis is the last
-    attempt's, with what the earlier ones cost. ``earlier``: the actual cost of the attempts before (None: none)."""
+    """A job's actual cost once one more of its runs is priced (``attempt``: :meth:`CostModel.actual` of that run's
+    tokens and time): totals and breakdown summed, ``runs`` counted (a run that only waited for capacity is one, though
+    not an attempt); the basis is the last run's, with what the earlier ones cost. ``earlier``: the actual cost of
+    the runs before (None: none)."""
     if not earlier:
-        return {**attempt, "attempts": 1}
+        return {**attempt, "runs": 1}
     breakdown = {name: sig(float(earlier["breakdown"].get(name, 0.0)) + float(value))
                  for name, value in attempt["breakdown"].items()}
-    count = int(earlier.get("attempts") or 1) + 1
+    count = int(earlier.get("runs") or 1) + 1
     return {**attempt, "total": sig(float(earlier["total"]) + float(attempt["total"])), "breakdown": breakdown,
-            "attempts": count, "basis": f"{count} attempts, the earlier ones ${float(earlier['total']):.6f}; "
-                                       f"the last: {attempt['basis']}"}
+            "runs": count, "basis": f"{count} runs, the earlier ones ${float(earlier['total']):.6f}; "
+                                    f"the last: {attempt['basis']}"}
 
 
 # -- per job ---------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """What a running job has spent on the model, and the stop at its ``max_cost_usd``; the budget check at submission.
 
 Every run's model goes through a :class:`MeteredModel`: it adds up each answer's tokens (so a job that fails
-half-way still records what it used) and, with a cap, refuses the next call unless the tokens spent, the
-calls in flight and that call's *ceiling* all fit under it. The ceiling is what the call can cost at most:
-its input counted as one token per byte of its JSON (a token always covers at least one byte) plus
-``max_tokens`` of output, so the cap is never passed, whatever the model answers.
+half-way still records what it used) and, with a cap, refuses the next call unless what the job's earlier
+attempts spent, the tokens spent, the calls in flight and that call's *ceiling* all fit under it. The ceiling is
+what the call can cost at most: its input counted as one token per byte of its JSON (a token always covers at
+least one byte) plus ``max_tokens`` of output, so the cap is never passed, whatever the model answers.
 """
 
 from __future__ import annotations

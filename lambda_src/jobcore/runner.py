@@ -298,10 +298,11 @@ class JobRunner:
         """The job's ``usage`` and ``cost`` once the attempt it is running (since ``started_at``) ends having used
         ``used``: every write that ends an attempt records them, whatever its outcome, so the job's record, its
         tenant's usage and its ``max_cost_usd`` count all its attempts. An attempt that made no model call and whose
-        run time the cost model cannot price adds nothing."""
+        run time is not priced (no cost model) adds nothing."""
         cost = dict(job.cost)
-        if self.cost_model is not None and job.started_at is not None:
-            duration_s = (self.clock_ms() - job.started_at) / 1000
+        if self.cost_model is not None:
+            now = self.clock_ms()
+            duration_s = (now - (job.started_at if job.started_at is not None else now)) / 1000
             attempt = self.cost_model.actual(lane=job.lane, model_id=model_id or "", usage=used, duration_s=duration_s)
             cost["actual"] = with_attempt(job.cost.get("actual"), attempt)
         elif not used.model_calls:

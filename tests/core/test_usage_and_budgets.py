@@ -253,7 +253,7 @@ def test_a_job_retried_after_a_crash_counts_both_attempts_in_its_view_its_usage_
     retried = h.store.get("job_1")
     assert retried.status is JobStatus.QUEUED and retried.usage.model_calls == 1 and retried.usage.input_tokens == 1000
     first_cost = retried.cost["actual"]["total"]
-    assert first_cost > 0 and retried.cost["actual"]["attempts"] == 1
+    assert first_cost > 0 and retried.cost["actual"]["runs"] == 1
     assert h.store.usage.items == {}  # not finished: nothing counted yet
 
     h.clock.advance(30_000)
@@ -263,7 +263,7 @@ def test_a_job_retried_after_a_crash_counts_both_attempts_in_its_view_its_usage_
     assert second.delete and done.status is JobStatus.SUCCEEDED
     assert done.usage.model_calls == 3 and done.usage.input_tokens == 1020 and done.usage.output_tokens == 102
     actual = done.cost["actual"]
-    assert actual["attempts"] == 2 and actual["total"] > first_cost and "2 attempts" in actual["basis"]
+    assert actual["runs"] == 2 and actual["total"] > first_cost and "2 runs" in actual["basis"]
     shown = render(done, h.blobs)
     assert shown["usage"]["model_calls"] == 3 and shown["cost"]["actual"]["total"] == actual["total"]
 
@@ -308,7 +308,7 @@ def test_max_cost_usd_counts_what_earlier_attempts_spent():
     failed = h.store.get("job_1")
     assert again.calls == [] and failed.status is JobStatus.FAILED and failed.error["type"] == "budget_exceeded"
     assert "by earlier attempts" in failed.error["message"]
-    assert failed.usage.model_calls == 1 and failed.cost["actual"]["attempts"] == 2
+    assert failed.usage.model_calls == 1 and failed.cost["actual"]["runs"] == 2
 
 
 def test_a_process_that_dies_after_the_terminal_write_lands_leaves_the_job_counted_once():
