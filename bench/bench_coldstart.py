@@ -11,7 +11,10 @@ start is left out), on this machine, against a moto server (AWS) in this process
   interpreter: settings, boto3 clients, the first AWS calls);
 * the same first request after :func:`router.snapstart.prime` (what SnapStart's snapshot already holds, so
   roughly what a restored router pays, restore itself aside);
-* a warm request of each (the median of 20 once the router is up): the figure cold starts are compared with.
+* a warm request of each (the median of 20 once the router is up): the figure cold starts are compared with;
+* the first and a warm queued ``POST /v1/jobs`` with tracing on: ``TRACES_ENDPOINT`` an OTLP/HTTP sink on 127.0.0.1
+  in this process, so the first request imports the OpenTelemetry SDK and its OTLP exporter, and every request ends
+  with the export's POST (as ``traces_endpoint: xray`` does, less SigV4's signing and the network to the Region).
 
 Goals (bench/README.md): importing the router costs well under the SDK's import (≤ 0.5 ×), and neither the import
 nor a GET or a queued POST loads the SDK. It never fails a build.
@@ -87,6 +90,9 @@ class Figures:
     prime_s: float
     warm_get_s: float
     warm_post_s: float
+    traced_post_s: float
+    traced_warm_post_s: float
+    traced_spans: int
     sdk_loaded: bool
     repeats: int
 
@@ -102,6 +108,29 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _otlp_sink() -> tuple[Any, list[int]]:
+    """An OTLP/HTTP traces endpoint on 127.0.0.1 that takes every export (200, empty answer); the sizes it got."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[int] = []
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
+            received.append(len(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
 def measure(repeats: int) -> Figures:
     from moto.server import ThreadedMotoServer
 
@@ -111,6 +140,7 @@ def measure(repeats: int) -> Figures:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    sink, exports = _otlp_sink()
     try:
         host, port = server.get_host_and_port()
         aws = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -148,15 +178,20 @@ def measure(repeats: int) -> Figures:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         env.pop("ANTHROPIC_BASE_URL", None)
+        traced_env = {**env, "TRACES_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"}
         kinds = (("import", "cold"), ("get", "cold"), ("post", "cold"), ("get", "primed"), ("post", "primed"))
         sdk: list[float] = []
         runs: dict[tuple[str, str], list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        traced: list[dict[str, Any]] = []
         for _ in range(repeats):  # interleaved: a busy spell of the shared machine weighs on the SDK and the router alike
             sdk.append(float(_run(_SDK, env)))
             for what, how in kinds:
                 runs[(what, how)].append(json.loads(_run(_ROUTER, env, what, how, str(WARM_REQUESTS))))
+            traced.append(json.loads(_run(_ROUTER, traced_env, "post", "cold", str(WARM_REQUESTS))))
     finally:
         server.stop()
+        sink.shutdown()
+        sink.server_close()
 
     def med(key: tuple[str, str], field: str) -> float:
         return _median([run[field] for run in runs[key]])
@@ -169,6 +204,8 @@ def measure(repeats: int) -> Figures:
         prime_s=med(("get", "primed"), "prime"),
         warm_get_s=_median([run["warm_get"] for key, group in runs.items() if key[0] != "import" for run in group]),
         warm_post_s=_median([run["warm_post"] for key, group in runs.items() if key[0] != "import" for run in group]),
+        traced_post_s=_median([run["import"] + run["first"] for run in traced]),
+        traced_warm_post_s=_median([run["warm_post"] for run in traced]), traced_spans=len(exports),
         sdk_loaded=any(run["sdk_loaded"] for run in every), repeats=repeats,
     )
 
@@ -208,6 +245,14 @@ def section(quick: bool = False, *, repeats: int | None = None) -> Section:
         f"| first queued POST after priming | {_ms(f.primed_post_s)} | {ratio(f.primed_post_s)} |",
         f"| warm GET /v1/tasks | {_ms(f.warm_get_s)} | {ratio(f.warm_get_s)} |",
         f"| warm queued POST /v1/jobs | {_ms(f.warm_post_s)} | {ratio(f.warm_post_s)} |",
+        f"| tracing on: cold start to a queued POST answered (+ OpenTelemetry's SDK and OTLP exporter, the export) | "
+        f"{_ms(f.traced_post_s)} | {ratio(f.traced_post_s)} |",
+        f"| tracing on: warm queued POST /v1/jobs (its spans exported before it returns) | {_ms(f.traced_warm_post_s)} | "
+        f"{ratio(f.traced_warm_post_s)} |",
+        "",
+        f"Tracing on: `TRACES_ENDPOINT` an OTLP/HTTP sink on 127.0.0.1, which took {f.traced_spans} exports (one per "
+        "request: the router flushes its spans before it returns). `traces_endpoint: xray` adds SigV4's signing "
+        "(botocore, already loaded) and the network to the Region's endpoint to each export.",
         "",
         "Lambda adds its own init (the runtime, unpacking the bundle) before the import; with SnapStart a restore "
         "replaces the import and the priming, with provisioned concurrency neither is on the request's path. Costs of "

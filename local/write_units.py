@@ -5,7 +5,9 @@ DynamoDB bills a put or an update one write unit per started KB of the larger of
 write when the write puts an item into it (its key attributes appear), takes one out (they go), changes what it
 projects (one write), or moves it (its key changes: a delete and a put, two writes), each one unit per started
 KB of the index entry (its keys, its projected attributes and 100 bytes of overhead). A write that changes
-nothing an index holds costs that index nothing. :class:`WriteUnits` watches a boto3 DynamoDB client, reads each
+nothing an index holds costs that index nothing. A ``TransactWriteItems`` bills each of its puts and updates twice
+on the table (DynamoDB prepares, then commits, each item: TRANSACTION_FACTOR), its index writes once.
+:class:`WriteUnits` watches a boto3 DynamoDB client, reads each
 written item before and after the write (through a client of its own, so counting adds no call to the counted
 ones) and adds the units up by table or index and by partition::
 
@@ -29,6 +31,7 @@ from botocore.exceptions import ClientError
 KB = 1024
 INDEX_ENTRY_OVERHEAD_BYTES = 100
 TABLE = "table"
+TRANSACTION_FACTOR = 2  # a transactional write consumes twice a plain one's units
 
 
 def units(size_bytes: int) -> int:
@@ -169,6 +172,11 @@ class WriteUnits:
         for operation in ("PutItem", "UpdateItem"):
             low.meta.events.register(f"before-parameter-build.dynamodb.{operation}", self._before, unique_id=f"wu-b-{operation}-{id(self)}")
             low.meta.events.register(f"after-call.dynamodb.{operation}", self._after, unique_id=f"wu-a-{operation}-{id(self)}")
+        low.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", self._before_transaction,
+                                 unique_id=f"wu-b-transact-{id(self)}")
+        low.meta.events.register("after-call.dynamodb.TransactWriteItems", self._after_transaction,
+                                 unique_id=f"wu-a-transact-{id(self)}")
+        self._transactions: dict[int, list[tuple[str, dict[str, Any], dict[str, Any] | None]]] = {}
 
     def _layout(self, table: str) -> tuple[tuple[str, ...], list[Index]]:
         if table not in self._layouts:
@@ -202,6 +210,31 @@ class WriteUnits:
         for index in self._layout(table)[1]:
             for index_partition, count in index.writes(old, new):
                 self._add(index.name, table, index_partition, count)
+
+    def _before_transaction(self, params: dict[str, Any], **_: Any) -> None:
+        pending = []
+        for entry in params["TransactItems"]:
+            for kind in ("Put", "Update"):
+                if kind in entry:
+                    table = entry[kind]["TableName"]
+                    source = entry[kind].get("Key") or entry[kind].get("Item") or {}
+                    key = {name: _typed(source[name]) for name in self._layout(table)[0]}
+                    pending.append((table, key, self._read(table, key)))
+        with self._lock:
+            self._transactions[threading.get_ident()] = pending
+
+    def _after_transaction(self, parsed: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            pending = self._transactions.pop(threading.get_ident())
+        if "Error" in parsed:  # cancelled: nothing written (its units, a conflict's, are not modelled)
+            return
+        for table, key, old in pending:
+            new = self._read(table, key)
+            size = max(item_size(old) if old else 0, item_size(new) if new else 0)
+            self._add(TABLE, table, _plain_key(next(iter(key.values()))), TRANSACTION_FACTOR * units(size))
+            for index in self._layout(table)[1]:
+                for index_partition, count in index.writes(old, new):
+                    self._add(index.name, table, index_partition, count)
 
     def _add(self, where: str, table: str, partition: str, count: int) -> None:
         with self._lock:

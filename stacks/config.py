@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobadapters.schema import MAX_INDEX_SHARDS, IndexShards
+from jobadapters.tracing import check_traces_endpoint
 from jobcore.capacity import (
     CapacityConfig,
     CapacityConfigError,
@@ -89,7 +90,6 @@ _S3_MODEL_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _HF_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_TRACES_ENDPOINT = re.compile(r"^https?://[^\s/]+(/\S*)?$")  # what ObservabilitySettings accepts
 _INTAKE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # GPU families that ECS can expose to a task as a GPU resource (x86: the worker image is linux/amd64).
 GPU_INSTANCE_TYPE = re.compile(r"^(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.[0-9]*x?large$")
@@ -708,8 +708,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_max_attempts": _between(1, 10),
     "batch_open_alarm_hours": _between(1, 48),
     "alarm_email": ((lambda v: v == "" or bool(_EMAIL.fullmatch(v))), "an e-mail address, or '' for none"),
-    "traces_endpoint": ((lambda v: v == "" or bool(_TRACES_ENDPOINT.fullmatch(v))),
-                        "'' or an OTLP/HTTP traces URL such as 'http://localhost:4318/v1/traces'"),
+    "traces_endpoint": (_parses(check_traces_endpoint),
+                        "'', 'xray' (the Region's X-Ray OTLP endpoint, SigV4-signed; needs Transaction Search) or an "
+                        "OTLP/HTTP traces URL such as 'http://localhost:4318/v1/traces'"),
     "log_retention_days": ((lambda v: v in LOG_RETENTION_DAYS), f"one of {sorted(LOG_RETENTION_DAYS)}"),
     "job_ttl_days": _between(1, 3650),
     "result_retention_days": _between(1, 3650),

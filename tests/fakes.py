@@ -53,6 +53,7 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.keys: dict[str, IdempotencyRecord] = {}
+        self.usage = MemoryUsageStore()  # the usage counters, on the same "table": a runner reads them as its UsageStore
         self.writes = 0
 
     def create(self, job: Job) -> None:
@@ -64,11 +65,13 @@ class MemoryJobStore:
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
-    def save(self, job: Job, *, expected_version: int) -> None:
+    def save(self, job: Job, *, expected_version: int, usage: Any = None) -> None:
         current = self.jobs.get(job.job_id)
         if current is None or current.version != expected_version:
             raise ConflictError(f"job {job.job_id} changed since version {expected_version}")
         self.jobs[job.job_id] = job
+        if usage is not None:  # in the same write, as DynamoDB's transaction does
+            self.usage.add(usage)
         self.writes += 1
 
     def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:

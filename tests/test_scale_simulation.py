@@ -29,7 +29,7 @@ from jobcore.errors import StoreUnavailableError
 from jobcore.model import ACTIVE, Job, JobStatus, Mode, Usage, Webhook
 from jobcore.pricing import default_prices
 from jobcore.requests import SubmitRequest
-from local.write_units import TABLE, item_size, units
+from local.write_units import TABLE, TRANSACTION_FACTOR, item_size, units
 from tests import fakes
 from tools import scale
 
@@ -52,10 +52,11 @@ class Meter:
     throttled: Counter[str] = field(default_factory=Counter)
     by_job: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
-    def charge(self, job_id: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
-        """Bill one write of an item of ``job_id`` (its job item or its lease item), from ``before`` (None: new)."""
+    def charge(self, job_id: str, before: dict[str, Any] | None, after: dict[str, Any], *, factor: int = 1) -> None:
+        """Bill one write of an item of ``job_id`` (its job item, its lease item, its tenant's usage counters), from
+        ``before`` (None: new); ``factor`` 2 for a write in a transaction (DynamoDB bills it double)."""
         second = self.clock.ms() // 1000
-        bill = [(TABLE, str(after[JOBS_PARTITION_KEY]), units(max(item_size(before) if before else 0, item_size(after))))]
+        bill = [(TABLE, str(after[JOBS_PARTITION_KEY]), factor * units(max(item_size(before) if before else 0, item_size(after))))]
         for index in self.layout.indexes:
             bill += [(index.name, partition, count) for partition, count in index.writes(before, after)]
         over = [where for where, partition, count in bill if self.used[(second, where, partition)] + count > PARTITION]
@@ -88,12 +89,18 @@ class MeteredStore(fakes.MemoryJobStore):
         self.meter.charge(job.job_id, None, self._item(job))
         super().create(job)
 
-    def save(self, job: Job, *, expected_version: int) -> None:
+    def save(self, job: Job, *, expected_version: int, usage: Any = None) -> None:
         old = self.jobs.get(job.job_id)
         lease = self.leases.get(job.job_id)
+        # A terminal write with its usage is one transaction with the tenant's counter item: both billed twice (the
+        # counter as a new item, the day's first job, as tools.scale bills it).
+        factor = 1 if usage is None else TRANSACTION_FACTOR
         self.meter.charge(job.job_id, self._item(old) if old is not None else None,
-                          _item(job, self.meter.layout.shards, lease_apart=lease is not None and job.status in ACTIVE))
-        super().save(job, expected_version=expected_version)
+                          _item(job, self.meter.layout.shards, lease_apart=lease is not None and job.status in ACTIVE),
+                          factor=factor)
+        if usage is not None:
+            self.meter.charge(job.job_id, None, scale._usage_item(job), factor=factor)
+        super().save(job, expected_version=expected_version, usage=usage)
         if lease is not None and job.status not in ACTIVE:  # the run ended: its lease item leaves the watch index
             del self.leases[job.job_id]
             self.meter.charge(job.job_id, lease, _ended_lease_item(lease))
@@ -155,6 +162,7 @@ def simulate(layout_name: str) -> Run:
     meter = Meter(scale.layout(layout_name), h.clock)
     store = MeteredStore(meter)
     h.runner.context.store = store
+    h.runner.context.usage = store.usage  # as deployed: each terminal write adds its job to its tenant's counters
     service, _ = fakes.make_service(h=h, cost_model=costs)
     dispatcher = Dispatcher(store=store, blobs=h.blobs, sender=Receiver(), queue=h.deliveries,
                             render=lambda job: {"id": job.job_id}, clock_ms=h.clock.ms)

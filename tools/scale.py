@@ -23,15 +23,16 @@ from functools import cached_property
 from typing import Any
 
 from jobadapters import schema
-from jobadapters.dynamo import _ended_lease_item, _item, _lease_item
+from jobadapters.dynamo import DynamoUsageStore, _ended_lease_item, _item, _job_of, _lease_item
 from jobadapters.schema import IndexShards
 from jobcore import deliveries, webhooks
 from jobcore.concurrency import inline_slots
 from jobcore.costing import CostModel
 from jobcore.deliveries import AttemptResult, RetrySchedule
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook, transition
+from jobcore.usage import entry_for
 from local.resources import table_definition
-from local.write_units import TABLE, Index, indexes_of, item_size, units
+from local.write_units import TABLE, TRANSACTION_FACTOR, Index, indexes_of, item_size, units
 from stacks.config import PipelineConfig
 
 PARTITION_WCU_S = 1_000  # write units a second one DynamoDB partition takes (table or index)
@@ -227,10 +228,22 @@ def per_job(lay: Layout, *, inline: bool, renewals: int, webhook: bool, result_b
             renewal += 1
             step = "renew" if renewal == 1 else f"renew {renewal}"
         cost = bill(lay.indexes, before, after)
+        if step == "finish" and not str(after[schema.JOBS_PARTITION_KEY]).startswith(schema.LEASE_ITEM_PREFIX):
+            # The terminal write: one transaction with the tenant's usage counters (the day's first job: a new item).
+            finished = _job_of(after)
+            assert finished is not None
+            cost[TABLE] = TRANSACTION_FACTOR * (cost[TABLE] + units(item_size(_usage_item(finished))))
         for where, count in cost.items():
             totals[where] = totals.get(where, 0) + count
             steps.setdefault(step, {})[where] = steps.get(step, {}).get(where, 0) + count
     return PerJob(totals, list(steps.items()))
+
+
+def _usage_item(job: Job) -> dict[str, object]:
+    """The usage counter item a finished job's terminal write makes (its tenant's first job of the day)."""
+    entry = entry_for(job)
+    return {schema.JOBS_PARTITION_KEY: DynamoUsageStore.key(entry.tenant_id, entry.day), schema.USAGE_MARK: True,
+            schema.TTL_ATTRIBUTE: 1_800_000_000, **entry.attributes()}
 
 
 # --- the ceilings ------------------------------------------------------------------------------------------

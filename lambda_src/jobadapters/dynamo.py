@@ -10,9 +10,10 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
@@ -21,12 +22,17 @@ from botocore.exceptions import ClientError
 from jobadapters import schema
 from jobadapters.aws_errors import translated
 from jobadapters.schema import JOBS_PARTITION_KEY, IndexShards
+from jobadapters.tracing import aws_call
 from jobcore.concurrency import SLOT_WINDOW_S, slot_shards
-from jobcore.errors import ConflictError
+from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.idempotency import IdempotencyRecord
+from jobcore.lanes import INLINE
 from jobcore.model import ACTIVE, Job, JobStatus, watch_at
 from jobcore.ports import BatchRecord, Cursor
 from jobcore.usage import UsageEntry
+
+if TYPE_CHECKING:
+    from jobadapters.observer import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +43,77 @@ _BATCH_GET_ROUNDS = 3  # BatchGetItem calls per 100 keys, while DynamoDB leaves 
 _JOB_STATUSES = frozenset(status.value for status in JobStatus)
 _ACTIVE_STATUSES = frozenset(status.value for status in ACTIVE)
 _LEASE_TTL_S = 86_400  # a lease item outlives its end by a day (then DynamoDB's TTL deletes it)
+_TRANSACT_TRIES = 4  # a terminal write refused by a concurrent one on the same usage counters: tries in all
+_TRANSACT_PAUSE_S = 0.05  # the longest random pause before try n + 1 is n times this
+# A transaction's cancellation reasons that say "not now": another transaction on the item, throttling.
+_TRANSACT_TRANSIENT = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 class DynamoJobStore:
     """Transient DynamoDB errors (throttling, 5xx, timeouts) raise StoreUnavailableError."""
 
-    def __init__(self, table: Any, *, shards: IndexShards | None = None):
+    def __init__(self, table: Any, *, shards: IndexShards | None = None, telemetry: Telemetry | None = None):
         """``table``: a boto3 ``dynamodb.Table`` resource (it converts types; floats need Decimal); ``shards``: the
-        indexes' partitions per tenant or in all (the deployment's, ``INDEX_SHARDS``)."""
+        indexes' partitions per tenant or in all (the deployment's, ``INDEX_SHARDS``); ``telemetry``: its writes of a
+        job's life (create, claim, save) are spans when this process traces."""
         self._table = table
         self._shards = shards or IndexShards()
+        self._telemetry = telemetry
+
+    def _span(self, method: str) -> AbstractContextManager[Any]:
+        return aws_call(self._telemetry, "dynamodb", method, "jobs", **{"aws.dynamodb.table_names": (self._table.name,)})
 
     @translated(_STORE)
     def create(self, job: Job) -> None:
-        self._put(job, "attribute_not_exists(#pk)", {"#pk": JOBS_PARTITION_KEY}, {}, f"job {job.job_id} already exists")
+        with self._span("PutItem"):
+            self._put(job, "attribute_not_exists(#pk)", {"#pk": JOBS_PARTITION_KEY}, {}, f"job {job.job_id} already exists")
 
     @translated(_STORE)
-    def save(self, job: Job, *, expected_version: int) -> None:
-        old = self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version},
-                        f"job {job.job_id} changed since version {expected_version}")
-        apart = old.get(schema.LEASE_APART_MARK)
-        if apart is None or old.get("status") not in _ACTIVE_STATUSES or apart != old.get("attempts"):
+    def save(self, job: Job, *, expected_version: int, usage: UsageEntry | None = None) -> None:
+        conflict = f"job {job.job_id} changed since version {expected_version}"
+        if usage is None:
+            with self._span("PutItem"):
+                old = self._put(job, "#v = :v", {"#v": "version"}, {":v": expected_version}, conflict)
+            apart = old.get(schema.LEASE_APART_MARK)
+            if apart is None or old.get("status") not in _ACTIVE_STATUSES or apart != old.get("attempts"):
+                return
+            if job.status in ACTIVE and job.lease_owner == old.get("lease_owner") and job.attempts == apart:
+                self._keep_apart(job)  # saved during the run (a cancel): its lease item still holds the lease
+            else:  # the run ended, or the job changed hands: its lease item leaves the watch index
+                self._end_lease(job.job_id, owner=str(old.get("lease_owner")), attempt=int(apart))
             return
-        if job.status in ACTIVE and job.lease_owner == old.get("lease_owner") and job.attempts == apart:
-            self._keep_apart(job)  # saved during the run (a cancel): its lease item still holds the lease
-        else:  # the run ended, or the job changed hands: its lease item leaves the watch index
-            self._end_lease(job.job_id, owner=str(old.get("lease_owner")), attempt=int(apart))
+        with self._span("TransactWriteItems"):
+            self._finish(job, expected_version, usage, conflict)
+        if job.lane != INLINE and job.attempts:
+            # The terminal write of a worker's run (a transaction returns no old item to read the lease from): its
+            # lease item of this attempt, if its lease went apart, leaves the watch index (none: the condition fails).
+            self._end_lease(job.job_id, owner=None, attempt=job.attempts)
+
+    def _finish(self, job: Job, expected_version: int, usage: UsageEntry, conflict: str) -> None:
+        # The terminal write and the usage ADD in one TransactWriteItems: both or neither. It costs twice the write
+        # units of the two writes made apart (DynamoDB bills a transactional write double), so only a terminal write,
+        # once per job, pays it. Transactions that touch the same counter item at once are refused
+        # (TransactionConflict): tried again, a few times, after a short random pause; then, like throttling, the
+        # store is unavailable (the caller's write did not happen, and is retried as any other).
+        put = {"TableName": self._table.name, "Item": self._item(job), "ConditionExpression": "#v = :v",
+               "ExpressionAttributeNames": {"#v": "version"}, "ExpressionAttributeValues": {":v": expected_version}}
+        items = [{"Put": put}, {"Update": {"TableName": self._table.name, **_usage_update(usage)}}]
+        for attempt in range(1, _TRANSACT_TRIES + 1):
+            try:
+                self._table.meta.client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or ()]
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise ConflictError(conflict) from None
+                if not _TRANSACT_TRANSIENT & set(reasons):
+                    raise
+                if attempt == _TRANSACT_TRIES:
+                    log.warning("job %s: its terminal write was refused %d times (%s)", job.job_id, attempt, reasons)
+                    raise StoreUnavailableError(f"{_STORE} is unavailable (throttled or unreachable); retry shortly") from error
+                time.sleep(random.uniform(0, _TRANSACT_PAUSE_S * attempt))
 
     @translated(_STORE)
     def get(self, job_id: str) -> Job | None:
@@ -85,19 +136,8 @@ class DynamoJobStore:
         # as it stands, from the refused write itself. The lease goes apart at once (see _lease_item): the job item
         # leaves the watch index, its lease item enters it, so that no renewal ever writes the job item again.
         try:
-            item = self._table.update_item(
-                Key={JOBS_PARTITION_KEY: job_id},
-                UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
-                                 "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #apart = attempts + :one "
-                                 "REMOVE unsent_since, #shard, #watch",
-                ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
-                                    "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
-                ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,
-                                          "#watch": schema.WATCH_INDEX_SORT_KEY, "#apart": schema.LEASE_APART_MARK},
-                ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
-                                           ":one": 1, ":owner": owner, ":until": lease_expires_at},
-                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )["Attributes"]
+            with self._span("UpdateItem"):
+                item = self._claim(job_id, owner=owner, now_ms=now_ms, lease_expires_at=lease_expires_at)
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -112,6 +152,21 @@ class DynamoJobStore:
             # lease has ended (the message is hidden no longer than a lease) and the next receive claims the job.
             log.warning("job %s: its lease item was not written (%s); the first renewal writes it", job_id, error)
         return claimed, True
+
+    def _claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> dict[str, Any]:
+        return self._table.update_item(
+            Key={JOBS_PARTITION_KEY: job_id},
+            UpdateExpression="SET #status = :running, updated_at = :now, started_at = :now, attempts = attempts + :one, "
+                             "#v = #v + :one, lease_owner = :owner, lease_expires_at = :until, #apart = attempts + :one "
+                             "REMOVE unsent_since, #shard, #watch",
+            ConditionExpression="#status = :queued AND attribute_not_exists(model_wait) "
+                                "AND (attribute_not_exists(queue_deadline_at) OR queue_deadline_at >= :now)",
+            ExpressionAttributeNames={"#status": "status", "#v": "version", "#shard": schema.WATCH_INDEX_PARTITION_KEY,
+                                      "#watch": schema.WATCH_INDEX_SORT_KEY, "#apart": schema.LEASE_APART_MARK},
+            ExpressionAttributeValues={":running": JobStatus.RUNNING.value, ":queued": JobStatus.QUEUED.value, ":now": now_ms,
+                                       ":one": 1, ":owner": owner, ":until": lease_expires_at},
+            ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )["Attributes"]
 
     @translated(_STORE)
     def due_deliveries(self, *, until_ms: int, limit: int) -> list[tuple[str, int]]:
@@ -322,16 +377,20 @@ class DynamoJobStore:
         log.warning("job %s: its lease was not kept apart (%s); the sweeper may settle it at %s", job.job_id, error,
                     job.lease_expires_at)
 
-    def _end_lease(self, job_id: str, *, owner: str, attempt: int) -> None:
-        """Take ``owner``'s lease item of ``attempt`` out of the watch index and from its owner (whose renewals then
-        fail); a newer lease's item is left alone. Failing, it is logged: the sweep's ``watched`` ends it when met."""
+    def _end_lease(self, job_id: str, *, owner: str | None, attempt: int) -> None:
+        """Take ``owner``'s lease item of ``attempt`` (None: whoever's; an attempt has one owner) out of the watch index
+        and from its owner (whose renewals then fail); a newer lease's item is left alone. Failing, it is logged: the
+        sweep's ``watched`` ends it when met."""
+        condition, values = "lease_attempt = :attempt", dict[str, Any]({":attempt": attempt})
+        if owner is not None:
+            condition, values = condition + " AND lease_owner = :owner", {**values, ":owner": owner}
         try:
             self._table.update_item(
                 Key={JOBS_PARTITION_KEY: _lease_key(job_id)},
                 UpdateExpression="REMOVE " + ", ".join(f"#e{n}" for n in range(len(_ENDED))),
-                ConditionExpression="lease_owner = :owner AND lease_attempt = :attempt",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={f"#e{n}": name for n, name in enumerate(_ENDED)},
-                ExpressionAttributeValues={":owner": owner, ":attempt": attempt})
+                ExpressionAttributeValues=values)
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return
@@ -566,8 +625,9 @@ class DynamoInlineSlots:
 
 class DynamoUsageStore:
     """UsageStore on the jobs table: one item per tenant and day whose counters (``task|lane|counter``) each
-    finished job ADDs to in one UpdateItem (no read; its write units: the item's size, a few hundred bytes per task
-    and lane used that day); a range of days is read in one BatchGetItem (at most 100 days)."""
+    finished job ADDs to (no read; its write units: the item's size, a few hundred bytes per task and lane used that
+    day), in the transaction of its terminal write (DynamoJobStore.save); a range of days is read in one BatchGetItem
+    (at most 100 days)."""
 
     def __init__(self, table: Any):
         self._table = table
@@ -578,17 +638,7 @@ class DynamoUsageStore:
 
     @translated(_STORE)
     def add(self, entry: UsageEntry) -> None:
-        counts = entry.attributes()
-        names = {f"#c{n}": name for n, name in enumerate(counts)}
-        values: dict[str, Any] = {f":c{n}": value for n, value in enumerate(counts.values())}
-        adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
-        expires = _day_epoch_s(entry.day) + schema.USAGE_TTL_DAYS * 86_400
-        self._table.update_item(
-            Key={JOBS_PARTITION_KEY: self.key(entry.tenant_id, entry.day)},
-            UpdateExpression=f"SET #mark = :yes, #ttl = :ttl ADD {adds}",
-            ExpressionAttributeNames={**names, "#mark": schema.USAGE_MARK, "#ttl": schema.TTL_ATTRIBUTE},
-            ExpressionAttributeValues={**values, ":yes": True, ":ttl": expires},
-        )
+        self._table.update_item(**_usage_update(entry))
 
     @translated(_STORE)
     def read(self, tenant_id: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -598,6 +648,20 @@ class DynamoUsageStore:
             if schema.USAGE_MARK in item:
                 found[keys[item[JOBS_PARTITION_KEY]]] = {name: int(value) for name, value in item.items() if name.count("|") == 2}
         return found
+
+
+def _usage_update(entry: UsageEntry) -> dict[str, Any]:
+    """The UpdateItem (its key and expressions) that adds ``entry`` to its tenant's counter item of its day: alone
+    (DynamoUsageStore.add) or in a job's terminal write (DynamoJobStore.save)."""
+    counts = entry.attributes()
+    names = {f"#c{n}": name for n, name in enumerate(counts)}
+    values: dict[str, Any] = {f":c{n}": value for n, value in enumerate(counts.values())}
+    adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
+    expires = _day_epoch_s(entry.day) + schema.USAGE_TTL_DAYS * 86_400
+    return {"Key": {JOBS_PARTITION_KEY: DynamoUsageStore.key(entry.tenant_id, entry.day)},
+            "UpdateExpression": f"SET #mark = :yes, #ttl = :ttl ADD {adds}",
+            "ExpressionAttributeNames": {**names, "#mark": schema.USAGE_MARK, "#ttl": schema.TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {**values, ":yes": True, ":ttl": expires}}
 
 
 def _batch_get(table: Any, keys: Sequence[str], **extra: Any) -> Iterator[dict[str, Any]]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from jobadapters.aws_errors import translated
+from jobadapters.tracing import aws_call
 from jobcore.errors import BlobNotFoundError
 from jobcore.uploads import UploadInfo
+
+if TYPE_CHECKING:
+    from jobadapters.observer import Telemetry
 
 # What a tenant is told when the bucket throttles or cannot be reached (the details are logged).
 _STORE = "the result store"
@@ -19,21 +23,29 @@ class S3BlobStore:
     """Transient S3 errors (SlowDown, 5xx, timeouts) raise StoreUnavailableError; a missing document
     BlobNotFoundError."""
 
-    def __init__(self, client: Any, bucket: str, *, url_ttl_s: int = 3600):
+    def __init__(self, client: Any, bucket: str, *, url_ttl_s: int = 3600, telemetry: Telemetry | None = None):
+        """``telemetry``: each document or file written is a span when this process traces."""
         self._client = client
         self._bucket = bucket
         self._url_ttl_s = url_ttl_s
+        self._telemetry = telemetry
 
     @translated(_STORE)
     def put_json(self, key: str, document: Any) -> int:
         body = json.dumps(document, separators=(",", ":")).encode()
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+        self._put(key, body, "application/json")
         return len(body)
 
     @translated(_STORE)
     def put_bytes(self, key: str, data: bytes, *, content_type: str) -> int:
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+        self._put(key, data, content_type)
         return len(data)
+
+    def _put(self, key: str, body: bytes, content_type: str) -> None:
+        # Named by the key's first part (results, inputs): one name per kind of object, not per object.
+        with aws_call(self._telemetry, "s3", "PutObject", key.split("/", 1)[0],
+                      **{"aws.s3.bucket": self._bucket, "aws.s3.key": key}):
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
 
     @translated(_STORE)
     def get_json(self, key: str) -> Any:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from jobadapters.ecs import LaneService
 from jobadapters.schema import INDEX_SHARDS_ENV, IndexShards
+from jobadapters.tracing import XRAY, check_traces_endpoint
 from jobcore.capacity import (
     CapacityConfig,
     CapacityConfigError,
@@ -171,8 +172,9 @@ def capacity_from_env(env: Mapping[str, str]) -> CapacityConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ObservabilitySettings:
-    """Where traces and metrics go. ``TRACES_ENDPOINT``: an OTLP/HTTP traces endpoint (an ADOT collector's), set by
-    the CDK app ("" when the deployment names none: no tracing). Locally, ``TRACES_FILE`` (spans as JSON lines) and
+    """Where traces and metrics go. ``TRACES_ENDPOINT``: an OTLP/HTTP traces endpoint (an ADOT collector's), or
+    ``xray`` for the X-Ray OTLP endpoint of this process's Region (``AWS_REGION``, set by Lambda and ECS), set by the
+    CDK app ("" when the deployment names none: no tracing). Locally, ``TRACES_FILE`` (spans as JSON lines) and
     ``METRICS_FILE`` (the EMF lines, instead of stdout)."""
 
     ENV = frozenset({"TRACES_ENDPOINT"})
@@ -181,13 +183,20 @@ class ObservabilitySettings:
     traces_endpoint: str = ""
     traces_file: str = ""
     metrics_file: str = ""
+    region: str = ""  # where traces_endpoint "xray" sends
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ObservabilitySettings:
         endpoint = env.get("TRACES_ENDPOINT", "")
-        if endpoint and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
-            raise ConfigError(f"environment variable TRACES_ENDPOINT={endpoint!r} must be an http(s) URL")
-        return cls(traces_endpoint=endpoint, traces_file=env.get("TRACES_FILE", ""), metrics_file=env.get("METRICS_FILE", ""))
+        try:
+            check_traces_endpoint(endpoint)
+        except ValueError as error:
+            raise ConfigError(f"environment variable TRACES_ENDPOINT={error}") from None
+        region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "") if endpoint == XRAY else ""
+        if endpoint == XRAY and not region:
+            raise ConfigError("TRACES_ENDPOINT=xray sends to the X-Ray endpoint of this process's Region: AWS_REGION is not set")
+        return cls(traces_endpoint=endpoint, traces_file=env.get("TRACES_FILE", ""), metrics_file=env.get("METRICS_FILE", ""),
+                   region=region)
 
     @property
     def tracing(self) -> bool:

@@ -173,7 +173,8 @@ def build_runner(
     dispatcher's queue, never sent from here; its usage is added to its tenant's counters. ``role`` names this
     process in the leases it takes."""
     context = JobContext(
-        store=DynamoJobStore(clients.table, shards=clients.shards), blobs=S3BlobStore(clients.s3, bucket), clock_ms=clock_ms,
+        store=DynamoJobStore(clients.table, shards=clients.shards, telemetry=telemetry),
+        blobs=S3BlobStore(clients.s3, bucket, telemetry=telemetry), clock_ms=clock_ms,
         lanes=lanes, usage=DynamoUsageStore(clients.table), observer=telemetry if telemetry is not None else QUIET,
     )
     return JobRunner(

@@ -20,6 +20,7 @@ The month-long comparison of whole workloads across strategies lives with the co
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +191,21 @@ class Cost:
             "currency": currency, "total": sig(self.total),
             "breakdown": {k: sig(v) for k, v in breakdown.items()}, "basis": self.basis,
         }
+
+
+def with_attempt(earlier: Mapping[str, Any] | None, attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's actual cost once one more of its runs is priced (``attempt``: :meth:`CostModel.actual` of that run's
+    tokens and time): totals and breakdown summed, ``runs`` counted (a run that only waited for capacity is one, though
+    not an attempt); the basis is the last run's, with what the earlier ones cost. ``earlier``: the actual cost of
+    the runs before (None: none)."""
+    if not earlier:
+        return {**attempt, "runs": 1}
+    breakdown = {name: sig(float(earlier["breakdown"].get(name, 0.0)) + float(value))
+                 for name, value in attempt["breakdown"].items()}
+    count = int(earlier.get("runs") or 1) + 1
+    return {**attempt, "total": sig(float(earlier["total"]) + float(attempt["total"])), "breakdown": breakdown,
+            "runs": count, "basis": f"{count} runs, the earlier ones ${float(earlier['total']):.6f}; "
+                                    f"the last: {attempt['basis']}"}
 
 
 # -- per job ---------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """What a running job has spent on the model, and the stop at its ``max_cost_usd``; the budget check at submission.
 
 Every run's model goes through a :class:`MeteredModel`: it adds up each answer's tokens (so a job that fails
-half-way still records what it used) and, with a cap, refuses the next call unless the tokens spent, the
-calls in flight and that call's *ceiling* all fit under it. The ceiling is what the call can cost at most:
-its input counted as one token per byte of its JSON (a token always covers at least one byte) plus
-``max_tokens`` of output, so the cap is never passed, whatever the model answers.
+half-way still records what it used) and, with a cap, refuses the next call unless what the job's earlier
+attempts spent, the tokens spent, the calls in flight and that call's *ceiling* all fit under it. The ceiling is
+what the call can cost at most: its input counted as one token per byte of its JSON (a token always covers at
+least one byte) plus ``max_tokens`` of output, so the cap is never passed, whatever the model answers.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class MeteredModel:
 
     ``price(model_id, usage)``: what those tokens cost in USD (the cost model's Claude part).
     ``usage_of(response)``: one answer's tokens.
+    ``spent_before_usd``: what the job's earlier attempts spent on the model: the cap is the job's, over all of them.
     """
 
     llm: LanguageModel
@@ -46,6 +47,7 @@ class MeteredModel:
     usage_of: Callable[[Mapping[str, Any]], Usage]
     model_id: str | None = None
     cap_usd: float | None = None
+    spent_before_usd: float = 0.0
     usage: Usage = Usage()
     _reserved_usd: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,10 +61,11 @@ class MeteredModel:
         most = self.price(model, ceiling(params)) if self.cap_usd is not None else 0.0
         with self._lock:
             if self.cap_usd is not None:
-                spent = self.spent_usd
+                spent = self.spent_before_usd + self.spent_usd
                 if spent + self._reserved_usd + most > self.cap_usd:
+                    before = f" (${self.spent_before_usd:.6f} of it by earlier attempts)" if self.spent_before_usd else ""
                     raise BudgetExceededError(
-                        f"stopped before its next model call: ${spent:.6f} spent, ${self._reserved_usd:.6f} in calls in "
+                        f"stopped before its next model call: ${spent:.6f} spent{before}, ${self._reserved_usd:.6f} in calls in "
                         f"flight, and the next call may cost up to ${most:.6f}, which would pass its max_cost_usd "
                         f"${self.cap_usd:g}", figures={"spent_usd": round(spent, 6), "next_call_ceiling_usd": round(most, 6),
                                                       "max_cost_usd": self.cap_usd})

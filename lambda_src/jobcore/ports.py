@@ -38,8 +38,10 @@ class JobStore(Protocol):
 
     def get(self, job_id: str) -> Job | None: ...
 
-    def save(self, job: Job, *, expected_version: int) -> None:
-        """Persist ``job`` only if the stored version is still ``expected_version``, else ConflictError."""
+    def save(self, job: Job, *, expected_version: int, usage: UsageEntry | None = None) -> None:
+        """Persist ``job`` only if the stored version is still ``expected_version``, else ConflictError. With
+        ``usage`` (a terminal write), add it to its tenant's counters (:class:`UsageStore`) in the same atomic write:
+        both or neither, so a job is counted exactly once whatever fails or dies around it."""
 
     def claim(self, job_id: str, *, owner: str, now_ms: int, lease_expires_at: int) -> tuple[Job | None, bool]:
         """A worker's claim in one conditional write, without reading the job first: a job that is queued, not

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from jobcore import uploads, webhooks
 from jobcore.capacity_pacer import Pacing, current_pacing, pacing
 from jobcore.context import JobContext
+from jobcore.costing import with_attempt
 from jobcore.deliveries import redeliver as new_series
 from jobcore.errors import (
     BlobNotFoundError,
@@ -135,6 +136,9 @@ class JobRunner:
     lease_ms: int = 60_000  # a claim lasts this long unless its heartbeat renews it
     result_retention_days: int | None = None  # the bucket's lifecycle, for result_expires_at
     model_wait_limit_s: float = MODEL_WAIT_LIMIT_S  # how long a job may wait for an unavailable model, in all
+    # The meters of the runs that raised: the write that ends their attempt (a retry, a wait, a fallback) records their
+    # spend (attempt_charges). By job id: a runner runs one attempt of a job at a time.
+    _unsettled: dict[str, MeteredModel] = field(default_factory=dict, repr=False)
 
     # The context's parts, read as the runner's own.
     @property
@@ -180,7 +184,10 @@ class JobRunner:
         self.observer.started(job, now_ms=now)
         # Its model calls are paced as its tenant's, queued (jobcore.capacity_pacer), however the model is wrapped.
         with pacing(job.tenant_id, inline=False) as paced:
-            return self._run_claimed(job, ctx, paced, receive_count=receive_count, max_receives=max_receives)
+            try:
+                return self._run_claimed(job, ctx, paced, receive_count=receive_count, max_receives=max_receives)
+            finally:
+                self.drop_attempt(job.job_id)
 
     def _run_claimed(self, job: Job, ctx: RunContext, paced: Pacing, *, receive_count: int, max_receives: int) -> Disposition:
         try:
@@ -195,7 +202,7 @@ class JobRunner:
             except ConflictError:  # changed under the run: a cancel is confirmed, anything else stands
                 current = self.store.get(job.job_id)
                 if current is not None and current.status is JobStatus.CANCELING:
-                    return Disposition.settled(self._finish(current, JobStatus.CANCELED))
+                    return Disposition.settled(self._finish(current, JobStatus.CANCELED, **self.attempt_charges(current)))
                 return Disposition.settled(current, note="changed while running; its new state stands")
 
     def _claim_after_look(self, job_id: str, job: Job | None, now: int, *, receive_count: int,
@@ -255,6 +262,14 @@ class JobRunner:
             return Outcome(self.fail(job, error))
         model_id = payload.get("model") or ctx.model_id
         meter = self.meter(job, ctx, model_id=model_id)
+        try:
+            return self._metered_run(job, ctx, task, payload, meter, timeout_s)
+        except Exception:
+            self._unsettled[job.job_id] = meter  # for the write that ends this attempt (attempt_charges)
+            raise
+
+    def _metered_run(self, job: Job, ctx: RunContext, task: TaskSpec, payload: dict[str, Any], meter: MeteredModel,
+                     timeout_s: float | None) -> Outcome:
         known = self._answers_kept(job, task)
         try:
             try:
@@ -265,17 +280,20 @@ class JobRunner:
         except ModelError as error:
             if error.retryable:
                 raise
-            return Outcome(self.fail(job, error, **self._spent(job, meter)))
+            return Outcome(self.fail(job, error, **self.charges(job, meter.usage, model_id=meter.model_id)))
         except TaskTimeoutError as error:
-            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=error_record(error), **self._spent(job, meter)))
+            return Outcome(self.finish(job, JobStatus.TIMED_OUT, error=error_record(error),
+                                       **self.charges(job, meter.usage, model_id=meter.model_id)))
         except JobCanceledError:
-            return Outcome(self._canceled(job))
+            return Outcome(self._canceled(job, **self.charges(job, meter.usage, model_id=meter.model_id)))
         except JobError as error:
             if isinstance(error, ConflictError):
                 raise
-            return Outcome(self.fail(job, error, **self._spent(job, meter)))
+            return Outcome(self.fail(job, error, **self.charges(job, meter.usage, model_id=meter.model_id)))
         paced = current_pacing()  # set by whoever runs the job: the worker's process, or the inline path
-        return Outcome(self.succeed(job, result, model_id=model_id, waited_ms=paced.waited_ms if paced else 0), result.output)
+        # This attempt's tokens are the meter's: an answer kept from an earlier attempt was counted by that attempt.
+        return Outcome(self.succeed(job, replace(result, usage=meter.usage), model_id=meter.model_id or "",
+                                    waited_ms=paced.waited_ms if paced else 0), result.output)
 
     def _answers_kept(self, job: Job, task: TaskSpec) -> dict[str, dict[str, Any]]:
         """The answers an earlier run of this job kept (its calls that were answered before others were refused);
@@ -309,18 +327,36 @@ class JobRunner:
                                                 duration_s=0)["breakdown"]["claude"])
 
         cap = job.max_cost_usd if self.cost_model is not None else None
-        return MeteredModel(ctx.llm, price=price, usage_of=usage_of, model_id=model_id, cap_usd=cap)
+        earlier = (job.cost.get("actual") or {}).get("breakdown") or {}
+        return MeteredModel(ctx.llm, price=price, usage_of=usage_of, model_id=model_id, cap_usd=cap,
+                            spent_before_usd=float(earlier.get("claude") or 0.0))
 
-    def _spent(self, job: Job, meter: MeteredModel) -> dict[str, Any]:
-        """What a run that did not succeed used, for its record: its tokens and their actual cost (none: nothing)."""
-        if not meter.usage.model_calls:
-            return {}
+    def charges(self, job: Job, used: Usage, *, model_id: str | None) -> dict[str, Any]:
+        """The job's ``usage`` and ``cost`` once the attempt it is running (since ``started_at``) ends having used
+        ``used``: every write that ends an attempt records them, whatever its outcome, so the job's record, its
+        tenant's usage and its ``max_cost_usd`` count all its attempts. An attempt that made no model call and whose
+        run time is not priced (no cost model) adds nothing."""
         cost = dict(job.cost)
         if self.cost_model is not None:
-            duration_s = (self.clock_ms() - (job.started_at or self.clock_ms())) / 1000
-            cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=meter.model_id or "", usage=meter.usage,
-                                                    duration_s=duration_s)
-        return {"usage": meter.usage, "cost": cost}
+            now = self.clock_ms()
+            duration_s = (now - (job.started_at if job.started_at is not None else now)) / 1000
+            attempt = self.cost_model.actual(lane=job.lane, model_id=model_id or "", usage=used, duration_s=duration_s)
+            cost["actual"] = with_attempt(job.cost.get("actual"), attempt)
+        elif not used.model_calls:
+            return {}
+        return {"usage": job.usage + used, "cost": cost}
+
+    def attempt_charges(self, job: Job) -> dict[str, Any]:
+        """:meth:`charges` of the attempt of ``job`` whose run raised (execute), for the write that ends it; nothing
+        for a job this runner did not run."""
+        meter = self._unsettled.pop(job.job_id, None)
+        if meter is None:
+            return {}
+        return self.charges(job, meter.usage, model_id=meter.model_id)
+
+    def drop_attempt(self, job_id: str) -> None:
+        """Forget the spend of a run whose job changed under it (nothing more of it is written)."""
+        self._unsettled.pop(job_id, None)
 
     def load_input(self, job: Job) -> dict[str, Any]:
         if job.input_ref is not None and uploads.is_upload_key(job.input_ref):
@@ -342,12 +378,9 @@ class JobRunner:
         else:
             key = result_key(job.job_id)
             stored = {"result_ref": key, "result_bytes": self.blobs.put_json(key, result.output)}
-        cost = dict(job.cost)
-        if self.cost_model is not None:
-            duration_s = (now - (job.started_at or now)) / 1000
-            cost["actual"] = self.cost_model.actual(lane=job.lane, model_id=model_id, usage=result.usage, duration_s=duration_s)
-        return self.finish(job, JobStatus.SUCCEEDED, **stored, usage=result.usage, cost=cost,
-                           result_expires_at=expires, files=files, capacity_wait_ms=job.capacity_wait_ms + waited_ms)
+        charged = self.charges(job, result.usage, model_id=model_id)
+        return self.finish(job, JobStatus.SUCCEEDED, **stored, **charged, result_expires_at=expires, files=files,
+                           capacity_wait_ms=job.capacity_wait_ms + waited_ms)
 
     def _store_file(self, job: Job, name: str, file: OutputFile) -> dict[str, Any]:
         if not _FILE_NAME.fullmatch(name):
@@ -372,13 +405,13 @@ class JobRunner:
             current = self.store.get(job.job_id)
             if current is None or current.status is not JobStatus.CANCELING:
                 raise
-            return self._finish(current, JobStatus.CANCELED)
+            return self._finish(current, JobStatus.CANCELED, **{k: v for k, v in changes.items() if k in ("usage", "cost")})
 
-    def _canceled(self, job: Job) -> Job:
-        """The run stopped because the job is being canceled: confirm it."""
+    def _canceled(self, job: Job, **charged: Any) -> Job:
+        """The run stopped because the job is being canceled: confirm it (with what the run spent, ``charged``)."""
         current = self.store.get(job.job_id) or job
         if current.status is JobStatus.CANCELING:
-            return self._finish(current, JobStatus.CANCELED)
+            return self._finish(current, JobStatus.CANCELED, **charged)
         return current
 
     def _finish(self, job: Job, status: JobStatus, **changes: Any) -> Job:
@@ -386,21 +419,13 @@ class JobRunner:
         done = transition(job, status, now_ms=now, **changes)
         if webhooks.wants(done):
             done = replace(done, delivery=webhooks.open_for(done, now_ms=now))
-        self.save(job, done)
-        self._count(done)
+        # The terminal write adds the job to its tenant's usage in the same write: a job is counted exactly once, by
+        # the writer whose conditional write won, and a process that dies cannot leave it written but uncounted.
+        self.store.save(done, expected_version=job.version, usage=entry_for(done) if self.usage is not None else None)
+        self.observer.finished(done)
         if done.delivery is not None:
             self._hand_over(done, now)
         return done
-
-    def _count(self, job: Job) -> None:
-        """Add a finished job to its tenant's usage (one write) and to the metrics. Only the writer whose terminal
-        write succeeded gets here, so a job is never counted twice; a failed add is logged, the job stands."""
-        if self.usage is not None:
-            try:
-                self.usage.add(entry_for(job))
-            except Exception as error:  # noqa: BLE001 - the job's outcome stands; its usage is in its item
-                log.warning("job %s: its usage was not counted (%s)", job.job_id, error)
-        self.observer.finished(job)
 
     def _hand_over(self, job: Job, due_at: int) -> None:
         try:
@@ -450,11 +475,12 @@ class JobRunner:
             public = error_record(error)["message"]
             why = f"gave up after {receive_count} attempts: {public}" if retryable else public
             log.warning("job %s failed: %s (%s)", job.job_id, why, error)
-            return Disposition.settled(self.fail(job, _Reason(error, why)))
+            return Disposition.settled(self.fail(job, _Reason(error, why), **self.attempt_charges(job)))
         if not isinstance(error, JobError):
             log.exception("job %s attempt %d crashed; will retry", job.job_id, receive_count, exc_info=error)
         delay = self.backoff.delay_s(receive_count, retry_after_s=getattr(error, "retry_after_s", None))
-        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=error_record(error)))
+        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=self.clock_ms(), error=error_record(error),
+                                           **self.attempt_charges(job)))
         return Disposition.retry(queued, in_s=delay, note=f"retrying in {delay} s ({self.backoff!r}): {error}")
 
     def _wait_for_model(self, job: Job, error: ModelUnavailableError) -> Disposition:
@@ -467,9 +493,10 @@ class JobRunner:
             why = (f"the model stayed unavailable ({error.describe()}): gave up after waiting {_duration(now - since)} "
                    f"(the limit is {_duration(self.model_wait_limit_s * 1000)}) over {job.attempts} attempts")
             log.warning("job %s failed: %s", job.job_id, why)
-            return Disposition.settled(self.fail(job, _Reason(error, why)))
+            return Disposition.settled(self.fail(job, _Reason(error, why), **self.attempt_charges(job)))
         delay_s, waiting = wait
-        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, error=error_record(error), model_wait=waiting))
+        queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, error=error_record(error), model_wait=waiting,
+                                           **self.attempt_charges(job)))
         self.observer.capacity_wait(queued)
         return Disposition.requeued(queued, in_s=delay_s,
                            note=f"waiting for the model ({error.describe()}): next attempt in {delay_s} s, wait {waiting.waits} "
@@ -482,7 +509,8 @@ class JobRunner:
         now = self.clock_ms()
         delay_s, waiting = capacity_wait(job, error, now_ms=now)
         queued = self.save(job, transition(job, JobStatus.QUEUED, now_ms=now, attempts=job.attempts - 1, model_wait=waiting,
-                                           capacity_wait_ms=job.capacity_wait_ms + waited_ms + delay_s * 1000))
+                                           capacity_wait_ms=job.capacity_wait_ms + waited_ms + delay_s * 1000,
+                                           **self.attempt_charges(job)))
         self.observer.capacity_wait(queued)
         return Disposition.requeued(queued, in_s=delay_s,
                            note=f"waiting for {error.describe()}: next grant expected in {delay_s} s")

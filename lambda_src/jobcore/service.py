@@ -383,6 +383,8 @@ class JobService:
             except Exception as error:  # noqa: BLE001 - a store failed (or a bug): the recorded job must still finish
                 log.exception("job %s: inline run failed; queueing it", job.job_id)
                 return Outcome(self._rescue(job, task, error, waited_ms=paced.waited_ms))
+            finally:
+                self.runner.drop_attempt(job.job_id)  # what the writes above did not take (a conflict, a failed write)
         return done
 
     def _refuse_sync(self, job: Job, error: ModelUnavailableError, *, waited_ms: int = 0) -> None:
@@ -390,7 +392,7 @@ class JobService:
         not ask for. The job ends failed (its record says why, and how long its calls waited for grants) and the
         client gets 503 with a retry hint."""
         retry_after_s = max(1, math.ceil(error.retry_after_s or SYNC_RETRY_AFTER_S))
-        self.runner.fail(job, error, capacity_wait_ms=job.capacity_wait_ms + waited_ms)
+        self.runner.fail(job, error, capacity_wait_ms=job.capacity_wait_ms + waited_ms, **self.runner.attempt_charges(job))
         raise SyncUnavailableError(
             f"{error}; mode sync runs inline or not at all, so the job was not queued: retry in {retry_after_s} s, "
             "or submit with mode auto to have it queued when the model is busy", job_id=job.job_id,
@@ -420,11 +422,12 @@ class JobService:
         record = error_record(error)
         reason = Decision(lane, f"inline fallback, {record['message']}", earlier=job.route_reason).reason
         estimate = self.catalogue_view.estimate(task, lane, task.expected_duration_s(self.runner.load_input(job)))
+        charged = self.runner.attempt_charges(job)  # what the inline attempt spent stays on the job, queued or not
         now = self.context.clock_ms()
         if job.queue_deadline_at is not None and now > job.queue_deadline_at:
             # The client would not have it start later than this: it expires rather than waiting in the queue.
             waited_s = (job.queue_deadline_at - job.created_at) / 1000
-            return self.runner.finish(job, JobStatus.EXPIRED, error={"type": "expired", "message": (
+            return self.runner.finish(job, JobStatus.EXPIRED, **charged, error={"type": "expired", "message": (
                 f"not run within max_queue_s ({waited_s:g} s): its inline attempt could not finish "
                 f"({record['message']}), and the deadline had passed when it would have been queued")})
         # A model that is down: the queued job waits as a worker's would (the runner's back-off, with the
@@ -436,9 +439,12 @@ class JobService:
             capacity_wait_ms += wait[0] * 1000  # that delay is a wait for capacity too, as a worker counts it
         elif isinstance(error, ModelUnavailableError) and (error.model_down or isinstance(error, CapacityWaitError)):
             wait = self.runner.model_wait(job, error, now_ms=now)
+        # Its estimate is the fallback lane's now; its actual cost so far (the inline attempt's) is kept.
+        actual = {"actual": charged["cost"]["actual"]} if "actual" in charged.get("cost", {}) else {}
         queued = self.runner.save(job, transition(
-            job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost=_estimated(estimate),
+            job, JobStatus.QUEUED, now_ms=now, lane=lane, route_reason=reason, error=record, cost={**_estimated(estimate), **actual},
             capacity_wait_ms=capacity_wait_ms, **({"model_wait": wait[1]} if wait else {}),
+            **({"usage": charged["usage"]} if "usage" in charged else {}),
         ))
         if wait:
             self.context.observer.capacity_wait(queued)

@@ -1,10 +1,11 @@
 """Usage per tenant: counters added by each job's terminal write, read back by day, task or lane.
 
-A finished job adds its :class:`UsageEntry` to one counter item per tenant and UTC day (one ``ADD`` update:
-no read, no scan, and never twice, since only the writer whose conditional terminal write succeeded adds
-it). ``GET /v1/usage`` reads the days asked for (at most ``MAX_DAYS``), and a tenant's monthly budget is
-checked against the month's days (:func:`month_days`). Counters are integers: cost in micro-dollars, so
-that sums are exact to the cent however many jobs they add up.
+A finished job adds its :class:`UsageEntry` (the tokens and cost of all its attempts) to one counter item per
+tenant and UTC day (``ADD``s: no read, no scan) in the same atomic write as its conditional terminal write
+(``JobStore.save(..., usage=...)``): exactly once, by the writer that won, whatever dies around it.
+``GET /v1/usage`` reads the days asked for (at most ``MAX_DAYS``), and a tenant's monthly budget is checked against
+the month's days (:func:`month_days`). Counters are integers: cost in micro-dollars, so that sums are exact to the
+cent however many jobs they add up.
 """
 
 from __future__ import annotations

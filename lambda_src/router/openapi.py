@@ -425,7 +425,8 @@ def _task_schemas(name: str, task: TaskSpec) -> dict[str, Any]:
             "max_cost_usd": {"type": "number", "minimum": requests.MAX_COST_USD_RANGE[0],
                              "maximum": requests.MAX_COST_USD_RANGE[1],
                              "description": "Refused (402) if the job's estimate is higher; its run stops before a model "
-                                            "call whose ceiling (input + max_tokens) could pass it, and fails budget_exceeded"},
+                                            "call whose ceiling (input + max_tokens), with what its earlier attempts spent, could "
+                                            "pass it, and fails budget_exceeded"},
         },
     }, keep=("input", "input_upload"))
     return schemas

@@ -34,6 +34,7 @@ from stacks.constructs.nag import acknowledge, ref
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
+from stacks.constructs.traces import grant_trace_export
 
 HANDLER = "intake.handler.handler"
 FUNCTION_TIMEOUT = Duration.seconds(intake_core.FUNCTION_TIMEOUT_S)
@@ -127,6 +128,7 @@ class IntakeFunction(Construct):
         for job_queue in queues.values():
             job_queue.grant_send(self.role)
         webhook_queue.grant_send(self.role)
+        grant_trace_export(self.role, traces_endpoint)
 
     def wake_lanes(self, services: Mapping[str, ecs.BaseService]) -> None:
         """Lets the intake wake each worker lane's idle service when it queues a job there, as the router does

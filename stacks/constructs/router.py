@@ -22,6 +22,7 @@ from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.runtime_env import queue_url_placeholders, service_environment
 from stacks.constructs.storage import JobStorage
+from stacks.constructs.traces import grant_trace_export
 
 HANDLER = "router.handler.handler"
 LIVE_ALIAS = "live"  # with SnapStart or provisioned concurrency: the alias API Gateway invokes
@@ -104,6 +105,7 @@ class RouterFunction(Construct):
             job_queue.grant_send(self.role)
         webhook_queue.grant_send(self.role)
         model_access.grant(self.role, anthropic_secret)
+        grant_trace_export(self.role, traces_endpoint)
 
     def wake_lanes(self, services: Mapping[str, ecs.BaseService]) -> None:
         """Lets the router wake each worker lane's idle service when it queues a job there (``jobcore.wake``):

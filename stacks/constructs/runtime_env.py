@@ -82,6 +82,10 @@ def check_lambda_size(environment: Mapping[str, str], *, where: str) -> None:
                          "shorten price_overrides or task_rates_per_min")
 
 
+# What Lambda and ECS set in every function's and task's environment themselves (never the app): the runtime may read it.
+PLATFORM_ENV = {"AWS_REGION": "placeholder-region"}
+
+
 def check(parse: Callable[[Mapping[str, str]], Any], environment: Mapping[str, str], *, where: str,
           placeholders: Mapping[str, str] | None = None, lanes: Lanes | None = None) -> None:
     """Parse ``environment`` as the runtime will; ValueError naming ``where`` and the reason if it refuses.
@@ -92,8 +96,9 @@ def check(parse: Callable[[Mapping[str, str]], Any], environment: Mapping[str, s
     generates them, written to a scratch directory.
     """
     resolved = {
-        key: (placeholders or {}).get(key, f"placeholder-for-{key.lower()}") if Token.is_unresolved(value) else value
-        for key, value in environment.items()
+        **PLATFORM_ENV,
+        **{key: (placeholders or {}).get(key, f"placeholder-for-{key.lower()}") if Token.is_unresolved(value) else value
+           for key, value in environment.items()},
     }
     with tempfile.TemporaryDirectory(prefix="code-") as code_root:
         if "LANES_FILE" in resolved and not Path(resolved["LANES_FILE"]).is_absolute():  # a file of the code

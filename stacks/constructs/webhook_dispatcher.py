@@ -21,6 +21,7 @@ from stacks.constructs import runtime_env
 from stacks.constructs.job_queue import JobQueue
 from stacks.constructs.python_lambda import python_function
 from stacks.constructs.storage import JobStorage
+from stacks.constructs.traces import grant_trace_export
 
 DISPATCH_HANDLER = "dispatcher.handler.handler"
 SWEEP_HANDLER = "dispatcher.handler.sweep"
@@ -97,6 +98,7 @@ class WebhookDispatcher(Construct):
         storage.grant_job_data(dispatcher.role)
         self.job_queue.grant_send(dispatcher.role)
         webhook_secret.grant_read(dispatcher.role)
+        grant_trace_export(dispatcher.role, traces_endpoint)
 
         sweep_scope = Construct(self, "Sweep")
         sweep = python_function(
@@ -111,6 +113,7 @@ class WebhookDispatcher(Construct):
             targets=[targets.LambdaFunction(sweep.function, max_event_age=SWEEP_EVERY)])
         storage.grant_due_deliveries(sweep.role)
         self.job_queue.grant_send(sweep.role)
+        grant_trace_export(sweep.role, traces_endpoint)
 
     def functions(self) -> dict[str, lambda_.Function]:
         return {"Dispatcher": self.dispatcher, "Sweep": self.sweep}

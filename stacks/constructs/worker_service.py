@@ -27,6 +27,7 @@ from stacks.constructs.model_access import ANTHROPIC_ONLY, ModelAccess
 from stacks.constructs.nag import acknowledge, ref
 from stacks.constructs.runtime_env import lane_environment
 from stacks.constructs.storage import JobStorage
+from stacks.constructs.traces import grant_trace_export
 from stacks.lane_env import capacity_environment
 
 STOP_TIMEOUT = Duration.seconds(ECS_MAX_STOP_TIMEOUT_S)  # Fargate Spot gives the same 2 minutes' notice
@@ -111,6 +112,7 @@ class WorkerService(Construct):
         # construct reaches them (cfn-lint W3005 about the cluster itself is the price, see .cfnlintrc).
         self.service.node.add_dependency(cluster.cluster)
         self._grant(cluster, storage, webhook_queue)
+        grant_trace_export(self.task_definition.task_role, traces_endpoint)
         model_access.grant(self.task_definition.task_role, None)  # the key is the execution role's to read, for ECS
         if model_s3_uri:
             self._grant_model(model_s3_uri)

@@ -47,12 +47,12 @@ def submit(service: Any, **body: Any) -> Any:
     return service.submit(parse_submit({"task": "claude.messages", "input": MESSAGES, **body}), tenant_id=TENANT)
 
 
-def test_an_inline_job_is_three_dynamodb_writes_record_it_finish_it_and_count_its_usage(service, calls):
+def test_an_inline_job_is_two_dynamodb_writes_record_it_then_finish_it_and_count_its_usage_at_once(service, calls):
     submitted = submit(service, mode="sync")
 
     assert submitted.job.status is JobStatus.SUCCEEDED and submitted.job.lane == "inline"
-    # running under its inline lease; succeeded; its tenant's usage of the day (jobcore.usage, issue 23)
-    assert calls.take() == ["dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # running under its inline lease; succeeded, with its tenant's usage of the day in the same transaction (issue 23)
+    assert calls.take() == ["dynamodb:PutItem", "dynamodb:TransactWriteItems"]
 
 
 def test_reading_a_finished_inline_job_is_one_getitem_with_its_result(service, calls):
@@ -68,14 +68,14 @@ def test_reading_a_finished_inline_job_is_one_getitem_with_its_result(service, c
 def test_a_webhook_adds_only_its_hand_over_to_the_dispatcher(service, calls):
     submit(service, mode="sync", webhook={"url": "https://hooks.example.com/jobs"})
 
-    assert calls.take() == ["dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage"]
+    assert calls.take() == ["dynamodb:PutItem", "dynamodb:TransactWriteItems", "sqs:SendMessage"]
 
 
 def test_an_idempotency_key_adds_its_reservation_and_its_completion(service, calls):
     request = parse_submit({"task": "claude.messages", "input": MESSAGES, "mode": "sync"})
     first = service.submit(request, tenant_id=TENANT, idempotency_key="key-1")
-    # the key reserved; the job; finished; its usage; the key completed
-    assert calls.take() == ["dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"]
+    # the key reserved; the job; finished with its usage; the key completed
+    assert calls.take() == ["dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:TransactWriteItems", "dynamodb:UpdateItem"]
 
     again = service.submit(request, tenant_id=TENANT, idempotency_key="key-1")
 
@@ -92,9 +92,8 @@ def test_a_worker_runs_a_queued_job_without_s3(service, calls, aws, clients):
     done = worker.process(job_id, ctx=RunContext(llm=service.llm, model_id="claude-test"), receive_count=1, max_receives=5)
 
     assert done.delete and done.job.status is JobStatus.SUCCEEDED
-    # Claimed without a read, its lease item written; finished, its lease item ended; usage.
-    assert calls.take() == ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                            "dynamodb:UpdateItem"]
+    # Claimed without a read, its lease item written; finished with its usage (one transaction); its lease item ended.
+    assert calls.take() == ["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:TransactWriteItems", "dynamodb:UpdateItem"]
 
 
 def test_the_largest_job_item_with_a_result_at_the_item_limit_fits_dynamodb(clients):

@@ -11,10 +11,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+from botocore.exceptions import ClientError
+
 from jobadapters.dynamo import DynamoJobStore, DynamoUsageStore
 from jobadapters.observer import Emf, Telemetry
 from jobadapters.sqs import SqsJobQueue, traceparent_of
 from jobadapters.tracing import TRACEPARENT
+from jobcore.errors import ConflictError, StoreUnavailableError
 from jobcore.model import JobStatus
 from jobcore.usage import UsageEntry
 from tests.adapters.support import make_job
@@ -89,3 +93,88 @@ def test_the_opentelemetry_sdk_is_imported_only_when_something_exports(tmp_path)
     done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "spans")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+# --- the terminal write counts the job's usage in the same transaction -----------------------------------------
+
+
+def terminal(job, *, version: int):
+    return replace(job, status=JobStatus.SUCCEEDED, version=version, finished_at=job.created_at + 1000)
+
+
+def test_a_terminal_write_adds_the_usage_in_the_same_transaction_and_a_lost_one_adds_nothing(aws, clients):
+    """GIVEN a running job WHEN its terminal write carries its usage THEN the job and its tenant's counters change
+    together; a second terminal write of the same version (another runner's, or the retry of a process that died
+    after the first landed) is refused whole: the job is counted once."""
+    store, counters = DynamoJobStore(clients.table), DynamoUsageStore(clients.table)
+    job = replace(make_job(lane="cpu"), status=JobStatus.RUNNING, version=3)
+    store.create(job)
+    used = entry(job.tenant_id, "2026-03-01", jobs_succeeded=1, input_tokens=40, cost_micro_usd=700)
+
+    store.save(terminal(job, version=4), expected_version=3, usage=used)
+    with pytest.raises(ConflictError):
+        store.save(terminal(job, version=4), expected_version=3, usage=used)
+
+    assert store.get(job.job_id).status is JobStatus.SUCCEEDED
+    assert counters.read(job.tenant_id, ["2026-03-01"]) == {"2026-03-01": {
+        "claude.messages|inline|jobs_succeeded": 1, "claude.messages|inline|input_tokens": 40,
+        "claude.messages|inline|cost_micro_usd": 700}}
+
+
+def test_a_terminal_write_whose_usage_add_fails_leaves_the_job_unwritten(aws, clients):
+    """The usage ADD fails (its counter holds a string, so ADD of a number is invalid): the whole transaction is
+    cancelled, the job stays as it was, so the runner's retry counts it later, once."""
+    store = DynamoJobStore(clients.table)
+    job = replace(make_job(lane="cpu"), status=JobStatus.RUNNING, version=3)
+    store.create(job)
+    clients.table.put_item(Item={"job_id": DynamoUsageStore.key(job.tenant_id, "2026-03-01"), "usage_counters": True,
+                                 "claude.messages|inline|jobs_succeeded": "not a number"})
+    with pytest.raises(ClientError, match="TransactWriteItems"):
+        store.save(terminal(job, version=4), expected_version=3, usage=entry(job.tenant_id, "2026-03-01", jobs_succeeded=1))
+    assert store.get(job.job_id).status is JobStatus.RUNNING and store.get(job.job_id).version == 3
+    assert clients.table.get_item(Key={"job_id": DynamoUsageStore.key(job.tenant_id, "2026-03-01")})["Item"][
+        "claude.messages|inline|jobs_succeeded"] == "not a number"
+
+
+class ContendedClient:
+    """The table's client with TransactWriteItems refused (TransactionConflict) ``refusals`` times first."""
+
+    def __init__(self, client, refusals: int) -> None:
+        self._client, self.refusals, self.calls = client, refusals, 0
+
+    def transact_write_items(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                               "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
+                              "TransactWriteItems")
+        return self._client.transact_write_items(**kwargs)
+
+
+class ContendedTable:
+    def __init__(self, table, refusals: int) -> None:
+        self._table, self.name = table, table.name
+        self.client = ContendedClient(table.meta.client, refusals)
+        self.meta = type("Meta", (), {"client": self.client})()
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+
+def test_a_terminal_write_refused_by_a_concurrent_one_on_the_counters_is_tried_again_then_reported_unavailable(aws, clients):
+    job = replace(make_job(lane="cpu"), status=JobStatus.RUNNING, version=3)
+    DynamoJobStore(clients.table).create(job)
+    used = entry(job.tenant_id, "2026-03-01", jobs_succeeded=1)
+
+    contended = ContendedTable(clients.table, refusals=2)
+    DynamoJobStore(contended).save(terminal(job, version=4), expected_version=3, usage=used)
+    assert contended.client.calls == 3
+    assert DynamoUsageStore(clients.table).read(job.tenant_id, ["2026-03-01"])["2026-03-01"] == {
+        "claude.messages|inline|jobs_succeeded": 1}
+
+    other = replace(make_job("job_2", lane="cpu"), status=JobStatus.RUNNING, version=3)
+    DynamoJobStore(clients.table).create(other)
+    always = ContendedTable(clients.table, refusals=100)
+    with pytest.raises(StoreUnavailableError):
+        DynamoJobStore(always).save(terminal(other, version=4), expected_version=3, usage=used)
+    assert always.client.calls == 4 and DynamoJobStore(clients.table).get(other.job_id).status is JobStatus.RUNNING

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -678,11 +679,12 @@ def aws_error(code: str, operation: str, status: int = 400) -> ClientError:
                         "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "REQ-9F8E"}}, operation)
 
 
-def throttle_writes_after_the_first(api: Api, monkeypatch: Any) -> tuple[Any, Any]:
-    """DynamoDB takes the job's first write (created) and throttles every later one; the table and its real
-    put_item, to bring DynamoDB back."""
+def throttle_writes_after_the_first(api: Api, monkeypatch: Any) -> Callable[[], None]:
+    """DynamoDB takes the job's first write (created) and throttles every later one (a put, or the terminal write's
+    transaction); the function that brings DynamoDB back."""
     table = built(api).runner.store._table
-    real_put, writes = table.put_item, []
+    client = table.meta.client
+    real_put, real_transact, writes = table.put_item, client.transact_write_items, []
 
     def first_write_only(**kwargs: Any) -> Any:
         writes.append(kwargs)
@@ -690,8 +692,17 @@ def throttle_writes_after_the_first(api: Api, monkeypatch: Any) -> tuple[Any, An
             raise aws_error("ProvisionedThroughputExceededException", "PutItem")
         return real_put(**kwargs)
 
+    def throttled(**kwargs: Any) -> Any:
+        raise aws_error("ProvisionedThroughputExceededException", "TransactWriteItems")
+
     monkeypatch.setattr(table, "put_item", first_write_only)
-    return table, real_put
+    monkeypatch.setattr(client, "transact_write_items", throttled)
+
+    def back() -> None:
+        monkeypatch.setattr(table, "put_item", real_put)
+        monkeypatch.setattr(client, "transact_write_items", real_transact)
+
+    return back
 
 
 def built(api: Api) -> Any:
@@ -781,7 +792,7 @@ def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with
     WHEN a short job is submitted
     THEN the client gets 503 unavailable naming the job (job_id, links, Location); the job stays running
     under its inline lease; once that lease has run out, the sweeper queues it for a worker."""
-    table, real_put = throttle_writes_after_the_first(api, monkeypatch)
+    dynamodb_back = throttle_writes_after_the_first(api, monkeypatch)
 
     reply = api.call("POST", "/v1/jobs", SHORT)
 
@@ -791,7 +802,7 @@ def test_an_inline_run_whose_job_store_fails_after_recording_it_answers_503_with
     assert "poll it" in reply.body["error"]["message"]
     item = api.item(job_id)
     assert item["status"] == "running" and item["lane"] == "inline" and int(item["lease_expires_at"]) > clock_ms()
-    monkeypatch.setattr(table, "put_item", real_put)  # DynamoDB is back
+    dynamodb_back()
 
     runner = build_runner(api.clients, api.aws.bucket, api.aws.webhook_queue_url, LANES, cost_model=None, role="sweeper")
     later = dataclasses.replace(runner, context=dataclasses.replace(

@@ -155,7 +155,7 @@ def test_a_job_whose_queue_and_store_both_failed_is_named_in_the_unavailable_ans
     service, h = make_service(queue=MemoryQueue(broken=True))
     real_save = h.store.save
 
-    def down(job, *, expected_version):
+    def down(job, *, expected_version, usage=None):
         raise StoreUnavailableError("the job store is unavailable (throttled or unreachable); retry shortly")
 
     h.store.save = down

@@ -183,7 +183,7 @@ def test_a_claim_that_loses_the_race_is_seen_again_later():
     h.clock.advance(1)
     save = h.store.save
 
-    def another_worker_wins(job, *, expected_version):
+    def another_worker_wins(job, *, expected_version, usage=None):
         h.store.save = save  # one lost race, then normal
         raise ConflictError("job job_1 changed since version 0")
 

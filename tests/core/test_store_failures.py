@@ -102,8 +102,8 @@ def test_a_write_that_failed_but_landed_is_taken_as_it_stands():
     service, h = make_service([text_response("hi")])
     real_save = h.store.save
 
-    def lands_then_fails(job, *, expected_version):
-        real_save(job, expected_version=expected_version)
+    def lands_then_fails(job, *, expected_version, usage=None):
+        real_save(job, expected_version=expected_version, usage=usage)
         raise unavailable()  # a timeout after DynamoDB applied the write
 
     h.store.save = lands_then_fails

@@ -12,13 +12,14 @@ from fakes import LANES, MemoryUsageStore, ScriptedModel, make_service, text_res
 
 from jobcore import usage
 from jobcore.costing import CostModel
-from jobcore.errors import BudgetExceededError, ConflictError, InvalidInputError
+from jobcore.errors import BudgetExceededError, ConflictError, InvalidInputError, ModelUnavailableError, StoreUnavailableError
 from jobcore.metering import MeteredModel, ceiling, check_submission
-from jobcore.model import JobStatus, Usage
+from jobcore.model import Job, JobStatus, Usage
 from jobcore.pricing import default_prices
 from jobcore.requests import parse_submit
 from jobcore.tasks import RunContext
 from jobcore.tasks.base import usage_of
+from jobcore.views import render
 
 SHORT = {"task": "claude.messages", "input": {"max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}}
 
@@ -29,7 +30,7 @@ def cost_model() -> CostModel:
 
 def service_with_usage(script=(), **fields):
     service, h = make_service(script, cost_model=cost_model(), **fields)
-    h.runner.context.usage = MemoryUsageStore()
+    h.runner.context.usage = h.store.usage
     h.runner.cost_model = cost_model()
     return service, h
 
@@ -87,7 +88,7 @@ def test_the_usage_view_with_a_budget_reads_the_days_once_and_counts_only_this_m
     """GET /v1/usage over last month and this one, for a tenant with a budget: one read of the days asked for and
     this month's; the report covers both months, the budget only this month's spend."""
     service, h = service_with_usage(llm=ScriptedModel(default=lambda p: text_response("x", input_tokens=10, output_tokens=5)))
-    h.runner.context.usage = store = CountingUsageStore()
+    h.runner.context.usage = h.store.usage = store = CountingUsageStore()
     november = service.submit(parse_submit(SHORT), tenant_id="t1").job  # 2023-11-14
     h.clock.advance(17 * 86_400)
     december = service.submit(parse_submit(SHORT), tenant_id="t1").job  # 2023-12-01
@@ -220,3 +221,131 @@ def test_a_capped_run_fails_with_budget_exceeded_and_records_what_it_used():
     h.store.save(capped, expected_version=job.version)
     outcome = h.runner.execute(capped, RunContext(llm=ScriptedModel(responses), model_id="claude-default", concurrency=1))
     assert outcome.job.status is JobStatus.FAILED and outcome.job.error["type"] == "budget_exceeded"
+
+
+# --- every attempt counts, the job once -------------------------------------------------------------
+
+
+TWO_DOCS = {"documents": [{"id": "a", "text": "first"}, {"id": "b", "text": "second"}], "max_words": 5, "instructions": ""}
+
+
+def queued_summary(h, **fields):
+    job = Job(job_id="job_1", tenant_id="t1", task="documents.summarize", status=JobStatus.QUEUED, lane="cpu",
+              route_reason="cpu: test", created_at=h.clock.ms(), updated_at=h.clock.ms(), input=TWO_DOCS, **fields)
+    h.store.create(job)
+    return job
+
+
+def work(h, script, *, receive_count=1):
+    """One worker attempt at job_1, its model calls one at a time (in the script's order)."""
+    model = ScriptedModel(list(script))
+    ctx = RunContext(llm=model, model_id="claude-default", concurrency=1)
+    return h.runner.process("job_1", ctx=ctx, receive_count=receive_count, max_receives=5), model
+
+
+def test_a_job_retried_after_a_crash_counts_both_attempts_in_its_view_its_usage_and_its_tenants_counters():
+    """GIVEN a job whose first attempt had a model call answered, then crashed (a bug, not the model) WHEN its
+    second attempt succeeds THEN its view, GET /v1/usage and the counters hold both attempts' tokens and cost."""
+    service, h = service_with_usage()
+    queued_summary(h)
+    first, _ = work(h, [text_response("a", input_tokens=1000, output_tokens=100), RuntimeError("the worker's bug")])
+    assert not first.delete
+    retried = h.store.get("job_1")
+    assert retried.status is JobStatus.QUEUED and retried.usage.model_calls == 1 and retried.usage.input_tokens == 1000
+    first_cost = retried.cost["actual"]["total"]
+    assert first_cost > 0 and retried.cost["actual"]["runs"] == 1
+    assert h.store.usage.items == {}  # not finished: nothing counted yet
+
+    h.clock.advance(30_000)
+    second, _ = work(h, [text_response("a", input_tokens=10, output_tokens=1), text_response("b", input_tokens=10, output_tokens=1)],
+                     receive_count=2)
+    done = h.store.get("job_1")
+    assert second.delete and done.status is JobStatus.SUCCEEDED
+    assert done.usage.model_calls == 3 and done.usage.input_tokens == 1020 and done.usage.output_tokens == 102
+    actual = done.cost["actual"]
+    assert actual["runs"] == 2 and actual["total"] > first_cost and "2 runs" in actual["basis"]
+    shown = render(done, h.blobs)
+    assert shown["usage"]["model_calls"] == 3 and shown["cost"]["actual"]["total"] == actual["total"]
+
+    view = service.usage(tenant_id="t1", params={"from": "2023-11-01", "to": "2023-11-30"})
+    assert view["total"]["jobs"] == {"total": 1, "succeeded": 1} and view["total"]["model_calls"] == 3
+    assert view["total"]["tokens"]["input"] == 1020
+    assert view["total"]["cost_usd"] == pytest.approx(actual["total"], abs=1e-6)
+
+
+def test_answers_kept_from_a_model_outage_are_counted_by_the_attempt_that_got_them_not_again():
+    """The model goes down after one answer: the answer is kept and the job waits; the next attempt makes only the
+    call that failed. Each call is counted once, by the attempt that made it."""
+    service, h = service_with_usage()
+    queued_summary(h)
+    outage = ModelUnavailableError("model answered 529: overloaded", status=529)
+    work(h, [text_response("a", input_tokens=100, output_tokens=10), outage])
+    waiting = h.store.get("job_1")
+    assert waiting.model_wait is not None and waiting.usage.model_calls == 1
+    h.clock.advance(waiting.model_wait.next_attempt_at - h.clock.ms())
+    _, model = work(h, [text_response("b", input_tokens=7, output_tokens=3)])
+    done = h.store.get("job_1")
+    assert done.status is JobStatus.SUCCEEDED and len(model.calls) == 1
+    assert (done.usage.model_calls, done.usage.input_tokens, done.usage.output_tokens) == (2, 107, 13)
+    (item,) = h.store.usage.items.values()
+    assert item["documents.summarize|cpu|input_tokens"] == 107 and item["documents.summarize|cpu|jobs_succeeded"] == 1
+
+
+def test_max_cost_usd_counts_what_earlier_attempts_spent():
+    """GIVEN a job whose first attempt spent c on the model WHEN its cap leaves less than one call's ceiling above c
+    THEN its next attempt is stopped before that call, though the call alone would fit under the cap."""
+    service, h = service_with_usage()
+    queued_summary(h)
+    _, model = work(h, [text_response("a", input_tokens=200_000, output_tokens=100), RuntimeError("crash")])
+    retried = h.store.get("job_1")
+    spent = retried.cost["actual"]["breakdown"]["claude"]
+    one_call = cost_model().actual(lane="cpu", model_id="claude-default", usage=ceiling(model.calls[1][0]),
+                                   duration_s=0)["breakdown"]["claude"]
+    assert spent > one_call  # the cap below lets one call through on its own, not after what was spent
+    h.store.save(replace(retried, max_cost_usd=spent + one_call / 2, version=retried.version + 1), expected_version=retried.version)
+
+    _, again = work(h, [text_response("a")], receive_count=2)
+    failed = h.store.get("job_1")
+    assert again.calls == [] and failed.status is JobStatus.FAILED and failed.error["type"] == "budget_exceeded"
+    assert "by earlier attempts" in failed.error["message"]
+    assert failed.usage.model_calls == 1 and failed.cost["actual"]["runs"] == 2
+
+
+def test_a_process_that_dies_after_the_terminal_write_lands_leaves_the_job_counted_once():
+    """The terminal write lands (job and counters together) and the process dies before it hears so (the write
+    raises): the job stands, counted; the message comes back and finds it finished: not counted again."""
+    service, h = service_with_usage()
+    queued_summary(h)
+    real_save = h.store.save
+
+    def lands_then_dies(job, *, expected_version, usage=None):
+        real_save(job, expected_version=expected_version, usage=usage)
+        if usage is not None:
+            raise StoreUnavailableError("the job store is unavailable (throttled or unreachable); retry shortly")
+
+    h.store.save = lands_then_dies
+    work(h, [text_response("a"), text_response("b")])
+    h.store.save = real_save
+    again, model = work(h, [], receive_count=2)
+    assert again.delete and model.calls == []
+    (item,) = h.store.usage.items.values()
+    assert item["documents.summarize|cpu|jobs_succeeded"] == 1 and item["documents.summarize|cpu|model_calls"] == 2
+
+
+def test_a_terminal_write_that_never_lands_counts_nothing_and_the_retry_counts_the_job_once():
+    service, h = service_with_usage()
+    queued_summary(h)
+    real_save = h.store.save
+
+    def down(job, *, expected_version, usage=None):
+        raise StoreUnavailableError("the job store is unavailable (throttled or unreachable); retry shortly")
+
+    h.store.save = down
+    with pytest.raises(StoreUnavailableError):
+        work(h, [text_response("a"), text_response("b")])
+    assert h.store.usage.items == {} and h.store.get("job_1").status is JobStatus.RUNNING
+    h.store.save = real_save
+    h.clock.advance(h.runner.lease_ms + 1)
+    work(h, [text_response("a"), text_response("b")], receive_count=2)
+    (item,) = h.store.usage.items.values()
+    assert item["documents.summarize|cpu|jobs_succeeded"] == 1 and item["documents.summarize|cpu|model_calls"] == 2

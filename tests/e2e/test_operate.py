@@ -84,6 +84,48 @@ def test_a_queued_job_is_one_trace_from_the_api_to_the_model_and_the_webhook(ope
     print(traces.tree(trace))
 
 
+def ancestry(span: dict[str, Any], trace: list[dict[str, Any]]) -> list[str]:
+    """The names of ``span``'s parents, nearest first."""
+    by_id, names, parent = {s["span_id"]: s for s in trace}, [], span["parent_id"]
+    while parent in by_id:
+        names.append(by_id[parent]["name"])
+        parent = by_id[parent]["parent_id"]
+    return names
+
+
+# A sentence of 40 words: the stand-in's summary repeats it, so 40 such documents make a result of some 20 KB, past
+# what the job item keeps (RESULT_IN_ITEM_BYTES): the result goes to S3.
+SENTENCE = " ".join(f"word{n:02d}" for n in range(40)) + "."
+BIG_RESULT = {"task": "documents.summarize", "input": {"documents": [{"id": str(i), "text": SENTENCE} for i in range(40)]}}
+
+
+def test_a_jobs_writes_to_dynamodb_and_s3_are_spans_under_the_steps_that_make_them(operated):
+    """One queued job's trace holds its create (the router's request), its claim (the worker's run), its result's
+    upload and its terminal write (the job's run), each a CLIENT span with OpenTelemetry's AWS SDK attributes."""
+    standin = StandIn(operated["standin_url"])
+    standin(latency_s=0)
+    try:
+        status, _, job = call("POST", f"{operated['api_url']}/v1/jobs", BIG_RESULT, key=TENANT_A)
+        assert status == 202, job
+        done = finished_job(operated, job["id"], key=TENANT_A)
+    finally:
+        standin.reset()
+    assert done["status"] == "succeeded"
+    trace = wait_until(lambda: (found := traces.of_trace(spans(operated), done["trace_id"]))
+                       and any(s["name"] == "dynamodb.TransactWriteItems jobs" for s in found) and found,
+                       timeout_s=30, what="the terminal write's span")
+    writes = {s["name"]: s for s in trace if s["attributes"].get("rpc.system") == "aws-api"}
+    assert ancestry(writes["dynamodb.PutItem jobs"], trace)[-1:] == ["api.request"]
+    assert ancestry(writes["dynamodb.UpdateItem jobs"], trace)[:1] == ["worker.run"]
+    assert ancestry(writes["dynamodb.TransactWriteItems jobs"], trace)[:2] == ["job.run", "worker.run"]
+    assert ancestry(writes["s3.PutObject results"], trace)[:2] == ["job.run", "worker.run"]
+    table = writes["dynamodb.PutItem jobs"]["attributes"]
+    assert (table["rpc.service"], table["rpc.method"]) == ("DynamoDB", "PutItem") and len(table["aws.dynamodb.table_names"]) == 1
+    upload = writes["s3.PutObject results"]["attributes"]
+    assert (upload["rpc.service"], upload["rpc.method"]) == ("S3", "PutObject")
+    assert upload["aws.s3.key"] == f"results/{job['id']}.json" and upload["aws.s3.bucket"]
+
+
 def test_the_emf_lines_carry_each_job_metric_with_its_dimensions(operated):
     status, _, job = call("POST", f"{operated['api_url']}/v1/jobs", LONG, key=TENANT_A)
     assert status == 202

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from stacks.config import PipelineConfig
+from stacks.constructs.runtime_env import PLATFORM_ENV
 from stacks.data_stack import DataStack
 from stacks.names import construct_id
 from stacks.pipeline import add_pipeline
@@ -43,6 +44,7 @@ GPU_OVERRIDES = {
     "worker_min_tasks": 1,
     "task_rates_per_min": '{"documents.summarize": 30}',
     "price_overrides": {"fargate": {"spot_discount": 0.6}},
+    "traces_endpoint": "xray",  # the Region's X-Ray OTLP endpoint: xray:PutTraceSegments on every role that exports
 }
 
 
@@ -216,7 +218,8 @@ def placeholder(value: Any) -> str:
 def deployed_environment(environment: dict[str, Any], app: Synth | None = None) -> dict[str, str]:
     """A synthesized environment with every intrinsic replaced by its :func:`placeholder`; a ``LANES_FILE`` (a
     Lambda's) made to name the file in ``app``'s :attr:`Synth.code_root`."""
-    deployed = {name: placeholder(value) for name, value in environment.items()}
+    # What Lambda and ECS add themselves (AWS_REGION), then the environment the stack sets.
+    deployed = {**PLATFORM_ENV, **{name: placeholder(value) for name, value in environment.items()}}
     if "LANES_FILE" in deployed:
         assert app is not None, "a Lambda's environment names a file of its code: give the app it was synthesized in"
         deployed["LANES_FILE"] = str(app.code_root / deployed["LANES_FILE"])
