@@ -25,7 +25,7 @@ from moto.server import ThreadedMotoServer
 from moto.sqs.models import Message, SQSBackend
 from werkzeug.serving import make_server
 
-from local import fair_queues
+from local import fair_queues, moto_transactions
 
 # The local runtime's credentials (boto3 in every local process signs with them; moto accepts any).
 CREDENTIALS = Credentials("testing", "testing", "testing")
@@ -106,8 +106,10 @@ def _retained(backend: SQSBackend, queue_name: str, message: Message) -> bool:
 
 
 def speed_up_moto() -> None:
-    """Replace moto's costly internals that change nothing a client sees (process-wide, idempotent)."""
+    """Replace moto's internals that are costly, or wrong under concurrent requests, with ones that answer as moto's
+    do (process-wide, idempotent): the retention check, and DynamoDB's transactions (local.moto_transactions)."""
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign,assignment]
+    moto_transactions.install()
 
 
 class AwsServer(ThreadedMotoServer):
