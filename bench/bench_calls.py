@@ -57,11 +57,12 @@ def _moto() -> Iterator[tuple[Any, Any]]:
     from moto import mock_aws
 
     from jobadapters.wiring import AwsClients
-    from local import resources
+    from local import moto_transactions, resources
 
     env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "bench",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
     cleared = {key: None for key in os.environ if key.startswith("AWS_ENDPOINT_URL") or key == "AWS_PROFILE"}
+    moto_transactions.install()  # moto's own raced the worker's concurrent writes (local.moto_transactions)
     with mock.patch.dict(os.environ, env), _without(cleared), mock_aws():
         session = boto3.Session(region_name="us-east-1")
         made = resources.create(session, lanes=_lanes(), max_receives=5)
