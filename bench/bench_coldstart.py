@@ -108,39 +108,19 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def _otlp_sink() -> tuple[Any, list[int]]:
-    """An OTLP/HTTP traces endpoint on 127.0.0.1 that takes every export (200, empty answer); the sizes it got."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    received: list[int] = []
-
-    class Sink(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
-            received.append(len(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
 
 
 def measure(repeats: int) -> Figures:
     from moto.server import ThreadedMotoServer
 
     from local import resources
+    from local.otlp_sink import OtlpSink
     from stacks.config import PipelineConfig
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    sink, exports = _otlp_sink()
+    sink = OtlpSink().start()
     try:
         host, port = server.get_host_and_port()
         aws = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -178,7 +158,7 @@ def measure(repeats: int) -> Figures:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         env.pop("ANTHROPIC_BASE_URL", None)
-        traced_env = {**env, "TRACES_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"}
+        traced_env = {**env, "TRACES_ENDPOINT": sink.url}
         kinds = (("import", "cold"), ("get", "cold"), ("post", "cold"), ("get", "primed"), ("post", "primed"))
         sdk: list[float] = []
         runs: dict[tuple[str, str], list[dict[str, Any]]] = {kind: [] for kind in kinds}
@@ -190,8 +170,7 @@ def measure(repeats: int) -> Figures:
             traced.append(json.loads(_run(_ROUTER, traced_env, "post", "cold", str(WARM_REQUESTS))))
     finally:
         server.stop()
-        sink.shutdown()
-        sink.server_close()
+        sink.stop()
 
     def med(key: tuple[str, str], field: str) -> float:
         return _median([run[field] for run in runs[key]])
@@ -205,7 +184,7 @@ def measure(repeats: int) -> Figures:
         warm_get_s=_median([run["warm_get"] for key, group in runs.items() if key[0] != "import" for run in group]),
         warm_post_s=_median([run["warm_post"] for key, group in runs.items() if key[0] != "import" for run in group]),
         traced_post_s=_median([run["import"] + run["first"] for run in traced]),
-        traced_warm_post_s=_median([run["warm_post"] for run in traced]), traced_spans=len(exports),
+        traced_warm_post_s=_median([run["warm_post"] for run in traced]), traced_spans=len(sink.received),
         sdk_loaded=any(run["sdk_loaded"] for run in every), repeats=repeats,
     )
 

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from jobadapters.dynamo import DynamoJobStore
 from jobadapters.wiring import AwsClients
 from local import resources
 from local.claude_standin import ClaudeStandIn
@@ -51,6 +52,18 @@ def aws(request, boto_session):
 def clients(aws, boto_session):
     """boto3 clients on the moto resources, as the router and the worker make them."""
     return AwsClients(boto_session.resource("dynamodb").Table(aws.table), boto_session.client("sqs"), boto_session.client("s3"))
+
+
+@pytest.fixture
+def table(clients):
+    """The jobs table (a boto3 Table resource) on moto."""
+    return clients.table
+
+
+@pytest.fixture
+def store(table):
+    """The job store over it, as the router and the workers make it."""
+    return DynamoJobStore(table)
 
 
 @pytest.fixture

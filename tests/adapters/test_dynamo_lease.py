@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 
 from jobadapters import schema
@@ -21,14 +20,6 @@ from tests.adapters.support import NOW_MS, make_job
 LEASE_MS = 60_000
 
 
-@pytest.fixture
-def table(clients):
-    return clients.table
-
-
-@pytest.fixture
-def store(table):
-    return DynamoJobStore(table)
 
 
 def raw(table: Any, key: str) -> dict[str, Any] | None:

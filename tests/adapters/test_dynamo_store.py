@@ -20,16 +20,6 @@ from tests.adapters.support import NOW_MS, make_job, rich_job
 from tests.fakes import make_job_for_delivery
 
 
-@pytest.fixture
-def table(clients):
-    return clients.table
-
-
-@pytest.fixture
-def store(table):
-    return DynamoJobStore(table)
-
-
 def test_created_job_reads_back_equal_with_floats_nesting_usage_and_webhook(store):
     job = rich_job()
 

@@ -4,9 +4,7 @@ for the ``xray`` service. Checked against a server on 127.0.0.1 that verifies th
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from botocore.credentials import Credentials
 
 from jobadapters.settings import ConfigError, ObservabilitySettings
 from jobadapters.tracing import XRAY, check_traces_endpoint, xray_exporter, xray_traces_url
+from local.otlp_sink import OtlpSink
 
 REGION = "eu-west-1"
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token")
@@ -25,26 +24,9 @@ _AUTHORIZATION = re.compile(r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<da
 
 @pytest.fixture()
 def collector() -> Iterator[dict[str, Any]]:
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield {"url": f"http://127.0.0.1:{server.server_address[1]}/v1/traces", "received": received}
-    server.shutdown()
-    server.server_close()
+    sink = OtlpSink().start()
+    yield {"url": sink.url, "received": sink.received}
+    sink.stop()
 
 
 def export_one_span(url: str) -> None:
