@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 
+from jobcore.capacity import UNLIMITED_PER_MINUTE
 from local import aws_calls, resources
 from local.aws_server import CREDENTIALS, AwsServer
 from local.claude_standin import ClaudeStandIn, ModelLimits
@@ -60,8 +61,6 @@ def local_service_settings(config: PipelineConfig) -> dict[str, str]:
         inline_concurrency=config.inline_concurrency())
 
 
-# A dimension the stand-in leaves unlimited is, for the pipeline's budget, one it can never spend in a minute.
-UNLIMITED_PER_MINUTE = 10**9
 
 
 def budget_of(limits: ModelLimits | None) -> dict[str, Any]:
@@ -70,6 +69,7 @@ def budget_of(limits: ModelLimits | None) -> dict[str, Any]:
     A ``model_rate_limits`` of the run's own config wins."""
     if limits is None:
         return {}
+    # A dimension the stand-in leaves unlimited is, for the pipeline's budget, one it can never spend in a minute.
     per_minute = {key: value or UNLIMITED_PER_MINUTE for key, value in
                   (("rpm", limits.rpm), ("itpm", limits.itpm), ("otpm", limits.otpm))}
     return {"model_rate_limits": {"*": per_minute}}
