@@ -2,8 +2,8 @@
 
 ``pipeline``: a local pipeline in its own process for each module that asks for one (module scope):
 ``python -m local.serve`` with a 4 s inline budget and a quick webhook schedule, plus whatever the
-module's ``PIPELINE_ARGS`` adds. ``tests.e2e.harness.start_pipeline`` starts others (a module may need
-one with other settings).
+module's ``PIPELINE_ARGS`` adds, and the module's ``PIPELINE_ENV`` in its processes' environment.
+``tests.e2e.harness.start_pipeline`` starts others (a module may need one with other settings).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="module")
 def pipeline(request, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    ready = start_pipeline(tmp_path_factory.mktemp("pipeline"), getattr(request.module, "PIPELINE_ARGS", ()))
+    ready = start_pipeline(tmp_path_factory.mktemp("pipeline"), getattr(request.module, "PIPELINE_ARGS", ()),
+                           env=getattr(request.module, "PIPELINE_ENV", None))
     yield ready
     stop_pipeline(ready)
 

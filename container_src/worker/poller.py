@@ -49,7 +49,7 @@ from jobadapters.sqs import decode, message_group, send, traceparent_of
 from jobadapters.tracing import TRACEPARENT
 from jobcore.capacity import TenantShare
 from jobcore.errors import JobCanceledError
-from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
+from jobcore.limits import ECS_MAX_STOP_TIMEOUT_S, MALFORMED_RETRY_S, SQS_MAX_BATCH, SQS_MAX_WAIT_S
 from jobcore.runner import Disposition, JobRunner
 from jobcore.tasks import RunContext
 from worker.batcher import SETTLE_LINGER_S, SqsBatcher, change_visibility
@@ -59,8 +59,6 @@ from worker.protection import TaskProtection
 
 log = logging.getLogger(__name__)
 
-# A message that is not a job is left for the DLQ (after maxReceiveCount), seen again after this.
-_MALFORMED_RETRY_S = 60
 # The whole shutdown ends at least this long before ECS's SIGKILL ...
 STOP_MARGIN_S = 10
 # ... with this long kept, after the drain deadline, to release what is left (one batch call per 10).
@@ -99,6 +97,8 @@ class Poller:
     # (worker.fairness): a tenant arriving while another fills every slot starts at once. -1: a quarter of the
     # slots, at least 1; 0 on lanes whose slots are a hard resource (a GPU's memory).
     fair_extra_slots: int = -1
+    # A message that is not a job is left for the DLQ (after maxReceiveCount), seen again after this.
+    malformed_retry_s: int = MALFORMED_RETRY_S
 
     def __post_init__(self) -> None:
         lease_s = self.runner.lease_ms / 1000
@@ -330,7 +330,7 @@ class Poller:
     def _settle(self, entry: InFlight) -> None:
         if entry.job_id is None:
             log.error("message %s: %s", entry.message_id, entry.problem)
-            self._batcher.change_visibility(entry.message_id, entry.receipt, _MALFORMED_RETRY_S)
+            self._batcher.change_visibility(entry.message_id, entry.receipt, self.malformed_retry_s)
             return
         # Each receive is a span of the submit's trace, linked to the submit: a retry or a redelivery is another.
         attributes = {"job.id": entry.job_id, "messaging.system": "aws_sqs", "messaging.receive_count": entry.receives}

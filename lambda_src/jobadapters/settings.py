@@ -29,7 +29,7 @@ from jobcore.capacity import (
 from jobcore.costing import CostModel
 from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
-from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
+from jobcore.limits import LEASE_S, MALFORMED_RETRY_S, MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from jobcore.pricing import Prices, default_prices
 from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
@@ -448,10 +448,11 @@ class WorkerSettings:
     # Only on lanes that run embeddings with the model in S3 (the worker image sets the others).
     MODEL_ENV = EmbeddingSettings.ENV
     # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
-    # only the local runtime. MODEL_WAIT_LIMIT_S: the CDK app does not set it (yet), so in AWS a job waits
-    # for an unavailable model for jobcore.limits.MODEL_WAIT_LIMIT_S (an hour); benches and tests shorten it.
+    # only the local runtime. MODEL_WAIT_LIMIT_S, LEASE_S and MALFORMED_RETRY_S: the CDK app does not set them, so in
+    # AWS they are jobcore.limits' (an hour, 60 s, 60 s); benches and the fault tests shorten them.
     LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S", "BEDROCK_BASE_URL",
-                           "BREAKER_COOL_DOWN_S"}) | EmbeddingSettings.IMAGE_ENV | ObservabilitySettings.LOCAL_ENV
+                           "BREAKER_COOL_DOWN_S", "LEASE_S", "MALFORMED_RETRY_S"},
+                          ) | EmbeddingSettings.IMAGE_ENV | ObservabilitySettings.LOCAL_ENV
 
     stage: str
     lane: str
@@ -469,6 +470,8 @@ class WorkerSettings:
     ecs_agent_uri: str | None = None
     poll_wait_s: int = SQS_MAX_WAIT_S
     model_wait_limit_s: int = MODEL_WAIT_LIMIT_S  # how long, in all, a job may wait for an unavailable model
+    lease_s: int = LEASE_S  # how long a claim lasts unless renewed (a heartbeat renews it every third of it at most)
+    malformed_retry_s: int = MALFORMED_RETRY_S  # a message that is not a job is seen again after this, until its DLQ
     observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
@@ -496,6 +499,9 @@ class WorkerSettings:
             poll_wait_s=_in_range(env, "POLL_WAIT_S", _number(env, "POLL_WAIT_S", SQS_MAX_WAIT_S, int), 0, SQS_MAX_WAIT_S),
             model_wait_limit_s=_in_range(env, "MODEL_WAIT_LIMIT_S", _number(env, "MODEL_WAIT_LIMIT_S", MODEL_WAIT_LIMIT_S, int),
                                          0, 7 * 86_400),
+            lease_s=_in_range(env, "LEASE_S", _number(env, "LEASE_S", LEASE_S, int), 6, 3600),
+            malformed_retry_s=_in_range(env, "MALFORMED_RETRY_S", _number(env, "MALFORMED_RETRY_S", MALFORMED_RETRY_S, int),
+                                        0, SQS_MAX_VISIBILITY_S),
             observability=ObservabilitySettings.from_env(env),
         )
 

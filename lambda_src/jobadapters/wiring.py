@@ -42,7 +42,7 @@ from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.failover import FailoverModel
 from jobcore.lanes import Lanes
-from jobcore.limits import MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
+from jobcore.limits import LEASE_S, MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.observing import QUIET
 from jobcore.ports import LanguageModel
 from jobcore.pricing import Prices
@@ -167,7 +167,7 @@ def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, ti
 def build_runner(
     clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel | None,
     role: str, result_retention_days: int | None = None, model_wait_limit_s: float = MODEL_WAIT_LIMIT_S,
-    telemetry: Telemetry | None = None,
+    lease_s: int = LEASE_S, telemetry: Telemetry | None = None,
 ) -> JobRunner:
     """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
     dispatcher's queue, never sent from here; its usage is added to its tenant's counters. ``role`` names this
@@ -180,6 +180,7 @@ def build_runner(
     return JobRunner(
         context=context, deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
+        lease_ms=lease_s * 1000,
     )
 
 

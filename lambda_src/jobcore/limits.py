@@ -114,6 +114,15 @@ MAX_QUOTED_CHARS = 64
 # MODEL_WAIT_LIMIT_S to change it.
 MODEL_WAIT_LIMIT_S = 3600
 
+# A worker's claim of a job lasts this long unless its heartbeat renews it (every third of it at most): a worker
+# that dies mid-job leaves its job to another this long after its last renewal. Workers read LEASE_S to change
+# it (the local runtime's fault tests: a killed worker's job comes back sooner).
+LEASE_S = 60
+
+# A message on a lane queue that is not a job is left for the queue's dead-letter queue: the worker hides it this
+# long per receive, until SQS moves it there after ``max_receives``. Workers read MALFORMED_RETRY_S to change it.
+MALFORMED_RETRY_S = 60
+
 # A lane queue keeps a message this long (SQS's default, 4 days): the constructs and the local runtime
 # create every job queue with it. A job still queued MAX_QUEUED_S after its submission expires, whatever its
 # ``max_queue_s``: the sweeper watches every queued job until then, so it is settled (``expired``, saying why)

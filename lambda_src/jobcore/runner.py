@@ -38,7 +38,7 @@ from jobcore.errors import (
     TaskTimeoutError,
 )
 from jobcore.lanes import Lanes
-from jobcore.limits import MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
+from jobcore.limits import LEASE_S, MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
 from jobcore.metering import MeteredModel
 from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, UsageStore
@@ -133,7 +133,7 @@ class JobRunner:
     cost_model: CostModel | None = None
     backoff: Backoff = Backoff()
     owner: str = "runner"  # this process, as a lease owner (the wiring makes it unique)
-    lease_ms: int = 60_000  # a claim lasts this long unless its heartbeat renews it
+    lease_ms: int = LEASE_S * 1000  # a claim lasts this long unless its heartbeat renews it
     result_retention_days: int | None = None  # the bucket's lifecycle, for result_expires_at
     model_wait_limit_s: float = MODEL_WAIT_LIMIT_S  # how long a job may wait for an unavailable model, in all
     # The meters of the runs that raised: the write that ends their attempt (a retry, a wait, a fallback) records their

@@ -99,14 +99,14 @@ def parse_query(params: Mapping[str, str] | None, *, now_ms: int) -> UsageQuery:
         raise InvalidInputError("from", f"must not be after to ({last.isoformat()})")
     if (last - first).days + 1 > MAX_DAYS:
         raise InvalidInputError("from", f"the range may span at most {MAX_DAYS} days; it spans {(last - first).days + 1}")
-    group_by = params.get("group_by") or "day"
+    group_by = params.get("group_by", "day")  # given empty: not one of them, refused as any other
     if group_by not in GROUPS:
         raise InvalidInputError("group_by", f"must be one of {', '.join(GROUPS)}")
     return UsageQuery(first, last, group_by)
 
 
 def _date(raw: str | None, name: str, *, default: dt.date) -> dt.date:
-    if not raw:
+    if raw is None:  # absent; given empty (``?to=``), it is not a date
         return default
     try:
         return dt.date.fromisoformat(raw) if len(raw) == 10 else _bad(name)

@@ -37,7 +37,8 @@ Behaviour is driven from Python (``configure``/``reset``/``stats``) or, for anot
 HTTP: ``POST /_standin/control``, ``POST /_standin/reset``, ``GET /_standin/stats``. A control body
 ``{"fail": {"status": 429, "times": 3}}`` fails the next three calls; ``{"fail": {"status": 429,
 "for_s": 60, "retry_after": 1}}`` fails every call for the next 60 s (a rate-limit storm) with that
-``retry-after`` header, then answers again; ``{"fail": null}`` ends a failure. Batches made from
+``retry-after`` header, then answers again; ``{"fail": null}`` ends a failure; ``{"release": true}`` ends the
+hangs and latencies of the calls waiting now (each answers at once; later calls wait as configured). Batches made from
 then on follow ``{"batch": {"delay_s": 2, "cancel_delay_s": 0.5, "fail": [rule, ...]}}``, where a
 rule picks requests by one of ``"custom_id"`` (a regex), ``"index"`` (0-based) or ``"fraction"``
 and makes them ``"result": "errored"`` (the default, with ``"error_type"``, default

@@ -32,6 +32,8 @@ class State:
         self._default_limits = limits
         self.clock = clock  # wall-clock seconds: prompt-cache ttls, batch timing, rate limits and timestamps
         self.cache = PromptCache()
+        # Set by release(): the waits (hang, latency) of the requests that arrived before it end at once.
+        self._released = threading.Event()
         self.reset()
 
     def reset(self) -> None:
@@ -58,6 +60,13 @@ class State:
         seconds = 0.0 if seconds is None else non_negative(seconds, "hang_s")
         with self._lock:
             self.hang_s = seconds
+
+    def release(self) -> None:
+        """End the waits (hang, latency) of every request in progress now: each goes on at once, as if its wait had
+        run out (a hung one answers). Requests arriving after it wait as configured."""
+        with self._lock:
+            released, self._released = self._released, threading.Event()
+        released.set()
 
     def set_fail(self, status: Any, times: Any, for_s: Any = None, retry_after: Any = None) -> None:
         if status is not None and status not in FAIL_ERROR_TYPES:
@@ -105,9 +114,11 @@ class State:
         """The HTTP control body: only the keys present change; null clears ``fail`` and ``hang_s``."""
         if not isinstance(control, dict):
             raise ValueError("control: must be a JSON object")
-        unknown = set(control) - {"latency_s", "fail", "hang_s", "batch", "limits"}
+        unknown = set(control) - {"latency_s", "fail", "hang_s", "batch", "limits", "release"}
         if unknown:
             raise ValueError(f"control: unknown keys {sorted(unknown)}")
+        if control.get("release", False) is not False and control["release"] is not True:
+            raise ValueError("release: must be true or false")
         if "latency_s" in control:
             self.set_latency(control["latency_s"])
         if "fail" in control:
@@ -131,6 +142,8 @@ class State:
                 raise ValueError(f"batch: unknown keys {sorted(unknown)}")
             rules = [] if "fail" in batch and batch["fail"] is None else batch.get("fail")
             self.set_batch(batch.get("delay_s"), batch.get("cancel_delay_s"), rules)
+        if control.get("release"):  # last: the settings above apply to what arrives after it
+            self.release()
 
     def config(self) -> dict[str, Any]:
         with self._lock:
@@ -149,12 +162,13 @@ class State:
         """Whether a failure for a duration has run its time (the lock is held)."""
         return self.fail_until is not None and time.monotonic() >= self.fail_until
 
-    def arrive(self, body: Any) -> tuple[float, float]:
-        """Count a messages request; return the (hang, latency) it must wait out."""
+    def arrive(self, body: Any) -> tuple[float, float, threading.Event]:
+        """Count a messages request; return the (hang, latency) it must wait out, and the event that ends them early
+        (:meth:`release`)."""
         with self._lock:
             self.requests += 1
             self.last_request = body
-            return self.hang_s, self.latency_s
+            return self.hang_s, self.latency_s, self._released
 
     def take_failure(self) -> ApiError | None:
         """The injected error for this request, if one is due; counts down ``fail.times``."""

@@ -118,8 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Bedrock's InvokeModel for an Anthropic model: the Messages API answer, Bedrock's errors."""
         state = self.server.bedrock
         body = _json_or_none(raw)
-        hang_s, latency_s = state.arrive(body)
-        if not (self._wait(hang_s) and self._wait(latency_s)):
+        hang_s, latency_s, released = state.arrive(body)
+        if not (self._wait(hang_s, released) and self._wait(latency_s, released)):
             self.close_connection = True
             return
         try:
@@ -139,8 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _messages(self, raw: bytes) -> None:
         state = self.server.state
         body = _json_or_none(raw)
-        hang_s, latency_s = state.arrive(body)
-        if not self._wait(hang_s):
+        hang_s, latency_s, released = state.arrive(body)
+        if not self._wait(hang_s, released):
             self.close_connection = True  # stopping: leave without an answer
             return
         try:
@@ -149,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             state.answered(err.status)
             self._send(err.status, err.payload(), {"request-id": _request_id(raw), **err.headers})
             return
-        if not self._wait(latency_s):
+        if not self._wait(latency_s, released):
             if grant is not None:
                 grant.settle(grant.input_tokens, 0)
             self.close_connection = True
@@ -269,9 +269,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- sending -------------------------------------------------------------------------------
 
-    def _wait(self, seconds: float) -> bool:
-        """Sleep, but wake at once when the server stops; False means it is stopping."""
-        return not (seconds and self.server.stopping.wait(seconds))
+    def _wait(self, seconds: float, released: threading.Event) -> bool:
+        """Sleep, but wake at once when the waits are released or the server stops; False means it is stopping."""
+        if seconds:
+            released.wait(seconds)
+        return not self.server.stopping.is_set()
 
     def _send_error(self, err: ApiError) -> None:
         self._send(err.status, err.payload(), err.headers)
@@ -343,6 +345,7 @@ class ClaudeStandIn:
         if self._server is None:
             return
         self._server.stopping.set()
+        self.release()  # the waiting requests see the stop now
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -407,6 +410,11 @@ class ClaudeStandIn:
             self._state.set_hang(hang_s)
         if batch_delay_s is not None or batch_cancel_delay_s is not None or batch_fail is not None:
             self._state.set_batch(batch_delay_s, batch_cancel_delay_s, batch_fail)
+
+    def release(self) -> None:
+        """End the hangs and latencies of the requests waiting now (both paths): each answers at once."""
+        self._state.release()
+        self._bedrock.release()
 
     def set_limits(self, limits: ModelLimits | None) -> None:
         """Rate limits from now on (full buckets, fresh counters); None turns the rate-limit mode off."""

@@ -201,6 +201,7 @@ def test_a_queued_job_shows_why_it_waits_and_is_canceled_from_its_page(context, 
     status, _, canceled = client.call("GET", f"{pipeline['api_url']}/v1/jobs/{job['id']}", key=key)
     assert status == 200 and canceled["status"] == "canceled" and canceled["attempts"] == 0
     client.call("POST", f"{pipeline['api_url']}/v1/jobs/{blocker['id']}/cancel", key=key)
+    standin(release=True)  # the blocker's call answers now: its run sees the cancel and ends
     finished_job(pipeline, blocker["id"], key=key, timeout_s=90)
 
 

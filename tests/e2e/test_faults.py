@@ -40,6 +40,10 @@ from tests.bodies import LONG, SHORT
 from tests.e2e.harness import TERMINAL, StandIn, children, exited, start_pipeline, stop_pipeline, wait_until
 
 PIPELINE_ARGS = ("--worker-concurrency", "1")
+# A worker's claim lasts 15 s here (the deployment's: 60 s, jobcore.limits.LEASE_S): a killed worker's job comes back
+# sooner, by the same path. Its heartbeat (every 2 s) renews it every 5 s.
+LEASE_S = 15
+PIPELINE_ENV = {"LEASE_S": str(LEASE_S)}
 KEY = "faults-key"
 REGION = "us-east-1"
 
@@ -118,12 +122,12 @@ def restarts(pipeline: dict[str, Any]) -> str:
 # --- 1. a worker killed mid-job ----------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)  # 150 s after the kill (below), and the module's pipeline start when it runs first
+@pytest.mark.timeout(300)  # 90 s after the kill (below), and the module's pipeline start when it runs first
 def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once(pipeline, standin):
     """kill -9 the cpu worker while its job waits on the model; the supervisor starts a new worker, and
     the job runs again and succeeds, with one result and one webhook event.
 
-    Slow, up to 150 s: the dead worker's lease (60 s) must run out before the job runs again, claimed
+    Slow, up to 90 s: the dead worker's lease (LEASE_S) must run out before the job runs again, claimed
     either from its own message (a worker hides a message only as long as a lease, so it comes back
     then) or from the sweeper's re-queue (after its 5 s grace); whichever comes second finds it taken.
     """
@@ -144,7 +148,7 @@ def test_a_worker_killed_mid_job_is_restarted_and_the_job_completes_exactly_once
     wait_for_log(pipeline, "worker.log", "--- supervisor: restart 1 after exit -9 ---", timeout_s=10)
     assert get(pipeline, job["id"])["status"] == "running"  # the kill came mid-run
 
-    done, seen = settle(pipeline, job["id"], timeout_s=150 - (time.monotonic() - killed_at))
+    done, seen = settle(pipeline, job["id"], timeout_s=90 - (time.monotonic() - killed_at))
     assert done["status"] == "succeeded", (done, seen)
     assert done["attempts"] == 2, done  # it ran again, once
     assert [s["id"] for s in done["result"]["summaries"]] == ["a", "b"]
@@ -395,6 +399,7 @@ def test_sixteen_long_polls_at_once_leave_room_for_submissions(pipeline, standin
         call("POST", jobs_url(pipeline, job["id"], "cancel"))
     for thread in threads:
         thread.join(timeout=60)
+    standin(release=True)  # the blocker's call answers now: its run sees the cancel and ends, not 60 s later
     # 429: throttled while waiting for a start slot (cold starts are slow on a loaded machine); never a hang
     assert all(answer is not None and answer[0] in (200, 429) for answer in polls), polls
     assert settle(pipeline, blocker["id"], timeout_s=60)[0]["status"] == "canceled"
@@ -418,16 +423,17 @@ def test_a_killed_router_environment_is_replaced_and_the_api_keeps_answering(pip
 
 MAX_RECEIVES = 2
 MODEL_WAIT_LIMIT_S = 30
+MALFORMED_RETRY_S = 10
 
 
 @pytest.fixture(scope="module")
 def few_receives(tmp_path_factory):
-    """A second pipeline whose queues redrive after 2 receives (the deployment's: 5), and whose workers wait
-    for an unavailable model for 30 s in all (the deployment's: an hour). The worker's back-off is the
-    runner's ``Backoff()`` (15 s, then 30 s, 60 s…, equal jitter) and a message that is not a job is hidden
-    60 s per receive: with 5 receives these tests would take 4 to 5 minutes."""
+    """A second pipeline whose queues redrive after 2 receives (the deployment's: 5), whose workers wait
+    for an unavailable model for 30 s in all (the deployment's: an hour) and hide a message that is not a job
+    10 s per receive (the deployment's: 60 s). The worker's back-off is the runner's ``Backoff()`` (15 s, then
+    30 s, 60 s…, equal jitter): with the deployment's settings these tests would take 4 to 5 minutes."""
     ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES},
-                           env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S)})
+                           env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S), "MALFORMED_RETRY_S": str(MALFORMED_RETRY_S)})
     yield ready
     stop_pipeline(ready)
 
@@ -476,11 +482,11 @@ def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_j
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)  # 200 s at most (below), and few_receives' pipeline start when it runs first
+@pytest.mark.timeout(300)  # 90 s at most (below), and few_receives' pipeline start when it runs first
 def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_sweeper_drains_it(few_receives):
-    """A message that is not a job: the worker hides it 60 s per receive (``_MALFORMED_RETRY_S``), so SQS
-    moves it to the dead-letter queue on the receive after the second, about 120 s after it was sent; the
-    sweeper (every 2 s) deletes it there. 200 s at most.
+    """A message that is not a job: the worker hides it MALFORMED_RETRY_S per receive, so SQS moves it to the
+    dead-letter queue on the receive after the second, about 20 s after it was sent; the sweeper (every 2 s)
+    deletes it there. 90 s at most.
 
     Nothing but that move takes it off the lane's queue (the worker never deletes a message that is not a
     job), and only the sweeper reads the dead-letter queue: both queues empty means it went that way."""
@@ -489,7 +495,7 @@ def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_sweeper_drains_i
     body = f"not a job {uuid.uuid4().hex}"
     sqs.send_message(QueueUrl=cpu, MessageBody=body)
     wait_until(lambda: queue_depth(few_receives, cpu) == 0 and queue_depth(few_receives, dlq) == 0,
-               timeout_s=200, every_s=1, what="the poison message to leave the cpu queue and its dead-letter queue")
+               timeout_s=90, every_s=1, what="the poison message to leave the cpu queue and its dead-letter queue")
     worker_log = log_text(few_receives, "worker.log")
     assert worker_log.count(f"not a job message: {body!r}") == MAX_RECEIVES, worker_log[-2000:]
     for name in ("worker.log", "sweeper.log", "dispatcher.log"):

@@ -361,8 +361,34 @@ def test_http_control_latency_and_hang(standin):
     assert hello(standin).stop_reason == "end_turn"
 
 
+def test_a_release_answers_the_calls_waiting_now_and_later_calls_wait_as_configured(standin):
+    """``{"release": true}`` ends the waits of the calls in progress (a 30 s latency, a 30 s hang): both answer at
+    once; a call arriving after it waits out the latency again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    http(standin, "/_standin/control", {"latency_s": 30})
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(hello, standin)
+        deadline = time.monotonic() + 5
+        while standin.stats()["requests"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        http(standin, "/_standin/control", {"latency_s": 0, "hang_s": 30})
+        hung = pool.submit(hello, standin)
+        while standin.stats()["requests"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert http(standin, "/_standin/control", {"hang_s": None, "latency_s": 0.3, "release": True})[0] == 200
+        assert slow.result(timeout=10).stop_reason == "end_turn"
+        assert hung.result(timeout=10).stop_reason == "end_turn"
+    assert time.monotonic() - started < 5  # not the 30 s either waited for
+    started = time.monotonic()
+    hello(standin)
+    assert time.monotonic() - started >= 0.3
+
+
 @pytest.mark.parametrize("control", [
     {"fail": {"status": 418}}, {"latency_s": -1}, {"latncy_s": 1}, {"fail": {"status": 429, "times": "x"}},
+    {"release": "yes"},
 ])
 def test_http_control_rejects_bad_settings(standin, control):
     status, payload = http(standin, "/_standin/control", control)
