@@ -365,7 +365,7 @@ class Gateway:
         self._require_key = require_key
         self._host = host
         self._server = _Server((host, port), self._request_handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gateway", daemon=True)
 
     @property
     def url(self) -> str:

@@ -34,7 +34,7 @@ class OtlpSink:
                 pass
 
         self._server = BurstHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, name="otlp-sink", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-sink", daemon=True).start()
         return self
 
     @property

@@ -40,7 +40,7 @@ class WebhookReceiver:
         return f"http://{self._host}:{self._server.server_port}/hooks"
 
     def start(self) -> WebhookReceiver:
-        threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="webhooks", daemon=True).start()
         return self
 
     def stop(self) -> None:

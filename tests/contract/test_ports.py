@@ -304,6 +304,7 @@ def test_queue_enqueue_hands_the_job_id_to_its_lanes_queue(queue):
     assert sorted(queue.received()) == [("job_q1", "cpu"), ("job_q2", "cpu")]
 
 
+@pytest.mark.slow
 def test_queue_enqueue_with_a_delay_is_received_only_after_it(queue):
     queue.queue.enqueue(queued_job("job_later"), delay_s=2)
     if isinstance(queue.queue, MemoryQueue):

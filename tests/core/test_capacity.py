@@ -272,6 +272,7 @@ class Sim:
 CONFIG = CapacityConfig(limits={"*": LIMITS}, inline_reserved_share=0.1, fair_reserve_share=0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_grants_across_many_processes_never_exceed_the_limits_and_use_them_fully(seed):
     """GIVEN 2 to 12 processes with 6 to 12 slots each, every slot always with a call waiting, calls of random size
@@ -308,6 +309,7 @@ def test_a_crashed_holders_slice_comes_back_by_refill_within_a_second():
     assert after.levels.covers(before.levels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("weights", "expected"), [((1, 1), 0.5), ((1, 3), 0.25)])
 def test_tenants_waiting_in_one_process_share_the_budget_by_weight_within_ten_percent(weights, expected):
     """GIVEN tenants a and b each with 10 calls always waiting in each of 3 processes, weights 1:1 or 1:3
@@ -378,6 +380,7 @@ def test_an_idle_processs_unused_slice_goes_back_to_the_shared_bucket():
     assert level.covers(LIMITS.capacity - Amount(1, 300, 50))
 
 
+@pytest.mark.slow
 def test_ten_times_tier_4_is_far_from_the_shared_items_write_ceiling():
     """GIVEN 10x Tier 4's Sonnet limits (40,000 RPM, 20M ITPM, 4M OTPM) and 40 worker processes of 40 slots each,
     calls of 2 s, so that the request limit binds, from a bucket spent down to its floor

@@ -690,6 +690,7 @@ def test_sdk_sees_a_duplicate_custom_id_as_bad_request(standin):
         client(standin).messages.batches.create(requests=requests_for("same", "same"))
 
 
+@pytest.mark.slow
 def test_more_than_100000_requests_is_a_400(standin):
     tiny = {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
     body = {"requests": [{"custom_id": f"r{i}", "params": tiny} for i in range(100_001)]}

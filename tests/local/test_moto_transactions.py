@@ -52,6 +52,7 @@ def test_a_transaction_writes_every_part_or_none(dynamodb):
     assert counter["jobs"] == {"N": "1"}  # the refused one added nothing
 
 
+@pytest.mark.slow
 def test_transactions_never_undo_or_fail_the_writes_other_requests_make_meanwhile(dynamodb):
     """Others' puts beside a stream of transactions, half of them refused: every put is there, no request failed
     (moto's own answered 500 when its copy of the table met a concurrent write, and its rollback undid them)."""
