@@ -207,6 +207,7 @@ class LocalPipeline:
             try:
                 supervised.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within 15 s of SIGTERM: killed", supervised.component)
                 supervised.process.kill()
         for part in (self._gateway, self.webhooks, self.standin, self._moto):
             if part is not None:

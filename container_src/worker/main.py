@@ -25,7 +25,7 @@ def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, settings.lanes.lanes,
                           cost_model=settings.lanes.cost_model(), role=f"worker-{settings.lane}",
                           result_retention_days=settings.result_retention_days, model_wait_limit_s=settings.model_wait_limit_s,
-                          lease_s=settings.lease_s, telemetry=telemetry)
+                          lease_s=settings.lease_s, backoff_base_s=settings.backoff_base_s, telemetry=telemetry)
     model = build_model(settings.claude, max_retries=WORKER_SDK_RETRIES, timeout_s=WORKER_CALL_TIMEOUT_S,
                         pacer=build_pacer(settings.claude, clients), table=clients.table, telemetry=telemetry,
                         lane=settings.lane, prices=settings.lanes.prices)

@@ -29,7 +29,15 @@ from jobcore.capacity import (
 from jobcore.costing import CostModel
 from jobcore.deliveries import RetrySchedule
 from jobcore.lanes import LaneConfigError, Lanes
-from jobcore.limits import LEASE_S, MALFORMED_RETRY_S, MODEL_WAIT_LIMIT_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
+from jobcore.limits import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    LEASE_S,
+    MALFORMED_RETRY_S,
+    MODEL_WAIT_LIMIT_S,
+    SQS_MAX_VISIBILITY_S,
+    SQS_MAX_WAIT_S,
+)
 from jobcore.pricing import Prices, default_prices
 from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_BEDROCK_SCOPE, DEFAULT_PROVIDERS, parse_providers, parse_scope
 from jobcore.tasks import arrival_rates
@@ -58,6 +66,11 @@ def _number(env: Mapping[str, str], key: str, default: _N, cast: Callable[[str],
         return cast(raw)
     except ValueError:
         raise ConfigError(f"environment variable {key}={raw!r} is not a number") from None
+
+
+def _backoff_base_s(env: Mapping[str, str]) -> float:
+    """BACKOFF_BASE_S: within what jobcore.runner.Backoff accepts (its cap at most)."""
+    return _in_range(env, "BACKOFF_BASE_S", _number(env, "BACKOFF_BASE_S", float(BACKOFF_BASE_S), float), 1.0, float(BACKOFF_CAP_S))
 
 
 def _in_range(env: Mapping[str, str], key: str, value: _N, low: _N, high: _N) -> _N:
@@ -322,7 +335,9 @@ class RouterSettings:
     # Read by the local runtime only; never set by the CDK app. WEBHOOK_ALLOW_LOOPBACK: accept http://
     # and loopback webhook URLs at submission, for the local receivers. LANES: the local runtime's functions share
     # its workers' environment, so they get the lanes inline, not from a file of a code asset.
-    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S", "LANES"})
+    # BACKOFF_BASE_S: jobcore.limits' in AWS; the fault tests shorten it.
+    LOCAL_ENV = (frozenset({"ANTHROPIC_BASE_URL", "WEBHOOK_ALLOW_LOOPBACK", "BEDROCK_BASE_URL", "BREAKER_COOL_DOWN_S", "LANES",
+                            "BACKOFF_BASE_S"})
                  | ObservabilitySettings.LOCAL_ENV)
 
     stage: str
@@ -346,6 +361,7 @@ class RouterSettings:
     inline_concurrency: int | None = None
     # Monthly budgets in USD by tenant (TENANT_BUDGETS_USD, the configuration's tenant_budgets_usd).
     budgets_usd: dict[str, float] = dataclasses.field(default_factory=dict)
+    backoff_base_s: float = BACKOFF_BASE_S  # an inline job falling back when the model is down waits this first
     observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
@@ -367,6 +383,7 @@ class RouterSettings:
             inline_concurrency=(None if not env.get("INLINE_CONCURRENCY") else _in_range(
                 env, "INLINE_CONCURRENCY", _number(env, "INLINE_CONCURRENCY", 0, int), 1, 1_000_000)),
             budgets_usd=_budgets(env),
+            backoff_base_s=_backoff_base_s(env),
             observability=ObservabilitySettings.from_env(env),
         )
 
@@ -448,10 +465,10 @@ class WorkerSettings:
     # Only on lanes that run embeddings with the model in S3 (the worker image sets the others).
     MODEL_ENV = EmbeddingSettings.ENV
     # ECS_AGENT_URI is set by ECS itself; the image sets the embedding model's directory; the others
-    # only the local runtime. MODEL_WAIT_LIMIT_S, LEASE_S and MALFORMED_RETRY_S: the CDK app does not set them, so in
-    # AWS they are jobcore.limits' (an hour, 60 s, 60 s); benches and the fault tests shorten them.
+    # only the local runtime. MODEL_WAIT_LIMIT_S, LEASE_S, MALFORMED_RETRY_S and BACKOFF_BASE_S: the CDK app does not set
+    # them, so in AWS they are jobcore.limits' (an hour, 60 s, 60 s, 15 s); benches and the fault tests shorten them.
     LOCAL_ENV = frozenset({"ANTHROPIC_BASE_URL", "ECS_AGENT_URI", "POLL_WAIT_S", "MODEL_WAIT_LIMIT_S", "BEDROCK_BASE_URL",
-                           "BREAKER_COOL_DOWN_S", "LEASE_S", "MALFORMED_RETRY_S"},
+                           "BREAKER_COOL_DOWN_S", "LEASE_S", "MALFORMED_RETRY_S", "BACKOFF_BASE_S"},
                           ) | EmbeddingSettings.IMAGE_ENV | ObservabilitySettings.LOCAL_ENV
 
     stage: str
@@ -472,6 +489,7 @@ class WorkerSettings:
     model_wait_limit_s: int = MODEL_WAIT_LIMIT_S  # how long, in all, a job may wait for an unavailable model
     lease_s: int = LEASE_S  # how long a claim lasts unless renewed (a heartbeat renews it every third of it at most)
     malformed_retry_s: int = MALFORMED_RETRY_S  # a message that is not a job is seen again after this, until its DLQ
+    backoff_base_s: float = BACKOFF_BASE_S  # a failed attempt's first back-off (jobcore.runner.Backoff)
     observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
@@ -502,6 +520,7 @@ class WorkerSettings:
             lease_s=_in_range(env, "LEASE_S", _number(env, "LEASE_S", LEASE_S, int), 6, 3600),
             malformed_retry_s=_in_range(env, "MALFORMED_RETRY_S", _number(env, "MALFORMED_RETRY_S", MALFORMED_RETRY_S, int),
                                         0, SQS_MAX_VISIBILITY_S),
+            backoff_base_s=_backoff_base_s(env),
             observability=ObservabilitySettings.from_env(env),
         )
 

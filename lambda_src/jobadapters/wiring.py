@@ -42,13 +42,13 @@ from jobcore.costing import CostModel
 from jobcore.dispatch import Dispatcher
 from jobcore.failover import FailoverModel
 from jobcore.lanes import Lanes
-from jobcore.limits import LEASE_S, MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
+from jobcore.limits import BACKOFF_BASE_S, LEASE_S, MODEL_WAIT_LIMIT_S, SQS_MAX_WAIT_S
 from jobcore.observing import QUIET
 from jobcore.ports import LanguageModel
 from jobcore.pricing import Prices
 from jobcore.providers import ANTHROPIC, BEDROCK, DEFAULT_PROVIDERS
 from jobcore.routing import RoutingPolicy
-from jobcore.runner import JobRunner
+from jobcore.runner import Backoff, JobRunner
 from jobcore.service import JobService
 from jobcore.sweeper import Sweeper
 from jobcore.views import render, with_base_path
@@ -167,7 +167,7 @@ def _provider_model(name: str, settings: ClaudeSettings, *, max_retries: int, ti
 def build_runner(
     clients: AwsClients, bucket: str, webhook_queue_url: str, lanes: Lanes, *, cost_model: CostModel | None,
     role: str, result_retention_days: int | None = None, model_wait_limit_s: float = MODEL_WAIT_LIMIT_S,
-    lease_s: int = LEASE_S, telemetry: Telemetry | None = None,
+    lease_s: int = LEASE_S, backoff_base_s: float = BACKOFF_BASE_S, telemetry: Telemetry | None = None,
 ) -> JobRunner:
     """The runner of the router, the workers and the sweeper: a terminal job's webhook is handed to the
     dispatcher's queue, never sent from here; its usage is added to its tenant's counters. ``role`` names this
@@ -180,7 +180,7 @@ def build_runner(
     return JobRunner(
         context=context, deliveries=SqsDeliveryQueue(clients.sqs, webhook_queue_url), cost_model=cost_model,
         owner=lease_owner(role), result_retention_days=result_retention_days, model_wait_limit_s=model_wait_limit_s,
-        lease_ms=lease_s * 1000,
+        lease_ms=lease_s * 1000, backoff=Backoff(base_s=backoff_base_s),
     )
 
 
@@ -225,7 +225,8 @@ def build_service(settings: RouterSettings, clients: AwsClients, *, env: Mapping
     lanes = settings.lanes.lanes
     telemetry = telemetry or telemetry_for("router", settings.observability, stage=settings.stage)
     runner = build_runner(clients, settings.results_bucket, settings.webhook_queue_url, lanes, cost_model=cost_model,
-                          role="router", result_retention_days=settings.result_retention_days, telemetry=telemetry)
+                          role="router", result_retention_days=settings.result_retention_days,
+                          backoff_base_s=settings.backoff_base_s, telemetry=telemetry)
     inline_budget_s = lanes.inline.time_limit_s
     pacer = build_pacer(settings.claude, clients)
     return JobService(

@@ -119,6 +119,12 @@ MODEL_WAIT_LIMIT_S = 3600
 # it (the local runtime's fault tests: a killed worker's job comes back sooner).
 LEASE_S = 60
 
+# A failed attempt's back-off (jobcore.runner.Backoff) starts at this, doubled per failure, with equal jitter: the
+# first retry after 7.5 to 15 s. The router (an inline job falling back to the queue) and the workers read
+# BACKOFF_BASE_S to change it (the local runtime's fault tests: a failing model's waits are seconds, not minutes).
+BACKOFF_BASE_S = 15
+BACKOFF_CAP_S = 900  # and is never longer than this
+
 # A message on a lane queue that is not a job is left for the queue's dead-letter queue: the worker hides it this
 # long per receive, until SQS moves it there after ``max_receives``. Workers read MALFORMED_RETRY_S to change it.
 MALFORMED_RETRY_S = 60

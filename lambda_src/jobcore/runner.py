@@ -38,7 +38,15 @@ from jobcore.errors import (
     TaskTimeoutError,
 )
 from jobcore.lanes import Lanes
-from jobcore.limits import LEASE_S, MODEL_WAIT_LIMIT_S, RESULT_IN_ITEM_BYTES, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S
+from jobcore.limits import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    LEASE_S,
+    MODEL_WAIT_LIMIT_S,
+    RESULT_IN_ITEM_BYTES,
+    SQS_MAX_DELAY_S,
+    SQS_MAX_VISIBILITY_S,
+)
 from jobcore.metering import MeteredModel
 from jobcore.model import ACTIVE, Job, JobStatus, ModelWait, Usage, bounded_error, transition
 from jobcore.ports import BlobStore, DeliveryQueue, JobStore, Observer, UsageStore
@@ -65,8 +73,8 @@ class Backoff:
     for a minute must not make every job spend its attempts within seconds.
     """
 
-    base_s: float = 15
-    cap_s: float = 900
+    base_s: float = BACKOFF_BASE_S
+    cap_s: float = BACKOFF_CAP_S
     jitter: bool = True
     rng: Callable[[], float] = field(default=random.random, repr=False, compare=False)  # uniform in [0, 1)
 

@@ -145,6 +145,8 @@ def test_intake_settings_need_a_tenant_and_a_public_webhook():
     (WorkerSettings, WORKER, "POLL_WAIT_S", "21"),
     (WorkerSettings, WORKER, "LEASE_S", "5"),  # under three heartbeats (2 s each): a live worker would lose it
     (WorkerSettings, WORKER, "MALFORMED_RETRY_S", "-1"),
+    (WorkerSettings, WORKER, "BACKOFF_BASE_S", "0"),
+    (RouterSettings, ROUTER, "BACKOFF_BASE_S", "901"),  # over the back-off's cap
 ])
 def test_numbers_out_of_range_are_refused(settings, env, key, value):
     with pytest.raises(ConfigError, match=f"{key}='{value}' must be from"):

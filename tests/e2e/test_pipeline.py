@@ -13,6 +13,10 @@ import pytest
 from local import client
 from tests.bodies import LONG, SHORT
 
+# A failed attempt backs off from 2 s here (the deployment's: 15 s, jobcore.limits.BACKOFF_BASE_S): an inline job
+# that falls back while the model is overloaded is queued to run again within seconds, by the same path.
+PIPELINE_ENV = {"BACKOFF_BASE_S": "2"}
+
 KEY = "e2e-key"
 
 

@@ -402,19 +402,27 @@ def test_a_worker_takes_fair_extra_slots_on_a_cpu_lane_and_none_on_a_gpu_lane(mo
     assert extra == {"cpu": max(1, config.worker_concurrency // 4), "gpu": 0}
 
 
-def test_a_workers_lease_and_its_hiding_of_a_message_that_is_not_a_job_are_the_cores_unless_shortened(monkeypatch):
-    """LEASE_S and MALFORMED_RETRY_S: not set by the stack (jobcore.limits' 60 s each), set by the fault tests."""
+def test_a_workers_lease_hiding_and_back_off_are_the_cores_unless_shortened(monkeypatch):
+    """LEASE_S, MALFORMED_RETRY_S and BACKOFF_BASE_S: not set by the stack (jobcore.limits' 60 s, 60 s, 15 s), set by
+    the fault tests."""
     from moto import mock_aws
 
-    from jobadapters.wiring import AwsClients
-    from jobcore.limits import LEASE_S, MALFORMED_RETRY_S
+    from jobadapters.wiring import AwsClients, build_service
+    from jobcore.limits import BACKOFF_BASE_S, LEASE_S, MALFORMED_RETRY_S
     from worker.main import build_poller
 
     env = worker_env(PipelineConfig(), "cpu")
-    assert not {"LEASE_S", "MALFORMED_RETRY_S"} & set(env)
+    assert not {"LEASE_S", "MALFORMED_RETRY_S", "BACKOFF_BASE_S"} & set(env)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        for given, (lease_s, hidden_s) in [({}, (LEASE_S, MALFORMED_RETRY_S)), ({"LEASE_S": "15", "MALFORMED_RETRY_S": "10"}, (15, 10))]:
+        for given, (lease_s, hidden_s, backoff_s) in [
+            ({}, (LEASE_S, MALFORMED_RETRY_S, BACKOFF_BASE_S)),
+            ({"LEASE_S": "15", "MALFORMED_RETRY_S": "10", "BACKOFF_BASE_S": "2"}, (15, 10, 2)),
+        ]:
             settings = WorkerSettings.from_env({**env, **given})
             poller = build_poller(settings, AwsClients.create(settings.jobs_table, shards=settings.index_shards))
             assert (poller.runner.lease_ms, poller.hold_s, poller.malformed_retry_s) == (lease_s * 1000, lease_s, hidden_s)
+            assert poller.runner.backoff.base_s == backoff_s
+        for given, backoff_s in [({}, BACKOFF_BASE_S), ({"BACKOFF_BASE_S": "2"}, 2)]:  # the router's: an inline fallback's
+            router = RouterSettings.from_env({**router_env(PipelineConfig()), **given})
+            assert build_service(router, AwsClients.create(router.jobs_table)).runner.backoff.base_s == backoff_s
