@@ -251,7 +251,9 @@ class FamilyPacer:
         if waiter.grant is not None:
             return now_ms, None
         limits, floor = self.limits, self._floor(waiter)
-        bucket = self.bucket or SharedBucket.full(limits, now_ms)
+        # Refilled to now once: each ready_at below then finds it refilled already (it walks every waiter ahead, and
+        # every waiting thread asks on each wake: the refill's arithmetic was most of the worker's time in the pacer).
+        bucket = (self.bucket or SharedBucket.full(limits, now_ms)).refilled(limits, now_ms)
         ahead = sorted((w for w in self.waiters if w is not waiter and self._before(w, waiter)), key=self._order)
         need = Amount() - self.slice.positive()
         for other in ahead:
