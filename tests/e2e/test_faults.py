@@ -423,7 +423,7 @@ def test_a_killed_router_environment_is_replaced_and_the_api_keeps_answering(pip
 
 MAX_RECEIVES = 2
 MODEL_WAIT_LIMIT_S = 20
-MALFORMED_RETRY_S = 10
+MALFORMED_RETRY_S = 5
 BACKOFF_BASE_S = 4
 
 
@@ -431,7 +431,7 @@ BACKOFF_BASE_S = 4
 def few_receives(tmp_path_factory):
     """A second pipeline whose queues redrive after 2 receives (the deployment's: 5), whose workers wait
     for an unavailable model for 20 s in all (the deployment's: an hour), back off from 4 s (the deployment's: 15 s,
-    then 30 s, 60 s…, equal jitter) and hide a message that is not a job 10 s per receive (the deployment's: 60 s):
+    then 30 s, 60 s…, equal jitter) and hide a message that is not a job 5 s per receive (the deployment's: 60 s):
     with the deployment's settings these tests would take 4 to 5 minutes."""
     ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES},
                            env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S), "MALFORMED_RETRY_S": str(MALFORMED_RETRY_S),
@@ -487,7 +487,7 @@ def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_j
 @pytest.mark.timeout(300)  # 90 s at most (below), and few_receives' pipeline start when it runs first
 def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_sweeper_drains_it(few_receives):
     """A message that is not a job: the worker hides it MALFORMED_RETRY_S per receive, so SQS moves it to the
-    dead-letter queue on the receive after the second, about 20 s after it was sent; the sweeper (every 2 s)
+    dead-letter queue on the receive after the second, about 10 s after it was sent; the sweeper (every 2 s)
     deletes it there. 90 s at most.
 
     Nothing but that move takes it off the lane's queue (the worker never deletes a message that is not a

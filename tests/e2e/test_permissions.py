@@ -54,7 +54,7 @@ def run(tmp_path_factory) -> dict[str, Any]:
     """The scenario on a recording pipeline: its ready line (``calls``: every recorded call), stopped at the end."""
     logs = tmp_path_factory.mktemp("permissions")
     ready = start_pipeline(logs, ("--gpu", "--record-aws-calls", str(logs / "aws-calls")), config=CONTEXT,
-                           env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S)})
+                           env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S), "BACKOFF_BASE_S": "2"})  # the waited job: 1-2 s
     try:
         scenario(ready)
     finally:
