@@ -108,8 +108,6 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-
-
 def measure(repeats: int) -> Figures:
     from moto.server import ThreadedMotoServer
 

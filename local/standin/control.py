@@ -117,7 +117,7 @@ class State:
         unknown = set(control) - {"latency_s", "fail", "hang_s", "batch", "limits", "release"}
         if unknown:
             raise ValueError(f"control: unknown keys {sorted(unknown)}")
-        if control.get("release", False) is not False and control["release"] is not True:
+        if not isinstance(control.get("release", False), bool):
             raise ValueError("release: must be true or false")
         if "latency_s" in control:
             self.set_latency(control["latency_s"])

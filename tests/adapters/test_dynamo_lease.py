@@ -20,8 +20,6 @@ from tests.adapters.support import NOW_MS, make_job
 LEASE_MS = 60_000
 
 
-
-
 def raw(table: Any, key: str) -> dict[str, Any] | None:
     return table.get_item(Key={schema.JOBS_PARTITION_KEY: key}, ConsistentRead=True).get("Item")
 

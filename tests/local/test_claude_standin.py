@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -364,8 +365,6 @@ def test_http_control_latency_and_hang(standin):
 def test_a_release_answers_the_calls_waiting_now_and_later_calls_wait_as_configured(standin):
     """``{"release": true}`` ends the waits of the calls in progress (a 30 s latency, a 30 s hang): both answer at
     once; a call arriving after it waits out the latency again."""
-    from concurrent.futures import ThreadPoolExecutor
-
     http(standin, "/_standin/control", {"latency_s": 30})
     with ThreadPoolExecutor(2) as pool:
         slow = pool.submit(hello, standin)
