@@ -76,10 +76,25 @@ def _typed_size(kind: str, inner: Any) -> int:
 
 
 def _plain_size(value: Any) -> int:
-    if isinstance(value, str):
+    kind = type(value)  # the exact types first: this runs for every value of every item written
+    if kind is str:
         return len(value.encode())
+    if kind is dict:
+        size = 3
+        for key, inner in value.items():
+            size += len(str(key).encode()) + _plain_size(inner) + 1
+        return size
+    if kind is int or kind is Decimal or kind is float:
+        return _number_size(str(value))
+    if kind is list or kind is tuple:
+        size = 3
+        for inner in value:
+            size += _plain_size(inner) + 1
+        return size
     if isinstance(value, bool) or value is None:
         return 1
+    if isinstance(value, str):
+        return len(value.encode())
     if isinstance(value, int | float | Decimal):
         return _number_size(str(value))
     if isinstance(value, bytes):

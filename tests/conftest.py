@@ -12,9 +12,31 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore import loaders
 
 from local import moto_transactions
 from tests.e2e.harness import SUMMARIES, StandIn, start_pipeline, stop_pipeline
+
+
+def _share_botocore_data() -> None:
+    """botocore reads its JSON data files (endpoints, each service's model) once per session, and many tests build a
+    session of their own: the router's and workers' wiring per test (its settings change), ``mock_aws`` per test. A
+    module of them spent half its time parsing the same files again (tests/adapters/test_router_inputs: 10 clients a
+    test, 24 ms each). The test processes share what was read: the files do not change while they run, and within a
+    session botocore already hands every client the same loaded data."""
+    read: dict[tuple[str, tuple[str, ...]], Any] = {}
+    load = loaders.Loader.load_data_with_path
+
+    def load_data_with_path(self: loaders.Loader, name: str) -> Any:
+        key = (name, tuple(self.search_paths))
+        if key not in read:
+            read[key] = load(self, name)
+        return read[key]
+
+    loaders.Loader.load_data_with_path = load_data_with_path  # type: ignore[method-assign]
+
+
+_share_botocore_data()
 
 # moto's TransactWriteItems copies whole tables and puts them back on a refusal: under a worker's concurrent threads
 # (the adapter tests run pollers over mock_aws) that raced other writes. Its replacement answers as moto's does.

@@ -161,7 +161,9 @@ def test_every_way_an_input_arrives_stores_only_jobs_that_render_and_refuses_ali
         assert status == 200 and view["id"] == job_id
         status, _ = answered(to_event("GET", f"/v1/jobs/{job_id}/deliveries", HEADERS, None))
         assert status == 200
-    status, page = answered(listing({"limit": "100"}))
+    # The newest page renders with this example's jobs on it (newest first). A short page: moto copies every item
+    # of a page in full, and the examples' stored inputs are up to 70 KB each (a page of 100 was 60 % of this test).
+    status, page = answered(listing({"limit": "10"}))
     assert status == 200 and {job_id for ids in made.values() for job_id in ids} <= {job["id"] for job in page["jobs"]}
 
     # One parser, one verdict: a body refused is an upload refused (one the router reads: a large one is read by

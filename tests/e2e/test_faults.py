@@ -422,15 +422,15 @@ def test_a_killed_router_environment_is_replaced_and_the_api_keeps_answering(pip
 # --- 3. poison messages and jobs that fail on every receive (a pipeline with max_receives 2) --------------
 
 MAX_RECEIVES = 2
-MODEL_WAIT_LIMIT_S = 20
+MODEL_WAIT_LIMIT_S = 14
 MALFORMED_RETRY_S = 5
-BACKOFF_BASE_S = 4
+BACKOFF_BASE_S = 2
 
 
 @pytest.fixture(scope="module")
 def few_receives(tmp_path_factory):
     """A second pipeline whose queues redrive after 2 receives (the deployment's: 5), whose workers wait
-    for an unavailable model for 20 s in all (the deployment's: an hour), back off from 4 s (the deployment's: 15 s,
+    for an unavailable model for 14 s in all (the deployment's: an hour), back off from 2 s (the deployment's: 15 s,
     then 30 s, 60 s…, equal jitter) and hide a message that is not a job 5 s per receive (the deployment's: 60 s):
     with the deployment's settings these tests would take 4 to 5 minutes."""
     ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES},
@@ -444,8 +444,8 @@ def few_receives(tmp_path_factory):
 @pytest.mark.timeout(360)  # 120 s at most (below), and few_receives' pipeline start
 def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_job_fails_saying_how_long(few_receives):
     """The model answers 500 to every call: each attempt makes 1 + 3 SDK retries; the worker re-queues the
-    job as a new delayed message each time (2-4 s, 4-8 s, then the rest of the 20 s wait), so it gets more
-    attempts than its 2 receives would allow, and fails once it has waited 20 s, saying so. About 25 s;
+    job as a new delayed message each time (1-2 s, 2-4 s, then the rest of the 14 s wait), so it gets more
+    attempts than its 2 receives would allow, and fails once it has waited 14 s, saying so. About 20 s;
     120 s at most."""
     standin = StandIn(few_receives["standin_url"])
     standin(fail={"status": 500})
