@@ -42,8 +42,9 @@ _share_botocore_data()
 # (the adapter tests run pollers over mock_aws) that raced other writes. Its replacement answers as moto's does.
 moto_transactions.install()
 
-# The tests that start a local pipeline (tests/sdk's few others are quick): under xdist, one unit of work.
-PIPELINE_DIRS = ("tests/e2e/", "tests/sdk/", "tests/test_docs_commands.py")
+# The tests that start a local pipeline: under xdist, one unit of work (a module that asks for the ``pipeline``
+# fixture elsewhere stops the collection, naming it).
+PIPELINE_DIRS = ("tests/e2e/", "tests/sdk/test_sdk_cli.py", "tests/sdk/test_sdk_client.py", "tests/test_docs_commands.py")
 PIPELINE_UNIT = "local-pipeline"
 
 
@@ -66,6 +67,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In an xdist worker, the pipeline tests first: the longest unit, mostly waiting on real time, starts at
     once while the other processes run the rest (xdist hands out units in collection order)."""
+    strays = sorted({item.nodeid.split("::")[0] for item in items
+                     if "pipeline" in getattr(item, "fixturenames", ()) and not item.nodeid.startswith(PIPELINE_DIRS)})
+    if strays:
+        raise pytest.UsageError(f"these modules start a local pipeline outside PIPELINE_DIRS (tests/conftest.py): {strays}")
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: not item.nodeid.startswith(PIPELINE_DIRS))  # stable: files keep their order
 

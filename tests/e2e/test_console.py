@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -40,6 +41,9 @@ PIPELINE_ARGS = ("--worker-concurrency", "1", "--context", json.dumps({
 # `make screenshots` writes them where docs/local.md links them (docs/console/); any other run takes them all the same
 # (each page is rendered and captured) but keeps them out of the work tree.
 SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "jobpipe-console-shots")
+# How long the console's job list waits before looking again when nothing it shows is unfinished (console.js).
+IDLE_MS = int(re.search(r"const IDLE_MS = (\d+);", (Path(__file__).parents[2] / "lambda_src/router/console/console.js")
+                        .read_text()).group(1))  # type: ignore[union-attr]
 WAIT_MS = 90_000  # the slowest condition: a queued job run by the one worker on a loaded 2-core machine
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -120,6 +124,7 @@ def test_the_key_is_asked_once_per_tab_and_kept_out_of_urls_and_cookies(context,
 
 def test_a_submitted_inline_job_and_a_queued_job_appear_and_finish_without_a_reload(context, pipeline):
     key = "console-live"
+    context.clock.install()  # the page's timers on a clock that runs on, which the test may move ahead
     page = sign_in(context, pipeline, key)
     expect(page.get_by_text("No jobs yet.")).to_be_visible()
     page.evaluate("window.stillTheSamePage = true")
@@ -141,6 +146,7 @@ def test_a_submitted_inline_job_and_a_queued_job_appear_and_finish_without_a_rel
     expect(row(page, inline_id)).to_contain_text("succeeded")
     queued = submit(pipeline, LONG, key)
     assert queued["status"] == "queued"
+    page.clock.fast_forward(IDLE_MS)  # the list's next look, due that long after its last (nothing was unfinished)
     expect(row(page, queued["id"])).to_be_visible()
     expect(row(page, queued["id"])).to_contain_text("succeeded")
     expect(row(page, queued["id"])).to_contain_text("cpu")

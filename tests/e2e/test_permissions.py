@@ -74,19 +74,21 @@ def scenario(ready: dict[str, Any]) -> None:
     s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
     receiver = ready["receiver"]
 
+    # First what makes no Messages API call (the embedder, the Message Batches API, S3, SQS): it runs while the
+    # waited job below waits, and cannot take the model failures meant for that job.
+    gpu = submit(ready, {"task": "embeddings.encode", "input": {"texts": ["An invoice.", "A receipt."]}})
+    batch = submit(ready, {**SHORT, "mode": "batch"})
+    upload = upload_input(ready, json.dumps({"documents": [{"id": "u", "text": "Uploaded."}]}).encode())
+    sqs.send_message(QueueUrl=ready["dead_letter_queues"]["cpu"], MessageBody="not a job")
     inline = submit(ready, {**SHORT, "webhook": {"url": receiver.url + "?fail=1"}})  # delivered on the second attempt
     # The model overloaded for one attempt (a call and its 3 SDK retries): the worker puts the job back to wait.
     standin(fail={"status": 529, "times": 4})
     waited = submit(ready, {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "One document."}]}})
     assert finished_job(ready, waited["id"])["attempts"] >= 2, "the job did not wait for the model"
     standin.reset()
-    gpu = submit(ready, {"task": "embeddings.encode", "input": {"texts": ["An invoice.", "A receipt."]}})
-    batch = submit(ready, {**SHORT, "mode": "batch"})
-    upload = upload_input(ready, json.dumps({"documents": [{"id": "u", "text": "Uploaded."}]}).encode())
     uploaded = submit(ready, {"task": "documents.summarize", "input_upload": upload})
     source = f"s3://{ready['bucket']}/intake/invoice.extract/permissions.txt"
     s3.put_object(Bucket=ready["bucket"], Key="intake/invoice.extract/permissions.txt", Body=b"Invoice INV-1, total 10.00 USD")
-    sqs.send_message(QueueUrl=ready["dead_letter_queues"]["cpu"], MessageBody="not a job")
 
     jobs = [finished_job(ready, job["id"]) for job in (inline, waited, gpu, batch, uploaded)]
     assert [job["status"] for job in jobs] == ["succeeded"] * len(jobs), [job.get("error") for job in jobs]
