@@ -97,6 +97,8 @@ def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, laten
     with local as endpoints:
         try:
             warm(endpoints.api_url)
+            # And the workers: one still importing the SDK when A's burst came spent seconds of a core on it then.
+            local.wait_for_workers()
             yield endpoints.api_url, local.standin
         finally:
             # moto's in-process server keeps its state for the process: the next pipeline creates the same names.

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,7 @@ class LocalPipeline:
         self._moto: AwsServer | None = None
         self._gateway: Gateway | None = None
         self.router: ExecutionEnvironments | None = None
+        self._worker_logs: list[Path] = []
         self._processes: list[Supervised] = []  # the workers, the collector, the webhook dispatcher and the sweeper
         self._stopping = threading.Event()
         self._saved_env: dict[str, str | None] = {}
@@ -175,8 +177,8 @@ class LocalPipeline:
             timeout_s=self.config.router_timeout_s, log_path=log_dir / "router.log")
         self._gateway = Gateway(self.router, port=self.options.api_port).start()
         model_env = self._embedding_model(log_dir) if self.lanes.gpu_lanes() else {}
-        logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}, index)
-                for lane in self.lanes.worker_lanes() for index in range(self.options.workers_per_lane)]
+        logs = self._worker_logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}, index)
+                                    for lane in self.lanes.worker_lanes() for index in range(self.options.workers_per_lane)]
         batch = self.lanes.batch_lane
         if batch is not None:  # drained by the collector, not a worker (a scheduled Lambda in AWS)
             self._spawn("local.collector", "collector", log_dir / "collector.log", {
@@ -198,6 +200,19 @@ class LocalPipeline:
         })
         threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
         return Endpoints(self._gateway.url, aws_endpoint, standin_url, self.webhooks.url, str(logs[0]), made)
+
+    def wait_for_workers(self, timeout_s: float = 120) -> None:
+        """Return once every worker has started receiving, the SDK loaded (its log says so): a deployment's workers
+        run before the traffic comes, and a measurement must not time their start. TimeoutError past ``timeout_s``."""
+        from worker.main import READY  # the worker's own words (imported here: only a measurement waits for them)
+
+        deadline = time.monotonic() + timeout_s
+        waiting = list(self._worker_logs)
+        while waiting:
+            waiting = [path for path in waiting if not (path.exists() and READY in path.read_text(errors="replace"))]
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"workers not receiving after {timeout_s} s: {[str(path) for path in waiting]}")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         self._stopping.set()

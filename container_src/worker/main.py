@@ -18,6 +18,8 @@ from worker.protection import TaskProtection
 log = logging.getLogger("worker")
 # AWS connections beyond one per slot: the receivers, the heartbeat, the batcher.
 POOL_HEADROOM = MAX_RECEIVERS + 2
+# Logged once the worker has loaded what its first calls need, as it starts receiving (local.pipeline waits for it).
+READY = "worker ready: receiving for"
 
 
 def build_poller(settings: WorkerSettings, clients: AwsClients) -> Poller:
@@ -49,6 +51,7 @@ def main() -> None:
                                 max_pool_connections=settings.concurrency + POOL_HEADROOM)
     poller = build_poller(settings, clients)
     preload()  # before the first receive: the first burst's calls do not wait for the SDK's import
+    log.info("%s the %s lane", READY, settings.lane)
     poller.run(stop)
     if isinstance(poller.ctx.llm, PacedModel):
         poller.ctx.llm.pacer.release()  # an unused slice of the model's budget goes back now, not by refill

@@ -154,7 +154,10 @@ class FamilyPacer:
     idle_since_ms: int | None = None
     writes: int = 0  # conditional writes of the shared bucket, for the cost figures
     io: SharedBucketIO = field(default_factory=InlineIO, repr=False)
+    keep_expected_ms: int = POLL_MS  # how long expected()'s answers are kept while nothing changes
     _seq: int = 0
+    # expected()'s answers for every waiter, by floor: the state and the moment they were computed on, the answers.
+    _expectations: dict[Amount, tuple[Any, int, dict[Waiter, tuple[int, str | None]]]] = field(default_factory=dict, repr=False)
 
     @property
     def limits(self) -> RateLimits:
@@ -210,7 +213,9 @@ class FamilyPacer:
         if not self.waiters:
             self._return_idle_slice(now_ms)
             return None
-        return max(self.next_try_ms, now_ms + 1)
+        # A lease due now but not tried: another thread's read or write of the shared bucket runs, and its end wakes
+        # every waiter (UnlockedIO). Looking again each millisecond meanwhile was most of a busy worker's waiting.
+        return max(self.next_try_ms, now_ms + (POLL_MS if self.io.busy else 1))
 
     def _serve_under_share(self, blocked: Waiter, now_ms: int) -> bool:
         """A waiter of a tenant under its fair share may take from the fair reserve at once, whatever the lease
@@ -247,27 +252,43 @@ class FamilyPacer:
         The waiters ahead of it count in their order, except those whose own grant is expected after their
         deadline: they give up (their jobs are re-queued) before it, so they are not ahead of it for long. Counting
         them made a deep queue's last waiters re-queue their jobs for far too long, and at the end of a backlog the
-        budget refilled unused until they came back."""
+        budget refilled unused until they came back.
+
+        Every waiting thread asks on each wake, so the answers of all waiters are computed at once (one walk of the
+        queue) and kept until the state they depend on changes, for at most ``keep_expected_ms`` (a dimension whose
+        bucket is full moves its answers with the clock): with 40 waiters, each wake re-sorting and walking the queue
+        for itself was a fifth of a busy worker's time."""
         if waiter.grant is not None:
             return now_ms, None
-        limits, floor = self.limits, self._floor(waiter)
-        # Refilled to now once: each ready_at below then finds it refilled already (it walks every waiter ahead, and
-        # every waiting thread asks on each wake: refilling per waiter ahead was 40 % of this method's time).
+        floor = self._floor(waiter)
+        bucket = self.bucket
+        state = (self._seq, len(self.waiters), self.slice, sum(self.in_flight.values()), self.next_try_ms,
+                 self.next_try_binding,
+                 None if bucket is None else (bucket.version, bucket.at_ms, bucket.levels, bucket.blocked_until_ms))
+        kept = self._expectations.get(floor)
+        if kept is None or kept[0] != state or not 0 <= now_ms - kept[1] <= self.keep_expected_ms or waiter not in kept[2]:
+            kept = self._expectations[floor] = (state, now_ms, self._expect_all(floor, now_ms))
+        at, binding = kept[2].get(waiter, (now_ms, None))
+        # Kept from a moment ago, the state unchanged since: the same moments, except that one already past is now.
+        return (at, binding) if at > now_ms else (now_ms, None)
+
+    def _expect_all(self, floor: Amount, now_ms: int) -> dict[Waiter, tuple[int, str | None]]:
+        """:meth:`expected` of every waiter whose floor is ``floor``, in one walk of the queue in grant order."""
+        limits = self.limits
+        # Refilled to now once: each ready_at below then finds it refilled already.
         bucket = (self.bucket or SharedBucket.full(limits, now_ms)).refilled(limits, now_ms)
-        ahead = sorted((w for w in self.waiters if w is not waiter and self._before(w, waiter)), key=self._order)
+        # No lease is tried before next_try_ms (a whole slice's refill), and with no call in flight nothing can settle an
+        # unused reservation back into the slice: no grant comes sooner than that either.
+        held = self.next_try_ms > bucket.blocked_until_ms and not any(self.in_flight.values())
         need = Amount() - self.slice.positive()
-        for other in ahead:
-            with_other = need + other.demand
-            if other.deadline_ms is not None and ready_at(bucket, limits, need=with_other.positive(), floor=floor,
-                                                          now_ms=now_ms)[0] > other.deadline_ms:
-                continue
-            need = with_other
-        at, binding = ready_at(bucket, limits, need=(need + waiter.demand).positive(), floor=floor, now_ms=now_ms)
-        if self.next_try_ms > at and self.next_try_ms > bucket.blocked_until_ms and not any(self.in_flight.values()):
-            # No lease is tried before next_try_ms (a whole slice's refill), and no call in flight can settle an unused
-            # reservation back into the slice: the grant cannot come sooner either.
-            return self.next_try_ms, self.next_try_binding
-        return at, binding
+        answers: dict[Waiter, tuple[int, str | None]] = {}
+        for waiter in sorted(self.waiters, key=self._order):
+            with_it = need + waiter.demand
+            at, binding = ready_at(bucket, limits, need=with_it.positive(), floor=floor, now_ms=now_ms)
+            answers[waiter] = (self.next_try_ms, self.next_try_binding) if held and self.next_try_ms > at else (at, binding)
+            if waiter.deadline_ms is None or at <= waiter.deadline_ms:  # else it gives up before those behind it
+                need = with_it
+        return answers
 
     def _order(self, waiter: Waiter) -> tuple[int, float, int]:
         """The grant order of :meth:`_before` as a sort key: inline callers first, oldest first; then queued ones by
@@ -558,7 +579,10 @@ class Pacer:
                     raise CapacityWaitError(
                         f"no grant from the model's budget ({family.family}) before {expected - now} ms", expected_at_ms=expected,
                         now_ms=now, dimension=dimension or (None if blocked else family.next_try_binding))
-                until = min(next_ms if next_ms is not None else expected, expected, now + POLL_MS)
+                # Until the next lease may be tried (or a settle, a cancel, a grant, a write's end wakes it): not until
+                # ``expected``, which can be past already while the lease waits for a whole slice to refill (the
+                # waiter then looked again every millisecond).
+                until = min(next_ms if next_ms is not None else now + POLL_MS, now + POLL_MS)
                 self.wait(self._lock, max(0.001, (until - now) / 1000))
 
     def settle(self, grant: Grant, used: Amount) -> None:

@@ -1,9 +1,11 @@
 """Waiting for the model's shared budget is not failing: a queued job without a grant is re-queued until the next
 grant is expected (no receive, no attempt, no error), its view says why, and the time does not count toward the
-model-wait limit; a real 429 storm still ends as model_unavailable after the limit, as documented."""
+model-wait limit; a real 429 storm still ends as model_unavailable after the limit, as documented; the expected
+grants a waiter is told are those computed afresh."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import replace
@@ -11,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from jobcore.capacity import Amount, CapacityConfig, RateLimits, SharedBucket
-from jobcore.capacity_pacer import PacedModel, Pacer
+from jobcore.capacity import Amount, CapacityConfig, RateLimits, SharedBucket, TenantShare, ready_at
+from jobcore.capacity_pacer import FamilyPacer, PacedModel, Pacer
 from jobcore.errors import ModelUnavailableError
 from jobcore.limits import MODEL_WAIT_LIMIT_S
 from jobcore.model import Job, JobStatus, ModelWait
@@ -172,3 +174,85 @@ def test_a_hung_write_of_the_shared_bucket_stalls_only_the_lease_it_is_for():
         big.join(30)
         during.join(30)
     assert granted["big"] is not None and granted["big"].waiter.grant == Amount(1, 5_000, 100)
+
+
+def fresh_expected(family: Any, waiter: Any, now: int) -> tuple[int, str | None]:
+    """FamilyPacer.expected computed from nothing, for one waiter: the waiters ahead in grant order, less those that
+    give up before their grant; a grant held back to the next lease try when no call in flight can settle."""
+    if waiter.grant is not None:
+        return now, None
+    limits, floor = family.limits, family._floor(waiter)
+    bucket = (family.bucket or SharedBucket.full(limits, now)).refilled(limits, now)
+    need = Amount() - family.slice.positive()
+    for other in sorted((w for w in family.waiters if family._order(w) < family._order(waiter)), key=family._order):
+        with_other = need + other.demand
+        other_at = ready_at(bucket, limits, need=with_other.positive(), floor=floor, now_ms=now)[0]
+        if other.deadline_ms is None or other_at <= other.deadline_ms:
+            need = with_other
+    at, binding = ready_at(bucket, limits, need=(need + waiter.demand).positive(), floor=floor, now_ms=now)
+    if family.next_try_ms > at and family.next_try_ms > bucket.blocked_until_ms and not any(family.in_flight.values()):
+        return family.next_try_ms, family.next_try_binding
+    return at, binding
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_expected_grants_are_those_computed_afresh_whatever_changes(seed: int):
+    """GIVEN one process's queue of calls from three tenants (weights 1, 1, 3; some inline, some with deadlines) at a
+    binding limit, changing at random (calls enqueued, granted, settled, cancelled; time passing), its answers kept
+    no time at all
+    WHEN every waiter asks when its grant is expected, after each change and again later with nothing changed
+    THEN each answer is the one computed from nothing at that moment: one walk of the queue answers every waiter as
+    each one's own walk did, and a change of any kind is seen (no answer kept across it)."""
+    rng = random.Random(seed)
+    clock = [1_000_000]
+    config = CapacityConfig(limits={"sonnet-4": LIMITS}, tenants={"c": TenantShare(weight=3)})
+    family = FamilyPacer("sonnet-4", LIMITS, MemoryCapacityStore(), config, keep_expected_ms=0)
+    granted: list[Any] = []
+    compared = grants = 0
+    def check(at: int) -> None:
+        nonlocal compared
+        for waiter in family.waiters:
+            assert family.expected(waiter, at) == fresh_expected(family, waiter, at), (seed, waiter)
+            compared += 1
+
+    for _ in range(300):
+        now = clock[0]
+        check(now)  # answers computed now: the change below, at the same moment, must not leave them standing
+        action = rng.random()
+        if action < 0.45:
+            family.enqueue(rng.choice("abc"), Amount(1, rng.randint(200, 4_000), rng.randint(50, 2_000)),
+                           inline=rng.random() < 0.1, now_ms=now,
+                           deadline_ms=now + rng.randint(1_000, 60_000) if rng.random() < 0.7 else None)
+        elif action < 0.65 and granted:
+            waiter = granted.pop(rng.randrange(len(granted)))
+            family.settle(waiter, Amount(1, waiter.grant.input_tokens * rng.random(), waiter.grant.output_tokens * rng.random()),
+                          now_ms=now)
+        elif action < 0.75 and family.waiters:
+            family.cancel(rng.choice(family.waiters), now_ms=now)
+        else:
+            clock[0] += rng.randint(0, 3_000)
+        waiting = list(family.waiters)
+        family.pump(clock[0])
+        granted += [w for w in waiting if w.grant is not None]
+        grants += sum(w.grant is not None for w in waiting)
+        check(clock[0])
+        check(clock[0])  # again, nothing changed
+        check(clock[0] + rng.randint(1, 2_000))  # later, nothing changed
+    assert compared > 1_000 and grants > 20  # the queue was deep and moving
+
+
+def test_expected_grants_are_kept_a_moment_while_nothing_changes_then_computed_again():
+    """GIVEN a queue of 30 calls behind a bucket whose output tokens are full (their answers move with the clock)
+    WHEN the waiters ask within keep_expected_ms of the first answer, nothing having changed, then after it
+    THEN within it they get the first answers (one walk of the queue for all), after it answers computed afresh."""
+    config = CapacityConfig(limits={"sonnet-4": LIMITS})
+    family = FamilyPacer("sonnet-4", LIMITS, MemoryCapacityStore(), config)
+    now = 1_000_000
+    family.bucket = SharedBucket(Amount(120, 0, 16_000), now, version=1)  # no input tokens left, output full
+    waiters = [family.enqueue("t", Amount(1, 1_000, 1_500), inline=False, now_ms=now) for _ in range(30)]
+    first = [family.expected(w, now) for w in waiters]
+    assert first == [fresh_expected(family, w, now) for w in waiters]
+    later = now + family.keep_expected_ms
+    assert [family.expected(w, later) for w in waiters] == first != [fresh_expected(family, w, later) for w in waiters]
+    after = later + 1
+    assert [family.expected(w, after) for w in waiters] == [fresh_expected(family, w, after) for w in waiters]

@@ -7,11 +7,13 @@ fallback is quick to provoke.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from local import client
 from tests.bodies import LONG, SHORT
+from worker.main import READY
 
 # A failed attempt backs off from 2 s here (the deployment's: 15 s, jobcore.limits.BACKOFF_BASE_S): an inline job
 # that falls back while the model is overloaded is queued to run again within seconds, by the same path.
@@ -53,6 +55,7 @@ def test_long_job_is_queued_polled_and_its_result_read_back(pipeline):
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert [s["id"] for s in done["result"]["summaries"]] == ["a", "b"]
     assert "result_url" not in done  # a small result is kept in the job item: nothing in S3 to link to
+    assert f"{READY} the cpu lane" in Path(pipeline["worker_log"]).read_text()  # what local.pipeline's wait reads
 
 
 def test_webhook_is_delivered_signed_on_completion(pipeline):
