@@ -195,7 +195,7 @@ def fresh_expected(family: Any, waiter: Any, now: int) -> tuple[int, str | None]
     return at, binding
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_expected_grants_are_those_computed_afresh_whatever_changes(seed: int):
     """GIVEN one process's queue of calls from three tenants (weights 1, 1, 3; some inline, some with deadlines) at a
     binding limit, changing at random (calls enqueued, granted, settled, cancelled; time passing), its answers kept
@@ -215,7 +215,7 @@ def test_expected_grants_are_those_computed_afresh_whatever_changes(seed: int):
             assert family.expected(waiter, at) == fresh_expected(family, waiter, at), (seed, waiter)
             compared += 1
 
-    for _ in range(300):
+    for _ in range(150):
         now = clock[0]
         check(now)  # answers computed now: the change below, at the same moment, must not leave them standing
         action = rng.random()
