@@ -424,7 +424,7 @@ def test_a_killed_router_environment_is_replaced_and_the_api_keeps_answering(pip
 
 MAX_RECEIVES = 2
 MODEL_WAIT_LIMIT_S = 14
-MALFORMED_RETRY_S = 5
+MALFORMED_RETRY_S = 3
 BACKOFF_BASE_S = 2
 
 
@@ -432,7 +432,7 @@ BACKOFF_BASE_S = 2
 def few_receives(tmp_path_factory):
     """A second pipeline whose queues redrive after 2 receives (the deployment's: 5), whose workers wait
     for an unavailable model for 14 s in all (the deployment's: an hour), back off from 2 s (the deployment's: 15 s,
-    then 30 s, 60 s…, equal jitter) and hide a message that is not a job 5 s per receive (the deployment's: 60 s):
+    then 30 s, 60 s…, equal jitter) and hide a message that is not a job 3 s per receive (the deployment's: 60 s):
     with the deployment's settings these tests would take 4 to 5 minutes."""
     ready = start_pipeline(tmp_path_factory.mktemp("few-receives"), config={"max_receives": MAX_RECEIVES},
                            env={"MODEL_WAIT_LIMIT_S": str(MODEL_WAIT_LIMIT_S), "MALFORMED_RETRY_S": str(MALFORMED_RETRY_S),
@@ -445,11 +445,13 @@ def few_receives(tmp_path_factory):
 @pytest.mark.timeout(360)  # 120 s at most (below), and few_receives' pipeline start
 def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_job_fails_saying_how_long(few_receives):
     """The model answers 500 to every call: each attempt makes 1 + 3 SDK retries; the worker re-queues the
-    job as a new delayed message each time (1-2 s, 2-4 s, then the rest of the 14 s wait), so it gets more
-    attempts than its 2 receives would allow, and fails once it has waited 14 s, saying so. About 20 s;
+    job as a new delayed message each time (1-2 s, 2-4 s, 4-8 s, then the rest of the 14 s wait), so it gets more
+    attempts than its 2 receives would allow, and fails once it has waited 14 s, saying so. About 16 s;
     120 s at most."""
     standin = StandIn(few_receives["standin_url"])
-    standin(fail={"status": 500})
+    # Each 500 says retry after 0.1 s: the SDK's own retries of an attempt take that, not its 0.5-8 s back-off (the
+    # worker's back-off between attempts takes a Retry-After as a floor only, so it is unchanged).
+    standin(fail={"status": 500, "retry_after": 0.1})
     waiting: list[str] = []
     try:
         status, _, job = call("POST", jobs_url(few_receives), documents(1))
@@ -488,7 +490,7 @@ def test_a_model_failing_every_call_is_waited_for_beyond_the_receives_then_the_j
 @pytest.mark.timeout(300)  # 90 s at most (below), and few_receives' pipeline start when it runs first
 def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_sweeper_drains_it(few_receives):
     """A message that is not a job: the worker hides it MALFORMED_RETRY_S per receive, so SQS moves it to the
-    dead-letter queue on the receive after the second, about 10 s after it was sent; the sweeper (every 2 s)
+    dead-letter queue on the receive after the second, about 6 s after it was sent; the sweeper (every 2 s)
     deletes it there. 90 s at most.
 
     Nothing but that move takes it off the lane's queue (the worker never deletes a message that is not a

@@ -82,7 +82,7 @@ def scenario(ready: dict[str, Any]) -> None:
     sqs.send_message(QueueUrl=ready["dead_letter_queues"]["cpu"], MessageBody="not a job")
     inline = submit(ready, {**SHORT, "webhook": {"url": receiver.url + "?fail=1"}})  # delivered on the second attempt
     # The model overloaded for one attempt (a call and its 3 SDK retries): the worker puts the job back to wait.
-    standin(fail={"status": 529, "times": 4})
+    standin(fail={"status": 529, "times": 4, "retry_after": 0.1})  # the SDK's retries 0.1 s apart, not 0.5-2 s
     waited = submit(ready, {"task": "documents.summarize", "input": {"documents": [{"id": "a", "text": "One document."}]}})
     assert finished_job(ready, waited["id"])["attempts"] >= 2, "the job did not wait for the model"
     standin.reset()
