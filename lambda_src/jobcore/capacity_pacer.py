@@ -156,8 +156,10 @@ class FamilyPacer:
     io: SharedBucketIO = field(default_factory=InlineIO, repr=False)
     keep_expected_ms: int = POLL_MS  # how long expected()'s answers are kept while nothing changes
     _seq: int = 0
-    # expected()'s answers for every waiter, by floor: the state and the moment they were computed on, the answers.
-    _expectations: dict[Amount, tuple[Any, int, dict[Waiter, tuple[int, str | None]]]] = field(default_factory=dict, repr=False)
+    # expected()'s answers for every waiter, by floor, and the state and the moment they were computed on.
+    _expectations: dict[Amount, dict[Waiter, tuple[int, str | None]]] = field(default_factory=dict, repr=False)
+    _expected_on: Any = field(default=None, repr=False)
+    _expected_at: int = field(default=0, repr=False)
 
     @property
     def limits(self) -> RateLimits:
@@ -265,10 +267,13 @@ class FamilyPacer:
         state = (self._seq, len(self.waiters), self.slice, sum(self.in_flight.values()), self.next_try_ms,
                  self.next_try_binding,
                  None if bucket is None else (bucket.version, bucket.at_ms, bucket.levels, bucket.blocked_until_ms))
-        kept = self._expectations.get(floor)
-        if kept is None or kept[0] != state or not 0 <= now_ms - kept[1] <= self.keep_expected_ms or waiter not in kept[2]:
-            kept = self._expectations[floor] = (state, now_ms, self._expect_all(floor, now_ms))
-        at, binding = kept[2].get(waiter, (now_ms, None))
+        if self._expected_on != state or not 0 <= now_ms - self._expected_at <= self.keep_expected_ms:
+            # Every floor's answers go with the state they were computed on (none kept for waiters long gone).
+            self._expectations, self._expected_on, self._expected_at = {}, state, now_ms
+        answers = self._expectations.get(floor)
+        if answers is None or waiter not in answers:
+            answers = self._expectations[floor] = self._expect_all(floor, now_ms)
+        at, binding = answers.get(waiter, (now_ms, None))
         # Kept from a moment ago, the state unchanged since: the same moments, except that one already past is now.
         return (at, binding) if at > now_ms else (now_ms, None)
 
