@@ -46,6 +46,8 @@ LATENCY_S = 1.0  # the model's answer time, limited runs
 UNLIMITED_LATENCY_S = 5.0  # without a limit the worker's slots bind: 5 s calls, as the issue measured
 PROMPT = ("Capacity planning note: the model's rate limit is the pipeline's real bottleneck, not compute. " * 15)[:1_440]
 TENANT_B_KEY = "tenant-b-key"
+SUBMITTERS = 8  # a tenant's submits in flight at once
+ROUTER_ENVIRONMENTS = 2 * SUBMITTERS  # A's and B's at once
 # Goals (issue 21), printed beside the measures.
 GOAL_GOODPUT = 0.95
 GOAL_429_PER_JOB = 0.05
@@ -89,10 +91,11 @@ def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, laten
     """A fresh local pipeline (API URL, its stand-in), admission on or off."""
     # A build without admission refuses the unknown key; there both runs are the same pipeline.
     config = {"model_admission": admission} if admission_built() else {}
-    # The stand-in in its own process, as the API is on another machine: in this one its answers waited on moto's
-    # work for the interpreter lock (a 1 s answer took 3 to 9 s under a 300-job burst).
+    # The stand-in and moto each in a process of its own, as the model's API and AWS are on other machines: in this
+    # one the stand-in's answers waited on moto's work for the interpreter lock (a 1 s answer took 3 to 9 s under a
+    # 300-job burst), and every AWS call on the local API Gateway's and the submitters' threads.
     options = Options(standin_latency_s=latency_s, standin_limits=limits, workers_per_lane=workers, config=config,
-                      standin_process=True)
+                      standin_process=True, aws_process=True, router_warm=ROUTER_ENVIRONMENTS)
     local = LocalPipeline(options)
     with local as endpoints:
         try:
@@ -105,11 +108,14 @@ def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, laten
             urllib.request.urlopen(urllib.request.Request(f"{endpoints.aws_endpoint}/moto-api/reset", method="POST"), timeout=30).close()
 
 
-def warm(api: str, environments: int = 16) -> None:
-    """Start the router's execution environments before timing anything: on a busy machine a cold one's import can
+def warm(api: str, environments: int = ROUTER_ENVIRONMENTS) -> None:
+    """Let the router's execution environments (started with the pipeline and kept: ``router_warm``, Lambda's
+    provisioned concurrency) finish their init before timing anything: on a busy machine a cold one's import can
     outlast the gateway's 29 s, and a submit must not be lost to that. As many as the noisy neighbour's submits use at
     once (A's 8 and B's 8): B's on an idle pipeline found warm ones, so B's beside A's burst must too, or B's time
-    measures Lambda cold starts (1-2 s each on this machine), not the pipeline's fairness."""
+    measures Lambda cold starts (1-2 s each on this machine), not the pipeline's fairness. Started on demand instead,
+    fewer came up here (a request waits a moment for a busy one before starting another) and B's submits started
+    the rest under A's burst."""
     for _ in range(5):
         with ThreadPoolExecutor(environments) as pool:
             statuses = list(pool.map(lambda _index: call("GET", f"{api}/v1/tasks")[0], range(environments)))
@@ -123,7 +129,7 @@ def submit(api: str, body: dict[str, Any], count: int, key: str = LOCAL_API_KEY)
         assert status in (200, 201, 202), (status, job)
         return str(job["id"])
 
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(SUBMITTERS) as pool:
         return list(pool.map(one, range(count)))
 
 

@@ -9,9 +9,16 @@ The signature is recomputed as S3 does, with botocore's own presigner over the r
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hmac
+import logging
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
@@ -19,10 +26,11 @@ from xml.sax.saxutils import escape
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from moto.core.utils import unix_time
+from moto import backends as moto_backends
+from moto.core.utils import unix_time, unix_time_millis
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
-from moto.sqs.models import Message, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
 from werkzeug.serving import make_server
 
 from local import fair_queues, moto_transactions
@@ -105,10 +113,57 @@ def _retained(backend: SQSBackend, queue_name: str, message: Message) -> bool:
     return retention_s + (message.sent_timestamp or 0) / 1000 > unix_time()
 
 
+_MOTO_MODULES: tuple[str, ...] = tuple(moto_backends.list_of_moto_modules())
+_backend_for_host = DomainDispatcherApplication.get_backend_for_host
+_backends_by_host: dict[str | None, Any] = {}
+
+
+def _moto_modules() -> tuple[str, ...]:
+    """moto's service packages, listed once: moto's own lists its package directory (a ``stat`` per entry, some 200)
+    for every request, inside the lock that every request to the server takes."""
+    return _MOTO_MODULES
+
+
+def _cached_backend_for_host(app: DomainDispatcherApplication, host: str | None) -> Any:
+    """The backend a request's host names, found once per host: moto's own tries every service's URL patterns
+    (hundreds of regular expressions) for every request, inside that same lock."""
+    if host not in _backends_by_host:
+        _backends_by_host[host] = _backend_for_host(app, host)
+    return _backends_by_host[host]
+
+
+def _visible_count(queue: Queue) -> int:
+    """ApproximateNumberOfMessages without putting the messages in delivery order first (:mod:`local.fair_queues`
+    orders them for a receive; a count needs no order). moto computes every attribute of a queue for each message
+    sent to it: these counts read the clock once, where moto's read it once or twice per message in the queue (under
+    a few hundred queued jobs, a tenth of the local AWS's time)."""
+    now_ms = unix_time_millis()
+    return sum(1 for message in queue._messages if now_ms > message.visible_at and now_ms >= message.delayed_until)
+
+
+def _in_flight_count(queue: Queue) -> int:
+    """ApproximateNumberOfMessagesNotVisible, as :func:`_visible_count`."""
+    now_ms = unix_time_millis()
+    return sum(1 for message in queue._messages if now_ms <= message.visible_at)
+
+
+def _delayed_count(queue: Queue) -> int:
+    """ApproximateNumberOfMessagesDelayed, as :func:`_visible_count`."""
+    now_ms = unix_time_millis()
+    return sum(1 for message in queue._messages if now_ms < message.delayed_until)
+
+
 def speed_up_moto() -> None:
     """Replace moto's internals that are costly, or wrong under concurrent requests, with ones that answer as moto's
-    do (process-wide, idempotent): the retention check, and DynamoDB's transactions (local.moto_transactions)."""
+    do (process-wide, idempotent): the retention check, the queue's message counts, the request's service looked up
+    once per host, and DynamoDB's transactions (local.moto_transactions). Under a few hundred jobs a second, the
+    lookups alone were a tenth of the local AWS's time, all of it under one lock."""
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages = property(_visible_count)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(_in_flight_count)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(_delayed_count)  # type: ignore[method-assign,assignment]
+    moto_backends.list_of_moto_modules = _moto_modules
+    DomainDispatcherApplication.get_backend_for_host = _cached_backend_for_host  # type: ignore[method-assign,assignment]
     moto_transactions.install()
 
 
@@ -143,3 +198,71 @@ class AwsServer(ThreadedMotoServer):
         self._server = make_server(self._ip_address, self._port, check, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever(poll_interval=0.05)  # a stop is answered within 50 ms, not 0.5 s
+
+
+class AwsServerProcess:
+    """An :class:`AwsServer` in a process of its own (``python -m local.aws_server``), with the same ``start``,
+    ``stop`` and ``get_host_and_port``. In AWS the services do not share a CPU with the pipeline's code; in one
+    process moto shares an interpreter lock with the local API Gateway and the callers' threads, and under a burst of
+    submits every AWS call of the pipeline also waited for theirs. The capacity bench runs it this way
+    (``Options.aws_process``); tests keep the in-process one."""
+
+    def __init__(self, port: int = 0):
+        self._port = port
+        self._process: subprocess.Popen[str] | None = None
+        self._host_and_port: tuple[str, int] | None = None
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        self._process = subprocess.Popen([sys.executable, "-m", "local.aws_server", "--port", str(self._port)],
+                                         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().strip()  # the server prints its URL once it listens
+        if not line.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"the local AWS process did not start (it printed {line!r})")
+        host, _, port = line.removeprefix("http://").rpartition(":")
+        self._host_and_port = host, int(port)
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        if self._host_and_port is None:
+            raise RuntimeError("the local AWS process is not running")
+        return self._host_and_port
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._process = self._host_and_port = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM, printing the URL once listening (:class:`AwsServerProcess` reads it)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = AwsServer(port=args.port)
+    server.start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    host, port = server.get_host_and_port()
+    print(f"http://{host}:{port}", flush=True)
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ import boto3
 
 from jobcore.capacity import UNLIMITED_PER_MINUTE
 from local import aws_calls, resources
-from local.aws_server import CREDENTIALS, AwsServer
+from local.aws_server import CREDENTIALS, AwsServer, AwsServerProcess
 from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.standin.remote import StandInProcess
@@ -102,9 +102,15 @@ class Options:
     # The stand-in in a process of its own (local.standin.remote: the capacity bench's model does not share this
     # process's interpreter lock with moto); False: in this process, where tests read its recorded requests.
     standin_process: bool = False
+    # moto in a process of its own (local.aws_server.AwsServerProcess: the capacity bench's AWS calls do not wait for
+    # the interpreter lock this process's API Gateway and clients hold); False: in this process, as tests read it.
+    aws_process: bool = False
     # How long an open provider breaker refuses calls (BREAKER_COOL_DOWN_S; 30 s by default in AWS too).
     breaker_cool_down_s: float | None = None
     workers_per_lane: int = 1  # worker processes (ECS tasks) per worker lane
+    # The router's execution environments started with the pipeline and kept while idle (Lambda's provisioned
+    # concurrency): a measurement's requests then find them warm, never waiting for a cold start's imports.
+    router_warm: int = 1
     webhook_secret: str = field(default_factory=new_webhook_secret)
     log_dir: Path | None = None
     # The GPU lane's embedding model (when the lane is on): a model directory (model.onnx + tokenizer.json),
@@ -145,7 +151,7 @@ class LocalPipeline:
         self.lanes = self.config.lanes()
         self.standin: ClaudeStandIn | StandInProcess | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
-        self._moto: AwsServer | None = None
+        self._moto: AwsServer | AwsServerProcess | None = None
         self._gateway: Gateway | None = None
         self.router: ExecutionEnvironments | None = None
         self._worker_logs: list[Path] = []
@@ -174,7 +180,7 @@ class LocalPipeline:
         # Its environment is set: the router's execution environments (processes) start with it.
         self.router = ExecutionEnvironments(
             ROUTER_HANDLER, concurrency=self.config.router_reserved_concurrency or LOCAL_ROUTER_CONCURRENCY,
-            timeout_s=self.config.router_timeout_s, log_path=log_dir / "router.log")
+            timeout_s=self.config.router_timeout_s, warm=self.options.router_warm, log_path=log_dir / "router.log")
         self._gateway = Gateway(self.router, port=self.options.api_port).start()
         model_env = self._embedding_model(log_dir) if self.lanes.gpu_lanes() else {}
         logs = self._worker_logs = [self._start_worker(made, lane.name, log_dir, model_env if lane.gpu else {}, index)
@@ -237,7 +243,7 @@ class LocalPipeline:
 
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self._moto = AwsServer(port=self.options.aws_port)
+        self._moto = AwsServerProcess(self.options.aws_port) if self.options.aws_process else AwsServer(port=self.options.aws_port)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"

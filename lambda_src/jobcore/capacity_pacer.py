@@ -56,7 +56,8 @@ from jobcore.providers import ANTHROPIC, BEDROCK
 
 # A process leases at most this much of a minute's budget at once (a second's worth): small enough that a
 # crashed holder's slice comes back by refill within a second, large enough that a busy process writes the
-# shared item about once a second, not once a call.
+# shared item about once a second, not once a call. (A lease for the calls of tenants under their fair share may
+# be as large as the fair reserve they take it from: FamilyPacer._quiet.)
 SLICE_MS = 1_000
 # An unused slice goes back to the shared bucket after this long with no caller waiting.
 IDLE_RETURN_MS = 1_000
@@ -208,10 +209,18 @@ class FamilyPacer:
             if self.slice.covers(clamp_demand(waiter.demand, self.limits, self._floor(waiter))):
                 self._grant(waiter)
                 continue
-            if now_ms >= self.next_try_ms and not self.io.busy and self._lease_for(waiter, now_ms):
+            # The tenants under their fair share first, from the fair reserve (the others' lease would be shared
+            # with them turn by turn, and under a slow store each lease is a long turn).
+            quiet = self._quiet(waiter)
+            if self._serve_under_share(waiter, quiet, now_ms):
                 continue
-            if not self._serve_under_share(waiter, now_ms):
-                break
+            if waiter not in quiet and now_ms >= self.next_try_ms and not self.io.busy:
+                if self._lease_for(waiter, now_ms):
+                    continue
+                # The bucket just read may tell who is under its share (before any read, no one is).
+                if self._serve_under_share(waiter, self._quiet(waiter), now_ms):
+                    continue
+            break
         if not self.waiters:
             self._return_idle_slice(now_ms)
             return None
@@ -219,34 +228,50 @@ class FamilyPacer:
         # every waiter (UnlockedIO). Looking again each millisecond meanwhile was most of a busy worker's waiting.
         return max(self.next_try_ms, now_ms + (POLL_MS if self.io.busy else 1))
 
-    def _serve_under_share(self, blocked: Waiter, now_ms: int) -> bool:
+    def _serve_under_share(self, blocked: Waiter, quiet: list[Waiter], now_ms: int) -> bool:
         """A waiter of a tenant under its fair share may take from the fair reserve at once, whatever the lease
         cadence set for the others (``next_try_ms``): ``blocked`` itself when its tenant is under its share, else
         the next such waiter of another tenant, out of turn. A quiet tenant's calls during another's burst then start
-        at once instead of each waiting for the noisy tenant's next lease. It leases just its own call, so the
-        tenants that must leave the reserve get none of it. Whether one was granted."""
-        if blocked.inline:
-            return False
-        if not self.over_fair_share(blocked.tenant):
-            under: Waiter | None = blocked
-        else:
-            under = min((w for w in self.waiters if not w.inline and w.tenant != blocked.tenant
-                         and not self.over_fair_share(w.tenant) and not self._capped(w.tenant, others=True)),
-                        key=self._order, default=None)
+        at once instead of each waiting for the noisy tenant's next lease. The lease is for the calls of the tenants
+        under their share, all at once (one write, not one per call: under a busy store each write is a round trip
+        the quiet tenant's next call waited for), so the tenants that must leave the reserve get none of it.
+        ``quiet``: :meth:`_quiet` of ``blocked``. Whether one was granted."""
+        under = blocked if blocked in quiet else min(quiet, key=self._order, default=None)
         if under is None:
             return False
         if not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under))):
             if self.io.busy:
                 return False
             tried_at = self.next_try_ms
-            leased = self._lease_for(under, now_ms, just_its_own=True)
+            leased = self._lease_for(under, now_ms, reserve_for=quiet)
             self.next_try_ms = min(tried_at, self.next_try_ms)  # whichever can lease first
             # During the lease's write another thread may have granted or cancelled ``under``.
             if (not leased or under not in self.waiters
                     or not self.slice.covers(clamp_demand(under.demand, self.limits, self._floor(under)))):
                 return False
         self._grant(under)
+        self._grant_quiet(quiet)
         return True
+
+    def _grant_quiet(self, quiet: list[Waiter]) -> None:
+        """Grant what was leased for the tenants under their share (:meth:`_quiet`) to them, in their order, before
+        the next turn could give it to a tenant that must leave the reserve."""
+        for waiter in sorted((w for w in quiet if w in self.waiters), key=self._order):
+            if (self.slice.covers(clamp_demand(waiter.demand, self.limits, self._floor(waiter)))
+                    and not self.over_fair_share(waiter.tenant) and not self._capped(waiter.tenant, others=True)):
+                self._grant(waiter)
+
+    def _quiet(self, blocked: Waiter) -> list[Waiter]:
+        """The queued waiters of the tenants under their fair share (none if ``blocked`` is inline), ``blocked``'s own
+        tenant among them if it is under its share; the others not at their caps. A lease for one of them is for them
+        all (:meth:`_lease_for`): a quiet tenant's calls arrive together, and a lease each was a round trip to the
+        shared store each (under a busy local store, 0.2 s each, one after another)."""
+        if blocked.inline:
+            return []
+        tenants = {w.tenant for w in self.waiters if not w.inline}
+        under_share = {t for t in tenants if not self.over_fair_share(t)
+                       and (t == blocked.tenant or not self._capped(t, others=True))}
+        return [w for w in self.waiters if not w.inline and w.tenant in under_share]
 
     def expected(self, waiter: Waiter, now_ms: int) -> tuple[int, str | None]:
         """When ``waiter`` should be granted if this process alone drew on the bucket, and the binding dimension.
@@ -386,10 +411,10 @@ class FamilyPacer:
             share += self.config.fair_reserve_share
         return self.limits.capacity.scaled(share)
 
-    def _lease_for(self, waiter: Waiter, now_ms: int, *, just_its_own: bool = False) -> bool:
-        """Lease a slice big enough for ``waiter`` (and, up to ``slice_ms`` of the limit, for those behind it, unless
-        ``just_its_own``: a lease from the fair reserve is not for the tenants that must leave it); False, with
-        ``next_try_ms`` set, when the bucket cannot grant it yet.
+    def _lease_for(self, waiter: Waiter, now_ms: int, *, reserve_for: list[Waiter] | None = None) -> bool:
+        """Lease a slice big enough for ``waiter`` and, up to ``slice_ms`` of the limit, for those behind it; or, from
+        the fair reserve, for ``reserve_for`` (``waiter`` among them) and no one else: a lease from the reserve is not
+        for the tenants that must leave it. False, with ``next_try_ms`` set, when the bucket cannot grant it yet.
 
         What the waiter must leave (its floor) is decided on the bucket each try starts from: the tenants' use it
         records says whether the waiter's tenant is over its fair share (a lost race brings the current bucket,
@@ -405,9 +430,15 @@ class FamilyPacer:
             need = (clamp_demand(waiter.demand, limits, floor) - self.slice).positive()
             behind = sum((w.demand for w in self.waiters), Amount())
             per_slice = limits.capacity.scaled(self.slice_ms / 60_000)
-            want = need if just_its_own else Amount.of(
-                [max(n, min(b, p)) for n, b, p in zip(need.values(), (behind - self.slice).positive().values(), per_slice.values(),
-                                                       strict=True)])
+            if reserve_for is not None:
+                # Their calls, up to the fair reserve (or a slice, if larger): what a crashed holder can hold back.
+                quiet = sum((clamp_demand(w.demand, limits, floor) for w in reserve_for), Amount())
+                most = limits.capacity.scaled(max(self.slice_ms / 60_000, self.config.fair_reserve_share))
+                want = Amount.of([max(n, min(q, m)) for n, q, m in zip(
+                    need.values(), (quiet - self.slice).positive().values(), most.values(), strict=True)])
+            else:
+                want = Amount.of([max(n, min(b, p)) for n, b, p in zip(
+                    need.values(), (behind - self.slice).positive().values(), per_slice.values(), strict=True)])
             outcome = lease(bucket, limits, want=want, need=need, floor=floor, now_ms=now_ms, used=used)
             taken = outcome.slice
             return None if taken.empty else outcome.bucket  # nothing to take: nothing to write

@@ -461,19 +461,20 @@ def test_a_lone_tenants_first_burst_leaves_the_fair_reserve_too():
     assert level.values()[1] < floor.values()[1] + 400 + 1e-6  # and no more than one call above them
 
 
-def test_a_quiet_tenant_in_the_same_process_takes_the_fair_reserve_out_of_turn_and_only_its_own_call():
+def test_a_quiet_tenant_in_the_same_process_takes_the_fair_reserve_out_of_turn_in_one_lease_and_only_its_calls():
     """GIVEN tenant a's backlog waiting in a process, the bucket down to a's floor (both reserves), a over its share
-    WHEN tenant b's one call arrives
-    THEN b is granted at once from the fair reserve, ahead of a's turn, and leases just its own call's worth (a
-    gets nothing of the reserve); a still waits."""
+    WHEN tenant b's three calls arrive
+    THEN b's calls are granted at once from the fair reserve, ahead of a's turn, leased in one write of the shared
+    bucket for just their worth (a gets nothing of the reserve); a still waits."""
     store = MemoryCapacityStore()
     pacer = FamilyPacer("sonnet-4", LIMITS, store, CONFIG)
     reserves = LIMITS.capacity.scaled(CONFIG.inline_reserved_share + CONFIG.fair_reserve_share)
     store.buckets["sonnet-4"] = SharedBucket(reserves, T0, version=1, usage={"a": 5.0})
     a_waiters = [pacer.enqueue("a", Amount(1, 400, 0), inline=False, now_ms=T0) for _ in range(10)]
-    b = pacer.enqueue("b", Amount(1, 400, 0), inline=False, now_ms=T0)
+    b_waiters = [pacer.enqueue("b", Amount(1, 400, 0), inline=False, now_ms=T0) for _ in range(3)]
     pacer.pump(T0)
-    assert b.grant == Amount(1, 400, 0)
+    assert [b.grant for b in b_waiters] == [Amount(1, 400, 0)] * 3
     assert all(w.grant is None for w in a_waiters)
-    assert pacer.slice.empty  # leased exactly b's call
-    assert store.buckets["sonnet-4"].levels.values()[1] == pytest.approx(reserves.values()[1] - 400)
+    assert pacer.slice.empty  # leased exactly b's calls
+    assert store.buckets["sonnet-4"].version == 2  # in one write
+    assert store.buckets["sonnet-4"].levels.values()[1] == pytest.approx(reserves.values()[1] - 3 * 400)

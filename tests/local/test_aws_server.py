@@ -114,3 +114,44 @@ def test_the_retention_check_is_moto_s_own_in_constant_time():
         finally:
             SQSBackend.is_message_valid_based_on_retention_period = original  # type: ignore[method-assign]
     assert expected == [True, False]
+
+
+def test_the_queue_count_and_the_service_lookups_answer_as_moto_s_own():
+    """The local server's cheaper counts of a queue's messages (no fair delivery order, one clock read) count what
+    moto counts, with messages visible, in flight and delayed; its service lookups, made once per host, name the
+    backends moto's own name."""
+    from moto import backends as moto_backends
+    from moto import mock_aws
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.sqs.models import Queue
+
+    from local import aws_server
+
+    originals = (Queue.approximate_number_of_messages, Queue.approximate_number_of_messages_not_visible,
+                 Queue.approximate_number_of_messages_delayed, moto_backends.list_of_moto_modules,
+                 DomainDispatcherApplication.get_backend_for_host)
+    hosts = ["sqs.us-east-1.amazonaws.com", "dynamodb.eu-west-1.amazonaws.com", "s3.amazonaws.com", "moto_api", None,
+             "bucket.s3.us-east-1.amazonaws.com", "sts.amazonaws.com"]
+    app = DomainDispatcherApplication(create_backend_app)
+    moto_answers = [originals[4](app, host) for host in hosts]
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+        for n in range(6):
+            sqs.send_message(QueueUrl=url, MessageBody=str(n), DelaySeconds=60 if n < 2 else 0)
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=60)  # 3 in flight, 1 visible
+        counts = []
+        try:
+            for patched in (False, True):
+                if patched:
+                    aws_server.speed_up_moto()
+                counts.append(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"])
+            assert [aws_server._cached_backend_for_host(app, host) for host in hosts] == moto_answers
+            assert list(moto_backends.list_of_moto_modules()) == list(originals[3]())
+        finally:
+            (Queue.approximate_number_of_messages, Queue.approximate_number_of_messages_not_visible,  # type: ignore[method-assign]
+             Queue.approximate_number_of_messages_delayed, moto_backends.list_of_moto_modules,
+             DomainDispatcherApplication.get_backend_for_host) = originals
+    assert counts[0] == counts[1]
+    assert [counts[1][f"ApproximateNumberOfMessages{kind}"] for kind in ("", "NotVisible", "Delayed")] == ["1", "3", "2"]
+    assert moto_answers[:3] == ["sqs", "dynamodb", "s3"]
