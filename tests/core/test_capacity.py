@@ -276,16 +276,16 @@ CONFIG = CapacityConfig(limits={"*": LIMITS}, inline_reserved_share=0.1, fair_re
 @pytest.mark.parametrize("seed", range(4))
 def test_grants_across_many_processes_never_exceed_the_limits_and_use_them_fully(seed):
     """GIVEN 2 to 12 processes with 6 to 12 slots each, every slot always with a call waiting, calls of random size
-    WHEN they run for five simulated minutes against an API enforcing 120 RPM / 40,000 ITPM / 16,000 OTPM
+    WHEN they run for three simulated minutes against an API enforcing 120 RPM / 40,000 ITPM / 16,000 OTPM
     THEN the API never refuses a call (no 429), and once the initial burst is spent the calls started use at
     least 95 % of the binding limit (requests here)."""
     rng = random.Random(seed)
     slots = [["t"] * rng.randint(6, 12) for _ in range(rng.randint(2, 12))]  # enough to saturate the limit
     sim = Sim(slots, CONFIG, demand=Amount(1, rng.randint(50, 300), rng.randint(100, 130)), output=rng.randint(10, 100),
               duration_ms=rng.randint(200, 4_000))
-    sim.run(300, record_from_ms=60_000)
+    sim.run(180, record_from_ms=60_000)
     assert sim.api.refused == 0
-    assert sim.granted["t"] / 4 >= 0.95 * LIMITS.rpm  # 4 recorded minutes
+    assert sim.granted["t"] / 2 >= 0.95 * LIMITS.rpm  # 2 recorded minutes
     # One conditional write per slice, not per call: fewer writes than calls.
     assert sim.store.writes < sim.api.started
 

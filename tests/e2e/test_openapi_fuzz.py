@@ -36,8 +36,8 @@ from local.gateway import LOCAL_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = {"x-api-key": LOCAL_API_KEY}
-MAX_EXAMPLES = 60
-MAX_SEQUENCES = 30
+MAX_EXAMPLES = 40
+MAX_SEQUENCES = 15
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
 # cdk.json's inline budget rather than the suite's 4 s: a loaded machine must not turn a sync job's 200 into
