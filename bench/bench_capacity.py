@@ -91,11 +91,11 @@ def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, laten
     """A fresh local pipeline (API URL, its stand-in), admission on or off."""
     # A build without admission refuses the unknown key; there both runs are the same pipeline.
     config = {"model_admission": admission} if admission_built() else {}
-    # The stand-in and moto each in a process of its own, as the model's API and AWS are on other machines: in this
-    # one the stand-in's answers waited on moto's work for the interpreter lock (a 1 s answer took 3 to 9 s under a
-    # 300-job burst), and every AWS call on the local API Gateway's and the submitters' threads.
+    # The stand-in in its own process, as the API is on another machine: in this one its answers waited on moto's
+    # work for the interpreter lock (a 1 s answer took 3 to 9 s under a 300-job burst). (moto in a process of its own
+    # too was tried twice, and changed nothing measurable: it is busy on its own core then.)
     options = Options(standin_latency_s=latency_s, standin_limits=limits, workers_per_lane=workers, config=config,
-                      standin_process=True, aws_process=True, router_warm=ROUTER_ENVIRONMENTS)
+                      standin_process=True, router_warm=ROUTER_ENVIRONMENTS)
     local = LocalPipeline(options)
     with local as endpoints:
         try:

@@ -9,16 +9,9 @@ The signature is recomputed as S3 does, with botocore's own presigner over the r
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hmac
-import logging
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
@@ -199,70 +192,3 @@ class AwsServer(ThreadedMotoServer):
         self._server_ready_event.set()
         self._server.serve_forever(poll_interval=0.05)  # a stop is answered within 50 ms, not 0.5 s
 
-
-class AwsServerProcess:
-    """An :class:`AwsServer` in a process of its own (``python -m local.aws_server``), with the same ``start``,
-    ``stop`` and ``get_host_and_port``. In AWS the services do not share a CPU with the pipeline's code; in one
-    process moto shares an interpreter lock with the local API Gateway and the callers' threads, and under a burst of
-    submits every AWS call of the pipeline also waited for theirs. The capacity bench runs it this way
-    (``Options.aws_process``); tests keep the in-process one."""
-
-    def __init__(self, port: int = 0):
-        self._port = port
-        self._process: subprocess.Popen[str] | None = None
-        self._host_and_port: tuple[str, int] | None = None
-
-    def start(self) -> None:
-        if self._process is not None:
-            return
-        self._process = subprocess.Popen([sys.executable, "-m", "local.aws_server", "--port", str(self._port)],
-                                         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().strip()  # the server prints its URL once it listens
-        if not line.startswith("http://"):
-            self.stop()
-            raise RuntimeError(f"the local AWS process did not start (it printed {line!r})")
-        host, _, port = line.removeprefix("http://").rpartition(":")
-        self._host_and_port = host, int(port)
-
-    def get_host_and_port(self) -> tuple[str, int]:
-        if self._host_and_port is None:
-            raise RuntimeError("the local AWS process is not running")
-        return self._host_and_port
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process = self._host_and_port = None
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve until SIGTERM, printing the URL once listening (:class:`AwsServerProcess` reads it)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server = AwsServer(port=args.port)
-    server.start()
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    host, port = server.get_host_and_port()
-    print(f"http://{host}:{port}", flush=True)
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -27,7 +27,7 @@ import boto3
 
 from jobcore.capacity import UNLIMITED_PER_MINUTE
 from local import aws_calls, resources
-from local.aws_server import CREDENTIALS, AwsServer, AwsServerProcess
+from local.aws_server import CREDENTIALS, AwsServer
 from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
 from local.standin.remote import StandInProcess
@@ -102,9 +102,6 @@ class Options:
     # The stand-in in a process of its own (local.standin.remote: the capacity bench's model does not share this
     # process's interpreter lock with moto); False: in this process, where tests read its recorded requests.
     standin_process: bool = False
-    # moto in a process of its own (local.aws_server.AwsServerProcess: the capacity bench's AWS calls do not wait for
-    # the interpreter lock this process's API Gateway and clients hold); False: in this process, as tests read it.
-    aws_process: bool = False
     # How long an open provider breaker refuses calls (BREAKER_COOL_DOWN_S; 30 s by default in AWS too).
     breaker_cool_down_s: float | None = None
     workers_per_lane: int = 1  # worker processes (ECS tasks) per worker lane
@@ -151,7 +148,7 @@ class LocalPipeline:
         self.lanes = self.config.lanes()
         self.standin: ClaudeStandIn | StandInProcess | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
-        self._moto: AwsServer | AwsServerProcess | None = None
+        self._moto: AwsServer | None = None
         self._gateway: Gateway | None = None
         self.router: ExecutionEnvironments | None = None
         self._worker_logs: list[Path] = []
@@ -243,7 +240,7 @@ class LocalPipeline:
 
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        self._moto = AwsServerProcess(self.options.aws_port) if self.options.aws_process else AwsServer(port=self.options.aws_port)
+        self._moto = AwsServer(port=self.options.aws_port)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"

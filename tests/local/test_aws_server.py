@@ -156,27 +156,3 @@ def test_the_queue_count_and_the_service_lookups_answer_as_moto_s_own():
     assert [counts[1][f"ApproximateNumberOfMessages{kind}"] for kind in ("", "NotVisible", "Delayed")] == ["1", "3", "2"]
     assert moto_answers[:3] == ["sqs", "dynamodb", "s3"]
 
-
-def test_the_server_in_a_process_of_its_own_serves_until_stopped():
-    """``AwsServerProcess`` (the capacity bench's moto, off the caller's interpreter lock): it answers as the in-process
-    server does, fair queues and all, and is gone once stopped."""
-    from local.aws_server import AwsServerProcess
-
-    server = AwsServerProcess()
-    server.start()
-    try:
-        endpoint = "http://{}:{}".format(*server.get_host_and_port())
-        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                           aws_secret_access_key="testing")
-        url = sqs.create_queue(QueueName="apart")["QueueUrl"]
-        for group in ("noisy", "noisy", "noisy", "quiet"):
-            sqs.send_message(QueueUrl=url, MessageBody=group, MessageGroupId=group)
-        first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]["Body"]
-        second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]["Body"]
-        assert (first, second) == ("noisy", "quiet")  # the noisy group, one in flight now, waits behind the quiet one
-    finally:
-        server.stop()
-    with pytest.raises(RuntimeError):
-        server.get_host_and_port()
-    with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(endpoint, timeout=5)
