@@ -10,7 +10,7 @@ import pytest
 
 from jobadapters.dynamo import DynamoJobStore
 from jobcore.ports import JobStore
-from tests.adapters.conftest import aws, aws_env, boto_session  # noqa: F401 - fixtures shared with the adapter tests
+from tests.adapters.conftest import aws, aws_env, boto_session, maker  # noqa: F401 - fixtures shared with the adapter tests
 from tests.fakes import MemoryJobStore
 
 
