@@ -65,7 +65,9 @@ def maker(boto_session) -> _Maker:
 def aws(request, maker):
     """The table, bucket and each queued lane's queue (+ DLQ) exactly as the CDK app makes them, in moto: for
     ``LANES`` (tests.adapters.support), or the module's own ``AWS_LANES``."""
-    with mock_aws():
+    # boto3's default session kept from test to test (moto's own setting): moto replaces it with none for each mock,
+    # so every test's first client made a session again (~60 ms: the router's wiring, per test).
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
         yield resources.create(maker, lanes=getattr(request.module, "AWS_LANES", LANES), max_receives=MAX_RECEIVES)
 
 
