@@ -191,4 +191,3 @@ class AwsServer(ThreadedMotoServer):
         self._server = make_server(self._ip_address, self._port, check, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever(poll_interval=0.05)  # a stop is answered within 50 ms, not 0.5 s
-
