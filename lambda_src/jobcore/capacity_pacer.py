@@ -428,17 +428,13 @@ class FamilyPacer:
             limits = effective_limits(self.configured, bucket)
             floor = self._floor(waiter)
             need = (clamp_demand(waiter.demand, limits, floor) - self.slice).positive()
-            behind = sum((w.demand for w in self.waiters), Amount())
-            per_slice = limits.capacity.scaled(self.slice_ms / 60_000)
-            if reserve_for is not None:
-                # Their calls, up to the fair reserve (or a slice, if larger): what a crashed holder can hold back.
-                quiet = sum((clamp_demand(w.demand, limits, floor) for w in reserve_for), Amount())
-                most = limits.capacity.scaled(max(self.slice_ms / 60_000, self.config.fair_reserve_share))
-                want = Amount.of([max(n, min(q, m)) for n, q, m in zip(
-                    need.values(), (quiet - self.slice).positive().values(), most.values(), strict=True)])
-            else:
-                want = Amount.of([max(n, min(b, p)) for n, b, p in zip(
-                    need.values(), (behind - self.slice).positive().values(), per_slice.values(), strict=True)])
+            # Those waiting, up to a slice; or the quiet tenants' calls alone, up to the fair reserve they take from
+            # (or a slice, if larger): either way what a crashed holder can hold back.
+            waiting, share = (self.waiters, self.slice_ms / 60_000) if reserve_for is None else (
+                reserve_for, max(self.slice_ms / 60_000, self.config.fair_reserve_share))
+            demand = sum((clamp_demand(w.demand, limits, floor) for w in waiting), Amount())
+            want = Amount.of([max(n, min(d, m)) for n, d, m in zip(
+                need.values(), (demand - self.slice).positive().values(), limits.capacity.scaled(share).values(), strict=True)])
             outcome = lease(bucket, limits, want=want, need=need, floor=floor, now_ms=now_ms, used=used)
             taken = outcome.slice
             return None if taken.empty else outcome.bucket  # nothing to take: nothing to write
