@@ -38,6 +38,22 @@ def _share_botocore_data() -> None:
 
 _share_botocore_data()
 
+
+def _share_tls_context() -> None:
+    """Every ``anthropic`` SDK client builds an HTTP client whose TLS context loads the system's CA bundle: 43 ms of
+    ``load_verify_locations`` per client, though every client of the tests talks plain HTTP to 127.0.0.1 (the
+    stand-in). The tests make SDK clients by the thousand (each stand-in test several, each router or worker the
+    adapters build one), so the test processes share one default context: it is built from files that do not change
+    while they run, and a context is made to serve many connections."""
+    import functools
+
+    import httpcore2
+
+    httpcore2.default_ssl_context = functools.cache(httpcore2.default_ssl_context)
+
+
+_share_tls_context()
+
 # moto's TransactWriteItems copies whole tables and puts them back on a refusal: under a worker's concurrent threads
 # (the adapter tests run pollers over mock_aws) that raced other writes. Its replacement answers as moto's does.
 moto_transactions.install()

@@ -41,6 +41,7 @@ def test_json_output_parses(capsys):
     assert data["article_notes"]
 
 
+@pytest.mark.slow  # matplotlib's import and a render: 3 s
 def test_chart_writes_a_png(capsys, tmp_path):
     chart = tmp_path / "breakeven.png"
     run(capsys, "--chart", str(chart))

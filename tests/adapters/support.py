@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from jobcore.model import Job, JobStatus, Mode, Usage, Webhook
+from local.listen import BurstHTTPServer
 from tests.fakes import make_lanes
 
 NOW_MS = 1_700_000_000_000
@@ -97,8 +98,7 @@ class RecordingServer:
         self.hold = threading.Event()
         self.hold.set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = BurstHTTPServer(("127.0.0.1", 0), self._handler())
 
     @property
     def url(self) -> str:

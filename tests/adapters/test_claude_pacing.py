@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -14,6 +14,7 @@ from jobadapters.claude import AnthropicModel
 from jobcore.capacity import Amount, CapacityConfig, RateLimits
 from jobcore.capacity_pacer import PacedModel, Pacer, pacing
 from jobcore.errors import CapacityWaitError, ModelUnavailableError
+from local.listen import BurstHTTPServer
 from tests.fakes import FakeClock, MemoryCapacityStore, text_response
 
 LIMITS = RateLimits(rpm=120, itpm=40_000, otpm=16_000)
@@ -49,7 +50,7 @@ def stub() -> Iterator[tuple[Stub, str]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = BurstHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield state, f"http://127.0.0.1:{server.server_address[1]}"

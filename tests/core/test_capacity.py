@@ -323,6 +323,7 @@ def test_tenants_waiting_in_one_process_share_the_budget_by_weight_within_ten_pe
     assert sim.api.refused == 0
 
 
+@pytest.mark.slow
 def test_a_quiet_tenant_starts_at_once_during_another_tenants_burst_in_another_process():
     """GIVEN tenant a saturating the budget from 4 processes for two minutes (it is far above its fair share)
     WHEN tenant b's 5 calls arrive in a fifth process
@@ -338,6 +339,7 @@ def test_a_quiet_tenant_starts_at_once_during_another_tenants_burst_in_another_p
     assert sim.api.refused == 0
 
 
+@pytest.mark.slow
 def test_a_tenant_share_cap_holds_while_another_waits_and_gives_way_to_idle_capacity():
     """GIVEN tenant a capped at 25 % of the budget (max_share) and b waiting in the same process
     THEN a gets about a quarter; alone, it takes everything."""
