@@ -50,9 +50,10 @@ class Api:
     aws: Any
     standin: Any
     clients: Any
+    lambda_timeout_s: float = 30  # the router function's timeout: each request's context has it left
 
     def send(self, event: dict[str, Any]) -> Reply:
-        answer = router.handler(event, LambdaContext(30))
+        answer = router.handler(event, LambdaContext(self.lambda_timeout_s))
         return Reply(answer["statusCode"], response_headers(answer), json.loads(answer["body"]) if answer.get("body") else None)
 
     def call(self, method: str, path: str, body: Any = None, *, key: str = KEY, raw: str | None = None) -> Reply:
