@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,15 @@ def item_size(item: dict[str, Any]) -> int:
     """An item's size as DynamoDB counts it: each attribute's name and value (low-level ``{"S": ...}`` form or
     plain Python values)."""
     return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def attribute_sizes(item: dict[str, Any]) -> dict[str, int]:
+    """Each attribute's share of :func:`item_size` (its name and value): an index entry's size is the sum over its
+    attributes', so an item sized once sizes its entries in every index too."""
+    return {name: len(name.encode()) + _value_size(value) for name, value in item.items()}
+
+
+Sizer = Callable[[dict[str, Any]], dict[str, int]]
 
 
 def _value_size(value: Any) -> int:
@@ -122,18 +132,24 @@ class Index:
         names = set(self.keys) | set(self.table_keys) | (set(self.include) if self.projection == "INCLUDE" else set())
         return {name: value for name, value in item.items() if name in names}
 
-    def writes(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[tuple[str, int]]:
-        """``(partition, units)`` of each write to this index that turning ``old`` into ``new`` makes."""
+    def writes(self, old: dict[str, Any] | None, new: dict[str, Any] | None, *,
+               sizes: Sizer = attribute_sizes) -> list[tuple[str, int]]:
+        """``(partition, units)`` of each write to this index that turning ``old`` into ``new`` makes; ``sizes``
+        gives an item's :func:`attribute_sizes` (a caller that sizes each item once passes its memo)."""
         before, after = self.entry(old), self.entry(new)
         if before == after:
             return []
         written = []
         moved = before is not None and after is not None and any(before[k] != after[k] for k in self.keys)
-        if before is not None and (after is None or moved):
-            written.append((_plain_key(before[self.keys[0]]), units(item_size(before) + INDEX_ENTRY_OVERHEAD_BYTES)))
-        if after is not None:
-            written.append((_plain_key(after[self.keys[0]]), units(item_size(after) + INDEX_ENTRY_OVERHEAD_BYTES)))
+        if old is not None and before is not None and (after is None or moved):
+            written.append((_plain_key(before[self.keys[0]]), self._units(before, sizes(old))))
+        if new is not None and after is not None:
+            written.append((_plain_key(after[self.keys[0]]), self._units(after, sizes(new))))
         return written
+
+    @staticmethod
+    def _units(entry: dict[str, Any], item_sizes: dict[str, int]) -> int:
+        return units(sum(item_sizes[name] for name in entry) + INDEX_ENTRY_OVERHEAD_BYTES)
 
 
 def indexes_of(description: dict[str, Any]) -> tuple[tuple[str, ...], list[Index]]:

@@ -29,7 +29,7 @@ from jobcore.errors import StoreUnavailableError
 from jobcore.model import ACTIVE, Job, JobStatus, Mode, Usage, Webhook
 from jobcore.pricing import default_prices
 from jobcore.requests import SubmitRequest
-from local.write_units import TABLE, TRANSACTION_FACTOR, item_size, units
+from local.write_units import TABLE, TRANSACTION_FACTOR, attribute_sizes, units
 from tests import fakes
 from tools import scale
 
@@ -52,14 +52,27 @@ class Meter:
     used: dict[tuple[int, str, str], int] = field(default_factory=lambda: defaultdict(int))
     throttled: Counter[str] = field(default_factory=Counter)
     by_job: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # The attribute sizes of each item billed as a write's new item, until it is billed as the next write's old one
+    # (the same dict: MeteredStore hands it back while its job is unchanged): each item is sized once, for the table
+    # and every index, not once per index and again as the next write's old item.
+    sized: dict[int, tuple[dict[str, Any], dict[str, int]]] = field(default_factory=dict)
+
+    def sizes(self, item: dict[str, Any]) -> dict[str, int]:
+        known = self.sized.get(id(item))
+        if known is None or known[0] is not item:
+            known = self.sized[id(item)] = (item, attribute_sizes(item))
+        return known[1]
 
     def charge(self, job_id: str, before: dict[str, Any] | None, after: dict[str, Any], *, factor: int = 1) -> None:
         """Bill one write of an item of ``job_id`` (its job item, its lease item, its tenant's usage counters), from
         ``before`` (None: new); ``factor`` 2 for a write in a transaction (DynamoDB bills it double)."""
         second = self.clock.ms() // 1000
-        bill = [(TABLE, str(after[JOBS_PARTITION_KEY]), factor * units(max(item_size(before) if before else 0, item_size(after))))]
+        old = sum(self.sizes(before).values()) if before else 0
+        bill = [(TABLE, str(after[JOBS_PARTITION_KEY]), factor * units(max(old, sum(self.sizes(after).values()))))]
         for index in self.layout.indexes:
-            bill += [(index.name, partition, count) for partition, count in index.writes(before, after)]
+            bill += [(index.name, partition, count) for partition, count in index.writes(before, after, sizes=self.sizes)]
+        if before is not None:
+            self.sized.pop(id(before), None)  # billed as an old item: it is not billed again
         over = [where for where, partition, count in bill if self.used[(second, where, partition)] + count > PARTITION]
         if over:
             self.throttled[over[0]] += 1
@@ -82,9 +95,18 @@ class MeteredStore(fakes.MemoryJobStore):
         super().__init__()
         self.meter = meter
         self.leases: dict[str, dict[str, Any]] = {}  # the lease items of the runs under way, by job id
+        self.items: dict[str, tuple[Job, bool, dict[str, Any]]] = {}  # the last item built for each job
 
-    def _item(self, job: Job) -> dict[str, Any]:
-        return _item(job, self.meter.layout.shards, lease_apart=job.job_id in self.leases)
+    def _item(self, job: Job, *, lease_apart: bool | None = None) -> dict[str, Any]:
+        """The job's item as the adapter writes it (its lease apart while it has one); the same dict as last time
+        while the job and that choice are unchanged, so that the meter sizes it once."""
+        apart = job.job_id in self.leases if lease_apart is None else lease_apart
+        last = self.items.get(job.job_id)
+        if last is not None and last[0] is job and last[1] == apart:
+            return last[2]
+        item = _item(job, self.meter.layout.shards, lease_apart=apart)
+        self.items[job.job_id] = (job, apart, item)
+        return item
 
     def create(self, job: Job) -> None:
         self.meter.charge(job.job_id, None, self._item(job))
@@ -97,7 +119,7 @@ class MeteredStore(fakes.MemoryJobStore):
         # counter as a new item, the day's first job, as tools.scale bills it).
         factor = 1 if usage is None else TRANSACTION_FACTOR
         self.meter.charge(job.job_id, self._item(old) if old is not None else None,
-                          _item(job, self.meter.layout.shards, lease_apart=lease is not None and job.status in ACTIVE),
+                          self._item(job, lease_apart=lease is not None and job.status in ACTIVE),
                           factor=factor)
         if usage is not None:
             self.meter.charge(job.job_id, None, scale._usage_item(job), factor=factor)
@@ -112,7 +134,7 @@ class MeteredStore(fakes.MemoryJobStore):
         if ok and claimed is not None and old is not None:
             apart = self.meter.layout.lease_apart
             try:
-                self.meter.charge(job_id, self._item(old), _item(claimed, self.meter.layout.shards, lease_apart=apart))
+                self.meter.charge(job_id, self._item(old), self._item(claimed, lease_apart=apart))
             except StoreUnavailableError:
                 self.jobs[job_id] = old
                 raise
