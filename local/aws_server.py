@@ -125,8 +125,8 @@ def _cached_backend_for_host(app: DomainDispatcherApplication, host: str | None)
     return _backends_by_host[host]
 
 
-def _counted(*, visible: bool = False, in_flight: bool = False, delayed: bool = False) -> property:
-    """A queue attribute counting its messages by state (visible, in flight, delayed: which to count), as moto's does,
+def _counted(in_state: Callable[[Any, float], bool]) -> property:
+    """A queue attribute counting its messages ``in_state`` (a message and the time now, in ms), as moto's does,
     without putting them in delivery order first (:mod:`local.fair_queues` orders them for a receive; a count needs no
     order). moto computes every attribute of a queue for each message sent to it: these counts read the clock once,
     where moto's read it once or twice per message in the queue (under a few hundred queued jobs, a tenth of the
@@ -134,9 +134,7 @@ def _counted(*, visible: bool = False, in_flight: bool = False, delayed: bool = 
 
     def count(queue: Queue) -> int:
         now_ms = unix_time_millis()
-        return sum(1 for message in queue._messages
-                   if (in_flight and now_ms <= message.visible_at) or (delayed and now_ms < message.delayed_until)
-                   or (visible and now_ms > message.visible_at and now_ms >= message.delayed_until))
+        return sum(1 for message in queue._messages if in_state(message, now_ms))
 
     return property(count)
 
@@ -147,9 +145,12 @@ def speed_up_moto() -> None:
     once per host, and DynamoDB's transactions (local.moto_transactions). Under a few hundred jobs a second, the
     lookups alone were a tenth of the local AWS's time, all of it under one lock."""
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages = _counted(visible=True)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_not_visible = _counted(in_flight=True)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_delayed = _counted(delayed=True)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages = _counted(  # type: ignore[method-assign,assignment]
+        lambda message, now_ms: now_ms > message.visible_at and now_ms >= message.delayed_until)
+    Queue.approximate_number_of_messages_not_visible = _counted(  # type: ignore[method-assign,assignment]
+        lambda message, now_ms: now_ms <= message.visible_at)
+    Queue.approximate_number_of_messages_delayed = _counted(  # type: ignore[method-assign,assignment]
+        lambda message, now_ms: now_ms < message.delayed_until)
     moto_backends.list_of_moto_modules = _moto_modules
     DomainDispatcherApplication.get_backend_for_host = _cached_backend_for_host  # type: ignore[method-assign,assignment]
     moto_transactions.install()

@@ -365,19 +365,17 @@ class Gateway:
         self._require_key = require_key
         self._host = host
         self._server = _Server((host, port), self._request_handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gateway", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self._server.server_port}"
 
     def start(self) -> Gateway:
-        self._thread.start()
+        self._server.serve_in_thread("gateway")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         close = getattr(self._handler, "close", None)
         if close is not None:
             close()

@@ -3,7 +3,6 @@ was sent: the collector of the cold-start bench's tracing runs and of the X-Ray 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -34,7 +33,7 @@ class OtlpSink:
                 pass
 
         self._server = BurstHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-sink", daemon=True).start()
+        self._server.serve_in_thread("otlp-sink")
         return self
 
     @property
@@ -44,6 +43,5 @@ class OtlpSink:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None

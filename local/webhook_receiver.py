@@ -40,12 +40,11 @@ class WebhookReceiver:
         return f"http://{self._host}:{self._server.server_port}/hooks"
 
     def start(self) -> WebhookReceiver:
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="webhooks", daemon=True).start()
+        self._server.serve_in_thread("webhooks")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def wait_for(self, job_id: str, timeout_s: float = 30.0) -> dict[str, Any] | None:
         """The verified event for ``job_id``, waiting up to ``timeout_s``; None if none came."""

@@ -40,16 +40,16 @@ def units(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / KB))
 
 
-def item_size(item: dict[str, Any]) -> int:
-    """An item's size as DynamoDB counts it: each attribute's name and value (low-level ``{"S": ...}`` form or
-    plain Python values)."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
-
-
 def attribute_sizes(item: dict[str, Any]) -> dict[str, int]:
-    """Each attribute's share of :func:`item_size` (its name and value): an index entry's size is the sum over its
-    attributes', so an item sized once sizes its entries in every index too."""
+    """Each attribute's size as DynamoDB counts it, its name and its value (low-level ``{"S": ...}`` form or plain
+    Python values): an index entry's size is the sum over its attributes, so an item sized once sizes its entries in
+    every index too."""
     return {name: len(name.encode()) + _value_size(value) for name, value in item.items()}
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: the sum of its :func:`attribute_sizes`."""
+    return sum(attribute_sizes(item).values())
 
 
 Sizer = Callable[[dict[str, Any]], dict[str, int]]

@@ -334,10 +334,7 @@ class ClaudeStandIn:
         """Bind and serve in a background daemon thread; returns self for chaining."""
         if self._server is None:
             self._server = _Server(self._address, self._state, self._batches, self._bedrock)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="claude-standin", daemon=True
-            )
-            self._thread.start()
+            self._thread = self._server.serve_in_thread("claude-standin")
         return self
 
     def stop(self) -> None:
@@ -346,8 +343,7 @@ class ClaudeStandIn:
             return
         self._server.stopping.set()
         self.release()  # the waiting requests see the stop now
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None

@@ -106,13 +106,12 @@ class RecordingServer:
         return f"http://{host}:{port}"
 
     def start(self) -> RecordingServer:
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server.serve_in_thread("recording")
         return self
 
     def stop(self) -> None:
         self.hold.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -4,7 +4,6 @@ pacer, which corrects the shared budget (a local HTTP stub answers as the API do
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 
@@ -51,10 +50,9 @@ def stub() -> Iterator[tuple[Stub, str]]:
             pass
 
     server = BurstHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server.serve_in_thread("pacing-stub")
     yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    server.stop()
 
 
 def limited(remaining_input: int) -> dict[str, str]:

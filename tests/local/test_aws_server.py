@@ -155,4 +155,3 @@ def test_the_queue_count_and_the_service_lookups_answer_as_moto_s_own():
     assert counts[0] == counts[1]
     assert [counts[1][f"ApproximateNumberOfMessages{kind}"] for kind in ("", "NotVisible", "Delayed")] == ["1", "3", "2"]
     assert moto_answers[:3] == ["sqs", "dynamodb", "s3"]
-

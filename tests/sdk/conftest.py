@@ -55,11 +55,10 @@ class Scripted:
 
         self._server = BurstHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server.serve_in_thread("scripted")
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture
@@ -130,7 +129,7 @@ class RawReceiver:
 
         self._server = BurstHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}/hooks"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server.serve_in_thread("raw-receiver")
 
     def wait_for(self, job_id: str, timeout_s: float = 60.0) -> tuple[bytes, dict[str, str]]:
         def found() -> tuple[bytes, dict[str, str]] | None:
@@ -142,8 +141,7 @@ class RawReceiver:
             return found()  # type: ignore[return-value]
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture
