@@ -92,10 +92,11 @@ def pipeline(*, admission: bool, workers: int, limits: ModelLimits | None, laten
     # A build without admission refuses the unknown key; there both runs are the same pipeline.
     config = {"model_admission": admission} if admission_built() else {}
     # The stand-in in its own process, as the API is on another machine: in this one its answers waited on moto's
-    # work for the interpreter lock (a 1 s answer took 3 to 9 s under a 300-job burst). (moto in a process of its own
-    # too was tried twice, and changed nothing measurable: it is busy on its own core then.)
+    # work for the interpreter lock (a 1 s answer took 3 to 9 s under a 300-job burst). And the local AWS on two cores,
+    # DynamoDB in a process of its own: in one, A's burst saturated it (one core's worth of AWS; moving the whole of
+    # it to another process changed nothing), and B's every write queued behind A's, which AWS does not do.
     options = Options(standin_latency_s=latency_s, standin_limits=limits, workers_per_lane=workers, config=config,
-                      standin_process=True, router_warm=ROUTER_ENVIRONMENTS)
+                      standin_process=True, dynamodb_process=True, router_warm=ROUTER_ENVIRONMENTS)
     local = LocalPipeline(options)
     with local as endpoints:
         try:

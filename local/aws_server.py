@@ -9,8 +9,12 @@ The signature is recomputed as S3 does, with botocore's own presigner over the r
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hmac
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,12 +25,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto import backends as moto_backends
 from moto.core.utils import unix_time, unix_time_millis
+from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from moto.sqs.models import Message, Queue, SQSBackend
 from werkzeug.serving import make_server
 
 from local import fair_queues, moto_transactions
+from local.server_process import ServerProcess
 
 # The local runtime's credentials (boto3 in every local process signs with them; moto accepts any).
 CREDENTIALS = Credentials("testing", "testing", "testing")
@@ -139,11 +145,25 @@ def _counted(in_state: Callable[[Any, float], bool]) -> property:
     return property(count)
 
 
+_moto_dynamodb_action = DynamoHandler.call_action
+_DYNAMODB_LOCK = threading.Lock()
+
+
+def _dynamodb_one_at_a_time(handler: DynamoHandler) -> Any:
+    """moto's DynamoDB request, one at a time: its models are not safe under concurrent requests. A ``Query`` of a
+    sparse index checks that each item has the index's keys, then sorts the items by them, reading the live items; an
+    ``UpdateItem`` that removed a key between the two (the sweeper's watch index) answered the query a 500
+    (``KeyError``). The requests hold the interpreter lock for most of their time anyway: serving them in turn costs
+    the local AWS no throughput."""
+    with _DYNAMODB_LOCK:
+        return _moto_dynamodb_action(handler)
+
+
 def speed_up_moto() -> None:
     """Replace moto's internals that are costly, or wrong under concurrent requests, with ones that answer as moto's
     do (process-wide, idempotent): the retention check, the queue's message counts, the request's service looked up
-    once per host, and DynamoDB's transactions (local.moto_transactions). Under a few hundred jobs a second, the
-    lookups alone were a tenth of the local AWS's time, all of it under one lock."""
+    once per host, DynamoDB's requests one at a time and its transactions (local.moto_transactions). Under a few
+    hundred jobs a second, the lookups alone were a tenth of the local AWS's time, all of it under one lock."""
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign,assignment]
     Queue.approximate_number_of_messages = _counted(  # type: ignore[method-assign,assignment]
         lambda message, now_ms: now_ms > message.visible_at and now_ms >= message.delayed_until)
@@ -152,6 +172,7 @@ def speed_up_moto() -> None:
     Queue.approximate_number_of_messages_delayed = _counted(  # type: ignore[method-assign,assignment]
         lambda message, now_ms: now_ms < message.delayed_until)
     moto_backends.list_of_moto_modules = _moto_modules
+    DynamoHandler.call_action = _dynamodb_one_at_a_time  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = _cached_backend_for_host  # type: ignore[method-assign,assignment]
     moto_transactions.install()
 
@@ -187,3 +208,34 @@ class AwsServer(ThreadedMotoServer):
         self._server = make_server(self._ip_address, self._port, check, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever(poll_interval=0.05)  # a stop is answered within 50 ms, not 0.5 s
+
+
+def dynamodb_process() -> ServerProcess:
+    """An :class:`AwsServer` in a process of its own, for DynamoDB alone (``AWS_ENDPOINT_URL_DYNAMODB``): the local
+    AWS's busiest service on a core of its own. In one process, one interpreter serves every AWS call of the pipeline;
+    under the capacity bench's 300-job burst it was saturated (118 calls a second, DynamoDB's three fifths of its
+    time), and a quiet tenant's every write queued behind the burst's, which AWS, many machines, does not do. (No
+    moto feature links DynamoDB to the other services the pipeline uses: S3's notifications to SQS stay together.)"""
+    return ServerProcess("local.aws_server", ["--port", "0"], name="local DynamoDB")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="AWS on one machine: moto in server mode, with the local checks.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (the URL is printed once it listens)")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = AwsServer(args.host, args.port)
+    server.start()
+    print("http://{}:{}".format(*server.get_host_and_port()), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -28,15 +28,25 @@ class BurstHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
+    serving = False  # serve_forever was called (or its thread started): only then does a stop wait for its end
+
     def serve_in_thread(self, name: str) -> threading.Thread:
         """Serve in a daemon thread, started; :meth:`stop` ends it."""
+        self.serving = True
         thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
         thread.start()
         return thread
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self.serving = True
+        super().serve_forever(poll_interval)
+
     def stop(self) -> None:
-        """Stop serving (promptly: :meth:`shutdown`) and close the listening socket."""
-        self.shutdown()
+        """Stop serving (promptly: :meth:`shutdown`) and close the listening socket. A server that never served is
+        only closed (``socketserver``'s shutdown would wait forever for a loop that never ran: a local pipeline
+        stopped after a partial start hung on its webhook receiver)."""
+        if self.serving:
+            self.shutdown()
         self.server_close()
 
     def shutdown(self) -> None:

@@ -27,9 +27,10 @@ import boto3
 
 from jobcore.capacity import UNLIMITED_PER_MINUTE
 from local import aws_calls, resources
-from local.aws_server import CREDENTIALS, AwsServer
+from local.aws_server import CREDENTIALS, AwsServer, dynamodb_process
 from local.claude_standin import ClaudeStandIn, ModelLimits
 from local.gateway import LOCAL_API_KEY, LOCAL_ROUTER_CONCURRENCY, ExecutionEnvironments, Gateway, api_key_id
+from local.server_process import ServerProcess
 from local.standin.remote import StandInProcess
 from local.webhook_receiver import WebhookReceiver
 from stacks.config import PipelineConfig
@@ -102,6 +103,9 @@ class Options:
     # The stand-in in a process of its own (local.standin.remote: the capacity bench's model does not share this
     # process's interpreter lock with moto); False: in this process, where tests read its recorded requests.
     standin_process: bool = False
+    # DynamoDB in a moto process of its own (local.aws_server.dynamodb_process), the other services in this one's:
+    # under the capacity bench's 300-job burst one moto process was saturated, a core's worth of AWS.
+    dynamodb_process: bool = False
     # How long an open provider breaker refuses calls (BREAKER_COOL_DOWN_S; 30 s by default in AWS too).
     breaker_cool_down_s: float | None = None
     workers_per_lane: int = 1  # worker processes (ECS tasks) per worker lane
@@ -149,6 +153,7 @@ class LocalPipeline:
         self.standin: ClaudeStandIn | StandInProcess | None = None
         self.webhooks = WebhookReceiver(self.options.webhook_secret, port=self.options.webhook_port)
         self._moto: AwsServer | None = None
+        self._dynamodb: ServerProcess | None = None
         self._gateway: Gateway | None = None
         self.router: ExecutionEnvironments | None = None
         self._worker_logs: list[Path] = []
@@ -227,7 +232,7 @@ class LocalPipeline:
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within 15 s of SIGTERM: killed", supervised.component)
                 supervised.process.kill()
-        for part in (self._gateway, self.webhooks, self.standin, self._moto):
+        for part in (self._gateway, self.webhooks, self.standin, self._moto, self._dynamodb):
             if part is not None:
                 part.stop()
         for key, value in self._saved_env.items():
@@ -249,6 +254,9 @@ class LocalPipeline:
             "AWS_SECRET_ACCESS_KEY": CREDENTIALS.secret_key, "AWS_SESSION_TOKEN": CREDENTIALS.token or "",
             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
         })
+        if self.options.dynamodb_process:
+            self._dynamodb = dynamodb_process().start()
+            self._set_env({"AWS_ENDPOINT_URL_DYNAMODB": self._dynamodb.url})
         return endpoint
 
     def _start_standin(self) -> str | None:

@@ -10,69 +10,38 @@ recorded requests they read.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 from typing import Any
 
+from local.server_process import ServerProcess
 from local.standin.limits import ModelLimits
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 
 
-class StandInProcess:
+class StandInProcess(ServerProcess):
     """``python -m local.claude_standin`` on a free port: ``base_url``, ``stats()``, ``configure()``, ``set_limits()``,
     ``reset()`` and ``stop()`` as :class:`local.standin.server.ClaudeStandIn` has them (its recorded requests stay
     in its process)."""
 
     def __init__(self, *, latency_s: float = 0.0, batch_delay_s: float = 1.0, limits: ModelLimits | None = None,
                  env: dict[str, str] | None = None):
-        self._args = ["--port", "0", "--latency", str(latency_s), "--batch-delay", str(batch_delay_s)]
+        args = ["--port", "0", "--latency", str(latency_s), "--batch-delay", str(batch_delay_s)]
         if limits is not None:
-            self._args += ["--model-limits", ",".join(f"{name}={value}" for name, value in limits.as_dict().items()
-                                                      if value is not None)]
-        self._env = env
-        self._process: subprocess.Popen[str] | None = None
-        self._url: str | None = None
+            args += ["--model-limits", ",".join(f"{name}={value}" for name, value in limits.as_dict().items()
+                                                if value is not None)]
+        super().__init__("local.claude_standin", args, env=env, name="stand-in")
 
     def start(self) -> StandInProcess:
-        if self._process is None:
-            self._process = subprocess.Popen([sys.executable, "-m", "local.claude_standin", *self._args], cwd=ROOT,
-                                             env=self._env, stdout=subprocess.PIPE, text=True)
-            assert self._process.stdout is not None
-            line = self._process.stdout.readline().strip()  # the server prints its URL once it listens
-            if not line.startswith("http://"):
-                self.stop()
-                raise RuntimeError(f"the stand-in process did not start (it printed {line!r})")
-            self._url = line
+        super().start()
         return self
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process = self._url = None
 
     def __enter__(self) -> StandInProcess:
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
-        if self._url is None:
-            raise RuntimeError("StandInProcess is not started")
-        return self._url
+        return self.url
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_standin/stats")

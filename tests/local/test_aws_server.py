@@ -4,9 +4,12 @@ type or length than the signed ones, another key, a URL past its expiry; the sig
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -155,3 +158,26 @@ def test_the_queue_count_and_the_service_lookups_answer_as_moto_s_own():
     assert counts[0] == counts[1]
     assert [counts[1][f"ApproximateNumberOfMessages{kind}"] for kind in ("", "NotVisible", "Delayed")] == ["1", "3", "2"]
     assert moto_answers[:3] == ["sqs", "dynamodb", "s3"]
+
+
+def test_the_local_dynamodb_serves_one_request_at_a_time(monkeypatch):
+    """moto's DynamoDB models are not safe under concurrent requests (a sparse index's query read an item an update
+    was changing: a 500); the local server serves them in turn. Four requests at once, each slow: never two inside."""
+    from local import aws_server
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_action(_handler: object) -> str:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        return "answered"
+
+    monkeypatch.setattr(aws_server, "_moto_dynamodb_action", slow_action)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(aws_server._dynamodb_one_at_a_time, range(4)))
+    assert answers == ["answered"] * 4 and most == [1]

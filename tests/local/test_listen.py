@@ -37,3 +37,14 @@ def test_a_stop_does_not_wait_for_the_serving_loops_poll():
         assert not serving.is_alive()
     finally:
         server.server_close()
+
+
+def test_a_stop_of_a_server_that_never_served_closes_it_and_returns():
+    """``socketserver``'s shutdown waits for a serving loop to end, forever if none ever ran (a local pipeline stopped
+    after a partial start hung so on its webhook receiver). Stopped in a thread, so that a hang fails this test."""
+    server = BurstHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    stopping = threading.Thread(target=server.stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=60)
+    assert not stopping.is_alive()
+    assert server.socket.fileno() == -1  # closed
