@@ -17,8 +17,10 @@ says so):
   idle against A's with B.
 
 A prompt is about 365 tokens: 40,000 ITPM allow about 110 calls a minute, under 120 RPM, so the input-token
-limit binds and the request limit is within 10 % of binding. ``--quick`` runs a smoke of the machinery (fewer
-jobs, a quarter of the limits, one worker): its figures are not the goals'. It never fails a build.
+limit binds and the request limit is within 10 % of binding. The stand-in and the local AWS's DynamoDB run in processes
+of their own (``pipeline()`` says why): the bench measures the pipeline, not one interpreter serving every part of it.
+``--quick`` runs a smoke of the machinery (fewer jobs, a quarter of the limits, one worker): its figures are not the
+goals'. It never fails a build.
 """
 
 from __future__ import annotations
