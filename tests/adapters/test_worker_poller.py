@@ -836,8 +836,11 @@ def test_a_quiet_tenants_burst_starts_together_after_one_of_a_busy_tenants_jobs_
         _tenant_job(worker, "job_b0", "tenant-b")
         _tenant_job(worker, "job_b1", "tenant-b")
         model.steps.release()  # one of A's jobs ends: room for one message frees
-        wait_until(lambda: {"job_b0", "job_b1"} <= set(model.jobs), what="both of B's jobs to start")
-        assert len(model.jobs) == 7  # A's 4, A's next in the freed slot, B's 2 in the extra slots: no other call ended
+        # B's second job can only start with the follow-up receive: no other of A's calls is let go to free room. A's
+        # next starts in the freed slot meanwhile, in its own thread: waited for too (B's may begin their calls first).
+        wait_until(lambda: {"job_b0", "job_b1"} <= set(model.jobs) and len(model.jobs) >= 7,
+                   what="both of B's jobs and A's next to start")
+        assert len(model.jobs) == 7  # A's 4, A's next in the freed slot, B's 2 in the extra slots: nothing else
         for _ in range(14):
             model.steps.release()
         wait_until(lambda: running.poller.processed == 14, what="every job to end")
