@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 10.0
@@ -27,7 +27,7 @@ class ServerProcess:
         self._process: subprocess.Popen[str] | None = None
         self._url: str | None = None
 
-    def start(self) -> ServerProcess:
+    def start(self) -> Self:
         if self._process is None:
             self._process = subprocess.Popen(self._command, cwd=ROOT, env=self._env, stdout=subprocess.PIPE, text=True)
             assert self._process.stdout is not None
@@ -51,7 +51,7 @@ class ServerProcess:
             self._process.stdout.close()
         self._process = self._url = None
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

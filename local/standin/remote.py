@@ -32,13 +32,6 @@ class StandInProcess(ServerProcess):
                                                 if value is not None)]
         super().__init__("local.claude_standin", args, env=env, name="stand-in")
 
-    def start(self) -> StandInProcess:
-        super().start()
-        return self
-
-    def __enter__(self) -> StandInProcess:
-        return self.start()
-
     @property
     def base_url(self) -> str:
         return self.url
